@@ -1,0 +1,1418 @@
+/*
+ * attention.c -- chapter 1 of "attention, by hand, in C".
+ *
+ *     cc -O2 attention.c -lm -o attention && ./attention
+ *     ./attention --help
+ *
+ * The shared kernels every later chapter includes, and the attention
+ * mechanism itself. Sections, in the order NOTES.md teaches them:
+ *
+ *   0. utilities          checked allocation, argument checking, a seeded PRNG
+ *   1. kernels            matmul, linear, tanh/sigmoid/ReLU/GELU, softmax,
+ *                         masked softmax, log-softmax + cross-entropy,
+ *                         SGD, Adam, clipping by global norm
+ *   2. the mechanism      score -> softmax -> weighted sum (attend_forward)
+ *   3. score functions    dot, scaled dot, general, additive, concat, cosine
+ *   4. soft vs hard       sampling a position, REINFORCE with a baseline
+ *   5. global vs local    local-m (window at t), local-p (predicted p_t)
+ *   6. self-attention     Q = XW_q, K = XW_k, V = XW_v; scaled dot-product
+ *                         attention with masks; multi-head attention
+ *   7. seeing attention   terminal heatmap, SVG heatmap
+ *   8. the tour           main(): runs each section on built-in data
+ *
+ * Conventions (the same in every chapter):
+ *   - row-major flat arrays of double; a shape comment above every function;
+ *   - x_forward(out, cache..., in, params..., dims) and
+ *     x_backward(din, dparams..., dout, in/cache..., params..., dims);
+ *   - every backward ADDS into its gradients (+=): clear them before a step;
+ *   - a NULL gradient pointer means "not needed", where a comment says so;
+ *   - no allocation inside a forward or backward: callers own all buffers;
+ *   - stdout is deterministic for a given --seed; timings go to stderr.
+ *
+ * Dimension legend:
+ *   T  number of keys (source positions)   Tq number of queries
+ *   Dq query size    Dk key size    Dv value size
+ *   A  hidden size of the additive / concat score
+ *   D  model width   H  heads       dh = D / H, the width of one head
+ *   N  rows of a batch               V  vocabulary size (in cross-entropy)
+ */
+#ifndef ATTENTION_C
+#define ATTENTION_C
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+#define PI 3.14159265358979323846
+
+/* ========================================================================
+ * 0. utilities
+ * ======================================================================== */
+
+/* malloc that never returns NULL: on failure it names the caller's file:line
+ * and exits 1. The caller owns the block and frees it with free(). */
+static void *xmalloc_at(size_t bytes, const char *file, int line) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "%s:%d: out of memory allocating %lu bytes\n",
+                file, line, (unsigned long)bytes);
+        exit(1);
+    }
+    return p;
+}
+#define xmalloc(bytes) xmalloc_at((bytes), __FILE__, __LINE__)
+
+/* n doubles, all zero; checked like xmalloc. */
+static double *xcalloc_doubles_at(int n, const char *file, int line) {
+    double *p = xmalloc_at(sizeof(double) * (size_t)(n > 0 ? n : 1), file, line);
+    memset(p, 0, sizeof(double) * (size_t)(n > 0 ? n : 1));
+    return p;
+}
+#define xcalloc_doubles(n) xcalloc_doubles_at((n), __FILE__, __LINE__)
+
+/* fopen that never returns NULL: on failure it says which file and why, exit 1. */
+static FILE *xfopen_at(const char *path, const char *mode, const char *file, int line) {
+    FILE *f = fopen(path, mode);
+    if (!f) {
+        fprintf(stderr, "%s:%d: cannot open '%s' (mode %s): %s\n",
+                file, line, path, mode, strerror(errno));
+        exit(1);
+    }
+    return f;
+}
+#define xfopen(path, mode) xfopen_at((path), (mode), __FILE__, __LINE__)
+
+/* Command-line values. Each reads argv[*i + 1] as the value of option
+ * argv[*i], advances *i, and on any problem prints what was wrong and what
+ * would be right, then exits with status 2. */
+static const char *arg_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "%s: option %s needs a value (see --help)\n", argv[0], argv[*i]);
+        exit(2);
+    }
+    *i += 1;
+    return argv[*i];
+}
+
+long arg_long(int argc, char **argv, int *i, long lo, long hi) {
+    const char *name = argv[*i];
+    const char *s = arg_value(argc, argv, i);
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s must be an integer between %ld and %ld, got '%s'\n",
+                argv[0], name, lo, hi, s);
+        exit(2);
+    }
+    return v;
+}
+
+double arg_double(int argc, char **argv, int *i, double lo, double hi) {
+    const char *name = argv[*i];
+    const char *s = arg_value(argc, argv, i);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "%s: %s must be a number between %g and %g, got '%s'\n",
+                argv[0], name, lo, hi, s);
+        exit(2);
+    }
+    return v;
+}
+
+/* The value of a string option that must be one of `choices` (NULL-ended);
+ * returns its index. */
+int arg_choice(int argc, char **argv, int *i, const char *const *choices) {
+    const char *name = argv[*i];
+    const char *s = arg_value(argc, argv, i);
+    for (int k = 0; choices[k]; k++)
+        if (strcmp(s, choices[k]) == 0) return k;
+    fprintf(stderr, "%s: %s must be one of", argv[0], name);
+    for (int k = 0; choices[k]; k++) fprintf(stderr, "%s %s", k ? "," : "", choices[k]);
+    fprintf(stderr, "; got '%s'\n", s);
+    exit(2);
+}
+
+/* The value of a path option (any non-empty string). */
+const char *arg_path(int argc, char **argv, int *i) {
+    const char *name = argv[*i];
+    const char *s = arg_value(argc, argv, i);
+    if (!s[0]) {
+        fprintf(stderr, "%s: %s needs a non-empty file name\n", argv[0], name);
+        exit(2);
+    }
+    return s;
+}
+
+/* An option this program does not know. */
+void arg_unknown(char **argv, int i) {
+    fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], argv[i]);
+    exit(2);
+}
+
+/* A seeded PRNG of our own (splitmix64), so a run is bit-for-bit reproducible
+ * from --seed on every platform; rand() is not. */
+typedef struct { uint64_t state; } Rng;
+
+void rng_seed(Rng *r, uint64_t seed) { r->state = seed; }
+
+uint64_t rng_next(Rng *r) {
+    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [0, 1), 53 random bits */
+double rng_uniform(Rng *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* uniform integer in [0, n) */
+int rng_int(Rng *r, int n) { return (int)(rng_uniform(r) * n); }
+
+/* standard normal (Box-Muller; uses two uniforms per call, keeps no state) */
+double rng_normal(Rng *r) {
+    double u1 = 1.0 - rng_uniform(r);   /* in (0, 1]: log is finite */
+    double u2 = rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2);
+}
+
+/* x (n) ~ N(0, std^2) */
+void rng_fill_normal(Rng *r, double *x, int n, double std) {
+    for (int i = 0; i < n; i++) x[i] = std * rng_normal(r);
+}
+
+/* x (n) ~ U(lo, hi) */
+void rng_fill_uniform(Rng *r, double *x, int n, double lo, double hi) {
+    for (int i = 0; i < n; i++) x[i] = lo + (hi - lo) * rng_uniform(r);
+}
+
+/* ========================================================================
+ * 1. kernels
+ * ======================================================================== */
+
+/* ---- matmul ------------------------------------------------------------
+ * out (M,N) = a (M,K) @ b (K,N).
+ * Loop order i-k-j: the inner loop walks a row of b and a row of out with
+ * stride 1, so the compiler vectorises it. */
+void matmul_forward(double *restrict out, const double *restrict a,
+                    const double *restrict b, int M, int K, int N) {
+    for (int i = 0; i < M; i++) {
+        double *o = out + i * N;
+        for (int j = 0; j < N; j++) o[j] = 0.0;
+        for (int k = 0; k < K; k++) {
+            const double aik = a[i * K + k];
+            const double *bk = b + k * N;
+            for (int j = 0; j < N; j++) o[j] += aik * bk[j];
+        }
+    }
+}
+
+/* out (M,N) += a (M,K) @ b (N,K)^T: each entry is a dot product of two rows. */
+void matmul_nt_add(double *restrict out, const double *restrict a,
+                   const double *restrict b, int M, int K, int N) {
+    for (int i = 0; i < M; i++) {
+        const double *ai = a + i * K;
+        for (int j = 0; j < N; j++) {
+            const double *bj = b + j * K;
+            double s = 0.0;
+            for (int k = 0; k < K; k++) s += ai[k] * bj[k];
+            out[i * N + j] += s;
+        }
+    }
+}
+
+/* out (M,N) += a (K,M)^T @ b (K,N): a sum of K outer products, row by row. */
+void matmul_tn_add(double *restrict out, const double *restrict a,
+                   const double *restrict b, int M, int K, int N) {
+    for (int k = 0; k < K; k++) {
+        const double *bk = b + k * N;
+        for (int i = 0; i < M; i++) {
+            const double aki = a[k * M + i];
+            double *o = out + i * N;
+            for (int j = 0; j < N; j++) o[j] += aki * bk[j];
+        }
+    }
+}
+
+/* Backward of out = a @ b. da (M,K) and db (K,N) may be NULL.
+ * forward was: out[i][j] = sum_k a[i][k] b[k][j]
+ * so da = dout @ b^T and db = a^T @ dout. */
+void matmul_backward(double *da, double *db, const double *dout,
+                     const double *a, const double *b, int M, int K, int N) {
+    if (da) matmul_nt_add(da, dout, b, M, N, K);
+    if (db) matmul_tn_add(db, a, dout, K, M, N);
+}
+
+/* ---- linear layer --------------------------------------------------------
+ * out (N,O) = x (N,I) @ W (I,O) + b (O); b may be NULL (no bias). */
+void linear_forward(double *out, const double *x, const double *W, const double *b,
+                    int N, int I, int O) {
+    matmul_forward(out, x, W, N, I, O);
+    if (b)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < O; o++) out[n * O + o] += b[o];
+}
+
+/* dx (N,I), dW (I,O), db (O) += ...; each may be NULL.
+ * forward was: out = x @ W + b, so dx = dout @ W^T, dW = x^T @ dout, db = sum_n dout[n]. */
+void linear_backward(double *dx, double *dW, double *db, const double *dout,
+                     const double *x, const double *W, int N, int I, int O) {
+    matmul_backward(dx, dW, dout, x, W, N, I, O);
+    if (db)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < O; o++) db[o] += dout[n * O + o];
+}
+
+/* ---- element-wise nonlinearities, x and out of n entries ---------------- */
+
+void tanh_forward(double *out, const double *x, int n) {
+    for (int i = 0; i < n; i++) out[i] = tanh(x[i]);
+}
+/* forward was: out = tanh(x), so dx += dout * (1 - out^2) */
+void tanh_backward(double *dx, const double *dout, const double *out, int n) {
+    for (int i = 0; i < n; i++) dx[i] += dout[i] * (1.0 - out[i] * out[i]);
+}
+
+/* sigmoid(x) = 1 / (1 + e^-x), written so that exp never overflows */
+double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+void sigmoid_forward(double *out, const double *x, int n) {
+    for (int i = 0; i < n; i++) out[i] = sigmoid(x[i]);
+}
+/* forward was: out = sigmoid(x), so dx += dout * out * (1 - out) */
+void sigmoid_backward(double *dx, const double *dout, const double *out, int n) {
+    for (int i = 0; i < n; i++) dx[i] += dout[i] * out[i] * (1.0 - out[i]);
+}
+
+void relu_forward(double *out, const double *x, int n) {
+    for (int i = 0; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0.0;
+}
+/* forward was: out = max(x, 0), so dx += dout where x > 0 */
+void relu_backward(double *dx, const double *dout, const double *x, int n) {
+    for (int i = 0; i < n; i++) dx[i] += x[i] > 0 ? dout[i] : 0.0;
+}
+
+/* GELU, the exact form: x * Phi(x), Phi the standard normal CDF */
+void gelu_forward(double *out, const double *x, int n) {
+    for (int i = 0; i < n; i++) out[i] = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+}
+/* forward was: out = x Phi(x), so dx += dout * (Phi(x) + x phi(x)) */
+void gelu_backward(double *dx, const double *dout, const double *x, int n) {
+    for (int i = 0; i < n; i++) {
+        double Phi = 0.5 * (1.0 + erf(x[i] / sqrt(2.0)));
+        double phi = exp(-0.5 * x[i] * x[i]) / sqrt(2.0 * PI);
+        dx[i] += dout[i] * (Phi + x[i] * phi);
+    }
+}
+
+/* ---- softmax -------------------------------------------------------------
+ * p (n) = softmax(x (n)) over the entries with mask[i] != 0 (mask NULL: all).
+ * Masked entries get weight 0. A row with nothing left to attend to gets all
+ * zeros, on purpose: no 0/0, no NaN, and softmax_backward then gives a zero
+ * gradient. Subtracting the row max keeps exp() from overflowing.
+ * p may be the same array as x (in-place). */
+void masked_softmax_forward(double *p, const double *x, const unsigned char *mask, int n) {
+    double max = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if ((!mask || mask[i]) && x[i] > max) max = x[i];
+    if (max == -INFINITY) {                     /* fully masked (or n = 0)? */
+        for (int i = 0; i < n; i++) p[i] = 0.0;
+        return;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        p[i] = (!mask || mask[i]) ? exp(x[i] - max) : 0.0;
+        sum += p[i];
+    }
+    for (int i = 0; i < n; i++) p[i] /= sum;    /* sum >= 1: the max term is exp(0) */
+}
+
+void softmax_forward(double *p, const double *x, int n) {
+    masked_softmax_forward(p, x, NULL, n);
+}
+
+/* forward was: p_i = exp(x_i) / sum_j exp(x_j)
+ * so dp_i/dx_j = p_i (delta_ij - p_j) and dx = p * (dp - sum(p * dp)).
+ * Masked entries have p_i = 0 and so receive no gradient. dx and dp may alias. */
+void softmax_backward(double *dx, const double *dp, const double *p, int n) {
+    double dot = 0.0;
+    for (int i = 0; i < n; i++) dot += p[i] * dp[i];
+    for (int i = 0; i < n; i++) dx[i] += p[i] * (dp[i] - dot);
+}
+
+/* log(sum_i exp(x_i)) for x (n), n >= 1, without overflow */
+double logsumexp(const double *x, int n) {
+    double max = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += exp(x[i] - max);
+    return max + log(s);
+}
+
+/* lp (n) = log softmax(x (n)) = x - logsumexp(x) */
+void log_softmax_forward(double *lp, const double *x, int n) {
+    double lse = logsumexp(x, n);
+    for (int i = 0; i < n; i++) lp[i] = x[i] - lse;
+}
+
+/* ---- cross-entropy -------------------------------------------------------
+ * Loss of one row of logits (V) against class `target`, with label smoothing
+ * eps (0 for plain cross-entropy): the target distribution is
+ *     q = (1 - eps) onehot(target) + eps / V
+ * and loss = -sum_j q_j log softmax(logits)_j, via log-sum-exp.
+ * probs (V) receives softmax(logits) for the backward. target < 0 means
+ * "no target here" (padding): the loss is 0 and probs is zeroed. */
+double cross_entropy_forward(double *probs, const double *logits, int target, int V,
+                             double eps) {
+    if (target < 0) {
+        for (int j = 0; j < V; j++) probs[j] = 0.0;
+        return 0.0;
+    }
+    double lse = logsumexp(logits, V);
+    double loss = -(1.0 - eps) * (logits[target] - lse);
+    for (int j = 0; j < V; j++) {
+        double lp = logits[j] - lse;
+        if (eps > 0) loss -= eps / V * lp;
+        probs[j] = exp(lp);
+    }
+    return loss;
+}
+
+/* forward was: loss = -sum_j q_j log p_j with p = softmax(logits)
+ * so dlogits += dloss * (p - q). */
+void cross_entropy_backward(double *dlogits, double dloss, const double *probs,
+                            int target, int V, double eps) {
+    if (target < 0) return;
+    for (int j = 0; j < V; j++) {
+        double q = eps / V + (j == target ? 1.0 - eps : 0.0);
+        dlogits[j] += dloss * (probs[j] - q);
+    }
+}
+
+/* ---- optimisers and clipping (flat arrays of n parameters) --------------- */
+
+/* p -= lr * g */
+void sgd_update(double *p, const double *g, int n, double lr) {
+    for (int i = 0; i < n; i++) p[i] -= lr * g[i];
+}
+
+/* Adam (Kingma & Ba 2014) with decoupled weight decay wd (AdamW; 0 = none).
+ * m, v (n) are the moment estimates, zero before step t = 1. */
+void adam_update(double *p, const double *g, double *m, double *v, int n, int t,
+                 double lr, double beta1, double beta2, double eps, double wd) {
+    double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
+    for (int i = 0; i < n; i++) {
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
+        double mhat = m[i] / c1, vhat = v[i] / c2;
+        p[i] -= lr * (mhat / (sqrt(vhat) + eps) + wd * p[i]);
+    }
+}
+
+/* sqrt(sum g^2) */
+double grad_norm(const double *g, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += g[i] * g[i];
+    return sqrt(s);
+}
+
+/* If the global norm of g (n) exceeds max_norm, scale g down to max_norm.
+ * Returns the norm before clipping (worth printing: it shows explosions). */
+double clip_grad_norm(double *g, int n, double max_norm) {
+    double norm = grad_norm(g, n);
+    if (norm > max_norm) {
+        double s = max_norm / norm;
+        for (int i = 0; i < n; i++) g[i] *= s;
+    }
+    return norm;
+}
+
+/* ========================================================================
+ * 2. the mechanism: score -> softmax -> weighted sum
+ *
+ * One query q attends over T keys and values:
+ *     e_i = score(q, k_i)          step 1: how well does key i match?
+ *     a   = softmax(e)             step 2: turn scores into weights
+ *     c   = sum_i a_i v_i          step 3: read the values with the weights
+ * attend_forward() below is these three lines. The score functions live in
+ * section 3; step 3 is the weighted sum here.
+ * ======================================================================== */
+
+/* c (Dv) = sum_i a_i v_i, a (T), V (T,Dv) */
+void weighted_sum_forward(double *c, const double *a, const double *V, int T, int Dv) {
+    for (int j = 0; j < Dv; j++) c[j] = 0.0;
+    for (int i = 0; i < T; i++) {
+        if (a[i] == 0.0) continue;              /* masked positions cost nothing */
+        const double *v = V + i * Dv;
+        for (int j = 0; j < Dv; j++) c[j] += a[i] * v[j];
+    }
+}
+
+/* forward was: c[j] += a[i] * v[i][j]
+ * so da[i] += dc . v_i and dv[i][j] += a[i] * dc[j]. da or dV may be NULL. */
+void weighted_sum_backward(double *da, double *dV, const double *dc, const double *a,
+                           const double *V, int T, int Dv) {
+    for (int i = 0; i < T; i++) {
+        const double *v = V + i * Dv;
+        if (da) {
+            double s = 0.0;
+            for (int j = 0; j < Dv; j++) s += dc[j] * v[j];
+            da[i] += s;
+        }
+        if (dV) {
+            double *dv = dV + i * Dv;
+            for (int j = 0; j < Dv; j++) dv[j] += a[i] * dc[j];
+        }
+    }
+}
+
+/* ========================================================================
+ * 3. score functions
+ *
+ *   dot       e = q . k                         (needs Dq = Dk)
+ *   scaled    e = q . k / sqrt(Dk)              (Vaswani et al. 2017)
+ *   general   e = q^T W k                       (Luong et al. 2015, "bilinear")
+ *   additive  e = v^T tanh(W q + U k)           (Bahdanau et al. 2014, an MLP)
+ *   concat    e = v^T tanh(W [q; k])            (Luong et al. 2015)
+ *   cosine    e = q . k / (|q| |k|)
+ *
+ * Keys do not change while a decoder asks many queries of them, so each score
+ * is split in two: score_keys_forward() prepares the keys once (Kp = K for
+ * dot/scaled/cosine, K W^T for general, K U for additive, the key block of W
+ * for concat), and score_forward() scores one query against the prepared keys.
+ * Concat is additive with the two matrices stacked into one: W [q; k] =
+ * W_top q + W_bottom k. The code says so by sharing the additive path.
+ * ======================================================================== */
+
+enum { SCORE_DOT, SCORE_SCALED_DOT, SCORE_GENERAL, SCORE_ADDITIVE, SCORE_CONCAT,
+       SCORE_COSINE, SCORE_KINDS };
+static const char *const score_names[] = {
+    "dot", "scaled", "general", "additive", "concat", "cosine", NULL };
+
+/* A score function and its parameters. The same struct, pointed at gradient
+ * buffers, holds the parameter gradients. */
+typedef struct {
+    int kind;        /* SCORE_* */
+    int Dq, Dk, A;   /* query size, key size, hidden size (additive, concat) */
+    double *W;       /* general (Dk,Dq): row-major so K @ W = rows W_a k_i;
+                        additive (Dq,A); concat (Dq+Dk,A), query rows first */
+    double *U;       /* additive (Dk,A) */
+    double *v;       /* additive, concat (A) */
+} Score;
+
+/* number of parameters of a score of this kind */
+int score_num_params(int kind, int Dq, int Dk, int A) {
+    switch (kind) {
+    case SCORE_GENERAL:  return Dk * Dq;
+    case SCORE_ADDITIVE: return Dq * A + Dk * A + A;
+    case SCORE_CONCAT:   return (Dq + Dk) * A + A;
+    default:             return 0;
+    }
+}
+
+/* Point s at parameters laid out in mem (score_num_params doubles) in the
+ * order W, U, v. mem may be NULL for a score without parameters. */
+void score_bind(Score *s, double *mem, int kind, int Dq, int Dk, int A) {
+    s->kind = kind; s->Dq = Dq; s->Dk = Dk; s->A = A;
+    s->W = s->U = s->v = NULL;
+    switch (kind) {
+    case SCORE_GENERAL:  s->W = mem; break;
+    case SCORE_ADDITIVE: s->W = mem; s->U = mem + Dq * A; s->v = s->U + Dk * A; break;
+    case SCORE_CONCAT:   s->W = mem; s->v = mem + (Dq + Dk) * A; break;
+    default: break;
+    }
+}
+
+/* width P of one prepared key */
+int score_key_width(const Score *s) {
+    switch (s->kind) {
+    case SCORE_GENERAL:  return s->Dq;
+    case SCORE_ADDITIVE: case SCORE_CONCAT: return s->A;
+    default:             return s->Dk;
+    }
+}
+
+/* doubles of per-query cache score_forward needs for T keys */
+int score_cache_size(const Score *s, int T) {
+    return (s->kind == SCORE_ADDITIVE || s->kind == SCORE_CONCAT) ? (T + 1) * s->A : 0;
+}
+
+/* The matrix that maps a key into the additive hidden space: U for additive,
+ * the bottom (key) block of W for concat. */
+static double *score_key_matrix(const Score *s) {
+    return s->kind == SCORE_ADDITIVE ? s->U : s->W + s->Dq * s->A;
+}
+
+/* Kp (T,P) = prepared keys from K (T,Dk). */
+void score_keys_forward(double *Kp, const double *K, int T, const Score *s) {
+    switch (s->kind) {
+    case SCORE_GENERAL:
+        linear_forward(Kp, K, s->W, NULL, T, s->Dk, s->Dq); break;
+    case SCORE_ADDITIVE: case SCORE_CONCAT:
+        linear_forward(Kp, K, score_key_matrix(s), NULL, T, s->Dk, s->A); break;
+    default:
+        memcpy(Kp, K, sizeof(double) * (size_t)(T * s->Dk));
+    }
+}
+
+/* dK (T,Dk) and the key-side parameter gradients in g += from dKp (T,P). */
+void score_keys_backward(double *dK, Score *g, const double *dKp, const double *K,
+                         int T, const Score *s) {
+    switch (s->kind) {
+    case SCORE_GENERAL:
+        linear_backward(dK, g->W, NULL, dKp, K, s->W, T, s->Dk, s->Dq); break;
+    case SCORE_ADDITIVE: case SCORE_CONCAT:
+        linear_backward(dK, score_key_matrix(g), NULL, dKp, K, score_key_matrix(s),
+                        T, s->Dk, s->A); break;
+    default:
+        if (dK) for (int i = 0; i < T * s->Dk; i++) dK[i] += dKp[i];
+    }
+}
+
+/* e (T) = score(q, k_i) for the query q (Dq) against prepared keys Kp (T,P).
+ * cache (score_cache_size) keeps what the backward needs: for additive and
+ * concat the hidden vectors h_i = tanh(W q + Kp_i), (T,A), then W q, (A). */
+void score_forward(double *e, double *cache, const double *q, const double *Kp, int T,
+                   const Score *s) {
+    const int P = score_key_width(s);
+    switch (s->kind) {
+    case SCORE_DOT: case SCORE_SCALED_DOT: case SCORE_GENERAL: {
+        double scale = s->kind == SCORE_SCALED_DOT ? 1.0 / sqrt((double)s->Dk) : 1.0;
+        for (int i = 0; i < T; i++) {
+            const double *k = Kp + i * P;
+            double d = 0.0;
+            for (int j = 0; j < P; j++) d += q[j] * k[j];
+            e[i] = d * scale;
+        }
+        break;
+    }
+    case SCORE_ADDITIVE: case SCORE_CONCAT: {
+        const int A = s->A;
+        double *wq = cache + T * A;             /* W q, shared by all keys */
+        matmul_forward(wq, q, s->W, 1, s->Dq, A);
+        for (int i = 0; i < T; i++) {
+            double *h = cache + i * A;
+            const double *k = Kp + i * A;
+            double d = 0.0;
+            for (int j = 0; j < A; j++) {
+                h[j] = tanh(wq[j] + k[j]);
+                d += s->v[j] * h[j];
+            }
+            e[i] = d;
+        }
+        break;
+    }
+    case SCORE_COSINE: {
+        double nq = 0.0;
+        for (int j = 0; j < P; j++) nq += q[j] * q[j];
+        nq = sqrt(nq);
+        for (int i = 0; i < T; i++) {
+            const double *k = Kp + i * P;
+            double d = 0.0, nk = 0.0;
+            for (int j = 0; j < P; j++) { d += q[j] * k[j]; nk += k[j] * k[j]; }
+            double den = nq * sqrt(nk);
+            e[i] = den > 1e-300 ? d / den : 0.0; /* a zero vector matches nothing */
+        }
+        break;
+    }
+    }
+}
+
+/* dq (Dq), dKp (T,P) and the query-side parameter gradients in g += from
+ * de (T). dq or dKp may be NULL. */
+void score_backward(double *dq, double *dKp, Score *g, const double *de,
+                    const double *q, const double *Kp, const double *cache, int T,
+                    const Score *s) {
+    const int P = score_key_width(s);
+    switch (s->kind) {
+    case SCORE_DOT: case SCORE_SCALED_DOT: case SCORE_GENERAL: {
+        /* forward was: e_i = scale * q . k_i, so dq += scale de_i k_i, dk_i += scale de_i q */
+        double scale = s->kind == SCORE_SCALED_DOT ? 1.0 / sqrt((double)s->Dk) : 1.0;
+        for (int i = 0; i < T; i++) {
+            const double *k = Kp + i * P;
+            double d = de[i] * scale;
+            if (dq) for (int j = 0; j < P; j++) dq[j] += d * k[j];
+            if (dKp) for (int j = 0; j < P; j++) dKp[i * P + j] += d * q[j];
+        }
+        break;
+    }
+    case SCORE_ADDITIVE: case SCORE_CONCAT: {
+        /* forward was: h_i = tanh(W q + Kp_i); e_i = v . h_i
+         * so dv += de_i h_i, dz_i = de_i v (1 - h_i^2), dKp_i += dz_i,
+         * and with dwq = sum_i dz_i: dq += W dwq, dW += q dwq^T. */
+        const int A = s->A;
+        for (int j = 0; j < A; j++) {
+            double dwq = 0.0;
+            for (int i = 0; i < T; i++) {
+                double h = cache[i * A + j];
+                if (g->v) g->v[j] += de[i] * h;
+                double dz = de[i] * s->v[j] * (1.0 - h * h);
+                if (dKp) dKp[i * A + j] += dz;
+                dwq += dz;
+            }
+            for (int d = 0; d < s->Dq; d++) {
+                if (dq) dq[d] += s->W[d * A + j] * dwq;
+                if (g->W) g->W[d * A + j] += q[d] * dwq;
+            }
+        }
+        break;
+    }
+    case SCORE_COSINE: {
+        /* forward was: e_i = q.k / (|q||k|)
+         * so de/dq = k/(|q||k|) - e q/|q|^2 and de/dk = q/(|q||k|) - e k/|k|^2 */
+        double nq = 0.0;
+        for (int j = 0; j < P; j++) nq += q[j] * q[j];
+        nq = sqrt(nq);
+        for (int i = 0; i < T; i++) {
+            const double *k = Kp + i * P;
+            double d = 0.0, nk = 0.0;
+            for (int j = 0; j < P; j++) { d += q[j] * k[j]; nk += k[j] * k[j]; }
+            nk = sqrt(nk);
+            if (nq * nk <= 1e-300) continue;    /* e was pinned at 0 */
+            double e = d / (nq * nk);
+            for (int j = 0; j < P; j++) {
+                if (dq) dq[j] += de[i] * (k[j] / (nq * nk) - e * q[j] / (nq * nq));
+                if (dKp) dKp[i * P + j] += de[i] * (q[j] / (nq * nk) - e * k[j] / (nk * nk));
+            }
+        }
+        break;
+    }
+    }
+}
+
+/* The whole mechanism for one query:
+ *   c (Dv) = sum_i a_i v_i,  a (T) = softmax over mask of score(q, k_i)
+ * q (Dq), Kp (T,P) prepared keys, V (T,Dv), mask (T) or NULL, cache as in
+ * score_forward. a receives the weights (it holds the raw scores in between). */
+void attend_forward(double *c, double *a, double *cache, const double *q,
+                    const double *Kp, const double *V, const unsigned char *mask,
+                    int T, int Dv, const Score *s) {
+    score_forward(a, cache, q, Kp, T, s);       /* step 1: e_i = score(q, k_i) */
+    masked_softmax_forward(a, a, mask, T);      /* step 2: a = softmax(e)      */
+    weighted_sum_forward(c, a, V, T, Dv);       /* step 3: c = sum_i a_i v_i   */
+}
+
+/* Backward of attend_forward, the three steps in reverse. dq, dKp, dV may be
+ * NULL; g holds parameter gradients; work (T) is scratch. */
+void attend_backward(double *dq, double *dKp, double *dV, Score *g, const double *dc,
+                     const double *q, const double *Kp, const double *V,
+                     const double *a, const double *cache, int T, int Dv,
+                     const Score *s, double *work) {
+    for (int i = 0; i < T; i++) work[i] = 0.0;
+    weighted_sum_backward(work, dV, dc, a, V, T, Dv);   /* step 3: da          */
+    softmax_backward(work, work, a, T);                 /* step 2: de, in place */
+    score_backward(dq, dKp, g, work, q, Kp, cache, T, s); /* step 1            */
+}
+
+/* ========================================================================
+ * 4. soft vs hard attention
+ *
+ * Soft attention reads c = sum_i a_i v_i: smooth, trained by backprop.
+ * Hard attention picks ONE position i ~ a (argmax at inference) and reads
+ * c = v_i. The pick is not differentiable, so the gradient of the expected
+ * loss E_{i~a}[L_i] with respect to the scores is estimated with the
+ * score-function (REINFORCE) estimator:
+ *     grad_e E[L] = E_i[ (L_i - b) grad_e log a_i ],  grad_e log a_i = onehot(i) - a
+ * which is unbiased for any baseline b that does not depend on i; a good b
+ * (e.g. a running mean of L) lowers the variance.
+ * ======================================================================== */
+
+/* sample i ~ Categorical(a (T)); a must sum to 1 */
+int hard_attention_sample(Rng *r, const double *a, int T) {
+    double u = rng_uniform(r), cum = 0.0;
+    for (int i = 0; i < T; i++) {
+        cum += a[i];
+        if (u < cum) return i;
+    }
+    for (int i = T - 1; i >= 0; i--) if (a[i] > 0) return i; /* rounding: last nonzero */
+    return 0;
+}
+
+/* the most likely position: what hard attention uses at inference */
+int hard_attention_argmax(const double *a, int T) {
+    int best = 0;
+    for (int i = 1; i < T; i++) if (a[i] > a[best]) best = i;
+    return best;
+}
+
+/* c (Dv) = v_i, the value at the chosen position */
+void hard_attention_forward(double *c, int i, const double *V, int Dv) {
+    memcpy(c, V + i * Dv, sizeof(double) * (size_t)Dv);
+}
+
+/* REINFORCE for one sample i with advantage (L_i - b):
+ *     de (T) += (L_i - b) * (onehot(i) - a)
+ * The path through v_i itself is ordinary backprop: dV[i] += dc. */
+void hard_attention_backward(double *de, double advantage, int i, const double *a, int T) {
+    for (int j = 0; j < T; j++) de[j] += advantage * ((j == i ? 1.0 : 0.0) - a[j]);
+}
+
+/* ========================================================================
+ * 5. global vs local attention (Luong et al. 2015)
+ *
+ * Global attention looks at every source position. Local attention looks at
+ * a window [p - D, p + D] around an aligned position p:
+ *   local-m  p = t, the target step (monotonic alignment);
+ *   local-p  p = S * sigmoid(v_p^T tanh(W_p h)) is predicted from the decoder
+ *            state h, and the window's weights are multiplied by a Gaussian
+ *            exp(-(s - p)^2 / (2 sigma^2)), sigma = D / 2, so that the loss
+ *            is differentiable in p and W_p, v_p learn where to look.
+ * We number source positions 0..S-1, so local-p uses (S - 1) * sigmoid(...)
+ * to keep p on the source.
+ * ======================================================================== */
+
+/* mask (T) = 1 where |i - p| <= D, else 0 */
+void local_window_mask(unsigned char *mask, double p, int D, int T) {
+    for (int i = 0; i < T; i++) mask[i] = fabs(i - p) <= D;
+}
+
+/* p = (S - 1) sigmoid(v_p . tanh(h W_p)) for h (H); W_p (H,Ap), v_p (Ap).
+ * z (Ap) keeps tanh(h W_p) for the backward. Returns p. */
+double local_position_forward(double *z, const double *h, const double *Wp,
+                              const double *vp, int S, int H, int Ap) {
+    matmul_forward(z, h, Wp, 1, H, Ap);
+    tanh_forward(z, z, Ap);
+    double u = 0.0;
+    for (int j = 0; j < Ap; j++) u += vp[j] * z[j];
+    return (S - 1) * sigmoid(u);
+}
+
+/* forward was: p = (S-1) sigmoid(u), u = v_p . z, z = tanh(h W_p)
+ * so du = dp (S-1) s (1-s) with s = p/(S-1); dv_p += du z;
+ * dz = du v_p (1 - z^2); dh += W_p dz; dW_p += h dz^T.
+ * dh may be NULL; work (Ap) is scratch. */
+void local_position_backward(double *dh, double *dWp, double *dvp, double dp,
+                             const double *h, const double *z, double p,
+                             const double *Wp, const double *vp, int S, int H, int Ap,
+                             double *work) {
+    if (S <= 1) return;                         /* p is pinned at 0 */
+    double sg = p / (S - 1);
+    double du = dp * (S - 1) * sg * (1.0 - sg);
+    for (int j = 0; j < Ap; j++) {
+        dvp[j] += du * z[j];
+        work[j] = du * vp[j] * (1.0 - z[j] * z[j]);
+    }
+    linear_backward(dh, dWp, NULL, work, h, Wp, 1, H, Ap);
+}
+
+/* Local-p attention for one query q against prepared keys Kp (T,P):
+ *   align = softmax over the window |i - p| <= D of score(q, k_i)
+ *   a_i   = align_i * exp(-(i - p)^2 / (2 sigma^2)),  sigma = D / 2
+ *   c     = sum_i a_i v_i
+ * align, a (T) and mask (T) are kept for the backward. D >= 1. */
+void local_p_attend_forward(double *c, double *a, double *align, unsigned char *mask,
+                            double *cache, const double *q, const double *Kp,
+                            const double *V, double p, int D, int T, int Dv,
+                            const Score *s) {
+    double sigma = D / 2.0;
+    local_window_mask(mask, p, D, T);
+    score_forward(align, cache, q, Kp, T, s);
+    masked_softmax_forward(align, align, mask, T);
+    for (int i = 0; i < T; i++)
+        a[i] = align[i] * exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
+    weighted_sum_forward(c, a, V, T, Dv);
+}
+
+/* Backward of local_p_attend_forward; *dp receives the gradient through the
+ * Gaussian (hand it to local_position_backward). work (T) is scratch. */
+void local_p_attend_backward(double *dq, double *dKp, double *dV, double *dp, Score *g,
+                             const double *dc, const double *q, const double *Kp,
+                             const double *V, const double *a, const double *align,
+                             const double *cache, double p, int D, int T, int Dv,
+                             const Score *s, double *work) {
+    double sigma = D / 2.0;
+    for (int i = 0; i < T; i++) work[i] = 0.0;
+    weighted_sum_backward(work, dV, dc, a, V, T, Dv);        /* da */
+    for (int i = 0; i < T; i++) {
+        /* forward was: a_i = align_i g_i, g_i = exp(-(i-p)^2 / (2 sigma^2))
+         * so dalign_i = da_i g_i and dp += da_i align_i g_i (i - p) / sigma^2 */
+        double gi = exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
+        *dp += work[i] * align[i] * gi * (i - p) / (sigma * sigma);
+        work[i] *= gi;
+    }
+    softmax_backward(work, work, align, T);
+    score_backward(dq, dKp, g, work, q, Kp, cache, T, s);
+}
+
+/* ========================================================================
+ * 6. self-attention and multi-head attention
+ *
+ * In self-attention the queries, keys and values all come from the same
+ * sequence X (T,D): Q = X W_q, K = X W_k, V = X W_v, and
+ *     out = softmax(Q K^T / sqrt(dk) + mask) V
+ * computed row by row with attend_forward and the scaled dot score.
+ * Masks: key_mask (Tk) marks real keys (1) vs padding (0), NULL = all real;
+ * causal = 1 lets query i see only keys j <= i.
+ * ======================================================================== */
+
+/* out (Tq,dv), P (Tq,Tk) = scaled dot-product attention of Q (Tq,dk) over
+ * K (Tk,dk), V (Tk,dv). A causal row i uses keys 0..i only. */
+void sdpa_forward(double *out, double *P, const double *Q, const double *K,
+                  const double *V, const unsigned char *key_mask, int causal,
+                  int Tq, int Tk, int dk, int dv) {
+    Score s;
+    score_bind(&s, NULL, SCORE_SCALED_DOT, dk, dk, 0);
+    for (int i = 0; i < Tq; i++) {
+        int n = causal && i + 1 < Tk ? i + 1 : Tk;     /* keys row i may see */
+        double *p = P + i * Tk;
+        attend_forward(out + i * dv, p, NULL, Q + i * dk, K, V, key_mask, n, dv, &s);
+        for (int j = n; j < Tk; j++) p[j] = 0.0;      /* the future: weight 0 */
+    }
+}
+
+/* Backward of sdpa_forward: dQ (Tq,dk), dK (Tk,dk), dV (Tk,dv) +=.
+ * work (Tk) is scratch. */
+void sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
+                   const double *Q, const double *K, const double *V, const double *P,
+                   int causal, int Tq, int Tk, int dk, int dv, double *work) {
+    Score s;
+    score_bind(&s, NULL, SCORE_SCALED_DOT, dk, dk, 0);
+    for (int i = 0; i < Tq; i++) {
+        int n = causal && i + 1 < Tk ? i + 1 : Tk;
+        attend_backward(dQ + i * dk, dK, dV, &s, dout + i * dv, Q + i * dk, K, V,
+                        P + i * Tk, NULL, n, dv, &s, work);
+    }
+}
+
+/* Multi-head attention (Vaswani et al. 2017):
+ *     Q = Xq W_q, K = Xkv W_k, V = Xkv W_v                (project)
+ *     split each into H heads of width dh = D / H          (split heads)
+ *     O_h = sdpa(Q_h, K_h, V_h)                            (attend, per head)
+ *     out = concat(O_1..O_H) W_o                            (concatenate, mix)
+ * Self-attention passes Xkv = Xq; cross-attention passes the encoder's output. */
+typedef struct {
+    double *Wq, *Wk, *Wv, *Wo;  /* each (D,D) */
+} Mha;
+
+int mha_num_params(int D) { return 4 * D * D; }
+
+/* point m at 4 D*D parameters in mem, in the order Wq, Wk, Wv, Wo */
+void mha_bind(Mha *m, double *mem, int D) {
+    m->Wq = mem; m->Wk = mem + D * D; m->Wv = mem + 2 * D * D; m->Wo = mem + 3 * D * D;
+}
+
+/* The activations one call keeps for its backward (and the same shapes,
+ * in a second block, serve the backward as scratch). */
+typedef struct {
+    double *Q, *K, *V;      /* (Tq,D), (Tk,D), (Tk,D) projections */
+    double *Qh, *Kh, *Vh;   /* (H,Tq,dh), (H,Tk,dh), (H,Tk,dh) split into heads */
+    double *P;              /* (H,Tq,Tk) attention weights of every head */
+    double *Oh;             /* (H,Tq,dh) per-head outputs */
+    double *O;              /* (Tq,D) heads concatenated */
+    double *work;           /* (Tk) scratch row */
+} MhaCache;
+
+int mha_cache_size(int Tq, int Tk, int D, int H) {
+    return 4 * Tq * D + 4 * Tk * D + H * Tq * Tk + Tk;
+}
+
+void mha_cache_bind(MhaCache *c, double *mem, int Tq, int Tk, int D, int H) {
+    c->Q = mem;            mem += Tq * D;
+    c->K = mem;            mem += Tk * D;
+    c->V = mem;            mem += Tk * D;
+    c->Qh = mem;           mem += Tq * D;
+    c->Kh = mem;           mem += Tk * D;
+    c->Vh = mem;           mem += Tk * D;
+    c->P = mem;            mem += H * Tq * Tk;
+    c->Oh = mem;           mem += Tq * D;
+    c->O = mem;            mem += Tq * D;
+    c->work = mem;
+}
+
+/* Xh (H,T,dh) += split of X (T,D): Xh[h][t][j] = X[t][h*dh + j] */
+void split_heads_add(double *Xh, const double *X, int T, int H, int dh) {
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < dh; j++)
+                Xh[(h * T + t) * dh + j] += X[t * H * dh + h * dh + j];
+}
+
+/* X (T,D) += concatenation of Xh (H,T,dh): the inverse of split_heads_add */
+void merge_heads_add(double *X, const double *Xh, int T, int H, int dh) {
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < dh; j++)
+                X[t * H * dh + h * dh + j] += Xh[(h * T + t) * dh + j];
+}
+
+/* out (Tq,D) = multi-head attention of Xq (Tq,D) over Xkv (Tk,D). */
+void mha_forward(double *out, MhaCache *c, const double *Xq, const double *Xkv,
+                 const Mha *m, const unsigned char *key_mask, int causal,
+                 int Tq, int Tk, int D, int H) {
+    const int dh = D / H;
+    matmul_forward(c->Q, Xq, m->Wq, Tq, D, D);
+    matmul_forward(c->K, Xkv, m->Wk, Tk, D, D);
+    matmul_forward(c->V, Xkv, m->Wv, Tk, D, D);
+    for (int i = 0; i < Tq * D; i++) c->Qh[i] = 0.0;
+    for (int i = 0; i < Tk * D; i++) c->Kh[i] = c->Vh[i] = 0.0;
+    split_heads_add(c->Qh, c->Q, Tq, H, dh);
+    split_heads_add(c->Kh, c->K, Tk, H, dh);
+    split_heads_add(c->Vh, c->V, Tk, H, dh);
+    for (int h = 0; h < H; h++)
+        sdpa_forward(c->Oh + h * Tq * dh, c->P + h * Tq * Tk, c->Qh + h * Tq * dh,
+                     c->Kh + h * Tk * dh, c->Vh + h * Tk * dh, key_mask, causal,
+                     Tq, Tk, dh, dh);
+    for (int i = 0; i < Tq * D; i++) c->O[i] = 0.0;
+    merge_heads_add(c->O, c->Oh, Tq, H, dh);
+    matmul_forward(out, c->O, m->Wo, Tq, D, D);
+}
+
+/* Backward of mha_forward. dXq (Tq,D), dXkv (Tk,D) += (they may be the same
+ * array, for self-attention); dm holds the weight gradients; g is scratch
+ * bound like the cache (mha_cache_bind on a second block). */
+void mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
+                  const double *Xq, const double *Xkv, const Mha *m, const MhaCache *c,
+                  MhaCache *g, int causal, int Tq, int Tk, int D, int H) {
+    const int dh = D / H;
+    /* zero the scratch gradients of every intermediate */
+    for (int i = 0; i < Tq * D; i++) g->Q[i] = g->Qh[i] = g->Oh[i] = g->O[i] = 0.0;
+    for (int i = 0; i < Tk * D; i++) g->K[i] = g->V[i] = g->Kh[i] = g->Vh[i] = 0.0;
+    /* forward was: out = O @ W_o */
+    matmul_backward(g->O, dm->Wo, dout, c->O, m->Wo, Tq, D, D);
+    /* forward was: O = merge(Oh), so dOh = split(dO) */
+    split_heads_add(g->Oh, g->O, Tq, H, dh);
+    for (int h = 0; h < H; h++)
+        sdpa_backward(g->Qh + h * Tq * dh, g->Kh + h * Tk * dh, g->Vh + h * Tk * dh,
+                      g->Oh + h * Tq * dh, c->Qh + h * Tq * dh, c->Kh + h * Tk * dh,
+                      c->Vh + h * Tk * dh, c->P + h * Tq * Tk, causal, Tq, Tk, dh, dh,
+                      g->work);
+    /* forward was: Qh = split(Q), so dQ = merge(dQh); the same for K, V */
+    merge_heads_add(g->Q, g->Qh, Tq, H, dh);
+    merge_heads_add(g->K, g->Kh, Tk, H, dh);
+    merge_heads_add(g->V, g->Vh, Tk, H, dh);
+    /* forward was: Q = Xq W_q, K = Xkv W_k, V = Xkv W_v */
+    matmul_backward(dXq, dm->Wq, g->Q, Xq, m->Wq, Tq, D, D);
+    matmul_backward(dXkv, dm->Wk, g->K, Xkv, m->Wk, Tk, D, D);
+    matmul_backward(dXkv, dm->Wv, g->V, Xkv, m->Wv, Tk, D, D);
+}
+
+
+/* ========================================================================
+ * 7. seeing attention
+ *
+ * print_heatmap() draws a weight matrix in the terminal with five Unicode
+ * shades (no colour needed); write_svg_heatmap() writes the same picture as a
+ * self-contained SVG file that any browser opens. Both scale to the largest
+ * entry and say so. Later chapters reuse them for alignments and heads.
+ * ======================================================================== */
+
+static const char *const heat_shades[5] = { " ", "\u2591", "\u2592", "\u2593", "\u2588" };
+
+/* shade index 0..4 of w on a scale whose top is max */
+static int heat_level(double w, double max) {
+    if (!(max > 0) || !(w > 0)) return 0;
+    int l = (int)(5.0 * w / max);
+    return l > 4 ? 4 : l;
+}
+
+static double matrix_max(const double *W, int n) {
+    double m = 0.0;
+    for (int i = 0; i < n; i++) if (W[i] > m) m = W[i];
+    return m;
+}
+
+/* Print W (R,C) under `title`: one row per line, two characters per cell,
+ * darker = larger. Row labels (R strings) on the left; column labels
+ * (C strings) written vertically above their columns. Either may be NULL. */
+void print_heatmap(FILE *f, const char *title, const double *W, int R, int C,
+                   const char *const *row_labels, const char *const *col_labels) {
+    int rw = 0, ch = 0;
+    for (int i = 0; row_labels && i < R; i++) {
+        int l = (int)strlen(row_labels[i]);
+        if (l > rw) rw = l;
+    }
+    for (int j = 0; col_labels && j < C; j++) {
+        int l = (int)strlen(col_labels[j]);
+        if (l > ch) ch = l;
+    }
+    double max = matrix_max(W, R * C);
+    fprintf(f, "%s\n", title);
+    for (int k = 0; k < ch; k++) {              /* vertical column labels */
+        fprintf(f, "%*s  ", rw, "");
+        for (int j = 0; j < C; j++) {
+            int l = (int)strlen(col_labels[j]);
+            fprintf(f, "%c ", k < l ? col_labels[j][k] : ' ');
+        }
+        fprintf(f, "\n");
+    }
+    for (int i = 0; i < R; i++) {
+        fprintf(f, "%*s |", rw, row_labels ? row_labels[i] : "");
+        for (int j = 0; j < C; j++) {
+            const char *s = heat_shades[heat_level(W[i * C + j], max)];
+            fprintf(f, "%s%s", s, s);
+        }
+        fprintf(f, "|\n");
+    }
+    fprintf(f, "%*s  scale: ' ' <%.2f  %s <%.2f  %s <%.2f  %s <%.2f  %s <=%.2f (max)\n",
+            rw, "", 0.2 * max, heat_shades[1], 0.4 * max, heat_shades[2], 0.6 * max,
+            heat_shades[3], 0.8 * max, heat_shades[4], max);
+}
+
+/* write s with the five XML special characters escaped */
+static void svg_escape(FILE *f, const char *s) {
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&apos;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+/* white (0) to dark blue (max), as "rgb(r,g,b)" into buf */
+static void heat_colour(char *buf, size_t n, double t) {
+    if (!(t > 0)) t = 0;
+    if (t > 1) t = 1;
+    int r = (int)(247 + t * (8 - 247)), g = (int)(251 + t * (48 - 251)),
+        b = (int)(255 + t * (107 - 255));
+    snprintf(buf, n, "rgb(%d,%d,%d)", r, g, b);
+}
+
+/* Write W (R,C) to the file `path` as an SVG heatmap with a title, row and
+ * column labels (either may be NULL), a hover tooltip on every cell and a
+ * colour scale. Exits with a message if the file cannot be written. */
+void write_svg_heatmap(const char *path, const char *title, const double *W, int R,
+                       int C, const char *const *row_labels,
+                       const char *const *col_labels) {
+    const int cell = 24, font = 12;
+    int rw = 1, ch = 1;
+    for (int i = 0; row_labels && i < R; i++) {
+        int l = (int)strlen(row_labels[i]);
+        if (l > rw) rw = l;
+    }
+    for (int j = 0; col_labels && j < C; j++) {
+        int l = (int)strlen(col_labels[j]);
+        if (l > ch) ch = l;
+    }
+    int left = 12 + 8 * rw, top = 36 + 8 * ch;
+    int bar_x = left + C * cell + 24, width = bar_x + 80, height = top + R * cell + 20;
+    double max = matrix_max(W, R * C);
+    char colour[32];
+    FILE *f = xfopen(path, "w");
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+               "font-family=\"monospace\" font-size=\"%d\">\n", width, height, font);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"14\">", left);
+    svg_escape(f, title);
+    fprintf(f, "</text>\n");
+    for (int j = 0; col_labels && j < C; j++) {  /* column labels, rotated */
+        int x = left + j * cell + cell / 2 + 4, y = top - 6;
+        fprintf(f, "<text x=\"%d\" y=\"%d\" transform=\"rotate(-90 %d %d)\">", x, y, x, y);
+        svg_escape(f, col_labels[j]);
+        fprintf(f, "</text>\n");
+    }
+    for (int i = 0; i < R; i++) {
+        if (row_labels) {
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 6,
+                    top + i * cell + cell / 2 + 4);
+            svg_escape(f, row_labels[i]);
+            fprintf(f, "</text>\n");
+        }
+        for (int j = 0; j < C; j++) {
+            double w = W[i * C + j];
+            heat_colour(colour, sizeof colour, max > 0 ? w / max : 0);
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\" "
+                       "stroke=\"#ddd\"><title>", left + j * cell, top + i * cell, cell,
+                    cell, colour);
+            if (row_labels) svg_escape(f, row_labels[i]); else fprintf(f, "%d", i);
+            fprintf(f, " -&gt; ");
+            if (col_labels) svg_escape(f, col_labels[j]); else fprintf(f, "%d", j);
+            fprintf(f, ": %.4f</title></rect>\n", w);
+        }
+    }
+    for (int k = 0; k < 10; k++) {              /* colour scale, top = max */
+        heat_colour(colour, sizeof colour, 1.0 - k / 9.0);
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"16\" height=\"%d\" fill=\"%s\"/>\n",
+                bar_x, top + k * R * cell / 10, R * cell / 10 + 1, colour);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\">%.3f</text>\n", bar_x + 20, top + 10, max);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">0</text>\n", bar_x + 20, top + R * cell);
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) {
+        fprintf(stderr, "error: could not finish writing '%s': %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+/* ========================================================================
+ * Why divide by sqrt(d_k)? (used by the tour and by the tests)
+ *
+ * With q, k of d_k entries ~ N(0,1), q . k has variance d_k: the scores grow
+ * like sqrt(d_k), the softmax saturates towards one-hot, and its Jacobian
+ * diag(a) - a a^T, the only path a gradient has back to the scores, goes to
+ * zero. Dividing by sqrt(d_k) keeps the scores at unit variance for every d_k.
+ * ======================================================================== */
+
+typedef struct {
+    double score_std;  /* standard deviation of the scores */
+    double max_weight; /* mean of the largest softmax weight */
+    double entropy;    /* mean entropy of the weights, nats (uniform: log T) */
+    double jac_norm;   /* mean Frobenius norm of the softmax Jacobian */
+} SoftmaxStats;
+
+/* Averages over `trials` draws of one query and T keys of width dk, entries
+ * N(0,1), of the softmax of (q . k_i) * scale. Allocates its own scratch. */
+SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
+    SoftmaxStats st = {0, 0, 0, 0};
+    double *q = xcalloc_doubles(dk), *K = xcalloc_doubles(T * dk), *a = xcalloc_doubles(T);
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, dk, dk, 0);
+    double sum2 = 0.0;
+    for (int n = 0; n < trials; n++) {
+        rng_fill_normal(r, q, dk, 1.0);
+        rng_fill_normal(r, K, T * dk, 1.0);
+        score_forward(a, NULL, q, K, T, &s);
+        for (int i = 0; i < T; i++) { a[i] *= scale; sum2 += a[i] * a[i]; }
+        softmax_forward(a, a, T);
+        double mx = 0.0, H = 0.0, J = 0.0;
+        for (int i = 0; i < T; i++) {
+            if (a[i] > mx) mx = a[i];
+            if (a[i] > 0) H -= a[i] * log(a[i]);
+            for (int j = 0; j < T; j++) {
+                double Jij = (i == j ? a[i] : 0.0) - a[i] * a[j];
+                J += Jij * Jij;
+            }
+        }
+        st.max_weight += mx / trials;
+        st.entropy += H / trials;
+        st.jac_norm += sqrt(J) / trials;
+    }
+    st.score_std = sqrt(sum2 / ((double)trials * T));
+    free(q); free(K); free(a);
+    return st;
+}
+
+/* ========================================================================
+ * 8. the tour: ./attention runs each section above on built-in data
+ * ======================================================================== */
+#ifndef TESTING
+
+static void print_vec(const char *name, const double *x, int n) {
+    printf("  %-10s [", name);
+    for (int i = 0; i < n; i++) printf("%s%7.4f", i ? " " : "", x[i]);
+    printf(" ]\n");
+}
+
+/* built-in data for sections 2-5: four keys, their values, one query that
+ * resembles key 2 ("sat") most */
+static const char *const tour_words[4] = { "the", "cat", "sat", "down" };
+static const double tour_K[4 * 3] = { 0.1, 0.0, 0.2,   1.0, 0.2, -0.3,
+                                      0.3, 1.1, 0.4,  -0.6, 0.4, 0.9 };
+static const double tour_V[4 * 2] = { 1, 0,  0, 1,  1, 1,  -1, 0.5 };
+static const double tour_q[3] = { 0.2, 1.0, 0.5 };
+
+static void tour_three_steps(void) {
+    printf("== 2. the mechanism: score -> softmax -> weighted sum\n");
+    printf("One query q attends over four keys k_i with values v_i (dot score).\n");
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, 3, 3, 0);
+    double e[4], a[4], c[2];
+    score_forward(e, NULL, tour_q, tour_K, 4, &s);
+    print_vec("scores e", e, 4);
+    softmax_forward(a, e, 4);
+    print_vec("weights a", a, 4);
+    weighted_sum_forward(c, a, tour_V, 4, 2);
+    print_vec("context c", c, 2);
+    printf("  The weights sum to 1 and are largest for '%s'; c is their average of V.\n\n",
+           tour_words[hard_attention_argmax(a, 4)]);
+}
+
+static void tour_scores(Rng *r) {
+    printf("== 3. score functions: the same query and keys, six ways to compare them\n");
+    printf("  (general, additive and concat have random parameters here, A = 4)\n");
+    for (int kind = 0; kind < SCORE_KINDS; kind++) {
+        int np = score_num_params(kind, 3, 3, 4);
+        double *params = xcalloc_doubles(np), *Kp = xcalloc_doubles(4 * 4);
+        double cache[5 * 4], a[4], c[2];
+        rng_fill_normal(r, params, np, 0.5);
+        Score s;
+        score_bind(&s, params, kind, 3, 3, 4);
+        score_keys_forward(Kp, tour_K, 4, &s);
+        attend_forward(c, a, cache, tour_q, Kp, tour_V, NULL, 4, 2, &s);
+        print_vec(score_names[kind], a, 4);
+        free(params); free(Kp);
+    }
+    printf("\n");
+}
+
+static void tour_scaling(Rng *r) {
+    printf("== 3b. why divide by sqrt(d_k)?  T = 16 keys, 400 draws per row,\n"
+           "   q and k with N(0,1) entries; |J| = Frobenius norm of the softmax Jacobian\n");
+    printf("  %5s | %24s | %24s | %24s\n", "", "score std", "largest weight",
+           "entropy (log 16 = 2.77)");
+    printf("  %5s | %11s %12s | %11s %12s | %11s %12s | %9s %9s\n", "d_k", "q.k",
+           "q.k/sqrt(d)", "q.k", "q.k/sqrt(d)", "q.k", "q.k/sqrt(d)", "|J| q.k", "scaled");
+    for (int dk = 4; dk <= 1024; dk *= 4) {
+        SoftmaxStats raw = softmax_stats(r, dk, 16, 400, 1.0);
+        SoftmaxStats sc = softmax_stats(r, dk, 16, 400, 1.0 / sqrt((double)dk));
+        printf("  %5d | %11.2f %12.2f | %11.3f %12.3f | %11.3f %12.3f | %9.2e %9.2e\n",
+               dk, raw.score_std, sc.score_std, raw.max_weight, sc.max_weight,
+               raw.entropy, sc.entropy, raw.jac_norm, sc.jac_norm);
+    }
+    printf("  Unscaled, the scores' spread grows like sqrt(d_k): the softmax turns\n"
+           "  one-hot and its Jacobian (the gradient path) vanishes. Scaled, nothing moves.\n\n");
+}
+
+static void tour_hard(Rng *r) {
+    printf("== 4. soft vs hard attention\n");
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, 3, 3, 0);
+    double a[4], c[2];
+    attend_forward(c, a, NULL, tour_q, tour_K, tour_V, NULL, 4, 2, &s);
+    print_vec("soft c", c, 2);
+    int counts[4] = {0, 0, 0, 0};
+    for (int n = 0; n < 10000; n++) counts[hard_attention_sample(r, a, 4)]++;
+    printf("  hard attention samples one position i ~ a (10000 draws):\n");
+    for (int i = 0; i < 4; i++)
+        printf("    %-5s a = %.4f  drawn %.4f\n", tour_words[i], a[i], counts[i] / 10000.0);
+    printf("  at inference it takes the argmax: '%s', c = v_argmax\n",
+           tour_words[hard_attention_argmax(a, 4)]);
+    /* REINFORCE: loss L_i = |v_i - target|^2; exact grad_e E[L] = a (L - E[L]) */
+    const double target[2] = { 0.0, 1.0 };
+    double L[4], EL = 0.0, exact[4];
+    for (int i = 0; i < 4; i++) {
+        double d0 = tour_V[2 * i] - target[0], d1 = tour_V[2 * i + 1] - target[1];
+        L[i] = d0 * d0 + d1 * d1;
+        EL += a[i] * L[i];
+    }
+    for (int i = 0; i < 4; i++) exact[i] = a[i] * (L[i] - EL);
+    print_vec("exact dE[L]/de", exact, 4);
+    printf("  REINFORCE estimates, mean over N samples of (L_i - b)(onehot(i) - a):\n");
+    printf("  %7s | %22s | %22s\n", "N", "max error, b = 0", "max error, b = E[L]");
+    for (int N = 100; N <= 100000; N *= 10) {
+        double est0[4] = {0, 0, 0, 0}, est1[4] = {0, 0, 0, 0}, err0 = 0, err1 = 0;
+        for (int n = 0; n < N; n++) {
+            int i = hard_attention_sample(r, a, 4);
+            hard_attention_backward(est0, L[i] / N, i, a, 4);
+            hard_attention_backward(est1, (L[i] - EL) / N, i, a, 4);
+        }
+        for (int i = 0; i < 4; i++) {
+            if (fabs(est0[i] - exact[i]) > err0) err0 = fabs(est0[i] - exact[i]);
+            if (fabs(est1[i] - exact[i]) > err1) err1 = fabs(est1[i] - exact[i]);
+        }
+        printf("  %7d | %22.5f | %22.5f\n", N, err0, err1);
+    }
+    printf("  Both converge to the exact gradient (unbiased); the baseline gets there\n"
+           "  with fewer samples (lower variance).\n\n");
+}
+
+static void tour_local(Rng *r) {
+    enum { S = 12, DIM = 4, D = 2, AP = 4 };
+    printf("== 5. global vs local attention: %d source positions, window D = %d\n", S, D);
+    double K[S * DIM], V[S * DIM], Q[S * DIM], Wp[DIM * AP], vp[AP], z[AP];
+    double glob[S * S], locm[S * S], locp[S * S], align[S], c[DIM], pt[S];
+    unsigned char mask[S];
+    rng_fill_normal(r, K, S * DIM, 1.0);
+    rng_fill_normal(r, V, S * DIM, 1.0);
+    rng_fill_normal(r, Q, S * DIM, 1.0);
+    rng_fill_normal(r, Wp, DIM * AP, 1.0);
+    rng_fill_normal(r, vp, AP, 1.0);
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, DIM, DIM, 0);
+    for (int t = 0; t < S; t++) {
+        const double *q = Q + t * DIM;
+        attend_forward(c, glob + t * S, NULL, q, K, V, NULL, S, DIM, &s);
+        local_window_mask(mask, t, D, S);                       /* local-m: p = t */
+        attend_forward(c, locm + t * S, NULL, q, K, V, mask, S, DIM, &s);
+        pt[t] = local_position_forward(z, q, Wp, vp, S, DIM, AP); /* local-p */
+        local_p_attend_forward(c, locp + t * S, align, mask, NULL, q, K, V, pt[t], D, S,
+                               DIM, &s);
+    }
+    const char *src[S] = {"s0","s1","s2","s3","s4","s5","s6","s7","s8","s9","s10","s11"};
+    const char *tgt[S] = {"t0","t1","t2","t3","t4","t5","t6","t7","t8","t9","t10","t11"};
+    print_heatmap(stdout, "global: every target step t sees all source positions",
+                  glob, S, S, tgt, src);
+    print_heatmap(stdout, "local-m: window [t-D, t+D] around p_t = t", locm, S, S, tgt, src);
+    print_heatmap(stdout, "local-p: window around a predicted p_t, Gaussian-weighted",
+                  locp, S, S, tgt, src);
+    printf("  predicted p_t:");
+    for (int t = 0; t < S; t++) printf(" %.1f", pt[t]);
+    printf("\n  (untrained W_p, v_p: the positions are arbitrary until training moves them)\n\n");
+}
+
+static void tour_self_attention(Rng *r, const char *svg) {
+    enum { T = 6, D = 8, H = 2 };
+    const char *words[T] = { "the", "cat", "sat", "on", "the", "mat" };
+    printf("== 6. self-attention: Q = X W_q, K = X W_k, V = X W_v over one sentence\n");
+    double X[T * D], out[T * D], params[4 * D * D];
+    double *cmem = xcalloc_doubles(mha_cache_size(T, T, D, H));
+    int emb[T] = { 0, 1, 2, 3, 0, 4 };   /* the two "the" share an embedding */
+    double table[5 * D];
+    rng_fill_normal(r, table, 5 * D, 1.0);
+    for (int t = 0; t < T; t++) memcpy(X + t * D, table + emb[t] * D, sizeof(double) * D);
+    rng_fill_normal(r, params, 4 * D * D, 1.0 / sqrt((double)D) * 1.5);
+    Mha m;
+    MhaCache c;
+    mha_bind(&m, params, D);
+    mha_cache_bind(&c, cmem, T, T, D, 1);
+    mha_forward(out, &c, X, X, &m, NULL, 0, T, T, D, 1);
+    print_heatmap(stdout, "one head, bidirectional (row = query, column = key)", c.P, T, T,
+                  words, words);
+    mha_forward(out, &c, X, X, &m, NULL, 1, T, T, D, 1);
+    print_heatmap(stdout, "one head, causal mask: query t sees keys 0..t only", c.P, T, T,
+                  words, words);
+    if (svg) {
+        write_svg_heatmap(svg, "causal self-attention, one head", c.P, T, T, words, words);
+        printf("  wrote %s\n", svg);
+    }
+    unsigned char pad[T] = { 1, 1, 1, 1, 0, 0 };
+    mha_forward(out, &c, X, X, &m, pad, 0, T, T, D, 1);
+    print_heatmap(stdout, "padding mask: the last two positions are padding", c.P, T, T,
+                  words, words);
+    mha_cache_bind(&c, cmem, T, T, D, H);
+    mha_forward(out, &c, X, X, &m, NULL, 0, T, T, D, H);
+    for (int h = 0; h < H; h++) {
+        char title[64];
+        snprintf(title, sizeof title, "multi-head, H = %d: head %d (width %d)", H, h, D / H);
+        print_heatmap(stdout, title, c.P + h * T * T, T, T, words, words);
+    }
+    printf("  The two 'the' rows are identical: without positions, self-attention\n"
+           "  cannot tell equal tokens apart (it is permutation-equivariant).\n");
+    free(cmem);
+}
+
+static void usage(const char *prog) {
+    printf("usage: %s [--seed N] [--svg FILE]\n"
+           "  A guided tour of chapter 1 on built-in data.\n"
+           "  --seed N    seed of the random data, 0..2147483647 (default 1)\n"
+           "  --svg FILE  also write the causal self-attention map as an SVG picture\n"
+           "  --help      this text\n", prog);
+}
+
+int main(int argc, char **argv) {
+    long seed = 1;
+    const char *svg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seed") == 0) seed = arg_long(argc, argv, &i, 0, 2147483647L);
+        else if (strcmp(argv[i], "--svg") == 0) svg = arg_path(argc, argv, &i);
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(argv[0]);
+            return 0;
+        } else arg_unknown(argv, i);
+    }
+    Rng r;
+    rng_seed(&r, (uint64_t)seed);
+    printf("attention.c: a tour of chapter 1 (seed %ld)\n\n", seed);
+    tour_three_steps();
+    tour_scores(&r);
+    tour_scaling(&r);
+    tour_hard(&r);
+    tour_local(&r);
+    tour_self_attention(&r, svg);
+    return 0;
+}
+#endif /* TESTING */
+
+#endif /* ATTENTION_C */
