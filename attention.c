@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <time.h>
 
 #define PI 3.14159265358979323846
 
@@ -1193,6 +1194,43 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
     free(q); free(K); free(a);
     return st;
 }
+
+/* ========================================================================
+ * Shared by the later chapters: embeddings, toy tasks, a timer
+ * ======================================================================== */
+
+/* out (T,E) = rows tokens[t] of the table (Vocab,E) */
+void embedding_forward(double *out, const int *tokens, const double *table, int T, int E) {
+    for (int t = 0; t < T; t++)
+        memcpy(out + t * E, table + tokens[t] * E, sizeof(double) * (size_t)E);
+}
+
+/* forward was: out[t] = table[tokens[t]], so dtable[tokens[t]] += dout[t] */
+void embedding_backward(double *dtable, const double *dout, const int *tokens, int T, int E) {
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < E; j++) dtable[tokens[t] * E + j] += dout[t * E + j];
+}
+
+/* Toy sequence tasks: src (len) gets random symbols from
+ * [first, first + nsym), tgt (len) the answer: a copy, the reverse, or the
+ * symbols in ascending order. Chapters add their own start/end tokens. */
+enum { TASK_COPY, TASK_REVERSE, TASK_SORT };
+static const char *const task_names[] = { "copy", "reverse", "sort", NULL };
+
+void toy_task_fill(Rng *r, int task, int *src, int *tgt, int len, int first, int nsym) {
+    for (int i = 0; i < len; i++) src[i] = first + rng_int(r, nsym);
+    for (int i = 0; i < len; i++) tgt[i] = task == TASK_REVERSE ? src[len - 1 - i] : src[i];
+    if (task == TASK_SORT)                      /* insertion sort: len is small */
+        for (int i = 1; i < len; i++)
+            for (int j = i; j > 0 && tgt[j - 1] > tgt[j]; j--) {
+                int x = tgt[j]; tgt[j] = tgt[j - 1]; tgt[j - 1] = x;
+            }
+}
+
+/* processor seconds since the program started (one core: wall time);
+ * for progress lines and benchmarks, never for anything on stdout that a
+ * determinism check compares */
+double seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
 
 /* ========================================================================
  * 8. the tour: ./attention runs each section above on built-in data
