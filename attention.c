@@ -342,7 +342,8 @@ void softmax_forward(double *p, const double *x, int n) {
 
 /* forward was: p_i = exp(x_i) / sum_j exp(x_j)
  * so dp_i/dx_j = p_i (delta_ij - p_j) and dx = p * (dp - sum(p * dp)).
- * Masked entries have p_i = 0 and so receive no gradient. dx and dp may alias. */
+ * Masked entries have p_i = 0 and so receive no gradient. dx must not be dp:
+ * it is accumulated into. */
 void softmax_backward(double *dx, const double *dp, const double *p, int n) {
     double dot = 0.0;
     for (int i = 0; i < n; i++) dot += p[i] * dp[i];
@@ -702,15 +703,16 @@ void attend_forward(double *c, double *a, double *cache, const double *q,
 }
 
 /* Backward of attend_forward, the three steps in reverse. dq, dKp, dV may be
- * NULL; g holds parameter gradients; work (T) is scratch. */
+ * NULL; g holds parameter gradients; work (2T) is scratch. */
 void attend_backward(double *dq, double *dKp, double *dV, Score *g, const double *dc,
                      const double *q, const double *Kp, const double *V,
                      const double *a, const double *cache, int T, int Dv,
                      const Score *s, double *work) {
-    for (int i = 0; i < T; i++) work[i] = 0.0;
-    weighted_sum_backward(work, dV, dc, a, V, T, Dv);   /* step 3: da          */
-    softmax_backward(work, work, a, T);                 /* step 2: de, in place */
-    score_backward(dq, dKp, g, work, q, Kp, cache, T, s); /* step 1            */
+    double *da = work, *de = work + T;
+    for (int i = 0; i < 2 * T; i++) work[i] = 0.0;
+    weighted_sum_backward(da, dV, dc, a, V, T, Dv);     /* step 3: da = dc . v_i */
+    softmax_backward(de, da, a, T);                     /* step 2: de            */
+    score_backward(dq, dKp, g, de, q, Kp, cache, T, s); /* step 1                */
 }
 
 /* ========================================================================
@@ -823,24 +825,24 @@ void local_p_attend_forward(double *c, double *a, double *align, unsigned char *
 }
 
 /* Backward of local_p_attend_forward; *dp receives the gradient through the
- * Gaussian (hand it to local_position_backward). work (T) is scratch. */
+ * Gaussian (hand it to local_position_backward). work (2T) is scratch. */
 void local_p_attend_backward(double *dq, double *dKp, double *dV, double *dp, Score *g,
                              const double *dc, const double *q, const double *Kp,
                              const double *V, const double *a, const double *align,
                              const double *cache, double p, int D, int T, int Dv,
                              const Score *s, double *work) {
-    double sigma = D / 2.0;
-    for (int i = 0; i < T; i++) work[i] = 0.0;
-    weighted_sum_backward(work, dV, dc, a, V, T, Dv);        /* da */
+    double sigma = D / 2.0, *da = work, *de = work + T;
+    for (int i = 0; i < 2 * T; i++) work[i] = 0.0;
+    weighted_sum_backward(da, dV, dc, a, V, T, Dv);
     for (int i = 0; i < T; i++) {
         /* forward was: a_i = align_i g_i, g_i = exp(-(i-p)^2 / (2 sigma^2))
          * so dalign_i = da_i g_i and dp += da_i align_i g_i (i - p) / sigma^2 */
         double gi = exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
-        *dp += work[i] * align[i] * gi * (i - p) / (sigma * sigma);
-        work[i] *= gi;
+        *dp += da[i] * align[i] * gi * (i - p) / (sigma * sigma);
+        da[i] *= gi;
     }
-    softmax_backward(work, work, align, T);
-    score_backward(dq, dKp, g, work, q, Kp, cache, T, s);
+    softmax_backward(de, da, align, T);
+    score_backward(dq, dKp, g, de, q, Kp, cache, T, s);
 }
 
 /* ========================================================================
@@ -870,7 +872,7 @@ void sdpa_forward(double *out, double *P, const double *Q, const double *K,
 }
 
 /* Backward of sdpa_forward: dQ (Tq,dk), dK (Tk,dk), dV (Tk,dv) +=.
- * work (Tk) is scratch. */
+ * work (2 Tk) is scratch. */
 void sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
                    const double *Q, const double *K, const double *V, const double *P,
                    int causal, int Tq, int Tk, int dk, int dv, double *work) {
@@ -908,11 +910,11 @@ typedef struct {
     double *P;              /* (H,Tq,Tk) attention weights of every head */
     double *Oh;             /* (H,Tq,dh) per-head outputs */
     double *O;              /* (Tq,D) heads concatenated */
-    double *work;           /* (Tk) scratch row */
+    double *work;           /* (2 Tk) scratch for the backward */
 } MhaCache;
 
 int mha_cache_size(int Tq, int Tk, int D, int H) {
-    return 4 * Tq * D + 4 * Tk * D + H * Tq * Tk + Tk;
+    return 4 * Tq * D + 4 * Tk * D + H * Tq * Tk + 2 * Tk;
 }
 
 void mha_cache_bind(MhaCache *c, double *mem, int Tq, int Tk, int D, int H) {

@@ -120,8 +120,769 @@ static double dot_loss(const double *g, const double *y, int n) {
  * 1. chapter 1 (attention.c)
  * ======================================================================== */
 
+/* ---- small helpers for the tests ---------------------------------------- */
+
+static double max_abs_diff(const double *a, const double *b, int n) {
+    double m = 0.0;
+    for (int i = 0; i < n; i++) if (fabs(a[i] - b[i]) > m) m = fabs(a[i] - b[i]);
+    return m;
+}
+
+static int all_finite(const double *x, int n) {
+    for (int i = 0; i < n; i++) if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* ---- plain reference loops: the oracles the kernels are held against ---- */
+
+/* out (M,N) = op(a) @ op(b), op = transpose when ta / tb, the textbook way */
+static void ref_matmul(double *out, const double *a, const double *b, int M, int K, int N,
+                       int ta, int tb) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++)
+                s += (ta ? a[k * M + i] : a[i * K + k]) * (tb ? b[j * K + k] : b[k * N + j]);
+            out[i * N + j] = s;
+        }
+}
+
+static void test_matmul_reference(Tally *t, Rng *r) {
+    const int sizes[][3] = { {1, 1, 1}, {3, 3, 3}, {17, 3, 65}, {65, 17, 1}, {1, 65, 17},
+                             {3, 17, 65}, {65, 65, 65} };
+    double worst = 0.0;
+    for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
+        int M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
+        double *a = xcalloc_doubles(M * K), *b = xcalloc_doubles(K * N);
+        double *bt = xcalloc_doubles(N * K), *at = xcalloc_doubles(K * M);
+        double *o = xcalloc_doubles(M * N), *ref = xcalloc_doubles(M * N);
+        rng_fill_normal(r, a, M * K, 1.0); rng_fill_normal(r, b, K * N, 1.0);
+        rng_fill_normal(r, bt, N * K, 1.0); rng_fill_normal(r, at, K * M, 1.0);
+        matmul_forward(o, a, b, M, K, N);
+        ref_matmul(ref, a, b, M, K, N, 0, 0);
+        double e1 = max_abs_diff(o, ref, M * N);
+        memset(o, 0, sizeof(double) * (size_t)(M * N));
+        matmul_nt_add(o, a, bt, M, K, N);
+        ref_matmul(ref, a, bt, M, K, N, 0, 1);
+        double e2 = max_abs_diff(o, ref, M * N);
+        memset(o, 0, sizeof(double) * (size_t)(M * N));
+        matmul_tn_add(o, at, b, M, K, N);
+        ref_matmul(ref, at, b, M, K, N, 1, 0);
+        double e3 = max_abs_diff(o, ref, M * N);
+        double e = fmax(e1, fmax(e2, e3)) / (1.0 + sqrt((double)K));
+        if (e > worst) worst = e;
+        free(a); free(b); free(bt); free(at); free(o); free(ref);
+    }
+    check(t, worst <= 1e-13, "matmul nn/nt/tn equal a plain loop on sizes 1,3,17,65 "
+          "(square and not): max diff %.1e <= 1e-13", worst);
+}
+
+/* ---- gradient checks: kernels ---------------------------------------------- */
+
+typedef struct {
+    int M, K, N, bias;
+    double *a, *b, *bias_v, *out, *g, *da, *db, *dbias;
+} LinCtx;
+
+static void lin_fwd(LinCtx *c) {
+    linear_forward(c->out, c->a, c->b, c->bias ? c->bias_v : NULL, c->M, c->K, c->N);
+}
+static double lin_loss(void *p) {
+    LinCtx *c = p;
+    lin_fwd(c);
+    return dot_loss(c->g, c->out, c->M * c->N);
+}
+static void lin_grad(void *p) {
+    LinCtx *c = p;
+    lin_fwd(c);
+    linear_backward(c->da, c->db, c->bias ? c->dbias : NULL, c->g, c->a, c->b, c->M, c->K, c->N);
+}
+
+static void test_grad_linear(Tally *t, Rng *r, int M, int K, int N, int bias) {
+    LinCtx c = { M, K, N, bias, xcalloc_doubles(M * K), xcalloc_doubles(K * N),
+                 xcalloc_doubles(N), xcalloc_doubles(M * N), xcalloc_doubles(M * N),
+                 xcalloc_doubles(M * K), xcalloc_doubles(K * N), xcalloc_doubles(N) };
+    rng_fill_normal(r, c.a, M * K, 1.0); rng_fill_normal(r, c.b, K * N, 1.0);
+    rng_fill_normal(r, c.bias_v, N, 1.0); rng_fill_uniform(r, c.g, M * N, -1, 1);
+    Tensor ts[3] = { {"x", c.a, c.da, M * K}, {"W", c.b, c.db, K * N}, {"b", c.bias_v, c.dbias, N} };
+    char what[96];
+    snprintf(what, sizeof what, "linear%s x(%d,%d) W(%d,%d)", bias ? "+bias" : "", M, K, K, N);
+    check_grad(t, what, (Differentiable){ lin_loss, lin_grad, &c }, ts, bias ? 3 : 2, 1e-7);
+    free(c.a); free(c.b); free(c.bias_v); free(c.out); free(c.g); free(c.da); free(c.db);
+    free(c.dbias);
+}
+
+enum { ACT_TANH, ACT_SIGMOID, ACT_RELU, ACT_GELU, ACT_SOFTMAX, ACT_MASKED_SOFTMAX,
+       ACT_WRONG_TANH };
+typedef struct {
+    int which, n;
+    double *x, *y, *g, *dx;
+    const unsigned char *mask;
+} ActCtx;
+
+static void act_fwd(ActCtx *c) {
+    switch (c->which) {
+    case ACT_TANH: case ACT_WRONG_TANH: tanh_forward(c->y, c->x, c->n); break;
+    case ACT_SIGMOID: sigmoid_forward(c->y, c->x, c->n); break;
+    case ACT_RELU: relu_forward(c->y, c->x, c->n); break;
+    case ACT_GELU: gelu_forward(c->y, c->x, c->n); break;
+    case ACT_SOFTMAX: softmax_forward(c->y, c->x, c->n); break;
+    case ACT_MASKED_SOFTMAX: masked_softmax_forward(c->y, c->x, c->mask, c->n); break;
+    }
+}
+static double act_loss(void *p) {
+    ActCtx *c = p;
+    act_fwd(c);
+    return dot_loss(c->g, c->y, c->n);
+}
+static void act_grad(void *p) {
+    ActCtx *c = p;
+    act_fwd(c);
+    switch (c->which) {
+    case ACT_TANH: tanh_backward(c->dx, c->g, c->y, c->n); break;
+    case ACT_SIGMOID: sigmoid_backward(c->dx, c->g, c->y, c->n); break;
+    case ACT_RELU: relu_backward(c->dx, c->g, c->x, c->n); break;
+    case ACT_GELU: gelu_backward(c->dx, c->g, c->x, c->n); break;
+    case ACT_SOFTMAX: case ACT_MASKED_SOFTMAX: softmax_backward(c->dx, c->g, c->y, c->n); break;
+    case ACT_WRONG_TANH: /* a planted bug: 1 - y instead of 1 - y^2 */
+        for (int i = 0; i < c->n; i++) c->dx[i] += c->g[i] * (1.0 - c->y[i]);
+        break;
+    }
+}
+
+static double act_gradcheck(Rng *r, int which, int n, const unsigned char *mask,
+                            const char **worst) {
+    ActCtx c = { which, n, xcalloc_doubles(n), xcalloc_doubles(n), xcalloc_doubles(n),
+                 xcalloc_doubles(n), mask };
+    rng_fill_normal(r, c.x, n, 2.0);
+    if (which == ACT_RELU)   /* keep away from the kink, where no derivative exists */
+        for (int i = 0; i < n; i++) if (fabs(c.x[i]) < 0.1) c.x[i] += c.x[i] < 0 ? -0.1 : 0.1;
+    rng_fill_uniform(r, c.g, n, -1, 1);
+    Tensor ts[1] = { {"x", c.x, c.dx, n} };
+    double e = gradcheck((Differentiable){ act_loss, act_grad, &c }, ts, 1, worst);
+    free(c.x); free(c.y); free(c.g); free(c.dx);
+    return e;
+}
+
+static void test_grad_activations(Tally *t, Rng *r) {
+    const char *names[] = { "tanh", "sigmoid", "relu", "gelu", "softmax" };
+    const char *worst;
+    for (int w = ACT_TANH; w <= ACT_SOFTMAX; w++) {
+        double e = 0.0;
+        for (int n = 1; n <= 17; n += 8) e = fmax(e, act_gradcheck(r, w, n, NULL, &worst));
+        check(t, e <= 1e-7, "gradcheck %s, n = 1, 9, 17: max rel err %.2e <= 1e-7",
+              names[w], e);
+    }
+    unsigned char mask[7] = { 1, 0, 1, 1, 0, 0, 1 };
+    double e = act_gradcheck(r, ACT_MASKED_SOFTMAX, 7, mask, &worst);
+    check(t, e <= 1e-7, "gradcheck masked softmax (3 of 7 masked): max rel err %.2e <= 1e-7", e);
+    unsigned char none[4] = { 0, 0, 0, 0 };
+    e = act_gradcheck(r, ACT_MASKED_SOFTMAX, 4, none, &worst);
+    check(t, e <= 1e-7, "gradcheck masked softmax, fully masked row: max rel err %.2e <= 1e-7", e);
+    /* the checker itself must be able to fail */
+    e = act_gradcheck(r, ACT_WRONG_TANH, 9, NULL, &worst);
+    check(t, e > 1e-3, "gradcheck catches a planted bug (tanh' = 1 - y): rel err %.2e > 1e-3", e);
+}
+
+typedef struct {
+    int V, target;
+    double eps;
+    double *logits, *probs, *dlogits;
+} CeCtx;
+static double ce_loss(void *p) {
+    CeCtx *c = p;
+    return cross_entropy_forward(c->probs, c->logits, c->target, c->V, c->eps);
+}
+static void ce_grad(void *p) {
+    CeCtx *c = p;
+    cross_entropy_forward(c->probs, c->logits, c->target, c->V, c->eps);
+    cross_entropy_backward(c->dlogits, 1.0, c->probs, c->target, c->V, c->eps);
+}
+
+static void test_cross_entropy(Tally *t, Rng *r) {
+    const int V = 7;
+    double logits[7], probs[7], dl[7];
+    CeCtx c = { V, 3, 0.0, logits, probs, dl };
+    double worst_e = 0.0;
+    const char *worst;
+    for (int k = 0; k < 3; k++) {
+        c.eps = k == 0 ? 0.0 : k == 1 ? 0.1 : 0.3;
+        rng_fill_normal(r, logits, V, 2.0);
+        Tensor ts[1] = { {"logits", logits, dl, V} };
+        worst_e = fmax(worst_e, gradcheck((Differentiable){ ce_loss, ce_grad, &c }, ts, 1, &worst));
+    }
+    check(t, worst_e <= 1e-7, "gradcheck cross-entropy, smoothing 0, 0.1, 0.3: max rel err %.2e <= 1e-7",
+          worst_e);
+    /* against the definition, computed naively in long double */
+    rng_fill_normal(r, logits, V, 2.0);
+    long double z = 0, lp3, naive = 0;
+    for (int j = 0; j < V; j++) z += expl((long double)logits[j]);
+    lp3 = logits[3] - logl(z);
+    for (int j = 0; j < V; j++) naive -= (0.1L / V) * (logits[j] - logl(z));
+    naive -= 0.9L * lp3;
+    double got = cross_entropy_forward(probs, logits, 3, V, 0.1);
+    check(t, fabs(got - (double)naive) < 1e-12, "cross-entropy (smoothing 0.1) equals "
+          "-sum q log softmax: |diff| %.1e < 1e-12", fabs(got - (double)naive));
+    /* huge logits: log-sum-exp keeps everything finite */
+    for (int j = 0; j < V; j++) logits[j] = (j % 2 ? 1e4 : -1e4);
+    double big = cross_entropy_forward(probs, logits, 0, V, 0.1);
+    memset(dl, 0, sizeof dl);
+    cross_entropy_backward(dl, 1.0, probs, 0, V, 0.1);
+    /* target 0 sits at -1e4, three logits at +1e4: log p_0 = -(2e4 + log 3) */
+    double expect = 0.9 * (2e4 + log(3.0)) + 0.1 / V * (3 * log(3.0) + 4 * (2e4 + log(3.0)));
+    check(t, isfinite(big) && all_finite(probs, V) && all_finite(dl, V) &&
+          fabs(big - expect) < 1e-9 * expect,
+          "cross-entropy of +-1e4 logits: loss %.6f = %.6f exactly, probs and grads finite",
+          big, expect);
+    double ign = cross_entropy_forward(probs, logits, -1, V, 0.0);
+    memset(dl, 0, sizeof dl);
+    cross_entropy_backward(dl, 1.0, probs, -1, V, 0.0);
+    check(t, ign == 0.0 && max_abs_diff(dl, (double[7]){0}, V) == 0.0,
+          "cross-entropy with target -1 (padding) is 0 with zero gradient");
+}
+
+static void test_softmax_properties(Tally *t, Rng *r) {
+    double x[33], p[33], worst = 0.0;
+    for (int n = 1; n <= 33; n += 4) {
+        rng_fill_normal(r, x, n, 5.0);
+        softmax_forward(p, x, n);
+        double s = 0.0;
+        for (int i = 0; i < n; i++) s += p[i];
+        worst = fmax(worst, fabs(s - 1.0));
+    }
+    check(t, worst < 1e-14, "softmax rows sum to 1 (n = 1..33): max |sum - 1| %.1e < 1e-14", worst);
+    for (int i = 0; i < 8; i++) x[i] = i % 2 ? 1e4 : -1e4;
+    x[3] = 1e4 - 1.0;
+    softmax_forward(p, x, 8);
+    double lse = logsumexp(x, 8);
+    check(t, all_finite(p, 8) && isfinite(lse) && p[0] == 0.0 && fabs(p[1] - p[5]) < 1e-15,
+          "softmax of +-1e4 logits: finite, no NaN (p = %.4f, logsumexp = %.3f)", p[1], lse);
+    unsigned char none[4] = { 0, 0, 0, 0 };
+    double dx[4] = { 0, 0, 0, 0 }, g[4] = { 1, -2, 3, 4 };
+    masked_softmax_forward(p, x, none, 4);
+    softmax_backward(dx, g, p, 4);
+    check(t, max_abs_diff(p, dx, 4) == 0.0 && p[0] == 0.0 && all_finite(p, 4),
+          "fully masked row: weights all 0, gradient all 0, no NaN");
+}
+
+static void test_optimisers(Tally *t, Rng *r) {
+    double g[10], p[10], m[10] = {0}, v[10] = {0}, p0[10];
+    rng_fill_normal(r, g, 10, 3.0);
+    rng_fill_normal(r, p, 10, 1.0);
+    memcpy(p0, p, sizeof p);
+    adam_update(p, g, m, v, 10, 1, 0.01, 0.9, 0.999, 1e-8, 0.0);
+    double worst = 0.0;   /* step 1 of Adam moves each weight by lr * sign(g) */
+    for (int i = 0; i < 10; i++) worst = fmax(worst, fabs((p0[i] - p[i]) - 0.01 * (g[i] > 0 ? 1 : -1)));
+    check(t, worst < 1e-9, "adam step 1 moves every weight by lr * sign(g): max dev %.1e", worst);
+    memcpy(p, p0, sizeof p);
+    sgd_update(p, g, 10, 0.5);
+    check(t, fabs(p[3] - (p0[3] - 0.5 * g[3])) < 1e-15, "sgd: p -= lr * g");
+    double before = clip_grad_norm(g, 10, 1.0);
+    check(t, before > 1.0 && fabs(grad_norm(g, 10) - 1.0) < 1e-12,
+          "clip by global norm: %.3f -> %.12f (max 1)", before, grad_norm(g, 10));
+    double keep = clip_grad_norm(g, 10, 5.0);
+    check(t, fabs(keep - 1.0) < 1e-12 && fabs(grad_norm(g, 10) - 1.0) < 1e-12,
+          "clip leaves a gradient under the limit alone");
+}
+
+static void test_rng_and_tasks(Tally *t) {
+    Rng a, b, c;
+    rng_seed(&a, 42); rng_seed(&b, 42); rng_seed(&c, 43);
+    int same = 1, differ = 0, in_range = 1;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = rng_next(&a), y = rng_next(&b), z = rng_next(&c);
+        same &= x == y; differ |= x != z;
+        double u = rng_uniform(&a); rng_uniform(&b); rng_uniform(&c);
+        in_range &= u >= 0.0 && u < 1.0;
+    }
+    check(t, same && differ && in_range, "rng: same seed, same stream; other seed, other "
+          "stream; uniform in [0,1)");
+    int src[9], tgt[9], ok = 1;
+    rng_seed(&a, 5);
+    toy_task_fill(&a, TASK_REVERSE, src, tgt, 9, 3, 10);
+    for (int i = 0; i < 9; i++) ok &= tgt[i] == src[8 - i] && src[i] >= 3 && src[i] < 13;
+    toy_task_fill(&a, TASK_SORT, src, tgt, 9, 3, 10);
+    int hist[13] = {0};
+    for (int i = 0; i < 9; i++) { hist[src[i]]++; hist[tgt[i]]--; }
+    for (int i = 0; i < 8; i++) ok &= tgt[i] <= tgt[i + 1];
+    for (int i = 0; i < 13; i++) ok &= hist[i] == 0;
+    check(t, ok, "toy tasks: reverse reverses, sort is an ordered permutation");
+}
+
+/* ---- gradient checks: the mechanism and every score function ------------ */
+
+typedef struct {
+    Score s, gs;
+    int T, Dv, local_p, Dwin, Ap;
+    double *q, *K, *V, *params, *dq, *dK, *dV, *dparams;
+    double *Kp, *dKp, *cache, *a, *align, *c, *g, *work;
+    double *Wp, *vp, *dWp, *dvp, *z;
+    unsigned char *mask;
+    int use_mask;
+} AttCtx;
+
+static void att_fwd(AttCtx *c) {
+    score_keys_forward(c->Kp, c->K, c->T, &c->s);
+    if (c->local_p) {
+        double p = local_position_forward(c->z, c->q, c->Wp, c->vp, c->T, c->s.Dq, c->Ap);
+        local_p_attend_forward(c->c, c->a, c->align, c->mask, c->cache, c->q, c->Kp, c->V,
+                               p, c->Dwin, c->T, c->Dv, &c->s);
+    } else {
+        attend_forward(c->c, c->a, c->cache, c->q, c->Kp, c->V, c->use_mask ? c->mask : NULL,
+                       c->T, c->Dv, &c->s);
+    }
+}
+static double att_loss(void *p) {
+    AttCtx *c = p;
+    att_fwd(c);
+    return dot_loss(c->g, c->c, c->Dv);
+}
+static void att_grad(void *p) {
+    AttCtx *c = p;
+    att_fwd(c);
+    int P = score_key_width(&c->s);
+    memset(c->dKp, 0, sizeof(double) * (size_t)(c->T * P));
+    if (c->local_p) {
+        double p_t = local_position_forward(c->z, c->q, c->Wp, c->vp, c->T, c->s.Dq, c->Ap);
+        double dp = 0.0;
+        local_p_attend_backward(c->dq, c->dKp, c->dV, &dp, &c->gs, c->g, c->q, c->Kp, c->V,
+                                c->a, c->align, c->cache, p_t, c->Dwin, c->T, c->Dv, &c->s,
+                                c->work);
+        local_position_backward(c->dq, c->dWp, c->dvp, dp, c->q, c->z, p_t, c->Wp, c->vp,
+                                c->T, c->s.Dq, c->Ap, c->work);
+    } else {
+        attend_backward(c->dq, c->dKp, c->dV, &c->gs, c->g, c->q, c->Kp, c->V, c->a, c->cache,
+                        c->T, c->Dv, &c->s, c->work);
+    }
+    score_keys_backward(c->dK, &c->gs, c->dKp, c->K, c->T, &c->s);
+}
+
+/* Build an AttCtx with random data; mode 0 global, 1 local-m window at t, 2 local-p */
+static AttCtx att_make(Rng *r, int kind, int T, int Dq, int Dk, int Dv, int A, int mode) {
+    AttCtx c;
+    memset(&c, 0, sizeof c);
+    int np = score_num_params(kind, Dq, Dk, A);
+    c.T = T; c.Dv = Dv; c.local_p = mode == 2; c.Dwin = 2; c.Ap = 3;
+    c.q = xcalloc_doubles(Dq); c.K = xcalloc_doubles(T * Dk); c.V = xcalloc_doubles(T * Dv);
+    c.params = xcalloc_doubles(np); c.dparams = xcalloc_doubles(np);
+    c.dq = xcalloc_doubles(Dq); c.dK = xcalloc_doubles(T * Dk); c.dV = xcalloc_doubles(T * Dv);
+    score_bind(&c.s, c.params, kind, Dq, Dk, A);
+    score_bind(&c.gs, c.dparams, kind, Dq, Dk, A);
+    int P = score_key_width(&c.s);
+    c.Kp = xcalloc_doubles(T * P); c.dKp = xcalloc_doubles(T * P);
+    c.cache = xcalloc_doubles(score_cache_size(&c.s, T));
+    c.a = xcalloc_doubles(T); c.align = xcalloc_doubles(T); c.c = xcalloc_doubles(Dv);
+    c.g = xcalloc_doubles(Dv); c.work = xcalloc_doubles(2 * T + 8);
+    c.Wp = xcalloc_doubles(Dq * c.Ap); c.vp = xcalloc_doubles(c.Ap);
+    c.dWp = xcalloc_doubles(Dq * c.Ap); c.dvp = xcalloc_doubles(c.Ap); c.z = xcalloc_doubles(c.Ap);
+    c.mask = xmalloc((size_t)T);
+    rng_fill_normal(r, c.q, Dq, 1.0); rng_fill_normal(r, c.K, T * Dk, 1.0);
+    rng_fill_normal(r, c.V, T * Dv, 1.0); rng_fill_normal(r, c.params, np, 0.7);
+    rng_fill_normal(r, c.Wp, Dq * c.Ap, 0.7); rng_fill_normal(r, c.vp, c.Ap, 0.7);
+    rng_fill_uniform(r, c.g, Dv, -1, 1);
+    if (mode == 1) { local_window_mask(c.mask, T / 2, 1, T); c.use_mask = 1; }
+    return c;
+}
+
+static void att_free(AttCtx *c) {
+    double *bufs[] = { c->q, c->K, c->V, c->params, c->dparams, c->dq, c->dK, c->dV, c->Kp,
+                       c->dKp, c->cache, c->a, c->align, c->c, c->g, c->work, c->Wp, c->vp,
+                       c->dWp, c->dvp, c->z };
+    for (int i = 0; i < (int)(sizeof bufs / sizeof bufs[0]); i++) free(bufs[i]);
+    free(c->mask);
+}
+
+static double att_gradcheck(AttCtx *c, int Dq, int Dk, const char **worst) {
+    int np = score_num_params(c->s.kind, Dq, Dk, c->s.A);
+    Tensor ts[6] = { {"q", c->q, c->dq, Dq}, {"K", c->K, c->dK, c->T * Dk},
+                     {"V", c->V, c->dV, c->T * c->Dv}, {"score params", c->params, c->dparams, np},
+                     {"W_p", c->Wp, c->dWp, Dq * c->Ap}, {"v_p", c->vp, c->dvp, c->Ap} };
+    int nt = c->local_p ? 6 : (np ? 4 : 3);
+    if (c->local_p && np == 0) { ts[3] = ts[4]; ts[4] = ts[5]; nt = 5; }
+    return gradcheck((Differentiable){ att_loss, att_grad, c }, ts, nt, worst);
+}
+
+static void test_grad_scores(Tally *t, Rng *r) {
+    /* shapes: (T, Dq, Dk, Dv, A), including one key and width 1 */
+    const int shapes[][5] = { {5, 4, 4, 3, 3}, {1, 3, 3, 2, 2}, {4, 1, 1, 1, 1}, {7, 3, 3, 5, 4} };
+    for (int kind = 0; kind < SCORE_KINDS; kind++) {
+        double e = 0.0;
+        const char *worst = "", *w;
+        for (int sh = 0; sh < 4; sh++)
+            for (int seed = 0; seed < 2; seed++) {
+                int T = shapes[sh][0], Dq = shapes[sh][1], Dk = shapes[sh][2];
+                if (kind == SCORE_GENERAL || kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
+                    Dk = Dk + 1;  /* these allow Dq != Dk: check that too */
+                AttCtx c = att_make(r, kind, T, Dq, Dk, shapes[sh][3], shapes[sh][4], 0);
+                double ei = att_gradcheck(&c, Dq, Dk, &w);
+                if (ei > e) { e = ei; worst = w; }
+                att_free(&c);
+            }
+        check(t, e <= 1e-7, "gradcheck attention with %s score (q, K, V, params; T = 1..7, "
+              "width 1..5, 2 seeds): max rel err %.2e (%s) <= 1e-7", score_names[kind], e, worst);
+    }
+    /* concat is additive with W and U stacked: the same scores */
+    AttCtx c = att_make(r, SCORE_CONCAT, 5, 3, 4, 2, 3, 0);
+    double add_params[3 * 3 + 4 * 3 + 3], e_cat[5], e_add[5], cache[6 * 3], Kp[5 * 3];
+    memcpy(add_params, c.params, sizeof add_params);   /* W (3,3) then U (4,3) then v */
+    Score add;
+    score_bind(&add, add_params, SCORE_ADDITIVE, 3, 4, 3);
+    score_keys_forward(c.Kp, c.K, 5, &c.s);
+    score_forward(e_cat, c.cache, c.q, c.Kp, 5, &c.s);
+    score_keys_forward(Kp, c.K, 5, &add);
+    score_forward(e_add, cache, c.q, Kp, 5, &add);
+    check(t, max_abs_diff(e_cat, e_add, 5) < 1e-15, "concat v^T tanh(W[q;k]) equals additive "
+          "v^T tanh(W_top q + W_bottom k): max diff %.1e", max_abs_diff(e_cat, e_add, 5));
+    att_free(&c);
+    /* cosine is bounded by 1 and ignores the lengths of q and k */
+    c = att_make(r, SCORE_COSINE, 4, 3, 3, 2, 0, 0);
+    double e1[4], e2[4];
+    score_forward(e1, NULL, c.q, c.K, 4, &c.s);
+    for (int i = 0; i < 3; i++) c.q[i] *= 7.0;
+    score_forward(e2, NULL, c.q, c.K, 4, &c.s);
+    check(t, max_abs_diff(e1, e2, 4) < 1e-15 && fabs(e1[0]) <= 1.0,
+          "cosine score is scale-invariant and in [-1, 1]");
+    att_free(&c);
+}
+
+static void test_one_key(Tally *t, Rng *r) {
+    double worst = 0.0;
+    for (int kind = 0; kind < SCORE_KINDS; kind++) {
+        int Dk = kind == SCORE_GENERAL ? 4 : 3;
+        AttCtx c = att_make(r, kind, 1, 3, Dk, 4, 2, 0);
+        att_fwd(&c);
+        worst = fmax(worst, max_abs_diff(c.c, c.V, 4));
+        att_free(&c);
+    }
+    check(t, worst == 0.0, "with one key, every score function returns that key's value "
+          "(max diff %.1e)", worst);
+}
+
+static void test_grad_local(Tally *t, Rng *r) {
+    double e = 0.0;
+    const char *w, *worst = "";
+    for (int seed = 0; seed < 3; seed++) {
+        AttCtx c = att_make(r, SCORE_DOT, 9, 3, 3, 2, 0, 1);
+        double ei = att_gradcheck(&c, 3, 3, &w);
+        if (ei > e) { e = ei; worst = w; }
+        att_free(&c);
+    }
+    check(t, e <= 1e-7, "gradcheck local-m (window of 3 in 9): max rel err %.2e (%s) <= 1e-7",
+          e, worst);
+    e = 0.0;
+    for (int kind = 0; kind < SCORE_KINDS; kind++) {
+        int Dk = kind == SCORE_GENERAL ? 4 : 3;
+        AttCtx c = att_make(r, kind, 10, 3, Dk, 2, 3, 2);
+        double ei = att_gradcheck(&c, 3, Dk, &w);
+        if (ei > e) { e = ei; worst = w; }
+        att_free(&c);
+    }
+    check(t, e <= 1e-7, "gradcheck local-p, gradient through p_t into W_p, v_p (every score): "
+          "max rel err %.2e (%s) <= 1e-7", e, worst);
+    /* the window: 2D + 1 positions in the middle, fewer at the edges */
+    unsigned char m[10];
+    int mid = 0, edge = 0;
+    local_window_mask(m, 5.0, 2, 10);
+    for (int i = 0; i < 10; i++) mid += m[i];
+    local_window_mask(m, 0.0, 2, 10);
+    for (int i = 0; i < 10; i++) edge += m[i];
+    check(t, mid == 5 && edge == 3, "local window D = 2: %d positions at p = 5, %d at p = 0", mid, edge);
+}
+
+/* ---- soft vs hard: REINFORCE is unbiased ------------------------------------ */
+
+static void test_reinforce(Tally *t, Rng *r) {
+    enum { T = 4, DQ = 3, N = 200000 };
+    /* expected loss E_{i~a}[L_i] with a = softmax(score(q, k_i)), additive score:
+       its exact gradient w.r.t. q by finite differences of the enumerated sum */
+    AttCtx c = att_make(r, SCORE_ADDITIVE, T, DQ, DQ, 2, 3, 0);
+    const double L[T] = { 1.0, 3.0, 0.5, 2.0 };
+    double exact_dq[DQ], a[T], de[T];
+    for (int j = 0; j < DQ; j++) {
+        double x0 = c.q[j], Ep = 0, Em = 0;
+        for (int sgn = -1; sgn <= 1; sgn += 2) {
+            c.q[j] = x0 + sgn * 1e-5;
+            att_fwd(&c);
+            double E = 0;
+            for (int i = 0; i < T; i++) E += c.a[i] * L[i];
+            if (sgn < 0) Em = E; else Ep = E;
+        }
+        c.q[j] = x0;
+        exact_dq[j] = (Ep - Em) / 2e-5;
+    }
+    att_fwd(&c);
+    memcpy(a, c.a, sizeof a);
+    double EL = 0;
+    for (int i = 0; i < T; i++) EL += a[i] * L[i];
+    /* N samples of the REINFORCE estimate of dE/dq, with a baseline b = 1
+       (any b that does not depend on the sample keeps it unbiased) */
+    double mean[DQ] = {0}, sq[DQ] = {0}, var_nob = 0, var_b = 0;
+    for (int n = 0; n < N; n++) {
+        int i = hard_attention_sample(r, a, T);
+        double dq[DQ] = {0};
+        memset(de, 0, sizeof de);
+        hard_attention_backward(de, L[i] - 1.0, i, a, T);
+        score_backward(dq, NULL, &c.gs, de, c.q, c.Kp, c.cache, T, &c.s);
+        for (int j = 0; j < DQ; j++) { mean[j] += dq[j] / N; sq[j] += dq[j] * dq[j] / N; }
+        /* variance of the score-gradient estimate with b = 0 vs b = E[L] */
+        double d0 = (L[i]) * (1 - a[i]), d1 = (L[i] - EL) * (1 - a[i]);
+        var_nob += d0 * d0 / N; var_b += d1 * d1 / N;
+    }
+    double worst_z = 0.0;
+    for (int j = 0; j < DQ; j++) {
+        double se = sqrt((sq[j] - mean[j] * mean[j]) / N);
+        worst_z = fmax(worst_z, fabs(mean[j] - exact_dq[j]) / se);
+    }
+    check(t, worst_z < 4.5, "REINFORCE (hard attention, additive score) averaged over %d "
+          "samples matches the exact gradient of E[L] (enumeration): max |err| / stderr "
+          "%.2f < 4.5", N, worst_z);
+    check(t, var_b < var_nob, "a baseline b = E[L] lowers the estimator's variance: "
+          "%.3f < %.3f", var_b, var_nob);
+    /* sampling frequencies follow the weights */
+    int counts[T] = {0};
+    for (int n = 0; n < N; n++) counts[hard_attention_sample(r, a, T)]++;
+    double zmax = 0.0;
+    for (int i = 0; i < T; i++)
+        zmax = fmax(zmax, fabs(counts[i] / (double)N - a[i]) / sqrt(a[i] * (1 - a[i]) / N));
+    int best = 0;
+    for (int i = 1; i < T; i++) if (a[i] > a[best]) best = i;
+    check(t, zmax < 4.5 && hard_attention_argmax(a, T) == best,
+          "hard attention samples i ~ a (max |freq - a| / stderr %.2f < 4.5); argmax picks "
+          "the largest weight", zmax);
+    att_free(&c);
+}
+
+/* ---- self-attention and multi-head attention ------------------------------ */
+
+typedef struct {
+    int Tq, Tk, D, H, causal, self;
+    double *Xq, *Xkv, *dXq, *dXkv, *params, *dparams, *out, *g, *cmem, *gmem;
+    unsigned char *key_mask;
+} MhaCtx;
+
+static void mha_ctx_fwd(MhaCtx *c, MhaCache *cache) {
+    Mha m;
+    mha_bind(&m, c->params, c->D);
+    mha_cache_bind(cache, c->cmem, c->Tq, c->Tk, c->D, c->H);
+    mha_forward(c->out, cache, c->Xq, c->self ? c->Xq : c->Xkv, &m, c->key_mask, c->causal,
+                c->Tq, c->Tk, c->D, c->H);
+}
+static double mha_loss(void *p) {
+    MhaCtx *c = p;
+    MhaCache cache;
+    mha_ctx_fwd(c, &cache);
+    return dot_loss(c->g, c->out, c->Tq * c->D);
+}
+static void mha_grad(void *p) {
+    MhaCtx *c = p;
+    MhaCache cache, g;
+    Mha m, dm;
+    mha_ctx_fwd(c, &cache);
+    mha_bind(&m, c->params, c->D);
+    mha_bind(&dm, c->dparams, c->D);
+    mha_cache_bind(&g, c->gmem, c->Tq, c->Tk, c->D, c->H);
+    mha_backward(c->dXq, c->self ? c->dXq : c->dXkv, &dm, c->g, c->Xq,
+                 c->self ? c->Xq : c->Xkv, &m, &cache, &g, c->causal, c->Tq, c->Tk, c->D, c->H);
+}
+
+static MhaCtx mha_make(Rng *r, int Tq, int Tk, int D, int H, int causal, int self, int npad) {
+    MhaCtx c = { Tq, Tk, D, H, causal, self,
+                 xcalloc_doubles(Tq * D), xcalloc_doubles(Tk * D), xcalloc_doubles(Tq * D),
+                 xcalloc_doubles(Tk * D), xcalloc_doubles(4 * D * D), xcalloc_doubles(4 * D * D),
+                 xcalloc_doubles(Tq * D), xcalloc_doubles(Tq * D),
+                 xcalloc_doubles(mha_cache_size(Tq, Tk, D, H)),
+                 xcalloc_doubles(mha_cache_size(Tq, Tk, D, H)), NULL };
+    rng_fill_normal(r, c.Xq, Tq * D, 1.0); rng_fill_normal(r, c.Xkv, Tk * D, 1.0);
+    rng_fill_normal(r, c.params, 4 * D * D, 1.0 / sqrt((double)D));
+    rng_fill_uniform(r, c.g, Tq * D, -1, 1);
+    if (npad > 0) {
+        c.key_mask = xmalloc((size_t)Tk);
+        for (int j = 0; j < Tk; j++) c.key_mask[j] = j < Tk - npad;
+    }
+    return c;
+}
+
+static void mha_free(MhaCtx *c) {
+    free(c->Xq); free(c->Xkv); free(c->dXq); free(c->dXkv); free(c->params); free(c->dparams);
+    free(c->out); free(c->g); free(c->cmem); free(c->gmem); free(c->key_mask);
+}
+
+static void test_grad_mha(Tally *t, Rng *r) {
+    /* Tq, Tk, D, H, causal, self, padded keys */
+    const int cases[][7] = { {4, 4, 4, 1, 0, 1, 0}, {4, 4, 4, 2, 1, 1, 0}, {5, 5, 6, 3, 0, 1, 2},
+                             {3, 5, 4, 2, 0, 0, 1}, {1, 1, 1, 1, 0, 1, 0}, {1, 4, 2, 2, 0, 0, 0},
+                             {4, 4, 4, 2, 1, 1, 4}, {4, 4, 4, 4, 1, 1, 1} };
+    const char *what[] = { "self, 1 head", "self, causal, 2 heads", "self, 3 heads, 2 padded keys",
+                           "cross Tq=3 Tk=5, 1 padded key", "T = 1, D = 1", "one query, 4 keys",
+                           "causal, every key padded (empty rows)", "causal + padding, dh = 1" };
+    for (int k = 0; k < 8; k++) {
+        const int *cs = cases[k];
+        MhaCtx c = mha_make(r, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6]);
+        Tensor ts[3] = { {"params", c.params, c.dparams, 4 * cs[2] * cs[2]},
+                         {"Xq", c.Xq, c.dXq, cs[0] * cs[2]}, {"Xkv", c.Xkv, c.dXkv, cs[1] * cs[2]} };
+        char name[128];
+        snprintf(name, sizeof name, "multi-head attention (%s)", what[k]);
+        check_grad(t, name, (Differentiable){ mha_loss, mha_grad, &c }, ts, cs[5] ? 2 : 3, 1e-7);
+        mha_free(&c);
+    }
+}
+
+/* naive single-head attention, the textbook formula written out:
+ * out = softmax(Q K^T / sqrt(D)) V with Q = X W_q etc., then @ W_o */
+static void ref_single_head(double *out, const double *X, const double *W, int T, int D) {
+    double *Q = xcalloc_doubles(T * D), *K = xcalloc_doubles(T * D), *V = xcalloc_doubles(T * D);
+    double *O = xcalloc_doubles(T * D), *w = xcalloc_doubles(T);
+    ref_matmul(Q, X, W, T, D, D, 0, 0);
+    ref_matmul(K, X, W + D * D, T, D, D, 0, 0);
+    ref_matmul(V, X, W + 2 * D * D, T, D, D, 0, 0);
+    for (int i = 0; i < T; i++) {
+        double z = 0.0;
+        for (int j = 0; j < T; j++) {
+            double s = 0.0;
+            for (int d = 0; d < D; d++) s += Q[i * D + d] * K[j * D + d];
+            w[j] = exp(s / sqrt((double)D));
+            z += w[j];
+        }
+        for (int d = 0; d < D; d++) {
+            double s = 0.0;
+            for (int j = 0; j < T; j++) s += w[j] / z * V[j * D + d];
+            O[i * D + d] = s;
+        }
+    }
+    ref_matmul(out, O, W + 3 * D * D, T, D, D, 0, 0);
+    free(Q); free(K); free(V); free(O); free(w);
+}
+
+static void test_mha_properties(Tally *t, Rng *r) {
+    enum { T = 6, D = 8 };
+    MhaCtx c = mha_make(r, T, T, D, 2, 0, 1, 0);   /* cache sized for 2 heads */
+    MhaCache cache;
+    c.H = 1;
+    double ref[T * D], out1[T * D];
+    mha_ctx_fwd(&c, &cache);
+    ref_single_head(ref, c.Xq, c.params, T, D);
+    check(t, max_abs_diff(c.out, ref, T * D) < 1e-12, "multi-head attention with one head "
+          "equals single-head softmax(QK^T/sqrt(d))V W_o: max diff %.1e",
+          max_abs_diff(c.out, ref, T * D));
+    /* permutation equivariance: no positions, so permuting X permutes the output */
+    c.H = 2;
+    mha_ctx_fwd(&c, &cache);
+    memcpy(out1, c.out, sizeof out1);
+    const int perm[T] = { 3, 0, 5, 1, 4, 2 };
+    double X0[T * D];
+    memcpy(X0, c.Xq, sizeof X0);
+    for (int i = 0; i < T; i++) memcpy(c.Xq + i * D, X0 + perm[i] * D, sizeof(double) * D);
+    mha_ctx_fwd(&c, &cache);
+    double pe = 0.0;
+    for (int i = 0; i < T; i++)
+        pe = fmax(pe, max_abs_diff(c.out + i * D, out1 + perm[i] * D, D));
+    check(t, pe < 1e-12, "self-attention without positions is permutation-equivariant: "
+          "max diff %.1e", pe);
+    memcpy(c.Xq, X0, sizeof X0);
+    /* causal: output t does not depend on inputs after t */
+    c.causal = 1;
+    mha_ctx_fwd(&c, &cache);
+    memcpy(out1, c.out, sizeof out1);
+    double leak = 0.0, moved = 0.0;
+    for (int s = 0; s < T - 1; s++) {
+        for (int i = (s + 1) * D; i < T * D; i++) c.Xq[i] += 1.0;
+        mha_ctx_fwd(&c, &cache);
+        leak = fmax(leak, max_abs_diff(c.out, out1, (s + 1) * D));
+        moved = fmax(moved, max_abs_diff(c.out + (s + 1) * D, out1 + (s + 1) * D, D));
+        memcpy(c.Xq, X0, sizeof X0);
+    }
+    check(t, leak == 0.0 && moved > 1e-3, "causal mask: outputs 0..t unchanged when inputs "
+          "after t change (max diff %.1e), while output t+1 moves (%.2f)", leak, moved);
+    c.causal = 0;
+    mha_free(&c);
+    /* padding: changing a padded key changes nothing */
+    c = mha_make(r, T, T, D, 2, 0, 0, 2);
+    mha_ctx_fwd(&c, &cache);
+    memcpy(out1, c.out, sizeof out1);
+    for (int i = (T - 2) * D; i < T * D; i++) c.Xkv[i] = 100.0;
+    mha_ctx_fwd(&c, &cache);
+    check(t, max_abs_diff(c.out, out1, T * D) == 0.0, "padding mask: changing padded keys "
+          "leaves every output unchanged (max diff %.1e)", max_abs_diff(c.out, out1, T * D));
+    mha_free(&c);
+    /* one key: sdpa returns that key's value */
+    double Q[3 * 2], K[2] = { 0.3, -1 }, V[3] = { 1, 2, 3 }, out[3 * 3], P[3];
+    rng_fill_normal(r, Q, 6, 1.0);
+    sdpa_forward(out, P, Q, K, V, NULL, 1, 3, 1, 2, 3);
+    double d = 0.0;
+    for (int i = 0; i < 3; i++) d = fmax(d, max_abs_diff(out + i * 3, V, 3));
+    check(t, d == 0.0, "scaled dot-product attention with a single key returns its value");
+    /* huge scores stay finite */
+    double Qb[2 * 2] = { 1e4, 1e4, -1e4, 1e4 }, Kb[2 * 2] = { 1e4, -1e4, 1e4, 1e4 };
+    double Vb[2 * 2] = { 1, 2, 3, 4 }, ob[4], Pb[4];
+    sdpa_forward(ob, Pb, Qb, Kb, Vb, NULL, 0, 2, 2, 2, 2);
+    check(t, all_finite(ob, 4) && all_finite(Pb, 4), "attention with scores of 1e8 is finite "
+          "(no NaN, no inf)");
+}
+
+/* ---- why sqrt(d_k) ------------------------------------------------------------- */
+
+static void test_scaling(Tally *t, Rng *r) {
+    SoftmaxStats raw = softmax_stats(r, 1024, 16, 200, 1.0);
+    SoftmaxStats sc4 = softmax_stats(r, 4, 16, 200, 1.0 / 2.0);
+    SoftmaxStats sc = softmax_stats(r, 1024, 16, 200, 1.0 / 32.0);
+    check(t, raw.max_weight > 0.9 && raw.jac_norm < 0.1 && fabs(sc.entropy - sc4.entropy) < 0.1 &&
+          fabs(sc.score_std - 1.0) < 0.1,
+          "d_k = 1024: unscaled softmax is near one-hot (max weight %.3f, |J| %.3f); scaled, "
+          "entropy %.3f stays at its d_k = 4 value %.3f", raw.max_weight, raw.jac_norm,
+          sc.entropy, sc4.entropy);
+}
+
+/* ---- seeing attention -------------------------------------------------------------- */
+
+static void test_viewers(Tally *t) {
+    const double W[2 * 3] = { 0.0, 0.5, 1.0, 0.25, 0.25, 0.5 };
+    const char *rows[2] = { "a<b", "c&d" }, *cols[3] = { "x", "y", "z" };
+    FILE *f = tmpfile();
+    if (!f) { check(t, 0, "tmpfile() for the heatmap test"); return; }
+    print_heatmap(f, "title", W, 2, 3, rows, cols);
+    rewind(f);
+    char buf[2048];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    const char *row0 = strstr(buf, "a<b |");
+    check(t, row0 && strncmp(row0 + 5, "  \u2592\u2592\u2588\u2588|", 3 + 2 * 3 + 2 * 3) == 0,
+          "terminal heatmap: 0 -> blank, 0.5 -> medium shade, max -> full block");
+    const char *path = "tests-heatmap.svg";
+    write_svg_heatmap(path, "t<i>tle", W, 2, 3, rows, cols);
+    FILE *g = xfopen(path, "r");
+    n = fread(buf, 1, sizeof buf - 1, g);
+    buf[n] = 0;
+    fclose(g);
+    remove(path);
+    int rects = 0;
+    for (const char *p = buf; (p = strstr(p, "<rect x=")) != NULL; p++) rects++;
+    check(t, strstr(buf, "</svg>") && strstr(buf, "a&lt;b") && strstr(buf, "c&amp;d") &&
+          strstr(buf, "t&lt;i&gt;tle") && !strstr(buf, "a<b") && rects == 6 + 10,
+          "SVG heatmap: complete, labels escaped, one rect per cell plus a 10-step scale "
+          "(%d rects)", rects);
+}
+
 static void tests_attention(Tally *t) {
-    (void)t;
+    Rng r;
+    rng_seed(&r, 1234);
+    test_matmul_reference(t, &r);
+    test_grad_linear(t, &r, 3, 4, 5, 1);
+    test_grad_linear(t, &r, 1, 1, 1, 1);
+    test_grad_linear(t, &r, 4, 1, 3, 0);
+    test_grad_activations(t, &r);
+    test_cross_entropy(t, &r);
+    test_softmax_properties(t, &r);
+    test_optimisers(t, &r);
+    test_rng_and_tasks(t);
+    test_grad_scores(t, &r);
+    test_one_key(t, &r);
+    test_grad_local(t, &r);
+    test_reinforce(t, &r);
+    test_grad_mha(t, &r);
+    test_mha_properties(t, &r);
+    test_scaling(t, &r);
+    test_viewers(t);
 }
 
 /* ========================================================================
@@ -136,8 +897,80 @@ static void tests_attention(Tally *t) {
  * 4. NOTES.md cites only functions that exist
  * ======================================================================== */
 
+/* Read a whole file into a NUL-terminated buffer the caller frees; NULL if
+ * it cannot be opened. */
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = xmalloc(cap);
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *bigger = xmalloc(cap * 2);
+            memcpy(bigger, buf, n);
+            free(buf);
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int is_ident(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Does `src` define function `name`? A definition, in this project's style,
+ * is a line starting in column 0 with a type, then the name and '('. */
+static int defines(const char *src, const char *name, size_t len) {
+    for (const char *p = src; (p = strstr(p, name)) != NULL; p += len) {
+        if (p[len] != '(' || (p > src && is_ident(p[-1]))) continue;
+        const char *line = p;
+        while (line > src && line[-1] != '\n') line--;
+        if (line < p && is_ident(line[0]) && p[len + 1] != ')') return 1;
+        if (line < p && is_ident(line[0]) && strncmp(p + len, "(void)", 6) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Every `name()` that NOTES.md cites must be defined in a chapter, so that a
+ * rename which forgets the notes fails `make test`. */
 static void tests_notes(Tally *t) {
-    (void)t;
+    const char *chapters[] = { "attention.c", "seq2seq.c", "transformer.c" };
+    char *notes = read_text("NOTES.md"), *src[3];
+    if (!notes) {
+        check(t, 0, "NOTES.md readable (run the tests from the repository root)");
+        return;
+    }
+    for (int k = 0; k < 3; k++) src[k] = read_text(chapters[k]);
+    int cited = 0, missing = 0;
+    for (char *p = notes; (p = strchr(p, '`')) != NULL; ) {
+        char *q = strchr(p + 1, '`');
+        if (!q) break;
+        size_t len = 0;
+        while (is_ident(p[1 + len])) len++;
+        if (len > 0 && p + 1 + len + 2 == q && p[1 + len] == '(' && p[2 + len] == ')') {
+            char name[128];
+            if (len >= sizeof name) len = sizeof name - 1;
+            memcpy(name, p + 1, len);
+            name[len] = 0;
+            int found = 0;
+            for (int k = 0; k < 3 && !found; k++) found = src[k] && defines(src[k], name, len);
+            cited++;
+            if (!found) {
+                missing++;
+                printf("     NOTES.md cites %s(), which no chapter defines\n", name);
+            }
+        }
+        p = q + 1;
+    }
+    check(t, cited >= 10 && missing == 0, "NOTES.md cites %d functions; %d of them are "
+          "not defined in any chapter", cited, missing);
+    free(notes);
+    for (int k = 0; k < 3; k++) free(src[k]);
 }
 
 int main(void) {
