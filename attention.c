@@ -1217,7 +1217,7 @@ void embedding_backward(double *dtable, const double *dout, const int *tokens, i
  * [first, first + nsym), tgt (len) the answer: a copy, the reverse, or the
  * symbols in ascending order. Chapters add their own start/end tokens. */
 enum { TASK_COPY, TASK_REVERSE, TASK_SORT };
-static const char *const task_names[] = { "copy", "reverse", "sort", NULL };
+const char *const task_names[] = { "copy", "reverse", "sort", NULL };
 
 void toy_task_fill(Rng *r, int task, int *src, int *tgt, int len, int first, int nsym) {
     for (int i = 0; i < len; i++) src[i] = first + rng_int(r, nsym);
