@@ -18,6 +18,7 @@
  */
 #define TESTING
 #include "attention.c"
+#include "transformer.c"
 
 #include <stdarg.h>
 
@@ -970,6 +971,525 @@ static void tests_attention(Tally *t) {
  * 3. chapter 3 (transformer.c)
  * ======================================================================== */
 
+/* -- helpers ------------------------------------------------------------- */
+
+/* a random upstream gradient for dot_loss */
+static double *tf_randn(Rng *r, int n, double std) {
+    double *x = xcalloc_doubles(n);
+    rng_fill_normal(r, x, n, std);
+    return x;
+}
+
+/* The Tensor list of a model's parameters whose names start with prefix
+ * ("" = all), appended to ts from index k; returns the new count. */
+static int tf_param_tensors(Tensor *ts, int k, TfModel *m, const char *prefix) {
+    for (int i = 0; i < m->nspans; i++) {
+        const TfSpan *s = &m->spans[i];
+        if (strncmp(s->name, prefix, strlen(prefix)) != 0) continue;
+        ts[k].name = s->name;
+        ts[k].x = m->params + s->off;
+        ts[k].g = m->grads + s->off;
+        ts[k].n = s->n;
+        k++;
+    }
+    return k;
+}
+
+/* Random weights at the scale of a working model: matrices N(0, 1/fan_in),
+ * LayerNorm gains 1 + N(0, 0.3^2), biases N(0, 0.3^2). Much larger weights
+ * make post-LN stacks collapse every position onto one vector (attention
+ * goes uniform), and then some gradients fall below the finite-difference
+ * noise (~1e-11) and a relative error says nothing. */
+static void tf_randomize(TfModel *m, Rng *r) {
+    for (int k = 0; k < m->nspans; k++) {
+        const TfSpan *s = &m->spans[k];
+        double *p = m->params + s->off;
+        if (s->init == TF_INIT_XAVIER) rng_fill_normal(r, p, s->n, 1.0 / sqrt((double)s->rows));
+        else rng_fill_normal(r, p, s->n, 0.3);
+        if (s->init == TF_INIT_ONE) for (int i = 0; i < s->n; i++) p[i] += 1.0;
+    }
+}
+
+/* a small config: every field set, nothing left to defaults */
+static TfConfig tf_small(int arch, int norm, int pos, int act, int layers) {
+    TfConfig c;
+    c.arch = arch; c.norm = norm; c.pos = pos; c.act = act;
+    c.V = 7; c.D = 4; c.H = 2; c.F = 6;
+    c.n_enc = layers; c.n_dec = arch == TF_ENCDEC ? layers : 0;
+    c.S = 3; c.T = arch == TF_ENCDEC ? 4 : 0; c.B = 2;
+    c.smoothing = 0.0;
+    return c;
+}
+
+/* -- LayerNorm, FFN, embeddings -------------------------------------------- */
+
+typedef struct {
+    int N, D, F, act;
+    double *x, *dx, *g, *dg, *b, *db, *up, *out;
+    TfFfn p, dp;
+    double *u, *a, *du, *da, *mean, *rstd;
+} TfPieceCtx;
+
+static double tf_ln_loss(void *v) {
+    TfPieceCtx *c = v;
+    layernorm_forward(c->out, c->mean, c->rstd, c->x, c->g, c->b, c->N, c->D);
+    return dot_loss(c->up, c->out, c->N * c->D);
+}
+static void tf_ln_grad(void *v) {
+    TfPieceCtx *c = v;
+    tf_ln_loss(c);
+    memset(c->dx, 0, sizeof(double) * (size_t)(c->N * c->D));
+    layernorm_backward(c->dx, c->dg, c->db, c->up, c->x, c->mean, c->rstd, c->g, c->N, c->D);
+}
+
+static double tf_ffn_loss(void *v) {
+    TfPieceCtx *c = v;
+    ffn_forward(c->out, c->u, c->a, c->x, &c->p, c->act, c->N, c->D, c->F);
+    return dot_loss(c->up, c->out, c->N * c->D);
+}
+static void tf_ffn_grad(void *v) {
+    TfPieceCtx *c = v;
+    tf_ffn_loss(c);
+    memset(c->dx, 0, sizeof(double) * (size_t)(c->N * c->D));
+    memset(c->du, 0, sizeof(double) * (size_t)(c->N * c->F));
+    memset(c->da, 0, sizeof(double) * (size_t)(c->N * c->F));
+    ffn_backward(c->dx, &c->dp, c->du, c->da, c->up, c->x, c->u, c->a, &c->p, c->act, c->N,
+                 c->D, c->F);
+}
+
+static void tf_test_pieces(Tally *t, Rng *r) {
+    enum { N = 3, D = 5, F = 6 };
+    double mem[40 * 64];
+    memset(mem, 0, sizeof mem);
+    TfPieceCtx c;
+    double *p = mem;
+    c.N = N; c.D = D; c.F = F;
+    c.x = p; p += N * D;   c.dx = p; p += N * D;  c.out = p; p += N * D;
+    c.g = p; p += D;       c.dg = p; p += D;      c.b = p; p += D;  c.db = p; p += D;
+    c.mean = p; p += N;    c.rstd = p; p += N;
+    c.u = p; p += N * F;   c.a = p; p += N * F;   c.du = p; p += N * F;  c.da = p; p += N * F;
+    c.p.W1 = p; p += D * F; c.p.b1 = p; p += F; c.p.W2 = p; p += F * D; c.p.b2 = p; p += D;
+    c.dp.W1 = p; p += D * F; c.dp.b1 = p; p += F; c.dp.W2 = p; p += F * D; c.dp.b2 = p; p += D;
+    c.up = p; p += N * D;
+    rng_fill_normal(r, c.x, N * D, 1.0);
+    rng_fill_normal(r, c.g, D, 1.0);
+    rng_fill_normal(r, c.b, D, 1.0);
+    rng_fill_normal(r, c.up, N * D, 1.0);
+    Tensor ln[3] = { {"x", c.x, c.dx, N * D}, {"g", c.g, c.dg, D}, {"b", c.b, c.db, D} };
+    check_grad(t, "LayerNorm (N 3, D 5)", (Differentiable){ tf_ln_loss, tf_ln_grad, &c }, ln, 3,
+               1e-7);
+    /* with g = 1, b = 0 every row comes out with mean 0 and variance var/(var + eps) */
+    for (int j = 0; j < D; j++) { c.g[j] = 1.0; c.b[j] = 0.0; }
+    tf_ln_loss(&c);
+    double worst = 0.0;
+    for (int n = 0; n < N; n++) {
+        double mu = 0.0, var = 0.0;
+        for (int j = 0; j < D; j++) mu += c.out[n * D + j] / D;
+        for (int j = 0; j < D; j++) var += (c.out[n * D + j] - mu) * (c.out[n * D + j] - mu) / D;
+        worst = fmax(worst, fmax(fabs(mu), fabs(var - (1.0 - TF_LN_EPS * c.rstd[n] * c.rstd[n]))));
+    }
+    check(t, worst < 1e-12, "LayerNorm with g = 1, b = 0: every row has mean 0 and variance "
+          "var/(var+eps): max deviation %.1e", worst);
+
+    rng_fill_normal(r, c.p.W1, D * F, 0.7);
+    rng_fill_normal(r, c.p.b1, F, 0.5);
+    rng_fill_normal(r, c.p.W2, F * D, 0.7);
+    rng_fill_normal(r, c.p.b2, D, 0.5);
+    Tensor ff[5] = { {"x", c.x, c.dx, N * D}, {"W1", c.p.W1, c.dp.W1, D * F},
+                     {"b1", c.p.b1, c.dp.b1, F}, {"W2", c.p.W2, c.dp.W2, F * D},
+                     {"b2", c.p.b2, c.dp.b2, D} };
+    c.act = TF_RELU;
+    check_grad(t, "feed-forward, ReLU (N 3, D 5, F 6)", (Differentiable){ tf_ffn_loss,
+               tf_ffn_grad, &c }, ff, 5, 1e-7);
+    c.act = TF_GELU;
+    check_grad(t, "feed-forward, GELU (N 3, D 5, F 6)", (Differentiable){ tf_ffn_loss,
+               tf_ffn_grad, &c }, ff, 5, 1e-7);
+    /* position-wise: row 0 of the output does not change when row 1 of x does */
+    tf_ffn_loss(&c);
+    double row0[D];
+    memcpy(row0, c.out, sizeof row0);
+    c.x[D] += 1.0;
+    tf_ffn_loss(&c);
+    double moved = 0.0;
+    for (int j = 0; j < D; j++) moved = fmax(moved, fabs(c.out[j] - row0[j]));
+    check(t, moved == 0.0, "feed-forward is position-wise: changing row 1 moves row 0 by %.1e",
+          moved);
+}
+
+typedef struct {
+    int B, T, D, V;
+    const int *tokens;
+    double *tok, *dtok, *pos, *dpos, *out, *dout, *up;
+    int learned;
+} TfEmbCtx;
+
+static double tf_emb_loss(void *v) {
+    TfEmbCtx *c = v;
+    tf_embed_forward(c->out, c->tokens, c->tok, c->pos, c->B, c->T, c->D);
+    return dot_loss(c->up, c->out, c->B * c->T * c->D);
+}
+static void tf_emb_grad(void *v) {
+    TfEmbCtx *c = v;
+    tf_emb_loss(c);
+    memcpy(c->dout, c->up, sizeof(double) * (size_t)(c->B * c->T * c->D));
+    tf_embed_backward(c->dtok, c->learned ? c->dpos : NULL, c->dout, c->tokens, c->B, c->T,
+                      c->D);
+}
+
+static void tf_test_positions(Tally *t, Rng *r) {
+    enum { B = 2, T = 3, D = 4, V = 5 };
+    const int tokens[B * T] = { 1, 4, 1, 0, 2, 4 };     /* repeats: gradients add up */
+    double tok[V * D], dtok[V * D], pos[T * D], dpos[T * D], out[B * T * D], dout[B * T * D],
+        up[B * T * D];
+    TfEmbCtx c = { B, T, D, V, tokens, tok, dtok, pos, dpos, out, dout, up, 1 };
+    rng_fill_normal(r, tok, V * D, 1.0);
+    rng_fill_normal(r, pos, T * D, 1.0);
+    rng_fill_normal(r, up, B * T * D, 1.0);
+    Tensor ts[2] = { {"tok", tok, dtok, V * D}, {"pos", pos, dpos, T * D} };
+    check_grad(t, "embedding * sqrt(D) + learned positions", (Differentiable){ tf_emb_loss,
+               tf_emb_grad, &c }, ts, 2, 1e-7);
+    posenc_sinusoid(pos, T, D);
+    c.learned = 0;
+    check_grad(t, "embedding * sqrt(D) + sinusoidal positions (fixed)", (Differentiable){
+               tf_emb_loss, tf_emb_grad, &c }, ts, 1, 1e-7);
+    /* the sinusoid: PE[p+k] is a fixed rotation of PE[p] in every (sin, cos) pair,
+     * so "k positions later" is a linear map the model can learn */
+    enum { P = 40, E = 8 };
+    double pe[P * E];
+    posenc_sinusoid(pe, P, E);
+    double worst = fabs(pe[0]) + fabs(pe[1] - 1.0);   /* PE[0] = (0, 1, 0, 1, ...) */
+    const int k = 7;
+    for (int i = 0; i < E / 2; i++) {
+        double w = pow(10000.0, -2.0 * i / E), cs = cos(k * w), sn = sin(k * w);
+        for (int p = 0; p + k < P; p++) {
+            double s0 = pe[p * E + 2 * i], c0 = pe[p * E + 2 * i + 1];
+            worst = fmax(worst, fabs(pe[(p + k) * E + 2 * i] - (s0 * cs + c0 * sn)));
+            worst = fmax(worst, fabs(pe[(p + k) * E + 2 * i + 1] - (c0 * cs - s0 * sn)));
+        }
+    }
+    check(t, worst < 1e-9, "sinusoidal PE: PE[p+7] = rotation(7) PE[p] for every pair and "
+          "p, and PE[0] = (0,1,..): max error %.1e", worst);
+}
+
+/* -- layers ---------------------------------------------------------------- */
+
+typedef struct {
+    TfModel *m;
+    TfBatch *b;
+    int dec;                  /* 0: encoder layer 0, 1: decoder layer 0 */
+    int causal;
+    double *x, *dx, *mem, *dmem, *up;
+} TfLayerCtx;
+
+static double tf_layer_loss(void *v) {
+    TfLayerCtx *c = v;
+    TfModel *m = c->m;
+    const TfConfig *k = &m->c;
+    const int n = c->b->n;
+    if (c->dec) {
+        tf_decoder_layer_forward(m->a.ds, c->x, c->mem, &m->w.dec[0], c->b->tmask,
+                                 c->b->smask, k->norm, k->act, n, k->T, k->S, k->D, k->H, k->F);
+        return dot_loss(c->up, tf_sub_out(&m->a.ds[2], k->norm), n * k->T * k->D);
+    }
+    tf_encoder_layer_forward(m->a.es, c->x, &m->w.enc[0], c->b->smask, c->causal, k->norm,
+                             k->act, n, k->S, k->D, k->H, k->F);
+    return dot_loss(c->up, tf_sub_out(&m->a.es[1], k->norm), n * k->S * k->D);
+}
+
+static void tf_layer_grad(void *v) {
+    TfLayerCtx *c = v;
+    TfModel *m = c->m;
+    const TfConfig *k = &m->c;
+    const int n = c->b->n, L = c->dec ? k->T : k->S;
+    tf_layer_loss(c);
+    memset(m->dacts, 0, sizeof(double) * (size_t)m->na);
+    memset(c->dx, 0, sizeof(double) * (size_t)(n * L * k->D));
+    if (c->dec) {
+        memset(c->dmem, 0, sizeof(double) * (size_t)(n * k->S * k->D));
+        memcpy(tf_sub_out(&m->da.ds[2], k->norm), c->up, sizeof(double) * (size_t)(n * L * k->D));
+        tf_decoder_layer_backward(c->dx, c->dmem, &m->gw.dec[0], m->da.ds, m->a.ds, c->x,
+                                  c->mem, &m->w.dec[0], k->norm, k->act, n, k->T, k->S, k->D,
+                                  k->H, k->F);
+    } else {
+        memcpy(tf_sub_out(&m->da.es[1], k->norm), c->up, sizeof(double) * (size_t)(n * L * k->D));
+        tf_encoder_layer_backward(c->dx, &m->gw.enc[0], m->da.es, m->a.es, c->x, &m->w.enc[0],
+                                  c->causal, k->norm, k->act, n, k->S, k->D, k->H, k->F);
+    }
+}
+
+static void tf_test_layers(Tally *t, Rng *r) {
+    /* norm, act, causal (encoder layer) */
+    const int cases[4][3] = { {TF_POST, TF_RELU, 0}, {TF_PRE, TF_GELU, 0},
+                              {TF_POST, TF_GELU, 1}, {TF_PRE, TF_RELU, 1} };
+    for (int dec = 0; dec < 2; dec++)
+        for (int k = 0; k < 4; k++) {
+            if (dec && cases[k][2]) continue;   /* the decoder is always causal */
+            TfConfig cfg = tf_small(TF_ENCDEC, cases[k][0], TF_POS_SIN, cases[k][1], 1);
+            TfModel m;
+            tf_build(&m, &cfg, 11);
+            tf_randomize(&m, r);
+            TfBatch b;
+            tf_batch_alloc(&b, &cfg);
+            b.smask[1 * cfg.S + 2] = 0;                 /* example 1: last source padded */
+            const int L = dec ? cfg.T : cfg.S, NX = cfg.B * L * cfg.D, NM = cfg.B * cfg.S * cfg.D;
+            TfLayerCtx c = { &m, &b, dec, cases[k][2], tf_randn(r, NX, 1.0),
+                             xcalloc_doubles(NX), tf_randn(r, NM, 1.0), xcalloc_doubles(NM),
+                             tf_randn(r, NX, 1.0) };
+            Tensor ts[32];
+            int nt = tf_param_tensors(ts, 0, &m, dec ? "dec0." : "enc0.");
+            ts[nt++] = (Tensor){ "x", c.x, c.dx, NX };
+            if (dec) ts[nt++] = (Tensor){ "memory", c.mem, c.dmem, NM };
+            char what[160];
+            snprintf(what, sizeof what, "%s layer, %s-LN, %s%s (D 4, 2 heads, F 6, B 2, "
+                     "one padded source)", dec ? "decoder" : "encoder",
+                     tf_norm_names[cases[k][0]], tf_act_names[cases[k][1]],
+                     cases[k][2] ? ", causal (GPT block)" : "");
+            check_grad(t, what, (Differentiable){ tf_layer_loss, tf_layer_grad, &c }, ts, nt,
+                       1e-7);
+            free(c.x); free(c.dx); free(c.mem); free(c.dmem); free(c.up);
+            tf_batch_free(&b);
+            tf_free(&m);
+        }
+}
+
+/* -- whole models ------------------------------------------------------------ */
+
+typedef struct { TfModel *m; TfBatch *b; } TfModelCtx;
+
+static double tf_model_loss(void *v) {
+    TfModelCtx *c = v;
+    return tf_forward(c->m, c->b);
+}
+static void tf_model_grad(void *v) {
+    TfModelCtx *c = v;
+    tf_forward(c->m, c->b);
+    tf_backward(c->m, c->b);
+}
+
+/* random tokens in [lo, V) for every input; targets in [0, V) */
+static void tf_random_batch(TfBatch *b, const TfConfig *c, Rng *r) {
+    for (int i = 0; i < c->B * c->S; i++) b->src[i] = 1 + rng_int(r, c->V - 1);
+    for (int i = 0; i < c->B * (c->T ? c->T : 1); i++) b->tgt[i] = 1 + rng_int(r, c->V - 1);
+    for (int i = 0; i < c->B * tf_out_len(c); i++) b->y[i] = rng_int(r, c->V);
+}
+
+static void tf_test_models(Tally *t, Rng *r) {
+    struct { int arch, norm, pos, act, layers; double eps; const char *what; } cases[] = {
+        { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2, 0.1,
+          "encdec 2+2 layers, post-LN, sin, ReLU, smoothing 0.1, padding" },
+        { TF_ENCDEC, TF_PRE, TF_POS_LEARNED, TF_GELU, 1, 0.0,
+          "encdec 1+1, pre-LN, learned positions, GELU" },
+        { TF_ENCODER, TF_PRE, TF_POS_LEARNED, TF_GELU, 2, 0.0,
+          "encoder (BERT-style) 2 layers, pre-LN, masked-token loss" },
+        { TF_DECODER, TF_POST, TF_POS_LEARNED, TF_RELU, 2, 0.0,
+          "decoder (GPT-style) 2 layers, post-LN, causal LM loss" },
+        { TF_DECODER, TF_PRE, TF_POS_NONE, TF_GELU, 1, 0.1,
+          "decoder 1 layer, pre-LN, no positions, smoothing 0.1" },
+    };
+    for (int k = 0; k < 5; k++) {
+        TfConfig cfg = tf_small(cases[k].arch, cases[k].norm, cases[k].pos, cases[k].act,
+                                cases[k].layers);
+        cfg.smoothing = cases[k].eps;
+        TfModel m;
+        tf_build(&m, &cfg, 5);
+        tf_randomize(&m, r);
+        TfBatch b;
+        tf_batch_alloc(&b, &cfg);
+        tf_random_batch(&b, &cfg, r);
+        if (cfg.arch == TF_ENCDEC) {
+            b.smask[cfg.S + 2] = 0;             /* example 1: a padded source ... */
+            b.tmask[cfg.T + 3] = 0;             /* ... and a padded target */
+            b.y[cfg.T + 3] = -1;
+        }
+        if (cfg.arch == TF_ENCODER) { b.y[0] = b.y[2] = b.y[4] = -1; }   /* "unmasked" */
+        TfModelCtx c = { &m, &b };
+        Tensor *ts = xmalloc(sizeof(Tensor) * (size_t)m.nspans);
+        int nt = tf_param_tensors(ts, 0, &m, "");
+        char what[160];
+        snprintf(what, sizeof what, "whole model, %s, all %d tensors (%d parameters)",
+                 cases[k].what, nt, m.np);
+        check_grad(t, what, (Differentiable){ tf_model_loss, tf_model_grad, &c }, ts, nt, 1e-6);
+        free(ts);
+        tf_batch_free(&b);
+        tf_free(&m);
+    }
+}
+
+/* -- leaks: the masks do what they claim ------------------------------------- */
+
+static double tf_max_diff(const double *a, const double *b, int n) {
+    double d = 0.0;
+    for (int i = 0; i < n; i++) d = fmax(d, fabs(a[i] - b[i]));
+    return d;
+}
+
+static void tf_test_leaks(Tally *t, Rng *r) {
+    /* 1. decoder: change target token 2 of example 0; outputs 0..1 must not move */
+    TfConfig cfg = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2);
+    cfg.T = 5;
+    TfModel m;
+    tf_build(&m, &cfg, 3);
+    TfBatch b;
+    tf_batch_alloc(&b, &cfg);
+    tf_random_batch(&b, &cfg, r);
+    const int V = cfg.V, nl = cfg.B * cfg.T * V;
+    double *l0 = xcalloc_doubles(nl);
+    tf_forward(&m, &b);
+    memcpy(l0, m.a.logits, sizeof(double) * (size_t)nl);
+    b.tgt[2] = b.tgt[2] % (V - 1) + 1;          /* a different token */
+    tf_forward(&m, &b);
+    double past = tf_max_diff(m.a.logits, l0, 2 * V);
+    double future = tf_max_diff(m.a.logits + 2 * V, l0 + 2 * V, 3 * V);
+    check(t, past == 0.0 && future > 1e-6, "encdec: changing target token 2 moves outputs "
+          "0..1 by %.1e (must be 0) and outputs 2..4 by %.1e (must be > 0)", past, future);
+
+    /* 2. padding: pad source positions 1..2 of example 0 and change their tokens;
+     * every decoder output and the encoder's real position 0 must not move */
+    memset(b.smask, 1, (size_t)(cfg.B * cfg.S));
+    b.smask[1] = b.smask[2] = 0;
+    double *enc0 = xcalloc_doubles(cfg.D);
+    tf_forward(&m, &b);
+    memcpy(l0, m.a.logits, sizeof(double) * (size_t)nl);
+    memcpy(enc0, tf_enc_out(&m.a, &cfg), sizeof(double) * (size_t)cfg.D);
+    b.src[1] = b.src[1] % (V - 1) + 1;
+    b.src[2] = b.src[2] % (V - 1) + 1;
+    tf_forward(&m, &b);
+    double dl = tf_max_diff(m.a.logits, l0, nl), de = tf_max_diff(tf_enc_out(&m.a, &cfg), enc0, cfg.D);
+    memset(b.smask, 1, (size_t)(cfg.B * cfg.S));   /* the same change without the mask */
+    tf_forward(&m, &b);
+    memcpy(l0, m.a.logits, sizeof(double) * (size_t)nl);
+    b.src[1] = b.src[1] % (V - 1) + 1;
+    tf_forward(&m, &b);
+    double unmasked = tf_max_diff(m.a.logits, l0, cfg.T * V);
+    check(t, dl == 0.0 && de == 0.0 && unmasked > 1e-6, "encdec: changing padded source "
+          "tokens moves the logits by %.1e and the real encoder position by %.1e (both must "
+          "be 0); unmasked, the same change moves them by %.1e", dl, de, unmasked);
+    free(enc0);
+    tf_batch_free(&b);
+    tf_free(&m);
+
+    /* 3. GPT-style: token 3 changes nothing before position 3 */
+    cfg = tf_small(TF_DECODER, TF_PRE, TF_POS_LEARNED, TF_GELU, 2);
+    cfg.S = 6;
+    tf_build(&m, &cfg, 3);
+    tf_batch_alloc(&b, &cfg);
+    tf_random_batch(&b, &cfg, r);
+    tf_forward(&m, &b);
+    memcpy(l0, m.a.logits, sizeof(double) * (size_t)(cfg.S * V));
+    b.src[3] = b.src[3] % (V - 1) + 1;
+    tf_forward(&m, &b);
+    past = tf_max_diff(m.a.logits, l0, 3 * V);
+    future = tf_max_diff(m.a.logits + 3 * V, l0 + 3 * V, 3 * V);
+    check(t, past == 0.0 && future > 1e-6, "decoder (GPT-style): changing token 3 moves "
+          "outputs 0..2 by %.1e (must be 0) and 3..5 by %.1e (must be > 0)", past, future);
+    tf_batch_free(&b);
+    tf_free(&m);
+
+    /* 4. BERT-style: the loss counts the masked positions only */
+    TfText tx;
+    tf_text_build(&tx);
+    cfg = tf_small(TF_ENCODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
+    cfg.V = tx.V; cfg.S = 16; cfg.B = 4;
+    tf_build(&m, &cfg, 3);
+    tf_batch_alloc(&b, &cfg);
+    Rng dr;
+    rng_seed(&dr, 77);
+    tf_text_batch(&b, &dr, NULL, &tx, 0, tf_text_split(&tx), &cfg);
+    double loss = tf_forward(&m, &b), manual = 0.0;
+    int masked = 0;
+    for (int i = 0; i < cfg.B * cfg.S; i++)
+        if (b.y[i] >= 0) {
+            const double *l = m.a.logits + i * cfg.V;
+            manual += logsumexp(l, cfg.V) - l[b.y[i]];
+            masked++;
+        }
+    manual /= masked;
+    tf_zero_grad(&m);
+    tf_backward(&m, &b);
+    double stray = 0.0;
+    for (int i = 0; i < cfg.B * cfg.S; i++)
+        if (b.y[i] < 0)
+            for (int j = 0; j < cfg.V; j++) stray = fmax(stray, fabs(m.da.logits[i * cfg.V + j]));
+    check(t, m.count == masked && masked < cfg.B * cfg.S && fabs(loss - manual) < 1e-12 &&
+          stray == 0.0, "BERT-style loss: counts %d of %d positions (the %d masked), equals "
+          "their mean cross-entropy (diff %.1e), unmasked rows get gradient %.1e",
+          m.count, cfg.B * cfg.S, masked, fabs(loss - manual), stray);
+    tf_batch_free(&b);
+    tf_free(&m);
+
+    /* 5. BERT's masking rates: 15% chosen; of those 80% [MASK], 10% random, 10% kept */
+    enum { S = 100, REPS = 200 };
+    int src[S], y[S], chosen = 0, asmask = 0;
+    Rng mr;
+    rng_seed(&mr, 5);
+    for (int rep = 0; rep < REPS; rep++) {
+        for (int i = 0; i < S; i++) src[i] = 1 + i % (tx.V - 1);
+        tf_bert_mask(src, y, S, tx.V, &mr);
+        for (int i = 0; i < S; i++) {
+            chosen += y[i] >= 0;
+            asmask += y[i] >= 0 && src[i] == TF_MASK;
+            if (y[i] < 0 && src[i] != 1 + i % (tx.V - 1)) chosen = -1000000;  /* touched? */
+        }
+    }
+    /* 20000 draws: the chosen rate 0.15 has std 0.0025, so 0.14..0.16 is 4 std */
+    double rate = (double)chosen / (S * REPS), mrate = (double)asmask / (chosen > 0 ? chosen : 1);
+    check(t, rate > 0.14 && rate < 0.16 && mrate > 0.77 && mrate < 0.83, "BERT masking: "
+          "%.4f of positions chosen (0.15 +- 0.01), %.4f of them [MASK] (0.80 +- 0.03), "
+          "unchosen tokens untouched", rate, mrate);
+    free(l0);
+    free(tx.ids);
+}
+
+/* -- schedule, config, training ------------------------------------------------- */
+
+static void tf_test_schedule_and_config(Tally *t) {
+    const int D = 64, w = 400;
+    double peak = tf_lr(w, D, w, 1.0), want = 1.0 / sqrt(64.0) / sqrt(400.0);
+    double rise = tf_lr(w / 2, D, w, 1.0) / peak, fall = tf_lr(4 * w, D, w, 1.0) / peak;
+    check(t, fabs(peak - want) < 1e-15 && fabs(rise - 0.5) < 1e-12 && fabs(fall - 0.5) < 1e-12
+          && tf_lr(w - 1, D, w, 1.0) < peak && tf_lr(w + 1, D, w, 1.0) < peak,
+          "warm-up schedule: peak %.6f = D^-0.5 warmup^-0.5 at step = warmup, half of it at "
+          "warmup/2 (%.3f) and at 4 warmup (%.3f)", peak, rise, fall);
+    TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2);
+    int ok = tf_config_error(&c) == NULL;
+    c.H = 3; ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "divisible");
+    c.H = 2; c.S = c.T = TF_MAX_POS + 1;
+    ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "positional");
+    c = tf_small(TF_ENCODER, TF_POST, TF_POS_SIN, TF_RELU, 2);
+    c.n_dec = 1; ok &= tf_config_error(&c) != NULL;
+    check(t, ok, "config check: a good config passes; heads not dividing d_model, a length "
+          "beyond the positional table and decoder layers in an encoder are refused");
+}
+
+static void tf_test_training(Tally *t) {
+    TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 1);
+    c.V = 11; c.D = 16; c.H = 2; c.F = 32; c.S = c.T = 6; c.B = 16;
+    TfRun run = { TASK_COPY, 250, 100, 1.0, 64, 0, 0, 7 };
+    TfModel m;
+    tf_build(&m, &c, 7);
+    TfEval ev;
+    double t0 = seconds();
+    int steps = tf_train(&m, &run, NULL, NULL, &ev);
+    fprintf(stderr, "     (copy-task training: %.2f s)\n", seconds() - t0);
+    /* chance is 1/9 per token; 0.9 leaves no doubt that positions were aligned */
+    check(t, ev.tok_acc >= 0.9, "short training (copy, len 6, D 16, 1+1 layers, %d steps, "
+          "seed 7): held-out greedy token acc %.3f >= 0.9 (chance 0.111), exact %.3f",
+          steps, ev.tok_acc, ev.seq_acc);
+    tf_free(&m);
+}
+
+static void tests_transformer(Tally *t) {
+    Rng r;
+    rng_seed(&r, 4321);
+    tf_test_pieces(t, &r);
+    tf_test_positions(t, &r);
+    tf_test_layers(t, &r);
+    tf_test_models(t, &r);
+    tf_test_leaks(t, &r);
+    tf_test_schedule_and_config(t);
+    tf_test_training(t);
+}
+
 /* ========================================================================
  * 4. NOTES.md cites only functions that exist
  * ======================================================================== */
@@ -1054,7 +1574,7 @@ int main(void) {
     Tally t = {0, 0};
     tests_attention(&t);
     /* chapter 2: tests_seq2seq(&t); */
-    /* chapter 3: tests_transformer(&t); */
+    tests_transformer(&t);
     tests_notes(&t);
     printf("%d passed, %d failed\n", t.passed, t.failed);
     return t.failed ? 1 : 0;

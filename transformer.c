@@ -1,0 +1,1668 @@
+/*
+ * transformer.c -- chapter 3 of "attention, by hand, in C": the Transformer.
+ *
+ *     cc -O2 transformer.c -lm -o transformer && ./transformer
+ *     ./transformer --help
+ *
+ * The model of Vaswani et al. (2017), "Attention is all you need", forward and
+ * backward by hand, in its three shapes:
+ *   --arch encdec    the encoder-decoder of the paper, on copy/reverse/sort
+ *   --arch encoder   encoder only, BERT-style: bidirectional attention,
+ *                    trained to fill in masked tokens of a built-in text
+ *   --arch decoder   decoder only, GPT-style: causal attention, trained to
+ *                    predict the next character, then samples with temperature
+ * The three share every kernel; they differ in the attention mask and in the
+ * objective, which is the point the notes ask about.
+ *
+ * It includes attention.c (chapter 1) for the kernels: matmul, linear,
+ * ReLU/GELU, softmax, cross-entropy, Adam, multi-head attention (mha_forward
+ * and mha_backward), embeddings, the toy tasks and the heatmaps.
+ *
+ * Sections, in the order NOTES.md teaches them:
+ *   1. embeddings and positional encoding
+ *   2. LayerNorm
+ *   3. the position-wise feed-forward network
+ *   4. the encoder layer (sublayers with residual + LayerNorm, post or pre)
+ *   5. the decoder layer
+ *   6. stacks and output: the model, its parameters and activations
+ *   7. loss and the warm-up schedule
+ *   8. the three archs (what differs: the mask and the objective)
+ *   9. tasks: copy/reverse/sort, the built-in text, BERT masking
+ *  10. training
+ *  11. decoding and sampling
+ *  12. experiments (positions, heads, cost) and --bench
+ *  13. main
+ *
+ * Conventions as in attention.c: x_forward(out, cache..., in, params..., dims),
+ * x_backward(din, dparams..., dout, in/cache..., params..., dims); every
+ * backward ADDS (+=) into its gradients: tf_zero_grad() clears the parameter
+ * gradients and tf_backward() clears the activation gradients once.
+ *
+ * Dimension legend:
+ *   B  examples in a batch     S  length of the first stack's input (the
+ *   T  decoder length (encdec)    encoder's source, or BERT's / GPT's text)
+ *   D  d_model   H heads   dh = D / H   F  feed-forward width
+ *   V  vocabulary size         P  rows of the positional table (max(S, T))
+ *   N  rows processed at once (B*S or B*T)   To  output positions per example
+ */
+#ifndef TESTING
+#define TESTING   /* keep chapter 1's tour main() out of this program ... */
+#define TF_MAIN   /* ... and compile ours (tests.c defines TESTING: no main) */
+#endif
+#include "attention.c"
+#ifndef TRANSFORMER_C
+#define TRANSFORMER_C
+
+/* ========================================================================
+ * 1. embeddings and positional encoding
+ *
+ * x_t = sqrt(D) * E[token_t] + PE[t]. Self-attention is permutation-
+ * equivariant, so without PE the model cannot tell positions apart.
+ * Sinusoidal PE (the paper): PE[p][2i] = sin(p / 10000^(2i/D)),
+ * PE[p][2i+1] = cos(p / 10000^(2i/D)); a learned table is the alternative.
+ * ======================================================================== */
+
+#define TF_MAX_POS 512  /* the positional table's rows: --len must fit */
+
+/* pe (P,D) = the sinusoidal table */
+void posenc_sinusoid(double *pe, int P, int D) {
+    for (int p = 0; p < P; p++)
+        for (int j = 0; j < D; j++) {
+            double freq = pow(10000.0, -(double)(j - j % 2) / D);  /* 10000^(-2i/D) */
+            pe[p * D + j] = j % 2 ? cos(p * freq) : sin(p * freq);
+        }
+}
+
+/* out (B,T,D) = sqrt(D) * tok[tokens] + pos[t]; tokens (B,T), tok (V,D),
+ * pos (P>=T, D) or NULL for no positional encoding. */
+void tf_embed_forward(double *out, const int *tokens, const double *tok, const double *pos,
+                      int B, int T, int D) {
+    const double scale = sqrt((double)D);
+    embedding_forward(out, tokens, tok, B * T, D);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            double *o = out + (b * T + t) * D;
+            for (int j = 0; j < D; j++) o[j] = scale * o[j] + (pos ? pos[t * D + j] : 0.0);
+        }
+}
+
+/* dtok (V,D), dpos (P,D) or NULL (sinusoidal/none: nothing to learn) +=.
+ * dout (B,T,D) is consumed: it is scaled in place by sqrt(D).
+ * forward was: out = sqrt(D) * tok[tokens] + pos[t]
+ * so dpos[t] += sum_b dout[b][t] and dtok[tokens] += sqrt(D) * dout. */
+void tf_embed_backward(double *dtok, double *dpos, double *dout, const int *tokens,
+                       int B, int T, int D) {
+    const double scale = sqrt((double)D);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            double *g = dout + (b * T + t) * D;
+            for (int j = 0; j < D; j++) {
+                if (dpos) dpos[t * D + j] += g[j];
+                g[j] *= scale;
+            }
+        }
+    embedding_backward(dtok, dout, tokens, B * T, D);
+}
+
+/* ========================================================================
+ * 2. LayerNorm
+ *
+ * Each row x (D) is normalised over its own features, then scaled and shifted:
+ *     y = (x - mean) / sqrt(var + eps) * g + b
+ * (batch norm would normalise each feature over the batch instead).
+ * ======================================================================== */
+
+#define TF_LN_EPS 1e-5
+
+/* out (N,D), mean (N), rstd (N) = LayerNorm of x (N,D) with gain g (D) and
+ * bias b (D); mean and rstd = 1/sqrt(var + eps) are kept for the backward. */
+void layernorm_forward(double *out, double *mean, double *rstd, const double *x,
+                       const double *g, const double *b, int N, int D) {
+    for (int n = 0; n < N; n++) {
+        const double *xn = x + n * D;
+        double *on = out + n * D;
+        double mu = 0.0, var = 0.0;
+        for (int j = 0; j < D; j++) mu += xn[j];
+        mu /= D;
+        for (int j = 0; j < D; j++) var += (xn[j] - mu) * (xn[j] - mu);
+        var /= D;
+        double rs = 1.0 / sqrt(var + TF_LN_EPS);
+        for (int j = 0; j < D; j++) on[j] = (xn[j] - mu) * rs * g[j] + b[j];
+        mean[n] = mu;
+        rstd[n] = rs;
+    }
+}
+
+/* dx (N,D), dg (D), db (D) +=.
+ * forward was: xhat = (x - mean) * rstd; out = xhat * g + b
+ * so dg += sum_n dout * xhat, db += sum_n dout, and with dxhat = dout * g,
+ *    dx += rstd * (dxhat - mean_j(dxhat) - xhat * mean_j(dxhat * xhat))
+ * (the two means are the paths through mean and var). */
+void layernorm_backward(double *dx, double *dg, double *db, const double *dout,
+                        const double *x, const double *mean, const double *rstd,
+                        const double *g, int N, int D) {
+    for (int n = 0; n < N; n++) {
+        const double *xn = x + n * D, *dn = dout + n * D;
+        double *dxn = dx + n * D;
+        double m1 = 0.0, m2 = 0.0;
+        for (int j = 0; j < D; j++) {
+            double xhat = (xn[j] - mean[n]) * rstd[n];
+            m1 += dn[j] * g[j];
+            m2 += dn[j] * g[j] * xhat;
+        }
+        m1 /= D;
+        m2 /= D;
+        for (int j = 0; j < D; j++) {
+            double xhat = (xn[j] - mean[n]) * rstd[n];
+            dg[j] += dn[j] * xhat;
+            db[j] += dn[j];
+            dxn[j] += rstd[n] * (dn[j] * g[j] - m1 - xhat * m2);
+        }
+    }
+}
+
+/* ========================================================================
+ * 3. the position-wise feed-forward network
+ *
+ *     FFN(x) = act(x W1 + b1) W2 + b2,  act = ReLU (the paper) or GELU (BERT, GPT)
+ * applied to every position separately: the only place tokens are not mixed.
+ * ======================================================================== */
+
+enum { TF_RELU, TF_GELU };
+static const char *const tf_act_names[] = { "relu", "gelu", NULL };
+
+typedef struct {
+    double *W1, *b1;   /* (D,F), (F) */
+    double *W2, *b2;   /* (F,D), (D) */
+} TfFfn;
+
+/* out (N,D) = FFN(x (N,D)); u (N,F) = x W1 + b1 and a (N,F) = act(u) are kept */
+void ffn_forward(double *out, double *u, double *a, const double *x, const TfFfn *p,
+                 int act, int N, int D, int F) {
+    linear_forward(u, x, p->W1, p->b1, N, D, F);
+    if (act == TF_GELU) gelu_forward(a, u, N * F); else relu_forward(a, u, N * F);
+    linear_forward(out, a, p->W2, p->b2, N, F, D);
+}
+
+/* dx (N,D) and dp += ; du, da (N,F) are scratch that must be zero on entry.
+ * forward was: u = x W1 + b1; a = act(u); out = a W2 + b2 (in reverse below) */
+void ffn_backward(double *dx, TfFfn *dp, double *du, double *da, const double *dout,
+                  const double *x, const double *u, const double *a, const TfFfn *p,
+                  int act, int N, int D, int F) {
+    linear_backward(da, dp->W2, dp->b2, dout, a, p->W2, N, F, D);
+    if (act == TF_GELU) gelu_backward(du, da, u, N * F); else relu_backward(du, da, u, N * F);
+    linear_backward(dx, dp->W1, dp->b1, du, x, p->W1, N, D, F);
+}
+
+/* ========================================================================
+ * 4. the encoder layer
+ *
+ * A layer is two sublayers, each wrapped in a residual connection and a
+ * LayerNorm, in one of two orders:
+ *     post-LN (the paper):  y = LN(x + f(x))
+ *     pre-LN  (GPT-2 on):   y = x + f(LN(x))      (+ one final LN per stack)
+ * Pre-LN leaves an identity path from output to input, so deep stacks train
+ * without a long warm-up; post-LN normalises the residual stream itself.
+ * Encoder layer: f1 = multi-head self-attention, f2 = the FFN.
+ * ======================================================================== */
+
+enum { TF_POST, TF_PRE };
+static const char *const tf_norm_names[] = { "post", "pre", NULL };
+
+typedef struct {
+    double *g, *b;     /* (D), (D) LayerNorm gain and bias */
+} TfNorm;
+
+/* The activations of one sublayer over N = B*Tq rows (the same struct, bound
+ * to the gradient block, holds their gradients and the backward's scratch). */
+typedef struct {
+    double *n;            /* (N,D) LayerNorm output: pre-LN the sublayer's input,
+                             post-LN the sublayer's output */
+    double *mean, *rstd;  /* (N), (N) LayerNorm statistics */
+    double *f;            /* (N,D) f(.): attention or FFN output */
+    double *r;            /* (N,D) residual sum x + f (pre-LN: the output) */
+    double *u, *a;        /* (N,F), (N,F) FFN only: pre-activation, activation */
+    double *mc;           /* B blocks of mha_cache_size(Tq,Tk,D,H): attention only */
+} TfSub;
+
+/* the output (N,D) of a sublayer: LN(x + f) for post-LN, x + f for pre-LN */
+static double *tf_sub_out(const TfSub *s, int norm) { return norm == TF_POST ? s->n : s->r; }
+
+/* Attention sublayer. out = tf_sub_out(s): (B,Tq,D) from x (B,Tq,D).
+ * mem (B,Tk,D) = the keys and values for cross-attention, NULL for
+ * self-attention (keys and values from the same rows as the queries).
+ * kmask (B,Tk) marks real keys (NULL = all real); causal hides the future. */
+static void tf_attn_sublayer_forward(TfSub *s, const double *x, const double *mem,
+                                     const TfNorm *ln, const Mha *m,
+                                     const unsigned char *kmask, int causal, int norm,
+                                     int B, int Tq, int Tk, int D, int H) {
+    const int N = B * Tq, cs = mha_cache_size(Tq, Tk, D, H);
+    const double *q = x;                        /* the attention's query input */
+    if (norm == TF_PRE) {
+        layernorm_forward(s->n, s->mean, s->rstd, x, ln->g, ln->b, N, D);
+        q = s->n;
+    }
+    for (int b = 0; b < B; b++) {               /* mha_forward sees one sequence */
+        MhaCache c;
+        mha_cache_bind(&c, s->mc + b * cs, Tq, Tk, D, H);
+        const double *qb = q + b * Tq * D;
+        mha_forward(s->f + b * Tq * D, &c, qb, mem ? mem + b * Tk * D : qb, m,
+                    kmask ? kmask + b * Tk : NULL, causal, Tq, Tk, D, H);
+    }
+    for (int i = 0; i < N * D; i++) s->r[i] = x[i] + s->f[i];
+    if (norm == TF_POST) layernorm_forward(s->n, s->mean, s->rstd, s->r, ln->g, ln->b, N, D);
+}
+
+/* dx (B,Tq,D), dmem (B,Tk,D) (cross-attention only), dln, dm +=.
+ * ds is the gradient twin of s: its output slot holds dout, the rest is zero. */
+static void tf_attn_sublayer_backward(double *dx, double *dmem, TfNorm *dln, Mha *dm,
+                                      TfSub *ds, const TfSub *s, const double *x,
+                                      const double *mem, const TfNorm *ln, const Mha *m,
+                                      int causal, int norm, int B, int Tq, int Tk, int D,
+                                      int H) {
+    const int N = B * Tq, cs = mha_cache_size(Tq, Tk, D, H);
+    /* post-LN, forward was: n = LN(r) */
+    if (norm == TF_POST)
+        layernorm_backward(ds->r, dln->g, dln->b, ds->n, s->r, s->mean, s->rstd, ln->g, N, D);
+    /* forward was: r = x + f, so dx += dr and df = dr */
+    for (int i = 0; i < N * D; i++) dx[i] += ds->r[i];
+    const double *q = norm == TF_PRE ? s->n : x;
+    double *dq = norm == TF_PRE ? ds->n : dx;
+    for (int b = 0; b < B; b++) {               /* forward was: f = MHA(q, mem or q) */
+        MhaCache c, g;
+        mha_cache_bind(&c, s->mc + b * cs, Tq, Tk, D, H);
+        mha_cache_bind(&g, ds->mc + b * cs, Tq, Tk, D, H);
+        const double *qb = q + b * Tq * D;
+        double *dqb = dq + b * Tq * D;
+        mha_backward(dqb, mem ? dmem + b * Tk * D : dqb, dm, ds->r + b * Tq * D, qb,
+                     mem ? mem + b * Tk * D : qb, m, &c, &g, causal, Tq, Tk, D, H);
+    }
+    /* pre-LN, forward was: n = LN(x) */
+    if (norm == TF_PRE)
+        layernorm_backward(dx, dln->g, dln->b, ds->n, x, s->mean, s->rstd, ln->g, N, D);
+}
+
+/* FFN sublayer: out = tf_sub_out(s) (N,D) from x (N,D) */
+static void tf_ffn_sublayer_forward(TfSub *s, const double *x, const TfNorm *ln,
+                                    const TfFfn *p, int act, int norm, int N, int D, int F) {
+    const double *in = x;
+    if (norm == TF_PRE) {
+        layernorm_forward(s->n, s->mean, s->rstd, x, ln->g, ln->b, N, D);
+        in = s->n;
+    }
+    ffn_forward(s->f, s->u, s->a, in, p, act, N, D, F);
+    for (int i = 0; i < N * D; i++) s->r[i] = x[i] + s->f[i];
+    if (norm == TF_POST) layernorm_forward(s->n, s->mean, s->rstd, s->r, ln->g, ln->b, N, D);
+}
+
+/* dx (N,D), dln, dp += ; ds as in tf_attn_sublayer_backward */
+static void tf_ffn_sublayer_backward(double *dx, TfNorm *dln, TfFfn *dp, TfSub *ds,
+                                     const TfSub *s, const double *x, const TfNorm *ln,
+                                     const TfFfn *p, int act, int norm, int N, int D, int F) {
+    if (norm == TF_POST)                        /* forward was: n = LN(r) */
+        layernorm_backward(ds->r, dln->g, dln->b, ds->n, s->r, s->mean, s->rstd, ln->g, N, D);
+    for (int i = 0; i < N * D; i++) dx[i] += ds->r[i];   /* forward was: r = x + f */
+    if (norm == TF_PRE) {                       /* forward was: f = FFN(LN(x)) */
+        ffn_backward(ds->n, dp, ds->u, ds->a, ds->r, s->n, s->u, s->a, p, act, N, D, F);
+        layernorm_backward(dx, dln->g, dln->b, ds->n, x, s->mean, s->rstd, ln->g, N, D);
+    } else {                                    /* forward was: f = FFN(x) */
+        ffn_backward(dx, dp, ds->u, ds->a, ds->r, x, s->u, s->a, p, act, N, D, F);
+    }
+}
+
+typedef struct {
+    TfNorm ln1;        /* (D) x2, around self-attention */
+    Mha attn;          /* 4 x (D,D) self-attention */
+    TfNorm ln2;        /* (D) x2, around the FFN */
+    TfFfn ffn;         /* (D,F), (F), (F,D), (D) */
+} TfEncLayer;
+
+/* Encoder layer: out = tf_sub_out(&s[1]) (B,T,D) from x (B,T,D); s[0] is the
+ * attention sublayer, s[1] the FFN. kmask (B,T) marks real tokens; causal = 1
+ * turns it into a GPT block (each position sees only itself and the past). */
+void tf_encoder_layer_forward(TfSub *s, const double *x, const TfEncLayer *L,
+                              const unsigned char *kmask, int causal, int norm, int act,
+                              int B, int T, int D, int H, int F) {
+    tf_attn_sublayer_forward(&s[0], x, NULL, &L->ln1, &L->attn, kmask, causal, norm,
+                             B, T, T, D, H);
+    tf_ffn_sublayer_forward(&s[1], tf_sub_out(&s[0], norm), &L->ln2, &L->ffn, act, norm,
+                            B * T, D, F);
+}
+
+/* dx (B,T,D), dL +=; ds (2) the gradient twins, dout in ds[1]'s output slot */
+void tf_encoder_layer_backward(double *dx, TfEncLayer *dL, TfSub *ds, const TfSub *s,
+                               const double *x, const TfEncLayer *L, int causal, int norm,
+                               int act, int B, int T, int D, int H, int F) {
+    tf_ffn_sublayer_backward(tf_sub_out(&ds[0], norm), &dL->ln2, &dL->ffn, &ds[1], &s[1],
+                             tf_sub_out(&s[0], norm), &L->ln2, &L->ffn, act, norm,
+                             B * T, D, F);
+    tf_attn_sublayer_backward(dx, NULL, &dL->ln1, &dL->attn, &ds[0], &s[0], x, NULL,
+                              &L->ln1, &L->attn, causal, norm, B, T, T, D, H);
+}
+
+/* ========================================================================
+ * 5. the decoder layer
+ *
+ * Three sublayers: causal self-attention over the target so far, cross-
+ * attention whose queries come from the decoder and whose keys and values are
+ * the encoder's output ("memory"), and the FFN.
+ * ======================================================================== */
+
+typedef struct {
+    TfNorm ln1;        /* (D) x2, around masked self-attention */
+    Mha self;          /* 4 x (D,D) */
+    TfNorm ln2;        /* (D) x2, around cross-attention */
+    Mha cross;         /* 4 x (D,D): W_q on the decoder, W_k, W_v on the memory */
+    TfNorm ln3;        /* (D) x2, around the FFN */
+    TfFfn ffn;
+} TfDecLayer;
+
+/* Decoder layer: out = tf_sub_out(&s[2]) (B,T,D) from x (B,T,D) and the
+ * encoder output mem (B,S,D). tmask (B,T), smask (B,S) mark real tokens. */
+void tf_decoder_layer_forward(TfSub *s, const double *x, const double *mem,
+                              const TfDecLayer *L, const unsigned char *tmask,
+                              const unsigned char *smask, int norm, int act, int B, int T,
+                              int S, int D, int H, int F) {
+    tf_attn_sublayer_forward(&s[0], x, NULL, &L->ln1, &L->self, tmask, 1, norm,
+                             B, T, T, D, H);
+    tf_attn_sublayer_forward(&s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross,
+                             smask, 0, norm, B, T, S, D, H);
+    tf_ffn_sublayer_forward(&s[2], tf_sub_out(&s[1], norm), &L->ln3, &L->ffn, act, norm,
+                            B * T, D, F);
+}
+
+/* dx (B,T,D), dmem (B,S,D), dL +=; ds (3) with dout in ds[2]'s output slot */
+void tf_decoder_layer_backward(double *dx, double *dmem, TfDecLayer *dL, TfSub *ds,
+                               const TfSub *s, const double *x, const double *mem,
+                               const TfDecLayer *L, int norm, int act, int B, int T, int S,
+                               int D, int H, int F) {
+    tf_ffn_sublayer_backward(tf_sub_out(&ds[1], norm), &dL->ln3, &dL->ffn, &ds[2], &s[2],
+                             tf_sub_out(&s[1], norm), &L->ln3, &L->ffn, act, norm,
+                             B * T, D, F);
+    tf_attn_sublayer_backward(tf_sub_out(&ds[0], norm), dmem, &dL->ln2, &dL->cross, &ds[1],
+                              &s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross, 0,
+                              norm, B, T, S, D, H);
+    tf_attn_sublayer_backward(dx, NULL, &dL->ln1, &dL->self, &ds[0], &s[0], x, NULL,
+                              &L->ln1, &L->self, 1, norm, B, T, T, D, H);
+}
+
+/* ========================================================================
+ * 6. stacks and output: the model
+ *
+ * Config, weights and run state (activations) as three structs. Parameters,
+ * their gradients, Adam's m and v, the activations and their gradients each
+ * live in one allocation, laid out by one walk (tf_weights_layout,
+ * tf_acts_layout), so the optimiser and the gradient checker are flat loops.
+ * ======================================================================== */
+
+enum { TF_ENCDEC, TF_ENCODER, TF_DECODER };
+static const char *const tf_arch_names[] = { "encdec", "encoder", "decoder", NULL };
+enum { TF_POS_SIN, TF_POS_LEARNED, TF_POS_NONE };
+static const char *const tf_pos_names[] = { "sin", "learned", "none", NULL };
+
+typedef struct {
+    int arch;          /* TF_ENCDEC, TF_ENCODER (BERT-style), TF_DECODER (GPT-style) */
+    int norm;          /* TF_POST or TF_PRE */
+    int pos;           /* TF_POS_SIN, TF_POS_LEARNED, TF_POS_NONE */
+    int act;           /* TF_RELU or TF_GELU, in the FFN */
+    int V;             /* vocabulary size */
+    int D, H, F;       /* d_model, heads (D % H == 0), feed-forward width */
+    int n_enc;         /* layers of the first stack (encoder, BERT's or GPT's) */
+    int n_dec;         /* decoder layers: encdec only, 0 otherwise */
+    int S;             /* length of the first stack's input */
+    int T;             /* decoder length: encdec only, 0 otherwise */
+    int B;             /* examples per batch (the most a forward call takes) */
+    double smoothing;  /* label smoothing eps of the loss, 0 = plain cross-entropy */
+} TfConfig;
+
+/* the output positions per example: the decoder's, or the only stack's */
+static int tf_out_len(const TfConfig *c) { return c->arch == TF_ENCDEC ? c->T : c->S; }
+
+/* rows of the positional table */
+static int tf_pos_rows(const TfConfig *c) { return c->S > c->T ? c->S : c->T; }
+
+/* What is wrong with c, or NULL if nothing: the checks the command line and
+ * tf_build rely on (messages name the option a user would change). */
+const char *tf_config_error(const TfConfig *c) {
+    if (c->D < 1 || c->H < 1 || c->F < 1) return "--d-model, --heads and --ff must be >= 1";
+    if (c->D % c->H) return "--d-model must be divisible by --heads";
+    if (c->n_enc < 1) return "--layers must be >= 1";
+    if (c->arch == TF_ENCDEC ? c->n_dec < 1 : c->n_dec != 0)
+        return "decoder layers: >= 1 for --arch encdec, 0 otherwise";
+    if (c->S < 1 || (c->arch == TF_ENCDEC ? c->T < 1 : c->T != 0))
+        return "--len must be >= 1";
+    if (tf_pos_rows(c) > TF_MAX_POS) return "--len exceeds the positional table (512 rows)";
+    if (c->V < 2) return "--vocab must be >= 2";
+    if (c->B < 1) return "--batch must be >= 1";
+    if (!(c->smoothing >= 0.0 && c->smoothing < 1.0)) return "--smoothing must be in [0, 1)";
+    return NULL;
+}
+
+typedef struct {
+    double *tok;       /* (V,D) token embedding, shared by encoder and decoder */
+    double *pos;       /* (P,D) learned positions; NULL unless pos == learned */
+    TfEncLayer *enc;   /* n_enc layers of the first stack */
+    TfNorm enc_ln;     /* (D) x2 final LayerNorm of the first stack (pre-LN only) */
+    TfDecLayer *dec;   /* n_dec decoder layers */
+    TfNorm dec_ln;     /* (D) x2 final LayerNorm of the decoder (pre-LN only) */
+    double *Wout;      /* (D,V) output projection */
+    double *bout;      /* (V) */
+} TfWeights;
+
+/* One named parameter tensor: where it sits in the flat block and how to
+ * initialise it. The gradient checker walks these. */
+enum { TF_INIT_XAVIER, TF_INIT_ZERO, TF_INIT_ONE };
+typedef struct {
+    char name[48];     /* e.g. "dec1.cross.Wk" */
+    int off, n;        /* offset in the block, number of entries */
+    int rows, cols;    /* its shape (cols = 1 for vectors) */
+    int init;          /* TF_INIT_* */
+} TfSpan;
+
+/* the activations of the whole model for one batch (see TfSub) */
+typedef struct {
+    double *xe;        /* (B,S,D) embedded input of the first stack */
+    TfSub *es;         /* 2*n_enc sublayers of the first stack */
+    TfSub ef;          /* its final LayerNorm (pre-LN only): n, mean, rstd */
+    double *xd;        /* (B,T,D) embedded decoder input (encdec only) */
+    TfSub *ds;         /* 3*n_dec decoder sublayers */
+    TfSub df;          /* the decoder's final LayerNorm (pre-LN only) */
+    double *logits;    /* (B,To,V) */
+    double *probs;     /* (B,To,V) softmax(logits), for the backward */
+} TfActs;
+
+typedef struct {
+    TfConfig c;
+    int np;            /* number of parameters */
+    double *params;    /* (np) every weight, laid out by tf_weights_layout */
+    double *grads;     /* (np) their gradients, same layout */
+    double *adam_m;    /* (np) Adam first moment */
+    double *adam_v;    /* (np) Adam second moment */
+    int step;          /* Adam steps taken */
+    TfWeights w, gw;   /* views into params and grads */
+    TfSpan *spans;     /* (nspans) the named tensors of params */
+    int nspans;
+    int na;            /* doubles of activations */
+    double *acts;      /* (na) forward activations */
+    double *dacts;     /* (na) their gradients and the backward's scratch */
+    TfActs a, da;      /* views into acts and dacts */
+    double *pos_sin;   /* (P,D) sinusoidal table (pos == sin), else NULL */
+    int count;         /* targets counted by the last tf_forward's loss */
+} TfModel;
+
+/* a cursor that hands out consecutive pieces of one block (or only counts,
+ * when mem is NULL) and, for parameters, records a TfSpan for each */
+typedef struct {
+    double *mem;
+    int off;
+    TfSpan *spans;     /* NULL: do not record */
+    int nspans;
+} TfLayout;
+
+static double *tf_take(TfLayout *L, int n) {
+    double *p = L->mem ? L->mem + L->off : NULL;
+    L->off += n;
+    return p;
+}
+
+static double *tf_param(TfLayout *L, const char *prefix, int layer, const char *what,
+                        int rows, int cols, int init) {
+    if (L->spans) {
+        TfSpan *s = &L->spans[L->nspans];
+        if (layer >= 0) snprintf(s->name, sizeof s->name, "%s%d.%s", prefix, layer, what);
+        else snprintf(s->name, sizeof s->name, "%s%s", prefix, what);
+        s->off = L->off; s->n = rows * cols; s->rows = rows; s->cols = cols; s->init = init;
+    }
+    L->nspans++;
+    return tf_take(L, rows * cols);
+}
+
+static void tf_norm_layout(TfNorm *n, TfLayout *L, const char *prefix, int l,
+                           const char *name, int D) {
+    char g[24], b[24];
+    snprintf(g, sizeof g, "%s.g", name);
+    snprintf(b, sizeof b, "%s.b", name);
+    n->g = tf_param(L, prefix, l, g, D, 1, TF_INIT_ONE);
+    n->b = tf_param(L, prefix, l, b, D, 1, TF_INIT_ZERO);
+}
+
+static void tf_mha_layout(Mha *m, TfLayout *L, const char *prefix, int l, const char *name,
+                          int D) {
+    static const char *const w[4] = { "Wq", "Wk", "Wv", "Wo" };
+    double *first = NULL;
+    for (int k = 0; k < 4; k++) {
+        char s[24];
+        snprintf(s, sizeof s, "%s.%s", name, w[k]);
+        double *p = tf_param(L, prefix, l, s, D, D, TF_INIT_XAVIER);
+        if (k == 0) first = p;
+    }
+    if (first) mha_bind(m, first, D);           /* the four are contiguous */
+}
+
+static void tf_ffn_layout(TfFfn *f, TfLayout *L, const char *prefix, int l, int D, int F) {
+    f->W1 = tf_param(L, prefix, l, "ffn.W1", D, F, TF_INIT_XAVIER);
+    f->b1 = tf_param(L, prefix, l, "ffn.b1", F, 1, TF_INIT_ZERO);
+    f->W2 = tf_param(L, prefix, l, "ffn.W2", F, D, TF_INIT_XAVIER);
+    f->b2 = tf_param(L, prefix, l, "ffn.b2", D, 1, TF_INIT_ZERO);
+}
+
+/* Point w at the parameters in L (w->enc and w->dec must hold n_enc and
+ * n_dec layers). The one place that decides the parameter layout. */
+static void tf_weights_layout(TfWeights *w, TfLayout *L, const TfConfig *c) {
+    const int D = c->D, pre = c->norm == TF_PRE;
+    w->tok = tf_param(L, "", -1, "tok", c->V, D, TF_INIT_XAVIER);
+    w->pos = c->pos == TF_POS_LEARNED ? tf_param(L, "", -1, "pos", tf_pos_rows(c), D,
+                                                 TF_INIT_XAVIER) : NULL;
+    for (int l = 0; l < c->n_enc; l++) {
+        TfEncLayer *e = &w->enc[l];
+        tf_norm_layout(&e->ln1, L, "enc", l, "ln1", D);
+        tf_mha_layout(&e->attn, L, "enc", l, "attn", D);
+        tf_norm_layout(&e->ln2, L, "enc", l, "ln2", D);
+        tf_ffn_layout(&e->ffn, L, "enc", l, D, c->F);
+    }
+    w->enc_ln.g = w->enc_ln.b = NULL;
+    if (pre) tf_norm_layout(&w->enc_ln, L, "enc", -1, ".ln", D);
+    for (int l = 0; l < c->n_dec; l++) {
+        TfDecLayer *d = &w->dec[l];
+        tf_norm_layout(&d->ln1, L, "dec", l, "ln1", D);
+        tf_mha_layout(&d->self, L, "dec", l, "self", D);
+        tf_norm_layout(&d->ln2, L, "dec", l, "ln2", D);
+        tf_mha_layout(&d->cross, L, "dec", l, "cross", D);
+        tf_norm_layout(&d->ln3, L, "dec", l, "ln3", D);
+        tf_ffn_layout(&d->ffn, L, "dec", l, D, c->F);
+    }
+    w->dec_ln.g = w->dec_ln.b = NULL;
+    if (pre && c->n_dec) tf_norm_layout(&w->dec_ln, L, "dec", -1, ".ln", D);
+    w->Wout = tf_param(L, "", -1, "Wout", D, c->V, TF_INIT_XAVIER);
+    w->bout = tf_param(L, "", -1, "bout", c->V, 1, TF_INIT_ZERO);
+}
+
+/* one sublayer's activations over B*Tq rows; Tk = keys (attention), or 0
+ * for the FFN (which then takes u and a), or -1 for a lone LayerNorm */
+static void tf_sub_layout(TfSub *s, TfLayout *L, const TfConfig *c, int Tq, int Tk) {
+    const int N = c->B * Tq, D = c->D;
+    memset(s, 0, sizeof *s);
+    s->n = tf_take(L, N * D);
+    s->mean = tf_take(L, N);
+    s->rstd = tf_take(L, N);
+    if (Tk < 0) return;
+    s->f = tf_take(L, N * D);
+    s->r = tf_take(L, N * D);
+    if (Tk == 0) {
+        s->u = tf_take(L, N * c->F);
+        s->a = tf_take(L, N * c->F);
+    } else {
+        s->mc = tf_take(L, c->B * mha_cache_size(Tq, Tk, D, c->H));
+    }
+}
+
+/* Point a at the activations in L (a->es, a->ds hold 2*n_enc, 3*n_dec). */
+static void tf_acts_layout(TfActs *a, TfLayout *L, const TfConfig *c) {
+    const int S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
+    a->xe = tf_take(L, c->B * S * D);
+    for (int l = 0; l < c->n_enc; l++) {
+        tf_sub_layout(&a->es[2 * l], L, c, S, S);
+        tf_sub_layout(&a->es[2 * l + 1], L, c, S, 0);
+    }
+    memset(&a->ef, 0, sizeof a->ef);
+    if (c->norm == TF_PRE) tf_sub_layout(&a->ef, L, c, S, -1);
+    a->xd = tf_take(L, c->B * T * D);
+    for (int l = 0; l < c->n_dec; l++) {
+        tf_sub_layout(&a->ds[3 * l], L, c, T, T);
+        tf_sub_layout(&a->ds[3 * l + 1], L, c, T, S);
+        tf_sub_layout(&a->ds[3 * l + 2], L, c, T, 0);
+    }
+    memset(&a->df, 0, sizeof a->df);
+    if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, -1);
+    a->logits = tf_take(L, c->B * To * c->V);
+    a->probs = tf_take(L, c->B * To * c->V);
+}
+
+/* the first stack's output (B,S,D) in a (acts or their gradients) */
+static double *tf_enc_out(const TfActs *a, const TfConfig *c) {
+    if (c->norm == TF_PRE) return a->ef.n;
+    return tf_sub_out(&a->es[2 * c->n_enc - 1], c->norm);
+}
+
+/* the decoder's output (B,T,D) */
+static double *tf_dec_out(const TfActs *a, const TfConfig *c) {
+    if (c->norm == TF_PRE) return a->df.n;
+    return tf_sub_out(&a->ds[3 * c->n_dec - 1], c->norm);
+}
+
+/* Initialise every tensor: Xavier-uniform matrices (as The Annotated
+ * Transformer), LayerNorm gains 1, biases 0. */
+static void tf_init_params(TfModel *m, Rng *r) {
+    for (int k = 0; k < m->nspans; k++) {
+        const TfSpan *s = &m->spans[k];
+        double *p = m->params + s->off;
+        if (s->init == TF_INIT_XAVIER) {
+            double lim = sqrt(6.0 / (s->rows + s->cols));
+            rng_fill_uniform(r, p, s->n, -lim, lim);
+        } else {
+            for (int i = 0; i < s->n; i++) p[i] = s->init == TF_INIT_ONE ? 1.0 : 0.0;
+        }
+    }
+}
+
+/* Build a model for config c (which must pass tf_config_error) with weights
+ * drawn from seed. Free with tf_free. */
+void tf_build(TfModel *m, const TfConfig *c, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    m->w.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
+    m->gw.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
+    m->w.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
+    m->gw.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
+    TfLayout L = { NULL, 0, NULL, 0 };          /* count ... */
+    tf_weights_layout(&m->w, &L, c);
+    m->np = L.off;
+    m->nspans = L.nspans;
+    m->spans = xmalloc(sizeof(TfSpan) * (size_t)m->nspans);
+    m->params = xcalloc_doubles(m->np);
+    m->grads = xcalloc_doubles(m->np);
+    m->adam_m = xcalloc_doubles(m->np);
+    m->adam_v = xcalloc_doubles(m->np);
+    TfLayout Lp = { m->params, 0, m->spans, 0 };  /* ... then bind */
+    tf_weights_layout(&m->w, &Lp, c);
+    TfLayout Lg = { m->grads, 0, NULL, 0 };
+    tf_weights_layout(&m->gw, &Lg, c);
+
+    m->a.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
+    m->da.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
+    m->a.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
+    m->da.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
+    TfLayout La = { NULL, 0, NULL, 0 };
+    tf_acts_layout(&m->a, &La, c);
+    m->na = La.off;
+    m->acts = xcalloc_doubles(m->na);
+    m->dacts = xcalloc_doubles(m->na);
+    TfLayout La2 = { m->acts, 0, NULL, 0 };
+    tf_acts_layout(&m->a, &La2, c);
+    TfLayout Ld = { m->dacts, 0, NULL, 0 };
+    tf_acts_layout(&m->da, &Ld, c);
+
+    m->pos_sin = NULL;
+    if (c->pos == TF_POS_SIN) {
+        m->pos_sin = xcalloc_doubles(tf_pos_rows(c) * c->D);
+        posenc_sinusoid(m->pos_sin, tf_pos_rows(c), c->D);
+    }
+    Rng r;
+    rng_seed(&r, seed);
+    tf_init_params(m, &r);
+}
+
+void tf_free(TfModel *m) {
+    free(m->w.enc); free(m->gw.enc); free(m->w.dec); free(m->gw.dec);
+    free(m->spans); free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v);
+    free(m->a.es); free(m->da.es); free(m->a.ds); free(m->da.ds);
+    free(m->acts); free(m->dacts); free(m->pos_sin);
+}
+
+void tf_zero_grad(TfModel *m) { memset(m->grads, 0, sizeof(double) * (size_t)m->np); }
+
+/* the positional table in use: (P,D) or NULL */
+static const double *tf_pos_table(const TfModel *m) {
+    return m->c.pos == TF_POS_SIN ? m->pos_sin : m->w.pos;
+}
+
+/* One batch. Targets y < 0 carry no loss (padding, or BERT's unmasked tokens). */
+typedef struct {
+    int n;                   /* examples in use, <= B */
+    int *src;                /* (B,S) tokens of the first stack */
+    unsigned char *smask;    /* (B,S) 1 = real token, 0 = padding */
+    int *tgt;                /* (B,T) decoder input (encdec; else unused) */
+    unsigned char *tmask;    /* (B,T) */
+    int *y;                  /* (B,To) targets */
+} TfBatch;
+
+void tf_batch_alloc(TfBatch *b, const TfConfig *c) {
+    const int T = c->T ? c->T : 1;
+    b->n = c->B;
+    b->src = xmalloc(sizeof(int) * (size_t)(c->B * c->S));
+    b->smask = xmalloc((size_t)(c->B * c->S));
+    b->tgt = xmalloc(sizeof(int) * (size_t)(c->B * T));
+    b->tmask = xmalloc((size_t)(c->B * T));
+    b->y = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
+    memset(b->smask, 1, (size_t)(c->B * c->S));
+    memset(b->tmask, 1, (size_t)(c->B * T));
+}
+
+void tf_batch_free(TfBatch *b) {
+    free(b->src); free(b->smask); free(b->tgt); free(b->tmask); free(b->y);
+}
+
+/* ========================================================================
+ * 7. loss and the warm-up schedule
+ *
+ * loss = mean over counted targets of cross-entropy (with label smoothing
+ * eps: the target is (1 - eps) one-hot + eps / V). Learning rate (Vaswani
+ * et al. 2017, section 5.3), with a factor as in The Annotated Transformer:
+ *     lr = factor * D^-0.5 * min(step^-0.5, step * warmup^-1.5)
+ * rising linearly for `warmup` steps, then decaying as 1/sqrt(step).
+ * ======================================================================== */
+
+double tf_lr(int step, int D, int warmup, double factor) {
+    double s = step < 1 ? 1.0 : step;
+    double a = 1.0 / sqrt(s), b = s * pow((double)warmup, -1.5);
+    return factor / sqrt((double)D) * (a < b ? a : b);
+}
+
+/* logits, probs (n*To, V) from x (n*To, D); returns the mean loss over the
+ * targets y >= 0 and stores their number in m->count (0 targets: loss 0). */
+static double tf_head_forward(TfModel *m, const double *x, const int *y, int n) {
+    const TfConfig *c = &m->c;
+    const int rows = n * tf_out_len(c);
+    linear_forward(m->a.logits, x, m->w.Wout, m->w.bout, rows, c->D, c->V);
+    double loss = 0.0;
+    m->count = 0;
+    for (int i = 0; i < rows; i++) {
+        int target = y ? y[i] : -1;
+        if (target >= 0) m->count++;
+        loss += cross_entropy_forward(m->a.probs + i * c->V, m->a.logits + i * c->V,
+                                      target, c->V, c->smoothing);
+    }
+    return m->count ? loss / m->count : 0.0;
+}
+
+/* ========================================================================
+ * 8. the three archs
+ *
+ *   encdec   encoder (bidirectional, source padding mask) -> decoder (causal
+ *            self-attention + cross-attention) -> next target token
+ *   encoder  the same encoder, no decoder; the loss counts only masked
+ *            positions (BERT's masked-token objective)
+ *   decoder  the encoder's layers with the causal mask and no cross-attention
+ *            (a GPT block); the loss is the next token at every position
+ * ======================================================================== */
+
+/* Run the first stack on b->src; returns its output (n,S,D). */
+const double *tf_encode(TfModel *m, const TfBatch *b) {
+    const TfConfig *c = &m->c;
+    const int causal = c->arch == TF_DECODER;
+    tf_embed_forward(m->a.xe, b->src, m->w.tok, tf_pos_table(m), b->n, c->S, c->D);
+    const double *x = m->a.xe;
+    for (int l = 0; l < c->n_enc; l++) {
+        tf_encoder_layer_forward(&m->a.es[2 * l], x, &m->w.enc[l], b->smask, causal,
+                                 c->norm, c->act, b->n, c->S, c->D, c->H, c->F);
+        x = tf_sub_out(&m->a.es[2 * l + 1], c->norm);
+    }
+    if (c->norm == TF_PRE)
+        layernorm_forward(m->a.ef.n, m->a.ef.mean, m->a.ef.rstd, x, m->w.enc_ln.g,
+                          m->w.enc_ln.b, b->n * c->S, c->D);
+    return tf_enc_out(&m->a, c);
+}
+
+/* Run the decoder on b->tgt against the memory tf_encode left; returns its
+ * output (n,T,D). encdec only. */
+const double *tf_decode(TfModel *m, const TfBatch *b) {
+    const TfConfig *c = &m->c;
+    const double *mem = tf_enc_out(&m->a, c);
+    tf_embed_forward(m->a.xd, b->tgt, m->w.tok, tf_pos_table(m), b->n, c->T, c->D);
+    const double *x = m->a.xd;
+    for (int l = 0; l < c->n_dec; l++) {
+        tf_decoder_layer_forward(&m->a.ds[3 * l], x, mem, &m->w.dec[l], b->tmask, b->smask,
+                                 c->norm, c->act, b->n, c->T, c->S, c->D, c->H, c->F);
+        x = tf_sub_out(&m->a.ds[3 * l + 2], c->norm);
+    }
+    if (c->norm == TF_PRE)
+        layernorm_forward(m->a.df.n, m->a.df.mean, m->a.df.rstd, x, m->w.dec_ln.g,
+                          m->w.dec_ln.b, b->n * c->T, c->D);
+    return tf_dec_out(&m->a, c);
+}
+
+/* The whole forward pass on b; returns the mean loss over b->y >= 0
+ * (b->y may be NULL: logits only). */
+double tf_forward(TfModel *m, const TfBatch *b) {
+    const double *x = tf_encode(m, b);
+    if (m->c.arch == TF_ENCDEC) x = tf_decode(m, b);
+    return tf_head_forward(m, x, b->y, b->n);
+}
+
+/* The whole backward pass after tf_forward(m, b): parameter gradients +=
+ * (call tf_zero_grad first). Clears the activation gradients itself. */
+void tf_backward(TfModel *m, const TfBatch *b) {
+    const TfConfig *c = &m->c;
+    const int n = b->n, S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
+    const int causal = c->arch == TF_DECODER, pre = c->norm == TF_PRE;
+    TfActs *a = &m->a, *da = &m->da;
+    memset(m->dacts, 0, sizeof(double) * (size_t)m->na);
+    /* forward was: loss = (1/count) sum_i CE(logits_i, y_i) */
+    double dloss = m->count ? 1.0 / m->count : 0.0;
+    for (int i = 0; i < n * To; i++)
+        cross_entropy_backward(da->logits + i * c->V, dloss, a->probs + i * c->V, b->y[i],
+                               c->V, c->smoothing);
+    /* forward was: logits = x Wout + bout */
+    const int encdec = c->arch == TF_ENCDEC;
+    double *xo = encdec ? tf_dec_out(a, c) : tf_enc_out(a, c);
+    double *dxo = encdec ? tf_dec_out(da, c) : tf_enc_out(da, c);
+    linear_backward(dxo, m->gw.Wout, m->gw.bout, da->logits, xo, m->w.Wout, n * To, D, c->V);
+    if (encdec) {
+        const double *mem = tf_enc_out(a, c);
+        double *dmem = tf_enc_out(da, c);
+        double *top = tf_sub_out(&a->ds[3 * c->n_dec - 1], c->norm);
+        double *dtop = tf_sub_out(&da->ds[3 * c->n_dec - 1], c->norm);
+        if (pre)                                /* forward was: out = LN(top) */
+            layernorm_backward(dtop, m->gw.dec_ln.g, m->gw.dec_ln.b, da->df.n, top,
+                               a->df.mean, a->df.rstd, m->w.dec_ln.g, n * T, D);
+        for (int l = c->n_dec - 1; l >= 0; l--) {
+            const double *x = l ? tf_sub_out(&a->ds[3 * l - 1], c->norm) : a->xd;
+            double *dx = l ? tf_sub_out(&da->ds[3 * l - 1], c->norm) : da->xd;
+            tf_decoder_layer_backward(dx, dmem, &m->gw.dec[l], &da->ds[3 * l], &a->ds[3 * l],
+                                      x, mem, &m->w.dec[l], c->norm, c->act, n, T, S, D,
+                                      c->H, c->F);
+        }
+        tf_embed_backward(m->gw.tok, m->gw.pos, da->xd, b->tgt, n, T, D);
+    }
+    double *top = tf_sub_out(&a->es[2 * c->n_enc - 1], c->norm);
+    double *dtop = tf_sub_out(&da->es[2 * c->n_enc - 1], c->norm);
+    if (pre)                                    /* forward was: out = LN(top) */
+        layernorm_backward(dtop, m->gw.enc_ln.g, m->gw.enc_ln.b, da->ef.n, top, a->ef.mean,
+                           a->ef.rstd, m->w.enc_ln.g, n * S, D);
+    for (int l = c->n_enc - 1; l >= 0; l--) {
+        const double *x = l ? tf_sub_out(&a->es[2 * l - 1], c->norm) : a->xe;
+        double *dx = l ? tf_sub_out(&da->es[2 * l - 1], c->norm) : da->xe;
+        tf_encoder_layer_backward(dx, &m->gw.enc[l], &da->es[2 * l], &a->es[2 * l], x,
+                                  &m->w.enc[l], causal, c->norm, c->act, n, S, D, c->H, c->F);
+    }
+    tf_embed_backward(m->gw.tok, m->gw.pos, da->xe, b->src, n, S, D);
+}
+
+/* The attention weights (H,Tq,Tk) of example e in sublayer s of the
+ * activations (an attention sublayer with Tq queries and Tk keys). */
+const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, int Tk) {
+    MhaCache c;
+    mha_cache_bind(&c, s->mc + e * mha_cache_size(Tq, Tk, m->c.D, m->c.H), Tq, Tk, m->c.D,
+                   m->c.H);
+    return c.P;
+}
+
+/* ========================================================================
+ * 9. tasks
+ *
+ * encdec: the synthetic tasks of The Annotated Transformer. Token 0 is
+ * padding, 1 the start symbol, 2..V-1 the symbols; the source is `len`
+ * random symbols, the target its copy / reverse / sorted version. The
+ * decoder reads [start, y_0 .. y_{T-2}] and predicts y_0 .. y_{T-1}.
+ * encoder / decoder: a built-in text, one token per character; token 0 is
+ * BERT's [MASK] (shown as '_').
+ * ======================================================================== */
+
+#define TF_PAD 0
+#define TF_BOS 1
+#define TF_MASK 0
+
+/* Fill the n examples of b with fresh task examples drawn from r. */
+void tf_task_batch(TfBatch *b, Rng *r, int task, const TfConfig *c) {
+    for (int e = 0; e < b->n; e++) {
+        int *src = b->src + e * c->S, *y = b->y + e * c->T, *tgt = b->tgt + e * c->T;
+        toy_task_fill(r, task, src, y, c->S, 2, c->V - 2);
+        tgt[0] = TF_BOS;
+        for (int t = 1; t < c->T; t++) tgt[t] = y[t - 1];   /* shifted right */
+    }
+}
+
+/* Written for this book; lower case, so that the character vocabulary is small. */
+static const char tf_text_raw[] =
+    "the query asks a question. every key gives an answer. the key that fits the "
+    "question gets a large weight, and the value of that key is what the query "
+    "reads. a head is one way of asking. many heads ask in many ways at once, and "
+    "their answers are put side by side. the encoder reads the whole source at "
+    "once. the decoder writes the target one token at a time. the decoder may "
+    "look at the past but never at the future, and the mask hides the future. "
+    "the encoder may look both ways, and so it sees the whole sentence. a model "
+    "that reads both ways can fill in a word that is hidden. a model that reads "
+    "one way can write the next word. both are made of the same layers: "
+    "attention, then a small network on each position, with a residual path and "
+    "a norm around each. attention does not know the order of the words, so the "
+    "model adds the position to each word before the first layer. the sine and "
+    "the cosine give each position its own pattern, and a learned table can do "
+    "the same. the cost of attention grows with the square of the length, "
+    "because every query looks at every key. the query asks, the key answers, "
+    "the value is read, and the layer passes it on. ";
+
+/* The text as tokens. vocab[k] is the character of token k ('_' = mask). */
+typedef struct {
+    int n;             /* characters in the text */
+    int *ids;          /* (n) token of each character */
+    char vocab[64];    /* (V) characters, token 0 = '_' (mask) */
+    int V;
+} TfText;
+
+void tf_text_build(TfText *tx) {
+    tx->n = (int)strlen(tf_text_raw);
+    tx->ids = xmalloc(sizeof(int) * (size_t)tx->n);
+    tx->V = 1;
+    tx->vocab[0] = '_';
+    for (int i = 0; i < tx->n; i++) {
+        int k = 0;
+        while (k < tx->V && tx->vocab[k] != tf_text_raw[i]) k++;
+        if (k == tx->V) tx->vocab[tx->V++] = tf_text_raw[i];   /* 30 characters fit */
+        tx->ids[i] = k;
+    }
+    tx->vocab[tx->V] = '\0';
+}
+
+/* Train on the first 90% of the text, hold out the rest. */
+static int tf_text_split(const TfText *tx) { return tx->n * 9 / 10; }
+
+/* BERT's masking of src (S) in place: each position is chosen with
+ * probability 0.15 (at least one is); a chosen token becomes [MASK] 80% of
+ * the time, a random token 10%, stays 10%. y (S) = the original token at the
+ * chosen positions, -1 elsewhere: the loss counts only those. */
+void tf_bert_mask(int *src, int *y, int S, int V, Rng *r) {
+    int chosen = 0;
+    for (int t = 0; t < S; t++) {
+        y[t] = -1;
+        if (rng_uniform(r) < 0.15) {
+            y[t] = src[t];
+            chosen++;
+            double u = rng_uniform(r);
+            if (u < 0.8) src[t] = TF_MASK;
+            else if (u < 0.9) src[t] = 1 + rng_int(r, V - 1);
+        }
+    }
+    if (!chosen) {                              /* never a batch with nothing to learn */
+        int t = rng_int(r, S);
+        y[t] = src[t];
+        src[t] = TF_MASK;
+    }
+}
+
+/* Windows of S characters from text positions [lo, hi): from random starts
+ * (r != NULL) or evenly spaced ones (r == NULL, for held-out evaluation;
+ * mr then masks). GPT: y = the next character; BERT: masked as above. */
+void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi,
+                   const TfConfig *c) {
+    const int S = c->S, span = hi - lo - S - 1;
+    for (int e = 0; e < b->n; e++) {
+        int start = lo + (r ? rng_int(r, span + 1) : (int)((long)span * e / (b->n > 1 ? b->n - 1 : 1)));
+        int *src = b->src + e * S, *y = b->y + e * S;
+        for (int t = 0; t < S; t++) {
+            src[t] = tx->ids[start + t];
+            y[t] = tx->ids[start + t + 1];
+        }
+        if (c->arch == TF_ENCODER) tf_bert_mask(src, y, S, c->V, mr ? mr : r);
+    }
+}
+
+/* ========================================================================
+ * 10. training
+ * ======================================================================== */
+
+typedef struct {
+    int task;          /* TASK_COPY, TASK_REVERSE, TASK_SORT (encdec) */
+    int steps;         /* the most training steps */
+    int warmup;        /* warm-up steps of the schedule */
+    double lr_factor;  /* factor of the schedule */
+    int n_eval;        /* held-out examples (windows of text for BERT/GPT) */
+    int eval_every;    /* steps between held-out evaluations; encdec stops at 100% */
+    int log_every;     /* steps between progress lines, 0 = quiet */
+    uint64_t seed;     /* data streams: training and held-out never share one */
+} TfRun;
+
+typedef struct {
+    double loss;       /* mean held-out loss (teacher forcing) */
+    double tok_acc;    /* encdec: greedy tokens; BERT: masked tokens; GPT: next char */
+    double seq_acc;    /* encdec: exact sequences under greedy decoding */
+} TfEval;
+
+/* correct argmax predictions (and their number, *count) over y >= 0 */
+static int tf_correct(const TfModel *m, const TfBatch *b, int *count) {
+    const int V = m->c.V, rows = b->n * tf_out_len(&m->c);
+    int ok = 0;
+    *count = 0;
+    for (int i = 0; i < rows; i++) {
+        if (b->y[i] < 0) continue;
+        const double *l = m->a.logits + i * V;
+        int best = 0;
+        for (int j = 1; j < V; j++) if (l[j] > l[best]) best = j;
+        ok += best == b->y[i];
+        (*count)++;
+    }
+    return ok;
+}
+
+void tf_greedy_decode(TfModel *m, TfBatch *b, int *out);
+
+/* Held-out evaluation: encdec draws n_eval task examples from a stream no
+ * training batch uses and decodes them greedily; BERT and GPT read evenly
+ * spaced windows of the held-out tenth of the text. */
+TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    Rng r, mr;
+    rng_seed(&r, run->seed ^ 0x5EEDF00Dull);    /* the held-out stream */
+    rng_seed(&mr, run->seed ^ 0x3A5Cull);
+    int *pred = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
+    double loss = 0.0;
+    int tok_ok = 0, toks = 0, seq_ok = 0, seqs = 0, batches = 0;
+    for (int done = 0; done < run->n_eval; done += b.n) {
+        b.n = run->n_eval - done < c->B ? run->n_eval - done : c->B;
+        if (c->arch == TF_ENCDEC) {
+            tf_task_batch(&b, &r, run->task, c);
+            loss += tf_forward(m, &b);
+            tf_greedy_decode(m, &b, pred);
+            for (int e = 0; e < b.n; e++) {
+                int all = 1;
+                for (int t = 0; t < c->T; t++) {
+                    int ok = pred[e * c->T + t] == b.y[e * c->T + t];
+                    tok_ok += ok; all &= ok;
+                }
+                toks += c->T; seq_ok += all; seqs++;
+            }
+        } else {
+            int k = tx->n - tf_text_split(tx) - c->S - 1;   /* a window fits? */
+            if (k < 0) break;
+            tf_text_batch(&b, NULL, &mr, tx, tf_text_split(tx), tx->n, c);
+            loss += tf_forward(m, &b);
+            int cnt;
+            tok_ok += tf_correct(m, &b, &cnt);
+            toks += cnt;
+        }
+        batches++;
+    }
+    TfEval ev;
+    ev.loss = batches ? loss / batches : 0.0;
+    ev.tok_acc = toks ? (double)tok_ok / toks : 0.0;
+    ev.seq_acc = seqs ? (double)seq_ok / seqs : 0.0;
+    free(pred);
+    tf_batch_free(&b);
+    return ev;
+}
+
+/* One step of Adam (beta1 0.9, beta2 0.98, eps 1e-9: the paper's) on batch b,
+ * at the warm-up schedule's rate. Returns the batch loss. */
+double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
+    double loss = tf_forward(m, b);
+    tf_zero_grad(m);
+    tf_backward(m, b);
+    m->step++;
+    double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
+    adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
+                1e-9, 0.0);
+    return loss;
+}
+
+/* Train for up to run->steps steps; progress lines (step, loss, training
+ * accuracy, learning rate) to `log` when it is not NULL, tokens per second to
+ * stderr. encdec stops early once held-out exact-sequence accuracy is 100%.
+ * Returns the steps taken; *ev receives the last held-out evaluation. */
+int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
+    const TfConfig *c = &m->c;
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    Rng r;
+    rng_seed(&r, run->seed);                    /* the training stream */
+    double loss_sum = 0.0, t0 = seconds();
+    int ok_sum = 0, cnt_sum = 0, since = 0, step;
+    ev->loss = ev->tok_acc = ev->seq_acc = 0.0;
+    for (step = 1; step <= run->steps; step++) {
+        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c);
+        else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), c);
+        loss_sum += tf_train_step(m, &b, run);
+        int cnt;
+        ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
+        cnt_sum += cnt;
+        since++;
+        int last = step == run->steps;
+        if (log && run->log_every && (step % run->log_every == 0 || last)) {
+            double t1 = seconds();
+            fprintf(log, "step %5d  loss %.4f  train acc %.3f  lr %.2e\n", step,
+                    loss_sum / since, cnt_sum ? (double)ok_sum / cnt_sum : 0.0,
+                    tf_lr(m->step, c->D, run->warmup, run->lr_factor));
+            fprintf(stderr, "  step %5d: %.0f tokens/s\n", step,
+                    t1 > t0 ? since * b.n * (c->S + c->T) / (t1 - t0) : 0.0);
+            loss_sum = 0.0; ok_sum = cnt_sum = since = 0;
+            t0 = seconds();
+        }
+        if ((run->eval_every && step % run->eval_every == 0) || last) {
+            *ev = tf_evaluate(m, run, tx);
+            if (log)
+                fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step,
+                        ev->loss, ev->tok_acc, c->arch == TF_ENCDEC ? "" : "\n");
+            if (log && c->arch == TF_ENCDEC)
+                fprintf(log, "  exact-sequence acc %.4f\n", ev->seq_acc);
+            if (c->arch == TF_ENCDEC && ev->seq_acc == 1.0) break;
+        }
+    }
+    tf_batch_free(&b);
+    return step > run->steps ? run->steps : step;
+}
+
+/* ========================================================================
+ * 11. decoding and sampling
+ * ======================================================================== */
+
+/* Greedy decoding of b's n sources: out (n,T). The encoder runs once; the
+ * decoder runs T times, each time on the whole target buffer, reading the
+ * prediction at position t only. That is correct because causal masking
+ * makes position t depend on positions <= t alone (tests.c checks it), so
+ * whatever fills the later positions does not matter. b->tgt is overwritten. */
+void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
+    const TfConfig *c = &m->c;
+    tf_encode(m, b);
+    for (int e = 0; e < b->n; e++) {
+        b->tgt[e * c->T] = TF_BOS;
+        for (int t = 1; t < c->T; t++) b->tgt[e * c->T + t] = TF_PAD;
+    }
+    for (int t = 0; t < c->T; t++) {
+        tf_head_forward(m, tf_decode(m, b), NULL, b->n);
+        for (int e = 0; e < b->n; e++) {
+            const double *l = m->a.logits + (e * c->T + t) * c->V;
+            int best = 0;
+            for (int j = 1; j < c->V; j++) if (l[j] > l[best]) best = j;
+            out[e * c->T + t] = best;
+            if (t + 1 < c->T) b->tgt[e * c->T + t + 1] = best;
+        }
+    }
+}
+
+/* Sample from softmax(logits (V) / temperature); temperature 0 = argmax. */
+int tf_sample(const double *logits, int V, double temperature, double *work, Rng *r) {
+    int best = 0;
+    for (int j = 1; j < V; j++) if (logits[j] > logits[best]) best = j;
+    if (temperature <= 0.0) return best;
+    for (int j = 0; j < V; j++) work[j] = logits[j] / temperature;
+    softmax_forward(work, work, V);
+    double u = rng_uniform(r), acc = 0.0;
+    for (int j = 0; j < V; j++) {
+        acc += work[j];
+        if (u < acc) return j;
+    }
+    return best;
+}
+
+/* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
+ * into out (len + n), one example, a window of the last S tokens. */
+void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature,
+                 Rng *r, int *out) {
+    const TfConfig *c = &m->c;
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    double *work = xcalloc_doubles(c->V);
+    memcpy(out, prompt, sizeof(int) * (size_t)len);
+    for (int k = len; k < len + n; k++) {
+        int start = k > c->S ? k - c->S : 0, used = k - start;
+        for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
+        tf_head_forward(m, tf_encode(m, &b), NULL, 1);
+        out[k] = tf_sample(m->a.logits + (used - 1) * c->V, c->V, temperature, work, r);
+    }
+    free(work);
+    tf_batch_free(&b);
+}
+
+/* ========================================================================
+ * 12. experiments (positions, heads, cost) and --bench
+ *
+ * Only ./transformer uses them: like main, they are compiled only when this
+ * file is the program (TF_MAIN), not when tests.c includes it.
+ * ======================================================================== */
+#ifdef TF_MAIN
+
+/* a printable label for token k: "_" padding, "s" start, digits for symbols;
+ * text archs: the character itself */
+static void tf_label(char *buf, size_t n, int k, const TfConfig *c, const TfText *tx) {
+    if (c->arch != TF_ENCDEC) snprintf(buf, n, "%c", tx->vocab[k]);
+    else if (k == TF_PAD) snprintf(buf, n, "_");
+    else if (k == TF_BOS) snprintf(buf, n, "s");
+    else snprintf(buf, n, "%d", k);
+}
+
+/* print tokens (len) as labels separated by spaces (encdec) or as text */
+static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const TfText *tx) {
+    char buf[16];
+    for (int t = 0; t < len; t++) {
+        tf_label(buf, sizeof buf, tok[t], c, tx);
+        printf(c->arch == TF_ENCDEC ? "%s%s" : "%s%s", c->arch == TF_ENCDEC && t ? " " : "",
+               buf);
+    }
+}
+
+/* Heatmaps of every head of one attention sublayer for example 0:
+ * P (H,Tq,Tk) with row tokens rt (Tq) and column tokens ct (Tk); and with
+ * svg_dir, one SVG file per head named <stem>-h<k>.svg. */
+static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, const int *rt,
+                          const int *ct, const char *what, const char *svg_dir,
+                          const char *stem, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    const double *P = tf_attention_map(m, s, 0, Tq, Tk);
+    char (*rl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tq);
+    char (*cl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tk);
+    const char **rp = xmalloc(sizeof(char *) * (size_t)Tq);
+    const char **cp = xmalloc(sizeof(char *) * (size_t)Tk);
+    for (int i = 0; i < Tq; i++) { tf_label(rl[i], 16, rt[i], c, tx); rp[i] = rl[i]; }
+    for (int j = 0; j < Tk; j++) { tf_label(cl[j], 16, ct[j], c, tx); cp[j] = cl[j]; }
+    for (int h = 0; h < c->H; h++) {
+        char title[128];
+        snprintf(title, sizeof title, "%s, head %d of %d (rows: queries, columns: keys)",
+                 what, h + 1, c->H);
+        print_heatmap(stdout, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
+        if (svg_dir) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s-h%d.svg", svg_dir, stem, h + 1);
+            write_svg_heatmap(path, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
+            printf("wrote %s\n", path);
+        }
+    }
+    free(rl); free(cl); free(rp); free(cp);
+}
+
+/* Configure, build and train one encdec model quietly; returns the held-out
+ * evaluation (used by the experiments). The caller frees m. */
+static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint64_t seed,
+                           int *steps) {
+    TfEval ev;
+    tf_build(m, c, seed);
+    *steps = tf_train(m, run, NULL, NULL, &ev);
+    return ev;
+}
+
+/* Position matters: the reverse task with no, sinusoidal and learned positions. */
+static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint64_t seed) {
+    TfRun run = *run0;
+    run.task = TASK_REVERSE;
+    printf("experiment positions: task reverse, d_model %d, %d heads, %d+%d layers, "
+           "up to %d steps\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps);
+    printf("  chance: token accuracy %.3f (1 of %d symbols)\n", 1.0 / (c0->V - 2), c0->V - 2);
+    for (int p = TF_POS_NONE; p >= TF_POS_SIN; p--) {
+        TfConfig c = *c0;
+        c.pos = p;
+        TfModel m;
+        int steps;
+        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
+        printf("  --pos %-8s steps %5d  held-out token acc %.4f  exact-sequence acc %.4f\n",
+               tf_pos_names[p], steps, ev.tok_acc, ev.seq_acc);
+        tf_free(&m);
+    }
+    printf("  without positions the encoder's output is the same for any order of the\n"
+           "  source (self-attention is permutation-equivariant), so the decoder cannot\n"
+           "  know which symbol came last: reversing fails.\n");
+}
+
+/* Heads: the same d_model split into 1, 2, 4, 8 heads (where D allows). */
+static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t seed,
+                                const char *svg_dir) {
+    TfRun run = *run0;
+    printf("experiment heads: task %s, d_model %d, %d+%d layers, up to %d steps\n",
+           task_names[run.task], c0->D, c0->n_enc, c0->n_dec, run.steps);
+    int last = 0;
+    for (int h = 1; h <= 8 && h <= c0->D; h *= 2) if (c0->D % h == 0) last = h;
+    for (int h = 1; h <= last; h *= 2) {
+        if (c0->D % h) continue;
+        TfConfig c = *c0;
+        c.H = h;
+        TfModel m;
+        int steps;
+        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
+        printf("  --heads %d (dh %2d)  steps %5d  held-out token acc %.4f  exact-sequence "
+               "acc %.4f\n", h, c.D / h, steps, ev.tok_acc, ev.seq_acc);
+        if (h == last) {                        /* what do the heads look at? */
+            TfBatch b;
+            tf_batch_alloc(&b, &c);
+            b.n = 1;
+            Rng r;
+            rng_seed(&r, run.seed ^ 0x5EEDF00Dull);
+            tf_task_batch(&b, &r, run.task, &c);
+            int *out = xmalloc(sizeof(int) * (size_t)c.T);
+            tf_greedy_decode(&m, &b, out);
+            char stem[64];
+            snprintf(stem, sizeof stem, "heads-cross-L%d", c.n_dec);
+            tf_show_heads(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], c.T, c.S, b.tgt, b.src,
+                          "cross-attention of the last decoder layer", svg_dir, stem, NULL);
+            free(out);
+            tf_batch_free(&b);
+        }
+        tf_free(&m);
+    }
+}
+
+/* Cost: one multi-head self-attention forward (D 64, H 4) as n grows.
+ * Prints wall time (this experiment's stdout is timing, not deterministic)
+ * and the cache memory, with exponents fitted by least squares on log-log. */
+static void tf_experiment_cost(uint64_t seed) {
+    const int D = 64, H = 4;
+    const int ns[6] = { 64, 128, 256, 512, 1024, 2048 };
+    double lt[6], lm[6], ln[6];
+    Rng r;
+    rng_seed(&r, seed);
+    double *W = xcalloc_doubles(mha_num_params(D));
+    rng_fill_normal(&r, W, mha_num_params(D), 1.0 / sqrt((double)D));
+    Mha m;
+    mha_bind(&m, W, D);
+    printf("experiment cost: one self-attention forward, d_model %d, %d heads "
+           "(times are measured: they differ run to run)\n", D, H);
+    printf("  %6s %12s %14s\n", "n", "time (ms)", "memory (MB)");
+    for (int k = 0; k < 6; k++) {
+        const int n = ns[k];
+        double *x = xcalloc_doubles(n * D), *out = xcalloc_doubles(n * D);
+        double *mem = xcalloc_doubles(mha_cache_size(n, n, D, H));
+        rng_fill_normal(&r, x, n * D, 1.0);
+        MhaCache c;
+        mha_cache_bind(&c, mem, n, n, D, H);
+        int reps = n <= 256 ? 5 : 1;
+        double t0 = seconds();
+        for (int i = 0; i < reps; i++) mha_forward(out, &c, x, x, &m, NULL, 0, n, n, D, H);
+        double ms = 1000.0 * (seconds() - t0) / reps;
+        double mb = 8.0 * mha_cache_size(n, n, D, H) / 1e6;
+        printf("  %6d %12.2f %14.2f\n", n, ms, mb);
+        ln[k] = log(n); lt[k] = log(ms > 1e-3 ? ms : 1e-3); lm[k] = log(mb);
+        free(x); free(out); free(mem);
+    }
+    /* slope of the least-squares line through the points n >= 256 */
+    double fit[2];
+    for (int which = 0; which < 2; which++) {
+        const double *yv = which ? lm : lt;
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        for (int k = 2; k < 6; k++) {
+            sx += ln[k]; sy += yv[k]; sxx += ln[k] * ln[k]; sxy += ln[k] * yv[k];
+        }
+        fit[which] = (4 * sxy - sx * sy) / (4 * sxx - sx * sx);
+    }
+    printf("  fitted exponent (n >= 256): time ~ n^%.2f, memory ~ n^%.2f\n", fit[0], fit[1]);
+    printf("  the (n,n) score matrix of every head dominates both once n >> d_model:\n"
+           "  self-attention is O(n^2 d) in time and O(n^2) in memory.\n");
+    free(W);
+}
+
+/* median of x (n), sorts x */
+static double tf_median(double *x, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) { double s = x[j]; x[j] = x[j - 1]; x[j - 1] = s; }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* ms per training step (forward, backward, Adam), the median of 9 timed steps
+ * after 2 warm-up steps, for the encdec copy task in config c */
+static double tf_bench_step(const TfConfig *c, const TfRun *run) {
+    TfModel m;
+    tf_build(&m, c, 1);
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    Rng r;
+    rng_seed(&r, 1);
+    double ms[9];
+    for (int i = 0; i < 11; i++) {
+        tf_task_batch(&b, &r, TASK_COPY, c);
+        double t0 = seconds();
+        tf_train_step(&m, &b, run);
+        if (i >= 2) ms[i - 2] = 1000.0 * (seconds() - t0);
+    }
+    tf_batch_free(&b);
+    tf_free(&m);
+    return tf_median(ms, 9);
+}
+
+static void tf_bench(const TfConfig *dflt, const TfRun *run) {
+    TfConfig c = *dflt;
+    c.arch = TF_ENCDEC; c.norm = TF_POST; c.pos = TF_POS_SIN; c.act = TF_RELU;
+    c.V = 16; c.D = 64; c.H = 4; c.F = 256; c.n_enc = c.n_dec = 2; c.S = c.T = 12; c.B = 32;
+    printf("bench: ms per training step (forward, backward, Adam), median of 9\n");
+    printf("  d_model  64, 4 heads, 2+2 layers, ff 256, vocab 16, len 12, batch 32: %8.2f ms\n",
+           tf_bench_step(&c, run));
+    c.D = 128; c.H = 8; c.F = 512; c.S = c.T = 32;
+    printf("  d_model 128, 8 heads, 2+2 layers, ff 512, vocab 16, len 32, batch 32: %8.2f ms\n",
+           tf_bench_step(&c, run));
+    TfModel m;
+    TfEval ev;
+    tf_build(&m, dflt, run->seed);
+    double t0 = seconds();
+    int steps = tf_train(&m, run, NULL, NULL, &ev);
+    printf("  the default example (copy): %d steps, held-out exact-sequence acc %.4f "
+           "in %.2f s\n", steps, ev.seq_acc, seconds() - t0);
+    tf_free(&m);
+}
+
+/* ========================================================================
+ * 13. main
+ * ======================================================================== */
+
+static void tf_usage(const char *prog) {
+    printf("usage: %s [options]\n"
+           "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
+           "  on the copy task of The Annotated Transformer (vocabulary 11, length 10).\n"
+           "  --arch A        encdec (default), encoder (BERT-style masked tokens on a\n"
+           "                  built-in text) or decoder (GPT-style next character)\n"
+           "  --task T        copy (default), reverse or sort (encdec only)\n"
+           "  --norm N        post (default, the paper) or pre LayerNorm\n"
+           "  --pos P         sin (default), learned or none\n"
+           "  --act A         relu (default) or gelu, in the feed-forward network\n"
+           "  --d-model D     model width, 1..1024 (default 32)\n"
+           "  --heads H       attention heads, 1..64, must divide d_model (default 4)\n"
+           "  --layers N      encoder and decoder layers each, 1..16 (default 2)\n"
+           "  --ff F          feed-forward width, 1..8192 (default 64)\n"
+           "  --len L         sequence length, 2..%d (default 10; text archs 32)\n"
+           "  --vocab V       symbols + 2 for the tasks, 4..1000 (default 11; encdec only)\n"
+           "  --batch B       examples per step, 1..4096 (default 32)\n"
+           "  --steps N       the most training steps, 1..1000000 (default 3000)\n"
+           "  --warmup N      warm-up steps of the learning-rate schedule (default 200)\n"
+           "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
+           "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
+           "  --eval N        held-out examples, 1..100000 (default 256)\n"
+           "  --eval-every N  steps between held-out evaluations (default 100)\n"
+           "  --show-layer K  layer whose heads are drawn, 1..layers (default: the last)\n"
+           "  --temperature X sampling temperature of --arch decoder, [0, 10] (default 0.8)\n"
+           "  --svg DIR       also write each head's heatmap as an SVG into the existing DIR\n"
+           "  --seed N        0..2147483647 (default 1)\n"
+           "  --experiment E  positions (reverse with pos none/sin/learned), heads (1..8\n"
+           "                  heads, same d_model) or cost (self-attention time and memory\n"
+           "                  vs length, timings on stdout)\n"
+           "  --bench         ms per training step in two configurations, and the time\n"
+           "                  the default example takes to reach 100%%\n"
+           "  --help          this text\n", prog, TF_MAX_POS - 1);
+}
+
+/* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
+static void tf_main_encdec(TfModel *m, const TfRun *run, int show, const char *svg) {
+    const TfConfig *c = &m->c;
+    TfEval ev;
+    int steps = tf_train(m, run, NULL, stdout, &ev);
+    printf("\nafter %d steps: held-out (%d examples) token acc %.4f, exact-sequence acc "
+           "%.4f (greedy decoding; chance per token %.3f)\n", steps, run->n_eval, ev.tok_acc,
+           ev.seq_acc, 1.0 / (c->V - 2));
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 4 < c->B ? 4 : c->B;
+    Rng r;
+    rng_seed(&r, run->seed ^ 0x5EEDF00Dull);     /* the first held-out examples */
+    tf_task_batch(&b, &r, run->task, c);
+    int *out = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
+    int *y = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
+    memcpy(y, b.y, sizeof(int) * (size_t)(b.n * c->T));
+    tf_greedy_decode(m, &b, out);               /* leaves example 0 last in the caches */
+    printf("\nheld-out examples (task %s):\n", task_names[run->task]);
+    for (int e = b.n - 1; e >= 0; e--) {
+        printf("  source  "); tf_print_tokens(b.src + e * c->S, c->S, c, NULL);
+        printf("\n  target  "); tf_print_tokens(y + e * c->T, c->T, c, NULL);
+        printf("\n  greedy  "); tf_print_tokens(out + e * c->T, c->T, c, NULL);
+        printf("%s\n", memcmp(out + e * c->T, y + e * c->T, sizeof(int) * (size_t)c->T)
+                           ? "   (wrong)" : "   (right)");
+    }
+    char what[64], stem[64];
+    snprintf(what, sizeof what, "cross-attention, decoder layer %d", show);
+    snprintf(stem, sizeof stem, "encdec-cross-L%d", show);
+    printf("\n");
+    b.n = 1;                                    /* redo example 0 alone, then draw it */
+    tf_greedy_decode(m, &b, out);
+    tf_show_heads(m, &m->a.ds[3 * (show - 1) + 1], c->T, c->S, b.tgt, b.src, what, svg,
+                  stem, NULL);
+    free(out); free(y);
+    tf_batch_free(&b);
+}
+
+/* the BERT-style and GPT-style runs on the built-in text */
+static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int show,
+                         double temperature, const char *svg) {
+    const TfConfig *c = &m->c;
+    const int split = tf_text_split(tx);
+    int freq[64] = { 0 }, top = 0;
+    for (int i = split; i < tx->n; i++) freq[tx->ids[i]]++;
+    for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
+    printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"%s\"\n",
+           tx->n, split, tx->n - split, tx->V, tx->vocab);
+    TfEval ev;
+    int steps = tf_train(m, run, tx, stdout, &ev);
+    printf("\nafter %d steps: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
+           "always guessing '%c' scores %.4f\n", steps,
+           c->arch == TF_ENCODER ? "masked-token" : "next-character", ev.tok_acc, ev.loss,
+           exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    Rng mr;
+    rng_seed(&mr, run->seed ^ 0x3A5Cull);
+    tf_text_batch(&b, NULL, &mr, tx, split, tx->n, c);
+    tf_forward(m, &b);
+    char stem[64], what[64];
+    if (c->arch == TF_ENCODER) {
+        printf("\na held-out window, masked ('_' or a swapped character), and the model's "
+               "guesses at the masked positions (^ marks them):\n  input   ");
+        tf_print_tokens(b.src, c->S, c, tx);
+        printf("\n  guess   ");
+        for (int t = 0; t < c->S; t++) {
+            const double *l = m->a.logits + t * c->V;
+            int best = 0;
+            for (int j = 1; j < c->V; j++) if (l[j] > l[best]) best = j;
+            printf("%c", b.y[t] >= 0 ? tx->vocab[best] : ' ');
+        }
+        printf("\n  answer  ");
+        for (int t = 0; t < c->S; t++) printf("%c", b.y[t] >= 0 ? tx->vocab[b.y[t]] : ' ');
+        printf("\n          ");
+        for (int t = 0; t < c->S; t++) printf("%c", b.y[t] >= 0 ? '^' : ' ');
+        printf("\n");
+        snprintf(what, sizeof what, "bidirectional self-attention, layer %d", show);
+        snprintf(stem, sizeof stem, "encoder-self-L%d", show);
+    } else {
+        int plen = 4, n = 160;
+        int *out = xmalloc(sizeof(int) * (size_t)(plen + n));
+        Rng sr;
+        rng_seed(&sr, run->seed ^ 0x5A3Dull);
+        tf_generate(m, tx->ids, plen, n, temperature, &sr, out);
+        printf("\nsampled at temperature %.2f from the prompt \"", temperature);
+        tf_print_tokens(tx->ids, plen, c, tx);
+        printf("\":\n  ");
+        tf_print_tokens(out, plen + n, c, tx);
+        printf("\n");
+        free(out);
+        tf_forward(m, &b);                      /* the held-out window again, to draw */
+        snprintf(what, sizeof what, "causal self-attention, layer %d", show);
+        snprintf(stem, sizeof stem, "decoder-self-L%d", show);
+    }
+    printf("\n");
+    tf_show_heads(m, &m->a.es[2 * (show - 1)], c->S, c->S, b.src, b.src, what, svg, stem, tx);
+    tf_batch_free(&b);
+}
+
+int main(int argc, char **argv) {
+    TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
+                   0.0 };
+    TfRun run = { TASK_COPY, 3000, 200, 1.0, 256, 100, 100, 1 };
+    long seed = 1, len = -1, vocab = -1, show = -1, task = -1;
+    int experiment = -1, bench = 0;
+    double temperature = 0.8;
+    const char *svg = NULL;
+    static const char *const experiments[] = { "positions", "heads", "cost", NULL };
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--arch")) c.arch = arg_choice(argc, argv, &i, tf_arch_names);
+        else if (!strcmp(o, "--task")) task = arg_choice(argc, argv, &i, task_names);
+        else if (!strcmp(o, "--norm")) c.norm = arg_choice(argc, argv, &i, tf_norm_names);
+        else if (!strcmp(o, "--pos")) c.pos = arg_choice(argc, argv, &i, tf_pos_names);
+        else if (!strcmp(o, "--act")) c.act = arg_choice(argc, argv, &i, tf_act_names);
+        else if (!strcmp(o, "--d-model")) c.D = (int)arg_long(argc, argv, &i, 1, 1024);
+        else if (!strcmp(o, "--heads")) c.H = (int)arg_long(argc, argv, &i, 1, 64);
+        else if (!strcmp(o, "--layers")) c.n_enc = c.n_dec = (int)arg_long(argc, argv, &i, 1, 16);
+        else if (!strcmp(o, "--ff")) c.F = (int)arg_long(argc, argv, &i, 1, 8192);
+        else if (!strcmp(o, "--len")) len = arg_long(argc, argv, &i, 2, 1000000);
+        else if (!strcmp(o, "--vocab")) vocab = arg_long(argc, argv, &i, 4, 1000);
+        else if (!strcmp(o, "--batch")) c.B = (int)arg_long(argc, argv, &i, 1, 4096);
+        else if (!strcmp(o, "--steps")) run.steps = (int)arg_long(argc, argv, &i, 1, 1000000);
+        else if (!strcmp(o, "--warmup")) run.warmup = (int)arg_long(argc, argv, &i, 1, 1000000);
+        else if (!strcmp(o, "--lr-factor")) run.lr_factor = arg_double(argc, argv, &i, 1e-9, 100);
+        else if (!strcmp(o, "--smoothing")) c.smoothing = arg_double(argc, argv, &i, 0, 0.5);
+        else if (!strcmp(o, "--eval")) run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000);
+        else if (!strcmp(o, "--eval-every")) run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000);
+        else if (!strcmp(o, "--show-layer")) show = arg_long(argc, argv, &i, 1, 16);
+        else if (!strcmp(o, "--temperature")) temperature = arg_double(argc, argv, &i, 0, 10);
+        else if (!strcmp(o, "--svg")) svg = arg_path(argc, argv, &i);
+        else if (!strcmp(o, "--seed")) seed = arg_long(argc, argv, &i, 0, 2147483647L);
+        else if (!strcmp(o, "--experiment")) experiment = arg_choice(argc, argv, &i, experiments);
+        else if (!strcmp(o, "--bench")) bench = 1;
+        else if (!strcmp(o, "--help") || !strcmp(o, "-h")) { tf_usage(argv[0]); return 0; }
+        else arg_unknown(argv, i);
+    }
+    /* options that belong to one arch only */
+    if (c.arch != TF_ENCDEC && (task >= 0 || vocab >= 0)) {
+        fprintf(stderr, "%s: --task and --vocab apply to --arch encdec only (the text archs "
+                "use the built-in text and its characters)\n", argv[0]);
+        return 2;
+    }
+    if ((experiment >= 0 || bench) && c.arch != TF_ENCDEC) {
+        fprintf(stderr, "%s: --experiment and --bench run --arch encdec only\n", argv[0]);
+        return 2;
+    }
+    if (len > TF_MAX_POS - 1) {
+        fprintf(stderr, "%s: --len %ld exceeds the positional table: at most %d\n", argv[0],
+                len, TF_MAX_POS - 1);
+        return 2;
+    }
+    TfText tx;
+    tf_text_build(&tx);
+    if (task >= 0) run.task = (int)task;
+    if (c.arch == TF_ENCDEC) {
+        if (vocab >= 0) c.V = (int)vocab;
+        if (len >= 0) c.S = c.T = (int)len;
+    } else {
+        c.V = tx.V;
+        c.S = len >= 0 ? (int)len : 32;
+        c.T = 0;
+        c.n_dec = 0;
+        if (c.S > tx.n - tf_text_split(&tx) - 2) {
+            fprintf(stderr, "%s: --len %d is longer than the held-out text allows (at most "
+                    "%d for --arch %s)\n", argv[0], c.S, tx.n - tf_text_split(&tx) - 2,
+                    tf_arch_names[c.arch]);
+            return 2;
+        }
+    }
+    if (c.D % c.H) {
+        fprintf(stderr, "%s: --d-model %d is not divisible by --heads %d (each head gets "
+                "d_model / heads features)\n", argv[0], c.D, c.H);
+        return 2;
+    }
+    const char *err = tf_config_error(&c);
+    if (err) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 2;
+    }
+    if (show > c.n_enc) {
+        fprintf(stderr, "%s: --show-layer must be between 1 and --layers (%d), got %ld\n",
+                argv[0], c.n_enc, show);
+        return 2;
+    }
+    if (show < 0) show = c.n_enc;
+    run.seed = (uint64_t)seed;
+    if (experiment == 0) { tf_experiment_positions(&c, &run, (uint64_t)seed); return 0; }
+    if (experiment == 1) { tf_experiment_heads(&c, &run, (uint64_t)seed, svg); return 0; }
+    if (experiment == 2) { tf_experiment_cost((uint64_t)seed); return 0; }
+    if (bench) { tf_bench(&c, &run); return 0; }
+
+    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
+           "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %ld\n",
+           tf_arch_names[c.arch], tf_norm_names[c.norm], tf_pos_names[c.pos],
+           tf_act_names[c.act], c.D, c.H, c.n_enc, c.n_enc > 1 ? "s" : "",
+           c.arch == TF_ENCDEC ? " each side" : "", c.F, c.V, c.S, c.B, seed);
+    printf("training: Adam (0.9, 0.98, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
+           "step * %d^-1.5), label smoothing %g\n", run.lr_factor, run.warmup, c.smoothing);
+    TfModel m;
+    tf_build(&m, &c, (uint64_t)seed);
+    printf("parameters: %d\n\n", m.np);
+    if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, svg);
+    else tf_main_text(&m, &run, &tx, (int)show, temperature, svg);
+    tf_free(&m);
+    free(tx.ids);
+    return 0;
+}
+#endif /* TF_MAIN */
+#endif /* TRANSFORMER_C */
