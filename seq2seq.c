@@ -1,0 +1,1709 @@
+/*
+ * seq2seq.c -- chapter 2 of "attention, by hand, in C": the RNN
+ * encoder-decoder, then Bahdanau and Luong attention, trained and compared.
+ *
+ *     cc -O2 seq2seq.c -lm -o seq2seq && ./seq2seq
+ *     ./seq2seq --help
+ *     ./seq2seq --attention none            the vanilla encoder-decoder
+ *     ./seq2seq --task date --svg date.svg  a non-monotonic alignment, as a picture
+ *     ./seq2seq --experiment length         the bottleneck table of NOTES.md
+ *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
+ *     ./seq2seq --bench                     ms per training step
+ *
+ * It includes attention.c (chapter 1) for every kernel: matmul, linear,
+ * tanh/sigmoid, softmax, cross-entropy, Adam, clipping, the score functions
+ * and attend_forward/backward. What is new here is recurrence: three cells,
+ * an encoder that runs them over a padded batch, three decoders, decoding,
+ * and training. Sections, in the order NOTES.md teaches them:
+ *
+ *   1. cells              vanilla RNN, LSTM, GRU: one step over a batch
+ *   2. the model          config, parameters by a size table, activations
+ *   3. encoder            embeddings, a (bidirectional) RNN over padded batches
+ *   4. decoders           none (fixed context), Bahdanau, Luong; output + loss
+ *   5. whole model        forward and backward through time (BPTT)
+ *   6. tasks              copy, reverse, sort, date; held-out split; batches
+ *   7. decoding           greedy and beam search; accuracy
+ *   8. training           Adam, clipping, progress
+ *   9. pooling            last vs mean vs attention over RNN states
+ *  10. experiments        length bottleneck, pooling, bench
+ *  11. main               options, the default run
+ *
+ * Dimension legend:
+ *   B  batch rows (sequences)        T  source length (max over the batch)
+ *   S  decoder steps (target length + EOS, max over the batch)
+ *   E  embedding size    H  hidden size of every RNN    V  vocabulary size
+ *   He encoder annotation width: 2H bidirectional (Bahdanau), else H
+ *   A  hidden size of the additive/concat score and of local-p's predictor
+ *   G  gate rows of a cell: 1 (RNN), 3 (GRU), 4 (LSTM)
+ *   Din  decoder cell input: E + He (none, Bahdanau), E + H (Luong)
+ *   Dout output layer input: H + He (none, Bahdanau), H (Luong: h~)
+ *
+ * Layouts: per-step activations are time-major (T,B,.) so one step is one
+ * (B,I) @ (I,O) matmul; encoder annotations are batch-major (B,T,He) so the
+ * keys of one sequence are contiguous for attention. Every backward ADDS into
+ * its gradients; s2s_backward clears the activation gradients once, the
+ * caller clears the parameter gradients (s2s_zero_grad).
+ */
+#ifndef TESTING
+#define TESTING   /* keep chapter 1's tour main() out of this program ... */
+#define S2S_MAIN  /* ... and compile ours (tests.c defines TESTING: no main) */
+#endif
+#include "attention.c"
+
+#ifndef SEQ2SEQ_C
+#define SEQ2SEQ_C
+
+/* ========================================================================
+ * 1. cells: one step of a recurrent cell over a batch
+ *
+ * Every cell computes its gate pre-activations as two matmuls,
+ *     gx = x @ Wx + bx   (B, G*H)      gh = h_prev @ Wh + bh   (B, G*H)
+ * and then, row by row (gate blocks side by side in the G*H columns):
+ *   RNN   h = tanh(gx + gh)
+ *   GRU   r = s(gx_r + gh_r), z = s(gx_z + gh_z), n = tanh(gx_n + r * gh_n)
+ *         h = (1 - z) * n + z * h_prev          (the PyTorch form)
+ *   LSTM  i = s(.), f = s(.), g = tanh(.), o = s(.) of gx + gh
+ *         c = f * c_prev + i * g,  h = o * tanh(c)
+ * (s = sigmoid). A row whose mask is 0 is padding: it keeps its state
+ * (h = h_prev, c = c_prev) and passes its gradient straight through.
+ * ======================================================================== */
+
+enum { CELL_RNN, CELL_GRU, CELL_LSTM };
+static const char *const cell_names[] = { "rnn", "gru", "lstm", NULL };
+
+/* A cell's parameters; the same struct pointed at gradients holds those. */
+typedef struct {
+    int kind;       /* CELL_RNN | CELL_GRU | CELL_LSTM */
+    int I, H;       /* input size, hidden size */
+    double *Wx;     /* (I, G*H) input weights, gate blocks side by side */
+    double *Wh;     /* (H, G*H) recurrent weights */
+    double *bx;     /* (G*H) input bias */
+    double *bh;     /* (G*H) recurrent bias (GRU needs it apart; kept for all) */
+} S2sCell;
+
+/* G: the number of H-wide gate blocks */
+int cell_gates(int kind) { return kind == CELL_RNN ? 1 : kind == CELL_GRU ? 3 : 4; }
+
+int cell_num_params(int kind, int I, int H) {
+    int G = cell_gates(kind) * H;
+    return I * G + H * G + 2 * G;
+}
+
+/* point c at cell_num_params doubles in mem, in the order Wx, Wh, bx, bh */
+void cell_bind(S2sCell *c, double *mem, int kind, int I, int H) {
+    int G = cell_gates(kind) * H;
+    c->kind = kind; c->I = I; c->H = H;
+    c->Wx = mem; c->Wh = mem + I * G; c->bx = c->Wh + H * G; c->bh = c->bx + G;
+}
+
+/* doubles of cache one step keeps per batch row: gx (G*H) holding the gate
+ * activations, gh (G*H) the raw recurrent part, and tanh(c) (H) for LSTM */
+int cell_cache_size(int kind, int H) {
+    return 2 * cell_gates(kind) * H + (kind == CELL_LSTM ? H : 0);
+}
+
+/* ---- the three gate functions: one row, pre-activations to new state ---- */
+
+/* RNN row: gx (H) pre-activations in, tanh out (kept in gx); h (H) */
+void rnn_gates_forward(double *h, double *gx, const double *gh, int H) {
+    for (int j = 0; j < H; j++) {
+        gx[j] = tanh(gx[j] + gh[j]);
+        h[j] = gx[j];
+    }
+}
+
+/* forward was: h = tanh(a), a = gx + gh; so da = dh (1 - h^2) = dgx = dgh */
+void rnn_gates_backward(double *dgx, double *dgh, const double *dh, const double *gx, int H) {
+    for (int j = 0; j < H; j++) dgx[j] = dgh[j] = dh[j] * (1.0 - gx[j] * gx[j]);
+}
+
+/* GRU row: gx (3H) = [r | z | n] pre-activations from x (kept as r, z, n),
+ * gh (3H) the recurrent part h_prev Wh + bh, h_prev (H), h (H). */
+void gru_gates_forward(double *h, double *gx, const double *gh, const double *h_prev,
+                       int H) {
+    double *r = gx, *z = gx + H, *n = gx + 2 * H;
+    const double *hr = gh, *hz = gh + H, *hn = gh + 2 * H;
+    for (int j = 0; j < H; j++) {
+        r[j] = sigmoid(r[j] + hr[j]);                 /* reset gate  */
+        z[j] = sigmoid(z[j] + hz[j]);                 /* update gate */
+        n[j] = tanh(n[j] + r[j] * hn[j]);             /* candidate   */
+        h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
+    }
+}
+
+/* dgx, dgh (3H) = gradients of the pre-activations; dh_prev (H) += the
+ * direct path through z * h_prev. */
+void gru_gates_backward(double *dgx, double *dgh, double *dh_prev, const double *dh,
+                        const double *gx, const double *gh, const double *h_prev, int H) {
+    const double *r = gx, *z = gx + H, *n = gx + 2 * H, *hn = gh + 2 * H;
+    for (int j = 0; j < H; j++) {
+        /* forward was: h = (1 - z) n + z h_prev */
+        double dn = dh[j] * (1.0 - z[j]);
+        double dz = dh[j] * (h_prev[j] - n[j]);
+        dh_prev[j] += dh[j] * z[j];
+        /* forward was: n = tanh(gx_n + r * gh_n) */
+        double dan = dn * (1.0 - n[j] * n[j]);
+        double dr = dan * hn[j];
+        dgx[2 * H + j] = dan;
+        dgh[2 * H + j] = dan * r[j];
+        /* forward was: z = s(gx_z + gh_z), r = s(gx_r + gh_r); ds = s (1 - s) */
+        dgx[H + j] = dgh[H + j] = dz * z[j] * (1.0 - z[j]);
+        dgx[j] = dgh[j] = dr * r[j] * (1.0 - r[j]);
+    }
+}
+
+/* LSTM row: gx (4H) = [i | f | g | o] pre-activations (kept as activations),
+ * gh (4H) the recurrent part, c_prev (H) -> c (H), tc (H) = tanh(c), h (H). */
+void lstm_gates_forward(double *h, double *c, double *tc, double *gx, const double *gh,
+                        const double *c_prev, int H) {
+    double *i = gx, *f = gx + H, *g = gx + 2 * H, *o = gx + 3 * H;
+    for (int j = 0; j < H; j++) {
+        i[j] = sigmoid(i[j] + gh[j]);                 /* input gate: how much to write */
+        f[j] = sigmoid(f[j] + gh[H + j]);             /* forget gate: how much to keep */
+        g[j] = tanh(g[j] + gh[2 * H + j]);            /* candidate values              */
+        o[j] = sigmoid(o[j] + gh[3 * H + j]);         /* output gate: how much to show */
+        c[j] = f[j] * c_prev[j] + i[j] * g[j];
+        tc[j] = tanh(c[j]);
+        h[j] = o[j] * tc[j];
+    }
+}
+
+/* dgx = dgh (4H) = gradients of the pre-activations; dc_prev (H) +=.
+ * dc (H) is the gradient arriving at c from the next step (may be NULL). */
+void lstm_gates_backward(double *dgx, double *dgh, double *dc_prev, const double *dh,
+                         const double *dc, const double *gx, const double *tc,
+                         const double *c_prev, int H) {
+    const double *i = gx, *f = gx + H, *g = gx + 2 * H, *o = gx + 3 * H;
+    for (int j = 0; j < H; j++) {
+        /* forward was: h = o tanh(c), so do = dh tanh(c), dc += dh o (1 - tanh(c)^2) */
+        double dO = dh[j] * tc[j];
+        double dC = (dc ? dc[j] : 0.0) + dh[j] * o[j] * (1.0 - tc[j] * tc[j]);
+        /* forward was: c = f c_prev + i g */
+        double dF = dC * c_prev[j], dI = dC * g[j], dG = dC * i[j];
+        dc_prev[j] += dC * f[j];
+        dgx[j] = dI * i[j] * (1.0 - i[j]);
+        dgx[H + j] = dF * f[j] * (1.0 - f[j]);
+        dgx[2 * H + j] = dG * (1.0 - g[j] * g[j]);
+        dgx[3 * H + j] = dO * o[j] * (1.0 - o[j]);
+        dgh[j] = dgx[j]; dgh[H + j] = dgx[H + j];
+        dgh[2 * H + j] = dgx[2 * H + j]; dgh[3 * H + j] = dgx[3 * H + j];
+    }
+}
+
+/* ---- one step over a batch --------------------------------------------
+ * h (B,H) [and c (B,H), LSTM only, else NULL] = cell(x (B,I), h_prev (B,H)
+ * [, c_prev (B,H)]). cache (B * cell_cache_size) is kept for the backward.
+ * mask (B) or NULL: rows with mask 0 keep h_prev (and c_prev). */
+void cell_forward(double *h, double *c, double *cache, const double *x,
+                  const double *h_prev, const double *c_prev, const unsigned char *mask,
+                  const S2sCell *cl, int B) {
+    const int H = cl->H, G = cell_gates(cl->kind) * H;
+    double *gx = cache, *gh = cache + B * G, *tc = cache + 2 * B * G;
+    linear_forward(gx, x, cl->Wx, cl->bx, B, cl->I, G);      /* x @ Wx + bx      */
+    linear_forward(gh, h_prev, cl->Wh, cl->bh, B, H, G);     /* h_prev @ Wh + bh */
+    for (int b = 0; b < B; b++) {
+        double *hb = h + b * H, *gxb = gx + b * G;
+        const double *ghb = gh + b * G, *hp = h_prev + b * H;
+        switch (cl->kind) {
+        case CELL_RNN:  rnn_gates_forward(hb, gxb, ghb, H); break;
+        case CELL_GRU:  gru_gates_forward(hb, gxb, ghb, hp, H); break;
+        default: lstm_gates_forward(hb, c + b * H, tc + b * H, gxb, ghb, c_prev + b * H, H);
+        }
+        if (mask && !mask[b]) {                 /* padding: the state passes through */
+            memcpy(hb, hp, sizeof(double) * (size_t)H);
+            if (c) memcpy(c + b * H, c_prev + b * H, sizeof(double) * (size_t)H);
+        }
+    }
+}
+
+/* Backward of cell_forward. dx (B,I) may be NULL; dh_prev (B,H) and, for
+ * LSTM, dc_prev (B,H) +=; g holds the parameter gradients; dh (B,H) and dc
+ * (B,H, LSTM only) are the gradients arriving at h and c. work is scratch of
+ * 2 * B * G * H doubles. */
+void cell_backward(double *dx, double *dh_prev, double *dc_prev, S2sCell *g,
+                   const double *dh, const double *dc, const double *x,
+                   const double *h_prev, const double *c_prev, const double *cache,
+                   const unsigned char *mask, const S2sCell *cl, int B, double *work) {
+    const int H = cl->H, G = cell_gates(cl->kind) * H;
+    const double *gx = cache, *gh = cache + B * G, *tc = cache + 2 * B * G;
+    double *dgx = work, *dgh = work + B * G;
+    for (int b = 0; b < B; b++) {
+        double *dgxb = dgx + b * G, *dghb = dgh + b * G;
+        const double *dhb = dh + b * H;
+        if (mask && !mask[b]) {
+            /* forward was: h = h_prev (and c = c_prev) for a padding row */
+            for (int j = 0; j < H; j++) dh_prev[b * H + j] += dhb[j];
+            if (dc) for (int j = 0; j < H; j++) dc_prev[b * H + j] += dc[b * H + j];
+            for (int j = 0; j < G; j++) dgxb[j] = dghb[j] = 0.0;
+            continue;
+        }
+        switch (cl->kind) {
+        case CELL_RNN: rnn_gates_backward(dgxb, dghb, dhb, gx + b * G, H); break;
+        case CELL_GRU:
+            gru_gates_backward(dgxb, dghb, dh_prev + b * H, dhb, gx + b * G, gh + b * G,
+                               h_prev + b * H, H);
+            break;
+        default:
+            lstm_gates_backward(dgxb, dghb, dc_prev + b * H, dhb, dc ? dc + b * H : NULL,
+                                gx + b * G, tc + b * H, c_prev + b * H, H);
+        }
+    }
+    /* forward was: gx = x Wx + bx, gh = h_prev Wh + bh */
+    linear_backward(dx, g->Wx, g->bx, dgx, x, cl->Wx, B, cl->I, G);
+    linear_backward(dh_prev, g->Wh, g->bh, dgh, h_prev, cl->Wh, B, H, G);
+}
+
+/* ========================================================================
+ * 2. the model: config, parameters laid out by a size table, activations
+ * ======================================================================== */
+
+enum { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
+static const char *const s2s_attention_names[] = { "none", "bahdanau", "luong", NULL };
+enum { S2S_GLOBAL, S2S_LOCAL_M, S2S_LOCAL_P };
+static const char *const s2s_align_names[] = { "global", "local-m", "local-p", NULL };
+/* the score functions Luong et al. offer, by name, and their SCORE_* kinds */
+static const char *const s2s_luong_scores[] = { "dot", "general", "concat", NULL };
+static const int s2s_luong_score_kind[] = { SCORE_DOT, SCORE_GENERAL, SCORE_CONCAT };
+
+enum { S2S_PAD = 0, S2S_BOS = 1, S2S_EOS = 2, S2S_FIRST = 3 };  /* special tokens */
+
+typedef struct {
+    int attention;  /* S2S_NONE | S2S_BAHDANAU | S2S_LUONG */
+    int cell;       /* CELL_* of the encoder and the decoder */
+    int score;      /* Luong: SCORE_DOT | SCORE_GENERAL | SCORE_CONCAT (Bahdanau: additive) */
+    int align;      /* Luong: S2S_GLOBAL | S2S_LOCAL_M | S2S_LOCAL_P */
+    int window;     /* D of local attention: the window is [p - D, p + D] */
+    int V, E, H, A; /* vocabulary, embedding, hidden, attention hidden sizes */
+} S2sConfig;
+
+int s2s_enc_width(const S2sConfig *c) { return c->attention == S2S_BAHDANAU ? 2 * c->H : c->H; }
+int s2s_dec_input(const S2sConfig *c) { return c->E + s2s_enc_width(c); }
+int s2s_out_input(const S2sConfig *c) {
+    return c->attention == S2S_LUONG ? c->H : c->H + s2s_enc_width(c);
+}
+/* the score kind the decoder uses */
+int s2s_score_kind(const S2sConfig *c) {
+    return c->attention == S2S_BAHDANAU ? SCORE_ADDITIVE
+         : c->attention == S2S_LUONG ? c->score : SCORE_DOT;
+}
+/* width P of a prepared key (score_keys_forward) */
+int s2s_key_width(const S2sConfig *c) {
+    int k = s2s_score_kind(c);
+    return (k == SCORE_ADDITIVE || k == SCORE_CONCAT) ? c->A : s2s_enc_width(c);
+}
+/* doubles of score cache per query over T keys (score_cache_size) */
+int s2s_score_cache(const S2sConfig *c, int T) {
+    int k = s2s_score_kind(c);
+    return (k == SCORE_ADDITIVE || k == SCORE_CONCAT) ? (T + 1) * c->A : 0;
+}
+
+/* The parameters, as views into one block (or the gradients, into another). */
+typedef struct {
+    double *src_emb, *tgt_emb; /* (V,E) each */
+    S2sCell enc_f, enc_b;      /* encoder, forward and (Bahdanau) backward direction */
+    S2sCell dec;               /* decoder cell, input Din */
+    Score score;               /* Bahdanau: additive (Dq H, Dk 2H); Luong: dot/general/concat */
+    double *Wc, *bc;           /* Luong: (He+H, H), (H): h~ = tanh([c; h] Wc + bc) */
+    double *Wp, *vp;           /* Luong local-p: (H,A), (A): p = S sigmoid(vp . tanh(h Wp)) */
+    double *Wo, *bo;           /* (Dout,V), (V): logits = out_in @ Wo + bo */
+} S2sWeights;
+
+/* one named tensor of the parameter block: the size table */
+typedef struct {
+    const char *name;
+    int offset, n;  /* where it starts in the block, how many doubles */
+    double init;    /* initialised uniform in [-init, init] */
+} S2sTensor;
+
+#define S2S_MAX_TENSORS 24
+
+typedef struct {
+    S2sConfig cfg;
+    int num_params;                       /* doubles in each block below */
+    int nt;                               /* tensors in the size table */
+    S2sTensor tensors[S2S_MAX_TENSORS];   /* the size table */
+    double *params, *grads, *m, *v;       /* (num_params) each: weights, dL/dw, Adam moments */
+    S2sWeights w, g;                      /* views into params and grads */
+    int step;                             /* Adam steps taken */
+} S2sModel;
+
+/* Append one tensor to the table; returns its offset. */
+static int s2s_push(S2sModel *m, int *off, const char *name, int n, double init) {
+    if (m->nt >= S2S_MAX_TENSORS) { fprintf(stderr, "seq2seq: size table full\n"); exit(1); }
+    S2sTensor *t = &m->tensors[m->nt++];
+    t->name = name; t->offset = *off; t->n = n; t->init = init;
+    *off += n;
+    return t->offset;
+}
+
+/* Fill the size table from m->cfg; returns the number of parameters. The
+ * order of the entries is the order of the parameter block. */
+int s2s_layout(S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const int V = c->V, E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c);
+    const int G = cell_gates(c->cell) * H, Din = s2s_dec_input(c), Dout = s2s_out_input(c);
+    int off = 0;
+    m->nt = 0;
+    s2s_push(m, &off, "src_emb", V * E, 1.0);
+    s2s_push(m, &off, "tgt_emb", V * E, 1.0);
+    const char *cn[3][4] = { { "enc_f.Wx", "enc_f.Wh", "enc_f.bx", "enc_f.bh" },
+                             { "enc_b.Wx", "enc_b.Wh", "enc_b.bx", "enc_b.bh" },
+                             { "dec.Wx", "dec.Wh", "dec.bx", "dec.bh" } };
+    for (int k = 0; k < 3; k++) {
+        if (k == 1 && c->attention != S2S_BAHDANAU) continue;
+        int I = k == 2 ? Din : E;
+        double s = 1.0 / sqrt((double)H);
+        s2s_push(m, &off, cn[k][0], I * G, s);
+        s2s_push(m, &off, cn[k][1], H * G, s);
+        s2s_push(m, &off, cn[k][2], G, s);
+        s2s_push(m, &off, cn[k][3], G, s);
+    }
+    int kind = s2s_score_kind(c);
+    if (c->attention != S2S_NONE) {
+        int Dq = H, Dk = He;   /* the same order as score_bind: W, U, v */
+        if (kind == SCORE_GENERAL) s2s_push(m, &off, "score.W", Dk * Dq, 1.0 / sqrt((double)Dk));
+        if (kind == SCORE_ADDITIVE) {
+            s2s_push(m, &off, "score.W", Dq * A, 1.0 / sqrt((double)Dq));
+            s2s_push(m, &off, "score.U", Dk * A, 1.0 / sqrt((double)Dk));
+        }
+        if (kind == SCORE_CONCAT)
+            s2s_push(m, &off, "score.W", (Dq + Dk) * A, 1.0 / sqrt((double)(Dq + Dk)));
+        if (kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
+            s2s_push(m, &off, "score.v", A, 1.0 / sqrt((double)A));
+    }
+    if (c->attention == S2S_LUONG) {
+        s2s_push(m, &off, "Wc", (He + H) * H, 1.0 / sqrt((double)(He + H)));
+        s2s_push(m, &off, "bc", H, 1.0 / sqrt((double)(He + H)));
+        if (c->align == S2S_LOCAL_P) {
+            s2s_push(m, &off, "Wp", H * A, 1.0 / sqrt((double)H));
+            s2s_push(m, &off, "vp", A, 1.0 / sqrt((double)A));
+        }
+    }
+    s2s_push(m, &off, "Wo", Dout * V, 1.0 / sqrt((double)Dout));
+    s2s_push(m, &off, "bo", V, 1.0 / sqrt((double)Dout));
+    return off;
+}
+
+/* offset of the named tensor in the block (-1 if the config has none) */
+int s2s_tensor_offset(const S2sModel *m, const char *name) {
+    for (int i = 0; i < m->nt; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return m->tensors[i].offset;
+    return -1;
+}
+
+/* Views of the block mem (params or grads) by the size table. */
+static void s2s_weights_bind(S2sWeights *w, double *mem, const S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const int H = c->H, He = s2s_enc_width(c);
+    int o;
+    memset(w, 0, sizeof *w);
+    w->src_emb = mem + s2s_tensor_offset(m, "src_emb");
+    w->tgt_emb = mem + s2s_tensor_offset(m, "tgt_emb");
+    cell_bind(&w->enc_f, mem + s2s_tensor_offset(m, "enc_f.Wx"), c->cell, c->E, H);
+    if ((o = s2s_tensor_offset(m, "enc_b.Wx")) >= 0)
+        cell_bind(&w->enc_b, mem + o, c->cell, c->E, H);
+    cell_bind(&w->dec, mem + s2s_tensor_offset(m, "dec.Wx"), c->cell, s2s_dec_input(c), H);
+    o = s2s_tensor_offset(m, "score.W");
+    score_bind(&w->score, o >= 0 ? mem + o : NULL, s2s_score_kind(c), H, He, c->A);
+    if ((o = s2s_tensor_offset(m, "Wc")) >= 0) { w->Wc = mem + o; w->bc = w->Wc + (He + H) * H; }
+    if ((o = s2s_tensor_offset(m, "Wp")) >= 0) { w->Wp = mem + o; w->vp = w->Wp + H * c->A; }
+    w->Wo = mem + s2s_tensor_offset(m, "Wo");
+    w->bo = mem + s2s_tensor_offset(m, "bo");
+}
+
+/* Allocate and initialise a model for cfg: weights uniform in [-k, k] with
+ * k = 1/sqrt(fan-in) (embeddings k = 1), the LSTM forget-gate biases at 1.
+ * The caller frees it with s2s_free. */
+void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->num_params = s2s_layout(m);
+    m->params = xcalloc_doubles(m->num_params);  /* one block per group */
+    m->grads = xcalloc_doubles(m->num_params);
+    m->m = xcalloc_doubles(m->num_params);
+    m->v = xcalloc_doubles(m->num_params);
+    s2s_weights_bind(&m->w, m->params, m);
+    s2s_weights_bind(&m->g, m->grads, m);
+    for (int i = 0; i < m->nt; i++)
+        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
+                         -m->tensors[i].init, m->tensors[i].init);
+    if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
+        S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
+        for (int k = 0; k < 3; k++)
+            if (cs[k]->bx)
+                for (int j = 0; j < cfg->H; j++) { cs[k]->bx[cfg->H + j] = 1.0; cs[k]->bh[cfg->H + j] = 0.0; }
+    }
+}
+
+void s2s_free(S2sModel *m) {
+    free(m->params); free(m->grads); free(m->m); free(m->v);
+}
+
+void s2s_zero_grad(S2sModel *m) {
+    memset(m->grads, 0, sizeof(double) * (size_t)m->num_params);
+}
+
+/* ---- activations ---------------------------------------------------------
+ * Everything one forward keeps for its backward, as views into one block;
+ * the gradients of the activations live in a second block bound the same
+ * way. Unused fields (LSTM c without LSTM, ...) are NULL. */
+typedef struct {
+    int B, T, S;      /* the dimensions this view was bound for */
+    double *x_src;    /* (T,B,E) source embeddings */
+    double *hf, *cf;  /* (T,B,H) forward-direction states h and (LSTM) c */
+    double *kf;       /* (T, B*cell_cache_size) forward-direction cell caches */
+    double *hb, *cb, *kb;  /* the same for the backward direction (Bahdanau) */
+    double *enc;      /* (B,T,He) annotations [h_fwd; h_bwd]: keys and values */
+    double *Kp;       /* (B,T,P) keys prepared by score_keys_forward */
+    double *zero;     /* (B,H) the state before the first step: zeros (its
+                         gradient is a sink nobody reads) */
+    double *x_tgt;    /* (S,B,E) decoder input embeddings */
+    double *din;      /* (S,B,Din) decoder cell inputs [emb; context or h~_prev] */
+    double *hd, *cd, *kd;  /* (S,B,H), (S,B,H), (S, B*cache) decoder states, caches */
+    double *att;      /* (S,B,T) attention weights (0 beyond a row's length) */
+    double *align;    /* (S,B,T) local-p: the window softmax before the Gaussian */
+    double *scache;   /* (S,B,score cache) per-query score caches */
+    double *pz;       /* (S,B,A) local-p: tanh(h Wp) */
+    double *pos;      /* (S,B) local-p: the predicted position p_t */
+    double *ctx;      /* (S,B,He) context vectors */
+    double *hcat;     /* (S,B,He+H) Luong: [c_t; h_t] */
+    double *ht;       /* (S,B,H) Luong: the attentional hidden state h~_t */
+    double *oin;      /* (S,B,Dout) none/Bahdanau: the output layer input [s_t; c_t] */
+    double *logits;   /* (S,B,V) */
+    double *probs;    /* (S,B,V) softmax(logits), for the backward */
+    double *work;     /* scratch: (B*8H) cell, (B*H) tanh, (2T) attention, (A) local-p */
+} S2sActs;
+
+/* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
+int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
+    const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
+    const int cs = B * cell_cache_size(c->cell, H), lstm = c->cell == CELL_LSTM;
+    const int bi = c->attention == S2S_BAHDANAU, att = c->attention != S2S_NONE;
+    const int luong = c->attention == S2S_LUONG, lp = luong && c->align == S2S_LOCAL_P;
+    int off = 0;
+    S2sActs dummy;
+    if (!a) a = &dummy;
+#define S2S_TAKE(field, n, cond) \
+    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
+    a->B = B; a->T = T; a->S = S;
+    S2S_TAKE(x_src, T * B * E, 1);
+    S2S_TAKE(hf, T * B * H, 1);
+    S2S_TAKE(cf, T * B * H, lstm);
+    S2S_TAKE(kf, T * cs, 1);
+    S2S_TAKE(hb, T * B * H, bi);
+    S2S_TAKE(cb, T * B * H, bi && lstm);
+    S2S_TAKE(kb, T * cs, bi);
+    S2S_TAKE(enc, B * T * He, 1);
+    S2S_TAKE(Kp, B * T * s2s_key_width(c), att);
+    S2S_TAKE(zero, B * H, 1);
+    S2S_TAKE(x_tgt, S * B * E, 1);
+    S2S_TAKE(din, S * B * s2s_dec_input(c), 1);
+    S2S_TAKE(hd, S * B * H, 1);
+    S2S_TAKE(cd, S * B * H, lstm);
+    S2S_TAKE(kd, S * cs, 1);
+    S2S_TAKE(att, S * B * T, att);
+    S2S_TAKE(align, S * B * T, lp);
+    S2S_TAKE(scache, S * B * s2s_score_cache(c, T), att);
+    S2S_TAKE(pz, S * B * A, lp);
+    S2S_TAKE(pos, S * B, lp);
+    S2S_TAKE(ctx, S * B * He, 1);
+    S2S_TAKE(hcat, S * B * (He + H), luong);
+    S2S_TAKE(ht, S * B * H, luong);
+    S2S_TAKE(oin, S * B * s2s_out_input(c), !luong);
+    S2S_TAKE(logits, S * B * V, 1);
+    S2S_TAKE(probs, S * B * V, 1);
+    S2S_TAKE(work, B * 9 * H + 2 * T + A, 1);
+#undef S2S_TAKE
+    return off;
+}
+
+/* A forward/backward workspace for batches up to (Bmax, Tmax, Smax). */
+typedef struct {
+    int Bmax, Tmax, Smax;
+    int cap;                 /* doubles in amem and in gmem */
+    double *amem, *gmem;     /* activations, and their gradients */
+    S2sActs a, g;            /* views, rebound for each batch's (B,T,S) */
+    unsigned char *mask;     /* (Tmax*Bmax) encoder step masks, then (Tmax) window scratch */
+    int *tok;                /* (max(Smax, Tmax+1) * Bmax) decoder inputs while decoding;
+                                beam search keeps its K copies of the source here */
+    int *hist;               /* (2*Bmax*Smax + Bmax) beam hypotheses (two generations), parents */
+    int *cidx;               /* (Bmax*V) beam search candidate order */
+    double *beam;            /* (2*Bmax + Bmax*V) beam scores, candidate scores */
+    int ntok, ncorrect;      /* target tokens and teacher-forced argmax hits of the last forward */
+} S2sRun;
+
+void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) {
+    memset(r, 0, sizeof *r);
+    r->Bmax = Bmax; r->Tmax = Tmax; r->Smax = Smax;
+    r->cap = s2s_acts_bind(NULL, NULL, c, Bmax, Tmax, Smax);
+    r->amem = xcalloc_doubles(r->cap);
+    r->gmem = xcalloc_doubles(r->cap);
+    r->mask = xmalloc((size_t)(Tmax * Bmax + Tmax));
+    r->tok = xmalloc(sizeof(int) * (size_t)((Smax > Tmax ? Smax : Tmax + 1) * Bmax));
+    r->hist = xmalloc(sizeof(int) * (size_t)(2 * Bmax * Smax + Bmax));
+    r->cidx = xmalloc(sizeof(int) * (size_t)(Bmax * c->V));
+    r->beam = xcalloc_doubles(2 * Bmax + Bmax * c->V);
+}
+
+void s2s_run_free(S2sRun *r) {
+    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->hist);
+    free(r->cidx); free(r->beam);
+}
+
+/* Rebind the views for a batch of (B,T,S); no allocation. */
+static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S) {
+    if (B > r->Bmax || T > r->Tmax || S > r->Smax) {
+        fprintf(stderr, "seq2seq: batch (%d,%d,%d) exceeds the workspace (%d,%d,%d)\n",
+                B, T, S, r->Bmax, r->Tmax, r->Smax);
+        exit(1);
+    }
+    s2s_acts_bind(&r->a, r->amem, c, B, T, S);
+    s2s_acts_bind(&r->g, r->gmem, c, B, T, S);
+}
+
+/* A padded batch of examples, time-major. */
+typedef struct {
+    int B, T, S;     /* rows; source length and decoder steps of the longest row */
+    int Bcap, Tcap, Scap;  /* capacity of the arrays below */
+    int *src;        /* (Tcap,B) source tokens, PAD beyond a row's length */
+    int *tin;        /* (Scap,B) decoder inputs: BOS y_1 .. y_n, PAD beyond */
+    int *tout;       /* (Scap,B) targets: y_1 .. y_n EOS, -1 (no loss) beyond */
+    int *slen;       /* (B) source lengths, >= 1 */
+    int *tlen;       /* (B) target lengths, EOS included */
+} S2sBatch;
+
+void s2s_batch_build(S2sBatch *bt, int B, int Tcap, int Scap) {
+    bt->B = bt->Bcap = B; bt->T = bt->S = 0; bt->Tcap = Tcap; bt->Scap = Scap;
+    bt->src = xmalloc(sizeof(int) * (size_t)(Tcap * B));
+    bt->tin = xmalloc(sizeof(int) * (size_t)(Scap * B));
+    bt->tout = xmalloc(sizeof(int) * (size_t)(Scap * B));
+    bt->slen = xmalloc(sizeof(int) * (size_t)B);
+    bt->tlen = xmalloc(sizeof(int) * (size_t)B);
+}
+
+void s2s_batch_free(S2sBatch *bt) {
+    free(bt->src); free(bt->tin); free(bt->tout); free(bt->slen); free(bt->tlen);
+}
+
+/* Put one example in row b: src (slen) and tgt (n, without EOS). Row 0
+ * resets the batch's T and S; later rows grow them. */
+void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt, int n) {
+    const int B = bt->B;
+    if (b == 0) bt->T = bt->S = 0;
+    for (int t = 0; t < bt->Tcap; t++) bt->src[t * B + b] = t < slen ? src[t] : S2S_PAD;
+    for (int t = 0; t < bt->Scap; t++) {
+        bt->tin[t * B + b] = t == 0 ? S2S_BOS : t <= n ? tgt[t - 1] : S2S_PAD;
+        bt->tout[t * B + b] = t < n ? tgt[t] : t == n ? S2S_EOS : -1;
+    }
+    bt->slen[b] = slen;
+    bt->tlen[b] = n + 1;
+    if (slen > bt->T) bt->T = slen;
+    if (n + 1 > bt->S) bt->S = n + 1;
+}
+
+/* ========================================================================
+ * 3. encoder: embeddings, then a (bidirectional) RNN over a padded batch
+ *
+ * The forward direction reads x_1 .. x_T; a padding row keeps its state, so
+ * h_T of every row is its last real state: the "context vector" of the
+ * vanilla model. The backward direction (Bahdanau) reads x_T .. x_1 from a
+ * zero state that padding leaves untouched. Annotation h_j = [h_fwd_j; h_bwd_j]
+ * summarises the whole sentence with a focus around word j.
+ * ======================================================================== */
+
+/* a->enc (B,T,He) and a->Kp from the source tokens src (T,B), lengths slen (B);
+ * mask (T*B) receives the step masks. */
+void s2s_encoder_forward(S2sActs *a, unsigned char *mask, const int *src, const int *slen,
+                         const S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const S2sWeights *w = &m->w;
+    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c);
+    const int cs = B * cell_cache_size(c->cell, H), BH = B * H;
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < B; b++) mask[t * B + b] = t < slen[b];
+    memset(a->zero, 0, sizeof(double) * (size_t)BH);
+    embedding_forward(a->x_src, src, w->src_emb, T * B, E);
+    for (int t = 0; t < T; t++)                           /* left to right */
+        cell_forward(a->hf + t * BH, a->cf ? a->cf + t * BH : NULL, a->kf + t * cs,
+                     a->x_src + t * B * E, t ? a->hf + (t - 1) * BH : a->zero,
+                     a->cf ? (t ? a->cf + (t - 1) * BH : a->zero) : NULL, mask + t * B,
+                     &w->enc_f, B);
+    if (a->hb)
+        for (int t = T - 1; t >= 0; t--)                  /* right to left */
+            cell_forward(a->hb + t * BH, a->cb ? a->cb + t * BH : NULL, a->kb + t * cs,
+                         a->x_src + t * B * E, t < T - 1 ? a->hb + (t + 1) * BH : a->zero,
+                         a->cb ? (t < T - 1 ? a->cb + (t + 1) * BH : a->zero) : NULL,
+                         mask + t * B, &w->enc_b, B);
+    for (int b = 0; b < B; b++)                           /* (T,B,H) -> (B,T,He) */
+        for (int t = 0; t < T; t++) {
+            double *e = a->enc + (b * T + t) * He;
+            memcpy(e, a->hf + t * BH + b * H, sizeof(double) * (size_t)H);
+            if (a->hb) memcpy(e + H, a->hb + t * BH + b * H, sizeof(double) * (size_t)H);
+        }
+    if (a->Kp) score_keys_forward(a->Kp, a->enc, B * T, &w->score); /* once per source */
+}
+
+/* Backward of s2s_encoder_forward: g holds the activation gradients (g->enc
+ * and g->Kp filled by the decoder, g->hf at the last step by the decoder's
+ * initial state); adds into the parameter gradients gw. */
+void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
+                          const unsigned char *mask, const int *src, const S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const S2sWeights *w = &m->w;
+    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c);
+    const int cs = B * cell_cache_size(c->cell, H), BH = B * H;
+    if (a->Kp) score_keys_backward(g->enc, &gw->score, g->Kp, a->enc, B * T, &w->score);
+    for (int b = 0; b < B; b++)                           /* (B,T,He) -> (T,B,H) */
+        for (int t = 0; t < T; t++) {
+            const double *e = g->enc + (b * T + t) * He;
+            for (int j = 0; j < H; j++) g->hf[t * BH + b * H + j] += e[j];
+            if (a->hb) for (int j = 0; j < H; j++) g->hb[t * BH + b * H + j] += e[H + j];
+        }
+    if (a->hb)
+        for (int t = 0; t < T; t++)   /* forward ran T-1 .. 0, so back through time: 0 .. T-1 */
+            cell_backward(g->x_src + t * B * E, t < T - 1 ? g->hb + (t + 1) * BH : g->zero,
+                          a->cb ? (t < T - 1 ? g->cb + (t + 1) * BH : g->zero) : NULL,
+                          &gw->enc_b, g->hb + t * BH, a->cb ? g->cb + t * BH : NULL,
+                          a->x_src + t * B * E, t < T - 1 ? a->hb + (t + 1) * BH : a->zero,
+                          a->cb ? (t < T - 1 ? a->cb + (t + 1) * BH : a->zero) : NULL,
+                          a->kb + t * cs, mask + t * B, &w->enc_b, B, a->work);
+    for (int t = T - 1; t >= 0; t--)
+        cell_backward(g->x_src + t * B * E, t ? g->hf + (t - 1) * BH : g->zero,
+                      a->cf ? (t ? g->cf + (t - 1) * BH : g->zero) : NULL,
+                      &gw->enc_f, g->hf + t * BH, a->cf ? g->cf + t * BH : NULL,
+                      a->x_src + t * B * E, t ? a->hf + (t - 1) * BH : a->zero,
+                      a->cf ? (t ? a->cf + (t - 1) * BH : a->zero) : NULL,
+                      a->kf + t * cs, mask + t * B, &w->enc_f, B, a->work);
+    embedding_backward(gw->src_emb, g->x_src, src, T * B, E);
+}
+
+/* ========================================================================
+ * 4. decoders: none, Bahdanau, Luong; then the output layer
+ *
+ * none      s_t = cell([emb(y_{t-1}); c], s_{t-1}),  c = h_T for every t
+ *           logits = [s_t; c] Wo + bo                 (Cho et al. 2014)
+ * Bahdanau  e_tj = v . tanh(W s_{t-1} + U h_j)      attention BEFORE the step,
+ *           c_t = sum_j a_tj h_j                      from the previous state,
+ *           s_t = cell([emb(y_{t-1}); c_t], s_{t-1})  the context is an input
+ *           logits = [s_t; c_t] Wo + bo
+ * Luong     h_t = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})   input feeding
+ *           e_tj = score(h_t, h_j): dot | general | concat  AFTER the step
+ *           c_t = sum_j a_tj h_j over all j (global) or a window (local)
+ *           h~_t = tanh([c_t; h_t] Wc + bc),  logits = h~_t Wo + bo
+ * All three start from the encoder's last forward state (s_0 = h_T; for
+ * LSTM also its cell state). Attention over row b reads only its slen[b]
+ * real annotations: the padding is never a key.
+ * ======================================================================== */
+
+/* the encoder's final forward state (B,H): the decoder's initial state */
+static double *s2s_h_init(const S2sActs *a, int H) { return a->hf + (a->T - 1) * a->B * H; }
+static double *s2s_c_init(const S2sActs *a, int H) {
+    return a->cf ? a->cf + (a->T - 1) * a->B * H : NULL;
+}
+
+/* One row's attention at step t: ctx (He), att (T) from query q (H) over the
+ * slen real annotations of row b. lmask (T) is scratch for local windows. */
+static void s2s_attend_row(S2sActs *a, const S2sModel *m, unsigned char *lmask, int t, int b,
+                           int slen, const double *q) {
+    const S2sConfig *c = &m->cfg;
+    const int B = a->B, T = a->T, He = s2s_enc_width(c), P = s2s_key_width(c);
+    const int tb = t * B + b;
+    double *ctx = a->ctx + tb * He, *att = a->att + tb * T;
+    double *cache = a->scache + tb * s2s_score_cache(c, T);
+    const double *Kp = a->Kp + b * T * P, *enc = a->enc + b * T * He;
+    for (int j = 0; j < T; j++) att[j] = 0.0;   /* padding keys: weight 0 */
+    if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_P) {
+        double *align = a->align + tb * T;
+        for (int j = 0; j < T; j++) align[j] = 0.0;
+        a->pos[tb] = local_position_forward(a->pz + tb * c->A, q, m->w.Wp, m->w.vp, slen,
+                                            c->H, c->A);
+        local_p_attend_forward(ctx, att, align, lmask, cache, q, Kp, enc, a->pos[tb],
+                               c->window, slen, He, &m->w.score);
+    } else if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_M) {
+        local_window_mask(lmask, t, c->window, slen);   /* p_t = t: monotonic */
+        attend_forward(ctx, att, cache, q, Kp, enc, lmask, slen, He, &m->w.score);
+    } else {
+        attend_forward(ctx, att, cache, q, Kp, enc, NULL, slen, He, &m->w.score);
+    }
+}
+
+/* Backward of s2s_attend_row: dq (H) +=, g->Kp, g->enc and the score (and
+ * local-p) parameter gradients +=, from g->ctx of (t, b). */
+static void s2s_attend_row_backward(S2sActs *g, S2sWeights *gw, double *dq, S2sActs *a,
+                                    const S2sModel *m, int t, int b, int slen,
+                                    const double *q) {
+    const S2sConfig *c = &m->cfg;
+    const int B = a->B, T = a->T, He = s2s_enc_width(c), P = s2s_key_width(c);
+    const int tb = t * B + b;
+    const double *cache = a->scache + tb * s2s_score_cache(c, T);
+    double *work = a->work + B * 9 * c->H;
+    if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_P) {
+        double dp = 0.0;
+        local_p_attend_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &dp, &gw->score,
+                                g->ctx + tb * He, q, a->Kp + b * T * P, a->enc + b * T * He,
+                                a->att + tb * T, a->align + tb * T, cache, a->pos[tb],
+                                c->window, slen, He, &m->w.score, work);
+        local_position_backward(dq, gw->Wp, gw->vp, dp, q, a->pz + tb * c->A, a->pos[tb],
+                                m->w.Wp, m->w.vp, slen, c->H, c->A, work + 2 * T);
+    } else {
+        attend_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &gw->score,
+                        g->ctx + tb * He, q, a->Kp + b * T * P, a->enc + b * T * He,
+                        a->att + tb * T, cache, slen, He, &m->w.score, work);
+    }
+}
+
+/* out (B, n1+n2) = rows [x1 (B,n1) ; x2 (B,n2)] side by side */
+static void s2s_concat(double *out, const double *x1, int n1, const double *x2, int n2, int B) {
+    for (int b = 0; b < B; b++) {
+        memcpy(out + b * (n1 + n2), x1 + b * n1, sizeof(double) * (size_t)n1);
+        memcpy(out + b * (n1 + n2) + n1, x2 + b * n2, sizeof(double) * (size_t)n2);
+    }
+}
+
+/* dx1 (B,n1), dx2 (B,n2) += the two halves of dout (B, n1+n2) */
+static void s2s_split_add(double *dx1, double *dx2, const double *dout, int n1, int n2, int B) {
+    for (int b = 0; b < B; b++) {
+        const double *d = dout + b * (n1 + n2);
+        for (int j = 0; j < n1; j++) dx1[b * n1 + j] += d[j];
+        for (int j = 0; j < n2; j++) dx2[b * n2 + j] += d[n1 + j];
+    }
+}
+
+/* Decoder step t for all B rows: a->x_tgt at t must hold the input
+ * embeddings; writes the state, the context, the attention and a->logits at t.
+ * Used by training (teacher forcing), greedy decoding and beam search. */
+void s2s_decoder_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
+                              const S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const S2sWeights *w = &m->w;
+    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), V = c->V;
+    const int Din = s2s_dec_input(c), Dout = s2s_out_input(c), BH = B * H;
+    const int cs = B * cell_cache_size(c->cell, H);
+    double *h = a->hd + t * BH, *cc = a->cd ? a->cd + t * BH : NULL;
+    const double *hp = t ? h - BH : s2s_h_init(a, H);
+    const double *cp = a->cd ? (t ? cc - BH : s2s_c_init(a, H)) : NULL;
+    double *x = a->x_tgt + t * B * E, *din = a->din + t * B * Din, *ctx = a->ctx + t * B * He;
+    double *logits = a->logits + t * B * V;
+    if (c->attention != S2S_LUONG) {
+        for (int b = 0; b < B; b++) {
+            if (c->attention == S2S_NONE)      /* the fixed context: h_T, every step */
+                memcpy(ctx + b * He, s2s_h_init(a, H) + b * H, sizeof(double) * (size_t)H);
+            else                                /* Bahdanau: query s_{t-1} */
+                s2s_attend_row(a, m, lmask, t, b, slen[b], hp + b * H);
+        }
+        s2s_concat(din, x, E, ctx, He, B);                       /* [emb; c_t]   */
+        cell_forward(h, cc, a->kd + t * cs, din, hp, cp, NULL, &w->dec, B);
+        double *oin = a->oin + t * B * Dout;
+        s2s_concat(oin, h, H, ctx, He, B);                       /* [s_t; c_t]   */
+        linear_forward(logits, oin, w->Wo, w->bo, B, Dout, V);
+    } else {
+        const double *htp = t ? a->ht + (t - 1) * BH : a->zero;  /* input feeding */
+        s2s_concat(din, x, E, htp, H, B);                         /* [emb; h~_{t-1}] */
+        cell_forward(h, cc, a->kd + t * cs, din, hp, cp, NULL, &w->dec, B);
+        for (int b = 0; b < B; b++) s2s_attend_row(a, m, lmask, t, b, slen[b], h + b * H);
+        double *hcat = a->hcat + t * B * (He + H), *ht = a->ht + t * BH;
+        s2s_concat(hcat, ctx, He, h, H, B);                       /* [c_t; h_t]   */
+        linear_forward(ht, hcat, w->Wc, w->bc, B, He + H, H);
+        tanh_forward(ht, ht, BH);                                 /* h~_t         */
+        linear_forward(logits, ht, w->Wo, w->bo, B, H, V);
+    }
+}
+
+/* Backward of decoder step t: g->logits at t holds dL/dlogits; adds into
+ * g (the states, contexts and annotations of earlier steps) and gw. */
+void s2s_decoder_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a, const int *slen,
+                               int t, const S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const S2sWeights *w = &m->w;
+    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), V = c->V;
+    const int Din = s2s_dec_input(c), Dout = s2s_out_input(c), BH = B * H;
+    const int cs = B * cell_cache_size(c->cell, H);
+    const double *h = a->hd + t * BH, *hp = t ? h - BH : s2s_h_init(a, H);
+    const double *cp = a->cd ? (t ? a->cd + (t - 1) * BH : s2s_c_init(a, H)) : NULL;
+    double *dh = g->hd + t * BH, *dc = g->cd ? g->cd + t * BH : NULL;
+    double *dhp = t ? dh - BH : s2s_h_init(g, H);
+    double *dcp = g->cd ? (t ? dc - BH : s2s_c_init(g, H)) : NULL;
+    double *dx = g->x_tgt + t * B * E, *ddin = g->din + t * B * Din, *dctx = g->ctx + t * B * He;
+    const double *dlogits = g->logits + t * B * V;
+    if (c->attention != S2S_LUONG) {
+        /* forward was: logits = [s_t; c_t] Wo + bo */
+        linear_backward(g->oin + t * B * Dout, gw->Wo, gw->bo, dlogits, a->oin + t * B * Dout,
+                        w->Wo, B, Dout, V);
+        s2s_split_add(dh, dctx, g->oin + t * B * Dout, H, He, B);
+        /* forward was: s_t = cell([emb; c_t], s_{t-1}) */
+        cell_backward(ddin, dhp, dcp, &gw->dec, dh, dc, a->din + t * B * Din, hp, cp,
+                      a->kd + t * cs, NULL, &w->dec, B, a->work);
+        s2s_split_add(dx, dctx, ddin, E, He, B);
+        for (int b = 0; b < B; b++) {
+            if (c->attention == S2S_NONE) {    /* forward was: c_t = h_T */
+                double *dhT = s2s_h_init(g, H) + b * H;
+                for (int j = 0; j < H; j++) dhT[j] += dctx[b * He + j];
+            } else {                            /* forward was: c_t = attend(s_{t-1}, h) */
+                s2s_attend_row_backward(g, gw, dhp + b * H, a, m, t, b, slen[b], hp + b * H);
+            }
+        }
+    } else {
+        double *dht = g->ht + t * BH, *dpre = a->work + 8 * BH;
+        const double *ht = a->ht + t * BH;
+        /* forward was: logits = h~_t Wo + bo */
+        linear_backward(dht, gw->Wo, gw->bo, dlogits, ht, w->Wo, B, H, V);
+        /* forward was: h~_t = tanh([c_t; h_t] Wc + bc) */
+        for (int i = 0; i < BH; i++) dpre[i] = 0.0;
+        tanh_backward(dpre, dht, ht, BH);
+        double *dhcat = g->hcat + t * B * (He + H);
+        linear_backward(dhcat, gw->Wc, gw->bc, dpre, a->hcat + t * B * (He + H), w->Wc, B,
+                        He + H, H);
+        s2s_split_add(dctx, dh, dhcat, He, H, B);
+        /* forward was: c_t = attend(h_t, h_1..h_T): the query is the new state */
+        for (int b = 0; b < B; b++)
+            s2s_attend_row_backward(g, gw, dh + b * H, a, m, t, b, slen[b], h + b * H);
+        /* forward was: h_t = cell([emb; h~_{t-1}], h_{t-1}) */
+        cell_backward(ddin, dhp, dcp, &gw->dec, dh, dc, a->din + t * B * Din, hp, cp,
+                      a->kd + t * cs, NULL, &w->dec, B, a->work);
+        s2s_split_add(dx, t ? g->ht + (t - 1) * BH : g->zero, ddin, E, H, B);
+    }
+}
+
+/* ========================================================================
+ * 5. the whole model: forward and backward through time
+ *
+ * The loss is the sequence negative log-likelihood with teacher forcing
+ * (the decoder reads the true y_{t-1}, not its own guess):
+ *     -log P(y | x) = -sum_t log P(y_t | y_<t, x)
+ * averaged over the target tokens of the batch (EOS included).
+ * ======================================================================== */
+
+/* Mean loss of the batch; keeps every activation in r for s2s_backward.
+ * Also sets r->ntok and r->ncorrect (teacher-forced argmax hits). */
+double s2s_forward(S2sRun *r, const S2sModel *m, const S2sBatch *bt) {
+    const S2sConfig *c = &m->cfg;
+    const int B = bt->B, S = bt->S, V = c->V, E = c->E;
+    s2s_run_bind(r, c, B, bt->T, S);
+    S2sActs *a = &r->a;
+    s2s_encoder_forward(a, r->mask, bt->src, bt->slen, m);
+    embedding_forward(a->x_tgt, bt->tin, m->w.tgt_emb, S * B, E);
+    double loss = 0.0;
+    r->ntok = r->ncorrect = 0;
+    for (int t = 0; t < S; t++) {
+        s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bt->slen, t, m);
+        for (int b = 0; b < B; b++) {
+            int y = bt->tout[t * B + b];
+            const double *lg = a->logits + (t * B + b) * V;
+            loss += cross_entropy_forward(a->probs + (t * B + b) * V, lg, y, V, 0.0);
+            if (y < 0) continue;
+            r->ntok++;
+            int best = 0;
+            for (int v = 1; v < V; v++) if (lg[v] > lg[best]) best = v;
+            r->ncorrect += best == y;
+        }
+    }
+    return loss / (r->ntok > 0 ? r->ntok : 1);
+}
+
+/* Backward of s2s_forward (run it first, on the same batch): adds dL/dw into
+ * m->grads. Clears the activation gradients itself. */
+void s2s_backward(S2sRun *r, S2sModel *m, const S2sBatch *bt) {
+    const S2sConfig *c = &m->cfg;
+    const int B = bt->B, S = bt->S, V = c->V;
+    S2sActs *a = &r->a, *g = &r->g;
+    memset(r->gmem, 0, sizeof(double) * (size_t)s2s_acts_bind(NULL, NULL, c, B, bt->T, S));
+    double scale = 1.0 / (r->ntok > 0 ? r->ntok : 1);
+    /* forward was: loss = (1/N) sum CE(logits, y), so dlogits = (p - onehot(y)) / N */
+    for (int t = 0; t < S; t++)
+        for (int b = 0; b < B; b++)
+            cross_entropy_backward(g->logits + (t * B + b) * V, scale,
+                                   a->probs + (t * B + b) * V, bt->tout[t * B + b], V, 0.0);
+    for (int t = S - 1; t >= 0; t--) s2s_decoder_step_backward(&m->g, g, a, bt->slen, t, m);
+    embedding_backward(m->g.tgt_emb, g->x_tgt, bt->tin, S * B, c->E);
+    s2s_encoder_backward(&m->g, g, a, r->mask, bt->src, m);
+}
+
+/* ========================================================================
+ * 6. tasks: copy, reverse, sort (attention.c's toy_task_fill) and a small
+ *    "translation" with a non-monotonic alignment: dates
+ *
+ *    date:  "mar 1 4 2 0 2 3"  ->  "2 0 2 3 0 3 1 4"   (month day year -> ISO)
+ *
+ * The year comes first in the output but last in the input, the month
+ * word becomes two digits, and a one-digit day gains a leading zero: the
+ * alignment jumps. An example is held out if a hash of its source is 0
+ * mod 10, so training never sees a held-out source (not even by chance).
+ * ======================================================================== */
+
+enum { S2S_TASK_DATE = TASK_SORT + 1 };
+static const char *const s2s_task_names[] = { "copy", "reverse", "sort", "date", NULL };
+static const char *const s2s_months[12] = { "jan", "feb", "mar", "apr", "may", "jun",
+                                            "jul", "aug", "sep", "oct", "nov", "dec" };
+static const int s2s_month_days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+enum { S2S_DATE_DIGIT = S2S_FIRST, S2S_DATE_MONTH = S2S_FIRST + 10, S2S_DATE_V = S2S_FIRST + 22 };
+
+typedef struct {
+    int task;              /* TASK_COPY | TASK_REVERSE | TASK_SORT | S2S_TASK_DATE */
+    int min_len, max_len;  /* source lengths (copy/reverse/sort) */
+    int V;                 /* vocabulary: 3 specials + symbols (date: 25) */
+} S2sTask;
+
+/* longest source and longest target (without EOS) the task makes */
+void s2s_task_dims(const S2sTask *tk, int *Tmax, int *Nmax) {
+    *Tmax = tk->task == S2S_TASK_DATE ? 7 : tk->max_len;
+    *Nmax = tk->task == S2S_TASK_DATE ? 8 : tk->max_len;
+}
+
+/* One random example: src (returned length), tgt (*n tokens, no EOS). */
+int s2s_task_example(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk) {
+    if (tk->task != S2S_TASK_DATE) {
+        int len = tk->min_len + rng_int(r, tk->max_len - tk->min_len + 1);
+        toy_task_fill(r, tk->task, src, tgt, len, S2S_FIRST, tk->V - S2S_FIRST);
+        *n = len;
+        return len;
+    }
+    int month = rng_int(r, 12), day = 1 + rng_int(r, s2s_month_days[month]);
+    int year = 1900 + rng_int(r, 200), k = 0;
+    src[k++] = S2S_DATE_MONTH + month;
+    if (day >= 10) src[k++] = S2S_DATE_DIGIT + day / 10;
+    src[k++] = S2S_DATE_DIGIT + day % 10;
+    for (int p = 1000; p >= 1; p /= 10) src[k++] = S2S_DATE_DIGIT + year / p % 10;
+    int iso[8] = { year / 1000, year / 100 % 10, year / 10 % 10, year % 10,
+                   (month + 1) / 10, (month + 1) % 10, day / 10, day % 10 };
+    for (int i = 0; i < 8; i++) tgt[i] = S2S_DATE_DIGIT + iso[i];
+    *n = 8;
+    return k;
+}
+
+/* 1 if the source belongs to the held-out split (a hash of it is 0 mod 10) */
+int s2s_heldout(const int *src, int slen) {
+    uint64_t h = 1469598103934665603ull;          /* FNV-1a, then a final mix */
+    for (int i = 0; i < slen; i++) h = (h ^ (uint64_t)src[i]) * 1099511628211ull;
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33;
+    return h % 10 == 0;
+}
+
+/* An example from the training (heldout = 0) or held-out (1) split. */
+int s2s_sample(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk, int heldout) {
+    for (int tries = 0; tries < 1000000; tries++) {
+        int slen = s2s_task_example(src, tgt, n, r, tk);
+        if (s2s_heldout(src, slen) == heldout) return slen;
+    }
+    fprintf(stderr, "seq2seq: the task has too few distinct sources for a held-out split\n");
+    exit(1);
+}
+
+/* the number of distinct sources a copy/reverse/sort task can draw (capped) */
+double s2s_task_space(const S2sTask *tk) {
+    if (tk->task == S2S_TASK_DATE) return 365.0 * 200;
+    double n = 0.0;
+    for (int L = tk->min_len; L <= tk->max_len && n < 1e12; L++)
+        n += pow((double)(tk->V - S2S_FIRST), L);
+    return n;
+}
+
+/* A fixed set of n examples (the held-out set), row-major with strides. */
+typedef struct {
+    int n, Tmax, Nmax;
+    int *src;   /* (n,Tmax) */
+    int *slen;  /* (n) */
+    int *tgt;   /* (n,Nmax) without EOS */
+    int *tlen;  /* (n) */
+} S2sData;
+
+void s2s_data_build(S2sData *d, int n, Rng *r, const S2sTask *tk, int heldout) {
+    d->n = n;
+    s2s_task_dims(tk, &d->Tmax, &d->Nmax);
+    d->src = xmalloc(sizeof(int) * (size_t)(n * d->Tmax));
+    d->tgt = xmalloc(sizeof(int) * (size_t)(n * d->Nmax));
+    d->slen = xmalloc(sizeof(int) * (size_t)n);
+    d->tlen = xmalloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        d->slen[i] = s2s_sample(d->src + i * d->Tmax, d->tgt + i * d->Nmax, &d->tlen[i], r,
+                                tk, heldout);
+}
+
+void s2s_data_free(S2sData *d) { free(d->src); free(d->tgt); free(d->slen); free(d->tlen); }
+
+/* Rows start .. start+B-1 of d into bt (B <= its capacity). */
+void s2s_batch_from_data(S2sBatch *bt, const S2sData *d, int start, int B) {
+    bt->B = B;
+    for (int b = 0; b < B; b++)
+        s2s_batch_row(bt, b, d->src + (start + b) * d->Tmax, d->slen[start + b],
+                      d->tgt + (start + b) * d->Nmax, d->tlen[start + b]);
+}
+
+/* A fresh training batch of bt->B examples. */
+void s2s_batch_sample(S2sBatch *bt, Rng *r, const S2sTask *tk) {
+    int src[64], tgt[64], n;
+    for (int b = 0; b < bt->B; b++) {
+        int slen = s2s_sample(src, tgt, &n, r, tk, 0);
+        s2s_batch_row(bt, b, src, slen, tgt, n);
+    }
+}
+
+/* printable name of a token (buf has room for 8 chars) */
+const char *s2s_token_name(char *buf, int task, int tok) {
+    static const char sym[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    if (tok == S2S_PAD) return "_";
+    if (tok == S2S_BOS) return "<s>";
+    if (tok == S2S_EOS) return "</s>";
+    if (task == S2S_TASK_DATE) {
+        if (tok >= S2S_DATE_MONTH) return s2s_months[tok - S2S_DATE_MONTH];
+        buf[0] = (char)('0' + tok - S2S_DATE_DIGIT); buf[1] = 0;
+        return buf;
+    }
+    buf[0] = tok - S2S_FIRST < (int)sizeof sym - 1 ? sym[tok - S2S_FIRST] : '?';
+    buf[1] = 0;
+    return buf;
+}
+
+/* ========================================================================
+ * 7. decoding: greedy and beam search; accuracy
+ *
+ * Greedy takes the argmax at every step: fast, but a locally best token can
+ * lead to a worse sequence. Beam search keeps the K best prefixes by total
+ * log-probability sum_t log P(y_t | y_<t, x); a prefix that emits EOS is
+ * finished. Log-probabilities only fall as a prefix grows, so once the best
+ * finished hypothesis beats every live prefix nothing can overtake it: we
+ * stop there, and with K large enough the search is exhaustive (a test
+ * checks it against enumeration). K = 1 is greedy. No length normalisation.
+ * ======================================================================== */
+
+/* out (B, maxlen) and len (B): the greedy output of every row of bt (its
+ * sources only are read), len = tokens before EOS (maxlen if none). The
+ * attention of each step stays in r->a for the heatmap. */
+void s2s_greedy_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S2sBatch *bt,
+                       int maxlen) {
+    const S2sConfig *c = &m->cfg;
+    const int B = bt->B, V = c->V, E = c->E;
+    s2s_run_bind(r, c, B, bt->T, maxlen);
+    S2sActs *a = &r->a;
+    s2s_encoder_forward(a, r->mask, bt->src, bt->slen, m);
+    for (int b = 0; b < B; b++) len[b] = -1;
+    for (int t = 0; t < maxlen; t++) {
+        int *tok = r->tok + t * B, done = 1;
+        for (int b = 0; b < B; b++) tok[b] = t ? out[b * maxlen + t - 1] : S2S_BOS;
+        embedding_forward(a->x_tgt + t * B * E, tok, m->w.tgt_emb, B, E);
+        s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bt->slen, t, m);
+        for (int b = 0; b < B; b++) {
+            const double *lg = a->logits + (t * B + b) * V;
+            int best = 0;
+            for (int v = 1; v < V; v++) if (lg[v] > lg[best]) best = v;
+            out[b * maxlen + t] = best;
+            if (len[b] < 0 && best == S2S_EOS) len[b] = t;
+            if (len[b] < 0) done = 0;
+        }
+        if (done) break;
+    }
+    for (int b = 0; b < B; b++) if (len[b] < 0) len[b] = maxlen;
+}
+
+/* permute rows (K,n) of X: row j becomes old row parent[j], j < nn */
+static void s2s_permute_rows(double *X, const int *parent, int nn, int n, double *work) {
+    for (int j = 0; j < nn; j++) memcpy(work + j * n, X + parent[j] * n, sizeof(double) * (size_t)n);
+    memcpy(X, work, sizeof(double) * (size_t)(nn * n));
+}
+
+/* Beam search with K beams for ONE source src (slen): the best hypothesis
+ * goes to out (maxlen), its log-probability to *logp; returns its length
+ * (tokens before EOS; maxlen if it ended without EOS). The K beams are the
+ * K rows of a batch; r must hold K rows. */
+int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const int *src,
+                    int slen, int K, int maxlen) {
+    const S2sConfig *c = &m->cfg;
+    const int V = c->V, E = c->E, H = c->H, BH = K * H;
+    s2s_run_bind(r, c, K, slen, maxlen);
+    S2sActs *a = &r->a;
+    int *bsrc = r->tok, *bslen = r->tok + slen * K;   /* tok has Smax*Bmax >= this */
+    int *hist = r->hist, *nhist = r->hist + K * maxlen, *parent = r->hist + 2 * K * maxlen;
+    double *score = r->beam, *nscore = r->beam + K, *cand = r->beam + 2 * K;
+    for (int t = 0; t < slen; t++) for (int k = 0; k < K; k++) bsrc[t * K + k] = src[t];
+    for (int k = 0; k < K; k++) bslen[k] = slen;
+    s2s_encoder_forward(a, r->mask, bsrc, bslen, m);
+    int nk = 1, bestlen = 0;
+    double best = -INFINITY;
+    score[0] = 0.0;
+    int tok[1024];                                     /* K <= 1024, checked by callers */
+    for (int t = 0; t < maxlen; t++) {
+        for (int k = 0; k < K; k++) tok[k] = t ? hist[(k < nk ? k : 0) * maxlen + t - 1] : S2S_BOS;
+        embedding_forward(a->x_tgt + t * K * E, tok, m->w.tgt_emb, K, E);
+        s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bslen, t, m);
+        for (int k = 0; k < nk; k++) {                 /* score + log P(v | prefix k) */
+            log_softmax_forward(cand + k * V, a->logits + (t * K + k) * V, V);
+            for (int v = 0; v < V; v++) cand[k * V + v] += score[k];
+        }
+        int nc = nk * V, nn = 0;
+        for (int i = 0; i < nc; i++) r->cidx[i] = i;
+        for (int i = 0; i < nc && nn < K; i++) {
+            int bi = i;                                /* selection: the i-th best */
+            for (int j = i + 1; j < nc; j++) {
+                int x = r->cidx[j], y = r->cidx[bi];
+                if (cand[x] > cand[y] || (cand[x] == cand[y] && x < y)) bi = j;
+            }
+            int id = r->cidx[bi];
+            r->cidx[bi] = r->cidx[i]; r->cidx[i] = id;
+            int k = id / V, v = id % V;
+            if (v == S2S_EOS || t == maxlen - 1) {     /* a finished hypothesis */
+                if (cand[id] > best) {
+                    best = cand[id];
+                    bestlen = v == S2S_EOS ? t : maxlen;
+                    memcpy(out, hist + k * maxlen, sizeof(int) * (size_t)t);
+                    if (v != S2S_EOS) out[t] = v;
+                }
+                if (t == maxlen - 1) break;            /* sorted: the rest are worse */
+                continue;
+            }
+            memcpy(nhist + nn * maxlen, hist + k * maxlen, sizeof(int) * (size_t)t);
+            nhist[nn * maxlen + t] = v;
+            nscore[nn] = cand[id];
+            parent[nn++] = k;
+        }
+        if (nn == 0) break;
+        /* the survivors' states become rows 0..nn-1 for the next step */
+        s2s_permute_rows(a->hd + t * BH, parent, nn, H, a->work);
+        if (a->cd) s2s_permute_rows(a->cd + t * BH, parent, nn, H, a->work);
+        if (a->ht) s2s_permute_rows(a->ht + t * BH, parent, nn, H, a->work);
+        int *ti = hist; hist = nhist; nhist = ti;
+        double *ts = score; score = nscore; nscore = ts;
+        nk = nn;
+        if (best >= score[0]) break;                   /* nothing alive can win */
+    }
+    *logp = best;
+    return bestlen;
+}
+
+typedef struct {
+    double tok_acc;  /* fraction of target tokens (EOS excluded) predicted in place */
+    double seq_acc;  /* fraction of outputs exactly equal to the target */
+} S2sAccuracy;
+
+/* Decode every example of d (greedy if beam <= 1) and score it. If
+ * ok_by_len, n_by_len (indexed by source length) are given, count exact
+ * matches per length into them (+=). out is scratch of bt->B * (Nmax+1). */
+S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
+                         int beam, int *out, int *ok_by_len, int *n_by_len) {
+    const int maxlen = d->Nmax + 1;
+    int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap, lens[1024];
+    if (Bc > 1024) Bc = 1024;
+    long tok_ok = 0, tok_n = 0, seq_ok = 0;
+    for (int start = 0; start < d->n; start += Bc) {
+        int B = d->n - start < Bc ? d->n - start : Bc;
+        s2s_batch_from_data(bt, d, start, B);
+        if (beam <= 1) s2s_greedy_decode(out, lens, r, m, bt, maxlen);
+        else
+            for (int b = 0; b < B; b++) {
+                double lp;
+                lens[b] = s2s_beam_search(out + b * maxlen, &lp, r, m,
+                                          d->src + (start + b) * d->Tmax, d->slen[start + b],
+                                          beam, maxlen);
+            }
+        for (int b = 0; b < B; b++) {
+            const int *tg = d->tgt + (start + b) * d->Nmax, n = d->tlen[start + b];
+            int same = lens[b] == n;
+            for (int i = 0; i < n; i++) {
+                int ok = i < lens[b] && out[b * maxlen + i] == tg[i];
+                tok_ok += ok;
+                same &= ok;
+            }
+            tok_n += n;
+            seq_ok += same;
+            if (ok_by_len) { ok_by_len[d->slen[start + b]] += same; n_by_len[d->slen[start + b]]++; }
+        }
+    }
+    S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
+    return acc;
+}
+
+/* ========================================================================
+ * 8. training: teacher forcing, gradient clipping by global norm, Adam
+ * ======================================================================== */
+
+typedef struct {
+    int steps;      /* Adam steps */
+    double lr;      /* peak learning rate; it decays linearly to lr/10 */
+    double clip;    /* max global gradient norm (0: no clipping) */
+    int log_every;  /* progress line every this many steps (0: silent) */
+} S2sTrainConfig;
+
+/* One step on batch bt: zero grads, forward, backward, clip, Adam.
+ * Returns the loss before the update. */
+double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
+    s2s_zero_grad(m);
+    double loss = s2s_forward(r, m, bt);
+    s2s_backward(r, m, bt);
+    if (clip > 0) clip_grad_norm(m->grads, m->num_params, clip);
+    m->step++;
+    adam_update(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, 0.9, 0.999,
+                1e-8, 0.0);
+    return loss;
+}
+
+/* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
+double s2s_lr_at(double lr, int s, int n) { return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1)); }
+
+/* Train on fresh batches of the task's training split. Progress (step,
+ * loss, teacher-forced token accuracy) to stdout; speed and time left to
+ * stderr (they differ run to run). Returns the mean loss of the last log
+ * window. */
+double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
+                 const S2sTrainConfig *tc) {
+    double t0 = seconds(), wloss = 0.0, last = 0.0;
+    long wtok = 0, wok = 0, alltok = 0;
+    int wn = 0;
+    for (int s = 1; s <= tc->steps; s++) {
+        s2s_batch_sample(bt, rng, tk);
+        wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
+        wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
+        if (tc->log_every && (s % tc->log_every == 0 || s == tc->steps)) {
+            double el = seconds() - t0;
+            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, wloss / wn,
+                   100.0 * wok / (wtok ? wtok : 1));
+            fflush(stdout);
+            fprintf(stderr, "             %.0f tokens/s, %.1f s elapsed, %.1f s left\n",
+                    alltok / (el > 0 ? el : 1e-9), el, el / s * (tc->steps - s));
+        }
+        if (tc->log_every && (s % tc->log_every == 0 || s == tc->steps)) {
+            last = wloss / wn; wloss = 0.0; wtok = wok = 0; wn = 0;
+        }
+    }
+    return wn ? wloss / wn : last;
+}
+
+/* One line naming the model into buf (n chars), e.g.
+ * "luong (dot score, global) attention, gru cells, hidden 64, embedding 32, vocabulary 16". */
+const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
+    char att[96];
+    if (c->attention == S2S_LUONG) {
+        int k = 0;
+        while (s2s_luong_score_kind[k] != c->score) k++;
+        char win[32] = "";
+        if (c->align != S2S_GLOBAL) snprintf(win, sizeof win, ", window %d", c->window);
+        snprintf(att, sizeof att, "luong (%s score, %s%s) attention", s2s_luong_scores[k],
+                 s2s_align_names[c->align], win);
+    } else {
+        snprintf(att, sizeof att, "%s", c->attention == S2S_NONE
+                 ? "no attention (fixed context)" : "bahdanau (additive) attention");
+    }
+    snprintf(buf, n, "%s, %s cells, hidden %d, embedding %d, vocabulary %d", att,
+             cell_names[c->cell], c->H, c->E, c->V);
+    return buf;
+}
+
+/* name of the task, for messages */
+const char *s2s_task_name(int task) { return s2s_task_names[task]; }
+const char *s2s_attention_name(int attention) { return s2s_attention_names[attention]; }
+
+/* ========================================================================
+ * 10. experiments: the length bottleneck, pooling, speed
+ * 11. main: options, the default run
+ * ======================================================================== */
+#ifdef S2S_MAIN
+
+enum { S2S_EXP_NONE, S2S_EXP_LENGTH, S2S_EXP_POOLING };
+static const char *const s2s_experiment_names[] = { "length", "pooling", NULL };
+
+typedef struct {
+    S2sConfig cfg;
+    S2sTask task;
+    S2sTrainConfig train;
+    int batch;         /* training batch rows */
+    int test;          /* held-out examples */
+    int beam;          /* 1 = greedy */
+    int experiment;    /* S2S_EXP_* */
+    int bench;         /* --bench */
+    long seed;
+    const char *svg;   /* alignment picture, or NULL */
+} S2sOptions;
+
+static void s2s_usage(const char *prog) {
+    printf("usage: %s [options]\n"
+           "  Trains an RNN encoder-decoder on a toy task and shows what it learned.\n"
+           "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.\n"
+           "\n"
+           "  --task T         copy | reverse | sort | date        (default reverse)\n"
+           "  --len N          longest source, 1..40 (copy/reverse/sort; default 10)\n"
+           "  --min-len N      shortest source, 1..len (default: = len)\n"
+           "  --vocab V        vocabulary incl. 3 specials, 5..64 (copy/reverse/sort; default 16)\n"
+           "  --attention A    none | bahdanau | luong             (default luong)\n"
+           "  --score S        luong only: dot | general | concat  (default dot)\n"
+           "  --align A        luong only: global | local-m | local-p (default global)\n"
+           "  --window D       local-m/local-p only: window [p-D, p+D], 1..20 (default 2)\n"
+           "  --cell C         rnn | gru | lstm                    (default gru)\n"
+           "  --hidden H       hidden size, 1..512 (default 64)\n"
+           "  --embed E        embedding size, 1..512 (default 32)\n"
+           "  --attn-hidden A  hidden size of the additive/concat score and local-p,\n"
+           "                   1..512 (default: = hidden)\n"
+           "  --batch B        training batch, 1..512 (default 32)\n"
+           "  --steps N        training steps, 1..1000000 (default 1200)\n"
+           "  --lr X           Adam learning rate, (0, 1] (default 0.005; decays to lr/10)\n"
+           "  --clip X         max global gradient norm, 0 = off, 0..1000 (default 1)\n"
+           "  --test N         held-out examples, 1..100000 (default 500)\n"
+           "  --beam K         beam search width for the held-out decode, 1..64 (1 = greedy)\n"
+           "  --seed N         0..2147483647 (default 1); stdout is identical for a seed\n"
+           "  --svg FILE       write the alignment heatmap as an SVG picture\n"
+           "  --experiment X   length: accuracy by source length, none vs bahdanau vs luong\n"
+           "                   pooling: last vs mean vs attention pooling for classification\n"
+           "  --bench          ms per training step of the issue's configurations\n"
+           "  --help           this text\n", prog);
+}
+
+static void s2s_die(const char *prog, const char *msg, const char *opt) {
+    fprintf(stderr, "%s: %s%s\n", prog, opt, msg);
+    exit(2);
+}
+
+/* Parse and validate; exits 2 with a message on any bad input. */
+static void s2s_parse(S2sOptions *o, int argc, char **argv) {
+    enum { O_TASK, O_LEN, O_MINLEN, O_VOCAB, O_ATT, O_SCORE, O_ALIGN, O_WINDOW, O_CELL,
+           O_HIDDEN, O_EMBED, O_AHID, O_BATCH, O_STEPS, O_LR, O_CLIP, O_TEST, O_BEAM,
+           O_SEED, O_SVG, O_EXP, O_BENCH, O_N };
+    static const char *const names[O_N] = { "--task", "--len", "--min-len", "--vocab",
+        "--attention", "--score", "--align", "--window", "--cell", "--hidden", "--embed",
+        "--attn-hidden", "--batch", "--steps", "--lr", "--clip", "--test", "--beam",
+        "--seed", "--svg", "--experiment", "--bench" };
+    int given[O_N] = { 0 }, score = 0;
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 };
+    S2sTask tk = { TASK_REVERSE, 10, 10, 16 };
+    S2sTrainConfig tr = { 1200, 5e-3, 1.0, 100 };
+    o->batch = 32; o->test = 500; o->beam = 1; o->experiment = S2S_EXP_NONE; o->bench = 0;
+    o->seed = 1; o->svg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            s2s_usage(argv[0]);
+            exit(0);
+        }
+        int k = 0;
+        while (k < O_N && strcmp(argv[i], names[k]) != 0) k++;
+        if (k == O_N) arg_unknown(argv, i);
+        if (given[k]) s2s_die(argv[0], " was given twice", argv[i]);
+        given[k] = 1;
+        switch (k) {
+        case O_TASK:   tk.task = arg_choice(argc, argv, &i, s2s_task_names); break;
+        case O_LEN:    tk.max_len = (int)arg_long(argc, argv, &i, 1, 40); break;
+        case O_MINLEN: tk.min_len = (int)arg_long(argc, argv, &i, 1, 40); break;
+        case O_VOCAB:  tk.V = (int)arg_long(argc, argv, &i, 5, 64); break;
+        case O_ATT:    c.attention = arg_choice(argc, argv, &i, s2s_attention_names); break;
+        case O_SCORE:  score = arg_choice(argc, argv, &i, s2s_luong_scores); break;
+        case O_ALIGN:  c.align = arg_choice(argc, argv, &i, s2s_align_names); break;
+        case O_WINDOW: c.window = (int)arg_long(argc, argv, &i, 1, 20); break;
+        case O_CELL:   c.cell = arg_choice(argc, argv, &i, cell_names); break;
+        case O_HIDDEN: c.H = (int)arg_long(argc, argv, &i, 1, 512); break;
+        case O_EMBED:  c.E = (int)arg_long(argc, argv, &i, 1, 512); break;
+        case O_AHID:   c.A = (int)arg_long(argc, argv, &i, 1, 512); break;
+        case O_BATCH:  o->batch = (int)arg_long(argc, argv, &i, 1, 512); break;
+        case O_STEPS:  tr.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
+        case O_LR:
+            tr.lr = arg_double(argc, argv, &i, 0.0, 1.0);
+            if (tr.lr <= 0) s2s_die(argv[0], " must be above 0 and at most 1, got 0", "--lr");
+            break;
+        case O_CLIP:   tr.clip = arg_double(argc, argv, &i, 0.0, 1000.0); break;
+        case O_TEST:   o->test = (int)arg_long(argc, argv, &i, 1, 100000); break;
+        case O_BEAM:   o->beam = (int)arg_long(argc, argv, &i, 1, 64); break;
+        case O_SEED:   o->seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
+        case O_SVG:    o->svg = arg_path(argc, argv, &i); break;
+        case O_EXP:    o->experiment = 1 + arg_choice(argc, argv, &i, s2s_experiment_names); break;
+        case O_BENCH:  o->bench = 1; break;
+        }
+    }
+    const char *P = argv[0];
+    /* combinations that make no sense */
+    if (o->bench)
+        for (int k = 0; k < O_N; k++)
+            if (given[k] && k != O_BENCH)
+                s2s_die(P, " cannot be combined with --bench (it runs fixed configurations)",
+                        names[k]);
+    if (o->experiment) {
+        const int allowed[] = { O_CELL, O_HIDDEN, O_EMBED, O_BATCH, O_STEPS, O_LR, O_CLIP,
+                                O_SEED, O_EXP, O_TEST, O_LEN, O_MINLEN };
+        for (int k = 0; k < O_N; k++) {
+            int ok = !given[k];
+            for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++) ok |= allowed[j] == k;
+            if (o->experiment == S2S_EXP_POOLING && (k == O_MINLEN || k == O_TEST) && given[k]) ok = 0;
+            if (!ok)
+                s2s_die(P, " cannot be combined with --experiment (it chooses the models "
+                        "itself; it accepts --cell --hidden --embed --batch --steps --lr "
+                        "--clip --seed --len, and for length also --min-len --test)", names[k]);
+        }
+    }
+    if (given[O_SCORE] && c.attention != S2S_LUONG)
+        s2s_die(P, " applies only to --attention luong (Bahdanau's score is additive; "
+                "none has no score)", "--score");
+    if (given[O_ALIGN] && c.attention != S2S_LUONG)
+        s2s_die(P, " applies only to --attention luong", "--align");
+    if (given[O_WINDOW] && c.align == S2S_GLOBAL)
+        s2s_die(P, " needs --align local-m or --align local-p (global attention has no "
+                "window)", "--window");
+    c.score = s2s_luong_score_kind[score];
+    int has_A = c.attention == S2S_BAHDANAU || (c.attention == S2S_LUONG &&
+                (c.score == SCORE_CONCAT || c.align == S2S_LOCAL_P));
+    if (given[O_AHID] && !has_A && !o->experiment)
+        s2s_die(P, " sizes the additive score (bahdanau), the concat score or local-p; "
+                "this model has none of them", "--attn-hidden");
+    if (!given[O_AHID]) c.A = c.H;
+    if (tk.task == S2S_TASK_DATE) {
+        if (given[O_LEN] || given[O_MINLEN] || given[O_VOCAB])
+            s2s_die(P, ": --len, --min-len and --vocab do not apply to --task date "
+                    "(its sources are 6-7 tokens over 25 symbols)", "--task date");
+        tk.min_len = 6; tk.max_len = 7; tk.V = S2S_DATE_V;
+    } else {
+        if (o->experiment == S2S_EXP_LENGTH) {   /* the experiment's own defaults */
+            if (!given[O_LEN]) tk.max_len = 30;
+            if (!given[O_MINLEN]) tk.min_len = 5;
+        }
+        if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
+        if (tk.min_len > tk.max_len) {
+            fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
+                    tk.max_len, tk.min_len);
+            exit(2);
+        }
+        if (s2s_task_space(&tk) < 200) {
+            fprintf(stderr, "%s: --vocab %d with lengths %d..%d gives only %.0f distinct "
+                    "sources; a held-out split needs at least 200 (raise --vocab or --len)\n",
+                    P, tk.V, tk.min_len, tk.max_len, s2s_task_space(&tk));
+            exit(2);
+        }
+    }
+    if (o->svg && c.attention == S2S_NONE)
+        s2s_die(P, " needs attention: --attention none has no alignment to draw", "--svg");
+    if (o->svg && o->experiment)
+        s2s_die(P, " cannot be combined with --experiment", "--svg");
+    c.V = tk.V;
+    tr.log_every = tr.steps >= 10 ? tr.steps / 10 : 1;
+    o->cfg = c; o->task = tk; o->train = tr;
+}
+
+/* Train the model of o on its task and report: held-out accuracy, a few
+ * decoded examples, the alignment of one as a heatmap (and an SVG). */
+static void s2s_main_run(const S2sOptions *o) {
+    const S2sConfig *c = &o->cfg;
+    const S2sTask *tk = &o->task;
+    char desc[200], nb[8];
+    Rng r, rt;
+    rng_seed(&r, (uint64_t)o->seed);
+    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);      /* the held-out set's own stream */
+    int Tmax, Nmax;
+    s2s_task_dims(tk, &Tmax, &Nmax);
+    S2sModel m;
+    s2s_build(&m, c, &r);
+    printf("seq2seq.c: %s, source length %d..%d, seed %ld\n", s2s_task_names[tk->task],
+           tk->min_len, tk->max_len, o->seed);
+    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), m.num_params);
+    printf("training: %d steps of %d sequences, Adam lr %g (linear decay to lr/10), "
+           "clip %g, teacher forcing\n\n", o->train.steps, o->batch, o->train.lr, o->train.clip);
+    int Bmax = o->batch > o->beam ? o->batch : o->beam;
+    S2sRun run;
+    S2sBatch bt;
+    S2sData test;
+    s2s_run_build(&run, c, Bmax, Tmax, Nmax + 1);
+    s2s_batch_build(&bt, o->batch, Tmax, Nmax + 1);
+    s2s_data_build(&test, o->test, &rt, tk, 1);
+    double t0 = seconds();
+    s2s_train(&m, &run, &bt, &r, tk, &o->train);
+    double t1 = seconds();
+    int *out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
+    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, o->beam, out, NULL, NULL);
+    fprintf(stderr, "training took %.1f s, the held-out decode %.1f s\n", t1 - t0,
+            seconds() - t1);
+    printf("\nheld-out (%d sources never trained on), %s decoding:\n", test.n,
+           o->beam > 1 ? "beam search" : "greedy");
+    if (o->beam > 1) printf("  beam width %d\n", o->beam);
+    printf("  token accuracy %.2f%%   exact-sequence accuracy %.2f%%\n\n", 100 * acc.tok_acc,
+           100 * acc.seq_acc);
+    /* a few examples, decoded greedily one by one (the heatmap needs its weights) */
+    printf("examples (source -> output, target):\n");
+    bt.B = 1;
+    int lens[1], maxlen = Nmax + 1;
+    for (int e = 0; e < 5 && e < test.n; e++) {
+        s2s_batch_from_data(&bt, &test, e, 1);
+        s2s_greedy_decode(out, lens, &run, &m, &bt, maxlen);
+        const int *tg = test.tgt + e * test.Nmax;
+        int ok = lens[0] == test.tlen[e];
+        for (int i = 0; ok && i < lens[0]; i++) ok = out[i] == tg[i];
+        printf("  %s ", ok ? "ok  " : "MISS");
+        for (int i = 0; i < test.slen[e]; i++)
+            printf("%s ", s2s_token_name(nb, tk->task, test.src[e * test.Tmax + i]));
+        printf("->");
+        for (int i = 0; i < lens[0]; i++) printf(" %s", s2s_token_name(nb, tk->task, out[i]));
+        if (!ok) {
+            printf("   (target:");
+            for (int i = 0; i < test.tlen[e]; i++) printf(" %s", s2s_token_name(nb, tk->task, tg[i]));
+            printf(")");
+        }
+        printf("\n");
+    }
+    if (c->attention != S2S_NONE) {   /* the alignment of example 0 */
+        s2s_batch_from_data(&bt, &test, 0, 1);
+        s2s_greedy_decode(out, lens, &run, &m, &bt, maxlen);
+        int R = lens[0] < maxlen ? lens[0] + 1 : maxlen, C = test.slen[0];
+        double *W = xcalloc_doubles(R * C);
+        char rl[64][8], cl[64][8];
+        const char *rows[64], *cols[64];
+        for (int i = 0; i < R; i++) {
+            memcpy(W + i * C, run.a.att + i * run.a.T, sizeof(double) * (size_t)C);
+            rows[i] = strcpy(rl[i], s2s_token_name(nb, tk->task, i < lens[0] ? out[i] : S2S_EOS));
+        }
+        for (int j = 0; j < C; j++)
+            cols[j] = strcpy(cl[j], s2s_token_name(nb, tk->task, test.src[j]));
+        printf("\n");
+        print_heatmap(stdout, "alignment of example 1 (row: output token, column: source "
+                      "token; each row sums to 1)", W, R, C, rows, cols);
+        if (o->svg) {
+            write_svg_heatmap(o->svg, desc, W, R, C, rows, cols);
+            printf("  wrote %s\n", o->svg);
+        }
+        free(W);
+    } else {
+        printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
+    }
+    free(out);
+    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+}
+
+/* Train none / bahdanau / luong with the same sizes and step budget on
+ * reverse over a range of lengths; print exact-sequence accuracy by length. */
+static void s2s_experiment_length(const S2sOptions *o) {
+    const S2sTask *tk = &o->task;
+    int Tmax, Nmax;
+    s2s_task_dims(tk, &Tmax, &Nmax);
+    int atts[3] = { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
+    int ok[3][41], n[3][41];
+    memset(ok, 0, sizeof ok); memset(n, 0, sizeof n);
+    printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
+           "hidden %d, seed %ld\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
+           o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H, o->seed);
+    S2sTrainConfig tr = o->train;
+    tr.log_every = 0;
+    for (int k = 0; k < 3; k++) {
+        S2sConfig c = o->cfg;
+        c.attention = atts[k]; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
+        Rng r, rt;
+        rng_seed(&r, (uint64_t)o->seed);
+        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);
+        S2sModel m;
+        S2sRun run;
+        S2sBatch bt;
+        S2sData test;
+        s2s_build(&m, &c, &r);
+        s2s_run_build(&run, &c, o->batch, Tmax, Nmax + 1);
+        s2s_batch_build(&bt, o->batch, Tmax, Nmax + 1);
+        s2s_data_build(&test, o->test, &rt, tk, 1);
+        double t0 = seconds();
+        double loss = s2s_train(&m, &run, &bt, &r, tk, &tr);
+        int *out = xmalloc(sizeof(int) * (size_t)(o->batch * (Nmax + 1)));
+        S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, ok[k], n[k]);
+        char desc[200];
+        printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
+               "%5.1f%%  (%s)\n", s2s_attention_names[atts[k]], m.num_params, loss,
+               100 * acc.seq_acc, 100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
+        fflush(stdout);
+        fprintf(stderr, "  (%s: %.1f s)\n", s2s_attention_names[atts[k]], seconds() - t0);
+        free(out);
+        s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+    }
+    printf("\nheld-out exact-sequence accuracy by source length (%d held-out sources):\n",
+           o->test);
+    printf("  %-8s | %9s | %9s | %9s | %s\n", "length", "none", "bahdanau", "luong", "n");
+    int w = (tk->max_len - tk->min_len + 1) > 12 ? 5 : 1;   /* bucket width */
+    for (int lo = tk->min_len; lo <= tk->max_len; lo += w) {
+        int hi = lo + w - 1 < tk->max_len ? lo + w - 1 : tk->max_len, cnt = 0;
+        double a[3];
+        for (int k = 0; k < 3; k++) {
+            int o2 = 0, n2 = 0;
+            for (int L = lo; L <= hi; L++) { o2 += ok[k][L]; n2 += n[k][L]; }
+            a[k] = n2 ? 100.0 * o2 / n2 : 0.0;
+            cnt = n2;
+        }
+        char lab[16];
+        if (lo == hi) snprintf(lab, sizeof lab, "%d", lo);
+        else snprintf(lab, sizeof lab, "%d-%d", lo, hi);
+        printf("  %-8s | %8.1f%% | %8.1f%% | %8.1f%% | %d\n", lab, a[0], a[1], a[2], cnt);
+    }
+}
+
+/* median of n doubles (sorts x) */
+static double s2s_median(double *x, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) { double y = x[j]; x[j] = x[j - 1]; x[j - 1] = y; }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* ms per training step of the issue's two configurations, and the time the
+ * default example takes to reach 99% held-out exact-sequence accuracy. */
+static void s2s_bench(void) {
+    enum { WARM = 3, STEPS = 21 };
+    S2sTask tk = { TASK_REVERSE, 12, 12, 16 };
+    printf("seq2seq.c --bench: one training step (forward, backward, clip, Adam) on reverse,\n"
+           "length 12, vocabulary 16, batch 32, teacher forcing; median of %d steps\n", STEPS);
+    for (int k = 0; k < 2; k++) {
+        S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
+                        16, 32, 64, 64 };
+        Rng r;
+        rng_seed(&r, 1);
+        S2sModel m;
+        S2sRun run;
+        S2sBatch bt;
+        s2s_build(&m, &c, &r);
+        s2s_run_build(&run, &c, 32, 12, 13);
+        s2s_batch_build(&bt, 32, 12, 13);
+        double ms[STEPS];
+        for (int s = 0; s < WARM + STEPS; s++) {
+            s2s_batch_sample(&bt, &r, &tk);
+            double t0 = seconds();
+            s2s_train_step(&m, &run, &bt, 1e-3, 1.0);
+            if (s >= WARM) ms[s - WARM] = 1000.0 * (seconds() - t0);
+        }
+        char desc[200];
+        printf("  %7.2f ms/step  %s (%d parameters)\n", s2s_median(ms, STEPS),
+               s2s_describe(desc, sizeof desc, &c), m.num_params);
+        printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
+               "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
+        s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
+    }
+    /* the default example, evaluated every 50 steps (evaluation not timed) */
+    S2sOptions o;
+    char *argv[1] = { "seq2seq" };
+    s2s_parse(&o, 1, argv);
+    Rng r, rt;
+    rng_seed(&r, (uint64_t)o.seed);
+    rng_seed(&rt, (uint64_t)o.seed ^ 0x5EEDu);
+    S2sModel m;
+    S2sRun run;
+    S2sBatch bt;
+    S2sData test;
+    int Tmax, Nmax;
+    s2s_task_dims(&o.task, &Tmax, &Nmax);
+    s2s_build(&m, &o.cfg, &r);
+    s2s_run_build(&run, &o.cfg, o.batch, Tmax, Nmax + 1);
+    s2s_batch_build(&bt, o.batch, Tmax, Nmax + 1);
+    s2s_data_build(&test, o.test, &rt, &o.task, 1);
+    int *out = xmalloc(sizeof(int) * (size_t)(o.batch * (Nmax + 1)));
+    double train_s = 0.0, hit = -1;
+    int s;
+    for (s = 1; s <= o.train.steps; s++) {
+        bt.B = o.batch;
+        s2s_batch_sample(&bt, &r, &o.task);
+        double t0 = seconds();
+        s2s_train_step(&m, &run, &bt, s2s_lr_at(o.train.lr, s, o.train.steps), o.train.clip);
+        train_s += seconds() - t0;
+        if (s % 50 == 0 && s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL).seq_acc >= 0.99) {
+            hit = train_s;
+            break;
+        }
+    }
+    if (hit >= 0)
+        printf("  the default example (./seq2seq) reached 99%% held-out exact-sequence accuracy "
+               "after %d steps, %.1f s of training\n", s, hit);
+    else
+        printf("  the default example did not reach 99%% in its %d steps (%.1f s)\n",
+               o.train.steps, train_s);
+    free(out);
+    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+}
+
+int main(int argc, char **argv) {
+    S2sOptions o;
+    s2s_parse(&o, argc, argv);
+    if (o.bench) s2s_bench();
+    else if (o.experiment == S2S_EXP_LENGTH) s2s_experiment_length(&o);
+    else s2s_main_run(&o);
+    return 0;
+}
+#endif /* S2S_MAIN */
+
+#endif /* SEQ2SEQ_C */
