@@ -1330,7 +1330,7 @@ static void s2s_usage(const char *prog) {
            "  --attn-hidden A  hidden size of the additive/concat score and local-p,\n"
            "                   1..512 (default: = hidden)\n"
            "  --batch B        training batch, 1..512 (default 32)\n"
-           "  --steps N        training steps, 1..1000000 (default 1200)\n"
+           "  --steps N        training steps, 1..1000000 (default 600)\n"
            "  --lr X           Adam learning rate, (0, 1] (default 0.005; decays to lr/10)\n"
            "  --clip X         max global gradient norm, 0 = off, 0..1000 (default 1)\n"
            "  --test N         held-out examples, 1..100000 (default 500)\n"
@@ -1360,7 +1360,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     int given[O_N] = { 0 }, score = 0;
     S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 };
     S2sTask tk = { TASK_REVERSE, 10, 10, 16 };
-    S2sTrainConfig tr = { 1200, 5e-3, 1.0, 100 };
+    S2sTrainConfig tr = { 600, 5e-3, 1.0, 60 };
     o->batch = 32; o->test = 500; o->beam = 1; o->experiment = S2S_EXP_NONE; o->bench = 0;
     o->seed = 1; o->svg = NULL;
     for (int i = 1; i < argc; i++) {

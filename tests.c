@@ -18,6 +18,7 @@
  */
 #define TESTING
 #include "attention.c"
+#include "seq2seq.c"
 #include "transformer.c"
 
 #include <stdarg.h>
@@ -967,6 +968,291 @@ static void tests_attention(Tally *t) {
  * 2. chapter 2 (seq2seq.c)
  * ======================================================================== */
 
+/* ---- chapter 2: cells -------------------------------------------------- */
+
+/* one cell step over a tiny batch, loss = gh . h (+ gc . c) */
+typedef struct {
+    S2sCell p, g;
+    int B;
+    unsigned char mask[3];
+    double *x, *h0, *c0, *h, *c, *cache, *dx, *dh0, *dc0, *gh, *gc, *work;
+} S2sCellCtx;
+
+static double s2s_cell_loss(void *ctx) {
+    S2sCellCtx *k = ctx;
+    int n = k->B * k->p.H;
+    cell_forward(k->h, k->c, k->cache, k->x, k->h0, k->c0, k->mask, &k->p, k->B);
+    return dot_loss(k->gh, k->h, n) + (k->c ? dot_loss(k->gc, k->c, n) : 0.0);
+}
+
+static void s2s_cell_grad(void *ctx) {
+    S2sCellCtx *k = ctx;
+    s2s_cell_loss(ctx);
+    cell_backward(k->dx, k->dh0, k->dc0, &k->g, k->gh, k->c ? k->gc : NULL, k->x, k->h0, k->c0,
+                  k->cache, k->mask, &k->p, k->B, k->work);
+}
+
+static void s2s_test_cells(Tally *t) {
+    enum { B = 3, I = 3, H = 4 };
+    Rng r;
+    rng_seed(&r, 11);
+    for (int kind = CELL_RNN; kind <= CELL_LSTM; kind++) {
+        int np = cell_num_params(kind, I, H), G = cell_gates(kind) * H, lstm = kind == CELL_LSTM;
+        double *P = xcalloc_doubles(np), *dP = xcalloc_doubles(np);
+        double *mem = xcalloc_doubles(12 * B * H + B * I * 2 + B * cell_cache_size(kind, H) + 2 * B * G);
+        S2sCellCtx k;
+        k.B = B;
+        k.mask[0] = 1; k.mask[1] = 0; k.mask[2] = 1;   /* row 1 is padding */
+        cell_bind(&k.p, P, kind, I, H);
+        cell_bind(&k.g, dP, kind, I, H);
+        double *q = mem;
+        k.x = q; q += B * I;  k.dx = q; q += B * I;
+        k.h0 = q; q += B * H; k.c0 = q; q += B * H; k.h = q; q += B * H; k.c = q; q += B * H;
+        k.dh0 = q; q += B * H; k.dc0 = q; q += B * H; k.gh = q; q += B * H; k.gc = q; q += B * H;
+        k.cache = q; q += B * cell_cache_size(kind, H); k.work = q;
+        if (!lstm) k.c = k.c0 = k.dc0 = NULL;
+        rng_fill_uniform(&r, P, np, -0.8, 0.8);
+        rng_fill_normal(&r, k.x, B * I, 1.0);
+        rng_fill_normal(&r, k.h0, B * H, 0.5);
+        if (lstm) rng_fill_normal(&r, k.c0, B * H, 0.5);
+        rng_fill_normal(&r, k.gh, B * H, 1.0);
+        rng_fill_normal(&r, k.gc, B * H, 1.0);
+        Tensor ts[7] = { { "Wx", k.p.Wx, k.g.Wx, I * G }, { "Wh", k.p.Wh, k.g.Wh, H * G },
+                         { "bx", k.p.bx, k.g.bx, G }, { "bh", k.p.bh, k.g.bh, G },
+                         { "x", k.x, k.dx, B * I }, { "h_prev", k.h0, k.dh0, B * H },
+                         { "c_prev", k.c0, k.dc0, B * H } };
+        Differentiable f = { s2s_cell_loss, s2s_cell_grad, &k };
+        char what[96];
+        snprintf(what, sizeof what, "%s cell, one step, B=%d with a padding row", cell_names[kind], B);
+        check_grad(t, what, f, ts, lstm ? 7 : 6, 1e-7);
+        /* the padding row passed its state through unchanged */
+        s2s_cell_loss(&k);
+        int same = memcmp(k.h + H, k.h0 + H, sizeof(double) * H) == 0;
+        check(t, same, "%s cell: a padding row keeps h_prev exactly", cell_names[kind]);
+        free(P); free(dP); free(mem);
+    }
+}
+
+/* ---- chapter 2: whole models -------------------------------------------- */
+
+typedef struct {
+    S2sModel m;
+    S2sRun r;
+    S2sBatch bt;
+} S2sModelCtx;
+
+static double s2s_model_loss(void *ctx) {
+    S2sModelCtx *k = ctx;
+    return s2s_forward(&k->r, &k->m, &k->bt);
+}
+
+static void s2s_model_grad(void *ctx) {
+    S2sModelCtx *k = ctx;
+    s2s_forward(&k->r, &k->m, &k->bt);
+    s2s_backward(&k->r, &k->m, &k->bt);
+}
+
+/* a tiny config: V 7, E 3, H 4, A 3 */
+static S2sConfig s2s_tiny(int attention, int cell, int score, int align) {
+    S2sConfig c = { attention, cell, score, align, 1, 7, 3, 4, 3 };
+    return c;
+}
+
+/* Build model + run + a batch of B rows with the given source and target
+ * lengths (random symbols). */
+static void s2s_ctx_build(S2sModelCtx *k, const S2sConfig *c, int B, const int *slen,
+                          const int *tlen, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    s2s_build(&k->m, c, &r);
+    int T = 1, N = 0;
+    for (int b = 0; b < B; b++) { if (slen[b] > T) T = slen[b]; if (tlen[b] > N) N = tlen[b]; }
+    s2s_run_build(&k->r, c, B, T, N + 1);
+    s2s_batch_build(&k->bt, B, T, N + 1);
+    for (int b = 0; b < B; b++) {
+        int src[16], tgt[16];
+        for (int i = 0; i < 16; i++) { src[i] = S2S_FIRST + rng_int(&r, c->V - S2S_FIRST);
+                                       tgt[i] = S2S_FIRST + rng_int(&r, c->V - S2S_FIRST); }
+        s2s_batch_row(&k->bt, b, src, slen[b], tgt, tlen[b]);
+    }
+}
+
+static void s2s_ctx_free(S2sModelCtx *k) {
+    s2s_free(&k->m); s2s_run_free(&k->r); s2s_batch_free(&k->bt);
+}
+
+static void s2s_check_model(Tally *t, const S2sConfig *c, int B, const int *slen,
+                            const int *tlen, const char *lens) {
+    S2sModelCtx k;
+    s2s_ctx_build(&k, c, B, slen, tlen, 5);
+    /* weights 3x their initial scale: some gradients of a freshly initialised
+     * tiny model are ~1e-7 (e.g. the query side of the score, where sum_i de_i = 0
+     * nearly cancels), and there a central difference is mostly rounding noise */
+    for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 3.0;
+    Tensor ts[S2S_MAX_TENSORS];
+    for (int i = 0; i < k.m.nt; i++) {
+        ts[i].name = k.m.tensors[i].name;
+        ts[i].x = k.m.params + k.m.tensors[i].offset;
+        ts[i].g = k.m.grads + k.m.tensors[i].offset;
+        ts[i].n = k.m.tensors[i].n;
+    }
+    Differentiable f = { s2s_model_loss, s2s_model_grad, &k };
+    char what[200], desc[128];
+    snprintf(what, sizeof what, "whole model (%d tensors), %s: %s", k.m.nt, lens,
+             s2s_describe(desc, sizeof desc, c));
+    check_grad(t, what, f, ts, k.m.nt, 1e-6);
+    s2s_ctx_free(&k);
+}
+
+static void s2s_test_models(Tally *t) {
+    const int vs[3] = { 4, 1, 3 }, vt[3] = { 3, 1, 2 };  /* variable lengths, one of 1 */
+    const int os[1] = { 1 }, ot[1] = { 1 };              /* a batch of length 1 */
+    struct { int att, cell, score, align; } cs[] = {
+        { S2S_NONE, CELL_RNN, 0, 0 },
+        { S2S_NONE, CELL_LSTM, 0, 0 },
+        { S2S_BAHDANAU, CELL_GRU, 0, 0 },
+        { S2S_BAHDANAU, CELL_LSTM, 0, 0 },
+        { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL },
+        { S2S_LUONG, CELL_LSTM, SCORE_GENERAL, S2S_GLOBAL },
+        { S2S_LUONG, CELL_RNN, SCORE_CONCAT, S2S_GLOBAL },
+        { S2S_LUONG, CELL_GRU, SCORE_GENERAL, S2S_LOCAL_M },
+        { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_LOCAL_P },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        S2sConfig c = s2s_tiny(cs[i].att, cs[i].cell, cs[i].score, cs[i].align);
+        s2s_check_model(t, &c, 3, vs, vt, "B=3, source lengths 4,1,3");
+    }
+    for (int att = S2S_NONE; att <= S2S_LUONG; att++) {
+        S2sConfig c = s2s_tiny(att, CELL_LSTM, SCORE_DOT, S2S_GLOBAL);
+        s2s_check_model(t, &c, 1, os, ot, "B=1, source and target length 1");
+    }
+}
+
+/* A padded batch must give every row the loss it has alone: padding leaks nothing. */
+static void s2s_test_padding(Tally *t) {
+    const int sl[3] = { 4, 1, 3 }, tl[3] = { 3, 1, 2 };
+    for (int att = S2S_NONE; att <= S2S_LUONG; att++) {
+        S2sConfig c = s2s_tiny(att, CELL_GRU, SCORE_GENERAL, S2S_GLOBAL);
+        S2sModelCtx k;
+        s2s_ctx_build(&k, &c, 3, sl, tl, 9);
+        double whole = s2s_forward(&k.r, &k.m, &k.bt) * k.r.ntok, parts = 0.0;
+        S2sBatch one;
+        s2s_batch_build(&one, 1, k.bt.Tcap, k.bt.Scap);
+        for (int b = 0; b < 3; b++) {
+            int src[8], tgt[8];
+            for (int i = 0; i < sl[b]; i++) src[i] = k.bt.src[i * 3 + b];
+            for (int i = 0; i < tl[b]; i++) tgt[i] = k.bt.tout[i * 3 + b];
+            s2s_batch_row(&one, 0, src, sl[b], tgt, tl[b]);
+            parts += s2s_forward(&k.r, &k.m, &one) * k.r.ntok;
+        }
+        check(t, fabs(whole - parts) <= 1e-12 * fabs(parts),
+              "padding, %s: batch loss %.15f = sum of rows alone %.15f",
+              s2s_attention_name(att), whole, parts);
+        s2s_batch_free(&one);
+        s2s_ctx_free(&k);
+    }
+}
+
+/* log P(y | x) of one sequence y (n tokens), ending with EOS if eos, else not */
+static double s2s_seq_logp(S2sModelCtx *k, S2sBatch *one, const int *src, int slen,
+                           const int *y, int n, int eos) {
+    s2s_batch_row(one, 0, src, slen, y, eos ? n : n - 1);
+    if (!eos) one->tout[n - 1] = y[n - 1];    /* no EOS: the last target is y_n */
+    return -s2s_forward(&k->r, &k->m, one) * k->r.ntok;
+}
+
+static void s2s_test_beam(Tally *t) {
+    /* large K finds the most probable sequence found by enumeration */
+    {
+        S2sConfig c = s2s_tiny(S2S_BAHDANAU, CELL_LSTM, 0, 0);
+        c.V = 5;                                        /* PAD BOS EOS a b */
+        const int sl[1] = { 3 }, tl[1] = { 3 };
+        enum { L = 4 };                                 /* decode at most 4 steps */
+        S2sModelCtx k;
+        int sl64[64], tl64[64];
+        for (int b = 0; b < 64; b++) { sl64[b] = sl[0]; tl64[b] = tl[0]; }
+        s2s_ctx_build(&k, &c, 64, sl64, tl64, 33);
+        for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 3.0; /* peakier */
+        int src[3] = { 3, 4, 4 };
+        S2sBatch one;
+        s2s_batch_build(&one, 1, 3, L);
+        double best = -INFINITY;
+        int besty[L], bestn = 0, count = 0;
+        for (int n = 1; n <= L; n++) {                 /* n tokens, the last EOS (or not at L) */
+            int total = 1;
+            for (int i = 0; i < n; i++) total *= 5;
+            for (int code = 0; code < total; code++) {
+                int y[L], x = code, ok = 1;
+                for (int i = 0; i < n; i++) { y[i] = x % 5; x /= 5; }
+                for (int i = 0; i < n - 1; i++) ok &= y[i] != S2S_EOS;
+                for (int eos = 0; eos <= 1 && ok; eos++) {
+                    if (eos != (y[n - 1] == S2S_EOS)) continue;
+                    if (!eos && n < L) continue;       /* no EOS only at the length cap */
+                    double lp = s2s_seq_logp(&k, &one, src, 3, y, eos ? n - 1 : n, eos);
+                    count++;
+                    if (lp > best) { best = lp; bestn = eos ? n - 1 : n; memcpy(besty, y, sizeof y); }
+                }
+            }
+        }
+        int out[L];
+        double lp1, lp64;
+        int n1 = s2s_beam_search(out, &lp1, &k.r, &k.m, src, 3, 1, L);
+        int n64 = s2s_beam_search(out, &lp64, &k.r, &k.m, src, 3, 64, L);
+        int same = n64 == bestn && memcmp(out, besty, sizeof(int) * (size_t)bestn) == 0;
+        check(t, same && fabs(lp64 - best) <= 1e-9,
+              "beam K=64 finds the best of %d enumerated sequences: log P %.6f = %.6f "
+              "(greedy: %.6f, length %d)", count, lp64, best, lp1, n1);
+        s2s_batch_free(&one);
+        s2s_ctx_free(&k);
+    }
+}
+
+/* A short run on reverse: far above chance within a second. */
+static void s2s_test_training(Tally *t) {
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 16, 32, 32 };
+    S2sTask tk = { TASK_REVERSE, 6, 6, 8 };
+    Rng r;
+    rng_seed(&r, 3);
+    S2sModel m;
+    S2sRun run;
+    S2sBatch bt;
+    S2sData test;
+    s2s_build(&m, &c, &r);
+    s2s_run_build(&run, &c, 32, 6, 7);
+    s2s_batch_build(&bt, 32, 6, 7);
+    s2s_data_build(&test, 200, &r, &tk, 1);
+    S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
+    double t0 = seconds();
+    s2s_train(&m, &run, &bt, &r, &tk, &tc);
+    int out[32 * 7];
+    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL);
+    check(t, acc.seq_acc >= 0.9,
+          "reverse, length 6, 5 symbols, %d steps (%.1f s): held-out exact %.1f%% >= 90%% "
+          "(chance 5^-6 = 0.006%%), tokens %.1f%%", tc.steps, seconds() - t0,
+          100 * acc.seq_acc, 100 * acc.tok_acc);
+    /* beam search with K = 1 is greedy decoding, token for token */
+    int same = 0, ended = 0, len[32], bout[7];
+    s2s_batch_from_data(&bt, &test, 0, 32);
+    s2s_greedy_decode(out, len, &run, &m, &bt, 7);
+    for (int b = 0; b < 32; b++) {
+        double lp;
+        int bl = s2s_beam_search(bout, &lp, &run, &m, test.src + b * test.Tmax, test.slen[b], 1, 7);
+        same += bl == len[b] && memcmp(bout, out + b * 7, sizeof(int) * (size_t)bl) == 0;
+        ended += len[b] < 7;
+    }
+    check(t, same == 32, "beam search with K=1 = greedy on %d of 32 held-out sources (%d ended "
+          "with EOS)", same, ended);
+    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+}
+
+static void tests_seq2seq(Tally *t) {
+    s2s_test_cells(t);
+    s2s_test_models(t);
+    s2s_test_padding(t);
+    s2s_test_beam(t);
+    s2s_test_training(t);
+}
+
 /* ========================================================================
  * 3. chapter 3 (transformer.c)
  * ======================================================================== */
@@ -1573,7 +1859,7 @@ static void tests_notes(Tally *t) {
 int main(void) {
     Tally t = {0, 0};
     tests_attention(&t);
-    /* chapter 2: tests_seq2seq(&t); */
+    tests_seq2seq(&t);
     tests_transformer(&t);
     tests_notes(&t);
     printf("%d passed, %d failed\n", t.passed, t.failed);
