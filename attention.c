@@ -823,6 +823,53 @@ void hard_attention_backward(double *de, double advantage, int i, const double *
     for (int j = 0; j < T; j++) de[j] += advantage * ((j == i ? 1.0 : 0.0) - a[j]);
 }
 
+/* Training hard attention on a toy task: among T keys with N(0,1) entries
+ * (width D), pick the one whose first entry is largest. A learned query w (D)
+ * scores key i by w . k_i; the loss is 0 for the right pick and 1 otherwise,
+ * which has no gradient at all: only REINFORCE can train w.
+ * One step on a fresh example: sample i ~ a, then w -= lr * dw with
+ * de = (L_i - b)(onehot(i) - a). *baseline is the running mean of L
+ * (updated here), or NULL for b = 0. work: T*D + 2T doubles. Returns L_i. */
+double hard_attention_train_step(Rng *r, double *w, double *baseline, int T, int D,
+                                 double lr, double *work) {
+    double *K = work, *a = K + T * D, *de = a + T;
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, D, D, 0);
+    rng_fill_normal(r, K, T * D, 1.0);
+    int best = 0;
+    for (int i = 1; i < T; i++) if (K[i * D] > K[best * D]) best = i;
+    score_forward(a, NULL, w, K, T, &s);
+    softmax_forward(a, a, T);
+    int i = hard_attention_sample(r, a, T);
+    double L = i == best ? 0.0 : 1.0, b = baseline ? *baseline : 0.0;
+    for (int j = 0; j < T; j++) de[j] = 0.0;
+    hard_attention_backward(de, L - b, i, a, T);
+    for (int j = 0; j < D; j++) {               /* forward was: e_i = w . k_i */
+        double g = 0.0;
+        for (int t = 0; t < T; t++) g += de[t] * K[t * D + j];
+        w[j] -= lr * g;
+    }
+    if (baseline) *baseline = 0.99 * *baseline + 0.01 * L;
+    return L;
+}
+
+/* fraction of n fresh examples on which the argmax of w . k_i is the key
+ * with the largest first entry (chance: 1/T). work: T*D + T doubles. */
+double hard_attention_accuracy(Rng *r, const double *w, int T, int D, int n, double *work) {
+    double *K = work, *e = K + T * D;
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, D, D, 0);
+    int right = 0;
+    for (int k = 0; k < n; k++) {
+        rng_fill_normal(r, K, T * D, 1.0);
+        int best = 0;
+        for (int i = 1; i < T; i++) if (K[i * D] > K[best * D]) best = i;
+        score_forward(e, NULL, w, K, T, &s);
+        right += hard_attention_argmax(e, T) == best;
+    }
+    return (double)right / n;
+}
+
 /* ========================================================================
  * 5. global vs local attention (Luong et al. 2015)
  *
@@ -1533,7 +1580,26 @@ static void tour_hard(Rng *r) {
         printf("  %7d | %22.5f | %22.5f\n", N, err0, err1);
     }
     printf("  Both converge to the exact gradient (unbiased); the baseline gets there\n"
-           "  with fewer samples (lower variance).\n\n");
+           "  with fewer samples (lower variance).\n");
+    /* training: a 0/1 loss has no gradient, REINFORCE trains the query anyway */
+    enum { T = 6, D = 4 };
+    printf("  Training hard attention with REINFORCE: among %d random keys pick the one\n"
+           "  whose first entry is largest; loss 0 if right, 1 if wrong; query w learned,\n"
+           "  SGD lr 0.5. Argmax accuracy on 1000 new examples (chance %.3f):\n", T, 1.0 / T);
+    printf("  %7s | %10s | %20s\n", "step", "b = 0", "b = running mean L");
+    double w0[D] = {0}, w1[D] = {0}, b = 0.5, work[T * D + 2 * T];
+    Rng r0 = *r, r1 = *r, ev;
+    for (int step = 0, chk = 100; chk <= 3200; chk *= 2) {
+        for (; step < chk; step++) {
+            hard_attention_train_step(&r0, w0, NULL, T, D, 0.5, work);
+            hard_attention_train_step(&r1, w1, &b, T, D, 0.5, work);
+        }
+        rng_seed(&ev, 99);
+        double acc0 = hard_attention_accuracy(&ev, w0, T, D, 1000, work);
+        rng_seed(&ev, 99);
+        printf("  %7d | %10.3f | %20.3f\n", chk, acc0, hard_attention_accuracy(&ev, w1, T, D, 1000, work));
+    }
+    printf("\n");
 }
 
 static void tour_local(Rng *r) {
