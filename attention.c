@@ -609,7 +609,11 @@ int score_key_width(const Score *s) {
 
 /* doubles of per-query cache score_forward needs for T keys */
 int score_cache_size(const Score *s, int T) {
-    return (s->kind == SCORE_ADDITIVE || s->kind == SCORE_CONCAT) ? (T + 1) * s->A : 0;
+    switch (s->kind) {
+    case SCORE_ADDITIVE: case SCORE_CONCAT: return (T + 1) * s->A;
+    case SCORE_COSINE: return 2 * T + 1;
+    default: return 0;
+    }
 }
 
 /* The matrix that maps a key into the additive hidden space: U for additive,
@@ -646,7 +650,8 @@ void score_keys_backward(double *dK, Score *g, const double *dKp, const double *
 
 /* e (T) = score(q, k_i) for the query q (Dq) against prepared keys Kp (T,P).
  * cache (score_cache_size) keeps what the backward needs: for additive and
- * concat the hidden vectors h_i = tanh(W q + Kp_i), (T,A), then W q, (A). */
+ * concat the hidden vectors h_i = tanh(W q + Kp_i), (T,A), then W q, (A);
+ * for cosine the key norms (T), the scores (T) and |q|. */
 void score_forward(double *e, double *cache, const double *q, const double *Kp, int T,
                    const Score *s) {
     const int P = score_key_width(s);
@@ -677,16 +682,17 @@ void score_forward(double *e, double *cache, const double *q, const double *Kp, 
         }
         break;
     }
-    case SCORE_COSINE: {
-        double nq = 0.0;
+    case SCORE_COSINE: {                        /* cache: |k_i| (T), e (T), |q| */
+        double *nk = cache, *ec = cache + T, nq = 0.0;
         for (int j = 0; j < P; j++) nq += q[j] * q[j];
-        nq = sqrt(nq);
+        nq = cache[2 * T] = sqrt(nq);
         for (int i = 0; i < T; i++) {
             const double *k = Kp + i * P;
-            double d = 0.0, nk = 0.0;
-            for (int j = 0; j < P; j++) { d += q[j] * k[j]; nk += k[j] * k[j]; }
-            double den = nq * sqrt(nk);
-            e[i] = den > 1e-300 ? d / den : 0.0; /* a zero vector matches nothing */
+            double d = 0.0, kk = 0.0;
+            for (int j = 0; j < P; j++) { d += q[j] * k[j]; kk += k[j] * k[j]; }
+            nk[i] = sqrt(kk);
+            double den = nq * nk[i];
+            e[i] = ec[i] = den > 1e-300 ? d / den : 0.0; /* a zero vector matches nothing */
         }
         break;
     }
@@ -735,19 +741,14 @@ void score_backward(double *dq, double *dKp, Score *g, const double *de,
     case SCORE_COSINE: {
         /* forward was: e_i = q.k / (|q||k|)
          * so de/dq = k/(|q||k|) - e q/|q|^2 and de/dk = q/(|q||k|) - e k/|k|^2 */
-        double nq = 0.0;
-        for (int j = 0; j < P; j++) nq += q[j] * q[j];
-        nq = sqrt(nq);
+        const double *nk = cache, *ec = cache + T, nq = cache[2 * T];
         for (int i = 0; i < T; i++) {
             const double *k = Kp + i * P;
-            double d = 0.0, nk = 0.0;
-            for (int j = 0; j < P; j++) { d += q[j] * k[j]; nk += k[j] * k[j]; }
-            nk = sqrt(nk);
-            if (nq * nk <= 1e-300) continue;    /* e was pinned at 0 */
-            double e = d / (nq * nk);
+            if (nq * nk[i] <= 1e-300) continue;   /* e was pinned at 0 */
+            const double den = nq * nk[i];
             for (int j = 0; j < P; j++) {
-                if (dq) dq[j] += de[i] * (k[j] / (nq * nk) - e * q[j] / (nq * nq));
-                if (dKp) dKp[i * P + j] += de[i] * (q[j] / (nq * nk) - e * k[j] / (nk * nk));
+                if (dq) dq[j] += de[i] * (k[j] / den - ec[i] * q[j] / (nq * nq));
+                if (dKp) dKp[i * P + j] += de[i] * (q[j] / den - ec[i] * k[j] / (nk[i] * nk[i]));
             }
         }
         break;

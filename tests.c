@@ -541,9 +541,9 @@ static void test_grad_scores(Tally *t, Rng *r) {
     /* cosine is bounded by 1 and ignores the lengths of q and k */
     c = att_make(r, SCORE_COSINE, 4, 3, 3, 2, 0, 0);
     double e1[4], e2[4];
-    score_forward(e1, NULL, c.q, c.K, 4, &c.s);
+    score_forward(e1, c.cache, c.q, c.K, 4, &c.s);
     for (int i = 0; i < 3; i++) c.q[i] *= 7.0;
-    score_forward(e2, NULL, c.q, c.K, 4, &c.s);
+    score_forward(e2, c.cache, c.q, c.K, 4, &c.s);
     check(t, max_abs_diff(e1, e2, 4) < 1e-15 && fabs(e1[0]) <= 1.0,
           "cosine score is scale-invariant and in [-1, 1]");
     att_free(&c);
