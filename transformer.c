@@ -483,6 +483,8 @@ typedef struct {
     TfSpan *spans;     /* (nspans) the named tensors of params */
     int nspans;
     int na;            /* doubles of activations */
+    int na_grad;       /* the first na_grad of dacts hold gradients that
+                          tf_backward clears; the rest is attention scratch */
     double *acts;      /* (na) forward activations */
     double *dacts;     /* (na) their gradients and the backward's scratch */
     TfActs a, da;      /* views into acts and dacts */
@@ -497,6 +499,7 @@ typedef struct {
     int off;
     TfSpan *spans;     /* NULL: do not record */
     int nspans;
+    int grad_end;      /* activations: where the attention caches begin */
 } TfLayout;
 
 static double *tf_take(TfLayout *L, int n) {
@@ -578,7 +581,8 @@ static void tf_weights_layout(TfWeights *w, TfLayout *L, const TfConfig *c) {
 }
 
 /* one sublayer's activations over B*Tq rows; Tk = keys (attention), or 0
- * for the FFN (which then takes u and a), or -1 for a lone LayerNorm */
+ * for the FFN (which then takes u and a), or -1 for a lone LayerNorm.
+ * The attention caches (mc) are laid out last, by tf_acts_layout. */
 static void tf_sub_layout(TfSub *s, TfLayout *L, const TfConfig *c, int Tq, int Tk) {
     const int N = c->B * Tq, D = c->D;
     memset(s, 0, sizeof *s);
@@ -591,8 +595,6 @@ static void tf_sub_layout(TfSub *s, TfLayout *L, const TfConfig *c, int Tq, int 
     if (Tk == 0) {
         s->u = tf_take(L, N * c->F);
         s->a = tf_take(L, N * c->F);
-    } else {
-        s->mc = tf_take(L, c->B * mha_cache_size(Tq, Tk, D, c->H));
     }
 }
 
@@ -616,6 +618,15 @@ static void tf_acts_layout(TfActs *a, TfLayout *L, const TfConfig *c) {
     if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, -1);
     a->logits = tf_take(L, c->B * To * c->V);
     a->probs = tf_take(L, c->B * To * c->V);
+    /* the attention caches last: in the gradient block they are mha_backward's
+     * scratch, which it clears itself, so tf_backward clears only what precedes */
+    L->grad_end = L->off;
+    for (int l = 0; l < c->n_enc; l++)
+        a->es[2 * l].mc = tf_take(L, c->B * mha_cache_size(S, S, D, c->H));
+    for (int l = 0; l < c->n_dec; l++) {
+        a->ds[3 * l].mc = tf_take(L, c->B * mha_cache_size(T, T, D, c->H));
+        a->ds[3 * l + 1].mc = tf_take(L, c->B * mha_cache_size(T, S, D, c->H));
+    }
 }
 
 /* the first stack's output (B,S,D) in a (acts or their gradients) */
@@ -654,7 +665,7 @@ void tf_build(TfModel *m, const TfConfig *c, uint64_t seed) {
     m->gw.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
     m->w.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
     m->gw.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
-    TfLayout L = { NULL, 0, NULL, 0 };          /* count ... */
+    TfLayout L = { NULL, 0, NULL, 0, 0 };          /* count ... */
     tf_weights_layout(&m->w, &L, c);
     m->np = L.off;
     m->nspans = L.nspans;
@@ -663,23 +674,24 @@ void tf_build(TfModel *m, const TfConfig *c, uint64_t seed) {
     m->grads = xcalloc_doubles(m->np);
     m->adam_m = xcalloc_doubles(m->np);
     m->adam_v = xcalloc_doubles(m->np);
-    TfLayout Lp = { m->params, 0, m->spans, 0 };  /* ... then bind */
+    TfLayout Lp = { m->params, 0, m->spans, 0, 0 };  /* ... then bind */
     tf_weights_layout(&m->w, &Lp, c);
-    TfLayout Lg = { m->grads, 0, NULL, 0 };
+    TfLayout Lg = { m->grads, 0, NULL, 0, 0 };
     tf_weights_layout(&m->gw, &Lg, c);
 
     m->a.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
     m->da.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
     m->a.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
     m->da.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
-    TfLayout La = { NULL, 0, NULL, 0 };
+    TfLayout La = { NULL, 0, NULL, 0, 0 };
     tf_acts_layout(&m->a, &La, c);
     m->na = La.off;
+    m->na_grad = La.grad_end;
     m->acts = xcalloc_doubles(m->na);
     m->dacts = xcalloc_doubles(m->na);
-    TfLayout La2 = { m->acts, 0, NULL, 0 };
+    TfLayout La2 = { m->acts, 0, NULL, 0, 0 };
     tf_acts_layout(&m->a, &La2, c);
-    TfLayout Ld = { m->dacts, 0, NULL, 0 };
+    TfLayout Ld = { m->dacts, 0, NULL, 0, 0 };
     tf_acts_layout(&m->da, &Ld, c);
 
     m->pos_sin = NULL;
@@ -826,7 +838,7 @@ void tf_backward(TfModel *m, const TfBatch *b) {
     const int n = b->n, S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
     const int causal = c->arch == TF_DECODER, pre = c->norm == TF_PRE;
     TfActs *a = &m->a, *da = &m->da;
-    memset(m->dacts, 0, sizeof(double) * (size_t)m->na);
+    memset(m->dacts, 0, sizeof(double) * (size_t)m->na_grad);
     /* forward was: loss = (1/count) sum_i CE(logits_i, y_i) */
     double dloss = m->count ? 1.0 / m->count : 0.0;
     for (int i = 0; i < n * To; i++)
@@ -1436,8 +1448,9 @@ static void tf_usage(const char *prog) {
            "  --len L         sequence length, 2..%d (default 10; text archs 32)\n"
            "  --vocab V       symbols + 2 for the tasks, 4..1000 (default 11; encdec only)\n"
            "  --batch B       examples per step, 1..4096 (default 32)\n"
-           "  --steps N       the most training steps, 1..1000000 (default 3000)\n"
-           "  --warmup N      warm-up steps of the learning-rate schedule (default 200)\n"
+           "  --steps N       the most training steps, 1..1000000 (default 3000, stopping\n"
+           "                  at 100%% held-out accuracy; text archs 1000)\n"
+           "  --warmup N      warm-up steps of the learning-rate schedule (default 400)\n"
            "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
            "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
            "  --eval N        held-out examples, 1..100000 (default 256)\n"
@@ -1517,21 +1530,19 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     tf_forward(m, &b);
     char stem[64], what[64];
     if (c->arch == TF_ENCODER) {
-        printf("\na held-out window, masked ('_' or a swapped character), and the model's "
-               "guesses at the masked positions (^ marks them):\n  input   ");
+        printf("\na held-out window as the model sees it ('_' = [MASK]; a masked position may\n"
+               "also hold a random or the original character) and its guesses:\n  input   \"");
         tf_print_tokens(b.src, c->S, c, tx);
-        printf("\n  guess   ");
+        printf("\"\n");
         for (int t = 0; t < c->S; t++) {
+            if (b.y[t] < 0) continue;
             const double *l = m->a.logits + t * c->V;
             int best = 0;
             for (int j = 1; j < c->V; j++) if (l[j] > l[best]) best = j;
-            printf("%c", b.y[t] >= 0 ? tx->vocab[best] : ' ');
+            printf("  position %2d: input '%c', answer '%c', guess '%c'%s\n", t,
+                   tx->vocab[b.src[t]], tx->vocab[b.y[t]], tx->vocab[best],
+                   best == b.y[t] ? "" : "  (wrong)");
         }
-        printf("\n  answer  ");
-        for (int t = 0; t < c->S; t++) printf("%c", b.y[t] >= 0 ? tx->vocab[b.y[t]] : ' ');
-        printf("\n          ");
-        for (int t = 0; t < c->S; t++) printf("%c", b.y[t] >= 0 ? '^' : ' ');
-        printf("\n");
         snprintf(what, sizeof what, "bidirectional self-attention, layer %d", show);
         snprintf(stem, sizeof stem, "encoder-self-L%d", show);
     } else {
@@ -1558,9 +1569,9 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
 int main(int argc, char **argv) {
     TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
                    0.0 };
-    TfRun run = { TASK_COPY, 3000, 200, 1.0, 256, 100, 100, 1 };
+    TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
     long seed = 1, len = -1, vocab = -1, show = -1, task = -1;
-    int experiment = -1, bench = 0;
+    int experiment = -1, bench = 0, steps_given = 0;
     double temperature = 0.8;
     const char *svg = NULL;
     static const char *const experiments[] = { "positions", "heads", "cost", NULL };
@@ -1578,7 +1589,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--len")) len = arg_long(argc, argv, &i, 2, 1000000);
         else if (!strcmp(o, "--vocab")) vocab = arg_long(argc, argv, &i, 4, 1000);
         else if (!strcmp(o, "--batch")) c.B = (int)arg_long(argc, argv, &i, 1, 4096);
-        else if (!strcmp(o, "--steps")) run.steps = (int)arg_long(argc, argv, &i, 1, 1000000);
+        else if (!strcmp(o, "--steps")) {
+            run.steps = (int)arg_long(argc, argv, &i, 1, 1000000);
+            steps_given = 1;
+        }
         else if (!strcmp(o, "--warmup")) run.warmup = (int)arg_long(argc, argv, &i, 1, 1000000);
         else if (!strcmp(o, "--lr-factor")) run.lr_factor = arg_double(argc, argv, &i, 1e-9, 100);
         else if (!strcmp(o, "--smoothing")) c.smoothing = arg_double(argc, argv, &i, 0, 0.5);
@@ -1611,6 +1625,7 @@ int main(int argc, char **argv) {
     TfText tx;
     tf_text_build(&tx);
     if (task >= 0) run.task = (int)task;
+    if (c.arch != TF_ENCDEC && !steps_given) run.steps = 1000;
     if (c.arch == TF_ENCDEC) {
         if (vocab >= 0) c.V = (int)vocab;
         if (len >= 0) c.S = c.T = (int)len;
