@@ -49,8 +49,16 @@ omp: $(SOURCES)
 	@for c in $(CHAPTERS); do \
 	    $(CC) $(CFLAGS) -fopenmp $(WARN) -o $$c-omp $$c.c $(LDLIBS) || exit 1; done
 
+# ---- chapter 3 (transformer.c): the experiments of NOTES.md, chapter 3 ----
+# positions: reverse with --pos none/learned/sin; heads: 1, 2, 4, 8 heads on
+# sort; cost: self-attention time and memory vs length (timings on stdout).
+tf-experiments: transformer
+	./transformer --experiment positions --steps 1500
+	./transformer --experiment heads --task sort --steps 1000
+	./transformer --experiment cost
+
 clean:
 	rm -f attention seq2seq transformer tests tests-sanitize *-omp
 	rm -rf figures-tmp
 
-.PHONY: all run test bench sanitize omp clean
+.PHONY: all run test bench sanitize omp clean tf-experiments
