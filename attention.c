@@ -16,9 +16,14 @@
  *   4. soft vs hard       sampling a position, REINFORCE with a baseline
  *   5. global vs local    local-m (window at t), local-p (predicted p_t)
  *   6. self-attention     Q = XW_q, K = XW_k, V = XW_v; scaled dot-product
- *                         attention with masks; multi-head attention
+ *                         attention with masks; the same in O(T) memory
+ *                         (tiled, online softmax); multi-head attention
  *   7. seeing attention   terminal heatmap, SVG heatmap
- *   8. the tour           main(): runs each section on built-in data
+ *  7b. why sqrt(d_k)?     the experiment behind the scaling (softmax_stats)
+ *  7c. shared             embeddings, copy/reverse/sort data, a timer: used
+ *                         by chapters 2 and 3
+ *   8. the tour           main(): runs each section on built-in data;
+ *                         --bench times the kernels
  *
  * Conventions (the same in every chapter):
  *   - row-major flat arrays of double; a shape comment above every function;
@@ -1379,7 +1384,7 @@ void write_svg_heatmap(const char *path, const char *title, const double *W, int
 }
 
 /* ========================================================================
- * Why divide by sqrt(d_k)? (used by the tour and by the tests)
+ * 7b. why divide by sqrt(d_k)? (used by the tour and by the tests)
  *
  * With q, k of d_k entries ~ N(0,1), q . k has variance d_k: the scores grow
  * like sqrt(d_k), the softmax saturates towards one-hot, and its Jacobian
@@ -1427,7 +1432,7 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
 }
 
 /* ========================================================================
- * Shared by the later chapters: embeddings, toy tasks, a timer
+ * 7c. shared by the later chapters: embeddings, toy tasks, a timer
  * ======================================================================== */
 
 /* out (T,E) = rows tokens[t] of the table (Vocab,E) */
