@@ -327,14 +327,17 @@ typedef struct {
     int step;                             /* Adam steps taken */
 } S2sModel;
 
-/* Append one tensor to the table; returns its offset. */
-static int s2s_push(S2sModel *m, int *off, const char *name, int n, double init) {
-    if (m->nt >= S2S_MAX_TENSORS) { fprintf(stderr, "seq2seq: size table full\n"); exit(1); }
-    S2sTensor *t = &m->tensors[m->nt++];
+/* Append one tensor to a size table tab of *nt entries; returns its offset. */
+static int s2s_push_tensor(S2sTensor *tab, int *nt, int *off, const char *name, int n,
+                           double init) {
+    if (*nt >= S2S_MAX_TENSORS) { fprintf(stderr, "seq2seq: size table full\n"); exit(1); }
+    S2sTensor *t = &tab[(*nt)++];
     t->name = name; t->offset = *off; t->n = n; t->init = init;
     *off += n;
     return t->offset;
 }
+#define s2s_push(m, off, name, n, init) \
+    s2s_push_tensor((m)->tensors, &(m)->nt, (off), (name), (n), (init))
 
 /* Fill the size table from m->cfg; returns the number of parameters. The
  * order of the entries is the order of the parameter block. */
@@ -1237,12 +1240,14 @@ double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, dou
 /* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
 double s2s_lr_at(double lr, int s, int n) { return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1)); }
 
-/* Train on fresh batches of the task's training split. Progress (step,
- * loss, teacher-forced token accuracy) to stdout; speed and time left to
- * stderr (they differ run to run). Returns the mean loss of the last log
- * window. */
+/* Train on fresh batches of the task's training split. Every log_every
+ * steps (if > 0) a progress line: step, mean loss and teacher-forced token
+ * accuracy of the window to stdout; speed and time left to stderr (they
+ * differ run to run). Returns the mean loss of the last window (a tenth of
+ * the steps when silent). */
 double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
                  const S2sTrainConfig *tc) {
+    const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
     double t0 = seconds(), wloss = 0.0, last = 0.0;
     long wtok = 0, wok = 0, alltok = 0;
     int wn = 0;
@@ -1250,19 +1255,19 @@ double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *
         s2s_batch_sample(bt, rng, tk);
         wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
         wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
-        if (tc->log_every && (s % tc->log_every == 0 || s == tc->steps)) {
+        if (s % window != 0 && s != tc->steps) continue;
+        last = wloss / wn;
+        if (tc->log_every) {
             double el = seconds() - t0;
-            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, wloss / wn,
+            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, last,
                    100.0 * wok / (wtok ? wtok : 1));
             fflush(stdout);
             fprintf(stderr, "             %.0f tokens/s, %.1f s elapsed, %.1f s left\n",
                     alltok / (el > 0 ? el : 1e-9), el, el / s * (tc->steps - s));
         }
-        if (tc->log_every && (s % tc->log_every == 0 || s == tc->steps)) {
-            last = wloss / wn; wloss = 0.0; wtok = wok = 0; wn = 0;
-        }
+        wloss = 0.0; wtok = wok = 0; wn = 0;
     }
-    return wn ? wloss / wn : last;
+    return last;
 }
 
 /* One line naming the model into buf (n chars), e.g.
@@ -1288,6 +1293,216 @@ const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
 /* name of the task, for messages */
 const char *s2s_task_name(int task) { return s2s_task_names[task]; }
 const char *s2s_attention_name(int attention) { return s2s_attention_names[attention]; }
+
+/* ========================================================================
+ * 9. pooling: one vector from all the RNN states, for classification
+ *
+ * The notes' "LSTM + attention": to classify a sequence from its states
+ * h_1 .. h_T an RNN can
+ *   last       r = h_T                 (what is left at the end)
+ *   mean       r = (1/T) sum_t h_t     (every step the same weight)
+ *   attention  e_t = v . tanh(W u + U h_t),  a = softmax(e),  r = sum_t a_t h_t
+ *              with u a learned query ("which step matters?")
+ * then logits = r Wo + bo. The attention is attention.c's additive score and
+ * attend_forward(), with keys = values = the states. The toy task: the label
+ * is the symbol at position 2 of a long sequence, so what matters is far
+ * from the end and diluted in the mean.
+ * ======================================================================== */
+
+enum { POOL_LAST, POOL_MEAN, POOL_ATTENTION };
+static const char *const pool_names[] = { "last", "mean", "attention", NULL };
+
+typedef struct {
+    int pool;              /* POOL_LAST | POOL_MEAN | POOL_ATTENTION */
+    int cell;              /* CELL_* */
+    int V, E, H, A, C;     /* vocabulary, embedding, hidden, score hidden, classes */
+} PoolConfig;
+
+typedef struct {
+    double *emb;    /* (V,E) */
+    S2sCell enc;    /* the RNN, input E */
+    double *u;      /* (H) attention: the learned query */
+    Score score;    /* attention: additive, Dq = Dk = H */
+    double *Wo, *bo; /* (H,C), (C) */
+} PoolWeights;
+
+typedef struct {
+    PoolConfig cfg;
+    int num_params, nt;
+    S2sTensor tensors[S2S_MAX_TENSORS];
+    double *params, *grads, *m, *v;  /* (num_params) each */
+    PoolWeights w, g;                /* views into params and grads */
+    int step;
+} PoolModel;
+
+/* The activations of one batch of B sequences of length T (no padding). */
+typedef struct {
+    int B, T;
+    double *x;        /* (T,B,E) embeddings */
+    double *h, *c, *k; /* (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) cell caches */
+    double *hs;       /* (B,T,H) the states batch-major: keys and values */
+    double *Kp;       /* (B,T,A) prepared keys U h_t */
+    double *att;      /* (B,T) attention weights */
+    double *sc;       /* (B,(T+1)A) score caches */
+    double *r;        /* (B,H) the pooled vector */
+    double *logits, *probs; /* (B,C) each */
+    double *zero;     /* (B,H) the initial state */
+    double *work;     /* (B*8H + 2T) scratch */
+} PoolActs;
+
+void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    int off = 0, G = cell_gates(c->cell) * c->H;
+    double s = 1.0 / sqrt((double)c->H);
+    s2s_push(m, &off, "emb", c->V * c->E, 1.0);
+    s2s_push(m, &off, "enc.Wx", c->E * G, s);
+    s2s_push(m, &off, "enc.Wh", c->H * G, s);
+    s2s_push(m, &off, "enc.bx", G, s);
+    s2s_push(m, &off, "enc.bh", G, s);
+    if (c->pool == POOL_ATTENTION) {
+        s2s_push(m, &off, "u", c->H, 1.0);
+        s2s_push(m, &off, "score.W", c->H * c->A, s);   /* W, U, v: score_bind order */
+        s2s_push(m, &off, "score.U", c->H * c->A, s);
+        s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
+    }
+    s2s_push(m, &off, "Wo", c->H * c->C, s);
+    s2s_push(m, &off, "bo", c->C, s);
+    m->num_params = off;
+    m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
+    m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
+    for (int i = 0; i < m->nt; i++)
+        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
+                         -m->tensors[i].init, m->tensors[i].init);
+    PoolWeights *ws[2] = { &m->w, &m->g };
+    double *mem[2] = { m->params, m->grads };
+    for (int k = 0; k < 2; k++) {
+        double *p = mem[k];
+        memset(ws[k], 0, sizeof *ws[k]);
+        ws[k]->emb = p; p += c->V * c->E;
+        cell_bind(&ws[k]->enc, p, c->cell, c->E, c->H); p += cell_num_params(c->cell, c->E, c->H);
+        if (c->pool == POOL_ATTENTION) {
+            ws[k]->u = p; p += c->H;
+            score_bind(&ws[k]->score, p, SCORE_ADDITIVE, c->H, c->H, c->A);
+            p += score_num_params(SCORE_ADDITIVE, c->H, c->H, c->A);
+        }
+        ws[k]->Wo = p; ws[k]->bo = p + c->H * c->C;
+    }
+}
+
+void pool_free(PoolModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
+
+/* Bind a (NULL mem: count only) for B sequences of length T; returns doubles. */
+int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) {
+    const int H = c->H, lstm = c->cell == CELL_LSTM, att = c->pool == POOL_ATTENTION;
+    int off = 0;
+    PoolActs dummy;
+    if (!a) a = &dummy;
+#define S2S_TAKE(field, n, cond) \
+    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
+    a->B = B; a->T = T;
+    S2S_TAKE(x, T * B * c->E, 1);
+    S2S_TAKE(h, T * B * H, 1);
+    S2S_TAKE(c, T * B * H, lstm);
+    S2S_TAKE(k, T * B * cell_cache_size(c->cell, H), 1);
+    S2S_TAKE(hs, B * T * H, att);
+    S2S_TAKE(Kp, B * T * c->A, att);
+    S2S_TAKE(att, B * T, att);
+    S2S_TAKE(sc, B * (T + 1) * c->A, att);
+    S2S_TAKE(r, B * H, 1);
+    S2S_TAKE(logits, B * c->C, 1);
+    S2S_TAKE(probs, B * c->C, 1);
+    S2S_TAKE(zero, B * H, 1);
+    S2S_TAKE(work, B * 8 * H + 2 * T, 1);
+#undef S2S_TAKE
+    return off;
+}
+
+/* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
+ * activation (bound by the caller with pool_acts_bind). */
+double pool_forward(PoolActs *a, const int *tokens, const int *labels, const PoolModel *m) {
+    const PoolConfig *c = &m->cfg;
+    const PoolWeights *w = &m->w;
+    const int B = a->B, T = a->T, H = c->H, BH = B * H, cs = B * cell_cache_size(c->cell, H);
+    memset(a->zero, 0, sizeof(double) * (size_t)BH);
+    embedding_forward(a->x, tokens, w->emb, T * B, c->E);
+    for (int t = 0; t < T; t++)
+        cell_forward(a->h + t * BH, a->c ? a->c + t * BH : NULL, a->k + t * cs,
+                     a->x + t * B * c->E, t ? a->h + (t - 1) * BH : a->zero,
+                     a->c ? (t ? a->c + (t - 1) * BH : a->zero) : NULL, NULL, &w->enc, B);
+    if (c->pool == POOL_LAST) {
+        memcpy(a->r, a->h + (T - 1) * BH, sizeof(double) * (size_t)BH);
+    } else if (c->pool == POOL_MEAN) {
+        for (int i = 0; i < BH; i++) a->r[i] = 0.0;
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < BH; i++) a->r[i] += a->h[t * BH + i] / T;
+    } else {
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                memcpy(a->hs + (b * T + t) * H, a->h + t * BH + b * H, sizeof(double) * (size_t)H);
+        score_keys_forward(a->Kp, a->hs, B * T, &w->score);
+        for (int b = 0; b < B; b++)
+            attend_forward(a->r + b * H, a->att + b * T, a->sc + b * (T + 1) * c->A, w->u,
+                           a->Kp + b * T * c->A, a->hs + b * T * H, NULL, T, H, &w->score);
+    }
+    linear_forward(a->logits, a->r, w->Wo, w->bo, B, H, c->C);
+    double loss = 0.0;
+    for (int b = 0; b < B; b++)
+        loss += cross_entropy_forward(a->probs + b * c->C, a->logits + b * c->C, labels[b], c->C, 0.0);
+    return loss / B;
+}
+
+/* Backward of pool_forward: adds into m->grads; g is a second PoolActs
+ * bound like a, for the activation gradients (cleared here). */
+void pool_backward(PoolModel *m, PoolActs *g, const PoolActs *a, const int *tokens,
+                   const int *labels) {
+    const PoolConfig *c = &m->cfg;
+    const PoolWeights *w = &m->w;
+    PoolWeights *gw = &m->g;
+    const int B = a->B, T = a->T, H = c->H, BH = B * H, cs = B * cell_cache_size(c->cell, H);
+    memset(g->x, 0, sizeof(double) * (size_t)pool_acts_bind(NULL, NULL, c, B, T));
+    for (int b = 0; b < B; b++)      /* forward was: loss = (1/B) sum_b CE */
+        cross_entropy_backward(g->logits + b * c->C, 1.0 / B, a->probs + b * c->C, labels[b],
+                               c->C, 0.0);
+    linear_backward(g->r, gw->Wo, gw->bo, g->logits, a->r, w->Wo, B, H, c->C);
+    if (c->pool == POOL_LAST) {      /* forward was: r = h_T */
+        for (int i = 0; i < BH; i++) g->h[(T - 1) * BH + i] += g->r[i];
+    } else if (c->pool == POOL_MEAN) { /* forward was: r = (1/T) sum_t h_t */
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < BH; i++) g->h[t * BH + i] += g->r[i] / T;
+    } else {                         /* forward was: r = attend(u, U h_t, h_t) */
+        for (int b = 0; b < B; b++)
+            attend_backward(gw->u, g->Kp + b * T * c->A, g->hs + b * T * H, &gw->score,
+                            g->r + b * H, w->u, a->Kp + b * T * c->A, a->hs + b * T * H,
+                            a->att + b * T, a->sc + b * (T + 1) * c->A, T, H, &w->score,
+                            a->work + B * 8 * H);
+        score_keys_backward(g->hs, &gw->score, g->Kp, a->hs, B * T, &w->score);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < H; j++) g->h[t * BH + b * H + j] += g->hs[(b * T + t) * H + j];
+    }
+    for (int t = T - 1; t >= 0; t--)
+        cell_backward(g->x + t * B * c->E, t ? g->h + (t - 1) * BH : g->zero,
+                      a->c ? (t ? g->c + (t - 1) * BH : g->zero) : NULL, &gw->enc,
+                      g->h + t * BH, a->c ? g->c + t * BH : NULL, a->x + t * B * c->E,
+                      t ? a->h + (t - 1) * BH : a->zero,
+                      a->c ? (t ? a->c + (t - 1) * BH : a->zero) : NULL, a->k + t * cs, NULL,
+                      &w->enc, B, a->work);
+    embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
+}
+
+/* The pooling task: tokens (T,B) random symbols, labels (B) = the symbol at
+ * position 1 (the second), as a class 0..C-1; held-out split as in section 6. */
+void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int heldout) {
+    int seq[64];
+    for (int b = 0; b < B; b++) {
+        do {
+            for (int t = 0; t < T; t++) seq[t] = S2S_FIRST + rng_int(r, C);
+        } while (s2s_heldout(seq, T) != heldout);
+        for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
+        labels[b] = seq[1] - S2S_FIRST;
+    }
+}
 
 /* ========================================================================
  * 10. experiments: the length bottleneck, pooling, speed
@@ -1317,7 +1532,7 @@ static void s2s_usage(const char *prog) {
            "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.\n"
            "\n"
            "  --task T         copy | reverse | sort | date        (default reverse)\n"
-           "  --len N          longest source, 1..40 (copy/reverse/sort; default 10)\n"
+           "  --len N          longest source, 1..60 (copy/reverse/sort; default 10)\n"
            "  --min-len N      shortest source, 1..len (default: = len)\n"
            "  --vocab V        vocabulary incl. 3 specials, 5..64 (copy/reverse/sort; default 16)\n"
            "  --attention A    none | bahdanau | luong             (default luong)\n"
@@ -1375,8 +1590,8 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         given[k] = 1;
         switch (k) {
         case O_TASK:   tk.task = arg_choice(argc, argv, &i, s2s_task_names); break;
-        case O_LEN:    tk.max_len = (int)arg_long(argc, argv, &i, 1, 40); break;
-        case O_MINLEN: tk.min_len = (int)arg_long(argc, argv, &i, 1, 40); break;
+        case O_LEN:    tk.max_len = (int)arg_long(argc, argv, &i, 1, 60); break;
+        case O_MINLEN: tk.min_len = (int)arg_long(argc, argv, &i, 1, 60); break;
         case O_VOCAB:  tk.V = (int)arg_long(argc, argv, &i, 5, 64); break;
         case O_ATT:    c.attention = arg_choice(argc, argv, &i, s2s_attention_names); break;
         case O_SCORE:  score = arg_choice(argc, argv, &i, s2s_luong_scores); break;
@@ -1443,8 +1658,14 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         tk.min_len = 6; tk.max_len = 7; tk.V = S2S_DATE_V;
     } else {
         if (o->experiment == S2S_EXP_LENGTH) {   /* the experiment's own defaults */
-            if (!given[O_LEN]) tk.max_len = 30;
+            if (!given[O_LEN]) tk.max_len = 44;
             if (!given[O_MINLEN]) tk.min_len = 5;
+            if (!given[O_STEPS]) tr.steps = 1200;
+        }
+        if (o->experiment == S2S_EXP_POOLING) {
+            if (!given[O_LEN]) tk.max_len = 60;
+            if (!given[O_CELL]) c.cell = CELL_RNN;
+            if (tk.max_len < 2) s2s_die(P, " must be at least 2 for --experiment pooling", "--len");
         }
         if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
         if (tk.min_len > tk.max_len) {
@@ -1562,7 +1783,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
     int Tmax, Nmax;
     s2s_task_dims(tk, &Tmax, &Nmax);
     int atts[3] = { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
-    int ok[3][41], n[3][41];
+    int ok[3][61], n[3][61];
     memset(ok, 0, sizeof ok); memset(n, 0, sizeof n);
     printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
            "hidden %d, seed %ld\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
@@ -1614,6 +1835,63 @@ static void s2s_experiment_length(const S2sOptions *o) {
         else snprintf(lab, sizeof lab, "%d-%d", lo, hi);
         printf("  %-8s | %8.1f%% | %8.1f%% | %8.1f%% | %d\n", lab, a[0], a[1], a[2], cnt);
     }
+}
+
+/* Last vs mean vs attention pooling on the pooling task (section 9). */
+static void s2s_experiment_pooling(const S2sOptions *o) {
+    const int T = o->task.max_len, C = 4, B = o->batch, NT = 1000;
+    printf("the pooling experiment: classify a sequence of %d symbols (of %d) by its "
+           "symbol at position 2;\n%s cells, hidden %d, %d steps of %d, seed %ld; chance "
+           "is %.0f%%\n", T, C, cell_names[o->cfg.cell], o->cfg.H, o->train.steps, B, o->seed,
+           100.0 / C);
+    int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
+    int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
+    for (int p = POOL_LAST; p <= POOL_ATTENTION; p++) {
+        PoolConfig c = { p, o->cfg.cell, S2S_FIRST + C, o->cfg.E, o->cfg.H, o->cfg.H, C };
+        Rng r, rt;
+        rng_seed(&r, (uint64_t)o->seed);
+        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);
+        pool_task_batch(tok, lab, &rt, NT, T, C, 1);
+        PoolModel m;
+        pool_build(&m, &c, &r);
+        int cap = pool_acts_bind(NULL, NULL, &c, NT, T);
+        double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
+        PoolActs a, g;
+        double t0 = seconds(), loss = 0.0;
+        for (int s = 1; s <= o->train.steps; s++) {
+            pool_task_batch(btok, blab, &r, B, T, C, 0);
+            pool_acts_bind(&a, amem, &c, B, T);
+            pool_acts_bind(&g, gmem, &c, B, T);
+            memset(m.grads, 0, sizeof(double) * (size_t)m.num_params);
+            double l = pool_forward(&a, btok, blab, &m);
+            if (s > o->train.steps - 50) loss += l / 50;
+            pool_backward(&m, &g, &a, btok, blab);
+            if (o->train.clip > 0) clip_grad_norm(m.grads, m.num_params, o->train.clip);
+            m.step++;
+            adam_update(m.params, m.grads, m.m, m.v, m.num_params, m.step,
+                        s2s_lr_at(o->train.lr, s, o->train.steps), 0.9, 0.999, 1e-8, 0.0);
+        }
+        pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
+        pool_forward(&a, tok, lab, &m);
+        int ok = 0;
+        double w1 = 0.0;
+        for (int b = 0; b < NT; b++) {
+            const double *pr = a.probs + b * C;
+            int best = 0;
+            for (int k = 1; k < C; k++) if (pr[k] > pr[best]) best = k;
+            ok += best == lab[b];
+            if (a.att) w1 += a.att[b * T + 1] / NT;
+        }
+        printf("  %-9s held-out accuracy %5.1f%%  (final training loss %.3f)", pool_names[p],
+               100.0 * ok / NT, loss > 0 ? loss : 0.0);
+        if (a.att) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
+                          1.0 / T);
+        printf("\n");
+        fflush(stdout);
+        fprintf(stderr, "  (%s: %.1f s)\n", pool_names[p], seconds() - t0);
+        free(amem); free(gmem); pool_free(&m);
+    }
+    free(tok); free(lab); free(btok); free(blab);
 }
 
 /* median of n doubles (sorts x) */
@@ -1701,6 +1979,7 @@ int main(int argc, char **argv) {
     s2s_parse(&o, argc, argv);
     if (o.bench) s2s_bench();
     else if (o.experiment == S2S_EXP_LENGTH) s2s_experiment_length(&o);
+    else if (o.experiment == S2S_EXP_POOLING) s2s_experiment_pooling(&o);
     else s2s_main_run(&o);
     return 0;
 }

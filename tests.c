@@ -1257,11 +1257,61 @@ static void s2s_test_training(Tally *t) {
     s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
 }
 
+/* ---- chapter 2: pooling for classification ------------------------------- */
+
+typedef struct {
+    PoolModel m;
+    PoolActs a, g;
+    int tokens[5 * 2], labels[2];
+} S2sPoolCtx;
+
+static double s2s_pool_loss(void *ctx) {
+    S2sPoolCtx *k = ctx;
+    return pool_forward(&k->a, k->tokens, k->labels, &k->m);
+}
+
+static void s2s_pool_grad(void *ctx) {
+    S2sPoolCtx *k = ctx;
+    pool_forward(&k->a, k->tokens, k->labels, &k->m);
+    pool_backward(&k->m, &k->g, &k->a, k->tokens, k->labels);
+}
+
+static void s2s_test_pooling(Tally *t) {
+    enum { B = 2, T = 5 };
+    for (int p = POOL_LAST; p <= POOL_ATTENTION; p++) {
+        PoolConfig c = { p, p == POOL_MEAN ? CELL_LSTM : CELL_GRU, 7, 3, 4, 3, 4 };
+        S2sPoolCtx k;
+        Rng r;
+        rng_seed(&r, 17);
+        pool_build(&k.m, &c, &r);
+        for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 2.0;
+        int n = pool_acts_bind(NULL, NULL, &c, B, T);
+        double *amem = xcalloc_doubles(n), *gmem = xcalloc_doubles(n);
+        pool_acts_bind(&k.a, amem, &c, B, T);
+        pool_acts_bind(&k.g, gmem, &c, B, T);
+        pool_task_batch(k.tokens, k.labels, &r, B, T, 4, 0);
+        Tensor ts[S2S_MAX_TENSORS];
+        for (int i = 0; i < k.m.nt; i++) {
+            ts[i].name = k.m.tensors[i].name;
+            ts[i].x = k.m.params + k.m.tensors[i].offset;
+            ts[i].g = k.m.grads + k.m.tensors[i].offset;
+            ts[i].n = k.m.tensors[i].n;
+        }
+        Differentiable f = { s2s_pool_loss, s2s_pool_grad, &k };
+        char what[96];
+        snprintf(what, sizeof what, "%s pooling classifier (%s cells), whole model, %d tensors",
+                 pool_names[p], cell_names[c.cell], k.m.nt);
+        check_grad(t, what, f, ts, k.m.nt, 1e-6);
+        free(amem); free(gmem); pool_free(&k.m);
+    }
+}
+
 static void tests_seq2seq(Tally *t) {
     s2s_test_cells(t);
     s2s_test_models(t);
     s2s_test_padding(t);
     s2s_test_beam(t);
+    s2s_test_pooling(t);
     s2s_test_training(t);
 }
 
