@@ -931,7 +931,20 @@ static const char tf_text_raw[] =
     "the cosine give each position its own pattern, and a learned table can do "
     "the same. the cost of attention grows with the square of the length, "
     "because every query looks at every key. the query asks, the key answers, "
-    "the value is read, and the layer passes it on. ";
+    "the value is read, and the layer passes it on. "
+    "a word on its own means little; a word among other words means more. the "
+    "first layer sees words, the next layer sees words that have read their "
+    "neighbours, and the last layer sees words that know the whole sentence. "
+    "the decoder asks the encoder a question at every step: which source word "
+    "should i read now? when the task is to copy, the answer is the word at the "
+    "same place. when the task is to reverse, the answer is the word at the "
+    "other end. when the task is to sort, the answer is the smallest word that "
+    "has not been used. each of these is a pattern of weights that one can draw "
+    "as a picture, one row for each query and one column for each key. "
+    "training is slow at first and then fast. the rate of learning rises for a "
+    "while and then falls, so that the early steps do not throw the model off "
+    "its path. the loss is the surprise of the model at the right answer, and "
+    "a smoothed target keeps the model from being too sure of itself. ";
 
 /* The text as tokens. vocab[k] is the character of token k ('_' = mask). */
 typedef struct {
@@ -1449,7 +1462,7 @@ static void tf_usage(const char *prog) {
            "  --vocab V       symbols + 2 for the tasks, 4..1000 (default 11; encdec only)\n"
            "  --batch B       examples per step, 1..4096 (default 32)\n"
            "  --steps N       the most training steps, 1..1000000 (default 3000, stopping\n"
-           "                  at 100%% held-out accuracy; text archs 1000)\n"
+           "                  at 100%% held-out accuracy; encoder 1000, decoder 300)\n"
            "  --warmup N      warm-up steps of the learning-rate schedule (default 400)\n"
            "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
            "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
@@ -1571,7 +1584,7 @@ int main(int argc, char **argv) {
                    0.0 };
     TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
     long seed = 1, len = -1, vocab = -1, show = -1, task = -1;
-    int experiment = -1, bench = 0, steps_given = 0;
+    int experiment = -1, bench = 0, steps_given = 0, temperature_given = 0;
     double temperature = 0.8;
     const char *svg = NULL;
     static const char *const experiments[] = { "positions", "heads", "cost", NULL };
@@ -1599,7 +1612,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--eval")) run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000);
         else if (!strcmp(o, "--eval-every")) run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000);
         else if (!strcmp(o, "--show-layer")) show = arg_long(argc, argv, &i, 1, 16);
-        else if (!strcmp(o, "--temperature")) temperature = arg_double(argc, argv, &i, 0, 10);
+        else if (!strcmp(o, "--temperature")) {
+            temperature = arg_double(argc, argv, &i, 0, 10);
+            temperature_given = 1;
+        }
         else if (!strcmp(o, "--svg")) svg = arg_path(argc, argv, &i);
         else if (!strcmp(o, "--seed")) seed = arg_long(argc, argv, &i, 0, 2147483647L);
         else if (!strcmp(o, "--experiment")) experiment = arg_choice(argc, argv, &i, experiments);
@@ -1611,6 +1627,11 @@ int main(int argc, char **argv) {
     if (c.arch != TF_ENCDEC && (task >= 0 || vocab >= 0)) {
         fprintf(stderr, "%s: --task and --vocab apply to --arch encdec only (the text archs "
                 "use the built-in text and its characters)\n", argv[0]);
+        return 2;
+    }
+    if (temperature_given && c.arch != TF_DECODER) {
+        fprintf(stderr, "%s: --temperature applies to --arch decoder only (the one that "
+                "samples)\n", argv[0]);
         return 2;
     }
     if ((experiment >= 0 || bench) && c.arch != TF_ENCDEC) {
@@ -1625,7 +1646,7 @@ int main(int argc, char **argv) {
     TfText tx;
     tf_text_build(&tx);
     if (task >= 0) run.task = (int)task;
-    if (c.arch != TF_ENCDEC && !steps_given) run.steps = 1000;
+    if (c.arch != TF_ENCDEC && !steps_given) run.steps = c.arch == TF_ENCODER ? 1000 : 300;
     if (c.arch == TF_ENCDEC) {
         if (vocab >= 0) c.V = (int)vocab;
         if (len >= 0) c.S = c.T = (int)len;
@@ -1657,6 +1678,18 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (show < 0) show = c.n_enc;
+    if (svg) {                                  /* fail now, not after training */
+        char probe[1024];
+        snprintf(probe, sizeof probe, "%s/.transformer-probe", svg);
+        FILE *f = fopen(probe, "w");
+        if (!f) {
+            fprintf(stderr, "%s: --svg %s: cannot write into that directory (%s); give an "
+                    "existing, writable directory\n", argv[0], svg, strerror(errno));
+            return 2;
+        }
+        fclose(f);
+        remove(probe);
+    }
     run.seed = (uint64_t)seed;
     if (experiment == 0) { tf_experiment_positions(&c, &run, (uint64_t)seed); return 0; }
     if (experiment == 1) { tf_experiment_heads(&c, &run, (uint64_t)seed, svg); return 0; }
