@@ -1785,7 +1785,6 @@ static void tf_test_leaks(Tally *t, Rng *r) {
           "%.4f of positions chosen (0.15 +- 0.01), %.4f of them [MASK] (0.80 +- 0.03), "
           "unchosen tokens untouched", rate, mrate);
     free(l0);
-    free(tx.ids);
 }
 
 /* -- schedule, config, training ------------------------------------------------- */

@@ -949,20 +949,19 @@ static const char tf_text_raw[] =
 /* The text as tokens. vocab[k] is the character of token k ('_' = mask). */
 typedef struct {
     int n;             /* characters in the text */
-    int *ids;          /* (n) token of each character */
+    int ids[sizeof tf_text_raw];   /* (n) token of each character */
     char vocab[64];    /* (V) characters, token 0 = '_' (mask) */
     int V;
 } TfText;
 
 void tf_text_build(TfText *tx) {
     tx->n = (int)strlen(tf_text_raw);
-    tx->ids = xmalloc(sizeof(int) * (size_t)tx->n);
     tx->V = 1;
     tx->vocab[0] = '_';
     for (int i = 0; i < tx->n; i++) {
         int k = 0;
         while (k < tx->V && tx->vocab[k] != tf_text_raw[i]) k++;
-        if (k == tx->V) tx->vocab[tx->V++] = tf_text_raw[i];   /* 30 characters fit */
+        if (k == tx->V && tx->V < 63) tx->vocab[tx->V++] = tf_text_raw[i];  /* 31 are used */
         tx->ids[i] = k;
     }
     tx->vocab[tx->V] = '\0';
@@ -1691,10 +1690,13 @@ int main(int argc, char **argv) {
         remove(probe);
     }
     run.seed = (uint64_t)seed;
-    if (experiment == 0) { tf_experiment_positions(&c, &run, (uint64_t)seed); return 0; }
-    if (experiment == 1) { tf_experiment_heads(&c, &run, (uint64_t)seed, svg); return 0; }
-    if (experiment == 2) { tf_experiment_cost((uint64_t)seed); return 0; }
-    if (bench) { tf_bench(&c, &run); return 0; }
+    if (experiment >= 0 || bench) {
+        if (experiment == 0) tf_experiment_positions(&c, &run, (uint64_t)seed);
+        if (experiment == 1) tf_experiment_heads(&c, &run, (uint64_t)seed, svg);
+        if (experiment == 2) tf_experiment_cost((uint64_t)seed);
+        if (bench) tf_bench(&c, &run);
+        return 0;
+    }
 
     printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
            "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %ld\n",
@@ -1709,7 +1711,6 @@ int main(int argc, char **argv) {
     if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, svg);
     else tf_main_text(&m, &run, &tx, (int)show, temperature, svg);
     tf_free(&m);
-    free(tx.ids);
     return 0;
 }
 #endif /* TF_MAIN */
