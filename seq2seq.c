@@ -1762,8 +1762,11 @@ static void s2s_main_run(const S2sOptions *o) {
         for (int j = 0; j < C; j++)
             cols[j] = strcpy(cl[j], s2s_token_name(nb, tk->task, test.src[j]));
         printf("\n");
-        print_heatmap(stdout, "alignment of example 1 (row: output token, column: source "
-                      "token; each row sums to 1)", W, R, C, rows, cols);
+        print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
+                      ? "alignment of example 1 (row: output token, column: source token; "
+                        "window softmax times the Gaussian)"
+                      : "alignment of example 1 (row: output token, column: source token; "
+                        "each row sums to 1)", W, R, C, rows, cols);
         if (o->svg) {
             write_svg_heatmap(o->svg, desc, W, R, C, rows, cols);
             printf("  wrote %s\n", o->svg);
