@@ -57,8 +57,15 @@ tf-experiments: transformer
 	./transformer --experiment heads --task sort --steps 1000
 	./transformer --experiment cost
 
+# ---- chapter 2 (seq2seq.c): the experiments of NOTES.md, chapter 2 ----
+# length: none vs bahdanau vs luong, exact accuracy by source length (about
+# 3 minutes on one core); pooling: last vs mean vs attention pooling.
+s2s-experiments: seq2seq
+	./seq2seq --experiment length
+	./seq2seq --experiment pooling
+
 clean:
 	rm -f attention seq2seq transformer tests tests-sanitize *-omp
 	rm -rf figures-tmp
 
-.PHONY: all run test bench sanitize omp clean tf-experiments
+.PHONY: all run test bench sanitize omp clean tf-experiments s2s-experiments
