@@ -1077,8 +1077,7 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
                 toks += c->T; seq_ok += all; seqs++;
             }
         } else {
-            int k = tx->n - tf_text_split(tx) - c->S - 1;   /* a window fits? */
-            if (k < 0) break;
+            if (tx->n - tf_text_split(tx) < c->S + 2) break;   /* no window fits */
             tf_text_batch(&b, NULL, &mr, tx, tf_text_split(tx), tx->n, c);
             loss += tf_forward(m, &b);
             int cnt;
@@ -1240,8 +1239,7 @@ static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const Tf
     char buf[16];
     for (int t = 0; t < len; t++) {
         tf_label(buf, sizeof buf, tok[t], c, tx);
-        printf(c->arch == TF_ENCDEC ? "%s%s" : "%s%s", c->arch == TF_ENCDEC && t ? " " : "",
-               buf);
+        printf("%s%s", c->arch == TF_ENCDEC && t ? " " : "", buf);
     }
 }
 
@@ -1274,8 +1272,8 @@ static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, cons
     free(rl); free(cl); free(rp); free(cp);
 }
 
-/* Configure, build and train one encdec model quietly; returns the held-out
- * evaluation (used by the experiments). The caller frees m. */
+/* Build and train one encdec model quietly; returns the held-out evaluation
+ * and the steps taken (*steps). The caller frees m with tf_free. */
 static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint64_t seed,
                            int *steps) {
     TfEval ev;
