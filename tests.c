@@ -1306,7 +1306,62 @@ static void s2s_test_pooling(Tally *t) {
     }
 }
 
+/* ---- chapter 2: the candidates for attention.c ----------------------------- */
+
+static void s2s_test_candidates(Tally *t) {
+    /* the vectorisable tanh against libm, relative error, over many scales */
+    enum { N = 20001 };
+    double *x = xcalloc_doubles(N), *y = xcalloc_doubles(N);
+    for (int i = 0; i < N; i++) {
+        double u = (i - N / 2) / (double)(N / 2);            /* -1 .. 1 */
+        x[i] = u * pow(10.0, 6.0 * fabs(u) - 4.0) * 3.0;      /* 3e-4 .. 3e2, both signs */
+    }
+    x[0] = 0.0; x[1] = -1e-300; x[2] = 5e-324; x[3] = 19.0; x[4] = -0.34657359;
+    tanh_vec_forward(y, x, N);
+    double worst = 0.0;
+    for (int i = 0; i < N; i++) {
+        double ref = tanh(x[i]), err = ref != 0 ? fabs(y[i] - ref) / fabs(ref) : fabs(y[i]);
+        if (err > worst) worst = err;
+    }
+    check(t, worst <= 8.9e-16, "tanh_vec_forward vs libm tanh on %d points from 1e-300 to 300: "
+          "max relative error %.2e <= 4 ulp (8.9e-16)", N, worst);
+    free(x); free(y);
+    /* the additive score and its backward against attention.c's */
+    for (int kind = SCORE_ADDITIVE; kind <= SCORE_CONCAT; kind++) {
+        enum { T = 5, Dq = 3, Dk = 4, A = 6 };
+        Rng r;
+        rng_seed(&r, 23);
+        int np = score_num_params(kind, Dq, Dk, A);
+        double P[128], G1[128], G2[128], q[Dq], K[T * Dk], Kp[T * A], e1[T], e2[T];
+        double c1[(T + 1) * A], c2[(T + 1) * A], de[T], dq1[Dq], dq2[Dq], dK1[T * A], dK2[T * A], w[A];
+        Score s, g1, g2;
+        rng_fill_normal(&r, P, np, 0.7);
+        rng_fill_normal(&r, q, Dq, 1.0);
+        rng_fill_normal(&r, K, T * Dk, 1.0);
+        rng_fill_normal(&r, de, T, 1.0);
+        memset(G1, 0, sizeof G1); memset(G2, 0, sizeof G2);
+        memset(dq1, 0, sizeof dq1); memset(dq2, 0, sizeof dq2);
+        memset(dK1, 0, sizeof dK1); memset(dK2, 0, sizeof dK2);
+        score_bind(&s, P, kind, Dq, Dk, A);
+        score_bind(&g1, G1, kind, Dq, Dk, A);
+        score_bind(&g2, G2, kind, Dq, Dk, A);
+        score_keys_forward(Kp, K, T, &s);
+        score_forward(e1, c1, q, Kp, T, &s);
+        additive_score_forward(e2, c2, q, Kp, T, &s);
+        score_backward(dq1, dK1, &g1, de, q, Kp, c1, T, &s);
+        additive_score_backward(dq2, dK2, &g2, de, q, c2, T, &s, w);
+        double d = rel_error(e2, e1, T);
+        double dg = rel_error(G2, G1, np), dqe = rel_error(dq2, dq1, Dq), dk = rel_error(dK2, dK1, T * A);
+        if (dg > d) d = dg;
+        if (dqe > d) d = dqe;
+        if (dk > d) d = dk;
+        check(t, d <= 1e-14, "additive_score_forward/backward = score_forward/backward (%s): "
+              "max rel difference %.1e <= 1e-14", score_names[kind], d);
+    }
+}
+
 static void tests_seq2seq(Tally *t) {
+    s2s_test_candidates(t);
     s2s_test_cells(t);
     s2s_test_models(t);
     s2s_test_padding(t);
@@ -1822,7 +1877,45 @@ static void tf_test_training(Tally *t) {
     check(t, ev.tok_acc >= 0.9, "short training (copy, len 6, D 16, 1+1 layers, %d steps, "
           "seed 7): held-out greedy token acc %.3f >= 0.9 (chance 0.111), exact %.3f",
           steps, ev.tok_acc, ev.seq_acc);
+    /* greedy decoding reruns the whole decoder and reads position t only;
+     * feeding its output back with teacher forcing must reproduce it */
+    TfBatch b;
+    tf_batch_alloc(&b, &c);
+    Rng r;
+    rng_seed(&r, 99);
+    tf_task_batch(&b, &r, TASK_REVERSE, &c);    /* unseen task: outputs vary */
+    int out[16 * 6], same = 1;
+    tf_greedy_decode(&m, &b, out);
+    for (int e = 0; e < b.n; e++)
+        for (int s = 1; s < c.T; s++) b.tgt[e * c.T + s] = out[e * c.T + s - 1];
+    tf_forward(&m, &b);
+    int cnt;
+    memcpy(b.y, out, sizeof out);
+    int agree = tf_correct(&m, &b, &cnt);
+    same = agree == cnt && cnt == b.n * c.T;
+    check(t, same, "greedy decoding agrees with a teacher-forced pass over its own output: "
+          "%d of %d argmaxes", agree, cnt);
+    tf_batch_free(&b);
     tf_free(&m);
+}
+
+static void tf_test_sampling(Tally *t) {
+    const double logits[3] = { 0.0, log(2.0), 0.0 };   /* p = 1/4, 1/2, 1/4 */
+    double work[3];
+    Rng r;
+    rng_seed(&r, 3);
+    enum { N = 20000 };
+    int n[3] = { 0, 0, 0 }, greedy = 1, hot = 0;
+    for (int i = 0; i < N; i++) n[tf_sample(logits, 3, 1.0, work, &r)]++;
+    for (int i = 0; i < 100; i++) greedy &= tf_sample(logits, 3, 0.0, work, &r) == 1;
+    for (int i = 0; i < N; i++) hot += tf_sample(logits, 3, 0.25, work, &r) == 1;
+    /* std of a frequency p = 1/2 over 20000 draws is 0.0035: 0.014 is 4 std;
+     * at temperature 1/4 the middle class has p = 16 / 18 = 0.889 */
+    check(t, fabs(n[0] / (double)N - 0.25) < 0.014 && fabs(n[1] / (double)N - 0.5) < 0.014 &&
+          greedy && fabs(hot / (double)N - 16.0 / 18.0) < 0.01, "sampling: temperature 1 "
+          "draws %.3f %.3f %.3f (1/4 1/2 1/4), temperature 0 is argmax, temperature 1/4 "
+          "draws the top class %.3f (16/18)", n[0] / (double)N, n[1] / (double)N,
+          n[2] / (double)N, hot / (double)N);
 }
 
 static void tests_transformer(Tally *t) {
@@ -1835,6 +1928,7 @@ static void tests_transformer(Tally *t) {
     tf_test_leaks(t, &r);
     tf_test_schedule_and_config(t);
     tf_test_training(t);
+    tf_test_sampling(t);
 }
 
 /* ========================================================================
