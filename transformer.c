@@ -39,11 +39,22 @@
  * gradients and tf_backward() clears the activation gradients once.
  *
  * Dimension legend:
- *   B  examples in a batch     S  length of the first stack's input (the
- *   T  decoder length (encdec)    encoder's source, or BERT's / GPT's text)
- *   D  d_model   H heads   dh = D / H   F  feed-forward width
- *   V  vocabulary size         P  rows of the positional table (max(S, T))
- *   N  rows processed at once (B*S or B*T)   To  output positions per example
+ *   B   examples in a batch
+ *   S   length of the first stack's input: the encoder's source, or the
+ *       window of text BERT and GPT read
+ *   T   decoder length (encdec only)
+ *   D   d_model, the width of every position's vector
+ *   H   heads, dh = D / H the width of one head
+ *   F   feed-forward width
+ *   V   vocabulary size
+ *   P   rows of the positional table, max(S, T)
+ *   N   rows processed at once (B*S or B*T)
+ *   To  output positions per example (T for encdec, S otherwise)
+ *
+ * How it gets chapter 1 without chapter 1's main(): attention.c compiles its
+ * tour only when TESTING is undefined, so this file defines TESTING before
+ * including it and TF_MAIN to keep its own main (as seq2seq.c does);
+ * tests.c defines TESTING itself, so neither main is compiled there.
  */
 #ifndef TESTING
 #define TESTING   /* keep chapter 1's tour main() out of this program ... */
