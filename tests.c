@@ -1859,8 +1859,12 @@ static void tf_test_schedule_and_config(Tally *t) {
     ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "positional");
     c = tf_small(TF_ENCODER, TF_POST, TF_POS_SIN, TF_RELU, 2);
     c.n_dec = 1; ok &= tf_config_error(&c) != NULL;
+    c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2);
+    c.B = 4096; c.S = c.T = 511; c.D = 1024;
+    ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "2e8");
     check(t, ok, "config check: a good config passes; heads not dividing d_model, a length "
-          "beyond the positional table and decoder layers in an encoder are refused");
+          "beyond the positional table, decoder layers in an encoder and a model too large "
+          "for int sizes are refused");
 }
 
 static void tf_test_training(Tally *t) {

@@ -432,6 +432,21 @@ static int tf_out_len(const TfConfig *c) { return c->arch == TF_ENCDEC ? c->T : 
 /* rows of the positional table */
 static int tf_pos_rows(const TfConfig *c) { return c->S > c->T ? c->S : c->T; }
 
+/* An upper estimate, in floating point so that it cannot overflow, of the
+ * doubles in the largest block tf_build allocates (activations or parameters). */
+static double tf_size_estimate(const TfConfig *c) {
+    const double B = c->B, S = c->S, T = c->T, D = c->D, H = c->H, F = c->F, V = c->V;
+    const double P = S > T ? S : T;
+#define TF_MHA_EST(q, k) (4 * (q) * D + 4 * (k) * D + H * (q) * (k) + 2 * (k))
+    double acts = B * (c->n_enc * (TF_MHA_EST(S, S) + 10 * S * D + 2 * S * F + 4 * S) +
+                       c->n_dec * (TF_MHA_EST(T, T) + TF_MHA_EST(T, S) + 14 * T * D +
+                                   2 * T * F + 6 * T) + 4 * P * D + 2 * P * V);
+#undef TF_MHA_EST
+    double params = V * D + P * D + c->n_enc * (4 * D * D + 2 * D * F + F + 5 * D) +
+                    c->n_dec * (8 * D * D + 2 * D * F + F + 7 * D) + D * V + V + 4 * D;
+    return acts > params ? acts : params;
+}
+
 /* What is wrong with c, or NULL if nothing: the checks the command line and
  * tf_build rely on (messages name the option a user would change). */
 const char *tf_config_error(const TfConfig *c) {
@@ -446,6 +461,9 @@ const char *tf_config_error(const TfConfig *c) {
     if (c->V < 2) return "--vocab must be >= 2";
     if (c->B < 1) return "--batch must be >= 1";
     if (!(c->smoothing >= 0.0 && c->smoothing < 1.0)) return "--smoothing must be in [0, 1)";
+    if (tf_size_estimate(c) > 2e8)               /* sizes are ints; 2e8 doubles = 1.6 GB */
+        return "--batch, --len, --d-model, --ff, --heads and --layers together need more "
+               "than 2e8 doubles (1.6 GB) of activations or parameters: make one smaller";
     return NULL;
 }
 
