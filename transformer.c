@@ -531,12 +531,14 @@ typedef struct {
     int grad_end;      /* activations: where the attention caches begin */
 } TfLayout;
 
+/* the next n doubles of the block (NULL while only counting) */
 static double *tf_take(TfLayout *L, int n) {
     double *p = L->mem ? L->mem + L->off : NULL;
     L->off += n;
     return p;
 }
 
+/* a named (rows, cols) parameter tensor, e.g. "enc0.ffn.W1" (layer < 0: no number) */
 static double *tf_param(TfLayout *L, const char *prefix, int layer, const char *what,
                         int rows, int cols, int init) {
     if (L->spans) {
@@ -549,6 +551,7 @@ static double *tf_param(TfLayout *L, const char *prefix, int layer, const char *
     return tf_take(L, rows * cols);
 }
 
+/* a LayerNorm's gain g (D) and bias b (D) */
 static void tf_norm_layout(TfNorm *n, TfLayout *L, const char *prefix, int l,
                            const char *name, int D) {
     char g[24], b[24];
@@ -558,6 +561,7 @@ static void tf_norm_layout(TfNorm *n, TfLayout *L, const char *prefix, int l,
     n->b = tf_param(L, prefix, l, b, D, 1, TF_INIT_ZERO);
 }
 
+/* an attention's W_q, W_k, W_v, W_o, each (D,D), contiguous as mha_bind wants */
 static void tf_mha_layout(Mha *m, TfLayout *L, const char *prefix, int l, const char *name,
                           int D) {
     static const char *const w[4] = { "Wq", "Wk", "Wv", "Wo" };
@@ -571,6 +575,7 @@ static void tf_mha_layout(Mha *m, TfLayout *L, const char *prefix, int l, const 
     if (first) mha_bind(m, first, D);           /* the four are contiguous */
 }
 
+/* a feed-forward network: W1 (D,F), b1 (F), W2 (F,D), b2 (D) */
 static void tf_ffn_layout(TfFfn *f, TfLayout *L, const char *prefix, int l, int D, int F) {
     f->W1 = tf_param(L, prefix, l, "ffn.W1", D, F, TF_INIT_XAVIER);
     f->b1 = tf_param(L, prefix, l, "ffn.b1", F, 1, TF_INIT_ZERO);
@@ -733,6 +738,7 @@ void tf_build(TfModel *m, const TfConfig *c, uint64_t seed) {
     tf_init_params(m, &r);
 }
 
+/* free everything tf_build allocated (not m itself) */
 void tf_free(TfModel *m) {
     free(m->w.enc); free(m->gw.enc); free(m->w.dec); free(m->gw.dec);
     free(m->spans); free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v);
@@ -740,6 +746,7 @@ void tf_free(TfModel *m) {
     free(m->acts); free(m->dacts); free(m->pos_sin);
 }
 
+/* grads (np) = 0, before a backward that adds into them */
 void tf_zero_grad(TfModel *m) { memset(m->grads, 0, sizeof(double) * (size_t)m->np); }
 
 /* the positional table in use: (P,D) or NULL */
@@ -757,6 +764,8 @@ typedef struct {
     int *y;                  /* (B,To) targets */
 } TfBatch;
 
+/* room for c->B examples (b->n = B); masks all 1 (no padding). Free with
+ * tf_batch_free. */
 void tf_batch_alloc(TfBatch *b, const TfConfig *c) {
     const int T = c->T ? c->T : 1;
     b->n = c->B;
@@ -769,6 +778,7 @@ void tf_batch_alloc(TfBatch *b, const TfConfig *c) {
     memset(b->tmask, 1, (size_t)(c->B * T));
 }
 
+/* free what tf_batch_alloc allocated */
 void tf_batch_free(TfBatch *b) {
     free(b->src); free(b->smask); free(b->tgt); free(b->tmask); free(b->y);
 }
@@ -783,6 +793,7 @@ void tf_batch_free(TfBatch *b) {
  * rising linearly for `warmup` steps, then decaying as 1/sqrt(step).
  * ======================================================================== */
 
+/* the learning rate at step (>= 1) of the schedule above */
 double tf_lr(int step, int D, int warmup, double factor) {
     double s = step < 1 ? 1.0 : step;
     double a = 1.0 / sqrt(s), b = s * pow((double)warmup, -1.5);
@@ -983,6 +994,8 @@ typedef struct {
     int V;
 } TfText;
 
+/* tokenise the built-in text: token 0 is [MASK], the characters follow in order
+ * of first appearance */
 void tf_text_build(TfText *tx) {
     tx->n = (int)strlen(tf_text_raw);
     tx->V = 1;
@@ -1446,6 +1459,7 @@ static double tf_bench_step(const TfConfig *c, const TfRun *run) {
     return tf_median(ms, 9);
 }
 
+/* --bench: the two configurations of issue 5, then the default example */
 static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     TfConfig c = *dflt;
     c.arch = TF_ENCDEC; c.norm = TF_POST; c.pos = TF_POS_SIN; c.act = TF_RELU;
@@ -1470,6 +1484,7 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
  * 13. main
  * ======================================================================== */
 
+/* --help */
 static void tf_usage(const char *prog) {
     printf("usage: %s [options]\n"
            "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
@@ -1605,6 +1620,8 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     tf_batch_free(&b);
 }
 
+/* parse and check every option (exit 2 with a message on bad input), then run
+ * one of: the default training run, an experiment, or --bench */
 int main(int argc, char **argv) {
     TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
                    0.0 };
