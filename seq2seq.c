@@ -228,10 +228,9 @@ int cell_cache_size(int kind, int H) {
 
 /* RNN row: gx (H) pre-activations in, tanh out (kept in gx); h (H) */
 void rnn_gates_forward(double *h, double *gx, const double *gh, int H) {
-    for (int j = 0; j < H; j++) {
-        gx[j] = tanh(gx[j] + gh[j]);
-        h[j] = gx[j];
-    }
+    for (int j = 0; j < H; j++) gx[j] += gh[j];
+    tanh_vec_forward(gx, gx, H);                      /* h = tanh(gx + gh) */
+    memcpy(h, gx, sizeof(double) * (size_t)H);
 }
 
 /* forward was: h = tanh(a), a = gx + gh; so da = dh (1 - h^2) = dgx = dgh */
@@ -248,9 +247,10 @@ void gru_gates_forward(double *h, double *gx, const double *gh, const double *h_
     for (int j = 0; j < H; j++) {
         r[j] = sigmoid(r[j] + hr[j]);                 /* reset gate  */
         z[j] = sigmoid(z[j] + hz[j]);                 /* update gate */
-        n[j] = tanh(n[j] + r[j] * hn[j]);             /* candidate   */
-        h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
+        n[j] += r[j] * hn[j];
     }
+    tanh_vec_forward(n, n, H);                        /* candidate n = tanh(gx_n + r gh_n) */
+    for (int j = 0; j < H; j++) h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
 }
 
 /* dgx, dgh (3H) = gradients of the pre-activations; dh_prev (H) += the
@@ -282,12 +282,13 @@ void lstm_gates_forward(double *h, double *c, double *tc, double *gx, const doub
     for (int j = 0; j < H; j++) {
         i[j] = sigmoid(i[j] + gh[j]);                 /* input gate: how much to write */
         f[j] = sigmoid(f[j] + gh[H + j]);             /* forget gate: how much to keep */
-        g[j] = tanh(g[j] + gh[2 * H + j]);            /* candidate values              */
+        g[j] += gh[2 * H + j];
         o[j] = sigmoid(o[j] + gh[3 * H + j]);         /* output gate: how much to show */
-        c[j] = f[j] * c_prev[j] + i[j] * g[j];
-        tc[j] = tanh(c[j]);
-        h[j] = o[j] * tc[j];
     }
+    tanh_vec_forward(g, g, H);                        /* candidate values g = tanh(.)  */
+    for (int j = 0; j < H; j++) c[j] = f[j] * c_prev[j] + i[j] * g[j];
+    tanh_vec_forward(tc, c, H);
+    for (int j = 0; j < H; j++) h[j] = o[j] * tc[j];  /* h = o tanh(c) */
 }
 
 /* dgx = dgh (4H) = gradients of the pre-activations; dc_prev (H) +=.
