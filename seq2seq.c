@@ -1001,7 +1001,7 @@ void s2s_decoder_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a, const int
 
 /* Mean loss of the batch; keeps every activation in r for s2s_backward.
  * Also sets r->ntok and r->ncorrect (teacher-forced argmax hits). */
-double s2s_forward(S2sRun *r, const S2sModel *m, const S2sBatch *bt) {
+double s2s_forward(S2sRun *r, const S2sBatch *bt, const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const int B = bt->B, S = bt->S, V = c->V, E = c->E;
     s2s_run_bind(r, c, B, bt->T, S);
@@ -1028,7 +1028,7 @@ double s2s_forward(S2sRun *r, const S2sModel *m, const S2sBatch *bt) {
 
 /* Backward of s2s_forward (run it first, on the same batch): adds dL/dw into
  * m->grads. Clears the activation gradients itself. */
-void s2s_backward(S2sRun *r, S2sModel *m, const S2sBatch *bt) {
+void s2s_backward(S2sModel *m, S2sRun *r, const S2sBatch *bt) {
     const S2sConfig *c = &m->cfg;
     const int B = bt->B, S = bt->S, V = c->V;
     S2sActs *a = &r->a, *g = &r->g;
@@ -1352,8 +1352,8 @@ typedef struct {
  * Returns the loss before the update. */
 double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
     s2s_zero_grad(m);
-    double loss = s2s_forward(r, m, bt);
-    s2s_backward(r, m, bt);
+    double loss = s2s_forward(r, bt, m);
+    s2s_backward(m, r, bt);
     if (clip > 0) clip_grad_norm(m->grads, m->num_params, clip);
     m->step++;
     adam_update(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, 0.9, 0.999,

@@ -1055,13 +1055,13 @@ typedef struct {
 
 static double s2s_model_loss(void *ctx) {
     S2sModelCtx *k = ctx;
-    return s2s_forward(&k->r, &k->m, &k->bt);
+    return s2s_forward(&k->r, &k->bt, &k->m);
 }
 
 static void s2s_model_grad(void *ctx) {
     S2sModelCtx *k = ctx;
-    s2s_forward(&k->r, &k->m, &k->bt);
-    s2s_backward(&k->r, &k->m, &k->bt);
+    s2s_forward(&k->r, &k->bt, &k->m);
+    s2s_backward(&k->m, &k->r, &k->bt);
 }
 
 /* a tiny config: V 7, E 3, H 4, A 3 */
@@ -1147,7 +1147,7 @@ static void s2s_test_padding(Tally *t) {
         S2sConfig c = s2s_tiny(att, CELL_GRU, SCORE_GENERAL, S2S_GLOBAL);
         S2sModelCtx k;
         s2s_ctx_build(&k, &c, 3, sl, tl, 9);
-        double whole = s2s_forward(&k.r, &k.m, &k.bt) * k.r.ntok, parts = 0.0;
+        double whole = s2s_forward(&k.r, &k.bt, &k.m) * k.r.ntok, parts = 0.0;
         S2sBatch one;
         s2s_batch_build(&one, 1, k.bt.Tcap, k.bt.Scap);
         for (int b = 0; b < 3; b++) {
@@ -1155,7 +1155,7 @@ static void s2s_test_padding(Tally *t) {
             for (int i = 0; i < sl[b]; i++) src[i] = k.bt.src[i * 3 + b];
             for (int i = 0; i < tl[b]; i++) tgt[i] = k.bt.tout[i * 3 + b];
             s2s_batch_row(&one, 0, src, sl[b], tgt, tl[b]);
-            parts += s2s_forward(&k.r, &k.m, &one) * k.r.ntok;
+            parts += s2s_forward(&k.r, &one, &k.m) * k.r.ntok;
         }
         check(t, fabs(whole - parts) <= 1e-12 * fabs(parts),
               "padding, %s: batch loss %.15f = sum of rows alone %.15f",
@@ -1170,7 +1170,7 @@ static double s2s_seq_logp(S2sModelCtx *k, S2sBatch *one, const int *src, int sl
                            const int *y, int n, int eos) {
     s2s_batch_row(one, 0, src, slen, y, eos ? n : n - 1);
     if (!eos) one->tout[n - 1] = y[n - 1];    /* no EOS: the last target is y_n */
-    return -s2s_forward(&k->r, &k->m, one) * k->r.ntok;
+    return -s2s_forward(&k->r, one, &k->m) * k->r.ntok;
 }
 
 static void s2s_test_beam(Tally *t) {
