@@ -35,7 +35,7 @@
  *   E  embedding size    H  hidden size of every RNN    V  vocabulary size
  *   He encoder annotation width: 2H bidirectional (Bahdanau), else H
  *   A  hidden size of the additive/concat score and of local-p's predictor
- *   G  gate rows of a cell: 1 (RNN), 3 (GRU), 4 (LSTM)
+ *   G  gate blocks of a cell (each H wide): 1 (RNN), 3 (GRU), 4 (LSTM)
  *   Din  decoder cell input: E + He (none, Bahdanau), E + H (Luong)
  *   Dout output layer input: H + He (none, Bahdanau), H (Luong: h~)
  *
@@ -1791,7 +1791,10 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         if (o->experiment == S2S_EXP_POOLING) {
             if (!given[O_LEN]) tk.max_len = 60;
             if (!given[O_CELL]) c.cell = CELL_RNN;
-            if (tk.max_len < 2) s2s_die(P, " must be at least 2 for --experiment pooling", "--len");
+            if (tk.max_len < 4)     /* 4 symbols: 4^4 = 256 sources, enough to hold some out */
+                s2s_die(P, " must be at least 4 for --experiment pooling (fewer gives too "
+                        "few distinct sequences to hold some out)", "--len");
+            tk.min_len = tk.max_len;
         }
         if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
         if (tk.min_len > tk.max_len) {
