@@ -1302,7 +1302,8 @@ typedef struct {
 
 /* Decode every example of d (greedy if beam <= 1) and score it. If
  * ok_by_len, n_by_len (indexed by source length) are given, count exact
- * matches per length into them (+=). out is scratch of bt->B * (Nmax+1). */
+ * matches per length into them (+=). out is scratch of min(r->Bmax, bt->Bcap)
+ * rows of Nmax+1 tokens. */
 S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
                          int beam, int *out, int *ok_by_len, int *n_by_len) {
     const int maxlen = d->Nmax + 1;
