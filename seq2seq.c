@@ -16,7 +16,6 @@
  * an encoder that runs them over a padded batch, three decoders, decoding,
  * and training. Sections, in the order NOTES.md teaches them:
  *
- *   0. candidates for attention.c: a vectorisable tanh, a faster additive score
  *   1. cells              vanilla RNN, LSTM, GRU: one step over a batch
  *   2. the model          config, parameters by a size table, activations
  *   3. encoder            embeddings, a (bidirectional) RNN over padded batches
@@ -53,127 +52,6 @@
 
 #ifndef SEQ2SEQ_C
 #define SEQ2SEQ_C
-
-/* ========================================================================
- * 0. candidates for attention.c
- *
- * Two kernels chapter 2 needs fast and that belong with the score functions:
- * a tanh the compiler can vectorise (the additive score spends most of its
- * time in T*A tanh calls per query), and the additive score's forward and
- * backward built on it, with the backward's loops turned key-major so every
- * inner loop runs with stride 1. Same formulas, same cache layout and same
- * results (to rounding) as score_forward()/score_backward() with
- * SCORE_ADDITIVE or SCORE_CONCAT; a test checks both against them.
- * ======================================================================== */
-
-/* out (n) = tanh(x (n)); out may be x. In plain arithmetic (no libm call)
- * so that the loop vectorises; error a few ulp, relative, for every x:
- *   tanh|x| = -m / (2 + m),  m = expm1(-2|x|) = 2^k (e^r - 1) + (2^k - 1)
- * with -2|x| = k ln2 + r, |r| <= ln2/2, and e^r - 1 by its Taylor series
- * (degree 13: the next term is below 1e-17). */
-void tanh_vec_forward(double *out, const double *x, int n) {
-    const double shift = 0x1.8p52, inv_ln2 = 0x1.71547652b82fep0;
-    const double ln2_hi = 0x1.62e42fefa3800p-1, ln2_lo = 0x1.ef35793c76730p-45;
-    for (int i = 0; i < n; i++) {
-        double xi = x[i], y = -2.0 * fabs(xi);
-        y = y < -40.0 ? -40.0 : y;              /* tanh(20) is 1 in double */
-        double kd = y * inv_ln2 + shift;        /* round to the nearest k */
-        uint64_t bits;
-        memcpy(&bits, &kd, sizeof bits);
-        kd -= shift;
-        double r = (y - kd * ln2_hi) - kd * ln2_lo;
-        double p = r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120
-                 + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880
-                 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600
-                 + r * (1.0 / 6227020800.0)))))))))))));
-        uint64_t sbits = (bits - 0x4338000000000000ull + 1023u) << 52;  /* 2^k */
-        double sc;
-        memcpy(&sc, &sbits, sizeof sc);
-        double m = sc * p + (sc - 1.0);
-        double t = -m / (2.0 + m);
-        out[i] = xi < 0 ? -t : t;
-    }
-}
-
-/* e (T) = v . tanh(q W + Kp_i), the additive (or concat) score of one query
- * q (Dq) against prepared keys Kp (T,A); cache ((T+1)*A) as score_forward's:
- * the hidden vectors (T,A), then q W (A). */
-void additive_score_forward(double *e, double *cache, const double *q, const double *Kp,
-                            int T, const Score *s) {
-    const int A = s->A;
-    double *wq = cache + T * A;
-    matmul_forward(wq, q, s->W, 1, s->Dq, A);
-    for (int i = 0; i < T; i++)
-        for (int j = 0; j < A; j++) cache[i * A + j] = wq[j] + Kp[i * A + j];
-    tanh_vec_forward(cache, cache, T * A);
-    for (int i = 0; i < T; i++) {
-        double d = 0.0;
-        for (int j = 0; j < A; j++) d += s->v[j] * cache[i * A + j];
-        e[i] = d;
-    }
-}
-
-/* Backward of additive_score_forward; dq (Dq) and dKp (T,A) may be NULL;
- * g holds the parameter gradients (+=); work (A) is scratch.
- * forward was: h_i = tanh(q W + Kp_i); e_i = v . h_i
- * so dv += de_i h_i, dz_i = de_i v (1 - h_i^2), dKp_i += dz_i,
- * and with dwq = sum_i dz_i: dq += W dwq, dW += q dwq^T. */
-void additive_score_backward(double *dq, double *dKp, Score *g, const double *de,
-                             const double *q, const double *cache, int T, const Score *s,
-                             double *work) {
-    const int A = s->A, Dq = s->Dq;
-    double *dwq = work;
-    for (int j = 0; j < A; j++) dwq[j] = 0.0;
-    for (int i = 0; i < T; i++) {
-        const double *h = cache + i * A;
-        const double dei = de[i];
-        if (g->v) for (int j = 0; j < A; j++) g->v[j] += dei * h[j];
-        for (int j = 0; j < A; j++) {
-            double dz = dei * s->v[j] * (1.0 - h[j] * h[j]);
-            if (dKp) dKp[i * A + j] += dz;
-            dwq[j] += dz;
-        }
-    }
-    for (int d = 0; d < Dq; d++) {
-        const double *Wd = s->W + d * A;
-        if (dq) {
-            double acc = 0.0;
-            for (int j = 0; j < A; j++) acc += Wd[j] * dwq[j];
-            dq[d] += acc;
-        }
-        if (g->W) for (int j = 0; j < A; j++) g->W[d * A + j] += q[d] * dwq[j];
-    }
-}
-
-/* attend_forward() with the score above when the score is additive or
- * concat, else attend_forward() itself. */
-void attend_fast_forward(double *c, double *a, double *cache, const double *q,
-                         const double *Kp, const double *V, const unsigned char *mask,
-                         int T, int Dv, const Score *s) {
-    if (s->kind != SCORE_ADDITIVE && s->kind != SCORE_CONCAT) {
-        attend_forward(c, a, cache, q, Kp, V, mask, T, Dv, s);
-        return;
-    }
-    additive_score_forward(a, cache, q, Kp, T, s);   /* step 1: e_i = score(q, k_i) */
-    masked_softmax_forward(a, a, mask, T);           /* step 2: a = softmax(e)      */
-    weighted_sum_forward(c, a, V, T, Dv);            /* step 3: c = sum_i a_i v_i   */
-}
-
-/* Backward of attend_fast_forward; work (2T + A) is scratch. */
-void attend_fast_backward(double *dq, double *dKp, double *dV, Score *g, const double *dc,
-                          const double *q, const double *Kp, const double *V,
-                          const double *a, const double *cache, int T, int Dv,
-                          const Score *s, double *work) {
-    if (s->kind != SCORE_ADDITIVE && s->kind != SCORE_CONCAT) {
-        attend_backward(dq, dKp, dV, g, dc, q, Kp, V, a, cache, T, Dv, s, work);
-        return;
-    }
-    double *da = work, *de = work + T;
-    for (int i = 0; i < 2 * T; i++) work[i] = 0.0;
-    weighted_sum_backward(da, dV, dc, a, V, T, Dv);             /* step 3 */
-    softmax_backward(de, da, a, T);                             /* step 2 */
-    additive_score_backward(dq, dKp, g, de, q, cache, T, s, work + 2 * T); /* step 1 */
-}
 
 /* ========================================================================
  * 1. cells: one step of a recurrent cell over a batch
@@ -229,7 +107,7 @@ int cell_cache_size(int kind, int H) {
 /* RNN row: gx (H) pre-activations in, tanh out (kept in gx); h (H) */
 void rnn_gates_forward(double *h, double *gx, const double *gh, int H) {
     for (int j = 0; j < H; j++) gx[j] += gh[j];
-    tanh_vec_forward(gx, gx, H);                      /* h = tanh(gx + gh) */
+    tanh_forward(gx, gx, H);                      /* h = tanh(gx + gh) */
     memcpy(h, gx, sizeof(double) * (size_t)H);
 }
 
@@ -249,7 +127,7 @@ void gru_gates_forward(double *h, double *gx, const double *gh, const double *h_
         z[j] = sigmoid(z[j] + hz[j]);                 /* update gate */
         n[j] += r[j] * hn[j];
     }
-    tanh_vec_forward(n, n, H);                        /* candidate n = tanh(gx_n + r gh_n) */
+    tanh_forward(n, n, H);                        /* candidate n = tanh(gx_n + r gh_n) */
     for (int j = 0; j < H; j++) h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
 }
 
@@ -285,9 +163,9 @@ void lstm_gates_forward(double *h, double *c, double *tc, double *gx, const doub
         g[j] += gh[2 * H + j];
         o[j] = sigmoid(o[j] + gh[3 * H + j]);         /* output gate: how much to show */
     }
-    tanh_vec_forward(g, g, H);                        /* candidate values g = tanh(.)  */
+    tanh_forward(g, g, H);                        /* candidate values g = tanh(.)  */
     for (int j = 0; j < H; j++) c[j] = f[j] * c_prev[j] + i[j] * g[j];
-    tanh_vec_forward(tc, c, H);
+    tanh_forward(tc, c, H);
     for (int j = 0; j < H; j++) h[j] = o[j] * tc[j];  /* h = o tanh(c) */
 }
 
@@ -847,9 +725,9 @@ static void s2s_attend_row(S2sActs *a, const S2sModel *m, unsigned char *lmask, 
                                c->window, slen, He, &m->w.score);
     } else if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_M) {
         local_window_mask(lmask, t, c->window, slen);   /* p_t = t: monotonic */
-        attend_fast_forward(ctx, att, cache, q, Kp, enc, lmask, slen, He, &m->w.score);
+        attend_forward(ctx, att, cache, q, Kp, enc, lmask, slen, He, &m->w.score);
     } else {
-        attend_fast_forward(ctx, att, cache, q, Kp, enc, NULL, slen, He, &m->w.score);
+        attend_forward(ctx, att, cache, q, Kp, enc, NULL, slen, He, &m->w.score);
     }
 }
 
@@ -872,7 +750,7 @@ static void s2s_attend_row_backward(S2sActs *g, S2sWeights *gw, double *dq, S2sA
         local_position_backward(dq, gw->Wp, gw->vp, dp, q, a->pz + tb * c->A, a->pos[tb],
                                 m->w.Wp, m->w.vp, slen, c->H, c->A, work + 2 * T);
     } else {
-        attend_fast_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &gw->score,
+        attend_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &gw->score,
                              g->ctx + tb * He, q, a->Kp + b * T * P, a->enc + b * T * He,
                              a->att + tb * T, cache, slen, He, &m->w.score, work);
     }
@@ -1472,7 +1350,7 @@ typedef struct {
     double *r;        /* (B,H) the pooled vector */
     double *logits, *probs; /* (B,C) each */
     double *zero;     /* (B,H) the initial state */
-    double *work;     /* (B*8H + 2T) scratch */
+    double *work;     /* (B*8H + 2T + A) scratch */
 } PoolActs;
 
 void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
@@ -1538,7 +1416,7 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     S2S_TAKE(logits, B * c->C, 1);
     S2S_TAKE(probs, B * c->C, 1);
     S2S_TAKE(zero, B * H, 1);
-    S2S_TAKE(work, B * 8 * H + 2 * T, 1);
+    S2S_TAKE(work, B * 8 * H + 2 * T + c->A, 1);
 #undef S2S_TAKE
     return off;
 }
