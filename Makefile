@@ -5,6 +5,7 @@
 #   make bench      speed figures (medians), see README.md
 #   make sanitize   the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make omp        the same programs with OpenMP (optional; plain build ignores it)
+#   make experiments  every experiment NOTES.md quotes (several minutes)
 #
 # CFLAGS may be overridden (make CFLAGS=-O2). The default -O3 -march=native
 # was measured against -O2 on the matmul kernels: see README.md, "Speed".
@@ -64,8 +65,10 @@ s2s-experiments: seq2seq
 	./seq2seq --experiment length
 	./seq2seq --experiment pooling
 
+# every experiment NOTES.md quotes, chapter by chapter (several minutes)
+experiments: s2s-experiments tf-experiments
+
 clean:
 	rm -f attention seq2seq transformer tests tests-sanitize *-omp
-	rm -rf figures-tmp
 
-.PHONY: all run test bench sanitize omp clean tf-experiments s2s-experiments
+.PHONY: all run test bench sanitize omp clean experiments tf-experiments s2s-experiments

@@ -1863,9 +1863,7 @@ static void tf_test_training(Tally *t) {
     TfModel m;
     tf_build(&m, &c, 7);
     TfEval ev;
-    double t0 = seconds();
     int steps = tf_train(&m, &run, NULL, NULL, &ev);
-    fprintf(stderr, "     (copy-task training: %.2f s)\n", seconds() - t0);
     /* chance is 1/9 per token; 0.9 leaves no doubt that positions were aligned */
     check(t, ev.tok_acc >= 0.9, "short training (copy, len 6, D 16, 1+1 layers, %d steps, "
           "seed 7): held-out greedy token acc %.3f >= 0.9 (chance 0.111), exact %.3f",
