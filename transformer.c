@@ -22,6 +22,7 @@
  *   1. embeddings and positional encoding
  *   2. LayerNorm
  *   3. the position-wise feed-forward network
+ *  3b. multi-head attention over a whole batch (a candidate for attention.c)
  *   4. the encoder layer (sublayers with residual + LayerNorm, post or pre)
  *   5. the decoder layer
  *   6. stacks and output: the model, its parameters and activations
@@ -206,6 +207,88 @@ void ffn_backward(double *dx, TfFfn *dp, double *du, double *da, const double *d
 }
 
 /* ========================================================================
+ * 3b. multi-head attention over a whole batch (a candidate for attention.c)
+ *
+ * attention.c's mha_forward takes one sequence, so a batch of B examples
+ * would cost B calls, each projecting only Tq rows: B small matrix products
+ * where one large one does the same work faster (the kernel packs W once
+ * instead of B times). The projections Q = Xq W_q, K = Xkv W_k,
+ * V = Xkv W_v and out = O W_o act on each row alone, so here they run once
+ * over all B*Tq (or B*Tk) rows; only the attention core, which mixes the
+ * positions of one example, runs per example and head (sdpa_forward). The
+ * arithmetic is that of B calls of mha_forward; the cache is laid out batch
+ * first (tf_mha_cache_layout, section 6).
+ * ======================================================================== */
+
+/* out (B*Tq,D) = multi-head attention of each example of Xq (B,Tq,D) over
+ * the same example of Xkv (B,Tk,D); key_mask (B,Tk) or NULL. c holds
+ * Q (B*Tq,D), K, V (B*Tk,D), Qh (B,H,Tq,dh), Kh, Vh (B,H,Tk,dh),
+ * P (B,H,Tq,Tk), Oh (B,H,Tq,dh), O (B*Tq,D). */
+void tf_mha_forward(double *out, MhaCache *c, const double *Xq, const double *Xkv,
+                    const Mha *m, const unsigned char *key_mask, int causal,
+                    int B, int Tq, int Tk, int D, int H) {
+    const int dh = D / H;
+    matmul_forward(c->Q, Xq, m->Wq, B * Tq, D, D);     /* project: every row at once */
+    matmul_forward(c->K, Xkv, m->Wk, B * Tk, D, D);
+    matmul_forward(c->V, Xkv, m->Wv, B * Tk, D, D);
+    memset(c->Qh, 0, sizeof(double) * (size_t)(B * Tq * D));
+    memset(c->Kh, 0, sizeof(double) * (size_t)(B * Tk * D));
+    memset(c->Vh, 0, sizeof(double) * (size_t)(B * Tk * D));
+    memset(c->O, 0, sizeof(double) * (size_t)(B * Tq * D));
+    for (int b = 0; b < B; b++) {                      /* attend: per example ... */
+        split_heads_add(c->Qh + b * Tq * D, c->Q + b * Tq * D, Tq, H, dh);
+        split_heads_add(c->Kh + b * Tk * D, c->K + b * Tk * D, Tk, H, dh);
+        split_heads_add(c->Vh + b * Tk * D, c->V + b * Tk * D, Tk, H, dh);
+        for (int h = 0; h < H; h++) {                  /* ... and per head */
+            const int bh = b * H + h;
+            sdpa_forward(c->Oh + bh * Tq * dh, c->P + bh * Tq * Tk, c->Qh + bh * Tq * dh,
+                         c->Kh + bh * Tk * dh, c->Vh + bh * Tk * dh,
+                         key_mask ? key_mask + b * Tk : NULL, causal, Tq, Tk, dh, dh);
+        }
+        merge_heads_add(c->O + b * Tq * D, c->Oh + b * Tq * D, Tq, H, dh);
+    }
+    matmul_forward(out, c->O, m->Wo, B * Tq, D, D);    /* mix: every row at once */
+}
+
+/* Backward of tf_mha_forward: dXq (B,Tq,D), dXkv (B,Tk,D) += (the same array
+ * for self-attention), dm +=; g is scratch laid out like the cache, which
+ * this function clears itself. */
+void tf_mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
+                     const double *Xq, const double *Xkv, const Mha *m, const MhaCache *c,
+                     MhaCache *g, int causal, int B, int Tq, int Tk, int D, int H) {
+    const int dh = D / H;
+    memset(g->O, 0, sizeof(double) * (size_t)(B * Tq * D));
+    memset(g->Oh, 0, sizeof(double) * (size_t)(B * Tq * D));
+    memset(g->Q, 0, sizeof(double) * (size_t)(B * Tq * D));
+    memset(g->Qh, 0, sizeof(double) * (size_t)(B * Tq * D));
+    memset(g->K, 0, sizeof(double) * (size_t)(B * Tk * D));
+    memset(g->Kh, 0, sizeof(double) * (size_t)(B * Tk * D));
+    memset(g->V, 0, sizeof(double) * (size_t)(B * Tk * D));
+    memset(g->Vh, 0, sizeof(double) * (size_t)(B * Tk * D));
+    /* forward was: out = O @ W_o, over every row */
+    matmul_backward(g->O, dm->Wo, dout, c->O, m->Wo, B * Tq, D, D);
+    for (int b = 0; b < B; b++) {
+        /* forward was: O = merge(Oh), so dOh = split(dO) */
+        split_heads_add(g->Oh + b * Tq * D, g->O + b * Tq * D, Tq, H, dh);
+        for (int h = 0; h < H; h++) {
+            const int bh = b * H + h;
+            sdpa_backward(g->Qh + bh * Tq * dh, g->Kh + bh * Tk * dh, g->Vh + bh * Tk * dh,
+                          g->Oh + bh * Tq * dh, c->Qh + bh * Tq * dh, c->Kh + bh * Tk * dh,
+                          c->Vh + bh * Tk * dh, c->P + bh * Tq * Tk, causal, Tq, Tk, dh, dh,
+                          g->work);
+        }
+        /* forward was: Qh = split(Q), so dQ = merge(dQh); the same for K, V */
+        merge_heads_add(g->Q + b * Tq * D, g->Qh + b * Tq * D, Tq, H, dh);
+        merge_heads_add(g->K + b * Tk * D, g->Kh + b * Tk * D, Tk, H, dh);
+        merge_heads_add(g->V + b * Tk * D, g->Vh + b * Tk * D, Tk, H, dh);
+    }
+    /* forward was: Q = Xq W_q, K = Xkv W_k, V = Xkv W_v, over every row */
+    matmul_backward(dXq, dm->Wq, g->Q, Xq, m->Wq, B * Tq, D, D);
+    matmul_backward(dXkv, dm->Wk, g->K, Xkv, m->Wk, B * Tk, D, D);
+    matmul_backward(dXkv, dm->Wv, g->V, Xkv, m->Wv, B * Tk, D, D);
+}
+
+/* ========================================================================
  * 4. the encoder layer
  *
  * A layer is two sublayers, each wrapped in a residual connection and a
@@ -233,7 +316,7 @@ typedef struct {
     double *f;            /* (N,D) f(.): attention or FFN output */
     double *r;            /* (N,D) residual sum x + f (pre-LN: the output) */
     double *u, *a;        /* (N,F), (N,F) FFN only: pre-activation, activation */
-    double *mc;           /* B blocks of mha_cache_size(Tq,Tk,D,H): attention only */
+    MhaCache mc;          /* attention only: tf_mha_forward's cache for B examples */
 } TfSub;
 
 /* the output (N,D) of a sublayer: LN(x + f) for post-LN, x + f for pre-LN */
@@ -247,19 +330,13 @@ static void tf_attn_sublayer_forward(TfSub *s, const double *x, const double *me
                                      const TfNorm *ln, const Mha *m,
                                      const unsigned char *kmask, int causal, int norm,
                                      int B, int Tq, int Tk, int D, int H) {
-    const int N = B * Tq, cs = mha_cache_size(Tq, Tk, D, H);
+    const int N = B * Tq;
     const double *q = x;                        /* the attention's query input */
     if (norm == TF_PRE) {
         layernorm_forward(s->n, s->mean, s->rstd, x, ln->g, ln->b, N, D);
         q = s->n;
     }
-    for (int b = 0; b < B; b++) {               /* mha_forward sees one sequence */
-        MhaCache c;
-        mha_cache_bind(&c, s->mc + b * cs, Tq, Tk, D, H);
-        const double *qb = q + b * Tq * D;
-        mha_forward(s->f + b * Tq * D, &c, qb, mem ? mem + b * Tk * D : qb, m,
-                    kmask ? kmask + b * Tk : NULL, causal, Tq, Tk, D, H);
-    }
+    tf_mha_forward(s->f, &s->mc, q, mem ? mem : q, m, kmask, causal, B, Tq, Tk, D, H);
     for (int i = 0; i < N * D; i++) s->r[i] = x[i] + s->f[i];
     if (norm == TF_POST) layernorm_forward(s->n, s->mean, s->rstd, s->r, ln->g, ln->b, N, D);
 }
@@ -271,7 +348,7 @@ static void tf_attn_sublayer_backward(double *dx, double *dmem, TfNorm *dln, Mha
                                       const double *mem, const TfNorm *ln, const Mha *m,
                                       int causal, int norm, int B, int Tq, int Tk, int D,
                                       int H) {
-    const int N = B * Tq, cs = mha_cache_size(Tq, Tk, D, H);
+    const int N = B * Tq;
     /* post-LN, forward was: n = LN(r) */
     if (norm == TF_POST)
         layernorm_backward(ds->r, dln->g, dln->b, ds->n, s->r, s->mean, s->rstd, ln->g, N, D);
@@ -279,15 +356,9 @@ static void tf_attn_sublayer_backward(double *dx, double *dmem, TfNorm *dln, Mha
     for (int i = 0; i < N * D; i++) dx[i] += ds->r[i];
     const double *q = norm == TF_PRE ? s->n : x;
     double *dq = norm == TF_PRE ? ds->n : dx;
-    for (int b = 0; b < B; b++) {               /* forward was: f = MHA(q, mem or q) */
-        MhaCache c, g;
-        mha_cache_bind(&c, s->mc + b * cs, Tq, Tk, D, H);
-        mha_cache_bind(&g, ds->mc + b * cs, Tq, Tk, D, H);
-        const double *qb = q + b * Tq * D;
-        double *dqb = dq + b * Tq * D;
-        mha_backward(dqb, mem ? dmem + b * Tk * D : dqb, dm, ds->r + b * Tq * D, qb,
-                     mem ? mem + b * Tk * D : qb, m, &c, &g, causal, Tq, Tk, D, H);
-    }
+    /* forward was: f = MHA(q, mem or q) */
+    tf_mha_backward(dq, mem ? dmem : dq, dm, ds->r, q, mem ? mem : q, m, &s->mc, &ds->mc,
+                    causal, B, Tq, Tk, D, H);
     /* pre-LN, forward was: n = LN(x) */
     if (norm == TF_PRE)
         layernorm_backward(dx, dln->g, dln->b, ds->n, x, s->mean, s->rstd, ln->g, N, D);
@@ -614,6 +685,23 @@ static void tf_weights_layout(TfWeights *w, TfLayout *L, const TfConfig *c) {
     w->bout = tf_param(L, "", -1, "bout", c->V, 1, TF_INIT_ZERO);
 }
 
+/* tf_mha_forward's cache for B examples (Tq queries, Tk keys each): the
+ * pieces of MhaCache, each B times as long, example after example, so that
+ * example e's weights are at c->P + e*H*Tq*Tk whatever batch size was run. */
+static void tf_mha_cache_layout(MhaCache *c, TfLayout *L, int B, int Tq, int Tk, int D,
+                                int H) {
+    c->Q = tf_take(L, B * Tq * D);
+    c->K = tf_take(L, B * Tk * D);
+    c->V = tf_take(L, B * Tk * D);
+    c->Qh = tf_take(L, B * Tq * D);
+    c->Kh = tf_take(L, B * Tk * D);
+    c->Vh = tf_take(L, B * Tk * D);
+    c->P = tf_take(L, B * H * Tq * Tk);
+    c->Oh = tf_take(L, B * Tq * D);
+    c->O = tf_take(L, B * Tq * D);
+    c->work = tf_take(L, 2 * Tk);               /* sdpa_backward's scratch */
+}
+
 /* one sublayer's activations over B*Tq rows; Tk = keys (attention), or 0
  * for the FFN (which then takes u and a), or -1 for a lone LayerNorm.
  * The attention caches (mc) are laid out last, by tf_acts_layout. */
@@ -652,14 +740,14 @@ static void tf_acts_layout(TfActs *a, TfLayout *L, const TfConfig *c) {
     if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, -1);
     a->logits = tf_take(L, c->B * To * c->V);
     a->probs = tf_take(L, c->B * To * c->V);
-    /* the attention caches last: in the gradient block they are mha_backward's
+    /* the attention caches last: in the gradient block they are tf_mha_backward's
      * scratch, which it clears itself, so tf_backward clears only what precedes */
     L->grad_end = L->off;
     for (int l = 0; l < c->n_enc; l++)
-        a->es[2 * l].mc = tf_take(L, c->B * mha_cache_size(S, S, D, c->H));
+        tf_mha_cache_layout(&a->es[2 * l].mc, L, c->B, S, S, D, c->H);
     for (int l = 0; l < c->n_dec; l++) {
-        a->ds[3 * l].mc = tf_take(L, c->B * mha_cache_size(T, T, D, c->H));
-        a->ds[3 * l + 1].mc = tf_take(L, c->B * mha_cache_size(T, S, D, c->H));
+        tf_mha_cache_layout(&a->ds[3 * l].mc, L, c->B, T, T, D, c->H);
+        tf_mha_cache_layout(&a->ds[3 * l + 1].mc, L, c->B, T, S, D, c->H);
     }
 }
 
@@ -923,10 +1011,7 @@ void tf_backward(TfModel *m, const TfBatch *b) {
 /* The attention weights (H,Tq,Tk) of example e in sublayer s of the
  * activations (an attention sublayer with Tq queries and Tk keys). */
 const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, int Tk) {
-    MhaCache c;
-    mha_cache_bind(&c, s->mc + e * mha_cache_size(Tq, Tk, m->c.D, m->c.H), Tq, Tk, m->c.D,
-                   m->c.H);
-    return c.P;
+    return s->mc.P + e * m->c.H * Tq * Tk;
 }
 
 /* ========================================================================
