@@ -218,7 +218,56 @@ void ffn_backward(double *dx, TfFfn *dp, double *du, double *da, const double *d
  * positions of one example, runs per example and head (sdpa_forward). The
  * arithmetic is that of B calls of mha_forward; the cache is laid out batch
  * first (tf_mha_cache_layout, section 6).
+ *
+ * The core itself, sdpa_forward, goes row by row (attend_forward: one query
+ * at a time, a dot product of dh numbers per key), which at dh = 16 leaves
+ * the vector units idle. tf_sdpa_forward/backward compute the same thing as
+ * whole-matrix products per example and head:
+ *     S = Q K^T / sqrt(dk) (masked),  P = softmax(S) by rows,  out = P V
  * ======================================================================== */
+
+/* out (Tq,dv), P (Tq,Tk): exactly what sdpa_forward computes (the tests hold
+ * the two together), with Q K^T and P V as matrix products. */
+void tf_sdpa_forward(double *out, double *P, const double *Q, const double *K,
+                     const double *V, const unsigned char *key_mask, int causal,
+                     int Tq, int Tk, int dk, int dv) {
+    const double scale = 1.0 / sqrt((double)dk);
+    memset(P, 0, sizeof(double) * (size_t)(Tq * Tk));
+    matmul_nt_add(P, Q, K, Tq, dk, Tk);                /* S = Q K^T, all rows at once */
+    for (int i = 0; i < Tq; i++) {
+        const int n = causal && i + 1 < Tk ? i + 1 : Tk;   /* keys row i may see */
+        double *p = P + i * Tk;
+        for (int j = 0; j < n; j++) p[j] *= scale;
+        masked_softmax_forward(p, p, key_mask, n);
+        for (int j = n; j < Tk; j++) p[j] = 0.0;      /* the future: weight 0 */
+    }
+    matmul_forward(out, P, V, Tq, Tk, dv);             /* out = P V */
+}
+
+/* Backward of tf_sdpa_forward: dQ (Tq,dk), dK (Tk,dk), dV (Tk,dv) +=.
+ * work (Tq*Tk) is scratch. With dP = dout V^T,
+ *     dV += P^T dout,   dS = P * (dP - rowsum(P * dP)) / sqrt(dk)   (softmax'),
+ *     dQ += dS K,       dK += dS^T Q.
+ * Masked weights are 0, so their dS is 0; a causal row i stops at key i. */
+void tf_sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
+                      const double *Q, const double *K, const double *V, const double *P,
+                      int causal, int Tq, int Tk, int dk, int dv, double *work) {
+    const double scale = 1.0 / sqrt((double)dk);
+    double *dS = work;
+    memset(dS, 0, sizeof(double) * (size_t)(Tq * Tk));
+    matmul_nt_add(dS, dout, V, Tq, dv, Tk);           /* forward was: out = P V */
+    matmul_tn_add(dV, P, dout, Tk, Tq, dv);
+    for (int i = 0; i < Tq; i++) {                     /* forward was: P = softmax(S) */
+        const int n = causal && i + 1 < Tk ? i + 1 : Tk;
+        const double *p = P + i * Tk;
+        double *d = dS + i * Tk, dot = 0.0;
+        for (int j = 0; j < n; j++) dot += p[j] * d[j];
+        for (int j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot) * scale;
+        for (int j = n; j < Tk; j++) d[j] = 0.0;
+    }
+    matmul_nn_add(dQ, dS, K, Tq, Tk, dk);             /* forward was: S = Q K^T scale */
+    matmul_tn_add(dK, dS, Q, Tk, Tq, dk);
+}
 
 /* out (B*Tq,D) = multi-head attention of each example of Xq (B,Tq,D) over
  * the same example of Xkv (B,Tk,D); key_mask (B,Tk) or NULL. c holds
@@ -241,9 +290,9 @@ void tf_mha_forward(double *out, MhaCache *c, const double *Xq, const double *Xk
         split_heads_add(c->Vh + b * Tk * D, c->V + b * Tk * D, Tk, H, dh);
         for (int h = 0; h < H; h++) {                  /* ... and per head */
             const int bh = b * H + h;
-            sdpa_forward(c->Oh + bh * Tq * dh, c->P + bh * Tq * Tk, c->Qh + bh * Tq * dh,
-                         c->Kh + bh * Tk * dh, c->Vh + bh * Tk * dh,
-                         key_mask ? key_mask + b * Tk : NULL, causal, Tq, Tk, dh, dh);
+            tf_sdpa_forward(c->Oh + bh * Tq * dh, c->P + bh * Tq * Tk, c->Qh + bh * Tq * dh,
+                            c->Kh + bh * Tk * dh, c->Vh + bh * Tk * dh,
+                            key_mask ? key_mask + b * Tk : NULL, causal, Tq, Tk, dh, dh);
         }
         merge_heads_add(c->O + b * Tq * D, c->Oh + b * Tq * D, Tq, H, dh);
     }
@@ -272,10 +321,10 @@ void tf_mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
         split_heads_add(g->Oh + b * Tq * D, g->O + b * Tq * D, Tq, H, dh);
         for (int h = 0; h < H; h++) {
             const int bh = b * H + h;
-            sdpa_backward(g->Qh + bh * Tq * dh, g->Kh + bh * Tk * dh, g->Vh + bh * Tk * dh,
-                          g->Oh + bh * Tq * dh, c->Qh + bh * Tq * dh, c->Kh + bh * Tk * dh,
-                          c->Vh + bh * Tk * dh, c->P + bh * Tq * Tk, causal, Tq, Tk, dh, dh,
-                          g->work);
+            tf_sdpa_backward(g->Qh + bh * Tq * dh, g->Kh + bh * Tk * dh, g->Vh + bh * Tk * dh,
+                             g->Oh + bh * Tq * dh, c->Qh + bh * Tq * dh, c->Kh + bh * Tk * dh,
+                             c->Vh + bh * Tk * dh, c->P + bh * Tq * Tk, causal, Tq, Tk, dh,
+                             dh, g->work);
         }
         /* forward was: Qh = split(Q), so dQ = merge(dQh); the same for K, V */
         merge_heads_add(g->Q + b * Tq * D, g->Qh + b * Tq * D, Tq, H, dh);
@@ -699,7 +748,7 @@ static void tf_mha_cache_layout(MhaCache *c, TfLayout *L, int B, int Tq, int Tk,
     c->P = tf_take(L, B * H * Tq * Tk);
     c->Oh = tf_take(L, B * Tq * D);
     c->O = tf_take(L, B * Tq * D);
-    c->work = tf_take(L, 2 * Tk);               /* sdpa_backward's scratch */
+    c->work = tf_take(L, Tq * Tk);              /* tf_sdpa_backward's scratch */
 }
 
 /* one sublayer's activations over B*Tq rows; Tk = keys (attention), or 0
