@@ -1909,6 +1909,104 @@ static void tf_test_sampling(Tally *t) {
           n[2] / (double)N, hot / (double)N);
 }
 
+/* -- the batched attention of section 3b against chapter 1's ------------------ */
+
+static void tf_test_batched_attention(Tally *t, Rng *r) {
+    /* 1. tf_sdpa (matrix products) equals sdpa (row by row): odd and
+     *    non-square sizes, a padded key, causal rows */
+    const int sz[5][5] = { {1, 1, 1, 1, 0}, {3, 17, 5, 3, 0}, {17, 3, 4, 6, 1},
+                           {13, 13, 16, 16, 1}, {65, 33, 7, 9, 0} };   /* Tq Tk dk dv causal */
+    double worst = 0.0;
+    for (int k = 0; k < 5; k++) {
+        const int Tq = sz[k][0], Tk = sz[k][1], dk = sz[k][2], dv = sz[k][3], causal = sz[k][4];
+        double *Q = tf_randn(r, Tq * dk, 1.0), *K = tf_randn(r, Tk * dk, 1.0);
+        double *V = tf_randn(r, Tk * dv, 1.0), *up = tf_randn(r, Tq * dv, 1.0);
+        double *o[2], *P[2], *dQ[2], *dK[2], *dV[2];
+        double *work = xcalloc_doubles(Tq * Tk + 2 * Tk);
+        unsigned char *mask = xmalloc((size_t)Tk);
+        memset(mask, 1, (size_t)Tk);
+        if (Tk > 1) mask[Tk / 2] = 0;
+        for (int v = 0; v < 2; v++) {
+            o[v] = xcalloc_doubles(Tq * dv); P[v] = xcalloc_doubles(Tq * Tk);
+            dQ[v] = xcalloc_doubles(Tq * dk); dK[v] = xcalloc_doubles(Tk * dk);
+            dV[v] = xcalloc_doubles(Tk * dv);
+        }
+        sdpa_forward(o[0], P[0], Q, K, V, mask, causal, Tq, Tk, dk, dv);
+        sdpa_backward(dQ[0], dK[0], dV[0], up, Q, K, V, P[0], causal, Tq, Tk, dk, dv, work);
+        tf_sdpa_forward(o[1], P[1], Q, K, V, mask, causal, Tq, Tk, dk, dv);
+        tf_sdpa_backward(dQ[1], dK[1], dV[1], up, Q, K, V, P[1], causal, Tq, Tk, dk, dv, work);
+        worst = fmax(worst, tf_max_diff(o[0], o[1], Tq * dv));
+        worst = fmax(worst, tf_max_diff(P[0], P[1], Tq * Tk));
+        worst = fmax(worst, tf_max_diff(dQ[0], dQ[1], Tq * dk));
+        worst = fmax(worst, tf_max_diff(dK[0], dK[1], Tk * dk));
+        worst = fmax(worst, tf_max_diff(dV[0], dV[1], Tk * dv));
+        for (int v = 0; v < 2; v++) { free(o[v]); free(P[v]); free(dQ[v]); free(dK[v]); free(dV[v]); }
+        free(Q); free(K); free(V); free(up); free(work); free(mask);
+    }
+    check(t, worst < 1e-12, "tf_sdpa_forward/backward (matrix products) equal sdpa_forward/"
+          "backward (row by row): out, weights and the three gradients within %.1e (<= 1e-12) "
+          "on sizes 1 to 65, non-square, a padded key, causal", worst);
+
+    /* 2. tf_mha over a batch of 3 equals 3 calls of mha_forward/mha_backward:
+     *    cross-attention (Tq 5, Tk 7, one padded key in example 1) and causal
+     *    self-attention (Tq = Tk = 6); D 6, 3 heads */
+    enum { B = 3, D = 6, H = 3 };
+    worst = 0.0;
+    for (int self = 0; self < 2; self++) {
+        const int Tq = self ? 6 : 5, Tk = self ? 6 : 7, causal = self;
+        double *W = tf_randn(r, mha_num_params(D), 0.5);
+        double *Xq = tf_randn(r, B * Tq * D, 1.0), *Xkv = self ? Xq : tf_randn(r, B * Tk * D, 1.0);
+        double *up = tf_randn(r, B * Tq * D, 1.0);
+        unsigned char mask[B * 7];
+        memset(mask, 1, sizeof mask);
+        if (!self) mask[1 * Tk + 4] = 0;
+        Mha m, dm[2];
+        mha_bind(&m, W, D);
+        double *dW[2], *out[2], *dXq[2], *dXkv[2];
+        for (int v = 0; v < 2; v++) {
+            dW[v] = xcalloc_doubles(mha_num_params(D));
+            mha_bind(&dm[v], dW[v], D);
+            out[v] = xcalloc_doubles(B * Tq * D);
+            dXq[v] = xcalloc_doubles(B * Tq * D);
+            dXkv[v] = self ? dXq[v] : xcalloc_doubles(B * Tk * D);
+        }
+        double *one = xcalloc_doubles(2 * mha_cache_size(Tq, Tk, D, H));
+        for (int b = 0; b < B; b++) {           /* the reference: one example at a time */
+            MhaCache c, g;
+            mha_cache_bind(&c, one, Tq, Tk, D, H);
+            mha_cache_bind(&g, one + mha_cache_size(Tq, Tk, D, H), Tq, Tk, D, H);
+            const double *xq = Xq + b * Tq * D, *xkv = Xkv + b * Tk * D;
+            mha_forward(out[0] + b * Tq * D, &c, xq, xkv, &m, self ? NULL : mask + b * Tk,
+                        causal, Tq, Tk, D, H);
+            mha_backward(dXq[0] + b * Tq * D, dXkv[0] + b * Tk * D, &dm[0], up + b * Tq * D,
+                         xq, xkv, &m, &c, &g, causal, Tq, Tk, D, H);
+        }
+        TfLayout count = { NULL, 0, NULL, 0, 0 };
+        MhaCache c, g;
+        tf_mha_cache_layout(&c, &count, B, Tq, Tk, D, H);
+        double *cm = xcalloc_doubles(count.off), *gm = xcalloc_doubles(count.off);
+        TfLayout Lc = { cm, 0, NULL, 0, 0 }, Lg = { gm, 0, NULL, 0, 0 };
+        tf_mha_cache_layout(&c, &Lc, B, Tq, Tk, D, H);
+        tf_mha_cache_layout(&g, &Lg, B, Tq, Tk, D, H);
+        tf_mha_forward(out[1], &c, Xq, Xkv, &m, self ? NULL : mask, causal, B, Tq, Tk, D, H);
+        tf_mha_backward(dXq[1], dXkv[1], &dm[1], up, Xq, Xkv, &m, &c, &g, causal, B, Tq, Tk,
+                        D, H);
+        worst = fmax(worst, tf_max_diff(out[0], out[1], B * Tq * D));
+        worst = fmax(worst, tf_max_diff(dXq[0], dXq[1], B * Tq * D));
+        worst = fmax(worst, tf_max_diff(dXkv[0], dXkv[1], B * Tk * D));
+        worst = fmax(worst, tf_max_diff(dW[0], dW[1], mha_num_params(D)));
+        for (int v = 0; v < 2; v++) {
+            free(dW[v]); free(out[v]); free(dXq[v]);
+            if (!self) free(dXkv[v]);
+        }
+        free(W); free(Xq); free(up); free(one); free(cm); free(gm);
+        if (!self) free(Xkv);
+    }
+    check(t, worst < 1e-12, "tf_mha_forward/backward over a batch of 3 equal 3 calls of "
+          "mha_forward/backward: outputs and every gradient within %.1e (<= 1e-12), cross-"
+          "attention with a padded key and causal self-attention", worst);
+}
+
 static void tests_transformer(Tally *t) {
     Rng r;
     rng_seed(&r, 4321);
@@ -1917,6 +2015,7 @@ static void tests_transformer(Tally *t) {
     tf_test_layers(t, &r);
     tf_test_models(t, &r);
     tf_test_leaks(t, &r);
+    tf_test_batched_attention(t, &r);
     tf_test_schedule_and_config(t);
     tf_test_training(t);
     tf_test_sampling(t);
