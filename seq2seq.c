@@ -8,6 +8,7 @@
  *     ./seq2seq --task date --svg date.svg  a non-monotonic alignment, as a picture
  *     ./seq2seq --experiment length         the bottleneck table of NOTES.md
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
+ *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
  *     ./seq2seq --bench                     ms per training step
  *
  * It includes attention.c (chapter 1) for every kernel: matmul, linear,
@@ -25,7 +26,8 @@
  *   7. decoding           greedy and beam search; accuracy
  *   8. training           Adam, clipping, progress
  *   9. pooling            last vs mean vs attention over RNN states
- *  10. experiments        length bottleneck, pooling, bench
+ *   9b. CNN + attention   a 1-D convolution; max, mean or attention pooling
+ *  10. experiments        length bottleneck, pooling, cnn, bench
  *  11. main               options, the default run
  *
  * Dimension legend:
@@ -1421,18 +1423,44 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     return off;
 }
 
+/* h (T,B,H) [and c (T,B,H), LSTM only, else NULL] = the cell cl run over
+ * x (T,B,I) from the zero state; zero (B,H) is set to zeros here, k
+ * (T, B*cell_cache_size) keeps every step's cache. No padding. Shared by the
+ * RNN classifier below and the CNN's query RNN (section 9b). */
+void pool_rnn_forward(double *h, double *c, double *k, double *zero, const double *x,
+                      const S2sCell *cl, int T, int B) {
+    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
+    memset(zero, 0, sizeof(double) * (size_t)BH);
+    for (int t = 0; t < T; t++)
+        cell_forward(h + t * BH, c ? c + t * BH : NULL, k + t * cs, x + t * B * cl->I,
+                     t ? h + (t - 1) * BH : zero, c ? (t ? c + (t - 1) * BH : zero) : NULL,
+                     NULL, cl, B);
+}
+
+/* Backward through time of pool_rnn_forward. dx (T,B,I), dzero (B,H) and
+ * the cell's parameter gradients g +=. dh (T,B,H) holds the gradient arriving
+ * at every state from above (and receives the recurrent part as the loop
+ * walks back); dc (T,B,H) the same for LSTM cells (else NULL). work: scratch
+ * of 2 * B * G * H doubles, as cell_backward. */
+void pool_rnn_backward(double *dx, double *dzero, S2sCell *g, double *dh, double *dc,
+                       const double *x, const double *h, const double *c, const double *k,
+                       const double *zero, const S2sCell *cl, int T, int B, double *work) {
+    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
+    for (int t = T - 1; t >= 0; t--)   /* forward was: h_t = cell(x_t, h_{t-1} [, c_{t-1}]) */
+        cell_backward(dx + t * B * cl->I, t ? dh + (t - 1) * BH : dzero,
+                      c ? (t ? dc + (t - 1) * BH : dzero) : NULL, g, dh + t * BH,
+                      c ? dc + t * BH : NULL, x + t * B * cl->I, t ? h + (t - 1) * BH : zero,
+                      c ? (t ? c + (t - 1) * BH : zero) : NULL, k + t * cs, NULL, cl, B, work);
+}
+
 /* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
  * activation (bound by the caller with pool_acts_bind). */
 double pool_forward(PoolActs *a, const int *tokens, const int *labels, const PoolModel *m) {
     const PoolConfig *c = &m->cfg;
     const PoolWeights *w = &m->w;
-    const int B = a->B, T = a->T, H = c->H, BH = B * H, cs = B * cell_cache_size(c->cell, H);
-    memset(a->zero, 0, sizeof(double) * (size_t)BH);
+    const int B = a->B, T = a->T, H = c->H, BH = B * H;
     embedding_forward(a->x, tokens, w->emb, T * B, c->E);
-    for (int t = 0; t < T; t++)
-        cell_forward(a->h + t * BH, a->c ? a->c + t * BH : NULL, a->k + t * cs,
-                     a->x + t * B * c->E, t ? a->h + (t - 1) * BH : a->zero,
-                     a->c ? (t ? a->c + (t - 1) * BH : a->zero) : NULL, NULL, &w->enc, B);
+    pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
     if (c->pool == POOL_LAST) {
         memcpy(a->r, a->h + (T - 1) * BH, sizeof(double) * (size_t)BH);
     } else if (c->pool == POOL_MEAN) {
@@ -1462,7 +1490,7 @@ void pool_backward(PoolModel *m, PoolActs *g, const PoolActs *a, const int *toke
     const PoolConfig *c = &m->cfg;
     const PoolWeights *w = &m->w;
     PoolWeights *gw = &m->g;
-    const int B = a->B, T = a->T, H = c->H, BH = B * H, cs = B * cell_cache_size(c->cell, H);
+    const int B = a->B, T = a->T, H = c->H, BH = B * H;
     memset(g->x, 0, sizeof(double) * (size_t)pool_acts_bind(NULL, NULL, c, B, T));
     for (int b = 0; b < B; b++)      /* forward was: loss = (1/B) sum_b CE */
         cross_entropy_backward(g->logits + b * c->C, 1.0 / B, a->probs + b * c->C, labels[b],
@@ -1484,13 +1512,8 @@ void pool_backward(PoolModel *m, PoolActs *g, const PoolActs *a, const int *toke
             for (int t = 0; t < T; t++)
                 for (int j = 0; j < H; j++) g->h[t * BH + b * H + j] += g->hs[(b * T + t) * H + j];
     }
-    for (int t = T - 1; t >= 0; t--)
-        cell_backward(g->x + t * B * c->E, t ? g->h + (t - 1) * BH : g->zero,
-                      a->c ? (t ? g->c + (t - 1) * BH : g->zero) : NULL, &gw->enc,
-                      g->h + t * BH, a->c ? g->c + t * BH : NULL, a->x + t * B * c->E,
-                      t ? a->h + (t - 1) * BH : a->zero,
-                      a->c ? (t ? a->c + (t - 1) * BH : a->zero) : NULL, a->k + t * cs, NULL,
-                      &w->enc, B, a->work);
+    pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k, a->zero,
+                      &w->enc, T, B, a->work);
     embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
 }
 
@@ -1508,13 +1531,331 @@ void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int 
 }
 
 /* ========================================================================
- * 10. experiments: the length bottleneck, pooling, speed
+ * 9b. CNN + attention: a 1-D convolution, then max, mean or attention pooling
+ *
+ * The notes' "CNN + attention" puts attention in one of three places: before
+ * the convolution (two texts attend to each other and the result is appended
+ * to the inputs), after it (the two texts' feature maps attend to each
+ * other, and that feeds the pooling), or in place of the pooling. The first
+ * two need a pair of texts (entailment); our examples are single sequences,
+ * so this section builds the third, beside max and mean pooling:
+ *
+ *   x_t    = emb[token_t]                                  (T,E)
+ *   feat_n = relu([x_n; x_n+1; ..; x_n+K-1] W + b)          (N,F), N = T-K+1
+ *   max        r_f = max_n feat_n,f
+ *   mean       r   = (1/N) sum_n feat_n
+ *   attention  a = softmax_n(v . tanh(W q + U feat_n)),  r = sum_n a_n feat_n
+ *              q = u, a learned vector (F), or q = h_T, the last state of an
+ *              LSTM over the same embeddings (H): the notes' sentence vector
+ *   logits = r Wo + bo
+ *
+ * The convolution is one matmul: im2col copies the K embeddings under each
+ * window into one row, then (B*N, K*E) @ (K*E, F). The attention is
+ * attention.c's additive score and attend_forward() with keys = values =
+ * the feature rows; the LSTM is section 1's cell run by pool_rnn_forward().
+ * Extra legend: K kernel width, F channels (filters), N = T-K+1 windows,
+ * C classes.
+ *
+ * The task (cnn_task_batch): the sequence holds "x" then a class letter
+ * once, "y" then a different class letter once, filler letters everywhere
+ * else, and ends with a question X or Y: which letter followed x (or y)? A
+ * pattern detector finds both pairs; only something that has read the
+ * question can pick between them. A fixed query weighs the two pairs the
+ * same whatever the question, and a readout linear in "which pairs, which
+ * question" cannot beat 50%; the h_T of an LSTM has just read the question.
+ * ======================================================================== */
+
+/* ---- the convolution ---------------------------------------------------- */
+
+/* feat (B*N,F) = relu(pre), pre (B*N,F) = cols @ W (K*E,F) + b (F), where
+ * row b*N+n of cols (B*N,K*E) holds x_n .. x_n+K-1 of sequence b side by
+ * side (im2col). x (T,B,E) is time-major, as the RNNs use it. Needs K <= T. */
+void conv1d_forward(double *feat, double *pre, double *cols, const double *x,
+                    const double *W, const double *b, int T, int B, int E, int K, int F) {
+    const int N = T - K + 1, KE = K * E;
+    for (int s = 0; s < B; s++)
+        for (int n = 0; n < N; n++)
+            for (int j = 0; j < K; j++)   /* window slot j of row (s,n) is x_{n+j} */
+                memcpy(cols + (s * N + n) * KE + j * E, x + ((n + j) * B + s) * E,
+                       sizeof(double) * (size_t)E);
+    linear_forward(pre, cols, W, b, B * N, KE, F);
+    relu_forward(feat, pre, B * N * F);
+}
+
+/* Backward of conv1d_forward. dx (T,B,E) (may be NULL), dW (K*E,F) and db
+ * (F) +=; dpre (B*N,F) and dcols (B*N,K*E) are scratch, overwritten; dfeat
+ * (B*N,F) is the gradient arriving at feat. */
+void conv1d_backward(double *dx, double *dW, double *db, double *dpre, double *dcols,
+                     const double *dfeat, const double *pre, const double *cols,
+                     const double *W, int T, int B, int E, int K, int F) {
+    const int N = T - K + 1, KE = K * E;
+    memset(dpre, 0, sizeof(double) * (size_t)(B * N * F));
+    relu_backward(dpre, dfeat, pre, B * N * F);   /* forward was: feat = relu(pre) */
+    if (dx) memset(dcols, 0, sizeof(double) * (size_t)(B * N * KE));
+    /* forward was: pre = cols @ W + b, so dcols = dpre W^T, dW += cols^T dpre */
+    linear_backward(dx ? dcols : NULL, dW, db, dpre, cols, W, B * N, KE, F);
+    if (!dx) return;
+    /* forward was: cols[s*N+n][j*E + e] = x[n+j][s][e]; an x_t sits in up to K
+     * windows, so its gradient is the sum over them (col2im) */
+    for (int s = 0; s < B; s++)
+        for (int n = 0; n < N; n++)
+            for (int j = 0; j < K; j++) {
+                const double *dc = dcols + (s * N + n) * KE + j * E;
+                double *dxt = dx + ((n + j) * B + s) * E;
+                for (int e = 0; e < E; e++) dxt[e] += dc[e];
+            }
+}
+
+/* ---- the classifier ----------------------------------------------------- */
+
+enum { CNN_MAX, CNN_MEAN, CNN_ATT_LEARNED, CNN_ATT_RNN };
+static const char *const cnn_pool_names[] = { "max", "mean", "attention, learned query",
+                                              "attention, query = RNN h_T", NULL };
+
+typedef struct {
+    int pool;           /* CNN_MAX | CNN_MEAN | CNN_ATT_LEARNED | CNN_ATT_RNN */
+    int cell;           /* CELL_* of the query RNN (CNN_ATT_RNN only) */
+    int V, E, K, F;     /* vocabulary, embedding, kernel width, channels */
+    int H, A, C;        /* query RNN hidden (CNN_ATT_RNN), score hidden, classes */
+} CnnConfig;
+
+typedef struct {
+    double *emb;        /* (V,E), read by the convolution and the query RNN */
+    double *W, *b;      /* (K*E,F), (F): the convolution */
+    S2sCell enc;        /* CNN_ATT_RNN: the query RNN, input E, hidden H */
+    double *u;          /* CNN_ATT_LEARNED: (F) the learned query */
+    Score score;        /* attention: additive, Dq = F (learned) or H (RNN), Dk = F */
+    double *Wo, *bo;    /* (F,C), (C) */
+} CnnWeights;
+
+typedef struct {
+    CnnConfig cfg;
+    int num_params, nt;
+    S2sTensor tensors[S2S_MAX_TENSORS];
+    double *params, *grads, *m, *v;  /* (num_params) each */
+    CnnWeights w, g;                 /* views into params and grads */
+    int step;
+} CnnModel;
+
+/* The activations of one batch of B sequences of length T (no padding). */
+typedef struct {
+    int B, T, N;
+    double *x;           /* (T,B,E) embeddings */
+    double *cols;        /* (B*N,K*E) im2col rows */
+    double *pre, *feat;  /* (B*N,F) each: before and after the ReLU */
+    double *h, *c, *k;   /* RNN query: (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) */
+    double *zero;        /* RNN query: (B,H) the initial state */
+    double *Kp;          /* attention: (B*N,A) prepared keys U feat_n */
+    double *att;         /* attention: (B,N) the pooling weights */
+    double *sc;          /* attention: (B,(N+1)A) score caches */
+    double *r;           /* (B,F) the pooled vector */
+    double *logits, *probs; /* (B,C) each */
+    double *work;        /* (2*B*4H + 2N + A) scratch */
+} CnnActs;
+
+/* Build m for c: the size table, the four blocks (params, grads, Adam m and
+ * v), uniform init from r, and the views w and g. Free with cnn_free. */
+void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    const int att = c->pool >= CNN_ATT_LEARNED, rnn = c->pool == CNN_ATT_RNN;
+    const int Dq = rnn ? c->H : c->F, G = cell_gates(c->cell) * c->H;
+    int off = 0, o_enc = 0, o_u = 0, o_score = 0;
+    int o_emb = s2s_push(m, &off, "emb", c->V * c->E, 1.0);
+    int o_W = s2s_push(m, &off, "conv.W", c->K * c->E * c->F, 1.0 / sqrt((double)(c->K * c->E)));
+    int o_b = s2s_push(m, &off, "conv.b", c->F, 0.1);
+    if (rnn) {
+        double s = 1.0 / sqrt((double)c->H);
+        o_enc = s2s_push(m, &off, "rnn.Wx", c->E * G, s);   /* cell_bind order */
+        s2s_push(m, &off, "rnn.Wh", c->H * G, s);
+        s2s_push(m, &off, "rnn.bx", G, s);
+        s2s_push(m, &off, "rnn.bh", G, s);
+    }
+    if (c->pool == CNN_ATT_LEARNED) o_u = s2s_push(m, &off, "u", c->F, 1.0);
+    if (att) {
+        o_score = s2s_push(m, &off, "score.W", Dq * c->A, 1.0 / sqrt((double)Dq)); /* score_bind order */
+        s2s_push(m, &off, "score.U", c->F * c->A, 1.0 / sqrt((double)c->F));
+        s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
+    }
+    int o_Wo = s2s_push(m, &off, "Wo", c->F * c->C, 1.0 / sqrt((double)c->F));
+    int o_bo = s2s_push(m, &off, "bo", c->C, 1.0 / sqrt((double)c->F));
+    m->num_params = off;
+    m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
+    m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
+    for (int i = 0; i < m->nt; i++)
+        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
+                         -m->tensors[i].init, m->tensors[i].init);
+    CnnWeights *ws[2] = { &m->w, &m->g };
+    double *mem[2] = { m->params, m->grads };
+    for (int k = 0; k < 2; k++) {
+        double *p = mem[k];
+        memset(ws[k], 0, sizeof *ws[k]);
+        ws[k]->emb = p + o_emb; ws[k]->W = p + o_W; ws[k]->b = p + o_b;
+        if (rnn) cell_bind(&ws[k]->enc, p + o_enc, c->cell, c->E, c->H);
+        if (c->pool == CNN_ATT_LEARNED) ws[k]->u = p + o_u;
+        if (att) score_bind(&ws[k]->score, p + o_score, SCORE_ADDITIVE, Dq, c->F, c->A);
+        ws[k]->Wo = p + o_Wo; ws[k]->bo = p + o_bo;
+    }
+}
+
+void cnn_free(CnnModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
+
+/* Bind a (NULL mem: count only) for B sequences of length T >= K; returns
+ * the number of doubles. Fields a pooling does not use are NULL. */
+int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
+    const int N = T - c->K + 1, H = c->H, A = c->A;
+    const int att = c->pool >= CNN_ATT_LEARNED, rnn = c->pool == CNN_ATT_RNN;
+    int off = 0;
+    CnnActs dummy;
+    if (!a) a = &dummy;
+#define CNN_TAKE(field, n, cond) \
+    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
+    a->B = B; a->T = T; a->N = N;
+    CNN_TAKE(x, T * B * c->E, 1);
+    CNN_TAKE(cols, B * N * c->K * c->E, 1);
+    CNN_TAKE(pre, B * N * c->F, 1);
+    CNN_TAKE(feat, B * N * c->F, 1);
+    CNN_TAKE(h, T * B * H, rnn);
+    CNN_TAKE(c, T * B * H, rnn && c->cell == CELL_LSTM);
+    CNN_TAKE(k, T * B * cell_cache_size(c->cell, H), rnn);
+    CNN_TAKE(zero, B * H, rnn);
+    CNN_TAKE(Kp, B * N * A, att);
+    CNN_TAKE(att, B * N, att);
+    CNN_TAKE(sc, B * (N + 1) * A, att);
+    CNN_TAKE(r, B * c->F, 1);
+    CNN_TAKE(logits, B * c->C, 1);
+    CNN_TAKE(probs, B * c->C, 1);
+    CNN_TAKE(work, 2 * B * 4 * H + 2 * N + A, 1);
+#undef CNN_TAKE
+    return off;
+}
+
+/* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
+ * activation (bound by the caller with cnn_acts_bind). */
+double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnModel *m) {
+    const CnnConfig *c = &m->cfg;
+    const CnnWeights *w = &m->w;
+    const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    embedding_forward(a->x, tokens, w->emb, T * B, c->E);
+    conv1d_forward(a->feat, a->pre, a->cols, a->x, w->W, w->b, T, B, c->E, c->K, F);
+    if (c->pool == CNN_MAX) {
+        for (int b = 0; b < B; b++)
+            for (int f = 0; f < F; f++) {
+                double best = a->feat[b * N * F + f];
+                for (int n = 1; n < N; n++)
+                    if (a->feat[(b * N + n) * F + f] > best) best = a->feat[(b * N + n) * F + f];
+                a->r[b * F + f] = best;
+            }
+    } else if (c->pool == CNN_MEAN) {
+        for (int i = 0; i < B * F; i++) a->r[i] = 0.0;
+        for (int b = 0; b < B; b++)
+            for (int n = 0; n < N; n++)
+                for (int f = 0; f < F; f++) a->r[b * F + f] += a->feat[(b * N + n) * F + f] / N;
+    } else {
+        if (c->pool == CNN_ATT_RNN)
+            pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+        score_keys_forward(a->Kp, a->feat, B * N, &w->score);
+        for (int b = 0; b < B; b++) {
+            const double *q = c->pool == CNN_ATT_RNN ? a->h + ((T - 1) * B + b) * H : w->u;
+            attend_forward(a->r + b * F, a->att + b * N, a->sc + b * (N + 1) * A, q,
+                           a->Kp + b * N * A, a->feat + b * N * F, NULL, N, F, &w->score);
+        }
+    }
+    linear_forward(a->logits, a->r, w->Wo, w->bo, B, F, c->C);
+    double loss = 0.0;
+    for (int b = 0; b < B; b++)
+        loss += cross_entropy_forward(a->probs + b * c->C, a->logits + b * c->C, labels[b], c->C, 0.0);
+    return loss / B;
+}
+
+/* Backward of cnn_forward: adds into m->grads; g is a second CnnActs bound
+ * like a, for the activation gradients (cleared here). */
+void cnn_backward(CnnModel *m, CnnActs *g, const CnnActs *a, const int *tokens,
+                  const int *labels) {
+    const CnnConfig *c = &m->cfg;
+    const CnnWeights *w = &m->w;
+    CnnWeights *gw = &m->g;
+    const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    memset(g->x, 0, sizeof(double) * (size_t)cnn_acts_bind(NULL, NULL, c, B, T));
+    for (int b = 0; b < B; b++)      /* forward was: loss = (1/B) sum_b CE */
+        cross_entropy_backward(g->logits + b * c->C, 1.0 / B, a->probs + b * c->C, labels[b],
+                               c->C, 0.0);
+    linear_backward(g->r, gw->Wo, gw->bo, g->logits, a->r, w->Wo, B, F, c->C);
+    if (c->pool == CNN_MAX) {
+        /* forward was: r_f = max_n feat_n,f; the gradient goes to the winner
+         * only (found again: the first maximum, as in the forward) */
+        for (int b = 0; b < B; b++)
+            for (int f = 0; f < F; f++) {
+                int best = 0;
+                for (int n = 1; n < N; n++)
+                    if (a->feat[(b * N + n) * F + f] > a->feat[(b * N + best) * F + f]) best = n;
+                g->feat[(b * N + best) * F + f] += g->r[b * F + f];
+            }
+    } else if (c->pool == CNN_MEAN) {  /* forward was: r = (1/N) sum_n feat_n */
+        for (int b = 0; b < B; b++)
+            for (int n = 0; n < N; n++)
+                for (int f = 0; f < F; f++) g->feat[(b * N + n) * F + f] += g->r[b * F + f] / N;
+    } else {                           /* forward was: r = attend(q, U feat_n, feat_n) */
+        for (int b = 0; b < B; b++) {
+            const int rnn = c->pool == CNN_ATT_RNN;
+            const double *q = rnn ? a->h + ((T - 1) * B + b) * H : w->u;
+            double *dq = rnn ? g->h + ((T - 1) * B + b) * H : gw->u;
+            attend_backward(dq, g->Kp + b * N * A, g->feat + b * N * F, &gw->score,
+                            g->r + b * F, q, a->Kp + b * N * A, a->feat + b * N * F,
+                            a->att + b * N, a->sc + b * (N + 1) * A, N, F, &w->score, a->work);
+        }
+        score_keys_backward(g->feat, &gw->score, g->Kp, a->feat, B * N, &w->score);
+        if (c->pool == CNN_ATT_RNN)    /* forward was: q = h_T of the RNN over x */
+            pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                              a->zero, &w->enc, T, B, a->work);
+    }
+    conv1d_backward(g->x, gw->W, gw->b, g->pre, g->cols, g->feat, a->pre, a->cols, w->W, T,
+                    B, c->E, c->K, F);
+    embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
+}
+
+/* ---- the task ----------------------------------------------------------- */
+
+/* symbols, as offsets from S2S_FIRST: a-d the classes, e-g filler, the
+ * markers x y, and the questions X ("which letter followed x?") and Y */
+enum { CNN_LETTERS = 7, CNN_MARK_X = 7, CNN_MARK_Y = 8, CNN_ASK_X = 9, CNN_ASK_Y = 10,
+       CNN_SYMBOLS = 11, CNN_CLASSES = 4 };
+static const char cnn_symbol_chars[CNN_SYMBOLS + 1] = "abcdefgxyXY";
+
+/* tokens (T,B) and labels (B) of B examples of length T (5..64; from 8 on
+ * there are enough distinct sequences for a held-out split) from the
+ * training (heldout = 0) or held-out (1) split, as s2s_heldout() splits. */
+void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout) {
+    int seq[64];
+    for (int b = 0; b < B; b++) {
+        int lx, ly;
+        do {
+            for (int t = 0; t < T - 1; t++) seq[t] = rng_int(r, CNN_LETTERS);
+            int px, py;                                   /* pairs in 0..T-2, apart */
+            do { px = rng_int(r, T - 2); py = rng_int(r, T - 2); } while (py - px < 2 && px - py < 2);
+            lx = rng_int(r, CNN_CLASSES);
+            do ly = rng_int(r, CNN_CLASSES); while (ly == lx);
+            seq[px] = CNN_MARK_X; seq[px + 1] = lx;
+            seq[py] = CNN_MARK_Y; seq[py + 1] = ly;
+            seq[T - 1] = rng_int(r, 2) ? CNN_ASK_Y : CNN_ASK_X;
+            for (int t = 0; t < T; t++) seq[t] += S2S_FIRST;
+        } while (s2s_heldout(seq, T) != heldout);
+        for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
+        labels[b] = seq[T - 1] == S2S_FIRST + CNN_ASK_X ? lx : ly;
+    }
+}
+
+/* the character of token tok of the CNN task */
+char cnn_symbol(int tok) { return cnn_symbol_chars[tok - S2S_FIRST]; }
+
+/* ========================================================================
+ * 10. experiments: the length bottleneck, pooling, CNN + attention, speed
  * 11. main: options, the default run
  * ======================================================================== */
 #ifdef S2S_MAIN
 
-enum { S2S_EXP_NONE, S2S_EXP_LENGTH, S2S_EXP_POOLING };
-static const char *const s2s_experiment_names[] = { "length", "pooling", NULL };
+enum { S2S_EXP_NONE, S2S_EXP_LENGTH, S2S_EXP_POOLING, S2S_EXP_CNN };
+static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", NULL };
 
 typedef struct {
     S2sConfig cfg;
@@ -1525,6 +1866,8 @@ typedef struct {
     int beam;          /* 1 = greedy */
     int experiment;    /* S2S_EXP_* */
     int bench;         /* --bench */
+    int kernel;        /* --experiment cnn: convolution width K */
+    int channels;      /* --experiment cnn: convolution channels F */
     long seed;
     const char *svg;   /* alignment picture, or NULL */
 } S2sOptions;
@@ -1554,11 +1897,16 @@ static void s2s_usage(const char *prog) {
            "  --test N         held-out examples, 1..100000 (default 500)\n"
            "  --beam K         beam search width for the held-out decode, 1..64 (1 = greedy)\n"
            "  --seed N         0..2147483647 (default 1); stdout is identical for a seed\n"
-           "  --svg FILE       write the alignment heatmap as an SVG picture\n"
+           "  --svg FILE       write the alignment heatmap (cnn: pooling weights) as SVG\n"
            "  --experiment X   length: accuracy by source length, none vs bahdanau vs luong\n"
            "                     (reverse, lengths 5..44, 1200 steps unless given)\n"
            "                   pooling: last vs mean vs attention pooling for classification\n"
            "                     (rnn cells, length 60 unless given)\n"
+           "                   cnn: the pooling table with a CNN beside the RNN: max, mean\n"
+           "                     and attention pooling (a learned query, or the RNN's h_T)\n"
+           "                     (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
+           "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
+           "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32)\n"
            "  --bench          ms per training step of the issue's configurations\n"
            "  --help           this text\n", prog);
 }
@@ -1572,17 +1920,17 @@ static void s2s_die(const char *prog, const char *msg, const char *opt) {
 static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     enum { O_TASK, O_LEN, O_MINLEN, O_VOCAB, O_ATT, O_SCORE, O_ALIGN, O_WINDOW, O_CELL,
            O_HIDDEN, O_EMBED, O_AHID, O_BATCH, O_STEPS, O_LR, O_CLIP, O_TEST, O_BEAM,
-           O_SEED, O_SVG, O_EXP, O_BENCH, O_N };
+           O_SEED, O_SVG, O_EXP, O_BENCH, O_KERNEL, O_CHANNELS, O_N };
     static const char *const names[O_N] = { "--task", "--len", "--min-len", "--vocab",
         "--attention", "--score", "--align", "--window", "--cell", "--hidden", "--embed",
         "--attn-hidden", "--batch", "--steps", "--lr", "--clip", "--test", "--beam",
-        "--seed", "--svg", "--experiment", "--bench" };
+        "--seed", "--svg", "--experiment", "--bench", "--kernel", "--channels" };
     int given[O_N] = { 0 }, score = 0;
     S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 };
     S2sTask tk = { TASK_REVERSE, 10, 10, 16 };
     S2sTrainConfig tr = { 600, 5e-3, 1.0, 60 };
     o->batch = 32; o->test = 500; o->beam = 1; o->experiment = S2S_EXP_NONE; o->bench = 0;
-    o->seed = 1; o->svg = NULL;
+    o->seed = 1; o->svg = NULL; o->kernel = 3; o->channels = 32;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             s2s_usage(argv[0]);
@@ -1619,6 +1967,8 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         case O_SVG:    o->svg = arg_path(argc, argv, &i); break;
         case O_EXP:    o->experiment = 1 + arg_choice(argc, argv, &i, s2s_experiment_names); break;
         case O_BENCH:  o->bench = 1; break;
+        case O_KERNEL: o->kernel = (int)arg_long(argc, argv, &i, 1, 60); break;
+        case O_CHANNELS: o->channels = (int)arg_long(argc, argv, &i, 1, 512); break;
         }
     }
     const char *P = argv[0];
@@ -1630,17 +1980,24 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
                         names[k]);
     if (o->experiment) {
         const int allowed[] = { O_CELL, O_HIDDEN, O_EMBED, O_BATCH, O_STEPS, O_LR, O_CLIP,
-                                O_SEED, O_EXP, O_TEST, O_LEN, O_MINLEN };
+                                O_SEED, O_EXP, O_TEST, O_LEN, O_MINLEN, O_KERNEL, O_CHANNELS,
+                                O_SVG };
         for (int k = 0; k < O_N; k++) {
             int ok = !given[k];
             for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++) ok |= allowed[j] == k;
-            if (o->experiment == S2S_EXP_POOLING && (k == O_MINLEN || k == O_TEST) && given[k]) ok = 0;
+            if (o->experiment != S2S_EXP_LENGTH && (k == O_MINLEN || k == O_TEST) && given[k]) ok = 0;
+            if (o->experiment != S2S_EXP_CNN && (k == O_KERNEL || k == O_CHANNELS || k == O_SVG)
+                && given[k]) ok = 0;
             if (!ok)
-                s2s_die(P, " cannot be combined with --experiment (it chooses the models "
+                s2s_die(P, " cannot be combined with this --experiment (it chooses the models "
                         "itself; it accepts --cell --hidden --embed --batch --steps --lr "
-                        "--clip --seed --len, and for length also --min-len --test)", names[k]);
+                        "--clip --seed --len, for length also --min-len --test, for cnn also "
+                        "--kernel --channels --svg)", names[k]);
         }
     }
+    if ((given[O_KERNEL] || given[O_CHANNELS]) && !o->experiment)
+        s2s_die(P, " applies only to --experiment cnn",
+                names[given[O_KERNEL] ? O_KERNEL : O_CHANNELS]);
     if (given[O_SCORE] && c.attention != S2S_LUONG)
         s2s_die(P, " applies only to --attention luong (Bahdanau's score is additive; "
                 "none has no score)", "--score");
@@ -1675,6 +2032,21 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
                         "few distinct sequences to hold some out)", "--len");
             tk.min_len = tk.max_len;
         }
+        if (o->experiment == S2S_EXP_CNN) {
+            if (!given[O_LEN]) tk.max_len = 40;
+            if (!given[O_CELL]) c.cell = CELL_LSTM;
+            if (!given[O_HIDDEN]) c.H = 32;
+            if (!given[O_EMBED]) c.E = 16;
+            if (tk.max_len < 8)     /* 8: 164640 distinct sequences, enough to hold some out */
+                s2s_die(P, " must be at least 8 for --experiment cnn (two marker-letter pairs, "
+                        "the question and enough filler for a held-out split)", "--len");
+            if (o->kernel > tk.max_len) {
+                fprintf(stderr, "%s: --kernel must be at most the sequence length --len "
+                        "(%d), got %d\n", P, tk.max_len, o->kernel);
+                exit(2);
+            }
+            tk.min_len = tk.max_len;
+        }
         if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
         if (tk.min_len > tk.max_len) {
             fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
@@ -1690,8 +2062,6 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     }
     if (o->svg && c.attention == S2S_NONE)
         s2s_die(P, " needs attention: --attention none has no alignment to draw", "--svg");
-    if (o->svg && o->experiment)
-        s2s_die(P, " cannot be combined with --experiment", "--svg");
     c.V = tk.V;
     tr.log_every = tr.steps >= 10 ? tr.steps / 10 : 1;
     o->cfg = c; o->task = tk; o->train = tr;
@@ -1905,6 +2275,121 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
     free(tok); free(lab); free(btok); free(blab);
 }
 
+/* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
+ * RNN classifier with last / mean / attention pooling, the CNN with max /
+ * mean / attention pooling, the attention's query learned or the h_T of an
+ * RNN over the same input. Same data, seed, steps and learning rate for all.
+ * One table (times on stdout: it is an experiment), then the pooling weights
+ * of the attention-pooled models for held-out example 1 (and --svg). */
+static void s2s_experiment_cnn(const S2sOptions *o) {
+    enum { NV = 7, NT = 1000 };
+    const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch, V = S2S_FIRST + CNN_SYMBOLS;
+    const int K = o->kernel, F = o->channels, H = o->cfg.H, E = o->cfg.E, cell = o->cfg.cell;
+    const char *cn = cell_names[cell];
+    printf("the CNN + attention experiment: %d symbols hold \"x\" then a letter, \"y\" then "
+           "another, and end\nwith the question X (which letter followed x?) or Y; %d "
+           "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
+    printf("%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps of %d, "
+           "lr %g, seed %ld\n\n", cn, H, K, F, E, o->train.steps, B, o->train.lr, o->seed);
+    int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
+    int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
+    Rng rt;
+    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
+    cnn_task_batch(tok, lab, &rt, NT, T, 1);
+    double *heat = xcalloc_doubles(3 * T);             /* (3,T) the attention rows */
+    char rl[3][48], cl[64][2];
+    const char *rows[3], *cols[64];
+    int nh = 0;
+    printf("  %-5s | %-28s | %8s | %10s | %s\n", "model", "pooling", "held-out", "parameters",
+           "time");
+    for (int v = 0; v < NV; v++) {
+        const int rnn = v <= POOL_ATTENTION, p = rnn ? v : v - POOL_ATTENTION - 1;
+        PoolConfig pc = { p, cell, V, E, H, H, C };
+        CnnConfig cc = { p, cell, V, E, K, F, H, F, C };
+        Rng r;
+        rng_seed(&r, (uint64_t)o->seed);
+        PoolModel pm;
+        CnnModel cm;
+        PoolActs pa, pg;
+        CnnActs ca, cg;
+        if (rnn) pool_build(&pm, &pc, &r); else cnn_build(&cm, &cc, &r);
+        int cap = rnn ? pool_acts_bind(NULL, NULL, &pc, B, T) : cnn_acts_bind(NULL, NULL, &cc, B, T);
+        double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
+        double *P = rnn ? pm.params : cm.params, *G = rnn ? pm.grads : cm.grads;
+        double *M = rnn ? pm.m : cm.m, *S = rnn ? pm.v : cm.v;
+        const int np = rnn ? pm.num_params : cm.num_params;
+        double t0 = seconds();
+        for (int s = 1; s <= o->train.steps; s++) {
+            cnn_task_batch(btok, blab, &r, B, T, 0);
+            memset(G, 0, sizeof(double) * (size_t)np);
+            if (rnn) {
+                pool_acts_bind(&pa, amem, &pc, B, T); pool_acts_bind(&pg, gmem, &pc, B, T);
+                pool_forward(&pa, btok, blab, &pm);
+                pool_backward(&pm, &pg, &pa, btok, blab);
+            } else {
+                cnn_acts_bind(&ca, amem, &cc, B, T); cnn_acts_bind(&cg, gmem, &cc, B, T);
+                cnn_forward(&ca, btok, blab, &cm);
+                cnn_backward(&cm, &cg, &ca, btok, blab);
+            }
+            if (o->train.clip > 0) clip_grad_norm(G, np, o->train.clip);
+            adam_update(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps), 0.9,
+                        0.999, 1e-8, 0.0);
+        }
+        double secs = seconds() - t0;
+        int ok = 0;                                    /* held-out, B examples at a time */
+        for (int start = 0; start < NT; start += B) {
+            const int nb = NT - start < B ? NT - start : B;
+            for (int t = 0; t < T; t++)
+                memcpy(btok + t * nb, tok + t * NT + start, sizeof(int) * (size_t)nb);
+            const double *pr, *att;
+            if (rnn) {
+                pool_acts_bind(&pa, amem, &pc, nb, T);
+                pool_forward(&pa, btok, lab + start, &pm);
+                pr = pa.probs; att = pa.att;
+            } else {
+                cnn_acts_bind(&ca, amem, &cc, nb, T);
+                cnn_forward(&ca, btok, lab + start, &cm);
+                pr = ca.probs; att = ca.att;
+            }
+            for (int b = 0; b < nb; b++) {
+                int best = 0;
+                for (int k = 1; k < C; k++) if (pr[b * C + k] > pr[b * C + best]) best = k;
+                ok += best == lab[start + b];
+            }
+            if (start == 0 && att) {   /* example 1: a CNN window goes under its centre */
+                for (int t = 0; t < (rnn ? T : T - K + 1); t++)
+                    heat[nh * T + t + (rnn ? 0 : (K - 1) / 2)] = att[t];
+                snprintf(rl[nh], sizeof rl[nh], "%s, %s", rnn ? cn : "cnn",
+                         rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
+                rows[nh] = rl[nh];
+                nh++;
+            }
+        }
+        char pool[48];
+        if (!rnn && p == CNN_ATT_RNN) snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+        else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
+        printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
+               100.0 * ok / NT, np, secs);
+        fflush(stdout);
+        free(amem); free(gmem);
+        if (rnn) pool_free(&pm); else cnn_free(&cm);
+    }
+    for (int t = 0; t < T; t++) {
+        cl[t][0] = cnn_symbol(tok[t * NT]); cl[t][1] = '\0';
+        cols[t] = cl[t];
+    }
+    printf("\nthe pooling weights of held-out example 1 (label %c; a CNN window is drawn under "
+           "its centre):\n", cnn_symbol_chars[lab[0]]);
+    print_heatmap(stdout, "row: model, column: input token; each row sums to 1", heat, nh, T,
+                  rows, cols);
+    if (o->svg) {
+        write_svg_heatmap(o->svg, "pooling weights of held-out example 1", heat, nh, T, rows,
+                          cols);
+        printf("  wrote %s\n", o->svg);
+    }
+    free(heat); free(tok); free(lab); free(btok); free(blab);
+}
+
 /* median of n doubles (sorts x) */
 static double s2s_median(double *x, int n) {
     for (int i = 1; i < n; i++)
@@ -1991,6 +2476,7 @@ int main(int argc, char **argv) {
     if (o.bench) s2s_bench();
     else if (o.experiment == S2S_EXP_LENGTH) s2s_experiment_length(&o);
     else if (o.experiment == S2S_EXP_POOLING) s2s_experiment_pooling(&o);
+    else if (o.experiment == S2S_EXP_CNN) s2s_experiment_cnn(&o);
     else s2s_main_run(&o);
     return 0;
 }

@@ -1350,12 +1350,149 @@ static void s2s_test_pooling(Tally *t) {
     }
 }
 
+/* ---- chapter 2: CNN + attention (section 9b) ------------------------------ */
+
+typedef struct {
+    int T, B, E, K, F;
+    double *x, *dx, *W, *dW, *b, *db, *up;      /* inputs, parameters, upstream gradient */
+    double *feat, *pre, *cols, *dpre, *dcols;   /* activations and scratch */
+} S2sConvCtx;
+
+static double s2s_conv_loss(void *ctx) {
+    S2sConvCtx *k = ctx;
+    conv1d_forward(k->feat, k->pre, k->cols, k->x, k->W, k->b, k->T, k->B, k->E, k->K, k->F);
+    return dot_loss(k->up, k->feat, k->B * (k->T - k->K + 1) * k->F);
+}
+
+static void s2s_conv_grad(void *ctx) {
+    S2sConvCtx *k = ctx;
+    s2s_conv_loss(k);
+    conv1d_backward(k->dx, k->dW, k->db, k->dpre, k->dcols, k->up, k->pre, k->cols, k->W,
+                    k->T, k->B, k->E, k->K, k->F);
+}
+
+/* conv1d by im2col + matmul equals the convolution written as a sum, and its
+ * backward matches finite differences */
+static void s2s_test_conv1d(Tally *t) {
+    enum { T = 6, B = 2, E = 3, K = 3, F = 4, N = T - K + 1 };
+    S2sConvCtx k = { T, B, E, K, F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+    double *mem = xcalloc_doubles(2 * T * B * E + 2 * K * E * F + 2 * F + 4 * B * N * F +
+                                  2 * B * N * K * E);
+    double *p = mem;
+    k.x = p; p += T * B * E; k.dx = p; p += T * B * E;
+    k.W = p; p += K * E * F; k.dW = p; p += K * E * F;
+    k.b = p; p += F; k.db = p; p += F;
+    k.up = p; p += B * N * F; k.feat = p; p += B * N * F; k.pre = p; p += B * N * F;
+    k.dpre = p; p += B * N * F; k.cols = p; p += B * N * K * E; k.dcols = p;
+    Rng r;
+    rng_seed(&r, 23);
+    rng_fill_normal(&r, k.x, T * B * E, 1.0);
+    rng_fill_normal(&r, k.W, K * E * F, 0.5);
+    rng_fill_normal(&r, k.b, F, 0.5);
+    rng_fill_normal(&r, k.up, B * N * F, 1.0);
+    s2s_conv_loss(&k);
+    double err = 0.0;
+    int active = 0;
+    for (int s = 0; s < B; s++)
+        for (int n = 0; n < N; n++)
+            for (int f = 0; f < F; f++) {
+                double z = k.b[f];          /* b_f + sum_j sum_e x_{n+j}[e] W[j*E+e][f] */
+                for (int j = 0; j < K; j++)
+                    for (int e = 0; e < E; e++) z += k.x[((n + j) * B + s) * E + e] * k.W[(j * E + e) * F + f];
+                z = z > 0 ? z : 0.0;
+                active += z > 0;
+                err = fmax(err, fabs(z - k.feat[(s * N + n) * F + f]));
+            }
+    check(t, err <= 1e-12 && active > 0 && active < B * N * F, "conv1d (T %d, B %d, E %d, "
+          "K %d, F %d) by im2col + matmul = the windowed sum + ReLU: max abs diff %.1e <= "
+          "1e-12 (%d of %d outputs active)", T, B, E, K, F, err, active, B * N * F);
+    Tensor ts[3] = { { "x", k.x, k.dx, T * B * E }, { "W", k.W, k.dW, K * E * F },
+                     { "b", k.b, k.db, F } };
+    check_grad(t, "conv1d + ReLU (T 6, B 2, E 3, K 3, F 4)",
+               (Differentiable){ s2s_conv_loss, s2s_conv_grad, &k }, ts, 3, 1e-7);
+    free(mem);
+}
+
+/* the CNN task is what section 9b says it is */
+static void s2s_test_cnn_task(Tally *t) {
+    enum { B = 300, T = 9 };
+    int tok[T * B], lab[B], bad = 0;
+    Rng r;
+    rng_seed(&r, 5);
+    cnn_task_batch(tok, lab, &r, B, T, 0);
+    for (int b = 0; b < B; b++) {
+        int nx = 0, ny = 0, lx = -1, ly = -1, q = tok[(T - 1) * B + b] - S2S_FIRST;
+        for (int i = 0; i < T - 1; i++) {
+            int s = tok[i * B + b] - S2S_FIRST, next = tok[(i + 1) * B + b] - S2S_FIRST;
+            if (s == CNN_MARK_X) { nx++; lx = next; }
+            if (s == CNN_MARK_Y) { ny++; ly = next; }
+            if (s < 0 || s >= CNN_ASK_X) bad++;           /* only letters and markers */
+        }
+        if (nx != 1 || ny != 1 || lx < 0 || lx >= CNN_CLASSES || ly < 0 || ly >= CNN_CLASSES ||
+            lx == ly || (q != CNN_ASK_X && q != CNN_ASK_Y) || lab[b] != (q == CNN_ASK_X ? lx : ly))
+            bad++;
+    }
+    check(t, bad == 0, "CNN task: %d of %d sequences break the rule (one x and one y, each "
+          "followed by a different class letter; label = the letter after the asked marker)",
+          bad, B);
+}
+
+typedef struct {
+    CnnModel m;
+    CnnActs a, g;
+    int tokens[7 * 2], labels[2];
+} S2sCnnCtx;
+
+static double s2s_cnn_loss(void *ctx) {
+    S2sCnnCtx *k = ctx;
+    return cnn_forward(&k->a, k->tokens, k->labels, &k->m);
+}
+
+static void s2s_cnn_grad(void *ctx) {
+    S2sCnnCtx *k = ctx;
+    cnn_forward(&k->a, k->tokens, k->labels, &k->m);
+    cnn_backward(&k->m, &k->g, &k->a, k->tokens, k->labels);
+}
+
+/* the whole CNN classifier with each pooling, every parameter tensor */
+static void s2s_test_cnn(Tally *t) {
+    enum { B = 2, T = 7 };
+    for (int p = CNN_MAX; p <= CNN_ATT_RNN; p++) {
+        CnnConfig c = { p, CELL_LSTM, S2S_FIRST + CNN_SYMBOLS, 3, 3, 4, 3, 3, CNN_CLASSES };
+        S2sCnnCtx k;
+        Rng r;
+        rng_seed(&r, 19);
+        cnn_build(&k.m, &c, &r);
+        for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 2.0;
+        int n = cnn_acts_bind(NULL, NULL, &c, B, T);
+        double *amem = xcalloc_doubles(n), *gmem = xcalloc_doubles(n);
+        cnn_acts_bind(&k.a, amem, &c, B, T);
+        cnn_acts_bind(&k.g, gmem, &c, B, T);
+        cnn_task_batch(k.tokens, k.labels, &r, B, T, 0);
+        Tensor ts[S2S_MAX_TENSORS];
+        for (int i = 0; i < k.m.nt; i++) {
+            ts[i].name = k.m.tensors[i].name;
+            ts[i].x = k.m.params + k.m.tensors[i].offset;
+            ts[i].g = k.m.grads + k.m.tensors[i].offset;
+            ts[i].n = k.m.tensors[i].n;
+        }
+        char what[112];
+        snprintf(what, sizeof what, "CNN classifier (K 3, F 4), pooling: %s%s, whole model, "
+                 "%d tensors", cnn_pool_names[p], p == CNN_ATT_RNN ? " (lstm)" : "", k.m.nt);
+        check_grad(t, what, (Differentiable){ s2s_cnn_loss, s2s_cnn_grad, &k }, ts, k.m.nt, 1e-6);
+        free(amem); free(gmem); cnn_free(&k.m);
+    }
+}
+
 static void tests_seq2seq(Tally *t) {
     s2s_test_cells(t);
     s2s_test_models(t);
     s2s_test_padding(t);
     s2s_test_beam(t);
     s2s_test_pooling(t);
+    s2s_test_conv1d(t);
+    s2s_test_cnn_task(t);
+    s2s_test_cnn(t);
     s2s_test_training(t);
 }
 
