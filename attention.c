@@ -103,6 +103,7 @@ static const char *arg_value(int argc, char **argv, int *i) {
     return argv[*i];
 }
 
+/* The value of an integer option, which must lie in [lo, hi]. */
 long arg_long(int argc, char **argv, int *i, long lo, long hi) {
     const char *name = argv[*i];
     const char *s = arg_value(argc, argv, i);
@@ -117,6 +118,7 @@ long arg_long(int argc, char **argv, int *i, long lo, long hi) {
     return v;
 }
 
+/* The value of a real option, which must lie in [lo, hi] (NaN never does). */
 double arg_double(int argc, char **argv, int *i, double lo, double hi) {
     const char *name = argv[*i];
     const char *s = arg_value(argc, argv, i);
@@ -152,6 +154,22 @@ const char *arg_path(int argc, char **argv, int *i) {
         fprintf(stderr, "%s: %s needs a non-empty file name\n", argv[0], name);
         exit(2);
     }
+    return s;
+}
+
+/* The value of an option naming a file the program will write: checked now,
+ * by opening it for appending (which creates it and truncates nothing), so a
+ * bad path fails at once with status 2, not after minutes of training. */
+const char *arg_out_path(int argc, char **argv, int *i) {
+    const char *name = argv[*i];
+    const char *s = arg_path(argc, argv, i);
+    FILE *f = fopen(s, "a");
+    if (!f) {
+        fprintf(stderr, "%s: %s: cannot write the file '%s': %s\n", argv[0], name, s,
+                strerror(errno));
+        exit(2);
+    }
+    fclose(f);
     return s;
 }
 
@@ -385,6 +403,7 @@ double sigmoid(double x) {
     double e = exp(x);
     return e / (1.0 + e);
 }
+/* out (n) = sigmoid(x (n)) */
 void sigmoid_forward(double *out, const double *x, int n) {
     for (int i = 0; i < n; i++) out[i] = sigmoid(x[i]);
 }
@@ -393,6 +412,7 @@ void sigmoid_backward(double *dx, const double *dout, const double *out, int n) 
     for (int i = 0; i < n; i++) dx[i] += dout[i] * out[i] * (1.0 - out[i]);
 }
 
+/* out (n) = max(x (n), 0) */
 void relu_forward(double *out, const double *x, int n) {
     for (int i = 0; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0.0;
 }
@@ -436,6 +456,7 @@ void masked_softmax_forward(double *p, const double *x, const unsigned char *mas
     for (int i = 0; i < n; i++) p[i] /= sum;    /* sum >= 1: the max term is exp(0) */
 }
 
+/* p (n) = softmax(x (n)), no mask; p may be x */
 void softmax_forward(double *p, const double *x, int n) {
     masked_softmax_forward(p, x, NULL, n);
 }
@@ -669,7 +690,9 @@ void score_keys_forward(double *Kp, const double *K, int T, const Score *s) {
     }
 }
 
-/* dK (T,Dk) and the key-side parameter gradients in g += from dKp (T,P). */
+/* dK (T,Dk) and the key-side parameter gradients in g += from dKp (T,P).
+ * forward was: Kp = K @ W_key (general, additive, concat) or Kp = K
+ * so dK += dKp @ W_key^T and dW_key += K^T @ dKp (linear_backward), or dK += dKp. */
 void score_keys_backward(double *dK, Score *g, const double *dKp, const double *K,
                          int T, const Score *s) {
     switch (s->kind) {
@@ -1027,6 +1050,8 @@ void sdpa_forward(double *out, double *P, const double *Q, const double *K,
 }
 
 /* Backward of sdpa_forward: dQ (Tq,dk), dK (Tk,dk), dV (Tk,dv) +=.
+ * forward was: row i = attend_forward(q_i over the keys it may see), so
+ * row i's backward is attend_backward, adding into the shared dK and dV.
  * work (2 Tk) is scratch. */
 void sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
                    const double *Q, const double *K, const double *V, const double *P,
@@ -1166,6 +1191,7 @@ typedef struct {
     double *Wq, *Wk, *Wv, *Wo;  /* each (D,D) */
 } Mha;
 
+/* number of parameters of multi-head attention of width D (no biases) */
 int mha_num_params(int D) { return 4 * D * D; }
 
 /* point m at 4 D*D parameters in mem, in the order Wq, Wk, Wv, Wo */
@@ -1184,10 +1210,12 @@ typedef struct {
     double *work;           /* (2 Tk) scratch for the backward */
 } MhaCache;
 
+/* doubles one MhaCache needs for Tq queries over Tk keys, width D, H heads */
 int mha_cache_size(int Tq, int Tk, int D, int H) {
     return 4 * Tq * D + 4 * Tk * D + H * Tq * Tk + 2 * Tk;
 }
 
+/* Point c's arrays into mem (mha_cache_size doubles, owned by the caller). */
 void mha_cache_bind(MhaCache *c, double *mem, int Tq, int Tk, int D, int H) {
     c->Q = mem;            mem += Tq * D;
     c->K = mem;            mem += Tk * D;
@@ -1484,7 +1512,7 @@ void embedding_backward(double *dtable, const double *dout, const int *tokens, i
         for (int j = 0; j < E; j++) dtable[tokens[t] * E + j] += dout[t * E + j];
 }
 
-/* Toy sequence tasks: src (len) gets random symbols from
+/* Toy sequence tasks (toy_task_fill): src (len) gets random symbols from
  * [first, first + nsym), tgt (len) the answer: a copy, the reverse, or the
  * symbols in ascending order. Chapters add their own start/end tokens. */
 enum { TASK_COPY, TASK_REVERSE, TASK_SORT };
@@ -1498,6 +1526,29 @@ void toy_task_fill(Rng *r, int task, int *src, int *tgt, int len, int first, int
             for (int j = i; j > 0 && tgt[j - 1] > tgt[j]; j--) {
                 int x = tgt[j]; tgt[j] = tgt[j - 1]; tgt[j - 1] = x;
             }
+}
+
+/* Is this source sequence (len tokens) in the held-out split? A hash of its
+ * tokens, so the split is a fixed property of the sequence: a held-out
+ * source is never trained on, whatever the seed, and about 1 in 10 sources
+ * is held out. (FNV-1a, then a final mix so that every token matters.) */
+int heldout_split(const int *src, int len) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < len; i++) h = (h ^ (uint64_t)src[i]) * 1099511628211ull;
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33;
+    return h % 10 == 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the n values in x (n >= 1); sorts x in place. Benchmarks
+ * quote medians: one slow run (another process, a page fault) moves it little. */
+double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 /* Seconds, for progress lines and benchmarks, never for anything on stdout
@@ -1595,8 +1646,10 @@ static void tour_hard(Rng *r) {
     printf("  hard attention samples one position i ~ a (10000 draws):\n");
     for (int i = 0; i < 4; i++)
         printf("    %-5s a = %.4f  drawn %.4f\n", tour_words[i], a[i], counts[i] / 10000.0);
-    printf("  at inference it takes the argmax: '%s', c = v_argmax\n",
-           tour_words[hard_attention_argmax(a, 4)]);
+    int best = hard_attention_argmax(a, 4);
+    hard_attention_forward(c, best, tour_V, 2);
+    printf("  at inference it takes the argmax, '%s', and reads its value:\n", tour_words[best]);
+    print_vec("hard c", c, 2);
     /* REINFORCE: loss L_i = |v_i - target|^2; exact grad_e E[L] = a (L - E[L]) */
     const double target[2] = { 0.0, 1.0 };
     double L[4], EL = 0.0, exact[4];
@@ -1722,17 +1775,6 @@ static void tour_self_attention(Rng *r, const char *svg) {
 
 /* ---- ./attention --bench: kernel speed, and attention's O(n^2) memory ---- */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* median of the n times in t (sorts t) */
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
 static void bench_matmul(Rng *r) {
     printf("matmul kernels, double, one core: GFLOPS (2 n^3 flops / median time of 5 runs)\n");
     printf("  %6s %12s %12s %12s\n", "n", "a@b", "a@b^T", "a^T@b");
@@ -1794,8 +1836,9 @@ static void bench_attention(Rng *r) {
                mib_plain, runs_plain, 1e3 * mt, mib_tiled, runs_tiled, mp / mt);
         free(lse); free(work); free(Q); free(K); free(V); free(out);
     }
-    printf("  Plain memory grows 16x per 4x in n (O(n^2)); tiled grows 4x (O(n)), and\n"
-           "  the tiled loop is also faster here because its blocks run on the matmul kernel.\n");
+    printf("  Plain memory grows 16x per 4x in n (O(n^2)); tiled needs two fixed 64 x 64\n"
+           "  blocks plus one number per row (O(n)). The tiled loop is also faster here\n"
+           "  because its blocks run on the matmul kernel.\n");
 }
 
 static void usage(const char *prog) {
@@ -1813,7 +1856,7 @@ int main(int argc, char **argv) {
     const char *svg = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seed") == 0) seed = arg_long(argc, argv, &i, 0, 2147483647L);
-        else if (strcmp(argv[i], "--svg") == 0) svg = arg_path(argc, argv, &i);
+        else if (strcmp(argv[i], "--svg") == 0) svg = arg_out_path(argc, argv, &i);
         else if (strcmp(argv[i], "--bench") == 0) bench = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(argv[0]);
