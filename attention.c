@@ -157,20 +157,18 @@ const char *arg_path(int argc, char **argv, int *i) {
     return s;
 }
 
-/* The value of an option naming a file the program will write: checked now,
- * by opening it for appending (which creates it and truncates nothing), so a
- * bad path fails at once with status 2, not after minutes of training. */
-const char *arg_out_path(int argc, char **argv, int *i) {
-    const char *name = argv[*i];
-    const char *s = arg_path(argc, argv, i);
-    FILE *f = fopen(s, "a");
+/* Check, once the options are known to make sense, that the file `path`
+ * given to `option` can be written: open it for appending (which creates it
+ * and truncates nothing). A bad path then fails at once with status 2, not
+ * after minutes of training. */
+void check_writable(const char *prog, const char *option, const char *path) {
+    FILE *f = fopen(path, "a");
     if (!f) {
-        fprintf(stderr, "%s: %s: cannot write the file '%s': %s\n", argv[0], name, s,
+        fprintf(stderr, "%s: %s: cannot write the file '%s': %s\n", prog, option, path,
                 strerror(errno));
         exit(2);
     }
     fclose(f);
-    return s;
 }
 
 /* An option this program does not know. */
@@ -1856,13 +1854,14 @@ int main(int argc, char **argv) {
     const char *svg = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seed") == 0) seed = arg_long(argc, argv, &i, 0, 2147483647L);
-        else if (strcmp(argv[i], "--svg") == 0) svg = arg_out_path(argc, argv, &i);
+        else if (strcmp(argv[i], "--svg") == 0) svg = arg_path(argc, argv, &i);
         else if (strcmp(argv[i], "--bench") == 0) bench = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(argv[0]);
             return 0;
         } else arg_unknown(argv, i);
     }
+    if (svg) check_writable(argv[0], "--svg", svg);
     Rng r;
     rng_seed(&r, (uint64_t)seed);
     if (bench) {

@@ -86,6 +86,7 @@ typedef struct {
 /* G: the number of H-wide gate blocks */
 int cell_gates(int kind) { return kind == CELL_RNN ? 1 : kind == CELL_GRU ? 3 : 4; }
 
+/* parameters of one cell with input size I and hidden size H: Wx, Wh, bx, bh */
 int cell_num_params(int kind, int I, int H) {
     int G = cell_gates(kind) * H;
     return I * G + H * G + 2 * G;
@@ -307,7 +308,7 @@ typedef struct {
     S2sCell dec;               /* decoder cell, input Din */
     Score score;               /* Bahdanau: additive (Dq H, Dk 2H); Luong: dot/general/concat */
     double *Wc, *bc;           /* Luong: (He+H, H), (H): h~ = tanh([c; h] Wc + bc) */
-    double *Wp, *vp;           /* Luong local-p: (H,A), (A): p = S sigmoid(vp . tanh(h Wp)) */
+    double *Wp, *vp;           /* Luong local-p: (H,A), (A): p = (S-1) sigmoid(vp . tanh(h Wp)) */
     double *Wo, *bo;           /* (Dout,V), (V): logits = out_in @ Wo + bo */
 } S2sWeights;
 
@@ -441,10 +442,12 @@ void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
     }
 }
 
+/* free what s2s_build allocated */
 void s2s_free(S2sModel *m) {
     free(m->params); free(m->grads); free(m->m); free(m->v);
 }
 
+/* clear the parameter gradients (every backward adds into them) */
 void s2s_zero_grad(S2sModel *m) {
     memset(m->grads, 0, sizeof(double) * (size_t)m->num_params);
 }
@@ -538,6 +541,8 @@ typedef struct {
     int ntok, ncorrect;      /* target tokens and teacher-forced argmax hits of the last forward */
 } S2sRun;
 
+/* Allocate r's activations and their gradients (one block each) for batches
+ * up to (Bmax, Tmax, Smax) of model config c; r owns them: s2s_run_free(). */
 void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) {
     memset(r, 0, sizeof *r);
     r->Bmax = Bmax; r->Tmax = Tmax; r->Smax = Smax;
@@ -578,6 +583,8 @@ typedef struct {
     int *tlen;       /* (B) target lengths, EOS included */
 } S2sBatch;
 
+/* Allocate a batch of B sequences, sources up to Tcap tokens and targets up to
+ * Scap (EOS included); bt owns them: s2s_batch_free(). */
 void s2s_batch_build(S2sBatch *bt, int B, int Tcap, int Scap) {
     bt->B = bt->Bcap = B; bt->T = bt->S = 0; bt->Tcap = Tcap; bt->Scap = Scap;
     bt->src = xmalloc(sizeof(int) * (size_t)(Tcap * B));
@@ -976,19 +983,11 @@ int s2s_task_example(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk) {
     return k;
 }
 
-/* 1 if the source belongs to the held-out split (a hash of it is 0 mod 10) */
-int s2s_heldout(const int *src, int slen) {
-    uint64_t h = 1469598103934665603ull;          /* FNV-1a, then a final mix */
-    for (int i = 0; i < slen; i++) h = (h ^ (uint64_t)src[i]) * 1099511628211ull;
-    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33;
-    return h % 10 == 0;
-}
-
 /* An example from the training (heldout = 0) or held-out (1) split. */
 int s2s_sample(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk, int heldout) {
     for (int tries = 0; tries < 1000000; tries++) {
         int slen = s2s_task_example(src, tgt, n, r, tk);
-        if (s2s_heldout(src, slen) == heldout) return slen;
+        if (heldout_split(src, slen) == heldout) return slen;
     }
     fprintf(stderr, "seq2seq: the task has too few distinct sources for a held-out split\n");
     exit(1);
@@ -1012,6 +1011,8 @@ typedef struct {
     int *tlen;  /* (n) */
 } S2sData;
 
+/* Draw n examples of task tk from the training (heldout = 0) or held-out (1)
+ * split into d, which owns them: s2s_data_free(). */
 void s2s_data_build(S2sData *d, int n, Rng *r, const S2sTask *tk, int heldout) {
     d->n = n;
     s2s_task_dims(tk, &d->Tmax, &d->Nmax);
@@ -1295,8 +1296,6 @@ const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
     return buf;
 }
 
-/* name of the task, for messages */
-const char *s2s_task_name(int task) { return s2s_task_names[task]; }
 const char *s2s_attention_name(int attention) { return s2s_attention_names[attention]; }
 
 /* ========================================================================
@@ -1355,6 +1354,8 @@ typedef struct {
     double *work;     /* (B*8H + 2T + A) scratch */
 } PoolActs;
 
+/* Allocate and initialise the pooling classifier of config c (parameters,
+ * gradients, Adam state: one block each); m owns them: pool_free(). */
 void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
@@ -1524,7 +1525,7 @@ void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int 
     for (int b = 0; b < B; b++) {
         do {
             for (int t = 0; t < T; t++) seq[t] = S2S_FIRST + rng_int(r, C);
-        } while (s2s_heldout(seq, T) != heldout);
+        } while (heldout_split(seq, T) != heldout);
         for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
         labels[b] = seq[1] - S2S_FIRST;
     }
@@ -1824,7 +1825,7 @@ static const char cnn_symbol_chars[CNN_SYMBOLS + 1] = "abcdefgxyXY";
 
 /* tokens (T,B) and labels (B) of B examples of length T (5..64; from 8 on
  * there are enough distinct sequences for a held-out split) from the
- * training (heldout = 0) or held-out (1) split, as s2s_heldout() splits. */
+ * training (heldout = 0) or held-out (1) split, as heldout_split() splits. */
 void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout) {
     int seq[64];
     for (int b = 0; b < B; b++) {
@@ -1839,7 +1840,7 @@ void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout)
             seq[py] = CNN_MARK_Y; seq[py + 1] = ly;
             seq[T - 1] = rng_int(r, 2) ? CNN_ASK_Y : CNN_ASK_X;
             for (int t = 0; t < T; t++) seq[t] += S2S_FIRST;
-        } while (s2s_heldout(seq, T) != heldout);
+        } while (heldout_split(seq, T) != heldout);
         for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
         labels[b] = seq[T - 1] == S2S_FIRST + CNN_ASK_X ? lx : ly;
     }
@@ -2065,6 +2066,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     c.V = tk.V;
     tr.log_every = tr.steps >= 10 ? tr.steps / 10 : 1;
     o->cfg = c; o->task = tk; o->train = tr;
+    if (o->svg) check_writable(P, "--svg", o->svg);   /* fail now, not after training */
 }
 
 /* Train the model of o on its task and report: held-out accuracy, a few
@@ -2390,13 +2392,6 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     free(heat); free(tok); free(lab); free(btok); free(blab);
 }
 
-/* median of n doubles (sorts x) */
-static double s2s_median(double *x, int n) {
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) { double y = x[j]; x[j] = x[j - 1]; x[j - 1] = y; }
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 /* ms per training step of the issue's two configurations, and the time the
  * default example takes to reach 99% held-out exact-sequence accuracy. */
 static void s2s_bench(void) {
@@ -2423,7 +2418,7 @@ static void s2s_bench(void) {
             if (s >= WARM) ms[s - WARM] = 1000.0 * (seconds() - t0);
         }
         char desc[200];
-        printf("  %7.2f ms/step  %s (%d parameters)\n", s2s_median(ms, STEPS),
+        printf("  %7.2f ms/step  %s (%d parameters)\n", median(ms, STEPS),
                s2s_describe(desc, sizeof desc, &c), m.num_params);
         printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
                "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
