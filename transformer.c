@@ -155,20 +155,21 @@ void layernorm_backward(double *dx, double *dg, double *db, const double *dout,
                         const double *g, int N, int D) {
     for (int n = 0; n < N; n++) {
         const double *xn = x + n * D, *dn = dout + n * D;
+        const double mu = mean[n], rs = rstd[n];   /* locals: the stores below cannot move them */
         double *dxn = dx + n * D;
         double m1 = 0.0, m2 = 0.0;
         for (int j = 0; j < D; j++) {
-            double xhat = (xn[j] - mean[n]) * rstd[n];
+            double xhat = (xn[j] - mu) * rs;
             m1 += dn[j] * g[j];
             m2 += dn[j] * g[j] * xhat;
         }
         m1 /= D;
         m2 /= D;
         for (int j = 0; j < D; j++) {
-            double xhat = (xn[j] - mean[n]) * rstd[n];
+            double xhat = (xn[j] - mu) * rs;
             dg[j] += dn[j] * xhat;
             db[j] += dn[j];
-            dxn[j] += rstd[n] * (dn[j] * g[j] - m1 - xhat * m2);
+            dxn[j] += rs * (dn[j] * g[j] - m1 - xhat * m2);
         }
     }
 }
@@ -269,6 +270,25 @@ void tf_sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
     matmul_tn_add(dK, dS, Q, Tk, Tq, dk);
 }
 
+/* Xh (B,H,T,dh) = X (B,T,D) split into heads: Xh[b][h][t][j] = X[b][t][h*dh + j].
+ * A copy, not an add (split_heads_add of chapter 1 adds), so Xh needs no zeroing. */
+static void tf_split_heads(double *Xh, const double *X, int B, int T, int H, int dh) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++)
+                memcpy(Xh + ((b * H + h) * T + t) * dh, X + (b * T + t) * H * dh + h * dh,
+                       sizeof(double) * (size_t)dh);
+}
+
+/* X (B,T,D) = Xh (B,H,T,dh) with the heads side by side: the inverse copy */
+static void tf_merge_heads(double *X, const double *Xh, int B, int T, int H, int dh) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++)
+                memcpy(X + (b * T + t) * H * dh + h * dh, Xh + ((b * H + h) * T + t) * dh,
+                       sizeof(double) * (size_t)dh);
+}
+
 /* out (B*Tq,D) = multi-head attention of each example of Xq (B,Tq,D) over
  * the same example of Xkv (B,Tk,D); key_mask (B,Tk) or NULL. c holds
  * Q (B*Tq,D), K, V (B*Tk,D), Qh (B,H,Tq,dh), Kh, Vh (B,H,Tk,dh),
@@ -280,22 +300,17 @@ void tf_mha_forward(double *out, MhaCache *c, const double *Xq, const double *Xk
     matmul_forward(c->Q, Xq, m->Wq, B * Tq, D, D);     /* project: every row at once */
     matmul_forward(c->K, Xkv, m->Wk, B * Tk, D, D);
     matmul_forward(c->V, Xkv, m->Wv, B * Tk, D, D);
-    memset(c->Qh, 0, sizeof(double) * (size_t)(B * Tq * D));
-    memset(c->Kh, 0, sizeof(double) * (size_t)(B * Tk * D));
-    memset(c->Vh, 0, sizeof(double) * (size_t)(B * Tk * D));
-    memset(c->O, 0, sizeof(double) * (size_t)(B * Tq * D));
-    for (int b = 0; b < B; b++) {                      /* attend: per example ... */
-        split_heads_add(c->Qh + b * Tq * D, c->Q + b * Tq * D, Tq, H, dh);
-        split_heads_add(c->Kh + b * Tk * D, c->K + b * Tk * D, Tk, H, dh);
-        split_heads_add(c->Vh + b * Tk * D, c->V + b * Tk * D, Tk, H, dh);
+    tf_split_heads(c->Qh, c->Q, B, Tq, H, dh);
+    tf_split_heads(c->Kh, c->K, B, Tk, H, dh);
+    tf_split_heads(c->Vh, c->V, B, Tk, H, dh);
+    for (int b = 0; b < B; b++)                        /* attend: per example ... */
         for (int h = 0; h < H; h++) {                  /* ... and per head */
             const int bh = b * H + h;
             tf_sdpa_forward(c->Oh + bh * Tq * dh, c->P + bh * Tq * Tk, c->Qh + bh * Tq * dh,
                             c->Kh + bh * Tk * dh, c->Vh + bh * Tk * dh,
                             key_mask ? key_mask + b * Tk : NULL, causal, Tq, Tk, dh, dh);
         }
-        merge_heads_add(c->O + b * Tq * D, c->Oh + b * Tq * D, Tq, H, dh);
-    }
+    tf_merge_heads(c->O, c->Oh, B, Tq, H, dh);
     matmul_forward(out, c->O, m->Wo, B * Tq, D, D);    /* mix: every row at once */
 }
 
@@ -306,19 +321,16 @@ void tf_mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
                      const double *Xq, const double *Xkv, const Mha *m, const MhaCache *c,
                      MhaCache *g, int causal, int B, int Tq, int Tk, int D, int H) {
     const int dh = D / H;
+    /* what is added into must start at zero; the copies below need not */
     memset(g->O, 0, sizeof(double) * (size_t)(B * Tq * D));
-    memset(g->Oh, 0, sizeof(double) * (size_t)(B * Tq * D));
-    memset(g->Q, 0, sizeof(double) * (size_t)(B * Tq * D));
     memset(g->Qh, 0, sizeof(double) * (size_t)(B * Tq * D));
-    memset(g->K, 0, sizeof(double) * (size_t)(B * Tk * D));
     memset(g->Kh, 0, sizeof(double) * (size_t)(B * Tk * D));
-    memset(g->V, 0, sizeof(double) * (size_t)(B * Tk * D));
     memset(g->Vh, 0, sizeof(double) * (size_t)(B * Tk * D));
     /* forward was: out = O @ W_o, over every row */
     matmul_backward(g->O, dm->Wo, dout, c->O, m->Wo, B * Tq, D, D);
-    for (int b = 0; b < B; b++) {
-        /* forward was: O = merge(Oh), so dOh = split(dO) */
-        split_heads_add(g->Oh + b * Tq * D, g->O + b * Tq * D, Tq, H, dh);
+    /* forward was: O = merge(Oh), so dOh = split(dO) */
+    tf_split_heads(g->Oh, g->O, B, Tq, H, dh);
+    for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const int bh = b * H + h;
             tf_sdpa_backward(g->Qh + bh * Tq * dh, g->Kh + bh * Tk * dh, g->Vh + bh * Tk * dh,
@@ -326,11 +338,10 @@ void tf_mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
                              c->Vh + bh * Tk * dh, c->P + bh * Tq * Tk, causal, Tq, Tk, dh,
                              dh, g->work);
         }
-        /* forward was: Qh = split(Q), so dQ = merge(dQh); the same for K, V */
-        merge_heads_add(g->Q + b * Tq * D, g->Qh + b * Tq * D, Tq, H, dh);
-        merge_heads_add(g->K + b * Tk * D, g->Kh + b * Tk * D, Tk, H, dh);
-        merge_heads_add(g->V + b * Tk * D, g->Vh + b * Tk * D, Tk, H, dh);
-    }
+    /* forward was: Qh = split(Q), so dQ = merge(dQh); the same for K, V */
+    tf_merge_heads(g->Q, g->Qh, B, Tq, H, dh);
+    tf_merge_heads(g->K, g->Kh, B, Tk, H, dh);
+    tf_merge_heads(g->V, g->Vh, B, Tk, H, dh);
     /* forward was: Q = Xq W_q, K = Xkv W_k, V = Xkv W_v, over every row */
     matmul_backward(dXq, dm->Wq, g->Q, Xq, m->Wq, B * Tq, D, D);
     matmul_backward(dXkv, dm->Wk, g->K, Xkv, m->Wk, B * Tk, D, D);
