@@ -271,22 +271,27 @@ void tf_sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
 }
 
 /* Xh (B,H,T,dh) = X (B,T,D) split into heads: Xh[b][h][t][j] = X[b][t][h*dh + j].
- * A copy, not an add (split_heads_add of chapter 1 adds), so Xh needs no zeroing. */
+ * A copy, not an add (split_heads_add of chapter 1 adds), so Xh needs no zeroing.
+ * (A loop, not memcpy: dh is small, and a library call per row costs more.) */
 static void tf_split_heads(double *Xh, const double *X, int B, int T, int H, int dh) {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
-            for (int t = 0; t < T; t++)
-                memcpy(Xh + ((b * H + h) * T + t) * dh, X + (b * T + t) * H * dh + h * dh,
-                       sizeof(double) * (size_t)dh);
+            for (int t = 0; t < T; t++) {
+                double *xh = Xh + ((b * H + h) * T + t) * dh;
+                const double *x = X + (b * T + t) * H * dh + h * dh;
+                for (int j = 0; j < dh; j++) xh[j] = x[j];
+            }
 }
 
 /* X (B,T,D) = Xh (B,H,T,dh) with the heads side by side: the inverse copy */
 static void tf_merge_heads(double *X, const double *Xh, int B, int T, int H, int dh) {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
-            for (int t = 0; t < T; t++)
-                memcpy(X + (b * T + t) * H * dh + h * dh, Xh + ((b * H + h) * T + t) * dh,
-                       sizeof(double) * (size_t)dh);
+            for (int t = 0; t < T; t++) {
+                double *x = X + (b * T + t) * H * dh + h * dh;
+                const double *xh = Xh + ((b * H + h) * T + t) * dh;
+                for (int j = 0; j < dh; j++) x[j] = xh[j];
+            }
 }
 
 /* out (B*Tq,D) = multi-head attention of each example of Xq (B,Tq,D) over
