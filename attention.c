@@ -228,34 +228,51 @@ void rng_fill_uniform(Rng *r, double *x, int n, double lo, double hi) {
  * Why not three plain loops? A textbook i-k-j loop runs at ~6 GFLOPS at -O2
  * and ~20 at -O3 -march=native here, and its transposed forms are slower
  * still (~3 GFLOPS for a @ b^T). The speed comes from two ideas:
- *   1. Register tile. The innermost kernel computes a 4 x 16 block of out
- *      in 4 row accumulators that stay in vector registers for the whole k
- *      loop: per k it loads 16 values of B and 4 of A and does 64
- *      multiply-adds, instead of loading and storing out every time.
+ *   1. Register tile. The innermost kernel computes an 8 x 16 block of out
+ *      in 8 row accumulators that stay in vector registers for the whole k
+ *      loop: per k it loads 16 values of B and 8 of A and does 128
+ *      fused multiply-adds, instead of loading and storing out every time.
  *   2. Packing. Before the kernel runs, the slice of A it needs (4 rows x
  *      KC) and of B (KC x NC) are copied into small contiguous panels, so
  *      the kernel always walks memory with stride 1 whatever the transpose,
  *      and the panels stay in cache while they are reused.
  * Plain C, no intrinsics: the compiler vectorises the 16-wide row updates.
- * The panels live on the stack (64 KB), so there is no allocation here.
+ * The panels live on the stack (264 KB), so there is no allocation here.
  * Measured by `./attention --bench`; held against a plain loop by the tests. */
 
-enum { GEMM_MR = 4, GEMM_NR = 16, GEMM_KC = 128, GEMM_NC = 64 };
+enum { GEMM_MR = 8, GEMM_NR = 16, GEMM_KC = 128, GEMM_NC = 256 };
+
+/* a*b + c in one rounding where the hardware has a fused multiply-add (C99's
+ * fma(), a single instruction there); elsewhere the plain expression, since a
+ * software fma() would be slow. Under -std=c99 the compiler never fuses a
+ * multiply and an add by itself, so without this the kernel does two
+ * instructions where one would do. */
+#ifdef FP_FAST_FMA
+#define FMA(a, b, c) fma(a, b, c)
+#else
+#define FMA(a, b, c) ((a) * (b) + (c))
+#endif
 
 /* out (mr,nr) += ap (K,MR packed: ap[k*MR + r] = A[r][k]) @ bp (K, ldb),
- * accumulating a full MR x NR tile; only mr x nr of it is written back. */
+ * accumulating a full MR x NR tile in eight row accumulators; only mr x nr
+ * of it is written back. */
 static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap,
                         const double *restrict bp, int ldb, int K, int mr, int nr) {
     double c0[GEMM_NR] = {0}, c1[GEMM_NR] = {0}, c2[GEMM_NR] = {0}, c3[GEMM_NR] = {0};
+    double c4[GEMM_NR] = {0}, c5[GEMM_NR] = {0}, c6[GEMM_NR] = {0}, c7[GEMM_NR] = {0};
     for (int k = 0; k < K; k++) {
         const double *bk = bp + k * ldb, *ak = ap + k * GEMM_MR;
         const double a0 = ak[0], a1 = ak[1], a2 = ak[2], a3 = ak[3];
+        const double a4 = ak[4], a5 = ak[5], a6 = ak[6], a7 = ak[7];
         for (int j = 0; j < GEMM_NR; j++) {    /* one vectorised row update each */
             const double bj = bk[j];
-            c0[j] += a0 * bj; c1[j] += a1 * bj; c2[j] += a2 * bj; c3[j] += a3 * bj;
+            c0[j] = FMA(a0, bj, c0[j]); c1[j] = FMA(a1, bj, c1[j]);
+            c2[j] = FMA(a2, bj, c2[j]); c3[j] = FMA(a3, bj, c3[j]);
+            c4[j] = FMA(a4, bj, c4[j]); c5[j] = FMA(a5, bj, c5[j]);
+            c6[j] = FMA(a6, bj, c6[j]); c7[j] = FMA(a7, bj, c7[j]);
         }
     }
-    double *rows[GEMM_MR] = { c0, c1, c2, c3 };
+    double *rows[GEMM_MR] = { c0, c1, c2, c3, c4, c5, c6, c7 };
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++) out[r * ldo + j] += rows[r][j];
 }
@@ -285,7 +302,7 @@ static void gemm(double *restrict out, const double *restrict a, int sai, int sa
             const int big = M >= 64 && (double)M * kc * nc >= 1e6;
             (void)big;
             OMP_PARALLEL_FOR_IF_BIG
-            for (int i0 = 0; i0 < M; i0 += GEMM_MR) {  /* 4 rows of out at a time */
+            for (int i0 = 0; i0 < M; i0 += GEMM_MR) {  /* 8 rows of out at a time */
                 double apanel[GEMM_KC * GEMM_MR];
                 const int mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
                 for (int k = 0; k < kc; k++)           /* pack A: (kc, MR), zero-padded */
