@@ -1050,34 +1050,49 @@ void local_p_attend_backward(double *dq, double *dKp, double *dV, double *dp, Sc
  * ======================================================================== */
 
 /* out (Tq,dv), P (Tq,Tk) = scaled dot-product attention of Q (Tq,dk) over
- * K (Tk,dk), V (Tk,dv). A causal row i uses keys 0..i only. */
+ * K (Tk,dk), V (Tk,dv). A causal row i uses keys 0..i only. Row i is the
+ * three steps of section 2 for query i (scaled dot score, masked softmax,
+ * weighted sum); all rows at once they are two matrix products:
+ *     S = Q K^T / sqrt(dk) (masked),  P = softmax(S) by rows,  out = P V */
 void sdpa_forward(double *out, double *P, const double *Q, const double *K,
                   const double *V, const unsigned char *key_mask, int causal,
                   int Tq, int Tk, int dk, int dv) {
-    Score s;
-    score_bind(&s, NULL, SCORE_SCALED_DOT, dk, dk, 0);
+    const double scale = 1.0 / sqrt((double)dk);
+    memset(P, 0, sizeof(double) * (size_t)(Tq * Tk));
+    matmul_nt_add(P, Q, K, Tq, dk, Tk);                /* S = Q K^T, every row */
     for (int i = 0; i < Tq; i++) {
-        int n = causal && i + 1 < Tk ? i + 1 : Tk;     /* keys row i may see */
+        const int n = causal && i + 1 < Tk ? i + 1 : Tk;   /* keys row i may see */
         double *p = P + i * Tk;
-        attend_forward(out + i * dv, p, NULL, Q + i * dk, K, V, key_mask, n, dv, &s);
+        for (int j = 0; j < n; j++) p[j] *= scale;
+        masked_softmax_forward(p, p, key_mask, n);
         for (int j = n; j < Tk; j++) p[j] = 0.0;      /* the future: weight 0 */
     }
+    matmul_forward(out, P, V, Tq, Tk, dv);             /* out = P V */
 }
 
 /* Backward of sdpa_forward: dQ (Tq,dk), dK (Tk,dk), dV (Tk,dv) +=.
- * forward was: row i = attend_forward(q_i over the keys it may see), so
- * row i's backward is attend_backward, adding into the shared dK and dV.
- * work (2 Tk) is scratch. */
+ * work (Tq*Tk) is scratch. With dP = dout V^T,
+ *     dV += P^T dout,   dS = P * (dP - rowsum(P * dP)) / sqrt(dk)   (softmax'),
+ *     dQ += dS K,       dK += dS^T Q.
+ * Masked weights are 0, so their dS is 0; a causal row i stops at key i. */
 void sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
                    const double *Q, const double *K, const double *V, const double *P,
                    int causal, int Tq, int Tk, int dk, int dv, double *work) {
-    Score s;
-    score_bind(&s, NULL, SCORE_SCALED_DOT, dk, dk, 0);
-    for (int i = 0; i < Tq; i++) {
-        int n = causal && i + 1 < Tk ? i + 1 : Tk;
-        attend_backward(dQ + i * dk, dK, dV, &s, dout + i * dv, Q + i * dk, K, V,
-                        P + i * Tk, NULL, n, dv, &s, work);
+    const double scale = 1.0 / sqrt((double)dk);
+    double *dS = work;
+    memset(dS, 0, sizeof(double) * (size_t)(Tq * Tk));
+    matmul_nt_add(dS, dout, V, Tq, dv, Tk);           /* forward was: out = P V */
+    matmul_tn_add(dV, P, dout, Tk, Tq, dv);
+    for (int i = 0; i < Tq; i++) {                     /* forward was: P = softmax(S) */
+        const int n = causal && i + 1 < Tk ? i + 1 : Tk;
+        const double *p = P + i * Tk;
+        double *d = dS + i * Tk, dot = 0.0;
+        for (int j = 0; j < n; j++) dot += p[j] * d[j];
+        for (int j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot) * scale;
+        for (int j = n; j < Tk; j++) d[j] = 0.0;
     }
+    matmul_nn_add(dQ, dS, K, Tq, Tk, dk);             /* forward was: S = Q K^T scale */
+    matmul_tn_add(dK, dS, Q, Tk, Tq, dk);
 }
 
 /* ---- tiled attention: the same result in O(T) memory ---------------------
@@ -1196,11 +1211,14 @@ void tiled_attention_backward(double *dQ, double *dK, double *dV, const double *
     }
 }
 
-/* Multi-head attention (Vaswani et al. 2017):
+/* Multi-head attention (Vaswani et al. 2017), over a batch of B examples:
  *     Q = Xq W_q, K = Xkv W_k, V = Xkv W_v                (project)
  *     split each into H heads of width dh = D / H          (split heads)
- *     O_h = sdpa(Q_h, K_h, V_h)                            (attend, per head)
+ *     O_h = sdpa(Q_h, K_h, V_h), per example and head      (attend)
  *     out = concat(O_1..O_H) W_o                            (concatenate, mix)
+ * The projections act on each row alone, so they run once over all B*T rows
+ * (one large matrix product is faster than B small ones); only the attention
+ * core, which mixes the positions of one example, runs per example and head.
  * Self-attention passes Xkv = Xq; cross-attention passes the encoder's output. */
 typedef struct {
     double *Wq, *Wk, *Wv, *Wo;  /* each (D,D) */
@@ -1215,102 +1233,115 @@ void mha_bind(Mha *m, double *mem, int D) {
 }
 
 /* The activations one call keeps for its backward (and the same shapes,
- * in a second block, serve the backward as scratch). */
+ * in a second block, serve the backward as scratch), example after example,
+ * so example b's weights are at P + b*H*Tq*Tk. */
 typedef struct {
-    double *Q, *K, *V;      /* (Tq,D), (Tk,D), (Tk,D) projections */
-    double *Qh, *Kh, *Vh;   /* (H,Tq,dh), (H,Tk,dh), (H,Tk,dh) split into heads */
-    double *P;              /* (H,Tq,Tk) attention weights of every head */
-    double *Oh;             /* (H,Tq,dh) per-head outputs */
-    double *O;              /* (Tq,D) heads concatenated */
-    double *work;           /* (2 Tk) scratch for the backward */
+    double *Q, *K, *V;      /* (B,Tq,D), (B,Tk,D), (B,Tk,D) projections */
+    double *Qh, *Kh, *Vh;   /* (B,H,Tq,dh), (B,H,Tk,dh), (B,H,Tk,dh) split into heads */
+    double *P;              /* (B,H,Tq,Tk) attention weights of every head */
+    double *Oh;             /* (B,H,Tq,dh) per-head outputs */
+    double *O;              /* (B,Tq,D) heads concatenated */
+    double *work;           /* (Tq,Tk) scratch for sdpa_backward */
 } MhaCache;
 
-/* doubles one MhaCache needs for Tq queries over Tk keys, width D, H heads */
-int mha_cache_size(int Tq, int Tk, int D, int H) {
-    return 4 * Tq * D + 4 * Tk * D + H * Tq * Tk + 2 * Tk;
+/* doubles one MhaCache needs: B examples, Tq queries over Tk keys, width D, H heads */
+int mha_cache_size(int B, int Tq, int Tk, int D, int H) {
+    return B * (4 * Tq * D + 4 * Tk * D + H * Tq * Tk) + Tq * Tk;
 }
 
 /* Point c's arrays into mem (mha_cache_size doubles, owned by the caller). */
-void mha_cache_bind(MhaCache *c, double *mem, int Tq, int Tk, int D, int H) {
-    c->Q = mem;            mem += Tq * D;
-    c->K = mem;            mem += Tk * D;
-    c->V = mem;            mem += Tk * D;
-    c->Qh = mem;           mem += Tq * D;
-    c->Kh = mem;           mem += Tk * D;
-    c->Vh = mem;           mem += Tk * D;
-    c->P = mem;            mem += H * Tq * Tk;
-    c->Oh = mem;           mem += Tq * D;
-    c->O = mem;            mem += Tq * D;
+void mha_cache_bind(MhaCache *c, double *mem, int B, int Tq, int Tk, int D, int H) {
+    c->Q = mem;            mem += B * Tq * D;
+    c->K = mem;            mem += B * Tk * D;
+    c->V = mem;            mem += B * Tk * D;
+    c->Qh = mem;           mem += B * Tq * D;
+    c->Kh = mem;           mem += B * Tk * D;
+    c->Vh = mem;           mem += B * Tk * D;
+    c->P = mem;            mem += B * H * Tq * Tk;
+    c->Oh = mem;           mem += B * Tq * D;
+    c->O = mem;            mem += B * Tq * D;
     c->work = mem;
 }
 
-/* Xh (H,T,dh) += split of X (T,D): Xh[h][t][j] = X[t][h*dh + j] */
-void split_heads_add(double *Xh, const double *X, int T, int H, int dh) {
-    for (int h = 0; h < H; h++)
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < dh; j++)
-                Xh[(h * T + t) * dh + j] += X[t * H * dh + h * dh + j];
+/* Xh (B,H,T,dh) = X (B,T,D) split into heads: Xh[b][h][t][j] = X[b][t][h*dh + j]
+ * (a copy; a loop rather than memcpy, since a head's row is short) */
+void split_heads(double *Xh, const double *X, int B, int T, int H, int dh) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                double *xh = Xh + ((b * H + h) * T + t) * dh;
+                const double *x = X + (b * T + t) * H * dh + h * dh;
+                for (int j = 0; j < dh; j++) xh[j] = x[j];
+            }
 }
 
-/* X (T,D) += concatenation of Xh (H,T,dh): the inverse of split_heads_add */
-void merge_heads_add(double *X, const double *Xh, int T, int H, int dh) {
-    for (int h = 0; h < H; h++)
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < dh; j++)
-                X[t * H * dh + h * dh + j] += Xh[(h * T + t) * dh + j];
+/* X (B,T,D) = Xh (B,H,T,dh) with the heads side by side: the inverse copy */
+void merge_heads(double *X, const double *Xh, int B, int T, int H, int dh) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                double *x = X + (b * T + t) * H * dh + h * dh;
+                const double *xh = Xh + ((b * H + h) * T + t) * dh;
+                for (int j = 0; j < dh; j++) x[j] = xh[j];
+            }
 }
 
-/* out (Tq,D) = multi-head attention of Xq (Tq,D) over Xkv (Tk,D). */
+/* out (B,Tq,D) = multi-head attention of each example of Xq (B,Tq,D) over
+ * the same example of Xkv (B,Tk,D); key_mask (B,Tk) marks real keys, or NULL. */
 void mha_forward(double *out, MhaCache *c, const double *Xq, const double *Xkv,
                  const Mha *m, const unsigned char *key_mask, int causal,
-                 int Tq, int Tk, int D, int H) {
+                 int B, int Tq, int Tk, int D, int H) {
     const int dh = D / H;
-    matmul_forward(c->Q, Xq, m->Wq, Tq, D, D);
-    matmul_forward(c->K, Xkv, m->Wk, Tk, D, D);
-    matmul_forward(c->V, Xkv, m->Wv, Tk, D, D);
-    for (int i = 0; i < Tq * D; i++) c->Qh[i] = 0.0;
-    for (int i = 0; i < Tk * D; i++) c->Kh[i] = c->Vh[i] = 0.0;
-    split_heads_add(c->Qh, c->Q, Tq, H, dh);
-    split_heads_add(c->Kh, c->K, Tk, H, dh);
-    split_heads_add(c->Vh, c->V, Tk, H, dh);
-    for (int h = 0; h < H; h++)
-        sdpa_forward(c->Oh + h * Tq * dh, c->P + h * Tq * Tk, c->Qh + h * Tq * dh,
-                     c->Kh + h * Tk * dh, c->Vh + h * Tk * dh, key_mask, causal,
-                     Tq, Tk, dh, dh);
-    for (int i = 0; i < Tq * D; i++) c->O[i] = 0.0;
-    merge_heads_add(c->O, c->Oh, Tq, H, dh);
-    matmul_forward(out, c->O, m->Wo, Tq, D, D);
+    matmul_forward(c->Q, Xq, m->Wq, B * Tq, D, D);     /* project: every row at once */
+    matmul_forward(c->K, Xkv, m->Wk, B * Tk, D, D);
+    matmul_forward(c->V, Xkv, m->Wv, B * Tk, D, D);
+    split_heads(c->Qh, c->Q, B, Tq, H, dh);
+    split_heads(c->Kh, c->K, B, Tk, H, dh);
+    split_heads(c->Vh, c->V, B, Tk, H, dh);
+    for (int b = 0; b < B; b++)                        /* attend: per example ... */
+        for (int h = 0; h < H; h++) {                  /* ... and per head */
+            const int bh = b * H + h;
+            sdpa_forward(c->Oh + bh * Tq * dh, c->P + bh * Tq * Tk, c->Qh + bh * Tq * dh,
+                         c->Kh + bh * Tk * dh, c->Vh + bh * Tk * dh,
+                         key_mask ? key_mask + b * Tk : NULL, causal, Tq, Tk, dh, dh);
+        }
+    merge_heads(c->O, c->Oh, B, Tq, H, dh);
+    matmul_forward(out, c->O, m->Wo, B * Tq, D, D);    /* mix: every row at once */
 }
 
-/* Backward of mha_forward. dXq (Tq,D), dXkv (Tk,D) += (they may be the same
- * array, for self-attention); dm holds the weight gradients; g is scratch
- * bound like the cache (mha_cache_bind on a second block). */
+/* Backward of mha_forward. dXq (B,Tq,D), dXkv (B,Tk,D) += (they may be the
+ * same array, for self-attention); dm holds the weight gradients (+=); g is
+ * scratch bound like the cache (mha_cache_bind on a second block), which
+ * this function overwrites. */
 void mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
                   const double *Xq, const double *Xkv, const Mha *m, const MhaCache *c,
-                  MhaCache *g, int causal, int Tq, int Tk, int D, int H) {
+                  MhaCache *g, int causal, int B, int Tq, int Tk, int D, int H) {
     const int dh = D / H;
-    /* zero the scratch gradients of every intermediate */
-    for (int i = 0; i < Tq * D; i++) g->Q[i] = g->Qh[i] = g->Oh[i] = g->O[i] = 0.0;
-    for (int i = 0; i < Tk * D; i++) g->K[i] = g->V[i] = g->Kh[i] = g->Vh[i] = 0.0;
-    /* forward was: out = O @ W_o */
-    matmul_backward(g->O, dm->Wo, dout, c->O, m->Wo, Tq, D, D);
+    /* forward was: out = O @ W_o, over every row */
+    memset(g->O, 0, sizeof(double) * (size_t)(B * Tq * D));
+    matmul_backward(g->O, dm->Wo, dout, c->O, m->Wo, B * Tq, D, D);
     /* forward was: O = merge(Oh), so dOh = split(dO) */
-    split_heads_add(g->Oh, g->O, Tq, H, dh);
-    for (int h = 0; h < H; h++)
-        sdpa_backward(g->Qh + h * Tq * dh, g->Kh + h * Tk * dh, g->Vh + h * Tk * dh,
-                      g->Oh + h * Tq * dh, c->Qh + h * Tq * dh, c->Kh + h * Tk * dh,
-                      c->Vh + h * Tk * dh, c->P + h * Tq * Tk, causal, Tq, Tk, dh, dh,
-                      g->work);
+    split_heads(g->Oh, g->O, B, Tq, H, dh);
+    memset(g->Qh, 0, sizeof(double) * (size_t)(B * Tq * D));
+    memset(g->Kh, 0, sizeof(double) * (size_t)(B * Tk * D));
+    memset(g->Vh, 0, sizeof(double) * (size_t)(B * Tk * D));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const int bh = b * H + h;
+            sdpa_backward(g->Qh + bh * Tq * dh, g->Kh + bh * Tk * dh, g->Vh + bh * Tk * dh,
+                          g->Oh + bh * Tq * dh, c->Qh + bh * Tq * dh, c->Kh + bh * Tk * dh,
+                          c->Vh + bh * Tk * dh, c->P + bh * Tq * Tk, causal, Tq, Tk, dh, dh,
+                          g->work);
+        }
     /* forward was: Qh = split(Q), so dQ = merge(dQh); the same for K, V */
-    merge_heads_add(g->Q, g->Qh, Tq, H, dh);
-    merge_heads_add(g->K, g->Kh, Tk, H, dh);
-    merge_heads_add(g->V, g->Vh, Tk, H, dh);
-    /* forward was: Q = Xq W_q, K = Xkv W_k, V = Xkv W_v */
-    matmul_backward(dXq, dm->Wq, g->Q, Xq, m->Wq, Tq, D, D);
-    matmul_backward(dXkv, dm->Wk, g->K, Xkv, m->Wk, Tk, D, D);
-    matmul_backward(dXkv, dm->Wv, g->V, Xkv, m->Wv, Tk, D, D);
+    merge_heads(g->Q, g->Qh, B, Tq, H, dh);
+    merge_heads(g->K, g->Kh, B, Tk, H, dh);
+    merge_heads(g->V, g->Vh, B, Tk, H, dh);
+    /* forward was: Q = Xq W_q, K = Xkv W_k, V = Xkv W_v, over every row */
+    matmul_backward(dXq, dm->Wq, g->Q, Xq, m->Wq, B * Tq, D, D);
+    matmul_backward(dXkv, dm->Wk, g->K, Xkv, m->Wk, B * Tk, D, D);
+    matmul_backward(dXkv, dm->Wv, g->V, Xkv, m->Wv, B * Tk, D, D);
 }
-
 
 /* ========================================================================
  * 7. seeing attention
@@ -1752,7 +1783,7 @@ static void tour_self_attention(Rng *r, const char *svg) {
     const char *words[T] = { "the", "cat", "sat", "on", "the", "mat" };
     printf("== 6. self-attention: Q = X W_q, K = X W_k, V = X W_v over one sentence\n");
     double X[T * D], out[T * D], params[4 * D * D];
-    double *cmem = xcalloc_doubles(mha_cache_size(T, T, D, H));
+    double *cmem = xcalloc_doubles(mha_cache_size(1, T, T, D, H));
     int emb[T] = { 0, 1, 2, 3, 0, 4 };   /* the two "the" share an embedding */
     double table[5 * D];
     rng_fill_normal(r, table, 5 * D, 1.0);
@@ -1761,11 +1792,11 @@ static void tour_self_attention(Rng *r, const char *svg) {
     Mha m;
     MhaCache c;
     mha_bind(&m, params, D);
-    mha_cache_bind(&c, cmem, T, T, D, 1);
-    mha_forward(out, &c, X, X, &m, NULL, 0, T, T, D, 1);
+    mha_cache_bind(&c, cmem, 1, T, T, D, 1);
+    mha_forward(out, &c, X, X, &m, NULL, 0, 1, T, T, D, 1);
     print_heatmap(stdout, "one head, bidirectional (row = query, column = key)", c.P, T, T,
                   words, words);
-    mha_forward(out, &c, X, X, &m, NULL, 1, T, T, D, 1);
+    mha_forward(out, &c, X, X, &m, NULL, 1, 1, T, T, D, 1);
     print_heatmap(stdout, "one head, causal mask: query t sees keys 0..t only", c.P, T, T,
                   words, words);
     if (svg) {
@@ -1773,11 +1804,11 @@ static void tour_self_attention(Rng *r, const char *svg) {
         printf("  wrote %s\n", svg);
     }
     unsigned char pad[T] = { 1, 1, 1, 1, 0, 0 };
-    mha_forward(out, &c, X, X, &m, pad, 0, T, T, D, 1);
+    mha_forward(out, &c, X, X, &m, pad, 0, 1, T, T, D, 1);
     print_heatmap(stdout, "padding mask: the last two positions are padding", c.P, T, T,
                   words, words);
-    mha_cache_bind(&c, cmem, T, T, D, H);
-    mha_forward(out, &c, X, X, &m, NULL, 0, T, T, D, H);
+    mha_cache_bind(&c, cmem, 1, T, T, D, H);
+    mha_forward(out, &c, X, X, &m, NULL, 0, 1, T, T, D, H);
     for (int h = 0; h < H; h++) {
         char title[64];
         snprintf(title, sizeof title, "multi-head, H = %d: head %d (width %d)", H, h, D / H);

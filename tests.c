@@ -724,9 +724,9 @@ typedef struct {
 static void mha_ctx_fwd(MhaCtx *c, MhaCache *cache) {
     Mha m;
     mha_bind(&m, c->params, c->D);
-    mha_cache_bind(cache, c->cmem, c->Tq, c->Tk, c->D, c->H);
+    mha_cache_bind(cache, c->cmem, 1, c->Tq, c->Tk, c->D, c->H);
     mha_forward(c->out, cache, c->Xq, c->self ? c->Xq : c->Xkv, &m, c->key_mask, c->causal,
-                c->Tq, c->Tk, c->D, c->H);
+                1, c->Tq, c->Tk, c->D, c->H);
 }
 static double mha_loss(void *p) {
     MhaCtx *c = p;
@@ -741,9 +741,9 @@ static void mha_grad(void *p) {
     mha_ctx_fwd(c, &cache);
     mha_bind(&m, c->params, c->D);
     mha_bind(&dm, c->dparams, c->D);
-    mha_cache_bind(&g, c->gmem, c->Tq, c->Tk, c->D, c->H);
+    mha_cache_bind(&g, c->gmem, 1, c->Tq, c->Tk, c->D, c->H);
     mha_backward(c->dXq, c->self ? c->dXq : c->dXkv, &dm, c->g, c->Xq,
-                 c->self ? c->Xq : c->Xkv, &m, &cache, &g, c->causal, c->Tq, c->Tk, c->D, c->H);
+                 c->self ? c->Xq : c->Xkv, &m, &cache, &g, c->causal, 1, c->Tq, c->Tk, c->D, c->H);
 }
 
 static MhaCtx mha_make(Rng *r, int Tq, int Tk, int D, int H, int causal, int self, int npad) {
@@ -751,8 +751,8 @@ static MhaCtx mha_make(Rng *r, int Tq, int Tk, int D, int H, int causal, int sel
                  xcalloc_doubles(Tq * D), xcalloc_doubles(Tk * D), xcalloc_doubles(Tq * D),
                  xcalloc_doubles(Tk * D), xcalloc_doubles(4 * D * D), xcalloc_doubles(4 * D * D),
                  xcalloc_doubles(Tq * D), xcalloc_doubles(Tq * D),
-                 xcalloc_doubles(mha_cache_size(Tq, Tk, D, H)),
-                 xcalloc_doubles(mha_cache_size(Tq, Tk, D, H)), NULL };
+                 xcalloc_doubles(mha_cache_size(1, Tq, Tk, D, H)),
+                 xcalloc_doubles(mha_cache_size(1, Tq, Tk, D, H)), NULL };
     rng_fill_normal(r, c.Xq, Tq * D, 1.0); rng_fill_normal(r, c.Xkv, Tk * D, 1.0);
     rng_fill_normal(r, c.params, 4 * D * D, 1.0 / sqrt((double)D));
     rng_fill_uniform(r, c.g, Tq * D, -1, 1);
@@ -932,7 +932,7 @@ static void test_tiled_attention(Tally *t, Rng *r) {
         TiledCtx c = tiled_make(r, Tq, Tk, dk, dv, cs[4], cs[5]);
         double *out = xcalloc_doubles(Tq * dv), *P = xcalloc_doubles(Tq * Tk);
         double *dQ = xcalloc_doubles(Tq * dk), *dK = xcalloc_doubles(Tk * dk);
-        double *dV = xcalloc_doubles(Tk * dv), *w = xcalloc_doubles(2 * Tk);
+        double *dV = xcalloc_doubles(Tk * dv), *w = xcalloc_doubles(Tq * Tk);
         sdpa_forward(out, P, c.Q, c.K, c.V, c.key_mask, c.causal, Tq, Tk, dk, dv);
         sdpa_backward(dQ, dK, dV, c.g, c.Q, c.K, c.V, P, c.causal, Tq, Tk, dk, dv, w);
         tiled_grad(&c);
@@ -2061,8 +2061,9 @@ static void tf_test_sampling(Tally *t) {
 /* -- the batched attention of section 3b against chapter 1's ------------------ */
 
 static void tf_test_batched_attention(Tally *t, Rng *r) {
-    /* 1. tf_sdpa (matrix products) equals sdpa (row by row): odd and
-     *    non-square sizes, a padded key, causal rows */
+    /* 1. sdpa (matrix products) equals the three steps of attend_forward /
+     *    attend_backward run row by row: odd and non-square sizes, a padded
+     *    key, causal rows */
     const int sz[5][5] = { {1, 1, 1, 1, 0}, {3, 17, 5, 3, 0}, {17, 3, 4, 6, 1},
                            {13, 13, 16, 16, 1}, {65, 33, 7, 9, 0} };   /* Tq Tk dk dv causal */
     double worst = 0.0;
@@ -2082,8 +2083,14 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
         }
         sdpa_forward(o[0], P[0], Q, K, V, mask, causal, Tq, Tk, dk, dv);
         sdpa_backward(dQ[0], dK[0], dV[0], up, Q, K, V, P[0], causal, Tq, Tk, dk, dv, work);
-        tf_sdpa_forward(o[1], P[1], Q, K, V, mask, causal, Tq, Tk, dk, dv);
-        tf_sdpa_backward(dQ[1], dK[1], dV[1], up, Q, K, V, P[1], causal, Tq, Tk, dk, dv, work);
+        Score s;
+        score_bind(&s, NULL, SCORE_SCALED_DOT, dk, dk, 0);
+        for (int i = 0; i < Tq; i++) {         /* the reference: one query at a time */
+            const int n = causal && i + 1 < Tk ? i + 1 : Tk;
+            attend_forward(o[1] + i * dv, P[1] + i * Tk, NULL, Q + i * dk, K, V, mask, n, dv, &s);
+            attend_backward(dQ[1] + i * dk, dK[1], dV[1], &s, up + i * dv, Q + i * dk, K, V,
+                            P[1] + i * Tk, NULL, n, dv, &s, work);
+        }
         worst = fmax(worst, tf_max_diff(o[0], o[1], Tq * dv));
         worst = fmax(worst, tf_max_diff(P[0], P[1], Tq * Tk));
         worst = fmax(worst, tf_max_diff(dQ[0], dQ[1], Tq * dk));
@@ -2092,11 +2099,11 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
         for (int v = 0; v < 2; v++) { free(o[v]); free(P[v]); free(dQ[v]); free(dK[v]); free(dV[v]); }
         free(Q); free(K); free(V); free(up); free(work); free(mask);
     }
-    check(t, worst < 1e-12, "tf_sdpa_forward/backward (matrix products) equal sdpa_forward/"
-          "backward (row by row): out, weights and the three gradients within %.1e (<= 1e-12) "
+    check(t, worst < 1e-12, "sdpa_forward/backward (matrix products) equal attend_forward/"
+          "backward row by row: out, weights and the three gradients within %.1e (<= 1e-12) "
           "on sizes 1 to 65, non-square, a padded key, causal", worst);
 
-    /* 2. tf_mha over a batch of 3 equals 3 calls of mha_forward/mha_backward:
+    /* 2. mha over a batch of 3 equals 3 calls of mha_forward/mha_backward with B = 1:
      *    cross-attention (Tq 5, Tk 7, one padded key in example 1) and causal
      *    self-attention (Tq = Tk = 6); D 6, 3 heads */
     enum { B = 3, D = 6, H = 3 };
@@ -2119,27 +2126,25 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
             dXq[v] = xcalloc_doubles(B * Tq * D);
             dXkv[v] = self ? dXq[v] : xcalloc_doubles(B * Tk * D);
         }
-        double *one = xcalloc_doubles(2 * mha_cache_size(Tq, Tk, D, H));
+        double *one = xcalloc_doubles(2 * mha_cache_size(1, Tq, Tk, D, H));
         for (int b = 0; b < B; b++) {           /* the reference: one example at a time */
             MhaCache c, g;
-            mha_cache_bind(&c, one, Tq, Tk, D, H);
-            mha_cache_bind(&g, one + mha_cache_size(Tq, Tk, D, H), Tq, Tk, D, H);
+            mha_cache_bind(&c, one, 1, Tq, Tk, D, H);
+            mha_cache_bind(&g, one + mha_cache_size(1, Tq, Tk, D, H), 1, Tq, Tk, D, H);
             const double *xq = Xq + b * Tq * D, *xkv = Xkv + b * Tk * D;
             mha_forward(out[0] + b * Tq * D, &c, xq, xkv, &m, self ? NULL : mask + b * Tk,
-                        causal, Tq, Tk, D, H);
+                        causal, 1, Tq, Tk, D, H);
             mha_backward(dXq[0] + b * Tq * D, dXkv[0] + b * Tk * D, &dm[0], up + b * Tq * D,
-                         xq, xkv, &m, &c, &g, causal, Tq, Tk, D, H);
+                         xq, xkv, &m, &c, &g, causal, 1, Tq, Tk, D, H);
         }
-        TfLayout count = { NULL, 0, NULL, 0, 0 };
         MhaCache c, g;
-        tf_mha_cache_layout(&c, &count, B, Tq, Tk, D, H);
-        double *cm = xcalloc_doubles(count.off), *gm = xcalloc_doubles(count.off);
-        TfLayout Lc = { cm, 0, NULL, 0, 0 }, Lg = { gm, 0, NULL, 0, 0 };
-        tf_mha_cache_layout(&c, &Lc, B, Tq, Tk, D, H);
-        tf_mha_cache_layout(&g, &Lg, B, Tq, Tk, D, H);
-        tf_mha_forward(out[1], &c, Xq, Xkv, &m, self ? NULL : mask, causal, B, Tq, Tk, D, H);
-        tf_mha_backward(dXq[1], dXkv[1], &dm[1], up, Xq, Xkv, &m, &c, &g, causal, B, Tq, Tk,
-                        D, H);
+        double *cm = xcalloc_doubles(mha_cache_size(B, Tq, Tk, D, H));
+        double *gm = xcalloc_doubles(mha_cache_size(B, Tq, Tk, D, H));
+        mha_cache_bind(&c, cm, B, Tq, Tk, D, H);
+        mha_cache_bind(&g, gm, B, Tq, Tk, D, H);
+        mha_forward(out[1], &c, Xq, Xkv, &m, self ? NULL : mask, causal, B, Tq, Tk, D, H);
+        mha_backward(dXq[1], dXkv[1], &dm[1], up, Xq, Xkv, &m, &c, &g, causal, B, Tq, Tk,
+                     D, H);
         worst = fmax(worst, tf_max_diff(out[0], out[1], B * Tq * D));
         worst = fmax(worst, tf_max_diff(dXq[0], dXq[1], B * Tq * D));
         worst = fmax(worst, tf_max_diff(dXkv[0], dXkv[1], B * Tk * D));
@@ -2151,8 +2156,8 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
         free(W); free(Xq); free(up); free(one); free(cm); free(gm);
         if (!self) free(Xkv);
     }
-    check(t, worst < 1e-12, "tf_mha_forward/backward over a batch of 3 equal 3 calls of "
-          "mha_forward/backward: outputs and every gradient within %.1e (<= 1e-12), cross-"
+    check(t, worst < 1e-12, "mha_forward/backward over a batch of 3 equal 3 calls with "
+          "B = 1: outputs and every gradient within %.1e (<= 1e-12), cross-"
           "attention with a padded key and causal self-attention", worst);
 }
 

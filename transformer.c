@@ -22,7 +22,6 @@
  *   1. embeddings and positional encoding
  *   2. LayerNorm
  *   3. the position-wise feed-forward network
- *  3b. multi-head attention over a whole batch (a candidate for attention.c)
  *   4. the encoder layer (sublayers with residual + LayerNorm, post or pre)
  *   5. the decoder layer
  *   6. stacks and output: the model, its parameters and activations
@@ -208,152 +207,6 @@ void ffn_backward(double *dx, TfFfn *dp, double *du, double *da, const double *d
 }
 
 /* ========================================================================
- * 3b. multi-head attention over a whole batch (a candidate for attention.c)
- *
- * attention.c's mha_forward takes one sequence, so a batch of B examples
- * would cost B calls, each projecting only Tq rows: B small matrix products
- * where one large one does the same work faster (the kernel packs W once
- * instead of B times). The projections Q = Xq W_q, K = Xkv W_k,
- * V = Xkv W_v and out = O W_o act on each row alone, so here they run once
- * over all B*Tq (or B*Tk) rows; only the attention core, which mixes the
- * positions of one example, runs per example and head (sdpa_forward). The
- * arithmetic is that of B calls of mha_forward; the cache is laid out batch
- * first (tf_mha_cache_layout, section 6).
- *
- * The core itself, sdpa_forward, goes row by row (attend_forward: one query
- * at a time, a dot product of dh numbers per key), which at dh = 16 leaves
- * the vector units idle. tf_sdpa_forward/backward compute the same thing as
- * whole-matrix products per example and head:
- *     S = Q K^T / sqrt(dk) (masked),  P = softmax(S) by rows,  out = P V
- * ======================================================================== */
-
-/* out (Tq,dv), P (Tq,Tk): exactly what sdpa_forward computes (the tests hold
- * the two together), with Q K^T and P V as matrix products. */
-void tf_sdpa_forward(double *out, double *P, const double *Q, const double *K,
-                     const double *V, const unsigned char *key_mask, int causal,
-                     int Tq, int Tk, int dk, int dv) {
-    const double scale = 1.0 / sqrt((double)dk);
-    memset(P, 0, sizeof(double) * (size_t)(Tq * Tk));
-    matmul_nt_add(P, Q, K, Tq, dk, Tk);                /* S = Q K^T, all rows at once */
-    for (int i = 0; i < Tq; i++) {
-        const int n = causal && i + 1 < Tk ? i + 1 : Tk;   /* keys row i may see */
-        double *p = P + i * Tk;
-        for (int j = 0; j < n; j++) p[j] *= scale;
-        masked_softmax_forward(p, p, key_mask, n);
-        for (int j = n; j < Tk; j++) p[j] = 0.0;      /* the future: weight 0 */
-    }
-    matmul_forward(out, P, V, Tq, Tk, dv);             /* out = P V */
-}
-
-/* Backward of tf_sdpa_forward: dQ (Tq,dk), dK (Tk,dk), dV (Tk,dv) +=.
- * work (Tq*Tk) is scratch. With dP = dout V^T,
- *     dV += P^T dout,   dS = P * (dP - rowsum(P * dP)) / sqrt(dk)   (softmax'),
- *     dQ += dS K,       dK += dS^T Q.
- * Masked weights are 0, so their dS is 0; a causal row i stops at key i. */
-void tf_sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
-                      const double *Q, const double *K, const double *V, const double *P,
-                      int causal, int Tq, int Tk, int dk, int dv, double *work) {
-    const double scale = 1.0 / sqrt((double)dk);
-    double *dS = work;
-    memset(dS, 0, sizeof(double) * (size_t)(Tq * Tk));
-    matmul_nt_add(dS, dout, V, Tq, dv, Tk);           /* forward was: out = P V */
-    matmul_tn_add(dV, P, dout, Tk, Tq, dv);
-    for (int i = 0; i < Tq; i++) {                     /* forward was: P = softmax(S) */
-        const int n = causal && i + 1 < Tk ? i + 1 : Tk;
-        const double *p = P + i * Tk;
-        double *d = dS + i * Tk, dot = 0.0;
-        for (int j = 0; j < n; j++) dot += p[j] * d[j];
-        for (int j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot) * scale;
-        for (int j = n; j < Tk; j++) d[j] = 0.0;
-    }
-    matmul_nn_add(dQ, dS, K, Tq, Tk, dk);             /* forward was: S = Q K^T scale */
-    matmul_tn_add(dK, dS, Q, Tk, Tq, dk);
-}
-
-/* Xh (B,H,T,dh) = X (B,T,D) split into heads: Xh[b][h][t][j] = X[b][t][h*dh + j].
- * A copy, not an add (split_heads_add of chapter 1 adds), so Xh needs no zeroing.
- * (A loop, not memcpy: dh is small, and a library call per row costs more.) */
-static void tf_split_heads(double *Xh, const double *X, int B, int T, int H, int dh) {
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int t = 0; t < T; t++) {
-                double *xh = Xh + ((b * H + h) * T + t) * dh;
-                const double *x = X + (b * T + t) * H * dh + h * dh;
-                for (int j = 0; j < dh; j++) xh[j] = x[j];
-            }
-}
-
-/* X (B,T,D) = Xh (B,H,T,dh) with the heads side by side: the inverse copy */
-static void tf_merge_heads(double *X, const double *Xh, int B, int T, int H, int dh) {
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int t = 0; t < T; t++) {
-                double *x = X + (b * T + t) * H * dh + h * dh;
-                const double *xh = Xh + ((b * H + h) * T + t) * dh;
-                for (int j = 0; j < dh; j++) x[j] = xh[j];
-            }
-}
-
-/* out (B*Tq,D) = multi-head attention of each example of Xq (B,Tq,D) over
- * the same example of Xkv (B,Tk,D); key_mask (B,Tk) or NULL. c holds
- * Q (B*Tq,D), K, V (B*Tk,D), Qh (B,H,Tq,dh), Kh, Vh (B,H,Tk,dh),
- * P (B,H,Tq,Tk), Oh (B,H,Tq,dh), O (B*Tq,D). */
-void tf_mha_forward(double *out, MhaCache *c, const double *Xq, const double *Xkv,
-                    const Mha *m, const unsigned char *key_mask, int causal,
-                    int B, int Tq, int Tk, int D, int H) {
-    const int dh = D / H;
-    matmul_forward(c->Q, Xq, m->Wq, B * Tq, D, D);     /* project: every row at once */
-    matmul_forward(c->K, Xkv, m->Wk, B * Tk, D, D);
-    matmul_forward(c->V, Xkv, m->Wv, B * Tk, D, D);
-    tf_split_heads(c->Qh, c->Q, B, Tq, H, dh);
-    tf_split_heads(c->Kh, c->K, B, Tk, H, dh);
-    tf_split_heads(c->Vh, c->V, B, Tk, H, dh);
-    for (int b = 0; b < B; b++)                        /* attend: per example ... */
-        for (int h = 0; h < H; h++) {                  /* ... and per head */
-            const int bh = b * H + h;
-            tf_sdpa_forward(c->Oh + bh * Tq * dh, c->P + bh * Tq * Tk, c->Qh + bh * Tq * dh,
-                            c->Kh + bh * Tk * dh, c->Vh + bh * Tk * dh,
-                            key_mask ? key_mask + b * Tk : NULL, causal, Tq, Tk, dh, dh);
-        }
-    tf_merge_heads(c->O, c->Oh, B, Tq, H, dh);
-    matmul_forward(out, c->O, m->Wo, B * Tq, D, D);    /* mix: every row at once */
-}
-
-/* Backward of tf_mha_forward: dXq (B,Tq,D), dXkv (B,Tk,D) += (the same array
- * for self-attention), dm +=; g is scratch laid out like the cache, which
- * this function clears itself. */
-void tf_mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
-                     const double *Xq, const double *Xkv, const Mha *m, const MhaCache *c,
-                     MhaCache *g, int causal, int B, int Tq, int Tk, int D, int H) {
-    const int dh = D / H;
-    /* what is added into must start at zero; the copies below need not */
-    memset(g->O, 0, sizeof(double) * (size_t)(B * Tq * D));
-    memset(g->Qh, 0, sizeof(double) * (size_t)(B * Tq * D));
-    memset(g->Kh, 0, sizeof(double) * (size_t)(B * Tk * D));
-    memset(g->Vh, 0, sizeof(double) * (size_t)(B * Tk * D));
-    /* forward was: out = O @ W_o, over every row */
-    matmul_backward(g->O, dm->Wo, dout, c->O, m->Wo, B * Tq, D, D);
-    /* forward was: O = merge(Oh), so dOh = split(dO) */
-    tf_split_heads(g->Oh, g->O, B, Tq, H, dh);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const int bh = b * H + h;
-            tf_sdpa_backward(g->Qh + bh * Tq * dh, g->Kh + bh * Tk * dh, g->Vh + bh * Tk * dh,
-                             g->Oh + bh * Tq * dh, c->Qh + bh * Tq * dh, c->Kh + bh * Tk * dh,
-                             c->Vh + bh * Tk * dh, c->P + bh * Tq * Tk, causal, Tq, Tk, dh,
-                             dh, g->work);
-        }
-    /* forward was: Qh = split(Q), so dQ = merge(dQh); the same for K, V */
-    tf_merge_heads(g->Q, g->Qh, B, Tq, H, dh);
-    tf_merge_heads(g->K, g->Kh, B, Tk, H, dh);
-    tf_merge_heads(g->V, g->Vh, B, Tk, H, dh);
-    /* forward was: Q = Xq W_q, K = Xkv W_k, V = Xkv W_v, over every row */
-    matmul_backward(dXq, dm->Wq, g->Q, Xq, m->Wq, B * Tq, D, D);
-    matmul_backward(dXkv, dm->Wk, g->K, Xkv, m->Wk, B * Tk, D, D);
-    matmul_backward(dXkv, dm->Wv, g->V, Xkv, m->Wv, B * Tk, D, D);
-}
-
-/* ========================================================================
  * 4. the encoder layer
  *
  * A layer is two sublayers, each wrapped in a residual connection and a
@@ -381,7 +234,7 @@ typedef struct {
     double *f;            /* (N,D) f(.): attention or FFN output */
     double *r;            /* (N,D) residual sum x + f (pre-LN: the output) */
     double *u, *a;        /* (N,F), (N,F) FFN only: pre-activation, activation */
-    MhaCache mc;          /* attention only: tf_mha_forward's cache for B examples */
+    MhaCache mc;          /* attention only: mha_forward's cache for B examples */
 } TfSub;
 
 /* the output (N,D) of a sublayer: LN(x + f) for post-LN, x + f for pre-LN */
@@ -401,7 +254,7 @@ static void tf_attn_sublayer_forward(TfSub *s, const double *x, const double *me
         layernorm_forward(s->n, s->mean, s->rstd, x, ln->g, ln->b, N, D);
         q = s->n;
     }
-    tf_mha_forward(s->f, &s->mc, q, mem ? mem : q, m, kmask, causal, B, Tq, Tk, D, H);
+    mha_forward(s->f, &s->mc, q, mem ? mem : q, m, kmask, causal, B, Tq, Tk, D, H);
     for (int i = 0; i < N * D; i++) s->r[i] = x[i] + s->f[i];
     if (norm == TF_POST) layernorm_forward(s->n, s->mean, s->rstd, s->r, ln->g, ln->b, N, D);
 }
@@ -422,7 +275,7 @@ static void tf_attn_sublayer_backward(double *dx, double *dmem, TfNorm *dln, Mha
     const double *q = norm == TF_PRE ? s->n : x;
     double *dq = norm == TF_PRE ? ds->n : dx;
     /* forward was: f = MHA(q, mem or q) */
-    tf_mha_backward(dq, mem ? dmem : dq, dm, ds->r, q, mem ? mem : q, m, &s->mc, &ds->mc,
+    mha_backward(dq, mem ? dmem : dq, dm, ds->r, q, mem ? mem : q, m, &s->mc, &ds->mc,
                     causal, B, Tq, Tk, D, H);
     /* pre-LN, forward was: n = LN(x) */
     if (norm == TF_PRE)
@@ -750,21 +603,13 @@ static void tf_weights_layout(TfWeights *w, TfLayout *L, const TfConfig *c) {
     w->bout = tf_param(L, "", -1, "bout", c->V, 1, TF_INIT_ZERO);
 }
 
-/* tf_mha_forward's cache for B examples (Tq queries, Tk keys each): the
- * pieces of MhaCache, each B times as long, example after example, so that
+/* mha_forward's cache for B examples (Tq queries, Tk keys each): one block of
+ * mha_cache_size doubles taken from the layout, bound by mha_cache_bind, so
  * example e's weights are at c->P + e*H*Tq*Tk whatever batch size was run. */
 static void tf_mha_cache_layout(MhaCache *c, TfLayout *L, int B, int Tq, int Tk, int D,
                                 int H) {
-    c->Q = tf_take(L, B * Tq * D);
-    c->K = tf_take(L, B * Tk * D);
-    c->V = tf_take(L, B * Tk * D);
-    c->Qh = tf_take(L, B * Tq * D);
-    c->Kh = tf_take(L, B * Tk * D);
-    c->Vh = tf_take(L, B * Tk * D);
-    c->P = tf_take(L, B * H * Tq * Tk);
-    c->Oh = tf_take(L, B * Tq * D);
-    c->O = tf_take(L, B * Tq * D);
-    c->work = tf_take(L, Tq * Tk);              /* tf_sdpa_backward's scratch */
+    double *mem = tf_take(L, mha_cache_size(B, Tq, Tk, D, H));
+    if (mem) mha_cache_bind(c, mem, B, Tq, Tk, D, H);
 }
 
 /* one sublayer's activations over B*Tq rows; Tk = keys (attention), or 0
@@ -805,7 +650,7 @@ static void tf_acts_layout(TfActs *a, TfLayout *L, const TfConfig *c) {
     if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, -1);
     a->logits = tf_take(L, c->B * To * c->V);
     a->probs = tf_take(L, c->B * To * c->V);
-    /* the attention caches last: in the gradient block they are tf_mha_backward's
+    /* the attention caches last: in the gradient block they are mha_backward's
      * scratch, which it clears itself, so tf_backward clears only what precedes */
     L->grad_end = L->off;
     for (int l = 0; l < c->n_enc; l++)
@@ -1552,15 +1397,15 @@ static void tf_experiment_cost(uint64_t seed) {
     for (int k = 0; k < 6; k++) {
         const int n = ns[k];
         double *x = xcalloc_doubles(n * D), *out = xcalloc_doubles(n * D);
-        double *mem = xcalloc_doubles(mha_cache_size(n, n, D, H));
+        double *mem = xcalloc_doubles(mha_cache_size(1, n, n, D, H));
         rng_fill_normal(&r, x, n * D, 1.0);
         MhaCache c;
-        mha_cache_bind(&c, mem, n, n, D, H);
+        mha_cache_bind(&c, mem, 1, n, n, D, H);
         int reps = n <= 256 ? 5 : 1;
         double t0 = seconds();
-        for (int i = 0; i < reps; i++) mha_forward(out, &c, x, x, &m, NULL, 0, n, n, D, H);
+        for (int i = 0; i < reps; i++) mha_forward(out, &c, x, x, &m, NULL, 0, 1, n, n, D, H);
         double ms = 1000.0 * (seconds() - t0) / reps;
-        double mb = 8.0 * mha_cache_size(n, n, D, H) / 1e6;
+        double mb = 8.0 * mha_cache_size(1, n, n, D, H) / 1e6;
         printf("  %6d %12.2f %14.2f\n", n, ms, mb);
         ln[k] = log(n); lt[k] = log(ms > 1e-3 ? ms : 1e-3); lm[k] = log(mb);
         free(x); free(out); free(mem);
