@@ -2023,7 +2023,7 @@ static void tf_test_training(Tally *t) {
     tf_batch_alloc(&b, &c);
     Rng r;
     rng_seed(&r, 99);
-    tf_task_batch(&b, &r, TASK_REVERSE, &c);    /* unseen task: outputs vary */
+    tf_task_batch(&b, &r, TASK_REVERSE, &c, 1); /* unseen task: outputs vary */
     int out[16 * 6], same = 1;
     tf_greedy_decode(&m, &b, out);
     for (int e = 0; e < b.n; e++)
@@ -2037,6 +2037,42 @@ static void tf_test_training(Tally *t) {
           "%d of %d argmaxes", agree, cnt);
     tf_batch_free(&b);
     tf_free(&m);
+}
+
+/* Training and held-out draws never share a source: on a small task (7^4 =
+ * 2401 sources, ~240 held out) draw 320 examples of each split, check each
+ * one's heldout_split(), then that no held-out source is among the training
+ * ones. 320 training draws cover ~12% of the training sources, so a leak
+ * (e.g. one stream for both) would almost surely show. */
+static void tf_test_heldout_split(Tally *t) {
+    TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 1);
+    c.V = 9; c.S = c.T = 4; c.B = 32;
+    enum { N = 320 };
+    static int srcs[2][N * 4];
+    TfBatch b;
+    tf_batch_alloc(&b, &c);
+    Rng r;
+    rng_seed(&r, 5);
+    int wrong_split = 0, shared = 0, distinct_held = 0;
+    for (int split = 0; split < 2; split++)
+        for (int done = 0; done < N; done += c.B) {
+            tf_task_batch(&b, &r, TASK_COPY, &c, split);
+            for (int e = 0; e < c.B; e++) {
+                wrong_split += heldout_split(b.src + e * c.S, c.S) != split;
+                memcpy(srcs[split] + (done + e) * c.S, b.src + e * c.S, sizeof(int) * 4);
+            }
+        }
+    for (int i = 0; i < N; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= !memcmp(srcs[1] + i * 4, srcs[1] + j * 4, sizeof(int) * 4);
+        distinct_held += !seen;
+        for (int j = 0; j < N; j++) shared += !memcmp(srcs[1] + i * 4, srcs[0] + j * 4, sizeof(int) * 4);
+    }
+    check(t, wrong_split == 0 && shared == 0 && distinct_held > 50,
+          "held-out split (copy, vocab 9, len 4): %d training + %d held-out draws, %d in "
+          "the wrong split (0), %d held-out sources among the training ones (0), %d "
+          "distinct held-out sources (> 50)", N, N, wrong_split, shared, distinct_held);
+    tf_batch_free(&b);
 }
 
 static void tf_test_sampling(Tally *t) {
@@ -2172,6 +2208,7 @@ static void tests_transformer(Tally *t) {
     tf_test_batched_attention(t, &r);
     tf_test_schedule_and_config(t);
     tf_test_training(t);
+    tf_test_heldout_split(t);
     tf_test_sampling(t);
 }
 

@@ -939,11 +939,33 @@ const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, 
 #define TF_BOS 1
 #define TF_MASK 0
 
-/* Fill the n examples of b with fresh task examples drawn from r. */
-void tf_task_batch(TfBatch *b, Rng *r, int task, const TfConfig *c) {
+/* The number of distinct encdec sources, (V-2)^S (capped at 1e12). Below
+ * TF_MIN_SOURCES the held-out tenth would be a handful of sequences, or none. */
+#define TF_MIN_SOURCES 100.0
+double tf_task_space(const TfConfig *c) {
+    double n = 1.0;
+    for (int t = 0; t < c->S && n < 1e12; t++) n *= c->V - 2;
+    return n;
+}
+
+/* Fill the n examples of b with task examples drawn from r, from the training
+ * split (heldout = 0) or the held-out split (1). The split is attention.c's
+ * heldout_split() of the source sequence, a hash: about 1 source in 10 is
+ * held out, whatever the seed, and a source is redrawn until its split
+ * matches (as seq2seq.c's s2s_sample does), so no held-out source is ever
+ * trained on. main() refuses task spaces below TF_MIN_SOURCES. */
+void tf_task_batch(TfBatch *b, Rng *r, int task, const TfConfig *c, int heldout) {
     for (int e = 0; e < b->n; e++) {
         int *src = b->src + e * c->S, *y = b->y + e * c->T, *tgt = b->tgt + e * c->T;
-        toy_task_fill(r, task, src, y, c->S, 2, c->V - 2);
+        int tries = 0;
+        do {
+            if (++tries > 1000000) {            /* main() refuses such tasks first */
+                fprintf(stderr, "transformer: the task has too few distinct sources for a "
+                        "held-out split\n");
+                exit(2);
+            }
+            toy_task_fill(r, task, src, y, c->S, 2, c->V - 2);
+        } while (heldout_split(src, c->S) != heldout);
         tgt[0] = TF_BOS;
         for (int t = 1; t < c->T; t++) tgt[t] = y[t - 1];   /* shifted right */
     }
@@ -1004,7 +1026,11 @@ void tf_text_build(TfText *tx) {
     tx->vocab[tx->V] = '\0';
 }
 
-/* Train on the first 90% of the text, hold out the rest. */
+/* The text archs split the text by position: training windows lie wholly in
+ * the first 90% of the characters, held-out windows wholly in the last 10%
+ * (tf_text_batch never reads past hi), so no held-out window, nor any of its
+ * characters' positions, is trained on. (A hash of each window, as encdec
+ * does, would not do: overlapping windows share all but one character.) */
 static int tf_text_split(const TfText *tx) { return tx->n * 9 / 10; }
 
 /* BERT's masking of src (S) in place: each position is chosen with
@@ -1086,9 +1112,10 @@ static int tf_correct(const TfModel *m, const TfBatch *b, int *count) {
 
 void tf_greedy_decode(TfModel *m, TfBatch *b, int *out);
 
-/* Held-out evaluation: encdec draws n_eval task examples from a stream no
- * training batch uses and decodes them greedily; BERT and GPT read evenly
- * spaced windows of the held-out tenth of the text. */
+/* Held-out evaluation: encdec draws n_eval task examples whose sources are
+ * in the held-out split (tf_task_batch, heldout = 1: never trained on) and
+ * decodes them greedily; BERT and GPT read evenly spaced windows of the
+ * held-out last tenth of the text. */
 TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
     const TfConfig *c = &m->c;
     TfBatch b;
@@ -1102,7 +1129,7 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
     for (int done = 0; done < run->n_eval; done += b.n) {
         b.n = run->n_eval - done < c->B ? run->n_eval - done : c->B;
         if (c->arch == TF_ENCDEC) {
-            tf_task_batch(&b, &r, run->task, c);
+            tf_task_batch(&b, &r, run->task, c, 1);
             loss += tf_forward(m, &b);
             tf_greedy_decode(m, &b, pred);
             for (int e = 0; e < b.n; e++) {
@@ -1159,7 +1186,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
     int ok_sum = 0, cnt_sum = 0, since = 0, step;
     ev->loss = ev->tok_acc = ev->seq_acc = 0.0;
     for (step = 1; step <= run->steps; step++) {
-        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c);
+        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, 0);
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), c);
         loss_sum += tf_train_step(m, &b, run);
         int cnt;
@@ -1364,7 +1391,7 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
             b.n = 1;
             Rng r;
             rng_seed(&r, run.seed ^ 0x5EEDF00Dull);
-            tf_task_batch(&b, &r, run.task, &c);
+            tf_task_batch(&b, &r, run.task, &c, 1);
             int *out = xmalloc(sizeof(int) * (size_t)c.T);
             tf_greedy_decode(&m, &b, out);
             char stem[64];
@@ -1444,7 +1471,7 @@ static double tf_bench_step(const TfConfig *c, const TfRun *run) {
     rng_seed(&r, 1);
     double ms[9];
     for (int i = 0; i < 11; i++) {
-        tf_task_batch(&b, &r, TASK_COPY, c);
+        tf_task_batch(&b, &r, TASK_COPY, c, 0);
         double t0 = seconds();
         tf_train_step(&m, &b, run);
         if (i >= 2) ms[i - 2] = 1000.0 * (seconds() - t0);
@@ -1529,7 +1556,7 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, const char *s
     b.n = 4 < c->B ? 4 : c->B;
     Rng r;
     rng_seed(&r, run->seed ^ 0x5EEDF00Dull);     /* the first held-out examples */
-    tf_task_batch(&b, &r, run->task, c);
+    tf_task_batch(&b, &r, run->task, c, 1);
     int *out = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
     int *y = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
     memcpy(y, b.y, sizeof(int) * (size_t)(b.n * c->T));
@@ -1688,6 +1715,12 @@ int main(int argc, char **argv) {
     if (c.arch == TF_ENCDEC) {
         if (vocab >= 0) c.V = (int)vocab;
         if (len >= 0) c.S = c.T = (int)len;
+        if (tf_task_space(&c) < TF_MIN_SOURCES) {
+            fprintf(stderr, "%s: --vocab %d with --len %d gives only %.0f distinct sources; "
+                    "a held-out split (1 in 10 held out) needs at least %.0f: raise --len "
+                    "or --vocab\n", argv[0], c.V, c.S, tf_task_space(&c), TF_MIN_SOURCES);
+            return 2;
+        }
     } else {
         c.V = tx.V;
         c.S = len >= 0 ? (int)len : 32;
