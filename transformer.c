@@ -97,22 +97,23 @@ void tf_embed_forward(double *out, const int *tokens, const double *tok, const d
         }
 }
 
-/* dtok (V,D), dpos (P,D) or NULL (sinusoidal/none: nothing to learn) +=.
- * dout (B,T,D) is consumed: it is scaled in place by sqrt(D).
+/* dtok (V,D), dpos (P,D) or NULL (sinusoidal/none: nothing to learn) +=;
+ * dout (B,T,D) is only read. The sqrt(D) scale is folded into dtok's sum
+ * (attention.c's embedding_backward would need a scaled copy of dout).
  * forward was: out = sqrt(D) * tok[tokens] + pos[t]
  * so dpos[t] += sum_b dout[b][t] and dtok[tokens] += sqrt(D) * dout. */
-void tf_embed_backward(double *dtok, double *dpos, double *dout, const int *tokens,
+void tf_embed_backward(double *dtok, double *dpos, const double *dout, const int *tokens,
                        int B, int T, int D) {
     const double scale = sqrt((double)D);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            double *g = dout + (b * T + t) * D;
+            const double *g = dout + (b * T + t) * D;
+            double *dt = dtok + tokens[b * T + t] * D;
             for (int j = 0; j < D; j++) {
                 if (dpos) dpos[t * D + j] += g[j];
-                g[j] *= scale;
+                dt[j] += scale * g[j];
             }
         }
-    embedding_backward(dtok, dout, tokens, B * T, D);
 }
 
 /* ========================================================================
@@ -1453,13 +1454,6 @@ static void tf_experiment_cost(uint64_t seed) {
     free(W);
 }
 
-/* median of x (n), sorts x */
-static double tf_median(double *x, int n) {
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) { double s = x[j]; x[j] = x[j - 1]; x[j - 1] = s; }
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 /* ms per training step (forward, backward, Adam), the median of 9 timed steps
  * after 2 warm-up steps, for the encdec copy task in config c */
 static double tf_bench_step(const TfConfig *c, const TfRun *run) {
@@ -1478,7 +1472,7 @@ static double tf_bench_step(const TfConfig *c, const TfRun *run) {
     }
     tf_batch_free(&b);
     tf_free(&m);
-    return tf_median(ms, 9);
+    return median(ms, 9);
 }
 
 /* --bench: the two configurations of issue 5, then the default example */
