@@ -1531,9 +1531,11 @@ static void tf_usage(const char *prog) {
            "  --seed N        0..2147483647 (default 1)\n"
            "  --experiment E  positions (reverse with pos none/sin/learned), heads (1..8\n"
            "                  heads, same d_model) or cost (self-attention time and memory\n"
-           "                  vs length, timings on stdout)\n"
+           "                  vs length, timings on stdout). positions sets --task and\n"
+           "                  --pos itself, heads sets --heads, cost reads only --seed;\n"
+           "                  an option an experiment would ignore is refused\n"
            "  --bench         ms per training step in two configurations, and the time\n"
-           "                  the default example takes to reach 100%%\n"
+           "                  the default example takes to reach 100%% (no other option)\n"
            "  --help          this text\n", prog, TF_MAX_POS - 1);
 }
 
@@ -1643,44 +1645,92 @@ int main(int argc, char **argv) {
                    0.0 };
     TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
     long seed = 1, len = -1, vocab = -1, show = -1, task = -1;
-    int experiment = -1, bench = 0, steps_given = 0, temperature_given = 0;
+    int experiment = -1, bench = 0;
     double temperature = 0.8;
     const char *svg = NULL;
     static const char *const experiments[] = { "positions", "heads", "cost", NULL };
+    enum { O_ARCH, O_TASK, O_NORM, O_POS, O_ACT, O_DMODEL, O_HEADS, O_LAYERS, O_FF, O_LEN,
+           O_VOCAB, O_BATCH, O_STEPS, O_WARMUP, O_LRF, O_SMOOTH, O_EVAL, O_EVERY, O_SHOW,
+           O_TEMP, O_SVG, O_SEED, O_EXP, O_BENCH, O_N };
+    static const char *const names[O_N] = { "--arch", "--task", "--norm", "--pos", "--act",
+        "--d-model", "--heads", "--layers", "--ff", "--len", "--vocab", "--batch", "--steps",
+        "--warmup", "--lr-factor", "--smoothing", "--eval", "--eval-every", "--show-layer",
+        "--temperature", "--svg", "--seed", "--experiment", "--bench" };
+    int given[O_N] = { 0 };
     for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--arch")) c.arch = arg_choice(argc, argv, &i, tf_arch_names);
-        else if (!strcmp(o, "--task")) task = arg_choice(argc, argv, &i, task_names);
-        else if (!strcmp(o, "--norm")) c.norm = arg_choice(argc, argv, &i, tf_norm_names);
-        else if (!strcmp(o, "--pos")) c.pos = arg_choice(argc, argv, &i, tf_pos_names);
-        else if (!strcmp(o, "--act")) c.act = arg_choice(argc, argv, &i, tf_act_names);
-        else if (!strcmp(o, "--d-model")) c.D = (int)arg_long(argc, argv, &i, 1, 1024);
-        else if (!strcmp(o, "--heads")) c.H = (int)arg_long(argc, argv, &i, 1, 64);
-        else if (!strcmp(o, "--layers")) c.n_enc = c.n_dec = (int)arg_long(argc, argv, &i, 1, 16);
-        else if (!strcmp(o, "--ff")) c.F = (int)arg_long(argc, argv, &i, 1, 8192);
-        else if (!strcmp(o, "--len")) len = arg_long(argc, argv, &i, 2, 1000000);
-        else if (!strcmp(o, "--vocab")) vocab = arg_long(argc, argv, &i, 4, 1000);
-        else if (!strcmp(o, "--batch")) c.B = (int)arg_long(argc, argv, &i, 1, 4096);
-        else if (!strcmp(o, "--steps")) {
-            run.steps = (int)arg_long(argc, argv, &i, 1, 1000000);
-            steps_given = 1;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tf_usage(argv[0]); return 0; }
+        int k = 0;
+        while (k < O_N && strcmp(argv[i], names[k]) != 0) k++;
+        if (k == O_N) arg_unknown(argv, i);
+        if (given[k]) {
+            fprintf(stderr, "%s: %s given twice (give each option at most once)\n", argv[0],
+                    argv[i]);
+            return 2;
         }
-        else if (!strcmp(o, "--warmup")) run.warmup = (int)arg_long(argc, argv, &i, 1, 1000000);
-        else if (!strcmp(o, "--lr-factor")) run.lr_factor = arg_double(argc, argv, &i, 1e-9, 100);
-        else if (!strcmp(o, "--smoothing")) c.smoothing = arg_double(argc, argv, &i, 0, 0.5);
-        else if (!strcmp(o, "--eval")) run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000);
-        else if (!strcmp(o, "--eval-every")) run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000);
-        else if (!strcmp(o, "--show-layer")) show = arg_long(argc, argv, &i, 1, 16);
-        else if (!strcmp(o, "--temperature")) {
-            temperature = arg_double(argc, argv, &i, 0, 10);
-            temperature_given = 1;
+        given[k] = 1;
+        switch (k) {
+        case O_ARCH:   c.arch = arg_choice(argc, argv, &i, tf_arch_names); break;
+        case O_TASK:   task = arg_choice(argc, argv, &i, task_names); break;
+        case O_NORM:   c.norm = arg_choice(argc, argv, &i, tf_norm_names); break;
+        case O_POS:    c.pos = arg_choice(argc, argv, &i, tf_pos_names); break;
+        case O_ACT:    c.act = arg_choice(argc, argv, &i, tf_act_names); break;
+        case O_DMODEL: c.D = (int)arg_long(argc, argv, &i, 1, 1024); break;
+        case O_HEADS:  c.H = (int)arg_long(argc, argv, &i, 1, 64); break;
+        case O_LAYERS: c.n_enc = c.n_dec = (int)arg_long(argc, argv, &i, 1, 16); break;
+        case O_FF:     c.F = (int)arg_long(argc, argv, &i, 1, 8192); break;
+        case O_LEN:    len = arg_long(argc, argv, &i, 2, TF_MAX_POS - 1); break;
+        case O_VOCAB:  vocab = arg_long(argc, argv, &i, 4, 1000); break;
+        case O_BATCH:  c.B = (int)arg_long(argc, argv, &i, 1, 4096); break;
+        case O_STEPS:  run.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
+        case O_WARMUP: run.warmup = (int)arg_long(argc, argv, &i, 1, 1000000); break;
+        case O_LRF:    run.lr_factor = arg_double(argc, argv, &i, 1e-9, 100); break;
+        case O_SMOOTH: c.smoothing = arg_double(argc, argv, &i, 0, 0.5); break;
+        case O_EVAL:   run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000); break;
+        case O_EVERY:  run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000); break;
+        case O_SHOW:   show = arg_long(argc, argv, &i, 1, 16); break;
+        case O_TEMP:   temperature = arg_double(argc, argv, &i, 0, 10); break;
+        case O_SVG:    svg = arg_path(argc, argv, &i); break;
+        case O_SEED:   seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
+        case O_EXP:    experiment = arg_choice(argc, argv, &i, experiments); break;
+        case O_BENCH:  bench = 1; break;
         }
-        else if (!strcmp(o, "--svg")) svg = arg_path(argc, argv, &i);
-        else if (!strcmp(o, "--seed")) seed = arg_long(argc, argv, &i, 0, 2147483647L);
-        else if (!strcmp(o, "--experiment")) experiment = arg_choice(argc, argv, &i, experiments);
-        else if (!strcmp(o, "--bench")) bench = 1;
-        else if (!strcmp(o, "--help") || !strcmp(o, "-h")) { tf_usage(argv[0]); return 0; }
-        else arg_unknown(argv, i);
+    }
+    const int steps_given = given[O_STEPS], temperature_given = given[O_TEMP];
+    /* --bench and the experiments choose their models themselves: refuse any
+     * option they would ignore or override */
+    if (bench)
+        for (int k = 0; k < O_N; k++)
+            if (given[k] && k != O_BENCH) {
+                fprintf(stderr, "%s: %s cannot be combined with --bench (it runs fixed "
+                        "configurations and the default example; it accepts no other "
+                        "option)\n", argv[0], names[k]);
+                return 2;
+            }
+    if (experiment >= 0) {
+        /* positions: reverse with each --pos; heads: 1..8 heads, draws with --svg;
+         * cost: one self-attention forward at fixed sizes, reads only --seed */
+        static const char *const accepts[3] = {
+            "--norm --act --d-model --heads --layers --ff --len --vocab --batch --steps "
+            "--warmup --lr-factor --smoothing --eval --eval-every --seed",
+            "--task --norm --pos --act --d-model --layers --ff --len --vocab --batch "
+            "--steps --warmup --lr-factor --smoothing --eval --eval-every --seed --svg",
+            "--seed" };
+        for (int k = 0; k < O_N; k++) {
+            int ok = !given[k] || k == O_EXP || k == O_SEED;
+            if (experiment != 2 && given[k])
+                ok |= k == O_NORM || k == O_ACT || k == O_DMODEL || k == O_LAYERS || k == O_FF
+                      || k == O_LEN || k == O_VOCAB || k == O_BATCH || k == O_STEPS
+                      || k == O_WARMUP || k == O_LRF || k == O_SMOOTH || k == O_EVAL
+                      || k == O_EVERY;
+            if (experiment == 0 && given[k]) ok |= k == O_HEADS;
+            if (experiment == 1 && given[k]) ok |= k == O_TASK || k == O_POS || k == O_SVG;
+            if (!ok) {
+                fprintf(stderr, "%s: %s cannot be combined with --experiment %s (it sets "
+                        "that itself or ignores it; it accepts %s)\n", argv[0], names[k],
+                        experiments[experiment], accepts[experiment]);
+                return 2;
+            }
+        }
     }
     /* options that belong to one arch only */
     if (c.arch != TF_ENCDEC && (task >= 0 || vocab >= 0)) {
@@ -1691,15 +1741,6 @@ int main(int argc, char **argv) {
     if (temperature_given && c.arch != TF_DECODER) {
         fprintf(stderr, "%s: --temperature applies to --arch decoder only (the one that "
                 "samples)\n", argv[0]);
-        return 2;
-    }
-    if ((experiment >= 0 || bench) && c.arch != TF_ENCDEC) {
-        fprintf(stderr, "%s: --experiment and --bench run --arch encdec only\n", argv[0]);
-        return 2;
-    }
-    if (len > TF_MAX_POS - 1) {
-        fprintf(stderr, "%s: --len %ld exceeds the positional table: at most %d\n", argv[0],
-                len, TF_MAX_POS - 1);
         return 2;
     }
     TfText tx;
@@ -1756,13 +1797,11 @@ int main(int argc, char **argv) {
         remove(probe);
     }
     run.seed = (uint64_t)seed;
-    if (experiment >= 0 || bench) {
-        if (experiment == 0) tf_experiment_positions(&c, &run, (uint64_t)seed);
-        if (experiment == 1) tf_experiment_heads(&c, &run, (uint64_t)seed, svg);
-        if (experiment == 2) tf_experiment_cost((uint64_t)seed);
-        if (bench) tf_bench(&c, &run);
-        return 0;
-    }
+    if (experiment == 0) tf_experiment_positions(&c, &run, (uint64_t)seed);
+    if (experiment == 1) tf_experiment_heads(&c, &run, (uint64_t)seed, svg);
+    if (experiment == 2) tf_experiment_cost((uint64_t)seed);
+    if (bench) tf_bench(&c, &run);
+    if (experiment >= 0 || bench) return 0;
 
     printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
            "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %ld\n",
