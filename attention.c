@@ -1367,20 +1367,22 @@ static double matrix_max(const double *W, int n) {
     return m;
 }
 
+/* length of the longest of the n labels (0 if labels is NULL) */
+static int longest_label(const char *const *labels, int n) {
+    int m = 0;
+    for (int i = 0; labels && i < n; i++) {
+        int l = (int)strlen(labels[i]);
+        if (l > m) m = l;
+    }
+    return m;
+}
+
 /* Print W (R,C) under `title`: one row per line, two characters per cell,
  * darker = larger. Row labels (R strings) on the left; column labels
  * (C strings) written vertically above their columns. Either may be NULL. */
 void print_heatmap(FILE *f, const char *title, const double *W, int R, int C,
                    const char *const *row_labels, const char *const *col_labels) {
-    int rw = 0, ch = 0;
-    for (int i = 0; row_labels && i < R; i++) {
-        int l = (int)strlen(row_labels[i]);
-        if (l > rw) rw = l;
-    }
-    for (int j = 0; col_labels && j < C; j++) {
-        int l = (int)strlen(col_labels[j]);
-        if (l > ch) ch = l;
-    }
+    int rw = longest_label(row_labels, R), ch = longest_label(col_labels, C);
     double max = matrix_max(W, R * C);
     fprintf(f, "%s\n", title);
     for (int k = 0; k < ch; k++) {              /* vertical column labels */
@@ -1434,15 +1436,9 @@ void write_svg_heatmap(const char *path, const char *title, const double *W, int
                        int C, const char *const *row_labels,
                        const char *const *col_labels) {
     const int cell = 24, font = 12;
-    int rw = 1, ch = 1;
-    for (int i = 0; row_labels && i < R; i++) {
-        int l = (int)strlen(row_labels[i]);
-        if (l > rw) rw = l;
-    }
-    for (int j = 0; col_labels && j < C; j++) {
-        int l = (int)strlen(col_labels[j]);
-        if (l > ch) ch = l;
-    }
+    int rw = longest_label(row_labels, R), ch = longest_label(col_labels, C);
+    if (rw < 1) rw = 1;
+    if (ch < 1) ch = 1;
     int left = 12 + 8 * rw, top = 36 + 8 * ch;
     int bar_x = left + C * cell + 24, width = bar_x + 80, height = top + R * cell + 20;
     double max = matrix_max(W, R * C);

@@ -1313,6 +1313,29 @@ const char *s2s_attention_name(int attention) { return s2s_attention_names[atten
  * from the end and diluted in the mean.
  * ======================================================================== */
 
+/* The classifier head both pooled models (RNN here, CNN in 9b) end with:
+ * logits (B,C) = r (B,R) Wo (R,C) + bo (C), probs (B,C) their softmax, and
+ * the mean cross-entropy over the B labels, which it returns. */
+double s2s_head_forward(double *logits, double *probs, const double *r, const double *Wo,
+                        const double *bo, const int *labels, int B, int R, int C) {
+    linear_forward(logits, r, Wo, bo, B, R, C);
+    double loss = 0.0;
+    for (int b = 0; b < B; b++)
+        loss += cross_entropy_forward(probs + b * C, logits + b * C, labels[b], C, 0.0);
+    return loss / B;
+}
+
+/* Backward of s2s_head_forward: dr (B,R), dWo, dbo +=; dlogits (B,C) must be
+ * zero on entry (it receives the loss's gradient).
+ * forward was: loss = (1/B) sum_b CE(logits_b), logits = r Wo + bo */
+void s2s_head_backward(double *dr, double *dWo, double *dbo, double *dlogits,
+                       const double *probs, const double *r, const double *Wo,
+                       const int *labels, int B, int R, int C) {
+    for (int b = 0; b < B; b++)
+        cross_entropy_backward(dlogits + b * C, 1.0 / B, probs + b * C, labels[b], C, 0.0);
+    linear_backward(dr, dWo, dbo, dlogits, r, Wo, B, R, C);
+}
+
 enum { POOL_LAST, POOL_MEAN, POOL_ATTENTION };
 static const char *const pool_names[] = { "last", "mean", "attention", NULL };
 
@@ -1477,11 +1500,7 @@ double pool_forward(PoolActs *a, const int *tokens, const int *labels, const Poo
             attend_forward(a->r + b * H, a->att + b * T, a->sc + b * (T + 1) * c->A, w->u,
                            a->Kp + b * T * c->A, a->hs + b * T * H, NULL, T, H, &w->score);
     }
-    linear_forward(a->logits, a->r, w->Wo, w->bo, B, H, c->C);
-    double loss = 0.0;
-    for (int b = 0; b < B; b++)
-        loss += cross_entropy_forward(a->probs + b * c->C, a->logits + b * c->C, labels[b], c->C, 0.0);
-    return loss / B;
+    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, H, c->C);
 }
 
 /* Backward of pool_forward: adds into m->grads; g is a second PoolActs
@@ -1493,10 +1512,8 @@ void pool_backward(PoolModel *m, PoolActs *g, const PoolActs *a, const int *toke
     PoolWeights *gw = &m->g;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
     memset(g->x, 0, sizeof(double) * (size_t)pool_acts_bind(NULL, NULL, c, B, T));
-    for (int b = 0; b < B; b++)      /* forward was: loss = (1/B) sum_b CE */
-        cross_entropy_backward(g->logits + b * c->C, 1.0 / B, a->probs + b * c->C, labels[b],
-                               c->C, 0.0);
-    linear_backward(g->r, gw->Wo, gw->bo, g->logits, a->r, w->Wo, B, H, c->C);
+    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, H,
+                      c->C);
     if (c->pool == POOL_LAST) {      /* forward was: r = h_T */
         for (int i = 0; i < BH; i++) g->h[(T - 1) * BH + i] += g->r[i];
     } else if (c->pool == POOL_MEAN) { /* forward was: r = (1/T) sum_t h_t */
@@ -1762,11 +1779,7 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                            a->Kp + b * N * A, a->feat + b * N * F, NULL, N, F, &w->score);
         }
     }
-    linear_forward(a->logits, a->r, w->Wo, w->bo, B, F, c->C);
-    double loss = 0.0;
-    for (int b = 0; b < B; b++)
-        loss += cross_entropy_forward(a->probs + b * c->C, a->logits + b * c->C, labels[b], c->C, 0.0);
-    return loss / B;
+    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, F, c->C);
 }
 
 /* Backward of cnn_forward: adds into m->grads; g is a second CnnActs bound
@@ -1778,10 +1791,8 @@ void cnn_backward(CnnModel *m, CnnActs *g, const CnnActs *a, const int *tokens,
     CnnWeights *gw = &m->g;
     const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
     memset(g->x, 0, sizeof(double) * (size_t)cnn_acts_bind(NULL, NULL, c, B, T));
-    for (int b = 0; b < B; b++)      /* forward was: loss = (1/B) sum_b CE */
-        cross_entropy_backward(g->logits + b * c->C, 1.0 / B, a->probs + b * c->C, labels[b],
-                               c->C, 0.0);
-    linear_backward(g->r, gw->Wo, gw->bo, g->logits, a->r, w->Wo, B, F, c->C);
+    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, F,
+                      c->C);
     if (c->pool == CNN_MAX) {
         /* forward was: r_f = max_n feat_n,f; the gradient goes to the winner
          * only (found again: the first maximum, as in the forward) */
