@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
 #include <errno.h>
 #include <time.h>
 
@@ -109,8 +110,8 @@ long arg_long(int argc, char **argv, int *i, long lo, long hi) {
     const char *s = arg_value(argc, argv, i);
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) {
+    long v = strtol(s, &end, 10);   /* strtol skips leading blanks: we do not */
+    if (errno || end == s || *end != '\0' || v < lo || v > hi || isspace((unsigned char)s[0])) {
         fprintf(stderr, "%s: %s must be an integer between %ld and %ld, got '%s'\n",
                 argv[0], name, lo, hi, s);
         exit(2);
@@ -125,7 +126,8 @@ double arg_double(int argc, char **argv, int *i, double lo, double hi) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+    if (errno || end == s || *end != '\0' || !(v >= lo && v <= hi) ||
+        isspace((unsigned char)s[0])) {
         fprintf(stderr, "%s: %s must be a number between %g and %g, got '%s'\n",
                 argv[0], name, lo, hi, s);
         exit(2);
@@ -171,10 +173,24 @@ void check_writable(const char *prog, const char *option, const char *path) {
     fclose(f);
 }
 
-/* An option this program does not know. */
-void arg_unknown(char **argv, int i) {
-    fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], argv[i]);
-    exit(2);
+/* Which of the n option names (names[k], e.g. "--seed") argv[i] is. Exits 2
+ * with a message if it is none of them (listing those accepted) or if it was
+ * given before: given (n) counts each option, zero on the first call. */
+int arg_option(char **argv, int i, const char *const *names, int n, int *given) {
+    int k = 0;
+    while (k < n && strcmp(argv[i], names[k]) != 0) k++;
+    if (k == n) {
+        fprintf(stderr, "%s: unknown option '%s'; the options are", argv[0], argv[i]);
+        for (int j = 0; j < n; j++) fprintf(stderr, " %s", names[j]);
+        fprintf(stderr, " and --help\n");
+        exit(2);
+    }
+    if (given[k]++) {
+        fprintf(stderr, "%s: %s given twice (give each option at most once)\n", argv[0],
+                argv[i]);
+        exit(2);
+    }
+    return k;
 }
 
 /* A seeded PRNG of our own (splitmix64), so a run is bit-for-bit reproducible
@@ -499,6 +515,14 @@ double logsumexp(const double *x, int n) {
 void log_softmax_forward(double *lp, const double *x, int n) {
     double lse = logsumexp(x, n);
     for (int i = 0; i < n; i++) lp[i] = x[i] - lse;
+}
+
+/* the index of the largest of x (n), n >= 1; the first one on a tie. Greedy
+ * decoding, accuracy counts and hard attention at inference all use it. */
+int argmax(const double *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
 }
 
 /* ---- cross-entropy -------------------------------------------------------
@@ -885,13 +909,6 @@ int hard_attention_sample(Rng *r, const double *a, int T) {
     return 0;
 }
 
-/* the most likely position: what hard attention uses at inference */
-int hard_attention_argmax(const double *a, int T) {
-    int best = 0;
-    for (int i = 1; i < T; i++) if (a[i] > a[best]) best = i;
-    return best;
-}
-
 /* c (Dv) = v_i, the value at the chosen position */
 void hard_attention_forward(double *c, int i, const double *V, int Dv) {
     memcpy(c, V + i * Dv, sizeof(double) * (size_t)Dv);
@@ -946,7 +963,7 @@ double hard_attention_accuracy(Rng *r, const double *w, int T, int D, int n, dou
         int best = 0;
         for (int i = 1; i < T; i++) if (K[i * D] > K[best * D]) best = i;
         score_forward(e, NULL, w, K, T, &s);
-        right += hard_attention_argmax(e, T) == best;
+        right += argmax(e, T) == best;
     }
     return (double)right / n;
 }
@@ -1637,7 +1654,7 @@ static void tour_three_steps(void) {
     weighted_sum_forward(c, a, tour_V, 4, 2);
     print_vec("context c", c, 2);
     printf("  The weights sum to 1 and are largest for '%s'; c is their average of V.\n\n",
-           tour_words[hard_attention_argmax(a, 4)]);
+           tour_words[argmax(a, 4)]);
 }
 
 static void tour_scores(Rng *r) {
@@ -1688,7 +1705,7 @@ static void tour_hard(Rng *r) {
     printf("  hard attention samples one position i ~ a (10000 draws):\n");
     for (int i = 0; i < 4; i++)
         printf("    %-5s a = %.4f  drawn %.4f\n", tour_words[i], a[i], counts[i] / 10000.0);
-    int best = hard_attention_argmax(a, 4);
+    int best = argmax(a, 4);
     hard_attention_forward(c, best, tour_V, 2);
     printf("  at inference it takes the argmax, '%s', and reads its value:\n", tour_words[best]);
     print_vec("hard c", c, 2);
@@ -1897,14 +1914,23 @@ int main(int argc, char **argv) {
     long seed = 1;
     int bench = 0;
     const char *svg = NULL;
+    static const char *const names[] = { "--seed", "--svg", "--bench" };
+    int given[3] = { 0 };
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--seed") == 0) seed = arg_long(argc, argv, &i, 0, 2147483647L);
-        else if (strcmp(argv[i], "--svg") == 0) svg = arg_path(argc, argv, &i);
-        else if (strcmp(argv[i], "--bench") == 0) bench = 1;
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(argv[0]);
             return 0;
-        } else arg_unknown(argv, i);
+        }
+        switch (arg_option(argv, i, names, 3, given)) {
+        case 0: seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
+        case 1: svg = arg_path(argc, argv, &i); break;
+        case 2: bench = 1; break;
+        }
+    }
+    if (bench && svg) {     /* --bench draws nothing: refuse, rather than ignore, --svg */
+        fprintf(stderr, "%s: --svg cannot be combined with --bench (the benchmark draws "
+                "no picture); drop one of them\n", argv[0]);
+        return 2;
     }
     if (svg) check_writable(argv[0], "--svg", svg);
     Rng r;

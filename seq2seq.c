@@ -905,8 +905,7 @@ double s2s_forward(S2sRun *r, const S2sBatch *bt, const S2sModel *m) {
             loss += cross_entropy_forward(a->probs + (t * B + b) * V, lg, y, V, 0.0);
             if (y < 0) continue;
             r->ntok++;
-            int best = 0;
-            for (int v = 1; v < V; v++) if (lg[v] > lg[best]) best = v;
+            int best = argmax(lg, V);
             r->ncorrect += best == y;
         }
     }
@@ -1090,8 +1089,7 @@ void s2s_greedy_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S
         s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bt->slen, t, m);
         for (int b = 0; b < B; b++) {
             const double *lg = a->logits + (t * B + b) * V;
-            int best = 0;
-            for (int v = 1; v < V; v++) if (lg[v] > lg[best]) best = v;
+            int best = argmax(lg, V);
             out[b * maxlen + t] = best;
             if (len[b] < 0 && best == S2S_EOS) len[b] = t;
             if (len[b] < 0) done = 0;
@@ -1948,12 +1946,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
             s2s_usage(argv[0]);
             exit(0);
         }
-        int k = 0;
-        while (k < O_N && strcmp(argv[i], names[k]) != 0) k++;
-        if (k == O_N) arg_unknown(argv, i);
-        if (given[k]) s2s_die(argv[0], " was given twice", argv[i]);
-        given[k] = 1;
-        switch (k) {
+        switch (arg_option(argv, i, names, O_N, given)) {
         case O_TASK:   tk.task = arg_choice(argc, argv, &i, s2s_task_names); break;
         case O_LEN:    tk.max_len = (int)arg_long(argc, argv, &i, 1, 60); break;
         case O_MINLEN: tk.min_len = (int)arg_long(argc, argv, &i, 1, 60); break;
@@ -2271,8 +2264,7 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         double w1 = 0.0;
         for (int b = 0; b < NT; b++) {
             const double *pr = a.probs + b * C;
-            int best = 0;
-            for (int k = 1; k < C; k++) if (pr[k] > pr[best]) best = k;
+            int best = argmax(pr, C);
             ok += best == lab[b];
             if (a.att) w1 += a.att[b * T + 1] / NT;
         }
@@ -2365,8 +2357,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
                 pr = ca.probs; att = ca.att;
             }
             for (int b = 0; b < nb; b++) {
-                int best = 0;
-                for (int k = 1; k < C; k++) if (pr[b * C + k] > pr[b * C + best]) best = k;
+                int best = argmax(pr + b * C, C);
                 ok += best == lab[start + b];
             }
             if (start == 0 && att) {   /* example 1: a CNN window goes under its centre */

@@ -695,7 +695,7 @@ static void test_reinforce(Tally *t, Rng *r) {
         zmax = fmax(zmax, fabs(counts[i] / (double)N - a[i]) / sqrt(a[i] * (1 - a[i]) / N));
     int best = 0;
     for (int i = 1; i < T; i++) if (a[i] > a[best]) best = i;
-    check(t, zmax < 4.5 && hard_attention_argmax(a, T) == best,
+    check(t, zmax < 4.5 && argmax(a, T) == best,
           "hard attention samples i ~ a (max |freq - a| / stderr %.2f < 4.5); argmax picks "
           "the largest weight", zmax);
     att_free(&c);

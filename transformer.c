@@ -1103,8 +1103,7 @@ static int tf_correct(const TfModel *m, const TfBatch *b, int *count) {
     for (int i = 0; i < rows; i++) {
         if (b->y[i] < 0) continue;
         const double *l = m->a.logits + i * V;
-        int best = 0;
-        for (int j = 1; j < V; j++) if (l[j] > l[best]) best = j;
+        int best = argmax(l, V);
         ok += best == b->y[i];
         (*count)++;
     }
@@ -1239,8 +1238,7 @@ void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
         tf_head_forward(m, tf_decode(m, b), NULL, b->n);
         for (int e = 0; e < b->n; e++) {
             const double *l = m->a.logits + (e * c->T + t) * c->V;
-            int best = 0;
-            for (int j = 1; j < c->V; j++) if (l[j] > l[best]) best = j;
+            int best = argmax(l, c->V);
             out[e * c->T + t] = best;
             if (t + 1 < c->T) b->tgt[e * c->T + t + 1] = best;
         }
@@ -1249,8 +1247,7 @@ void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
 
 /* Sample from softmax(logits (V) / temperature); temperature 0 = argmax. */
 int tf_sample(const double *logits, int V, double temperature, double *work, Rng *r) {
-    int best = 0;
-    for (int j = 1; j < V; j++) if (logits[j] > logits[best]) best = j;
+    int best = argmax(logits, V);
     if (temperature <= 0.0) return best;
     for (int j = 0; j < V; j++) work[j] = logits[j] / temperature;
     softmax_forward(work, work, V);
@@ -1609,8 +1606,7 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
         for (int t = 0; t < c->S; t++) {
             if (b.y[t] < 0) continue;
             const double *l = m->a.logits + t * c->V;
-            int best = 0;
-            for (int j = 1; j < c->V; j++) if (l[j] > l[best]) best = j;
+            int best = argmax(l, c->V);
             printf("  position %2d: input '%c', answer '%c', guess '%c'%s\n", t,
                    tx->vocab[b.src[t]], tx->vocab[b.y[t]], tx->vocab[best],
                    best == b.y[t] ? "" : "  (wrong)");
@@ -1659,16 +1655,7 @@ int main(int argc, char **argv) {
     int given[O_N] = { 0 };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tf_usage(argv[0]); return 0; }
-        int k = 0;
-        while (k < O_N && strcmp(argv[i], names[k]) != 0) k++;
-        if (k == O_N) arg_unknown(argv, i);
-        if (given[k]) {
-            fprintf(stderr, "%s: %s given twice (give each option at most once)\n", argv[0],
-                    argv[i]);
-            return 2;
-        }
-        given[k] = 1;
-        switch (k) {
+        switch (arg_option(argv, i, names, O_N, given)) {
         case O_ARCH:   c.arch = arg_choice(argc, argv, &i, tf_arch_names); break;
         case O_TASK:   task = arg_choice(argc, argv, &i, task_names); break;
         case O_NORM:   c.norm = arg_choice(argc, argv, &i, tf_norm_names); break;
