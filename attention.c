@@ -511,10 +511,20 @@ double logsumexp(const double *x, int n) {
     return max + log(s);
 }
 
-/* lp (n) = log softmax(x (n)) = x - logsumexp(x) */
+/* lp (n) = log softmax(x (n)) = x - logsumexp(x); lp may be x */
 void log_softmax_forward(double *lp, const double *x, int n) {
     double lse = logsumexp(x, n);
     for (int i = 0; i < n; i++) lp[i] = x[i] - lse;
+}
+
+/* forward was: lp_i = x_i - logsumexp(x), and d logsumexp(x) / dx_j = softmax(x)_j
+ * so dx_j += dlp_j - softmax(x)_j * sum_i dlp_i, with softmax(x) = exp(lp)
+ * (read back from the forward's output, so no second pass over x).
+ * dx must not be dlp: it is accumulated into. */
+void log_softmax_backward(double *dx, const double *dlp, const double *lp, int n) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += dlp[i];
+    for (int i = 0; i < n; i++) dx[i] += dlp[i] - exp(lp[i]) * sum;
 }
 
 /* the index of the largest of x (n), n >= 1; the first one on a tie. Greedy

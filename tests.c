@@ -215,7 +215,7 @@ static void test_grad_linear(Tally *t, Rng *r, int M, int K, int N, int bias) {
 }
 
 enum { ACT_TANH, ACT_SIGMOID, ACT_RELU, ACT_GELU, ACT_SOFTMAX, ACT_MASKED_SOFTMAX,
-       ACT_WRONG_TANH };
+       ACT_LOG_SOFTMAX, ACT_WRONG_TANH };
 typedef struct {
     int which, n;
     double *x, *y, *g, *dx;
@@ -230,6 +230,7 @@ static void act_fwd(ActCtx *c) {
     case ACT_GELU: gelu_forward(c->y, c->x, c->n); break;
     case ACT_SOFTMAX: softmax_forward(c->y, c->x, c->n); break;
     case ACT_MASKED_SOFTMAX: masked_softmax_forward(c->y, c->x, c->mask, c->n); break;
+    case ACT_LOG_SOFTMAX: log_softmax_forward(c->y, c->x, c->n); break;
     }
 }
 static double act_loss(void *p) {
@@ -246,11 +247,27 @@ static void act_grad(void *p) {
     case ACT_RELU: relu_backward(c->dx, c->g, c->x, c->n); break;
     case ACT_GELU: gelu_backward(c->dx, c->g, c->x, c->n); break;
     case ACT_SOFTMAX: case ACT_MASKED_SOFTMAX: softmax_backward(c->dx, c->g, c->y, c->n); break;
+    case ACT_LOG_SOFTMAX: log_softmax_backward(c->dx, c->g, c->y, c->n); break;
     case ACT_WRONG_TANH: /* a planted bug: 1 - y instead of 1 - y^2 */
         for (int i = 0; i < c->n; i++) c->dx[i] += c->g[i] * (1.0 - c->y[i]);
         break;
     }
 }
+
+/* Log-softmax at logits of +-1e4: lp is about -2e4 for the low entries, so
+ * sum_i g_i lp_i would be a sum of numbers near 1e4 whose rounding (1e-12)
+ * swamps a central difference of step 1e-5. The loss below subtracts the
+ * constant lp0 = lp(x0) before the dot product (the gradient is unchanged):
+ * the terms are then of size h and the sum adds no rounding of its own. */
+typedef struct { ActCtx a; double lp0[8]; } LsCtx;
+static double ls_big_loss(void *p) {
+    LsCtx *c = p;
+    act_fwd(&c->a);
+    double s = 0.0;
+    for (int i = 0; i < c->a.n; i++) s += c->a.g[i] * (c->a.y[i] - c->lp0[i]);
+    return s;
+}
+static void ls_big_grad(void *p) { act_grad(&((LsCtx *)p)->a); }
 
 static double act_gradcheck(Rng *r, int which, int n, const unsigned char *mask,
                             const char **worst) {
@@ -281,6 +298,19 @@ static void test_grad_activations(Tally *t, Rng *r) {
     unsigned char none[4] = { 0, 0, 0, 0 };
     e = act_gradcheck(r, ACT_MASKED_SOFTMAX, 4, none, &worst);
     check(t, e <= 1e-7, "gradcheck masked softmax, fully masked row: max rel err %.2e <= 1e-7", e);
+    /* log-softmax: random logits, then logits of +-1e4 (and one just below the
+       top), where a naive log(softmax) would give log(0) = -inf */
+    e = 0.0;
+    for (int n = 1; n <= 17; n += 8) e = fmax(e, act_gradcheck(r, ACT_LOG_SOFTMAX, n, NULL, &worst));
+    double big[8] = { 1e4, -1e4, 1e4, -1e4, 1e4 - 1.0, -1e4, 1e4, -1e4 }, lp[8], gl[8], dl[8];
+    rng_fill_uniform(r, gl, 8, -1, 1);
+    LsCtx lc = { { ACT_LOG_SOFTMAX, 8, big, lp, gl, dl, NULL }, {0} };
+    log_softmax_forward(lc.lp0, big, 8);
+    Tensor lts[1] = { {"x", big, dl, 8} };
+    double ebig = gradcheck((Differentiable){ ls_big_loss, ls_big_grad, &lc }, lts, 1, &worst);
+    check(t, e <= 1e-7 && ebig <= 1e-7 && all_finite(lp, 8) && all_finite(dl, 8),
+          "gradcheck log-softmax, n = 1, 9, 17: max rel err %.2e; logits of +-1e4: %.2e "
+          "(lp, grad finite) <= 1e-7", e, ebig);
     /* the checker itself must be able to fail */
     e = act_gradcheck(r, ACT_WRONG_TANH, 9, NULL, &worst);
     check(t, e > 1e-3, "gradcheck catches a planted bug (tanh' = 1 - y): rel err %.2e > 1e-3", e);
