@@ -13,14 +13,14 @@
  *                         SGD, Adam, clipping by global norm
  *   2. the mechanism      score -> softmax -> weighted sum (attend_forward)
  *   3. score functions    dot, scaled dot, general, additive, concat, cosine
+ *  3b. why sqrt(d_k)?     the experiment behind the scaling (softmax_stats)
  *   4. soft vs hard       sampling a position, REINFORCE with a baseline
  *   5. global vs local    local-m (window at t), local-p (predicted p_t)
  *   6. self-attention     Q = XW_q, K = XW_k, V = XW_v; scaled dot-product
  *                         attention with masks; the same in O(T) memory
  *                         (tiled, online softmax); multi-head attention
  *   7. seeing attention   terminal heatmap, SVG heatmap
- *  7b. why sqrt(d_k)?     the experiment behind the scaling (softmax_stats)
- *  7c. shared             embeddings, copy/reverse/sort data, a timer: used
+ *  7b. shared             embeddings, copy/reverse/sort data, a timer: used
  *                         by chapters 2 and 3
  *   8. the tour           main(): runs each section on built-in data;
  *                         --bench times the kernels
@@ -193,8 +193,12 @@ int arg_option(char **argv, int i, const char *const *names, int n, int *given) 
     return k;
 }
 
-/* A seeded PRNG of our own (splitmix64), so a run is bit-for-bit reproducible
- * from --seed on every platform; rand() is not. */
+/* A seeded PRNG of our own (splitmix64): its stream of integers is the same
+ * on every platform for a given --seed, which rand()'s is not. The doubles a
+ * run computes from it are bit-for-bit reproducible for a given build (same
+ * compiler, flags and machine); across builds they can differ in the last
+ * bits, e.g. where one compiler fuses a * b + c into one rounding (see FMA
+ * below) and another does not. */
 typedef struct { uint64_t state; } Rng;
 
 void rng_seed(Rng *r, uint64_t seed) { r->state = seed; }
@@ -248,7 +252,7 @@ void rng_fill_uniform(Rng *r, double *x, int n, double lo, double hi) {
  *      in 8 row accumulators that stay in vector registers for the whole k
  *      loop: per k it loads 16 values of B and 8 of A and does 128
  *      fused multiply-adds, instead of loading and storing out every time.
- *   2. Packing. Before the kernel runs, the slice of A it needs (4 rows x
+ *   2. Packing. Before the kernel runs, the slice of A it needs (8 rows x
  *      KC) and of B (KC x NC) are copied into small contiguous panels, so
  *      the kernel always walks memory with stride 1 whatever the transpose,
  *      and the panels stay in cache while they are reused.
@@ -260,9 +264,11 @@ enum { GEMM_MR = 8, GEMM_NR = 16, GEMM_KC = 128, GEMM_NC = 256 };
 
 /* a*b + c in one rounding where the hardware has a fused multiply-add (C99's
  * fma(), a single instruction there); elsewhere the plain expression, since a
- * software fma() would be slow. Under -std=c99 the compiler never fuses a
- * multiply and an add by itself, so without this the kernel does two
- * instructions where one would do. */
+ * software fma() would be slow. Whether the compiler fuses a plain a * b + c
+ * by itself depends on the compiler: gcc in -std=c99 mode does not
+ * (-ffp-contract=off is its default there), clang does by default
+ * (-ffp-contract=on) unless given -ffp-contract=off. Writing fma() makes the
+ * kernel fused under both. */
 #ifdef FP_FAST_FMA
 #define FMA(a, b, c) fma(a, b, c)
 #else
@@ -896,6 +902,54 @@ void attend_backward(double *dq, double *dKp, double *dV, Score *g, const double
 }
 
 /* ========================================================================
+ * 3b. why divide by sqrt(d_k)? (used by the tour and by the tests)
+ *
+ * With q, k of d_k entries ~ N(0,1), q . k has variance d_k: the scores grow
+ * like sqrt(d_k), the softmax saturates towards one-hot, and its Jacobian
+ * diag(a) - a a^T, the only path a gradient has back to the scores, goes to
+ * zero. Dividing by sqrt(d_k) keeps the scores at unit variance for every d_k.
+ * ======================================================================== */
+
+typedef struct {
+    double score_std;  /* standard deviation of the scores */
+    double max_weight; /* mean of the largest softmax weight */
+    double entropy;    /* mean entropy of the weights, nats (uniform: log T) */
+    double jac_norm;   /* mean Frobenius norm of the softmax Jacobian */
+} SoftmaxStats;
+
+/* Averages over `trials` draws of one query and T keys of width dk, entries
+ * N(0,1), of the softmax of (q . k_i) * scale. Allocates its own scratch. */
+SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
+    SoftmaxStats st = {0, 0, 0, 0};
+    double *q = xcalloc_doubles(dk), *K = xcalloc_doubles(T * dk), *a = xcalloc_doubles(T);
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, dk, dk, 0);
+    double sum2 = 0.0;
+    for (int n = 0; n < trials; n++) {
+        rng_fill_normal(r, q, dk, 1.0);
+        rng_fill_normal(r, K, T * dk, 1.0);
+        score_forward(a, NULL, q, K, T, &s);
+        for (int i = 0; i < T; i++) { a[i] *= scale; sum2 += a[i] * a[i]; }
+        softmax_forward(a, a, T);
+        double mx = 0.0, H = 0.0, J = 0.0;
+        for (int i = 0; i < T; i++) {
+            if (a[i] > mx) mx = a[i];
+            if (a[i] > 0) H -= a[i] * log(a[i]);
+            for (int j = 0; j < T; j++) {
+                double Jij = (i == j ? a[i] : 0.0) - a[i] * a[j];
+                J += Jij * Jij;
+            }
+        }
+        st.max_weight += mx / trials;
+        st.entropy += H / trials;
+        st.jac_norm += sqrt(J) / trials;
+    }
+    st.score_std = sqrt(sum2 / ((double)trials * T));
+    free(q); free(K); free(a);
+    return st;
+}
+
+/* ========================================================================
  * 4. soft vs hard attention
  *
  * Soft attention reads c = sum_i a_i v_i: smooth, trained by backprop.
@@ -1071,7 +1125,8 @@ void local_p_attend_backward(double *dq, double *dKp, double *dV, double *dp, Sc
  * In self-attention the queries, keys and values all come from the same
  * sequence X (T,D): Q = X W_q, K = X W_k, V = X W_v, and
  *     out = softmax(Q K^T / sqrt(dk) + mask) V
- * computed row by row with attend_forward and the scaled dot score.
+ * Each row is attend_forward with the scaled dot score (section 2); all rows
+ * at once it is two matrix products on the matmul kernel (sdpa_forward).
  * Masks: key_mask (Tk) marks real keys (1) vs padding (0), NULL = all real;
  * causal = 1 lets query i see only keys j <= i.
  * ======================================================================== */
@@ -1518,55 +1573,7 @@ void write_svg_heatmap(const char *path, const char *title, const double *W, int
 }
 
 /* ========================================================================
- * 7b. why divide by sqrt(d_k)? (used by the tour and by the tests)
- *
- * With q, k of d_k entries ~ N(0,1), q . k has variance d_k: the scores grow
- * like sqrt(d_k), the softmax saturates towards one-hot, and its Jacobian
- * diag(a) - a a^T, the only path a gradient has back to the scores, goes to
- * zero. Dividing by sqrt(d_k) keeps the scores at unit variance for every d_k.
- * ======================================================================== */
-
-typedef struct {
-    double score_std;  /* standard deviation of the scores */
-    double max_weight; /* mean of the largest softmax weight */
-    double entropy;    /* mean entropy of the weights, nats (uniform: log T) */
-    double jac_norm;   /* mean Frobenius norm of the softmax Jacobian */
-} SoftmaxStats;
-
-/* Averages over `trials` draws of one query and T keys of width dk, entries
- * N(0,1), of the softmax of (q . k_i) * scale. Allocates its own scratch. */
-SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
-    SoftmaxStats st = {0, 0, 0, 0};
-    double *q = xcalloc_doubles(dk), *K = xcalloc_doubles(T * dk), *a = xcalloc_doubles(T);
-    Score s;
-    score_bind(&s, NULL, SCORE_DOT, dk, dk, 0);
-    double sum2 = 0.0;
-    for (int n = 0; n < trials; n++) {
-        rng_fill_normal(r, q, dk, 1.0);
-        rng_fill_normal(r, K, T * dk, 1.0);
-        score_forward(a, NULL, q, K, T, &s);
-        for (int i = 0; i < T; i++) { a[i] *= scale; sum2 += a[i] * a[i]; }
-        softmax_forward(a, a, T);
-        double mx = 0.0, H = 0.0, J = 0.0;
-        for (int i = 0; i < T; i++) {
-            if (a[i] > mx) mx = a[i];
-            if (a[i] > 0) H -= a[i] * log(a[i]);
-            for (int j = 0; j < T; j++) {
-                double Jij = (i == j ? a[i] : 0.0) - a[i] * a[j];
-                J += Jij * Jij;
-            }
-        }
-        st.max_weight += mx / trials;
-        st.entropy += H / trials;
-        st.jac_norm += sqrt(J) / trials;
-    }
-    st.score_std = sqrt(sum2 / ((double)trials * T));
-    free(q); free(K); free(a);
-    return st;
-}
-
-/* ========================================================================
- * 7c. shared by the later chapters: embeddings, toy tasks, a timer
+ * 7b. shared by the later chapters: embeddings, toy tasks, a timer
  * ======================================================================== */
 
 /* out (T,E) = rows tokens[t] of the table (Vocab,E) */
@@ -1663,7 +1670,8 @@ static void tour_three_steps(void) {
     print_vec("weights a", a, 4);
     weighted_sum_forward(c, a, tour_V, 4, 2);
     print_vec("context c", c, 2);
-    printf("  The weights sum to 1 and are largest for '%s'; c is their average of V.\n\n",
+    printf("  The weights sum to 1 and are largest for '%s'; c is the weighted average\n"
+           "  of the values.\n\n",
            tour_words[argmax(a, 4)]);
 }
 
