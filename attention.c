@@ -978,9 +978,16 @@ void hard_attention_forward(double *c, int i, const double *V, int Dv) {
     memcpy(c, V + i * Dv, sizeof(double) * (size_t)Dv);
 }
 
-/* REINFORCE for one sample i with advantage (L_i - b):
+/* The value path of hard attention, ordinary backprop with i held fixed:
+ * forward was: c = v_i, so dV[i] += dc (dV (T,Dv); every other row untouched). */
+void hard_attention_value_backward(double *dV, const double *dc, int i, int Dv) {
+    double *dv = dV + i * Dv;
+    for (int j = 0; j < Dv; j++) dv[j] += dc[j];
+}
+
+/* The score path: REINFORCE for one sample i with advantage (L_i - b):
  *     de (T) += (L_i - b) * (onehot(i) - a)
- * The path through v_i itself is ordinary backprop: dV[i] += dc. */
+ * (the value path is hard_attention_value_backward above). */
 void hard_attention_backward(double *de, double advantage, int i, const double *a, int T) {
     for (int j = 0; j < T; j++) de[j] += advantage * ((j == i ? 1.0 : 0.0) - a[j]);
 }
@@ -991,10 +998,10 @@ void hard_attention_backward(double *de, double advantage, int i, const double *
  * which has no gradient at all: only REINFORCE can train w.
  * One step on a fresh example: sample i ~ a, then w -= lr * dw with
  * de = (L_i - b)(onehot(i) - a). *baseline is the running mean of L
- * (updated here), or NULL for b = 0. work: T*D + 2T doubles. Returns L_i. */
+ * (updated here), or NULL for b = 0. work: T*D + 2T + D doubles. Returns L_i. */
 double hard_attention_train_step(Rng *r, double *w, double *baseline, int T, int D,
                                  double lr, double *work) {
-    double *K = work, *a = K + T * D, *de = a + T;
+    double *K = work, *a = K + T * D, *de = a + T, *dw = de + T;
     Score s;
     score_bind(&s, NULL, SCORE_DOT, D, D, 0);
     rng_fill_normal(r, K, T * D, 1.0);
@@ -1005,12 +1012,10 @@ double hard_attention_train_step(Rng *r, double *w, double *baseline, int T, int
     int i = hard_attention_sample(r, a, T);
     double L = i == best ? 0.0 : 1.0, b = baseline ? *baseline : 0.0;
     for (int j = 0; j < T; j++) de[j] = 0.0;
+    for (int j = 0; j < D; j++) dw[j] = 0.0;
     hard_attention_backward(de, L - b, i, a, T);
-    for (int j = 0; j < D; j++) {               /* forward was: e_i = w . k_i */
-        double g = 0.0;
-        for (int t = 0; t < T; t++) g += de[t] * K[t * D + j];
-        w[j] -= lr * g;
-    }
+    score_backward(dw, NULL, &s, de, w, K, NULL, T, &s, NULL); /* e_i = w . k_i */
+    sgd_update(w, dw, D, lr);
     if (baseline) *baseline = 0.99 * *baseline + 0.01 * L;
     return L;
 }
@@ -1156,7 +1161,11 @@ void sdpa_forward(double *out, double *P, const double *Q, const double *K,
  * work (Tq*Tk) is scratch. With dP = dout V^T,
  *     dV += P^T dout,   dS = P * (dP - rowsum(P * dP)) / sqrt(dk)   (softmax'),
  *     dQ += dS K,       dK += dS^T Q.
- * Masked weights are 0, so their dS is 0; a causal row i stops at key i. */
+ * Masked weights are 0, so their dS is 0; a causal row i stops at key i.
+ * The row loop below is softmax_backward's identity, written inline rather
+ * than called: softmax_backward adds into a second array, and dS overwrites
+ * dP in place here, so a call would need another (Tk) of scratch in every
+ * caller's work (and in mha_cache_size). */
 void sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
                    const double *Q, const double *K, const double *V, const double *P,
                    int causal, int Tq, int Tk, int dk, int dv, double *work) {
@@ -1165,7 +1174,9 @@ void sdpa_backward(double *dQ, double *dK, double *dV, const double *dout,
     memset(dS, 0, sizeof(double) * (size_t)(Tq * Tk));
     matmul_nt_add(dS, dout, V, Tq, dv, Tk);           /* forward was: out = P V */
     matmul_tn_add(dV, P, dout, Tk, Tq, dv);
-    for (int i = 0; i < Tq; i++) {                     /* forward was: P = softmax(S) */
+    for (int i = 0; i < Tq; i++) {
+        /* forward was: masked_softmax_forward(p, p, key_mask, n) on row i of S,
+         * so, as in softmax_backward: dS_i = p * (dP_i - sum(p * dP_i)) */
         const int n = causal && i + 1 < Tk ? i + 1 : Tk;
         const double *p = P + i * Tk;
         double *d = dS + i * Tk, dot = 0.0;
@@ -1261,6 +1272,12 @@ void tiled_attention_forward(double *out, double *lse, const double *Q, const do
  * Recomputes P block by block; with D_i = dout_i . out_i,
  *     dV += P^T dout,  dP = dout V^T,  dS = P * (dP - D_i),
  *     dQ += dS K / sqrt(dk),  dK += dS^T Q / sqrt(dk).
+ * dS is softmax_backward's p * (dp - sum_j p_j dp_j), the same identity: since
+ * out_i = sum_j P_ij v_j and dP_ij = dout_i . v_j,
+ *     sum_j P_ij dP_ij = dout_i . sum_j P_ij v_j = dout_i . out_i = D_i.
+ * The tiled form needs it because a block sees only part of row i of P, so
+ * sum_j P_ij dP_ij is not at hand; D_i is, from the saved output, before any
+ * block is visited (the FlashAttention backward, Dao et al. 2022).
  * work: tiled_attention_work_size() doubles. */
 void tiled_attention_backward(double *dQ, double *dK, double *dV, const double *dout,
                               const double *Q, const double *K, const double *V,
@@ -1760,7 +1777,7 @@ static void tour_hard(Rng *r) {
            "  whose first entry is largest; loss 0 if right, 1 if wrong; query w learned,\n"
            "  SGD lr 0.5. Argmax accuracy on 1000 new examples (chance %.3f):\n", T, 1.0 / T);
     printf("  %7s | %10s | %20s\n", "step", "b = 0", "b = running mean L");
-    double w0[D] = {0}, w1[D] = {0}, b = 0.5, work[T * D + 2 * T];
+    double w0[D] = {0}, w1[D] = {0}, b = 0.5, work[T * D + 2 * T + D];
     Rng r0 = *r, r1 = *r, ev;
     for (int step = 0, chk = 100; chk <= 3200; chk *= 2) {
         for (; step < chk; step++) {

@@ -717,6 +717,25 @@ static void test_reinforce(Tally *t, Rng *r) {
           "%.2f < 4.5", N, worst_z);
     check(t, var_b < var_nob, "a baseline b = E[L] lowers the estimator's variance: "
           "%.3f < %.3f", var_b, var_nob);
+    /* the value path, with the sampled index held fixed: c = v_i, so dV gets
+       dc at row i and nothing elsewhere (dV starts non-zero: it adds) */
+    {
+        double V[T * 3], dV[T * 3], dV0[T * 3], dc[3], cv[3], off = 0.0, row = 0.0;
+        rng_fill_normal(r, V, T * 3, 1.0);
+        rng_fill_normal(r, dV0, T * 3, 1.0);
+        rng_fill_normal(r, dc, 3, 1.0);
+        memcpy(dV, dV0, sizeof dV);
+        hard_attention_forward(cv, 2, V, 3);
+        hard_attention_value_backward(dV, dc, 2, 3);
+        for (int k = 0; k < T * 3; k++) {
+            double want = dV0[k] + (k / 3 == 2 ? dc[k % 3] : 0.0);
+            if (k / 3 == 2) row = fmax(row, fabs(dV[k] - want));
+            else off = fmax(off, fabs(dV[k] - dV0[k]));
+        }
+        check(t, row == 0.0 && off == 0.0 && max_abs_diff(cv, V + 6, 3) == 0.0,
+              "hard attention value path, i = 2 fixed: c = v_2; dV[2] += dc (max diff %.1e), "
+              "other rows unchanged (max change %.1e)", row, off);
+    }
     /* sampling frequencies follow the weights */
     int counts[T] = {0};
     for (int n = 0; n < N; n++) counts[hard_attention_sample(r, a, T)]++;
@@ -731,7 +750,7 @@ static void test_reinforce(Tally *t, Rng *r) {
     att_free(&c);
     /* training with REINFORCE on a 0/1 loss: chance is 1/6; a query along the
        first axis is always right, so a trained one should be right nearly always */
-    double w[4] = {0}, base = 0.5, work[6 * 4 + 2 * 6];
+    double w[4] = {0}, base = 0.5, work[6 * 4 + 2 * 6 + 4];
     Rng tr, ev;
     rng_seed(&tr, 11);
     rng_seed(&ev, 12);
