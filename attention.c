@@ -1445,19 +1445,24 @@ void mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
 /* ========================================================================
  * 7. seeing attention
  *
- * print_heatmap() draws a weight matrix in the terminal with five Unicode
- * shades (no colour needed); write_svg_heatmap() writes the same picture as a
- * self-contained SVG file that any browser opens. Both scale to the largest
- * entry and say so. Later chapters reuse them for alignments and heads.
+ * print_heatmap() draws a weight matrix in the terminal with Unicode shades
+ * (no colour needed): blank for exactly 0 (a masked weight), a faint dot for
+ * a weight below a fifth of the largest, then four shades; write_svg_heatmap()
+ * writes the same picture as a self-contained SVG file that any browser
+ * opens. Both scale to the largest entry and say so. Later chapters reuse
+ * them for alignments and heads.
  * ======================================================================== */
 
-static const char *const heat_shades[5] = { " ", "\u2591", "\u2592", "\u2593", "\u2588" };
+static const char *const heat_shades[6] = { " ", "\u00b7", "\u2591", "\u2592", "\u2593",
+                                            "\u2588" };
 
-/* shade index 0..4 of w on a scale whose top is max */
+/* shade index of w on a scale whose top is max: 0 (blank) only for w <= 0,
+ * so a small weight never looks like a masked one; 1 (a dot) for
+ * 0 < w < max/5, then 2..5 for each further fifth of max */
 static int heat_level(double w, double max) {
     if (!(max > 0) || !(w > 0)) return 0;
-    int l = (int)(5.0 * w / max);
-    return l > 4 ? 4 : l;
+    int l = 1 + (int)(5.0 * w / max);
+    return l > 5 ? 5 : l;
 }
 
 static double matrix_max(const double *W, int n) {
@@ -1477,7 +1482,7 @@ static int longest_label(const char *const *labels, int n) {
 }
 
 /* Print W (R,C) under `title`: one row per line, two characters per cell,
- * darker = larger. Row labels (R strings) on the left; column labels
+ * darker = larger, blank = exactly 0. Row labels (R strings) on the left; column labels
  * (C strings) written vertically above their columns. Either may be NULL. */
 void print_heatmap(FILE *f, const char *title, const double *W, int R, int C,
                    const char *const *row_labels, const char *const *col_labels) {
@@ -1500,9 +1505,9 @@ void print_heatmap(FILE *f, const char *title, const double *W, int R, int C,
         }
         fprintf(f, "|\n");
     }
-    fprintf(f, "%*s  scale: ' ' <%.2f  %s <%.2f  %s <%.2f  %s <%.2f  %s <=%.2f (max)\n",
-            rw, "", 0.2 * max, heat_shades[1], 0.4 * max, heat_shades[2], 0.6 * max,
-            heat_shades[3], 0.8 * max, heat_shades[4], max);
+    fprintf(f, "%*s  scale: ' ' =0 (masked)  %s <%.2f  %s <%.2f  %s <%.2f  %s <%.2f  "
+            "%s <=%.2f (max)\n", rw, "", heat_shades[1], 0.2 * max, heat_shades[2], 0.4 * max,
+            heat_shades[3], 0.6 * max, heat_shades[4], 0.8 * max, heat_shades[5], max);
 }
 
 /* write s with the five XML special characters escaped */
