@@ -370,7 +370,8 @@ static void test_cross_entropy(Tally *t, Rng *r) {
     memset(dl, 0, sizeof dl);
     cross_entropy_backward(dl, 1.0, probs, -1, V, 0.0);
     check(t, ign == 0.0 && max_abs_diff(dl, (double[7]){0}, V) == 0.0,
-          "cross-entropy with target -1 (padding) is 0 with zero gradient");
+          "cross-entropy with target -1 (padding): loss %.1e, max |gradient| %.1e, both 0",
+          ign, max_abs_diff(dl, (double[7]){0}, V));
 }
 
 static void test_softmax_properties(Tally *t, Rng *r) {
@@ -389,12 +390,23 @@ static void test_softmax_properties(Tally *t, Rng *r) {
     double lse = logsumexp(x, 8);
     check(t, all_finite(p, 8) && isfinite(lse) && p[0] == 0.0 && fabs(p[1] - p[5]) < 1e-15,
           "softmax of +-1e4 logits: finite, no NaN (p = %.4f, logsumexp = %.3f)", p[1], lse);
-    unsigned char none[4] = { 0, 0, 0, 0 };
-    double dx[4] = { 0, 0, 0, 0 }, g[4] = { 1, -2, 3, 4 };
-    masked_softmax_forward(p, x, none, 4);
-    softmax_backward(dx, g, p, 4);
-    check(t, max_abs_diff(p, dx, 4) == 0.0 && p[0] == 0.0 && all_finite(p, 4),
-          "fully masked row: weights all 0, gradient all 0, no NaN");
+    /* a fully masked row, at logits of +-1e4 and at ordinary ones */
+    unsigned char none[8] = { 0 };
+    double zero[8] = { 0 }, pmax = 0.0, gmax = 0.0;
+    int finite = 1;
+    for (int k = 0; k < 2; k++) {
+        double dx[8] = { 0 }, g[8];
+        if (k) rng_fill_normal(r, x, 8, 1.0);
+        rng_fill_uniform(r, g, 8, -1, 1);
+        for (int i = 0; i < 8; i++) p[i] = NAN;           /* must be overwritten */
+        masked_softmax_forward(p, x, none, 8);
+        softmax_backward(dx, g, p, 8);
+        finite &= all_finite(p, 8) && all_finite(dx, 8);
+        pmax = fmax(pmax, max_abs_diff(p, zero, 8));
+        gmax = fmax(gmax, max_abs_diff(dx, zero, 8));
+    }
+    check(t, finite && pmax == 0.0 && gmax == 0.0, "fully masked row (n = 8, twice): every "
+          "weight 0 (max |w| %.1e), every gradient entry 0 (max %.1e), no NaN", pmax, gmax);
 }
 
 static void test_optimisers(Tally *t, Rng *r) {
@@ -410,37 +422,72 @@ static void test_optimisers(Tally *t, Rng *r) {
           "lr sign(g): max dev %.1e", worst);
     memcpy(p, p0, sizeof p);
     sgd_update(p, g, 10, 0.5);
-    check(t, fabs(p[3] - (p0[3] - 0.5 * g[3])) < 1e-15, "sgd: p -= lr * g");
+    worst = 0.0;
+    for (int i = 0; i < 10; i++) worst = fmax(worst, fabs(p[i] - (p0[i] - 0.5 * g[i])));
+    check(t, worst < 1e-15, "sgd: p -= lr * g on 10 weights: max dev %.1e", worst);
     double before = clip_grad_norm(g, 10, 1.0);
     check(t, before > 1.0 && fabs(grad_norm(g, 10) - 1.0) < 1e-12,
           "clip by global norm: %.3f -> %.12f (max 1)", before, grad_norm(g, 10));
+    double g1[10];
+    memcpy(g1, g, sizeof g1);
     double keep = clip_grad_norm(g, 10, 5.0);
-    check(t, fabs(keep - 1.0) < 1e-12 && fabs(grad_norm(g, 10) - 1.0) < 1e-12,
-          "clip leaves a gradient under the limit alone");
+    check(t, fabs(keep - 1.0) < 1e-12 && max_abs_diff(g, g1, 10) == 0.0,
+          "clip leaves a gradient under the limit alone: norm %.12f (max 5), max change %.1e",
+          keep, max_abs_diff(g, g1, 10));
+    /* AdamW, two steps with weight decay, against the update written out by hand */
+    const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
+    double ga[10], gb[10], hp[10], hm[10], hv[10];
+    rng_fill_normal(r, ga, 10, 1.0);
+    rng_fill_normal(r, gb, 10, 1.0);
+    memcpy(p, p0, sizeof p);
+    memcpy(hp, p0, sizeof hp);
+    memset(m, 0, sizeof m); memset(v, 0, sizeof v);
+    adam_update(p, ga, m, v, 10, 1, lr, b1, b2, eps, wd);
+    adam_update(p, gb, m, v, 10, 2, lr, b1, b2, eps, wd);
+    worst = 0.0;
+    double moved = 0.0;
+    for (int i = 0; i < 10; i++) {
+        /* step 1: m = (1-b1) g, v = (1-b2) g^2; bias-corrected they are g, g^2 */
+        hm[i] = (1 - b1) * ga[i];
+        hv[i] = (1 - b2) * ga[i] * ga[i];
+        double p1 = hp[i] - lr * (ga[i] / (fabs(ga[i]) + eps) + wd * hp[i]);
+        /* step 2 */
+        hm[i] = b1 * hm[i] + (1 - b1) * gb[i];
+        hv[i] = b2 * hv[i] + (1 - b2) * gb[i] * gb[i];
+        double mh = hm[i] / (1 - b1 * b1), vh = hv[i] / (1 - b2 * b2);
+        double p2 = p1 - lr * (mh / (sqrt(vh) + eps) + wd * p1);
+        worst = fmax(worst, fabs(p[i] - p2) / fabs(p2 - p0[i]));
+        moved = fmax(moved, fabs(lr * wd * p1));   /* what the decay alone moves */
+    }
+    check(t, worst < 1e-12, "adam with weight decay 0.1, two steps, against the update "
+          "written out by hand: max rel dev %.1e < 1e-12 (decay alone moves up to %.1e)",
+          worst, moved);
 }
 
 static void test_rng_and_tasks(Tally *t) {
     Rng a, b, c;
     rng_seed(&a, 42); rng_seed(&b, 42); rng_seed(&c, 43);
-    int same = 1, differ = 0, in_range = 1;
+    int same = 0, differ = 0, in_range = 0;
     for (int i = 0; i < 1000; i++) {
         uint64_t x = rng_next(&a), y = rng_next(&b), z = rng_next(&c);
-        same &= x == y; differ |= x != z;
+        same += x == y; differ += x != z;
         double u = rng_uniform(&a); rng_uniform(&b); rng_uniform(&c);
-        in_range &= u >= 0.0 && u < 1.0;
+        in_range += u >= 0.0 && u < 1.0;
     }
-    check(t, same && differ && in_range, "rng: same seed, same stream; other seed, other "
-          "stream; uniform in [0,1)");
-    int src[9], tgt[9], ok = 1;
+    check(t, same == 1000 && differ == 1000 && in_range == 1000, "rng, 1000 draws: same seed, "
+          "same stream (%d equal); other seed, other stream (%d differ); uniform in [0,1) "
+          "(%d in range)", same, differ, in_range);
+    int src[9], tgt[9], bad_rev = 0, bad_sort = 0;
     rng_seed(&a, 5);
     toy_task_fill(&a, TASK_REVERSE, src, tgt, 9, 3, 10);
-    for (int i = 0; i < 9; i++) ok &= tgt[i] == src[8 - i] && src[i] >= 3 && src[i] < 13;
+    for (int i = 0; i < 9; i++) bad_rev += !(tgt[i] == src[8 - i] && src[i] >= 3 && src[i] < 13);
     toy_task_fill(&a, TASK_SORT, src, tgt, 9, 3, 10);
     int hist[13] = {0};
     for (int i = 0; i < 9; i++) { hist[src[i]]++; hist[tgt[i]]--; }
-    for (int i = 0; i < 8; i++) ok &= tgt[i] <= tgt[i + 1];
-    for (int i = 0; i < 13; i++) ok &= hist[i] == 0;
-    check(t, ok, "toy tasks: reverse reverses, sort is an ordered permutation");
+    for (int i = 0; i < 8; i++) bad_sort += tgt[i] > tgt[i + 1];
+    for (int i = 0; i < 13; i++) bad_sort += hist[i] != 0;
+    check(t, bad_rev == 0 && bad_sort == 0, "toy tasks, length 9: reverse reverses (%d wrong "
+          "positions), sort is an ordered permutation (%d faults)", bad_rev, bad_sort);
 }
 
 /* ---- gradient checks: the mechanism and every score function ------------ */
@@ -920,13 +967,19 @@ static void test_mha_properties(Tally *t, Rng *r) {
     sdpa_forward(out, P, Q, K, V, NULL, 1, 3, 1, 2, 3);
     double d = 0.0;
     for (int i = 0; i < 3; i++) d = fmax(d, max_abs_diff(out + i * 3, V, 3));
-    check(t, d == 0.0, "scaled dot-product attention with a single key returns its value");
+    check(t, d == 0.0 && P[0] == 1.0 && P[1] == 1.0 && P[2] == 1.0, "scaled dot-product "
+          "attention with a single key returns its value (3 causal queries: max diff %.1e, "
+          "weights %.1f %.1f %.1f)", d, P[0], P[1], P[2]);
     /* huge scores stay finite */
     double Qb[2 * 2] = { 1e4, 1e4, -1e4, 1e4 }, Kb[2 * 2] = { 1e4, -1e4, 1e4, 1e4 };
     double Vb[2 * 2] = { 1, 2, 3, 4 }, ob[4], Pb[4];
     sdpa_forward(ob, Pb, Qb, Kb, Vb, NULL, 0, 2, 2, 2, 2);
-    check(t, all_finite(ob, 4) && all_finite(Pb, 4), "attention with scores of 1e8 is finite "
-          "(no NaN, no inf)");
+    /* scores (/sqrt 2): row 0 is (0, 1.4e8), row 1 is (-1.4e8, 0): one-hot on key 1 */
+    double ob_max = fmax(fabs(ob[0]), fmax(fabs(ob[1]), fmax(fabs(ob[2]), fabs(ob[3]))));
+    check(t, all_finite(ob, 4) && all_finite(Pb, 4) && Pb[1] == 1.0 && Pb[3] == 1.0 &&
+          max_abs_diff(ob, (double[4]){ 3, 4, 3, 4 }, 4) == 0.0,
+          "attention with scores of 1e8: finite (max |out| %.1f), one-hot on the top key "
+          "(weights %.1f, %.1f)", ob_max, Pb[1], Pb[3]);
 }
 
 /* ---- tiled attention equals the plain one, in O(T) memory ----------------- */
@@ -1018,33 +1071,62 @@ static void test_scaling(Tally *t, Rng *r) {
 
 /* ---- seeing attention -------------------------------------------------------------- */
 
+/* A file name in the temporary folder ($TMPDIR, else /tmp) for a test that
+ * must go through a path: C99 has no mkstemp and tmpnam draws linker
+ * warnings, so the name mixes the time, the processor clock and a stack
+ * address (which ASLR varies between runs), and skips names that exist. */
+static void temp_path(char *buf, size_t n, const char *stem) {
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !dir[0]) dir = "/tmp";
+    unsigned long salt = (unsigned long)time(NULL) ^ (unsigned long)clock() ^
+                         (unsigned long)(uintptr_t)&salt;
+    for (int k = 0; ; k++) {
+        snprintf(buf, n, "%s/%s-%lx-%d.svg", dir, stem, salt, k);
+        FILE *f = fopen(buf, "r");
+        if (!f) return;
+        fclose(f);
+    }
+}
+
 static void test_viewers(Tally *t) {
-    const double W[2 * 3] = { 0.0, 0.5, 1.0, 0.25, 0.25, 0.5 };
+    const double W[2 * 3] = { 0.0, 0.5, 1.0, 0.1, 0.25, 0.5 };
     const char *rows[2] = { "a<b", "c&d" }, *cols[3] = { "x", "y", "z" };
     FILE *f = tmpfile();
-    if (!f) { check(t, 0, "tmpfile() for the heatmap test"); return; }
+    if (!f) { check(t, 0, "tmpfile() for the heatmap test: %s", strerror(errno)); return; }
     print_heatmap(f, "title", W, 2, 3, rows, cols);
     rewind(f);
     char buf[2048];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = 0;
     fclose(f);
-    const char *row0 = strstr(buf, "a<b |");
-    check(t, row0 && strncmp(row0 + 5, "  \u2592\u2592\u2588\u2588|", 3 + 2 * 3 + 2 * 3) == 0,
-          "terminal heatmap: 0 -> blank, 0.5 -> medium shade, max -> full block");
-    const char *path = "tests-heatmap.svg";
+    /* 0 -> blank, 0.5 -> medium shade, 1 = max -> full block; 0.1 (under a
+       fifth of max) -> a faint dot, not blank; 0.25 -> light shade */
+    const char *row0 = strstr(buf, "a<b |"), *row1 = strstr(buf, "c&d |");
+    const char *want0 = "  \u2592\u2592\u2588\u2588|", *want1 = "\u00b7\u00b7\u2591\u2591\u2592\u2592|";
+    int ok0 = row0 && strncmp(row0 + 5, want0, strlen(want0)) == 0;
+    int ok1 = row1 && strncmp(row1 + 5, want1, strlen(want1)) == 0;
+    int legend = strstr(buf, "' ' =0 (masked)  \u00b7 <0.20") != NULL;
+    int n0 = row0 ? (int)strcspn(row0 + 5, "|") : 0, n1 = row1 ? (int)strcspn(row1 + 5, "|") : 0;
+    check(t, ok0 && ok1 && legend, "terminal heatmap, weights (0 .5 1) and (.1 .25 .5), max 1: "
+          "drawn |%.*s| and |%.*s| (blank only for 0, a faint dot under max/5); legend %s",
+          n0, row0 ? row0 + 5 : "", n1, row1 ? row1 + 5 : "", legend ? "ok" : "missing");
+    char path[4096];
+    temp_path(path, sizeof path, "attention-tests-heatmap");
     write_svg_heatmap(path, "t<i>tle", W, 2, 3, rows, cols);
     FILE *g = xfopen(path, "r");
     n = fread(buf, 1, sizeof buf - 1, g);
     buf[n] = 0;
     fclose(g);
-    remove(path);
+    int removed = remove(path) == 0;
+    FILE *gone = fopen(path, "r");
+    if (gone) { fclose(gone); removed = 0; }
     int rects = 0;
     for (const char *p = buf; (p = strstr(p, "<rect x=")) != NULL; p++) rects++;
     check(t, strstr(buf, "</svg>") && strstr(buf, "a&lt;b") && strstr(buf, "c&amp;d") &&
-          strstr(buf, "t&lt;i&gt;tle") && !strstr(buf, "a<b") && rects == 6 + 10,
+          strstr(buf, "t&lt;i&gt;tle") && !strstr(buf, "a<b") && rects == 6 + 10 && removed,
           "SVG heatmap: complete, labels escaped, one rect per cell plus a 10-step scale "
-          "(%d rects)", rects);
+          "(%d rects); written under %s and removed (%s)", rects,
+          getenv("TMPDIR") && getenv("TMPDIR")[0] ? "$TMPDIR" : "/tmp", removed ? "yes" : "no");
 }
 
 static void tests_attention(Tally *t) {
