@@ -1790,9 +1790,9 @@ static void tour_hard(Rng *r) {
         printf("  %7d | %17.5f | %19.5f | %5.1fx\n", N, sqrt(ms0), sqrt(ms1), ratio);
     }
     printf("  Both errors shrink like 1/sqrt(N) (100x the samples, 10x less error) with\n"
-           "  no floor: both estimators are unbiased. With the baseline the error is %.1f-%.1fx smaller\n"
-           "  at the same N (lower variance), i.e. b = 0 needs ~%.0fx the samples.\n",
-           ratio_lo, ratio_hi, ratio_lo * ratio_lo);
+           "  no floor: both estimators are unbiased. With the baseline the error is\n"
+           "  %.1f-%.1fx smaller at the same N (lower variance): without it, the same\n"
+           "  error takes about %.0fx the samples.\n", ratio_lo, ratio_hi, ratio_lo * ratio_lo);
     /* training: a 0/1 loss has no gradient, REINFORCE trains the query anyway */
     enum { T = 6, D = 4 };
     printf("  Training hard attention with REINFORCE: among %d random keys pick the one\n"
