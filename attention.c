@@ -1014,7 +1014,9 @@ double hard_attention_train_step(Rng *r, double *w, double *baseline, int T, int
     for (int j = 0; j < T; j++) de[j] = 0.0;
     for (int j = 0; j < D; j++) dw[j] = 0.0;
     hard_attention_backward(de, L - b, i, a, T);
-    score_backward(dw, NULL, &s, de, w, K, NULL, T, &s, NULL); /* e_i = w . k_i */
+    /* forward was: e_i = w . k_i (score_forward), so dw += sum_i de_i k_i; the
+     * dot score has no parameters, so s also serves as its (empty) gradient */
+    score_backward(dw, NULL, &s, de, w, K, NULL, T, &s, NULL);
     sgd_update(w, dw, D, lr);
     if (baseline) *baseline = 0.99 * *baseline + 0.01 * L;
     return L;
