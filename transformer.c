@@ -1174,7 +1174,8 @@ double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
 
 /* Train for up to run->steps steps; progress lines (step, loss, training
  * accuracy, learning rate) to `log` when it is not NULL, tokens per second to
- * stderr. encdec stops early once held-out exact-sequence accuracy is 100%.
+ * stderr (tokens over the seconds spent drawing batches and in training
+ * steps since the last line; held-out evaluations are not counted). encdec stops early once held-out exact-sequence accuracy is 100%.
  * Returns the steps taken; *ev receives the last held-out evaluation. */
 int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
     const TfConfig *c = &m->c;
@@ -1182,27 +1183,28 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
     tf_batch_alloc(&b, c);
     Rng r;
     rng_seed(&r, run->seed);                    /* the training stream */
-    double loss_sum = 0.0, t0 = seconds();
+    double loss_sum = 0.0, busy = 0.0;         /* busy: seconds in training steps only */
     int ok_sum = 0, cnt_sum = 0, since = 0, step;
     ev->loss = ev->tok_acc = ev->seq_acc = 0.0;
     for (step = 1; step <= run->steps; step++) {
+        double t0 = seconds();                  /* time the batch and the step, not the
+                                                   held-out evaluations below */
         if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, 0);
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), c);
         loss_sum += tf_train_step(m, &b, run);
+        busy += seconds() - t0;
         int cnt;
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
         cnt_sum += cnt;
         since++;
         int last = step == run->steps;
         if (log && run->log_every && (step % run->log_every == 0 || last)) {
-            double t1 = seconds();
             fprintf(log, "step %5d  loss %.4f  train acc %.3f  lr %.2e\n", step,
                     loss_sum / since, cnt_sum ? (double)ok_sum / cnt_sum : 0.0,
                     tf_lr(m->step, c->D, run->warmup, run->lr_factor));
             fprintf(stderr, "  step %5d: %.0f tokens/s\n", step,
-                    t1 > t0 ? since * b.n * (c->S + c->T) / (t1 - t0) : 0.0);
-            loss_sum = 0.0; ok_sum = cnt_sum = since = 0;
-            t0 = seconds();
+                    busy > 0.0 ? since * b.n * (c->S + c->T) / busy : 0.0);
+            loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
             *ev = tf_evaluate(m, run, tx);
