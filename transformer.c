@@ -1406,8 +1406,10 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
 }
 
 /* Cost: one multi-head self-attention forward (D 64, H 4) as n grows.
- * Prints wall time (this experiment's stdout is timing, not deterministic)
- * and the cache memory, with exponents fitted by least squares on log-log. */
+ * Prints the time seconds() measures (processor time, clock(), in the plain
+ * build; wall time in the OpenMP build: this experiment's stdout is timing,
+ * not deterministic) and the cache memory, with exponents fitted by least
+ * squares on log-log. */
 static void tf_experiment_cost(uint64_t seed) {
     const int D = 64, H = 4;
     const int ns[6] = { 64, 128, 256, 512, 1024, 2048 };
@@ -1474,7 +1476,8 @@ static double tf_bench_step(const TfConfig *c, const TfRun *run) {
     return median(ms, 9);
 }
 
-/* --bench: the two configurations of issue 5, then the default example */
+/* --bench: the two configurations of the chapter's speed targets (NOTES.md,
+ * chapter 3, "Speed"), then the default example */
 static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     TfConfig c = *dflt;
     c.arch = TF_ENCDEC; c.norm = TF_POST; c.pos = TF_POS_SIN; c.act = TF_RELU;
@@ -1482,8 +1485,8 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     printf("bench: ms per training step (forward, backward, Adam), median of 9\n");
     printf("  d_model  64, 4 heads, 2+2 layers, ff 256, vocab 16, len 12, batch 32: %8.2f ms\n",
            tf_bench_step(&c, run));
-    c.D = 128; c.H = 8; c.F = 512; c.S = c.T = 32;
-    printf("  d_model 128, 8 heads, 2+2 layers, ff 512, vocab 16, len 32, batch 32: %8.2f ms\n",
+    c.D = 128; c.H = 8; c.S = c.T = 32;        /* the rest as in the first: ff 256 */
+    printf("  d_model 128, 8 heads, 2+2 layers, ff 256, vocab 16, len 32, batch 32: %8.2f ms\n",
            tf_bench_step(&c, run));
     TfModel m;
     TfEval ev;
@@ -1520,7 +1523,7 @@ static void tf_usage(const char *prog) {
            "  --steps N       the most training steps, 1..1000000 (default 3000, stopping\n"
            "                  at 100%% held-out accuracy; encoder 1000, decoder 300)\n"
            "  --warmup N      warm-up steps of the learning-rate schedule (default 400)\n"
-           "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
+           "  --lr-factor X   factor of the schedule, 1e-9..100 (default 1)\n"
            "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
            "  --eval N        held-out examples, 1..100000 (default 256)\n"
            "  --eval-every N  steps between held-out evaluations (default 100)\n"
