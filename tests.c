@@ -1935,7 +1935,7 @@ static void tf_test_leaks(Tally *t, Rng *r) {
     tf_batch_alloc(&b, &cfg);
     Rng dr;
     rng_seed(&dr, 77);
-    tf_text_batch(&b, &dr, NULL, &tx, 0, tf_text_split(&tx), &cfg);
+    tf_text_batch(&b, &dr, NULL, &tx, 0, tf_text_split(&tx), 0, 0, &cfg);
     double loss = tf_forward(&m, &b), manual = 0.0;
     int masked = 0;
     for (int i = 0; i < cfg.B * cfg.S; i++)

@@ -1057,14 +1057,21 @@ void tf_bert_mask(int *src, int *y, int S, int V, Rng *r) {
     }
 }
 
+/* The distinct windows of S characters (and the character after each) that
+ * fit in text positions [lo, hi). */
+int tf_text_windows(int lo, int hi, int S) { return hi - lo - S; }
+
 /* Windows of S characters from text positions [lo, hi): from random starts
- * (r != NULL) or evenly spaced ones (r == NULL, for held-out evaluation;
- * mr then masks). GPT: y = the next character; BERT: masked as above. */
+ * (r != NULL), or (r == NULL, for held-out evaluation; mr then masks) the
+ * windows first .. first + n - 1 of `total` evenly spaced ones, which are
+ * distinct when total <= tf_text_windows(). GPT: y = the next character;
+ * BERT: masked as above. */
 void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi,
-                   const TfConfig *c) {
-    const int S = c->S, span = hi - lo - S - 1;
+                   int first, int total, const TfConfig *c) {
+    const int S = c->S, span = tf_text_windows(lo, hi, S) - 1;
     for (int e = 0; e < b->n; e++) {
-        int start = lo + (r ? rng_int(r, span + 1) : (int)((long)span * e / (b->n > 1 ? b->n - 1 : 1)));
+        int start = lo + (r ? rng_int(r, span + 1)
+                            : (int)((long)span * (first + e) / (total > 1 ? total - 1 : 1)));
         int *src = b->src + e * S, *y = b->y + e * S;
         for (int t = 0; t < S; t++) {
             src[t] = tx->ids[start + t];
@@ -1112,22 +1119,35 @@ static int tf_correct(const TfModel *m, const TfBatch *b, int *count) {
 
 void tf_greedy_decode(TfModel *m, TfBatch *b, int *out);
 
+/* The held-out examples an evaluation uses: n_eval, but for the text archs
+ * at most the distinct windows of the held-out text (more would repeat). */
+int tf_eval_count(const TfConfig *c, const TfRun *run, const TfText *tx) {
+    if (c->arch == TF_ENCDEC) return run->n_eval;
+    int w = tf_text_windows(tf_text_split(tx), tx->n, c->S);
+    return w < 1 ? 0 : run->n_eval < w ? run->n_eval : w;
+}
+
 /* Held-out evaluation: encdec draws n_eval task examples whose sources are
  * in the held-out split (tf_task_batch, heldout = 1: never trained on) and
- * decodes them greedily; BERT and GPT read evenly spaced windows of the
- * held-out last tenth of the text. */
-TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
+ * decodes them greedily; BERT and GPT read evenly spaced, distinct windows
+ * of the held-out last tenth of the text (tf_eval_count of them).
+ * fresh = 0: the draw tf_train watches (and stops on); fresh = 1: another
+ * stream of the same held-out split (other sources, other BERT masks; GPT's
+ * windows have nothing random and are the same), for a final figure that
+ * early stopping has not selected on. */
+TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
     const TfConfig *c = &m->c;
     TfBatch b;
     tf_batch_alloc(&b, c);
     Rng r, mr;
-    rng_seed(&r, run->seed ^ 0x5EEDF00Dull);    /* the held-out stream */
-    rng_seed(&mr, run->seed ^ 0x3A5Cull);
+    rng_seed(&r, run->seed ^ (fresh ? 0xF4E5B0A7ull : 0x5EEDF00Dull));   /* held-out streams */
+    rng_seed(&mr, run->seed ^ (fresh ? 0x7C1Dull : 0x3A5Cull));
     int *pred = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
+    const int n_eval = tf_eval_count(c, run, tx);
     double loss = 0.0;
     int tok_ok = 0, toks = 0, seq_ok = 0, seqs = 0, batches = 0;
-    for (int done = 0; done < run->n_eval; done += b.n) {
-        b.n = run->n_eval - done < c->B ? run->n_eval - done : c->B;
+    for (int done = 0; done < n_eval; done += b.n) {
+        b.n = n_eval - done < c->B ? n_eval - done : c->B;
         if (c->arch == TF_ENCDEC) {
             tf_task_batch(&b, &r, run->task, c, 1);
             loss += tf_forward(m, &b);
@@ -1141,8 +1161,7 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
                 toks += c->T; seq_ok += all; seqs++;
             }
         } else {
-            if (tx->n - tf_text_split(tx) < c->S + 2) break;   /* no window fits */
-            tf_text_batch(&b, NULL, &mr, tx, tf_text_split(tx), tx->n, c);
+            tf_text_batch(&b, NULL, &mr, tx, tf_text_split(tx), tx->n, done, n_eval, c);
             loss += tf_forward(m, &b);
             int cnt;
             tok_ok += tf_correct(m, &b, &cnt);
@@ -1190,7 +1209,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
         double t0 = seconds();                  /* time the batch and the step, not the
                                                    held-out evaluations below */
         if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, 0);
-        else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), c);
+        else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         loss_sum += tf_train_step(m, &b, run);
         busy += seconds() - t0;
         int cnt;
@@ -1207,7 +1226,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
             loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
-            *ev = tf_evaluate(m, run, tx);
+            *ev = tf_evaluate(m, run, tx, 0);
             if (log)
                 fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step,
                         ev->loss, ev->tok_acc, c->arch == TF_ENCDEC ? "" : "\n");
@@ -1336,14 +1355,15 @@ static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, cons
     free(rl); free(cl); free(rp); free(cp);
 }
 
-/* Build and train one encdec model quietly; returns the held-out evaluation
- * and the steps taken (*steps). The caller frees m with tf_free. */
+/* Build and train one encdec model quietly; returns the evaluation on a
+ * fresh held-out draw (not the one training stopped on) and the steps taken
+ * (*steps). The caller frees m with tf_free. */
 static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint64_t seed,
                            int *steps) {
     TfEval ev;
     tf_build(m, c, seed);
     *steps = tf_train(m, run, NULL, NULL, &ev);
-    return ev;
+    return tf_evaluate(m, run, NULL, 1);
 }
 
 /* Position matters: the reverse task with no, sinusoidal and learned positions. */
@@ -1541,14 +1561,19 @@ static void tf_usage(const char *prog) {
            "  --help          this text\n", prog, TF_MAX_POS - 1);
 }
 
+/* "s" unless n is 1: "1 step", "2 steps" */
+static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
+
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
 static void tf_main_encdec(TfModel *m, const TfRun *run, int show, const char *svg) {
     const TfConfig *c = &m->c;
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, &ev);
-    printf("\nafter %d steps: held-out (%d examples) token acc %.4f, exact-sequence acc "
-           "%.4f (greedy decoding; chance per token %.3f)\n", steps, run->n_eval, ev.tok_acc,
-           ev.seq_acc, 1.0 / (c->V - 2));
+    ev = tf_evaluate(m, run, NULL, 1);         /* not the draw training stopped on */
+    printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
+           "training watched):\n  token acc %.4f, exact-sequence acc %.4f (greedy decoding; "
+           "chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
+           tf_plural(run->n_eval), ev.tok_acc, ev.seq_acc, 1.0 / (c->V - 2));
     TfBatch b;
     tf_batch_alloc(&b, c);
     b.n = 4 < c->B ? 4 : c->B;
@@ -1589,10 +1614,16 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
     printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"%s\"\n",
            tx->n, split, tx->n - split, tx->V, tx->vocab);
+    const int n_eval = tf_eval_count(c, run, tx);
+    printf("held-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
+           tf_plural(n_eval), c->S, n_eval < run->n_eval ? " (--eval capped at the distinct "
+           "windows the held-out text holds)" : "");
     TfEval ev;
     int steps = tf_train(m, run, tx, stdout, &ev);
-    printf("\nafter %d steps: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
-           "always guessing '%c' scores %.4f\n", steps,
+    ev = tf_evaluate(m, run, tx, 1);            /* BERT: fresh masks */
+    printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
+           "always guessing '%c' scores %.4f\n", steps, tf_plural(steps),
+           c->arch == TF_ENCODER ? ", fresh masks" : "",
            c->arch == TF_ENCODER ? "masked-token" : "next-character", ev.tok_acc, ev.loss,
            exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
     TfBatch b;
@@ -1600,7 +1631,7 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     b.n = 1;
     Rng mr;
     rng_seed(&mr, run->seed ^ 0x3A5Cull);
-    tf_text_batch(&b, NULL, &mr, tx, split, tx->n, c);
+    tf_text_batch(&b, NULL, &mr, tx, split, tx->n, 0, 1, c);
     tf_forward(m, &b);
     char stem[64], what[64];
     if (c->arch == TF_ENCODER) {
