@@ -1308,6 +1308,10 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
  * ======================================================================== */
 #ifdef TF_MAIN
 
+/* --show-attn: which attention of a layer is drawn */
+enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
+static const char *const tf_attn_names[] = { "enc", "self", "cross", NULL };
+
 /* a printable label for token k: "_" padding, "s" start, digits for symbols;
  * text archs: the character itself */
 static void tf_label(char *buf, size_t n, int k, const TfConfig *c, const TfText *tx) {
@@ -1548,6 +1552,10 @@ static void tf_usage(const char *prog) {
            "  --eval N        held-out examples, 1..100000 (default 256)\n"
            "  --eval-every N  steps between held-out evaluations (default 100)\n"
            "  --show-layer K  layer whose heads are drawn, 1..layers (default: the last)\n"
+           "  --show-attn W   which attention is drawn: enc (encoder self-attention), self\n"
+           "                  (the decoder's causal self-attention) or cross (decoder to\n"
+           "                  encoder). Default: cross for encdec, enc for encoder, self\n"
+           "                  for decoder; each needs the stack it names\n"
            "  --temperature X sampling temperature of --arch decoder, [0, 10] (default 0.8)\n"
            "  --svg DIR       also write each head's heatmap as an SVG into the existing DIR\n"
            "  --seed N        0..2147483647 (default 1)\n"
@@ -1565,7 +1573,7 @@ static void tf_usage(const char *prog) {
 static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
 
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
-static void tf_main_encdec(TfModel *m, const TfRun *run, int show, const char *svg) {
+static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg) {
     const TfConfig *c = &m->c;
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, &ev);
@@ -1593,13 +1601,25 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, const char *s
                            ? "   (wrong)" : "   (right)");
     }
     char what[64], stem[64];
-    snprintf(what, sizeof what, "cross-attention, decoder layer %d", show);
-    snprintf(stem, sizeof stem, "encdec-cross-L%d", show);
     printf("\n");
     b.n = 1;                                    /* redo example 0 alone, then draw it */
-    tf_greedy_decode(m, &b, out);
-    tf_show_heads(m, &m->a.ds[3 * (show - 1) + 1], c->T, c->S, b.tgt, b.src, what, svg,
-                  stem, NULL);
+    tf_greedy_decode(m, &b, out);               /* the caches hold its last decoder pass */
+    if (attn == TF_SHOW_ENC) {
+        snprintf(what, sizeof what, "encoder self-attention, layer %d", show);
+        snprintf(stem, sizeof stem, "encdec-enc-L%d", show);
+        tf_show_heads(m, &m->a.es[2 * (show - 1)], c->S, c->S, b.src, b.src, what, svg,
+                      stem, NULL);
+    } else if (attn == TF_SHOW_SELF) {
+        snprintf(what, sizeof what, "decoder causal self-attention, layer %d", show);
+        snprintf(stem, sizeof stem, "encdec-self-L%d", show);
+        tf_show_heads(m, &m->a.ds[3 * (show - 1)], c->T, c->T, b.tgt, b.tgt, what, svg,
+                      stem, NULL);
+    } else {
+        snprintf(what, sizeof what, "cross-attention, decoder layer %d", show);
+        snprintf(stem, sizeof stem, "encdec-cross-L%d", show);
+        tf_show_heads(m, &m->a.ds[3 * (show - 1) + 1], c->T, c->S, b.tgt, b.src, what, svg,
+                      stem, NULL);
+    }
     free(out); free(y);
     tf_batch_free(&b);
 }
@@ -1676,18 +1696,18 @@ int main(int argc, char **argv) {
     TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
                    0.0 };
     TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
-    long seed = 1, len = -1, vocab = -1, show = -1, task = -1;
+    long seed = 1, len = -1, vocab = -1, show = -1, task = -1, attn = -1;
     int experiment = -1, bench = 0;
     double temperature = 0.8;
     const char *svg = NULL;
     static const char *const experiments[] = { "positions", "heads", "cost", NULL };
     enum { O_ARCH, O_TASK, O_NORM, O_POS, O_ACT, O_DMODEL, O_HEADS, O_LAYERS, O_FF, O_LEN,
            O_VOCAB, O_BATCH, O_STEPS, O_WARMUP, O_LRF, O_SMOOTH, O_EVAL, O_EVERY, O_SHOW,
-           O_TEMP, O_SVG, O_SEED, O_EXP, O_BENCH, O_N };
+           O_ATTN, O_TEMP, O_SVG, O_SEED, O_EXP, O_BENCH, O_N };
     static const char *const names[O_N] = { "--arch", "--task", "--norm", "--pos", "--act",
         "--d-model", "--heads", "--layers", "--ff", "--len", "--vocab", "--batch", "--steps",
         "--warmup", "--lr-factor", "--smoothing", "--eval", "--eval-every", "--show-layer",
-        "--temperature", "--svg", "--seed", "--experiment", "--bench" };
+        "--show-attn", "--temperature", "--svg", "--seed", "--experiment", "--bench" };
     int given[O_N] = { 0 };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tf_usage(argv[0]); return 0; }
@@ -1711,6 +1731,7 @@ int main(int argc, char **argv) {
         case O_EVAL:   run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000); break;
         case O_EVERY:  run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000); break;
         case O_SHOW:   show = arg_long(argc, argv, &i, 1, 16); break;
+        case O_ATTN:   attn = arg_choice(argc, argv, &i, tf_attn_names); break;
         case O_TEMP:   temperature = arg_double(argc, argv, &i, 0, 10); break;
         case O_SVG:    svg = arg_path(argc, argv, &i); break;
         case O_SEED:   seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
@@ -1807,6 +1828,18 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (show < 0) show = c.n_enc;
+    if (attn < 0) attn = c.arch == TF_ENCDEC ? TF_SHOW_CROSS : c.arch == TF_ENCODER ?
+                         TF_SHOW_ENC : TF_SHOW_SELF;
+    if ((attn == TF_SHOW_ENC && c.arch == TF_DECODER) ||
+        (attn == TF_SHOW_SELF && c.arch == TF_ENCODER) ||
+        (attn == TF_SHOW_CROSS && c.arch != TF_ENCDEC)) {
+        fprintf(stderr, "%s: --show-attn %s needs %s; --arch %s has %s\n", argv[0],
+                tf_attn_names[attn], attn == TF_SHOW_ENC ? "an encoder" : attn == TF_SHOW_SELF
+                ? "a decoder" : "an encoder and a decoder (--arch encdec)",
+                tf_arch_names[c.arch], c.arch == TF_ENCODER ? "only an encoder: use enc"
+                : "only a (causal) decoder: use self");
+        return 2;
+    }
     if (svg) {                                  /* fail now, not after training */
         char probe[1024];
         snprintf(probe, sizeof probe, "%s/.transformer-probe", svg);
@@ -1836,7 +1869,7 @@ int main(int argc, char **argv) {
     TfModel m;
     tf_build(&m, &c, (uint64_t)seed);
     printf("parameters: %d\n\n", m.np);
-    if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, svg);
+    if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, (int)attn, svg);
     else tf_main_text(&m, &run, &tx, (int)show, temperature, svg);
     tf_free(&m);
     return 0;
