@@ -437,6 +437,9 @@ static double tf_size_estimate(const TfConfig *c) {
     return acts > params ? acts : params;
 }
 
+/* the most doubles one block may hold: offsets are ints (2^31), with room */
+#define TF_MAX_DOUBLES 2e8
+
 /* What is wrong with c, or NULL if nothing: the checks the command line and
  * tf_build rely on (messages name the option a user would change). */
 const char *tf_config_error(const TfConfig *c) {
@@ -451,7 +454,7 @@ const char *tf_config_error(const TfConfig *c) {
     if (c->V < 2) return "--vocab must be >= 2";
     if (c->B < 1) return "--batch must be >= 1";
     if (!(c->smoothing >= 0.0 && c->smoothing < 1.0)) return "--smoothing must be in [0, 1)";
-    if (tf_size_estimate(c) > 2e8)               /* sizes are ints; 2e8 doubles = 1.6 GB */
+    if (tf_size_estimate(c) > TF_MAX_DOUBLES)    /* sizes are ints; 2e8 doubles = 1.6 GB */
         return "--batch, --len, --d-model, --ff, --heads and --layers together need more "
                "than 2e8 doubles (1.6 GB) of activations or parameters: make one smaller";
     return NULL;
@@ -932,6 +935,10 @@ const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, 
  * padding, 1 the start symbol, 2..V-1 the symbols; the source is `len`
  * random symbols, the target its copy / reverse / sorted version. The
  * decoder reads [start, y_0 .. y_{T-2}] and predicts y_0 .. y_{T-1}.
+ * (The Annotated Transformer's copy task differs: each sequence is the start
+ * symbol 1 then len-1 symbols from 1..V-1, the source included, and len-1
+ * tokens are predicted. Ours keeps the start symbol for the decoder alone,
+ * so it is never also a symbol and the source has no constant first token.)
  * encoder / decoder: a built-in text, one token per character; token 0 is
  * BERT's [MASK] (shown as '_').
  * ======================================================================== */
@@ -1308,6 +1315,9 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
  * ======================================================================== */
 #ifdef TF_MAIN
 
+/* "s" unless n is 1: "1 step", "2 steps" */
+static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
+
 /* --show-attn: which attention of a layer is drawn */
 enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
 static const char *const tf_attn_names[] = { "enc", "self", "cross", NULL };
@@ -1375,7 +1385,8 @@ static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint6
     TfRun run = *run0;
     run.task = TASK_REVERSE;
     printf("experiment positions: task reverse, d_model %d, %d heads, %d+%d layers, "
-           "up to %d steps\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps);
+           "up to %d step%s\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps,
+           tf_plural(run.steps));
     printf("  chance: token accuracy %.3f (1 of %d symbols)\n", 1.0 / (c0->V - 2), c0->V - 2);
     for (int p = TF_POS_NONE; p >= TF_POS_SIN; p--) {
         TfConfig c = *c0;
@@ -1396,8 +1407,8 @@ static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint6
 static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t seed,
                                 const char *svg_dir) {
     TfRun run = *run0;
-    printf("experiment heads: task %s, d_model %d, %d+%d layers, up to %d steps\n",
-           task_names[run.task], c0->D, c0->n_enc, c0->n_dec, run.steps);
+    printf("experiment heads: task %s, d_model %d, %d+%d layers, up to %d step%s\n",
+           task_names[run.task], c0->D, c0->n_enc, c0->n_dec, run.steps, tf_plural(run.steps));
     int last = 0;
     for (int h = 1; h <= 8 && h <= c0->D; h *= 2) if (c0->D % h == 0) last = h;
     for (int h = 1; h <= last; h *= 2) {
@@ -1530,7 +1541,13 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
 static void tf_usage(const char *prog) {
     printf("usage: %s [options]\n"
            "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
-           "  on the copy task of The Annotated Transformer (vocabulary 11, length 10).\n"
+           "  on a copy task after The Annotated Transformer's, vocabulary 11: 0 padding,\n"
+           "  1 the start symbol, 2..10 the symbols. Here the source is 10 symbols from\n"
+           "  2..10 and all 10 are predicted (the decoder reads start + the first 9). In\n"
+           "  The Annotated Transformer every sequence is start symbol 1 then 9 symbols\n"
+           "  from 1..10, and 9 are predicted. We keep the start symbol out of the source\n"
+           "  and out of the symbols, so it marks only the decoder's first step and the\n"
+           "  source has no constant first token to align on.\n"
            "  --arch A        encdec (default), encoder (BERT-style masked tokens on a\n"
            "                  built-in text) or decoder (GPT-style next character)\n"
            "  --task T        copy (default), reverse or sort (encdec only)\n"
@@ -1566,11 +1583,8 @@ static void tf_usage(const char *prog) {
            "                  an option an experiment would ignore is refused\n"
            "  --bench         ms per training step in two configurations, and the time\n"
            "                  the default example takes to reach 100%% (no other option)\n"
-           "  --help          this text\n", prog, TF_MAX_POS - 1);
+           "  --help          this text\n", prog, TF_MAX_POS);
 }
-
-/* "s" unless n is 1: "1 step", "2 steps" */
-static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
 
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
 static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg) {
@@ -1721,7 +1735,7 @@ int main(int argc, char **argv) {
         case O_HEADS:  c.H = (int)arg_long(argc, argv, &i, 1, 64); break;
         case O_LAYERS: c.n_enc = c.n_dec = (int)arg_long(argc, argv, &i, 1, 16); break;
         case O_FF:     c.F = (int)arg_long(argc, argv, &i, 1, 8192); break;
-        case O_LEN:    len = arg_long(argc, argv, &i, 2, TF_MAX_POS - 1); break;
+        case O_LEN:    len = arg_long(argc, argv, &i, 2, TF_MAX_POS); break;
         case O_VOCAB:  vocab = arg_long(argc, argv, &i, 4, 1000); break;
         case O_BATCH:  c.B = (int)arg_long(argc, argv, &i, 1, 4096); break;
         case O_STEPS:  run.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
@@ -1812,9 +1826,39 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    if (experiment == 1) {                      /* heads chooses the head counts itself */
+        if (c.D % 2) {
+            fprintf(stderr, "%s: --experiment heads runs 1, 2, 4 and 8 heads, those that "
+                    "divide --d-model; --d-model %d allows only 1 head, nothing to compare: "
+                    "give an even --d-model (a multiple of 8 runs all four)\n", argv[0], c.D);
+            return 2;
+        }
+        c.H = 1;                                /* any count it runs passes the checks */
+    }
     if (c.D % c.H) {
         fprintf(stderr, "%s: --d-model %d is not divisible by --heads %d (each head gets "
                 "d_model / heads features)\n", argv[0], c.D, c.H);
+        return 2;
+    }
+    if (tf_size_estimate(&c) > TF_MAX_DOUBLES) {  /* say how much, and what would fit */
+        TfConfig k = c;
+        int lo = 0, hi = c.S;                   /* the largest length that fits is in [lo, hi) */
+        while (hi - lo > 1) {
+            int mid = lo + (hi - lo) / 2;
+            k.S = mid; k.T = c.arch == TF_ENCDEC ? mid : 0;
+            if (tf_size_estimate(&k) <= TF_MAX_DOUBLES) lo = mid; else hi = mid;
+        }
+        fprintf(stderr, "%s: this model needs about %.2g doubles (%.1f GB) in its largest "
+                "block (activations or parameters); the limit is %.0e (%.1f GB). ", argv[0],
+                tf_size_estimate(&c), 8e-9 * tf_size_estimate(&c), TF_MAX_DOUBLES,
+                8e-9 * TF_MAX_DOUBLES);
+        if (lo >= 2)
+            fprintf(stderr, "With the other options as given, the largest --len that fits "
+                    "is %d (got %d); or make --batch, --d-model, --ff or --layers smaller\n",
+                    lo, c.S);
+        else
+            fprintf(stderr, "Even --len 2 does not fit: make --batch, --d-model, --ff or "
+                    "--layers smaller\n");
         return 2;
     }
     const char *err = tf_config_error(&c);
