@@ -1925,6 +1925,29 @@ static void tf_test_leaks(Tally *t, Rng *r) {
     tf_check(t, dl == 0.0 && de == 0.0 && unmasked > 1e-6, "encdec: changing padded source "
           "tokens moves the logits by %.1e and the real encoder position by %.1e (both must "
           "be 0); unmasked, the same change moves them by %.1e", dl, de, unmasked);
+
+    /* 2b. target padding: pad target positions 1..2 of example 0 (tmask 0) and
+     * change their tokens; the non-padded outputs (example 0's rows 0, 3, 4 and
+     * all of example 1) must not move. The padding sits inside the target, so
+     * the causal mask alone would not hide it from rows 3..4 (trailing padding
+     * it would): the control, without the padding mask, must move them. */
+    memset(b.smask, 1, (size_t)(cfg.B * cfg.S));
+    double tmoved[2];
+    for (int masked = 1; masked >= 0; masked--) {
+        memset(b.tmask, 1, (size_t)(cfg.B * cfg.T));
+        if (masked) b.tmask[1] = b.tmask[2] = 0;
+        tf_forward(&m, &b);
+        memcpy(l0, m.a.logits, sizeof(double) * (size_t)nl);
+        b.tgt[1] = b.tgt[1] % (V - 1) + 1;
+        b.tgt[2] = b.tgt[2] % (V - 1) + 1;
+        tf_forward(&m, &b);
+        tmoved[masked] = fmax(tf_max_diff(m.a.logits, l0, V),            /* row 0 */
+                              tf_max_diff(m.a.logits + 3 * V, l0 + 3 * V, nl - 3 * V));
+    }
+    memset(b.tmask, 1, (size_t)(cfg.B * cfg.T));
+    tf_check(t, tmoved[1] == 0.0 && tmoved[0] > 1e-6, "encdec: changing padded target tokens "
+          "1..2 moves the non-padded outputs by %.1e (must be 0); without the target padding "
+          "mask the same change moves them by %.1e (must be > 0)", tmoved[1], tmoved[0]);
     free(enc0);
     tf_batch_free(&b);
     tf_free(&m);
