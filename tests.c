@@ -2056,10 +2056,17 @@ static void tf_test_training(Tally *t) {
     tf_build(&m, &c, 7);
     TfEval ev;
     int steps = tf_train(&m, &run, NULL, NULL, &ev);
-    /* chance is 1/9 per token; 0.9 leaves no doubt that positions were aligned */
-    tf_check(t, ev.tok_acc >= 0.9, "short training (copy, len 6, D 16, 1+1 layers, %d steps, "
-          "seed 7): held-out greedy token acc %.3f >= 0.9 (chance 0.111), exact %.3f",
-          steps, ev.tok_acc, ev.seq_acc);
+    /* The thresholds, from this run with model and data seeds 1..12 (measured
+     * 2026-11-27, 64 held-out sequences each): token acc 0.909..1.000 (seed 7:
+     * 1.000), exact-sequence acc 0.516..1.000 (seed 7: 1.000). The same runs
+     * with --pos none, which cannot align positions: token acc 0.198..0.292,
+     * exact 0.000..0.016; chance is 1/9 = 0.111 per token and (1/9)^6 = 2e-6
+     * per sequence. So 0.9 and 0.5 lie below every seed that learned the copy
+     * and far above a model that did not (with c.pos = TF_POS_NONE this check
+     * fails: token acc 0.240, exact 0.016). */
+    tf_check(t, ev.tok_acc >= 0.9 && ev.seq_acc >= 0.5, "short training (copy, len 6, D 16, "
+          "1+1 layers, %d steps, seed 7): held-out greedy token acc %.3f >= 0.9 (chance "
+          "0.111), exact-sequence acc %.3f >= 0.5", steps, ev.tok_acc, ev.seq_acc);
     /* greedy decoding reruns the whole decoder and reads position t only;
      * feeding its output back with teacher forcing must reproduce it */
     TfBatch b;
