@@ -2036,15 +2036,17 @@ static void tf_test_schedule_and_config(Tally *t) {
     TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2);
     int ok = tf_config_error(&c) == NULL;
     c.H = 3; ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "divisible");
-    c.H = 2; c.S = c.T = TF_MAX_POS + 1;
+    c.H = 2; c.S = c.T = TF_MAX_POS;            /* the table's last row is usable */
+    ok &= tf_config_error(&c) == NULL;
+    c.S = c.T = TF_MAX_POS + 1;
     ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "positional");
     c = tf_small(TF_ENCODER, TF_POST, TF_POS_SIN, TF_RELU, 2);
     c.n_dec = 1; ok &= tf_config_error(&c) != NULL;
     c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2);
     c.B = 4096; c.S = c.T = 511; c.D = 1024;
     ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "2e8");
-    tf_check(t, ok, "config check: a good config passes; heads not dividing d_model, a length "
-          "beyond the positional table, decoder layers in an encoder and a model too large "
+    tf_check(t, ok, "config check: a good config passes, so does --len 512 (the table's rows); heads "
+          "not dividing d_model, a length beyond the positional table, decoder layers in an encoder and a model too large "
           "for int sizes are refused");
 }
 
@@ -2122,6 +2124,45 @@ static void tf_test_heldout_split(Tally *t) {
           "held-out split (copy, vocab 9, len 4): %d training + %d held-out draws, %d in "
           "the wrong split (0), %d held-out sources among the training ones (0), %d "
           "distinct held-out sources (> 50)", N, N, wrong_split, shared, distinct_held);
+    tf_batch_free(&b);
+}
+
+/* The text archs' held-out evaluation reads distinct windows: with --eval 256
+ * and batches of 32, the windows tf_evaluate draws (tf_eval_count of them,
+ * capped at the held-out text's distinct windows) are all different, the
+ * first starts at the split and the last ends at the text's last character. */
+static void tf_test_text_windows(Tally *t) {
+    TfText tx;
+    tf_text_build(&tx);
+    TfConfig c = tf_small(TF_DECODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
+    c.V = tx.V; c.S = 32; c.B = 32;
+    TfRun run = { TASK_COPY, 1, 1, 1.0, 256, 0, 0, 1 };
+    const int lo = tf_text_split(&tx), n = tf_eval_count(&c, &run, &tx), S = c.S;
+    const int windows = tf_text_windows(lo, tx.n, S);
+    int *seen = xmalloc(sizeof(int) * (size_t)((n > 0 ? n : 1) * (S + 1)));
+    TfBatch b;
+    tf_batch_alloc(&b, &c);
+    for (int done = 0; done < n; done += b.n) { /* as tf_evaluate draws them */
+        b.n = n - done < c.B ? n - done : c.B;
+        tf_text_batch(&b, NULL, NULL, &tx, lo, tx.n, done, n, &c);
+        for (int e = 0; e < b.n; e++) {        /* a window and the character after it */
+            memcpy(seen + (done + e) * (S + 1), b.src + e * S, sizeof(int) * (size_t)S);
+            seen[(done + e) * (S + 1) + S] = b.y[e * S + S - 1];
+        }
+    }
+    int distinct = 0;
+    for (int i = 0; i < n; i++) {
+        int dup = 0;
+        for (int j = 0; j < i && !dup; j++)
+            dup = !memcmp(seen + i * (S + 1), seen + j * (S + 1), sizeof(int) * (size_t)(S + 1));
+        distinct += !dup;
+    }
+    int ends = n > 0 && seen[0] == tx.ids[lo] && seen[n * (S + 1) - 1] == tx.ids[tx.n - 1];
+    tf_check(t, n == windows && windows < 256 && distinct == n && ends, "held-out text windows "
+          "(len 32, --eval 256, batches of 32): %d drawn, the held-out text has %d (< 256: "
+          "capped), %d distinct, first at the split and last at the end: %s", n, windows,
+          distinct, ends ? "yes" : "no");
+    free(seen);
     tf_batch_free(&b);
 }
 
@@ -2259,6 +2300,7 @@ static void tests_transformer(Tally *t) {
     tf_test_schedule_and_config(t);
     tf_test_training(t);
     tf_test_heldout_split(t);
+    tf_test_text_windows(t);
     tf_test_sampling(t);
 }
 
