@@ -1201,8 +1201,10 @@ double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
 /* Train for up to run->steps steps; progress lines (step, loss, training
  * accuracy, learning rate) to `log` when it is not NULL, tokens per second to
  * stderr (tokens over the seconds spent drawing batches and in training
- * steps since the last line; held-out evaluations are not counted). encdec stops early once held-out exact-sequence accuracy is 100%.
- * Returns the steps taken; *ev receives the last held-out evaluation. */
+ * steps since the last line; held-out evaluations are not counted). encdec
+ * stops early once held-out exact-sequence accuracy is 100% on the draw
+ * tf_evaluate(.., 0) makes. Returns the steps taken; *ev receives the last
+ * held-out evaluation (callers report a fresh draw, tf_evaluate(.., 1)). */
 int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
     const TfConfig *c = &m->c;
     TfBatch b;
