@@ -437,6 +437,9 @@ static double tf_size_estimate(const TfConfig *c) {
     return acts > params ? acts : params;
 }
 
+/* the most doubles one block may hold: offsets are ints (2^31), with room */
+#define TF_MAX_DOUBLES 2e8
+
 /* What is wrong with c, or NULL if nothing: the checks the command line and
  * tf_build rely on (messages name the option a user would change). */
 const char *tf_config_error(const TfConfig *c) {
@@ -451,7 +454,7 @@ const char *tf_config_error(const TfConfig *c) {
     if (c->V < 2) return "--vocab must be >= 2";
     if (c->B < 1) return "--batch must be >= 1";
     if (!(c->smoothing >= 0.0 && c->smoothing < 1.0)) return "--smoothing must be in [0, 1)";
-    if (tf_size_estimate(c) > 2e8)               /* sizes are ints; 2e8 doubles = 1.6 GB */
+    if (tf_size_estimate(c) > TF_MAX_DOUBLES)    /* sizes are ints; 2e8 doubles = 1.6 GB */
         return "--batch, --len, --d-model, --ff, --heads and --layers together need more "
                "than 2e8 doubles (1.6 GB) of activations or parameters: make one smaller";
     return NULL;
@@ -932,6 +935,10 @@ const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, 
  * padding, 1 the start symbol, 2..V-1 the symbols; the source is `len`
  * random symbols, the target its copy / reverse / sorted version. The
  * decoder reads [start, y_0 .. y_{T-2}] and predicts y_0 .. y_{T-1}.
+ * (The Annotated Transformer's copy task differs: each sequence is the start
+ * symbol 1 then len-1 symbols from 1..V-1, the source included, and len-1
+ * tokens are predicted. Ours keeps the start symbol for the decoder alone,
+ * so it is never also a symbol and the source has no constant first token.)
  * encoder / decoder: a built-in text, one token per character; token 0 is
  * BERT's [MASK] (shown as '_').
  * ======================================================================== */
@@ -1057,14 +1064,21 @@ void tf_bert_mask(int *src, int *y, int S, int V, Rng *r) {
     }
 }
 
+/* The distinct windows of S characters (and the character after each) that
+ * fit in text positions [lo, hi). */
+int tf_text_windows(int lo, int hi, int S) { return hi - lo - S; }
+
 /* Windows of S characters from text positions [lo, hi): from random starts
- * (r != NULL) or evenly spaced ones (r == NULL, for held-out evaluation;
- * mr then masks). GPT: y = the next character; BERT: masked as above. */
+ * (r != NULL), or (r == NULL, for held-out evaluation; mr then masks) the
+ * windows first .. first + n - 1 of `total` evenly spaced ones, which are
+ * distinct when total <= tf_text_windows(). GPT: y = the next character;
+ * BERT: masked as above. */
 void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi,
-                   const TfConfig *c) {
-    const int S = c->S, span = hi - lo - S - 1;
+                   int first, int total, const TfConfig *c) {
+    const int S = c->S, span = tf_text_windows(lo, hi, S) - 1;
     for (int e = 0; e < b->n; e++) {
-        int start = lo + (r ? rng_int(r, span + 1) : (int)((long)span * e / (b->n > 1 ? b->n - 1 : 1)));
+        int start = lo + (r ? rng_int(r, span + 1)
+                            : (int)((long)span * (first + e) / (total > 1 ? total - 1 : 1)));
         int *src = b->src + e * S, *y = b->y + e * S;
         for (int t = 0; t < S; t++) {
             src[t] = tx->ids[start + t];
@@ -1112,22 +1126,35 @@ static int tf_correct(const TfModel *m, const TfBatch *b, int *count) {
 
 void tf_greedy_decode(TfModel *m, TfBatch *b, int *out);
 
+/* The held-out examples an evaluation uses: n_eval, but for the text archs
+ * at most the distinct windows of the held-out text (more would repeat). */
+int tf_eval_count(const TfConfig *c, const TfRun *run, const TfText *tx) {
+    if (c->arch == TF_ENCDEC) return run->n_eval;
+    int w = tf_text_windows(tf_text_split(tx), tx->n, c->S);
+    return w < 1 ? 0 : run->n_eval < w ? run->n_eval : w;
+}
+
 /* Held-out evaluation: encdec draws n_eval task examples whose sources are
  * in the held-out split (tf_task_batch, heldout = 1: never trained on) and
- * decodes them greedily; BERT and GPT read evenly spaced windows of the
- * held-out last tenth of the text. */
-TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
+ * decodes them greedily; BERT and GPT read evenly spaced, distinct windows
+ * of the held-out last tenth of the text (tf_eval_count of them).
+ * fresh = 0: the draw tf_train watches (and stops on); fresh = 1: another
+ * stream of the same held-out split (other sources, other BERT masks; GPT's
+ * windows have nothing random and are the same), for a final figure that
+ * early stopping has not selected on. */
+TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
     const TfConfig *c = &m->c;
     TfBatch b;
     tf_batch_alloc(&b, c);
     Rng r, mr;
-    rng_seed(&r, run->seed ^ 0x5EEDF00Dull);    /* the held-out stream */
-    rng_seed(&mr, run->seed ^ 0x3A5Cull);
+    rng_seed(&r, run->seed ^ (fresh ? 0xF4E5B0A7ull : 0x5EEDF00Dull));   /* held-out streams */
+    rng_seed(&mr, run->seed ^ (fresh ? 0x7C1Dull : 0x3A5Cull));
     int *pred = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
+    const int n_eval = tf_eval_count(c, run, tx);
     double loss = 0.0;
     int tok_ok = 0, toks = 0, seq_ok = 0, seqs = 0, batches = 0;
-    for (int done = 0; done < run->n_eval; done += b.n) {
-        b.n = run->n_eval - done < c->B ? run->n_eval - done : c->B;
+    for (int done = 0; done < n_eval; done += b.n) {
+        b.n = n_eval - done < c->B ? n_eval - done : c->B;
         if (c->arch == TF_ENCDEC) {
             tf_task_batch(&b, &r, run->task, c, 1);
             loss += tf_forward(m, &b);
@@ -1141,8 +1168,7 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx) {
                 toks += c->T; seq_ok += all; seqs++;
             }
         } else {
-            if (tx->n - tf_text_split(tx) < c->S + 2) break;   /* no window fits */
-            tf_text_batch(&b, NULL, &mr, tx, tf_text_split(tx), tx->n, c);
+            tf_text_batch(&b, NULL, &mr, tx, tf_text_split(tx), tx->n, done, n_eval, c);
             loss += tf_forward(m, &b);
             int cnt;
             tok_ok += tf_correct(m, &b, &cnt);
@@ -1174,38 +1200,42 @@ double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
 
 /* Train for up to run->steps steps; progress lines (step, loss, training
  * accuracy, learning rate) to `log` when it is not NULL, tokens per second to
- * stderr. encdec stops early once held-out exact-sequence accuracy is 100%.
- * Returns the steps taken; *ev receives the last held-out evaluation. */
+ * stderr (tokens over the seconds spent drawing batches and in training
+ * steps since the last line; held-out evaluations are not counted). encdec
+ * stops early once held-out exact-sequence accuracy is 100% on the draw
+ * tf_evaluate(.., 0) makes. Returns the steps taken; *ev receives the last
+ * held-out evaluation (callers report a fresh draw, tf_evaluate(.., 1)). */
 int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
     const TfConfig *c = &m->c;
     TfBatch b;
     tf_batch_alloc(&b, c);
     Rng r;
     rng_seed(&r, run->seed);                    /* the training stream */
-    double loss_sum = 0.0, t0 = seconds();
+    double loss_sum = 0.0, busy = 0.0;         /* busy: seconds in training steps only */
     int ok_sum = 0, cnt_sum = 0, since = 0, step;
     ev->loss = ev->tok_acc = ev->seq_acc = 0.0;
     for (step = 1; step <= run->steps; step++) {
+        double t0 = seconds();                  /* time the batch and the step, not the
+                                                   held-out evaluations below */
         if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, 0);
-        else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), c);
+        else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         loss_sum += tf_train_step(m, &b, run);
+        busy += seconds() - t0;
         int cnt;
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
         cnt_sum += cnt;
         since++;
         int last = step == run->steps;
         if (log && run->log_every && (step % run->log_every == 0 || last)) {
-            double t1 = seconds();
             fprintf(log, "step %5d  loss %.4f  train acc %.3f  lr %.2e\n", step,
                     loss_sum / since, cnt_sum ? (double)ok_sum / cnt_sum : 0.0,
                     tf_lr(m->step, c->D, run->warmup, run->lr_factor));
             fprintf(stderr, "  step %5d: %.0f tokens/s\n", step,
-                    t1 > t0 ? since * b.n * (c->S + c->T) / (t1 - t0) : 0.0);
-            loss_sum = 0.0; ok_sum = cnt_sum = since = 0;
-            t0 = seconds();
+                    busy > 0.0 ? since * b.n * (c->S + c->T) / busy : 0.0);
+            loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
-            *ev = tf_evaluate(m, run, tx);
+            *ev = tf_evaluate(m, run, tx, 0);
             if (log)
                 fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step,
                         ev->loss, ev->tok_acc, c->arch == TF_ENCDEC ? "" : "\n");
@@ -1287,6 +1317,13 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
  * ======================================================================== */
 #ifdef TF_MAIN
 
+/* "s" unless n is 1: "1 step", "2 steps" */
+static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
+
+/* --show-attn: which attention of a layer is drawn */
+enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
+static const char *const tf_attn_names[] = { "enc", "self", "cross", NULL };
+
 /* a printable label for token k: "_" padding, "s" start, digits for symbols;
  * text archs: the character itself */
 static void tf_label(char *buf, size_t n, int k, const TfConfig *c, const TfText *tx) {
@@ -1334,14 +1371,15 @@ static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, cons
     free(rl); free(cl); free(rp); free(cp);
 }
 
-/* Build and train one encdec model quietly; returns the held-out evaluation
- * and the steps taken (*steps). The caller frees m with tf_free. */
+/* Build and train one encdec model quietly; returns the evaluation on a
+ * fresh held-out draw (not the one training stopped on) and the steps taken
+ * (*steps). The caller frees m with tf_free. */
 static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint64_t seed,
                            int *steps) {
     TfEval ev;
     tf_build(m, c, seed);
     *steps = tf_train(m, run, NULL, NULL, &ev);
-    return ev;
+    return tf_evaluate(m, run, NULL, 1);
 }
 
 /* Position matters: the reverse task with no, sinusoidal and learned positions. */
@@ -1349,7 +1387,8 @@ static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint6
     TfRun run = *run0;
     run.task = TASK_REVERSE;
     printf("experiment positions: task reverse, d_model %d, %d heads, %d+%d layers, "
-           "up to %d steps\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps);
+           "up to %d step%s\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps,
+           tf_plural(run.steps));
     printf("  chance: token accuracy %.3f (1 of %d symbols)\n", 1.0 / (c0->V - 2), c0->V - 2);
     for (int p = TF_POS_NONE; p >= TF_POS_SIN; p--) {
         TfConfig c = *c0;
@@ -1370,8 +1409,8 @@ static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint6
 static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t seed,
                                 const char *svg_dir) {
     TfRun run = *run0;
-    printf("experiment heads: task %s, d_model %d, %d+%d layers, up to %d steps\n",
-           task_names[run.task], c0->D, c0->n_enc, c0->n_dec, run.steps);
+    printf("experiment heads: task %s, d_model %d, %d+%d layers, up to %d step%s\n",
+           task_names[run.task], c0->D, c0->n_enc, c0->n_dec, run.steps, tf_plural(run.steps));
     int last = 0;
     for (int h = 1; h <= 8 && h <= c0->D; h *= 2) if (c0->D % h == 0) last = h;
     for (int h = 1; h <= last; h *= 2) {
@@ -1404,8 +1443,10 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
 }
 
 /* Cost: one multi-head self-attention forward (D 64, H 4) as n grows.
- * Prints wall time (this experiment's stdout is timing, not deterministic)
- * and the cache memory, with exponents fitted by least squares on log-log. */
+ * Prints the time seconds() measures (processor time, clock(), in the plain
+ * build; wall time in the OpenMP build: this experiment's stdout is timing,
+ * not deterministic) and the cache memory, with exponents fitted by least
+ * squares on log-log. */
 static void tf_experiment_cost(uint64_t seed) {
     const int D = 64, H = 4;
     const int ns[6] = { 64, 128, 256, 512, 1024, 2048 };
@@ -1472,7 +1513,8 @@ static double tf_bench_step(const TfConfig *c, const TfRun *run) {
     return median(ms, 9);
 }
 
-/* --bench: the two configurations of issue 5, then the default example */
+/* --bench: the two configurations of the chapter's speed targets (NOTES.md,
+ * chapter 3, "Speed"), then the default example */
 static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     TfConfig c = *dflt;
     c.arch = TF_ENCDEC; c.norm = TF_POST; c.pos = TF_POS_SIN; c.act = TF_RELU;
@@ -1480,8 +1522,8 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     printf("bench: ms per training step (forward, backward, Adam), median of 9\n");
     printf("  d_model  64, 4 heads, 2+2 layers, ff 256, vocab 16, len 12, batch 32: %8.2f ms\n",
            tf_bench_step(&c, run));
-    c.D = 128; c.H = 8; c.F = 512; c.S = c.T = 32;
-    printf("  d_model 128, 8 heads, 2+2 layers, ff 512, vocab 16, len 32, batch 32: %8.2f ms\n",
+    c.D = 128; c.H = 8; c.S = c.T = 32;        /* the rest as in the first: ff 256 */
+    printf("  d_model 128, 8 heads, 2+2 layers, ff 256, vocab 16, len 32, batch 32: %8.2f ms\n",
            tf_bench_step(&c, run));
     TfModel m;
     TfEval ev;
@@ -1501,7 +1543,13 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
 static void tf_usage(const char *prog) {
     printf("usage: %s [options]\n"
            "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
-           "  on the copy task of The Annotated Transformer (vocabulary 11, length 10).\n"
+           "  on a copy task after The Annotated Transformer's, vocabulary 11: 0 padding,\n"
+           "  1 the start symbol, 2..10 the symbols. Here the source is 10 symbols from\n"
+           "  2..10 and all 10 are predicted (the decoder reads start + the first 9). In\n"
+           "  The Annotated Transformer every sequence is start symbol 1 then 9 symbols\n"
+           "  from 1..10, and 9 are predicted. We keep the start symbol out of the source\n"
+           "  and out of the symbols, so it marks only the decoder's first step and the\n"
+           "  source has no constant first token to align on.\n"
            "  --arch A        encdec (default), encoder (BERT-style masked tokens on a\n"
            "                  built-in text) or decoder (GPT-style next character)\n"
            "  --task T        copy (default), reverse or sort (encdec only)\n"
@@ -1518,11 +1566,15 @@ static void tf_usage(const char *prog) {
            "  --steps N       the most training steps, 1..1000000 (default 3000, stopping\n"
            "                  at 100%% held-out accuracy; encoder 1000, decoder 300)\n"
            "  --warmup N      warm-up steps of the learning-rate schedule (default 400)\n"
-           "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
+           "  --lr-factor X   factor of the schedule, 1e-9..100 (default 1)\n"
            "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
            "  --eval N        held-out examples, 1..100000 (default 256)\n"
            "  --eval-every N  steps between held-out evaluations (default 100)\n"
            "  --show-layer K  layer whose heads are drawn, 1..layers (default: the last)\n"
+           "  --show-attn W   which attention is drawn: enc (encoder self-attention), self\n"
+           "                  (the decoder's causal self-attention) or cross (decoder to\n"
+           "                  encoder). Default: cross for encdec, enc for encoder, self\n"
+           "                  for decoder; each needs the stack it names\n"
            "  --temperature X sampling temperature of --arch decoder, [0, 10] (default 0.8)\n"
            "  --svg DIR       also write each head's heatmap as an SVG into the existing DIR\n"
            "  --seed N        0..2147483647 (default 1)\n"
@@ -1533,17 +1585,19 @@ static void tf_usage(const char *prog) {
            "                  an option an experiment would ignore is refused\n"
            "  --bench         ms per training step in two configurations, and the time\n"
            "                  the default example takes to reach 100%% (no other option)\n"
-           "  --help          this text\n", prog, TF_MAX_POS - 1);
+           "  --help          this text\n", prog, TF_MAX_POS);
 }
 
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
-static void tf_main_encdec(TfModel *m, const TfRun *run, int show, const char *svg) {
+static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg) {
     const TfConfig *c = &m->c;
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, &ev);
-    printf("\nafter %d steps: held-out (%d examples) token acc %.4f, exact-sequence acc "
-           "%.4f (greedy decoding; chance per token %.3f)\n", steps, run->n_eval, ev.tok_acc,
-           ev.seq_acc, 1.0 / (c->V - 2));
+    ev = tf_evaluate(m, run, NULL, 1);         /* not the draw training stopped on */
+    printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
+           "training watched):\n  token acc %.4f, exact-sequence acc %.4f (greedy decoding; "
+           "chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
+           tf_plural(run->n_eval), ev.tok_acc, ev.seq_acc, 1.0 / (c->V - 2));
     TfBatch b;
     tf_batch_alloc(&b, c);
     b.n = 4 < c->B ? 4 : c->B;
@@ -1563,13 +1617,25 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, const char *s
                            ? "   (wrong)" : "   (right)");
     }
     char what[64], stem[64];
-    snprintf(what, sizeof what, "cross-attention, decoder layer %d", show);
-    snprintf(stem, sizeof stem, "encdec-cross-L%d", show);
     printf("\n");
     b.n = 1;                                    /* redo example 0 alone, then draw it */
-    tf_greedy_decode(m, &b, out);
-    tf_show_heads(m, &m->a.ds[3 * (show - 1) + 1], c->T, c->S, b.tgt, b.src, what, svg,
-                  stem, NULL);
+    tf_greedy_decode(m, &b, out);               /* the caches hold its last decoder pass */
+    if (attn == TF_SHOW_ENC) {
+        snprintf(what, sizeof what, "encoder self-attention, layer %d", show);
+        snprintf(stem, sizeof stem, "encdec-enc-L%d", show);
+        tf_show_heads(m, &m->a.es[2 * (show - 1)], c->S, c->S, b.src, b.src, what, svg,
+                      stem, NULL);
+    } else if (attn == TF_SHOW_SELF) {
+        snprintf(what, sizeof what, "decoder causal self-attention, layer %d", show);
+        snprintf(stem, sizeof stem, "encdec-self-L%d", show);
+        tf_show_heads(m, &m->a.ds[3 * (show - 1)], c->T, c->T, b.tgt, b.tgt, what, svg,
+                      stem, NULL);
+    } else {
+        snprintf(what, sizeof what, "cross-attention, decoder layer %d", show);
+        snprintf(stem, sizeof stem, "encdec-cross-L%d", show);
+        tf_show_heads(m, &m->a.ds[3 * (show - 1) + 1], c->T, c->S, b.tgt, b.src, what, svg,
+                      stem, NULL);
+    }
     free(out); free(y);
     tf_batch_free(&b);
 }
@@ -1584,10 +1650,16 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
     printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"%s\"\n",
            tx->n, split, tx->n - split, tx->V, tx->vocab);
+    const int n_eval = tf_eval_count(c, run, tx);
+    printf("held-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
+           tf_plural(n_eval), c->S, n_eval < run->n_eval ? " (--eval capped at the distinct "
+           "windows the held-out text holds)" : "");
     TfEval ev;
     int steps = tf_train(m, run, tx, stdout, &ev);
-    printf("\nafter %d steps: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
-           "always guessing '%c' scores %.4f\n", steps,
+    ev = tf_evaluate(m, run, tx, 1);            /* BERT: fresh masks */
+    printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
+           "always guessing '%c' scores %.4f\n", steps, tf_plural(steps),
+           c->arch == TF_ENCODER ? ", fresh masks" : "",
            c->arch == TF_ENCODER ? "masked-token" : "next-character", ev.tok_acc, ev.loss,
            exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
     TfBatch b;
@@ -1595,7 +1667,7 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     b.n = 1;
     Rng mr;
     rng_seed(&mr, run->seed ^ 0x3A5Cull);
-    tf_text_batch(&b, NULL, &mr, tx, split, tx->n, c);
+    tf_text_batch(&b, NULL, &mr, tx, split, tx->n, 0, 1, c);
     tf_forward(m, &b);
     char stem[64], what[64];
     if (c->arch == TF_ENCODER) {
@@ -1640,18 +1712,18 @@ int main(int argc, char **argv) {
     TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
                    0.0 };
     TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
-    long seed = 1, len = -1, vocab = -1, show = -1, task = -1;
+    long seed = 1, len = -1, vocab = -1, show = -1, task = -1, attn = -1;
     int experiment = -1, bench = 0;
     double temperature = 0.8;
     const char *svg = NULL;
     static const char *const experiments[] = { "positions", "heads", "cost", NULL };
     enum { O_ARCH, O_TASK, O_NORM, O_POS, O_ACT, O_DMODEL, O_HEADS, O_LAYERS, O_FF, O_LEN,
            O_VOCAB, O_BATCH, O_STEPS, O_WARMUP, O_LRF, O_SMOOTH, O_EVAL, O_EVERY, O_SHOW,
-           O_TEMP, O_SVG, O_SEED, O_EXP, O_BENCH, O_N };
+           O_ATTN, O_TEMP, O_SVG, O_SEED, O_EXP, O_BENCH, O_N };
     static const char *const names[O_N] = { "--arch", "--task", "--norm", "--pos", "--act",
         "--d-model", "--heads", "--layers", "--ff", "--len", "--vocab", "--batch", "--steps",
         "--warmup", "--lr-factor", "--smoothing", "--eval", "--eval-every", "--show-layer",
-        "--temperature", "--svg", "--seed", "--experiment", "--bench" };
+        "--show-attn", "--temperature", "--svg", "--seed", "--experiment", "--bench" };
     int given[O_N] = { 0 };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tf_usage(argv[0]); return 0; }
@@ -1665,7 +1737,7 @@ int main(int argc, char **argv) {
         case O_HEADS:  c.H = (int)arg_long(argc, argv, &i, 1, 64); break;
         case O_LAYERS: c.n_enc = c.n_dec = (int)arg_long(argc, argv, &i, 1, 16); break;
         case O_FF:     c.F = (int)arg_long(argc, argv, &i, 1, 8192); break;
-        case O_LEN:    len = arg_long(argc, argv, &i, 2, TF_MAX_POS - 1); break;
+        case O_LEN:    len = arg_long(argc, argv, &i, 2, TF_MAX_POS); break;
         case O_VOCAB:  vocab = arg_long(argc, argv, &i, 4, 1000); break;
         case O_BATCH:  c.B = (int)arg_long(argc, argv, &i, 1, 4096); break;
         case O_STEPS:  run.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
@@ -1675,6 +1747,7 @@ int main(int argc, char **argv) {
         case O_EVAL:   run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000); break;
         case O_EVERY:  run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000); break;
         case O_SHOW:   show = arg_long(argc, argv, &i, 1, 16); break;
+        case O_ATTN:   attn = arg_choice(argc, argv, &i, tf_attn_names); break;
         case O_TEMP:   temperature = arg_double(argc, argv, &i, 0, 10); break;
         case O_SVG:    svg = arg_path(argc, argv, &i); break;
         case O_SEED:   seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
@@ -1755,9 +1828,39 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    if (experiment == 1) {                      /* heads chooses the head counts itself */
+        if (c.D % 2) {
+            fprintf(stderr, "%s: --experiment heads runs 1, 2, 4 and 8 heads, those that "
+                    "divide --d-model; --d-model %d allows only 1 head, nothing to compare: "
+                    "give an even --d-model (a multiple of 8 runs all four)\n", argv[0], c.D);
+            return 2;
+        }
+        c.H = 1;                                /* any count it runs passes the checks */
+    }
     if (c.D % c.H) {
         fprintf(stderr, "%s: --d-model %d is not divisible by --heads %d (each head gets "
                 "d_model / heads features)\n", argv[0], c.D, c.H);
+        return 2;
+    }
+    if (tf_size_estimate(&c) > TF_MAX_DOUBLES) {  /* say how much, and what would fit */
+        TfConfig k = c;
+        int lo = 0, hi = c.S;                   /* the largest length that fits is in [lo, hi) */
+        while (hi - lo > 1) {
+            int mid = lo + (hi - lo) / 2;
+            k.S = mid; k.T = c.arch == TF_ENCDEC ? mid : 0;
+            if (tf_size_estimate(&k) <= TF_MAX_DOUBLES) lo = mid; else hi = mid;
+        }
+        fprintf(stderr, "%s: this model needs about %.2g doubles (%.1f GB) in its largest "
+                "block (activations or parameters); the limit is %.0e (%.1f GB). ", argv[0],
+                tf_size_estimate(&c), 8e-9 * tf_size_estimate(&c), TF_MAX_DOUBLES,
+                8e-9 * TF_MAX_DOUBLES);
+        if (lo >= 2)
+            fprintf(stderr, "With the other options as given, the largest --len that fits "
+                    "is %d (got %d); or make --batch, --d-model, --ff or --layers smaller\n",
+                    lo, c.S);
+        else
+            fprintf(stderr, "Even --len 2 does not fit: make --batch, --d-model, --ff or "
+                    "--layers smaller\n");
         return 2;
     }
     const char *err = tf_config_error(&c);
@@ -1771,6 +1874,18 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (show < 0) show = c.n_enc;
+    if (attn < 0) attn = c.arch == TF_ENCDEC ? TF_SHOW_CROSS : c.arch == TF_ENCODER ?
+                         TF_SHOW_ENC : TF_SHOW_SELF;
+    if ((attn == TF_SHOW_ENC && c.arch == TF_DECODER) ||
+        (attn == TF_SHOW_SELF && c.arch == TF_ENCODER) ||
+        (attn == TF_SHOW_CROSS && c.arch != TF_ENCDEC)) {
+        fprintf(stderr, "%s: --show-attn %s needs %s; --arch %s has %s\n", argv[0],
+                tf_attn_names[attn], attn == TF_SHOW_ENC ? "an encoder" : attn == TF_SHOW_SELF
+                ? "a decoder" : "an encoder and a decoder (--arch encdec)",
+                tf_arch_names[c.arch], c.arch == TF_ENCODER ? "only an encoder: use enc"
+                : "only a (causal) decoder: use self");
+        return 2;
+    }
     if (svg) {                                  /* fail now, not after training */
         char probe[1024];
         snprintf(probe, sizeof probe, "%s/.transformer-probe", svg);
@@ -1800,7 +1915,7 @@ int main(int argc, char **argv) {
     TfModel m;
     tf_build(&m, &c, (uint64_t)seed);
     printf("parameters: %d\n\n", m.np);
-    if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, svg);
+    if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, (int)attn, svg);
     else tf_main_text(&m, &run, &tx, (int)show, temperature, svg);
     tf_free(&m);
     return 0;
