@@ -27,13 +27,16 @@
  * 0. the harness
  * ======================================================================== */
 
-typedef struct { int passed, failed; } Tally;
+typedef struct {
+    int passed, failed;
+    const char *prefix;   /* printed before each description: "tf: " in chapter 3 */
+} Tally;
 
-/* Record one check: prints "ok  " or "FAIL" and the description. */
+/* Record one check: prints "ok  " or "FAIL", the prefix and the description. */
 static void check(Tally *t, int ok, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
+    printf("%s %s", ok ? "ok  " : "FAIL", t->prefix);
     vprintf(fmt, ap);
     printf("\n");
     va_end(ap);
@@ -1645,26 +1648,6 @@ static void tests_seq2seq(Tally *t) {
 
 /* -- helpers ------------------------------------------------------------- */
 
-/* This chapter's checks print "tf: " before their description, so that
- * `./tests | grep " tf: "` lists exactly them: check() with the prefix. */
-static void tf_check(Tally *t, int ok, const char *fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    check(t, ok, "tf: %s", buf);
-}
-
-/* check_grad() with the prefix: "tf: gradcheck <what>: ..." */
-static void tf_check_grad(Tally *t, const char *what, Differentiable f, Tensor *ts, int nt,
-                          double tol) {
-    const char *worst;
-    double e = gradcheck(f, ts, nt, &worst);
-    tf_check(t, e <= tol, "gradcheck %s: max rel err %.2e (worst: %s) <= %.0e", what, e,
-             worst, tol);
-}
-
 /* a random upstream gradient for dot_loss */
 static double *tf_randn(Rng *r, int n, double std) {
     double *x = xcalloc_doubles(n);
@@ -1768,7 +1751,7 @@ static void tf_test_pieces(Tally *t, Rng *r) {
     rng_fill_normal(r, c.b, D, 1.0);
     rng_fill_normal(r, c.up, N * D, 1.0);
     Tensor ln[3] = { {"x", c.x, c.dx, N * D}, {"g", c.g, c.dg, D}, {"b", c.b, c.db, D} };
-    tf_check_grad(t, "LayerNorm (N 3, D 5)", (Differentiable){ tf_ln_loss, tf_ln_grad, &c }, ln, 3,
+    check_grad(t, "LayerNorm (N 3, D 5)", (Differentiable){ tf_ln_loss, tf_ln_grad, &c }, ln, 3,
                1e-7);
     /* with g = 1, b = 0 every row comes out with mean 0 and variance var/(var + eps) */
     for (int j = 0; j < D; j++) { c.g[j] = 1.0; c.b[j] = 0.0; }
@@ -1780,7 +1763,7 @@ static void tf_test_pieces(Tally *t, Rng *r) {
         for (int j = 0; j < D; j++) var += (c.out[n * D + j] - mu) * (c.out[n * D + j] - mu) / D;
         worst = fmax(worst, fmax(fabs(mu), fabs(var - (1.0 - TF_LN_EPS * c.rstd[n] * c.rstd[n]))));
     }
-    tf_check(t, worst < 1e-12, "LayerNorm with g = 1, b = 0: every row has mean 0 and variance "
+    check(t, worst < 1e-12, "LayerNorm with g = 1, b = 0: every row has mean 0 and variance "
           "var/(var+eps): max deviation %.1e", worst);
 
     rng_fill_normal(r, c.p.W1, D * F, 0.7);
@@ -1791,10 +1774,10 @@ static void tf_test_pieces(Tally *t, Rng *r) {
                      {"b1", c.p.b1, c.dp.b1, F}, {"W2", c.p.W2, c.dp.W2, F * D},
                      {"b2", c.p.b2, c.dp.b2, D} };
     c.act = TF_RELU;
-    tf_check_grad(t, "feed-forward, ReLU (N 3, D 5, F 6)", (Differentiable){ tf_ffn_loss,
+    check_grad(t, "feed-forward, ReLU (N 3, D 5, F 6)", (Differentiable){ tf_ffn_loss,
                tf_ffn_grad, &c }, ff, 5, 1e-7);
     c.act = TF_GELU;
-    tf_check_grad(t, "feed-forward, GELU (N 3, D 5, F 6)", (Differentiable){ tf_ffn_loss,
+    check_grad(t, "feed-forward, GELU (N 3, D 5, F 6)", (Differentiable){ tf_ffn_loss,
                tf_ffn_grad, &c }, ff, 5, 1e-7);
     /* position-wise: row 0 of the output does not change when row 1 of x does */
     tf_ffn_loss(&c);
@@ -1804,7 +1787,7 @@ static void tf_test_pieces(Tally *t, Rng *r) {
     tf_ffn_loss(&c);
     double moved = 0.0;
     for (int j = 0; j < D; j++) moved = fmax(moved, fabs(c.out[j] - row0[j]));
-    tf_check(t, moved == 0.0, "feed-forward is position-wise: changing row 1 moves row 0 by %.1e",
+    check(t, moved == 0.0, "feed-forward is position-wise: changing row 1 moves row 0 by %.1e",
           moved);
 }
 
@@ -1838,11 +1821,11 @@ static void tf_test_positions(Tally *t, Rng *r) {
     rng_fill_normal(r, pos, T * D, 1.0);
     rng_fill_normal(r, up, B * T * D, 1.0);
     Tensor ts[2] = { {"tok", tok, dtok, V * D}, {"pos", pos, dpos, T * D} };
-    tf_check_grad(t, "embedding * sqrt(D) + learned positions", (Differentiable){ tf_emb_loss,
+    check_grad(t, "embedding * sqrt(D) + learned positions", (Differentiable){ tf_emb_loss,
                tf_emb_grad, &c }, ts, 2, 1e-7);
     posenc_sinusoid(pos, T, D);
     c.learned = 0;
-    tf_check_grad(t, "embedding * sqrt(D) + sinusoidal positions (fixed)", (Differentiable){
+    check_grad(t, "embedding * sqrt(D) + sinusoidal positions (fixed)", (Differentiable){
                tf_emb_loss, tf_emb_grad, &c }, ts, 1, 1e-7);
     /* the sinusoid: PE[p+k] is a fixed rotation of PE[p] in every (sin, cos) pair,
      * so "k positions later" is a linear map the model can learn */
@@ -1859,7 +1842,7 @@ static void tf_test_positions(Tally *t, Rng *r) {
             worst = fmax(worst, fabs(pe[(p + k) * E + 2 * i + 1] - (c0 * cs - s0 * sn)));
         }
     }
-    tf_check(t, worst < 1e-9, "sinusoidal PE: PE[p+7] = rotation(7) PE[p] for every pair and "
+    check(t, worst < 1e-9, "sinusoidal PE: PE[p+7] = rotation(7) PE[p] for every pair and "
           "p, and PE[0] = (0,1,..): max error %.1e", worst);
 }
 
@@ -1936,7 +1919,7 @@ static void tf_test_layers(Tally *t, Rng *r) {
                      "one padded source)", dec ? "decoder" : "encoder",
                      tf_norm_names[cases[k][0]], tf_act_names[cases[k][1]],
                      cases[k][2] ? ", causal (GPT block)" : "");
-            tf_check_grad(t, what, (Differentiable){ tf_layer_loss, tf_layer_grad, &c }, ts, nt,
+            check_grad(t, what, (Differentiable){ tf_layer_loss, tf_layer_grad, &c }, ts, nt,
                        1e-7);
             free(c.x); free(c.dx); free(c.mem); free(c.dmem); free(c.up);
             tf_batch_free(&b);
@@ -2000,7 +1983,7 @@ static void tf_test_models(Tally *t, Rng *r) {
         char what[160];
         snprintf(what, sizeof what, "whole model, %s, all %d tensors (%d parameters)",
                  cases[k].what, nt, m.np);
-        tf_check_grad(t, what, (Differentiable){ tf_model_loss, tf_model_grad, &c }, ts, nt, 1e-6);
+        check_grad(t, what, (Differentiable){ tf_model_loss, tf_model_grad, &c }, ts, nt, 1e-6);
         free(ts);
         tf_batch_free(&b);
         tf_free(&m);
@@ -2032,7 +2015,7 @@ static void tf_test_leaks(Tally *t, Rng *r) {
     tf_forward(&m, &b);
     double past = tf_max_diff(m.a.logits, l0, 2 * V);
     double future = tf_max_diff(m.a.logits + 2 * V, l0 + 2 * V, 3 * V);
-    tf_check(t, past == 0.0 && future > 1e-6, "encdec: changing target token 2 moves outputs "
+    check(t, past == 0.0 && future > 1e-6, "encdec: changing target token 2 moves outputs "
           "0..1 by %.1e (must be 0) and outputs 2..4 by %.1e (must be > 0)", past, future);
 
     /* 2. padding: pad source positions 1..2 of example 0 and change their tokens;
@@ -2053,7 +2036,7 @@ static void tf_test_leaks(Tally *t, Rng *r) {
     b.src[1] = b.src[1] % (V - 1) + 1;
     tf_forward(&m, &b);
     double unmasked = tf_max_diff(m.a.logits, l0, cfg.T * V);
-    tf_check(t, dl == 0.0 && de == 0.0 && unmasked > 1e-6, "encdec: changing padded source "
+    check(t, dl == 0.0 && de == 0.0 && unmasked > 1e-6, "encdec: changing padded source "
           "tokens moves the logits by %.1e and the real encoder position by %.1e (both must "
           "be 0); unmasked, the same change moves them by %.1e", dl, de, unmasked);
 
@@ -2076,7 +2059,7 @@ static void tf_test_leaks(Tally *t, Rng *r) {
                               tf_max_diff(m.a.logits + 3 * V, l0 + 3 * V, nl - 3 * V));
     }
     memset(b.tmask, 1, (size_t)(cfg.B * cfg.T));
-    tf_check(t, tmoved[1] == 0.0 && tmoved[0] > 1e-6, "encdec: changing padded target tokens "
+    check(t, tmoved[1] == 0.0 && tmoved[0] > 1e-6, "encdec: changing padded target tokens "
           "1..2 moves the non-padded outputs by %.1e (must be 0); without the target padding "
           "mask the same change moves them by %.1e (must be > 0)", tmoved[1], tmoved[0]);
     free(enc0);
@@ -2095,7 +2078,7 @@ static void tf_test_leaks(Tally *t, Rng *r) {
     tf_forward(&m, &b);
     past = tf_max_diff(m.a.logits, l0, 3 * V);
     future = tf_max_diff(m.a.logits + 3 * V, l0 + 3 * V, 3 * V);
-    tf_check(t, past == 0.0 && future > 1e-6, "decoder (GPT-style): changing token 3 moves "
+    check(t, past == 0.0 && future > 1e-6, "decoder (GPT-style): changing token 3 moves "
           "outputs 0..2 by %.1e (must be 0) and 3..5 by %.1e (must be > 0)", past, future);
     tf_batch_free(&b);
     tf_free(&m);
@@ -2125,7 +2108,7 @@ static void tf_test_leaks(Tally *t, Rng *r) {
     for (int i = 0; i < cfg.B * cfg.S; i++)
         if (b.y[i] < 0)
             for (int j = 0; j < cfg.V; j++) stray = fmax(stray, fabs(m.da.logits[i * cfg.V + j]));
-    tf_check(t, m.count == masked && masked < cfg.B * cfg.S && fabs(loss - manual) < 1e-12 &&
+    check(t, m.count == masked && masked < cfg.B * cfg.S && fabs(loss - manual) < 1e-12 &&
           stray == 0.0, "BERT-style loss: counts %d of %d positions (the %d masked), equals "
           "their mean cross-entropy (diff %.1e), unmasked rows get gradient %.1e",
           m.count, cfg.B * cfg.S, masked, fabs(loss - manual), stray);
@@ -2148,7 +2131,7 @@ static void tf_test_leaks(Tally *t, Rng *r) {
     }
     /* 20000 draws: the chosen rate 0.15 has std 0.0025, so 0.14..0.16 is 4 std */
     double rate = (double)chosen / (S * REPS), mrate = (double)asmask / (chosen > 0 ? chosen : 1);
-    tf_check(t, rate > 0.14 && rate < 0.16 && mrate > 0.77 && mrate < 0.83, "BERT masking: "
+    check(t, rate > 0.14 && rate < 0.16 && mrate > 0.77 && mrate < 0.83, "BERT masking: "
           "%.4f of positions chosen (0.15 +- 0.01), %.4f of them [MASK] (0.80 +- 0.03), "
           "unchosen tokens untouched", rate, mrate);
     free(l0);
@@ -2160,7 +2143,7 @@ static void tf_test_schedule_and_config(Tally *t) {
     const int D = 64, w = 400;
     double peak = tf_lr(w, D, w, 1.0), want = 1.0 / sqrt(64.0) / sqrt(400.0);
     double rise = tf_lr(w / 2, D, w, 1.0) / peak, fall = tf_lr(4 * w, D, w, 1.0) / peak;
-    tf_check(t, fabs(peak - want) < 1e-15 && fabs(rise - 0.5) < 1e-12 && fabs(fall - 0.5) < 1e-12
+    check(t, fabs(peak - want) < 1e-15 && fabs(rise - 0.5) < 1e-12 && fabs(fall - 0.5) < 1e-12
           && tf_lr(w - 1, D, w, 1.0) < peak && tf_lr(w + 1, D, w, 1.0) < peak,
           "warm-up schedule: peak %.6f = D^-0.5 warmup^-0.5 at step = warmup, half of it at "
           "warmup/2 (%.3f) and at 4 warmup (%.3f)", peak, rise, fall);
@@ -2176,7 +2159,7 @@ static void tf_test_schedule_and_config(Tally *t) {
     c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2);
     c.B = 4096; c.S = c.T = 511; c.D = 1024;
     ok &= tf_config_error(&c) != NULL && strstr(tf_config_error(&c), "2e8");
-    tf_check(t, ok, "config check: a good config passes, so does --len 512 (the table's rows); heads "
+    check(t, ok, "config check: a good config passes, so does --len 512 (the table's rows); heads "
           "not dividing d_model, a length beyond the positional table, decoder layers in an encoder and a model too large "
           "for int sizes are refused");
 }
@@ -2197,7 +2180,7 @@ static void tf_test_training(Tally *t) {
      * per sequence. So 0.9 and 0.5 lie below every seed that learned the copy
      * and far above a model that did not (with c.pos = TF_POS_NONE this check
      * fails: token acc 0.240, exact 0.016). */
-    tf_check(t, ev.tok_acc >= 0.9 && ev.seq_acc >= 0.5, "short training (copy, len 6, D 16, "
+    check(t, ev.tok_acc >= 0.9 && ev.seq_acc >= 0.5, "short training (copy, len 6, D 16, "
           "1+1 layers, %d steps, seed 7): held-out greedy token acc %.3f >= 0.9 (chance "
           "0.111), exact-sequence acc %.3f >= 0.5", steps, ev.tok_acc, ev.seq_acc);
     /* greedy decoding reruns the whole decoder and reads position t only;
@@ -2216,7 +2199,7 @@ static void tf_test_training(Tally *t) {
     memcpy(b.y, out, sizeof out);
     int agree = tf_correct(&m, &b, &cnt);
     same = agree == cnt && cnt == b.n * c.T;
-    tf_check(t, same, "greedy decoding agrees with a teacher-forced pass over its own output: "
+    check(t, same, "greedy decoding agrees with a teacher-forced pass over its own output: "
           "%d of %d argmaxes", agree, cnt);
     tf_batch_free(&b);
     tf_free(&m);
@@ -2251,7 +2234,7 @@ static void tf_test_heldout_split(Tally *t) {
         distinct_held += !seen;
         for (int j = 0; j < N; j++) shared += !memcmp(srcs[1] + i * 4, srcs[0] + j * 4, sizeof(int) * 4);
     }
-    tf_check(t, wrong_split == 0 && shared == 0 && distinct_held > 50,
+    check(t, wrong_split == 0 && shared == 0 && distinct_held > 50,
           "held-out split (copy, vocab 9, len 4): %d training + %d held-out draws, %d in "
           "the wrong split (0), %d held-out sources among the training ones (0), %d "
           "distinct held-out sources (> 50)", N, N, wrong_split, shared, distinct_held);
@@ -2289,7 +2272,7 @@ static void tf_test_text_windows(Tally *t) {
         distinct += !dup;
     }
     int ends = n > 0 && seen[0] == tx.ids[lo] && seen[n * (S + 1) - 1] == tx.ids[tx.n - 1];
-    tf_check(t, n == windows && windows < 256 && distinct == n && ends, "held-out text windows "
+    check(t, n == windows && windows < 256 && distinct == n && ends, "held-out text windows "
           "(len 32, --eval 256, batches of 32): %d drawn, the held-out text has %d (< 256: "
           "capped), %d distinct, first at the split and last at the end: %s", n, windows,
           distinct, ends ? "yes" : "no");
@@ -2309,7 +2292,7 @@ static void tf_test_sampling(Tally *t) {
     for (int i = 0; i < N; i++) hot += tf_sample(logits, 3, 0.25, work, &r) == 1;
     /* std of a frequency p = 1/2 over 20000 draws is 0.0035: 0.014 is 4 std;
      * at temperature 1/4 the middle class has p = 16 / 18 = 0.889 */
-    tf_check(t, fabs(n[0] / (double)N - 0.25) < 0.014 && fabs(n[1] / (double)N - 0.5) < 0.014 &&
+    check(t, fabs(n[0] / (double)N - 0.25) < 0.014 && fabs(n[1] / (double)N - 0.5) < 0.014 &&
           greedy && fabs(hot / (double)N - 16.0 / 18.0) < 0.01, "sampling: temperature 1 "
           "draws %.3f %.3f %.3f (1/4 1/2 1/4), temperature 0 is argmax, temperature 1/4 "
           "draws the top class %.3f (16/18)", n[0] / (double)N, n[1] / (double)N,
@@ -2357,7 +2340,7 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
         for (int v = 0; v < 2; v++) { free(o[v]); free(P[v]); free(dQ[v]); free(dK[v]); free(dV[v]); }
         free(Q); free(K); free(V); free(up); free(work); free(mask);
     }
-    tf_check(t, worst < 1e-12, "sdpa_forward/backward (matrix products) equal attend_forward/"
+    check(t, worst < 1e-12, "sdpa_forward/backward (matrix products) equal attend_forward/"
           "backward row by row: out, weights and the three gradients within %.1e (<= 1e-12) "
           "on sizes 1 to 65, non-square, a padded key, causal", worst);
 
@@ -2414,14 +2397,17 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
         free(W); free(Xq); free(up); free(one); free(cm); free(gm);
         if (!self) free(Xkv);
     }
-    tf_check(t, worst < 1e-12, "mha_forward/backward over a batch of 3 equal 3 calls with "
+    check(t, worst < 1e-12, "mha_forward/backward over a batch of 3 equal 3 calls with "
           "B = 1: outputs and every gradient within %.1e (<= 1e-12), cross-"
           "attention with a padded key and causal self-attention", worst);
 }
 
+/* Chapter 3's checks print "tf: " before their description, so that
+ * `./tests | grep " tf: "` lists exactly them. */
 static void tests_transformer(Tally *t) {
     Rng r;
     rng_seed(&r, 4321);
+    t->prefix = "tf: ";
     tf_test_pieces(t, &r);
     tf_test_positions(t, &r);
     tf_test_layers(t, &r);
@@ -2433,6 +2419,7 @@ static void tests_transformer(Tally *t) {
     tf_test_heldout_split(t);
     tf_test_text_windows(t);
     tf_test_sampling(t);
+    t->prefix = "";
 }
 
 /* ========================================================================
@@ -2516,7 +2503,7 @@ static void tests_notes(Tally *t) {
 }
 
 int main(void) {
-    Tally t = {0, 0};
+    Tally t = {0, 0, ""};
     tests_attention(&t);
     tests_seq2seq(&t);
     tests_transformer(&t);
