@@ -308,7 +308,8 @@ typedef struct {
     S2sCell dec;               /* decoder cell, input Din */
     Score score;               /* Bahdanau: additive (Dq H, Dk 2H); Luong: dot/general/concat */
     double *Wc, *bc;           /* Luong: (He+H, H), (H): h~ = tanh([c; h] Wc + bc) */
-    double *Wp, *vp;           /* Luong local-p: (H,A), (A): p = (S-1) sigmoid(vp . tanh(h Wp)) */
+    double *Wp, *vp;           /* Luong local-p: (H,A), (A): p = (slen-1) sigmoid(vp . tanh(h Wp)),
+                                  slen = the row's source length (at most T) */
     double *Wo, *bo;           /* (Dout,V), (V): logits = out_in @ Wo + bo */
 } S2sWeights;
 
@@ -1918,7 +1919,12 @@ static void s2s_usage(const char *prog) {
            "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
            "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32)\n"
            "  --bench          ms per training step of the issue's configurations\n"
-           "  --help           this text\n", prog);
+           "  --help           this text\n"
+           "\n"
+           "  Progress while training: step, loss and teacher-forced token accuracy on\n"
+           "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
+           "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n",
+           prog);
 }
 
 static void s2s_die(const char *prog, const char *msg, const char *opt) {
@@ -1961,10 +1967,19 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         case O_AHID:   c.A = (int)arg_long(argc, argv, &i, 1, 512); break;
         case O_BATCH:  o->batch = (int)arg_long(argc, argv, &i, 1, 512); break;
         case O_STEPS:  tr.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LR:
-            tr.lr = arg_double(argc, argv, &i, 0.0, 1.0);
-            if (tr.lr <= 0) s2s_die(argv[0], " must be above 0 and at most 1, got 0", "--lr");
+        case O_LR: {      /* (0, 1]: arg_double takes closed ranges only */
+            const char *s = arg_value(argc, argv, &i);
+            char *end;
+            errno = 0;
+            tr.lr = strtod(s, &end);
+            if (errno || end == s || *end != '\0' || isspace((unsigned char)s[0]) ||
+                !(tr.lr > 0.0 && tr.lr <= 1.0)) {
+                fprintf(stderr, "%s: --lr must be a number in (0, 1] (above 0, at most 1), "
+                        "got '%s'\n", argv[0], s);
+                exit(2);
+            }
             break;
+        }
         case O_CLIP:   tr.clip = arg_double(argc, argv, &i, 0.0, 1000.0); break;
         case O_TEST:   o->test = (int)arg_long(argc, argv, &i, 1, 100000); break;
         case O_BEAM:   o->beam = (int)arg_long(argc, argv, &i, 1, 64); break;
@@ -2054,8 +2069,13 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         }
         if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
         if (tk.min_len > tk.max_len) {
-            fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
-                    tk.max_len, tk.min_len);
+            if (given[O_MINLEN])
+                fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
+                        tk.max_len, tk.min_len);
+            else   /* only the length experiment sets its own shortest source */
+                fprintf(stderr, "%s: --len %d is below the shortest source of --experiment "
+                        "length (%d by default); give --min-len 1..%d too, or --len %d..60\n",
+                        P, tk.max_len, tk.min_len, tk.max_len, tk.min_len);
             exit(2);
         }
         if (s2s_task_space(&tk) < 200) {
@@ -2149,6 +2169,10 @@ static void s2s_main_run(const S2sOptions *o) {
         print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
                       ? "alignment of example 1 (row: output token, column: source token; "
                         "window softmax times the Gaussian)"
+                      : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
+                      ? "alignment of example 1 (row: output token, column: source token; "
+                        "a row sums to 1, or is all 0 where its window [t-D, t+D] misses "
+                        "the source)"
                       : "alignment of example 1 (row: output token, column: source token; "
                         "each row sums to 1)", W, R, C, rows, cols);
         if (o->svg) {
