@@ -439,7 +439,10 @@ void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
         S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
         for (int k = 0; k < 3; k++)
             if (cs[k]->bx)
-                for (int j = 0; j < cfg->H; j++) { cs[k]->bx[cfg->H + j] = 1.0; cs[k]->bh[cfg->H + j] = 0.0; }
+                for (int j = 0; j < cfg->H; j++) {
+                    cs[k]->bx[cfg->H + j] = 1.0;
+                    cs[k]->bh[cfg->H + j] = 0.0;
+                }
     }
 }
 
@@ -484,6 +487,12 @@ typedef struct {
     double *work;     /* scratch: (B*8H) cell, (B*H) tanh, (2T) attention, (A) local-p */
 } S2sActs;
 
+/* The one layout step of every *_acts_bind here (s2s, pool, cnn): with a,
+ * mem and off in scope, point a->field at the next n doubles of mem if cond
+ * holds (NULL otherwise, and when mem is NULL: counting only). */
+#define S2S_TAKE(field, n, cond) \
+    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
+
 /* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
 int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
     const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
@@ -493,8 +502,6 @@ int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int
     int off = 0;
     S2sActs dummy;
     if (!a) a = &dummy;
-#define S2S_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
     a->B = B; a->T = T; a->S = S;
     S2S_TAKE(x_src, T * B * E, 1);
     S2S_TAKE(hf, T * B * H, 1);
@@ -523,7 +530,6 @@ int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int
     S2S_TAKE(logits, S * B * V, 1);
     S2S_TAKE(probs, S * B * V, 1);
     S2S_TAKE(work, B * 9 * H + 2 * T + A, 1);
-#undef S2S_TAKE
     return off;
 }
 
@@ -1102,7 +1108,8 @@ void s2s_greedy_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S
 
 /* permute rows (K,n) of X: row j becomes old row parent[j], j < nn */
 static void s2s_permute_rows(double *X, const int *parent, int nn, int n, double *work) {
-    for (int j = 0; j < nn; j++) memcpy(work + j * n, X + parent[j] * n, sizeof(double) * (size_t)n);
+    for (int j = 0; j < nn; j++)
+        memcpy(work + j * n, X + parent[j] * n, sizeof(double) * (size_t)n);
     memcpy(X, work, sizeof(double) * (size_t)(nn * n));
 }
 
@@ -1211,7 +1218,10 @@ S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sDa
             }
             tok_n += n;
             seq_ok += same;
-            if (ok_by_len) { ok_by_len[d->slen[start + b]] += same; n_by_len[d->slen[start + b]]++; }
+            if (ok_by_len) {
+                ok_by_len[d->slen[start + b]] += same;
+                n_by_len[d->slen[start + b]]++;
+            }
         }
     }
     S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
@@ -1229,21 +1239,30 @@ typedef struct {
     int log_every;  /* progress line every this many steps (0: silent) */
 } S2sTrainConfig;
 
+/* What every training loop of this file does after its backward: clip the
+ * n gradients to global norm clip (0: no clipping), then Adam step number
+ * step (1-based) with learning rate lr on params, moments m and v (n each). */
+void s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
+                   double lr, double clip) {
+    if (clip > 0) clip_grad_norm(grads, n, clip);
+    adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
+}
+
 /* One step on batch bt: zero grads, forward, backward, clip, Adam.
  * Returns the loss before the update. */
 double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
     s2s_zero_grad(m);
     double loss = s2s_forward(r, bt, m);
     s2s_backward(m, r, bt);
-    if (clip > 0) clip_grad_norm(m->grads, m->num_params, clip);
     m->step++;
-    adam_update(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, 0.9, 0.999,
-                1e-8, 0.0);
+    s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip);
     return loss;
 }
 
 /* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
-double s2s_lr_at(double lr, int s, int n) { return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1)); }
+double s2s_lr_at(double lr, int s, int n) {
+    return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1));
+}
 
 /* Train on fresh batches of the task's training split. Every log_every
  * steps (if > 0) a progress line: step, mean loss and teacher-forced token
@@ -1426,8 +1445,6 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     int off = 0;
     PoolActs dummy;
     if (!a) a = &dummy;
-#define S2S_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
     a->B = B; a->T = T;
     S2S_TAKE(x, T * B * c->E, 1);
     S2S_TAKE(h, T * B * H, 1);
@@ -1442,7 +1459,6 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     S2S_TAKE(probs, B * c->C, 1);
     S2S_TAKE(zero, B * H, 1);
     S2S_TAKE(work, B * 8 * H + 2 * T + c->A, 1);
-#undef S2S_TAKE
     return off;
 }
 
@@ -1502,13 +1518,13 @@ double pool_forward(PoolActs *a, const int *tokens, const int *labels, const Poo
     return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, H, c->C);
 }
 
-/* Backward of pool_forward: adds into m->grads; g is a second PoolActs
- * bound like a, for the activation gradients (cleared here). */
-void pool_backward(PoolModel *m, PoolActs *g, const PoolActs *a, const int *tokens,
-                   const int *labels) {
+/* Backward of pool_forward: adds into the parameter gradients gw (m->g);
+ * g is a second PoolActs bound like a, for the activation gradients
+ * (cleared here). */
+void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *tokens,
+                   const int *labels, const PoolModel *m) {
     const PoolConfig *c = &m->cfg;
     const PoolWeights *w = &m->w;
-    PoolWeights *gw = &m->g;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
     memset(g->x, 0, sizeof(double) * (size_t)pool_acts_bind(NULL, NULL, c, B, T));
     s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, H,
@@ -1667,7 +1683,7 @@ typedef struct {
     double *sc;          /* attention: (B,(N+1)A) score caches */
     double *r;           /* (B,F) the pooled vector */
     double *logits, *probs; /* (B,C) each */
-    double *work;        /* (2*B*4H + 2N + A) scratch */
+    double *work;        /* attention: scratch, max(2N + A, 2 B G H with the query RNN) */
 } CnnActs;
 
 /* Build m for c: the size table, the four blocks (params, grads, Adam m and
@@ -1690,7 +1706,8 @@ void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
     }
     if (c->pool == CNN_ATT_LEARNED) o_u = s2s_push(m, &off, "u", c->F, 1.0);
     if (att) {
-        o_score = s2s_push(m, &off, "score.W", Dq * c->A, 1.0 / sqrt((double)Dq)); /* score_bind order */
+        /* score_bind order: W, U, v */
+        o_score = s2s_push(m, &off, "score.W", Dq * c->A, 1.0 / sqrt((double)Dq));
         s2s_push(m, &off, "score.U", c->F * c->A, 1.0 / sqrt((double)c->F));
         s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
     }
@@ -1725,25 +1742,27 @@ int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     int off = 0;
     CnnActs dummy;
     if (!a) a = &dummy;
-#define CNN_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
     a->B = B; a->T = T; a->N = N;
-    CNN_TAKE(x, T * B * c->E, 1);
-    CNN_TAKE(cols, B * N * c->K * c->E, 1);
-    CNN_TAKE(pre, B * N * c->F, 1);
-    CNN_TAKE(feat, B * N * c->F, 1);
-    CNN_TAKE(h, T * B * H, rnn);
-    CNN_TAKE(c, T * B * H, rnn && c->cell == CELL_LSTM);
-    CNN_TAKE(k, T * B * cell_cache_size(c->cell, H), rnn);
-    CNN_TAKE(zero, B * H, rnn);
-    CNN_TAKE(Kp, B * N * A, att);
-    CNN_TAKE(att, B * N, att);
-    CNN_TAKE(sc, B * (N + 1) * A, att);
-    CNN_TAKE(r, B * c->F, 1);
-    CNN_TAKE(logits, B * c->C, 1);
-    CNN_TAKE(probs, B * c->C, 1);
-    CNN_TAKE(work, 2 * B * 4 * H + 2 * N + A, 1);
-#undef CNN_TAKE
+    S2S_TAKE(x, T * B * c->E, 1);
+    S2S_TAKE(cols, B * N * c->K * c->E, 1);
+    S2S_TAKE(pre, B * N * c->F, 1);
+    S2S_TAKE(feat, B * N * c->F, 1);
+    S2S_TAKE(h, T * B * H, rnn);
+    S2S_TAKE(c, T * B * H, rnn && c->cell == CELL_LSTM);
+    S2S_TAKE(k, T * B * cell_cache_size(c->cell, H), rnn);
+    S2S_TAKE(zero, B * H, rnn);
+    S2S_TAKE(Kp, B * N * A, att);
+    S2S_TAKE(att, B * N, att);
+    S2S_TAKE(sc, B * (N + 1) * A, att);
+    S2S_TAKE(r, B * c->F, 1);
+    S2S_TAKE(logits, B * c->C, 1);
+    S2S_TAKE(probs, B * c->C, 1);
+    /* scratch: the query RNN's backward needs 2 B G H (cell_backward), the
+     * attention's 2N + A (attend_backward); they run one after the other */
+    const int rnn_work = rnn ? 2 * B * cell_gates(c->cell) * H : 0;
+    const int att_work = att ? 2 * N + A : 0;
+    S2S_TAKE(work, rnn_work > att_work ? rnn_work : att_work, att);
+#undef S2S_TAKE   /* the last *_acts_bind of the file */
     return off;
 }
 
@@ -1781,13 +1800,13 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
     return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, F, c->C);
 }
 
-/* Backward of cnn_forward: adds into m->grads; g is a second CnnActs bound
- * like a, for the activation gradients (cleared here). */
-void cnn_backward(CnnModel *m, CnnActs *g, const CnnActs *a, const int *tokens,
-                  const int *labels) {
+/* Backward of cnn_forward: adds into the parameter gradients gw (m->g); g
+ * is a second CnnActs bound like a, for the activation gradients (cleared
+ * here). */
+void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *tokens,
+                  const int *labels, const CnnModel *m) {
     const CnnConfig *c = &m->cfg;
     const CnnWeights *w = &m->w;
-    CnnWeights *gw = &m->g;
     const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
     memset(g->x, 0, sizeof(double) * (size_t)cnn_acts_bind(NULL, NULL, c, B, T));
     s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, F,
@@ -1843,7 +1862,10 @@ void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout)
         do {
             for (int t = 0; t < T - 1; t++) seq[t] = rng_int(r, CNN_LETTERS);
             int px, py;                                   /* pairs in 0..T-2, apart */
-            do { px = rng_int(r, T - 2); py = rng_int(r, T - 2); } while (py - px < 2 && px - py < 2);
+            do {
+                px = rng_int(r, T - 2);
+                py = rng_int(r, T - 2);
+            } while (py - px < 2 && px - py < 2);
             lx = rng_int(r, CNN_CLASSES);
             do ly = rng_int(r, CNN_CLASSES); while (ly == lx);
             seq[px] = CNN_MARK_X; seq[px + 1] = lx;
@@ -1917,7 +1939,8 @@ static void s2s_usage(const char *prog) {
            "                     and attention pooling (a learned query, or the RNN's h_T)\n"
            "                     (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
            "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
-           "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32)\n"
+           "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32);\n"
+           "                   F is also the hidden size of the CNN's attention score\n"
            "  --bench          ms per training step of the issue's configurations\n"
            "  --help           this text\n"
            "\n"
@@ -2005,7 +2028,8 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         for (int k = 0; k < O_N; k++) {
             int ok = !given[k];
             for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++) ok |= allowed[j] == k;
-            if (o->experiment != S2S_EXP_LENGTH && (k == O_MINLEN || k == O_TEST) && given[k]) ok = 0;
+            if (o->experiment != S2S_EXP_LENGTH && (k == O_MINLEN || k == O_TEST) && given[k])
+                ok = 0;
             if (o->experiment != S2S_EXP_CNN && (k == O_KERNEL || k == O_CHANNELS || k == O_SVG)
                 && given[k]) ok = 0;
             if (!ok)
@@ -2147,7 +2171,8 @@ static void s2s_main_run(const S2sOptions *o) {
         for (int i = 0; i < lens[0]; i++) printf(" %s", s2s_token_name(nb, tk->task, out[i]));
         if (!ok) {
             printf("   (target:");
-            for (int i = 0; i < test.tlen[e]; i++) printf(" %s", s2s_token_name(nb, tk->task, tg[i]));
+            for (int i = 0; i < test.tlen[e]; i++)
+                printf(" %s", s2s_token_name(nb, tk->task, tg[i]));
             printf(")");
         }
         printf("\n");
@@ -2257,11 +2282,13 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
            100.0 / C);
     int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
     int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
+    const int tail = o->train.steps < 50 ? o->train.steps : 50;  /* loss: mean of these */
     for (int p = POOL_LAST; p <= POOL_ATTENTION; p++) {
         PoolConfig c = { p, o->cfg.cell, S2S_FIRST + C, o->cfg.E, o->cfg.H, o->cfg.H, C };
-        Rng r, rt;
-        rng_seed(&r, (uint64_t)o->seed);
-        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);
+        Rng r, rt, rb;   /* init, held-out set, training batches: one stream each, so */
+        rng_seed(&r, (uint64_t)o->seed);              /* every pooling sees the same  */
+        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);   /* batches whatever its size    */
+        rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
         pool_task_batch(tok, lab, &rt, NT, T, C, 1);
         PoolModel m;
         pool_build(&m, &c, &r);
@@ -2270,17 +2297,16 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         PoolActs a, g;
         double t0 = seconds(), loss = 0.0;
         for (int s = 1; s <= o->train.steps; s++) {
-            pool_task_batch(btok, blab, &r, B, T, C, 0);
+            pool_task_batch(btok, blab, &rb, B, T, C, 0);
             pool_acts_bind(&a, amem, &c, B, T);
             pool_acts_bind(&g, gmem, &c, B, T);
             memset(m.grads, 0, sizeof(double) * (size_t)m.num_params);
             double l = pool_forward(&a, btok, blab, &m);
-            if (s > o->train.steps - 50) loss += l / 50;
-            pool_backward(&m, &g, &a, btok, blab);
-            if (o->train.clip > 0) clip_grad_norm(m.grads, m.num_params, o->train.clip);
+            if (s > o->train.steps - tail) loss += l / tail;
+            pool_backward(&m.g, &g, &a, btok, blab, &m);
             m.step++;
-            adam_update(m.params, m.grads, m.m, m.v, m.num_params, m.step,
-                        s2s_lr_at(o->train.lr, s, o->train.steps), 0.9, 0.999, 1e-8, 0.0);
+            s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
+                          s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip);
         }
         pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
         pool_forward(&a, tok, lab, &m);
@@ -2292,8 +2318,8 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
             ok += best == lab[b];
             if (a.att) w1 += a.att[b * T + 1] / NT;
         }
-        printf("  %-9s held-out accuracy %5.1f%%  (final training loss %.3f)", pool_names[p],
-               100.0 * ok / NT, loss > 0 ? loss : 0.0);
+        printf("  %-9s held-out accuracy %5.1f%%  (training loss %.3f, mean of the last %d "
+               "steps)", pool_names[p], 100.0 * ok / NT, loss, tail);
         if (a.att) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
                           1.0 / T);
         printf("\n");
@@ -2307,9 +2333,12 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
 /* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
  * RNN classifier with last / mean / attention pooling, the CNN with max /
  * mean / attention pooling, the attention's query learned or the h_T of an
- * RNN over the same input. Same data, seed, steps and learning rate for all.
- * One table (times on stdout: it is an experiment), then the pooling weights
- * of the attention-pooled models for held-out example 1 (and --svg). */
+ * RNN over the same input. Same held-out set, same training batches (their
+ * own generator, untouched by the model's init), steps and learning rate
+ * for all. One table (times on stdout: it is an experiment), then the
+ * pooling weights of the attention-pooled models for one held-out example
+ * (and --svg): the first whose two pairs both end at least K positions
+ * before the question, so no window holds a pair and the question. */
 static void s2s_experiment_cnn(const S2sOptions *o) {
     enum { NV = 7, NT = 1000 };
     const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch, V = S2S_FIRST + CNN_SYMBOLS;
@@ -2325,6 +2354,15 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     Rng rt;
     rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
     cnn_task_batch(tok, lab, &rt, NT, T, 1);
+    int ex = 0;                                        /* the example the heatmap shows */
+    for (int e = 0; e < NT; e++) {
+        int far = 1;   /* marker at p, letter at p + 1, question at T - 1 */
+        for (int t = 0; t < T; t++) {
+            int sym = tok[t * NT + e] - S2S_FIRST;
+            if ((sym == CNN_MARK_X || sym == CNN_MARK_Y) && (T - 1) - (t + 1) < K) far = 0;
+        }
+        if (far) { ex = e; break; }
+    }
     double *heat = xcalloc_doubles(3 * T);             /* (3,T) the attention rows */
     char rl[3][48], cl[64][2];
     const char *rows[3], *cols[64];
@@ -2335,34 +2373,35 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         const int rnn = v <= POOL_ATTENTION, p = rnn ? v : v - POOL_ATTENTION - 1;
         PoolConfig pc = { p, cell, V, E, H, H, C };
         CnnConfig cc = { p, cell, V, E, K, F, H, F, C };
-        Rng r;
+        Rng r, rb;                                     /* init; training batches */
         rng_seed(&r, (uint64_t)o->seed);
+        rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
         PoolModel pm;
         CnnModel cm;
         PoolActs pa, pg;
         CnnActs ca, cg;
         if (rnn) pool_build(&pm, &pc, &r); else cnn_build(&cm, &cc, &r);
-        int cap = rnn ? pool_acts_bind(NULL, NULL, &pc, B, T) : cnn_acts_bind(NULL, NULL, &cc, B, T);
+        int cap = rnn ? pool_acts_bind(NULL, NULL, &pc, B, T)
+                      : cnn_acts_bind(NULL, NULL, &cc, B, T);
         double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
         double *P = rnn ? pm.params : cm.params, *G = rnn ? pm.grads : cm.grads;
         double *M = rnn ? pm.m : cm.m, *S = rnn ? pm.v : cm.v;
         const int np = rnn ? pm.num_params : cm.num_params;
         double t0 = seconds();
         for (int s = 1; s <= o->train.steps; s++) {
-            cnn_task_batch(btok, blab, &r, B, T, 0);
+            cnn_task_batch(btok, blab, &rb, B, T, 0);
             memset(G, 0, sizeof(double) * (size_t)np);
             if (rnn) {
                 pool_acts_bind(&pa, amem, &pc, B, T); pool_acts_bind(&pg, gmem, &pc, B, T);
                 pool_forward(&pa, btok, blab, &pm);
-                pool_backward(&pm, &pg, &pa, btok, blab);
+                pool_backward(&pm.g, &pg, &pa, btok, blab, &pm);
             } else {
                 cnn_acts_bind(&ca, amem, &cc, B, T); cnn_acts_bind(&cg, gmem, &cc, B, T);
                 cnn_forward(&ca, btok, blab, &cm);
-                cnn_backward(&cm, &cg, &ca, btok, blab);
+                cnn_backward(&cm.g, &cg, &ca, btok, blab, &cm);
             }
-            if (o->train.clip > 0) clip_grad_norm(G, np, o->train.clip);
-            adam_update(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps), 0.9,
-                        0.999, 1e-8, 0.0);
+            s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
+                          o->train.clip);
         }
         double secs = seconds() - t0;
         int ok = 0;                                    /* held-out, B examples at a time */
@@ -2384,9 +2423,11 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
                 int best = argmax(pr + b * C, C);
                 ok += best == lab[start + b];
             }
-            if (start == 0 && att) {   /* example 1: a CNN window goes under its centre */
-                for (int t = 0; t < (rnn ? T : T - K + 1); t++)
-                    heat[nh * T + t + (rnn ? 0 : (K - 1) / 2)] = att[t];
+            if (start <= ex && ex < start + nb && att) {
+                /* example ex; a CNN window n goes under column n + (K-1)/2 */
+                const int b = ex - start, W = rnn ? T : T - K + 1;
+                for (int t = 0; t < W; t++)
+                    heat[nh * T + t + (rnn ? 0 : (K - 1) / 2)] = att[b * W + t];
                 snprintf(rl[nh], sizeof rl[nh], "%s, %s", rnn ? cn : "cnn",
                          rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
                 rows[nh] = rl[nh];
@@ -2394,7 +2435,8 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
             }
         }
         char pool[48];
-        if (!rnn && p == CNN_ATT_RNN) snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+        if (!rnn && p == CNN_ATT_RNN)
+            snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
         else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
         printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
                100.0 * ok / NT, np, secs);
@@ -2403,16 +2445,22 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         if (rnn) pool_free(&pm); else cnn_free(&cm);
     }
     for (int t = 0; t < T; t++) {
-        cl[t][0] = cnn_symbol(tok[t * NT]); cl[t][1] = '\0';
+        cl[t][0] = cnn_symbol(tok[t * NT + ex]); cl[t][1] = '\0';
         cols[t] = cl[t];
     }
-    printf("\nthe pooling weights of held-out example 1 (label %c; a CNN window is drawn under "
-           "its centre):\n", cnn_symbol_chars[lab[0]]);
+    char where[96] = "", title[160];
+    if (K % 2 == 0)
+        snprintf(where, sizeof where, "; K = %d is even, so its true centre is half a column "
+                 "further right", K);
+    printf("\nthe pooling weights of held-out example %d, the first whose pairs end %d or more "
+           "positions\nbefore the question (label %c; a CNN window is drawn under its centre "
+           "column%s):\n", ex + 1, K, cnn_symbol_chars[lab[ex]], where);
     print_heatmap(stdout, "row: model, column: input token; each row sums to 1", heat, nh, T,
                   rows, cols);
     if (o->svg) {
-        write_svg_heatmap(o->svg, "pooling weights of held-out example 1", heat, nh, T, rows,
-                          cols);
+        snprintf(title, sizeof title, "pooling weights of held-out example %d (a CNN window "
+                 "under column n + (K-1)/2%s)", ex + 1, K % 2 ? "" : ", rounded down: K even");
+        write_svg_heatmap(o->svg, title, heat, nh, T, rows, cols);
         printf("  wrote %s\n", o->svg);
     }
     free(heat); free(tok); free(lab); free(btok); free(blab);

@@ -1329,7 +1329,7 @@ static double s2s_pool_loss(void *ctx) {
 static void s2s_pool_grad(void *ctx) {
     S2sPoolCtx *k = ctx;
     pool_forward(&k->a, k->tokens, k->labels, &k->m);
-    pool_backward(&k->m, &k->g, &k->a, k->tokens, k->labels);
+    pool_backward(&k->m.g, &k->g, &k->a, k->tokens, k->labels, &k->m);
 }
 
 static void s2s_test_pooling(Tally *t) {
@@ -1463,7 +1463,7 @@ static double s2s_cnn_loss(void *ctx) {
 static void s2s_cnn_grad(void *ctx) {
     S2sCnnCtx *k = ctx;
     cnn_forward(&k->a, k->tokens, k->labels, &k->m);
-    cnn_backward(&k->m, &k->g, &k->a, k->tokens, k->labels);
+    cnn_backward(&k->m.g, &k->g, &k->a, k->tokens, k->labels, &k->m);
 }
 
 /* the whole CNN classifier with each pooling, every parameter tensor */
