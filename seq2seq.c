@@ -2117,6 +2117,28 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     if (o->svg) check_writable(P, "--svg", o->svg);   /* fail now, not after training */
 }
 
+/* Decode held-out example e of d into out (maxlen = d->Nmax + 1) and *len,
+ * greedily (beam <= 1) or by beam search, and leave the attention weights of
+ * every output step in r->a.att, rows (step, T) of a batch of one: greedy
+ * decoding keeps them; for the beam's output a teacher-forced pass over it
+ * recomputes them (step i attends given the beam's own y_<i, as it did in
+ * the search). bt must hold one row of d's sizes. */
+static void s2s_show_decode(int *out, int *len, S2sRun *r, S2sBatch *bt, const S2sModel *m,
+                            const S2sData *d, int e, int beam) {
+    const int maxlen = d->Nmax + 1;
+    s2s_batch_from_data(bt, d, e, 1);
+    if (beam <= 1) {
+        s2s_greedy_decode(out, len, r, m, bt, maxlen);
+        return;
+    }
+    double lp;
+    len[0] = s2s_beam_search(out, &lp, r, m, d->src + e * d->Tmax, d->slen[e], beam, maxlen);
+    /* the teacher-forced pass: at most Nmax tokens fit with the EOS step */
+    s2s_batch_row(bt, 0, d->src + e * d->Tmax, d->slen[e], out,
+                  len[0] < d->Nmax ? len[0] : d->Nmax);
+    s2s_forward(r, bt, m);
+}
+
 /* Train the model of o on its task and report: held-out accuracy, a few
  * decoded examples, the alignment of one as a heatmap (and an SVG). */
 static void s2s_main_run(const S2sOptions *o) {
@@ -2154,13 +2176,13 @@ static void s2s_main_run(const S2sOptions *o) {
     if (o->beam > 1) printf("  beam width %d\n", o->beam);
     printf("  token accuracy %.2f%%   exact-sequence accuracy %.2f%%\n\n", 100 * acc.tok_acc,
            100 * acc.seq_acc);
-    /* a few examples, decoded greedily one by one (the heatmap needs its weights) */
-    printf("examples (source -> output, target):\n");
+    /* a few examples, decoded one by one as the held-out set was */
+    printf("examples (source -> output, target), %s:\n",
+           o->beam > 1 ? "beam search decoding" : "greedy decoding");
     bt.B = 1;
     int lens[1], maxlen = Nmax + 1;
     for (int e = 0; e < 5 && e < test.n; e++) {
-        s2s_batch_from_data(&bt, &test, e, 1);
-        s2s_greedy_decode(out, lens, &run, &m, &bt, maxlen);
+        s2s_show_decode(out, lens, &run, &bt, &m, &test, e, o->beam);
         const int *tg = test.tgt + e * test.Nmax;
         int ok = lens[0] == test.tlen[e];
         for (int i = 0; ok && i < lens[0]; i++) ok = out[i] == tg[i];
@@ -2178,8 +2200,7 @@ static void s2s_main_run(const S2sOptions *o) {
         printf("\n");
     }
     if (c->attention != S2S_NONE) {   /* the alignment of example 0 */
-        s2s_batch_from_data(&bt, &test, 0, 1);
-        s2s_greedy_decode(out, lens, &run, &m, &bt, maxlen);
+        s2s_show_decode(out, lens, &run, &bt, &m, &test, 0, o->beam);
         int R = lens[0] < maxlen ? lens[0] + 1 : maxlen, C = test.slen[0];
         double *W = xcalloc_doubles(R * C);
         char rl[64][8], cl[64][8];
