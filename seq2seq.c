@@ -1580,6 +1580,7 @@ void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int 
  *   attention  a = softmax_n(v . tanh(W q + U feat_n)),  r = sum_n a_n feat_n
  *              q = u, a learned vector (F), or q = h_T, the last state of an
  *              LSTM over the same embeddings (H): the notes' sentence vector
+ *   control    r = [max_n feat_n; h_T]   (F+H): the same LSTM, no attention
  *   logits = r Wo + bo
  *
  * The convolution is one matmul: im2col copies the K embeddings under each
@@ -1641,24 +1642,36 @@ void conv1d_backward(double *dx, double *dW, double *db, double *dpre, double *d
 
 /* ---- the classifier ----------------------------------------------------- */
 
-enum { CNN_MAX, CNN_MEAN, CNN_ATT_LEARNED, CNN_ATT_RNN };
+/* CNN_MAX_RNN is a control, not a pooling of the notes: max pooling with
+ * the RNN's h_T concatenated to r, so the classifier reads the same RNN as
+ * CNN_ATT_RNN does (as many parameters, near enough) without attention. */
+enum { CNN_MAX, CNN_MEAN, CNN_ATT_LEARNED, CNN_ATT_RNN, CNN_MAX_RNN };
 static const char *const cnn_pool_names[] = { "max", "mean", "attention, learned query",
-                                              "attention, query = RNN h_T", NULL };
+                                              "attention, query = RNN h_T",
+                                              "max, RNN h_T concatenated", NULL };
+
 
 typedef struct {
-    int pool;           /* CNN_MAX | CNN_MEAN | CNN_ATT_LEARNED | CNN_ATT_RNN */
-    int cell;           /* CELL_* of the query RNN (CNN_ATT_RNN only) */
+    int pool;           /* CNN_MAX | CNN_MEAN | CNN_ATT_LEARNED | CNN_ATT_RNN | CNN_MAX_RNN */
+    int cell;           /* CELL_* of the RNN (CNN_ATT_RNN, CNN_MAX_RNN only) */
     int V, E, K, F;     /* vocabulary, embedding, kernel width, channels */
-    int H, A, C;        /* query RNN hidden (CNN_ATT_RNN), score hidden, classes */
+    int H, A, C;        /* RNN hidden (CNN_ATT_RNN, CNN_MAX_RNN), score hidden, classes */
 } CnnConfig;
+
+/* width R of the pooled vector r the classifier reads: F, or F + H with
+ * the RNN's h_T concatenated (CNN_MAX_RNN) */
+int cnn_pooled_width(const CnnConfig *c) { return c->F + (c->pool == CNN_MAX_RNN ? c->H : 0); }
+
+/* does pooling c->pool run the RNN (h_T as query or as extra features)? */
+int cnn_has_rnn(const CnnConfig *c) { return c->pool == CNN_ATT_RNN || c->pool == CNN_MAX_RNN; }
 
 typedef struct {
     double *emb;        /* (V,E), read by the convolution and the query RNN */
     double *W, *b;      /* (K*E,F), (F): the convolution */
-    S2sCell enc;        /* CNN_ATT_RNN: the query RNN, input E, hidden H */
+    S2sCell enc;        /* CNN_ATT_RNN, CNN_MAX_RNN: the RNN, input E, hidden H */
     double *u;          /* CNN_ATT_LEARNED: (F) the learned query */
     Score score;        /* attention: additive, Dq = F (learned) or H (RNN), Dk = F */
-    double *Wo, *bo;    /* (F,C), (C) */
+    double *Wo, *bo;    /* (R,C), (C); R = cnn_pooled_width(): F, or F + H */
 } CnnWeights;
 
 typedef struct {
@@ -1676,14 +1689,14 @@ typedef struct {
     double *x;           /* (T,B,E) embeddings */
     double *cols;        /* (B*N,K*E) im2col rows */
     double *pre, *feat;  /* (B*N,F) each: before and after the ReLU */
-    double *h, *c, *k;   /* RNN query: (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) */
+    double *h, *c, *k;   /* RNN: (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) */
     double *zero;        /* RNN query: (B,H) the initial state */
     double *Kp;          /* attention: (B*N,A) prepared keys U feat_n */
     double *att;         /* attention: (B,N) the pooling weights */
     double *sc;          /* attention: (B,(N+1)A) score caches */
-    double *r;           /* (B,F) the pooled vector */
+    double *r;           /* (B,R) the pooled vector, R = F (+ H: CNN_MAX_RNN) */
     double *logits, *probs; /* (B,C) each */
-    double *work;        /* attention: scratch, max(2N + A, 2 B G H with the query RNN) */
+    double *work;        /* attention or RNN: scratch, max(2N + A, 2 B G H with the RNN) */
 } CnnActs;
 
 /* Build m for c: the size table, the four blocks (params, grads, Adam m and
@@ -1691,7 +1704,8 @@ typedef struct {
 void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    const int att = c->pool >= CNN_ATT_LEARNED, rnn = c->pool == CNN_ATT_RNN;
+    const int att = c->pool == CNN_ATT_LEARNED || c->pool == CNN_ATT_RNN;
+    const int rnn = cnn_has_rnn(c), R = cnn_pooled_width(c);
     const int Dq = rnn ? c->H : c->F, G = cell_gates(c->cell) * c->H;
     int off = 0, o_enc = 0, o_u = 0, o_score = 0;
     int o_emb = s2s_push(m, &off, "emb", c->V * c->E, 1.0);
@@ -1711,8 +1725,8 @@ void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
         s2s_push(m, &off, "score.U", c->F * c->A, 1.0 / sqrt((double)c->F));
         s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
     }
-    int o_Wo = s2s_push(m, &off, "Wo", c->F * c->C, 1.0 / sqrt((double)c->F));
-    int o_bo = s2s_push(m, &off, "bo", c->C, 1.0 / sqrt((double)c->F));
+    int o_Wo = s2s_push(m, &off, "Wo", R * c->C, 1.0 / sqrt((double)R));
+    int o_bo = s2s_push(m, &off, "bo", c->C, 1.0 / sqrt((double)R));
     m->num_params = off;
     m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
     m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
@@ -1738,7 +1752,8 @@ void cnn_free(CnnModel *m) { free(m->params); free(m->grads); free(m->m); free(m
  * the number of doubles. Fields a pooling does not use are NULL. */
 int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     const int N = T - c->K + 1, H = c->H, A = c->A;
-    const int att = c->pool >= CNN_ATT_LEARNED, rnn = c->pool == CNN_ATT_RNN;
+    const int att = c->pool == CNN_ATT_LEARNED || c->pool == CNN_ATT_RNN;
+    const int rnn = cnn_has_rnn(c);
     int off = 0;
     CnnActs dummy;
     if (!a) a = &dummy;
@@ -1754,14 +1769,14 @@ int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     S2S_TAKE(Kp, B * N * A, att);
     S2S_TAKE(att, B * N, att);
     S2S_TAKE(sc, B * (N + 1) * A, att);
-    S2S_TAKE(r, B * c->F, 1);
+    S2S_TAKE(r, B * cnn_pooled_width(c), 1);
     S2S_TAKE(logits, B * c->C, 1);
     S2S_TAKE(probs, B * c->C, 1);
     /* scratch: the query RNN's backward needs 2 B G H (cell_backward), the
      * attention's 2N + A (attend_backward); they run one after the other */
     const int rnn_work = rnn ? 2 * B * cell_gates(c->cell) * H : 0;
     const int att_work = att ? 2 * N + A : 0;
-    S2S_TAKE(work, rnn_work > att_work ? rnn_work : att_work, att);
+    S2S_TAKE(work, rnn_work > att_work ? rnn_work : att_work, att || rnn);
 #undef S2S_TAKE   /* the last *_acts_bind of the file */
     return off;
 }
@@ -1772,16 +1787,23 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
     const CnnConfig *c = &m->cfg;
     const CnnWeights *w = &m->w;
     const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    const int R = cnn_pooled_width(c);
     embedding_forward(a->x, tokens, w->emb, T * B, c->E);
     conv1d_forward(a->feat, a->pre, a->cols, a->x, w->W, w->b, T, B, c->E, c->K, F);
-    if (c->pool == CNN_MAX) {
+    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
         for (int b = 0; b < B; b++)
             for (int f = 0; f < F; f++) {
                 double best = a->feat[b * N * F + f];
                 for (int n = 1; n < N; n++)
                     if (a->feat[(b * N + n) * F + f] > best) best = a->feat[(b * N + n) * F + f];
-                a->r[b * F + f] = best;
+                a->r[b * R + f] = best;
             }
+        if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
+            pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+            for (int b = 0; b < B; b++)
+                memcpy(a->r + b * R + F, a->h + ((T - 1) * B + b) * H,
+                       sizeof(double) * (size_t)H);
+        }
     } else if (c->pool == CNN_MEAN) {
         for (int i = 0; i < B * F; i++) a->r[i] = 0.0;
         for (int b = 0; b < B; b++)
@@ -1797,7 +1819,7 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                            a->Kp + b * N * A, a->feat + b * N * F, NULL, N, F, &w->score);
         }
     }
-    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, F, c->C);
+    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, R, c->C);
 }
 
 /* Backward of cnn_forward: adds into the parameter gradients gw (m->g); g
@@ -1808,10 +1830,11 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
     const CnnConfig *c = &m->cfg;
     const CnnWeights *w = &m->w;
     const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    const int R = cnn_pooled_width(c);
     memset(g->x, 0, sizeof(double) * (size_t)cnn_acts_bind(NULL, NULL, c, B, T));
-    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, F,
+    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, R,
                       c->C);
-    if (c->pool == CNN_MAX) {
+    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
         /* forward was: r_f = max_n feat_n,f; the gradient goes to the winner
          * only (found again: the first maximum, as in the forward) */
         for (int b = 0; b < B; b++)
@@ -1819,8 +1842,15 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
                 int best = 0;
                 for (int n = 1; n < N; n++)
                     if (a->feat[(b * N + n) * F + f] > a->feat[(b * N + best) * F + f]) best = n;
-                g->feat[(b * N + best) * F + f] += g->r[b * F + f];
+                g->feat[(b * N + best) * F + f] += g->r[b * R + f];
             }
+        if (c->pool == CNN_MAX_RNN) {  /* forward was: r[F..] = h_T of the RNN over x */
+            for (int b = 0; b < B; b++)
+                for (int j = 0; j < H; j++)
+                    g->h[((T - 1) * B + b) * H + j] += g->r[b * R + F + j];
+            pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                              a->zero, &w->enc, T, B, a->work);
+        }
     } else if (c->pool == CNN_MEAN) {  /* forward was: r = (1/N) sum_n feat_n */
         for (int b = 0; b < B; b++)
             for (int n = 0; n < N; n++)
@@ -1936,7 +1966,8 @@ static void s2s_usage(const char *prog) {
            "                   pooling: last vs mean vs attention pooling for classification\n"
            "                     (rnn cells, length 60 unless given)\n"
            "                   cnn: the pooling table with a CNN beside the RNN: max, mean\n"
-           "                     and attention pooling (a learned query, or the RNN's h_T)\n"
+           "                     and attention pooling (a learned query, or the RNN's h_T),\n"
+           "                     and max pooling + the RNN's h_T as a control\n"
            "                     (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
            "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
            "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32);\n"
@@ -2354,14 +2385,16 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
 /* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
  * RNN classifier with last / mean / attention pooling, the CNN with max /
  * mean / attention pooling, the attention's query learned or the h_T of an
- * RNN over the same input. Same held-out set, same training batches (their
+ * RNN over the same input, and a control that hands the same RNN's h_T to
+ * the classifier beside max pooling (the RNN's parameters, no attention).
+ * Same held-out set, same training batches (their
  * own generator, untouched by the model's init), steps and learning rate
  * for all. One table (times on stdout: it is an experiment), then the
  * pooling weights of the attention-pooled models for one held-out example
  * (and --svg): the first whose two pairs both end at least K positions
  * before the question, so no window holds a pair and the question. */
 static void s2s_experiment_cnn(const S2sOptions *o) {
-    enum { NV = 7, NT = 1000 };
+    enum { NV = 8, NT = 1000 };
     const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch, V = S2S_FIRST + CNN_SYMBOLS;
     const int K = o->kernel, F = o->channels, H = o->cfg.H, E = o->cfg.E, cell = o->cfg.cell;
     const char *cn = cell_names[cell];
@@ -2458,6 +2491,8 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         char pool[48];
         if (!rnn && p == CNN_ATT_RNN)
             snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+        else if (!rnn && p == CNN_MAX_RNN)
+            snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
         else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
         printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
                100.0 * ok / NT, np, secs);

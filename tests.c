@@ -1593,7 +1593,7 @@ static void s2s_cnn_grad(void *ctx) {
  * kernel width K = 1, 3 and T (a single window) */
 static void s2s_test_cnn(Tally *t, int K) {
     enum { B = 2, T = 7 };
-    for (int p = CNN_MAX; p <= CNN_ATT_RNN; p++) {
+    for (int p = CNN_MAX; p <= CNN_MAX_RNN; p++) {
         CnnConfig c = { p, CELL_LSTM, S2S_FIRST + CNN_SYMBOLS, 3, K, 4, 3, 3, CNN_CLASSES };
         S2sCnnCtx k;
         Rng r;
@@ -1614,7 +1614,7 @@ static void s2s_test_cnn(Tally *t, int K) {
         }
         char what[112];
         snprintf(what, sizeof what, "CNN classifier (T %d, K %d, F 4), pooling: %s%s, whole "
-                 "model, %d tensors", T, K, cnn_pool_names[p], p == CNN_ATT_RNN ? " (lstm)" : "",
+                 "model, %d tensors", T, K, cnn_pool_names[p], cnn_has_rnn(&c) ? " (lstm)" : "",
                  k.m.nt);
         check_grad(t, what, (Differentiable){ s2s_cnn_loss, s2s_cnn_grad, &k }, ts, k.m.nt, 1e-6);
         free(amem); free(gmem); cnn_free(&k.m);
