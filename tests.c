@@ -1058,7 +1058,8 @@ static void s2s_test_cells(Tally *t) {
     for (int kind = CELL_RNN; kind <= CELL_LSTM; kind++) {
         int np = cell_num_params(kind, I, H), G = cell_gates(kind) * H, lstm = kind == CELL_LSTM;
         double *P = xcalloc_doubles(np), *dP = xcalloc_doubles(np);
-        double *mem = xcalloc_doubles(12 * B * H + B * I * 2 + B * cell_cache_size(kind, H) + 2 * B * G);
+        double *mem = xcalloc_doubles(12 * B * H + B * I * 2 + B * cell_cache_size(kind, H) +
+                                      2 * B * G);
         S2sCellCtx k;
         k.B = B;
         k.mask[0] = 1; k.mask[1] = 0; k.mask[2] = 1;   /* row 1 is padding */
@@ -1082,7 +1083,8 @@ static void s2s_test_cells(Tally *t) {
                          { "c_prev", k.c0, k.dc0, B * H } };
         Differentiable f = { s2s_cell_loss, s2s_cell_grad, &k };
         char what[96];
-        snprintf(what, sizeof what, "%s cell, one step, B=%d with a padding row", cell_names[kind], B);
+        snprintf(what, sizeof what, "%s cell, one step, B=%d with a padding row",
+                 cell_names[kind], B);
         check_grad(t, what, f, ts, lstm ? 7 : 6, 1e-7);
         /* the padding row passed its state through unchanged */
         s2s_cell_loss(&k);
@@ -1257,7 +1259,11 @@ static void s2s_test_beam(Tally *t) {
                     if (!eos && n < L) continue;       /* no EOS only at the length cap */
                     double lp = s2s_seq_logp(&k, &one, src, 3, y, eos ? n - 1 : n, eos);
                     count++;
-                    if (lp > best) { best = lp; bestn = eos ? n - 1 : n; memcpy(besty, y, sizeof y); }
+                    if (lp > best) {
+                        best = lp;
+                        bestn = eos ? n - 1 : n;
+                        memcpy(besty, y, sizeof y);
+                    }
                 }
             }
         }
