@@ -1396,7 +1396,10 @@ static int s2s_ref_date(char *iso, const int *src, int slen) {
         else year = 10 * year + (words[i][0] - '0');
     }
     if (nd == 2 && words[1][0] == '0') return 0;           /* no leading zero in the source */
-    snprintf(iso, 9, "%04d%02d%02d", year, month, day);
+    const int digit[8] = { year / 1000 % 10, year / 100 % 10, year / 10 % 10, year % 10,
+                           month / 10, month % 10, day / 10, day % 10 };
+    for (int i = 0; i < 8; i++) iso[i] = (char)('0' + digit[i]);   /* yyyymmdd */
+    iso[8] = '\0';
     return 1;
 }
 
