@@ -2506,7 +2506,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     }
     char where[96] = "", title[160];
     if (K % 2 == 0)
-        snprintf(where, sizeof where, "; K = %d is even, so its true centre is half a column "
+        snprintf(where, sizeof where, ";\nK = %d is even, so its true centre is half a column "
                  "further right", K);
     printf("\nthe pooling weights of held-out example %d, the first whose pairs end %d or more "
            "positions\nbefore the question (label %c; a CNN window is drawn under its centre "
