@@ -308,7 +308,8 @@ typedef struct {
     S2sCell dec;               /* decoder cell, input Din */
     Score score;               /* Bahdanau: additive (Dq H, Dk 2H); Luong: dot/general/concat */
     double *Wc, *bc;           /* Luong: (He+H, H), (H): h~ = tanh([c; h] Wc + bc) */
-    double *Wp, *vp;           /* Luong local-p: (H,A), (A): p = (S-1) sigmoid(vp . tanh(h Wp)) */
+    double *Wp, *vp;           /* Luong local-p: (H,A), (A): p = (slen-1) sigmoid(vp . tanh(h Wp)),
+                                  slen = the row's source length (at most T) */
     double *Wo, *bo;           /* (Dout,V), (V): logits = out_in @ Wo + bo */
 } S2sWeights;
 
@@ -438,7 +439,10 @@ void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
         S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
         for (int k = 0; k < 3; k++)
             if (cs[k]->bx)
-                for (int j = 0; j < cfg->H; j++) { cs[k]->bx[cfg->H + j] = 1.0; cs[k]->bh[cfg->H + j] = 0.0; }
+                for (int j = 0; j < cfg->H; j++) {
+                    cs[k]->bx[cfg->H + j] = 1.0;
+                    cs[k]->bh[cfg->H + j] = 0.0;
+                }
     }
 }
 
@@ -483,6 +487,12 @@ typedef struct {
     double *work;     /* scratch: (B*8H) cell, (B*H) tanh, (2T) attention, (A) local-p */
 } S2sActs;
 
+/* The one layout step of every *_acts_bind here (s2s, pool, cnn): with a,
+ * mem and off in scope, point a->field at the next n doubles of mem if cond
+ * holds (NULL otherwise, and when mem is NULL: counting only). */
+#define S2S_TAKE(field, n, cond) \
+    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
+
 /* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
 int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
     const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
@@ -492,8 +502,6 @@ int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int
     int off = 0;
     S2sActs dummy;
     if (!a) a = &dummy;
-#define S2S_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
     a->B = B; a->T = T; a->S = S;
     S2S_TAKE(x_src, T * B * E, 1);
     S2S_TAKE(hf, T * B * H, 1);
@@ -522,7 +530,6 @@ int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int
     S2S_TAKE(logits, S * B * V, 1);
     S2S_TAKE(probs, S * B * V, 1);
     S2S_TAKE(work, B * 9 * H + 2 * T + A, 1);
-#undef S2S_TAKE
     return off;
 }
 
@@ -1101,7 +1108,8 @@ void s2s_greedy_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S
 
 /* permute rows (K,n) of X: row j becomes old row parent[j], j < nn */
 static void s2s_permute_rows(double *X, const int *parent, int nn, int n, double *work) {
-    for (int j = 0; j < nn; j++) memcpy(work + j * n, X + parent[j] * n, sizeof(double) * (size_t)n);
+    for (int j = 0; j < nn; j++)
+        memcpy(work + j * n, X + parent[j] * n, sizeof(double) * (size_t)n);
     memcpy(X, work, sizeof(double) * (size_t)(nn * n));
 }
 
@@ -1210,7 +1218,10 @@ S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sDa
             }
             tok_n += n;
             seq_ok += same;
-            if (ok_by_len) { ok_by_len[d->slen[start + b]] += same; n_by_len[d->slen[start + b]]++; }
+            if (ok_by_len) {
+                ok_by_len[d->slen[start + b]] += same;
+                n_by_len[d->slen[start + b]]++;
+            }
         }
     }
     S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
@@ -1228,21 +1239,30 @@ typedef struct {
     int log_every;  /* progress line every this many steps (0: silent) */
 } S2sTrainConfig;
 
+/* What every training loop of this file does after its backward: clip the
+ * n gradients to global norm clip (0: no clipping), then Adam step number
+ * step (1-based) with learning rate lr on params, moments m and v (n each). */
+void s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
+                   double lr, double clip) {
+    if (clip > 0) clip_grad_norm(grads, n, clip);
+    adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
+}
+
 /* One step on batch bt: zero grads, forward, backward, clip, Adam.
  * Returns the loss before the update. */
 double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
     s2s_zero_grad(m);
     double loss = s2s_forward(r, bt, m);
     s2s_backward(m, r, bt);
-    if (clip > 0) clip_grad_norm(m->grads, m->num_params, clip);
     m->step++;
-    adam_update(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, 0.9, 0.999,
-                1e-8, 0.0);
+    s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip);
     return loss;
 }
 
 /* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
-double s2s_lr_at(double lr, int s, int n) { return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1)); }
+double s2s_lr_at(double lr, int s, int n) {
+    return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1));
+}
 
 /* Train on fresh batches of the task's training split. Every log_every
  * steps (if > 0) a progress line: step, mean loss and teacher-forced token
@@ -1425,8 +1445,6 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     int off = 0;
     PoolActs dummy;
     if (!a) a = &dummy;
-#define S2S_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
     a->B = B; a->T = T;
     S2S_TAKE(x, T * B * c->E, 1);
     S2S_TAKE(h, T * B * H, 1);
@@ -1441,7 +1459,6 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     S2S_TAKE(probs, B * c->C, 1);
     S2S_TAKE(zero, B * H, 1);
     S2S_TAKE(work, B * 8 * H + 2 * T + c->A, 1);
-#undef S2S_TAKE
     return off;
 }
 
@@ -1501,13 +1518,13 @@ double pool_forward(PoolActs *a, const int *tokens, const int *labels, const Poo
     return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, H, c->C);
 }
 
-/* Backward of pool_forward: adds into m->grads; g is a second PoolActs
- * bound like a, for the activation gradients (cleared here). */
-void pool_backward(PoolModel *m, PoolActs *g, const PoolActs *a, const int *tokens,
-                   const int *labels) {
+/* Backward of pool_forward: adds into the parameter gradients gw (m->g);
+ * g is a second PoolActs bound like a, for the activation gradients
+ * (cleared here). */
+void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *tokens,
+                   const int *labels, const PoolModel *m) {
     const PoolConfig *c = &m->cfg;
     const PoolWeights *w = &m->w;
-    PoolWeights *gw = &m->g;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
     memset(g->x, 0, sizeof(double) * (size_t)pool_acts_bind(NULL, NULL, c, B, T));
     s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, H,
@@ -1563,6 +1580,7 @@ void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int 
  *   attention  a = softmax_n(v . tanh(W q + U feat_n)),  r = sum_n a_n feat_n
  *              q = u, a learned vector (F), or q = h_T, the last state of an
  *              LSTM over the same embeddings (H): the notes' sentence vector
+ *   control    r = [max_n feat_n; h_T]   (F+H): the same LSTM, no attention
  *   logits = r Wo + bo
  *
  * The convolution is one matmul: im2col copies the K embeddings under each
@@ -1624,24 +1642,36 @@ void conv1d_backward(double *dx, double *dW, double *db, double *dpre, double *d
 
 /* ---- the classifier ----------------------------------------------------- */
 
-enum { CNN_MAX, CNN_MEAN, CNN_ATT_LEARNED, CNN_ATT_RNN };
+/* CNN_MAX_RNN is a control, not a pooling of the notes: max pooling with
+ * the RNN's h_T concatenated to r, so the classifier reads the same RNN as
+ * CNN_ATT_RNN does (as many parameters, near enough) without attention. */
+enum { CNN_MAX, CNN_MEAN, CNN_ATT_LEARNED, CNN_ATT_RNN, CNN_MAX_RNN };
 static const char *const cnn_pool_names[] = { "max", "mean", "attention, learned query",
-                                              "attention, query = RNN h_T", NULL };
+                                              "attention, query = RNN h_T",
+                                              "max, RNN h_T concatenated", NULL };
+
 
 typedef struct {
-    int pool;           /* CNN_MAX | CNN_MEAN | CNN_ATT_LEARNED | CNN_ATT_RNN */
-    int cell;           /* CELL_* of the query RNN (CNN_ATT_RNN only) */
+    int pool;           /* CNN_MAX | CNN_MEAN | CNN_ATT_LEARNED | CNN_ATT_RNN | CNN_MAX_RNN */
+    int cell;           /* CELL_* of the RNN (CNN_ATT_RNN, CNN_MAX_RNN only) */
     int V, E, K, F;     /* vocabulary, embedding, kernel width, channels */
-    int H, A, C;        /* query RNN hidden (CNN_ATT_RNN), score hidden, classes */
+    int H, A, C;        /* RNN hidden (CNN_ATT_RNN, CNN_MAX_RNN), score hidden, classes */
 } CnnConfig;
+
+/* width R of the pooled vector r the classifier reads: F, or F + H with
+ * the RNN's h_T concatenated (CNN_MAX_RNN) */
+int cnn_pooled_width(const CnnConfig *c) { return c->F + (c->pool == CNN_MAX_RNN ? c->H : 0); }
+
+/* does pooling c->pool run the RNN (h_T as query or as extra features)? */
+int cnn_has_rnn(const CnnConfig *c) { return c->pool == CNN_ATT_RNN || c->pool == CNN_MAX_RNN; }
 
 typedef struct {
     double *emb;        /* (V,E), read by the convolution and the query RNN */
     double *W, *b;      /* (K*E,F), (F): the convolution */
-    S2sCell enc;        /* CNN_ATT_RNN: the query RNN, input E, hidden H */
+    S2sCell enc;        /* CNN_ATT_RNN, CNN_MAX_RNN: the RNN, input E, hidden H */
     double *u;          /* CNN_ATT_LEARNED: (F) the learned query */
     Score score;        /* attention: additive, Dq = F (learned) or H (RNN), Dk = F */
-    double *Wo, *bo;    /* (F,C), (C) */
+    double *Wo, *bo;    /* (R,C), (C); R = cnn_pooled_width(): F, or F + H */
 } CnnWeights;
 
 typedef struct {
@@ -1659,14 +1689,14 @@ typedef struct {
     double *x;           /* (T,B,E) embeddings */
     double *cols;        /* (B*N,K*E) im2col rows */
     double *pre, *feat;  /* (B*N,F) each: before and after the ReLU */
-    double *h, *c, *k;   /* RNN query: (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) */
+    double *h, *c, *k;   /* RNN: (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) */
     double *zero;        /* RNN query: (B,H) the initial state */
     double *Kp;          /* attention: (B*N,A) prepared keys U feat_n */
     double *att;         /* attention: (B,N) the pooling weights */
     double *sc;          /* attention: (B,(N+1)A) score caches */
-    double *r;           /* (B,F) the pooled vector */
+    double *r;           /* (B,R) the pooled vector, R = F (+ H: CNN_MAX_RNN) */
     double *logits, *probs; /* (B,C) each */
-    double *work;        /* (2*B*4H + 2N + A) scratch */
+    double *work;        /* attention or RNN: scratch, max(2N + A, 2 B G H with the RNN) */
 } CnnActs;
 
 /* Build m for c: the size table, the four blocks (params, grads, Adam m and
@@ -1674,7 +1704,8 @@ typedef struct {
 void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    const int att = c->pool >= CNN_ATT_LEARNED, rnn = c->pool == CNN_ATT_RNN;
+    const int att = c->pool == CNN_ATT_LEARNED || c->pool == CNN_ATT_RNN;
+    const int rnn = cnn_has_rnn(c), R = cnn_pooled_width(c);
     const int Dq = rnn ? c->H : c->F, G = cell_gates(c->cell) * c->H;
     int off = 0, o_enc = 0, o_u = 0, o_score = 0;
     int o_emb = s2s_push(m, &off, "emb", c->V * c->E, 1.0);
@@ -1689,12 +1720,13 @@ void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
     }
     if (c->pool == CNN_ATT_LEARNED) o_u = s2s_push(m, &off, "u", c->F, 1.0);
     if (att) {
-        o_score = s2s_push(m, &off, "score.W", Dq * c->A, 1.0 / sqrt((double)Dq)); /* score_bind order */
+        /* score_bind order: W, U, v */
+        o_score = s2s_push(m, &off, "score.W", Dq * c->A, 1.0 / sqrt((double)Dq));
         s2s_push(m, &off, "score.U", c->F * c->A, 1.0 / sqrt((double)c->F));
         s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
     }
-    int o_Wo = s2s_push(m, &off, "Wo", c->F * c->C, 1.0 / sqrt((double)c->F));
-    int o_bo = s2s_push(m, &off, "bo", c->C, 1.0 / sqrt((double)c->F));
+    int o_Wo = s2s_push(m, &off, "Wo", R * c->C, 1.0 / sqrt((double)R));
+    int o_bo = s2s_push(m, &off, "bo", c->C, 1.0 / sqrt((double)R));
     m->num_params = off;
     m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
     m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
@@ -1720,29 +1752,32 @@ void cnn_free(CnnModel *m) { free(m->params); free(m->grads); free(m->m); free(m
  * the number of doubles. Fields a pooling does not use are NULL. */
 int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     const int N = T - c->K + 1, H = c->H, A = c->A;
-    const int att = c->pool >= CNN_ATT_LEARNED, rnn = c->pool == CNN_ATT_RNN;
+    const int att = c->pool == CNN_ATT_LEARNED || c->pool == CNN_ATT_RNN;
+    const int rnn = cnn_has_rnn(c);
     int off = 0;
     CnnActs dummy;
     if (!a) a = &dummy;
-#define CNN_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
     a->B = B; a->T = T; a->N = N;
-    CNN_TAKE(x, T * B * c->E, 1);
-    CNN_TAKE(cols, B * N * c->K * c->E, 1);
-    CNN_TAKE(pre, B * N * c->F, 1);
-    CNN_TAKE(feat, B * N * c->F, 1);
-    CNN_TAKE(h, T * B * H, rnn);
-    CNN_TAKE(c, T * B * H, rnn && c->cell == CELL_LSTM);
-    CNN_TAKE(k, T * B * cell_cache_size(c->cell, H), rnn);
-    CNN_TAKE(zero, B * H, rnn);
-    CNN_TAKE(Kp, B * N * A, att);
-    CNN_TAKE(att, B * N, att);
-    CNN_TAKE(sc, B * (N + 1) * A, att);
-    CNN_TAKE(r, B * c->F, 1);
-    CNN_TAKE(logits, B * c->C, 1);
-    CNN_TAKE(probs, B * c->C, 1);
-    CNN_TAKE(work, 2 * B * 4 * H + 2 * N + A, 1);
-#undef CNN_TAKE
+    S2S_TAKE(x, T * B * c->E, 1);
+    S2S_TAKE(cols, B * N * c->K * c->E, 1);
+    S2S_TAKE(pre, B * N * c->F, 1);
+    S2S_TAKE(feat, B * N * c->F, 1);
+    S2S_TAKE(h, T * B * H, rnn);
+    S2S_TAKE(c, T * B * H, rnn && c->cell == CELL_LSTM);
+    S2S_TAKE(k, T * B * cell_cache_size(c->cell, H), rnn);
+    S2S_TAKE(zero, B * H, rnn);
+    S2S_TAKE(Kp, B * N * A, att);
+    S2S_TAKE(att, B * N, att);
+    S2S_TAKE(sc, B * (N + 1) * A, att);
+    S2S_TAKE(r, B * cnn_pooled_width(c), 1);
+    S2S_TAKE(logits, B * c->C, 1);
+    S2S_TAKE(probs, B * c->C, 1);
+    /* scratch: the query RNN's backward needs 2 B G H (cell_backward), the
+     * attention's 2N + A (attend_backward); they run one after the other */
+    const int rnn_work = rnn ? 2 * B * cell_gates(c->cell) * H : 0;
+    const int att_work = att ? 2 * N + A : 0;
+    S2S_TAKE(work, rnn_work > att_work ? rnn_work : att_work, att || rnn);
+#undef S2S_TAKE   /* the last *_acts_bind of the file */
     return off;
 }
 
@@ -1752,16 +1787,23 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
     const CnnConfig *c = &m->cfg;
     const CnnWeights *w = &m->w;
     const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    const int R = cnn_pooled_width(c);
     embedding_forward(a->x, tokens, w->emb, T * B, c->E);
     conv1d_forward(a->feat, a->pre, a->cols, a->x, w->W, w->b, T, B, c->E, c->K, F);
-    if (c->pool == CNN_MAX) {
+    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
         for (int b = 0; b < B; b++)
             for (int f = 0; f < F; f++) {
                 double best = a->feat[b * N * F + f];
                 for (int n = 1; n < N; n++)
                     if (a->feat[(b * N + n) * F + f] > best) best = a->feat[(b * N + n) * F + f];
-                a->r[b * F + f] = best;
+                a->r[b * R + f] = best;
             }
+        if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
+            pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+            for (int b = 0; b < B; b++)
+                memcpy(a->r + b * R + F, a->h + ((T - 1) * B + b) * H,
+                       sizeof(double) * (size_t)H);
+        }
     } else if (c->pool == CNN_MEAN) {
         for (int i = 0; i < B * F; i++) a->r[i] = 0.0;
         for (int b = 0; b < B; b++)
@@ -1777,21 +1819,22 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                            a->Kp + b * N * A, a->feat + b * N * F, NULL, N, F, &w->score);
         }
     }
-    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, F, c->C);
+    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, R, c->C);
 }
 
-/* Backward of cnn_forward: adds into m->grads; g is a second CnnActs bound
- * like a, for the activation gradients (cleared here). */
-void cnn_backward(CnnModel *m, CnnActs *g, const CnnActs *a, const int *tokens,
-                  const int *labels) {
+/* Backward of cnn_forward: adds into the parameter gradients gw (m->g); g
+ * is a second CnnActs bound like a, for the activation gradients (cleared
+ * here). */
+void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *tokens,
+                  const int *labels, const CnnModel *m) {
     const CnnConfig *c = &m->cfg;
     const CnnWeights *w = &m->w;
-    CnnWeights *gw = &m->g;
     const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    const int R = cnn_pooled_width(c);
     memset(g->x, 0, sizeof(double) * (size_t)cnn_acts_bind(NULL, NULL, c, B, T));
-    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, F,
+    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, R,
                       c->C);
-    if (c->pool == CNN_MAX) {
+    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
         /* forward was: r_f = max_n feat_n,f; the gradient goes to the winner
          * only (found again: the first maximum, as in the forward) */
         for (int b = 0; b < B; b++)
@@ -1799,8 +1842,15 @@ void cnn_backward(CnnModel *m, CnnActs *g, const CnnActs *a, const int *tokens,
                 int best = 0;
                 for (int n = 1; n < N; n++)
                     if (a->feat[(b * N + n) * F + f] > a->feat[(b * N + best) * F + f]) best = n;
-                g->feat[(b * N + best) * F + f] += g->r[b * F + f];
+                g->feat[(b * N + best) * F + f] += g->r[b * R + f];
             }
+        if (c->pool == CNN_MAX_RNN) {  /* forward was: r[F..] = h_T of the RNN over x */
+            for (int b = 0; b < B; b++)
+                for (int j = 0; j < H; j++)
+                    g->h[((T - 1) * B + b) * H + j] += g->r[b * R + F + j];
+            pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                              a->zero, &w->enc, T, B, a->work);
+        }
     } else if (c->pool == CNN_MEAN) {  /* forward was: r = (1/N) sum_n feat_n */
         for (int b = 0; b < B; b++)
             for (int n = 0; n < N; n++)
@@ -1842,7 +1892,10 @@ void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout)
         do {
             for (int t = 0; t < T - 1; t++) seq[t] = rng_int(r, CNN_LETTERS);
             int px, py;                                   /* pairs in 0..T-2, apart */
-            do { px = rng_int(r, T - 2); py = rng_int(r, T - 2); } while (py - px < 2 && px - py < 2);
+            do {
+                px = rng_int(r, T - 2);
+                py = rng_int(r, T - 2);
+            } while (py - px < 2 && px - py < 2);
             lx = rng_int(r, CNN_CLASSES);
             do ly = rng_int(r, CNN_CLASSES); while (ly == lx);
             seq[px] = CNN_MARK_X; seq[px + 1] = lx;
@@ -1913,12 +1966,19 @@ static void s2s_usage(const char *prog) {
            "                   pooling: last vs mean vs attention pooling for classification\n"
            "                     (rnn cells, length 60 unless given)\n"
            "                   cnn: the pooling table with a CNN beside the RNN: max, mean\n"
-           "                     and attention pooling (a learned query, or the RNN's h_T)\n"
+           "                     and attention pooling (a learned query, or the RNN's h_T),\n"
+           "                     and max pooling + the RNN's h_T as a control\n"
            "                     (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
            "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
-           "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32)\n"
+           "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32);\n"
+           "                   F is also the hidden size of the CNN's attention score\n"
            "  --bench          ms per training step of the issue's configurations\n"
-           "  --help           this text\n", prog);
+           "  --help           this text\n"
+           "\n"
+           "  Progress while training: step, loss and teacher-forced token accuracy on\n"
+           "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
+           "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n",
+           prog);
 }
 
 static void s2s_die(const char *prog, const char *msg, const char *opt) {
@@ -1961,10 +2021,19 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         case O_AHID:   c.A = (int)arg_long(argc, argv, &i, 1, 512); break;
         case O_BATCH:  o->batch = (int)arg_long(argc, argv, &i, 1, 512); break;
         case O_STEPS:  tr.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LR:
-            tr.lr = arg_double(argc, argv, &i, 0.0, 1.0);
-            if (tr.lr <= 0) s2s_die(argv[0], " must be above 0 and at most 1, got 0", "--lr");
+        case O_LR: {      /* (0, 1]: arg_double takes closed ranges only */
+            const char *s = arg_value(argc, argv, &i);
+            char *end;
+            errno = 0;
+            tr.lr = strtod(s, &end);
+            if (errno || end == s || *end != '\0' || isspace((unsigned char)s[0]) ||
+                !(tr.lr > 0.0 && tr.lr <= 1.0)) {
+                fprintf(stderr, "%s: --lr must be a number in (0, 1] (above 0, at most 1), "
+                        "got '%s'\n", argv[0], s);
+                exit(2);
+            }
             break;
+        }
         case O_CLIP:   tr.clip = arg_double(argc, argv, &i, 0.0, 1000.0); break;
         case O_TEST:   o->test = (int)arg_long(argc, argv, &i, 1, 100000); break;
         case O_BEAM:   o->beam = (int)arg_long(argc, argv, &i, 1, 64); break;
@@ -1990,7 +2059,8 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         for (int k = 0; k < O_N; k++) {
             int ok = !given[k];
             for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++) ok |= allowed[j] == k;
-            if (o->experiment != S2S_EXP_LENGTH && (k == O_MINLEN || k == O_TEST) && given[k]) ok = 0;
+            if (o->experiment != S2S_EXP_LENGTH && (k == O_MINLEN || k == O_TEST) && given[k])
+                ok = 0;
             if (o->experiment != S2S_EXP_CNN && (k == O_KERNEL || k == O_CHANNELS || k == O_SVG)
                 && given[k]) ok = 0;
             if (!ok)
@@ -2054,8 +2124,13 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         }
         if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
         if (tk.min_len > tk.max_len) {
-            fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
-                    tk.max_len, tk.min_len);
+            if (given[O_MINLEN])
+                fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
+                        tk.max_len, tk.min_len);
+            else   /* only the length experiment sets its own shortest source */
+                fprintf(stderr, "%s: --len %d is below the shortest source of --experiment "
+                        "length (%d by default); give --min-len 1..%d too, or --len %d..60\n",
+                        P, tk.max_len, tk.min_len, tk.max_len, tk.min_len);
             exit(2);
         }
         if (s2s_task_space(&tk) < 200) {
@@ -2071,6 +2146,28 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     tr.log_every = tr.steps >= 10 ? tr.steps / 10 : 1;
     o->cfg = c; o->task = tk; o->train = tr;
     if (o->svg) check_writable(P, "--svg", o->svg);   /* fail now, not after training */
+}
+
+/* Decode held-out example e of d into out (maxlen = d->Nmax + 1) and *len,
+ * greedily (beam <= 1) or by beam search, and leave the attention weights of
+ * every output step in r->a.att, rows (step, T) of a batch of one: greedy
+ * decoding keeps them; for the beam's output a teacher-forced pass over it
+ * recomputes them (step i attends given the beam's own y_<i, as it did in
+ * the search). bt must hold one row of d's sizes. */
+static void s2s_show_decode(int *out, int *len, S2sRun *r, S2sBatch *bt, const S2sModel *m,
+                            const S2sData *d, int e, int beam) {
+    const int maxlen = d->Nmax + 1;
+    s2s_batch_from_data(bt, d, e, 1);
+    if (beam <= 1) {
+        s2s_greedy_decode(out, len, r, m, bt, maxlen);
+        return;
+    }
+    double lp;
+    len[0] = s2s_beam_search(out, &lp, r, m, d->src + e * d->Tmax, d->slen[e], beam, maxlen);
+    /* the teacher-forced pass: at most Nmax tokens fit with the EOS step */
+    s2s_batch_row(bt, 0, d->src + e * d->Tmax, d->slen[e], out,
+                  len[0] < d->Nmax ? len[0] : d->Nmax);
+    s2s_forward(r, bt, m);
 }
 
 /* Train the model of o on its task and report: held-out accuracy, a few
@@ -2110,13 +2207,13 @@ static void s2s_main_run(const S2sOptions *o) {
     if (o->beam > 1) printf("  beam width %d\n", o->beam);
     printf("  token accuracy %.2f%%   exact-sequence accuracy %.2f%%\n\n", 100 * acc.tok_acc,
            100 * acc.seq_acc);
-    /* a few examples, decoded greedily one by one (the heatmap needs its weights) */
-    printf("examples (source -> output, target):\n");
+    /* a few examples, decoded one by one as the held-out set was */
+    printf("examples (source -> output, target), %s:\n",
+           o->beam > 1 ? "beam search decoding" : "greedy decoding");
     bt.B = 1;
     int lens[1], maxlen = Nmax + 1;
     for (int e = 0; e < 5 && e < test.n; e++) {
-        s2s_batch_from_data(&bt, &test, e, 1);
-        s2s_greedy_decode(out, lens, &run, &m, &bt, maxlen);
+        s2s_show_decode(out, lens, &run, &bt, &m, &test, e, o->beam);
         const int *tg = test.tgt + e * test.Nmax;
         int ok = lens[0] == test.tlen[e];
         for (int i = 0; ok && i < lens[0]; i++) ok = out[i] == tg[i];
@@ -2127,14 +2224,14 @@ static void s2s_main_run(const S2sOptions *o) {
         for (int i = 0; i < lens[0]; i++) printf(" %s", s2s_token_name(nb, tk->task, out[i]));
         if (!ok) {
             printf("   (target:");
-            for (int i = 0; i < test.tlen[e]; i++) printf(" %s", s2s_token_name(nb, tk->task, tg[i]));
+            for (int i = 0; i < test.tlen[e]; i++)
+                printf(" %s", s2s_token_name(nb, tk->task, tg[i]));
             printf(")");
         }
         printf("\n");
     }
     if (c->attention != S2S_NONE) {   /* the alignment of example 0 */
-        s2s_batch_from_data(&bt, &test, 0, 1);
-        s2s_greedy_decode(out, lens, &run, &m, &bt, maxlen);
+        s2s_show_decode(out, lens, &run, &bt, &m, &test, 0, o->beam);
         int R = lens[0] < maxlen ? lens[0] + 1 : maxlen, C = test.slen[0];
         double *W = xcalloc_doubles(R * C);
         char rl[64][8], cl[64][8];
@@ -2149,6 +2246,10 @@ static void s2s_main_run(const S2sOptions *o) {
         print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
                       ? "alignment of example 1 (row: output token, column: source token; "
                         "window softmax times the Gaussian)"
+                      : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
+                      ? "alignment of example 1 (row: output token, column: source token; "
+                        "a row sums to 1, or is all 0 where its window [t-D, t+D] misses "
+                        "the source)"
                       : "alignment of example 1 (row: output token, column: source token; "
                         "each row sums to 1)", W, R, C, rows, cols);
         if (o->svg) {
@@ -2233,11 +2334,13 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
            100.0 / C);
     int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
     int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
+    const int tail = o->train.steps < 50 ? o->train.steps : 50;  /* loss: mean of these */
     for (int p = POOL_LAST; p <= POOL_ATTENTION; p++) {
         PoolConfig c = { p, o->cfg.cell, S2S_FIRST + C, o->cfg.E, o->cfg.H, o->cfg.H, C };
-        Rng r, rt;
-        rng_seed(&r, (uint64_t)o->seed);
-        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);
+        Rng r, rt, rb;   /* init, held-out set, training batches: one stream each, so */
+        rng_seed(&r, (uint64_t)o->seed);              /* every pooling sees the same  */
+        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);   /* batches whatever its size    */
+        rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
         pool_task_batch(tok, lab, &rt, NT, T, C, 1);
         PoolModel m;
         pool_build(&m, &c, &r);
@@ -2246,17 +2349,16 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         PoolActs a, g;
         double t0 = seconds(), loss = 0.0;
         for (int s = 1; s <= o->train.steps; s++) {
-            pool_task_batch(btok, blab, &r, B, T, C, 0);
+            pool_task_batch(btok, blab, &rb, B, T, C, 0);
             pool_acts_bind(&a, amem, &c, B, T);
             pool_acts_bind(&g, gmem, &c, B, T);
             memset(m.grads, 0, sizeof(double) * (size_t)m.num_params);
             double l = pool_forward(&a, btok, blab, &m);
-            if (s > o->train.steps - 50) loss += l / 50;
-            pool_backward(&m, &g, &a, btok, blab);
-            if (o->train.clip > 0) clip_grad_norm(m.grads, m.num_params, o->train.clip);
+            if (s > o->train.steps - tail) loss += l / tail;
+            pool_backward(&m.g, &g, &a, btok, blab, &m);
             m.step++;
-            adam_update(m.params, m.grads, m.m, m.v, m.num_params, m.step,
-                        s2s_lr_at(o->train.lr, s, o->train.steps), 0.9, 0.999, 1e-8, 0.0);
+            s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
+                          s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip);
         }
         pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
         pool_forward(&a, tok, lab, &m);
@@ -2268,8 +2370,8 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
             ok += best == lab[b];
             if (a.att) w1 += a.att[b * T + 1] / NT;
         }
-        printf("  %-9s held-out accuracy %5.1f%%  (final training loss %.3f)", pool_names[p],
-               100.0 * ok / NT, loss > 0 ? loss : 0.0);
+        printf("  %-9s held-out accuracy %5.1f%%  (training loss %.3f, mean of the last %d "
+               "steps)", pool_names[p], 100.0 * ok / NT, loss, tail);
         if (a.att) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
                           1.0 / T);
         printf("\n");
@@ -2283,11 +2385,16 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
 /* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
  * RNN classifier with last / mean / attention pooling, the CNN with max /
  * mean / attention pooling, the attention's query learned or the h_T of an
- * RNN over the same input. Same data, seed, steps and learning rate for all.
- * One table (times on stdout: it is an experiment), then the pooling weights
- * of the attention-pooled models for held-out example 1 (and --svg). */
+ * RNN over the same input, and a control that hands the same RNN's h_T to
+ * the classifier beside max pooling (the RNN's parameters, no attention).
+ * Same held-out set, same training batches (their
+ * own generator, untouched by the model's init), steps and learning rate
+ * for all. One table (times on stdout: it is an experiment), then the
+ * pooling weights of the attention-pooled models for one held-out example
+ * (and --svg): the first whose two pairs both end at least K positions
+ * before the question, so no window holds a pair and the question. */
 static void s2s_experiment_cnn(const S2sOptions *o) {
-    enum { NV = 7, NT = 1000 };
+    enum { NV = 8, NT = 1000 };
     const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch, V = S2S_FIRST + CNN_SYMBOLS;
     const int K = o->kernel, F = o->channels, H = o->cfg.H, E = o->cfg.E, cell = o->cfg.cell;
     const char *cn = cell_names[cell];
@@ -2301,6 +2408,15 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     Rng rt;
     rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
     cnn_task_batch(tok, lab, &rt, NT, T, 1);
+    int ex = 0;                                        /* the example the heatmap shows */
+    for (int e = 0; e < NT; e++) {
+        int far = 1;   /* marker at p, letter at p + 1, question at T - 1 */
+        for (int t = 0; t < T; t++) {
+            int sym = tok[t * NT + e] - S2S_FIRST;
+            if ((sym == CNN_MARK_X || sym == CNN_MARK_Y) && (T - 1) - (t + 1) < K) far = 0;
+        }
+        if (far) { ex = e; break; }
+    }
     double *heat = xcalloc_doubles(3 * T);             /* (3,T) the attention rows */
     char rl[3][48], cl[64][2];
     const char *rows[3], *cols[64];
@@ -2311,34 +2427,35 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         const int rnn = v <= POOL_ATTENTION, p = rnn ? v : v - POOL_ATTENTION - 1;
         PoolConfig pc = { p, cell, V, E, H, H, C };
         CnnConfig cc = { p, cell, V, E, K, F, H, F, C };
-        Rng r;
+        Rng r, rb;                                     /* init; training batches */
         rng_seed(&r, (uint64_t)o->seed);
+        rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
         PoolModel pm;
         CnnModel cm;
         PoolActs pa, pg;
         CnnActs ca, cg;
         if (rnn) pool_build(&pm, &pc, &r); else cnn_build(&cm, &cc, &r);
-        int cap = rnn ? pool_acts_bind(NULL, NULL, &pc, B, T) : cnn_acts_bind(NULL, NULL, &cc, B, T);
+        int cap = rnn ? pool_acts_bind(NULL, NULL, &pc, B, T)
+                      : cnn_acts_bind(NULL, NULL, &cc, B, T);
         double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
         double *P = rnn ? pm.params : cm.params, *G = rnn ? pm.grads : cm.grads;
         double *M = rnn ? pm.m : cm.m, *S = rnn ? pm.v : cm.v;
         const int np = rnn ? pm.num_params : cm.num_params;
         double t0 = seconds();
         for (int s = 1; s <= o->train.steps; s++) {
-            cnn_task_batch(btok, blab, &r, B, T, 0);
+            cnn_task_batch(btok, blab, &rb, B, T, 0);
             memset(G, 0, sizeof(double) * (size_t)np);
             if (rnn) {
                 pool_acts_bind(&pa, amem, &pc, B, T); pool_acts_bind(&pg, gmem, &pc, B, T);
                 pool_forward(&pa, btok, blab, &pm);
-                pool_backward(&pm, &pg, &pa, btok, blab);
+                pool_backward(&pm.g, &pg, &pa, btok, blab, &pm);
             } else {
                 cnn_acts_bind(&ca, amem, &cc, B, T); cnn_acts_bind(&cg, gmem, &cc, B, T);
                 cnn_forward(&ca, btok, blab, &cm);
-                cnn_backward(&cm, &cg, &ca, btok, blab);
+                cnn_backward(&cm.g, &cg, &ca, btok, blab, &cm);
             }
-            if (o->train.clip > 0) clip_grad_norm(G, np, o->train.clip);
-            adam_update(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps), 0.9,
-                        0.999, 1e-8, 0.0);
+            s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
+                          o->train.clip);
         }
         double secs = seconds() - t0;
         int ok = 0;                                    /* held-out, B examples at a time */
@@ -2360,9 +2477,11 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
                 int best = argmax(pr + b * C, C);
                 ok += best == lab[start + b];
             }
-            if (start == 0 && att) {   /* example 1: a CNN window goes under its centre */
-                for (int t = 0; t < (rnn ? T : T - K + 1); t++)
-                    heat[nh * T + t + (rnn ? 0 : (K - 1) / 2)] = att[t];
+            if (start <= ex && ex < start + nb && att) {
+                /* example ex; a CNN window n goes under column n + (K-1)/2 */
+                const int b = ex - start, W = rnn ? T : T - K + 1;
+                for (int t = 0; t < W; t++)
+                    heat[nh * T + t + (rnn ? 0 : (K - 1) / 2)] = att[b * W + t];
                 snprintf(rl[nh], sizeof rl[nh], "%s, %s", rnn ? cn : "cnn",
                          rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
                 rows[nh] = rl[nh];
@@ -2370,7 +2489,10 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
             }
         }
         char pool[48];
-        if (!rnn && p == CNN_ATT_RNN) snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+        if (!rnn && p == CNN_ATT_RNN)
+            snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+        else if (!rnn && p == CNN_MAX_RNN)
+            snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
         else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
         printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
                100.0 * ok / NT, np, secs);
@@ -2379,16 +2501,22 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         if (rnn) pool_free(&pm); else cnn_free(&cm);
     }
     for (int t = 0; t < T; t++) {
-        cl[t][0] = cnn_symbol(tok[t * NT]); cl[t][1] = '\0';
+        cl[t][0] = cnn_symbol(tok[t * NT + ex]); cl[t][1] = '\0';
         cols[t] = cl[t];
     }
-    printf("\nthe pooling weights of held-out example 1 (label %c; a CNN window is drawn under "
-           "its centre):\n", cnn_symbol_chars[lab[0]]);
+    char where[96] = "", title[160];
+    if (K % 2 == 0)
+        snprintf(where, sizeof where, ";\nK = %d is even, so its true centre is half a column "
+                 "further right", K);
+    printf("\nthe pooling weights of held-out example %d, the first whose pairs end %d or more "
+           "positions\nbefore the question (label %c; a CNN window is drawn under its centre "
+           "column%s):\n", ex + 1, K, cnn_symbol_chars[lab[ex]], where);
     print_heatmap(stdout, "row: model, column: input token; each row sums to 1", heat, nh, T,
                   rows, cols);
     if (o->svg) {
-        write_svg_heatmap(o->svg, "pooling weights of held-out example 1", heat, nh, T, rows,
-                          cols);
+        snprintf(title, sizeof title, "pooling weights of held-out example %d (a CNN window "
+                 "under column n + (K-1)/2%s)", ex + 1, K % 2 ? "" : ", rounded down: K even");
+        write_svg_heatmap(o->svg, title, heat, nh, T, rows, cols);
         printf("  wrote %s\n", o->svg);
     }
     free(heat); free(tok); free(lab); free(btok); free(blab);
