@@ -64,7 +64,7 @@ tf-experiments: transformer
 
 # ---- chapter 2 (seq2seq.c): the experiments of NOTES.md, chapter 2 ----
 # length: none vs bahdanau vs luong, exact accuracy by source length (about
-# 3 minutes on one core); pooling: last vs mean vs attention pooling; cnn:
+# 2 minutes on one core); pooling: last vs mean vs attention pooling; cnn:
 # the same beside a CNN with max, mean and attention pooling.
 s2s-experiments: seq2seq
 	./seq2seq --experiment length
