@@ -1972,7 +1972,8 @@ static void s2s_usage(const char *prog) {
            "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
            "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32);\n"
            "                   F is also the hidden size of the CNN's attention score\n"
-           "  --bench          ms per training step of the issue's configurations\n"
+           "  --bench          ms per training step (and target tokens/s) of the two\n"
+           "                   benchmark configurations, then the default example's time\n"
            "  --help           this text\n"
            "\n"
            "  Progress while training: step, loss and teacher-forced token accuracy on\n"
@@ -2548,8 +2549,9 @@ static void s2s_bench(void) {
             if (s >= WARM) ms[s - WARM] = 1000.0 * (seconds() - t0);
         }
         char desc[200];
-        printf("  %7.2f ms/step  %s (%d parameters)\n", median(ms, STEPS),
-               s2s_describe(desc, sizeof desc, &c), m.num_params);
+        const double med = median(ms, STEPS);   /* run.ntok: target tokens (EOS too) */
+        printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
+               run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.num_params);
         printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
                "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
         s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
