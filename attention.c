@@ -119,20 +119,35 @@ long arg_long(int argc, char **argv, int *i, long lo, long hi) {
     return v;
 }
 
-/* The value of a real option, which must lie in [lo, hi] (NaN never does). */
-double arg_double(int argc, char **argv, int *i, double lo, double hi) {
+/* The value of a real option, which must lie in [lo, hi], or in (lo, hi]
+ * when lo_open (NaN never does). */
+static double arg_real(int argc, char **argv, int *i, double lo, double hi, int lo_open) {
     const char *name = argv[*i];
     const char *s = arg_value(argc, argv, i);
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !(v >= lo && v <= hi) ||
+    if (errno || end == s || *end != '\0' || !((lo_open ? v > lo : v >= lo) && v <= hi) ||
         isspace((unsigned char)s[0])) {
-        fprintf(stderr, "%s: %s must be a number between %g and %g, got '%s'\n",
-                argv[0], name, lo, hi, s);
+        if (lo_open)
+            fprintf(stderr, "%s: %s must be a number above %g and at most %g, got '%s'\n",
+                    argv[0], name, lo, hi, s);
+        else
+            fprintf(stderr, "%s: %s must be a number between %g and %g, got '%s'\n",
+                    argv[0], name, lo, hi, s);
         exit(2);
     }
     return v;
+}
+
+/* a real option in [lo, hi] */
+double arg_double(int argc, char **argv, int *i, double lo, double hi) {
+    return arg_real(argc, argv, i, lo, hi, 0);
+}
+
+/* a real option in (0, hi]: a rate or a factor, which zero would make useless */
+double arg_positive(int argc, char **argv, int *i, double hi) {
+    return arg_real(argc, argv, i, 0.0, hi, 1);
 }
 
 /* The value of a string option that must be one of `choices` (NULL-ended);

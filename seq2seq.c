@@ -2022,19 +2022,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         case O_AHID:   c.A = (int)arg_long(argc, argv, &i, 1, 512); break;
         case O_BATCH:  o->batch = (int)arg_long(argc, argv, &i, 1, 512); break;
         case O_STEPS:  tr.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LR: {      /* (0, 1]: arg_double takes closed ranges only */
-            const char *s = arg_value(argc, argv, &i);
-            char *end;
-            errno = 0;
-            tr.lr = strtod(s, &end);
-            if (errno || end == s || *end != '\0' || isspace((unsigned char)s[0]) ||
-                !(tr.lr > 0.0 && tr.lr <= 1.0)) {
-                fprintf(stderr, "%s: --lr must be a number in (0, 1] (above 0, at most 1), "
-                        "got '%s'\n", argv[0], s);
-                exit(2);
-            }
-            break;
-        }
+        case O_LR:     tr.lr = arg_positive(argc, argv, &i, 1.0); break;
         case O_CLIP:   tr.clip = arg_double(argc, argv, &i, 0.0, 1000.0); break;
         case O_TEST:   o->test = (int)arg_long(argc, argv, &i, 1, 100000); break;
         case O_BEAM:   o->beam = (int)arg_long(argc, argv, &i, 1, 64); break;

@@ -1566,7 +1566,7 @@ static void tf_usage(const char *prog) {
            "  --steps N       the most training steps, 1..1000000 (default 3000, stopping\n"
            "                  at 100%% held-out accuracy; encoder 1000, decoder 300)\n"
            "  --warmup N      warm-up steps of the learning-rate schedule (default 400)\n"
-           "  --lr-factor X   factor of the schedule, 1e-9..100 (default 1)\n"
+           "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
            "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
            "  --eval N        held-out examples, 1..100000 (default 256)\n"
            "  --eval-every N  steps between held-out evaluations (default 100)\n"
@@ -1742,7 +1742,7 @@ int main(int argc, char **argv) {
         case O_BATCH:  c.B = (int)arg_long(argc, argv, &i, 1, 4096); break;
         case O_STEPS:  run.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
         case O_WARMUP: run.warmup = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LRF:    run.lr_factor = arg_double(argc, argv, &i, 1e-9, 100); break;
+        case O_LRF:    run.lr_factor = arg_positive(argc, argv, &i, 100); break;
         case O_SMOOTH: c.smoothing = arg_double(argc, argv, &i, 0, 0.5); break;
         case O_EVAL:   run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000); break;
         case O_EVERY:  run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000); break;
@@ -1835,11 +1835,11 @@ int main(int argc, char **argv) {
                     "give an even --d-model (a multiple of 8 runs all four)\n", argv[0], c.D);
             return 2;
         }
-        c.H = 1;                                /* any count it runs passes the checks */
-    }
+        c.H = c.D % 8 == 0 ? 8 : c.D % 4 == 0 ? 4 : 2;  /* the most heads it runs: the */
+    }                                                    /* size check below is for that */
     if (c.D % c.H) {
         fprintf(stderr, "%s: --d-model %d is not divisible by --heads %d (each head gets "
-                "d_model / heads features)\n", argv[0], c.D, c.H);
+                "d_model / heads features): give a multiple of %d\n", argv[0], c.D, c.H, c.H);
         return 2;
     }
     if (tf_size_estimate(&c) > TF_MAX_DOUBLES) {  /* say how much, and what would fit */
