@@ -1644,7 +1644,8 @@ void conv1d_backward(double *dx, double *dW, double *db, double *dpre, double *d
 
 /* CNN_MAX_RNN is a control, not a pooling of the notes: max pooling with
  * the RNN's h_T concatenated to r, so the classifier reads the same RNN as
- * CNN_ATT_RNN does (as many parameters, near enough) without attention. */
+ * CNN_ATT_RNN does, without attention (8452 parameters at the experiment's
+ * defaults, 19% fewer than CNN_ATT_RNN's 10404). */
 enum { CNN_MAX, CNN_MEAN, CNN_ATT_LEARNED, CNN_ATT_RNN, CNN_MAX_RNN };
 static const char *const cnn_pool_names[] = { "max", "mean", "attention, learned query",
                                               "attention, query = RNN h_T",
@@ -2397,7 +2398,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     Rng rt;
     rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
     cnn_task_batch(tok, lab, &rt, NT, T, 1);
-    int ex = 0;                                        /* the example the heatmap shows */
+    int ex = -1;                                       /* the example the heatmap shows */
     for (int e = 0; e < NT; e++) {
         int far = 1;   /* marker at p, letter at p + 1, question at T - 1 */
         for (int t = 0; t < T; t++) {
@@ -2406,6 +2407,8 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         }
         if (far) { ex = e; break; }
     }
+    const int found = ex >= 0;                         /* else no example qualifies: */
+    if (!found) ex = 0;                                /* show the first, and say so */
     double *heat = xcalloc_doubles(3 * T);             /* (3,T) the attention rows */
     char rl[3][48], cl[64][2];
     const char *rows[3], *cols[64];
@@ -2497,9 +2500,14 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     if (K % 2 == 0)
         snprintf(where, sizeof where, ";\nK = %d is even, so its true centre is half a column "
                  "further right", K);
-    printf("\nthe pooling weights of held-out example %d, the first whose pairs end %d or more "
-           "positions\nbefore the question (label %c; a CNN window is drawn under its centre "
-           "column%s):\n", ex + 1, K, cnn_symbol_chars[lab[ex]], where);
+    if (found)
+        printf("\nthe pooling weights of held-out example %d, the first whose pairs end %d or "
+               "more positions\nbefore the question", ex + 1, K);
+    else
+        printf("\nthe pooling weights of held-out example 1 (no held-out example has its "
+               "pairs end %d or more\npositions before the question)", K);
+    printf(" (label %c; a CNN window is drawn under its centre column%s):\n",
+           cnn_symbol_chars[lab[ex]], where);
     print_heatmap(stdout, "row: model, column: input token; each row sums to 1", heat, nh, T,
                   rows, cols);
     if (o->svg) {

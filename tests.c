@@ -410,6 +410,12 @@ static void test_softmax_properties(Tally *t, Rng *r) {
     }
     check(t, finite && pmax == 0.0 && gmax == 0.0, "fully masked row (n = 8, twice): every "
           "weight 0 (max |w| %.1e), every gradient entry 0 (max %.1e), no NaN", pmax, gmax);
+    /* argmax: the largest, the first of equal ones, and n = 1 */
+    const double one[1] = { -3.0 }, tie[5] = { 1.0, 7.0, -2.0, 7.0, 7.0 };
+    const double last[4] = { -1e300, -INFINITY, -5.0, 2.0 };
+    int a1 = argmax(one, 1), a5 = argmax(tie, 5), a4 = argmax(last, 4);
+    check(t, a1 == 0 && a5 == 1 && a4 == 3, "argmax: n = 1 gives %d (0), a tie of three 7s "
+          "gives the first, %d (1), the largest in last place %d (3)", a1, a5, a4);
 }
 
 static void test_optimisers(Tally *t, Rng *r) {
@@ -2439,7 +2445,7 @@ static void tf_test_sampling(Tally *t) {
           n[2] / (double)N, hot / (double)N);
 }
 
-/* -- the batched attention of section 3b against chapter 1's ------------------ */
+/* -- the batched multi-head attention against one example at a time --------- */
 
 static void tf_test_batched_attention(Tally *t, Rng *r) {
     /* 1. sdpa (matrix products) equals the three steps of attend_forward /
