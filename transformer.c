@@ -1519,12 +1519,14 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     TfConfig c = *dflt;
     c.arch = TF_ENCDEC; c.norm = TF_POST; c.pos = TF_POS_SIN; c.act = TF_RELU;
     c.V = 16; c.D = 64; c.H = 4; c.F = 256; c.n_enc = c.n_dec = 2; c.S = c.T = 12; c.B = 32;
-    printf("bench: ms per training step (forward, backward, Adam), median of 9\n");
-    printf("  d_model  64, 4 heads, 2+2 layers, ff 256, vocab 16, len 12, batch 32: %8.2f ms\n",
-           tf_bench_step(&c, run));
-    c.D = 128; c.H = 8; c.S = c.T = 32;        /* the rest as in the first: ff 256 */
-    printf("  d_model 128, 8 heads, 2+2 layers, ff 256, vocab 16, len 32, batch 32: %8.2f ms\n",
-           tf_bench_step(&c, run));
+    printf("bench: ms per training step (forward, backward, Adam), median of 9; tokens/s\n"
+           "counts source + target tokens, as the training progress does\n");
+    for (int k = 0; k < 2; k++) {
+        if (k) { c.D = 128; c.H = 8; c.S = c.T = 32; }   /* the rest as in the first */
+        const double ms = tf_bench_step(&c, run);
+        printf("  d_model %3d, %d heads, 2+2 layers, ff 256, vocab 16, len %d, batch 32: "
+               "%8.2f ms  %7.0f tokens/s\n", c.D, c.H, c.S, ms, c.B * (c.S + c.T) / (ms / 1e3));
+    }
     TfModel m;
     TfEval ev;
     tf_build(&m, dflt, run->seed);
