@@ -1909,7 +1909,12 @@ static void tour_self_attention(Rng *r, const char *svg) {
 /* ---- ./attention --bench: kernel speed, and attention's O(n^2) memory ---- */
 
 static void bench_matmul(Rng *r) {
+#ifdef _OPENMP
+    printf("matmul kernels, double, %d OpenMP threads: GFLOPS (2 n^3 flops / median time of "
+           "5 runs)\n", omp_get_max_threads());
+#else
     printf("matmul kernels, double, one core: GFLOPS (2 n^3 flops / median time of 5 runs)\n");
+#endif
     printf("  %6s %12s %12s %12s\n", "n", "a@b", "a@b^T", "a^T@b");
     for (int n = 64; n <= 1024; n *= 2) {
         double *a = xcalloc_doubles(n * n), *b = xcalloc_doubles(n * n), *c = xcalloc_doubles(n * n);
