@@ -328,9 +328,15 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
         const int ncp = (nc + GEMM_NR - 1) / GEMM_NR * GEMM_NR; /* padded to tiles */
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {      /* a slice of KC of the sum */
             const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            for (int k = 0; k < kc; k++)               /* pack B: (kc, NC), zero-padded */
-                for (int j = 0; j < ncp; j++)
-                    bpanel[k * GEMM_NC + j] = j < nc ? b[(k0 + k) * sbk + (jc + j) * sbj] : 0.0;
+            /* B's rows already stride-1 and whole tiles wide? The kernel can read
+             * them in place (ldb = sbk): packing would only copy them. */
+            const int direct = sbj == 1 && nc == ncp;
+            const double *bp = direct ? b + k0 * sbk + jc : bpanel;
+            const int ldb = direct ? sbk : GEMM_NC;
+            if (!direct)
+                for (int k = 0; k < kc; k++)           /* pack B: (kc, NC), zero-padded */
+                    for (int j = 0; j < ncp; j++)
+                        bpanel[k * GEMM_NC + j] = j < nc ? b[(k0 + k) * sbk + (jc + j) * sbj] : 0.0;
             const int big = M >= 64 && (double)M * kc * nc >= 1e6;
             (void)big;
             OMP_PARALLEL_FOR_IF_BIG
@@ -342,8 +348,8 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                         apanel[k * GEMM_MR + r] = r < mr ? a[(i0 + r) * sai + (k0 + k) * sak] : 0.0;
                 for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
                     const int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-                    gemm_kernel(out + i0 * N + jc + j0, N, apanel, bpanel + j0, GEMM_NC, kc,
-                                mr, nr, add || k0 > 0);
+                    gemm_kernel(out + i0 * N + jc + j0, N, apanel, bp + j0, ldb, kc, mr, nr,
+                                add || k0 > 0);
                 }
             }
         }
