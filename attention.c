@@ -258,7 +258,8 @@ void rng_fill_uniform(Rng *r, double *x, int n, double lo, double hi) {
  *   2. Packing. Before the kernel runs, the slice of A it needs (8 rows x
  *      KC) and of B (KC x NC) are copied into small contiguous panels, so
  *      the kernel always walks memory with stride 1 whatever the transpose,
- *      and the panels stay in cache while they are reused.
+ *      and the panels stay in cache while they are reused. (B is read in
+ *      place when its rows are already stride-1 and whole tiles wide.)
  * Plain C, no intrinsics: the compiler vectorises the 16-wide row updates.
  * The panels live on the stack (264 KB), so there is no allocation here.
  * Measured by `./attention --bench`; held against a plain loop by the tests. */
