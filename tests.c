@@ -152,9 +152,14 @@ static void ref_matmul(double *out, const double *a, const double *b, int M, int
         }
 }
 
+/* The products that write (matmul_forward, matmul_nt_forward) must overwrite
+ * out, so out starts full of 1e6 there; those that add start from 0. Sizes
+ * include N a multiple of 16 (whole register tiles), K > 128 (several slices)
+ * and odd shapes (partial tiles). */
 static void test_matmul_reference(Tally *t, Rng *r) {
     const int sizes[][3] = { {1, 1, 1}, {3, 3, 3}, {17, 3, 65}, {65, 17, 1}, {1, 65, 17},
-                             {3, 17, 65}, {65, 65, 65}, {5, 300, 70} };  /* K > 128: 3 slices */
+                             {3, 17, 65}, {65, 65, 65}, {5, 300, 70},  /* K > 128: 3 slices */
+                             {33, 16, 32}, {9, 140, 48}, {8, 32, 16} };
     double worst = 0.0;
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
         int M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
@@ -163,13 +168,20 @@ static void test_matmul_reference(Tally *t, Rng *r) {
         double *o = xcalloc_doubles(M * N), *ref = xcalloc_doubles(M * N);
         rng_fill_normal(r, a, M * K, 1.0); rng_fill_normal(r, b, K * N, 1.0);
         rng_fill_normal(r, bt, N * K, 1.0); rng_fill_normal(r, at, K * M, 1.0);
+        for (int i = 0; i < M * N; i++) o[i] = 1e6;
         matmul_forward(o, a, b, M, K, N);
         ref_matmul(ref, a, b, M, K, N, 0, 0);
         double e1 = max_abs_diff(o, ref, M * N);
         memset(o, 0, sizeof(double) * (size_t)(M * N));
+        matmul_nn_add(o, a, b, M, K, N);
+        e1 = fmax(e1, max_abs_diff(o, ref, M * N));
+        memset(o, 0, sizeof(double) * (size_t)(M * N));
         matmul_nt_add(o, a, bt, M, K, N);
         ref_matmul(ref, a, bt, M, K, N, 0, 1);
         double e2 = max_abs_diff(o, ref, M * N);
+        for (int i = 0; i < M * N; i++) o[i] = 1e6;
+        matmul_nt_forward(o, a, bt, M, K, N);
+        e2 = fmax(e2, max_abs_diff(o, ref, M * N));
         memset(o, 0, sizeof(double) * (size_t)(M * N));
         matmul_tn_add(o, at, b, M, K, N);
         ref_matmul(ref, at, b, M, K, N, 1, 0);
@@ -178,8 +190,8 @@ static void test_matmul_reference(Tally *t, Rng *r) {
         if (e > worst) worst = e;
         free(a); free(b); free(bt); free(at); free(o); free(ref);
     }
-    check(t, worst <= 1e-13, "matmul nn/nt/tn equal a plain loop on sizes 1,3,17,65,300 "
-          "(square and not): max diff %.1e <= 1e-13", worst);
+    check(t, worst <= 1e-13, "matmul nn/nt/tn (= and +=) equal a plain loop on sizes "
+          "1,3,16,17,32,65,140,300 (square and not): max diff %.1e <= 1e-13", worst);
 }
 
 /* ---- gradient checks: kernels ---------------------------------------------- */

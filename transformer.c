@@ -126,22 +126,36 @@ void tf_embed_backward(double *dtok, double *dpos, const double *dout, const int
 
 #define TF_LN_EPS 1e-5
 
+/* Why rows in blocks of TF_LN_ROWS? A row's sum over j is a chain of D
+ * additions, each waiting for the last. Summing TF_LN_ROWS rows side by side
+ * (j outer, row inner) runs that many chains at once. Each row's sum keeps
+ * its own order, so the bits are those of one row at a time; measured 2.4x
+ * faster at N = 1024, D = 128. (The backward's two sums per row already
+ * overlap, and blocking them measured no faster.) */
+enum { TF_LN_ROWS = 4 };
+
 /* out (N,D), mean (N), rstd (N) = LayerNorm of x (N,D) with gain g (D) and
  * bias b (D); mean and rstd = 1/sqrt(var + eps) are kept for the backward. */
 void layernorm_forward(double *out, double *mean, double *rstd, const double *x,
                        const double *g, const double *b, int N, int D) {
-    for (int n = 0; n < N; n++) {
-        const double *xn = x + n * D;
-        double *on = out + n * D;
-        double mu = 0.0, var = 0.0;
-        for (int j = 0; j < D; j++) mu += xn[j];
-        mu /= D;
-        for (int j = 0; j < D; j++) var += (xn[j] - mu) * (xn[j] - mu);
-        var /= D;
-        double rs = 1.0 / sqrt(var + TF_LN_EPS);
-        for (int j = 0; j < D; j++) on[j] = (xn[j] - mu) * rs * g[j] + b[j];
-        mean[n] = mu;
-        rstd[n] = rs;
+    for (int n0 = 0; n0 < N; n0 += TF_LN_ROWS) {
+        const double *xr[TF_LN_ROWS];       /* the block's rows; past N, row N-1 again */
+        double mu[TF_LN_ROWS] = {0}, var[TF_LN_ROWS] = {0};
+        for (int r = 0; r < TF_LN_ROWS; r++) xr[r] = x + (n0 + r < N ? n0 + r : N - 1) * D;
+        for (int j = 0; j < D; j++)
+            for (int r = 0; r < TF_LN_ROWS; r++) mu[r] += xr[r][j];
+        for (int r = 0; r < TF_LN_ROWS; r++) mu[r] /= D;
+        for (int j = 0; j < D; j++)
+            for (int r = 0; r < TF_LN_ROWS; r++)
+                var[r] += (xr[r][j] - mu[r]) * (xr[r][j] - mu[r]);
+        for (int r = 0; r < TF_LN_ROWS && n0 + r < N; r++) {
+            const double *xn = xr[r];
+            double *on = out + (n0 + r) * D;
+            double rs = 1.0 / sqrt(var[r] / D + TF_LN_EPS);
+            for (int j = 0; j < D; j++) on[j] = (xn[j] - mu[r]) * rs * g[j] + b[j];
+            mean[n0 + r] = mu[r];
+            rstd[n0 + r] = rs;
+        }
     }
 }
 
