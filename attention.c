@@ -287,8 +287,10 @@ enum { GEMM_MR = 8, GEMM_NR = 16, GEMM_KC = 128, GEMM_NC = 256 };
  * by itself depends on the compiler: gcc in -std=c99 mode does not
  * (-ffp-contract=off is its default there), clang does by default
  * (-ffp-contract=on) unless given -ffp-contract=off. Writing fma() makes the
- * kernel fused under both. */
-#ifdef FP_FAST_FMA
+ * kernel fused under both. C99 says FP_FAST_FMA when fma() is fast; gcc's
+ * math.h says it under -march=native, clang's does not, so we also ask the
+ * compiler itself (__FMA__: gcc and clang, x86 with FMA instructions). */
+#if defined(FP_FAST_FMA) || defined(__FMA__)
 #define FMA(a, b, c) fma(a, b, c)
 #else
 #define FMA(a, b, c) ((a) * (b) + (c))
