@@ -1666,6 +1666,11 @@ int cnn_pooled_width(const CnnConfig *c) { return c->F + (c->pool == CNN_MAX_RNN
 /* does pooling c->pool run the RNN (h_T as query or as extra features)? */
 int cnn_has_rnn(const CnnConfig *c) { return c->pool == CNN_ATT_RNN || c->pool == CNN_MAX_RNN; }
 
+/* does pooling c->pool attend (a learned query or h_T)? */
+int cnn_has_attention(const CnnConfig *c) {
+    return c->pool == CNN_ATT_LEARNED || c->pool == CNN_ATT_RNN;
+}
+
 typedef struct {
     double *emb;        /* (V,E), read by the convolution and the query RNN */
     double *W, *b;      /* (K*E,F), (F): the convolution */
@@ -1705,7 +1710,7 @@ typedef struct {
 void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    const int att = c->pool == CNN_ATT_LEARNED || c->pool == CNN_ATT_RNN;
+    const int att = cnn_has_attention(c);
     const int rnn = cnn_has_rnn(c), R = cnn_pooled_width(c);
     const int Dq = rnn ? c->H : c->F, G = cell_gates(c->cell) * c->H;
     int off = 0, o_enc = 0, o_u = 0, o_score = 0;
@@ -1753,7 +1758,7 @@ void cnn_free(CnnModel *m) { free(m->params); free(m->grads); free(m->m); free(m
  * the number of doubles. Fields a pooling does not use are NULL. */
 int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     const int N = T - c->K + 1, H = c->H, A = c->A;
-    const int att = c->pool == CNN_ATT_LEARNED || c->pool == CNN_ATT_RNN;
+    const int att = cnn_has_attention(c);
     const int rnn = cnn_has_rnn(c);
     int off = 0;
     CnnActs dummy;

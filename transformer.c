@@ -1636,22 +1636,17 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     printf("\n");
     b.n = 1;                                    /* redo example 0 alone, then draw it */
     tf_greedy_decode(m, &b, out);               /* the caches hold its last decoder pass */
-    if (attn == TF_SHOW_ENC) {
-        snprintf(what, sizeof what, "encoder self-attention, layer %d", show);
-        snprintf(stem, sizeof stem, "encdec-enc-L%d", show);
-        tf_show_heads(m, &m->a.es[2 * (show - 1)], c->S, c->S, b.src, b.src, what, svg,
-                      stem, NULL);
-    } else if (attn == TF_SHOW_SELF) {
-        snprintf(what, sizeof what, "decoder causal self-attention, layer %d", show);
-        snprintf(stem, sizeof stem, "encdec-self-L%d", show);
-        tf_show_heads(m, &m->a.ds[3 * (show - 1)], c->T, c->T, b.tgt, b.tgt, what, svg,
-                      stem, NULL);
-    } else {
-        snprintf(what, sizeof what, "cross-attention, decoder layer %d", show);
-        snprintf(stem, sizeof stem, "encdec-cross-L%d", show);
-        tf_show_heads(m, &m->a.ds[3 * (show - 1) + 1], c->T, c->S, b.tgt, b.src, what, svg,
-                      stem, NULL);
-    }
+    /* the sublayer drawn, its queries (rows) and keys (columns), by attn */
+    static const char *const titles[] = { "encoder self-attention, layer %d",
+        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
+    const TfSub *s = attn == TF_SHOW_ENC ? &m->a.es[2 * (show - 1)]
+                   : &m->a.ds[3 * (show - 1) + (attn == TF_SHOW_CROSS)];
+    const int *rows = attn == TF_SHOW_ENC ? b.src : b.tgt;
+    const int *cols = attn == TF_SHOW_SELF ? b.tgt : b.src;
+    snprintf(what, sizeof what, titles[attn], show);
+    snprintf(stem, sizeof stem, "encdec-%s-L%d", tf_attn_names[attn], show);
+    tf_show_heads(m, s, attn == TF_SHOW_ENC ? c->S : c->T, attn == TF_SHOW_SELF ? c->T : c->S,
+                  rows, cols, what, svg, stem, NULL);
     free(out); free(y);
     tf_batch_free(&b);
 }
