@@ -263,64 +263,138 @@ void rng_fill_uniform(Rng *r, double *x, int n, double lo, double hi) {
  * Writing out = A B directly, rather than clearing out and adding, saves a
  * pass over out: at d_model 128 the clears were ~5% of a training step.
  *
- * Why not three plain loops? A textbook i-k-j loop runs at ~6 GFLOPS at -O2
- * and ~20 at -O3 -march=native here, and its transposed forms are slower
- * still (~3 GFLOPS for a @ b^T). The speed comes from two ideas:
- *   1. Register tile. The innermost kernel computes an 8 x 16 block of out
- *      in 8 row accumulators that stay in vector registers for the whole k
- *      loop: per k it loads 16 values of B and 8 of A and does 128
- *      fused multiply-adds, instead of loading and storing out every time.
- *   2. Packing. Before the kernel runs, the slice of A it needs (8 rows x
- *      KC) and of B (KC x NC) are copied into small contiguous panels, so
- *      the kernel always walks memory with stride 1 whatever the transpose,
- *      and the panels stay in cache while they are reused. (B is read in
- *      place when its rows are already stride-1 and whole tiles wide.)
- * Plain C, no intrinsics: the compiler vectorises the 16-wide row updates.
- * The panels live on the stack (264 KB), so there is no allocation here.
- * Measured by `./attention --bench`; held against a plain loop by the tests. */
+ * Why not three plain loops? A textbook i-k-j loop keeps reloading and
+ * storing out, and its transposed forms walk memory with a large stride; it
+ * runs at a fraction of the machine's speed. The speed comes from two ideas:
+ *   1. Register tile. The innermost kernel computes an MR x NR block of out
+ *      in accumulators that stay in vector registers for the whole k loop:
+ *      per k it loads NR values of B and MR of A and does MR * NR fused
+ *      multiply-adds, instead of loading and storing out every time.
+ *   2. Packing. Before the kernel runs, the slice of A it needs (MR rows x
+ *      KC) and of B (KC x NC, as NR-wide column panels) are copied into
+ *      contiguous panels, so the kernel always walks memory with stride 1
+ *      whatever the transpose, and the panels stay in cache while reused.
+ * The tile is chosen for the vector unit the compiler targets, so that the
+ * accumulators, one vector of B per VL columns and one broadcast of A fit
+ * in its registers (VL = doubles per vector register):
+ *     AVX-512   32 registers x 8 doubles: 8 x 16 tile, 16 accumulators
+ *     AVX2/AVX  16 registers x 4:         6 x 8 tile,  12 accumulators
+ *     NEON      32 registers x 2:         6 x 8 tile,  24 accumulators
+ *     SSE2      16 registers x 2:         4 x 4 tile,   8 accumulators
+ * (a tile too big for the registers spills them to memory every k: the 8 x
+ * 16 tile on 16 AVX2 registers ran at a third of this one's speed).
+ * Every tile gives the same bits: each element of out is one chain of
+ * fused multiply-adds over a KC slice of k in order, added to out.
+ * gcc and clang get the tile as their vector type (vector_size): C99 has
+ * no way to say "keep these in registers", and gcc spills a plain-array
+ * tile. Other compilers get the same loops on plain doubles.
+ * The B panel is this function's own static scratch (512 KB: too much for
+ * the stack, and reused by every call, so there is no allocation here);
+ * the programs call gemm from one thread. `./attention --bench` prints the
+ * kernel's speed beside the core's peak; the tests hold it against a plain
+ * loop at odd sizes. */
 
-enum { GEMM_MR = 8, GEMM_NR = 16, GEMM_KC = 128, GEMM_NC = 256 };
+#if defined(__AVX512F__)
+#define GEMM_ISA "AVX-512"
+#define GEMM_VL 8    /* doubles per vector register */
+#define GEMM_MR 8
+#define GEMM_NR 16
+#elif defined(__AVX__)
+#if defined(__AVX2__) && defined(__FMA__)
+#define GEMM_ISA "AVX2+FMA"
+#else
+#define GEMM_ISA "AVX"
+#endif
+#define GEMM_VL 4    /* doubles per vector register */
+#define GEMM_MR 6
+#define GEMM_NR 8
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+#define GEMM_ISA "NEON"
+#define GEMM_VL 2    /* doubles per vector register */
+#define GEMM_MR 6
+#define GEMM_NR 8
+#elif defined(__SSE2__)
+#define GEMM_ISA "SSE2"
+#define GEMM_VL 2    /* doubles per vector register */
+#define GEMM_MR 4
+#define GEMM_NR 4
+#else
+#define GEMM_ISA "scalar"
+#define GEMM_VL 1    /* doubles per vector register */
+#define GEMM_MR 4
+#define GEMM_NR 4
+#endif
+enum { GEMM_KC = 128, GEMM_NC = 512 };
 
 /* a*b + c in one rounding where the hardware has a fused multiply-add (C99's
  * fma(), a single instruction there); elsewhere the plain expression, since a
- * software fma() would be slow. Whether the compiler fuses a plain a * b + c
- * by itself depends on the compiler: gcc in -std=c99 mode does not
- * (-ffp-contract=off is its default there), clang does by default
- * (-ffp-contract=on) unless given -ffp-contract=off. Writing fma() makes the
- * kernel fused under both. C99 says FP_FAST_FMA when fma() is fast; gcc's
- * math.h says it under -march=native, clang's does not, so we also ask the
- * compiler itself (__FMA__: gcc and clang, x86 with FMA instructions). */
-#if defined(FP_FAST_FMA) || defined(__FMA__)
+ * software fma() would be slow. C99 says FP_FAST_FMA when fma() is fast;
+ * gcc's math.h says it under -march=native, clang's does not, so we also ask
+ * the compiler itself (__FMA__ on x86, __ARM_FEATURE_FMA on ARM). */
+#if defined(FP_FAST_FMA) || defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define GEMM_FUSED 1
 #define FMA(a, b, c) fma(a, b, c)
 #else
+#define GEMM_FUSED 0
 #define FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* out (mr,nr) += ap (K,MR packed: ap[k*MR + r] = A[r][k]) @ bp (K, ldb),
- * or, if add is 0, out = the product; it accumulates a full MR x NR tile in
- * eight row accumulators, and only mr x nr of it is written back. */
+/* The accumulators' type: GEMM_VL doubles in one register. On vector types
+ * fma() does not apply, so the kernel writes c = a * b + c and asks for it
+ * to be contracted into one fused instruction where the hardware has one:
+ * gcc takes a per-function option, clang the C99 pragma inside the body.
+ * (The build's -ffp-contract=off keeps every other a * b + c unfused.) */
+#if defined(__GNUC__) && GEMM_VL > 1 && !defined(GEMM_PLAIN)
+#define GEMM_VECTOR 1
+typedef double gemm_vec __attribute__((vector_size(GEMM_VL * sizeof(double))));
+#if defined(__clang__) || !GEMM_FUSED
+#define GEMM_CONTRACT
+#else
+#define GEMM_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#endif
+#else
+#define GEMM_VECTOR 0
+typedef double gemm_vec;
+#define GEMM_CONTRACT
+#endif
+enum { GEMM_NV = GEMM_NR / (GEMM_VECTOR ? GEMM_VL : 1) };   /* vectors per tile row */
+
+/* out (mr,nr) += ap (K,MR packed: ap[k*MR + r] = A[r][k]) @ bp (K,NR packed:
+ * bp[k*NR + j] = B[k][j]), or, if add is 0, out = the product; it
+ * accumulates a full MR x NR tile, and only mr x nr of it is written back. */
+GEMM_CONTRACT
 static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap,
-                        const double *restrict bp, int ldb, int K, int mr, int nr, int add) {
-    double c0[GEMM_NR] = {0}, c1[GEMM_NR] = {0}, c2[GEMM_NR] = {0}, c3[GEMM_NR] = {0};
-    double c4[GEMM_NR] = {0}, c5[GEMM_NR] = {0}, c6[GEMM_NR] = {0}, c7[GEMM_NR] = {0};
+                        const double *restrict bp, int K, int mr, int nr, int add) {
+#if defined(__clang__) && GEMM_FUSED
+#pragma STDC FP_CONTRACT ON
+#endif
+    gemm_vec c[GEMM_MR][GEMM_NV];
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int v = 0; v < GEMM_NV; v++)
+            c[r][v] = (gemm_vec){ 0 };
     for (int k = 0; k < K; k++) {
-        const double *bk = bp + k * ldb, *ak = ap + k * GEMM_MR;
-        const double a0 = ak[0], a1 = ak[1], a2 = ak[2], a3 = ak[3];
-        const double a4 = ak[4], a5 = ak[5], a6 = ak[6], a7 = ak[7];
-        for (int j = 0; j < GEMM_NR; j++) {    /* one vectorised row update each */
-            const double bj = bk[j];
-            c0[j] = FMA(a0, bj, c0[j]); c1[j] = FMA(a1, bj, c1[j]);
-            c2[j] = FMA(a2, bj, c2[j]); c3[j] = FMA(a3, bj, c3[j]);
-            c4[j] = FMA(a4, bj, c4[j]); c5[j] = FMA(a5, bj, c5[j]);
-            c6[j] = FMA(a6, bj, c6[j]); c7[j] = FMA(a7, bj, c7[j]);
+        gemm_vec b[GEMM_NV];                       /* row k of the B panel */
+        memcpy(b, bp + k * GEMM_NR, sizeof b);
+        for (int r = 0; r < GEMM_MR; r++) {
+#if GEMM_VECTOR
+            /* A[r][k] in every lane (x - 0 is x, even for -0: one broadcast) */
+            const gemm_vec a = ap[k * GEMM_MR + r] - (gemm_vec){ 0 };
+            for (int v = 0; v < GEMM_NV; v++)
+                c[r][v] = a * b[v] + c[r][v];
+#else
+            const double a = ap[k * GEMM_MR + r];
+            for (int v = 0; v < GEMM_NV; v++)
+                c[r][v] = FMA(a, b[v], c[r][v]);
+#endif
         }
     }
-    double *rows[GEMM_MR] = { c0, c1, c2, c3, c4, c5, c6, c7 };
+    double tile[GEMM_MR][GEMM_NR];
+    memcpy(tile, c, sizeof tile);
     /* out = 0.0 + tile, not out = tile: the very bits clearing out and adding
      * gave (an underflowing fma can leave -0 in a tile, and 0.0 + -0 is +0) */
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++)
-            out[r * ldo + j] = (add ? out[r * ldo + j] : 0.0) + rows[r][j];
+            out[r * ldo + j] = (add ? out[r * ldo + j] : 0.0) + tile[r][j];
 }
 
 /* `make omp` builds with OpenMP: the row blocks of a large product then run
@@ -338,28 +412,28 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
  * later ones add to it: the same sums in the same order as clearing first. */
 static void gemm(double *restrict out, int add, const double *restrict a, int sai, int sak,
                  const double *restrict b, int sbk, int sbj, int M, int K, int N) {
-    double bpanel[GEMM_KC * GEMM_NC];
+    static double bpanel[GEMM_KC * GEMM_NC];           /* see the note above */
     if (K <= 0 && !add)                                /* an empty sum: out = 0 */
         memset(out, 0, sizeof(double) * (size_t)M * (size_t)N);
     for (int jc = 0; jc < N; jc += GEMM_NC) {          /* a block of NC columns */
         const int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
-        const int ncp = (nc + GEMM_NR - 1) / GEMM_NR * GEMM_NR; /* padded to tiles */
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {      /* a slice of KC of the sum */
             const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            /* B's rows already stride-1 and whole tiles wide? The kernel can read
-             * them in place (ldb = sbk): packing would only copy them. */
-            const int direct = sbj == 1 && nc == ncp;
-            const double *bp = direct ? b + k0 * sbk + jc : bpanel;
-            const int ldb = direct ? sbk : GEMM_NC;
-            if (!direct)
-                for (int k = 0; k < kc; k++)           /* pack B: (kc, NC), zero-padded */
-                    for (int j = 0; j < ncp; j++)
-                        bpanel[k * GEMM_NC + j] = j < nc ? b[(k0 + k) * sbk + (jc + j) * sbj] : 0.0;
+            /* pack B: (kc, nc) as NR-wide column panels, each (kc, NR) contiguous,
+             * the last one zero-padded */
+            for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
+                double *bp = bpanel + j0 * kc;
+                const int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
+                const double *bsrc = b + k0 * sbk + (jc + j0) * sbj;
+                for (int k = 0; k < kc; k++)
+                    for (int j = 0; j < GEMM_NR; j++)
+                        bp[k * GEMM_NR + j] = j < nr ? bsrc[k * sbk + j * sbj] : 0.0;
+            }
             const int big = M >= 64 && (double)M * kc * nc >= 1e6;
             (void)big;
             OMP_PARALLEL_FOR_IF_BIG
-            for (int i0 = 0; i0 < M; i0 += GEMM_MR) {  /* 8 rows of out at a time */
-                double apanel[GEMM_KC * GEMM_MR];
+            for (int i0 = 0; i0 < M; i0 += GEMM_MR) {  /* MR rows of out at a time */
+                double apanel[GEMM_KC * GEMM_MR];      /* 8 KB at most: on the stack */
                 const int mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
                 /* pack A: (kc, MR); a short last block is zero-padded. Whole
                  * blocks, nearly all of them, get a copy without the test */
@@ -374,7 +448,7 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                                                              : 0.0;
                 for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
                     const int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-                    gemm_kernel(out + i0 * N + jc + j0, N, apanel, bp + j0, ldb, kc, mr, nr,
+                    gemm_kernel(out + i0 * N + jc + j0, N, apanel, bpanel + j0 * kc, kc, mr, nr,
                                 add || k0 > 0);
                 }
             }
@@ -1959,12 +2033,54 @@ static void tour_self_attention(Rng *r, const char *svg) {
 
 /* ---- ./attention --bench: kernel speed, and attention's O(n^2) memory ---- */
 
+/* The core's own ceiling for the kernel: CHAINS independent chains of
+ * c = a * c + b on the kernel's vector type, enough to hide the latency of
+ * a fused multiply-add on the cores we know (4 cycles, 2 per cycle: 8
+ * chains). GFLOPS = 2 flops x lanes x chains x steps / median time of 5. */
+GEMM_CONTRACT
+static double bench_peak_gflops(void) {
+#if defined(__clang__) && GEMM_FUSED
+#pragma STDC FP_CONTRACT ON
+#endif
+    enum { CHAINS = 12, STEPS = 4000000 };
+    const int lanes = GEMM_VECTOR ? GEMM_VL : 1;
+    double t[5], sink = 0.0;
+    for (int rep = 0; rep < 5; rep++) {
+        gemm_vec c[CHAINS];
+        const gemm_vec a = (gemm_vec){ 0 } + 0.999999, b = (gemm_vec){ 0 } + 1e-6;
+        for (int i = 0; i < CHAINS; i++) c[i] = (gemm_vec){ 0 } + (double)i;
+        double t0 = seconds();
+        for (int s = 0; s < STEPS; s++)
+            for (int i = 0; i < CHAINS; i++)
+#if GEMM_VECTOR
+                c[i] = a * c[i] + b;
+#else
+                c[i] = FMA(a, c[i], b);
+#endif
+        t[rep] = seconds() - t0;
+        for (int i = 0; i < CHAINS; i++) {
+            double lane[GEMM_VL];
+            memcpy(lane, &c[i], sizeof c[i]);
+            sink += lane[0];
+        }
+    }
+    if (sink != sink) printf("(peak loop: NaN)\n");      /* keeps the loop alive */
+    return 2.0 * lanes * CHAINS * STEPS / median(t, 5) / 1e9;
+}
+
 static void bench_matmul(Rng *r) {
+    printf("matmul kernel: built for %s, %d x %d register tile of %s, %s\n", GEMM_ISA,
+           GEMM_MR, GEMM_NR, GEMM_VECTOR ? "vectors" : "plain doubles",
+           GEMM_FUSED ? "fused multiply-adds" : "no fused multiply-add");
+    const double peak = bench_peak_gflops();
+    printf("this core's peak for that code: %.1f GFLOPS (independent multiply-add chains)\n",
+           peak);
 #ifdef _OPENMP
     printf("matmul kernels, double, %d OpenMP threads: GFLOPS (2 n^3 flops / median time of "
-           "5 runs)\n", omp_get_max_threads());
+           "5 runs), and %% of the one-core peak\n", omp_get_max_threads());
 #else
-    printf("matmul kernels, double, one core: GFLOPS (2 n^3 flops / median time of 5 runs)\n");
+    printf("matmul kernels, double, one core: GFLOPS (2 n^3 flops / median time of 5 runs), "
+           "and %% of peak\n");
 #endif
     printf("  %6s %12s %12s %12s\n", "n", "a@b", "a@b^T", "a^T@b");
     for (int n = 64; n <= 1024; n *= 2) {
@@ -1984,7 +2100,8 @@ static void bench_matmul(Rng *r) {
                 }
                 t[rep] = (seconds() - t0) / inner;
             }
-            printf(" %12.1f", 2.0 * n * n * n / median(t, 5) / 1e9);
+            const double g = 2.0 * n * n * n / median(t, 5) / 1e9;
+            printf(" %7.1f %3.0f%%", g, 100.0 * g / peak);
         }
         printf("\n");
         free(a); free(b); free(c);

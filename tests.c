@@ -159,7 +159,8 @@ static void ref_matmul(double *out, const double *a, const double *b, int M, int
 static void test_matmul_reference(Tally *t, Rng *r) {
     const int sizes[][3] = { {1, 1, 1}, {3, 3, 3}, {17, 3, 65}, {65, 17, 1}, {1, 65, 17},
                              {3, 17, 65}, {65, 65, 65}, {5, 300, 70},  /* K > 128: 3 slices */
-                             {33, 16, 32}, {9, 140, 48}, {8, 32, 16} };
+                             {33, 16, 32}, {9, 140, 48}, {8, 32, 16},
+                             {12, 24, 40}, {13, 129, 530} };   /* N > GEMM_NC: 2 blocks */
     double worst = 0.0;
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
         int M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
@@ -191,7 +192,36 @@ static void test_matmul_reference(Tally *t, Rng *r) {
         free(a); free(b); free(bt); free(at); free(o); free(ref);
     }
     check(t, worst <= 1e-13, "matmul nn/nt/tn (= and +=) equal a plain loop on sizes "
-          "1,3,16,17,32,65,140,300 (square and not): max diff %.1e <= 1e-13", worst);
+          "1,3,16,17,32,65,140,300,530 (square and not): max diff %.1e <= 1e-13", worst);
+}
+
+/* The register tile does not change the bits: every element of out is, per
+ * slice of GEMM_KC terms, one chain s = FMA(a, b, s) from 0 in the order of
+ * k, added to out. Written here as that chain, the product must agree to the
+ * last bit, whatever tile (and vector width) the build chose. */
+static void test_matmul_bits(Tally *t, Rng *r) {
+    const int M = 13, K = 300, N = 530;
+    double *a = xcalloc_doubles(M * K), *b = xcalloc_doubles(K * N);
+    double *o = xcalloc_doubles(M * N);
+    rng_fill_normal(r, a, M * K, 1.0); rng_fill_normal(r, b, K * N, 1.0);
+    matmul_forward(o, a, b, M, K, N);
+    int differ = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double out = 0.0;
+            for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+                double s = 0.0;
+                for (int k = k0; k < K && k < k0 + GEMM_KC; k++)
+                    s = FMA(a[i * K + k], b[k * N + j], s);
+                out = out + s;
+            }
+            differ += out != o[i * N + j];
+        }
+    check(t, differ == 0, "matmul on the %s %d x %d tile (%s) gives the bits of the "
+          "plain chain of %s over each %d-term slice: %d of %d elements differ", GEMM_ISA,
+          GEMM_MR, GEMM_NR, GEMM_VECTOR ? "vector type" : "plain doubles",
+          GEMM_FUSED ? "fma()" : "a * b + c", GEMM_KC, differ, M * N);
+    free(a); free(b); free(o);
 }
 
 /* ---- gradient checks: kernels ---------------------------------------------- */
@@ -1154,6 +1184,7 @@ static void tests_attention(Tally *t) {
     Rng r;
     rng_seed(&r, 1234);
     test_matmul_reference(t, &r);
+    test_matmul_bits(t, &r);
     test_grad_linear(t, &r, 3, 4, 5, 1);
     test_grad_linear(t, &r, 1, 1, 1, 1);
     test_grad_linear(t, &r, 4, 1, 3, 0);
