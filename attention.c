@@ -425,9 +425,17 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                 double *bp = bpanel + j0 * kc;
                 const int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
                 const double *bsrc = b + k0 * sbk + (jc + j0) * sbj;
-                for (int k = 0; k < kc; k++)
+                if (nr < GEMM_NR)                      /* the last, padded panel */
+                    for (int k = 0; k < kc; k++)
+                        for (int j = 0; j < GEMM_NR; j++)
+                            bp[k * GEMM_NR + j] = j < nr ? bsrc[k * sbk + j * sbj] : 0.0;
+                else if (sbj == 1)                     /* B's rows are stride-1 */
+                    for (int k = 0; k < kc; k++)
+                        memcpy(bp + k * GEMM_NR, bsrc + k * sbk, sizeof(double) * GEMM_NR);
+                else                                   /* B^T: walk its rows instead */
                     for (int j = 0; j < GEMM_NR; j++)
-                        bp[k * GEMM_NR + j] = j < nr ? bsrc[k * sbk + j * sbj] : 0.0;
+                        for (int k = 0; k < kc; k++)
+                            bp[k * GEMM_NR + j] = bsrc[k * sbk + j * sbj];
             }
             const int big = M >= 64 && (double)M * kc * nc >= 1e6;
             (void)big;
