@@ -81,7 +81,7 @@ static double *xcalloc_doubles_at(int n, const char *file, int line) {
 #define xcalloc_doubles(n) xcalloc_doubles_at((n), __FILE__, __LINE__)
 
 /* fopen that never returns NULL: on failure it says which file and why, exit 1. */
-static FILE *xfopen_at(const char *path, const char *mode, const char *file, int line) {
+FILE *xfopen_at(const char *path, const char *mode, const char *file, int line) {
     FILE *f = fopen(path, mode);
     if (!f) {
         fprintf(stderr, "%s:%d: cannot open '%s' (mode %s): %s\n",
@@ -91,6 +91,104 @@ static FILE *xfopen_at(const char *path, const char *mode, const char *file, int
     return f;
 }
 #define xfopen(path, mode) xfopen_at((path), (mode), __FILE__, __LINE__)
+
+/* "dir/name" in a new block the caller frees: no fixed buffer to cut it short */
+static char *path_join(const char *dir, const char *name) {
+    const size_t n = strlen(dir) + 1 + strlen(name) + 1;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* ---- files that appear whole or not at all --------------------------------
+ * Every file the programs write goes first to PATH.partial, created with
+ * fopen's exclusive "x" flag (C11, and glibc's long before), so a file of that
+ * name that someone else owns is never overwritten; only once every byte is
+ * out and fclose succeeded is it renamed over PATH. A failed or interrupted
+ * run leaves PATH as it was. Any failure names the file and the reason and
+ * exits 1. */
+typedef struct {
+    FILE *f;        /* write here */
+    char *path;     /* the name the user asked for */
+    char *tmp;      /* path + ".partial", renamed to path by out_close */
+} OutFile;
+
+OutFile out_open(const char *path) {
+    OutFile o;
+    o.path = xmalloc(strlen(path) + 1);
+    strcpy(o.path, path);
+    o.tmp = xmalloc(strlen(path) + sizeof ".partial");
+    sprintf(o.tmp, "%s.partial", path);
+    o.f = fopen(o.tmp, "wx");
+    if (!o.f) {
+        fprintf(stderr, "error: cannot write '%s': creating '%s' failed: %s%s\n", path, o.tmp,
+                strerror(errno), errno == EEXIST ? " (left by an earlier run? remove it)" : "");
+        exit(1);
+    }
+    return o;
+}
+
+void out_close(OutFile *o) {
+    int bad = ferror(o->f);
+    if (fclose(o->f) != 0) bad = 1;
+    if (bad || rename(o->tmp, o->path) != 0) {
+        fprintf(stderr, "error: could not finish writing '%s': %s; it is left as it was\n",
+                o->path, strerror(errno));
+        remove(o->tmp);                          /* ours: created exclusively above */
+        exit(1);
+    }
+    free(o->path); free(o->tmp);
+}
+
+/* Can files be written into the existing directory dir? Create a probe file
+ * there exclusively (a name nobody else has: ".attention-probe-N", the first
+ * N free), then remove that file, which is ours. Exits 2 with a message if
+ * not, before minutes of training. */
+void check_dir_writable(const char *prog, const char *option, const char *dir) {
+    for (int n = 0; n < 1000; n++) {
+        char name[32];
+        snprintf(name, sizeof name, ".attention-probe-%d", n);
+        char *probe = path_join(dir, name);
+        FILE *f = fopen(probe, "wx");
+        const int err = errno;
+        if (f) { fclose(f); remove(probe); free(probe); return; }
+        free(probe);
+        if (err != EEXIST) {
+            fprintf(stderr, "%s: %s %s: cannot write into that directory (%s); give an "
+                    "existing, writable directory\n", prog, option, dir, strerror(err));
+            exit(2);
+        }
+    }
+    fprintf(stderr, "%s: %s %s: 1000 probe files .attention-probe-N are in the way\n",
+            prog, option, dir);
+    exit(2);
+}
+
+/* Registered with atexit() by every main: a program whose standard output
+ * could not be written (a full disk, a closed pipe, > /dev/full) says so and
+ * exits 1 instead of 0, whatever it had printed. */
+void check_stdout_at_exit(void) {
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "error: writing the standard output failed (%s): what it shows is "
+                "incomplete\n", strerror(errno));
+        _Exit(1);
+    }
+}
+
+/* Training stops at the first step whose loss or gradient norm is not a
+ * finite number (every later step would only spread the NaN or inf), or
+ * whose cross-entropy loss is above ten times ln V, the loss of a uniform
+ * guess over V classes: a model that wrong is not learning, it has
+ * diverged (with V <= 1, or V = 0 for "no bound", only finiteness counts).
+ * The message names the step and what to lower (advice); exit status 3. */
+void check_step_finite(int step, double loss, double gnorm, int V, const char *advice) {
+    const double bound = V > 1 ? 10.0 * log((double)V) : INFINITY;
+    if (isfinite(loss) && isfinite(gnorm) && loss <= bound) return;
+    fprintf(stderr, "error: training diverged at step %d: loss %g (a uniform guess over %d "
+            "classes: %.2f), gradient norm %g; %s\n", step, loss, V, V > 1 ? bound / 10 : 0.0,
+            gnorm, advice);
+    exit(3);
+}
 
 /* Command-line values. Each reads argv[*i + 1] as the value of option
  * argv[*i], advances *i, and on any problem prints what was wrong and what
@@ -175,17 +273,22 @@ const char *arg_path(int argc, char **argv, int *i) {
 }
 
 /* Check, once the options are known to make sense, that the file `path`
- * given to `option` can be written: open it for appending (which creates it
- * and truncates nothing). A bad path then fails at once with status 2, not
- * after minutes of training. */
+ * given to `option` can be written the way out_open writes it: create
+ * path.partial exclusively and remove it again (it is ours; path itself is
+ * not touched). A bad path then fails at once with status 2, not after
+ * minutes of training. */
 void check_writable(const char *prog, const char *option, const char *path) {
-    FILE *f = fopen(path, "a");
+    char *tmp = xmalloc(strlen(path) + sizeof ".partial");
+    sprintf(tmp, "%s.partial", path);
+    FILE *f = fopen(tmp, "wx");
     if (!f) {
-        fprintf(stderr, "%s: %s: cannot write the file '%s': %s\n", prog, option, path,
-                strerror(errno));
+        fprintf(stderr, "%s: %s: cannot write the file '%s': creating '%s' failed: %s\n",
+                prog, option, path, tmp, strerror(errno));
         exit(2);
     }
     fclose(f);
+    remove(tmp);
+    free(tmp);
 }
 
 /* Which of the n option names (names[k], e.g. "--seed") argv[i] is. Exits 2
@@ -1697,7 +1800,8 @@ void write_svg_heatmap(const char *path, const char *title, const double *W, int
     int bar_x = left + C * cell + 24, width = bar_x + 80, height = top + R * cell + 20;
     double max = matrix_max(W, R * C);
     char colour[32];
-    FILE *f = xfopen(path, "w");
+    OutFile o = out_open(path);
+    FILE *f = o.f;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "font-family=\"monospace\" font-size=\"%d\">\n", width, height, font);
@@ -1738,10 +1842,7 @@ void write_svg_heatmap(const char *path, const char *title, const double *W, int
     fprintf(f, "<text x=\"%d\" y=\"%d\">%.3f</text>\n", bar_x + 20, top + 10, max);
     fprintf(f, "<text x=\"%d\" y=\"%d\">0</text>\n", bar_x + 20, top + R * cell);
     fprintf(f, "</svg>\n");
-    if (fclose(f) != 0) {
-        fprintf(stderr, "error: could not finish writing '%s': %s\n", path, strerror(errno));
-        exit(1);
-    }
+    out_close(&o);
 }
 
 /* ========================================================================
@@ -2166,6 +2267,7 @@ static void usage(const char *prog) {
 }
 
 int main(int argc, char **argv) {
+    atexit(check_stdout_at_exit);
     long seed = 1;
     int bench = 0;
     const char *svg = NULL;

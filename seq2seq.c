@@ -1239,12 +1239,14 @@ typedef struct {
     int log_every;  /* progress line every this many steps (0: silent) */
 } S2sTrainConfig;
 
-/* What every training loop of this file does after its backward: clip the
- * n gradients to global norm clip (0: no clipping), then Adam step number
+/* What every training loop of this file does after its backward: stop if
+ * the step has diverged (check_step_finite: V classes, 0 for no loss bound), clip
+ * the n gradients to global norm clip (0: no clipping), then Adam step number
  * step (1-based) with learning rate lr on params, moments m and v (n each). */
 void s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
-                   double lr, double clip) {
-    if (clip > 0) clip_grad_norm(grads, n, clip);
+                   double lr, double clip, double loss, int V) {
+    const double norm = clip > 0 ? clip_grad_norm(grads, n, clip) : grad_norm(grads, n);
+    check_step_finite(step, loss, norm, V, "lower --lr, or clip harder (--clip)");
     adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
 }
 
@@ -1255,7 +1257,8 @@ double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, dou
     double loss = s2s_forward(r, bt, m);
     s2s_backward(m, r, bt);
     m->step++;
-    s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip);
+    s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip, loss,
+                  m->cfg.V);
     return loss;
 }
 
@@ -2353,7 +2356,7 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
             pool_backward(&m.g, &g, &a, btok, blab, &m);
             m.step++;
             s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
-                          s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip);
+                          s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip, l, 0);
         }
         pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
         pool_forward(&a, tok, lab, &m);
@@ -2442,17 +2445,18 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         for (int s = 1; s <= o->train.steps; s++) {
             cnn_task_batch(btok, blab, &rb, B, T, 0);
             memset(G, 0, sizeof(double) * (size_t)np);
+            double l;
             if (rnn) {
                 pool_acts_bind(&pa, amem, &pc, B, T); pool_acts_bind(&pg, gmem, &pc, B, T);
-                pool_forward(&pa, btok, blab, &pm);
+                l = pool_forward(&pa, btok, blab, &pm);
                 pool_backward(&pm.g, &pg, &pa, btok, blab, &pm);
             } else {
                 cnn_acts_bind(&ca, amem, &cc, B, T); cnn_acts_bind(&cg, gmem, &cc, B, T);
-                cnn_forward(&ca, btok, blab, &cm);
+                l = cnn_forward(&ca, btok, blab, &cm);
                 cnn_backward(&cm.g, &cg, &ca, btok, blab, &cm);
             }
             s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
-                          o->train.clip);
+                          o->train.clip, l, 0);
         }
         double secs = seconds() - t0;
         int ok = 0;                                    /* held-out, B examples at a time */
@@ -2599,6 +2603,7 @@ static void s2s_bench(void) {
 }
 
 int main(int argc, char **argv) {
+    atexit(check_stdout_at_exit);
     S2sOptions o;
     s2s_parse(&o, argc, argv);
     if (o.bench) s2s_bench();

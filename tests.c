@@ -1180,9 +1180,43 @@ static void test_viewers(Tally *t) {
           getenv("TMPDIR") && getenv("TMPDIR")[0] ? "$TMPDIR" : "/tmp", removed ? "yes" : "no");
 }
 
+/* out_open/out_close: while a file is being written the old one is still
+ * there whole, the new one replaces it only at out_close, and no .partial
+ * file is left behind. */
+static void test_out_file(Tally *t) {
+    char path[4096], buf[64];
+    temp_path(path, sizeof path, "attention-tests-outfile");
+    FILE *f = xfopen(path, "w");
+    fputs("old\n", f);
+    fclose(f);
+    OutFile o = out_open(path);
+    fputs("new\n", o.f);
+    fflush(o.f);
+    f = xfopen(path, "r");
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    const int old_whole = strcmp(buf, "old\n") == 0;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    out_close(&o);
+    f = xfopen(path, "r");
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    const int replaced = strcmp(buf, "new\n") == 0;
+    FILE *left = fopen(tmp, "r");
+    if (left) fclose(left);
+    remove(path);
+    check(t, old_whole && replaced && !left, "a written file appears whole or not at all: "
+          "the old one intact while writing (%s), replaced at close (%s), no .partial left (%s)",
+          old_whole ? "yes" : "no", replaced ? "yes" : "no", left ? "no" : "yes");
+}
+
 static void tests_attention(Tally *t) {
     Rng r;
     rng_seed(&r, 1234);
+    test_out_file(t);
     test_matmul_reference(t, &r);
     test_matmul_bits(t, &r);
     test_grad_linear(t, &r, 3, 4, 5, 1);

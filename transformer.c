@@ -1206,6 +1206,8 @@ double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
     tf_zero_grad(m);
     tf_backward(m, b);
     m->step++;
+    check_step_finite(m->step, loss, grad_norm(m->grads, m->np), m->c.V,
+                      "lower --lr-factor or lengthen --warmup");
     double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
     adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
                 1e-9, 0.0);
@@ -1376,10 +1378,11 @@ static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, cons
                  what, h + 1, c->H);
         print_heatmap(stdout, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
         if (svg_dir) {
-            char path[1024];
-            snprintf(path, sizeof path, "%s/%s-h%d.svg", svg_dir, stem, h + 1);
+            char *path = xmalloc(strlen(svg_dir) + strlen(stem) + 32);
+            sprintf(path, "%s/%s-h%d.svg", svg_dir, stem, h + 1);
             write_svg_heatmap(path, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
             printf("wrote %s\n", path);
+            free(path);
         }
     }
     free(rl); free(cl); free(rp); free(cp);
@@ -1720,6 +1723,7 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
 /* parse and check every option (exit 2 with a message on bad input), then run
  * one of: the default training run, an experiment, or --bench */
 int main(int argc, char **argv) {
+    atexit(check_stdout_at_exit);
     TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
                    0.0 };
     TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
@@ -1897,18 +1901,7 @@ int main(int argc, char **argv) {
                 : "only a (causal) decoder: use self");
         return 2;
     }
-    if (svg) {                                  /* fail now, not after training */
-        char probe[1024];
-        snprintf(probe, sizeof probe, "%s/.transformer-probe", svg);
-        FILE *f = fopen(probe, "w");
-        if (!f) {
-            fprintf(stderr, "%s: --svg %s: cannot write into that directory (%s); give an "
-                    "existing, writable directory\n", argv[0], svg, strerror(errno));
-            return 2;
-        }
-        fclose(f);
-        remove(probe);
-    }
+    if (svg) check_dir_writable(argv[0], "--svg", svg);   /* fail now, not after training */
     run.seed = (uint64_t)seed;
     if (experiment == 0) tf_experiment_positions(&c, &run, (uint64_t)seed);
     if (experiment == 1) tf_experiment_heads(&c, &run, (uint64_t)seed, svg);
