@@ -129,11 +129,12 @@ OutFile out_open(const char *path) {
 }
 
 void out_close(OutFile *o) {
-    int bad = ferror(o->f);
-    if (fclose(o->f) != 0) bad = 1;
-    if (bad || rename(o->tmp, o->path) != 0) {
+    const char *why = ferror(o->f) ? "a write failed" : NULL;
+    if (fclose(o->f) != 0 && !why) why = strerror(errno);
+    if (!why && rename(o->tmp, o->path) != 0) why = strerror(errno);
+    if (why) {
         fprintf(stderr, "error: could not finish writing '%s': %s; it is left as it was\n",
-                o->path, strerror(errno));
+                o->path, why);
         remove(o->tmp);                          /* ours: created exclusively above */
         exit(1);
     }
@@ -184,9 +185,11 @@ void check_stdout_at_exit(void) {
 void check_step_finite(int step, double loss, double gnorm, int V, const char *advice) {
     const double bound = V > 1 ? 10.0 * log((double)V) : INFINITY;
     if (isfinite(loss) && isfinite(gnorm) && loss <= bound) return;
-    fprintf(stderr, "error: training diverged at step %d: loss %g (a uniform guess over %d "
-            "classes: %.2f), gradient norm %g; %s\n", step, loss, V, V > 1 ? bound / 10 : 0.0,
-            gnorm, advice);
+    char chance[64] = "";
+    if (V > 1) snprintf(chance, sizeof chance, " (a uniform guess over %d classes: %.2f)", V,
+                        bound / 10);
+    fprintf(stderr, "error: training diverged at step %d: loss %g%s, gradient norm %g; %s\n",
+            step, loss, chance, gnorm, advice);
     exit(3);
 }
 
@@ -273,17 +276,26 @@ const char *arg_path(int argc, char **argv, int *i) {
 }
 
 /* Check, once the options are known to make sense, that the file `path`
- * given to `option` can be written the way out_open writes it: create
- * path.partial exclusively and remove it again (it is ours; path itself is
- * not touched). A bad path then fails at once with status 2, not after
+ * given to `option` can be written the way out_open writes it: if path
+ * exists it must be a file we may write (not a directory, not read-only),
+ * and path.partial is created exclusively and removed again (it is ours;
+ * path itself is not changed). A bad path then fails at once with status 2, not after
  * minutes of training. */
 void check_writable(const char *prog, const char *option, const char *path) {
+    FILE *e = fopen(path, "r+");                 /* there already? (r+ truncates nothing) */
+    if (!e && errno != ENOENT) {                 /* a directory, or not ours to write */
+        fprintf(stderr, "%s: %s: cannot write the file '%s': %s\n", prog, option, path,
+                strerror(errno));
+        exit(2);
+    }
+    if (e) fclose(e);
     char *tmp = xmalloc(strlen(path) + sizeof ".partial");
     sprintf(tmp, "%s.partial", path);
     FILE *f = fopen(tmp, "wx");
     if (!f) {
-        fprintf(stderr, "%s: %s: cannot write the file '%s': creating '%s' failed: %s\n",
-                prog, option, path, tmp, strerror(errno));
+        fprintf(stderr, "%s: %s: cannot write the file '%s': creating '%s' failed: %s%s\n",
+                prog, option, path, tmp, strerror(errno),
+                errno == EEXIST ? " (left by an earlier run? remove it)" : "");
         exit(2);
     }
     fclose(f);
@@ -411,7 +423,7 @@ void rng_fill_uniform(Rng *r, double *x, int n, double lo, double hi) {
 #define GEMM_VL 4    /* doubles per vector register */
 #define GEMM_MR 6
 #define GEMM_NR 8
-#elif defined(__ARM_NEON) || defined(__aarch64__)
+#elif defined(__aarch64__)    /* 64-bit ARM: NEON with doubles (32-bit ARM's has none) */
 #define GEMM_ISA "NEON"
 #define GEMM_VL 2    /* doubles per vector register */
 #define GEMM_MR 6
@@ -452,8 +464,8 @@ enum { GEMM_KC = 128, GEMM_NC = 512 };
 typedef double gemm_vec __attribute__((vector_size(GEMM_VL * sizeof(double))));
 #if defined(__clang__) || !GEMM_FUSED
 #define GEMM_CONTRACT
-#else
-#define GEMM_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else     /* gcc contracts only in its -O2 passes: this function gets them at any -O */
+#define GEMM_CONTRACT __attribute__((optimize("O3", "fp-contract=fast")))
 #endif
 #else
 #define GEMM_VECTOR 0
@@ -2143,9 +2155,10 @@ static void tour_self_attention(Rng *r, const char *svg) {
 /* ---- ./attention --bench: kernel speed, and attention's O(n^2) memory ---- */
 
 /* The core's own ceiling for the kernel: CHAINS independent chains of
- * c = a * c + b on the kernel's vector type, enough to hide the latency of
- * a fused multiply-add on the cores we know (4 cycles, 2 per cycle: 8
- * chains). GFLOPS = 2 flops x lanes x chains x steps / median time of 5. */
+ * c = a * c + b on the kernel's vector type, more than the 8 that hide the
+ * latency of a fused multiply-add on the cores we know (4 cycles, 2 per
+ * cycle). In the plain-doubles build the compiler may vectorise the chains,
+ * so that figure is only a rough ceiling. GFLOPS = 2 flops x lanes x chains x steps / median time of 5. */
 GEMM_CONTRACT
 static double bench_peak_gflops(void) {
 #if defined(__clang__) && GEMM_FUSED
