@@ -563,6 +563,18 @@ void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) 
     r->beam = xcalloc_doubles(2 * Bmax + Bmax * c->V);
 }
 
+/* The most doubles one block may hold (as in chapter 3: offsets are ints,
+ * and 2e8 doubles are 1.6 GB, twice over for activations and gradients). */
+#define S2S_MAX_DOUBLES 2e8
+
+/* Doubles of each of the two blocks s2s_run_build would allocate for
+ * batches up to (B, T, S): the layout counted for one example and times B,
+ * an upper bound (only a few scratch doubles do not grow with B) that
+ * cannot overflow an int however large B is. */
+double s2s_acts_estimate(const S2sConfig *c, int B, int T, int S) {
+    return (double)B * s2s_acts_bind(NULL, NULL, c, 1, T, S);
+}
+
 void s2s_run_free(S2sRun *r) {
     free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->hist);
     free(r->cidx); free(r->beam);
@@ -2143,6 +2155,28 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     c.V = tk.V;
     tr.log_every = tr.steps >= 10 ? tr.steps / 10 : 1;
     o->cfg = c; o->task = tk; o->train = tr;
+    if (o->experiment == S2S_EXP_NONE || o->experiment == S2S_EXP_LENGTH) {
+        /* does the workspace fit? (the length experiment runs all three models) */
+        int Tmax, Nmax;
+        s2s_task_dims(&tk, &Tmax, &Nmax);
+        const int Bmax = o->batch > o->beam ? o->batch : o->beam;
+        double per = 0.0;                          /* doubles per example, worst model */
+        for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
+            S2sConfig w = c;
+            if (o->experiment == S2S_EXP_LENGTH) w.attention = k;
+            const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
+            if (e > per) per = e;
+        }
+        if (per * Bmax > S2S_MAX_DOUBLES) {
+            fprintf(stderr, "%s: this model needs about %.2g doubles (%.1f GB, twice: "
+                    "activations and their gradients) for --batch %d (or --beam) at --len %d; "
+                    "the limit is %.0e (%.1f GB). The largest --batch that fits is %d; or make "
+                    "--hidden, --embed, --attn-hidden or --len smaller\n", P, per * Bmax,
+                    8e-9 * per * Bmax, Bmax, tk.max_len, S2S_MAX_DOUBLES,
+                    8e-9 * S2S_MAX_DOUBLES, (int)(S2S_MAX_DOUBLES / per));
+            exit(2);
+        }
+    }
     if (o->svg) check_writable(P, "--svg", o->svg);   /* fail now, not after training */
 }
 
