@@ -1025,6 +1025,30 @@ void score_keys_backward(double *dK, Score *g, const double *dKp, const double *
  * cache (score_cache_size) keeps what the backward needs: for additive and
  * concat the hidden vectors h_i = tanh(W q + Kp_i), (T,A), then W q, (A);
  * for cosine the key norms (T), the scores (T) and |q|. */
+/* |x| (n) without overflow or underflow in the squares: the plain sum of
+ * squares when |x| is between 1e-150 and 1e150 (then every square is safe
+ * and the bits are the textbook ones), else the same sum taken over x / max|x|
+ * and scaled back. |x| itself fits in a double whenever the x do. */
+double vector_norm(const double *x, int n) {
+    double ss = 0.0;
+    for (int j = 0; j < n; j++) ss += x[j] * x[j];
+    if (ss > 1e-300 && ss < 1e300) return sqrt(ss);
+    double m = 0.0;
+    for (int j = 0; j < n; j++) if (fabs(x[j]) > m) m = fabs(x[j]);
+    if (m == 0.0 || !isfinite(m)) return m;
+    ss = 0.0;
+    for (int j = 0; j < n; j++) ss += (x[j] / m) * (x[j] / m);
+    return m * sqrt(ss);
+}
+
+/* May the cosine score of vectors with norms nq and nk be taken the
+ * textbook way, q.k / (|q||k|)? Yes unless a norm is below 1e-150 or above
+ * 1e150, where products or squares would under- or overflow; those go
+ * through the unit vectors instead. */
+static int cosine_plain(double nq, double nk) {
+    return nq >= 1e-150 && nq <= 1e150 && nk >= 1e-150 && nk <= 1e150;
+}
+
 void score_forward(double *e, double *cache, const double *q, const double *Kp, int T,
                    const Score *s) {
     const int P = score_key_width(s);
@@ -1054,16 +1078,20 @@ void score_forward(double *e, double *cache, const double *q, const double *Kp, 
         break;
     }
     case SCORE_COSINE: {                        /* cache: |k_i| (T), e (T), |q| */
-        double *nk = cache, *ec = cache + T, nq = 0.0;
-        for (int j = 0; j < P; j++) nq += q[j] * q[j];
-        nq = cache[2 * T] = sqrt(nq);
+        double *nk = cache, *ec = cache + T;
+        const double nq = cache[2 * T] = vector_norm(q, P);
         for (int i = 0; i < T; i++) {
             const double *k = Kp + i * P;
-            double d = 0.0, kk = 0.0;
-            for (int j = 0; j < P; j++) { d += q[j] * k[j]; kk += k[j] * k[j]; }
-            nk[i] = sqrt(kk);
-            double den = nq * nk[i];
-            e[i] = ec[i] = den > 1e-300 ? d / den : 0.0; /* a zero vector matches nothing */
+            nk[i] = vector_norm(k, P);
+            double d = 0.0;
+            if (cosine_plain(nq, nk[i])) {       /* products and squares cannot overflow */
+                for (int j = 0; j < P; j++) d += q[j] * k[j];
+                const double den = nq * nk[i];
+                d = den > 1e-300 ? d / den : 0.0;  /* a zero vector matches nothing */
+            } else if (nq > 0.0 && nk[i] > 0.0) { /* huge or tiny: the unit vectors' dot */
+                for (int j = 0; j < P; j++) d += (q[j] / nq) * (k[j] / nk[i]);
+            }
+            e[i] = ec[i] = d;
         }
         break;
     }
@@ -1123,11 +1151,20 @@ void score_backward(double *dq, double *dKp, Score *g, const double *de,
         const double *nk = cache, *ec = cache + T, nq = cache[2 * T];
         for (int i = 0; i < T; i++) {
             const double *k = Kp + i * P;
-            if (nq * nk[i] <= 1e-300) continue;   /* e was pinned at 0 */
-            const double den = nq * nk[i];
-            for (int j = 0; j < P; j++) {
-                if (dq) dq[j] += de[i] * (k[j] / den - ec[i] * q[j] / (nq * nq));
-                if (dKp) dKp[i * P + j] += de[i] * (q[j] / den - ec[i] * k[j] / (nk[i] * nk[i]));
+            if (cosine_plain(nq, nk[i])) {
+                if (nq * nk[i] <= 1e-300) continue;   /* e was pinned at 0 */
+                const double den = nq * nk[i];
+                for (int j = 0; j < P; j++) {
+                    if (dq) dq[j] += de[i] * (k[j] / den - ec[i] * q[j] / (nq * nq));
+                    if (dKp) dKp[i * P + j] += de[i] * (q[j] / den - ec[i] * k[j] / (nk[i] * nk[i]));
+                }
+            } else if (nq > 0.0 && nk[i] > 0.0) {
+                /* the same, as (unit k - e unit q) / |q|: nothing squared */
+                for (int j = 0; j < P; j++) {
+                    const double uq = q[j] / nq, uk = k[j] / nk[i];
+                    if (dq) dq[j] += de[i] * (uk - ec[i] * uq) / nq;
+                    if (dKp) dKp[i * P + j] += de[i] * (uq - ec[i] * uk) / nk[i];
+                }
             }
         }
         break;

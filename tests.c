@@ -1213,10 +1213,47 @@ static void test_out_file(Tally *t) {
           old_whole ? "yes" : "no", replaced ? "yes" : "no", left ? "no" : "yes");
 }
 
+/* The cosine score of q = s (1, 2, 3) and k = s' (2, 1, 0.5) is 0.6416 at any
+ * scale: at |q| ~ 1e154 and 1e200 the squares overflow, at 1e-170 they
+ * underflow, and the textbook formula gives NaN or 0 there. The score and
+ * its gradient must stay finite and right, and the gradient orthogonal to q
+ * (the score does not change with |q|). */
+static void test_cosine_extremes(Tally *t) {
+    const double qd[3] = { 1, 2, 3 }, kd[3] = { 2, 1, 0.5 };
+    const double want = 5.5 / (sqrt(14.0) * sqrt(5.25));
+    const double scales[][2] = { { 1e154, 1e154 }, { 1e200, 1e200 }, { 1e-170, 1e-170 },
+                                 { 1e200, 1.0 }, { 1e-170, 1.0 }, { 1.0, 1.0 } };
+    Score sc;
+    score_bind(&sc, NULL, SCORE_COSINE, 3, 3, 0);
+    double worst = 0.0, worst_orth = 0.0;
+    int finite = 1;
+    for (int c = 0; c < (int)(sizeof scales / sizeof scales[0]); c++) {
+        double q[3], k[3], e, cache[3], dq[3] = { 0 }, dk[3] = { 0 }, de = 1.0;
+        for (int j = 0; j < 3; j++) { q[j] = scales[c][0] * qd[j]; k[j] = scales[c][1] * kd[j]; }
+        score_forward(&e, cache, q, k, 1, &sc);
+        score_backward(dq, dk, NULL, &de, q, k, cache, 1, &sc, NULL);
+        const double ng = vector_norm(dq, 3), nq = vector_norm(q, 3);  /* |dq| ~ 1/|q| */
+        double dot = 0.0;                         /* (dq / |dq|) . (q / |q|) */
+        for (int j = 0; j < 3; j++) {
+            finite &= isfinite(dq[j]) && isfinite(dk[j]);
+            if (ng > 0) dot += (dq[j] / ng) * (q[j] / nq);
+        }
+        finite &= isfinite(e);
+        if (fabs(e - want) > worst || !isfinite(e)) worst = isfinite(e) ? fabs(e - want) : INFINITY;
+        const double orth = ng > 0 && isfinite(ng) ? fabs(dot) : 1.0;
+        if (orth > worst_orth) worst_orth = orth;
+    }
+    check(t, finite && worst <= 1e-14 && worst_orth <= 1e-12, "cosine score at |q|, |k| ~ "
+          "1e154, 1e200, 1e-170 (both, or q alone) and 1: %.4f every time (max error %.1e <= "
+          "1e-14), gradient finite, nonzero and orthogonal to q (%.1e <= 1e-12)", want, worst,
+          worst_orth);
+}
+
 static void tests_attention(Tally *t) {
     Rng r;
     rng_seed(&r, 1234);
     test_out_file(t);
+    test_cosine_extremes(t);
     test_matmul_reference(t, &r);
     test_matmul_bits(t, &r);
     test_grad_linear(t, &r, 3, 4, 5, 1);
@@ -2627,11 +2664,36 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
 
 /* Chapter 3's checks print "tf: " before their description, so that
  * `./tests | grep " tf: "` lists exactly them. */
+/* LayerNorm of a row near the largest double, (1, -1, 0.5, 0) x 1e308: the
+ * sums overflow in the textbook order, yet the result is that of (1, -1,
+ * 0.5, 0), and a normal row next to it is untouched by the fallback. */
+static void tf_test_layernorm_extremes(Tally *t) {
+    enum { D = 4 };
+    const double base[D] = { 1, -1, 0.5, 0 }, g[D] = { 1, 1, 1, 1 }, b[D] = { 0, 0, 0, 0 };
+    double x[2 * D], out[2 * D], mean[2], rstd[2], ref[D];
+    for (int j = 0; j < D; j++) { x[j] = 1e308 * base[j]; x[D + j] = base[j]; }
+    layernorm_forward(out, mean, rstd, x, g, b, 2, D);
+    double mu = 0.0, var = 0.0;
+    for (int j = 0; j < D; j++) mu += base[j] / D;
+    for (int j = 0; j < D; j++) var += (base[j] - mu) * (base[j] - mu) / D;
+    for (int j = 0; j < D; j++) ref[j] = (base[j] - mu) / sqrt(var);
+    double worst = 0.0;
+    int finite = isfinite(mean[0]) && isfinite(rstd[0]);
+    for (int j = 0; j < D; j++) {
+        finite &= isfinite(out[j]);
+        worst = fmax(worst, fabs(out[j] - ref[j]));
+        worst = fmax(worst, fabs(out[D + j] - ref[j]) > 1e-4 ? 1.0 : 0.0);  /* eps 1e-5 */
+    }
+    check(t, finite && worst <= 1e-12, "LayerNorm of (1, -1, 0.5, 0) x 1e308 equals that of "
+          "(1, -1, 0.5, 0): finite, max error %.1e <= 1e-12", worst);
+}
+
 static void tests_transformer(Tally *t) {
     Rng r;
     rng_seed(&r, 4321);
     t->prefix = "tf: ";
     tf_test_pieces(t, &r);
+    tf_test_layernorm_extremes(t);
     tf_test_positions(t, &r);
     tf_test_layers(t, &r);
     tf_test_models(t, &r);

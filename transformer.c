@@ -134,6 +134,23 @@ void tf_embed_backward(double *dtok, double *dpos, const double *dout, const int
  * overlap, and blocking them measured no faster.) */
 enum { TF_LN_ROWS = 4 };
 
+/* One row of LayerNorm whose sums would overflow: the same statistics taken
+ * over x / s, s = max|x|, so that out = (x/s - mean/s) / sqrt(var/s^2 +
+ * eps/s^2) is computed from numbers near 1. mean = s (mean/s) fits; rstd is
+ * tiny and may be subnormal (the backward at such magnitudes is not exact). */
+static void layernorm_row_scaled(double *out, double *mean, double *rstd, const double *x,
+                                 const double *g, const double *b, int D) {
+    double s = 0.0, mu = 0.0, var = 0.0;
+    for (int j = 0; j < D; j++) if (fabs(x[j]) > s) s = fabs(x[j]);
+    for (int j = 0; j < D; j++) mu += x[j] / s;
+    mu /= D;
+    for (int j = 0; j < D; j++) var += (x[j] / s - mu) * (x[j] / s - mu);
+    const double rs = 1.0 / sqrt(var / D + TF_LN_EPS / s / s);   /* for x / s */
+    for (int j = 0; j < D; j++) out[j] = (x[j] / s - mu) * rs * g[j] + b[j];
+    *mean = s * mu;
+    *rstd = rs / s;
+}
+
 /* out (N,D), mean (N), rstd (N) = LayerNorm of x (N,D) with gain g (D) and
  * bias b (D); mean and rstd = 1/sqrt(var + eps) are kept for the backward. */
 void layernorm_forward(double *out, double *mean, double *rstd, const double *x,
@@ -151,6 +168,10 @@ void layernorm_forward(double *out, double *mean, double *rstd, const double *x,
         for (int r = 0; r < TF_LN_ROWS && n0 + r < N; r++) {
             const double *xn = xr[r];
             double *on = out + (n0 + r) * D;
+            if (!isfinite(var[r])) {             /* the sums overflowed (|x| near 1e308)? */
+                layernorm_row_scaled(on, &mean[n0 + r], &rstd[n0 + r], xn, g, b, D);
+                continue;
+            }
             double rs = 1.0 / sqrt(var[r] / D + TF_LN_EPS);
             for (int j = 0; j < D; j++) on[j] = (xn[j] - mu[r]) * rs * g[j] + b[j];
             mean[n0 + r] = mu[r];
