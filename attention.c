@@ -165,6 +165,17 @@ void check_dir_writable(const char *prog, const char *option, const char *dir) {
     exit(2);
 }
 
+/* After the first of `steps` training steps, which took first_step seconds:
+ * if the whole run would take over an hour, say so on stderr (with the
+ * estimate), so a user can stop it and choose a smaller one. */
+void warn_if_long(double first_step, int steps) {
+    const double total = first_step * steps;
+    if (total > 3600.0)
+        fprintf(stderr, "note: the first training step took %.1f s, so %d steps will take "
+                "about %.1f hours (fewer --steps, or a smaller model, to shorten it)\n",
+                first_step, steps, total / 3600.0);
+}
+
 /* Registered with atexit() by every main: a program whose standard output
  * could not be written (a full disk, a closed pipe, > /dev/full) says so and
  * exits 1 instead of 0, whatever it had printed. */

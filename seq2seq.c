@@ -1293,6 +1293,7 @@ double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *
     for (int s = 1; s <= tc->steps; s++) {
         s2s_batch_sample(bt, rng, tk);
         wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
+        if (s == 1) warn_if_long(seconds() - t0, tc->steps);
         wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
         if (s % window != 0 && s != tc->steps) continue;
         last = wloss / wn;

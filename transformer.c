@@ -1258,6 +1258,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         loss_sum += tf_train_step(m, &b, run);
         busy += seconds() - t0;
+        if (step == 1) warn_if_long(busy, run->steps);
         int cnt;
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
         cnt_sum += cnt;
