@@ -2239,18 +2239,18 @@ static double bench_peak_gflops(void) {
 }
 
 static void bench_matmul(Rng *r) {
-    printf("matmul kernel: built for %s, %d x %d register tile of %s, %s\n", GEMM_ISA,
+    printf("matmul kernel: built for %s, a %d x %d tile of %s,\n%s\n", GEMM_ISA,
            GEMM_MR, GEMM_NR, GEMM_VECTOR ? "vectors" : "plain doubles",
            GEMM_FUSED ? "fused multiply-adds" : "no fused multiply-add");
     const double peak = bench_peak_gflops();
     printf("this core's peak for that code: %.1f GFLOPS (independent multiply-add chains)\n",
            peak);
 #ifdef _OPENMP
-    printf("matmul kernels, double, %d OpenMP threads: GFLOPS (2 n^3 flops / median time of "
-           "5 runs), and %% of the one-core peak\n", omp_get_max_threads());
+    printf("matmul kernels, double, %d OpenMP threads: GFLOPS (2 n^3 flops / median time\n"
+           "of 5 runs), and %% of the one-core peak\n", omp_get_max_threads());
 #else
-    printf("matmul kernels, double, one core: GFLOPS (2 n^3 flops / median time of 5 runs), "
-           "and %% of peak\n");
+    printf("matmul kernels, double, one core: GFLOPS (2 n^3 flops / median time of 5 runs)\n"
+           "and %% of that peak\n");
 #endif
     printf("  %6s %12s %12s %12s\n", "n", "a@b", "a@b^T", "a^T@b");
     for (int n = 64; n <= 1024; n *= 2) {
