@@ -2239,9 +2239,8 @@ static double bench_peak_gflops(void) {
 }
 
 static void bench_matmul(Rng *r) {
-    printf("matmul kernel: built for %s, a %d x %d tile of %s,\n%s\n", GEMM_ISA,
-           GEMM_MR, GEMM_NR, GEMM_VECTOR ? "vectors" : "plain doubles",
-           GEMM_FUSED ? "fused multiply-adds" : "no fused multiply-add");
+    printf("matmul kernel: %s build, %d x %d tile of %s, %s\n", GEMM_ISA, GEMM_MR, GEMM_NR,
+           GEMM_VECTOR ? "vectors" : "doubles", GEMM_FUSED ? "fused" : "not fused");
     const double peak = bench_peak_gflops();
     printf("this core's peak for that code: %.1f GFLOPS (independent multiply-add chains)\n",
            peak);
