@@ -187,21 +187,29 @@ void check_stdout_at_exit(void) {
     }
 }
 
-/* Training stops at the first step whose loss or gradient norm is not a
- * finite number (every later step would only spread the NaN or inf), or
- * whose cross-entropy loss is above ten times ln V, the loss of a uniform
- * guess over V classes: a model that wrong is not learning, it has
- * diverged (with V <= 1, or V = 0 for "no bound", only finiteness counts).
- * The message names the step and what to lower (advice); exit status 3. */
-void check_step_finite(int step, double loss, double gnorm, int V, const char *advice) {
+/* Has training diverged? Yes at the first step whose loss or gradient norm
+ * is not a finite number (every later step would only spread the NaN or
+ * inf), or whose cross-entropy loss is above ten times ln V, the loss of a
+ * uniform guess over V classes: a model that wrong is not learning (with
+ * V <= 1, e.g. 0 for "no bound", only finiteness counts). */
+int step_diverged(double loss, double gnorm, int V) {
     const double bound = V > 1 ? 10.0 * log((double)V) : INFINITY;
-    if (isfinite(loss) && isfinite(gnorm) && loss <= bound) return;
+    return !(isfinite(loss) && isfinite(gnorm) && loss <= bound);
+}
+
+/* Say that training diverged at `step` and what to lower (advice); exit 3. */
+void report_divergence(int step, double loss, double gnorm, int V, const char *advice) {
     char chance[64] = "";
     if (V > 1) snprintf(chance, sizeof chance, " (a uniform guess over %d classes: %.2f)", V,
-                        bound / 10);
+                        log((double)V));
     fprintf(stderr, "error: training diverged at step %d: loss %g%s, gradient norm %g; %s\n",
             step, loss, chance, gnorm, advice);
     exit(3);
+}
+
+/* Training loops that cannot go on: stop the program at divergence. */
+void check_step_finite(int step, double loss, double gnorm, int V, const char *advice) {
+    if (step_diverged(loss, gnorm, V)) report_divergence(step, loss, gnorm, V, advice);
 }
 
 /* Command-line values. Each reads argv[*i + 1] as the value of option

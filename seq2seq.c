@@ -330,6 +330,8 @@ typedef struct {
     double *params, *grads, *m, *v;       /* (num_params) each: weights, dL/dw, Adam moments */
     S2sWeights w, g;                      /* views into params and grads */
     int step;                             /* Adam steps taken */
+    int diverged;                         /* the step training diverged at, 0 if none */
+    double div_loss, div_norm;            /* that step's loss and gradient norm */
 } S2sModel;
 
 /* Append one tensor to a size table tab of *nt entries; returns its offset. */
@@ -1251,16 +1253,22 @@ typedef struct {
     int log_every;  /* progress line every this many steps (0: silent) */
 } S2sTrainConfig;
 
-/* What every training loop of this file does after its backward: stop if
- * the step has diverged (check_step_finite: V classes, 0 for no loss bound), clip
- * the n gradients to global norm clip (0: no clipping), then Adam step number
- * step (1-based) with learning rate lr on params, moments m and v (n each). */
-void s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
-                   double lr, double clip, double loss, int V) {
+/* What every training loop of this file does after its backward: clip the
+ * n gradients to global norm clip (0: no clipping), then Adam step number
+ * step (1-based) with learning rate lr on params, moments m and v (n each).
+ * A step that has diverged (step_diverged: V classes, 0 for no loss bound)
+ * is not applied: the gradient norm goes to *diverged_norm and the result
+ * is 1 (else 0). */
+int s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
+                  double lr, double clip, double loss, int V, double *diverged_norm) {
     const double norm = clip > 0 ? clip_grad_norm(grads, n, clip) : grad_norm(grads, n);
-    check_step_finite(step, loss, norm, V, "lower --lr, or clip harder (--clip)");
+    if (step_diverged(loss, norm, V)) { *diverged_norm = norm; return 1; }
     adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
+    return 0;
 }
+
+/* The advice every divergence message of this file gives */
+static const char *const s2s_divergence_advice = "lower --lr, or clip harder (--clip)";
 
 /* One step on batch bt: zero grads, forward, backward, clip, Adam.
  * Returns the loss before the update. */
@@ -1269,9 +1277,19 @@ double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, dou
     double loss = s2s_forward(r, bt, m);
     s2s_backward(m, r, bt);
     m->step++;
-    s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip, loss,
-                  m->cfg.V);
+    if (s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip, loss,
+                      m->cfg.V, &m->div_norm)) {
+        m->diverged = m->step;
+        m->div_loss = loss;
+    }
     return loss;
+}
+
+/* A run that must not go on after divergence: say so and exit 3. */
+void s2s_stop_if_diverged(const S2sModel *m) {
+    if (m->diverged)
+        report_divergence(m->diverged, m->div_loss, m->div_norm, m->cfg.V,
+                          s2s_divergence_advice);
 }
 
 /* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
@@ -1283,7 +1301,7 @@ double s2s_lr_at(double lr, int s, int n) {
  * steps (if > 0) a progress line: step, mean loss and teacher-forced token
  * accuracy of the window to stdout; speed and time left to stderr (they
  * differ run to run). Returns the mean loss of the last window (a tenth of
- * the steps when silent). */
+ * the steps when silent). Stops at a diverged step (m->diverged). */
 double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
                  const S2sTrainConfig *tc) {
     const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
@@ -1293,6 +1311,7 @@ double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *
     for (int s = 1; s <= tc->steps; s++) {
         s2s_batch_sample(bt, rng, tk);
         wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
+        if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
         if (s == 1) warn_if_long(seconds() - t0, tc->steps);
         wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
         if (s % window != 0 && s != tc->steps) continue;
@@ -2230,6 +2249,7 @@ static void s2s_main_run(const S2sOptions *o) {
     s2s_data_build(&test, o->test, &rt, tk, 1);
     double t0 = seconds();
     s2s_train(&m, &run, &bt, &r, tk, &o->train);
+    s2s_stop_if_diverged(&m);
     double t1 = seconds();
     int *out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
     S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, o->beam, out, NULL, NULL);
@@ -2304,7 +2324,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
     int Tmax, Nmax;
     s2s_task_dims(tk, &Tmax, &Nmax);
     int atts[3] = { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
-    int ok[3][61], n[3][61];
+    int ok[3][61], n[3][61], diverged[3] = { 0, 0, 0 };
     memset(ok, 0, sizeof ok); memset(n, 0, sizeof n);
     printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
            "hidden %d, seed %ld\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
@@ -2328,11 +2348,18 @@ static void s2s_experiment_length(const S2sOptions *o) {
         double t0 = seconds();
         double loss = s2s_train(&m, &run, &bt, &r, tk, &tr);
         int *out = xmalloc(sizeof(int) * (size_t)(o->batch * (Nmax + 1)));
-        S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, ok[k], n[k]);
         char desc[200];
-        printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
-               "%5.1f%%  (%s)\n", s2s_attention_names[atts[k]], m.num_params, loss,
-               100 * acc.seq_acc, 100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
+        if (m.diverged) {                  /* a row that says so, and no column below */
+            printf("  %-9s %6d parameters, diverged at step %d (loss %g): no accuracy  "
+                   "(%s)\n", s2s_attention_names[atts[k]], m.num_params, m.diverged,
+                   m.div_loss, s2s_describe(desc, sizeof desc, &c));
+            diverged[k] = 1;
+        } else {
+            S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, ok[k], n[k]);
+            printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
+                   "%5.1f%%  (%s)\n", s2s_attention_names[atts[k]], m.num_params, loss,
+                   100 * acc.seq_acc, 100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
+        }
         fflush(stdout);
         fprintf(stderr, "  (%s: %.1f s)\n", s2s_attention_names[atts[k]], seconds() - t0);
         free(out);
@@ -2344,17 +2371,18 @@ static void s2s_experiment_length(const S2sOptions *o) {
     int w = (tk->max_len - tk->min_len + 1) > 12 ? 5 : 1;   /* bucket width */
     for (int lo = tk->min_len; lo <= tk->max_len; lo += w) {
         int hi = lo + w - 1 < tk->max_len ? lo + w - 1 : tk->max_len, cnt = 0;
-        double a[3];
+        char col[3][16];                       /* each model's cell: a share, or "diverged" */
         for (int k = 0; k < 3; k++) {
             int o2 = 0, n2 = 0;
             for (int L = lo; L <= hi; L++) { o2 += ok[k][L]; n2 += n[k][L]; }
-            a[k] = n2 ? 100.0 * o2 / n2 : 0.0;
-            cnt = n2;
+            snprintf(col[k], sizeof col[k], "%8.1f%%", n2 ? 100.0 * o2 / n2 : 0.0);
+            if (diverged[k]) snprintf(col[k], sizeof col[k], "%9s", "diverged");
+            else cnt = n2;
         }
         char lab[16];
         if (lo == hi) snprintf(lab, sizeof lab, "%d", lo);
         else snprintf(lab, sizeof lab, "%d-%d", lo, hi);
-        printf("  %-8s | %8.1f%% | %8.1f%% | %8.1f%% | %d\n", lab, a[0], a[1], a[2], cnt);
+        printf("  %-8s | %s | %s | %s | %d\n", lab, col[0], col[1], col[2], cnt);
     }
 }
 
@@ -2390,8 +2418,11 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
             if (s > o->train.steps - tail) loss += l / tail;
             pool_backward(&m.g, &g, &a, btok, blab, &m);
             m.step++;
-            s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
-                          s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip, l, 0);
+            double gn;
+            if (s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
+                              s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip, l, 0,
+                              &gn))
+                report_divergence(s, l, gn, 0, s2s_divergence_advice);
         }
         pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
         pool_forward(&a, tok, lab, &m);
@@ -2490,8 +2521,10 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
                 l = cnn_forward(&ca, btok, blab, &cm);
                 cnn_backward(&cm.g, &cg, &ca, btok, blab, &cm);
             }
-            s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
-                          o->train.clip, l, 0);
+            double gn;
+            if (s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
+                              o->train.clip, l, 0, &gn))
+                report_divergence(s, l, gn, 0, s2s_divergence_advice);
         }
         double secs = seconds() - t0;
         int ok = 0;                                    /* held-out, B examples at a time */

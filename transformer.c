@@ -547,6 +547,8 @@ typedef struct {
     TfActs a, da;      /* views into acts and dacts */
     double *pos_sin;   /* (P,D) sinusoidal table (pos == sin), else NULL */
     int count;         /* targets counted by the last tf_forward's loss */
+    int diverged;      /* the step training diverged at (step_diverged), 0 if none */
+    double div_loss, div_norm;  /* that step's loss and gradient norm */
 } TfModel;
 
 /* a cursor that hands out consecutive pieces of one block (or only counts,
@@ -1221,14 +1223,18 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
 }
 
 /* One step of Adam (beta1 0.9, beta2 0.98, eps 1e-9: the paper's) on batch b,
- * at the warm-up schedule's rate. Returns the batch loss. */
+ * at the warm-up schedule's rate. Returns the batch loss. A step that has
+ * diverged (step_diverged) is not applied: m->diverged records it. */
 double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
     double loss = tf_forward(m, b);
     tf_zero_grad(m);
     tf_backward(m, b);
     m->step++;
-    check_step_finite(m->step, loss, grad_norm(m->grads, m->np), m->c.V,
-                      "lower --lr-factor or lengthen --warmup");
+    const double gnorm = grad_norm(m->grads, m->np);
+    if (step_diverged(loss, gnorm, m->c.V)) {
+        m->diverged = m->step; m->div_loss = loss; m->div_norm = gnorm;
+        return loss;
+    }
     double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
     adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
                 1e-9, 0.0);
@@ -1240,8 +1246,10 @@ double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
  * stderr (tokens over the seconds spent drawing batches and in training
  * steps since the last line; held-out evaluations are not counted). encdec
  * stops early once held-out exact-sequence accuracy is 100% on the draw
- * tf_evaluate(.., 0) makes. Returns the steps taken; *ev receives the last
- * held-out evaluation (callers report a fresh draw, tf_evaluate(.., 1)). */
+ * tf_evaluate(.., 0) makes, and every arch at a diverged step (m->diverged:
+ * tf_stop_if_diverged, or an experiment's "diverged" row). Returns the steps
+ * taken; *ev receives the last held-out evaluation (callers report a fresh
+ * draw, tf_evaluate(.., 1)). */
 int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
     const TfConfig *c = &m->c;
     TfBatch b;
@@ -1258,6 +1266,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         loss_sum += tf_train_step(m, &b, run);
         busy += seconds() - t0;
+        if (m->diverged) break;                 /* the caller says so */
         if (step == 1) warn_if_long(busy, run->steps);
         int cnt;
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
@@ -1410,6 +1419,13 @@ static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, cons
     free(rl); free(cl); free(rp); free(cp);
 }
 
+/* A run that must not go on after divergence: say so and exit 3. */
+static void tf_stop_if_diverged(const TfModel *m) {
+    if (m->diverged)
+        report_divergence(m->diverged, m->div_loss, m->div_norm, m->c.V,
+                          "lower --lr-factor or lengthen --warmup");
+}
+
 /* Build and train one encdec model quietly; returns the evaluation on a
  * fresh held-out draw (not the one training stopped on) and the steps taken
  * (*steps). The caller frees m with tf_free. */
@@ -1435,8 +1451,12 @@ static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint6
         TfModel m;
         int steps;
         TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
-        printf("  --pos %-8s steps %5d  held-out token acc %.4f  exact-sequence acc %.4f\n",
-               tf_pos_names[p], steps, ev.tok_acc, ev.seq_acc);
+        if (m.diverged)
+            printf("  --pos %-8s diverged at step %d (loss %g): no accuracy\n", tf_pos_names[p],
+                   m.diverged, m.div_loss);
+        else
+            printf("  --pos %-8s steps %5d  held-out token acc %.4f  exact-sequence acc %.4f\n",
+                   tf_pos_names[p], steps, ev.tok_acc, ev.seq_acc);
         tf_free(&m);
     }
     printf("  without positions the encoder's output is the same for any order of the\n"
@@ -1459,9 +1479,13 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
         TfModel m;
         int steps;
         TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
-        printf("  --heads %d (dh %2d)  steps %5d  held-out token acc %.4f  exact-sequence "
-               "acc %.4f\n", h, c.D / h, steps, ev.tok_acc, ev.seq_acc);
-        if (h == last) {                        /* what do the heads look at? */
+        if (m.diverged)
+            printf("  --heads %d (dh %2d)  diverged at step %d (loss %g): no accuracy\n", h,
+                   c.D / h, m.diverged, m.div_loss);
+        else
+            printf("  --heads %d (dh %2d)  steps %5d  held-out token acc %.4f  exact-sequence "
+                   "acc %.4f\n", h, c.D / h, steps, ev.tok_acc, ev.seq_acc);
+        if (h == last && !m.diverged) {                        /* what do the heads look at? */
             TfBatch b;
             tf_batch_alloc(&b, &c);
             b.n = 1;
@@ -1571,6 +1595,7 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     tf_build(&m, dflt, run->seed);
     double t0 = seconds();
     int steps = tf_train(&m, run, NULL, NULL, &ev);
+    tf_stop_if_diverged(&m);
     printf("  the default example (copy): %d steps, held-out exact-sequence acc %.4f "
            "in %.2f s\n", steps, ev.seq_acc, seconds() - t0);
     tf_free(&m);
@@ -1634,6 +1659,7 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     const TfConfig *c = &m->c;
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, &ev);
+    tf_stop_if_diverged(m);
     ev = tf_evaluate(m, run, NULL, 1);         /* not the draw training stopped on */
     printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
            "training watched):\n  token acc %.4f, exact-sequence acc %.4f (greedy decoding; "
@@ -1692,6 +1718,7 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
            "windows the held-out text holds)" : "");
     TfEval ev;
     int steps = tf_train(m, run, tx, stdout, &ev);
+    tf_stop_if_diverged(m);
     ev = tf_evaluate(m, run, tx, 1);            /* BERT: fresh masks */
     printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
            "always guessing '%c' scores %.4f\n", steps, tf_plural(steps),
