@@ -2409,7 +2409,8 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
         PoolActs a, g;
         double t0 = seconds(), loss = 0.0;
-        for (int s = 1; s <= o->train.steps; s++) {
+        int div = 0;                                      /* the step it diverged at */
+        for (int s = 1; s <= o->train.steps && !div; s++) {
             pool_task_batch(btok, blab, &rb, B, T, C, 0);
             pool_acts_bind(&a, amem, &c, B, T);
             pool_acts_bind(&g, gmem, &c, B, T);
@@ -2420,9 +2421,14 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
             m.step++;
             double gn;
             if (s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
-                              s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip, l, 0,
+                              s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip, l, C,
                               &gn))
-                report_divergence(s, l, gn, 0, s2s_divergence_advice);
+                div = s;
+        }
+        if (div) {                                        /* a row that says so */
+            printf("  %-9s diverged at step %d: no accuracy\n", pool_names[p], div);
+            free(amem); free(gmem); pool_free(&m);
+            continue;
         }
         pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
         pool_forward(&a, tok, lab, &m);
@@ -2508,6 +2514,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
         double *M = rnn ? pm.m : cm.m, *S = rnn ? pm.v : cm.v;
         const int np = rnn ? pm.num_params : cm.num_params;
         double t0 = seconds();
+        int div = 0;                                   /* the step it diverged at */
         for (int s = 1; s <= o->train.steps; s++) {
             cnn_task_batch(btok, blab, &rb, B, T, 0);
             memset(G, 0, sizeof(double) * (size_t)np);
@@ -2523,10 +2530,24 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
             }
             double gn;
             if (s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
-                              o->train.clip, l, 0, &gn))
-                report_divergence(s, l, gn, 0, s2s_divergence_advice);
+                              o->train.clip, l, C, &gn)) {
+                div = s;
+                break;
+            }
         }
         double secs = seconds() - t0;
+        char pool[48];
+        if (!rnn && p == CNN_ATT_RNN)
+            snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+        else if (!rnn && p == CNN_MAX_RNN)
+            snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
+        else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
+        if (div) {                                     /* a row that says so, no weights */
+            printf("  %-5s | %-28s | diverged at step %d\n", rnn ? cn : "cnn", pool, div);
+            free(amem); free(gmem);
+            if (rnn) pool_free(&pm); else cnn_free(&cm);
+            continue;
+        }
         int ok = 0;                                    /* held-out, B examples at a time */
         for (int start = 0; start < NT; start += B) {
             const int nb = NT - start < B ? NT - start : B;
@@ -2557,12 +2578,6 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
                 nh++;
             }
         }
-        char pool[48];
-        if (!rnn && p == CNN_ATT_RNN)
-            snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
-        else if (!rnn && p == CNN_MAX_RNN)
-            snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
-        else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
         printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
                100.0 * ok / NT, np, secs);
         fflush(stdout);
