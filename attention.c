@@ -165,15 +165,16 @@ void check_dir_writable(const char *prog, const char *option, const char *dir) {
     exit(2);
 }
 
-/* After the first of `steps` training steps, which took first_step seconds:
- * if the whole run would take over an hour, say so on stderr (with the
- * estimate), so a user can stop it and choose a smaller one. */
-void warn_if_long(double first_step, int steps) {
-    const double total = first_step * steps;
-    if (total > 3600.0)
-        fprintf(stderr, "note: the first training step took %.1f s, so %d steps will take "
-                "about %.1f hours (fewer --steps, or a smaller model, to shorten it)\n",
-                first_step, steps, total / 3600.0);
+/* After the first `done` of `total` units of work (training steps, decoded
+ * examples), which took `seconds`: if the whole would take over an hour, say
+ * so on stderr with the estimate and what would shorten it, so a user can
+ * stop the run and choose a smaller one. */
+void warn_if_long(const char *what, int done, int total, double seconds,
+                  const char *shorter) {
+    const double est = done > 0 ? seconds / done * total : 0.0;
+    if (est > 3600.0)
+        fprintf(stderr, "note: the first %d %s took %.1f s, so all %d will take about %.1f "
+                "hours (%s to shorten it)\n", done, what, seconds, total, est / 3600.0, shorter);
 }
 
 /* Registered with atexit() by every main: a program whose standard output

@@ -1211,8 +1211,12 @@ S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sDa
     int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap, lens[1024];
     if (Bc > 1024) Bc = 1024;
     long tok_ok = 0, tok_n = 0, seq_ok = 0;
+    const double t0 = seconds();
     for (int start = 0; start < d->n; start += Bc) {
         int B = d->n - start < Bc ? d->n - start : Bc;
+        if (start == Bc)                               /* after the first batch */
+            warn_if_long("held-out example(s)", Bc, d->n, seconds() - t0,
+                         "a smaller --test or --beam");
         s2s_batch_from_data(bt, d, start, B);
         if (beam <= 1) s2s_greedy_decode(out, lens, r, m, bt, maxlen);
         else
@@ -1312,7 +1316,9 @@ double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *
         s2s_batch_sample(bt, rng, tk);
         wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
         if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
-        if (s == 1) warn_if_long(seconds() - t0, tc->steps);
+        if (s == 1)
+            warn_if_long("training step(s)", 1, tc->steps, seconds() - t0,
+                         "fewer --steps, or a smaller model,");
         wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
         if (s % window != 0 && s != tc->steps) continue;
         last = wloss / wn;

@@ -1267,7 +1267,9 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
         loss_sum += tf_train_step(m, &b, run);
         busy += seconds() - t0;
         if (m->diverged) break;                 /* the caller says so */
-        if (step == 1) warn_if_long(busy, run->steps);
+        if (step == 1)
+            warn_if_long("training step(s)", 1, run->steps, busy,
+                         "fewer --steps, or a smaller model,");
         int cnt;
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
         cnt_sum += cnt;
