@@ -208,11 +208,6 @@ void report_divergence(int step, double loss, double gnorm, int V, const char *a
     exit(3);
 }
 
-/* Training loops that cannot go on: stop the program at divergence. */
-void check_step_finite(int step, double loss, double gnorm, int V, const char *advice) {
-    if (step_diverged(loss, gnorm, V)) report_divergence(step, loss, gnorm, V, advice);
-}
-
 /* Command-line values. Each reads argv[*i + 1] as the value of option
  * argv[*i], advances *i, and on any problem prints what was wrong and what
  * would be right, then exits with status 2. */
