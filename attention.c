@@ -113,16 +113,29 @@ typedef struct {
     char *tmp;      /* path + ".partial", renamed to path by out_close */
 } OutFile;
 
+/* Create path + ".partial" exclusively; *tmp receives its name (the caller
+ * frees it). NULL if that fails, with errno saying why. */
+static FILE *partial_create(const char *path, char **tmp) {
+    *tmp = xmalloc(strlen(path) + sizeof ".partial");
+    sprintf(*tmp, "%s.partial", path);
+    return fopen(*tmp, "wx");
+}
+
+/* What a message adds after strerror(err) when partial_create failed: a
+ * hint if the .partial file is already there, else nothing */
+static const char *partial_hint(int err) {
+    return err == EEXIST ? " (left by an earlier run? remove it)" : "";
+}
+
 OutFile out_open(const char *path) {
     OutFile o;
     o.path = xmalloc(strlen(path) + 1);
     strcpy(o.path, path);
-    o.tmp = xmalloc(strlen(path) + sizeof ".partial");
-    sprintf(o.tmp, "%s.partial", path);
-    o.f = fopen(o.tmp, "wx");
+    o.f = partial_create(path, &o.tmp);
     if (!o.f) {
+        const int err = errno;
         fprintf(stderr, "error: cannot write '%s': creating '%s' failed: %s%s\n", path, o.tmp,
-                strerror(errno), errno == EEXIST ? " (left by an earlier run? remove it)" : "");
+                strerror(err), partial_hint(err));
         exit(1);
     }
     return o;
@@ -294,8 +307,8 @@ const char *arg_path(int argc, char **argv, int *i) {
  * given to `option` can be written the way out_open writes it: if path
  * exists it must be a file we may write (not a directory, not read-only),
  * and path.partial is created exclusively and removed again (it is ours;
- * path itself is not changed). A bad path then fails at once with status 2, not after
- * minutes of training. */
+ * path itself is not changed). A bad path then fails at once with status 2,
+ * not after minutes of training. */
 void check_writable(const char *prog, const char *option, const char *path) {
     FILE *e = fopen(path, "r+");                 /* there already? (r+ truncates nothing) */
     if (!e && errno != ENOENT) {                 /* a directory, or not ours to write */
@@ -304,13 +317,12 @@ void check_writable(const char *prog, const char *option, const char *path) {
         exit(2);
     }
     if (e) fclose(e);
-    char *tmp = xmalloc(strlen(path) + sizeof ".partial");
-    sprintf(tmp, "%s.partial", path);
-    FILE *f = fopen(tmp, "wx");
+    char *tmp;
+    FILE *f = partial_create(path, &tmp);
     if (!f) {
+        const int err = errno;
         fprintf(stderr, "%s: %s: cannot write the file '%s': creating '%s' failed: %s%s\n",
-                prog, option, path, tmp, strerror(errno),
-                errno == EEXIST ? " (left by an earlier run? remove it)" : "");
+                prog, option, path, tmp, strerror(err), partial_hint(err));
         exit(2);
     }
     fclose(f);
