@@ -51,6 +51,7 @@
 #include <string.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <time.h>
 
 #define PI 3.14159265358979323846
@@ -348,6 +349,223 @@ int arg_option(char **argv, int i, const char *const *names, int n, int *given) 
         exit(2);
     }
     return k;
+}
+
+/* ---- one option table per program ---------------------------------------
+ * Each program describes its options once, in a table of Opt: the name, the
+ * kind of value, the range, the modes it applies to and a line of help. One
+ * parser reads argv against it (values checked, each option at most once),
+ * one function prints --help from it, and one refuses an option given in a
+ * mode that would ignore it. The default of an option is whatever its
+ * variable holds when opt_parse is called, so --help always prints the true
+ * one. Checks that relate options to each other or to the model stay in the
+ * program, next to what they protect; opt_fail gives them one voice. */
+typedef enum {
+    OPT_INT,      /* an integer in [lo, hi]                 value: int * */
+    OPT_REAL,     /* a number in [lo, hi]                   value: double * */
+    OPT_RATE,     /* a number in (lo, hi]: zero is useless  value: double * */
+    OPT_CHOICE,   /* one of choices[], stored as its index  value: int * */
+    OPT_PATH,     /* a non-empty file or directory name     value: const char ** */
+    OPT_FLAG      /* no value: set to 1                     value: int * */
+} OptKind;
+
+typedef struct {
+    const char *name;            /* "--hidden" */
+    OptKind kind;
+    void *value;                 /* where the value goes (see OptKind) */
+    double lo, hi;               /* OPT_INT, OPT_REAL, OPT_RATE: the range */
+    const char *const *choices;  /* OPT_CHOICE: the accepted words, NULL-ended */
+    unsigned modes;              /* bit m set: applies in mode m; 0: in every mode */
+    const char *meta;            /* the value's name in --help: "N", "FILE" */
+    const char *help;            /* its help; lines split by '\n'. Unless it
+                                    says "default", --help adds the default */
+    int given;                   /* set by opt_parse: was it on the command line? */
+} Opt;
+
+typedef struct {
+    const char *prog;            /* argv[0], for messages */
+    const char *about;           /* --help's first lines, after "usage:" */
+    const char *after;           /* --help's last lines, or NULL */
+    const char *const *modes;    /* mode names, for messages; NULL: one mode */
+    Opt *opt;
+    int n;
+} OptTable;
+
+/* Print "prog: " and the message to stderr, then exit 2: the one way a
+ * program refuses its command line. */
+void opt_fail(const OptTable *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", t->prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+/* The entry of option `name`; a name not in the table is the program's own
+ * mistake, and stops it rather than answering "not given". */
+Opt *opt_find(const OptTable *t, const char *name) {
+    for (int k = 0; k < t->n; k++)
+        if (strcmp(t->opt[k].name, name) == 0) return &t->opt[k];
+    fprintf(stderr, "%s: internal error: no option %s in the table\n", t->prog, name);
+    exit(1);
+}
+
+/* was option `name` on the command line? */
+int opt_given(const OptTable *t, const char *name) { return opt_find(t, name)->given; }
+
+/* the default an option's variable holds, as --help shows it (buf: 64 bytes) */
+static const char *opt_default(const Opt *o, char *buf) {
+    switch (o->kind) {
+    case OPT_INT:    snprintf(buf, 64, "%d", *(int *)o->value); break;
+    case OPT_REAL:
+    case OPT_RATE:   snprintf(buf, 64, "%g", *(double *)o->value); break;
+    case OPT_CHOICE: snprintf(buf, 64, "%s", o->choices[*(int *)o->value]); break;
+    case OPT_PATH:   return *(const char **)o->value;       /* NULL: none */
+    case OPT_FLAG:   return NULL;
+    }
+    return buf;
+}
+
+/* --help, generated from the table: one entry per option, its value's
+ * name, range or choices, the modes it applies to and its default. */
+void opt_usage(const OptTable *t, FILE *f) {
+    fprintf(f, "usage: %s [options]\n%s\n", t->prog, t->about);
+    for (int k = 0; k < t->n; k++) {
+        const Opt *o = &t->opt[k];
+        char head[48], range[160] = "", buf[64];
+        snprintf(head, sizeof head, "%s %s", o->name, o->kind == OPT_FLAG ? "" : o->meta);
+        if (o->kind == OPT_INT || o->kind == OPT_REAL)
+            snprintf(range, sizeof range, "%.10g..%.10g", o->lo, o->hi);
+        else if (o->kind == OPT_RATE)
+            snprintf(range, sizeof range, "(%.10g, %.10g]", o->lo, o->hi);
+        else if (o->kind == OPT_CHOICE)
+            for (int c = 0; o->choices[c]; c++) {
+                const size_t len = strlen(range);
+                snprintf(range + len, sizeof range - len, "%s%s", c ? " | " : "", o->choices[c]);
+            }
+        /* the help text, line by line; the first line beside the name */
+        const char *h = o->help;
+        int line = 0;
+        while (*h || line == 0) {
+            const char *nl = strchr(h, '\n');
+            const int len = nl ? (int)(nl - h) : (int)strlen(h);
+            fprintf(f, "  %-18s %.*s\n", line ? "" : head, len, h);
+            h += len + (nl != NULL);
+            line++;
+        }
+        char extra[320] = "";
+        const char *d = opt_default(o, buf);
+        if (range[0]) snprintf(extra, sizeof extra, "%s", range);
+        if (d && !strstr(o->help, "default")) {
+            const size_t len = strlen(extra);
+            snprintf(extra + len, sizeof extra - len, "%sdefault %s", len ? "; " : "", d);
+        }
+        if (o->modes && t->modes) {
+            size_t len = strlen(extra);
+            snprintf(extra + len, sizeof extra - len, "%sonly with", len ? "; " : "");
+            for (int m = 0; t->modes[m]; m++)
+                if (o->modes >> m & 1u) {
+                    len = strlen(extra);
+                    snprintf(extra + len, sizeof extra - len, " %s", t->modes[m]);
+                }
+        }
+        if (extra[0]) fprintf(f, "  %-18s (%s)\n", "", extra);
+    }
+    fprintf(f, "  %-18s this text\n", "--help");
+    if (t->after) fprintf(f, "\n%s", t->after);
+}
+
+/* Read argv[1..] against the table: every option known, given at most once,
+ * its value of the right kind and in range (arg_* above say what would be
+ * right). --help or -h prints opt_usage and exits 0; any problem exits 2. */
+void opt_parse(OptTable *t, int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            opt_usage(t, stdout);
+            exit(0);
+        }
+        int k = 0;
+        while (k < t->n && strcmp(argv[i], t->opt[k].name) != 0) k++;
+        if (k == t->n) {
+            fprintf(stderr, "%s: unknown option '%s'; the options are", t->prog, argv[i]);
+            for (int j = 0; j < t->n; j++) fprintf(stderr, " %s", t->opt[j].name);
+            fprintf(stderr, " and --help\n");
+            exit(2);
+        }
+        Opt *o = &t->opt[k];
+        if (o->given++)
+            opt_fail(t, "%s given twice (give each option at most once)", o->name);
+        switch (o->kind) {
+        case OPT_INT:    *(int *)o->value = (int)arg_long(argc, argv, &i, (long)o->lo,
+                                                          (long)o->hi); break;
+        case OPT_REAL:   *(double *)o->value = arg_double(argc, argv, &i, o->lo, o->hi); break;
+        case OPT_RATE:   *(double *)o->value = arg_real(argc, argv, &i, o->lo, o->hi, 1); break;
+        case OPT_CHOICE: *(int *)o->value = arg_choice(argc, argv, &i, o->choices); break;
+        case OPT_PATH:   *(const char **)o->value = arg_path(argc, argv, &i); break;
+        case OPT_FLAG:   *(int *)o->value = 1; break;
+        }
+    }
+}
+
+/* Refuse every given option that does not apply in `mode` (an index into
+ * t->modes): a mode never silently ignores what the user asked for. */
+void opt_check_mode(const OptTable *t, int mode) {
+    for (int k = 0; k < t->n; k++) {
+        const Opt *o = &t->opt[k];
+        if (!o->given || !o->modes || (o->modes >> mode & 1u)) continue;
+        fprintf(stderr, "%s: %s does not apply to %s; it applies only to", t->prog, o->name,
+                t->modes[mode]);
+        for (int m = 0; t->modes[m]; m++)
+            if (o->modes >> m & 1u) fprintf(stderr, " %s", t->modes[m]);
+        fprintf(stderr, "\n");
+        exit(2);
+    }
+}
+
+/* ---- one layout for every block of doubles --------------------------------
+ * Every model keeps its parameters, their gradients and its activations in
+ * one block each. One function per model walks its tensors in order and asks
+ * a Layout cursor for each: run once with mem NULL it only counts (then the
+ * caller allocates L.off doubles), run again with mem set it points every
+ * tensor into the block. The same walk over the gradient block binds the
+ * gradients, so the optimizer and the gradient checker see one flat array,
+ * and a parameter that is laid out can never be missed by them. With spans
+ * set, layout_param also records each parameter's name, shape and how to
+ * initialise it. */
+typedef struct {
+    char name[32];               /* "enc0.ffn.W1" */
+    int off, n, rows, cols;      /* where in the block, and its shape */
+    int init;                    /* the model's own initialisation code */
+} LayoutSpan;
+
+typedef struct {
+    double *mem;                 /* the block; NULL: only count */
+    int off;                     /* doubles handed out so far */
+    LayoutSpan *spans;           /* NULL: do not record */
+    int nspans;                  /* parameters laid out so far */
+} Layout;
+
+/* the next n doubles of the block (NULL while only counting) */
+double *layout_take(Layout *L, int n) {
+    double *p = L->mem ? L->mem + L->off : NULL;
+    L->off += n;
+    return p;
+}
+
+/* a (rows, cols) parameter named by printf's fmt, e.g. ("enc%d.ffn.W1", l) */
+double *layout_param(Layout *L, int rows, int cols, int init, const char *fmt, ...) {
+    if (L->spans) {
+        LayoutSpan *s = &L->spans[L->nspans];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s->name, sizeof s->name, fmt, ap);
+        va_end(ap);
+        s->off = L->off; s->n = rows * cols; s->rows = rows; s->cols = cols; s->init = init;
+    }
+    L->nspans++;
+    return layout_take(L, rows * cols);
 }
 
 /* A seeded PRNG of our own (splitmix64): its stream of integers is the same
@@ -1462,6 +1680,9 @@ void local_p_attend_backward(double *dq, double *dKp, double *dV, double *dp, Sc
  * causal = 1 lets query i see only keys j <= i.
  * ======================================================================== */
 
+/* the `causal` argument of the functions below, by name */
+enum { NOT_CAUSAL = 0, CAUSAL = 1 };
+
 /* out (Tq,dv), P (Tq,Tk) = scaled dot-product attention of Q (Tq,dk) over
  * K (Tk,dk), V (Tk,dv). A causal row i uses keys 0..i only. Row i is the
  * three steps of section 2 for query i (scaled dot score, masked softmax,
@@ -1991,7 +2212,10 @@ double seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
 /* ========================================================================
  * 8. the tour: ./attention runs each section above on built-in data
  * ======================================================================== */
-#ifndef TESTING
+#if !defined(TESTING) && !defined(ATTENTION_LIBRARY)
+/* chapter 1's own program: compiled only when attention.c is the file being
+ * built. Chapters 2 and 3 define ATTENTION_LIBRARY before including this
+ * file (they want its kernels, not its tour); tests.c defines TESTING. */
 
 static void print_vec(const char *name, const double *x, int n) {
     printf("  %-10s [", name);
@@ -2190,10 +2414,10 @@ static void tour_self_attention(Rng *r, const char *svg) {
     MhaCache c;
     mha_bind(&m, params, D);
     mha_cache_bind(&c, cmem, 1, T, T, D, 1);
-    mha_forward(out, &c, X, X, &m, NULL, 0, 1, T, T, D, 1);
+    mha_forward(out, &c, X, X, &m, NULL, NOT_CAUSAL, 1, T, T, D, 1);
     print_heatmap(stdout, "one head, bidirectional (row = query, column = key)", c.P, T, T,
                   words, words);
-    mha_forward(out, &c, X, X, &m, NULL, 1, 1, T, T, D, 1);
+    mha_forward(out, &c, X, X, &m, NULL, CAUSAL, 1, T, T, D, 1);
     print_heatmap(stdout, "one head, causal mask: query t sees keys 0..t only", c.P, T, T,
                   words, words);
     if (svg) {
@@ -2201,11 +2425,11 @@ static void tour_self_attention(Rng *r, const char *svg) {
         printf("  wrote %s\n", svg);
     }
     unsigned char pad[T] = { 1, 1, 1, 1, 0, 0 };
-    mha_forward(out, &c, X, X, &m, pad, 0, 1, T, T, D, 1);
+    mha_forward(out, &c, X, X, &m, pad, NOT_CAUSAL, 1, T, T, D, 1);
     print_heatmap(stdout, "padding mask: the last two positions are padding", c.P, T, T,
                   words, words);
     mha_cache_bind(&c, cmem, 1, T, T, D, H);
-    mha_forward(out, &c, X, X, &m, NULL, 0, 1, T, T, D, H);
+    mha_forward(out, &c, X, X, &m, NULL, NOT_CAUSAL, 1, T, T, D, H);
     for (int h = 0; h < H; h++) {
         char title[64];
         snprintf(title, sizeof title, "multi-head, H = %d: head %d (width %d)", H, h, D / H);
@@ -2312,14 +2536,14 @@ static void bench_attention(Rng *r) {
         double *P = xcalloc_doubles(n * n);
         for (int k = 0; k < runs_plain; k++) {
             double t0 = seconds();
-            sdpa_forward(out, P, Q, K, V, NULL, 0, n, n, d, d);
+            sdpa_forward(out, P, Q, K, V, NULL, NOT_CAUSAL, n, n, d, d);
             tp[k] = seconds() - t0;
         }
         free(P);
         double *lse = xcalloc_doubles(n), *work = xcalloc_doubles(tiled_attention_work_size());
         for (int k = 0; k < runs_tiled; k++) {
             double t0 = seconds();
-            tiled_attention_forward(out, lse, Q, K, V, NULL, 0, n, n, d, d, work);
+            tiled_attention_forward(out, lse, Q, K, V, NULL, NOT_CAUSAL, n, n, d, d, work);
             tt[k] = seconds() - t0;
         }
         double mp = median(tp, runs_plain), mt = median(tt, runs_tiled);
@@ -2333,38 +2557,26 @@ static void bench_attention(Rng *r) {
            "  longer fits in the caches and every pass over it goes to main memory.\n");
 }
 
-static void usage(const char *prog) {
-    printf("usage: %s [--seed N] [--svg FILE] [--bench]\n"
-           "  A guided tour of chapter 1 on built-in data.\n"
-           "  --seed N    seed of the random data, 0..2147483647 (default 1)\n"
-           "  --svg FILE  also write the causal self-attention map as an SVG picture\n"
-           "  --bench     instead, time the matmul kernels and plain vs tiled attention\n"
-           "  --help      this text\n", prog);
-}
+/* the tour runs on built-in data; --bench times the kernels instead */
+enum { MODE_TOUR, MODE_BENCH };
+static const char *const tour_modes[] = { "the tour", "--bench", NULL };
 
 int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
-    long seed = 1;
-    int bench = 0;
+    int seed = 1, bench = 0;
     const char *svg = NULL;
-    static const char *const names[] = { "--seed", "--svg", "--bench" };
-    int given[3] = { 0 };
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(argv[0]);
-            return 0;
-        }
-        switch (arg_option(argv, i, names, 3, given)) {
-        case 0: seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
-        case 1: svg = arg_path(argc, argv, &i); break;
-        case 2: bench = 1; break;
-        }
-    }
-    if (bench && svg) {     /* --bench draws nothing: refuse, rather than ignore, --svg */
-        fprintf(stderr, "%s: --svg cannot be combined with --bench (the benchmark draws "
-                "no picture); drop one of them\n", argv[0]);
-        return 2;
-    }
+    Opt opts[] = {
+        { "--seed", OPT_INT, &seed, 0, 2147483647, NULL, 0, "N",
+          "seed of the random data", 0 },
+        { "--svg", OPT_PATH, &svg, 0, 0, NULL, 1u << MODE_TOUR, "FILE",
+          "also write the causal self-attention map as an SVG picture", 0 },
+        { "--bench", OPT_FLAG, &bench, 0, 0, NULL, 0, "",
+          "instead, time the matmul kernels and plain vs tiled attention", 0 },
+    };
+    OptTable t = { argv[0], "  A guided tour of chapter 1 on built-in data.", NULL,
+                   tour_modes, opts, (int)(sizeof opts / sizeof opts[0]) };
+    opt_parse(&t, argc, argv);
+    opt_check_mode(&t, bench ? MODE_BENCH : MODE_TOUR);
     if (svg) check_writable(argv[0], "--svg", svg);
     Rng r;
     rng_seed(&r, (uint64_t)seed);
@@ -2373,7 +2585,7 @@ int main(int argc, char **argv) {
         bench_attention(&r);
         return 0;
     }
-    printf("attention.c: a tour of chapter 1 (seed %ld)\n\n", seed);
+    printf("attention.c: a tour of chapter 1 (seed %d)\n\n", seed);
     tour_three_steps();
     tour_scores(&r);
     tour_scaling(&r);
@@ -2382,6 +2594,6 @@ int main(int argc, char **argv) {
     tour_self_attention(&r, svg);
     return 0;
 }
-#endif /* TESTING */
+#endif /* chapter 1's program */
 
 #endif /* ATTENTION_C */

@@ -46,10 +46,7 @@
  * its gradients; s2s_backward clears the activation gradients once, the
  * caller clears the parameter gradients (s2s_zero_grad).
  */
-#ifndef TESTING
-#define TESTING   /* keep chapter 1's tour main() out of this program ... */
-#define S2S_MAIN  /* ... and compile ours (tests.c defines TESTING: no main) */
-#endif
+#define ATTENTION_LIBRARY   /* chapter 1's kernels, without its tour and main */
 #include "attention.c"
 
 #ifndef SEQ2SEQ_C
@@ -1962,7 +1959,7 @@ char cnn_symbol(int tok) { return cnn_symbol_chars[tok - S2S_FIRST]; }
  * 10. experiments: the length bottleneck, pooling, CNN + attention, speed
  * 11. main: options, the default run
  * ======================================================================== */
-#ifdef S2S_MAIN
+#ifndef TESTING
 
 enum { S2S_EXP_NONE, S2S_EXP_LENGTH, S2S_EXP_POOLING, S2S_EXP_CNN };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", NULL };
@@ -2702,6 +2699,6 @@ int main(int argc, char **argv) {
     else s2s_main_run(&o);
     return 0;
 }
-#endif /* S2S_MAIN */
+#endif /* TESTING */
 
 #endif /* SEQ2SEQ_C */

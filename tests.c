@@ -16,12 +16,12 @@
  *   3. chapter 3 (transformer.c)
  *   4. NOTES.md cites only functions that exist
  */
-#define TESTING
+#define TESTING             /* no chapter's main */
+#define ATTENTION_LIBRARY   /* nor chapter 1's tour */
 #include "attention.c"
 #include "seq2seq.c"
 #include "transformer.c"
 
-#include <stdarg.h>
 
 /* ========================================================================
  * 0. the harness
@@ -1015,7 +1015,7 @@ static void test_mha_properties(Tally *t, Rng *r) {
     /* one key: sdpa returns that key's value */
     double Q[3 * 2], K[2] = { 0.3, -1 }, V[3] = { 1, 2, 3 }, out[3 * 3], P[3];
     rng_fill_normal(r, Q, 6, 1.0);
-    sdpa_forward(out, P, Q, K, V, NULL, 1, 3, 1, 2, 3);
+    sdpa_forward(out, P, Q, K, V, NULL, CAUSAL, 3, 1, 2, 3);
     double d = 0.0;
     for (int i = 0; i < 3; i++) d = fmax(d, max_abs_diff(out + i * 3, V, 3));
     check(t, d == 0.0 && P[0] == 1.0 && P[1] == 1.0 && P[2] == 1.0, "scaled dot-product "
@@ -1024,7 +1024,7 @@ static void test_mha_properties(Tally *t, Rng *r) {
     /* huge scores stay finite */
     double Qb[2 * 2] = { 1e4, 1e4, -1e4, 1e4 }, Kb[2 * 2] = { 1e4, -1e4, 1e4, 1e4 };
     double Vb[2 * 2] = { 1, 2, 3, 4 }, ob[4], Pb[4];
-    sdpa_forward(ob, Pb, Qb, Kb, Vb, NULL, 0, 2, 2, 2, 2);
+    sdpa_forward(ob, Pb, Qb, Kb, Vb, NULL, NOT_CAUSAL, 2, 2, 2, 2);
     /* scores (/sqrt 2): row 0 is (0, 1.4e8), row 1 is (-1.4e8, 0): one-hot on key 1 */
     double ob_max = fmax(fabs(ob[0]), fmax(fabs(ob[1]), fmax(fabs(ob[2]), fabs(ob[3]))));
     check(t, all_finite(ob, 4) && all_finite(Pb, 4) && Pb[1] == 1.0 && Pb[3] == 1.0 &&

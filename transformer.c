@@ -51,15 +51,11 @@
  *   N   rows processed at once (B*S or B*T)
  *   To  output positions per example (T for encdec, S otherwise)
  *
- * How it gets chapter 1 without chapter 1's main(): attention.c compiles its
- * tour only when TESTING is undefined, so this file defines TESTING before
- * including it and TF_MAIN to keep its own main (as seq2seq.c does);
- * tests.c defines TESTING itself, so neither main is compiled there.
+ * How it gets chapter 1 without chapter 1's main(): it defines
+ * ATTENTION_LIBRARY before including attention.c, which then leaves out its
+ * tour and main; tests.c defines TESTING, which leaves out ours.
  */
-#ifndef TESTING
-#define TESTING   /* keep chapter 1's tour main() out of this program ... */
-#define TF_MAIN   /* ... and compile ours (tests.c defines TESTING: no main) */
-#endif
+#define ATTENTION_LIBRARY   /* chapter 1's kernels, without its tour and main */
 #include "attention.c"
 #ifndef TRANSFORMER_C
 #define TRANSFORMER_C
@@ -1362,9 +1358,9 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
  * 12. experiments (positions, heads, cost) and --bench
  *
  * Only ./transformer uses them: like main, they are compiled only when this
- * file is the program (TF_MAIN), not when tests.c includes it.
+ * file is the program, not when tests.c (TESTING) includes it.
  * ======================================================================== */
-#ifdef TF_MAIN
+#ifndef TESTING
 
 /* "s" unless n is 1: "1 step", "2 steps" */
 static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
@@ -1975,5 +1971,5 @@ int main(int argc, char **argv) {
     tf_free(&m);
     return 0;
 }
-#endif /* TF_MAIN */
+#endif /* TESTING */
 #endif /* TRANSFORMER_C */
