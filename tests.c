@@ -138,19 +138,7 @@ static int all_finite(const double *x, int n) {
     return 1;
 }
 
-/* ---- plain reference loops: the oracles the kernels are held against ---- */
-
-/* out (M,N) = op(a) @ op(b), op = transpose when ta / tb, the textbook way */
-static void ref_matmul(double *out, const double *a, const double *b, int M, int K, int N,
-                       int ta, int tb) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double s = 0.0;
-            for (int k = 0; k < K; k++)
-                s += (ta ? a[k * M + i] : a[i * K + k]) * (tb ? b[j * K + k] : b[k * N + j]);
-            out[i * N + j] = s;
-        }
-}
+/* ---- the fast kernels against section 1's plain loops ---------------------- */
 
 /* The products that write (matmul_forward, matmul_nt_forward) must overwrite
  * out, so out starts full of 1e6 there; those that add start from 0. Sizes
@@ -171,21 +159,21 @@ static void test_matmul_reference(Tally *t, Rng *r) {
         rng_fill_normal(r, bt, N * K, 1.0); rng_fill_normal(r, at, K * M, 1.0);
         for (int i = 0; i < M * N; i++) o[i] = 1e6;
         matmul_forward(o, a, b, M, K, N);
-        ref_matmul(ref, a, b, M, K, N, 0, 0);
+        matmul_plain(ref, a, b, M, K, N);
         double e1 = max_abs_diff(o, ref, M * N);
         memset(o, 0, sizeof(double) * (size_t)(M * N));
         matmul_nn_add(o, a, b, M, K, N);
         e1 = fmax(e1, max_abs_diff(o, ref, M * N));
         memset(o, 0, sizeof(double) * (size_t)(M * N));
         matmul_nt_add(o, a, bt, M, K, N);
-        ref_matmul(ref, a, bt, M, K, N, 0, 1);
+        matmul_nt_plain(ref, a, bt, M, K, N);
         double e2 = max_abs_diff(o, ref, M * N);
         for (int i = 0; i < M * N; i++) o[i] = 1e6;
         matmul_nt_forward(o, a, bt, M, K, N);
         e2 = fmax(e2, max_abs_diff(o, ref, M * N));
         memset(o, 0, sizeof(double) * (size_t)(M * N));
         matmul_tn_add(o, at, b, M, K, N);
-        ref_matmul(ref, at, b, M, K, N, 1, 0);
+        matmul_tn_plain(ref, at, b, M, K, N);
         double e3 = max_abs_diff(o, ref, M * N);
         double e = fmax(e1, fmax(e2, e3)) / (1.0 + sqrt((double)K));
         if (e > worst) worst = e;
@@ -513,6 +501,27 @@ static void test_optimisers(Tally *t, Rng *r) {
     check(t, worst < 1e-12, "adam with weight decay 0.1, two steps, against the update "
           "written out by hand: max rel dev %.1e < 1e-12 (decay alone moves up to %.1e)",
           worst, moved);
+    /* the blocked adam_update the programs run is section 1's plain loop, bit
+     * for bit: 1000 weights (7 whole blocks and a short one), three steps */
+    enum { NA = 1000 };
+    double *w = xcalloc_doubles(6 * NA), *gw = w + NA, *mw = w + 2 * NA, *vw = w + 3 * NA;
+    double *wp = w + 4 * NA, *mvp = w + 5 * NA, *vp = xcalloc_doubles(NA);
+    Rng ra;
+    rng_seed(&ra, 11);
+    rng_fill_normal(&ra, w, NA, 1.0);
+    memcpy(wp, w, sizeof(double) * NA);
+    int differ = 0;
+    for (int step = 1; step <= 3; step++) {
+        rng_fill_normal(&ra, gw, NA, 1.0);
+        adam_update(w, gw, mw, vw, NA, step, lr, b1, b2, eps, wd);
+        adam_update_plain(wp, gw, mvp, vp, NA, step, lr, b1, b2, eps, wd);
+    }
+    for (int i = 0; i < NA; i++)
+        differ += memcmp(&w[i], &wp[i], sizeof(double)) != 0 || mw[i] != mvp[i] ||
+                  vw[i] != vp[i];
+    check(t, differ == 0, "adam_update (blocked) gives adam_update_plain's bits: 1000 "
+          "weights, 3 steps: %d differ", differ);
+    free(w); free(vp);
 }
 
 static void test_rng_and_tasks(Tally *t) {
@@ -940,9 +949,9 @@ static void test_grad_mha(Tally *t, Rng *r) {
 static void ref_single_head(double *out, const double *X, const double *W, int T, int D) {
     double *Q = xcalloc_doubles(T * D), *K = xcalloc_doubles(T * D), *V = xcalloc_doubles(T * D);
     double *O = xcalloc_doubles(T * D), *w = xcalloc_doubles(T);
-    ref_matmul(Q, X, W, T, D, D, 0, 0);
-    ref_matmul(K, X, W + D * D, T, D, D, 0, 0);
-    ref_matmul(V, X, W + 2 * D * D, T, D, D, 0, 0);
+    matmul_plain(Q, X, W, T, D, D);
+    matmul_plain(K, X, W + D * D, T, D, D);
+    matmul_plain(V, X, W + 2 * D * D, T, D, D);
     for (int i = 0; i < T; i++) {
         double z = 0.0;
         for (int j = 0; j < T; j++) {
@@ -957,7 +966,7 @@ static void ref_single_head(double *out, const double *X, const double *W, int T
             O[i * D + d] = s;
         }
     }
-    ref_matmul(out, O, W + 3 * D * D, T, D, D, 0, 0);
+    matmul_plain(out, O, W + 3 * D * D, T, D, D);
     free(Q); free(K); free(V); free(O); free(w);
 }
 
