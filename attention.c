@@ -1781,8 +1781,13 @@ double *layout_param(Layout *L, int rows, int cols, int init, const char *fmt, .
         LayoutSpan *s = &L->spans[L->nspans];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(s->name, sizeof s->name, fmt, ap);
+        const int len = vsnprintf(s->name, sizeof s->name, fmt, ap);
         va_end(ap);
+        if (len < 0 || len >= (int)sizeof s->name) {     /* a name cut short: no */
+            fprintf(stderr, "internal error: parameter name '%s...' is longer than %d "
+                    "characters\n", s->name, (int)sizeof s->name - 1);
+            exit(1);
+        }
         s->off = L->off; s->n = rows * cols; s->rows = rows; s->cols = cols; s->init = init;
     }
     L->nspans++;
@@ -2398,22 +2403,9 @@ static void tour_scaling(Rng *r) {
            "  one-hot and its Jacobian (the gradient path) vanishes. Scaled, nothing moves.\n\n");
 }
 
-static void tour_hard(Rng *r) {
-    printf("== 4. soft vs hard attention\n");
-    Score s;
-    score_bind(&s, NULL, SCORE_DOT, 3, 3, 0);
-    double a[4], c[2];
-    attend_forward(c, a, NULL, tour_q, tour_K, tour_V, NULL, 4, 2, &s);
-    print_vec("soft c", c, 2);
-    int counts[4] = {0, 0, 0, 0};
-    for (int n = 0; n < 10000; n++) counts[hard_attention_sample(r, a, 4)]++;
-    printf("  hard attention samples one position i ~ a (10000 draws):\n");
-    for (int i = 0; i < 4; i++)
-        printf("    %-5s a = %.4f  drawn %.4f\n", tour_words[i], a[i], counts[i] / 10000.0);
-    int best = argmax(a, 4);
-    hard_attention_forward(c, best, tour_V, 2);
-    printf("  at inference it takes the argmax, '%s', and reads its value:\n", tour_words[best]);
-    print_vec("hard c", c, 2);
+/* section 4's REINFORCE estimator of the gradient of E[L] for the weights
+ * a (4) of the tour's query: its error with and without a baseline */
+static void tour_reinforce_variance(Rng *r, const double *a) {
     /* REINFORCE: loss L_i = |v_i - target|^2; exact grad_e E[L] = a (L - E[L]) */
     const double target[2] = { 0.0, 1.0 };
     double L[4], EL = 0.0, exact[4];
@@ -2458,6 +2450,10 @@ static void tour_hard(Rng *r) {
            "  no floor: both estimators are unbiased. With the baseline the error is\n"
            "  %.1f-%.1fx smaller at the same N (lower variance): without it, the same\n"
            "  error takes about %.0fx the samples.\n", ratio_lo, ratio_hi, ratio_lo * ratio_lo);
+}
+
+/* section 4's hard attention trained by REINFORCE, with and without a baseline */
+static void tour_reinforce_training(Rng *r) {
     /* training: a 0/1 loss has no gradient, REINFORCE trains the query anyway */
     enum { T = 6, D = 4 };
     printf("  Training hard attention with REINFORCE: among %d random keys pick the one\n"
@@ -2476,6 +2472,26 @@ static void tour_hard(Rng *r) {
         rng_seed(&ev, 99);
         printf("  %7d | %10.3f | %20.3f\n", chk, acc0, hard_attention_accuracy(&ev, w1, T, D, 1000, work));
     }
+}
+
+static void tour_hard(Rng *r) {
+    printf("== 4. soft vs hard attention\n");
+    Score s;
+    score_bind(&s, NULL, SCORE_DOT, 3, 3, 0);
+    double a[4], c[2];
+    attend_forward(c, a, NULL, tour_q, tour_K, tour_V, NULL, 4, 2, &s);
+    print_vec("soft c", c, 2);
+    int counts[4] = {0, 0, 0, 0};
+    for (int n = 0; n < 10000; n++) counts[hard_attention_sample(r, a, 4)]++;
+    printf("  hard attention samples one position i ~ a (10000 draws):\n");
+    for (int i = 0; i < 4; i++)
+        printf("    %-5s a = %.4f  drawn %.4f\n", tour_words[i], a[i], counts[i] / 10000.0);
+    int best = argmax(a, 4);
+    hard_attention_forward(c, best, tour_V, 2);
+    printf("  at inference it takes the argmax, '%s', and reads its value:\n", tour_words[best]);
+    print_vec("hard c", c, 2);
+    tour_reinforce_variance(r, a);
+    tour_reinforce_training(r);
     printf("\n");
 }
 
