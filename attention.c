@@ -1909,6 +1909,33 @@ static void heat_colour(char *buf, size_t n, double t) {
     snprintf(buf, n, "rgb(%d,%d,%d)", r, g, b);
 }
 
+/* the cells of W (R,C), cell pixels square from (left, top), each with a
+ * tooltip "row -> column: weight"; shades on the scale 0..max */
+static void svg_heat_cells(FILE *f, const double *W, int R, int C, double max, int left,
+                           int top, int cell, const char *const *row_labels,
+                           const char *const *col_labels) {
+    char colour[32];
+    for (int i = 0; i < R; i++) {
+        if (row_labels) {
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 6,
+                    top + i * cell + cell / 2 + 4);
+            svg_escape(f, row_labels[i]);
+            fprintf(f, "</text>\n");
+        }
+        for (int j = 0; j < C; j++) {
+            double w = W[i * C + j];
+            heat_colour(colour, sizeof colour, max > 0 ? w / max : 0);
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\" "
+                       "stroke=\"#ddd\"><title>", left + j * cell, top + i * cell, cell,
+                    cell, colour);
+            if (row_labels) svg_escape(f, row_labels[i]); else fprintf(f, "%d", i);
+            fprintf(f, " -&gt; ");
+            if (col_labels) svg_escape(f, col_labels[j]); else fprintf(f, "%d", j);
+            fprintf(f, ": %.4f</title></rect>\n", w);
+        }
+    }
+}
+
 /* Write W (R,C) to the file `path` as an SVG heatmap with a title, row and
  * column labels (either may be NULL), a hover tooltip on every cell and a
  * colour scale. Exits with a message if the file cannot be written. */
@@ -1938,25 +1965,7 @@ void write_svg_heatmap(const char *path, const char *title, const double *W, int
         svg_escape(f, col_labels[j]);
         fprintf(f, "</text>\n");
     }
-    for (int i = 0; i < R; i++) {
-        if (row_labels) {
-            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 6,
-                    top + i * cell + cell / 2 + 4);
-            svg_escape(f, row_labels[i]);
-            fprintf(f, "</text>\n");
-        }
-        for (int j = 0; j < C; j++) {
-            double w = W[i * C + j];
-            heat_colour(colour, sizeof colour, max > 0 ? w / max : 0);
-            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\" "
-                       "stroke=\"#ddd\"><title>", left + j * cell, top + i * cell, cell,
-                    cell, colour);
-            if (row_labels) svg_escape(f, row_labels[i]); else fprintf(f, "%d", i);
-            fprintf(f, " -&gt; ");
-            if (col_labels) svg_escape(f, col_labels[j]); else fprintf(f, "%d", j);
-            fprintf(f, ": %.4f</title></rect>\n", w);
-        }
-    }
+    svg_heat_cells(f, W, R, C, max, left, top, cell, row_labels, col_labels);
     for (int k = 0; k < 10; k++) {              /* colour scale, top = max */
         heat_colour(colour, sizeof colour, 1.0 - k / 9.0);
         fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"16\" height=\"%d\" fill=\"%s\"/>\n",
