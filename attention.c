@@ -27,10 +27,12 @@
  *                         the option table, the Layout cursor, a timer
  *   8. seeing attention   terminal heatmap, SVG heatmap
  *   9. toy tasks          copy/reverse/sort data for chapters 2 and 3
- *  10. why sqrt(d_k)?     the measurement behind the scaling (softmax_stats)
- *  11. fast kernels       appendix to section 1: the packed, register-tiled
+ *  10. real data          pair files (CMUdict, tab-separated), UTF-8 text,
+ *                         vocabularies, splits, error rates, checkpoints
+ *  11. why sqrt(d_k)?     the measurement behind the scaling (softmax_stats)
+ *  12. fast kernels       appendix to section 1: the packed, register-tiled
  *                         matmul, a tanh that vectorises, blocked Adam
- *  12. the tour           main(): runs each lesson section on built-in data;
+ *  13. the tour           main(): runs each lesson section on built-in data;
  *                         --bench times the kernels
  *
  * Conventions (the same in every chapter):
@@ -179,7 +181,7 @@ void matmul_tn_plain(double *out, const double *a, const double *b, int M, int K
 }
 
 /* The products the programs call compute the same sums, in a different
- * order that runs 10-50 times faster: gemm() (section 11, the appendix)
+ * order that runs 10-50 times faster: gemm() (section 12, the appendix)
  * copies blocks of a and b into small contiguous panels and computes a tile
  * of out in vector registers, so each value loaded is used many times; a
  * transpose is only a different stride. Writing out = a b directly, rather
@@ -255,7 +257,7 @@ void linear_backward(double *dx, double *dW, double *db, const double *dout,
  *     for (int i = 0; i < n; i++) out[i] = tanh(x[i]);
  * but libm's tanh() is a call the compiler cannot vectorise, and the RNN
  * cells and the additive score call it millions of times per second of
- * training, so tanh_fast (section 11) computes it in plain arithmetic that
+ * training, so tanh_fast (section 12) computes it in plain arithmetic that
  * vectorises, within 4 units in the last place of libm's (the tests check). */
 static void tanh_fast(double *out, const double *x, int n);
 void tanh_forward(double *out, const double *x, int n) { tanh_fast(out, x, n); }
@@ -433,7 +435,7 @@ void sgd_update(double *p, const double *g, int n, double lr) {
  *     p -= lr (mhat / (sqrt(vhat) + eps) + wd p)
  * adam_update_plain is that loop; adam_update, which the programs call, is
  * the same operations in the same order, in blocks that vectorise (section
- * 11): the same bits, twice as fast (the tests check both). */
+ * 12): the same bits, twice as fast (the tests check both). */
 void adam_update_plain(double *p, const double *g, double *m, double *v, int n, int t,
                        double lr, double beta1, double beta2, double eps, double wd) {
     double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
@@ -2009,7 +2011,562 @@ int heldout_split(const int *src, int len) {
 }
 
 /* ========================================================================
- * 10. why divide by sqrt(d_k)? the measurement (section 3b of the tour)
+ * 10. real data: pair files, text files, splits, error rates, checkpoints
+ *
+ * What chapters 2 and 3 need to leave the toy tasks: read a file of
+ * source -> target pairs (grapheme-to-phoneme: CMUdict's "word PH O NE MES"
+ * lines, or "source<TAB>target" lines), or a UTF-8 text; split it the same
+ * way for a given seed; build the vocabularies from the training part; score
+ * predictions by edit distance; and keep a model in a checkpoint file.
+ * Everything that can be wrong with a file comes back as a message, never a
+ * crash: the functions return -1 and fill why (the caller prints it and
+ * exits), so the tests can try every refusal.
+ * ======================================================================== */
+
+/* ---- reading a whole file -------------------------------------------------- */
+
+/* The whole of the file at path into a new NUL-terminated block (the caller
+ * frees it), its size in *len. NULL, with why filled, for a file that is
+ * missing or unreadable (a directory), empty, over max_bytes, or not text (a
+ * NUL byte: binary garbage). */
+char *read_text_file(const char *path, long max_bytes, long *len, char *why, size_t nwhy) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(why, nwhy, "cannot open '%s': %s", path, strerror(errno)); return NULL; }
+    long cap = max_bytes < (1 << 16) ? max_bytes + 1 : 1 << 16, n = 0;
+    char *buf = xmalloc((size_t)cap + 1);
+    for (;;) {
+        n += (long)fread(buf + n, 1, (size_t)(cap - n), f);
+        if (n < cap || n > max_bytes) break;      /* the end (or an error), or too big */
+        cap = cap < (max_bytes + 1) / 2 ? cap * 2 : max_bytes + 1;
+        char *bigger = realloc(buf, (size_t)cap + 1);
+        if (!bigger) {
+            free(buf); fclose(f);
+            snprintf(why, nwhy, "'%s': out of memory reading it", path);
+            return NULL;
+        }
+        buf = bigger;
+    }
+    const int err = ferror(f) ? errno : 0;
+    fclose(f);
+    const char *bad = NULL;
+    char num[64];
+    if (err) bad = strerror(err);
+    else if (n == 0) bad = "the file is empty";
+    else if (n > max_bytes) {
+        snprintf(num, sizeof num, "larger than %ld bytes, the most this reads", max_bytes);
+        bad = num;
+    } else if (memchr(buf, 0, (size_t)n)) {
+        snprintf(num, sizeof num, "a NUL byte at offset %ld: not a text file",
+                 (long)((char *)memchr(buf, 0, (size_t)n) - buf));
+        bad = num;
+    }
+    if (bad) { snprintf(why, nwhy, "'%s': %s", path, bad); free(buf); return NULL; }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* ---- UTF-8 ---------------------------------------------------------------
+ * Tokens are characters, and a character is a UTF-8 code point (1-4 bytes),
+ * so that a token is never half a letter and nothing printed is ever a
+ * broken character. */
+
+/* bytes of the well-formed UTF-8 character at s (1-4), or 0 if s does not
+ * start one (a stray continuation byte, an overlong form, a surrogate, past
+ * U+10FFFF, or cut short by the NUL at the end) */
+int utf8_char_len(const char *s) {
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] < 0x80) return u[0] ? 1 : 0;
+    int n = u[0] >= 0xF0 ? 4 : u[0] >= 0xE0 ? 3 : u[0] >= 0xC2 ? 2 : 0;
+    if (n == 0 || u[0] > 0xF4) return 0;
+    for (int i = 1; i < n; i++) if ((u[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((u[0] == 0xE0 && u[1] < 0xA0) || (u[0] == 0xED && u[1] >= 0xA0))) return 0;
+    if (n == 4 && ((u[0] == 0xF0 && u[1] < 0x90) || (u[0] == 0xF4 && u[1] >= 0x90))) return 0;
+    return n;
+}
+
+/* 0 if text is well-formed UTF-8; else -1 with why naming the line and byte */
+int utf8_check(const char *text, long len, char *why, size_t nwhy) {
+    long line = 1;
+    for (long i = 0; i < len;) {
+        const int n = utf8_char_len(text + i);
+        if (n == 0) {
+            snprintf(why, nwhy, "line %ld, byte %ld: not UTF-8 (byte 0x%02x)", line, i,
+                     (unsigned char)text[i]);
+            return -1;
+        }
+        if (text[i] == '\n') line++;
+        i += n;
+    }
+    return 0;
+}
+
+/* ---- vocabularies ----------------------------------------------------------
+ * A vocabulary is a sorted list of symbols (characters, or phoneme names)
+ * after four specials. Token ids are positions in it. */
+enum { TOK_PAD, TOK_BOS, TOK_EOS, TOK_UNK, TOK_SPECIALS };
+static const char *const tok_special_names[TOK_SPECIALS] = { "<pad>", "<s>", "</s>", "<unk>" };
+
+typedef struct {
+    int n;              /* symbols, the TOK_SPECIALS first */
+    char **sym;         /* (n) each symbol's text; sym[TOK_SPECIALS..] sorted */
+    char *text;         /* the symbols' bytes, one block */
+} Vocab;
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Build v from the given symbols (duplicates allowed, nsyms of them): the
+ * specials, then each distinct symbol once, sorted. */
+void vocab_build(Vocab *v, const char *const *syms, int nsyms) {
+    char **tmp = xmalloc(sizeof(char *) * (size_t)(nsyms + 1));
+    size_t bytes = 0;
+    for (int i = 0; i < nsyms; i++) { tmp[i] = (char *)syms[i]; bytes += strlen(syms[i]) + 1; }
+    qsort(tmp, (size_t)nsyms, sizeof(char *), cmp_str);
+    int distinct = 0;
+    for (int i = 0; i < nsyms; i++)
+        if (i == 0 || strcmp(tmp[i], tmp[i - 1]) != 0) tmp[distinct++] = tmp[i];
+    for (int k = 0; k < TOK_SPECIALS; k++) bytes += strlen(tok_special_names[k]) + 1;
+    v->n = TOK_SPECIALS + distinct;
+    v->sym = xmalloc(sizeof(char *) * (size_t)v->n);
+    v->text = xmalloc(bytes);
+    char *w = v->text;
+    for (int k = 0; k < v->n; k++) {
+        const char *s = k < TOK_SPECIALS ? tok_special_names[k] : tmp[k - TOK_SPECIALS];
+        v->sym[k] = w;
+        strcpy(w, s);
+        w += strlen(s) + 1;
+    }
+    free(tmp);
+}
+
+void vocab_free(Vocab *v) { free(v->sym); free(v->text); }
+
+/* the id of symbol s, or TOK_UNK if it is not in v (s of len bytes) */
+int vocab_id(const Vocab *v, const char *s, int len) {
+    int lo = TOK_SPECIALS, hi = v->n - 1;
+    while (lo <= hi) {                           /* binary search of the sorted part */
+        const int mid = (lo + hi) / 2;
+        int c = strncmp(v->sym[mid], s, (size_t)len);
+        if (c == 0 && v->sym[mid][len] != '\0') c = 1;
+        if (c == 0) return mid;
+        if (c < 0) lo = mid + 1; else hi = mid - 1;
+    }
+    return TOK_UNK;
+}
+
+/* The characters of s as ids (at most max; *unk counts those not in v,
+ * which become TOK_UNK). Returns how many characters s has, which may be
+ * more than max: the caller refuses what does not fit. */
+int vocab_encode_chars(const Vocab *v, const char *s, int *out, int max, int *unk) {
+    int n = 0;
+    for (int b; *s; s += b, n++) {
+        b = utf8_char_len(s);
+        if (b == 0) b = 1;                       /* checked before; never split a byte */
+        const int id = vocab_id(v, s, b);
+        if (id == TOK_UNK && unk) (*unk)++;
+        if (n < max) out[n] = id;
+    }
+    return n;
+}
+
+/* The space-separated symbols of s as ids, like vocab_encode_chars. */
+int vocab_encode_words(const Vocab *v, const char *s, int *out, int max, int *unk) {
+    int n = 0;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        int b = 0;
+        while (s[b] && s[b] != ' ') b++;
+        const int id = vocab_id(v, s, b);
+        if (id == TOK_UNK && unk) (*unk)++;
+        if (n < max) out[n] = id;
+        n++;
+        s += b;
+    }
+    return n;
+}
+
+/* ---- pair files -------------------------------------------------------------
+ * One pair per line, in one of two formats, chosen by the first line that
+ * is not blank or a comment:
+ *     source<TAB>target     tab-separated: any file of your own
+ *     word PH O NE MES      CMUdict: the word, then its symbols
+ * The source's tokens are its characters; the target's are its
+ * space-separated symbols. CMUdict writes a word's alternate pronunciations
+ * as "word(2)", "word(3)": the "(N)" is dropped, so all pronunciations of a
+ * word have the same source, and pairs with the same source are alternates
+ * of each other, wherever they are in the file. Blank lines and lines that
+ * begin with ";;;" or "#" are skipped. */
+typedef struct {
+    int n;              /* pairs */
+    const char **src;   /* (n) the source (its characters are the tokens) */
+    const char **tgt;   /* (n) the target, symbols separated by one space */
+    int *line;          /* (n) the pair's line in the file, for messages */
+    int tsv;            /* 1: tab-separated; 0: CMUdict */
+    char *mem;          /* the strings, one block */
+} Pairs;
+
+void pairs_free(Pairs *p) { free(p->src); free(p->tgt); free(p->line); free(p->mem); }
+
+/* Parse text (len bytes, as read_text_file gives it) into p. -1 with why
+ * naming the line for a line with no target, a bad "(N)", no pairs at all,
+ * or text that is not UTF-8. */
+int pairs_parse(Pairs *p, const char *text, long len, char *why, size_t nwhy) {
+    memset(p, 0, sizeof *p);
+    if (utf8_check(text, len, why, nwhy) != 0) return -1;
+    int lines = 1;
+    for (long i = 0; i < len; i++) lines += text[i] == '\n';
+    p->src = xmalloc(sizeof(char *) * (size_t)lines);
+    p->tgt = xmalloc(sizeof(char *) * (size_t)lines);
+    p->line = xmalloc(sizeof(int) * (size_t)lines);
+    p->mem = xmalloc((size_t)len + 2 * (size_t)lines + 1);
+    char *w = p->mem;
+    int format = -1;                                  /* unknown until the first pair */
+    const char *s = text;
+    for (int ln = 1; *s; ln++) {
+        const char *end = strchr(s, '\n');
+        if (!end) end = s + strlen(s);
+        const char *next = *end ? end + 1 : end;
+        while (end > s && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) end--;
+        while (s < end && *s == ' ') s++;
+        if (s == end || *s == '#' || (end - s >= 3 && strncmp(s, ";;;", 3) == 0)) {
+            s = next;
+            continue;
+        }
+        const char *tab = memchr(s, '\t', (size_t)(end - s));
+        if (format < 0) format = tab != NULL;
+        const char *sep = format ? tab : s;
+        if (!format) while (sep < end && *sep != ' ' && *sep != '\t') sep++;
+        if (!sep) {
+            snprintf(why, nwhy, "line %d: no tab (this file is tab-separated, source<TAB>"
+                     "target, as its first pair is)", ln);
+            pairs_free(p); return -1;
+        }
+        const char *t = sep + (sep < end);
+        while (t < end && (*t == ' ' || *t == '\t')) t++;
+        if (t >= end || sep == s) {
+            snprintf(why, nwhy, "line %d: %s (want %s)", ln, sep == s ? "no source" :
+                     "no target", format ? "source<TAB>target" : "a word, then its symbols");
+            pairs_free(p); return -1;
+        }
+        const char *se = sep;
+        if (!format && se[-1] == ')') {               /* CMUdict's "word(2)": drop the "(2)" */
+            const char *o = se - 1;
+            while (o > s && isdigit((unsigned char)o[-1])) o--;
+            if (o > s + 1 && o[-1] == '(' && o < se - 1) se = o - 1;
+        }
+        p->src[p->n] = w;
+        memcpy(w, s, (size_t)(se - s)); w += se - s; *w++ = '\0';
+        p->tgt[p->n] = w;
+        for (const char *c = t; c < end; c++) {       /* runs of blanks -> one space */
+            const int blank = *c == ' ' || *c == '\t';
+            if (!blank) *w++ = *c;
+            else if (c[1] != ' ' && c[1] != '\t' && c + 1 < end) *w++ = ' ';
+        }
+        *w++ = '\0';
+        p->line[p->n++] = ln;
+        s = next;
+    }
+    p->tsv = format == 1;
+    if (p->n == 0) {
+        snprintf(why, nwhy, "no pairs in it (only blank or comment lines)");
+        pairs_free(p); return -1;
+    }
+    return 0;
+}
+
+/* ---- text files -------------------------------------------------------------
+ * A text for a language model is its characters (UTF-8 code points): the
+ * first 90% train, the last 10% validate. The vocabulary is built from the
+ * training part; a validation character it lacks becomes TOK_UNK. */
+
+/* Tokenise text (len bytes, checked UTF-8) into *tok, a new block of *n ids
+ * (the caller frees it), *ntrain of them the training part; v is built. The
+ * distinct characters are gathered in a sorted list as they come, so the
+ * memory beyond the text is the ids and the list. */
+void text_tokens(Vocab *v, int **tok, int *n, int *ntrain, const char *text, long len) {
+    int count = 0, nd = 0, cap = 64;
+    for (long i = 0; i < len; count++) { const int b = utf8_char_len(text + i); i += b ? b : 1; }
+    const int train = (int)(0.9 * count);
+    char (*d)[5] = xmalloc(5 * (size_t)cap);      /* distinct characters, sorted */
+    long at = 0;
+    for (int c = 0; c < train; c++) {
+        int b = utf8_char_len(text + at);
+        if (b == 0) b = 1;
+        char ch[5] = { 0 };
+        memcpy(ch, text + at, (size_t)b);
+        at += b;
+        int lo = 0, hi = nd;                      /* where ch goes in d */
+        while (lo < hi) { const int mid = (lo + hi) / 2;
+                          if (strcmp(d[mid], ch) < 0) lo = mid + 1; else hi = mid; }
+        if (lo < nd && strcmp(d[lo], ch) == 0) continue;
+        if (nd == cap) {
+            char (*bigger)[5] = realloc(d, 5 * (size_t)(cap *= 2));
+            if (!bigger) { fprintf(stderr, "error: out of memory\n"); exit(1); }
+            d = bigger;
+        }
+        memmove(d[lo + 1], d[lo], 5 * (size_t)(nd - lo));
+        memcpy(d[lo], ch, 5);
+        nd++;
+    }
+    const char **syms = xmalloc(sizeof(char *) * (size_t)(nd + 1));
+    syms[0] = NULL;
+    for (int k = 0; k < nd; k++) syms[k] = d[k];
+    vocab_build(v, syms, nd);
+    free(syms); free(d);
+    *tok = xmalloc(sizeof(int) * (size_t)(count ? count : 1));
+    at = 0;
+    for (int c = 0; c < count; c++) {
+        int b = utf8_char_len(text + at);
+        if (b == 0) b = 1;
+        (*tok)[c] = vocab_id(v, text + at, b);
+        at += b;
+    }
+    *n = count;
+    *ntrain = train;
+}
+
+/* ---- splits -------------------------------------------------------------------
+ * Which part a pair goes to is a hash of its source and the seed, so all
+ * alternates of a word land in the same part, the parts never overlap, and
+ * the split is the same on every run and machine for a seed: 90% train,
+ * 5% dev (for choosing when to stop), 5% test (reported once, at the end). */
+enum { SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST };
+
+int data_split(const char *key, uint64_t seed) {
+    uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
+    for (const unsigned char *c = (const unsigned char *)key; *c; c++)
+        h = (h ^ *c) * 1099511628211ull;
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33;
+    const int r = (int)(h % 100);
+    return r < 90 ? SPLIT_TRAIN : r < 95 ? SPLIT_DEV : SPLIT_TEST;
+}
+
+/* ---- error rates -----------------------------------------------------------------
+ * Grapheme-to-phoneme systems are scored by the edit distance (insertions,
+ * deletions, substitutions) between the predicted and the true symbols:
+ *     phoneme error rate PER = sum of edit distances / sum of reference lengths
+ *     word error rate    WER = share of words with any error
+ * A word with alternate pronunciations is scored against the nearest of
+ * them (fewest edits; on a tie the shorter), so a prediction equal to any
+ * of them is right. */
+
+/* the edit distance between a (na) and b (nb); work holds nb + 1 ints */
+int edit_distance(const int *a, int na, const int *b, int nb, int *work) {
+    for (int j = 0; j <= nb; j++) work[j] = j;        /* row 0: insert b's first j */
+    for (int i = 1; i <= na; i++) {
+        int diag = work[0];                           /* d[i-1][j-1] */
+        work[0] = i;
+        for (int j = 1; j <= nb; j++) {
+            const int up = work[j];                   /* d[i-1][j] */
+            int d = diag + (a[i - 1] != b[j - 1]);    /* substitute (or match) */
+            if (up + 1 < d) d = up + 1;               /* delete a[i-1] */
+            if (work[j - 1] + 1 < d) d = work[j - 1] + 1;   /* insert b[j-1] */
+            diag = up;
+            work[j] = d;
+        }
+    }
+    return work[nb];
+}
+
+typedef struct {
+    long edits;         /* sum of edit distances */
+    long ref_len;       /* sum of the chosen references' lengths */
+    int words, wrong;   /* words scored, words with any error */
+} ErrorRate;
+
+/* Score prediction pred (np) against the nref references ref[r] (len[r]):
+ * the nearest one counts. work holds (longest reference + 1) ints. */
+void error_rate_add(ErrorRate *e, const int *pred, int np, const int *const *ref,
+                    const int *len, int nref, int *work) {
+    int best = -1, bd = 0;
+    for (int r = 0; r < nref; r++) {
+        const int d = edit_distance(pred, np, ref[r], len[r], work);
+        if (best < 0 || d < bd || (d == bd && len[r] < len[best])) { best = r; bd = d; }
+    }
+    e->edits += bd;
+    e->ref_len += len[best];
+    e->words++;
+    e->wrong += bd > 0;
+}
+
+double error_rate_per(const ErrorRate *e) { return e->ref_len ? (double)e->edits / e->ref_len : 0.0; }
+double error_rate_wer(const ErrorRate *e) { return e->words ? (double)e->wrong / e->words : 0.0; }
+
+/* ---- checkpoints -------------------------------------------------------------------
+ * A checkpoint holds everything needed to rebuild a model: the chapter's
+ * own description of it (its config and vocabularies, as bytes the chapter
+ * writes and reads) and its parameters. The format, all little-endian:
+ *     8 bytes   magic "ATTNCKPT"
+ *     u32       format version (1)
+ *     4 bytes   the chapter's tag, e.g. "S2S1": a file of another chapter is refused
+ *     u64       bytes of the description, then the description
+ *     u64       number of parameters, then each as an IEEE double (f64)
+ *     u64       FNV-1a 64 checksum of every byte before it
+ * The file is written under NAME.partial and renamed when whole (out_open),
+ * and read whole and checked before anything is given back: a truncated,
+ * corrupted, foreign or wrong-version file is refused with the reason. */
+enum { CKPT_VERSION = 1 };
+static const char ckpt_magic[8] = { 'A', 'T', 'T', 'N', 'C', 'K', 'P', 'T' };
+
+/* a growing byte buffer, for writing a description (and a checkpoint) */
+typedef struct { unsigned char *b; size_t n, cap; } Bytes;
+
+void bytes_put(Bytes *y, const void *p, size_t n) {
+    if (n == 0) return;
+    if (y->n + n > y->cap) {
+        size_t cap = y->cap ? y->cap : 256;
+        while (cap < y->n + n) cap *= 2;
+        unsigned char *b = realloc(y->b, cap);
+        if (!b) { fprintf(stderr, "error: out of memory (%lu bytes)\n", (unsigned long)cap); exit(1); }
+        y->b = b; y->cap = cap;
+    }
+    memcpy(y->b + y->n, p, n);
+    y->n += n;
+}
+void bytes_put_u64(Bytes *y, uint64_t v) {
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+    bytes_put(y, b, 8);
+}
+void bytes_put_u32(Bytes *y, uint32_t v) {
+    unsigned char b[4];
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (8 * i));
+    bytes_put(y, b, 4);
+}
+void bytes_put_f64(Bytes *y, double x) {
+    uint64_t v;
+    memcpy(&v, &x, 8);
+    bytes_put_u64(y, v);
+}
+void bytes_put_str(Bytes *y, const char *s) {
+    bytes_put_u32(y, (uint32_t)strlen(s));
+    bytes_put(y, s, strlen(s));
+}
+
+/* reading back: a cursor that refuses to run past the end (ok drops to 0) */
+typedef struct { const unsigned char *b; size_t n, at; int ok; } Reader;
+
+static const unsigned char *reader_take(Reader *r, size_t n) {
+    if (!r->ok || n > r->n - r->at) { r->ok = 0; return NULL; }
+    r->at += n;
+    return r->b + r->at - n;
+}
+uint64_t reader_u64(Reader *r) {
+    const unsigned char *b = reader_take(r, 8);
+    uint64_t v = 0;
+    for (int i = 0; b && i < 8; i++) v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+uint32_t reader_u32(Reader *r) {
+    const unsigned char *b = reader_take(r, 4);
+    uint32_t v = 0;
+    for (int i = 0; b && i < 4; i++) v |= (uint32_t)b[i] << (8 * i);
+    return v;
+}
+double reader_f64(Reader *r) {
+    const uint64_t v = reader_u64(r);
+    double x;
+    memcpy(&x, &v, 8);
+    return x;
+}
+/* a string written by bytes_put_str, into a new block the caller frees (NULL if cut short) */
+char *reader_str(Reader *r, uint32_t max) {
+    const uint32_t n = reader_u32(r);
+    const unsigned char *b = n <= max ? reader_take(r, n) : (r->ok = 0, NULL);
+    if (!b) return NULL;
+    char *s = xmalloc(n + 1);
+    memcpy(s, b, n);
+    s[n] = '\0';
+    return s;
+}
+
+static uint64_t fnv1a64(const unsigned char *b, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Write a checkpoint of chapter `tag` (4 characters) to path: the
+ * description desc and the n parameters p. Exits 1 with a message if the
+ * file cannot be written; path is then left as it was. */
+void ckpt_write(const char *path, const char *tag, const Bytes *desc, const double *p, int n) {
+    Bytes y = { NULL, 0, 0 };
+    bytes_put(&y, ckpt_magic, 8);
+    bytes_put_u32(&y, CKPT_VERSION);
+    bytes_put(&y, tag, 4);
+    bytes_put_u64(&y, desc->n);
+    bytes_put(&y, desc->b, desc->n);
+    bytes_put_u64(&y, (uint64_t)n);
+    for (int i = 0; i < n; i++) bytes_put_f64(&y, p[i]);
+    bytes_put_u64(&y, fnv1a64(y.b, y.n));
+    OutFile o = out_open(path);
+    fwrite(y.b, 1, y.n, o.f);
+    out_close(&o);
+    free(y.b);
+}
+
+/* Read the checkpoint at path, which must be chapter `tag`'s. On success 0,
+ * *desc a copy of the description (free desc->b), *p a new block of *n
+ * parameters (free it). Else -1, nothing allocated, and why says what is
+ * wrong: missing, truncated, not a checkpoint, another version, another
+ * chapter's, or corrupted (the checksum). */
+int ckpt_read(const char *path, const char *tag, Bytes *desc, double **p, int *n,
+              char *why, size_t nwhy) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(why, nwhy, "cannot open '%s': %s", path, strerror(errno)); return -1; }
+    Bytes y = { NULL, 0, 0 };
+    unsigned char chunk[1 << 14];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bytes_put(&y, chunk, got);
+    const int err = ferror(f) ? errno : 0;
+    fclose(f);
+    Reader r = { y.b, y.n, 0, 1 };
+    const unsigned char *magic = reader_take(&r, 8);
+    const char *bad = NULL;
+    char msg[160];
+    if (err) bad = strerror(err);
+    else if (!magic || memcmp(magic, ckpt_magic, 8) != 0)
+        bad = "not a checkpoint of these programs (its first bytes are not \"ATTNCKPT\")";
+    uint32_t version = bad ? 0 : reader_u32(&r);
+    const unsigned char *t = bad ? NULL : reader_take(&r, 4);
+    if (!bad && r.ok && version != CKPT_VERSION) {
+        snprintf(msg, sizeof msg, "format version %lu; this program reads version %d",
+                 (unsigned long)version, CKPT_VERSION);
+        bad = msg;
+    } else if (!bad && t && memcmp(t, tag, 4) != 0) {
+        snprintf(msg, sizeof msg, "a checkpoint of another program (tag %.4s, this one "
+                 "reads %.4s)", (const char *)t, tag);
+        bad = msg;
+    }
+    const uint64_t nd = bad ? 0 : reader_u64(&r);
+    const unsigned char *d = bad || nd > y.n ? NULL : reader_take(&r, (size_t)nd);
+    const uint64_t np = bad ? 0 : reader_u64(&r);
+    const size_t body = r.at;
+    if (!bad && (!r.ok || !d || np > (y.n - body) / 8 || np > 2147483647u ||
+                 y.n - body - np * 8 < 8))
+        bad = "truncated: it ends before the parameters and the checksum it announces";
+    else if (!bad && y.n - body - np * 8 > 8)
+        bad = "longer than it announces: bytes follow the checksum";
+    if (!bad) {
+        Reader c = { y.b + body + np * 8, 8, 0, 1 };
+        if (reader_u64(&c) != fnv1a64(y.b, body + np * 8))
+            bad = "corrupted: its checksum does not match its contents";
+    }
+    if (bad) { snprintf(why, nwhy, "'%s': %s", path, bad); free(y.b); return -1; }
+    desc->b = xmalloc((size_t)nd + 1); desc->n = desc->cap = (size_t)nd;
+    memcpy(desc->b, d, (size_t)nd);
+    *n = (int)np;
+    *p = xmalloc(sizeof(double) * (size_t)(np ? np : 1));
+    for (uint64_t i = 0; i < np; i++) (*p)[i] = reader_f64(&r);
+    free(y.b);
+    return 0;
+}
+
+/* ========================================================================
+ * 11. why divide by sqrt(d_k)? the measurement (section 3b of the tour)
  *
  * With q, k of d_k entries ~ N(0,1), q . k has variance d_k: the scores grow
  * like sqrt(d_k), the softmax saturates towards one-hot, and its Jacobian
@@ -2057,7 +2614,7 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
 }
 
 /* ========================================================================
- * 11. fast kernels: an appendix to section 1
+ * 12. fast kernels: an appendix to section 1
  *
  * The matmul products, tanh_forward and adam_update of section 1 run the
  * code here. Each computes what its plain form in section 1 computes (the
@@ -2338,7 +2895,7 @@ void adam_update(double *p, const double *g, double *m, double *v, int n, int t,
 }
 
 /* ========================================================================
- * 12. the tour: ./attention runs each lesson section on built-in data
+ * 13. the tour: ./attention runs each lesson section on built-in data
  * ======================================================================== */
 #if !defined(TESTING) && !defined(ATTENTION_LIBRARY)
 /* chapter 1's own program: compiled only when attention.c is the file being

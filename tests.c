@@ -1258,6 +1258,254 @@ static void test_cosine_extremes(Tally *t) {
           worst_orth);
 }
 
+/* ---- section 10: real data, with the small files the tests write ---------- */
+
+/* write the n bytes s to a new temporary file; its name into path */
+static void write_temp(char *path, size_t np, const char *stem, const void *s, size_t n) {
+    temp_path(path, np, stem);
+    FILE *f = xfopen(path, "wb");
+    fwrite(s, 1, n, f);
+    fclose(f);
+}
+
+/* read_text_file takes a text and refuses a missing, empty, binary or too
+ * large file and a directory, each with its reason */
+static void test_read_text_file(Tally *t) {
+    char path[4096], why[512];
+    long len = 0;
+    int ok = 1;
+    write_temp(path, sizeof path, "attention-tests-text", "ab\ncd\n", 6);
+    char *s = read_text_file(path, 100, &len, why, sizeof why);
+    ok &= s && len == 6 && strcmp(s, "ab\ncd\n") == 0;
+    free(s);
+    ok &= !read_text_file(path, 5, &len, why, sizeof why) && strstr(why, "larger than 5");
+    ok &= (s = read_text_file(path, 6, &len, why, sizeof why)) != NULL;   /* exactly the most */
+    free(s);
+    remove(path);
+    ok &= !read_text_file(path, 100, &len, why, sizeof why) && strstr(why, "cannot open");
+    write_temp(path, sizeof path, "attention-tests-text", "", 0);
+    ok &= !read_text_file(path, 100, &len, why, sizeof why) && strstr(why, "empty");
+    remove(path);
+    write_temp(path, sizeof path, "attention-tests-text", "ab\0cd", 5);
+    ok &= !read_text_file(path, 100, &len, why, sizeof why) && strstr(why, "NUL byte at offset 2");
+    remove(path);
+    const char *dir = getenv("TMPDIR");
+    ok &= !read_text_file(dir && dir[0] ? dir : "/tmp", 100, &len, why, sizeof why);
+    /* a file larger than the first 64 KB read: it grows, and reads whole */
+    enum { BIG = 200000 };
+    char *big = xmalloc(BIG);
+    for (int i = 0; i < BIG; i++) big[i] = (char)('a' + i % 26);
+    write_temp(path, sizeof path, "attention-tests-text", big, BIG);
+    s = read_text_file(path, 1 << 20, &len, why, sizeof why);
+    ok &= s && len == BIG && memcmp(s, big, BIG) == 0;
+    free(s); free(big);
+    remove(path);
+    check(t, ok, "read_text_file: reads a text whole (6 bytes; 200000, past its first "
+          "buffer); refuses missing, empty, NUL-holding, over-the-limit files and a "
+          "directory, saying which");
+}
+
+/* UTF-8: every well-formed character is one token; malformed bytes are refused
+ * with their line and offset */
+static void test_utf8(Tally *t) {
+    char why[256];
+    const char *good = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";   /* a, e-acute, euro, emoji */
+    int lens_ok = utf8_char_len(good) == 1 && utf8_char_len(good + 1) == 2 &&
+                  utf8_char_len(good + 3) == 3 && utf8_char_len(good + 6) == 4;
+    const char *bad[] = { "\x80", "\xc0\x80", "\xed\xa0\x80", "\xe2\x82", "\xf4\x90\x80\x80",
+                          "\xf5\x80\x80\x80" };
+    int refused = 0;
+    for (int k = 0; k < 6; k++) refused += utf8_char_len(bad[k]) == 0;
+    const char *text = "ok\nstill ok\nbad \xff here";
+    const int rc = utf8_check(text, (long)strlen(text), why, sizeof why);
+    check(t, lens_ok && refused == 6 && utf8_check(good, 10, why, sizeof why) == 0 && rc != 0 &&
+          strstr(why, "line 3, byte 16") != NULL, "utf-8: 1-4 byte characters read whole; "
+          "%d of 6 malformed forms refused (stray, overlong, surrogate, cut, > U+10FFFF); a "
+          "bad byte is named by line and offset (%s)", refused, why);
+}
+
+/* pairs_parse on both formats: alternates share a source, blanks and
+ * comments are skipped, runs of blanks become one space; a line without a
+ * target, a tab-separated file's line without a tab, and a file of no pairs
+ * are refused by line */
+static void test_pairs(Tally *t) {
+    Pairs p;
+    char why[256];
+    const char *dict = ";;; a comment\n\nread  R IY D\nread(2) R EH D \r\nknife N AY F\n"
+                       "# another\nexit(3) EH G Z IH T\n";
+    int ok = pairs_parse(&p, dict, (long)strlen(dict), why, sizeof why) == 0 && p.n == 4 &&
+             !p.tsv && strcmp(p.src[0], "read") == 0 && strcmp(p.src[1], "read") == 0 &&
+             strcmp(p.tgt[0], "R IY D") == 0 && strcmp(p.tgt[1], "R EH D") == 0 &&
+             strcmp(p.src[3], "exit") == 0 && strcmp(p.tgt[3], "EH G Z IH T") == 0 &&
+             p.line[0] == 3 && p.line[3] == 7;
+    if (ok) pairs_free(&p);
+    const char *tsv = "h\xc3\xa9llo\tHH EH  L OW\ncat dog\tK AE T\n";
+    const int tsv_ok = pairs_parse(&p, tsv, (long)strlen(tsv), why, sizeof why) == 0 &&
+                       p.n == 2 && p.tsv && strcmp(p.src[0], "h\xc3\xa9llo") == 0 &&
+                       strcmp(p.tgt[0], "HH EH L OW") == 0 && strcmp(p.src[1], "cat dog") == 0;
+    if (tsv_ok) pairs_free(&p);
+    struct { const char *text, *want; } bad[] = {
+        { "read R IY D\nwrite\n", "line 2: no target" },
+        { "a\tA\nb B\n", "line 2: no tab" },
+        { "a\tA\n\tB\n", "line 2: no source" },
+        { ";;; only\n\n# comments\n", "no pairs" },
+        { "caf\xc3 K AE F\n", "not UTF-8" } };
+    int refused = 0;
+    for (int k = 0; k < 5; k++)
+        refused += pairs_parse(&p, bad[k].text, (long)strlen(bad[k].text), why, sizeof why) != 0
+                   && strstr(why, bad[k].want) != NULL;
+    check(t, ok && tsv_ok && refused == 5, "pair files: CMUdict lines (word(2) alternates "
+          "share the source, comments, CRLF, runs of blanks) and tab-separated lines (UTF-8 "
+          "source, spaces in it) parse; %d of 5 bad files refused by line", refused);
+}
+
+/* vocabularies: specials first, the rest sorted; unknown symbols become
+ * TOK_UNK and are counted; characters are UTF-8 code points */
+static void test_vocab(Tally *t) {
+    const char *syms[] = { "c", "\xc3\xa9", "a", "c", "b" };
+    Vocab v;
+    vocab_build(&v, syms, 5);
+    int ids[8], unk = 0;
+    const int n = vocab_encode_chars(&v, "ab\xc3\xa9zc", ids, 8, &unk);
+    const int chars_ok = n == 5 && ids[0] == TOK_SPECIALS && ids[1] == TOK_SPECIALS + 1 &&
+                         ids[2] == TOK_SPECIALS + 3 && ids[3] == TOK_UNK &&
+                         ids[4] == TOK_SPECIALS + 2 && unk == 1;
+    vocab_free(&v);
+    const char *ph[] = { "R", "IY", "D", "EH", "D" };
+    vocab_build(&v, ph, 5);
+    unk = 0;
+    const int m = vocab_encode_words(&v, " R  EH D ZZ", ids, 3, &unk);
+    const int words_ok = v.n == TOK_SPECIALS + 4 && m == 4 && unk == 1 &&
+                         strcmp(v.sym[ids[0]], "R") == 0 && strcmp(v.sym[ids[1]], "EH") == 0 &&
+                         strcmp(v.sym[ids[2]], "D") == 0;
+    vocab_free(&v);
+    check(t, chars_ok && words_ok, "vocabularies: 4 specials then the symbols sorted; "
+          "characters by code point (e-acute is one), symbols by spaces; an unknown one is "
+          "<unk> and counted; the count goes past a full buffer");
+}
+
+/* the split: 90/5/5, the same every time for a seed, another for another
+ * seed, and alternates (same source) always together */
+static void test_split(Tally *t) {
+    int count[3] = { 0, 0, 0 }, same = 1, moved = 0;
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof key, "w%d", i);
+        const int s = data_split(key, 1);
+        count[s]++;
+        same &= data_split(key, 1) == s;
+        moved += data_split(key, 2) != s;
+    }
+    check(t, same && abs(count[0] - 18000) < 300 && abs(count[1] - 1000) < 150 &&
+          abs(count[2] - 1000) < 150 && moved > 1000, "split by a hash of the source: 20000 "
+          "words -> %d / %d / %d (90/5/5), the same twice for seed 1 (so alternates go "
+          "together), %d move with seed 2", count[0], count[1], count[2], moved);
+}
+
+/* edit distances and the error rates, against cases counted by hand */
+static void test_error_rates(Tally *t) {
+    int work[16];
+    const int kitten[] = { 'k', 'i', 't', 't', 'e', 'n' };
+    const int sitting[] = { 's', 'i', 't', 't', 'i', 'n', 'g' };
+    const int abc[] = { 1, 2, 3 }, abd[] = { 1, 2, 4 }, a[] = { 1 }, ab[] = { 1, 2 };
+    const int d1 = edit_distance(kitten, 6, sitting, 7, work);   /* k->s, e->i, +g */
+    const int d2 = edit_distance(abc, 0, abc, 3, work), d3 = edit_distance(abc, 3, abc, 0, work);
+    const int d4 = edit_distance(abc, 3, abc, 3, work);
+    /* three words: one substitution in 3, one deletion in 2, one right (its
+     * second alternate): PER = 2 / 7, WER = 2 / 3 */
+    ErrorRate e = { 0, 0, 0, 0 };
+    const int *r1[] = { abd }, l1[] = { 3 };
+    const int *r2[] = { ab }, l2[] = { 2 };
+    const int *r3[] = { abd, ab }, l3[] = { 3, 2 };
+    error_rate_add(&e, abc, 3, r1, l1, 1, work);
+    error_rate_add(&e, a, 1, r2, l2, 1, work);
+    error_rate_add(&e, ab, 2, r3, l3, 2, work);
+    check(t, d1 == 3 && d2 == 3 && d3 == 3 && d4 == 0 && e.edits == 2 && e.ref_len == 7 &&
+          fabs(error_rate_per(&e) - 2.0 / 7) < 1e-15 && fabs(error_rate_wer(&e) - 2.0 / 3) < 1e-15,
+          "edit distance kitten/sitting %d (3), empty/abc %d and %d (3), equal %d (0); PER "
+          "%.4f (2/7) and WER %.4f (2/3), the nearest alternate counting", d1, d2, d3, d4,
+          error_rate_per(&e), error_rate_wer(&e));
+}
+
+/* text_tokens: characters, the first 90% train, validation's unseen ones <unk> */
+static void test_text_tokens(Tally *t) {
+    const char *text = "abab\xc3\xa9" "abab" "z";      /* 10 characters: 9 train, 1 valid */
+    Vocab v;
+    int *tok, n, ntrain;
+    text_tokens(&v, &tok, &n, &ntrain, text, (long)strlen(text));
+    const int ok = n == 10 && ntrain == 9 && v.n == TOK_SPECIALS + 3 &&
+                   strcmp(v.sym[tok[4]], "\xc3\xa9") == 0 && tok[9] == TOK_UNK &&
+                   strcmp(v.sym[tok[0]], "a") == 0;
+    free(tok);
+    vocab_free(&v);
+    check(t, ok, "text: 10 characters (one of two bytes) -> 9 train + 1 validation; the "
+          "vocabulary is the training part's 3; the unseen 'z' is <unk>");
+}
+
+/* a checkpoint reads back what was written, bit for bit; every cut, a
+ * flipped byte anywhere, another magic, version or chapter and a missing
+ * file are refused, each with its reason, with nothing handed back */
+static void test_checkpoint(Tally *t) {
+    char path[4096], why[512];
+    temp_path(path, sizeof path, "attention-tests-ckpt");
+    double p[5] = { 1.5, -0.0, 1e-300, -3.25e10, 0.1 };
+    Bytes desc = { NULL, 0, 0 };
+    bytes_put_u32(&desc, 7);
+    bytes_put_str(&desc, "hidden 64");
+    ckpt_write(path, "TEST", &desc, p, 5);
+    Bytes d2;
+    double *q = NULL;
+    int n = 0;
+    int ok = ckpt_read(path, "TEST", &d2, &q, &n, why, sizeof why) == 0 && n == 5 &&
+             memcmp(q, p, sizeof p) == 0 && d2.n == desc.n && memcmp(d2.b, desc.b, desc.n) == 0;
+    if (ok) {
+        Reader r = { d2.b, d2.n, 0, 1 };
+        const uint32_t seven = reader_u32(&r);
+        char *s = reader_str(&r, 100);
+        ok &= seven == 7 && s && strcmp(s, "hidden 64") == 0 && r.ok;
+        free(s); free(d2.b); free(q);
+    }
+    ok &= ckpt_read(path, "S2S1", &d2, &q, &n, why, sizeof why) != 0 &&
+          strstr(why, "another program") != NULL;
+    FILE *f = xfopen(path, "rb");
+    unsigned char file[512];
+    const size_t size = fread(file, 1, sizeof file, f);
+    fclose(f);
+    char cut[4096];
+    int refused = 0, tries = 0;
+    for (size_t len = 0; len < size; len++) {         /* every truncation */
+        write_temp(cut, sizeof cut, "attention-tests-ckpt-cut", file, len);
+        refused += ckpt_read(cut, "TEST", &d2, &q, &n, why, sizeof why) != 0; tries++;
+        remove(cut);
+    }
+    for (size_t at = 0; at < size; at++) {            /* every byte flipped */
+        file[at] ^= 0x20;
+        write_temp(cut, sizeof cut, "attention-tests-ckpt-flip", file, size);
+        refused += ckpt_read(cut, "TEST", &d2, &q, &n, why, sizeof why) != 0; tries++;
+        remove(cut);
+        file[at] ^= 0x20;
+    }
+    file[8] = 2;                                      /* version 2 */
+    write_temp(cut, sizeof cut, "attention-tests-ckpt-v2", file, size);
+    const int version = ckpt_read(cut, "TEST", &d2, &q, &n, why, sizeof why) != 0 &&
+                        strstr(why, "version 2") != NULL;
+    remove(cut);
+    file[8] = 1;
+    unsigned char longer[520];
+    memcpy(longer, file, size);
+    longer[size] = 0;
+    write_temp(cut, sizeof cut, "attention-tests-ckpt-long", longer, size + 1);
+    const int trailing = ckpt_read(cut, "TEST", &d2, &q, &n, why, sizeof why) != 0;
+    remove(cut);
+    remove(path);
+    const int missing = ckpt_read(path, "TEST", &d2, &q, &n, why, sizeof why) != 0;
+    free(desc.b);
+    check(t, ok && refused == tries && version && trailing && missing, "checkpoint: written "
+          "and read back bit for bit (%d parameters, -0 and 1e-300 too); another chapter's "
+          "tag, all %d truncations and flipped bytes (%d refused), version 2, a trailing "
+          "byte and a missing file are refused", 5, tries, refused);
+}
+
 static void tests_attention(Tally *t) {
     Rng r;
     rng_seed(&r, 1234);
@@ -1284,6 +1532,14 @@ static void tests_attention(Tally *t) {
     test_tiled_attention(t, &r);
     test_scaling(t, &r);
     test_viewers(t);
+    test_read_text_file(t);
+    test_utf8(t);
+    test_pairs(t);
+    test_vocab(t);
+    test_split(t);
+    test_error_rates(t);
+    test_text_tokens(t);
+    test_checkpoint(t);
 }
 
 /* ========================================================================
