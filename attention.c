@@ -1827,8 +1827,11 @@ double seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
  * (no colour needed): blank for exactly 0 (a masked weight), a faint dot for
  * a weight below a fifth of the largest, then four shades; write_svg_heatmap()
  * writes the same picture as a self-contained SVG file that any browser
- * opens. Both scale to the largest entry and say so. Later chapters reuse
- * them for alignments and heads.
+ * opens; write_svg_heatmaps() draws several maps (the heads of a layer) in
+ * one picture, with axis titles, masked cells and one shared scale if
+ * asked; write_svg_chart() and write_svg_bars() draw curves and tables.
+ * Heatmaps scale to the largest entry and say so. Later chapters reuse them
+ * for alignments, heads, training curves and experiment results.
  * ======================================================================== */
 
 static const char *const heat_shades[6] = { " ", "\u00b7", "\u2591", "\u2592", "\u2593",
@@ -1911,72 +1914,398 @@ static void heat_colour(char *buf, size_t n, double t) {
     snprintf(buf, n, "rgb(%d,%d,%d)", r, g, b);
 }
 
-/* the cells of W (R,C), cell pixels square from (left, top), each with a
- * tooltip "row -> column: weight"; shades on the scale 0..max */
-static void svg_heat_cells(FILE *f, const double *W, int R, int C, double max, int left,
-                           int top, int cell, const char *const *row_labels,
-                           const char *const *col_labels) {
-    char colour[32];
-    for (int i = 0; i < R; i++) {
-        if (row_labels) {
-            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 6,
-                    top + i * cell + cell / 2 + 4);
-            svg_escape(f, row_labels[i]);
-            fprintf(f, "</text>\n");
+/* ---- SVG pictures: heatmaps in a grid, line charts, bar charts ------------
+ * Plain SVG written by hand. Every size is computed from what is drawn (the
+ * characters of the title and of the labels, at a monospace font's 0.6 em
+ * per character, rounded up), so nothing is clipped at the default size. */
+
+/* px: the font's size, the width of one of its characters, and of one of a
+ * title's (14 px bold) */
+enum { SVG_FONT = 12, SVG_CHAR_W = 8, SVG_TITLE_W = 9 };
+
+/* characters (UTF-8 code points) of s: its width on screen, in characters */
+static int svg_chars(const char *s) {
+    int n = 0;
+    for (; s && *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* <text> at (x, y) with the given anchor and extra attributes, s escaped */
+static void svg_text(FILE *f, double x, double y, const char *anchor, const char *extra,
+                     const char *s) {
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\"%s%s>", x, y, anchor,
+            extra[0] ? " " : "", extra);
+    svg_escape(f, s);
+    fprintf(f, "</text>\n");
+}
+
+/* the SVG header and a white background */
+static void svg_begin(FILE *f, int width, int height) {
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+               "viewBox=\"0 0 %d %d\" font-family=\"monospace\" font-size=\"%d\">\n"
+               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            width, height, width, height, SVG_FONT);
+}
+
+/* How many lines `title` takes when wrapped at `cols` characters, at spaces;
+ * if out is not NULL, draws them there from y (one line per 18 px). */
+static int svg_title_lines(FILE *out, const char *title, int cols, int x, int y) {
+    int lines = 0;
+    const char *s = title;
+    while (*s) {
+        const char *end = s, *cut = NULL;
+        int n = 0;
+        while (*end && n < cols) { if (*end == ' ') cut = end; n += ((unsigned char)*end & 0xC0) != 0x80; end++; }
+        while (*end && ((unsigned char)*end & 0xC0) == 0x80) end++;   /* whole characters */
+        if (*end && cut) end = cut;              /* break at the last space */
+        if (out) {
+            char line[512];
+            const int len = (int)(end - s) < 511 ? (int)(end - s) : 511;
+            memcpy(line, s, (size_t)len);
+            line[len] = '\0';
+            svg_text(out, x, y + 18 * lines + 14, "start", "font-size=\"14\" font-weight=\"bold\"",
+                     line);
         }
+        lines++;
+        s = *end == ' ' ? end + 1 : end;
+    }
+    return lines;
+}
+
+/* One picture of nmaps heatmaps side by side (per_row in a row), e.g. every
+ * head of a layer, under one title. W is (nmaps, R, C); masked (R, C), or
+ * NULL, marks cells no weight can reach (a causal future, padding): they
+ * are drawn grey and crossed, unlike a weight that is merely small. With
+ * shared_scale, one colour scale (0 to the largest weight of all maps)
+ * serves every map, so maps compare at a glance; else each map runs from 0
+ * to its own largest, which its caption gives. Labels (R and C strings, or
+ * NULL for numbers) longer than two characters are written at an angle. */
+typedef struct {
+    const char *title;              /* the whole title */
+    const char *row_axis;           /* what the rows are, e.g. "query (target step)" */
+    const char *col_axis;           /* what the columns are, e.g. "key (source position)" */
+    const char *const *row_labels;  /* (R), or NULL */
+    const char *const *col_labels;  /* (C), or NULL */
+    const char *const *map_titles;  /* (nmaps), or NULL */
+    int shared_scale;               /* 1: one scale for every map */
+} HeatmapSvg;
+
+/* the label of row/column i: labels[i], or the number i */
+static const char *heat_label(const char *const *labels, int i, char *buf, size_t n) {
+    if (labels) return labels[i];
+    snprintf(buf, n, "%d", i);
+    return buf;
+}
+
+/* widest label of n, in characters (numbers if labels is NULL) */
+static int heat_label_chars(const char *const *labels, int n) {
+    char buf[16];
+    int m = 1;
+    for (int i = 0; i < n; i++) {
+        const int c = svg_chars(heat_label(labels, i, buf, sizeof buf));
+        if (c > m) m = c;
+    }
+    return m;
+}
+
+/* one map of a grid, its top-left corner at (x0, y0) */
+static void svg_heatmap_one(FILE *f, const HeatmapSvg *s, const double *W,
+                            const unsigned char *masked, int R, int C, int cell, int rlw,
+                            int slanted, double max, const char *caption, int x0, int y0) {
+    char buf[16], colour[32];
+    svg_text(f, x0 + rlw, y0 + 12, "start", "", caption);
+    const int top = y0 + 20, left = x0 + rlw;
+    for (int i = 0; i < R; i++) {
+        svg_text(f, left - 4, top + i * cell + cell / 2 + 4, "end", "",
+                 heat_label(s->row_labels, i, buf, sizeof buf));
         for (int j = 0; j < C; j++) {
-            double w = W[i * C + j];
+            const int x = left + j * cell, y = top + i * cell;
+            if (masked && masked[i * C + j]) {
+                fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#e0e0e0\" "
+                        "stroke=\"#ccc\"><title>masked</title></rect>\n<path d=\"M%d %dL%d %d\" "
+                        "stroke=\"#bbb\"/>\n", x, y, cell, cell, x, y + cell, x + cell, y);
+                continue;
+            }
+            const double w = W[i * C + j];
             heat_colour(colour, sizeof colour, max > 0 ? w / max : 0);
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\" "
-                       "stroke=\"#ddd\"><title>", left + j * cell, top + i * cell, cell,
-                    cell, colour);
-            if (row_labels) svg_escape(f, row_labels[i]); else fprintf(f, "%d", i);
+                    "stroke=\"#ddd\"><title>", x, y, cell, cell, colour);
+            svg_escape(f, heat_label(s->row_labels, i, buf, sizeof buf));
             fprintf(f, " -&gt; ");
-            if (col_labels) svg_escape(f, col_labels[j]); else fprintf(f, "%d", j);
+            svg_escape(f, heat_label(s->col_labels, j, buf, sizeof buf));
             fprintf(f, ": %.4f</title></rect>\n", w);
+        }
+    }
+    const int yb = top + R * cell + 4;               /* column labels, below the map */
+    for (int j = 0; j < C; j++) {
+        const char *l = heat_label(s->col_labels, j, buf, sizeof buf);
+        const double x = left + j * cell + cell / 2.0;
+        if (!slanted) { svg_text(f, x, yb + 12, "middle", "", l); continue; }
+        char rot[64];
+        snprintf(rot, sizeof rot, "transform=\"rotate(-60 %.1f %d)\"", x + 4, yb + 6);
+        svg_text(f, x + 4, yb + 6, "end", rot, l);
+    }
+}
+
+void write_svg_heatmaps(const char *path, const HeatmapSvg *s, const double *W,
+                        const unsigned char *masked, int nmaps, int R, int C, int per_row) {
+    if (per_row < 1 || per_row > nmaps) per_row = nmaps;
+    const int rows = (nmaps + per_row - 1) / per_row;
+    const int cell = C > 40 || R > 40 ? 10 : C > 20 || R > 20 ? 16 : 24;
+    const int rlw = SVG_CHAR_W * heat_label_chars(s->row_labels, R) + 8;
+    const int clc = heat_label_chars(s->col_labels, C);
+    const int slanted = clc > 2 || (clc > 1 && cell < 20);
+    const int clh = slanted ? (int)(0.87 * SVG_CHAR_W * clc) + 14 : 18;   /* sin 60 */
+    double gmax = matrix_max(W, nmaps * R * C);
+    /* one map: caption, cells, column labels; width at least its caption's */
+    char caption[160];
+    int capw = 0;
+    for (int m = 0; m < nmaps; m++) {
+        const double mx = matrix_max(W + m * R * C, R * C);
+        snprintf(caption, sizeof caption, "%s%s(max %.3f)", s->map_titles ? s->map_titles[m] : "",
+                 s->map_titles ? " " : "", mx);
+        if (svg_chars(caption) > capw) capw = svg_chars(caption);
+    }
+    int mapw = rlw + C * cell + 16;
+    if (capw * SVG_CHAR_W + rlw + 8 > mapw) mapw = capw * SVG_CHAR_W + rlw + 8;
+    const int maph = 20 + R * cell + clh + 8;
+    const int axis_left = s->row_axis ? 22 : 4, legend_w = 96;
+    int width = axis_left + per_row * mapw + legend_w;
+    if (width < 320) width = 320;
+    const int cols = (width - 16) / SVG_TITLE_W;     /* title characters per line */
+    const int title_h = 18 * svg_title_lines(NULL, s->title, cols, 0, 0) + 8;
+    const int height = title_h + rows * maph + (s->col_axis ? 24 : 8);
+    OutFile o = out_open(path);
+    FILE *f = o.f;
+    svg_begin(f, width, height);
+    svg_title_lines(f, s->title, cols, 8, 4);
+    for (int m = 0; m < nmaps; m++) {
+        const double mx = matrix_max(W + m * R * C, R * C);
+        snprintf(caption, sizeof caption, "%s%s(max %.3f)", s->map_titles ? s->map_titles[m] : "",
+                 s->map_titles ? " " : "", mx);
+        svg_heatmap_one(f, s, W + m * R * C, masked, R, C, cell, rlw, slanted,
+                        s->shared_scale ? gmax : mx, caption, axis_left + (m % per_row) * mapw,
+                        title_h + (m / per_row) * maph);
+    }
+    if (s->row_axis) {                               /* axis titles */
+        char rot[64];
+        const int yc = title_h + rows * maph / 2;
+        snprintf(rot, sizeof rot, "transform=\"rotate(-90 14 %d)\"", yc);
+        svg_text(f, 14, yc, "middle", rot, s->row_axis);
+    }
+    if (s->col_axis)
+        svg_text(f, axis_left + per_row * mapw / 2.0, height - 8, "middle", "", s->col_axis);
+    /* the legend: a colour bar from 0 to the top of the scale */
+    const int lx = width - legend_w + 16, ly = title_h + 20, lh = 120;
+    char colour[32];
+    for (int k = 0; k < 20; k++) {
+        heat_colour(colour, sizeof colour, 1.0 - k / 19.0);
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"%d\" fill=\"%s\"/>\n", lx,
+                ly + k * lh / 20, lh / 20 + 1, colour);
+    }
+    char top[32];
+    if (s->shared_scale) snprintf(top, sizeof top, "%.3f", gmax);
+    else snprintf(top, sizeof top, "map max");
+    svg_text(f, lx + 18, ly + 10, "start", "", top);
+    svg_text(f, lx + 18, ly + lh, "start", "", "0");
+    if (masked) {
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"#e0e0e0\" "
+                "stroke=\"#bbb\"/>\n", lx, ly + lh + 12);
+        svg_text(f, lx + 18, ly + lh + 24, "start", "", "masked");
+    }
+    fprintf(f, "</svg>\n");
+    out_close(&o);
+}
+
+/* ---- charts: lines and bars --------------------------------------------------- */
+
+/* a "nice" tick step for a range: 1, 2 or 5 times a power of ten, giving
+ * about 4-8 ticks */
+static double chart_step(double range) {
+    if (!(range > 0)) return 1.0;
+    const double p = pow(10.0, floor(log10(range / 5.0)));
+    const double r = range / 5.0 / p;
+    return (r < 1.5 ? 1 : r < 3.5 ? 2 : r < 7.5 ? 5 : 10) * p;
+}
+
+/* One series of a line chart: n points (x[i], y[i]); a non-finite y is a gap. */
+typedef struct {
+    const char *name;
+    const double *x, *y;
+    int n;
+} ChartSeries;
+
+typedef struct {
+    const char *title, *x_axis, *y_axis;
+    int log_x, log_y;          /* 1: that axis is logarithmic (all values > 0) */
+} ChartSvg;
+
+static const char *const chart_colours[6] = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                              "#ff7f0e", "#17becf" };
+
+/* the axis range of values v (n), padded, as [*lo, *hi] (logs if log) */
+static void chart_range(const double *v, int n, int log_scale, double *lo, double *hi) {
+    *lo = INFINITY; *hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(v[i]) || (log_scale && !(v[i] > 0))) continue;
+        const double t = log_scale ? log10(v[i]) : v[i];
+        if (t < *lo) *lo = t;
+        if (t > *hi) *hi = t;
+    }
+    if (*lo > *hi) { *lo = 0; *hi = 1; }
+    if (*hi - *lo < 1e-12) { *lo -= 0.5; *hi += 0.5; }
+    if (log_scale) { *lo = floor(*lo); *hi = ceil(*hi); }
+}
+
+/* ticks and grid lines of one axis from lo to hi (in log10 if log_scale),
+ * mapped to pixels p0..p1; vertical: the y axis */
+static void chart_ticks(FILE *f, double lo, double hi, int log_scale, int vertical, int p0,
+                        int p1, int a0, int a1) {
+    const double step = log_scale ? 1.0 : chart_step(hi - lo);
+    for (double t = ceil(lo / step - 1e-9) * step; t <= hi + 1e-9 * step; t += step) {
+        const double p = p0 + (t - lo) / (hi - lo) * (p1 - p0);
+        char lab[32];
+        const double v = log_scale ? pow(10.0, t) : t;
+        snprintf(lab, sizeof lab, "%g", fabs(v) < 1e-12 * step ? 0.0 : v);
+        if (vertical) {
+            fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#eee\"/>\n",
+                    a0, p, a1, p);
+            svg_text(f, a0 - 4, p + 4, "end", "", lab);
+        } else {
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#eee\"/>\n",
+                    p, a0, p, a1);
+            svg_text(f, p, a1 + 14, "middle", "", lab);
         }
     }
 }
 
-/* Write W (R,C) to the file `path` as an SVG heatmap with a title, row and
- * column labels (either may be NULL), a hover tooltip on every cell and a
- * colour scale. Exits with a message if the file cannot be written. */
+/* A line chart of ns series (markers on every point) with axis titles,
+ * ticks, grid lines and a legend, to the file at path. */
+void write_svg_chart(const char *path, const ChartSvg *c, const ChartSeries *s, int ns) {
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY, lo, hi;
+    for (int k = 0; k < ns; k++) {
+        chart_range(s[k].x, s[k].n, c->log_x, &lo, &hi);
+        if (lo < xlo) xlo = lo;
+        if (hi > xhi) xhi = hi;
+        chart_range(s[k].y, s[k].n, c->log_y, &lo, &hi);
+        if (lo < ylo) ylo = lo;
+        if (hi > yhi) yhi = hi;
+    }
+    if (!c->log_y) { const double pad = 0.05 * (yhi - ylo); ylo -= pad; yhi += pad; }
+    int legend = 0;
+    for (int k = 0; k < ns; k++) if (svg_chars(s[k].name) > legend) legend = svg_chars(s[k].name);
+    const int pw = 440, ph = 260, left = 70, legend_w = legend * SVG_CHAR_W + 40;
+    const int width = left + pw + 20 + legend_w, cols = (width - 16) / SVG_TITLE_W;
+    const int top = 18 * svg_title_lines(NULL, c->title, cols, 0, 0) + 16;
+    const int height = top + ph + 50;
+    OutFile o = out_open(path);
+    FILE *f = o.f;
+    svg_begin(f, width, height);
+    svg_title_lines(f, c->title, cols, 8, 4);
+    chart_ticks(f, xlo, xhi, c->log_x, 0, left, left + pw, top, top + ph);
+    chart_ticks(f, ylo, yhi, c->log_y, 1, top + ph, top, left, left + pw);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+            "stroke=\"#888\"/>\n", left, top, pw, ph);
+    for (int k = 0; k < ns; k++) {
+        const char *col = chart_colours[k % 6];
+        int pen = 0;
+        fprintf(f, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" d=\"", col);
+        for (int i = 0; i < s[k].n; i++) {
+            const double xv = c->log_x ? log10(s[k].x[i]) : s[k].x[i];
+            const double yv = c->log_y ? log10(s[k].y[i]) : s[k].y[i];
+            if (!isfinite(xv) || !isfinite(yv)) { pen = 0; continue; }
+            fprintf(f, "%s%.1f %.1f", pen ? "L" : "M", left + (xv - xlo) / (xhi - xlo) * pw,
+                    top + ph - (yv - ylo) / (yhi - ylo) * ph);
+            pen = 1;
+        }
+        fprintf(f, "\"/>\n");
+        for (int i = 0; i < s[k].n; i++) {
+            const double xv = c->log_x ? log10(s[k].x[i]) : s[k].x[i];
+            const double yv = c->log_y ? log10(s[k].y[i]) : s[k].y[i];
+            if (!isfinite(xv) || !isfinite(yv)) continue;
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"><title>%g, %g"
+                    "</title></circle>\n", left + (xv - xlo) / (xhi - xlo) * pw,
+                    top + ph - (yv - ylo) / (yhi - ylo) * ph, col, s[k].x[i], s[k].y[i]);
+        }
+        const int ly = top + 10 + 18 * k;
+        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
+                "stroke-width=\"3\"/>\n", left + pw + 20, ly - 4, left + pw + 40, ly - 4, col);
+        svg_text(f, left + pw + 46, ly, "start", "", s[k].name);
+    }
+    svg_text(f, left + pw / 2.0, top + ph + 36, "middle", "", c->x_axis);
+    char rot[64];
+    snprintf(rot, sizeof rot, "transform=\"rotate(-90 16 %d)\"", top + ph / 2);
+    svg_text(f, 16, top + ph / 2, "middle", rot, c->y_axis);
+    fprintf(f, "</svg>\n");
+    out_close(&o);
+}
+
+/* A grouped bar chart: ngroups groups (labels group[g]) of ns bars each
+ * (names series[k]), heights v (ngroups, ns) from 0, a non-finite one drawn
+ * as "n/a"; axis titles, ticks and a legend, to the file at path. */
+void write_svg_bars(const char *path, const ChartSvg *c, const char *const *group, int ngroups,
+                    const char *const *series, int ns, const double *v) {
+    double lo = 0.0, hi = 0.0;
+    for (int i = 0; i < ngroups * ns; i++) if (isfinite(v[i]) && v[i] > hi) hi = v[i];
+    if (!(hi > 0)) hi = 1.0;
+    hi *= 1.08;
+    int legend = 0, glab = 0;
+    for (int k = 0; k < ns; k++) if (svg_chars(series[k]) > legend) legend = svg_chars(series[k]);
+    for (int g = 0; g < ngroups; g++) if (svg_chars(group[g]) > glab) glab = svg_chars(group[g]);
+    const int bar = 18, gw = ns * bar + 16 > glab * SVG_CHAR_W + 8 ? ns * bar + 16
+                                                                     : glab * SVG_CHAR_W + 8;
+    const int pw = ngroups * gw, ph = 240, left = 70, legend_w = legend * SVG_CHAR_W + 40;
+    int width = left + pw + 20 + legend_w;
+    if (width < 360) width = 360;
+    const int cols = (width - 16) / SVG_TITLE_W;
+    const int top = 18 * svg_title_lines(NULL, c->title, cols, 0, 0) + 16;
+    const int height = top + ph + 54;
+    OutFile o = out_open(path);
+    FILE *f = o.f;
+    svg_begin(f, width, height);
+    svg_title_lines(f, c->title, cols, 8, 4);
+    chart_ticks(f, lo, hi, 0, 1, top + ph, top, left, left + pw);
+    for (int g = 0; g < ngroups; g++) {
+        for (int k = 0; k < ns; k++) {
+            const double x = left + g * gw + 8 + k * bar, val = v[g * ns + k];
+            if (!isfinite(val)) { svg_text(f, x + bar / 2.0, top + ph - 4, "middle",
+                                           "font-size=\"9\"", "n/a"); continue; }
+            const double h = val / hi * ph;
+            fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\">"
+                    "<title>", x, top + ph - h, bar - 2, h, chart_colours[k % 6]);
+            svg_escape(f, group[g]);
+            fprintf(f, ", ");
+            svg_escape(f, series[k]);
+            fprintf(f, ": %g</title></rect>\n", val);
+        }
+        svg_text(f, left + g * gw + gw / 2.0, top + ph + 16, "middle", "", group[g]);
+    }
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n", left,
+            top + ph, left + pw, top + ph);
+    for (int k = 0; k < ns; k++) {
+        const int ly = top + 10 + 18 * k;
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"10\" fill=\"%s\"/>\n",
+                left + pw + 20, ly - 9, chart_colours[k % 6]);
+        svg_text(f, left + pw + 40, ly, "start", "", series[k]);
+    }
+    svg_text(f, left + pw / 2.0, top + ph + 40, "middle", "", c->x_axis);
+    char rot[64];
+    snprintf(rot, sizeof rot, "transform=\"rotate(-90 16 %d)\"", top + ph / 2);
+    svg_text(f, 16, top + ph / 2, "middle", rot, c->y_axis);
+    fprintf(f, "</svg>\n");
+    out_close(&o);
+}
+
+/* Write W (R,C) to the file `path` as one SVG heatmap with a title, row and
+ * column labels (either may be NULL), a tooltip on every cell and a colour
+ * scale: write_svg_heatmaps with one map. Exits with a message if the file
+ * cannot be written. */
 void write_svg_heatmap(const char *path, const char *title, const double *W, int R,
                        int C, const char *const *row_labels,
                        const char *const *col_labels) {
-    const int cell = 24, font = 12;
-    int rw = longest_label(row_labels, R), ch = longest_label(col_labels, C);
-    if (rw < 1) rw = 1;
-    if (ch < 1) ch = 1;
-    int left = 12 + 8 * rw, top = 36 + 8 * ch;
-    int bar_x = left + C * cell + 24, width = bar_x + 80, height = top + R * cell + 20;
-    double max = matrix_max(W, R * C);
-    char colour[32];
-    OutFile o = out_open(path);
-    FILE *f = o.f;
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-               "font-family=\"monospace\" font-size=\"%d\">\n", width, height, font);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"14\">", left);
-    svg_escape(f, title);
-    fprintf(f, "</text>\n");
-    for (int j = 0; col_labels && j < C; j++) {  /* column labels, rotated */
-        int x = left + j * cell + cell / 2 + 4, y = top - 6;
-        fprintf(f, "<text x=\"%d\" y=\"%d\" transform=\"rotate(-90 %d %d)\">", x, y, x, y);
-        svg_escape(f, col_labels[j]);
-        fprintf(f, "</text>\n");
-    }
-    svg_heat_cells(f, W, R, C, max, left, top, cell, row_labels, col_labels);
-    for (int k = 0; k < 10; k++) {              /* colour scale, top = max */
-        heat_colour(colour, sizeof colour, 1.0 - k / 9.0);
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"16\" height=\"%d\" fill=\"%s\"/>\n",
-                bar_x, top + k * R * cell / 10, R * cell / 10 + 1, colour);
-    }
-    fprintf(f, "<text x=\"%d\" y=\"%d\">%.3f</text>\n", bar_x + 20, top + 10, max);
-    fprintf(f, "<text x=\"%d\" y=\"%d\">0</text>\n", bar_x + 20, top + R * cell);
-    fprintf(f, "</svg>\n");
-    out_close(&o);
+    const HeatmapSvg s = { title, NULL, NULL, row_labels, col_labels, NULL, 0 };
+    write_svg_heatmaps(path, &s, W, NULL, 1, R, C, 1);
 }
 
 /* ========================================================================

@@ -1148,6 +1148,22 @@ static void temp_path(char *buf, size_t n, const char *stem) {
     }
 }
 
+/* the whole of a small file the test wrote, NUL-terminated, into buf (n bytes) */
+static void slurp(char *buf, size_t n, const char *path) {
+    FILE *f = xfopen(path, "r");
+    const size_t got = fread(buf, 1, n - 1, f);
+    buf[got] = '\0';
+    fclose(f);
+    remove(path);
+}
+
+/* how often needle occurs in s */
+static int count_of(const char *s, const char *needle) {
+    int k = 0;
+    for (const char *p = s; (p = strstr(p, needle)) != NULL; p++) k++;
+    return k;
+}
+
 static void test_viewers(Tally *t) {
     const double W[2 * 3] = { 0.0, 0.5, 1.0, 0.1, 0.25, 0.5 };
     const char *rows[2] = { "a<b", "c&d" }, *cols[3] = { "x", "y", "z" };
@@ -1173,20 +1189,63 @@ static void test_viewers(Tally *t) {
     char path[4096];
     temp_path(path, sizeof path, "attention-tests-heatmap");
     write_svg_heatmap(path, "t<i>tle", W, 2, 3, rows, cols);
-    FILE *g = xfopen(path, "r");
-    n = fread(buf, 1, sizeof buf - 1, g);
-    buf[n] = 0;
-    fclose(g);
-    int removed = remove(path) == 0;
+    static char svg[1 << 16];
+    slurp(svg, sizeof svg, path);
     FILE *gone = fopen(path, "r");
-    if (gone) { fclose(gone); removed = 0; }
-    int rects = 0;
-    for (const char *p = buf; (p = strstr(p, "<rect x=")) != NULL; p++) rects++;
-    check(t, strstr(buf, "</svg>") && strstr(buf, "a&lt;b") && strstr(buf, "c&amp;d") &&
-          strstr(buf, "t&lt;i&gt;tle") && !strstr(buf, "a<b") && rects == 6 + 10 && removed,
-          "SVG heatmap: complete, labels escaped, one rect per cell plus a 10-step scale "
+    const int removed = gone == NULL;
+    if (gone) fclose(gone);
+    const int rects = count_of(svg, "<rect x=");
+    check(t, strstr(svg, "</svg>") && strstr(svg, "a&lt;b") && strstr(svg, "c&amp;d") &&
+          strstr(svg, "t&lt;i&gt;tle") && !strstr(svg, "a<b") && rects == 6 + 20 && removed,
+          "SVG heatmap: complete, labels escaped, one rect per cell plus a 20-step scale "
           "(%d rects); written under %s and removed (%s)", rects,
           getenv("TMPDIR") && getenv("TMPDIR")[0] ? "$TMPDIR" : "/tmp", removed ? "yes" : "no");
+}
+
+/* The pictures of section 8: two heads in one grid, masked cells drawn as
+ * masked, a title too long for one line wrapped whole; a chart with a gap
+ * (NaN) and log axis; bars with a missing value. The SVG's width is what
+ * the longest title line needs at 9 px a character. */
+static void test_svg_pictures(Tally *t) {
+    static char buf[1 << 16];
+    char path[4096];
+    const double W[2 * 2 * 3] = { 1, 0, 0, 0.5, 0.5, 0,   0.2, 0, 0, 0.1, 0.9, 0 };
+    const unsigned char mask[2 * 3] = { 0, 1, 1, 0, 0, 1 };
+    const char *rows[2] = { "q0", "q1" }, *cols[3] = { "k0", "k1", "a-long-key" };
+    const char *heads[2] = { "head 1", "head 2" };
+    const char *title = "a title long enough to need two lines, every word of it shown in "
+                        "the picture: nothing clipped at all";
+    HeatmapSvg s = { title, "query", "key", rows, cols, heads, 1 };
+    temp_path(path, sizeof path, "attention-tests-grid");
+    write_svg_heatmaps(path, &s, W, mask, 2, 2, 3, 2);
+    slurp(buf, sizeof buf, path);
+    int width = 0;
+    sscanf(strstr(buf, "<svg") ? strstr(buf, "<svg") : "", "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\"", &width);
+    const int lines = count_of(buf, "font-weight=\"bold\"");
+    const int grid_ok = count_of(buf, "<title>masked</title>") == 2 * 3 && lines == 2 &&
+                        strstr(buf, "nothing clipped at all</text>") && strstr(buf, "head 2 (max") &&
+                        strstr(buf, ">query<") && strstr(buf, ">key<") && strstr(buf, "rotate(-60") &&
+                        width >= 16 + 9 * (int)(strlen(title) / 2);
+    const double x[4] = { 1, 10, 100, 1000 }, y[4] = { 2.0, NAN, 0.5, 0.25 };
+    ChartSeries cs = { "loss", x, y, 4 };
+    ChartSvg c = { "loss against step", "step", "loss", 1, 1 };
+    temp_path(path, sizeof path, "attention-tests-chart");
+    write_svg_chart(path, &c, &cs, 1);
+    slurp(buf, sizeof buf, path);
+    const int chart_ok = count_of(buf, "<circle") == 3 && count_of(buf, "M") >= 2 &&
+                         strstr(buf, ">1000<") && strstr(buf, "</svg>");
+    const char *g[2] = { "last", "attention" }, *se[2] = { "rnn", "cnn" };
+    const double v[4] = { 0.5, 0.25, 1.0, NAN };
+    ChartSvg b = { "accuracy by pooling", "pooling", "accuracy", 0, 0 };
+    temp_path(path, sizeof path, "attention-tests-bars");
+    write_svg_bars(path, &b, g, 2, se, 2, v);
+    slurp(buf, sizeof buf, path);
+    const int bars_ok = count_of(buf, "</title></rect>") == 3 && strstr(buf, ">n/a<") &&
+                        strstr(buf, "attention, rnn: 1</title>") && strstr(buf, "</svg>");
+    check(t, grid_ok && chart_ok && bars_ok, "SVG pictures: 2 heads in one grid (6 masked "
+          "cells drawn masked, a %d-character title on %d lines, %d px wide, axis titles, "
+          "slanted long labels); a log-log chart skips its NaN point; bars mark a missing one",
+          (int)strlen(title), lines, width);
 }
 
 /* out_open/out_close: while a file is being written the old one is still
@@ -1532,6 +1591,7 @@ static void tests_attention(Tally *t) {
     test_tiled_attention(t, &r);
     test_scaling(t, &r);
     test_viewers(t);
+    test_svg_pictures(t);
     test_read_text_file(t);
     test_utf8(t);
     test_pairs(t);
