@@ -150,34 +150,32 @@ void rng_fill_uniform(Rng *r, double *x, int n, double lo, double hi) {
  * These three loops are the whole of it; the tests hold the fast products
  * below against them. */
 
+/* out (M,N) = A (M,K) @ B (K,N), the textbook loop, with A[i][k] at
+ * a[i*sai + k*sak] and B[k][j] at b[k*sbk + j*sbj]: a transposed operand
+ * is the same numbers read with its two strides swapped */
+void matmul_plain_strided(double *out, const double *a, int sai, int sak, const double *b,
+                          int sbk, int sbj, int M, int K, int N) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++) s += a[i * sai + k * sak] * b[k * sbk + j * sbj];
+            out[i * N + j] = s;
+        }
+}
+
 /* out (M,N) = a (M,K) @ b (K,N) */
 void matmul_plain(double *out, const double *a, const double *b, int M, int K, int N) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double s = 0.0;
-            for (int k = 0; k < K; k++) s += a[i * K + k] * b[k * N + j];
-            out[i * N + j] = s;
-        }
+    matmul_plain_strided(out, a, K, 1, b, N, 1, M, K, N);
 }
 
-/* out (M,N) = a (M,K) @ b (N,K)^T: b's rows are out's columns */
+/* out (M,N) = a (M,K) @ b (N,K)^T: B[k][j] = b[j][k] */
 void matmul_nt_plain(double *out, const double *a, const double *b, int M, int K, int N) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double s = 0.0;
-            for (int k = 0; k < K; k++) s += a[i * K + k] * b[j * K + k];
-            out[i * N + j] = s;
-        }
+    matmul_plain_strided(out, a, K, 1, b, 1, K, M, K, N);
 }
 
-/* out (M,N) = a (K,M)^T @ b (K,N): a's columns are out's rows */
+/* out (M,N) = a (K,M)^T @ b (K,N): A[i][k] = a[k][i] */
 void matmul_tn_plain(double *out, const double *a, const double *b, int M, int K, int N) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double s = 0.0;
-            for (int k = 0; k < K; k++) s += a[k * M + i] * b[k * N + j];
-            out[i * N + j] = s;
-        }
+    matmul_plain_strided(out, a, 1, M, b, N, 1, M, K, N);
 }
 
 /* The products the programs call compute the same sums, in a different
