@@ -1677,9 +1677,10 @@ void opt_usage(const OptTable *t, FILE *f) {
             line++;
         }
         char extra[320] = "";
-        const char *d = opt_default(o, buf);
+        /* a default the help states itself may be a sentinel: never read it */
+        const char *d = strstr(o->help, "default") ? NULL : opt_default(o, buf);
         if (range[0]) snprintf(extra, sizeof extra, "%s", range);
-        if (d && !strstr(o->help, "default")) {
+        if (d) {
             const size_t len = strlen(extra);
             snprintf(extra + len, sizeof extra - len, "%sdefault %s", len ? "; " : "", d);
         }
