@@ -471,6 +471,20 @@ static double tf_size_estimate(const TfConfig *c) {
 /* the most doubles one block may hold: offsets are ints (2^31), with room */
 #define TF_MAX_DOUBLES 2e8
 
+/* The largest length below c->S (S = T for encdec) whose model fits in
+ * TF_MAX_DOUBLES with every other size as in c, or 0 if none does. The
+ * estimate grows with the length, so the first that fits, counting down,
+ * is the answer. */
+int tf_largest_len(const TfConfig *c) {
+    TfConfig k = *c;
+    for (int len = c->S - 1; len >= 1; len--) {
+        k.S = len;
+        k.T = c->arch == TF_ENCDEC ? len : 0;
+        if (tf_size_estimate(&k) <= TF_MAX_DOUBLES) return len;
+    }
+    return 0;
+}
+
 /* What is wrong with c, or NULL if nothing: the checks the command line and
  * tf_build rely on (messages name the option a user would change). */
 const char *tf_config_error(const TfConfig *c) {
@@ -1603,55 +1617,6 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
  * 13. main
  * ======================================================================== */
 
-/* --help */
-static void tf_usage(const char *prog) {
-    printf("usage: %s [options]\n"
-           "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
-           "  on a copy task after The Annotated Transformer's, vocabulary 11: 0 padding,\n"
-           "  1 the start symbol, 2..10 the symbols. Here the source is 10 symbols from\n"
-           "  2..10 and all 10 are predicted (the decoder reads start + the first 9). In\n"
-           "  The Annotated Transformer every sequence is start symbol 1 then 9 symbols\n"
-           "  from 1..10, and 9 are predicted. We keep the start symbol out of the source\n"
-           "  and out of the symbols, so it marks only the decoder's first step and the\n"
-           "  source has no constant first token to align on.\n"
-           "  --arch A        encdec (default), encoder (BERT-style masked tokens on a\n"
-           "                  built-in text) or decoder (GPT-style next character)\n"
-           "  --task T        copy (default), reverse or sort (encdec only)\n"
-           "  --norm N        post (default, the paper) or pre LayerNorm\n"
-           "  --pos P         sin (default), learned or none\n"
-           "  --act A         relu (default) or gelu, in the feed-forward network\n"
-           "  --d-model D     model width, 1..1024 (default 32)\n"
-           "  --heads H       attention heads, 1..64, must divide d_model (default 4)\n"
-           "  --layers N      encoder and decoder layers each, 1..16 (default 2)\n"
-           "  --ff F          feed-forward width, 1..8192 (default 64)\n"
-           "  --len L         sequence length, 2..%d (default 10; text archs 32)\n"
-           "  --vocab V       symbols + 2 for the tasks, 4..1000 (default 11; encdec only)\n"
-           "  --batch B       examples per step, 1..4096 (default 32)\n"
-           "  --steps N       the most training steps, 1..1000000 (default 3000, stopping\n"
-           "                  at 100%% held-out accuracy; encoder 1000, decoder 300)\n"
-           "  --warmup N      warm-up steps of the learning-rate schedule (default 400)\n"
-           "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
-           "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
-           "  --eval N        held-out examples, 1..100000 (default 256)\n"
-           "  --eval-every N  steps between held-out evaluations (default 100)\n"
-           "  --show-layer K  layer whose heads are drawn, 1..layers (default: the last)\n"
-           "  --show-attn W   which attention is drawn: enc (encoder self-attention), self\n"
-           "                  (the decoder's causal self-attention) or cross (decoder to\n"
-           "                  encoder). Default: cross for encdec, enc for encoder, self\n"
-           "                  for decoder; each needs the stack it names\n"
-           "  --temperature X sampling temperature of --arch decoder, [0, 10] (default 0.8)\n"
-           "  --svg DIR       also write each head's heatmap as an SVG into the existing DIR\n"
-           "  --seed N        0..2147483647 (default 1)\n"
-           "  --experiment E  positions (reverse with pos none/sin/learned), heads (1..8\n"
-           "                  heads, same d_model) or cost (self-attention time and memory\n"
-           "                  vs length, timings on stdout). positions sets --task and\n"
-           "                  --pos itself, heads sets --heads, cost reads only --seed;\n"
-           "                  an option an experiment would ignore is refused\n"
-           "  --bench         ms per training step in two configurations, and the time\n"
-           "                  the default example takes to reach 100%% (no other option)\n"
-           "  --help          this text\n", prog, TF_MAX_POS);
-}
-
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
 static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg) {
     const TfConfig *c = &m->c;
@@ -1767,208 +1732,242 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     tf_batch_free(&b);
 }
 
-/* parse and check every option (exit 2 with a message on bad input), then run
- * one of: the default training run, an experiment, or --bench */
+/* What one run does: train one arch, run one experiment, or --bench. Every
+ * option names the modes it applies to, and opt_check_mode refuses one given
+ * in a mode that would ignore or override it. */
+enum { TF_M_ENCDEC, TF_M_ENCODER, TF_M_DECODER,   /* = TF_ENCDEC .. TF_DECODER */
+       TF_M_POSITIONS, TF_M_HEADS, TF_M_COST,     /* = TF_M_POSITIONS + --experiment */
+       TF_M_BENCH };
+static const char *const tf_mode_names[] = { "--arch encdec", "--arch encoder",
+    "--arch decoder", "--experiment positions", "--experiment heads", "--experiment cost",
+    "--bench", NULL };
+static const char *const tf_experiment_names[] = { "positions", "heads", "cost", NULL };
+#define TF_M(m) (1u << TF_M_##m)
+#define TF_ARCHS (TF_M(ENCDEC) | TF_M(ENCODER) | TF_M(DECODER))
+#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
+
+enum { TF_N_OPTS = 25 };
+
+/* everything the command line sets, and the option table that reads it */
+typedef struct {
+    TfConfig c;        /* the model; arch-dependent fields set by tf_cli_resolve */
+    TfRun run;
+    int seed, layers, len, vocab, show, attn, experiment, bench, mode;
+    double temperature;
+    const char *svg;   /* --svg DIR, or NULL */
+    Opt opt[TF_N_OPTS];
+    OptTable t;
+} TfCli;
+
+static const char tf_about[] =
+    "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
+    "  on a copy task after The Annotated Transformer's, vocabulary 11: 0 padding,\n"
+    "  1 the start symbol, 2..10 the symbols. Here the source is 10 symbols from\n"
+    "  2..10 and all 10 are predicted (the decoder reads start + the first 9). In\n"
+    "  The Annotated Transformer every sequence is start symbol 1 then 9 symbols\n"
+    "  from 1..10, and 9 are predicted. We keep the start symbol out of the source\n"
+    "  and out of the symbols, so it marks only the decoder's first step and the\n"
+    "  source has no constant first token to align on.";
+static const char tf_after[] =
+    "An option applies only where it is used (\"only with\" above), and is refused\n"
+    "elsewhere: --experiment positions sets --task and --pos itself, heads sets\n"
+    "--heads, cost reads only --seed; --bench runs fixed configurations and the\n"
+    "default example and takes no other option.\n";
+
+/* The option table: name, kind, where the value goes, range or choices, the
+ * modes it applies to, and its help. The defaults are what o holds now. */
+static void tf_cli_table(TfCli *o, const char *prog) {
+    const Opt all[] = {
+        { "--arch", OPT_CHOICE, &o->c.arch, 0, 0, tf_arch_names, TF_ARCHS, "A", "encdec: the "
+          "paper's; encoder: BERT-style masked tokens\non a built-in text; decoder: "
+          "GPT-style next character", 0 },
+        { "--task", OPT_CHOICE, &o->run.task, 0, 0, task_names, TF_M(ENCDEC) | TF_M(HEADS),
+          "T", "what the encoder-decoder learns to output", 0 },
+        { "--norm", OPT_CHOICE, &o->c.norm, 0, 0, tf_norm_names, TF_TRAINS, "N",
+          "post (the paper) or pre LayerNorm", 0 },
+        { "--pos", OPT_CHOICE, &o->c.pos, 0, 0, tf_pos_names, TF_ARCHS | TF_M(HEADS), "P",
+          "positional encoding", 0 },
+        { "--act", OPT_CHOICE, &o->c.act, 0, 0, tf_act_names, TF_TRAINS, "A",
+          "activation of the feed-forward network", 0 },
+        { "--d-model", OPT_INT, &o->c.D, 1, 1024, NULL, TF_TRAINS, "D", "model width", 0 },
+        { "--heads", OPT_INT, &o->c.H, 1, 64, NULL, TF_ARCHS | TF_M(POSITIONS), "H",
+          "attention heads; must divide --d-model", 0 },
+        { "--layers", OPT_INT, &o->layers, 1, 16, NULL, TF_TRAINS, "N",
+          "encoder and decoder layers each", 0 },
+        { "--ff", OPT_INT, &o->c.F, 1, 8192, NULL, TF_TRAINS, "F", "feed-forward width", 0 },
+        { "--len", OPT_INT, &o->len, 2, TF_MAX_POS, NULL, TF_TRAINS, "L",
+          "sequence length (default 10; text archs 32)", 0 },
+        { "--vocab", OPT_INT, &o->vocab, 4, 1000, NULL, TF_M(ENCDEC) | TF_M(POSITIONS) |
+          TF_M(HEADS), "V", "symbols + 2 of the encdec tasks", 0 },
+        { "--batch", OPT_INT, &o->c.B, 1, 4096, NULL, TF_TRAINS, "B", "examples per step", 0 },
+        { "--steps", OPT_INT, &o->run.steps, 1, 1000000, NULL, TF_TRAINS, "N", "the most "
+          "training steps; encdec stops at 100% held-out\naccuracy (default 3000; "
+          "encoder 1000, decoder 300)", 0 },
+        { "--warmup", OPT_INT, &o->run.warmup, 1, 1000000, NULL, TF_TRAINS, "N",
+          "warm-up steps of the learning-rate schedule", 0 },
+        { "--lr-factor", OPT_RATE, &o->run.lr_factor, 0, 100, NULL, TF_TRAINS, "X",
+          "factor of the schedule", 0 },
+        { "--smoothing", OPT_REAL, &o->c.smoothing, 0, 0.5, NULL, TF_TRAINS, "E",
+          "label smoothing", 0 },
+        { "--eval", OPT_INT, &o->run.n_eval, 1, 100000, NULL, TF_TRAINS, "N",
+          "held-out examples", 0 },
+        { "--eval-every", OPT_INT, &o->run.eval_every, 1, 1000000, NULL, TF_TRAINS, "N",
+          "steps between held-out evaluations", 0 },
+        { "--show-layer", OPT_INT, &o->show, 1, 16, NULL, TF_ARCHS, "K", "layer whose heads "
+          "are drawn, at most --layers\n(default: the last)", 0 },
+        { "--show-attn", OPT_CHOICE, &o->attn, 0, 0, tf_attn_names, TF_ARCHS, "W", "the "
+          "attention drawn: enc (encoder self-attention),\nself (the decoder's causal "
+          "self-attention) or cross\n(decoder to encoder); default: the arch's own (cross, "
+          "enc,\nself); each needs the stack it names", 0 },
+        { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
+          "sampling temperature (0: greedy)", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(HEADS), "DIR",
+          "also write each head's heatmap as an SVG into the\nexisting DIR", 0 },
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
+          "seed of the weights and the data", 0 },
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
+          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the default): positions\n"
+          "(reverse with --pos none, sin, learned), heads (1..8\nheads, same d_model) or cost "
+          "(self-attention time and\nmemory vs length; timings on stdout)", 0 },
+        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, TF_M(BENCH), "", "ms per training "
+          "step in two configurations, and the\ntime the default example takes to reach "
+          "100%", 0 },
+    };
+    (void)sizeof(char[sizeof all == sizeof o->opt ? 1 : -1]);   /* TF_N_OPTS entries */
+    memcpy(o->opt, all, sizeof all);
+    o->t = (OptTable){ prog, tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
+}
+
+/* Settle what depends on the arch: the task's vocabulary and length, or the
+ * built-in text's; each refused when it leaves no held-out split. */
+static void tf_cli_resolve(TfCli *o, const TfText *tx) {
+    TfConfig *c = &o->c;
+    c->n_enc = c->n_dec = o->layers;
+    if (c->arch == TF_ENCDEC) {
+        c->V = o->vocab;
+        c->S = c->T = o->len;
+        if (tf_task_space(c) < TF_MIN_SOURCES)
+            opt_fail(&o->t, "--vocab %d with --len %d gives only %.0f distinct sources; a "
+                     "held-out split (1 in 10 held out) needs at least %.0f: raise --len or "
+                     "--vocab", c->V, c->S, tf_task_space(c), TF_MIN_SOURCES);
+        return;
+    }
+    c->V = tx->V;
+    c->S = opt_given(&o->t, "--len") ? o->len : 32;
+    c->T = c->n_dec = 0;
+    if (!opt_given(&o->t, "--steps")) o->run.steps = c->arch == TF_ENCODER ? 1000 : 300;
+    const int most = tx->n - tf_text_split(tx) - 2;     /* one held-out window, and its next */
+    if (c->S > most)
+        opt_fail(&o->t, "--len %d is longer than the held-out text allows (at most %d for "
+                 "--arch %s)", c->S, most, tf_arch_names[c->arch]);
+}
+
+/* The model's own checks: every head gets D / H features, and the largest
+ * block fits (tf_size_estimate; the refusal says which --len would). */
+static void tf_cli_check_model(TfCli *o) {
+    TfConfig *c = &o->c;
+    if (o->mode == TF_M_HEADS) {                /* the experiment picks the head counts */
+        if (c->D % 2)
+            opt_fail(&o->t, "--experiment heads runs 1, 2, 4 and 8 heads, those that divide "
+                     "--d-model; --d-model %d allows only 1 head, nothing to compare: give an "
+                     "even --d-model (a multiple of 8 runs all four)", c->D);
+        c->H = c->D % 8 == 0 ? 8 : c->D % 4 == 0 ? 4 : 2;  /* the most it runs: sized below */
+    }
+    if (c->D % c->H)
+        opt_fail(&o->t, "--d-model %d is not divisible by --heads %d (each head gets d_model / "
+                 "heads features): give a multiple of %d", c->D, c->H, c->H);
+    const double need = tf_size_estimate(c);
+    if (need > TF_MAX_DOUBLES) {
+        const int fits = tf_largest_len(c);
+        if (fits >= 2)
+            opt_fail(&o->t, "--len %d: this model needs about %.2g doubles (%.1f GB) in its "
+                     "largest block (activations or parameters); the limit is %.0e (%.1f GB). "
+                     "With the other options as given the largest --len that fits is %d; or "
+                     "make --batch, --d-model, --ff or --layers smaller", c->S, need,
+                     8e-9 * need, TF_MAX_DOUBLES, 8e-9 * TF_MAX_DOUBLES, fits);
+        opt_fail(&o->t, "this model needs about %.2g doubles (%.1f GB) in its largest block "
+                 "(activations or parameters); the limit is %.0e (%.1f GB). Even --len 2 does "
+                 "not fit: make --batch, --d-model, --ff or --layers smaller", need,
+                 8e-9 * need, TF_MAX_DOUBLES, 8e-9 * TF_MAX_DOUBLES);
+    }
+    const char *err = tf_config_error(c);
+    if (err) opt_fail(&o->t, "%s", err);
+}
+
+/* --show-layer and --show-attn: a layer the model has, an attention its arch has */
+static void tf_cli_check_show(TfCli *o) {
+    const TfConfig *c = &o->c;
+    if (!opt_given(&o->t, "--show-layer")) o->show = c->n_enc;
+    if (o->show > c->n_enc)
+        opt_fail(&o->t, "--show-layer must be between 1 and --layers (%d), got %d", c->n_enc,
+                 o->show);
+    if (!opt_given(&o->t, "--show-attn"))
+        o->attn = c->arch == TF_ENCDEC ? TF_SHOW_CROSS : c->arch == TF_ENCODER ? TF_SHOW_ENC
+                                                                               : TF_SHOW_SELF;
+    static const int has[3][3] = {               /* [arch][attn]: does the arch have it? */
+        { 1, 1, 1 }, { 1, 0, 0 }, { 0, 1, 0 } };
+    if (!has[c->arch][o->attn])
+        opt_fail(&o->t, "--show-attn %s needs %s; --arch %s has %s", tf_attn_names[o->attn],
+                 o->attn == TF_SHOW_ENC ? "an encoder" : o->attn == TF_SHOW_SELF ? "a decoder"
+                 : "an encoder and a decoder (--arch encdec)", tf_arch_names[c->arch],
+                 c->arch == TF_ENCODER ? "only an encoder: use enc"
+                                       : "only a (causal) decoder: use self");
+}
+
+/* Read and check the whole command line (exit 2 with a message on bad
+ * input, 0 after --help); on return o says what to run. */
+static void tf_cli_parse(TfCli *o, int argc, char **argv, const TfText *tx) {
+    memset(o, 0, sizeof *o);
+    o->c = (TfConfig){ TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10,
+                       32, 0.0 };
+    o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
+    o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
+    tf_cli_table(o, argv[0]);
+    opt_parse(&o->t, argc, argv);
+    o->mode = o->bench ? TF_M_BENCH : opt_given(&o->t, "--experiment")
+            ? TF_M_POSITIONS + o->experiment : o->c.arch;
+    opt_check_mode(&o->t, o->mode);
+    tf_cli_resolve(o, tx);
+    tf_cli_check_model(o);
+    tf_cli_check_show(o);
+    if (o->svg) check_dir_writable(argv[0], "--svg", o->svg);   /* now, not after training */
+    o->run.seed = (uint64_t)o->seed;
+}
+
+/* the default run: one model of --arch, trained, evaluated and drawn */
+static void tf_main_run(const TfCli *o, const TfText *tx) {
+    const TfConfig *c = &o->c;
+    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
+           "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %d\n",
+           tf_arch_names[c->arch], tf_norm_names[c->norm], tf_pos_names[c->pos],
+           tf_act_names[c->act], c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
+           c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B, o->seed);
+    printf("training: Adam (0.9, 0.98, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
+           "step * %d^-1.5), label smoothing %g\n", o->run.lr_factor, o->run.warmup,
+           c->smoothing);
+    TfModel m;
+    tf_build(&m, c, o->run.seed);
+    printf("parameters: %d\n\n", m.np);
+    if (c->arch == TF_ENCDEC) tf_main_encdec(&m, &o->run, o->show, o->attn, o->svg);
+    else tf_main_text(&m, &o->run, tx, o->show, o->temperature, o->svg);
+    tf_free(&m);
+}
+
+/* parse and check every option, then run one of: the default training run,
+ * an experiment, or --bench */
 int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
-    TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
-                   0.0 };
-    TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
-    long seed = 1, len = -1, vocab = -1, show = -1, task = -1, attn = -1;
-    int experiment = -1, bench = 0;
-    double temperature = 0.8;
-    const char *svg = NULL;
-    static const char *const experiments[] = { "positions", "heads", "cost", NULL };
-    enum { O_ARCH, O_TASK, O_NORM, O_POS, O_ACT, O_DMODEL, O_HEADS, O_LAYERS, O_FF, O_LEN,
-           O_VOCAB, O_BATCH, O_STEPS, O_WARMUP, O_LRF, O_SMOOTH, O_EVAL, O_EVERY, O_SHOW,
-           O_ATTN, O_TEMP, O_SVG, O_SEED, O_EXP, O_BENCH, O_N };
-    static const char *const names[O_N] = { "--arch", "--task", "--norm", "--pos", "--act",
-        "--d-model", "--heads", "--layers", "--ff", "--len", "--vocab", "--batch", "--steps",
-        "--warmup", "--lr-factor", "--smoothing", "--eval", "--eval-every", "--show-layer",
-        "--show-attn", "--temperature", "--svg", "--seed", "--experiment", "--bench" };
-    int given[O_N] = { 0 };
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tf_usage(argv[0]); return 0; }
-        switch (arg_option(argv, i, names, O_N, given)) {
-        case O_ARCH:   c.arch = arg_choice(argc, argv, &i, tf_arch_names); break;
-        case O_TASK:   task = arg_choice(argc, argv, &i, task_names); break;
-        case O_NORM:   c.norm = arg_choice(argc, argv, &i, tf_norm_names); break;
-        case O_POS:    c.pos = arg_choice(argc, argv, &i, tf_pos_names); break;
-        case O_ACT:    c.act = arg_choice(argc, argv, &i, tf_act_names); break;
-        case O_DMODEL: c.D = (int)arg_long(argc, argv, &i, 1, 1024); break;
-        case O_HEADS:  c.H = (int)arg_long(argc, argv, &i, 1, 64); break;
-        case O_LAYERS: c.n_enc = c.n_dec = (int)arg_long(argc, argv, &i, 1, 16); break;
-        case O_FF:     c.F = (int)arg_long(argc, argv, &i, 1, 8192); break;
-        case O_LEN:    len = arg_long(argc, argv, &i, 2, TF_MAX_POS); break;
-        case O_VOCAB:  vocab = arg_long(argc, argv, &i, 4, 1000); break;
-        case O_BATCH:  c.B = (int)arg_long(argc, argv, &i, 1, 4096); break;
-        case O_STEPS:  run.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_WARMUP: run.warmup = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LRF:    run.lr_factor = arg_positive(argc, argv, &i, 100); break;
-        case O_SMOOTH: c.smoothing = arg_double(argc, argv, &i, 0, 0.5); break;
-        case O_EVAL:   run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000); break;
-        case O_EVERY:  run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_SHOW:   show = arg_long(argc, argv, &i, 1, 16); break;
-        case O_ATTN:   attn = arg_choice(argc, argv, &i, tf_attn_names); break;
-        case O_TEMP:   temperature = arg_double(argc, argv, &i, 0, 10); break;
-        case O_SVG:    svg = arg_path(argc, argv, &i); break;
-        case O_SEED:   seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
-        case O_EXP:    experiment = arg_choice(argc, argv, &i, experiments); break;
-        case O_BENCH:  bench = 1; break;
-        }
-    }
-    const int steps_given = given[O_STEPS], temperature_given = given[O_TEMP];
-    /* --bench and the experiments choose their models themselves: refuse any
-     * option they would ignore or override */
-    if (bench)
-        for (int k = 0; k < O_N; k++)
-            if (given[k] && k != O_BENCH) {
-                fprintf(stderr, "%s: %s cannot be combined with --bench (it runs fixed "
-                        "configurations and the default example; it accepts no other "
-                        "option)\n", argv[0], names[k]);
-                return 2;
-            }
-    if (experiment >= 0) {
-        /* positions: reverse with each --pos; heads: 1..8 heads, draws with --svg;
-         * cost: one self-attention forward at fixed sizes, reads only --seed */
-        static const char *const accepts[3] = {
-            "--norm --act --d-model --heads --layers --ff --len --vocab --batch --steps "
-            "--warmup --lr-factor --smoothing --eval --eval-every --seed",
-            "--task --norm --pos --act --d-model --layers --ff --len --vocab --batch "
-            "--steps --warmup --lr-factor --smoothing --eval --eval-every --seed --svg",
-            "--seed" };
-        for (int k = 0; k < O_N; k++) {
-            int ok = !given[k] || k == O_EXP || k == O_SEED;
-            if (experiment != 2 && given[k])
-                ok |= k == O_NORM || k == O_ACT || k == O_DMODEL || k == O_LAYERS || k == O_FF
-                      || k == O_LEN || k == O_VOCAB || k == O_BATCH || k == O_STEPS
-                      || k == O_WARMUP || k == O_LRF || k == O_SMOOTH || k == O_EVAL
-                      || k == O_EVERY;
-            if (experiment == 0 && given[k]) ok |= k == O_HEADS;
-            if (experiment == 1 && given[k]) ok |= k == O_TASK || k == O_POS || k == O_SVG;
-            if (!ok) {
-                fprintf(stderr, "%s: %s cannot be combined with --experiment %s (it sets "
-                        "that itself or ignores it; it accepts %s)\n", argv[0], names[k],
-                        experiments[experiment], accepts[experiment]);
-                return 2;
-            }
-        }
-    }
-    /* options that belong to one arch only */
-    if (c.arch != TF_ENCDEC && (task >= 0 || vocab >= 0)) {
-        fprintf(stderr, "%s: --task and --vocab apply to --arch encdec only (the text archs "
-                "use the built-in text and its characters)\n", argv[0]);
-        return 2;
-    }
-    if (temperature_given && c.arch != TF_DECODER) {
-        fprintf(stderr, "%s: --temperature applies to --arch decoder only (the one that "
-                "samples)\n", argv[0]);
-        return 2;
-    }
     TfText tx;
     tf_text_build(&tx);
-    if (task >= 0) run.task = (int)task;
-    if (c.arch != TF_ENCDEC && !steps_given) run.steps = c.arch == TF_ENCODER ? 1000 : 300;
-    if (c.arch == TF_ENCDEC) {
-        if (vocab >= 0) c.V = (int)vocab;
-        if (len >= 0) c.S = c.T = (int)len;
-        if (tf_task_space(&c) < TF_MIN_SOURCES) {
-            fprintf(stderr, "%s: --vocab %d with --len %d gives only %.0f distinct sources; "
-                    "a held-out split (1 in 10 held out) needs at least %.0f: raise --len "
-                    "or --vocab\n", argv[0], c.V, c.S, tf_task_space(&c), TF_MIN_SOURCES);
-            return 2;
-        }
-    } else {
-        c.V = tx.V;
-        c.S = len >= 0 ? (int)len : 32;
-        c.T = 0;
-        c.n_dec = 0;
-        if (c.S > tx.n - tf_text_split(&tx) - 2) {
-            fprintf(stderr, "%s: --len %d is longer than the held-out text allows (at most "
-                    "%d for --arch %s)\n", argv[0], c.S, tx.n - tf_text_split(&tx) - 2,
-                    tf_arch_names[c.arch]);
-            return 2;
-        }
+    TfCli o;
+    tf_cli_parse(&o, argc, argv, &tx);
+    switch (o.mode) {
+    case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed); break;
+    case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
+    case TF_M_COST:      tf_experiment_cost(o.run.seed); break;
+    case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
+    default:             tf_main_run(&o, &tx);
     }
-    if (experiment == 1) {                      /* heads chooses the head counts itself */
-        if (c.D % 2) {
-            fprintf(stderr, "%s: --experiment heads runs 1, 2, 4 and 8 heads, those that "
-                    "divide --d-model; --d-model %d allows only 1 head, nothing to compare: "
-                    "give an even --d-model (a multiple of 8 runs all four)\n", argv[0], c.D);
-            return 2;
-        }
-        c.H = c.D % 8 == 0 ? 8 : c.D % 4 == 0 ? 4 : 2;  /* the most heads it runs: the */
-    }                                                    /* size check below is for that */
-    if (c.D % c.H) {
-        fprintf(stderr, "%s: --d-model %d is not divisible by --heads %d (each head gets "
-                "d_model / heads features): give a multiple of %d\n", argv[0], c.D, c.H, c.H);
-        return 2;
-    }
-    if (tf_size_estimate(&c) > TF_MAX_DOUBLES) {  /* say how much, and what would fit */
-        TfConfig k = c;
-        int lo = 0, hi = c.S;                   /* the largest length that fits is in [lo, hi) */
-        while (hi - lo > 1) {
-            int mid = lo + (hi - lo) / 2;
-            k.S = mid; k.T = c.arch == TF_ENCDEC ? mid : 0;
-            if (tf_size_estimate(&k) <= TF_MAX_DOUBLES) lo = mid; else hi = mid;
-        }
-        fprintf(stderr, "%s: this model needs about %.2g doubles (%.1f GB) in its largest "
-                "block (activations or parameters); the limit is %.0e (%.1f GB). ", argv[0],
-                tf_size_estimate(&c), 8e-9 * tf_size_estimate(&c), TF_MAX_DOUBLES,
-                8e-9 * TF_MAX_DOUBLES);
-        if (lo >= 2)
-            fprintf(stderr, "With the other options as given, the largest --len that fits "
-                    "is %d (got %d); or make --batch, --d-model, --ff or --layers smaller\n",
-                    lo, c.S);
-        else
-            fprintf(stderr, "Even --len 2 does not fit: make --batch, --d-model, --ff or "
-                    "--layers smaller\n");
-        return 2;
-    }
-    const char *err = tf_config_error(&c);
-    if (err) {
-        fprintf(stderr, "%s: %s\n", argv[0], err);
-        return 2;
-    }
-    if (show > c.n_enc) {
-        fprintf(stderr, "%s: --show-layer must be between 1 and --layers (%d), got %ld\n",
-                argv[0], c.n_enc, show);
-        return 2;
-    }
-    if (show < 0) show = c.n_enc;
-    if (attn < 0) attn = c.arch == TF_ENCDEC ? TF_SHOW_CROSS : c.arch == TF_ENCODER ?
-                         TF_SHOW_ENC : TF_SHOW_SELF;
-    if ((attn == TF_SHOW_ENC && c.arch == TF_DECODER) ||
-        (attn == TF_SHOW_SELF && c.arch == TF_ENCODER) ||
-        (attn == TF_SHOW_CROSS && c.arch != TF_ENCDEC)) {
-        fprintf(stderr, "%s: --show-attn %s needs %s; --arch %s has %s\n", argv[0],
-                tf_attn_names[attn], attn == TF_SHOW_ENC ? "an encoder" : attn == TF_SHOW_SELF
-                ? "a decoder" : "an encoder and a decoder (--arch encdec)",
-                tf_arch_names[c.arch], c.arch == TF_ENCODER ? "only an encoder: use enc"
-                : "only a (causal) decoder: use self");
-        return 2;
-    }
-    if (svg) check_dir_writable(argv[0], "--svg", svg);   /* fail now, not after training */
-    run.seed = (uint64_t)seed;
-    if (experiment == 0) tf_experiment_positions(&c, &run, (uint64_t)seed);
-    if (experiment == 1) tf_experiment_heads(&c, &run, (uint64_t)seed, svg);
-    if (experiment == 2) tf_experiment_cost((uint64_t)seed);
-    if (bench) tf_bench(&c, &run);
-    if (experiment >= 0 || bench) return 0;
-
-    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
-           "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %ld\n",
-           tf_arch_names[c.arch], tf_norm_names[c.norm], tf_pos_names[c.pos],
-           tf_act_names[c.act], c.D, c.H, c.n_enc, c.n_enc > 1 ? "s" : "",
-           c.arch == TF_ENCDEC ? " each side" : "", c.F, c.V, c.S, c.B, seed);
-    printf("training: Adam (0.9, 0.98, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
-           "step * %d^-1.5), label smoothing %g\n", run.lr_factor, run.warmup, c.smoothing);
-    TfModel m;
-    tf_build(&m, &c, (uint64_t)seed);
-    printf("parameters: %d\n\n", m.np);
-    if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, (int)attn, svg);
-    else tf_main_text(&m, &run, &tx, (int)show, temperature, svg);
-    tf_free(&m);
     return 0;
 }
 #endif /* TESTING */
