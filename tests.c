@@ -1919,7 +1919,7 @@ static double *tf_randn(Rng *r, int n, double std) {
  * ("" = all), appended to ts from index k; returns the new count. */
 static int tf_param_tensors(Tensor *ts, int k, TfModel *m, const char *prefix) {
     for (int i = 0; i < m->nspans; i++) {
-        const TfSpan *s = &m->spans[i];
+        const LayoutSpan *s = &m->spans[i];
         if (strncmp(s->name, prefix, strlen(prefix)) != 0) continue;
         ts[k].name = s->name;
         ts[k].x = m->params + s->off;
@@ -1937,7 +1937,7 @@ static int tf_param_tensors(Tensor *ts, int k, TfModel *m, const char *prefix) {
  * noise (~1e-11) and a relative error says nothing. */
 static void tf_randomize(TfModel *m, Rng *r) {
     for (int k = 0; k < m->nspans; k++) {
-        const TfSpan *s = &m->spans[k];
+        const LayoutSpan *s = &m->spans[k];
         double *p = m->params + s->off;
         if (s->init == TF_INIT_XAVIER) rng_fill_normal(r, p, s->n, 1.0 / sqrt((double)s->rows));
         else rng_fill_normal(r, p, s->n, 0.3);

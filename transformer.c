@@ -516,15 +516,8 @@ typedef struct {
     double *bout;      /* (V) */
 } TfWeights;
 
-/* One named parameter tensor: where it sits in the flat block and how to
- * initialise it. The gradient checker walks these. */
+/* how a parameter tensor is initialised: the init code of its LayoutSpan */
 enum { TF_INIT_XAVIER, TF_INIT_ZERO, TF_INIT_ONE };
-typedef struct {
-    char name[48];     /* e.g. "dec1.cross.Wk" */
-    int off, n;        /* offset in the block, number of entries */
-    int rows, cols;    /* its shape (cols = 1 for vectors) */
-    int init;          /* TF_INIT_* */
-} TfSpan;
 
 /* the activations of the whole model for one batch (see TfSub) */
 typedef struct {
@@ -547,7 +540,8 @@ typedef struct {
     double *adam_v;    /* (np) Adam second moment */
     int step;          /* Adam steps taken */
     TfWeights w, gw;   /* views into params and grads */
-    TfSpan *spans;     /* (nspans) the named tensors of params */
+    LayoutSpan *spans; /* (nspans) the named tensors of params, e.g. "dec1.cross.Wk":
+                          the gradient checker and tf_init_params walk these */
     int nspans;
     int na;            /* doubles of activations */
     int na_grad;       /* the first na_grad of dacts hold gradients that
@@ -561,155 +555,127 @@ typedef struct {
     double div_loss, div_norm;  /* that step's loss and gradient norm */
 } TfModel;
 
-/* a cursor that hands out consecutive pieces of one block (or only counts,
- * when mem is NULL) and, for parameters, records a TfSpan for each */
-typedef struct {
-    double *mem;
-    int off;
-    TfSpan *spans;     /* NULL: do not record */
-    int nspans;
-    int grad_end;      /* activations: where the attention caches begin */
-} TfLayout;
-
-/* the next n doubles of the block (NULL while only counting) */
-static double *tf_take(TfLayout *L, int n) {
-    double *p = L->mem ? L->mem + L->off : NULL;
-    L->off += n;
-    return p;
-}
-
-/* a named (rows, cols) parameter tensor, e.g. "enc0.ffn.W1" (layer < 0: no number) */
-static double *tf_param(TfLayout *L, const char *prefix, int layer, const char *what,
-                        int rows, int cols, int init) {
-    if (L->spans) {
-        TfSpan *s = &L->spans[L->nspans];
-        if (layer >= 0) snprintf(s->name, sizeof s->name, "%s%d.%s", prefix, layer, what);
-        else snprintf(s->name, sizeof s->name, "%s%s", prefix, what);
-        s->off = L->off; s->n = rows * cols; s->rows = rows; s->cols = cols; s->init = init;
-    }
-    L->nspans++;
-    return tf_take(L, rows * cols);
-}
-
-/* a LayerNorm's gain g (D) and bias b (D) */
-static void tf_norm_layout(TfNorm *n, TfLayout *L, const char *prefix, int l,
-                           const char *name, int D) {
-    char g[24], b[24];
-    snprintf(g, sizeof g, "%s.g", name);
-    snprintf(b, sizeof b, "%s.b", name);
-    n->g = tf_param(L, prefix, l, g, D, 1, TF_INIT_ONE);
-    n->b = tf_param(L, prefix, l, b, D, 1, TF_INIT_ZERO);
+/* a LayerNorm's gain g (D) and bias b (D), named "<layer>.<name>.g" and ".b" */
+static void tf_norm_layout(TfNorm *n, Layout *L, const char *layer, const char *name, int D) {
+    n->g = layout_param(L, D, 1, TF_INIT_ONE, "%s.%s.g", layer, name);
+    n->b = layout_param(L, D, 1, TF_INIT_ZERO, "%s.%s.b", layer, name);
 }
 
 /* an attention's W_q, W_k, W_v, W_o, each (D,D), contiguous as mha_bind wants */
-static void tf_mha_layout(Mha *m, TfLayout *L, const char *prefix, int l, const char *name,
-                          int D) {
+static void tf_mha_layout(Mha *m, Layout *L, const char *layer, const char *name, int D) {
     static const char *const w[4] = { "Wq", "Wk", "Wv", "Wo" };
     double *first = NULL;
     for (int k = 0; k < 4; k++) {
-        char s[24];
-        snprintf(s, sizeof s, "%s.%s", name, w[k]);
-        double *p = tf_param(L, prefix, l, s, D, D, TF_INIT_XAVIER);
+        double *p = layout_param(L, D, D, TF_INIT_XAVIER, "%s.%s.%s", layer, name, w[k]);
         if (k == 0) first = p;
     }
     if (first) mha_bind(m, first, D);           /* the four are contiguous */
 }
 
 /* a feed-forward network: W1 (D,F), b1 (F), W2 (F,D), b2 (D) */
-static void tf_ffn_layout(TfFfn *f, TfLayout *L, const char *prefix, int l, int D, int F) {
-    f->W1 = tf_param(L, prefix, l, "ffn.W1", D, F, TF_INIT_XAVIER);
-    f->b1 = tf_param(L, prefix, l, "ffn.b1", F, 1, TF_INIT_ZERO);
-    f->W2 = tf_param(L, prefix, l, "ffn.W2", F, D, TF_INIT_XAVIER);
-    f->b2 = tf_param(L, prefix, l, "ffn.b2", D, 1, TF_INIT_ZERO);
+static void tf_ffn_layout(TfFfn *f, Layout *L, const char *layer, int D, int F) {
+    f->W1 = layout_param(L, D, F, TF_INIT_XAVIER, "%s.ffn.W1", layer);
+    f->b1 = layout_param(L, F, 1, TF_INIT_ZERO, "%s.ffn.b1", layer);
+    f->W2 = layout_param(L, F, D, TF_INIT_XAVIER, "%s.ffn.W2", layer);
+    f->b2 = layout_param(L, D, 1, TF_INIT_ZERO, "%s.ffn.b2", layer);
 }
 
 /* Point w at the parameters in L (w->enc and w->dec must hold n_enc and
- * n_dec layers). The one place that decides the parameter layout. */
-static void tf_weights_layout(TfWeights *w, TfLayout *L, const TfConfig *c) {
+ * n_dec layers). The one place that decides the parameter layout: run once
+ * to count, once on the parameters, once on their gradients (tf_build). */
+static void tf_weights_layout(TfWeights *w, Layout *L, const TfConfig *c) {
     const int D = c->D, pre = c->norm == TF_PRE;
-    w->tok = tf_param(L, "", -1, "tok", c->V, D, TF_INIT_XAVIER);
-    w->pos = c->pos == TF_POS_LEARNED ? tf_param(L, "", -1, "pos", tf_pos_rows(c), D,
-                                                 TF_INIT_XAVIER) : NULL;
+    char layer[16];                             /* "enc0", "dec1" */
+    w->tok = layout_param(L, c->V, D, TF_INIT_XAVIER, "tok");
+    w->pos = c->pos == TF_POS_LEARNED ? layout_param(L, tf_pos_rows(c), D, TF_INIT_XAVIER,
+                                                     "pos") : NULL;
     for (int l = 0; l < c->n_enc; l++) {
         TfEncLayer *e = &w->enc[l];
-        tf_norm_layout(&e->ln1, L, "enc", l, "ln1", D);
-        tf_mha_layout(&e->attn, L, "enc", l, "attn", D);
-        tf_norm_layout(&e->ln2, L, "enc", l, "ln2", D);
-        tf_ffn_layout(&e->ffn, L, "enc", l, D, c->F);
+        snprintf(layer, sizeof layer, "enc%d", l);
+        tf_norm_layout(&e->ln1, L, layer, "ln1", D);
+        tf_mha_layout(&e->attn, L, layer, "attn", D);
+        tf_norm_layout(&e->ln2, L, layer, "ln2", D);
+        tf_ffn_layout(&e->ffn, L, layer, D, c->F);
     }
     w->enc_ln.g = w->enc_ln.b = NULL;
-    if (pre) tf_norm_layout(&w->enc_ln, L, "enc", -1, ".ln", D);
+    if (pre) tf_norm_layout(&w->enc_ln, L, "enc", "ln", D);
     for (int l = 0; l < c->n_dec; l++) {
         TfDecLayer *d = &w->dec[l];
-        tf_norm_layout(&d->ln1, L, "dec", l, "ln1", D);
-        tf_mha_layout(&d->self, L, "dec", l, "self", D);
-        tf_norm_layout(&d->ln2, L, "dec", l, "ln2", D);
-        tf_mha_layout(&d->cross, L, "dec", l, "cross", D);
-        tf_norm_layout(&d->ln3, L, "dec", l, "ln3", D);
-        tf_ffn_layout(&d->ffn, L, "dec", l, D, c->F);
+        snprintf(layer, sizeof layer, "dec%d", l);
+        tf_norm_layout(&d->ln1, L, layer, "ln1", D);
+        tf_mha_layout(&d->self, L, layer, "self", D);
+        tf_norm_layout(&d->ln2, L, layer, "ln2", D);
+        tf_mha_layout(&d->cross, L, layer, "cross", D);
+        tf_norm_layout(&d->ln3, L, layer, "ln3", D);
+        tf_ffn_layout(&d->ffn, L, layer, D, c->F);
     }
     w->dec_ln.g = w->dec_ln.b = NULL;
-    if (pre && c->n_dec) tf_norm_layout(&w->dec_ln, L, "dec", -1, ".ln", D);
-    w->Wout = tf_param(L, "", -1, "Wout", D, c->V, TF_INIT_XAVIER);
-    w->bout = tf_param(L, "", -1, "bout", c->V, 1, TF_INIT_ZERO);
+    if (pre && c->n_dec) tf_norm_layout(&w->dec_ln, L, "dec", "ln", D);
+    w->Wout = layout_param(L, D, c->V, TF_INIT_XAVIER, "Wout");
+    w->bout = layout_param(L, c->V, 1, TF_INIT_ZERO, "bout");
 }
 
 /* mha_forward's cache for B examples (Tq queries, Tk keys each): one block of
  * mha_cache_size doubles taken from the layout, bound by mha_cache_bind, so
  * example e's weights are at c->P + e*H*Tq*Tk whatever batch size was run. */
-static void tf_mha_cache_layout(MhaCache *c, TfLayout *L, int B, int Tq, int Tk, int D,
+static void tf_mha_cache_layout(MhaCache *c, Layout *L, int B, int Tq, int Tk, int D,
                                 int H) {
-    double *mem = tf_take(L, mha_cache_size(B, Tq, Tk, D, H));
+    double *mem = layout_take(L, mha_cache_size(B, Tq, Tk, D, H));
     if (mem) mha_cache_bind(c, mem, B, Tq, Tk, D, H);
 }
 
-/* one sublayer's activations over B*Tq rows; Tk = keys (attention), or 0
- * for the FFN (which then takes u and a), or -1 for a lone LayerNorm.
- * The attention caches (mc) are laid out last, by tf_acts_layout. */
-static void tf_sub_layout(TfSub *s, TfLayout *L, const TfConfig *c, int Tq, int Tk) {
+/* what a sublayer's activations hold (tf_sub_layout) */
+enum { TF_SUB_ATTN, TF_SUB_FFN, TF_SUB_NORM };
+
+/* one sublayer's activations over B*Tq rows: an attention or FFN sublayer
+ * (the FFN also takes u and a), or a stack's lone final LayerNorm (n, mean,
+ * rstd). The attention caches (mc) are laid out last, by tf_acts_layout. */
+static void tf_sub_layout(TfSub *s, Layout *L, const TfConfig *c, int Tq, int kind) {
     const int N = c->B * Tq, D = c->D;
     memset(s, 0, sizeof *s);
-    s->n = tf_take(L, N * D);
-    s->mean = tf_take(L, N);
-    s->rstd = tf_take(L, N);
-    if (Tk < 0) return;
-    s->f = tf_take(L, N * D);
-    s->r = tf_take(L, N * D);
-    if (Tk == 0) {
-        s->u = tf_take(L, N * c->F);
-        s->a = tf_take(L, N * c->F);
+    s->n = layout_take(L, N * D);
+    s->mean = layout_take(L, N);
+    s->rstd = layout_take(L, N);
+    if (kind == TF_SUB_NORM) return;
+    s->f = layout_take(L, N * D);
+    s->r = layout_take(L, N * D);
+    if (kind == TF_SUB_FFN) {
+        s->u = layout_take(L, N * c->F);
+        s->a = layout_take(L, N * c->F);
     }
 }
 
-/* Point a at the activations in L (a->es, a->ds hold 2*n_enc, 3*n_dec). */
-static void tf_acts_layout(TfActs *a, TfLayout *L, const TfConfig *c) {
+/* Point a at the activations in L (a->es, a->ds hold 2*n_enc, 3*n_dec).
+ * Returns where the attention caches begin: in the gradient block they are
+ * mha_backward's scratch, which it clears itself, so tf_backward clears
+ * only the doubles before them. */
+static int tf_acts_layout(TfActs *a, Layout *L, const TfConfig *c) {
     const int S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
-    a->xe = tf_take(L, c->B * S * D);
+    a->xe = layout_take(L, c->B * S * D);
     for (int l = 0; l < c->n_enc; l++) {
-        tf_sub_layout(&a->es[2 * l], L, c, S, S);
-        tf_sub_layout(&a->es[2 * l + 1], L, c, S, 0);
+        tf_sub_layout(&a->es[2 * l], L, c, S, TF_SUB_ATTN);
+        tf_sub_layout(&a->es[2 * l + 1], L, c, S, TF_SUB_FFN);
     }
     memset(&a->ef, 0, sizeof a->ef);
-    if (c->norm == TF_PRE) tf_sub_layout(&a->ef, L, c, S, -1);
-    a->xd = tf_take(L, c->B * T * D);
+    if (c->norm == TF_PRE) tf_sub_layout(&a->ef, L, c, S, TF_SUB_NORM);
+    a->xd = layout_take(L, c->B * T * D);
     for (int l = 0; l < c->n_dec; l++) {
-        tf_sub_layout(&a->ds[3 * l], L, c, T, T);
-        tf_sub_layout(&a->ds[3 * l + 1], L, c, T, S);
-        tf_sub_layout(&a->ds[3 * l + 2], L, c, T, 0);
+        tf_sub_layout(&a->ds[3 * l], L, c, T, TF_SUB_ATTN);
+        tf_sub_layout(&a->ds[3 * l + 1], L, c, T, TF_SUB_ATTN);
+        tf_sub_layout(&a->ds[3 * l + 2], L, c, T, TF_SUB_FFN);
     }
     memset(&a->df, 0, sizeof a->df);
-    if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, -1);
-    a->logits = tf_take(L, c->B * To * c->V);
-    a->probs = tf_take(L, c->B * To * c->V);
-    /* the attention caches last: in the gradient block they are mha_backward's
-     * scratch, which it clears itself, so tf_backward clears only what precedes */
-    L->grad_end = L->off;
+    if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, TF_SUB_NORM);
+    a->logits = layout_take(L, c->B * To * c->V);
+    a->probs = layout_take(L, c->B * To * c->V);
+    const int grad_end = L->off;               /* the attention caches last */
     for (int l = 0; l < c->n_enc; l++)
         tf_mha_cache_layout(&a->es[2 * l].mc, L, c->B, S, S, D, c->H);
     for (int l = 0; l < c->n_dec; l++) {
         tf_mha_cache_layout(&a->ds[3 * l].mc, L, c->B, T, T, D, c->H);
         tf_mha_cache_layout(&a->ds[3 * l + 1].mc, L, c->B, T, S, D, c->H);
     }
+    return grad_end;
 }
 
 /* the first stack's output (B,S,D) in a (acts or their gradients) */
@@ -728,7 +694,7 @@ static double *tf_dec_out(const TfActs *a, const TfConfig *c) {
  * Transformer), LayerNorm gains 1, biases 0. */
 static void tf_init_params(TfModel *m, Rng *r) {
     for (int k = 0; k < m->nspans; k++) {
-        const TfSpan *s = &m->spans[k];
+        const LayoutSpan *s = &m->spans[k];
         double *p = m->params + s->off;
         if (s->init == TF_INIT_XAVIER) {
             double lim = sqrt(6.0 / (s->rows + s->cols));
@@ -748,33 +714,32 @@ void tf_build(TfModel *m, const TfConfig *c, uint64_t seed) {
     m->gw.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
     m->w.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
     m->gw.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
-    TfLayout L = { NULL, 0, NULL, 0, 0 };          /* count ... */
+    Layout L = { NULL, 0, NULL, 0 };              /* count ... */
     tf_weights_layout(&m->w, &L, c);
     m->np = L.off;
     m->nspans = L.nspans;
-    m->spans = xmalloc(sizeof(TfSpan) * (size_t)m->nspans);
+    m->spans = xmalloc(sizeof(LayoutSpan) * (size_t)m->nspans);
     m->params = xcalloc_doubles(m->np);
     m->grads = xcalloc_doubles(m->np);
     m->adam_m = xcalloc_doubles(m->np);
     m->adam_v = xcalloc_doubles(m->np);
-    TfLayout Lp = { m->params, 0, m->spans, 0, 0 };  /* ... then bind */
+    Layout Lp = { m->params, 0, m->spans, 0 };    /* ... then bind */
     tf_weights_layout(&m->w, &Lp, c);
-    TfLayout Lg = { m->grads, 0, NULL, 0, 0 };
+    Layout Lg = { m->grads, 0, NULL, 0 };
     tf_weights_layout(&m->gw, &Lg, c);
 
     m->a.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
     m->da.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
     m->a.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
     m->da.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
-    TfLayout La = { NULL, 0, NULL, 0, 0 };
-    tf_acts_layout(&m->a, &La, c);
+    Layout La = { NULL, 0, NULL, 0 };
+    m->na_grad = tf_acts_layout(&m->a, &La, c);
     m->na = La.off;
-    m->na_grad = La.grad_end;
     m->acts = xcalloc_doubles(m->na);
     m->dacts = xcalloc_doubles(m->na);
-    TfLayout La2 = { m->acts, 0, NULL, 0, 0 };
+    Layout La2 = { m->acts, 0, NULL, 0 };
     tf_acts_layout(&m->a, &La2, c);
-    TfLayout Ld = { m->dacts, 0, NULL, 0, 0 };
+    Layout Ld = { m->dacts, 0, NULL, 0 };
     tf_acts_layout(&m->da, &Ld, c);
 
     m->pos_sin = NULL;
