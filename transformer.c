@@ -18,20 +18,25 @@
  * ReLU/GELU, softmax, cross-entropy, Adam, multi-head attention (mha_forward
  * and mha_backward), embeddings, the toy tasks and the heatmaps.
  *
- * Sections, in the order NOTES.md teaches them:
+ * Part I, the lesson: the model, in the order NOTES.md teaches it.
  *   1. embeddings and positional encoding
  *   2. LayerNorm
  *   3. the position-wise feed-forward network
  *   4. the encoder layer (sublayers with residual + LayerNorm, post or pre)
  *   5. the decoder layer
- *   6. stacks and output: the model, its parameters and activations
- *   7. loss and the warm-up schedule
- *   8. the three archs (what differs: the mask and the objective)
- *   9. tasks: copy/reverse/sort, the built-in text, BERT masking
- *  10. training
- *  11. decoding and sampling
- *  12. experiments (positions, heads, cost) and --bench
- *  13. main
+ *   6. the model: config, weights, activations, a batch
+ *   7. the output and the loss
+ *   8. the three archs: forward and backward (what differs: the mask and
+ *      the objective)
+ *   9. the warm-up schedule and one training step
+ *  10. decoding and sampling
+ * Part II, the program (after the banner "PART II: THE PROGRAM"):
+ *  11. building a model: sizes, checks, layouts
+ *  12. tasks and data: copy/reverse/sort, the built-in text, BERT masking
+ *  13. training and held-out evaluation
+ *  14. showing attention: labels, heatmaps, SVG
+ *  15. experiments (positions, heads, cost) and --bench
+ *  16. the runs and the command line: the option table, main
  *
  * Conventions as in attention.c: x_forward(out, cache..., in, params..., dims),
  * x_backward(din, dparams..., dout, in/cache..., params..., dims); every
@@ -53,7 +58,8 @@
  *
  * How it gets chapter 1 without chapter 1's main(): it defines
  * ATTENTION_LIBRARY before including attention.c, which then leaves out its
- * tour and main; tests.c defines TESTING, which leaves out ours.
+ * tour and main; tests.c defines TESTING, which leaves out sections 14 to 16
+ * (the drawing, the experiments and main).
  */
 #define ATTENTION_LIBRARY   /* chapter 1's kernels, without its tour and main */
 #include "attention.c"
@@ -419,12 +425,12 @@ void tf_decoder_layer_backward(double *dx, double *dmem, TfDecLayer *dL, TfSub *
 }
 
 /* ========================================================================
- * 6. stacks and output: the model
+ * 6. the model: config, weights, activations, a batch
  *
  * Config, weights and run state (activations) as three structs. Parameters,
  * their gradients, Adam's m and v, the activations and their gradients each
- * live in one allocation, laid out by one walk (tf_weights_layout,
- * tf_acts_layout), so the optimiser and the gradient checker are flat loops.
+ * live in one allocation (laid out in Part II, tf_build), so the optimiser
+ * and the gradient checker are flat loops.
  * ======================================================================== */
 
 enum { TF_ENCDEC, TF_ENCODER, TF_DECODER };
@@ -452,6 +458,367 @@ static int tf_out_len(const TfConfig *c) { return c->arch == TF_ENCDEC ? c->T : 
 
 /* rows of the positional table */
 static int tf_pos_rows(const TfConfig *c) { return c->S > c->T ? c->S : c->T; }
+
+typedef struct {
+    double *tok;       /* (V,D) token embedding, shared by encoder and decoder */
+    double *pos;       /* (P,D) learned positions; NULL unless pos == learned */
+    TfEncLayer *enc;   /* n_enc layers of the first stack */
+    TfNorm enc_ln;     /* (D) x2 final LayerNorm of the first stack (pre-LN only) */
+    TfDecLayer *dec;   /* n_dec decoder layers */
+    TfNorm dec_ln;     /* (D) x2 final LayerNorm of the decoder (pre-LN only) */
+    double *Wout;      /* (D,V) output projection */
+    double *bout;      /* (V) */
+} TfWeights;
+
+/* the activations of the whole model for one batch (see TfSub) */
+typedef struct {
+    double *xe;        /* (B,S,D) embedded input of the first stack */
+    TfSub *es;         /* 2*n_enc sublayers of the first stack */
+    TfSub ef;          /* its final LayerNorm (pre-LN only): n, mean, rstd */
+    double *xd;        /* (B,T,D) embedded decoder input (encdec only) */
+    TfSub *ds;         /* 3*n_dec decoder sublayers */
+    TfSub df;          /* the decoder's final LayerNorm (pre-LN only) */
+    double *logits;    /* (B,To,V) */
+    double *probs;     /* (B,To,V) softmax(logits), for the backward */
+} TfActs;
+
+typedef struct {
+    TfConfig c;
+    int np;            /* number of parameters */
+    double *params;    /* (np) every weight, laid out by tf_weights_layout */
+    double *grads;     /* (np) their gradients, same layout */
+    double *adam_m;    /* (np) Adam first moment */
+    double *adam_v;    /* (np) Adam second moment */
+    int step;          /* Adam steps taken */
+    TfWeights w, gw;   /* views into params and grads */
+    LayoutSpan *spans; /* (nspans) the named tensors of params, e.g. "dec1.cross.Wk":
+                          the gradient checker and tf_init_params walk these */
+    int nspans;
+    int na;            /* doubles of activations */
+    int na_grad;       /* the first na_grad of dacts hold gradients that
+                          tf_backward clears; the rest is attention scratch */
+    double *acts;      /* (na) forward activations */
+    double *dacts;     /* (na) their gradients and the backward's scratch */
+    TfActs a, da;      /* views into acts and dacts */
+    double *pos_sin;   /* (P,D) sinusoidal table (pos == sin), else NULL */
+    int count;         /* targets counted by the last tf_forward's loss */
+    int diverged;      /* the step training diverged at (step_diverged), 0 if none */
+    double div_loss, div_norm;  /* that step's loss and gradient norm */
+} TfModel;
+
+/* the first stack's output (B,S,D) in a (acts or their gradients) */
+static double *tf_enc_out(const TfActs *a, const TfConfig *c) {
+    if (c->norm == TF_PRE) return a->ef.n;
+    return tf_sub_out(&a->es[2 * c->n_enc - 1], c->norm);
+}
+
+/* the decoder's output (B,T,D) */
+static double *tf_dec_out(const TfActs *a, const TfConfig *c) {
+    if (c->norm == TF_PRE) return a->df.n;
+    return tf_sub_out(&a->ds[3 * c->n_dec - 1], c->norm);
+}
+
+/* grads (np) = 0, before a backward that adds into them */
+void tf_zero_grad(TfModel *m) { memset(m->grads, 0, sizeof(double) * (size_t)m->np); }
+
+/* the positional table in use: (P,D) or NULL */
+static const double *tf_pos_table(const TfModel *m) {
+    return m->c.pos == TF_POS_SIN ? m->pos_sin : m->w.pos;
+}
+
+/* the special tokens: encdec padding and start; BERT's [MASK] (text archs) */
+#define TF_PAD 0
+#define TF_BOS 1
+#define TF_MASK 0
+
+/* One batch. Targets y < 0 carry no loss (padding, or BERT's unmasked tokens). */
+typedef struct {
+    int n;                   /* examples in use, <= B */
+    int *src;                /* (B,S) tokens of the first stack */
+    unsigned char *smask;    /* (B,S) 1 = real token, 0 = padding */
+    int *tgt;                /* (B,T) decoder input (encdec; else unused) */
+    unsigned char *tmask;    /* (B,T) */
+    int *y;                  /* (B,To) targets */
+} TfBatch;
+
+/* room for c->B examples (b->n = B); masks all 1 (no padding). Free with
+ * tf_batch_free. */
+void tf_batch_alloc(TfBatch *b, const TfConfig *c) {
+    const int T = c->T ? c->T : 1;
+    b->n = c->B;
+    b->src = xmalloc(sizeof(int) * (size_t)(c->B * c->S));
+    b->smask = xmalloc((size_t)(c->B * c->S));
+    b->tgt = xmalloc(sizeof(int) * (size_t)(c->B * T));
+    b->tmask = xmalloc((size_t)(c->B * T));
+    b->y = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
+    memset(b->smask, 1, (size_t)(c->B * c->S));
+    memset(b->tmask, 1, (size_t)(c->B * T));
+}
+
+/* free what tf_batch_alloc allocated */
+void tf_batch_free(TfBatch *b) {
+    free(b->src); free(b->smask); free(b->tgt); free(b->tmask); free(b->y);
+}
+
+/* ========================================================================
+ * 7. the output and the loss
+ *
+ * logits = x Wout + bout at every output position; loss = mean over counted
+ * targets of cross-entropy (with label smoothing eps: the target is
+ * (1 - eps) one-hot + eps / V).
+ * ======================================================================== */
+
+/* logits, probs (n*To, V) from x (n*To, D); returns the mean loss over the
+ * targets y >= 0 and stores their number in m->count (0 targets: loss 0). */
+static double tf_head_forward(TfModel *m, const double *x, const int *y, int n) {
+    const TfConfig *c = &m->c;
+    const int rows = n * tf_out_len(c);
+    linear_forward(m->a.logits, x, m->w.Wout, m->w.bout, rows, c->D, c->V);
+    double loss = 0.0;
+    m->count = 0;
+    for (int i = 0; i < rows; i++) {
+        int target = y ? y[i] : -1;
+        if (target >= 0) m->count++;
+        loss += cross_entropy_forward(m->a.probs + i * c->V, m->a.logits + i * c->V,
+                                      target, c->V, c->smoothing);
+    }
+    return m->count ? loss / m->count : 0.0;
+}
+
+/* ========================================================================
+ * 8. the three archs: forward and backward
+ *
+ *   encdec   encoder (bidirectional, source padding mask) -> decoder (causal
+ *            self-attention + cross-attention) -> next target token
+ *   encoder  the same encoder, no decoder; the loss counts only masked
+ *            positions (BERT's masked-token objective)
+ *   decoder  the encoder's layers with the causal mask and no cross-attention
+ *            (a GPT block); the loss is the next token at every position
+ * ======================================================================== */
+
+/* Run the first stack on b->src; returns its output (n,S,D). */
+const double *tf_encode(TfModel *m, const TfBatch *b) {
+    const TfConfig *c = &m->c;
+    const int causal = c->arch == TF_DECODER;
+    tf_embed_forward(m->a.xe, b->src, m->w.tok, tf_pos_table(m), b->n, c->S, c->D);
+    const double *x = m->a.xe;
+    for (int l = 0; l < c->n_enc; l++) {
+        tf_encoder_layer_forward(&m->a.es[2 * l], x, &m->w.enc[l], b->smask, causal,
+                                 c->norm, c->act, b->n, c->S, c->D, c->H, c->F);
+        x = tf_sub_out(&m->a.es[2 * l + 1], c->norm);
+    }
+    if (c->norm == TF_PRE)
+        layernorm_forward(m->a.ef.n, m->a.ef.mean, m->a.ef.rstd, x, m->w.enc_ln.g,
+                          m->w.enc_ln.b, b->n * c->S, c->D);
+    return tf_enc_out(&m->a, c);
+}
+
+/* Run the decoder on b->tgt against the memory tf_encode left; returns its
+ * output (n,T,D). encdec only. */
+const double *tf_decode(TfModel *m, const TfBatch *b) {
+    const TfConfig *c = &m->c;
+    const double *mem = tf_enc_out(&m->a, c);
+    tf_embed_forward(m->a.xd, b->tgt, m->w.tok, tf_pos_table(m), b->n, c->T, c->D);
+    const double *x = m->a.xd;
+    for (int l = 0; l < c->n_dec; l++) {
+        tf_decoder_layer_forward(&m->a.ds[3 * l], x, mem, &m->w.dec[l], b->tmask, b->smask,
+                                 c->norm, c->act, b->n, c->T, c->S, c->D, c->H, c->F);
+        x = tf_sub_out(&m->a.ds[3 * l + 2], c->norm);
+    }
+    if (c->norm == TF_PRE)
+        layernorm_forward(m->a.df.n, m->a.df.mean, m->a.df.rstd, x, m->w.dec_ln.g,
+                          m->w.dec_ln.b, b->n * c->T, c->D);
+    return tf_dec_out(&m->a, c);
+}
+
+/* The whole forward pass on b; returns the mean loss over b->y >= 0
+ * (b->y may be NULL: logits only). */
+double tf_forward(TfModel *m, const TfBatch *b) {
+    const double *x = tf_encode(m, b);
+    if (m->c.arch == TF_ENCDEC) x = tf_decode(m, b);
+    return tf_head_forward(m, x, b->y, b->n);
+}
+
+/* The whole backward pass after tf_forward(m, b): parameter gradients +=
+ * (call tf_zero_grad first). Clears the activation gradients itself. */
+void tf_backward(TfModel *m, const TfBatch *b) {
+    const TfConfig *c = &m->c;
+    const int n = b->n, S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
+    const int causal = c->arch == TF_DECODER, pre = c->norm == TF_PRE;
+    TfActs *a = &m->a, *da = &m->da;
+    memset(m->dacts, 0, sizeof(double) * (size_t)m->na_grad);
+    /* forward was: loss = (1/count) sum_i CE(logits_i, y_i) */
+    double dloss = m->count ? 1.0 / m->count : 0.0;
+    for (int i = 0; i < n * To; i++)
+        cross_entropy_backward(da->logits + i * c->V, dloss, a->probs + i * c->V, b->y[i],
+                               c->V, c->smoothing);
+    /* forward was: logits = x Wout + bout */
+    const int encdec = c->arch == TF_ENCDEC;
+    double *xo = encdec ? tf_dec_out(a, c) : tf_enc_out(a, c);
+    double *dxo = encdec ? tf_dec_out(da, c) : tf_enc_out(da, c);
+    linear_backward(dxo, m->gw.Wout, m->gw.bout, da->logits, xo, m->w.Wout, n * To, D, c->V);
+    if (encdec) {
+        const double *mem = tf_enc_out(a, c);
+        double *dmem = tf_enc_out(da, c);
+        double *top = tf_sub_out(&a->ds[3 * c->n_dec - 1], c->norm);
+        double *dtop = tf_sub_out(&da->ds[3 * c->n_dec - 1], c->norm);
+        if (pre)                                /* forward was: out = LN(top) */
+            layernorm_backward(dtop, m->gw.dec_ln.g, m->gw.dec_ln.b, da->df.n, top,
+                               a->df.mean, a->df.rstd, m->w.dec_ln.g, n * T, D);
+        for (int l = c->n_dec - 1; l >= 0; l--) {
+            const double *x = l ? tf_sub_out(&a->ds[3 * l - 1], c->norm) : a->xd;
+            double *dx = l ? tf_sub_out(&da->ds[3 * l - 1], c->norm) : da->xd;
+            tf_decoder_layer_backward(dx, dmem, &m->gw.dec[l], &da->ds[3 * l], &a->ds[3 * l],
+                                      x, mem, &m->w.dec[l], c->norm, c->act, n, T, S, D,
+                                      c->H, c->F);
+        }
+        tf_embed_backward(m->gw.tok, m->gw.pos, da->xd, b->tgt, n, T, D);
+    }
+    double *top = tf_sub_out(&a->es[2 * c->n_enc - 1], c->norm);
+    double *dtop = tf_sub_out(&da->es[2 * c->n_enc - 1], c->norm);
+    if (pre)                                    /* forward was: out = LN(top) */
+        layernorm_backward(dtop, m->gw.enc_ln.g, m->gw.enc_ln.b, da->ef.n, top, a->ef.mean,
+                           a->ef.rstd, m->w.enc_ln.g, n * S, D);
+    for (int l = c->n_enc - 1; l >= 0; l--) {
+        const double *x = l ? tf_sub_out(&a->es[2 * l - 1], c->norm) : a->xe;
+        double *dx = l ? tf_sub_out(&da->es[2 * l - 1], c->norm) : da->xe;
+        tf_encoder_layer_backward(dx, &m->gw.enc[l], &da->es[2 * l], &a->es[2 * l], x,
+                                  &m->w.enc[l], causal, c->norm, c->act, n, S, D, c->H, c->F);
+    }
+    tf_embed_backward(m->gw.tok, m->gw.pos, da->xe, b->src, n, S, D);
+}
+
+/* The attention weights (H,Tq,Tk) of example e in sublayer s of the
+ * activations (an attention sublayer with Tq queries and Tk keys). */
+const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, int Tk) {
+    return s->mc.P + e * m->c.H * Tq * Tk;
+}
+
+/* ========================================================================
+ * 9. the warm-up schedule and one training step
+ *
+ * Learning rate (Vaswani et al. 2017, section 5.3), with a factor as in The
+ * Annotated Transformer:
+ *     lr = factor * D^-0.5 * min(step^-0.5, step * warmup^-1.5)
+ * rising linearly for `warmup` steps, then decaying as 1/sqrt(step).
+ * ======================================================================== */
+
+/* the hyperparameters of a training run */
+typedef struct {
+    int task;          /* TASK_COPY, TASK_REVERSE, TASK_SORT (encdec) */
+    int steps;         /* the most training steps */
+    int warmup;        /* warm-up steps of the schedule */
+    double lr_factor;  /* factor of the schedule */
+    int n_eval;        /* held-out examples (windows of text for BERT/GPT) */
+    int eval_every;    /* steps between held-out evaluations; encdec stops at 100% */
+    int log_every;     /* steps between progress lines, 0 = quiet */
+    uint64_t seed;     /* data streams: training and held-out never share one */
+} TfRun;
+
+/* the learning rate at step (>= 1) of the schedule above */
+double tf_lr(int step, int D, int warmup, double factor) {
+    double s = step < 1 ? 1.0 : step;
+    double a = 1.0 / sqrt(s), b = s * pow((double)warmup, -1.5);
+    return factor / sqrt((double)D) * (a < b ? a : b);
+}
+
+/* One step of Adam (beta1 0.9, beta2 0.98, eps 1e-9: the paper's) on batch b,
+ * at the warm-up schedule's rate. Returns the batch loss. A step that has
+ * diverged (step_diverged) is not applied: m->diverged records it. */
+double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
+    double loss = tf_forward(m, b);
+    tf_zero_grad(m);
+    tf_backward(m, b);
+    m->step++;
+    const double gnorm = grad_norm(m->grads, m->np);
+    if (step_diverged(loss, gnorm, m->c.V)) {
+        m->diverged = m->step; m->div_loss = loss; m->div_norm = gnorm;
+        return loss;
+    }
+    double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
+    adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
+                1e-9, 0.0);
+    return loss;
+}
+
+/* ========================================================================
+ * 10. decoding and sampling
+ * ======================================================================== */
+
+/* Greedy decoding of b's n sources: out (n,T). The encoder runs once; the
+ * decoder runs T times, each time on the whole target buffer, reading the
+ * prediction at position t only. That is correct because causal masking
+ * makes position t depend on positions <= t alone (tests.c checks it), so
+ * whatever fills the later positions does not matter. b->tgt is overwritten. */
+void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
+    const TfConfig *c = &m->c;
+    tf_encode(m, b);
+    for (int e = 0; e < b->n; e++) {
+        b->tgt[e * c->T] = TF_BOS;
+        for (int t = 1; t < c->T; t++) b->tgt[e * c->T + t] = TF_PAD;
+    }
+    for (int t = 0; t < c->T; t++) {
+        tf_head_forward(m, tf_decode(m, b), NULL, b->n);
+        for (int e = 0; e < b->n; e++) {
+            const double *l = m->a.logits + (e * c->T + t) * c->V;
+            int best = argmax(l, c->V);
+            out[e * c->T + t] = best;
+            if (t + 1 < c->T) b->tgt[e * c->T + t + 1] = best;
+        }
+    }
+}
+
+/* Sample from softmax(logits (V) / temperature); temperature 0 = argmax. */
+int tf_sample(const double *logits, int V, double temperature, double *work, Rng *r) {
+    int best = argmax(logits, V);
+    if (temperature <= 0.0) return best;
+    for (int j = 0; j < V; j++) work[j] = logits[j] / temperature;
+    softmax_forward(work, work, V);
+    double u = rng_uniform(r), acc = 0.0;
+    for (int j = 0; j < V; j++) {
+        acc += work[j];
+        if (u < acc) return j;
+    }
+    return best;
+}
+
+/* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
+ * into out (len + n), one example, a window of the last S tokens. */
+void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature,
+                 Rng *r, int *out) {
+    const TfConfig *c = &m->c;
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    double *work = xcalloc_doubles(c->V);
+    memcpy(out, prompt, sizeof(int) * (size_t)len);
+    for (int k = len; k < len + n; k++) {
+        int start = k > c->S ? k - c->S : 0, used = k - start;
+        for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
+        tf_head_forward(m, tf_encode(m, &b), NULL, 1);
+        out[k] = tf_sample(m->a.logits + (used - 1) * c->V, c->V, temperature, work, r);
+    }
+    free(work);
+    tf_batch_free(&b);
+}
+
+/* ########################################################################
+ * PART II: THE PROGRAM
+ *
+ * Everything above is the model: a reader who stops here has read all of it.
+ * What follows builds a model in memory, makes the data, trains and
+ * evaluates, and, when this file is the program rather than included by
+ * tests.c (TESTING), draws attention, runs the experiments and --bench, and
+ * reads the command line.
+ * ######################################################################## */
+
+/* ========================================================================
+ * 11. building a model: sizes, checks, layouts
+ *
+ * One walk per block (tf_weights_layout, tf_acts_layout) hands out its
+ * tensors with attention.c's Layout cursor: run once to count, then once on
+ * each block (parameters and their gradients; activations and theirs).
+ * ======================================================================== */
 
 /* An upper estimate, in floating point so that it cannot overflow, of the
  * doubles in the largest block tf_build allocates (activations or parameters). */
@@ -505,55 +872,8 @@ const char *tf_config_error(const TfConfig *c) {
     return NULL;
 }
 
-typedef struct {
-    double *tok;       /* (V,D) token embedding, shared by encoder and decoder */
-    double *pos;       /* (P,D) learned positions; NULL unless pos == learned */
-    TfEncLayer *enc;   /* n_enc layers of the first stack */
-    TfNorm enc_ln;     /* (D) x2 final LayerNorm of the first stack (pre-LN only) */
-    TfDecLayer *dec;   /* n_dec decoder layers */
-    TfNorm dec_ln;     /* (D) x2 final LayerNorm of the decoder (pre-LN only) */
-    double *Wout;      /* (D,V) output projection */
-    double *bout;      /* (V) */
-} TfWeights;
-
 /* how a parameter tensor is initialised: the init code of its LayoutSpan */
 enum { TF_INIT_XAVIER, TF_INIT_ZERO, TF_INIT_ONE };
-
-/* the activations of the whole model for one batch (see TfSub) */
-typedef struct {
-    double *xe;        /* (B,S,D) embedded input of the first stack */
-    TfSub *es;         /* 2*n_enc sublayers of the first stack */
-    TfSub ef;          /* its final LayerNorm (pre-LN only): n, mean, rstd */
-    double *xd;        /* (B,T,D) embedded decoder input (encdec only) */
-    TfSub *ds;         /* 3*n_dec decoder sublayers */
-    TfSub df;          /* the decoder's final LayerNorm (pre-LN only) */
-    double *logits;    /* (B,To,V) */
-    double *probs;     /* (B,To,V) softmax(logits), for the backward */
-} TfActs;
-
-typedef struct {
-    TfConfig c;
-    int np;            /* number of parameters */
-    double *params;    /* (np) every weight, laid out by tf_weights_layout */
-    double *grads;     /* (np) their gradients, same layout */
-    double *adam_m;    /* (np) Adam first moment */
-    double *adam_v;    /* (np) Adam second moment */
-    int step;          /* Adam steps taken */
-    TfWeights w, gw;   /* views into params and grads */
-    LayoutSpan *spans; /* (nspans) the named tensors of params, e.g. "dec1.cross.Wk":
-                          the gradient checker and tf_init_params walk these */
-    int nspans;
-    int na;            /* doubles of activations */
-    int na_grad;       /* the first na_grad of dacts hold gradients that
-                          tf_backward clears; the rest is attention scratch */
-    double *acts;      /* (na) forward activations */
-    double *dacts;     /* (na) their gradients and the backward's scratch */
-    TfActs a, da;      /* views into acts and dacts */
-    double *pos_sin;   /* (P,D) sinusoidal table (pos == sin), else NULL */
-    int count;         /* targets counted by the last tf_forward's loss */
-    int diverged;      /* the step training diverged at (step_diverged), 0 if none */
-    double div_loss, div_norm;  /* that step's loss and gradient norm */
-} TfModel;
 
 /* a LayerNorm's gain g (D) and bias b (D), named "<layer>.<name>.g" and ".b" */
 static void tf_norm_layout(TfNorm *n, Layout *L, const char *layer, const char *name, int D) {
@@ -678,18 +998,6 @@ static int tf_acts_layout(TfActs *a, Layout *L, const TfConfig *c) {
     return grad_end;
 }
 
-/* the first stack's output (B,S,D) in a (acts or their gradients) */
-static double *tf_enc_out(const TfActs *a, const TfConfig *c) {
-    if (c->norm == TF_PRE) return a->ef.n;
-    return tf_sub_out(&a->es[2 * c->n_enc - 1], c->norm);
-}
-
-/* the decoder's output (B,T,D) */
-static double *tf_dec_out(const TfActs *a, const TfConfig *c) {
-    if (c->norm == TF_PRE) return a->df.n;
-    return tf_sub_out(&a->ds[3 * c->n_dec - 1], c->norm);
-}
-
 /* Initialise every tensor: Xavier-uniform matrices (as The Annotated
  * Transformer), LayerNorm gains 1, biases 0. */
 static void tf_init_params(TfModel *m, Rng *r) {
@@ -760,188 +1068,8 @@ void tf_free(TfModel *m) {
     free(m->acts); free(m->dacts); free(m->pos_sin);
 }
 
-/* grads (np) = 0, before a backward that adds into them */
-void tf_zero_grad(TfModel *m) { memset(m->grads, 0, sizeof(double) * (size_t)m->np); }
-
-/* the positional table in use: (P,D) or NULL */
-static const double *tf_pos_table(const TfModel *m) {
-    return m->c.pos == TF_POS_SIN ? m->pos_sin : m->w.pos;
-}
-
-/* One batch. Targets y < 0 carry no loss (padding, or BERT's unmasked tokens). */
-typedef struct {
-    int n;                   /* examples in use, <= B */
-    int *src;                /* (B,S) tokens of the first stack */
-    unsigned char *smask;    /* (B,S) 1 = real token, 0 = padding */
-    int *tgt;                /* (B,T) decoder input (encdec; else unused) */
-    unsigned char *tmask;    /* (B,T) */
-    int *y;                  /* (B,To) targets */
-} TfBatch;
-
-/* room for c->B examples (b->n = B); masks all 1 (no padding). Free with
- * tf_batch_free. */
-void tf_batch_alloc(TfBatch *b, const TfConfig *c) {
-    const int T = c->T ? c->T : 1;
-    b->n = c->B;
-    b->src = xmalloc(sizeof(int) * (size_t)(c->B * c->S));
-    b->smask = xmalloc((size_t)(c->B * c->S));
-    b->tgt = xmalloc(sizeof(int) * (size_t)(c->B * T));
-    b->tmask = xmalloc((size_t)(c->B * T));
-    b->y = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
-    memset(b->smask, 1, (size_t)(c->B * c->S));
-    memset(b->tmask, 1, (size_t)(c->B * T));
-}
-
-/* free what tf_batch_alloc allocated */
-void tf_batch_free(TfBatch *b) {
-    free(b->src); free(b->smask); free(b->tgt); free(b->tmask); free(b->y);
-}
-
 /* ========================================================================
- * 7. loss and the warm-up schedule
- *
- * loss = mean over counted targets of cross-entropy (with label smoothing
- * eps: the target is (1 - eps) one-hot + eps / V). Learning rate (Vaswani
- * et al. 2017, section 5.3), with a factor as in The Annotated Transformer:
- *     lr = factor * D^-0.5 * min(step^-0.5, step * warmup^-1.5)
- * rising linearly for `warmup` steps, then decaying as 1/sqrt(step).
- * ======================================================================== */
-
-/* the learning rate at step (>= 1) of the schedule above */
-double tf_lr(int step, int D, int warmup, double factor) {
-    double s = step < 1 ? 1.0 : step;
-    double a = 1.0 / sqrt(s), b = s * pow((double)warmup, -1.5);
-    return factor / sqrt((double)D) * (a < b ? a : b);
-}
-
-/* logits, probs (n*To, V) from x (n*To, D); returns the mean loss over the
- * targets y >= 0 and stores their number in m->count (0 targets: loss 0). */
-static double tf_head_forward(TfModel *m, const double *x, const int *y, int n) {
-    const TfConfig *c = &m->c;
-    const int rows = n * tf_out_len(c);
-    linear_forward(m->a.logits, x, m->w.Wout, m->w.bout, rows, c->D, c->V);
-    double loss = 0.0;
-    m->count = 0;
-    for (int i = 0; i < rows; i++) {
-        int target = y ? y[i] : -1;
-        if (target >= 0) m->count++;
-        loss += cross_entropy_forward(m->a.probs + i * c->V, m->a.logits + i * c->V,
-                                      target, c->V, c->smoothing);
-    }
-    return m->count ? loss / m->count : 0.0;
-}
-
-/* ========================================================================
- * 8. the three archs
- *
- *   encdec   encoder (bidirectional, source padding mask) -> decoder (causal
- *            self-attention + cross-attention) -> next target token
- *   encoder  the same encoder, no decoder; the loss counts only masked
- *            positions (BERT's masked-token objective)
- *   decoder  the encoder's layers with the causal mask and no cross-attention
- *            (a GPT block); the loss is the next token at every position
- * ======================================================================== */
-
-/* Run the first stack on b->src; returns its output (n,S,D). */
-const double *tf_encode(TfModel *m, const TfBatch *b) {
-    const TfConfig *c = &m->c;
-    const int causal = c->arch == TF_DECODER;
-    tf_embed_forward(m->a.xe, b->src, m->w.tok, tf_pos_table(m), b->n, c->S, c->D);
-    const double *x = m->a.xe;
-    for (int l = 0; l < c->n_enc; l++) {
-        tf_encoder_layer_forward(&m->a.es[2 * l], x, &m->w.enc[l], b->smask, causal,
-                                 c->norm, c->act, b->n, c->S, c->D, c->H, c->F);
-        x = tf_sub_out(&m->a.es[2 * l + 1], c->norm);
-    }
-    if (c->norm == TF_PRE)
-        layernorm_forward(m->a.ef.n, m->a.ef.mean, m->a.ef.rstd, x, m->w.enc_ln.g,
-                          m->w.enc_ln.b, b->n * c->S, c->D);
-    return tf_enc_out(&m->a, c);
-}
-
-/* Run the decoder on b->tgt against the memory tf_encode left; returns its
- * output (n,T,D). encdec only. */
-const double *tf_decode(TfModel *m, const TfBatch *b) {
-    const TfConfig *c = &m->c;
-    const double *mem = tf_enc_out(&m->a, c);
-    tf_embed_forward(m->a.xd, b->tgt, m->w.tok, tf_pos_table(m), b->n, c->T, c->D);
-    const double *x = m->a.xd;
-    for (int l = 0; l < c->n_dec; l++) {
-        tf_decoder_layer_forward(&m->a.ds[3 * l], x, mem, &m->w.dec[l], b->tmask, b->smask,
-                                 c->norm, c->act, b->n, c->T, c->S, c->D, c->H, c->F);
-        x = tf_sub_out(&m->a.ds[3 * l + 2], c->norm);
-    }
-    if (c->norm == TF_PRE)
-        layernorm_forward(m->a.df.n, m->a.df.mean, m->a.df.rstd, x, m->w.dec_ln.g,
-                          m->w.dec_ln.b, b->n * c->T, c->D);
-    return tf_dec_out(&m->a, c);
-}
-
-/* The whole forward pass on b; returns the mean loss over b->y >= 0
- * (b->y may be NULL: logits only). */
-double tf_forward(TfModel *m, const TfBatch *b) {
-    const double *x = tf_encode(m, b);
-    if (m->c.arch == TF_ENCDEC) x = tf_decode(m, b);
-    return tf_head_forward(m, x, b->y, b->n);
-}
-
-/* The whole backward pass after tf_forward(m, b): parameter gradients +=
- * (call tf_zero_grad first). Clears the activation gradients itself. */
-void tf_backward(TfModel *m, const TfBatch *b) {
-    const TfConfig *c = &m->c;
-    const int n = b->n, S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
-    const int causal = c->arch == TF_DECODER, pre = c->norm == TF_PRE;
-    TfActs *a = &m->a, *da = &m->da;
-    memset(m->dacts, 0, sizeof(double) * (size_t)m->na_grad);
-    /* forward was: loss = (1/count) sum_i CE(logits_i, y_i) */
-    double dloss = m->count ? 1.0 / m->count : 0.0;
-    for (int i = 0; i < n * To; i++)
-        cross_entropy_backward(da->logits + i * c->V, dloss, a->probs + i * c->V, b->y[i],
-                               c->V, c->smoothing);
-    /* forward was: logits = x Wout + bout */
-    const int encdec = c->arch == TF_ENCDEC;
-    double *xo = encdec ? tf_dec_out(a, c) : tf_enc_out(a, c);
-    double *dxo = encdec ? tf_dec_out(da, c) : tf_enc_out(da, c);
-    linear_backward(dxo, m->gw.Wout, m->gw.bout, da->logits, xo, m->w.Wout, n * To, D, c->V);
-    if (encdec) {
-        const double *mem = tf_enc_out(a, c);
-        double *dmem = tf_enc_out(da, c);
-        double *top = tf_sub_out(&a->ds[3 * c->n_dec - 1], c->norm);
-        double *dtop = tf_sub_out(&da->ds[3 * c->n_dec - 1], c->norm);
-        if (pre)                                /* forward was: out = LN(top) */
-            layernorm_backward(dtop, m->gw.dec_ln.g, m->gw.dec_ln.b, da->df.n, top,
-                               a->df.mean, a->df.rstd, m->w.dec_ln.g, n * T, D);
-        for (int l = c->n_dec - 1; l >= 0; l--) {
-            const double *x = l ? tf_sub_out(&a->ds[3 * l - 1], c->norm) : a->xd;
-            double *dx = l ? tf_sub_out(&da->ds[3 * l - 1], c->norm) : da->xd;
-            tf_decoder_layer_backward(dx, dmem, &m->gw.dec[l], &da->ds[3 * l], &a->ds[3 * l],
-                                      x, mem, &m->w.dec[l], c->norm, c->act, n, T, S, D,
-                                      c->H, c->F);
-        }
-        tf_embed_backward(m->gw.tok, m->gw.pos, da->xd, b->tgt, n, T, D);
-    }
-    double *top = tf_sub_out(&a->es[2 * c->n_enc - 1], c->norm);
-    double *dtop = tf_sub_out(&da->es[2 * c->n_enc - 1], c->norm);
-    if (pre)                                    /* forward was: out = LN(top) */
-        layernorm_backward(dtop, m->gw.enc_ln.g, m->gw.enc_ln.b, da->ef.n, top, a->ef.mean,
-                           a->ef.rstd, m->w.enc_ln.g, n * S, D);
-    for (int l = c->n_enc - 1; l >= 0; l--) {
-        const double *x = l ? tf_sub_out(&a->es[2 * l - 1], c->norm) : a->xe;
-        double *dx = l ? tf_sub_out(&da->es[2 * l - 1], c->norm) : da->xe;
-        tf_encoder_layer_backward(dx, &m->gw.enc[l], &da->es[2 * l], &a->es[2 * l], x,
-                                  &m->w.enc[l], causal, c->norm, c->act, n, S, D, c->H, c->F);
-    }
-    tf_embed_backward(m->gw.tok, m->gw.pos, da->xe, b->src, n, S, D);
-}
-
-/* The attention weights (H,Tq,Tk) of example e in sublayer s of the
- * activations (an attention sublayer with Tq queries and Tk keys). */
-const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, int Tk) {
-    return s->mc.P + e * m->c.H * Tq * Tk;
-}
-
-/* ========================================================================
- * 9. tasks
+ * 12. tasks and data
  *
  * encdec: the synthetic tasks of The Annotated Transformer. Token 0 is
  * padding, 1 the start symbol, 2..V-1 the symbols; the source is `len`
@@ -954,10 +1082,6 @@ const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, 
  * encoder / decoder: a built-in text, one token per character; token 0 is
  * BERT's [MASK] (shown as '_').
  * ======================================================================== */
-
-#define TF_PAD 0
-#define TF_BOS 1
-#define TF_MASK 0
 
 /* The number of distinct encdec sources, (V-2)^S (capped at 1e12). Below
  * TF_MIN_SOURCES the held-out tenth would be a handful of sequences, or none. */
@@ -1101,19 +1225,8 @@ void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi
 }
 
 /* ========================================================================
- * 10. training
+ * 13. training and held-out evaluation
  * ======================================================================== */
-
-typedef struct {
-    int task;          /* TASK_COPY, TASK_REVERSE, TASK_SORT (encdec) */
-    int steps;         /* the most training steps */
-    int warmup;        /* warm-up steps of the schedule */
-    double lr_factor;  /* factor of the schedule */
-    int n_eval;        /* held-out examples (windows of text for BERT/GPT) */
-    int eval_every;    /* steps between held-out evaluations; encdec stops at 100% */
-    int log_every;     /* steps between progress lines, 0 = quiet */
-    uint64_t seed;     /* data streams: training and held-out never share one */
-} TfRun;
 
 typedef struct {
     double loss;       /* mean held-out loss (teacher forcing) */
@@ -1135,8 +1248,6 @@ static int tf_correct(const TfModel *m, const TfBatch *b, int *count) {
     }
     return ok;
 }
-
-void tf_greedy_decode(TfModel *m, TfBatch *b, int *out);
 
 /* The held-out examples an evaluation uses: n_eval, but for the text archs
  * at most the distinct windows of the held-out text (more would repeat). */
@@ -1197,25 +1308,6 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
     return ev;
 }
 
-/* One step of Adam (beta1 0.9, beta2 0.98, eps 1e-9: the paper's) on batch b,
- * at the warm-up schedule's rate. Returns the batch loss. A step that has
- * diverged (step_diverged) is not applied: m->diverged records it. */
-double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
-    double loss = tf_forward(m, b);
-    tf_zero_grad(m);
-    tf_backward(m, b);
-    m->step++;
-    const double gnorm = grad_norm(m->grads, m->np);
-    if (step_diverged(loss, gnorm, m->c.V)) {
-        m->diverged = m->step; m->div_loss = loss; m->div_norm = gnorm;
-        return loss;
-    }
-    double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
-    adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
-                1e-9, 0.0);
-    return loss;
-}
-
 /* Train for up to run->steps steps; progress lines (step, loss, training
  * accuracy, learning rate) to `log` when it is not NULL, tokens per second to
  * stderr (tokens over the seconds spent drawing batches and in training
@@ -1273,72 +1365,12 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
 }
 
 /* ========================================================================
- * 11. decoding and sampling
- * ======================================================================== */
-
-/* Greedy decoding of b's n sources: out (n,T). The encoder runs once; the
- * decoder runs T times, each time on the whole target buffer, reading the
- * prediction at position t only. That is correct because causal masking
- * makes position t depend on positions <= t alone (tests.c checks it), so
- * whatever fills the later positions does not matter. b->tgt is overwritten. */
-void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
-    const TfConfig *c = &m->c;
-    tf_encode(m, b);
-    for (int e = 0; e < b->n; e++) {
-        b->tgt[e * c->T] = TF_BOS;
-        for (int t = 1; t < c->T; t++) b->tgt[e * c->T + t] = TF_PAD;
-    }
-    for (int t = 0; t < c->T; t++) {
-        tf_head_forward(m, tf_decode(m, b), NULL, b->n);
-        for (int e = 0; e < b->n; e++) {
-            const double *l = m->a.logits + (e * c->T + t) * c->V;
-            int best = argmax(l, c->V);
-            out[e * c->T + t] = best;
-            if (t + 1 < c->T) b->tgt[e * c->T + t + 1] = best;
-        }
-    }
-}
-
-/* Sample from softmax(logits (V) / temperature); temperature 0 = argmax. */
-int tf_sample(const double *logits, int V, double temperature, double *work, Rng *r) {
-    int best = argmax(logits, V);
-    if (temperature <= 0.0) return best;
-    for (int j = 0; j < V; j++) work[j] = logits[j] / temperature;
-    softmax_forward(work, work, V);
-    double u = rng_uniform(r), acc = 0.0;
-    for (int j = 0; j < V; j++) {
-        acc += work[j];
-        if (u < acc) return j;
-    }
-    return best;
-}
-
-/* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
- * into out (len + n), one example, a window of the last S tokens. */
-void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature,
-                 Rng *r, int *out) {
-    const TfConfig *c = &m->c;
-    TfBatch b;
-    tf_batch_alloc(&b, c);
-    b.n = 1;
-    double *work = xcalloc_doubles(c->V);
-    memcpy(out, prompt, sizeof(int) * (size_t)len);
-    for (int k = len; k < len + n; k++) {
-        int start = k > c->S ? k - c->S : 0, used = k - start;
-        for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
-        tf_head_forward(m, tf_encode(m, &b), NULL, 1);
-        out[k] = tf_sample(m->a.logits + (used - 1) * c->V, c->V, temperature, work, r);
-    }
-    free(work);
-    tf_batch_free(&b);
-}
-
-/* ========================================================================
- * 12. experiments (positions, heads, cost) and --bench
+ * 14. showing attention: labels, heatmaps, SVG
  *
- * Only ./transformer uses them: like main, they are compiled only when this
+ * Only ./transformer uses sections 14 to 16: they are compiled only when this
  * file is the program, not when tests.c (TESTING) includes it.
  * ======================================================================== */
+
 #ifndef TESTING
 
 /* "s" unless n is 1: "1 step", "2 steps" */
@@ -1395,6 +1427,10 @@ static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, cons
     }
     free(rl); free(cl); free(rp); free(cp);
 }
+
+/* ========================================================================
+ * 15. experiments (positions, heads, cost) and --bench
+ * ======================================================================== */
 
 /* A run that must not go on after divergence: say so and exit 3. */
 static void tf_stop_if_diverged(const TfModel *m) {
@@ -1579,7 +1615,7 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
 }
 
 /* ========================================================================
- * 13. main
+ * 16. the runs and the command line: the option table, main
  * ======================================================================== */
 
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
