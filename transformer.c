@@ -356,7 +356,7 @@ typedef struct {
 } TfEncLayer;
 
 /* Encoder layer: out = tf_sub_out(&s[1]) (B,T,D) from x (B,T,D); s[0] is the
- * attention sublayer, s[1] the FFN. kmask (B,T) marks real tokens; causal = 1
+ * attention sublayer, s[1] the FFN. kmask (B,T) marks real tokens; CAUSAL
  * turns it into a GPT block (each position sees only itself and the past). */
 void tf_encoder_layer_forward(TfSub *s, const double *x, const TfEncLayer *L,
                               const unsigned char *kmask, int causal, int norm, int act,
@@ -401,10 +401,10 @@ void tf_decoder_layer_forward(TfSub *s, const double *x, const double *mem,
                               const TfDecLayer *L, const unsigned char *tmask,
                               const unsigned char *smask, int norm, int act, int B, int T,
                               int S, int D, int H, int F) {
-    tf_attn_sublayer_forward(&s[0], x, NULL, &L->ln1, &L->self, tmask, 1, norm,
+    tf_attn_sublayer_forward(&s[0], x, NULL, &L->ln1, &L->self, tmask, CAUSAL, norm,
                              B, T, T, D, H);
     tf_attn_sublayer_forward(&s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross,
-                             smask, 0, norm, B, T, S, D, H);
+                             smask, NOT_CAUSAL, norm, B, T, S, D, H);
     tf_ffn_sublayer_forward(&s[2], tf_sub_out(&s[1], norm), &L->ln3, &L->ffn, act, norm,
                             B * T, D, F);
 }
@@ -418,10 +418,10 @@ void tf_decoder_layer_backward(double *dx, double *dmem, TfDecLayer *dL, TfSub *
                              tf_sub_out(&s[1], norm), &L->ln3, &L->ffn, act, norm,
                              B * T, D, F);
     tf_attn_sublayer_backward(tf_sub_out(&ds[0], norm), dmem, &dL->ln2, &dL->cross, &ds[1],
-                              &s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross, 0,
-                              norm, B, T, S, D, H);
+                              &s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross,
+                              NOT_CAUSAL, norm, B, T, S, D, H);
     tf_attn_sublayer_backward(dx, NULL, &dL->ln1, &dL->self, &ds[0], &s[0], x, NULL,
-                              &L->ln1, &L->self, 1, norm, B, T, T, D, H);
+                              &L->ln1, &L->self, CAUSAL, norm, B, T, T, D, H);
 }
 
 /* ========================================================================
@@ -599,7 +599,7 @@ static double tf_head_forward(TfModel *m, const double *x, const int *y, int n) 
 /* Run the first stack on b->src; returns its output (n,S,D). */
 const double *tf_encode(TfModel *m, const TfBatch *b) {
     const TfConfig *c = &m->c;
-    const int causal = c->arch == TF_DECODER;
+    const int causal = c->arch == TF_DECODER ? CAUSAL : NOT_CAUSAL;   /* GPT: no future */
     tf_embed_forward(m->a.xe, b->src, m->w.tok, tf_pos_table(m), b->n, c->S, c->D);
     const double *x = m->a.xe;
     for (int l = 0; l < c->n_enc; l++) {
@@ -644,7 +644,7 @@ double tf_forward(TfModel *m, const TfBatch *b) {
 void tf_backward(TfModel *m, const TfBatch *b) {
     const TfConfig *c = &m->c;
     const int n = b->n, S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
-    const int causal = c->arch == TF_DECODER, pre = c->norm == TF_PRE;
+    const int causal = c->arch == TF_DECODER ? CAUSAL : NOT_CAUSAL, pre = c->norm == TF_PRE;
     TfActs *a = &m->a, *da = &m->da;
     memset(m->dacts, 0, sizeof(double) * (size_t)m->na_grad);
     /* forward was: loss = (1/count) sum_i CE(logits_i, y_i) */
@@ -1092,8 +1092,11 @@ double tf_task_space(const TfConfig *c) {
     return n;
 }
 
+/* which side of attention.c's heldout_split() a task source is drawn from */
+enum { TF_TRAIN_SPLIT, TF_HELDOUT_SPLIT };
+
 /* Fill the n examples of b with task examples drawn from r, from the training
- * split (heldout = 0) or the held-out split (1). The split is attention.c's
+ * split (TF_TRAIN_SPLIT) or the held-out split (TF_HELDOUT_SPLIT). The split is attention.c's
  * heldout_split() of the source sequence, a hash: about 1 source in 10 is
  * held out, whatever the seed, and a source is redrawn until its split
  * matches (as seq2seq.c's s2s_sample does), so no held-out source is ever
@@ -1228,6 +1231,9 @@ void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi
  * 13. training and held-out evaluation
  * ======================================================================== */
 
+/* which held-out draw tf_evaluate makes */
+enum { TF_EVAL_WATCHED, TF_EVAL_FRESH };
+
 typedef struct {
     double loss;       /* mean held-out loss (teacher forcing) */
     double tok_acc;    /* encdec: greedy tokens; BERT: masked tokens; GPT: next char */
@@ -1258,18 +1264,19 @@ int tf_eval_count(const TfConfig *c, const TfRun *run, const TfText *tx) {
 }
 
 /* Held-out evaluation: encdec draws n_eval task examples whose sources are
- * in the held-out split (tf_task_batch, heldout = 1: never trained on) and
+ * in the held-out split (tf_task_batch, TF_HELDOUT_SPLIT: never trained on) and
  * decodes them greedily; BERT and GPT read evenly spaced, distinct windows
  * of the held-out last tenth of the text (tf_eval_count of them).
- * fresh = 0: the draw tf_train watches (and stops on); fresh = 1: another
+ * TF_EVAL_WATCHED: the draw tf_train watches (and stops on); TF_EVAL_FRESH: another
  * stream of the same held-out split (other sources, other BERT masks; GPT's
  * windows have nothing random and are the same), for a final figure that
  * early stopping has not selected on. */
-TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
+TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int draw) {
     const TfConfig *c = &m->c;
     TfBatch b;
     tf_batch_alloc(&b, c);
     Rng r, mr;
+    const int fresh = draw == TF_EVAL_FRESH;
     rng_seed(&r, run->seed ^ (fresh ? 0xF4E5B0A7ull : 0x5EEDF00Dull));   /* held-out streams */
     rng_seed(&mr, run->seed ^ (fresh ? 0x7C1Dull : 0x3A5Cull));
     int *pred = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
@@ -1279,7 +1286,7 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
     for (int done = 0; done < n_eval; done += b.n) {
         b.n = n_eval - done < c->B ? n_eval - done : c->B;
         if (c->arch == TF_ENCDEC) {
-            tf_task_batch(&b, &r, run->task, c, 1);
+            tf_task_batch(&b, &r, run->task, c, TF_HELDOUT_SPLIT);
             loss += tf_forward(m, &b);
             tf_greedy_decode(m, &b, pred);
             for (int e = 0; e < b.n; e++) {
@@ -1313,10 +1320,10 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
  * stderr (tokens over the seconds spent drawing batches and in training
  * steps since the last line; held-out evaluations are not counted). encdec
  * stops early once held-out exact-sequence accuracy is 100% on the draw
- * tf_evaluate(.., 0) makes, and every arch at a diverged step (m->diverged:
+ * tf_evaluate(.., TF_EVAL_WATCHED) makes, and every arch at a diverged step (m->diverged:
  * tf_stop_if_diverged, or an experiment's "diverged" row). Returns the steps
  * taken; *ev receives the last held-out evaluation (callers report a fresh
- * draw, tf_evaluate(.., 1)). */
+ * draw, tf_evaluate(.., TF_EVAL_FRESH)). */
 int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
     const TfConfig *c = &m->c;
     TfBatch b;
@@ -1329,7 +1336,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
     for (step = 1; step <= run->steps; step++) {
         double t0 = seconds();                  /* time the batch and the step, not the
                                                    held-out evaluations below */
-        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, 0);
+        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, TF_TRAIN_SPLIT);
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         loss_sum += tf_train_step(m, &b, run);
         busy += seconds() - t0;
@@ -1351,7 +1358,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
             loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
-            *ev = tf_evaluate(m, run, tx, 0);
+            *ev = tf_evaluate(m, run, tx, TF_EVAL_WATCHED);
             if (log)
                 fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step,
                         ev->loss, ev->tok_acc, c->arch == TF_ENCDEC ? "" : "\n");
@@ -1447,7 +1454,7 @@ static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint
     TfEval ev;
     tf_build(m, c, seed);
     *steps = tf_train(m, run, NULL, NULL, &ev);
-    return tf_evaluate(m, run, NULL, 1);
+    return tf_evaluate(m, run, NULL, TF_EVAL_FRESH);
 }
 
 /* Position matters: the reverse task with no, sinusoidal and learned positions. */
@@ -1504,7 +1511,7 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
             b.n = 1;
             Rng r;
             rng_seed(&r, run.seed ^ 0x5EEDF00Dull);
-            tf_task_batch(&b, &r, run.task, &c, 1);
+            tf_task_batch(&b, &r, run.task, &c, TF_HELDOUT_SPLIT);
             int *out = xmalloc(sizeof(int) * (size_t)c.T);
             tf_greedy_decode(&m, &b, out);
             char stem[64];
@@ -1545,7 +1552,8 @@ static void tf_experiment_cost(uint64_t seed) {
         mha_cache_bind(&c, mem, 1, n, n, D, H);
         int reps = n <= 256 ? 5 : 1;
         double t0 = seconds();
-        for (int i = 0; i < reps; i++) mha_forward(out, &c, x, x, &m, NULL, 0, 1, n, n, D, H);
+        for (int i = 0; i < reps; i++)
+            mha_forward(out, &c, x, x, &m, NULL, NOT_CAUSAL, 1, n, n, D, H);
         double ms = 1000.0 * (seconds() - t0) / reps;
         double mb = 8.0 * mha_cache_size(1, n, n, D, H) / 1e6;
         printf("  %6d %12.2f %14.2f\n", n, ms, mb);
@@ -1579,7 +1587,7 @@ static double tf_bench_step(const TfConfig *c, const TfRun *run) {
     rng_seed(&r, 1);
     double ms[9];
     for (int i = 0; i < 11; i++) {
-        tf_task_batch(&b, &r, TASK_COPY, c, 0);
+        tf_task_batch(&b, &r, TASK_COPY, c, TF_TRAIN_SPLIT);
         double t0 = seconds();
         tf_train_step(&m, &b, run);
         if (i >= 2) ms[i - 2] = 1000.0 * (seconds() - t0);
@@ -1624,7 +1632,7 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, &ev);
     tf_stop_if_diverged(m);
-    ev = tf_evaluate(m, run, NULL, 1);         /* not the draw training stopped on */
+    ev = tf_evaluate(m, run, NULL, TF_EVAL_FRESH);   /* not the draw training stopped on */
     printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
            "training watched):\n  token acc %.4f, exact-sequence acc %.4f (greedy decoding; "
            "chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
@@ -1634,7 +1642,7 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     b.n = 4 < c->B ? 4 : c->B;
     Rng r;
     rng_seed(&r, run->seed ^ 0x5EEDF00Dull);     /* the first held-out examples */
-    tf_task_batch(&b, &r, run->task, c, 1);
+    tf_task_batch(&b, &r, run->task, c, TF_HELDOUT_SPLIT);
     int *out = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
     int *y = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
     memcpy(y, b.y, sizeof(int) * (size_t)(b.n * c->T));
@@ -1683,7 +1691,7 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     TfEval ev;
     int steps = tf_train(m, run, tx, stdout, &ev);
     tf_stop_if_diverged(m);
-    ev = tf_evaluate(m, run, tx, 1);            /* BERT: fresh masks */
+    ev = tf_evaluate(m, run, tx, TF_EVAL_FRESH);     /* BERT: fresh masks */
     printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
            "always guessing '%c' scores %.4f\n", steps, tf_plural(steps),
            c->arch == TF_ENCODER ? ", fresh masks" : "",
@@ -1827,9 +1835,10 @@ static void tf_cli_table(TfCli *o, const char *prog) {
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
           "seed of the weights and the data", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
-          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the default): positions\n"
-          "(reverse with --pos none, sin, learned), heads (1..8\nheads, same d_model) or cost "
-          "(self-attention time and\nmemory vs length; timings on stdout)", 0 },
+          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the "
+          "default): positions\n(reverse with --pos none, sin, learned), heads (1..8\nheads, "
+          "same d_model) or cost (self-attention time and\nmemory vs length; timings on "
+          "stdout)", 0 },
         { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, TF_M(BENCH), "", "ms per training "
           "step in two configurations, and the\ntime the default example takes to reach "
           "100%", 0 },
