@@ -1167,7 +1167,14 @@ void tf_text_build(TfText *tx) {
     for (int i = 0; i < tx->n; i++) {
         int k = 0;
         while (k < tx->V && tx->vocab[k] != tf_text_raw[i]) k++;
-        if (k == tx->V && tx->V < 63) tx->vocab[tx->V++] = tf_text_raw[i];  /* 31 are used */
+        if (k == tx->V) {                       /* a new character: 31 of 63 are used */
+            if (tx->V + 1 == (int)sizeof tx->vocab) {
+                fprintf(stderr, "transformer: the built-in text has more than %d distinct "
+                        "characters; enlarge TfText's vocab\n", (int)sizeof tx->vocab - 1);
+                exit(1);
+            }
+            tx->vocab[tx->V++] = tf_text_raw[i];
+        }
         tx->ids[i] = k;
     }
     tx->vocab[tx->V] = '\0';
@@ -1674,17 +1681,52 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     tf_batch_free(&b);
 }
 
-/* the BERT-style and GPT-style runs on the built-in text */
+/* BERT: a held-out window b (example 0) as the model saw it, and its guess
+ * at every masked position (the logits of the last tf_forward on b) */
+static void tf_show_guesses(const TfModel *m, const TfBatch *b, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    printf("\na held-out window as the model sees it ('_' = [MASK]; a masked position may\n"
+           "also hold a random or the original character) and its guesses:\n  input   \"");
+    tf_print_tokens(b->src, c->S, c, tx);
+    printf("\"\n");
+    for (int t = 0; t < c->S; t++) {
+        if (b->y[t] < 0) continue;
+        const double *l = m->a.logits + t * c->V;
+        int best = argmax(l, c->V);
+        printf("  position %2d: input '%c', answer '%c', guess '%c'%s\n", t,
+               tx->vocab[b->src[t]], tx->vocab[b->y[t]], tx->vocab[best],
+               best == b->y[t] ? "" : "  (wrong)");
+    }
+}
+
+/* GPT: 160 characters sampled after the text's first 4 */
+static void tf_show_sample(TfModel *m, const TfRun *run, const TfText *tx,
+                           double temperature) {
+    const int plen = 4, n = 160;
+    int *out = xmalloc(sizeof(int) * (size_t)(plen + n));
+    Rng sr;
+    rng_seed(&sr, run->seed ^ 0x5A3Dull);
+    tf_generate(m, tx->ids, plen, n, temperature, &sr, out);
+    printf("\nsampled at temperature %.2f from the prompt \"", temperature);
+    tf_print_tokens(tx->ids, plen, &m->c, tx);
+    printf("\":\n  ");
+    tf_print_tokens(out, plen + n, &m->c, tx);
+    printf("\n");
+    free(out);
+}
+
+/* the BERT-style and GPT-style runs on the built-in text: train, held-out
+ * accuracy against always guessing the commonest character, BERT's guesses
+ * or GPT's sample, then the heads of layer `show` on a held-out window */
 static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int show,
                          double temperature, const char *svg) {
     const TfConfig *c = &m->c;
-    const int split = tf_text_split(tx);
-    int freq[64] = { 0 }, top = 0;
+    const int split = tf_text_split(tx), n_eval = tf_eval_count(c, run, tx);
+    int freq[sizeof tx->vocab] = { 0 }, top = 0;      /* held-out count of each token */
     for (int i = split; i < tx->n; i++) freq[tx->ids[i]]++;
     for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
     printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"%s\"\n",
            tx->n, split, tx->n - split, tx->V, tx->vocab);
-    const int n_eval = tf_eval_count(c, run, tx);
     printf("held-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
            tf_plural(n_eval), c->S, n_eval < run->n_eval ? " (--eval capped at the distinct "
            "windows the held-out text holds)" : "");
@@ -1692,11 +1734,11 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     int steps = tf_train(m, run, tx, stdout, &ev);
     tf_stop_if_diverged(m);
     ev = tf_evaluate(m, run, tx, TF_EVAL_FRESH);     /* BERT: fresh masks */
+    const int bert = c->arch == TF_ENCODER;
     printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
            "always guessing '%c' scores %.4f\n", steps, tf_plural(steps),
-           c->arch == TF_ENCODER ? ", fresh masks" : "",
-           c->arch == TF_ENCODER ? "masked-token" : "next-character", ev.tok_acc, ev.loss,
-           exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
+           bert ? ", fresh masks" : "", bert ? "masked-token" : "next-character", ev.tok_acc,
+           ev.loss, exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
     TfBatch b;
     tf_batch_alloc(&b, c);
     b.n = 1;
@@ -1704,38 +1746,15 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     rng_seed(&mr, run->seed ^ 0x3A5Cull);
     tf_text_batch(&b, NULL, &mr, tx, split, tx->n, 0, 1, c);
     tf_forward(m, &b);
-    char stem[64], what[64];
-    if (c->arch == TF_ENCODER) {
-        printf("\na held-out window as the model sees it ('_' = [MASK]; a masked position may\n"
-               "also hold a random or the original character) and its guesses:\n  input   \"");
-        tf_print_tokens(b.src, c->S, c, tx);
-        printf("\"\n");
-        for (int t = 0; t < c->S; t++) {
-            if (b.y[t] < 0) continue;
-            const double *l = m->a.logits + t * c->V;
-            int best = argmax(l, c->V);
-            printf("  position %2d: input '%c', answer '%c', guess '%c'%s\n", t,
-                   tx->vocab[b.src[t]], tx->vocab[b.y[t]], tx->vocab[best],
-                   best == b.y[t] ? "" : "  (wrong)");
-        }
-        snprintf(what, sizeof what, "bidirectional self-attention, layer %d", show);
-        snprintf(stem, sizeof stem, "encoder-self-L%d", show);
-    } else {
-        int plen = 4, n = 160;
-        int *out = xmalloc(sizeof(int) * (size_t)(plen + n));
-        Rng sr;
-        rng_seed(&sr, run->seed ^ 0x5A3Dull);
-        tf_generate(m, tx->ids, plen, n, temperature, &sr, out);
-        printf("\nsampled at temperature %.2f from the prompt \"", temperature);
-        tf_print_tokens(tx->ids, plen, c, tx);
-        printf("\":\n  ");
-        tf_print_tokens(out, plen + n, c, tx);
-        printf("\n");
-        free(out);
+    if (bert) tf_show_guesses(m, &b, tx);
+    else {
+        tf_show_sample(m, run, tx, temperature);
         tf_forward(m, &b);                      /* the held-out window again, to draw */
-        snprintf(what, sizeof what, "causal self-attention, layer %d", show);
-        snprintf(stem, sizeof stem, "decoder-self-L%d", show);
     }
+    char stem[64], what[64];
+    snprintf(what, sizeof what, "%s self-attention, layer %d", bert ? "bidirectional"
+             : "causal", show);
+    snprintf(stem, sizeof stem, "%s-self-L%d", bert ? "encoder" : "decoder", show);
     printf("\n");
     tf_show_heads(m, &m->a.es[2 * (show - 1)], c->S, c->S, b.src, b.src, what, svg, stem, tx);
     tf_batch_free(&b);
@@ -1754,6 +1773,7 @@ static const char *const tf_experiment_names[] = { "positions", "heads", "cost",
 #define TF_M(m) (1u << TF_M_##m)
 #define TF_ARCHS (TF_M(ENCDEC) | TF_M(ENCODER) | TF_M(DECODER))
 #define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
+#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
 
 enum { TF_N_OPTS = 25 };
 
@@ -1785,7 +1805,7 @@ static const char tf_after[] =
 
 /* The option table: name, kind, where the value goes, range or choices, the
  * modes it applies to, and its help. The defaults are what o holds now. */
-static void tf_cli_table(TfCli *o, const char *prog) {
+static void tf_cli_table(TfCli *o) {
     const Opt all[] = {
         { "--arch", OPT_CHOICE, &o->c.arch, 0, 0, tf_arch_names, TF_ARCHS, "A", "encdec: the "
           "paper's; encoder: BERT-style masked tokens\non a built-in text; decoder: "
@@ -1806,8 +1826,8 @@ static void tf_cli_table(TfCli *o, const char *prog) {
         { "--ff", OPT_INT, &o->c.F, 1, 8192, NULL, TF_TRAINS, "F", "feed-forward width", 0 },
         { "--len", OPT_INT, &o->len, 2, TF_MAX_POS, NULL, TF_TRAINS, "L",
           "sequence length (default 10; text archs 32)", 0 },
-        { "--vocab", OPT_INT, &o->vocab, 4, 1000, NULL, TF_M(ENCDEC) | TF_M(POSITIONS) |
-          TF_M(HEADS), "V", "symbols + 2 of the encdec tasks", 0 },
+        { "--vocab", OPT_INT, &o->vocab, 4, 1000, NULL, TF_TASKS, "V",
+          "symbols + 2 of the encdec tasks", 0 },
         { "--batch", OPT_INT, &o->c.B, 1, 4096, NULL, TF_TRAINS, "B", "examples per step", 0 },
         { "--steps", OPT_INT, &o->run.steps, 1, 1000000, NULL, TF_TRAINS, "N", "the most "
           "training steps; encdec stops at 100% held-out\naccuracy (default 3000; "
@@ -1824,10 +1844,9 @@ static void tf_cli_table(TfCli *o, const char *prog) {
           "steps between held-out evaluations", 0 },
         { "--show-layer", OPT_INT, &o->show, 1, 16, NULL, TF_ARCHS, "K", "layer whose heads "
           "are drawn, at most --layers\n(default: the last)", 0 },
-        { "--show-attn", OPT_CHOICE, &o->attn, 0, 0, tf_attn_names, TF_ARCHS, "W", "the "
-          "attention drawn: enc (encoder self-attention),\nself (the decoder's causal "
-          "self-attention) or cross\n(decoder to encoder); default: the arch's own (cross, "
-          "enc,\nself); each needs the stack it names", 0 },
+        { "--show-attn", OPT_CHOICE, &o->attn, 0, 0, tf_attn_names, TF_ARCHS, "W", "enc "
+          "(encoder), self (decoder, causal) or cross\n(decoder to encoder) attention is "
+          "drawn; default: the\narch's own; each needs the stack it names", 0 },
         { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
           "sampling temperature (0: greedy)", 0 },
         { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(HEADS), "DIR",
@@ -1845,7 +1864,6 @@ static void tf_cli_table(TfCli *o, const char *prog) {
     };
     (void)sizeof(char[sizeof all == sizeof o->opt ? 1 : -1]);   /* TF_N_OPTS entries */
     memcpy(o->opt, all, sizeof all);
-    o->t = (OptTable){ prog, tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
 }
 
 /* Settle what depends on the arch: the task's vocabulary and length, or the
@@ -1932,7 +1950,8 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, const TfText *tx) {
                        32, 0.0 };
     o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
     o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
-    tf_cli_table(o, argv[0]);
+    tf_cli_table(o);
+    o->t = (OptTable){ argv[0], tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
     opt_parse(&o->t, argc, argv);
     o->mode = o->bench ? TF_M_BENCH : opt_given(&o->t, "--experiment")
             ? TF_M_POSITIONS + o->experiment : o->c.arch;
