@@ -900,6 +900,13 @@ static void tf_ffn_layout(TfFfn *f, Layout *L, const char *layer, int D, int F) 
     f->b2 = layout_param(L, D, 1, TF_INIT_ZERO, "%s.ffn.b2", layer);
 }
 
+/* an attention sublayer's parameters: its LayerNorm, then its attention */
+static void tf_attn_sub_layout(TfNorm *ln, Mha *m, Layout *L, const char *layer,
+                               const char *ln_name, const char *name, int D) {
+    tf_norm_layout(ln, L, layer, ln_name, D);
+    tf_mha_layout(m, L, layer, name, D);
+}
+
 /* Point w at the parameters in L (w->enc and w->dec must hold n_enc and
  * n_dec layers). The one place that decides the parameter layout: run once
  * to count, once on the parameters, once on their gradients (tf_build). */
@@ -909,23 +916,20 @@ static void tf_weights_layout(TfWeights *w, Layout *L, const TfConfig *c) {
     w->tok = layout_param(L, c->V, D, TF_INIT_XAVIER, "tok");
     w->pos = c->pos == TF_POS_LEARNED ? layout_param(L, tf_pos_rows(c), D, TF_INIT_XAVIER,
                                                      "pos") : NULL;
-    for (int l = 0; l < c->n_enc; l++) {
+    for (int l = 0; l < c->n_enc; l++) {         /* self-attention, FFN */
         TfEncLayer *e = &w->enc[l];
         snprintf(layer, sizeof layer, "enc%d", l);
-        tf_norm_layout(&e->ln1, L, layer, "ln1", D);
-        tf_mha_layout(&e->attn, L, layer, "attn", D);
+        tf_attn_sub_layout(&e->ln1, &e->attn, L, layer, "ln1", "attn", D);
         tf_norm_layout(&e->ln2, L, layer, "ln2", D);
         tf_ffn_layout(&e->ffn, L, layer, D, c->F);
     }
     w->enc_ln.g = w->enc_ln.b = NULL;
     if (pre) tf_norm_layout(&w->enc_ln, L, "enc", "ln", D);
-    for (int l = 0; l < c->n_dec; l++) {
+    for (int l = 0; l < c->n_dec; l++) {         /* self-attention, cross-attention, FFN */
         TfDecLayer *d = &w->dec[l];
         snprintf(layer, sizeof layer, "dec%d", l);
-        tf_norm_layout(&d->ln1, L, layer, "ln1", D);
-        tf_mha_layout(&d->self, L, layer, "self", D);
-        tf_norm_layout(&d->ln2, L, layer, "ln2", D);
-        tf_mha_layout(&d->cross, L, layer, "cross", D);
+        tf_attn_sub_layout(&d->ln1, &d->self, L, layer, "ln1", "self", D);
+        tf_attn_sub_layout(&d->ln2, &d->cross, L, layer, "ln2", "cross", D);
         tf_norm_layout(&d->ln3, L, layer, "ln3", D);
         tf_ffn_layout(&d->ffn, L, layer, D, c->F);
     }
