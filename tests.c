@@ -2244,7 +2244,7 @@ static double *tf_randn(Rng *r, int n, double std) {
  * ("" = all), appended to ts from index k; returns the new count. */
 static int tf_param_tensors(Tensor *ts, int k, TfModel *m, const char *prefix) {
     for (int i = 0; i < m->nspans; i++) {
-        const TfSpan *s = &m->spans[i];
+        const LayoutSpan *s = &m->spans[i];
         if (strncmp(s->name, prefix, strlen(prefix)) != 0) continue;
         ts[k].name = s->name;
         ts[k].x = m->params + s->off;
@@ -2262,7 +2262,7 @@ static int tf_param_tensors(Tensor *ts, int k, TfModel *m, const char *prefix) {
  * noise (~1e-11) and a relative error says nothing. */
 static void tf_randomize(TfModel *m, Rng *r) {
     for (int k = 0; k < m->nspans; k++) {
-        const TfSpan *s = &m->spans[k];
+        const LayoutSpan *s = &m->spans[k];
         double *p = m->params + s->off;
         if (s->init == TF_INIT_XAVIER) rng_fill_normal(r, p, s->n, 1.0 / sqrt((double)s->rows));
         else rng_fill_normal(r, p, s->n, 0.3);
@@ -2749,6 +2749,29 @@ static void tf_test_schedule_and_config(Tally *t) {
           "for int sizes are refused");
 }
 
+/* tf_largest_len: what the command line offers when a model is too large
+ * really fits, and one more does not; all fits: S - 1; nothing fits: 0 */
+static void tf_test_largest_len(Tally *t) {
+    int ok = 1, seen = 0;
+    for (int arch = TF_ENCDEC; arch <= TF_DECODER; arch++) {
+        TfConfig c = tf_small(arch, TF_POST, TF_POS_SIN, TF_RELU, 2);
+        c.B = 1024; c.D = 256; c.H = 8; c.F = 64; c.S = 400; c.T = arch == TF_ENCDEC ? 400 : 0;
+        const int L = tf_largest_len(&c);
+        TfConfig k = c;
+        k.S = L; k.T = arch == TF_ENCDEC ? L : 0;
+        ok &= L >= 2 && L < c.S - 1 && tf_size_estimate(&k) <= TF_MAX_DOUBLES;
+        k.S = L + 1; k.T = arch == TF_ENCDEC ? L + 1 : 0;
+        ok &= tf_size_estimate(&k) > TF_MAX_DOUBLES;
+        seen += L;
+    }
+    TfConfig s = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 2);
+    ok &= tf_largest_len(&s) == s.S - 1;
+    s.B = 4096; s.D = 1024; s.F = 8192; s.n_enc = s.n_dec = 16; s.S = s.T = 40;
+    ok &= tf_largest_len(&s) == 0;
+    check(t, ok, "largest --len that fits: it fits and one more does not, in each arch "
+          "(lengths summed: %d); a small model gets S - 1, a huge one 0", seen);
+}
+
 static void tf_test_training(Tally *t) {
     TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 1);
     c.V = 11; c.D = 16; c.H = 2; c.F = 32; c.S = c.T = 6; c.B = 16;
@@ -3025,6 +3048,7 @@ static void tests_transformer(Tally *t) {
     tf_test_leaks(t, &r);
     tf_test_batched_attention(t, &r);
     tf_test_schedule_and_config(t);
+    tf_test_largest_len(t);
     tf_test_training(t);
     tf_test_heldout_split(t);
     tf_test_text_windows(t);

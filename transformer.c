@@ -18,20 +18,25 @@
  * ReLU/GELU, softmax, cross-entropy, Adam, multi-head attention (mha_forward
  * and mha_backward), embeddings, the toy tasks and the heatmaps.
  *
- * Sections, in the order NOTES.md teaches them:
+ * Part I, the lesson: the model, in the order NOTES.md teaches it.
  *   1. embeddings and positional encoding
  *   2. LayerNorm
  *   3. the position-wise feed-forward network
  *   4. the encoder layer (sublayers with residual + LayerNorm, post or pre)
  *   5. the decoder layer
- *   6. stacks and output: the model, its parameters and activations
- *   7. loss and the warm-up schedule
- *   8. the three archs (what differs: the mask and the objective)
- *   9. tasks: copy/reverse/sort, the built-in text, BERT masking
- *  10. training
- *  11. decoding and sampling
- *  12. experiments (positions, heads, cost) and --bench
- *  13. main
+ *   6. the model: config, weights, activations, a batch
+ *   7. the output and the loss
+ *   8. the three archs: forward and backward (what differs: the mask and
+ *      the objective)
+ *   9. the warm-up schedule and one training step
+ *  10. decoding and sampling
+ * Part II, the program (after the banner "PART II: THE PROGRAM"):
+ *  11. building a model: sizes, checks, layouts
+ *  12. tasks and data: copy/reverse/sort, the built-in text, BERT masking
+ *  13. training and held-out evaluation
+ *  14. showing attention: labels, heatmaps, SVG
+ *  15. experiments (positions, heads, cost) and --bench
+ *  16. the runs and the command line: the option table, main
  *
  * Conventions as in attention.c: x_forward(out, cache..., in, params..., dims),
  * x_backward(din, dparams..., dout, in/cache..., params..., dims); every
@@ -53,7 +58,8 @@
  *
  * How it gets chapter 1 without chapter 1's main(): it defines
  * ATTENTION_LIBRARY before including attention.c, which then leaves out its
- * tour and main; tests.c defines TESTING, which leaves out ours.
+ * tour and main; tests.c defines TESTING, which leaves out sections 14 to 16
+ * (the drawing, the experiments and main).
  */
 #define ATTENTION_LIBRARY   /* chapter 1's kernels, without its tour and main */
 #include "attention.c"
@@ -350,7 +356,7 @@ typedef struct {
 } TfEncLayer;
 
 /* Encoder layer: out = tf_sub_out(&s[1]) (B,T,D) from x (B,T,D); s[0] is the
- * attention sublayer, s[1] the FFN. kmask (B,T) marks real tokens; causal = 1
+ * attention sublayer, s[1] the FFN. kmask (B,T) marks real tokens; CAUSAL
  * turns it into a GPT block (each position sees only itself and the past). */
 void tf_encoder_layer_forward(TfSub *s, const double *x, const TfEncLayer *L,
                               const unsigned char *kmask, int causal, int norm, int act,
@@ -395,10 +401,10 @@ void tf_decoder_layer_forward(TfSub *s, const double *x, const double *mem,
                               const TfDecLayer *L, const unsigned char *tmask,
                               const unsigned char *smask, int norm, int act, int B, int T,
                               int S, int D, int H, int F) {
-    tf_attn_sublayer_forward(&s[0], x, NULL, &L->ln1, &L->self, tmask, 1, norm,
+    tf_attn_sublayer_forward(&s[0], x, NULL, &L->ln1, &L->self, tmask, CAUSAL, norm,
                              B, T, T, D, H);
     tf_attn_sublayer_forward(&s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross,
-                             smask, 0, norm, B, T, S, D, H);
+                             smask, NOT_CAUSAL, norm, B, T, S, D, H);
     tf_ffn_sublayer_forward(&s[2], tf_sub_out(&s[1], norm), &L->ln3, &L->ffn, act, norm,
                             B * T, D, F);
 }
@@ -412,19 +418,19 @@ void tf_decoder_layer_backward(double *dx, double *dmem, TfDecLayer *dL, TfSub *
                              tf_sub_out(&s[1], norm), &L->ln3, &L->ffn, act, norm,
                              B * T, D, F);
     tf_attn_sublayer_backward(tf_sub_out(&ds[0], norm), dmem, &dL->ln2, &dL->cross, &ds[1],
-                              &s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross, 0,
-                              norm, B, T, S, D, H);
+                              &s[1], tf_sub_out(&s[0], norm), mem, &L->ln2, &L->cross,
+                              NOT_CAUSAL, norm, B, T, S, D, H);
     tf_attn_sublayer_backward(dx, NULL, &dL->ln1, &dL->self, &ds[0], &s[0], x, NULL,
-                              &L->ln1, &L->self, 1, norm, B, T, T, D, H);
+                              &L->ln1, &L->self, CAUSAL, norm, B, T, T, D, H);
 }
 
 /* ========================================================================
- * 6. stacks and output: the model
+ * 6. the model: config, weights, activations, a batch
  *
  * Config, weights and run state (activations) as three structs. Parameters,
  * their gradients, Adam's m and v, the activations and their gradients each
- * live in one allocation, laid out by one walk (tf_weights_layout,
- * tf_acts_layout), so the optimiser and the gradient checker are flat loops.
+ * live in one allocation (laid out in Part II, tf_build), so the optimiser
+ * and the gradient checker are flat loops.
  * ======================================================================== */
 
 enum { TF_ENCDEC, TF_ENCODER, TF_DECODER };
@@ -453,44 +459,6 @@ static int tf_out_len(const TfConfig *c) { return c->arch == TF_ENCDEC ? c->T : 
 /* rows of the positional table */
 static int tf_pos_rows(const TfConfig *c) { return c->S > c->T ? c->S : c->T; }
 
-/* An upper estimate, in floating point so that it cannot overflow, of the
- * doubles in the largest block tf_build allocates (activations or parameters). */
-static double tf_size_estimate(const TfConfig *c) {
-    const double B = c->B, S = c->S, T = c->T, D = c->D, H = c->H, F = c->F, V = c->V;
-    const double P = S > T ? S : T;
-#define TF_MHA_EST(q, k) (4 * (q) * D + 4 * (k) * D + H * (q) * (k) + 2 * (k))
-    double acts = B * (c->n_enc * (TF_MHA_EST(S, S) + 10 * S * D + 2 * S * F + 4 * S) +
-                       c->n_dec * (TF_MHA_EST(T, T) + TF_MHA_EST(T, S) + 14 * T * D +
-                                   2 * T * F + 6 * T) + 4 * P * D + 2 * P * V);
-#undef TF_MHA_EST
-    double params = V * D + P * D + c->n_enc * (4 * D * D + 2 * D * F + F + 5 * D) +
-                    c->n_dec * (8 * D * D + 2 * D * F + F + 7 * D) + D * V + V + 4 * D;
-    return acts > params ? acts : params;
-}
-
-/* the most doubles one block may hold: offsets are ints (2^31), with room */
-#define TF_MAX_DOUBLES 2e8
-
-/* What is wrong with c, or NULL if nothing: the checks the command line and
- * tf_build rely on (messages name the option a user would change). */
-const char *tf_config_error(const TfConfig *c) {
-    if (c->D < 1 || c->H < 1 || c->F < 1) return "--d-model, --heads and --ff must be >= 1";
-    if (c->D % c->H) return "--d-model must be divisible by --heads";
-    if (c->n_enc < 1) return "--layers must be >= 1";
-    if (c->arch == TF_ENCDEC ? c->n_dec < 1 : c->n_dec != 0)
-        return "decoder layers: >= 1 for --arch encdec, 0 otherwise";
-    if (c->S < 1 || (c->arch == TF_ENCDEC ? c->T < 1 : c->T != 0))
-        return "--len must be >= 1";
-    if (tf_pos_rows(c) > TF_MAX_POS) return "--len exceeds the positional table (512 rows)";
-    if (c->V < 2) return "--vocab must be >= 2";
-    if (c->B < 1) return "--batch must be >= 1";
-    if (!(c->smoothing >= 0.0 && c->smoothing < 1.0)) return "--smoothing must be in [0, 1)";
-    if (tf_size_estimate(c) > TF_MAX_DOUBLES)    /* sizes are ints; 2e8 doubles = 1.6 GB */
-        return "--batch, --len, --d-model, --ff, --heads and --layers together need more "
-               "than 2e8 doubles (1.6 GB) of activations or parameters: make one smaller";
-    return NULL;
-}
-
 typedef struct {
     double *tok;       /* (V,D) token embedding, shared by encoder and decoder */
     double *pos;       /* (P,D) learned positions; NULL unless pos == learned */
@@ -501,16 +469,6 @@ typedef struct {
     double *Wout;      /* (D,V) output projection */
     double *bout;      /* (V) */
 } TfWeights;
-
-/* One named parameter tensor: where it sits in the flat block and how to
- * initialise it. The gradient checker walks these. */
-enum { TF_INIT_XAVIER, TF_INIT_ZERO, TF_INIT_ONE };
-typedef struct {
-    char name[48];     /* e.g. "dec1.cross.Wk" */
-    int off, n;        /* offset in the block, number of entries */
-    int rows, cols;    /* its shape (cols = 1 for vectors) */
-    int init;          /* TF_INIT_* */
-} TfSpan;
 
 /* the activations of the whole model for one batch (see TfSub) */
 typedef struct {
@@ -533,7 +491,8 @@ typedef struct {
     double *adam_v;    /* (np) Adam second moment */
     int step;          /* Adam steps taken */
     TfWeights w, gw;   /* views into params and grads */
-    TfSpan *spans;     /* (nspans) the named tensors of params */
+    LayoutSpan *spans; /* (nspans) the named tensors of params, e.g. "dec1.cross.Wk":
+                          the gradient checker and tf_init_params walk these */
     int nspans;
     int na;            /* doubles of activations */
     int na_grad;       /* the first na_grad of dacts hold gradients that
@@ -547,157 +506,6 @@ typedef struct {
     double div_loss, div_norm;  /* that step's loss and gradient norm */
 } TfModel;
 
-/* a cursor that hands out consecutive pieces of one block (or only counts,
- * when mem is NULL) and, for parameters, records a TfSpan for each */
-typedef struct {
-    double *mem;
-    int off;
-    TfSpan *spans;     /* NULL: do not record */
-    int nspans;
-    int grad_end;      /* activations: where the attention caches begin */
-} TfLayout;
-
-/* the next n doubles of the block (NULL while only counting) */
-static double *tf_take(TfLayout *L, int n) {
-    double *p = L->mem ? L->mem + L->off : NULL;
-    L->off += n;
-    return p;
-}
-
-/* a named (rows, cols) parameter tensor, e.g. "enc0.ffn.W1" (layer < 0: no number) */
-static double *tf_param(TfLayout *L, const char *prefix, int layer, const char *what,
-                        int rows, int cols, int init) {
-    if (L->spans) {
-        TfSpan *s = &L->spans[L->nspans];
-        if (layer >= 0) snprintf(s->name, sizeof s->name, "%s%d.%s", prefix, layer, what);
-        else snprintf(s->name, sizeof s->name, "%s%s", prefix, what);
-        s->off = L->off; s->n = rows * cols; s->rows = rows; s->cols = cols; s->init = init;
-    }
-    L->nspans++;
-    return tf_take(L, rows * cols);
-}
-
-/* a LayerNorm's gain g (D) and bias b (D) */
-static void tf_norm_layout(TfNorm *n, TfLayout *L, const char *prefix, int l,
-                           const char *name, int D) {
-    char g[24], b[24];
-    snprintf(g, sizeof g, "%s.g", name);
-    snprintf(b, sizeof b, "%s.b", name);
-    n->g = tf_param(L, prefix, l, g, D, 1, TF_INIT_ONE);
-    n->b = tf_param(L, prefix, l, b, D, 1, TF_INIT_ZERO);
-}
-
-/* an attention's W_q, W_k, W_v, W_o, each (D,D), contiguous as mha_bind wants */
-static void tf_mha_layout(Mha *m, TfLayout *L, const char *prefix, int l, const char *name,
-                          int D) {
-    static const char *const w[4] = { "Wq", "Wk", "Wv", "Wo" };
-    double *first = NULL;
-    for (int k = 0; k < 4; k++) {
-        char s[24];
-        snprintf(s, sizeof s, "%s.%s", name, w[k]);
-        double *p = tf_param(L, prefix, l, s, D, D, TF_INIT_XAVIER);
-        if (k == 0) first = p;
-    }
-    if (first) mha_bind(m, first, D);           /* the four are contiguous */
-}
-
-/* a feed-forward network: W1 (D,F), b1 (F), W2 (F,D), b2 (D) */
-static void tf_ffn_layout(TfFfn *f, TfLayout *L, const char *prefix, int l, int D, int F) {
-    f->W1 = tf_param(L, prefix, l, "ffn.W1", D, F, TF_INIT_XAVIER);
-    f->b1 = tf_param(L, prefix, l, "ffn.b1", F, 1, TF_INIT_ZERO);
-    f->W2 = tf_param(L, prefix, l, "ffn.W2", F, D, TF_INIT_XAVIER);
-    f->b2 = tf_param(L, prefix, l, "ffn.b2", D, 1, TF_INIT_ZERO);
-}
-
-/* Point w at the parameters in L (w->enc and w->dec must hold n_enc and
- * n_dec layers). The one place that decides the parameter layout. */
-static void tf_weights_layout(TfWeights *w, TfLayout *L, const TfConfig *c) {
-    const int D = c->D, pre = c->norm == TF_PRE;
-    w->tok = tf_param(L, "", -1, "tok", c->V, D, TF_INIT_XAVIER);
-    w->pos = c->pos == TF_POS_LEARNED ? tf_param(L, "", -1, "pos", tf_pos_rows(c), D,
-                                                 TF_INIT_XAVIER) : NULL;
-    for (int l = 0; l < c->n_enc; l++) {
-        TfEncLayer *e = &w->enc[l];
-        tf_norm_layout(&e->ln1, L, "enc", l, "ln1", D);
-        tf_mha_layout(&e->attn, L, "enc", l, "attn", D);
-        tf_norm_layout(&e->ln2, L, "enc", l, "ln2", D);
-        tf_ffn_layout(&e->ffn, L, "enc", l, D, c->F);
-    }
-    w->enc_ln.g = w->enc_ln.b = NULL;
-    if (pre) tf_norm_layout(&w->enc_ln, L, "enc", -1, ".ln", D);
-    for (int l = 0; l < c->n_dec; l++) {
-        TfDecLayer *d = &w->dec[l];
-        tf_norm_layout(&d->ln1, L, "dec", l, "ln1", D);
-        tf_mha_layout(&d->self, L, "dec", l, "self", D);
-        tf_norm_layout(&d->ln2, L, "dec", l, "ln2", D);
-        tf_mha_layout(&d->cross, L, "dec", l, "cross", D);
-        tf_norm_layout(&d->ln3, L, "dec", l, "ln3", D);
-        tf_ffn_layout(&d->ffn, L, "dec", l, D, c->F);
-    }
-    w->dec_ln.g = w->dec_ln.b = NULL;
-    if (pre && c->n_dec) tf_norm_layout(&w->dec_ln, L, "dec", -1, ".ln", D);
-    w->Wout = tf_param(L, "", -1, "Wout", D, c->V, TF_INIT_XAVIER);
-    w->bout = tf_param(L, "", -1, "bout", c->V, 1, TF_INIT_ZERO);
-}
-
-/* mha_forward's cache for B examples (Tq queries, Tk keys each): one block of
- * mha_cache_size doubles taken from the layout, bound by mha_cache_bind, so
- * example e's weights are at c->P + e*H*Tq*Tk whatever batch size was run. */
-static void tf_mha_cache_layout(MhaCache *c, TfLayout *L, int B, int Tq, int Tk, int D,
-                                int H) {
-    double *mem = tf_take(L, mha_cache_size(B, Tq, Tk, D, H));
-    if (mem) mha_cache_bind(c, mem, B, Tq, Tk, D, H);
-}
-
-/* one sublayer's activations over B*Tq rows; Tk = keys (attention), or 0
- * for the FFN (which then takes u and a), or -1 for a lone LayerNorm.
- * The attention caches (mc) are laid out last, by tf_acts_layout. */
-static void tf_sub_layout(TfSub *s, TfLayout *L, const TfConfig *c, int Tq, int Tk) {
-    const int N = c->B * Tq, D = c->D;
-    memset(s, 0, sizeof *s);
-    s->n = tf_take(L, N * D);
-    s->mean = tf_take(L, N);
-    s->rstd = tf_take(L, N);
-    if (Tk < 0) return;
-    s->f = tf_take(L, N * D);
-    s->r = tf_take(L, N * D);
-    if (Tk == 0) {
-        s->u = tf_take(L, N * c->F);
-        s->a = tf_take(L, N * c->F);
-    }
-}
-
-/* Point a at the activations in L (a->es, a->ds hold 2*n_enc, 3*n_dec). */
-static void tf_acts_layout(TfActs *a, TfLayout *L, const TfConfig *c) {
-    const int S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
-    a->xe = tf_take(L, c->B * S * D);
-    for (int l = 0; l < c->n_enc; l++) {
-        tf_sub_layout(&a->es[2 * l], L, c, S, S);
-        tf_sub_layout(&a->es[2 * l + 1], L, c, S, 0);
-    }
-    memset(&a->ef, 0, sizeof a->ef);
-    if (c->norm == TF_PRE) tf_sub_layout(&a->ef, L, c, S, -1);
-    a->xd = tf_take(L, c->B * T * D);
-    for (int l = 0; l < c->n_dec; l++) {
-        tf_sub_layout(&a->ds[3 * l], L, c, T, T);
-        tf_sub_layout(&a->ds[3 * l + 1], L, c, T, S);
-        tf_sub_layout(&a->ds[3 * l + 2], L, c, T, 0);
-    }
-    memset(&a->df, 0, sizeof a->df);
-    if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, -1);
-    a->logits = tf_take(L, c->B * To * c->V);
-    a->probs = tf_take(L, c->B * To * c->V);
-    /* the attention caches last: in the gradient block they are mha_backward's
-     * scratch, which it clears itself, so tf_backward clears only what precedes */
-    L->grad_end = L->off;
-    for (int l = 0; l < c->n_enc; l++)
-        tf_mha_cache_layout(&a->es[2 * l].mc, L, c->B, S, S, D, c->H);
-    for (int l = 0; l < c->n_dec; l++) {
-        tf_mha_cache_layout(&a->ds[3 * l].mc, L, c->B, T, T, D, c->H);
-        tf_mha_cache_layout(&a->ds[3 * l + 1].mc, L, c->B, T, S, D, c->H);
-    }
-}
-
 /* the first stack's output (B,S,D) in a (acts or their gradients) */
 static double *tf_enc_out(const TfActs *a, const TfConfig *c) {
     if (c->norm == TF_PRE) return a->ef.n;
@@ -710,77 +518,6 @@ static double *tf_dec_out(const TfActs *a, const TfConfig *c) {
     return tf_sub_out(&a->ds[3 * c->n_dec - 1], c->norm);
 }
 
-/* Initialise every tensor: Xavier-uniform matrices (as The Annotated
- * Transformer), LayerNorm gains 1, biases 0. */
-static void tf_init_params(TfModel *m, Rng *r) {
-    for (int k = 0; k < m->nspans; k++) {
-        const TfSpan *s = &m->spans[k];
-        double *p = m->params + s->off;
-        if (s->init == TF_INIT_XAVIER) {
-            double lim = sqrt(6.0 / (s->rows + s->cols));
-            rng_fill_uniform(r, p, s->n, -lim, lim);
-        } else {
-            for (int i = 0; i < s->n; i++) p[i] = s->init == TF_INIT_ONE ? 1.0 : 0.0;
-        }
-    }
-}
-
-/* Build a model for config c (which must pass tf_config_error) with weights
- * drawn from seed. Free with tf_free. */
-void tf_build(TfModel *m, const TfConfig *c, uint64_t seed) {
-    memset(m, 0, sizeof *m);
-    m->c = *c;
-    m->w.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
-    m->gw.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
-    m->w.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
-    m->gw.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
-    TfLayout L = { NULL, 0, NULL, 0, 0 };          /* count ... */
-    tf_weights_layout(&m->w, &L, c);
-    m->np = L.off;
-    m->nspans = L.nspans;
-    m->spans = xmalloc(sizeof(TfSpan) * (size_t)m->nspans);
-    m->params = xcalloc_doubles(m->np);
-    m->grads = xcalloc_doubles(m->np);
-    m->adam_m = xcalloc_doubles(m->np);
-    m->adam_v = xcalloc_doubles(m->np);
-    TfLayout Lp = { m->params, 0, m->spans, 0, 0 };  /* ... then bind */
-    tf_weights_layout(&m->w, &Lp, c);
-    TfLayout Lg = { m->grads, 0, NULL, 0, 0 };
-    tf_weights_layout(&m->gw, &Lg, c);
-
-    m->a.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
-    m->da.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
-    m->a.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
-    m->da.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
-    TfLayout La = { NULL, 0, NULL, 0, 0 };
-    tf_acts_layout(&m->a, &La, c);
-    m->na = La.off;
-    m->na_grad = La.grad_end;
-    m->acts = xcalloc_doubles(m->na);
-    m->dacts = xcalloc_doubles(m->na);
-    TfLayout La2 = { m->acts, 0, NULL, 0, 0 };
-    tf_acts_layout(&m->a, &La2, c);
-    TfLayout Ld = { m->dacts, 0, NULL, 0, 0 };
-    tf_acts_layout(&m->da, &Ld, c);
-
-    m->pos_sin = NULL;
-    if (c->pos == TF_POS_SIN) {
-        m->pos_sin = xcalloc_doubles(tf_pos_rows(c) * c->D);
-        posenc_sinusoid(m->pos_sin, tf_pos_rows(c), c->D);
-    }
-    Rng r;
-    rng_seed(&r, seed);
-    tf_init_params(m, &r);
-}
-
-/* free everything tf_build allocated (not m itself) */
-void tf_free(TfModel *m) {
-    free(m->w.enc); free(m->gw.enc); free(m->w.dec); free(m->gw.dec);
-    free(m->spans); free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v);
-    free(m->a.es); free(m->da.es); free(m->a.ds); free(m->da.ds);
-    free(m->acts); free(m->dacts); free(m->pos_sin);
-}
-
 /* grads (np) = 0, before a backward that adds into them */
 void tf_zero_grad(TfModel *m) { memset(m->grads, 0, sizeof(double) * (size_t)m->np); }
 
@@ -788,6 +525,11 @@ void tf_zero_grad(TfModel *m) { memset(m->grads, 0, sizeof(double) * (size_t)m->
 static const double *tf_pos_table(const TfModel *m) {
     return m->c.pos == TF_POS_SIN ? m->pos_sin : m->w.pos;
 }
+
+/* the special tokens: encdec padding and start; BERT's [MASK] (text archs) */
+#define TF_PAD 0
+#define TF_BOS 1
+#define TF_MASK 0
 
 /* One batch. Targets y < 0 carry no loss (padding, or BERT's unmasked tokens). */
 typedef struct {
@@ -819,21 +561,12 @@ void tf_batch_free(TfBatch *b) {
 }
 
 /* ========================================================================
- * 7. loss and the warm-up schedule
+ * 7. the output and the loss
  *
- * loss = mean over counted targets of cross-entropy (with label smoothing
- * eps: the target is (1 - eps) one-hot + eps / V). Learning rate (Vaswani
- * et al. 2017, section 5.3), with a factor as in The Annotated Transformer:
- *     lr = factor * D^-0.5 * min(step^-0.5, step * warmup^-1.5)
- * rising linearly for `warmup` steps, then decaying as 1/sqrt(step).
+ * logits = x Wout + bout at every output position; loss = mean over counted
+ * targets of cross-entropy (with label smoothing eps: the target is
+ * (1 - eps) one-hot + eps / V).
  * ======================================================================== */
-
-/* the learning rate at step (>= 1) of the schedule above */
-double tf_lr(int step, int D, int warmup, double factor) {
-    double s = step < 1 ? 1.0 : step;
-    double a = 1.0 / sqrt(s), b = s * pow((double)warmup, -1.5);
-    return factor / sqrt((double)D) * (a < b ? a : b);
-}
 
 /* logits, probs (n*To, V) from x (n*To, D); returns the mean loss over the
  * targets y >= 0 and stores their number in m->count (0 targets: loss 0). */
@@ -853,7 +586,7 @@ static double tf_head_forward(TfModel *m, const double *x, const int *y, int n) 
 }
 
 /* ========================================================================
- * 8. the three archs
+ * 8. the three archs: forward and backward
  *
  *   encdec   encoder (bidirectional, source padding mask) -> decoder (causal
  *            self-attention + cross-attention) -> next target token
@@ -866,7 +599,7 @@ static double tf_head_forward(TfModel *m, const double *x, const int *y, int n) 
 /* Run the first stack on b->src; returns its output (n,S,D). */
 const double *tf_encode(TfModel *m, const TfBatch *b) {
     const TfConfig *c = &m->c;
-    const int causal = c->arch == TF_DECODER;
+    const int causal = c->arch == TF_DECODER ? CAUSAL : NOT_CAUSAL;   /* GPT: no future */
     tf_embed_forward(m->a.xe, b->src, m->w.tok, tf_pos_table(m), b->n, c->S, c->D);
     const double *x = m->a.xe;
     for (int l = 0; l < c->n_enc; l++) {
@@ -911,7 +644,7 @@ double tf_forward(TfModel *m, const TfBatch *b) {
 void tf_backward(TfModel *m, const TfBatch *b) {
     const TfConfig *c = &m->c;
     const int n = b->n, S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
-    const int causal = c->arch == TF_DECODER, pre = c->norm == TF_PRE;
+    const int causal = c->arch == TF_DECODER ? CAUSAL : NOT_CAUSAL, pre = c->norm == TF_PRE;
     TfActs *a = &m->a, *da = &m->da;
     memset(m->dacts, 0, sizeof(double) * (size_t)m->na_grad);
     /* forward was: loss = (1/count) sum_i CE(logits_i, y_i) */
@@ -962,7 +695,385 @@ const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, 
 }
 
 /* ========================================================================
- * 9. tasks
+ * 9. the warm-up schedule and one training step
+ *
+ * Learning rate (Vaswani et al. 2017, section 5.3), with a factor as in The
+ * Annotated Transformer:
+ *     lr = factor * D^-0.5 * min(step^-0.5, step * warmup^-1.5)
+ * rising linearly for `warmup` steps, then decaying as 1/sqrt(step).
+ * ======================================================================== */
+
+/* the hyperparameters of a training run */
+typedef struct {
+    int task;          /* TASK_COPY, TASK_REVERSE, TASK_SORT (encdec) */
+    int steps;         /* the most training steps */
+    int warmup;        /* warm-up steps of the schedule */
+    double lr_factor;  /* factor of the schedule */
+    int n_eval;        /* held-out examples (windows of text for BERT/GPT) */
+    int eval_every;    /* steps between held-out evaluations; encdec stops at 100% */
+    int log_every;     /* steps between progress lines, 0 = quiet */
+    uint64_t seed;     /* data streams: training and held-out never share one */
+} TfRun;
+
+/* the learning rate at step (>= 1) of the schedule above */
+double tf_lr(int step, int D, int warmup, double factor) {
+    double s = step < 1 ? 1.0 : step;
+    double a = 1.0 / sqrt(s), b = s * pow((double)warmup, -1.5);
+    return factor / sqrt((double)D) * (a < b ? a : b);
+}
+
+/* One step of Adam (beta1 0.9, beta2 0.98, eps 1e-9: the paper's) on batch b,
+ * at the warm-up schedule's rate. Returns the batch loss. A step that has
+ * diverged (step_diverged) is not applied: m->diverged records it. */
+double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
+    double loss = tf_forward(m, b);
+    tf_zero_grad(m);
+    tf_backward(m, b);
+    m->step++;
+    const double gnorm = grad_norm(m->grads, m->np);
+    if (step_diverged(loss, gnorm, m->c.V)) {
+        m->diverged = m->step; m->div_loss = loss; m->div_norm = gnorm;
+        return loss;
+    }
+    double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
+    adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
+                1e-9, 0.0);
+    return loss;
+}
+
+/* ========================================================================
+ * 10. decoding and sampling
+ * ======================================================================== */
+
+/* Greedy decoding of b's n sources: out (n,T). The encoder runs once; the
+ * decoder runs T times, each time on the whole target buffer, reading the
+ * prediction at position t only. That is correct because causal masking
+ * makes position t depend on positions <= t alone (tests.c checks it), so
+ * whatever fills the later positions does not matter. b->tgt is overwritten. */
+void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
+    const TfConfig *c = &m->c;
+    tf_encode(m, b);
+    for (int e = 0; e < b->n; e++) {
+        b->tgt[e * c->T] = TF_BOS;
+        for (int t = 1; t < c->T; t++) b->tgt[e * c->T + t] = TF_PAD;
+    }
+    for (int t = 0; t < c->T; t++) {
+        tf_head_forward(m, tf_decode(m, b), NULL, b->n);
+        for (int e = 0; e < b->n; e++) {
+            const double *l = m->a.logits + (e * c->T + t) * c->V;
+            int best = argmax(l, c->V);
+            out[e * c->T + t] = best;
+            if (t + 1 < c->T) b->tgt[e * c->T + t + 1] = best;
+        }
+    }
+}
+
+/* Sample from softmax(logits (V) / temperature); temperature 0 = argmax. */
+int tf_sample(const double *logits, int V, double temperature, double *work, Rng *r) {
+    int best = argmax(logits, V);
+    if (temperature <= 0.0) return best;
+    for (int j = 0; j < V; j++) work[j] = logits[j] / temperature;
+    softmax_forward(work, work, V);
+    double u = rng_uniform(r), acc = 0.0;
+    for (int j = 0; j < V; j++) {
+        acc += work[j];
+        if (u < acc) return j;
+    }
+    return best;
+}
+
+/* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
+ * into out (len + n), one example, a window of the last S tokens. */
+void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature,
+                 Rng *r, int *out) {
+    const TfConfig *c = &m->c;
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    double *work = xcalloc_doubles(c->V);
+    memcpy(out, prompt, sizeof(int) * (size_t)len);
+    for (int k = len; k < len + n; k++) {
+        int start = k > c->S ? k - c->S : 0, used = k - start;
+        for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
+        tf_head_forward(m, tf_encode(m, &b), NULL, 1);
+        out[k] = tf_sample(m->a.logits + (used - 1) * c->V, c->V, temperature, work, r);
+    }
+    free(work);
+    tf_batch_free(&b);
+}
+
+/* ########################################################################
+ * PART II: THE PROGRAM
+ *
+ * Everything above is the model: a reader who stops here has read all of it.
+ * What follows builds a model in memory, makes the data, trains and
+ * evaluates, and, when this file is the program rather than included by
+ * tests.c (TESTING), draws attention, runs the experiments and --bench, and
+ * reads the command line.
+ * ######################################################################## */
+
+/* ========================================================================
+ * 11. building a model: sizes, checks, layouts
+ *
+ * One walk per block (tf_weights_layout, tf_acts_layout) hands out its
+ * tensors with attention.c's Layout cursor: run once to count, then once on
+ * each block (parameters and their gradients; activations and theirs).
+ * ======================================================================== */
+
+/* An upper estimate, in floating point so that it cannot overflow, of the
+ * doubles in the largest block tf_build allocates (activations or parameters). */
+static double tf_size_estimate(const TfConfig *c) {
+    const double B = c->B, S = c->S, T = c->T, D = c->D, H = c->H, F = c->F, V = c->V;
+    const double P = S > T ? S : T;
+#define TF_MHA_EST(q, k) (4 * (q) * D + 4 * (k) * D + H * (q) * (k) + 2 * (k))
+    double acts = B * (c->n_enc * (TF_MHA_EST(S, S) + 10 * S * D + 2 * S * F + 4 * S) +
+                       c->n_dec * (TF_MHA_EST(T, T) + TF_MHA_EST(T, S) + 14 * T * D +
+                                   2 * T * F + 6 * T) + 4 * P * D + 2 * P * V);
+#undef TF_MHA_EST
+    double params = V * D + P * D + c->n_enc * (4 * D * D + 2 * D * F + F + 5 * D) +
+                    c->n_dec * (8 * D * D + 2 * D * F + F + 7 * D) + D * V + V + 4 * D;
+    return acts > params ? acts : params;
+}
+
+/* the most doubles one block may hold: offsets are ints (2^31), with room */
+#define TF_MAX_DOUBLES 2e8
+
+/* The largest length below c->S (S = T for encdec) whose model fits in
+ * TF_MAX_DOUBLES with every other size as in c, or 0 if none does. The
+ * estimate grows with the length, so the first that fits, counting down,
+ * is the answer. */
+int tf_largest_len(const TfConfig *c) {
+    TfConfig k = *c;
+    for (int len = c->S - 1; len >= 1; len--) {
+        k.S = len;
+        k.T = c->arch == TF_ENCDEC ? len : 0;
+        if (tf_size_estimate(&k) <= TF_MAX_DOUBLES) return len;
+    }
+    return 0;
+}
+
+/* What is wrong with c, or NULL if nothing: the checks the command line and
+ * tf_build rely on (messages name the option a user would change). */
+const char *tf_config_error(const TfConfig *c) {
+    if (c->D < 1 || c->H < 1 || c->F < 1) return "--d-model, --heads and --ff must be >= 1";
+    if (c->D % c->H) return "--d-model must be divisible by --heads";
+    if (c->n_enc < 1) return "--layers must be >= 1";
+    if (c->arch == TF_ENCDEC ? c->n_dec < 1 : c->n_dec != 0)
+        return "decoder layers: >= 1 for --arch encdec, 0 otherwise";
+    if (c->S < 1 || (c->arch == TF_ENCDEC ? c->T < 1 : c->T != 0))
+        return "--len must be >= 1";
+    if (tf_pos_rows(c) > TF_MAX_POS) return "--len exceeds the positional table (512 rows)";
+    if (c->V < 2) return "--vocab must be >= 2";
+    if (c->B < 1) return "--batch must be >= 1";
+    if (!(c->smoothing >= 0.0 && c->smoothing < 1.0)) return "--smoothing must be in [0, 1)";
+    if (tf_size_estimate(c) > TF_MAX_DOUBLES)    /* sizes are ints; 2e8 doubles = 1.6 GB */
+        return "--batch, --len, --d-model, --ff, --heads and --layers together need more "
+               "than 2e8 doubles (1.6 GB) of activations or parameters: make one smaller";
+    return NULL;
+}
+
+/* how a parameter tensor is initialised: the init code of its LayoutSpan */
+enum { TF_INIT_XAVIER, TF_INIT_ZERO, TF_INIT_ONE };
+
+/* a LayerNorm's gain g (D) and bias b (D), named "<layer>.<name>.g" and ".b" */
+static void tf_norm_layout(TfNorm *n, Layout *L, const char *layer, const char *name, int D) {
+    n->g = layout_param(L, D, 1, TF_INIT_ONE, "%s.%s.g", layer, name);
+    n->b = layout_param(L, D, 1, TF_INIT_ZERO, "%s.%s.b", layer, name);
+}
+
+/* an attention's W_q, W_k, W_v, W_o, each (D,D), contiguous as mha_bind wants */
+static void tf_mha_layout(Mha *m, Layout *L, const char *layer, const char *name, int D) {
+    static const char *const w[4] = { "Wq", "Wk", "Wv", "Wo" };
+    double *first = NULL;
+    for (int k = 0; k < 4; k++) {
+        double *p = layout_param(L, D, D, TF_INIT_XAVIER, "%s.%s.%s", layer, name, w[k]);
+        if (k == 0) first = p;
+    }
+    if (first) mha_bind(m, first, D);           /* the four are contiguous */
+}
+
+/* a feed-forward network: W1 (D,F), b1 (F), W2 (F,D), b2 (D) */
+static void tf_ffn_layout(TfFfn *f, Layout *L, const char *layer, int D, int F) {
+    f->W1 = layout_param(L, D, F, TF_INIT_XAVIER, "%s.ffn.W1", layer);
+    f->b1 = layout_param(L, F, 1, TF_INIT_ZERO, "%s.ffn.b1", layer);
+    f->W2 = layout_param(L, F, D, TF_INIT_XAVIER, "%s.ffn.W2", layer);
+    f->b2 = layout_param(L, D, 1, TF_INIT_ZERO, "%s.ffn.b2", layer);
+}
+
+/* an attention sublayer's parameters: its LayerNorm, then its attention */
+static void tf_attn_sub_layout(TfNorm *ln, Mha *m, Layout *L, const char *layer,
+                               const char *ln_name, const char *name, int D) {
+    tf_norm_layout(ln, L, layer, ln_name, D);
+    tf_mha_layout(m, L, layer, name, D);
+}
+
+/* Point w at the parameters in L (w->enc and w->dec must hold n_enc and
+ * n_dec layers). The one place that decides the parameter layout: run once
+ * to count, once on the parameters, once on their gradients (tf_build). */
+static void tf_weights_layout(TfWeights *w, Layout *L, const TfConfig *c) {
+    const int D = c->D, pre = c->norm == TF_PRE;
+    char layer[16];                             /* "enc0", "dec1" */
+    w->tok = layout_param(L, c->V, D, TF_INIT_XAVIER, "tok");
+    w->pos = c->pos == TF_POS_LEARNED ? layout_param(L, tf_pos_rows(c), D, TF_INIT_XAVIER,
+                                                     "pos") : NULL;
+    for (int l = 0; l < c->n_enc; l++) {         /* self-attention, FFN */
+        TfEncLayer *e = &w->enc[l];
+        snprintf(layer, sizeof layer, "enc%d", l);
+        tf_attn_sub_layout(&e->ln1, &e->attn, L, layer, "ln1", "attn", D);
+        tf_norm_layout(&e->ln2, L, layer, "ln2", D);
+        tf_ffn_layout(&e->ffn, L, layer, D, c->F);
+    }
+    w->enc_ln.g = w->enc_ln.b = NULL;
+    if (pre) tf_norm_layout(&w->enc_ln, L, "enc", "ln", D);
+    for (int l = 0; l < c->n_dec; l++) {         /* self-attention, cross-attention, FFN */
+        TfDecLayer *d = &w->dec[l];
+        snprintf(layer, sizeof layer, "dec%d", l);
+        tf_attn_sub_layout(&d->ln1, &d->self, L, layer, "ln1", "self", D);
+        tf_attn_sub_layout(&d->ln2, &d->cross, L, layer, "ln2", "cross", D);
+        tf_norm_layout(&d->ln3, L, layer, "ln3", D);
+        tf_ffn_layout(&d->ffn, L, layer, D, c->F);
+    }
+    w->dec_ln.g = w->dec_ln.b = NULL;
+    if (pre && c->n_dec) tf_norm_layout(&w->dec_ln, L, "dec", "ln", D);
+    w->Wout = layout_param(L, D, c->V, TF_INIT_XAVIER, "Wout");
+    w->bout = layout_param(L, c->V, 1, TF_INIT_ZERO, "bout");
+}
+
+/* mha_forward's cache for B examples (Tq queries, Tk keys each): one block of
+ * mha_cache_size doubles taken from the layout, bound by mha_cache_bind, so
+ * example e's weights are at c->P + e*H*Tq*Tk whatever batch size was run. */
+static void tf_mha_cache_layout(MhaCache *c, Layout *L, int B, int Tq, int Tk, int D,
+                                int H) {
+    double *mem = layout_take(L, mha_cache_size(B, Tq, Tk, D, H));
+    if (mem) mha_cache_bind(c, mem, B, Tq, Tk, D, H);
+}
+
+/* what a sublayer's activations hold (tf_sub_layout) */
+enum { TF_SUB_ATTN, TF_SUB_FFN, TF_SUB_NORM };
+
+/* one sublayer's activations over B*Tq rows: an attention or FFN sublayer
+ * (the FFN also takes u and a), or a stack's lone final LayerNorm (n, mean,
+ * rstd). The attention caches (mc) are laid out last, by tf_acts_layout. */
+static void tf_sub_layout(TfSub *s, Layout *L, const TfConfig *c, int Tq, int kind) {
+    const int N = c->B * Tq, D = c->D;
+    memset(s, 0, sizeof *s);
+    s->n = layout_take(L, N * D);
+    s->mean = layout_take(L, N);
+    s->rstd = layout_take(L, N);
+    if (kind == TF_SUB_NORM) return;
+    s->f = layout_take(L, N * D);
+    s->r = layout_take(L, N * D);
+    if (kind == TF_SUB_FFN) {
+        s->u = layout_take(L, N * c->F);
+        s->a = layout_take(L, N * c->F);
+    }
+}
+
+/* Point a at the activations in L (a->es, a->ds hold 2*n_enc, 3*n_dec).
+ * Returns where the attention caches begin: in the gradient block they are
+ * mha_backward's scratch, which it clears itself, so tf_backward clears
+ * only the doubles before them. */
+static int tf_acts_layout(TfActs *a, Layout *L, const TfConfig *c) {
+    const int S = c->S, T = c->T, D = c->D, To = tf_out_len(c);
+    a->xe = layout_take(L, c->B * S * D);
+    for (int l = 0; l < c->n_enc; l++) {
+        tf_sub_layout(&a->es[2 * l], L, c, S, TF_SUB_ATTN);
+        tf_sub_layout(&a->es[2 * l + 1], L, c, S, TF_SUB_FFN);
+    }
+    memset(&a->ef, 0, sizeof a->ef);
+    if (c->norm == TF_PRE) tf_sub_layout(&a->ef, L, c, S, TF_SUB_NORM);
+    a->xd = layout_take(L, c->B * T * D);
+    for (int l = 0; l < c->n_dec; l++) {
+        tf_sub_layout(&a->ds[3 * l], L, c, T, TF_SUB_ATTN);
+        tf_sub_layout(&a->ds[3 * l + 1], L, c, T, TF_SUB_ATTN);
+        tf_sub_layout(&a->ds[3 * l + 2], L, c, T, TF_SUB_FFN);
+    }
+    memset(&a->df, 0, sizeof a->df);
+    if (c->norm == TF_PRE && c->n_dec) tf_sub_layout(&a->df, L, c, T, TF_SUB_NORM);
+    a->logits = layout_take(L, c->B * To * c->V);
+    a->probs = layout_take(L, c->B * To * c->V);
+    const int grad_end = L->off;               /* the attention caches last */
+    for (int l = 0; l < c->n_enc; l++)
+        tf_mha_cache_layout(&a->es[2 * l].mc, L, c->B, S, S, D, c->H);
+    for (int l = 0; l < c->n_dec; l++) {
+        tf_mha_cache_layout(&a->ds[3 * l].mc, L, c->B, T, T, D, c->H);
+        tf_mha_cache_layout(&a->ds[3 * l + 1].mc, L, c->B, T, S, D, c->H);
+    }
+    return grad_end;
+}
+
+/* Initialise every tensor: Xavier-uniform matrices (as The Annotated
+ * Transformer), LayerNorm gains 1, biases 0. */
+static void tf_init_params(TfModel *m, Rng *r) {
+    for (int k = 0; k < m->nspans; k++) {
+        const LayoutSpan *s = &m->spans[k];
+        double *p = m->params + s->off;
+        if (s->init == TF_INIT_XAVIER) {
+            double lim = sqrt(6.0 / (s->rows + s->cols));
+            rng_fill_uniform(r, p, s->n, -lim, lim);
+        } else {
+            for (int i = 0; i < s->n; i++) p[i] = s->init == TF_INIT_ONE ? 1.0 : 0.0;
+        }
+    }
+}
+
+/* Build a model for config c (which must pass tf_config_error) with weights
+ * drawn from seed. Free with tf_free. */
+void tf_build(TfModel *m, const TfConfig *c, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    m->w.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
+    m->gw.enc = xmalloc(sizeof(TfEncLayer) * (size_t)c->n_enc);
+    m->w.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
+    m->gw.dec = xmalloc(sizeof(TfDecLayer) * (size_t)(c->n_dec ? c->n_dec : 1));
+    Layout L = { NULL, 0, NULL, 0 };              /* count ... */
+    tf_weights_layout(&m->w, &L, c);
+    m->np = L.off;
+    m->nspans = L.nspans;
+    m->spans = xmalloc(sizeof(LayoutSpan) * (size_t)m->nspans);
+    m->params = xcalloc_doubles(m->np);
+    m->grads = xcalloc_doubles(m->np);
+    m->adam_m = xcalloc_doubles(m->np);
+    m->adam_v = xcalloc_doubles(m->np);
+    Layout Lp = { m->params, 0, m->spans, 0 };    /* ... then bind */
+    tf_weights_layout(&m->w, &Lp, c);
+    Layout Lg = { m->grads, 0, NULL, 0 };
+    tf_weights_layout(&m->gw, &Lg, c);
+
+    m->a.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
+    m->da.es = xmalloc(sizeof(TfSub) * (size_t)(2 * c->n_enc));
+    m->a.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
+    m->da.ds = xmalloc(sizeof(TfSub) * (size_t)(c->n_dec ? 3 * c->n_dec : 1));
+    Layout La = { NULL, 0, NULL, 0 };
+    m->na_grad = tf_acts_layout(&m->a, &La, c);
+    m->na = La.off;
+    m->acts = xcalloc_doubles(m->na);
+    m->dacts = xcalloc_doubles(m->na);
+    Layout La2 = { m->acts, 0, NULL, 0 };
+    tf_acts_layout(&m->a, &La2, c);
+    Layout Ld = { m->dacts, 0, NULL, 0 };
+    tf_acts_layout(&m->da, &Ld, c);
+
+    m->pos_sin = NULL;
+    if (c->pos == TF_POS_SIN) {
+        m->pos_sin = xcalloc_doubles(tf_pos_rows(c) * c->D);
+        posenc_sinusoid(m->pos_sin, tf_pos_rows(c), c->D);
+    }
+    Rng r;
+    rng_seed(&r, seed);
+    tf_init_params(m, &r);
+}
+
+/* free everything tf_build allocated (not m itself) */
+void tf_free(TfModel *m) {
+    free(m->w.enc); free(m->gw.enc); free(m->w.dec); free(m->gw.dec);
+    free(m->spans); free(m->params); free(m->grads); free(m->adam_m); free(m->adam_v);
+    free(m->a.es); free(m->da.es); free(m->a.ds); free(m->da.ds);
+    free(m->acts); free(m->dacts); free(m->pos_sin);
+}
+
+/* ========================================================================
+ * 12. tasks and data
  *
  * encdec: the synthetic tasks of The Annotated Transformer. Token 0 is
  * padding, 1 the start symbol, 2..V-1 the symbols; the source is `len`
@@ -976,10 +1087,6 @@ const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, 
  * BERT's [MASK] (shown as '_').
  * ======================================================================== */
 
-#define TF_PAD 0
-#define TF_BOS 1
-#define TF_MASK 0
-
 /* The number of distinct encdec sources, (V-2)^S (capped at 1e12). Below
  * TF_MIN_SOURCES the held-out tenth would be a handful of sequences, or none. */
 #define TF_MIN_SOURCES 100.0
@@ -989,8 +1096,11 @@ double tf_task_space(const TfConfig *c) {
     return n;
 }
 
+/* which side of attention.c's heldout_split() a task source is drawn from */
+enum { TF_TRAIN_SPLIT, TF_HELDOUT_SPLIT };
+
 /* Fill the n examples of b with task examples drawn from r, from the training
- * split (heldout = 0) or the held-out split (1). The split is attention.c's
+ * split (TF_TRAIN_SPLIT) or the held-out split (TF_HELDOUT_SPLIT). The split is attention.c's
  * heldout_split() of the source sequence, a hash: about 1 source in 10 is
  * held out, whatever the seed, and a source is redrawn until its split
  * matches (as seq2seq.c's s2s_sample does), so no held-out source is ever
@@ -1061,7 +1171,14 @@ void tf_text_build(TfText *tx) {
     for (int i = 0; i < tx->n; i++) {
         int k = 0;
         while (k < tx->V && tx->vocab[k] != tf_text_raw[i]) k++;
-        if (k == tx->V && tx->V < 63) tx->vocab[tx->V++] = tf_text_raw[i];  /* 31 are used */
+        if (k == tx->V) {                       /* a new character: 31 of 63 are used */
+            if (tx->V + 1 == (int)sizeof tx->vocab) {
+                fprintf(stderr, "transformer: the built-in text has more than %d distinct "
+                        "characters; enlarge TfText's vocab\n", (int)sizeof tx->vocab - 1);
+                exit(1);
+            }
+            tx->vocab[tx->V++] = tf_text_raw[i];
+        }
         tx->ids[i] = k;
     }
     tx->vocab[tx->V] = '\0';
@@ -1122,19 +1239,11 @@ void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi
 }
 
 /* ========================================================================
- * 10. training
+ * 13. training and held-out evaluation
  * ======================================================================== */
 
-typedef struct {
-    int task;          /* TASK_COPY, TASK_REVERSE, TASK_SORT (encdec) */
-    int steps;         /* the most training steps */
-    int warmup;        /* warm-up steps of the schedule */
-    double lr_factor;  /* factor of the schedule */
-    int n_eval;        /* held-out examples (windows of text for BERT/GPT) */
-    int eval_every;    /* steps between held-out evaluations; encdec stops at 100% */
-    int log_every;     /* steps between progress lines, 0 = quiet */
-    uint64_t seed;     /* data streams: training and held-out never share one */
-} TfRun;
+/* which held-out draw tf_evaluate makes */
+enum { TF_EVAL_WATCHED, TF_EVAL_FRESH };
 
 typedef struct {
     double loss;       /* mean held-out loss (teacher forcing) */
@@ -1157,8 +1266,6 @@ static int tf_correct(const TfModel *m, const TfBatch *b, int *count) {
     return ok;
 }
 
-void tf_greedy_decode(TfModel *m, TfBatch *b, int *out);
-
 /* The held-out examples an evaluation uses: n_eval, but for the text archs
  * at most the distinct windows of the held-out text (more would repeat). */
 int tf_eval_count(const TfConfig *c, const TfRun *run, const TfText *tx) {
@@ -1168,18 +1275,19 @@ int tf_eval_count(const TfConfig *c, const TfRun *run, const TfText *tx) {
 }
 
 /* Held-out evaluation: encdec draws n_eval task examples whose sources are
- * in the held-out split (tf_task_batch, heldout = 1: never trained on) and
+ * in the held-out split (tf_task_batch, TF_HELDOUT_SPLIT: never trained on) and
  * decodes them greedily; BERT and GPT read evenly spaced, distinct windows
  * of the held-out last tenth of the text (tf_eval_count of them).
- * fresh = 0: the draw tf_train watches (and stops on); fresh = 1: another
+ * TF_EVAL_WATCHED: the draw tf_train watches (and stops on); TF_EVAL_FRESH: another
  * stream of the same held-out split (other sources, other BERT masks; GPT's
  * windows have nothing random and are the same), for a final figure that
  * early stopping has not selected on. */
-TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
+TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int draw) {
     const TfConfig *c = &m->c;
     TfBatch b;
     tf_batch_alloc(&b, c);
     Rng r, mr;
+    const int fresh = draw == TF_EVAL_FRESH;
     rng_seed(&r, run->seed ^ (fresh ? 0xF4E5B0A7ull : 0x5EEDF00Dull));   /* held-out streams */
     rng_seed(&mr, run->seed ^ (fresh ? 0x7C1Dull : 0x3A5Cull));
     int *pred = xmalloc(sizeof(int) * (size_t)(c->B * tf_out_len(c)));
@@ -1189,7 +1297,7 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
     for (int done = 0; done < n_eval; done += b.n) {
         b.n = n_eval - done < c->B ? n_eval - done : c->B;
         if (c->arch == TF_ENCDEC) {
-            tf_task_batch(&b, &r, run->task, c, 1);
+            tf_task_batch(&b, &r, run->task, c, TF_HELDOUT_SPLIT);
             loss += tf_forward(m, &b);
             tf_greedy_decode(m, &b, pred);
             for (int e = 0; e < b.n; e++) {
@@ -1218,34 +1326,15 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int fresh) {
     return ev;
 }
 
-/* One step of Adam (beta1 0.9, beta2 0.98, eps 1e-9: the paper's) on batch b,
- * at the warm-up schedule's rate. Returns the batch loss. A step that has
- * diverged (step_diverged) is not applied: m->diverged records it. */
-double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
-    double loss = tf_forward(m, b);
-    tf_zero_grad(m);
-    tf_backward(m, b);
-    m->step++;
-    const double gnorm = grad_norm(m->grads, m->np);
-    if (step_diverged(loss, gnorm, m->c.V)) {
-        m->diverged = m->step; m->div_loss = loss; m->div_norm = gnorm;
-        return loss;
-    }
-    double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
-    adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
-                1e-9, 0.0);
-    return loss;
-}
-
 /* Train for up to run->steps steps; progress lines (step, loss, training
  * accuracy, learning rate) to `log` when it is not NULL, tokens per second to
  * stderr (tokens over the seconds spent drawing batches and in training
  * steps since the last line; held-out evaluations are not counted). encdec
  * stops early once held-out exact-sequence accuracy is 100% on the draw
- * tf_evaluate(.., 0) makes, and every arch at a diverged step (m->diverged:
+ * tf_evaluate(.., TF_EVAL_WATCHED) makes, and every arch at a diverged step (m->diverged:
  * tf_stop_if_diverged, or an experiment's "diverged" row). Returns the steps
  * taken; *ev receives the last held-out evaluation (callers report a fresh
- * draw, tf_evaluate(.., 1)). */
+ * draw, tf_evaluate(.., TF_EVAL_FRESH)). */
 int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
     const TfConfig *c = &m->c;
     TfBatch b;
@@ -1258,7 +1347,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
     for (step = 1; step <= run->steps; step++) {
         double t0 = seconds();                  /* time the batch and the step, not the
                                                    held-out evaluations below */
-        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, 0);
+        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, TF_TRAIN_SPLIT);
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         loss_sum += tf_train_step(m, &b, run);
         busy += seconds() - t0;
@@ -1280,7 +1369,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
             loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
-            *ev = tf_evaluate(m, run, tx, 0);
+            *ev = tf_evaluate(m, run, tx, TF_EVAL_WATCHED);
             if (log)
                 fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step,
                         ev->loss, ev->tok_acc, c->arch == TF_ENCDEC ? "" : "\n");
@@ -1294,72 +1383,12 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
 }
 
 /* ========================================================================
- * 11. decoding and sampling
- * ======================================================================== */
-
-/* Greedy decoding of b's n sources: out (n,T). The encoder runs once; the
- * decoder runs T times, each time on the whole target buffer, reading the
- * prediction at position t only. That is correct because causal masking
- * makes position t depend on positions <= t alone (tests.c checks it), so
- * whatever fills the later positions does not matter. b->tgt is overwritten. */
-void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
-    const TfConfig *c = &m->c;
-    tf_encode(m, b);
-    for (int e = 0; e < b->n; e++) {
-        b->tgt[e * c->T] = TF_BOS;
-        for (int t = 1; t < c->T; t++) b->tgt[e * c->T + t] = TF_PAD;
-    }
-    for (int t = 0; t < c->T; t++) {
-        tf_head_forward(m, tf_decode(m, b), NULL, b->n);
-        for (int e = 0; e < b->n; e++) {
-            const double *l = m->a.logits + (e * c->T + t) * c->V;
-            int best = argmax(l, c->V);
-            out[e * c->T + t] = best;
-            if (t + 1 < c->T) b->tgt[e * c->T + t + 1] = best;
-        }
-    }
-}
-
-/* Sample from softmax(logits (V) / temperature); temperature 0 = argmax. */
-int tf_sample(const double *logits, int V, double temperature, double *work, Rng *r) {
-    int best = argmax(logits, V);
-    if (temperature <= 0.0) return best;
-    for (int j = 0; j < V; j++) work[j] = logits[j] / temperature;
-    softmax_forward(work, work, V);
-    double u = rng_uniform(r), acc = 0.0;
-    for (int j = 0; j < V; j++) {
-        acc += work[j];
-        if (u < acc) return j;
-    }
-    return best;
-}
-
-/* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
- * into out (len + n), one example, a window of the last S tokens. */
-void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature,
-                 Rng *r, int *out) {
-    const TfConfig *c = &m->c;
-    TfBatch b;
-    tf_batch_alloc(&b, c);
-    b.n = 1;
-    double *work = xcalloc_doubles(c->V);
-    memcpy(out, prompt, sizeof(int) * (size_t)len);
-    for (int k = len; k < len + n; k++) {
-        int start = k > c->S ? k - c->S : 0, used = k - start;
-        for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
-        tf_head_forward(m, tf_encode(m, &b), NULL, 1);
-        out[k] = tf_sample(m->a.logits + (used - 1) * c->V, c->V, temperature, work, r);
-    }
-    free(work);
-    tf_batch_free(&b);
-}
-
-/* ========================================================================
- * 12. experiments (positions, heads, cost) and --bench
+ * 14. showing attention: labels, heatmaps, SVG
  *
- * Only ./transformer uses them: like main, they are compiled only when this
+ * Only ./transformer uses sections 14 to 16: they are compiled only when this
  * file is the program, not when tests.c (TESTING) includes it.
  * ======================================================================== */
+
 #ifndef TESTING
 
 /* "s" unless n is 1: "1 step", "2 steps" */
@@ -1417,6 +1446,10 @@ static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, cons
     free(rl); free(cl); free(rp); free(cp);
 }
 
+/* ========================================================================
+ * 15. experiments (positions, heads, cost) and --bench
+ * ======================================================================== */
+
 /* A run that must not go on after divergence: say so and exit 3. */
 static void tf_stop_if_diverged(const TfModel *m) {
     if (m->diverged)
@@ -1432,7 +1465,7 @@ static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint
     TfEval ev;
     tf_build(m, c, seed);
     *steps = tf_train(m, run, NULL, NULL, &ev);
-    return tf_evaluate(m, run, NULL, 1);
+    return tf_evaluate(m, run, NULL, TF_EVAL_FRESH);
 }
 
 /* Position matters: the reverse task with no, sinusoidal and learned positions. */
@@ -1489,7 +1522,7 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
             b.n = 1;
             Rng r;
             rng_seed(&r, run.seed ^ 0x5EEDF00Dull);
-            tf_task_batch(&b, &r, run.task, &c, 1);
+            tf_task_batch(&b, &r, run.task, &c, TF_HELDOUT_SPLIT);
             int *out = xmalloc(sizeof(int) * (size_t)c.T);
             tf_greedy_decode(&m, &b, out);
             char stem[64];
@@ -1530,7 +1563,8 @@ static void tf_experiment_cost(uint64_t seed) {
         mha_cache_bind(&c, mem, 1, n, n, D, H);
         int reps = n <= 256 ? 5 : 1;
         double t0 = seconds();
-        for (int i = 0; i < reps; i++) mha_forward(out, &c, x, x, &m, NULL, 0, 1, n, n, D, H);
+        for (int i = 0; i < reps; i++)
+            mha_forward(out, &c, x, x, &m, NULL, NOT_CAUSAL, 1, n, n, D, H);
         double ms = 1000.0 * (seconds() - t0) / reps;
         double mb = 8.0 * mha_cache_size(1, n, n, D, H) / 1e6;
         printf("  %6d %12.2f %14.2f\n", n, ms, mb);
@@ -1564,7 +1598,7 @@ static double tf_bench_step(const TfConfig *c, const TfRun *run) {
     rng_seed(&r, 1);
     double ms[9];
     for (int i = 0; i < 11; i++) {
-        tf_task_batch(&b, &r, TASK_COPY, c, 0);
+        tf_task_batch(&b, &r, TASK_COPY, c, TF_TRAIN_SPLIT);
         double t0 = seconds();
         tf_train_step(&m, &b, run);
         if (i >= 2) ms[i - 2] = 1000.0 * (seconds() - t0);
@@ -1600,57 +1634,8 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
 }
 
 /* ========================================================================
- * 13. main
+ * 16. the runs and the command line: the option table, main
  * ======================================================================== */
-
-/* --help */
-static void tf_usage(const char *prog) {
-    printf("usage: %s [options]\n"
-           "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
-           "  on a copy task after The Annotated Transformer's, vocabulary 11: 0 padding,\n"
-           "  1 the start symbol, 2..10 the symbols. Here the source is 10 symbols from\n"
-           "  2..10 and all 10 are predicted (the decoder reads start + the first 9). In\n"
-           "  The Annotated Transformer every sequence is start symbol 1 then 9 symbols\n"
-           "  from 1..10, and 9 are predicted. We keep the start symbol out of the source\n"
-           "  and out of the symbols, so it marks only the decoder's first step and the\n"
-           "  source has no constant first token to align on.\n"
-           "  --arch A        encdec (default), encoder (BERT-style masked tokens on a\n"
-           "                  built-in text) or decoder (GPT-style next character)\n"
-           "  --task T        copy (default), reverse or sort (encdec only)\n"
-           "  --norm N        post (default, the paper) or pre LayerNorm\n"
-           "  --pos P         sin (default), learned or none\n"
-           "  --act A         relu (default) or gelu, in the feed-forward network\n"
-           "  --d-model D     model width, 1..1024 (default 32)\n"
-           "  --heads H       attention heads, 1..64, must divide d_model (default 4)\n"
-           "  --layers N      encoder and decoder layers each, 1..16 (default 2)\n"
-           "  --ff F          feed-forward width, 1..8192 (default 64)\n"
-           "  --len L         sequence length, 2..%d (default 10; text archs 32)\n"
-           "  --vocab V       symbols + 2 for the tasks, 4..1000 (default 11; encdec only)\n"
-           "  --batch B       examples per step, 1..4096 (default 32)\n"
-           "  --steps N       the most training steps, 1..1000000 (default 3000, stopping\n"
-           "                  at 100%% held-out accuracy; encoder 1000, decoder 300)\n"
-           "  --warmup N      warm-up steps of the learning-rate schedule (default 400)\n"
-           "  --lr-factor X   factor of the schedule, (0, 100] (default 1)\n"
-           "  --smoothing E   label smoothing, [0, 0.5] (default 0)\n"
-           "  --eval N        held-out examples, 1..100000 (default 256)\n"
-           "  --eval-every N  steps between held-out evaluations (default 100)\n"
-           "  --show-layer K  layer whose heads are drawn, 1..layers (default: the last)\n"
-           "  --show-attn W   which attention is drawn: enc (encoder self-attention), self\n"
-           "                  (the decoder's causal self-attention) or cross (decoder to\n"
-           "                  encoder). Default: cross for encdec, enc for encoder, self\n"
-           "                  for decoder; each needs the stack it names\n"
-           "  --temperature X sampling temperature of --arch decoder, [0, 10] (default 0.8)\n"
-           "  --svg DIR       also write each head's heatmap as an SVG into the existing DIR\n"
-           "  --seed N        0..2147483647 (default 1)\n"
-           "  --experiment E  positions (reverse with pos none/sin/learned), heads (1..8\n"
-           "                  heads, same d_model) or cost (self-attention time and memory\n"
-           "                  vs length, timings on stdout). positions sets --task and\n"
-           "                  --pos itself, heads sets --heads, cost reads only --seed;\n"
-           "                  an option an experiment would ignore is refused\n"
-           "  --bench         ms per training step in two configurations, and the time\n"
-           "                  the default example takes to reach 100%% (no other option)\n"
-           "  --help          this text\n", prog, TF_MAX_POS);
-}
 
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
 static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg) {
@@ -1658,7 +1643,7 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, &ev);
     tf_stop_if_diverged(m);
-    ev = tf_evaluate(m, run, NULL, 1);         /* not the draw training stopped on */
+    ev = tf_evaluate(m, run, NULL, TF_EVAL_FRESH);   /* not the draw training stopped on */
     printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
            "training watched):\n  token acc %.4f, exact-sequence acc %.4f (greedy decoding; "
            "chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
@@ -1668,7 +1653,7 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     b.n = 4 < c->B ? 4 : c->B;
     Rng r;
     rng_seed(&r, run->seed ^ 0x5EEDF00Dull);     /* the first held-out examples */
-    tf_task_batch(&b, &r, run->task, c, 1);
+    tf_task_batch(&b, &r, run->task, c, TF_HELDOUT_SPLIT);
     int *out = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
     int *y = xmalloc(sizeof(int) * (size_t)(b.n * c->T));
     memcpy(y, b.y, sizeof(int) * (size_t)(b.n * c->T));
@@ -1700,29 +1685,64 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     tf_batch_free(&b);
 }
 
-/* the BERT-style and GPT-style runs on the built-in text */
+/* BERT: a held-out window b (example 0) as the model saw it, and its guess
+ * at every masked position (the logits of the last tf_forward on b) */
+static void tf_show_guesses(const TfModel *m, const TfBatch *b, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    printf("\na held-out window as the model sees it ('_' = [MASK]; a masked position may\n"
+           "also hold a random or the original character) and its guesses:\n  input   \"");
+    tf_print_tokens(b->src, c->S, c, tx);
+    printf("\"\n");
+    for (int t = 0; t < c->S; t++) {
+        if (b->y[t] < 0) continue;
+        const double *l = m->a.logits + t * c->V;
+        int best = argmax(l, c->V);
+        printf("  position %2d: input '%c', answer '%c', guess '%c'%s\n", t,
+               tx->vocab[b->src[t]], tx->vocab[b->y[t]], tx->vocab[best],
+               best == b->y[t] ? "" : "  (wrong)");
+    }
+}
+
+/* GPT: 160 characters sampled after the text's first 4 */
+static void tf_show_sample(TfModel *m, const TfRun *run, const TfText *tx,
+                           double temperature) {
+    const int plen = 4, n = 160;
+    int *out = xmalloc(sizeof(int) * (size_t)(plen + n));
+    Rng sr;
+    rng_seed(&sr, run->seed ^ 0x5A3Dull);
+    tf_generate(m, tx->ids, plen, n, temperature, &sr, out);
+    printf("\nsampled at temperature %.2f from the prompt \"", temperature);
+    tf_print_tokens(tx->ids, plen, &m->c, tx);
+    printf("\":\n  ");
+    tf_print_tokens(out, plen + n, &m->c, tx);
+    printf("\n");
+    free(out);
+}
+
+/* the BERT-style and GPT-style runs on the built-in text: train, held-out
+ * accuracy against always guessing the commonest character, BERT's guesses
+ * or GPT's sample, then the heads of layer `show` on a held-out window */
 static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int show,
                          double temperature, const char *svg) {
     const TfConfig *c = &m->c;
-    const int split = tf_text_split(tx);
-    int freq[64] = { 0 }, top = 0;
+    const int split = tf_text_split(tx), n_eval = tf_eval_count(c, run, tx);
+    int freq[sizeof tx->vocab] = { 0 }, top = 0;      /* held-out count of each token */
     for (int i = split; i < tx->n; i++) freq[tx->ids[i]]++;
     for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
     printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"%s\"\n",
            tx->n, split, tx->n - split, tx->V, tx->vocab);
-    const int n_eval = tf_eval_count(c, run, tx);
     printf("held-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
            tf_plural(n_eval), c->S, n_eval < run->n_eval ? " (--eval capped at the distinct "
            "windows the held-out text holds)" : "");
     TfEval ev;
     int steps = tf_train(m, run, tx, stdout, &ev);
     tf_stop_if_diverged(m);
-    ev = tf_evaluate(m, run, tx, 1);            /* BERT: fresh masks */
+    ev = tf_evaluate(m, run, tx, TF_EVAL_FRESH);     /* BERT: fresh masks */
+    const int bert = c->arch == TF_ENCODER;
     printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
            "always guessing '%c' scores %.4f\n", steps, tf_plural(steps),
-           c->arch == TF_ENCODER ? ", fresh masks" : "",
-           c->arch == TF_ENCODER ? "masked-token" : "next-character", ev.tok_acc, ev.loss,
-           exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
+           bert ? ", fresh masks" : "", bert ? "masked-token" : "next-character", ev.tok_acc,
+           ev.loss, exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
     TfBatch b;
     tf_batch_alloc(&b, c);
     b.n = 1;
@@ -1730,245 +1750,257 @@ static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int sho
     rng_seed(&mr, run->seed ^ 0x3A5Cull);
     tf_text_batch(&b, NULL, &mr, tx, split, tx->n, 0, 1, c);
     tf_forward(m, &b);
-    char stem[64], what[64];
-    if (c->arch == TF_ENCODER) {
-        printf("\na held-out window as the model sees it ('_' = [MASK]; a masked position may\n"
-               "also hold a random or the original character) and its guesses:\n  input   \"");
-        tf_print_tokens(b.src, c->S, c, tx);
-        printf("\"\n");
-        for (int t = 0; t < c->S; t++) {
-            if (b.y[t] < 0) continue;
-            const double *l = m->a.logits + t * c->V;
-            int best = argmax(l, c->V);
-            printf("  position %2d: input '%c', answer '%c', guess '%c'%s\n", t,
-                   tx->vocab[b.src[t]], tx->vocab[b.y[t]], tx->vocab[best],
-                   best == b.y[t] ? "" : "  (wrong)");
-        }
-        snprintf(what, sizeof what, "bidirectional self-attention, layer %d", show);
-        snprintf(stem, sizeof stem, "encoder-self-L%d", show);
-    } else {
-        int plen = 4, n = 160;
-        int *out = xmalloc(sizeof(int) * (size_t)(plen + n));
-        Rng sr;
-        rng_seed(&sr, run->seed ^ 0x5A3Dull);
-        tf_generate(m, tx->ids, plen, n, temperature, &sr, out);
-        printf("\nsampled at temperature %.2f from the prompt \"", temperature);
-        tf_print_tokens(tx->ids, plen, c, tx);
-        printf("\":\n  ");
-        tf_print_tokens(out, plen + n, c, tx);
-        printf("\n");
-        free(out);
+    if (bert) tf_show_guesses(m, &b, tx);
+    else {
+        tf_show_sample(m, run, tx, temperature);
         tf_forward(m, &b);                      /* the held-out window again, to draw */
-        snprintf(what, sizeof what, "causal self-attention, layer %d", show);
-        snprintf(stem, sizeof stem, "decoder-self-L%d", show);
     }
+    char stem[64], what[64];
+    snprintf(what, sizeof what, "%s self-attention, layer %d", bert ? "bidirectional"
+             : "causal", show);
+    snprintf(stem, sizeof stem, "%s-self-L%d", bert ? "encoder" : "decoder", show);
     printf("\n");
     tf_show_heads(m, &m->a.es[2 * (show - 1)], c->S, c->S, b.src, b.src, what, svg, stem, tx);
     tf_batch_free(&b);
 }
 
-/* parse and check every option (exit 2 with a message on bad input), then run
- * one of: the default training run, an experiment, or --bench */
+/* What one run does: train one arch, run one experiment, or --bench. Every
+ * option names the modes it applies to, and opt_check_mode refuses one given
+ * in a mode that would ignore or override it. */
+enum { TF_M_ENCDEC, TF_M_ENCODER, TF_M_DECODER,   /* = TF_ENCDEC .. TF_DECODER */
+       TF_M_POSITIONS, TF_M_HEADS, TF_M_COST,     /* = TF_M_POSITIONS + --experiment */
+       TF_M_BENCH };
+static const char *const tf_mode_names[] = { "--arch encdec", "--arch encoder",
+    "--arch decoder", "--experiment positions", "--experiment heads", "--experiment cost",
+    "--bench", NULL };
+static const char *const tf_experiment_names[] = { "positions", "heads", "cost", NULL };
+#define TF_M(m) (1u << TF_M_##m)
+#define TF_ARCHS (TF_M(ENCDEC) | TF_M(ENCODER) | TF_M(DECODER))
+#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
+#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
+
+enum { TF_N_OPTS = 25 };
+
+/* everything the command line sets, and the option table that reads it */
+typedef struct {
+    TfConfig c;        /* the model; arch-dependent fields set by tf_cli_resolve */
+    TfRun run;
+    int seed, layers, len, vocab, show, attn, experiment, bench, mode;
+    double temperature;
+    const char *svg;   /* --svg DIR, or NULL */
+    Opt opt[TF_N_OPTS];
+    OptTable t;
+} TfCli;
+
+static const char tf_about[] =
+    "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
+    "  on a copy task after The Annotated Transformer's, vocabulary 11: 0 padding,\n"
+    "  1 the start symbol, 2..10 the symbols. Here the source is 10 symbols from\n"
+    "  2..10 and all 10 are predicted (the decoder reads start + the first 9). In\n"
+    "  The Annotated Transformer every sequence is start symbol 1 then 9 symbols\n"
+    "  from 1..10, and 9 are predicted. We keep the start symbol out of the source\n"
+    "  and out of the symbols, so it marks only the decoder's first step and the\n"
+    "  source has no constant first token to align on.";
+static const char tf_after[] =
+    "An option applies only where it is used (\"only with\" above), and is refused\n"
+    "elsewhere: --experiment positions sets --task and --pos itself, heads sets\n"
+    "--heads, cost reads only --seed; --bench runs fixed configurations and the\n"
+    "default example and takes no other option.\n";
+
+/* The option table: name, kind, where the value goes, range or choices, the
+ * modes it applies to, and its help. The defaults are what o holds now. */
+static void tf_cli_table(TfCli *o) {
+    const Opt all[] = {
+        { "--arch", OPT_CHOICE, &o->c.arch, 0, 0, tf_arch_names, TF_ARCHS, "A", "encdec: the "
+          "paper's; encoder: BERT-style masked tokens\non a built-in text; decoder: "
+          "GPT-style next character", 0 },
+        { "--task", OPT_CHOICE, &o->run.task, 0, 0, task_names, TF_M(ENCDEC) | TF_M(HEADS),
+          "T", "what the encoder-decoder learns to output", 0 },
+        { "--norm", OPT_CHOICE, &o->c.norm, 0, 0, tf_norm_names, TF_TRAINS, "N",
+          "post (the paper) or pre LayerNorm", 0 },
+        { "--pos", OPT_CHOICE, &o->c.pos, 0, 0, tf_pos_names, TF_ARCHS | TF_M(HEADS), "P",
+          "positional encoding", 0 },
+        { "--act", OPT_CHOICE, &o->c.act, 0, 0, tf_act_names, TF_TRAINS, "A",
+          "activation of the feed-forward network", 0 },
+        { "--d-model", OPT_INT, &o->c.D, 1, 1024, NULL, TF_TRAINS, "D", "model width", 0 },
+        { "--heads", OPT_INT, &o->c.H, 1, 64, NULL, TF_ARCHS | TF_M(POSITIONS), "H",
+          "attention heads; must divide --d-model", 0 },
+        { "--layers", OPT_INT, &o->layers, 1, 16, NULL, TF_TRAINS, "N",
+          "encoder and decoder layers each", 0 },
+        { "--ff", OPT_INT, &o->c.F, 1, 8192, NULL, TF_TRAINS, "F", "feed-forward width", 0 },
+        { "--len", OPT_INT, &o->len, 2, TF_MAX_POS, NULL, TF_TRAINS, "L",
+          "sequence length (default 10; text archs 32)", 0 },
+        { "--vocab", OPT_INT, &o->vocab, 4, 1000, NULL, TF_TASKS, "V",
+          "symbols + 2 of the encdec tasks", 0 },
+        { "--batch", OPT_INT, &o->c.B, 1, 4096, NULL, TF_TRAINS, "B", "examples per step", 0 },
+        { "--steps", OPT_INT, &o->run.steps, 1, 1000000, NULL, TF_TRAINS, "N", "the most "
+          "training steps; encdec stops at 100% held-out\naccuracy (default 3000; "
+          "encoder 1000, decoder 300)", 0 },
+        { "--warmup", OPT_INT, &o->run.warmup, 1, 1000000, NULL, TF_TRAINS, "N",
+          "warm-up steps of the learning-rate schedule", 0 },
+        { "--lr-factor", OPT_RATE, &o->run.lr_factor, 0, 100, NULL, TF_TRAINS, "X",
+          "factor of the schedule", 0 },
+        { "--smoothing", OPT_REAL, &o->c.smoothing, 0, 0.5, NULL, TF_TRAINS, "E",
+          "label smoothing", 0 },
+        { "--eval", OPT_INT, &o->run.n_eval, 1, 100000, NULL, TF_TRAINS, "N",
+          "held-out examples", 0 },
+        { "--eval-every", OPT_INT, &o->run.eval_every, 1, 1000000, NULL, TF_TRAINS, "N",
+          "steps between held-out evaluations", 0 },
+        { "--show-layer", OPT_INT, &o->show, 1, 16, NULL, TF_ARCHS, "K", "layer whose heads "
+          "are drawn, at most --layers\n(default: the last)", 0 },
+        { "--show-attn", OPT_CHOICE, &o->attn, 0, 0, tf_attn_names, TF_ARCHS, "W", "enc "
+          "(encoder), self (decoder, causal) or cross\n(decoder to encoder) attention is "
+          "drawn; default: the\narch's own; each needs the stack it names", 0 },
+        { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
+          "sampling temperature (0: greedy)", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(HEADS), "DIR",
+          "also write each head's heatmap as an SVG into the\nexisting DIR", 0 },
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
+          "seed of the weights and the data", 0 },
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
+          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the "
+          "default): positions\n(reverse with --pos none, sin, learned), heads (1..8\nheads, "
+          "same d_model) or cost (self-attention time and\nmemory vs length; timings on "
+          "stdout)", 0 },
+        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, TF_M(BENCH), "", "ms per training "
+          "step in two configurations, and the\ntime the default example takes to reach "
+          "100%", 0 },
+    };
+    (void)sizeof(char[sizeof all == sizeof o->opt ? 1 : -1]);   /* TF_N_OPTS entries */
+    memcpy(o->opt, all, sizeof all);
+}
+
+/* Settle what depends on the arch: the task's vocabulary and length, or the
+ * built-in text's; each refused when it leaves no held-out split. */
+static void tf_cli_resolve(TfCli *o, const TfText *tx) {
+    TfConfig *c = &o->c;
+    c->n_enc = c->n_dec = o->layers;
+    if (c->arch == TF_ENCDEC) {
+        c->V = o->vocab;
+        c->S = c->T = o->len;
+        if (tf_task_space(c) < TF_MIN_SOURCES)
+            opt_fail(&o->t, "--vocab %d with --len %d gives only %.0f distinct sources; a "
+                     "held-out split (1 in 10 held out) needs at least %.0f: raise --len or "
+                     "--vocab", c->V, c->S, tf_task_space(c), TF_MIN_SOURCES);
+        return;
+    }
+    c->V = tx->V;
+    c->S = opt_given(&o->t, "--len") ? o->len : 32;
+    c->T = c->n_dec = 0;
+    if (!opt_given(&o->t, "--steps")) o->run.steps = c->arch == TF_ENCODER ? 1000 : 300;
+    const int most = tx->n - tf_text_split(tx) - 2;     /* one held-out window, and its next */
+    if (c->S > most)
+        opt_fail(&o->t, "--len %d is longer than the held-out text allows (at most %d for "
+                 "--arch %s)", c->S, most, tf_arch_names[c->arch]);
+}
+
+/* The model's own checks: every head gets D / H features, and the largest
+ * block fits (tf_size_estimate; the refusal says which --len would). */
+static void tf_cli_check_model(TfCli *o) {
+    TfConfig *c = &o->c;
+    if (o->mode == TF_M_HEADS) {                /* the experiment picks the head counts */
+        if (c->D % 2)
+            opt_fail(&o->t, "--experiment heads runs 1, 2, 4 and 8 heads, those that divide "
+                     "--d-model; --d-model %d allows only 1 head, nothing to compare: give an "
+                     "even --d-model (a multiple of 8 runs all four)", c->D);
+        c->H = c->D % 8 == 0 ? 8 : c->D % 4 == 0 ? 4 : 2;  /* the most it runs: sized below */
+    }
+    if (c->D % c->H)
+        opt_fail(&o->t, "--d-model %d is not divisible by --heads %d (each head gets d_model / "
+                 "heads features): give a multiple of %d", c->D, c->H, c->H);
+    const double need = tf_size_estimate(c);
+    if (need > TF_MAX_DOUBLES) {
+        const int fits = tf_largest_len(c);
+        if (fits >= 2)
+            opt_fail(&o->t, "--len %d: this model needs about %.2g doubles (%.1f GB) in its "
+                     "largest block (activations or parameters); the limit is %.0e (%.1f GB). "
+                     "With the other options as given the largest --len that fits is %d; or "
+                     "make --batch, --d-model, --ff or --layers smaller", c->S, need,
+                     8e-9 * need, TF_MAX_DOUBLES, 8e-9 * TF_MAX_DOUBLES, fits);
+        opt_fail(&o->t, "this model needs about %.2g doubles (%.1f GB) in its largest block "
+                 "(activations or parameters); the limit is %.0e (%.1f GB). Even --len 2 does "
+                 "not fit: make --batch, --d-model, --ff or --layers smaller", need,
+                 8e-9 * need, TF_MAX_DOUBLES, 8e-9 * TF_MAX_DOUBLES);
+    }
+    const char *err = tf_config_error(c);
+    if (err) opt_fail(&o->t, "%s", err);
+}
+
+/* --show-layer and --show-attn: a layer the model has, an attention its arch has */
+static void tf_cli_check_show(TfCli *o) {
+    const TfConfig *c = &o->c;
+    if (!opt_given(&o->t, "--show-layer")) o->show = c->n_enc;
+    if (o->show > c->n_enc)
+        opt_fail(&o->t, "--show-layer must be between 1 and --layers (%d), got %d", c->n_enc,
+                 o->show);
+    if (!opt_given(&o->t, "--show-attn"))
+        o->attn = c->arch == TF_ENCDEC ? TF_SHOW_CROSS : c->arch == TF_ENCODER ? TF_SHOW_ENC
+                                                                               : TF_SHOW_SELF;
+    static const int has[3][3] = {               /* [arch][attn]: does the arch have it? */
+        { 1, 1, 1 }, { 1, 0, 0 }, { 0, 1, 0 } };
+    if (!has[c->arch][o->attn])
+        opt_fail(&o->t, "--show-attn %s needs %s; --arch %s has %s", tf_attn_names[o->attn],
+                 o->attn == TF_SHOW_ENC ? "an encoder" : o->attn == TF_SHOW_SELF ? "a decoder"
+                 : "an encoder and a decoder (--arch encdec)", tf_arch_names[c->arch],
+                 c->arch == TF_ENCODER ? "only an encoder: use enc"
+                                       : "only a (causal) decoder: use self");
+}
+
+/* Read and check the whole command line (exit 2 with a message on bad
+ * input, 0 after --help); on return o says what to run. */
+static void tf_cli_parse(TfCli *o, int argc, char **argv, const TfText *tx) {
+    memset(o, 0, sizeof *o);
+    o->c = (TfConfig){ TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10,
+                       32, 0.0 };
+    o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
+    o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
+    tf_cli_table(o);
+    o->t = (OptTable){ argv[0], tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
+    opt_parse(&o->t, argc, argv);
+    o->mode = o->bench ? TF_M_BENCH : opt_given(&o->t, "--experiment")
+            ? TF_M_POSITIONS + o->experiment : o->c.arch;
+    opt_check_mode(&o->t, o->mode);
+    tf_cli_resolve(o, tx);
+    tf_cli_check_model(o);
+    tf_cli_check_show(o);
+    if (o->svg) check_dir_writable(argv[0], "--svg", o->svg);   /* now, not after training */
+    o->run.seed = (uint64_t)o->seed;
+}
+
+/* the default run: one model of --arch, trained, evaluated and drawn */
+static void tf_main_run(const TfCli *o, const TfText *tx) {
+    const TfConfig *c = &o->c;
+    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
+           "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %d\n",
+           tf_arch_names[c->arch], tf_norm_names[c->norm], tf_pos_names[c->pos],
+           tf_act_names[c->act], c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
+           c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B, o->seed);
+    printf("training: Adam (0.9, 0.98, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
+           "step * %d^-1.5), label smoothing %g\n", o->run.lr_factor, o->run.warmup,
+           c->smoothing);
+    TfModel m;
+    tf_build(&m, c, o->run.seed);
+    printf("parameters: %d\n\n", m.np);
+    if (c->arch == TF_ENCDEC) tf_main_encdec(&m, &o->run, o->show, o->attn, o->svg);
+    else tf_main_text(&m, &o->run, tx, o->show, o->temperature, o->svg);
+    tf_free(&m);
+}
+
+/* parse and check every option, then run one of: the default training run,
+ * an experiment, or --bench */
 int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
-    TfConfig c = { TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10, 32,
-                   0.0 };
-    TfRun run = { TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
-    long seed = 1, len = -1, vocab = -1, show = -1, task = -1, attn = -1;
-    int experiment = -1, bench = 0;
-    double temperature = 0.8;
-    const char *svg = NULL;
-    static const char *const experiments[] = { "positions", "heads", "cost", NULL };
-    enum { O_ARCH, O_TASK, O_NORM, O_POS, O_ACT, O_DMODEL, O_HEADS, O_LAYERS, O_FF, O_LEN,
-           O_VOCAB, O_BATCH, O_STEPS, O_WARMUP, O_LRF, O_SMOOTH, O_EVAL, O_EVERY, O_SHOW,
-           O_ATTN, O_TEMP, O_SVG, O_SEED, O_EXP, O_BENCH, O_N };
-    static const char *const names[O_N] = { "--arch", "--task", "--norm", "--pos", "--act",
-        "--d-model", "--heads", "--layers", "--ff", "--len", "--vocab", "--batch", "--steps",
-        "--warmup", "--lr-factor", "--smoothing", "--eval", "--eval-every", "--show-layer",
-        "--show-attn", "--temperature", "--svg", "--seed", "--experiment", "--bench" };
-    int given[O_N] = { 0 };
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tf_usage(argv[0]); return 0; }
-        switch (arg_option(argv, i, names, O_N, given)) {
-        case O_ARCH:   c.arch = arg_choice(argc, argv, &i, tf_arch_names); break;
-        case O_TASK:   task = arg_choice(argc, argv, &i, task_names); break;
-        case O_NORM:   c.norm = arg_choice(argc, argv, &i, tf_norm_names); break;
-        case O_POS:    c.pos = arg_choice(argc, argv, &i, tf_pos_names); break;
-        case O_ACT:    c.act = arg_choice(argc, argv, &i, tf_act_names); break;
-        case O_DMODEL: c.D = (int)arg_long(argc, argv, &i, 1, 1024); break;
-        case O_HEADS:  c.H = (int)arg_long(argc, argv, &i, 1, 64); break;
-        case O_LAYERS: c.n_enc = c.n_dec = (int)arg_long(argc, argv, &i, 1, 16); break;
-        case O_FF:     c.F = (int)arg_long(argc, argv, &i, 1, 8192); break;
-        case O_LEN:    len = arg_long(argc, argv, &i, 2, TF_MAX_POS); break;
-        case O_VOCAB:  vocab = arg_long(argc, argv, &i, 4, 1000); break;
-        case O_BATCH:  c.B = (int)arg_long(argc, argv, &i, 1, 4096); break;
-        case O_STEPS:  run.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_WARMUP: run.warmup = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LRF:    run.lr_factor = arg_positive(argc, argv, &i, 100); break;
-        case O_SMOOTH: c.smoothing = arg_double(argc, argv, &i, 0, 0.5); break;
-        case O_EVAL:   run.n_eval = (int)arg_long(argc, argv, &i, 1, 100000); break;
-        case O_EVERY:  run.eval_every = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_SHOW:   show = arg_long(argc, argv, &i, 1, 16); break;
-        case O_ATTN:   attn = arg_choice(argc, argv, &i, tf_attn_names); break;
-        case O_TEMP:   temperature = arg_double(argc, argv, &i, 0, 10); break;
-        case O_SVG:    svg = arg_path(argc, argv, &i); break;
-        case O_SEED:   seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
-        case O_EXP:    experiment = arg_choice(argc, argv, &i, experiments); break;
-        case O_BENCH:  bench = 1; break;
-        }
-    }
-    const int steps_given = given[O_STEPS], temperature_given = given[O_TEMP];
-    /* --bench and the experiments choose their models themselves: refuse any
-     * option they would ignore or override */
-    if (bench)
-        for (int k = 0; k < O_N; k++)
-            if (given[k] && k != O_BENCH) {
-                fprintf(stderr, "%s: %s cannot be combined with --bench (it runs fixed "
-                        "configurations and the default example; it accepts no other "
-                        "option)\n", argv[0], names[k]);
-                return 2;
-            }
-    if (experiment >= 0) {
-        /* positions: reverse with each --pos; heads: 1..8 heads, draws with --svg;
-         * cost: one self-attention forward at fixed sizes, reads only --seed */
-        static const char *const accepts[3] = {
-            "--norm --act --d-model --heads --layers --ff --len --vocab --batch --steps "
-            "--warmup --lr-factor --smoothing --eval --eval-every --seed",
-            "--task --norm --pos --act --d-model --layers --ff --len --vocab --batch "
-            "--steps --warmup --lr-factor --smoothing --eval --eval-every --seed --svg",
-            "--seed" };
-        for (int k = 0; k < O_N; k++) {
-            int ok = !given[k] || k == O_EXP || k == O_SEED;
-            if (experiment != 2 && given[k])
-                ok |= k == O_NORM || k == O_ACT || k == O_DMODEL || k == O_LAYERS || k == O_FF
-                      || k == O_LEN || k == O_VOCAB || k == O_BATCH || k == O_STEPS
-                      || k == O_WARMUP || k == O_LRF || k == O_SMOOTH || k == O_EVAL
-                      || k == O_EVERY;
-            if (experiment == 0 && given[k]) ok |= k == O_HEADS;
-            if (experiment == 1 && given[k]) ok |= k == O_TASK || k == O_POS || k == O_SVG;
-            if (!ok) {
-                fprintf(stderr, "%s: %s cannot be combined with --experiment %s (it sets "
-                        "that itself or ignores it; it accepts %s)\n", argv[0], names[k],
-                        experiments[experiment], accepts[experiment]);
-                return 2;
-            }
-        }
-    }
-    /* options that belong to one arch only */
-    if (c.arch != TF_ENCDEC && (task >= 0 || vocab >= 0)) {
-        fprintf(stderr, "%s: --task and --vocab apply to --arch encdec only (the text archs "
-                "use the built-in text and its characters)\n", argv[0]);
-        return 2;
-    }
-    if (temperature_given && c.arch != TF_DECODER) {
-        fprintf(stderr, "%s: --temperature applies to --arch decoder only (the one that "
-                "samples)\n", argv[0]);
-        return 2;
-    }
     TfText tx;
     tf_text_build(&tx);
-    if (task >= 0) run.task = (int)task;
-    if (c.arch != TF_ENCDEC && !steps_given) run.steps = c.arch == TF_ENCODER ? 1000 : 300;
-    if (c.arch == TF_ENCDEC) {
-        if (vocab >= 0) c.V = (int)vocab;
-        if (len >= 0) c.S = c.T = (int)len;
-        if (tf_task_space(&c) < TF_MIN_SOURCES) {
-            fprintf(stderr, "%s: --vocab %d with --len %d gives only %.0f distinct sources; "
-                    "a held-out split (1 in 10 held out) needs at least %.0f: raise --len "
-                    "or --vocab\n", argv[0], c.V, c.S, tf_task_space(&c), TF_MIN_SOURCES);
-            return 2;
-        }
-    } else {
-        c.V = tx.V;
-        c.S = len >= 0 ? (int)len : 32;
-        c.T = 0;
-        c.n_dec = 0;
-        if (c.S > tx.n - tf_text_split(&tx) - 2) {
-            fprintf(stderr, "%s: --len %d is longer than the held-out text allows (at most "
-                    "%d for --arch %s)\n", argv[0], c.S, tx.n - tf_text_split(&tx) - 2,
-                    tf_arch_names[c.arch]);
-            return 2;
-        }
+    TfCli o;
+    tf_cli_parse(&o, argc, argv, &tx);
+    switch (o.mode) {
+    case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed); break;
+    case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
+    case TF_M_COST:      tf_experiment_cost(o.run.seed); break;
+    case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
+    default:             tf_main_run(&o, &tx);
     }
-    if (experiment == 1) {                      /* heads chooses the head counts itself */
-        if (c.D % 2) {
-            fprintf(stderr, "%s: --experiment heads runs 1, 2, 4 and 8 heads, those that "
-                    "divide --d-model; --d-model %d allows only 1 head, nothing to compare: "
-                    "give an even --d-model (a multiple of 8 runs all four)\n", argv[0], c.D);
-            return 2;
-        }
-        c.H = c.D % 8 == 0 ? 8 : c.D % 4 == 0 ? 4 : 2;  /* the most heads it runs: the */
-    }                                                    /* size check below is for that */
-    if (c.D % c.H) {
-        fprintf(stderr, "%s: --d-model %d is not divisible by --heads %d (each head gets "
-                "d_model / heads features): give a multiple of %d\n", argv[0], c.D, c.H, c.H);
-        return 2;
-    }
-    if (tf_size_estimate(&c) > TF_MAX_DOUBLES) {  /* say how much, and what would fit */
-        TfConfig k = c;
-        int lo = 0, hi = c.S;                   /* the largest length that fits is in [lo, hi) */
-        while (hi - lo > 1) {
-            int mid = lo + (hi - lo) / 2;
-            k.S = mid; k.T = c.arch == TF_ENCDEC ? mid : 0;
-            if (tf_size_estimate(&k) <= TF_MAX_DOUBLES) lo = mid; else hi = mid;
-        }
-        fprintf(stderr, "%s: this model needs about %.2g doubles (%.1f GB) in its largest "
-                "block (activations or parameters); the limit is %.0e (%.1f GB). ", argv[0],
-                tf_size_estimate(&c), 8e-9 * tf_size_estimate(&c), TF_MAX_DOUBLES,
-                8e-9 * TF_MAX_DOUBLES);
-        if (lo >= 2)
-            fprintf(stderr, "With the other options as given, the largest --len that fits "
-                    "is %d (got %d); or make --batch, --d-model, --ff or --layers smaller\n",
-                    lo, c.S);
-        else
-            fprintf(stderr, "Even --len 2 does not fit: make --batch, --d-model, --ff or "
-                    "--layers smaller\n");
-        return 2;
-    }
-    const char *err = tf_config_error(&c);
-    if (err) {
-        fprintf(stderr, "%s: %s\n", argv[0], err);
-        return 2;
-    }
-    if (show > c.n_enc) {
-        fprintf(stderr, "%s: --show-layer must be between 1 and --layers (%d), got %ld\n",
-                argv[0], c.n_enc, show);
-        return 2;
-    }
-    if (show < 0) show = c.n_enc;
-    if (attn < 0) attn = c.arch == TF_ENCDEC ? TF_SHOW_CROSS : c.arch == TF_ENCODER ?
-                         TF_SHOW_ENC : TF_SHOW_SELF;
-    if ((attn == TF_SHOW_ENC && c.arch == TF_DECODER) ||
-        (attn == TF_SHOW_SELF && c.arch == TF_ENCODER) ||
-        (attn == TF_SHOW_CROSS && c.arch != TF_ENCDEC)) {
-        fprintf(stderr, "%s: --show-attn %s needs %s; --arch %s has %s\n", argv[0],
-                tf_attn_names[attn], attn == TF_SHOW_ENC ? "an encoder" : attn == TF_SHOW_SELF
-                ? "a decoder" : "an encoder and a decoder (--arch encdec)",
-                tf_arch_names[c.arch], c.arch == TF_ENCODER ? "only an encoder: use enc"
-                : "only a (causal) decoder: use self");
-        return 2;
-    }
-    if (svg) check_dir_writable(argv[0], "--svg", svg);   /* fail now, not after training */
-    run.seed = (uint64_t)seed;
-    if (experiment == 0) tf_experiment_positions(&c, &run, (uint64_t)seed);
-    if (experiment == 1) tf_experiment_heads(&c, &run, (uint64_t)seed, svg);
-    if (experiment == 2) tf_experiment_cost((uint64_t)seed);
-    if (bench) tf_bench(&c, &run);
-    if (experiment >= 0 || bench) return 0;
-
-    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
-           "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %ld\n",
-           tf_arch_names[c.arch], tf_norm_names[c.norm], tf_pos_names[c.pos],
-           tf_act_names[c.act], c.D, c.H, c.n_enc, c.n_enc > 1 ? "s" : "",
-           c.arch == TF_ENCDEC ? " each side" : "", c.F, c.V, c.S, c.B, seed);
-    printf("training: Adam (0.9, 0.98, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
-           "step * %d^-1.5), label smoothing %g\n", run.lr_factor, run.warmup, c.smoothing);
-    TfModel m;
-    tf_build(&m, &c, (uint64_t)seed);
-    printf("parameters: %d\n\n", m.np);
-    if (c.arch == TF_ENCDEC) tf_main_encdec(&m, &run, (int)show, (int)attn, svg);
-    else tf_main_text(&m, &run, &tx, (int)show, temperature, svg);
-    tf_free(&m);
     return 0;
 }
 #endif /* TESTING */
