@@ -30,7 +30,7 @@
  *      the objective)
  *   9. the warm-up schedule and one training step
  *  10. decoding and sampling
- * Part II, the program (after the banner "PART II: THE PROGRAM"):
+ * Part II, the program (after the banner "PART II. THE PROGRAM"):
  *  11. building a model: sizes, checks, layouts
  *  12. tasks and data: copy/reverse/sort, the built-in text, BERT masking
  *  13. training and held-out evaluation
@@ -65,6 +65,13 @@
 #include "attention.c"
 #ifndef TRANSFORMER_C
 #define TRANSFORMER_C
+
+/* ************************************************************************
+ * PART I. THE LESSON
+ *
+ * The Transformer, layer by layer, then the model, its loss, one training
+ * step and decoding, in the order NOTES.md teaches them.
+ * ************************************************************************ */
 
 /* ========================================================================
  * 1. embeddings and positional encoding
@@ -802,15 +809,15 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
     tf_batch_free(&b);
 }
 
-/* ########################################################################
- * PART II: THE PROGRAM
+/* ************************************************************************
+ * PART II. THE PROGRAM
  *
  * Everything above is the model: a reader who stops here has read all of it.
  * What follows builds a model in memory, makes the data, trains and
  * evaluates, and, when this file is the program rather than included by
  * tests.c (TESTING), draws attention, runs the experiments and --bench, and
  * reads the command line.
- * ######################################################################## */
+ * ************************************************************************ */
 
 /* ========================================================================
  * 11. building a model: sizes, checks, layouts
