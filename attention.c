@@ -2047,6 +2047,27 @@ static void svg_heatmap_one(FILE *f, const HeatmapSvg *s, const double *W,
     }
 }
 
+/* the legend of a heatmap at (lx, ly): a colour bar from 0 to the top of the
+ * scale (max if shared, else "map max"), and the masked swatch if masked */
+static void svg_heat_legend(FILE *f, int lx, int ly, int shared, double max, int masked) {
+    const int lh = 120;
+    char colour[32], top[32];
+    for (int k = 0; k < 20; k++) {
+        heat_colour(colour, sizeof colour, 1.0 - k / 19.0);
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"%d\" fill=\"%s\"/>\n", lx,
+                ly + k * lh / 20, lh / 20 + 1, colour);
+    }
+    if (shared) snprintf(top, sizeof top, "%.3f", max);
+    else snprintf(top, sizeof top, "map max");
+    svg_text(f, lx + 18, ly + 10, "start", "", top);
+    svg_text(f, lx + 18, ly + lh, "start", "", "0");
+    if (masked) {
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"#e0e0e0\" "
+                "stroke=\"#bbb\"/>\n", lx, ly + lh + 12);
+        svg_text(f, lx + 18, ly + lh + 24, "start", "", "masked");
+    }
+}
+
 void write_svg_heatmaps(const char *path, const HeatmapSvg *s, const double *W,
                         const unsigned char *masked, int nmaps, int R, int C, int per_row) {
     if (per_row < 1 || per_row > nmaps) per_row = nmaps;
@@ -2095,24 +2116,8 @@ void write_svg_heatmaps(const char *path, const HeatmapSvg *s, const double *W,
     }
     if (s->col_axis)
         svg_text(f, axis_left + per_row * mapw / 2.0, height - 8, "middle", "", s->col_axis);
-    /* the legend: a colour bar from 0 to the top of the scale */
-    const int lx = width - legend_w + 16, ly = title_h + 20, lh = 120;
-    char colour[32];
-    for (int k = 0; k < 20; k++) {
-        heat_colour(colour, sizeof colour, 1.0 - k / 19.0);
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"%d\" fill=\"%s\"/>\n", lx,
-                ly + k * lh / 20, lh / 20 + 1, colour);
-    }
-    char top[32];
-    if (s->shared_scale) snprintf(top, sizeof top, "%.3f", gmax);
-    else snprintf(top, sizeof top, "map max");
-    svg_text(f, lx + 18, ly + 10, "start", "", top);
-    svg_text(f, lx + 18, ly + lh, "start", "", "0");
-    if (masked) {
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"#e0e0e0\" "
-                "stroke=\"#bbb\"/>\n", lx, ly + lh + 12);
-        svg_text(f, lx + 18, ly + lh + 24, "start", "", "masked");
-    }
+    svg_heat_legend(f, width - legend_w + 16, title_h + 20, s->shared_scale, gmax,
+                    masked != NULL);
     fprintf(f, "</svg>\n");
     out_close(&o);
 }
@@ -2541,6 +2546,44 @@ void pairs_free(Pairs *p) { free(p->src); free(p->tgt); free(p->line); free(p->m
 /* Parse text (len bytes, as read_text_file gives it) into p. -1 with why
  * naming the line for a line with no target, a bad "(N)", no pairs at all,
  * or text that is not UTF-8. */
+/* One pair from the line s..end (blanks trimmed, not empty), number ln, in
+ * the format (1 tab-separated, 0 CMUdict), its strings written at *w.
+ * -1 with why if the line has no source or no target. */
+static int pairs_line(Pairs *p, char **w, const char *s, const char *end, int ln,
+                      int format, char *why, size_t nwhy) {
+    const char *sep = format ? memchr(s, '\t', (size_t)(end - s)) : s;
+    if (!format) while (sep < end && *sep != ' ' && *sep != '\t') sep++;
+    if (!sep) {
+        snprintf(why, nwhy, "line %d: no tab (this file is tab-separated, source<TAB>"
+                 "target, as its first pair is)", ln);
+        return -1;
+    }
+    const char *t = sep + (sep < end);
+    while (t < end && (*t == ' ' || *t == '\t')) t++;
+    if (t >= end || sep == s) {
+        snprintf(why, nwhy, "line %d: %s (want %s)", ln, sep == s ? "no source" :
+                 "no target", format ? "source<TAB>target" : "a word, then its symbols");
+        return -1;
+    }
+    const char *se = sep;
+    if (!format && se[-1] == ')') {                   /* CMUdict's "word(2)": drop the "(2)" */
+        const char *o = se - 1;
+        while (o > s && isdigit((unsigned char)o[-1])) o--;
+        if (o > s + 1 && o[-1] == '(' && o < se - 1) se = o - 1;
+    }
+    p->src[p->n] = *w;
+    memcpy(*w, s, (size_t)(se - s)); *w += se - s; *(*w)++ = '\0';
+    p->tgt[p->n] = *w;
+    for (const char *c = t; c < end; c++) {           /* runs of blanks -> one space */
+        const int blank = *c == ' ' || *c == '\t';
+        if (!blank) *(*w)++ = *c;
+        else if (c[1] != ' ' && c[1] != '\t' && c + 1 < end) *(*w)++ = ' ';
+    }
+    *(*w)++ = '\0';
+    p->line[p->n++] = ln;
+    return 0;
+}
+
 int pairs_parse(Pairs *p, const char *text, long len, char *why, size_t nwhy) {
     memset(p, 0, sizeof *p);
     if (utf8_check(text, len, why, nwhy) != 0) return -1;
@@ -2559,48 +2602,19 @@ int pairs_parse(Pairs *p, const char *text, long len, char *why, size_t nwhy) {
         const char *next = *end ? end + 1 : end;
         while (end > s && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) end--;
         while (s < end && *s == ' ') s++;
-        if (s == end || *s == '#' || (end - s >= 3 && strncmp(s, ";;;", 3) == 0)) {
-            s = next;
-            continue;
+        const int skip = s == end || *s == '#' || (end - s >= 3 && strncmp(s, ";;;", 3) == 0);
+        if (!skip && format < 0) format = memchr(s, '\t', (size_t)(end - s)) != NULL;
+        if (!skip && pairs_line(p, &w, s, end, ln, format, why, nwhy) != 0) {
+            pairs_free(p);
+            return -1;
         }
-        const char *tab = memchr(s, '\t', (size_t)(end - s));
-        if (format < 0) format = tab != NULL;
-        const char *sep = format ? tab : s;
-        if (!format) while (sep < end && *sep != ' ' && *sep != '\t') sep++;
-        if (!sep) {
-            snprintf(why, nwhy, "line %d: no tab (this file is tab-separated, source<TAB>"
-                     "target, as its first pair is)", ln);
-            pairs_free(p); return -1;
-        }
-        const char *t = sep + (sep < end);
-        while (t < end && (*t == ' ' || *t == '\t')) t++;
-        if (t >= end || sep == s) {
-            snprintf(why, nwhy, "line %d: %s (want %s)", ln, sep == s ? "no source" :
-                     "no target", format ? "source<TAB>target" : "a word, then its symbols");
-            pairs_free(p); return -1;
-        }
-        const char *se = sep;
-        if (!format && se[-1] == ')') {               /* CMUdict's "word(2)": drop the "(2)" */
-            const char *o = se - 1;
-            while (o > s && isdigit((unsigned char)o[-1])) o--;
-            if (o > s + 1 && o[-1] == '(' && o < se - 1) se = o - 1;
-        }
-        p->src[p->n] = w;
-        memcpy(w, s, (size_t)(se - s)); w += se - s; *w++ = '\0';
-        p->tgt[p->n] = w;
-        for (const char *c = t; c < end; c++) {       /* runs of blanks -> one space */
-            const int blank = *c == ' ' || *c == '\t';
-            if (!blank) *w++ = *c;
-            else if (c[1] != ' ' && c[1] != '\t' && c + 1 < end) *w++ = ' ';
-        }
-        *w++ = '\0';
-        p->line[p->n++] = ln;
         s = next;
     }
     p->tsv = format == 1;
     if (p->n == 0) {
         snprintf(why, nwhy, "no pairs in it (only blank or comment lines)");
-        pairs_free(p); return -1;
+        pairs_free(p);
+        return -1;
     }
     return 0;
 }
