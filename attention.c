@@ -1651,20 +1651,50 @@ static const char *opt_default(const Opt *o, char *buf) {
 
 /* --help, generated from the table: one entry per option, its value's
  * name, range or choices, the modes it applies to and its default. */
+/* print s at column 21, wrapped at spaces to end by column 80 */
+static void opt_usage_wrap(FILE *f, const char *s) {
+    while (*s) {
+        int n = (int)strlen(s);
+        if (n > 59) {                                  /* 80 - 21 columns per line */
+            n = 59;
+            while (n > 0 && s[n] != ' ') n--;
+            if (n == 0) n = 59;
+        }
+        fprintf(f, "  %-18s %.*s\n", "", n, s);
+        s += n;
+        while (*s == ' ') s++;
+    }
+}
+
+/* the modes an option applies to, as "only with A B" or, if shorter, "not
+ * with C" (its complement), appended to extra (n bytes) */
+static void opt_usage_modes(char *extra, size_t n, const OptTable *t, unsigned modes) {
+    int in = 0, out = 0;
+    for (int m = 0; t->modes[m]; m++) { if (modes >> m & 1u) in++; else out++; }
+    if (out == 0) return;
+    size_t len = strlen(extra);
+    snprintf(extra + len, n - len, "%s%s", len ? "; " : "", in <= out ? "only with" : "not with");
+    for (int m = 0; t->modes[m]; m++)
+        if ((modes >> m & 1u) == (in <= out)) {
+            len = strlen(extra);
+            snprintf(extra + len, n - len, " %s", t->modes[m]);
+        }
+}
+
 void opt_usage(const OptTable *t, FILE *f) {
     fprintf(f, "usage: %s [options]\n%s\n", t->prog, t->about);
     for (int k = 0; k < t->n; k++) {
         const Opt *o = &t->opt[k];
-        char head[48], range[160] = "", buf[64];
+        char head[48], extra[480] = "", buf[64];
         snprintf(head, sizeof head, "%s %s", o->name, o->kind == OPT_FLAG ? "" : o->meta);
         if (o->kind == OPT_INT || o->kind == OPT_REAL)
-            snprintf(range, sizeof range, "%.10g..%.10g", o->lo, o->hi);
+            snprintf(extra, sizeof extra, "%.10g..%.10g", o->lo, o->hi);
         else if (o->kind == OPT_RATE)
-            snprintf(range, sizeof range, "(%.10g, %.10g]", o->lo, o->hi);
+            snprintf(extra, sizeof extra, "(%.10g, %.10g]", o->lo, o->hi);
         else if (o->kind == OPT_CHOICE)
             for (int c = 0; o->choices[c]; c++) {
-                const size_t len = strlen(range);
-                snprintf(range + len, sizeof range - len, "%s%s", c ? " | " : "", o->choices[c]);
+                const size_t len = strlen(extra);
+                snprintf(extra + len, sizeof extra - len, "%s%s", c ? " | " : "", o->choices[c]);
             }
         /* the help text, line by line; the first line beside the name */
         const char *h = o->help;
@@ -1676,24 +1706,18 @@ void opt_usage(const OptTable *t, FILE *f) {
             h += len + (nl != NULL);
             line++;
         }
-        char extra[320] = "";
         /* a default the help states itself may be a sentinel: never read it */
         const char *d = strstr(o->help, "default") ? NULL : opt_default(o, buf);
-        if (range[0]) snprintf(extra, sizeof extra, "%s", range);
         if (d) {
             const size_t len = strlen(extra);
             snprintf(extra + len, sizeof extra - len, "%sdefault %s", len ? "; " : "", d);
         }
-        if (o->modes && t->modes) {
-            size_t len = strlen(extra);
-            snprintf(extra + len, sizeof extra - len, "%sonly with", len ? "; " : "");
-            for (int m = 0; t->modes[m]; m++)
-                if (o->modes >> m & 1u) {
-                    len = strlen(extra);
-                    snprintf(extra + len, sizeof extra - len, " %s", t->modes[m]);
-                }
+        if (o->modes && t->modes) opt_usage_modes(extra, sizeof extra, t, o->modes);
+        if (extra[0]) {
+            char paren[490];
+            snprintf(paren, sizeof paren, "(%s)", extra);
+            opt_usage_wrap(f, paren);
         }
-        if (extra[0]) fprintf(f, "  %-18s (%s)\n", "", extra);
     }
     fprintf(f, "  %-18s this text\n", "--help");
     if (t->after) fprintf(f, "\n%s", t->after);
