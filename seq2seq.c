@@ -1961,246 +1961,236 @@ char cnn_symbol(int tok) { return cnn_symbol_chars[tok - S2S_FIRST]; }
  * ======================================================================== */
 #ifndef TESTING
 
-enum { S2S_EXP_NONE, S2S_EXP_LENGTH, S2S_EXP_POOLING, S2S_EXP_CNN };
+/* The five things ./seq2seq can do: the mode. An option applies to some of
+ * them; opt_check_mode refuses it in the others. */
+enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_BENCH };
+static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
+    "--experiment pooling", "--experiment cnn", "--bench", NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", NULL };
 
 typedef struct {
+    int mode;          /* S2S_MODE_* */
     S2sConfig cfg;
     S2sTask task;
     S2sTrainConfig train;
     int batch;         /* training batch rows */
     int test;          /* held-out examples */
     int beam;          /* 1 = greedy */
-    int experiment;    /* S2S_EXP_* */
-    int bench;         /* --bench */
     int kernel;        /* --experiment cnn: convolution width K */
     int channels;      /* --experiment cnn: convolution channels F */
-    long seed;
+    int seed;
     const char *svg;   /* alignment picture, or NULL */
+    int score;         /* --score, an index into s2s_luong_scores */
+    int experiment;    /* --experiment, an index into s2s_experiment_names */
+    int bench;         /* --bench */
 } S2sOptions;
 
-static void s2s_usage(const char *prog) {
-    printf("usage: %s [options]\n"
-           "  Trains an RNN encoder-decoder on a toy task and shows what it learned.\n"
-           "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.\n"
-           "\n"
-           "  --task T         copy | reverse | sort | date        (default reverse)\n"
-           "  --len N          longest source, 1..60 (copy/reverse/sort; default 10)\n"
-           "  --min-len N      shortest source, 1..len (default: = len)\n"
-           "  --vocab V        vocabulary incl. 3 specials, 5..64 (copy/reverse/sort; default 16)\n"
-           "  --attention A    none | bahdanau | luong             (default luong)\n"
-           "  --score S        luong only: dot | general | concat  (default dot)\n"
-           "  --align A        luong only: global | local-m | local-p (default global)\n"
-           "  --window D       local-m/local-p only: window [p-D, p+D], 1..20 (default 2)\n"
-           "  --cell C         rnn | gru | lstm                    (default gru)\n"
-           "  --hidden H       hidden size, 1..512 (default 64)\n"
-           "  --embed E        embedding size, 1..512 (default 32)\n"
-           "  --attn-hidden A  hidden size of the additive/concat score and local-p,\n"
-           "                   1..512 (default: = hidden)\n"
-           "  --batch B        training batch, 1..512 (default 32)\n"
-           "  --steps N        training steps, 1..1000000 (default 600)\n"
-           "  --lr X           Adam learning rate, (0, 1] (default 0.005; decays to lr/10)\n"
-           "  --clip X         max global gradient norm, 0 = off, 0..1000 (default 1)\n"
-           "  --test N         held-out examples, 1..100000 (default 500)\n"
-           "  --beam K         beam search width for the held-out decode, 1..64 (1 = greedy)\n"
-           "  --seed N         0..2147483647 (default 1); stdout is identical for a seed\n"
-           "  --svg FILE       write the alignment heatmap (cnn: pooling weights) as SVG\n"
-           "  --experiment X   length: accuracy by source length, none vs bahdanau vs luong\n"
-           "                     (reverse, lengths 5..44, 1200 steps unless given)\n"
-           "                   pooling: last vs mean vs attention pooling for classification\n"
-           "                     (rnn cells, length 60 unless given)\n"
-           "                   cnn: the pooling table with a CNN beside the RNN: max, mean\n"
-           "                     and attention pooling (a learned query, or the RNN's h_T),\n"
-           "                     and max pooling + the RNN's h_T as a control\n"
-           "                     (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
-           "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
-           "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32);\n"
-           "                   F is also the hidden size of the CNN's attention score\n"
-           "  --bench          ms per training step (and target tokens/s) of the two\n"
-           "                   benchmark configurations, then the default example's time\n"
-           "  --help           this text\n"
-           "\n"
-           "  Progress while training: step, loss and teacher-forced token accuracy on\n"
-           "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
-           "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n",
-           prog);
+/* mode bits of the option table */
+#define S2S_RUN   (1u << S2S_MODE_RUN)
+#define S2S_EXPS  (1u << S2S_MODE_LENGTH | 1u << S2S_MODE_POOLING | 1u << S2S_MODE_CNN)
+#define S2S_TRAIN (S2S_RUN | S2S_EXPS)   /* everything that trains */
+
+/* The option table of ./seq2seq, pointing into o, which holds the defaults
+ * --help shows (the experiments' own defaults are in the help text). */
+static int s2s_option_table(Opt *opt, int cap, S2sOptions *o) {
+    const Opt table[] = {
+        { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, S2S_RUN, "T",
+          "the task", 0 },
+        { "--len", OPT_INT, &o->task.max_len, 1, 60, NULL, S2S_TRAIN, "N", "longest source "
+          "(copy/reverse/sort); default 10, length 44, pooling 60, cnn 40", 0 },
+        { "--min-len", OPT_INT, &o->task.min_len, 1, 60, NULL, S2S_RUN | 1u << S2S_MODE_LENGTH,
+          "N", "shortest source, at most --len; default = --len, length 5", 0 },
+        { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, S2S_RUN, "V",
+          "vocabulary incl. 3 specials (copy/reverse/sort)", 0 },
+        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names, S2S_RUN,
+          "A", "the decoder", 0 },
+        { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, S2S_RUN, "S",
+          "luong only: the score function", 0 },
+        { "--align", OPT_CHOICE, &o->cfg.align, 0, 0, s2s_align_names, S2S_RUN, "A",
+          "luong only: attend to every source position or to a window", 0 },
+        { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, S2S_RUN, "D",
+          "local-m/local-p only: the window [p-D, p+D]", 0 },
+        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, S2S_TRAIN, "C",
+          "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
+        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, S2S_TRAIN, "H",
+          "hidden size; default 64, cnn 32", 0 },
+        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, S2S_TRAIN, "E",
+          "embedding size; default 32, cnn 16", 0 },
+        { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, S2S_RUN, "A", "hidden size of "
+          "the additive/concat score and local-p;\ndefault = --hidden", 0 },
+        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, S2S_TRAIN, "B", "training batch", 0 },
+        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, S2S_TRAIN, "N",
+          "training steps; default 600, length 1200", 0 },
+        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, S2S_TRAIN, "X",
+          "Adam learning rate; it decays linearly to lr/10", 0 },
+        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, S2S_TRAIN, "X",
+          "max global gradient norm, 0 = off", 0 },
+        { "--test", OPT_INT, &o->test, 1, 100000, NULL, S2S_RUN | 1u << S2S_MODE_LENGTH, "N",
+          "held-out examples", 0 },
+        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, S2S_RUN, "K",
+          "beam search width for the held-out decode (1 = greedy)", 0 },
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, S2S_TRAIN, "N",
+          "seed; stdout is identical for a seed", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, S2S_RUN | 1u << S2S_MODE_CNN, "FILE",
+          "write the alignment heatmap (cnn: pooling weights) as SVG", 0 },
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, S2S_EXPS,
+          "X", "instead of the default run, an experiment:\n"
+          "length: accuracy by source length, none vs bahdanau vs luong\n"
+          "  (reverse, lengths 5..44, 1200 steps unless given)\n"
+          "pooling: last vs mean vs attention pooling for classification\n"
+          "  (rnn cells, length 60 unless given)\n"
+          "cnn: the pooling table with a CNN beside the RNN: max, mean\n"
+          "  and attention pooling (a learned query, or the RNN's h_T),\n"
+          "  and max pooling + the RNN's h_T as a control\n"
+          "  (lstm cells, length 40, hidden 32, embedding 16 unless given)", 0 },
+        { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, 1u << S2S_MODE_CNN, "K",
+          "convolution width, at most --len", 0 },
+        { "--channels", OPT_INT, &o->channels, 1, 512, NULL, 1u << S2S_MODE_CNN, "F",
+          "convolution channels; F is also the hidden size\nof the CNN's attention score", 0 },
+        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, 1u << S2S_MODE_BENCH, "",
+          "ms per training step (and target tokens/s) of the two\nbenchmark configurations, "
+          "then the default example's time", 0 },
+    };
+    const int n = (int)(sizeof table / sizeof table[0]);
+    if (n > cap) {                               /* the caller's array is too small */
+        fprintf(stderr, "seq2seq: internal error: %d options, room for %d\n", n, cap);
+        exit(1);
+    }
+    memcpy(opt, table, sizeof table);
+    return n;
 }
 
-static void s2s_die(const char *prog, const char *msg, const char *opt) {
-    fprintf(stderr, "%s: %s%s\n", prog, opt, msg);
-    exit(2);
+/* The checks that relate the model's options to each other: each names the
+ * option, what it needs and what would be accepted. */
+static void s2s_check_model(const OptTable *t, S2sOptions *o) {
+    S2sConfig *c = &o->cfg;
+    if (opt_given(t, "--score") && c->attention != S2S_LUONG)
+        opt_fail(t, "--score applies only to --attention luong (Bahdanau's score is additive; "
+                 "none has no score)");
+    if (opt_given(t, "--align") && c->attention != S2S_LUONG)
+        opt_fail(t, "--align applies only to --attention luong");
+    if (opt_given(t, "--window") && c->align == S2S_GLOBAL)
+        opt_fail(t, "--window needs --align local-m or --align local-p (global attention has "
+                 "no window)");
+    c->score = s2s_luong_score_kind[o->score];
+    const int has_A = c->attention == S2S_BAHDANAU || (c->attention == S2S_LUONG &&
+                      (c->score == SCORE_CONCAT || c->align == S2S_LOCAL_P));
+    if (opt_given(t, "--attn-hidden") && !has_A)
+        opt_fail(t, "--attn-hidden sizes the additive score (bahdanau), the concat score or "
+                 "local-p; this model has none of them");
+    if (!opt_given(t, "--attn-hidden")) c->A = c->H;
+    if (o->svg && c->attention == S2S_NONE)
+        opt_fail(t, "--svg needs attention: --attention none has no alignment to draw");
 }
 
-/* Parse and validate; exits 2 with a message on any bad input. */
+/* The experiments' own defaults, for what the command line did not give. */
+static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
+    S2sTask *tk = &o->task;
+    if (o->mode == S2S_MODE_LENGTH) {
+        if (!opt_given(t, "--len")) tk->max_len = 44;
+        if (!opt_given(t, "--min-len")) tk->min_len = 5;
+        if (!opt_given(t, "--steps")) o->train.steps = 1200;
+    }
+    if (o->mode == S2S_MODE_POOLING) {
+        if (!opt_given(t, "--len")) tk->max_len = 60;
+        if (!opt_given(t, "--cell")) o->cfg.cell = CELL_RNN;
+    }
+    if (o->mode == S2S_MODE_CNN) {
+        if (!opt_given(t, "--len")) tk->max_len = 40;
+        if (!opt_given(t, "--cell")) o->cfg.cell = CELL_LSTM;
+        if (!opt_given(t, "--hidden")) o->cfg.H = 32;
+        if (!opt_given(t, "--embed")) o->cfg.E = 16;
+    }
+    if (!opt_given(t, "--min-len") && o->mode != S2S_MODE_LENGTH) tk->min_len = tk->max_len;
+}
+
+/* The task's sizes: date has its own; the lengths must hold a held-out
+ * split; the pooling and CNN tasks need a few symbols to work with. */
+static void s2s_check_task(const OptTable *t, S2sOptions *o) {
+    S2sTask *tk = &o->task;
+    if (tk->task == S2S_TASK_DATE) {
+        if (opt_given(t, "--len") || opt_given(t, "--min-len") || opt_given(t, "--vocab"))
+            opt_fail(t, "--len, --min-len and --vocab do not apply to --task date "
+                     "(its sources are 6-7 tokens over 25 symbols)");
+        tk->min_len = 6; tk->max_len = 7; tk->V = S2S_DATE_V;
+        return;
+    }
+    if (o->mode == S2S_MODE_POOLING && tk->max_len < 4)  /* 4^4 = 256 sources */
+        opt_fail(t, "--len must be at least 4 for --experiment pooling (fewer gives too few "
+                 "distinct sequences to hold some out)");
+    if (o->mode == S2S_MODE_CNN && tk->max_len < 8)      /* 8: 164640 sequences */
+        opt_fail(t, "--len must be at least 8 for --experiment cnn (two marker-letter pairs, "
+                 "the question and enough filler for a held-out split)");
+    if (o->mode == S2S_MODE_CNN && o->kernel > tk->max_len)
+        opt_fail(t, "--kernel must be at most the sequence length --len (%d), got %d",
+                 tk->max_len, o->kernel);
+    if (tk->min_len > tk->max_len) {
+        if (opt_given(t, "--min-len"))
+            opt_fail(t, "--min-len must be at most --len (%d), got %d", tk->max_len,
+                     tk->min_len);
+        opt_fail(t, "--len %d is below the shortest source of --experiment length (%d by "
+                 "default); give --min-len 1..%d too, or --len %d..60", tk->max_len,
+                 tk->min_len, tk->max_len, tk->min_len);
+    }
+    if (s2s_task_space(tk) < 200)
+        opt_fail(t, "--vocab %d with lengths %d..%d gives only %.0f distinct sources; a "
+                 "held-out split needs at least 200 (raise --vocab or --len)", tk->V,
+                 tk->min_len, tk->max_len, s2s_task_space(tk));
+}
+
+/* Does the workspace of the default run (or of the length experiment's
+ * three models) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
+static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
+    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH) return;
+    int Tmax, Nmax;
+    s2s_task_dims(&o->task, &Tmax, &Nmax);
+    const int Bmax = o->batch > o->beam ? o->batch : o->beam;
+    double per = 0.0;                              /* doubles per example, worst model */
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
+        S2sConfig w = o->cfg;
+        if (o->mode == S2S_MODE_LENGTH) w.attention = k;
+        const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
+        if (e > per) per = e;
+    }
+    if (per * Bmax > S2S_MAX_DOUBLES)
+        opt_fail(t, "this model needs about %.2g doubles (%.1f GB, twice: activations and "
+                 "their gradients) for --batch %d (or --beam) at --len %d; the limit is %.0e "
+                 "(%.1f GB). The largest --batch that fits is %d; or make --hidden, --embed, "
+                 "--attn-hidden or --len smaller", per * Bmax, 8e-9 * per * Bmax, Bmax,
+                 o->task.max_len, S2S_MAX_DOUBLES, 8e-9 * S2S_MAX_DOUBLES,
+                 (int)(S2S_MAX_DOUBLES / per));
+}
+
+static const char s2s_about[] =
+    "  Trains an RNN encoder-decoder on a toy task and shows what it learned.\n"
+    "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.";
+static const char s2s_after[] =
+    "  Progress while training: step, loss and teacher-forced token accuracy on\n"
+    "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
+    "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n";
+
+/* Parse and check argv into o: the defaults, the table, the mode, then the
+ * checks that relate options. Exits 2 with a message on any bad input. */
 static void s2s_parse(S2sOptions *o, int argc, char **argv) {
-    enum { O_TASK, O_LEN, O_MINLEN, O_VOCAB, O_ATT, O_SCORE, O_ALIGN, O_WINDOW, O_CELL,
-           O_HIDDEN, O_EMBED, O_AHID, O_BATCH, O_STEPS, O_LR, O_CLIP, O_TEST, O_BEAM,
-           O_SEED, O_SVG, O_EXP, O_BENCH, O_KERNEL, O_CHANNELS, O_N };
-    static const char *const names[O_N] = { "--task", "--len", "--min-len", "--vocab",
-        "--attention", "--score", "--align", "--window", "--cell", "--hidden", "--embed",
-        "--attn-hidden", "--batch", "--steps", "--lr", "--clip", "--test", "--beam",
-        "--seed", "--svg", "--experiment", "--bench", "--kernel", "--channels" };
-    int given[O_N] = { 0 }, score = 0;
-    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 };
-    S2sTask tk = { TASK_REVERSE, 10, 10, 16 };
-    S2sTrainConfig tr = { 600, 5e-3, 1.0, 60 };
-    o->batch = 32; o->test = 500; o->beam = 1; o->experiment = S2S_EXP_NONE; o->bench = 0;
-    o->seed = 1; o->svg = NULL; o->kernel = 3; o->channels = 32;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            s2s_usage(argv[0]);
-            exit(0);
-        }
-        switch (arg_option(argv, i, names, O_N, given)) {
-        case O_TASK:   tk.task = arg_choice(argc, argv, &i, s2s_task_names); break;
-        case O_LEN:    tk.max_len = (int)arg_long(argc, argv, &i, 1, 60); break;
-        case O_MINLEN: tk.min_len = (int)arg_long(argc, argv, &i, 1, 60); break;
-        case O_VOCAB:  tk.V = (int)arg_long(argc, argv, &i, 5, 64); break;
-        case O_ATT:    c.attention = arg_choice(argc, argv, &i, s2s_attention_names); break;
-        case O_SCORE:  score = arg_choice(argc, argv, &i, s2s_luong_scores); break;
-        case O_ALIGN:  c.align = arg_choice(argc, argv, &i, s2s_align_names); break;
-        case O_WINDOW: c.window = (int)arg_long(argc, argv, &i, 1, 20); break;
-        case O_CELL:   c.cell = arg_choice(argc, argv, &i, cell_names); break;
-        case O_HIDDEN: c.H = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_EMBED:  c.E = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_AHID:   c.A = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_BATCH:  o->batch = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_STEPS:  tr.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LR:     tr.lr = arg_positive(argc, argv, &i, 1.0); break;
-        case O_CLIP:   tr.clip = arg_double(argc, argv, &i, 0.0, 1000.0); break;
-        case O_TEST:   o->test = (int)arg_long(argc, argv, &i, 1, 100000); break;
-        case O_BEAM:   o->beam = (int)arg_long(argc, argv, &i, 1, 64); break;
-        case O_SEED:   o->seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
-        case O_SVG:    o->svg = arg_path(argc, argv, &i); break;
-        case O_EXP:    o->experiment = 1 + arg_choice(argc, argv, &i, s2s_experiment_names); break;
-        case O_BENCH:  o->bench = 1; break;
-        case O_KERNEL: o->kernel = (int)arg_long(argc, argv, &i, 1, 60); break;
-        case O_CHANNELS: o->channels = (int)arg_long(argc, argv, &i, 1, 512); break;
-        }
-    }
-    const char *P = argv[0];
-    /* combinations that make no sense */
-    if (o->bench)
-        for (int k = 0; k < O_N; k++)
-            if (given[k] && k != O_BENCH)
-                s2s_die(P, " cannot be combined with --bench (it runs fixed configurations)",
-                        names[k]);
-    if (o->experiment) {
-        const int allowed[] = { O_CELL, O_HIDDEN, O_EMBED, O_BATCH, O_STEPS, O_LR, O_CLIP,
-                                O_SEED, O_EXP, O_TEST, O_LEN, O_MINLEN, O_KERNEL, O_CHANNELS,
-                                O_SVG };
-        for (int k = 0; k < O_N; k++) {
-            int ok = !given[k];
-            for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++) ok |= allowed[j] == k;
-            if (o->experiment != S2S_EXP_LENGTH && (k == O_MINLEN || k == O_TEST) && given[k])
-                ok = 0;
-            if (o->experiment != S2S_EXP_CNN && (k == O_KERNEL || k == O_CHANNELS || k == O_SVG)
-                && given[k]) ok = 0;
-            if (!ok)
-                s2s_die(P, " cannot be combined with this --experiment (it chooses the models "
-                        "itself; it accepts --cell --hidden --embed --batch --steps --lr "
-                        "--clip --seed --len, for length also --min-len --test, for cnn also "
-                        "--kernel --channels --svg)", names[k]);
-        }
-    }
-    if ((given[O_KERNEL] || given[O_CHANNELS]) && !o->experiment)
-        s2s_die(P, " applies only to --experiment cnn",
-                names[given[O_KERNEL] ? O_KERNEL : O_CHANNELS]);
-    if (given[O_SCORE] && c.attention != S2S_LUONG)
-        s2s_die(P, " applies only to --attention luong (Bahdanau's score is additive; "
-                "none has no score)", "--score");
-    if (given[O_ALIGN] && c.attention != S2S_LUONG)
-        s2s_die(P, " applies only to --attention luong", "--align");
-    if (given[O_WINDOW] && c.align == S2S_GLOBAL)
-        s2s_die(P, " needs --align local-m or --align local-p (global attention has no "
-                "window)", "--window");
-    c.score = s2s_luong_score_kind[score];
-    int has_A = c.attention == S2S_BAHDANAU || (c.attention == S2S_LUONG &&
-                (c.score == SCORE_CONCAT || c.align == S2S_LOCAL_P));
-    if (given[O_AHID] && !has_A && !o->experiment)
-        s2s_die(P, " sizes the additive score (bahdanau), the concat score or local-p; "
-                "this model has none of them", "--attn-hidden");
-    if (!given[O_AHID]) c.A = c.H;
-    if (tk.task == S2S_TASK_DATE) {
-        if (given[O_LEN] || given[O_MINLEN] || given[O_VOCAB])
-            s2s_die(P, ": --len, --min-len and --vocab do not apply to --task date "
-                    "(its sources are 6-7 tokens over 25 symbols)", "--task date");
-        tk.min_len = 6; tk.max_len = 7; tk.V = S2S_DATE_V;
-    } else {
-        if (o->experiment == S2S_EXP_LENGTH) {   /* the experiment's own defaults */
-            if (!given[O_LEN]) tk.max_len = 44;
-            if (!given[O_MINLEN]) tk.min_len = 5;
-            if (!given[O_STEPS]) tr.steps = 1200;
-        }
-        if (o->experiment == S2S_EXP_POOLING) {
-            if (!given[O_LEN]) tk.max_len = 60;
-            if (!given[O_CELL]) c.cell = CELL_RNN;
-            if (tk.max_len < 4)     /* 4 symbols: 4^4 = 256 sources, enough to hold some out */
-                s2s_die(P, " must be at least 4 for --experiment pooling (fewer gives too "
-                        "few distinct sequences to hold some out)", "--len");
-            tk.min_len = tk.max_len;
-        }
-        if (o->experiment == S2S_EXP_CNN) {
-            if (!given[O_LEN]) tk.max_len = 40;
-            if (!given[O_CELL]) c.cell = CELL_LSTM;
-            if (!given[O_HIDDEN]) c.H = 32;
-            if (!given[O_EMBED]) c.E = 16;
-            if (tk.max_len < 8)     /* 8: 164640 distinct sequences, enough to hold some out */
-                s2s_die(P, " must be at least 8 for --experiment cnn (two marker-letter pairs, "
-                        "the question and enough filler for a held-out split)", "--len");
-            if (o->kernel > tk.max_len) {
-                fprintf(stderr, "%s: --kernel must be at most the sequence length --len "
-                        "(%d), got %d\n", P, tk.max_len, o->kernel);
-                exit(2);
-            }
-            tk.min_len = tk.max_len;
-        }
-        if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
-        if (tk.min_len > tk.max_len) {
-            if (given[O_MINLEN])
-                fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
-                        tk.max_len, tk.min_len);
-            else   /* only the length experiment sets its own shortest source */
-                fprintf(stderr, "%s: --len %d is below the shortest source of --experiment "
-                        "length (%d by default); give --min-len 1..%d too, or --len %d..60\n",
-                        P, tk.max_len, tk.min_len, tk.max_len, tk.min_len);
-            exit(2);
-        }
-        if (s2s_task_space(&tk) < 200) {
-            fprintf(stderr, "%s: --vocab %d with lengths %d..%d gives only %.0f distinct "
-                    "sources; a held-out split needs at least 200 (raise --vocab or --len)\n",
-                    P, tk.V, tk.min_len, tk.max_len, s2s_task_space(&tk));
-            exit(2);
-        }
-    }
-    if (o->svg && c.attention == S2S_NONE)
-        s2s_die(P, " needs attention: --attention none has no alignment to draw", "--svg");
-    c.V = tk.V;
-    tr.log_every = tr.steps >= 10 ? tr.steps / 10 : 1;
-    o->cfg = c; o->task = tk; o->train = tr;
-    if (o->experiment == S2S_EXP_NONE || o->experiment == S2S_EXP_LENGTH) {
-        /* does the workspace fit? (the length experiment runs all three models) */
-        int Tmax, Nmax;
-        s2s_task_dims(&tk, &Tmax, &Nmax);
-        const int Bmax = o->batch > o->beam ? o->batch : o->beam;
-        double per = 0.0;                          /* doubles per example, worst model */
-        for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
-            S2sConfig w = c;
-            if (o->experiment == S2S_EXP_LENGTH) w.attention = k;
-            const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
-            if (e > per) per = e;
-        }
-        if (per * Bmax > S2S_MAX_DOUBLES) {
-            fprintf(stderr, "%s: this model needs about %.2g doubles (%.1f GB, twice: "
-                    "activations and their gradients) for --batch %d (or --beam) at --len %d; "
-                    "the limit is %.0e (%.1f GB). The largest --batch that fits is %d; or make "
-                    "--hidden, --embed, --attn-hidden or --len smaller\n", P, per * Bmax,
-                    8e-9 * per * Bmax, Bmax, tk.max_len, S2S_MAX_DOUBLES,
-                    8e-9 * S2S_MAX_DOUBLES, (int)(S2S_MAX_DOUBLES / per));
-            exit(2);
-        }
-    }
-    if (o->svg) check_writable(P, "--svg", o->svg);   /* fail now, not after training */
+    const S2sOptions defaults = {
+        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 },
+        { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0 };
+    *o = defaults;
+    Opt opt[32];
+    OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
+    t.n = s2s_option_table(opt, (int)(sizeof opt / sizeof opt[0]), o);
+    opt_parse(&t, argc, argv);
+    o->mode = o->bench ? S2S_MODE_BENCH
+            : opt_given(&t, "--experiment") ? S2S_MODE_LENGTH + o->experiment : S2S_MODE_RUN;
+    opt_check_mode(&t, o->mode);
+    s2s_check_model(&t, o);
+    s2s_mode_defaults(&t, o);
+    s2s_check_task(&t, o);
+    o->cfg.V = o->task.V;
+    o->train.log_every = o->train.steps >= 10 ? o->train.steps / 10 : 1;
+    s2s_check_workspace(&t, o);
+    if (o->svg) check_writable(argv[0], "--svg", o->svg);   /* fail now, not after training */
 }
 
 /* Decode held-out example e of d into out (maxlen = d->Nmax + 1) and *len,
@@ -2238,7 +2228,7 @@ static void s2s_main_run(const S2sOptions *o) {
     s2s_task_dims(tk, &Tmax, &Nmax);
     S2sModel m;
     s2s_build(&m, c, &r);
-    printf("seq2seq.c: %s, source length %d..%d, seed %ld\n", s2s_task_names[tk->task],
+    printf("seq2seq.c: %s, source length %d..%d, seed %d\n", s2s_task_names[tk->task],
            tk->min_len, tk->max_len, o->seed);
     printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), m.num_params);
     printf("training: %d steps of %d sequences, Adam lr %g (linear decay to lr/10), "
@@ -2330,7 +2320,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
     int ok[3][61], n[3][61], diverged[3] = { 0, 0, 0 };
     memset(ok, 0, sizeof ok); memset(n, 0, sizeof n);
     printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
-           "hidden %d, seed %ld\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
+           "hidden %d, seed %d\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
            o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H, o->seed);
     S2sTrainConfig tr = o->train;
     tr.log_every = 0;
@@ -2393,7 +2383,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
 static void s2s_experiment_pooling(const S2sOptions *o) {
     const int T = o->task.max_len, C = 4, B = o->batch, NT = 1000;
     printf("the pooling experiment: classify a sequence of %d symbols (of %d) by its "
-           "symbol at position 2;\n%s cells, hidden %d, %d steps of %d, seed %ld; chance "
+           "symbol at position 2;\n%s cells, hidden %d, %d steps of %d, seed %d; chance "
            "is %.0f%%\n", T, C, cell_names[o->cfg.cell], o->cfg.H, o->train.steps, B, o->seed,
            100.0 / C);
     int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
@@ -2475,7 +2465,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
            "another, and end\nwith the question X (which letter followed x?) or Y; %d "
            "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
     printf("%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps of %d, "
-           "lr %g, seed %ld\n\n", cn, H, K, F, E, o->train.steps, B, o->train.lr, o->seed);
+           "lr %g, seed %d\n\n", cn, H, K, F, E, o->train.steps, B, o->train.lr, o->seed);
     int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
     int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
     Rng rt;
@@ -2692,11 +2682,13 @@ int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
     S2sOptions o;
     s2s_parse(&o, argc, argv);
-    if (o.bench) s2s_bench();
-    else if (o.experiment == S2S_EXP_LENGTH) s2s_experiment_length(&o);
-    else if (o.experiment == S2S_EXP_POOLING) s2s_experiment_pooling(&o);
-    else if (o.experiment == S2S_EXP_CNN) s2s_experiment_cnn(&o);
-    else s2s_main_run(&o);
+    switch (o.mode) {
+    case S2S_MODE_BENCH:   s2s_bench(); break;
+    case S2S_MODE_LENGTH:  s2s_experiment_length(&o); break;
+    case S2S_MODE_POOLING: s2s_experiment_pooling(&o); break;
+    case S2S_MODE_CNN:     s2s_experiment_cnn(&o); break;
+    default:               s2s_main_run(&o);
+    }
     return 0;
 }
 #endif /* TESTING */
