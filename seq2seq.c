@@ -83,17 +83,61 @@ typedef struct {
 /* G: the number of H-wide gate blocks */
 int cell_gates(int kind) { return kind == CELL_RNN ? 1 : kind == CELL_GRU ? 3 : 4; }
 
-/* parameters of one cell with input size I and hidden size H: Wx, Wh, bx, bh */
+/* The next (rows, cols) parameter of a Layout walk, named by printf's fmt:
+ * counted, or bound (and recorded, when L->spans is set); when r is given,
+ * also drawn uniform in [-k, k], so a model's random draws follow its
+ * layout. Every model of this file lays out its parameters with it. */
+double *s2s_param(Layout *L, Rng *r, int rows, int cols, double k, const char *fmt, ...) {
+    char name[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    double *p = layout_param(L, rows, cols, 0, "%s", name);
+    if (p && r) rng_fill_uniform(r, p, rows * cols, -k, k);
+    return p;
+}
+
+/* Lay out a cell's parameters Wx, Wh, bx, bh (named "name.Wx", ...), each
+ * uniform in [-1/sqrt(H), 1/sqrt(H)] when r is given. */
+void cell_layout(S2sCell *c, Layout *L, Rng *r, int kind, int I, int H, const char *name) {
+    const int G = cell_gates(kind) * H;
+    const double k = 1.0 / sqrt((double)H);
+    c->kind = kind; c->I = I; c->H = H;
+    c->Wx = s2s_param(L, r, I, G, k, "%s.Wx", name);
+    c->Wh = s2s_param(L, r, H, G, k, "%s.Wh", name);
+    c->bx = s2s_param(L, r, 1, G, k, "%s.bx", name);
+    c->bh = s2s_param(L, r, 1, G, k, "%s.bh", name);
+}
+
+/* parameters of one cell with input size I and hidden size H (its layout, counted) */
 int cell_num_params(int kind, int I, int H) {
-    int G = cell_gates(kind) * H;
-    return I * G + H * G + 2 * G;
+    S2sCell c;
+    Layout L = { NULL, 0, NULL, 0 };
+    cell_layout(&c, &L, NULL, kind, I, H, "cell");
+    return L.off;
 }
 
 /* point c at cell_num_params doubles in mem, in the order Wx, Wh, bx, bh */
 void cell_bind(S2sCell *c, double *mem, int kind, int I, int H) {
-    int G = cell_gates(kind) * H;
-    c->kind = kind; c->I = I; c->H = H;
-    c->Wx = mem; c->Wh = mem + I * G; c->bx = c->Wh + H * G; c->bh = c->bx + G;
+    Layout L = { mem, 0, NULL, 0 };
+    cell_layout(c, &L, NULL, kind, I, H, "cell");
+}
+
+/* Lay out the parameters of a score (attention.c's Score) in score_bind's
+ * order W, U, v, each uniform in [-1/sqrt(fan-in), 1/sqrt(fan-in)]. */
+void s2s_score_layout(Score *s, Layout *L, Rng *r, int kind, int Dq, int Dk, int A) {
+    s->kind = kind; s->Dq = Dq; s->Dk = Dk; s->A = A;
+    s->W = s->U = s->v = NULL;
+    if (kind == SCORE_GENERAL) s->W = s2s_param(L, r, Dk, Dq, 1.0 / sqrt((double)Dk), "score.W");
+    if (kind == SCORE_ADDITIVE) {
+        s->W = s2s_param(L, r, Dq, A, 1.0 / sqrt((double)Dq), "score.W");
+        s->U = s2s_param(L, r, Dk, A, 1.0 / sqrt((double)Dk), "score.U");
+    }
+    if (kind == SCORE_CONCAT)
+        s->W = s2s_param(L, r, Dq + Dk, A, 1.0 / sqrt((double)(Dq + Dk)), "score.W");
+    if (kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
+        s->v = s2s_param(L, r, 1, A, 1.0 / sqrt((double)A), "score.v");
 }
 
 /* doubles of cache one step keeps per batch row: gx (G*H) holding the gate
@@ -310,20 +354,14 @@ typedef struct {
     double *Wo, *bo;           /* (Dout,V), (V): logits = out_in @ Wo + bo */
 } S2sWeights;
 
-/* one named tensor of the parameter block: the size table */
-typedef struct {
-    const char *name;
-    int offset, n;  /* where it starts in the block, how many doubles */
-    double init;    /* initialised uniform in [-init, init] */
-} S2sTensor;
-
+/* the most parameter tensors a model of this file has (the spans below) */
 #define S2S_MAX_TENSORS 24
 
 typedef struct {
     S2sConfig cfg;
     int num_params;                       /* doubles in each block below */
-    int nt;                               /* tensors in the size table */
-    S2sTensor tensors[S2S_MAX_TENSORS];   /* the size table */
+    int nspans;                           /* parameter tensors laid out */
+    LayoutSpan spans[S2S_MAX_TENSORS];    /* each one's name, place and shape */
     double *params, *grads, *m, *v;       /* (num_params) each: weights, dL/dw, Adam moments */
     S2sWeights w, g;                      /* views into params and grads */
     int step;                             /* Adam steps taken */
@@ -331,91 +369,44 @@ typedef struct {
     double div_loss, div_norm;            /* that step's loss and gradient norm */
 } S2sModel;
 
-/* Append one tensor to a size table tab of *nt entries; returns its offset. */
-static int s2s_push_tensor(S2sTensor *tab, int *nt, int *off, const char *name, int n,
-                           double init) {
-    if (*nt >= S2S_MAX_TENSORS) { fprintf(stderr, "seq2seq: size table full\n"); exit(1); }
-    S2sTensor *t = &tab[(*nt)++];
-    t->name = name; t->offset = *off; t->n = n; t->init = init;
-    *off += n;
-    return t->offset;
-}
-#define s2s_push(m, off, name, n, init) \
-    s2s_push_tensor((m)->tensors, &(m)->nt, (off), (name), (n), (init))
-
-/* Fill the size table from m->cfg; returns the number of parameters. The
- * order of the entries is the order of the parameter block. */
-int s2s_layout(S2sModel *m) {
-    const S2sConfig *c = &m->cfg;
-    const int V = c->V, E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c);
-    const int G = cell_gates(c->cell) * H, Din = s2s_dec_input(c), Dout = s2s_out_input(c);
-    int off = 0;
-    m->nt = 0;
-    s2s_push(m, &off, "src_emb", V * E, 1.0);
-    s2s_push(m, &off, "tgt_emb", V * E, 1.0);
-    const char *cn[3][4] = { { "enc_f.Wx", "enc_f.Wh", "enc_f.bx", "enc_f.bh" },
-                             { "enc_b.Wx", "enc_b.Wh", "enc_b.bx", "enc_b.bh" },
-                             { "dec.Wx", "dec.Wh", "dec.bx", "dec.bh" } };
-    for (int k = 0; k < 3; k++) {
-        if (k == 1 && c->attention != S2S_BAHDANAU) continue;
-        int I = k == 2 ? Din : E;
-        double s = 1.0 / sqrt((double)H);
-        s2s_push(m, &off, cn[k][0], I * G, s);
-        s2s_push(m, &off, cn[k][1], H * G, s);
-        s2s_push(m, &off, cn[k][2], G, s);
-        s2s_push(m, &off, cn[k][3], G, s);
-    }
-    int kind = s2s_score_kind(c);
-    if (c->attention != S2S_NONE) {
-        int Dq = H, Dk = He;   /* the same order as score_bind: W, U, v */
-        if (kind == SCORE_GENERAL) s2s_push(m, &off, "score.W", Dk * Dq, 1.0 / sqrt((double)Dk));
-        if (kind == SCORE_ADDITIVE) {
-            s2s_push(m, &off, "score.W", Dq * A, 1.0 / sqrt((double)Dq));
-            s2s_push(m, &off, "score.U", Dk * A, 1.0 / sqrt((double)Dk));
-        }
-        if (kind == SCORE_CONCAT)
-            s2s_push(m, &off, "score.W", (Dq + Dk) * A, 1.0 / sqrt((double)(Dq + Dk)));
-        if (kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
-            s2s_push(m, &off, "score.v", A, 1.0 / sqrt((double)A));
-    }
-    if (c->attention == S2S_LUONG) {
-        s2s_push(m, &off, "Wc", (He + H) * H, 1.0 / sqrt((double)(He + H)));
-        s2s_push(m, &off, "bc", H, 1.0 / sqrt((double)(He + H)));
-        if (c->align == S2S_LOCAL_P) {
-            s2s_push(m, &off, "Wp", H * A, 1.0 / sqrt((double)H));
-            s2s_push(m, &off, "vp", A, 1.0 / sqrt((double)A));
-        }
-    }
-    s2s_push(m, &off, "Wo", Dout * V, 1.0 / sqrt((double)Dout));
-    s2s_push(m, &off, "bo", V, 1.0 / sqrt((double)Dout));
-    return off;
-}
-
-/* offset of the named tensor in the block (-1 if the config has none) */
-int s2s_tensor_offset(const S2sModel *m, const char *name) {
-    for (int i = 0; i < m->nt; i++)
-        if (strcmp(m->tensors[i].name, name) == 0) return m->tensors[i].offset;
-    return -1;
-}
-
-/* Views of the block mem (params or grads) by the size table. */
-static void s2s_weights_bind(S2sWeights *w, double *mem, const S2sModel *m) {
-    const S2sConfig *c = &m->cfg;
-    const int H = c->H, He = s2s_enc_width(c);
-    int o;
+/* The walk over the parameters of config c, in the order of the block (and
+ * of the random draws): count (L->mem NULL), or bind w, and with r also
+ * initialise: uniform in [-k, k], k = 1/sqrt(fan-in), embeddings k = 1. */
+static void s2s_weights_layout(S2sWeights *w, Layout *L, Rng *r, const S2sConfig *c) {
+    const int V = c->V, E = c->E, H = c->H, He = s2s_enc_width(c);
+    const int Dout = s2s_out_input(c);
     memset(w, 0, sizeof *w);
-    w->src_emb = mem + s2s_tensor_offset(m, "src_emb");
-    w->tgt_emb = mem + s2s_tensor_offset(m, "tgt_emb");
-    cell_bind(&w->enc_f, mem + s2s_tensor_offset(m, "enc_f.Wx"), c->cell, c->E, H);
-    if ((o = s2s_tensor_offset(m, "enc_b.Wx")) >= 0)
-        cell_bind(&w->enc_b, mem + o, c->cell, c->E, H);
-    cell_bind(&w->dec, mem + s2s_tensor_offset(m, "dec.Wx"), c->cell, s2s_dec_input(c), H);
-    o = s2s_tensor_offset(m, "score.W");
-    score_bind(&w->score, o >= 0 ? mem + o : NULL, s2s_score_kind(c), H, He, c->A);
-    if ((o = s2s_tensor_offset(m, "Wc")) >= 0) { w->Wc = mem + o; w->bc = w->Wc + (He + H) * H; }
-    if ((o = s2s_tensor_offset(m, "Wp")) >= 0) { w->Wp = mem + o; w->vp = w->Wp + H * c->A; }
-    w->Wo = mem + s2s_tensor_offset(m, "Wo");
-    w->bo = mem + s2s_tensor_offset(m, "bo");
+    w->src_emb = s2s_param(L, r, V, E, 1.0, "src_emb");
+    w->tgt_emb = s2s_param(L, r, V, E, 1.0, "tgt_emb");
+    cell_layout(&w->enc_f, L, r, c->cell, E, H, "enc_f");
+    if (c->attention == S2S_BAHDANAU) cell_layout(&w->enc_b, L, r, c->cell, E, H, "enc_b");
+    cell_layout(&w->dec, L, r, c->cell, s2s_dec_input(c), H, "dec");
+    s2s_score_layout(&w->score, L, r, s2s_score_kind(c), H, He, c->A);
+    if (c->attention == S2S_LUONG) {
+        w->Wc = s2s_param(L, r, He + H, H, 1.0 / sqrt((double)(He + H)), "Wc");
+        w->bc = s2s_param(L, r, 1, H, 1.0 / sqrt((double)(He + H)), "bc");
+        if (c->align == S2S_LOCAL_P) {
+            w->Wp = s2s_param(L, r, H, c->A, 1.0 / sqrt((double)H), "Wp");
+            w->vp = s2s_param(L, r, 1, c->A, 1.0 / sqrt((double)c->A), "vp");
+        }
+    }
+    w->Wo = s2s_param(L, r, Dout, V, 1.0 / sqrt((double)Dout), "Wo");
+    w->bo = s2s_param(L, r, 1, V, 1.0 / sqrt((double)Dout), "bo");
+}
+
+/* The four blocks of a model (parameters, gradients, Adam's two moments)
+ * for the count L of its layout walk; *num_params = L->off. A walk that
+ * laid out more tensors than spans holds is the program's own mistake. */
+static void s2s_blocks_alloc(double **params, double **grads, double **m, double **v,
+                             int *num_params, const Layout *L) {
+    if (L->nspans > S2S_MAX_TENSORS) {
+        fprintf(stderr, "seq2seq: internal error: %d parameter tensors, room for %d\n",
+                L->nspans, S2S_MAX_TENSORS);
+        exit(1);
+    }
+    *num_params = L->off;
+    *params = xcalloc_doubles(L->off); *grads = xcalloc_doubles(L->off);
+    *m = xcalloc_doubles(L->off); *v = xcalloc_doubles(L->off);
 }
 
 /* Allocate and initialise a model for cfg: weights uniform in [-k, k] with
@@ -424,16 +415,14 @@ static void s2s_weights_bind(S2sWeights *w, double *mem, const S2sModel *m) {
 void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    m->num_params = s2s_layout(m);
-    m->params = xcalloc_doubles(m->num_params);  /* one block per group */
-    m->grads = xcalloc_doubles(m->num_params);
-    m->m = xcalloc_doubles(m->num_params);
-    m->v = xcalloc_doubles(m->num_params);
-    s2s_weights_bind(&m->w, m->params, m);
-    s2s_weights_bind(&m->g, m->grads, m);
-    for (int i = 0; i < m->nt; i++)
-        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
-                         -m->tensors[i].init, m->tensors[i].init);
+    Layout L = { NULL, 0, NULL, 0 };                      /* count */
+    s2s_weights_layout(&m->w, &L, NULL, cfg);
+    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
+    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
+    s2s_weights_layout(&m->w, &L, r, cfg);
+    m->nspans = L.nspans;
+    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
+    s2s_weights_layout(&m->g, &L, NULL, cfg);
     if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
         S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
         for (int k = 0; k < 3; k++)
@@ -486,11 +475,6 @@ typedef struct {
     double *work;     /* scratch: (B*8H) cell, (B*H) tanh, (2T) attention, (A) local-p */
 } S2sActs;
 
-/* The one layout step of every *_acts_bind here (s2s, pool, cnn): with a,
- * mem and off in scope, point a->field at the next n doubles of mem if cond
- * holds (NULL otherwise, and when mem is NULL: counting only). */
-#define S2S_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
 
 /* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
 int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
@@ -498,38 +482,38 @@ int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int
     const int cs = B * cell_cache_size(c->cell, H), lstm = c->cell == CELL_LSTM;
     const int bi = c->attention == S2S_BAHDANAU, att = c->attention != S2S_NONE;
     const int luong = c->attention == S2S_LUONG, lp = luong && c->align == S2S_LOCAL_P;
-    int off = 0;
+    Layout L = { mem, 0, NULL, 0 };
     S2sActs dummy;
     if (!a) a = &dummy;
     a->B = B; a->T = T; a->S = S;
-    S2S_TAKE(x_src, T * B * E, 1);
-    S2S_TAKE(hf, T * B * H, 1);
-    S2S_TAKE(cf, T * B * H, lstm);
-    S2S_TAKE(kf, T * cs, 1);
-    S2S_TAKE(hb, T * B * H, bi);
-    S2S_TAKE(cb, T * B * H, bi && lstm);
-    S2S_TAKE(kb, T * cs, bi);
-    S2S_TAKE(enc, B * T * He, 1);
-    S2S_TAKE(Kp, B * T * s2s_key_width(c), att);
-    S2S_TAKE(zero, B * H, 1);
-    S2S_TAKE(x_tgt, S * B * E, 1);
-    S2S_TAKE(din, S * B * s2s_dec_input(c), 1);
-    S2S_TAKE(hd, S * B * H, 1);
-    S2S_TAKE(cd, S * B * H, lstm);
-    S2S_TAKE(kd, S * cs, 1);
-    S2S_TAKE(att, S * B * T, att);
-    S2S_TAKE(align, S * B * T, lp);
-    S2S_TAKE(scache, S * B * s2s_score_cache(c, T), att);
-    S2S_TAKE(pz, S * B * A, lp);
-    S2S_TAKE(pos, S * B, lp);
-    S2S_TAKE(ctx, S * B * He, 1);
-    S2S_TAKE(hcat, S * B * (He + H), luong);
-    S2S_TAKE(ht, S * B * H, luong);
-    S2S_TAKE(oin, S * B * s2s_out_input(c), !luong);
-    S2S_TAKE(logits, S * B * V, 1);
-    S2S_TAKE(probs, S * B * V, 1);
-    S2S_TAKE(work, B * 9 * H + 2 * T + A, 1);
-    return off;
+    a->x_src = layout_take(&L, T * B * E);
+    a->hf = layout_take(&L, T * B * H);
+    a->cf = lstm ? layout_take(&L, T * B * H) : NULL;
+    a->kf = layout_take(&L, T * cs);
+    a->hb = bi ? layout_take(&L, T * B * H) : NULL;
+    a->cb = bi && lstm ? layout_take(&L, T * B * H) : NULL;
+    a->kb = bi ? layout_take(&L, T * cs) : NULL;
+    a->enc = layout_take(&L, B * T * He);
+    a->Kp = att ? layout_take(&L, B * T * s2s_key_width(c)) : NULL;
+    a->zero = layout_take(&L, B * H);
+    a->x_tgt = layout_take(&L, S * B * E);
+    a->din = layout_take(&L, S * B * s2s_dec_input(c));
+    a->hd = layout_take(&L, S * B * H);
+    a->cd = lstm ? layout_take(&L, S * B * H) : NULL;
+    a->kd = layout_take(&L, S * cs);
+    a->att = att ? layout_take(&L, S * B * T) : NULL;
+    a->align = lp ? layout_take(&L, S * B * T) : NULL;
+    a->scache = att ? layout_take(&L, S * B * s2s_score_cache(c, T)) : NULL;
+    a->pz = lp ? layout_take(&L, S * B * A) : NULL;
+    a->pos = lp ? layout_take(&L, S * B) : NULL;
+    a->ctx = layout_take(&L, S * B * He);
+    a->hcat = luong ? layout_take(&L, S * B * (He + H)) : NULL;
+    a->ht = luong ? layout_take(&L, S * B * H) : NULL;
+    a->oin = !luong ? layout_take(&L, S * B * s2s_out_input(c)) : NULL;
+    a->logits = layout_take(&L, S * B * V);
+    a->probs = layout_take(&L, S * B * V);
+    a->work = layout_take(&L, B * 9 * H + 2 * T + A);
+    return L.off;
 }
 
 /* A forward/backward workspace for batches up to (Bmax, Tmax, Smax). */
@@ -1411,8 +1395,8 @@ typedef struct {
 
 typedef struct {
     PoolConfig cfg;
-    int num_params, nt;
-    S2sTensor tensors[S2S_MAX_TENSORS];
+    int num_params, nspans;
+    LayoutSpan spans[S2S_MAX_TENSORS];
     double *params, *grads, *m, *v;  /* (num_params) each */
     PoolWeights w, g;                /* views into params and grads */
     int step;
@@ -1433,46 +1417,34 @@ typedef struct {
     double *work;     /* (B*8H + 2T + A) scratch */
 } PoolActs;
 
+/* The walk over the pooling classifier's parameters (count, bind, and with
+ * r initialise), in the order of its block and of its random draws. */
+static void pool_weights_layout(PoolWeights *w, Layout *L, Rng *r, const PoolConfig *c) {
+    const double s = 1.0 / sqrt((double)c->H);
+    memset(w, 0, sizeof *w);
+    w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
+    cell_layout(&w->enc, L, r, c->cell, c->E, c->H, "enc");
+    if (c->pool == POOL_ATTENTION) {
+        w->u = s2s_param(L, r, 1, c->H, 1.0, "u");
+        s2s_score_layout(&w->score, L, r, SCORE_ADDITIVE, c->H, c->H, c->A);
+    }
+    w->Wo = s2s_param(L, r, c->H, c->C, s, "Wo");
+    w->bo = s2s_param(L, r, 1, c->C, s, "bo");
+}
+
 /* Allocate and initialise the pooling classifier of config c (parameters,
  * gradients, Adam state: one block each); m owns them: pool_free(). */
 void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    int off = 0, G = cell_gates(c->cell) * c->H;
-    double s = 1.0 / sqrt((double)c->H);
-    s2s_push(m, &off, "emb", c->V * c->E, 1.0);
-    s2s_push(m, &off, "enc.Wx", c->E * G, s);
-    s2s_push(m, &off, "enc.Wh", c->H * G, s);
-    s2s_push(m, &off, "enc.bx", G, s);
-    s2s_push(m, &off, "enc.bh", G, s);
-    if (c->pool == POOL_ATTENTION) {
-        s2s_push(m, &off, "u", c->H, 1.0);
-        s2s_push(m, &off, "score.W", c->H * c->A, s);   /* W, U, v: score_bind order */
-        s2s_push(m, &off, "score.U", c->H * c->A, s);
-        s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
-    }
-    s2s_push(m, &off, "Wo", c->H * c->C, s);
-    s2s_push(m, &off, "bo", c->C, s);
-    m->num_params = off;
-    m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
-    m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
-    for (int i = 0; i < m->nt; i++)
-        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
-                         -m->tensors[i].init, m->tensors[i].init);
-    PoolWeights *ws[2] = { &m->w, &m->g };
-    double *mem[2] = { m->params, m->grads };
-    for (int k = 0; k < 2; k++) {
-        double *p = mem[k];
-        memset(ws[k], 0, sizeof *ws[k]);
-        ws[k]->emb = p; p += c->V * c->E;
-        cell_bind(&ws[k]->enc, p, c->cell, c->E, c->H); p += cell_num_params(c->cell, c->E, c->H);
-        if (c->pool == POOL_ATTENTION) {
-            ws[k]->u = p; p += c->H;
-            score_bind(&ws[k]->score, p, SCORE_ADDITIVE, c->H, c->H, c->A);
-            p += score_num_params(SCORE_ADDITIVE, c->H, c->H, c->A);
-        }
-        ws[k]->Wo = p; ws[k]->bo = p + c->H * c->C;
-    }
+    Layout L = { NULL, 0, NULL, 0 };                      /* count */
+    pool_weights_layout(&m->w, &L, NULL, c);
+    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
+    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
+    pool_weights_layout(&m->w, &L, r, c);
+    m->nspans = L.nspans;
+    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
+    pool_weights_layout(&m->g, &L, NULL, c);
 }
 
 void pool_free(PoolModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
@@ -1480,24 +1452,24 @@ void pool_free(PoolModel *m) { free(m->params); free(m->grads); free(m->m); free
 /* Bind a (NULL mem: count only) for B sequences of length T; returns doubles. */
 int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) {
     const int H = c->H, lstm = c->cell == CELL_LSTM, att = c->pool == POOL_ATTENTION;
-    int off = 0;
+    Layout L = { mem, 0, NULL, 0 };
     PoolActs dummy;
     if (!a) a = &dummy;
     a->B = B; a->T = T;
-    S2S_TAKE(x, T * B * c->E, 1);
-    S2S_TAKE(h, T * B * H, 1);
-    S2S_TAKE(c, T * B * H, lstm);
-    S2S_TAKE(k, T * B * cell_cache_size(c->cell, H), 1);
-    S2S_TAKE(hs, B * T * H, att);
-    S2S_TAKE(Kp, B * T * c->A, att);
-    S2S_TAKE(att, B * T, att);
-    S2S_TAKE(sc, B * (T + 1) * c->A, att);
-    S2S_TAKE(r, B * H, 1);
-    S2S_TAKE(logits, B * c->C, 1);
-    S2S_TAKE(probs, B * c->C, 1);
-    S2S_TAKE(zero, B * H, 1);
-    S2S_TAKE(work, B * 8 * H + 2 * T + c->A, 1);
-    return off;
+    a->x = layout_take(&L, T * B * c->E);
+    a->h = layout_take(&L, T * B * H);
+    a->c = lstm ? layout_take(&L, T * B * H) : NULL;
+    a->k = layout_take(&L, T * B * cell_cache_size(c->cell, H));
+    a->hs = att ? layout_take(&L, B * T * H) : NULL;
+    a->Kp = att ? layout_take(&L, B * T * c->A) : NULL;
+    a->att = att ? layout_take(&L, B * T) : NULL;
+    a->sc = att ? layout_take(&L, B * (T + 1) * c->A) : NULL;
+    a->r = layout_take(&L, B * H);
+    a->logits = layout_take(&L, B * c->C);
+    a->probs = layout_take(&L, B * c->C);
+    a->zero = layout_take(&L, B * H);
+    a->work = layout_take(&L, B * 8 * H + 2 * T + c->A);
+    return L.off;
 }
 
 /* h (T,B,H) [and c (T,B,H), LSTM only, else NULL] = the cell cl run over
@@ -1720,8 +1692,8 @@ typedef struct {
 
 typedef struct {
     CnnConfig cfg;
-    int num_params, nt;
-    S2sTensor tensors[S2S_MAX_TENSORS];
+    int num_params, nspans;
+    LayoutSpan spans[S2S_MAX_TENSORS];
     double *params, *grads, *m, *v;  /* (num_params) each */
     CnnWeights w, g;                 /* views into params and grads */
     int step;
@@ -1743,51 +1715,34 @@ typedef struct {
     double *work;        /* attention or RNN: scratch, max(2N + A, 2 B G H with the RNN) */
 } CnnActs;
 
-/* Build m for c: the size table, the four blocks (params, grads, Adam m and
- * v), uniform init from r, and the views w and g. Free with cnn_free. */
+/* The walk over the CNN classifier's parameters (count, bind, and with r
+ * initialise), in the order of its block and of its random draws. */
+static void cnn_weights_layout(CnnWeights *w, Layout *L, Rng *r, const CnnConfig *c) {
+    const int R = cnn_pooled_width(c), Dq = cnn_has_rnn(c) ? c->H : c->F;
+    memset(w, 0, sizeof *w);
+    w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
+    w->W = s2s_param(L, r, c->K * c->E, c->F, 1.0 / sqrt((double)(c->K * c->E)), "conv.W");
+    w->b = s2s_param(L, r, 1, c->F, 0.1, "conv.b");
+    if (cnn_has_rnn(c)) cell_layout(&w->enc, L, r, c->cell, c->E, c->H, "rnn");
+    if (c->pool == CNN_ATT_LEARNED) w->u = s2s_param(L, r, 1, c->F, 1.0, "u");
+    if (cnn_has_attention(c)) s2s_score_layout(&w->score, L, r, SCORE_ADDITIVE, Dq, c->F, c->A);
+    w->Wo = s2s_param(L, r, R, c->C, 1.0 / sqrt((double)R), "Wo");
+    w->bo = s2s_param(L, r, 1, c->C, 1.0 / sqrt((double)R), "bo");
+}
+
+/* Build m for c: the four blocks (params, grads, Adam m and v), uniform
+ * init from r, and the views w and g. Free with cnn_free. */
 void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    const int att = cnn_has_attention(c);
-    const int rnn = cnn_has_rnn(c), R = cnn_pooled_width(c);
-    const int Dq = rnn ? c->H : c->F, G = cell_gates(c->cell) * c->H;
-    int off = 0, o_enc = 0, o_u = 0, o_score = 0;
-    int o_emb = s2s_push(m, &off, "emb", c->V * c->E, 1.0);
-    int o_W = s2s_push(m, &off, "conv.W", c->K * c->E * c->F, 1.0 / sqrt((double)(c->K * c->E)));
-    int o_b = s2s_push(m, &off, "conv.b", c->F, 0.1);
-    if (rnn) {
-        double s = 1.0 / sqrt((double)c->H);
-        o_enc = s2s_push(m, &off, "rnn.Wx", c->E * G, s);   /* cell_bind order */
-        s2s_push(m, &off, "rnn.Wh", c->H * G, s);
-        s2s_push(m, &off, "rnn.bx", G, s);
-        s2s_push(m, &off, "rnn.bh", G, s);
-    }
-    if (c->pool == CNN_ATT_LEARNED) o_u = s2s_push(m, &off, "u", c->F, 1.0);
-    if (att) {
-        /* score_bind order: W, U, v */
-        o_score = s2s_push(m, &off, "score.W", Dq * c->A, 1.0 / sqrt((double)Dq));
-        s2s_push(m, &off, "score.U", c->F * c->A, 1.0 / sqrt((double)c->F));
-        s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
-    }
-    int o_Wo = s2s_push(m, &off, "Wo", R * c->C, 1.0 / sqrt((double)R));
-    int o_bo = s2s_push(m, &off, "bo", c->C, 1.0 / sqrt((double)R));
-    m->num_params = off;
-    m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
-    m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
-    for (int i = 0; i < m->nt; i++)
-        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
-                         -m->tensors[i].init, m->tensors[i].init);
-    CnnWeights *ws[2] = { &m->w, &m->g };
-    double *mem[2] = { m->params, m->grads };
-    for (int k = 0; k < 2; k++) {
-        double *p = mem[k];
-        memset(ws[k], 0, sizeof *ws[k]);
-        ws[k]->emb = p + o_emb; ws[k]->W = p + o_W; ws[k]->b = p + o_b;
-        if (rnn) cell_bind(&ws[k]->enc, p + o_enc, c->cell, c->E, c->H);
-        if (c->pool == CNN_ATT_LEARNED) ws[k]->u = p + o_u;
-        if (att) score_bind(&ws[k]->score, p + o_score, SCORE_ADDITIVE, Dq, c->F, c->A);
-        ws[k]->Wo = p + o_Wo; ws[k]->bo = p + o_bo;
-    }
+    Layout L = { NULL, 0, NULL, 0 };                      /* count */
+    cnn_weights_layout(&m->w, &L, NULL, c);
+    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
+    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
+    cnn_weights_layout(&m->w, &L, r, c);
+    m->nspans = L.nspans;
+    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
+    cnn_weights_layout(&m->g, &L, NULL, c);
 }
 
 void cnn_free(CnnModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
@@ -1798,31 +1753,30 @@ int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     const int N = T - c->K + 1, H = c->H, A = c->A;
     const int att = cnn_has_attention(c);
     const int rnn = cnn_has_rnn(c);
-    int off = 0;
+    Layout L = { mem, 0, NULL, 0 };
     CnnActs dummy;
     if (!a) a = &dummy;
     a->B = B; a->T = T; a->N = N;
-    S2S_TAKE(x, T * B * c->E, 1);
-    S2S_TAKE(cols, B * N * c->K * c->E, 1);
-    S2S_TAKE(pre, B * N * c->F, 1);
-    S2S_TAKE(feat, B * N * c->F, 1);
-    S2S_TAKE(h, T * B * H, rnn);
-    S2S_TAKE(c, T * B * H, rnn && c->cell == CELL_LSTM);
-    S2S_TAKE(k, T * B * cell_cache_size(c->cell, H), rnn);
-    S2S_TAKE(zero, B * H, rnn);
-    S2S_TAKE(Kp, B * N * A, att);
-    S2S_TAKE(att, B * N, att);
-    S2S_TAKE(sc, B * (N + 1) * A, att);
-    S2S_TAKE(r, B * cnn_pooled_width(c), 1);
-    S2S_TAKE(logits, B * c->C, 1);
-    S2S_TAKE(probs, B * c->C, 1);
+    a->x = layout_take(&L, T * B * c->E);
+    a->cols = layout_take(&L, B * N * c->K * c->E);
+    a->pre = layout_take(&L, B * N * c->F);
+    a->feat = layout_take(&L, B * N * c->F);
+    a->h = rnn ? layout_take(&L, T * B * H) : NULL;
+    a->c = rnn && c->cell == CELL_LSTM ? layout_take(&L, T * B * H) : NULL;
+    a->k = rnn ? layout_take(&L, T * B * cell_cache_size(c->cell, H)) : NULL;
+    a->zero = rnn ? layout_take(&L, B * H) : NULL;
+    a->Kp = att ? layout_take(&L, B * N * A) : NULL;
+    a->att = att ? layout_take(&L, B * N) : NULL;
+    a->sc = att ? layout_take(&L, B * (N + 1) * A) : NULL;
+    a->r = layout_take(&L, B * cnn_pooled_width(c));
+    a->logits = layout_take(&L, B * c->C);
+    a->probs = layout_take(&L, B * c->C);
     /* scratch: the query RNN's backward needs 2 B G H (cell_backward), the
      * attention's 2N + A (attend_backward); they run one after the other */
     const int rnn_work = rnn ? 2 * B * cell_gates(c->cell) * H : 0;
     const int att_work = att ? 2 * N + A : 0;
-    S2S_TAKE(work, rnn_work > att_work ? rnn_work : att_work, att || rnn);
-#undef S2S_TAKE   /* the last *_acts_bind of the file */
-    return off;
+    a->work = att || rnn ? layout_take(&L, rnn_work > att_work ? rnn_work : att_work) : NULL;
+    return L.off;
 }
 
 /* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every

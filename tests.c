@@ -1405,17 +1405,17 @@ static void s2s_check_model(Tally *t, const S2sConfig *c, int B, const int *slen
      * nearly cancels), and there a central difference is mostly rounding noise */
     for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 3.0;
     Tensor ts[S2S_MAX_TENSORS];
-    for (int i = 0; i < k.m.nt; i++) {
-        ts[i].name = k.m.tensors[i].name;
-        ts[i].x = k.m.params + k.m.tensors[i].offset;
-        ts[i].g = k.m.grads + k.m.tensors[i].offset;
-        ts[i].n = k.m.tensors[i].n;
+    for (int i = 0; i < k.m.nspans; i++) {
+        ts[i].name = k.m.spans[i].name;
+        ts[i].x = k.m.params + k.m.spans[i].off;
+        ts[i].g = k.m.grads + k.m.spans[i].off;
+        ts[i].n = k.m.spans[i].n;
     }
     Differentiable f = { s2s_model_loss, s2s_model_grad, &k };
     char what[200], desc[128];
-    snprintf(what, sizeof what, "whole model (%d tensors), %s: %s", k.m.nt, lens,
+    snprintf(what, sizeof what, "whole model (%d tensors), %s: %s", k.m.nspans, lens,
              s2s_describe(desc, sizeof desc, c));
-    check_grad(t, what, f, ts, k.m.nt, 1e-6);
+    check_grad(t, what, f, ts, k.m.nspans, 1e-6);
     s2s_ctx_free(&k);
 }
 
@@ -1614,17 +1614,17 @@ static void s2s_test_pooling(Tally *t) {
         pool_acts_bind(&k.g, gmem, &c, B, T);
         pool_task_batch(k.tokens, k.labels, &r, B, T, 4, 0);
         Tensor ts[S2S_MAX_TENSORS];
-        for (int i = 0; i < k.m.nt; i++) {
-            ts[i].name = k.m.tensors[i].name;
-            ts[i].x = k.m.params + k.m.tensors[i].offset;
-            ts[i].g = k.m.grads + k.m.tensors[i].offset;
-            ts[i].n = k.m.tensors[i].n;
+        for (int i = 0; i < k.m.nspans; i++) {
+            ts[i].name = k.m.spans[i].name;
+            ts[i].x = k.m.params + k.m.spans[i].off;
+            ts[i].g = k.m.grads + k.m.spans[i].off;
+            ts[i].n = k.m.spans[i].n;
         }
         Differentiable f = { s2s_pool_loss, s2s_pool_grad, &k };
         char what[96];
         snprintf(what, sizeof what, "%s pooling classifier (%s cells), whole model, %d tensors",
-                 pool_names[p], cell_names[c.cell], k.m.nt);
-        check_grad(t, what, f, ts, k.m.nt, 1e-6);
+                 pool_names[p], cell_names[c.cell], k.m.nspans);
+        check_grad(t, what, f, ts, k.m.nspans, 1e-6);
         free(amem); free(gmem); pool_free(&k.m);
     }
 }
@@ -1869,17 +1869,17 @@ static void s2s_test_cnn(Tally *t, int K) {
         cnn_acts_bind(&k.g, gmem, &c, B, T);
         cnn_task_batch(k.tokens, k.labels, &r, B, T, 0);
         Tensor ts[S2S_MAX_TENSORS];
-        for (int i = 0; i < k.m.nt; i++) {
-            ts[i].name = k.m.tensors[i].name;
-            ts[i].x = k.m.params + k.m.tensors[i].offset;
-            ts[i].g = k.m.grads + k.m.tensors[i].offset;
-            ts[i].n = k.m.tensors[i].n;
+        for (int i = 0; i < k.m.nspans; i++) {
+            ts[i].name = k.m.spans[i].name;
+            ts[i].x = k.m.params + k.m.spans[i].off;
+            ts[i].g = k.m.grads + k.m.spans[i].off;
+            ts[i].n = k.m.spans[i].n;
         }
         char what[112];
         snprintf(what, sizeof what, "CNN classifier (T %d, K %d, F 4), pooling: %s%s, whole "
                  "model, %d tensors", T, K, cnn_pool_names[p], cnn_has_rnn(&c) ? " (lstm)" : "",
-                 k.m.nt);
-        check_grad(t, what, (Differentiable){ s2s_cnn_loss, s2s_cnn_grad, &k }, ts, k.m.nt, 1e-6);
+                 k.m.nspans);
+        check_grad(t, what, (Differentiable){ s2s_cnn_loss, s2s_cnn_grad, &k }, ts, k.m.nspans, 1e-6);
         free(amem); free(gmem); cnn_free(&k.m);
     }
 }
