@@ -626,29 +626,83 @@ void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt
  * summarises the whole sentence with a focus around word j.
  * ======================================================================== */
 
+/* ---- a cell run over time ---------------------------------------------
+ * h_t = cell(x_t, h_prev) for every step of a sequence kept time-major:
+ * left to right (h_prev = h_{t-1}) or right to left (h_prev = h_{t+1}),
+ * from the zero state. The encoder runs it both ways, the pooling and CNN
+ * classifiers of sections 9 and 9b left to right. */
+enum { RNN_LEFT_TO_RIGHT, RNN_RIGHT_TO_LEFT };
+
+/* the time row t that step `step` (0 .. T-1, in the run's order) reads */
+static int s2s_rnn_row(int step, int T, int dir) {
+    return dir == RNN_LEFT_TO_RIGHT ? step : T - 1 - step;
+}
+
+/* The state step `step` of a run starts from: the rows (T,B,H) `states` of
+ * the step before, or the zero state (B,H) at the first; NULL if there are
+ * no such states (c without LSTM). Like strchr, it hands back a pointer
+ * into what it was given, so it serves values and gradients alike. */
+static double *s2s_rnn_prev(const double *states, const double *zero, int step, int T, int BH,
+                            int dir) {
+    if (!states) return NULL;
+    return (double *)(step == 0 ? zero : states + s2s_rnn_row(step - 1, T, dir) * BH);
+}
+
+/* h (T,B,H) [and c (T,B,H), LSTM only, else NULL] = the cell cl run over
+ * x (T,B,I) in direction dir from the zero state; zero (B,H) is set to
+ * zeros here, k (T, B*cell_cache_size) keeps every step's cache. mask
+ * (T,B) or NULL: a row with mask 0 at a step keeps its state. */
+void s2s_rnn_forward(double *h, double *c, double *k, double *zero, const double *x,
+                     const unsigned char *mask, const S2sCell *cl, int T, int B, int dir) {
+    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
+    memset(zero, 0, sizeof(double) * (size_t)BH);
+    for (int step = 0; step < T; step++) {
+        const int t = s2s_rnn_row(step, T, dir);
+        const double *h_prev = s2s_rnn_prev(h, zero, step, T, BH, dir);
+        const double *c_prev = s2s_rnn_prev(c, zero, step, T, BH, dir);
+        cell_forward(h + t * BH, c ? c + t * BH : NULL, k + t * cs, x + t * B * cl->I, h_prev,
+                     c_prev, mask ? mask + t * B : NULL, cl, B);
+    }
+}
+
+/* Backward through time of s2s_rnn_forward: the last step first. dx (T,B,I),
+ * dzero (B,H) and the cell's parameter gradients g +=. dh (T,B,H) holds the
+ * gradient arriving at every state from above (and receives the recurrent
+ * part as the loop walks back); dc (T,B,H) the same for LSTM cells (else
+ * NULL). work: scratch of 2 * B * G * H doubles, as cell_backward. */
+void s2s_rnn_backward(double *dx, double *dzero, S2sCell *g, double *dh, double *dc,
+                      const double *x, const double *h, const double *c, const double *k,
+                      const double *zero,
+                      const unsigned char *mask, const S2sCell *cl, int T, int B, int dir,
+                      double *work) {
+    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
+    for (int step = T - 1; step >= 0; step--) {  /* forward was: h_t = cell(x_t, h_prev) */
+        const int t = s2s_rnn_row(step, T, dir);
+        double *dh_prev = s2s_rnn_prev(dh, dzero, step, T, BH, dir);
+        double *dc_prev = c ? s2s_rnn_prev(dc, dzero, step, T, BH, dir) : NULL;
+        const double *h_prev = s2s_rnn_prev(h, zero, step, T, BH, dir);
+        const double *c_prev = s2s_rnn_prev(c, zero, step, T, BH, dir);
+        cell_backward(dx + t * B * cl->I, dh_prev, dc_prev, g, dh + t * BH,
+                      c ? dc + t * BH : NULL, x + t * B * cl->I, h_prev, c_prev, k + t * cs,
+                      mask ? mask + t * B : NULL, cl, B, work);
+    }
+}
+
 /* a->enc (B,T,He) and a->Kp from the source tokens src (T,B), lengths slen (B);
  * mask (T*B) receives the step masks. */
 void s2s_encoder_forward(S2sActs *a, unsigned char *mask, const int *src, const int *slen,
                          const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
-    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c);
-    const int cs = B * cell_cache_size(c->cell, H), BH = B * H;
+    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
     for (int t = 0; t < T; t++)
         for (int b = 0; b < B; b++) mask[t * B + b] = t < slen[b];
-    memset(a->zero, 0, sizeof(double) * (size_t)BH);
     embedding_forward(a->x_src, src, w->src_emb, T * B, E);
-    for (int t = 0; t < T; t++)                           /* left to right */
-        cell_forward(a->hf + t * BH, a->cf ? a->cf + t * BH : NULL, a->kf + t * cs,
-                     a->x_src + t * B * E, t ? a->hf + (t - 1) * BH : a->zero,
-                     a->cf ? (t ? a->cf + (t - 1) * BH : a->zero) : NULL, mask + t * B,
-                     &w->enc_f, B);
-    if (a->hb)
-        for (int t = T - 1; t >= 0; t--)                  /* right to left */
-            cell_forward(a->hb + t * BH, a->cb ? a->cb + t * BH : NULL, a->kb + t * cs,
-                         a->x_src + t * B * E, t < T - 1 ? a->hb + (t + 1) * BH : a->zero,
-                         a->cb ? (t < T - 1 ? a->cb + (t + 1) * BH : a->zero) : NULL,
-                         mask + t * B, &w->enc_b, B);
+    s2s_rnn_forward(a->hf, a->cf, a->kf, a->zero, a->x_src, mask, &w->enc_f, T, B,
+                    RNN_LEFT_TO_RIGHT);
+    if (a->hb)                                    /* Bahdanau: the other direction too */
+        s2s_rnn_forward(a->hb, a->cb, a->kb, a->zero, a->x_src, mask, &w->enc_b, T, B,
+                        RNN_RIGHT_TO_LEFT);
     for (int b = 0; b < B; b++)                           /* (T,B,H) -> (B,T,He) */
         for (int t = 0; t < T; t++) {
             double *e = a->enc + (b * T + t) * He;
@@ -665,8 +719,7 @@ void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
                           const unsigned char *mask, const int *src, const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
-    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c);
-    const int cs = B * cell_cache_size(c->cell, H), BH = B * H;
+    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
     if (a->Kp) score_keys_backward(g->enc, &gw->score, g->Kp, a->enc, B * T, &w->score);
     for (int b = 0; b < B; b++)                           /* (B,T,He) -> (T,B,H) */
         for (int t = 0; t < T; t++) {
@@ -675,45 +728,60 @@ void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
             if (a->hb) for (int j = 0; j < H; j++) g->hb[t * BH + b * H + j] += e[H + j];
         }
     if (a->hb)
-        for (int t = 0; t < T; t++)   /* forward ran T-1 .. 0, so back through time: 0 .. T-1 */
-            cell_backward(g->x_src + t * B * E, t < T - 1 ? g->hb + (t + 1) * BH : g->zero,
-                          a->cb ? (t < T - 1 ? g->cb + (t + 1) * BH : g->zero) : NULL,
-                          &gw->enc_b, g->hb + t * BH, a->cb ? g->cb + t * BH : NULL,
-                          a->x_src + t * B * E, t < T - 1 ? a->hb + (t + 1) * BH : a->zero,
-                          a->cb ? (t < T - 1 ? a->cb + (t + 1) * BH : a->zero) : NULL,
-                          a->kb + t * cs, mask + t * B, &w->enc_b, B, a->work);
-    for (int t = T - 1; t >= 0; t--)
-        cell_backward(g->x_src + t * B * E, t ? g->hf + (t - 1) * BH : g->zero,
-                      a->cf ? (t ? g->cf + (t - 1) * BH : g->zero) : NULL,
-                      &gw->enc_f, g->hf + t * BH, a->cf ? g->cf + t * BH : NULL,
-                      a->x_src + t * B * E, t ? a->hf + (t - 1) * BH : a->zero,
-                      a->cf ? (t ? a->cf + (t - 1) * BH : a->zero) : NULL,
-                      a->kf + t * cs, mask + t * B, &w->enc_f, B, a->work);
+        s2s_rnn_backward(g->x_src, g->zero, &gw->enc_b, g->hb, g->cb, a->x_src, a->hb, a->cb,
+                         a->kb, a->zero, mask, &w->enc_b, T, B, RNN_RIGHT_TO_LEFT, a->work);
+    s2s_rnn_backward(g->x_src, g->zero, &gw->enc_f, g->hf, g->cf, a->x_src, a->hf, a->cf,
+                     a->kf, a->zero, mask, &w->enc_f, T, B, RNN_LEFT_TO_RIGHT, a->work);
     embedding_backward(gw->src_emb, g->x_src, src, T * B, E);
 }
 
 /* ========================================================================
  * 4. decoders: none, Bahdanau, Luong; then the output layer
  *
- * none      s_t = cell([emb(y_{t-1}); c], s_{t-1}),  c = h_T for every t
- *           logits = [s_t; c] Wo + bo                 (Cho et al. 2014)
- * Bahdanau  e_tj = v . tanh(W s_{t-1} + U h_j)      attention BEFORE the step,
- *           c_t = sum_j a_tj h_j                      from the previous state,
- *           s_t = cell([emb(y_{t-1}); c_t], s_{t-1})  the context is an input
- *           logits = [s_t; c_t] Wo + bo
- * Luong     h_t = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})   input feeding
- *           e_tj = score(h_t, h_j): dot | general | concat  AFTER the step
- *           c_t = sum_j a_tj h_j over all j (global) or a window (local)
- *           h~_t = tanh([c_t; h_t] Wc + bc),  logits = h~_t Wo + bo
- * All three start from the encoder's last forward state (s_0 = h_T; for
- * LSTM also its cell state). Attention over row b reads only its slen[b]
- * real annotations: the padding is never a key.
+ * Each decoder is one forward/backward pair for step t of every row, with
+ * its equations above it. All three start from the encoder's last forward
+ * state (s_0 = h_T; for LSTM also its cell state). Attention over row b
+ * reads only its slen[b] real annotations: the padding is never a key.
  * ======================================================================== */
 
-/* the encoder's final forward state (B,H): the decoder's initial state */
-static double *s2s_h_init(const S2sActs *a, int H) { return a->hf + (a->T - 1) * a->B * H; }
-static double *s2s_c_init(const S2sActs *a, int H) {
-    return a->cf ? a->cf + (a->T - 1) * a->B * H : NULL;
+/* The rows of step t a decoder reads and writes, named once: bound to the
+ * activations they are the values, bound to their gradients the gradients
+ * (both blocks share one layout). */
+typedef struct {
+    double *h, *c;            /* (B,H) the new state s_t (Luong: h_t), its LSTM cell or NULL */
+    double *h_prev, *c_prev;  /* (B,H) the state before: step t-1's, or at t = 0 the encoder's last */
+    double *h_last;           /* (B,H) the encoder's last forward state h_T */
+    double *x;                /* (B,E) the embedding of the input y_{t-1} */
+    double *din;              /* (B,Din) the cell's input */
+    double *cache;            /* (B * cell_cache_size) the cell's cache */
+    double *ctx;              /* (B,He) the context vector c_t */
+    double *oin;              /* none, Bahdanau: (B,H+He) the output layer's input [s_t; c_t] */
+    double *hcat, *ht;        /* Luong: (B,He+H) [c_t; h_t], (B,H) h~_t */
+    double *ht_prev;          /* Luong: (B,H) h~_{t-1}, the input fed back; zeros at t = 0 */
+    double *logits;           /* (B,V) */
+} S2sStep;
+
+/* the rows of step t in a (the activations, or their gradients) */
+static S2sStep s2s_step(const S2sActs *a, const S2sConfig *c, int t) {
+    const int B = a->B, H = c->H, BH = B * H, He = s2s_enc_width(c);
+    S2sStep s;
+    s.h = a->hd + t * BH;
+    s.c = a->cd ? a->cd + t * BH : NULL;
+    s.h_last = a->hf + (a->T - 1) * BH;
+    s.h_prev = t ? s.h - BH : s.h_last;
+    s.c_prev = NULL;
+    if (s.c) s.c_prev = t ? s.c - BH : a->cf + (a->T - 1) * BH;
+    s.x = a->x_tgt + t * B * c->E;
+    s.din = a->din + t * B * s2s_dec_input(c);
+    s.cache = a->kd + t * B * cell_cache_size(c->cell, H);
+    s.ctx = a->ctx + t * B * He;
+    s.oin = a->oin ? a->oin + t * B * (H + He) : NULL;
+    s.hcat = a->hcat ? a->hcat + t * B * (He + H) : NULL;
+    s.ht = a->ht ? a->ht + t * BH : NULL;
+    s.ht_prev = NULL;
+    if (s.ht) s.ht_prev = t ? s.ht - BH : a->zero;
+    s.logits = a->logits + t * B * c->V;
+    return s;
 }
 
 /* One row's attention at step t: ctx (He), att (T) from query q (H) over the
@@ -784,43 +852,129 @@ static void s2s_split_add(double *dx1, double *dx2, const double *dout, int n1, 
     }
 }
 
-/* Decoder step t for all B rows: a->x_tgt at t must hold the input
- * embeddings; writes the state, the context, the attention and a->logits at t.
- * Used by training (teacher forcing), greedy decoding and beam search. */
-void s2s_decoder_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
-                              const S2sModel *m) {
+/* ---- none and Bahdanau: the context is an input of the step ------------
+ *     s_t = cell([emb(y_{t-1}); c_t], s_{t-1}),   logits = [s_t; c_t] Wo + bo
+ * The two differ only in where c_t comes from (below). */
+static void s2s_context_step_forward(const S2sStep *s, const S2sModel *m, int B) {
+    const S2sConfig *c = &m->cfg;
+    const int E = c->E, H = c->H, He = s2s_enc_width(c);
+    s2s_concat(s->din, s->x, E, s->ctx, He, B);                    /* [emb; c_t] */
+    cell_forward(s->h, s->c, s->cache, s->din, s->h_prev, s->c_prev, NULL, &m->w.dec, B);
+    s2s_concat(s->oin, s->h, H, s->ctx, He, B);                    /* [s_t; c_t] */
+    linear_forward(s->logits, s->oin, m->w.Wo, m->w.bo, B, H + He, c->V);
+}
+
+/* Backward of s2s_context_step_forward: d holds the gradient rows of the
+ * step (d->logits given); d->ctx, d->x, d->h_prev, d->c_prev and gw +=. */
+static void s2s_context_step_backward(S2sWeights *gw, const S2sStep *d, const S2sStep *s,
+                                      const S2sModel *m, int B, double *work) {
+    const S2sConfig *c = &m->cfg;
+    const int E = c->E, H = c->H, He = s2s_enc_width(c);
+    /* forward was: logits = [s_t; c_t] Wo + bo */
+    linear_backward(d->oin, gw->Wo, gw->bo, d->logits, s->oin, m->w.Wo, B, H + He, c->V);
+    s2s_split_add(d->h, d->ctx, d->oin, H, He, B);
+    /* forward was: s_t = cell([emb; c_t], s_{t-1}) */
+    cell_backward(d->din, d->h_prev, d->c_prev, &gw->dec, d->h, d->c, s->din, s->h_prev,
+                  s->c_prev, s->cache, NULL, &m->w.dec, B, work);
+    s2s_split_add(d->x, d->ctx, d->din, E, He, B);
+}
+
+/* ---- none: the vanilla encoder-decoder (Cho et al. 2014) ---------------
+ *     c_t = h_T for every t: the whole source squeezed into one vector */
+static void s2s_vanilla_step_forward(S2sActs *a, int t, const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t);
+    const int B = a->B, H = m->cfg.H;
+    memcpy(s.ctx, s.h_last, sizeof(double) * (size_t)(B * H));   /* He = H */
+    s2s_context_step_forward(&s, m, B);
+}
+
+/* Backward of s2s_vanilla_step_forward: g->logits at t given; g and gw += */
+static void s2s_vanilla_step_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a, int t,
+                                      const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t), d = s2s_step(g, &m->cfg, t);
+    const int BH = a->B * m->cfg.H;
+    s2s_context_step_backward(gw, &d, &s, m, a->B, a->work);
+    for (int i = 0; i < BH; i++) d.h_last[i] += d.ctx[i];   /* forward was: c_t = h_T */
+}
+
+/* ---- Bahdanau: attention before the step, from the previous state ------
+ *     e_tj = v . tanh(W s_{t-1} + U h_j)     h_j = [h_fwd_j; h_bwd_j], additive score
+ *     a_t  = softmax(e_t),   c_t = sum_j a_tj h_j           (Bahdanau et al. 2015)
+ * then the step above with this c_t as an input. */
+static void s2s_bahdanau_step_forward(S2sActs *a, unsigned char *lmask, const int *slen,
+                                      int t, const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t);
+    for (int b = 0; b < a->B; b++)                     /* the query is s_{t-1} */
+        s2s_attend_row(a, m, lmask, t, b, slen[b], s.h_prev + b * m->cfg.H);
+    s2s_context_step_forward(&s, m, a->B);
+}
+
+/* Backward of s2s_bahdanau_step_forward: g->logits at t given; g and gw += */
+static void s2s_bahdanau_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a,
+                                       const int *slen, int t, const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t), d = s2s_step(g, &m->cfg, t);
+    const int H = m->cfg.H;
+    s2s_context_step_backward(gw, &d, &s, m, a->B, a->work);
+    /* forward was: c_t = attend(s_{t-1}, h_1..h_T): d.ctx flows back into the
+     * query s_{t-1} and into the annotations (keys and values) */
+    for (int b = 0; b < a->B; b++)
+        s2s_attend_row_backward(g, gw, d.h_prev + b * H, a, m, t, b, slen[b], s.h_prev + b * H);
+}
+
+/* ---- Luong: attention after the step, from the new state ----------------
+ *     h_t  = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})          input feeding
+ *     e_tj = score(h_t, h_j): dot | general | concat
+ *     c_t  = sum_j a_tj h_j over all j (global) or a window (local-m, local-p)
+ *     h~_t = tanh([c_t; h_t] Wc + bc),   logits = h~_t Wo + bo  (Luong et al. 2015) */
+static void s2s_luong_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
+                                   const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
-    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), V = c->V;
-    const int Din = s2s_dec_input(c), Dout = s2s_out_input(c), BH = B * H;
-    const int cs = B * cell_cache_size(c->cell, H);
-    double *h = a->hd + t * BH, *cc = a->cd ? a->cd + t * BH : NULL;
-    const double *hp = t ? h - BH : s2s_h_init(a, H);
-    const double *cp = a->cd ? (t ? cc - BH : s2s_c_init(a, H)) : NULL;
-    double *x = a->x_tgt + t * B * E, *din = a->din + t * B * Din, *ctx = a->ctx + t * B * He;
-    double *logits = a->logits + t * B * V;
-    if (c->attention != S2S_LUONG) {
-        for (int b = 0; b < B; b++) {
-            if (c->attention == S2S_NONE)      /* the fixed context: h_T, every step */
-                memcpy(ctx + b * He, s2s_h_init(a, H) + b * H, sizeof(double) * (size_t)H);
-            else                                /* Bahdanau: query s_{t-1} */
-                s2s_attend_row(a, m, lmask, t, b, slen[b], hp + b * H);
-        }
-        s2s_concat(din, x, E, ctx, He, B);                       /* [emb; c_t]   */
-        cell_forward(h, cc, a->kd + t * cs, din, hp, cp, NULL, &w->dec, B);
-        double *oin = a->oin + t * B * Dout;
-        s2s_concat(oin, h, H, ctx, He, B);                       /* [s_t; c_t]   */
-        linear_forward(logits, oin, w->Wo, w->bo, B, Dout, V);
-    } else {
-        const double *htp = t ? a->ht + (t - 1) * BH : a->zero;  /* input feeding */
-        s2s_concat(din, x, E, htp, H, B);                         /* [emb; h~_{t-1}] */
-        cell_forward(h, cc, a->kd + t * cs, din, hp, cp, NULL, &w->dec, B);
-        for (int b = 0; b < B; b++) s2s_attend_row(a, m, lmask, t, b, slen[b], h + b * H);
-        double *hcat = a->hcat + t * B * (He + H), *ht = a->ht + t * BH;
-        s2s_concat(hcat, ctx, He, h, H, B);                       /* [c_t; h_t]   */
-        linear_forward(ht, hcat, w->Wc, w->bc, B, He + H, H);
-        tanh_forward(ht, ht, BH);                                 /* h~_t         */
-        linear_forward(logits, ht, w->Wo, w->bo, B, H, V);
+    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c);
+    const S2sStep s = s2s_step(a, c, t);
+    s2s_concat(s.din, s.x, E, s.ht_prev, H, B);                    /* [emb; h~_{t-1}] */
+    cell_forward(s.h, s.c, s.cache, s.din, s.h_prev, s.c_prev, NULL, &w->dec, B);
+    for (int b = 0; b < B; b++) s2s_attend_row(a, m, lmask, t, b, slen[b], s.h + b * H);
+    s2s_concat(s.hcat, s.ctx, He, s.h, H, B);                      /* [c_t; h_t] */
+    linear_forward(s.ht, s.hcat, w->Wc, w->bc, B, He + H, H);
+    tanh_forward(s.ht, s.ht, B * H);                               /* h~_t */
+    linear_forward(s.logits, s.ht, w->Wo, w->bo, B, H, c->V);
+}
+
+/* Backward of s2s_luong_step_forward: g->logits at t given; g and gw += */
+static void s2s_luong_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a, const int *slen,
+                                    int t, const S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const S2sWeights *w = &m->w;
+    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
+    const S2sStep s = s2s_step(a, c, t), d = s2s_step(g, c, t);
+    double *dpre = a->work + 8 * BH;
+    /* forward was: logits = h~_t Wo + bo */
+    linear_backward(d.ht, gw->Wo, gw->bo, d.logits, s.ht, w->Wo, B, H, c->V);
+    /* forward was: h~_t = tanh([c_t; h_t] Wc + bc); dpre = dh~ (1 - h~^2) */
+    for (int i = 0; i < BH; i++) dpre[i] = 0.0;
+    tanh_backward(dpre, d.ht, s.ht, BH);
+    linear_backward(d.hcat, gw->Wc, gw->bc, dpre, s.hcat, w->Wc, B, He + H, H);
+    s2s_split_add(d.ctx, d.h, d.hcat, He, H, B);
+    /* forward was: c_t = attend(h_t, h_1..h_T): the query is the new state */
+    for (int b = 0; b < B; b++)
+        s2s_attend_row_backward(g, gw, d.h + b * H, a, m, t, b, slen[b], s.h + b * H);
+    /* forward was: h_t = cell([emb; h~_{t-1}], h_{t-1}) */
+    cell_backward(d.din, d.h_prev, d.c_prev, &gw->dec, d.h, d.c, s.din, s.h_prev, s.c_prev,
+                  s.cache, NULL, &w->dec, B, a->work);
+    s2s_split_add(d.x, d.ht_prev, d.din, E, H, B);
+}
+
+/* Decoder step t for all B rows, by the model's decoder: a->x_tgt at t must
+ * hold the input embeddings; writes the state, the context, the attention
+ * and a->logits at t. Used by training (teacher forcing), greedy decoding
+ * and beam search. lmask (T) is scratch for local windows. */
+void s2s_decoder_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
+                              const S2sModel *m) {
+    switch (m->cfg.attention) {
+    case S2S_NONE:     s2s_vanilla_step_forward(a, t, m); break;
+    case S2S_BAHDANAU: s2s_bahdanau_step_forward(a, lmask, slen, t, m); break;
+    default:           s2s_luong_step_forward(a, lmask, slen, t, m);
     }
 }
 
@@ -828,54 +982,10 @@ void s2s_decoder_step_forward(S2sActs *a, unsigned char *lmask, const int *slen,
  * g (the states, contexts and annotations of earlier steps) and gw. */
 void s2s_decoder_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a, const int *slen,
                                int t, const S2sModel *m) {
-    const S2sConfig *c = &m->cfg;
-    const S2sWeights *w = &m->w;
-    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), V = c->V;
-    const int Din = s2s_dec_input(c), Dout = s2s_out_input(c), BH = B * H;
-    const int cs = B * cell_cache_size(c->cell, H);
-    const double *h = a->hd + t * BH, *hp = t ? h - BH : s2s_h_init(a, H);
-    const double *cp = a->cd ? (t ? a->cd + (t - 1) * BH : s2s_c_init(a, H)) : NULL;
-    double *dh = g->hd + t * BH, *dc = g->cd ? g->cd + t * BH : NULL;
-    double *dhp = t ? dh - BH : s2s_h_init(g, H);
-    double *dcp = g->cd ? (t ? dc - BH : s2s_c_init(g, H)) : NULL;
-    double *dx = g->x_tgt + t * B * E, *ddin = g->din + t * B * Din, *dctx = g->ctx + t * B * He;
-    const double *dlogits = g->logits + t * B * V;
-    if (c->attention != S2S_LUONG) {
-        /* forward was: logits = [s_t; c_t] Wo + bo */
-        linear_backward(g->oin + t * B * Dout, gw->Wo, gw->bo, dlogits, a->oin + t * B * Dout,
-                        w->Wo, B, Dout, V);
-        s2s_split_add(dh, dctx, g->oin + t * B * Dout, H, He, B);
-        /* forward was: s_t = cell([emb; c_t], s_{t-1}) */
-        cell_backward(ddin, dhp, dcp, &gw->dec, dh, dc, a->din + t * B * Din, hp, cp,
-                      a->kd + t * cs, NULL, &w->dec, B, a->work);
-        s2s_split_add(dx, dctx, ddin, E, He, B);
-        for (int b = 0; b < B; b++) {
-            if (c->attention == S2S_NONE) {    /* forward was: c_t = h_T */
-                double *dhT = s2s_h_init(g, H) + b * H;
-                for (int j = 0; j < H; j++) dhT[j] += dctx[b * He + j];
-            } else {                            /* forward was: c_t = attend(s_{t-1}, h) */
-                s2s_attend_row_backward(g, gw, dhp + b * H, a, m, t, b, slen[b], hp + b * H);
-            }
-        }
-    } else {
-        double *dht = g->ht + t * BH, *dpre = a->work + 8 * BH;
-        const double *ht = a->ht + t * BH;
-        /* forward was: logits = h~_t Wo + bo */
-        linear_backward(dht, gw->Wo, gw->bo, dlogits, ht, w->Wo, B, H, V);
-        /* forward was: h~_t = tanh([c_t; h_t] Wc + bc) */
-        for (int i = 0; i < BH; i++) dpre[i] = 0.0;
-        tanh_backward(dpre, dht, ht, BH);
-        double *dhcat = g->hcat + t * B * (He + H);
-        linear_backward(dhcat, gw->Wc, gw->bc, dpre, a->hcat + t * B * (He + H), w->Wc, B,
-                        He + H, H);
-        s2s_split_add(dctx, dh, dhcat, He, H, B);
-        /* forward was: c_t = attend(h_t, h_1..h_T): the query is the new state */
-        for (int b = 0; b < B; b++)
-            s2s_attend_row_backward(g, gw, dh + b * H, a, m, t, b, slen[b], h + b * H);
-        /* forward was: h_t = cell([emb; h~_{t-1}], h_{t-1}) */
-        cell_backward(ddin, dhp, dcp, &gw->dec, dh, dc, a->din + t * B * Din, hp, cp,
-                      a->kd + t * cs, NULL, &w->dec, B, a->work);
-        s2s_split_add(dx, t ? g->ht + (t - 1) * BH : g->zero, ddin, E, H, B);
+    switch (m->cfg.attention) {
+    case S2S_NONE:     s2s_vanilla_step_backward(gw, g, a, t, m); break;
+    case S2S_BAHDANAU: s2s_bahdanau_step_backward(gw, g, a, slen, t, m); break;
+    default:           s2s_luong_step_backward(gw, g, a, slen, t, m);
     }
 }
 
@@ -1472,36 +1582,6 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     return L.off;
 }
 
-/* h (T,B,H) [and c (T,B,H), LSTM only, else NULL] = the cell cl run over
- * x (T,B,I) from the zero state; zero (B,H) is set to zeros here, k
- * (T, B*cell_cache_size) keeps every step's cache. No padding. Shared by the
- * RNN classifier below and the CNN's query RNN (section 9b). */
-void pool_rnn_forward(double *h, double *c, double *k, double *zero, const double *x,
-                      const S2sCell *cl, int T, int B) {
-    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
-    memset(zero, 0, sizeof(double) * (size_t)BH);
-    for (int t = 0; t < T; t++)
-        cell_forward(h + t * BH, c ? c + t * BH : NULL, k + t * cs, x + t * B * cl->I,
-                     t ? h + (t - 1) * BH : zero, c ? (t ? c + (t - 1) * BH : zero) : NULL,
-                     NULL, cl, B);
-}
-
-/* Backward through time of pool_rnn_forward. dx (T,B,I), dzero (B,H) and
- * the cell's parameter gradients g +=. dh (T,B,H) holds the gradient arriving
- * at every state from above (and receives the recurrent part as the loop
- * walks back); dc (T,B,H) the same for LSTM cells (else NULL). work: scratch
- * of 2 * B * G * H doubles, as cell_backward. */
-void pool_rnn_backward(double *dx, double *dzero, S2sCell *g, double *dh, double *dc,
-                       const double *x, const double *h, const double *c, const double *k,
-                       const double *zero, const S2sCell *cl, int T, int B, double *work) {
-    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
-    for (int t = T - 1; t >= 0; t--)   /* forward was: h_t = cell(x_t, h_{t-1} [, c_{t-1}]) */
-        cell_backward(dx + t * B * cl->I, t ? dh + (t - 1) * BH : dzero,
-                      c ? (t ? dc + (t - 1) * BH : dzero) : NULL, g, dh + t * BH,
-                      c ? dc + t * BH : NULL, x + t * B * cl->I, t ? h + (t - 1) * BH : zero,
-                      c ? (t ? c + (t - 1) * BH : zero) : NULL, k + t * cs, NULL, cl, B, work);
-}
-
 /* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
  * activation (bound by the caller with pool_acts_bind). */
 double pool_forward(PoolActs *a, const int *tokens, const int *labels, const PoolModel *m) {
@@ -1509,7 +1589,7 @@ double pool_forward(PoolActs *a, const int *tokens, const int *labels, const Poo
     const PoolWeights *w = &m->w;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
     embedding_forward(a->x, tokens, w->emb, T * B, c->E);
-    pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+    s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
     if (c->pool == POOL_LAST) {
         memcpy(a->r, a->h + (T - 1) * BH, sizeof(double) * (size_t)BH);
     } else if (c->pool == POOL_MEAN) {
@@ -1555,8 +1635,8 @@ void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *t
             for (int t = 0; t < T; t++)
                 for (int j = 0; j < H; j++) g->h[t * BH + b * H + j] += g->hs[(b * T + t) * H + j];
     }
-    pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k, a->zero,
-                      &w->enc, T, B, a->work);
+    s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k, a->zero,
+                     NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
     embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
 }
 
@@ -1596,7 +1676,7 @@ void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int 
  * The convolution is one matmul: im2col copies the K embeddings under each
  * window into one row, then (B*N, K*E) @ (K*E, F). The attention is
  * attention.c's additive score and attend_forward() with keys = values =
- * the feature rows; the LSTM is section 1's cell run by pool_rnn_forward().
+ * the feature rows; the LSTM is section 1's cell run by s2s_rnn_forward().
  * Extra legend: K kernel width, F channels (filters), N = T-K+1 windows,
  * C classes.
  *
@@ -1797,7 +1877,7 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                 a->r[b * R + f] = best;
             }
         if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
-            pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
             for (int b = 0; b < B; b++)
                 memcpy(a->r + b * R + F, a->h + ((T - 1) * B + b) * H,
                        sizeof(double) * (size_t)H);
@@ -1809,7 +1889,7 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                 for (int f = 0; f < F; f++) a->r[b * F + f] += a->feat[(b * N + n) * F + f] / N;
     } else {
         if (c->pool == CNN_ATT_RNN)
-            pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
         score_keys_forward(a->Kp, a->feat, B * N, &w->score);
         for (int b = 0; b < B; b++) {
             const double *q = c->pool == CNN_ATT_RNN ? a->h + ((T - 1) * B + b) * H : w->u;
@@ -1846,8 +1926,8 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
             for (int b = 0; b < B; b++)
                 for (int j = 0; j < H; j++)
                     g->h[((T - 1) * B + b) * H + j] += g->r[b * R + F + j];
-            pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
-                              a->zero, &w->enc, T, B, a->work);
+            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
         }
     } else if (c->pool == CNN_MEAN) {  /* forward was: r = (1/N) sum_n feat_n */
         for (int b = 0; b < B; b++)
@@ -1864,8 +1944,8 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
         }
         score_keys_backward(g->feat, &gw->score, g->Kp, a->feat, B * N, &w->score);
         if (c->pool == CNN_ATT_RNN)    /* forward was: q = h_T of the RNN over x */
-            pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
-                              a->zero, &w->enc, T, B, a->work);
+            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
     }
     conv1d_backward(g->x, gw->W, gw->b, g->pre, g->cols, g->feat, a->pre, a->cols, w->W, T,
                     B, c->E, c->K, F);
