@@ -525,6 +525,8 @@ typedef struct {
     unsigned char *mask;     /* (Tmax*Bmax) encoder step masks, then (Tmax) window scratch */
     int *tok;                /* (max(Smax, Tmax+1) * Bmax) decoder inputs while decoding;
                                 beam search keeps its K copies of the source here */
+    int *ytok;               /* (Bmax) beam search: the K beams' input tokens of one step */
+    int *lens;               /* (Bmax) s2s_evaluate: the decoded lengths of one batch */
     int *hist;               /* (2*Bmax*Smax + Bmax) beam hypotheses (two generations), parents */
     int *cidx;               /* (Bmax*V) beam search candidate order */
     double *beam;            /* (2*Bmax + Bmax*V) beam scores, candidate scores */
@@ -541,6 +543,8 @@ void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) 
     r->gmem = xcalloc_doubles(r->cap);
     r->mask = xmalloc((size_t)(Tmax * Bmax + Tmax));
     r->tok = xmalloc(sizeof(int) * (size_t)((Smax > Tmax ? Smax : Tmax + 1) * Bmax));
+    r->ytok = xmalloc(sizeof(int) * (size_t)Bmax);
+    r->lens = xmalloc(sizeof(int) * (size_t)Bmax);
     r->hist = xmalloc(sizeof(int) * (size_t)(2 * Bmax * Smax + Bmax));
     r->cidx = xmalloc(sizeof(int) * (size_t)(Bmax * c->V));
     r->beam = xcalloc_doubles(2 * Bmax + Bmax * c->V);
@@ -559,7 +563,7 @@ double s2s_acts_estimate(const S2sConfig *c, int B, int T, int S) {
 }
 
 void s2s_run_free(S2sRun *r) {
-    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->hist);
+    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->ytok); free(r->lens); free(r->hist);
     free(r->cidx); free(r->beam);
 }
 
@@ -1148,11 +1152,14 @@ void s2s_batch_from_data(S2sBatch *bt, const S2sData *d, int start, int B) {
 
 /* A fresh training batch of bt->B examples. */
 void s2s_batch_sample(S2sBatch *bt, Rng *r, const S2sTask *tk) {
-    int src[64], tgt[64], n;
+    int Tmax, Nmax, n;
+    s2s_task_dims(tk, &Tmax, &Nmax);
+    int *src = xmalloc(sizeof(int) * (size_t)(Tmax + Nmax)), *tgt = src + Tmax;
     for (int b = 0; b < bt->B; b++) {
         int slen = s2s_sample(src, tgt, &n, r, tk, 0);
         s2s_batch_row(bt, b, src, slen, tgt, n);
     }
+    free(src);
 }
 
 /* printable name of a token (buf has room for 8 chars) */
@@ -1237,8 +1244,7 @@ int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const 
     int nk = 1, bestlen = 0;
     double best = -INFINITY;
     score[0] = 0.0;
-    int tok[1024];
-    if (K > 1024) { fprintf(stderr, "seq2seq: beam width %d above 1024\n", K); exit(1); }
+    int *tok = r->ytok;                                /* K <= r->Bmax: s2s_run_bind */
     for (int t = 0; t < maxlen; t++) {
         for (int k = 0; k < K; k++) tok[k] = t ? hist[(k < nk ? k : 0) * maxlen + t - 1] : S2S_BOS;
         embedding_forward(a->x_tgt + t * K * E, tok, m->w.tgt_emb, K, E);
@@ -1299,8 +1305,8 @@ typedef struct {
 S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
                          int beam, int *out, int *ok_by_len, int *n_by_len) {
     const int maxlen = d->Nmax + 1;
-    int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap, lens[1024];
-    if (Bc > 1024) Bc = 1024;
+    const int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
+    int *lens = r->lens;                               /* (Bc <= r->Bmax) */
     long tok_ok = 0, tok_n = 0, seq_ok = 0;
     const double t0 = seconds();
     for (int start = 0; start < d->n; start += Bc) {
@@ -1643,7 +1649,7 @@ void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *t
 /* The pooling task: tokens (T,B) random symbols, labels (B) = the symbol at
  * position 1 (the second), as a class 0..C-1; held-out split as in section 6. */
 void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int heldout) {
-    int seq[64];
+    int *seq = xmalloc(sizeof(int) * (size_t)T);     /* one sequence, contiguous */
     for (int b = 0; b < B; b++) {
         do {
             for (int t = 0; t < T; t++) seq[t] = S2S_FIRST + rng_int(r, C);
@@ -1651,6 +1657,7 @@ void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int 
         for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
         labels[b] = seq[1] - S2S_FIRST;
     }
+    free(seq);
 }
 
 /* ========================================================================
@@ -1960,11 +1967,11 @@ enum { CNN_LETTERS = 7, CNN_MARK_X = 7, CNN_MARK_Y = 8, CNN_ASK_X = 9, CNN_ASK_Y
        CNN_SYMBOLS = 11, CNN_CLASSES = 4 };
 static const char cnn_symbol_chars[CNN_SYMBOLS + 1] = "abcdefgxyXY";
 
-/* tokens (T,B) and labels (B) of B examples of length T (5..64; from 8 on
- * there are enough distinct sequences for a held-out split) from the
+/* tokens (T,B) and labels (B) of B examples of length T (5 or more; from 8
+ * on there are enough distinct sequences for a held-out split) from the
  * training (heldout = 0) or held-out (1) split, as heldout_split() splits. */
 void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout) {
-    int seq[64];
+    int *seq = xmalloc(sizeof(int) * (size_t)T);     /* one sequence, contiguous */
     for (int b = 0; b < B; b++) {
         int lx, ly;
         do {
@@ -1984,6 +1991,7 @@ void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout)
         for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
         labels[b] = seq[T - 1] == S2S_FIRST + CNN_ASK_X ? lx : ly;
     }
+    free(seq);
 }
 
 /* the character of token tok of the CNN task */
