@@ -2235,6 +2235,39 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     if (o->svg) check_writable(argv[0], "--svg", o->svg);   /* fail now, not after training */
 }
 
+/* ---- the default run ------------------------------------------------------ */
+
+/* A model with everything it trains and is evaluated with: built from the
+ * options the same way by the default run, the length experiment and
+ * --bench, so their random draws are the same: s2s_session_free(). */
+typedef struct {
+    S2sModel m;
+    S2sRun run;        /* the workspace, for batches up to max(--batch, --beam) rows */
+    S2sBatch bt;       /* a training batch of --batch rows */
+    S2sData test;      /* the held-out set */
+    Rng r;             /* the model's init, then the training batches */
+    Rng rt;            /* the held-out set's own stream */
+    int *out;          /* (Bmax, Nmax+1) decoded tokens */
+} S2sSession;
+
+static void s2s_session_build(S2sSession *s, const S2sOptions *o, const S2sConfig *c) {
+    int Tmax, Nmax;
+    s2s_task_dims(&o->task, &Tmax, &Nmax);
+    const int Bmax = o->batch > o->beam ? o->batch : o->beam;
+    rng_seed(&s->r, (uint64_t)o->seed);
+    rng_seed(&s->rt, (uint64_t)o->seed ^ 0x5EEDu);
+    s2s_build(&s->m, c, &s->r);
+    s2s_run_build(&s->run, c, Bmax, Tmax, Nmax + 1);
+    s2s_batch_build(&s->bt, o->batch, Tmax, Nmax + 1);
+    s2s_data_build(&s->test, o->test, &s->rt, &o->task, 1);
+    s->out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
+}
+
+static void s2s_session_free(S2sSession *s) {
+    free(s->out);
+    s2s_data_free(&s->test); s2s_batch_free(&s->bt); s2s_run_free(&s->run); s2s_free(&s->m);
+}
+
 /* Decode held-out example e of d into out (maxlen = d->Nmax + 1) and *len,
  * greedily (beam <= 1) or by beam search, and leave the attention weights of
  * every output step in r->a.att, rows (step, T) of a batch of one: greedy
@@ -2257,149 +2290,139 @@ static void s2s_show_decode(int *out, int *len, S2sRun *r, S2sBatch *bt, const S
     s2s_forward(r, bt, m);
 }
 
+/* The first five held-out examples, decoded one by one as the held-out set
+ * was: source -> output, and the target where they differ. */
+static void s2s_show_examples(S2sSession *s, const S2sOptions *o) {
+    const S2sData *d = &s->test;
+    const int *out = s->out;
+    char nb[8];
+    int len;
+    printf("examples (source -> output, target), %s:\n",
+           o->beam > 1 ? "beam search decoding" : "greedy decoding");
+    for (int e = 0; e < 5 && e < d->n; e++) {
+        s2s_show_decode(s->out, &len, &s->run, &s->bt, &s->m, d, e, o->beam);
+        const int *tg = d->tgt + e * d->Nmax;
+        int ok = len == d->tlen[e];
+        for (int i = 0; ok && i < len; i++) ok = out[i] == tg[i];
+        printf("  %s ", ok ? "ok  " : "MISS");
+        for (int i = 0; i < d->slen[e]; i++)
+            printf("%s ", s2s_token_name(nb, o->task.task, d->src[e * d->Tmax + i]));
+        printf("->");
+        for (int i = 0; i < len; i++) printf(" %s", s2s_token_name(nb, o->task.task, out[i]));
+        if (!ok) {
+            printf("   (target:");
+            for (int i = 0; i < d->tlen[e]; i++)
+                printf(" %s", s2s_token_name(nb, o->task.task, tg[i]));
+            printf(")");
+        }
+        printf("\n");
+    }
+}
+
+/* The alignment of held-out example 1 as a heatmap (rows: output tokens
+ * and EOS, columns: source tokens), and as an SVG titled desc with --svg. */
+static void s2s_show_alignment(S2sSession *s, const S2sOptions *o, const char *desc) {
+    const S2sConfig *c = &o->cfg;
+    const int maxlen = s->test.Nmax + 1, task = o->task.task;
+    int len;
+    s2s_show_decode(s->out, &len, &s->run, &s->bt, &s->m, &s->test, 0, o->beam);
+    const int R = len < maxlen ? len + 1 : maxlen, C = s->test.slen[0];
+    double *W = xcalloc_doubles(R * C);
+    char (*names)[8] = xmalloc(sizeof *names * (size_t)(R + C)), nb[8];
+    const char **rows = xmalloc(sizeof *rows * (size_t)(R + C)), **cols = rows + R;
+    for (int i = 0; i < R; i++) {
+        memcpy(W + i * C, s->run.a.att + i * s->run.a.T, sizeof(double) * (size_t)C);
+        rows[i] = strcpy(names[i], s2s_token_name(nb, task, i < len ? s->out[i] : S2S_EOS));
+    }
+    for (int j = 0; j < C; j++)
+        cols[j] = strcpy(names[R + j], s2s_token_name(nb, task, s->test.src[j]));
+    printf("\n");
+    print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
+                  ? "alignment of example 1 (row: output token, column: source token; "
+                    "window softmax times the Gaussian)"
+                  : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
+                  ? "alignment of example 1 (row: output token, column: source token; "
+                    "a row sums to 1, or is all 0 where its window [t-D, t+D] misses "
+                    "the source)"
+                  : "alignment of example 1 (row: output token, column: source token; "
+                    "each row sums to 1)", W, R, C, rows, cols);
+    if (o->svg) {
+        write_svg_heatmap(o->svg, desc, W, R, C, rows, cols);
+        printf("  wrote %s\n", o->svg);
+    }
+    free(W); free(names); free(rows);
+}
+
 /* Train the model of o on its task and report: held-out accuracy, a few
  * decoded examples, the alignment of one as a heatmap (and an SVG). */
 static void s2s_main_run(const S2sOptions *o) {
     const S2sConfig *c = &o->cfg;
     const S2sTask *tk = &o->task;
-    char desc[200], nb[8];
-    Rng r, rt;
-    rng_seed(&r, (uint64_t)o->seed);
-    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);      /* the held-out set's own stream */
-    int Tmax, Nmax;
-    s2s_task_dims(tk, &Tmax, &Nmax);
-    S2sModel m;
-    s2s_build(&m, c, &r);
+    char desc[200];
+    S2sSession s;
+    s2s_session_build(&s, o, c);
     printf("seq2seq.c: %s, source length %d..%d, seed %d\n", s2s_task_names[tk->task],
            tk->min_len, tk->max_len, o->seed);
-    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), m.num_params);
+    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), s.m.num_params);
     printf("training: %d steps of %d sequences, Adam lr %g (linear decay to lr/10), "
            "clip %g, teacher forcing\n\n", o->train.steps, o->batch, o->train.lr, o->train.clip);
-    int Bmax = o->batch > o->beam ? o->batch : o->beam;
-    S2sRun run;
-    S2sBatch bt;
-    S2sData test;
-    s2s_run_build(&run, c, Bmax, Tmax, Nmax + 1);
-    s2s_batch_build(&bt, o->batch, Tmax, Nmax + 1);
-    s2s_data_build(&test, o->test, &rt, tk, 1);
     double t0 = seconds();
-    s2s_train(&m, &run, &bt, &r, tk, &o->train);
-    s2s_stop_if_diverged(&m);
+    s2s_train(&s.m, &s.run, &s.bt, &s.r, tk, &o->train);
+    s2s_stop_if_diverged(&s.m);
     double t1 = seconds();
-    int *out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
-    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, o->beam, out, NULL, NULL);
+    S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, o->beam, s.out, NULL, NULL);
     fprintf(stderr, "training took %.1f s, the held-out decode %.1f s\n", t1 - t0,
             seconds() - t1);
-    printf("\nheld-out (%d sources never trained on), %s decoding:\n", test.n,
+    printf("\nheld-out (%d sources never trained on), %s decoding:\n", s.test.n,
            o->beam > 1 ? "beam search" : "greedy");
     if (o->beam > 1) printf("  beam width %d\n", o->beam);
     printf("  token accuracy %.2f%%   exact-sequence accuracy %.2f%%\n\n", 100 * acc.tok_acc,
            100 * acc.seq_acc);
-    /* a few examples, decoded one by one as the held-out set was */
-    printf("examples (source -> output, target), %s:\n",
-           o->beam > 1 ? "beam search decoding" : "greedy decoding");
-    bt.B = 1;
-    int lens[1], maxlen = Nmax + 1;
-    for (int e = 0; e < 5 && e < test.n; e++) {
-        s2s_show_decode(out, lens, &run, &bt, &m, &test, e, o->beam);
-        const int *tg = test.tgt + e * test.Nmax;
-        int ok = lens[0] == test.tlen[e];
-        for (int i = 0; ok && i < lens[0]; i++) ok = out[i] == tg[i];
-        printf("  %s ", ok ? "ok  " : "MISS");
-        for (int i = 0; i < test.slen[e]; i++)
-            printf("%s ", s2s_token_name(nb, tk->task, test.src[e * test.Tmax + i]));
-        printf("->");
-        for (int i = 0; i < lens[0]; i++) printf(" %s", s2s_token_name(nb, tk->task, out[i]));
-        if (!ok) {
-            printf("   (target:");
-            for (int i = 0; i < test.tlen[e]; i++)
-                printf(" %s", s2s_token_name(nb, tk->task, tg[i]));
-            printf(")");
-        }
-        printf("\n");
-    }
-    if (c->attention != S2S_NONE) {   /* the alignment of example 0 */
-        s2s_show_decode(out, lens, &run, &bt, &m, &test, 0, o->beam);
-        int R = lens[0] < maxlen ? lens[0] + 1 : maxlen, C = test.slen[0];
-        double *W = xcalloc_doubles(R * C);
-        char rl[64][8], cl[64][8];
-        const char *rows[64], *cols[64];
-        for (int i = 0; i < R; i++) {
-            memcpy(W + i * C, run.a.att + i * run.a.T, sizeof(double) * (size_t)C);
-            rows[i] = strcpy(rl[i], s2s_token_name(nb, tk->task, i < lens[0] ? out[i] : S2S_EOS));
-        }
-        for (int j = 0; j < C; j++)
-            cols[j] = strcpy(cl[j], s2s_token_name(nb, tk->task, test.src[j]));
-        printf("\n");
-        print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
-                      ? "alignment of example 1 (row: output token, column: source token; "
-                        "window softmax times the Gaussian)"
-                      : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
-                      ? "alignment of example 1 (row: output token, column: source token; "
-                        "a row sums to 1, or is all 0 where its window [t-D, t+D] misses "
-                        "the source)"
-                      : "alignment of example 1 (row: output token, column: source token; "
-                        "each row sums to 1)", W, R, C, rows, cols);
-        if (o->svg) {
-            write_svg_heatmap(o->svg, desc, W, R, C, rows, cols);
-            printf("  wrote %s\n", o->svg);
-        }
-        free(W);
-    } else {
-        printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
-    }
-    free(out);
-    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+    s2s_show_examples(&s, o);
+    if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc);
+    else printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
+    s2s_session_free(&s);
 }
 
-/* Train none / bahdanau / luong with the same sizes and step budget on
- * reverse over a range of lengths; print exact-sequence accuracy by length. */
-static void s2s_experiment_length(const S2sOptions *o) {
-    const S2sTask *tk = &o->task;
-    int Tmax, Nmax;
-    s2s_task_dims(tk, &Tmax, &Nmax);
-    int atts[3] = { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
-    int ok[3][61], n[3][61], diverged[3] = { 0, 0, 0 };
-    memset(ok, 0, sizeof ok); memset(n, 0, sizeof n);
-    printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
-           "hidden %d, seed %d\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
-           o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H, o->seed);
+/* ---- the length bottleneck ---------------------------------------------- */
+
+/* One model of the length table (attention none, bahdanau or luong with a
+ * dot score): trained like the others, then decoded greedily, its exact
+ * matches counted by source length into ok and n. Prints its line;
+ * returns 1 if it diverged. */
+static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n) {
+    S2sConfig c = o->cfg;
+    c.attention = attention; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
     S2sTrainConfig tr = o->train;
     tr.log_every = 0;
-    for (int k = 0; k < 3; k++) {
-        S2sConfig c = o->cfg;
-        c.attention = atts[k]; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
-        Rng r, rt;
-        rng_seed(&r, (uint64_t)o->seed);
-        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);
-        S2sModel m;
-        S2sRun run;
-        S2sBatch bt;
-        S2sData test;
-        s2s_build(&m, &c, &r);
-        s2s_run_build(&run, &c, o->batch, Tmax, Nmax + 1);
-        s2s_batch_build(&bt, o->batch, Tmax, Nmax + 1);
-        s2s_data_build(&test, o->test, &rt, tk, 1);
-        double t0 = seconds();
-        double loss = s2s_train(&m, &run, &bt, &r, tk, &tr);
-        int *out = xmalloc(sizeof(int) * (size_t)(o->batch * (Nmax + 1)));
-        char desc[200];
-        if (m.diverged) {                  /* a row that says so, and no column below */
-            printf("  %-9s %6d parameters, diverged at step %d (loss %g): no accuracy  "
-                   "(%s)\n", s2s_attention_names[atts[k]], m.num_params, m.diverged,
-                   m.div_loss, s2s_describe(desc, sizeof desc, &c));
-            diverged[k] = 1;
-        } else {
-            S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, ok[k], n[k]);
-            printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
-                   "%5.1f%%  (%s)\n", s2s_attention_names[atts[k]], m.num_params, loss,
-                   100 * acc.seq_acc, 100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
-        }
-        fflush(stdout);
-        fprintf(stderr, "  (%s: %.1f s)\n", s2s_attention_names[atts[k]], seconds() - t0);
-        free(out);
-        s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+    S2sSession s;
+    s2s_session_build(&s, o, &c);
+    const double t0 = seconds();
+    const double loss = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr);
+    const char *name = s2s_attention_names[attention];
+    char desc[200];
+    const int diverged = s.m.diverged != 0;
+    if (diverged) {                        /* a row that says so, and no column below */
+        printf("  %-9s %6d parameters, diverged at step %d (loss %g): no accuracy  (%s)\n",
+               name, s.m.num_params, s.m.diverged, s.m.div_loss,
+               s2s_describe(desc, sizeof desc, &c));
+    } else {
+        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n);
+        printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
+               "%5.1f%%  (%s)\n", name, s.m.num_params, loss, 100 * acc.seq_acc,
+               100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
     }
+    fflush(stdout);
+    fprintf(stderr, "  (%s: %.1f s)\n", name, seconds() - t0);
+    s2s_session_free(&s);
+    return diverged;
+}
+
+/* The table: exact-sequence accuracy of the three models by source length
+ * (buckets of 5 when the range is wide); ok, n (3, L1) by length. */
+static void s2s_length_table(const S2sOptions *o, const int *ok, const int *n,
+                             const int *diverged, int L1) {
+    const S2sTask *tk = &o->task;
     printf("\nheld-out exact-sequence accuracy by source length (%d held-out sources):\n",
            o->test);
     printf("  %-8s | %9s | %9s | %9s | %s\n", "length", "none", "bahdanau", "luong", "n");
@@ -2409,7 +2432,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
         char col[3][16];                       /* each model's cell: a share, or "diverged" */
         for (int k = 0; k < 3; k++) {
             int o2 = 0, n2 = 0;
-            for (int L = lo; L <= hi; L++) { o2 += ok[k][L]; n2 += n[k][L]; }
+            for (int L = lo; L <= hi; L++) { o2 += ok[k * L1 + L]; n2 += n[k * L1 + L]; }
             snprintf(col[k], sizeof col[k], "%8.1f%%", n2 ? 100.0 * o2 / n2 : 0.0);
             if (diverged[k]) snprintf(col[k], sizeof col[k], "%9s", "diverged");
             else cnt = n2;
@@ -2420,6 +2443,141 @@ static void s2s_experiment_length(const S2sOptions *o) {
         printf("  %-8s | %s | %s | %s | %d\n", lab, col[0], col[1], col[2], cnt);
     }
 }
+
+/* Train none / bahdanau / luong with the same sizes and step budget on
+ * reverse over a range of lengths; print exact-sequence accuracy by length. */
+static void s2s_experiment_length(const S2sOptions *o) {
+    const S2sTask *tk = &o->task;
+    const int L1 = tk->max_len + 1;            /* counts indexed by source length */
+    int *ok = xmalloc(sizeof(int) * (size_t)(6 * L1)), *n = ok + 3 * L1, diverged[3];
+    memset(ok, 0, sizeof(int) * (size_t)(6 * L1));
+    printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
+           "hidden %d, seed %d\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
+           o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H, o->seed);
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++)
+        diverged[k] = s2s_length_model(o, k, ok + k * L1, n + k * L1);
+    s2s_length_table(o, ok, n, diverged, L1);
+    free(ok);
+}
+
+/* ---- the classifiers of the pooling tables ---------------------------------
+ * The RNN classifier of section 9 or the CNN of section 9b, with its
+ * activation blocks: the pooling and CNN experiments train and evaluate
+ * every model through these four functions. */
+typedef struct {
+    int rnn;                         /* 1: the RNN classifier, 0: the CNN */
+    int C;                           /* classes */
+    PoolConfig pc; PoolModel pm; PoolActs pa, pg;
+    CnnConfig cc;  CnnModel cm;  CnnActs ca, cg;
+    double *amem, *gmem;             /* activations and their gradients, up to Bmax rows */
+    double *params, *grads, *m, *v;  /* the model's four blocks */
+    int np;                          /* parameters */
+} S2sClassifier;
+
+/* Build the RNN classifier of pc (cc NULL) or the CNN of cc (pc NULL),
+ * initialised from r, with room for batches up to Bmax rows of length T. */
+static void s2s_classifier_build(S2sClassifier *k, const PoolConfig *pc, const CnnConfig *cc,
+                                 Rng *r, int Bmax, int T) {
+    memset(k, 0, sizeof *k);
+    k->rnn = pc != NULL;
+    int cap;
+    if (k->rnn) {
+        k->pc = *pc; k->C = pc->C;
+        pool_build(&k->pm, pc, r);
+        cap = pool_acts_bind(NULL, NULL, pc, Bmax, T);
+        k->params = k->pm.params; k->grads = k->pm.grads; k->m = k->pm.m; k->v = k->pm.v;
+        k->np = k->pm.num_params;
+    } else {
+        k->cc = *cc; k->C = cc->C;
+        cnn_build(&k->cm, cc, r);
+        cap = cnn_acts_bind(NULL, NULL, cc, Bmax, T);
+        k->params = k->cm.params; k->grads = k->cm.grads; k->m = k->cm.m; k->v = k->cm.v;
+        k->np = k->cm.num_params;
+    }
+    k->amem = xcalloc_doubles(cap);
+    k->gmem = xcalloc_doubles(cap);
+}
+
+static void s2s_classifier_free(S2sClassifier *k) {
+    free(k->amem); free(k->gmem);
+    if (k->rnn) pool_free(&k->pm); else cnn_free(&k->cm);
+}
+
+/* The mean loss of labels lab (B) given tokens tok (T,B); the activations
+ * stay in k (probs and the pooling weights att, NULL without attention). */
+static double s2s_classifier_forward(S2sClassifier *k, const int *tok, const int *lab, int B,
+                                     int T, const double **probs, const double **att) {
+    double loss;
+    if (k->rnn) {
+        pool_acts_bind(&k->pa, k->amem, &k->pc, B, T);
+        loss = pool_forward(&k->pa, tok, lab, &k->pm);
+        *probs = k->pa.probs; *att = k->pa.att;
+    } else {
+        cnn_acts_bind(&k->ca, k->amem, &k->cc, B, T);
+        loss = cnn_forward(&k->ca, tok, lab, &k->cm);
+        *probs = k->ca.probs; *att = k->ca.att;
+    }
+    return loss;
+}
+
+/* Train k for --steps on fresh batches of --batch rows drawn from rb: the
+ * pooling task (cnn_task 0) or the CNN task (1). Returns the step it
+ * diverged at (0: none); *tail_loss = the mean loss of the last tail steps. */
+static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int cnn_task, int tail,
+                                double *tail_loss, int *btok, int *blab, const S2sOptions *o) {
+    const int T = o->task.max_len, B = o->batch, steps = o->train.steps;
+    const double *probs, *att;
+    *tail_loss = 0.0;
+    for (int s = 1; s <= steps; s++) {
+        if (cnn_task) cnn_task_batch(btok, blab, rb, B, T, 0);
+        else pool_task_batch(btok, blab, rb, B, T, k->C, 0);
+        memset(k->grads, 0, sizeof(double) * (size_t)k->np);
+        const double l = s2s_classifier_forward(k, btok, blab, B, T, &probs, &att);
+        if (s > steps - tail) *tail_loss += l / tail;
+        if (k->rnn) {
+            pool_acts_bind(&k->pg, k->gmem, &k->pc, B, T);
+            pool_backward(&k->pm.g, &k->pg, &k->pa, btok, blab, &k->pm);
+        } else {
+            cnn_acts_bind(&k->cg, k->gmem, &k->cc, B, T);
+            cnn_backward(&k->cm.g, &k->cg, &k->ca, btok, blab, &k->cm);
+        }
+        double gn;
+        if (s2s_clip_adam(k->params, k->grads, k->m, k->v, k->np, s,
+                          s2s_lr_at(o->train.lr, s, steps), o->train.clip, l, k->C, &gn))
+            return s;
+    }
+    return 0;
+}
+
+/* How many of the n held-out examples tok (T,n), lab (n) k classifies
+ * right, chunk rows at a time (btok: room for chunk rows; a single chunk is
+ * read in place). The pooling weights of example ex go to att_ex if k
+ * attends (T of them for the RNN, N = T-K+1 for the CNN); *attends says. */
+static int s2s_classifier_eval(S2sClassifier *k, const int *tok, const int *lab, int n, int T,
+                               int chunk, int *btok, int ex, double *att_ex, int *attends) {
+    int ok = 0;
+    *attends = 0;
+    for (int start = 0; start < n; start += chunk) {
+        const int nb = n - start < chunk ? n - start : chunk;
+        const int *bt = tok;
+        if (nb < n) {
+            for (int t = 0; t < T; t++)
+                memcpy(btok + t * nb, tok + t * n + start, sizeof(int) * (size_t)nb);
+            bt = btok;
+        }
+        const double *pr, *att;
+        s2s_classifier_forward(k, bt, lab + start, nb, T, &pr, &att);
+        for (int b = 0; b < nb; b++) ok += argmax(pr + b * k->C, k->C) == lab[start + b];
+        *attends = att != NULL;
+        if (att && att_ex && start <= ex && ex < start + nb) {
+            const int W = k->rnn ? T : k->ca.N;
+            memcpy(att_ex, att + (ex - start) * W, sizeof(double) * (size_t)W);
+        }
+    }
+    return ok;
+}
+
+/* ---- the pooling experiment ---------------------------------------------- */
 
 /* Last vs mean vs attention pooling on the pooling task (section 9). */
 static void s2s_experiment_pooling(const S2sOptions *o) {
@@ -2438,192 +2596,110 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);   /* batches whatever its size    */
         rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
         pool_task_batch(tok, lab, &rt, NT, T, C, 1);
-        PoolModel m;
-        pool_build(&m, &c, &r);
-        int cap = pool_acts_bind(NULL, NULL, &c, NT, T);
-        double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
-        PoolActs a, g;
-        double t0 = seconds(), loss = 0.0;
-        int div = 0;                                      /* the step it diverged at */
-        for (int s = 1; s <= o->train.steps && !div; s++) {
-            pool_task_batch(btok, blab, &rb, B, T, C, 0);
-            pool_acts_bind(&a, amem, &c, B, T);
-            pool_acts_bind(&g, gmem, &c, B, T);
-            memset(m.grads, 0, sizeof(double) * (size_t)m.num_params);
-            double l = pool_forward(&a, btok, blab, &m);
-            if (s > o->train.steps - tail) loss += l / tail;
-            pool_backward(&m.g, &g, &a, btok, blab, &m);
-            m.step++;
-            double gn;
-            if (s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
-                              s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip, l, C,
-                              &gn))
-                div = s;
-        }
+        S2sClassifier k;
+        s2s_classifier_build(&k, &c, NULL, &r, NT, T);
+        double t0 = seconds(), loss;
+        const int div = s2s_classifier_train(&k, &rb, 0, tail, &loss, btok, blab, o);
         if (div) {                                        /* a row that says so */
             printf("  %-9s diverged at step %d: no accuracy\n", pool_names[p], div);
-            free(amem); free(gmem); pool_free(&m);
+            s2s_classifier_free(&k);
             continue;
         }
-        pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
-        pool_forward(&a, tok, lab, &m);
-        int ok = 0;
+        int attends;                                      /* the held-out set, one batch */
+        const int ok = s2s_classifier_eval(&k, tok, lab, NT, T, NT, btok, -1, NULL, &attends);
         double w1 = 0.0;
-        for (int b = 0; b < NT; b++) {
-            const double *pr = a.probs + b * C;
-            int best = argmax(pr, C);
-            ok += best == lab[b];
-            if (a.att) w1 += a.att[b * T + 1] / NT;
-        }
+        for (int b = 0; attends && b < NT; b++) w1 += k.pa.att[b * T + 1] / NT;
         printf("  %-9s held-out accuracy %5.1f%%  (training loss %.3f, mean of the last %d "
                "steps)", pool_names[p], 100.0 * ok / NT, loss, tail);
-        if (a.att) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
-                          1.0 / T);
+        if (attends) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
+                            1.0 / T);
         printf("\n");
         fflush(stdout);
         fprintf(stderr, "  (%s: %.1f s)\n", pool_names[p], seconds() - t0);
-        free(amem); free(gmem); pool_free(&m);
+        s2s_classifier_free(&k);
     }
     free(tok); free(lab); free(btok); free(blab);
 }
 
-/* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
- * RNN classifier with last / mean / attention pooling, the CNN with max /
- * mean / attention pooling, the attention's query learned or the h_T of an
- * RNN over the same input, and a control that hands the same RNN's h_T to
- * the classifier beside max pooling (the RNN's parameters, no attention).
- * Same held-out set, same training batches (their
- * own generator, untouched by the model's init), steps and learning rate
- * for all. One table (times on stdout: it is an experiment), then the
- * pooling weights of the attention-pooled models for one held-out example
- * (and --svg): the first whose two pairs both end at least K positions
- * before the question, so no window holds a pair and the question. */
-static void s2s_experiment_cnn(const S2sOptions *o) {
-    enum { NV = 8, NT = 1000 };
+/* ---- the CNN experiment -------------------------------------------------- */
+
+/* The held-out example whose pooling weights the CNN experiment shows: the
+ * first of n (tok (T,n)) whose two pairs both end K or more positions
+ * before the question, so no window holds a pair and the question
+ * (*found = 1); else the first (*found = 0). */
+static int s2s_cnn_pick_example(const int *tok, int n, int T, int K, int *found) {
+    for (int e = 0; e < n; e++) {
+        int far = 1;   /* marker at p, letter at p + 1, question at T - 1 */
+        for (int t = 0; t < T; t++) {
+            int sym = tok[t * n + e] - S2S_FIRST;
+            if ((sym == CNN_MARK_X || sym == CNN_MARK_Y) && (T - 1) - (t + 1) < K) far = 0;
+        }
+        if (far) { *found = 1; return e; }
+    }
+    *found = 0;
+    return 0;
+}
+
+/* Model v (0..7) of the CNN table: the RNN with last / mean / attention
+ * pooling, then the CNN with each pooling of section 9b. Trains it on the
+ * held-out-free batches of its own stream, prints its row; if it attends,
+ * its pooling weights of example ex go to heat (T, a CNN window n under
+ * column n + (K-1)/2) and its row name to name (48 chars): returns 1. */
+static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *lab, int NT,
+                         int *btok, int *blab, int ex, double *heat, char *name) {
     const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch, V = S2S_FIRST + CNN_SYMBOLS;
     const int K = o->kernel, F = o->channels, H = o->cfg.H, E = o->cfg.E, cell = o->cfg.cell;
     const char *cn = cell_names[cell];
-    printf("the CNN + attention experiment: %d symbols hold \"x\" then a letter, \"y\" then "
-           "another, and end\nwith the question X (which letter followed x?) or Y; %d "
-           "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
-    printf("%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps of %d, "
-           "lr %g, seed %d\n\n", cn, H, K, F, E, o->train.steps, B, o->train.lr, o->seed);
-    int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
-    int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
-    Rng rt;
-    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
-    cnn_task_batch(tok, lab, &rt, NT, T, 1);
-    int ex = -1;                                       /* the example the heatmap shows */
-    for (int e = 0; e < NT; e++) {
-        int far = 1;   /* marker at p, letter at p + 1, question at T - 1 */
-        for (int t = 0; t < T; t++) {
-            int sym = tok[t * NT + e] - S2S_FIRST;
-            if ((sym == CNN_MARK_X || sym == CNN_MARK_Y) && (T - 1) - (t + 1) < K) far = 0;
-        }
-        if (far) { ex = e; break; }
+    const int rnn = v <= POOL_ATTENTION, p = rnn ? v : v - POOL_ATTENTION - 1;
+    PoolConfig pc = { p, cell, V, E, H, H, C };
+    CnnConfig cc = { p, cell, V, E, K, F, H, F, C };
+    Rng r, rb;                                     /* init; training batches */
+    rng_seed(&r, (uint64_t)o->seed);
+    rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
+    S2sClassifier k;
+    s2s_classifier_build(&k, rnn ? &pc : NULL, rnn ? NULL : &cc, &r, B, T);
+    const double t0 = seconds();
+    double unused;
+    const int div = s2s_classifier_train(&k, &rb, 1, 0, &unused, btok, blab, o);
+    const double secs = seconds() - t0;
+    char pool[48];
+    if (!rnn && p == CNN_ATT_RNN) snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+    else if (!rnn && p == CNN_MAX_RNN) snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
+    else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
+    if (div) {                                     /* a row that says so, no weights */
+        printf("  %-5s | %-28s | diverged at step %d\n", rnn ? cn : "cnn", pool, div);
+        s2s_classifier_free(&k);
+        return 0;
     }
-    const int found = ex >= 0;                         /* else no example qualifies: */
-    if (!found) ex = 0;                                /* show the first, and say so */
-    double *heat = xcalloc_doubles(3 * T);             /* (3,T) the attention rows */
-    char rl[3][48], cl[64][2];
-    const char *rows[3], *cols[64];
-    int nh = 0;
-    printf("  %-5s | %-28s | %8s | %10s | %s\n", "model", "pooling", "held-out", "parameters",
-           "time");
-    for (int v = 0; v < NV; v++) {
-        const int rnn = v <= POOL_ATTENTION, p = rnn ? v : v - POOL_ATTENTION - 1;
-        PoolConfig pc = { p, cell, V, E, H, H, C };
-        CnnConfig cc = { p, cell, V, E, K, F, H, F, C };
-        Rng r, rb;                                     /* init; training batches */
-        rng_seed(&r, (uint64_t)o->seed);
-        rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
-        PoolModel pm;
-        CnnModel cm;
-        PoolActs pa, pg;
-        CnnActs ca, cg;
-        if (rnn) pool_build(&pm, &pc, &r); else cnn_build(&cm, &cc, &r);
-        int cap = rnn ? pool_acts_bind(NULL, NULL, &pc, B, T)
-                      : cnn_acts_bind(NULL, NULL, &cc, B, T);
-        double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
-        double *P = rnn ? pm.params : cm.params, *G = rnn ? pm.grads : cm.grads;
-        double *M = rnn ? pm.m : cm.m, *S = rnn ? pm.v : cm.v;
-        const int np = rnn ? pm.num_params : cm.num_params;
-        double t0 = seconds();
-        int div = 0;                                   /* the step it diverged at */
-        for (int s = 1; s <= o->train.steps; s++) {
-            cnn_task_batch(btok, blab, &rb, B, T, 0);
-            memset(G, 0, sizeof(double) * (size_t)np);
-            double l;
-            if (rnn) {
-                pool_acts_bind(&pa, amem, &pc, B, T); pool_acts_bind(&pg, gmem, &pc, B, T);
-                l = pool_forward(&pa, btok, blab, &pm);
-                pool_backward(&pm.g, &pg, &pa, btok, blab, &pm);
-            } else {
-                cnn_acts_bind(&ca, amem, &cc, B, T); cnn_acts_bind(&cg, gmem, &cc, B, T);
-                l = cnn_forward(&ca, btok, blab, &cm);
-                cnn_backward(&cm.g, &cg, &ca, btok, blab, &cm);
-            }
-            double gn;
-            if (s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
-                              o->train.clip, l, C, &gn)) {
-                div = s;
-                break;
-            }
-        }
-        double secs = seconds() - t0;
-        char pool[48];
-        if (!rnn && p == CNN_ATT_RNN)
-            snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
-        else if (!rnn && p == CNN_MAX_RNN)
-            snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
-        else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
-        if (div) {                                     /* a row that says so, no weights */
-            printf("  %-5s | %-28s | diverged at step %d\n", rnn ? cn : "cnn", pool, div);
-            free(amem); free(gmem);
-            if (rnn) pool_free(&pm); else cnn_free(&cm);
-            continue;
-        }
-        int ok = 0;                                    /* held-out, B examples at a time */
-        for (int start = 0; start < NT; start += B) {
-            const int nb = NT - start < B ? NT - start : B;
-            for (int t = 0; t < T; t++)
-                memcpy(btok + t * nb, tok + t * NT + start, sizeof(int) * (size_t)nb);
-            const double *pr, *att;
-            if (rnn) {
-                pool_acts_bind(&pa, amem, &pc, nb, T);
-                pool_forward(&pa, btok, lab + start, &pm);
-                pr = pa.probs; att = pa.att;
-            } else {
-                cnn_acts_bind(&ca, amem, &cc, nb, T);
-                cnn_forward(&ca, btok, lab + start, &cm);
-                pr = ca.probs; att = ca.att;
-            }
-            for (int b = 0; b < nb; b++) {
-                int best = argmax(pr + b * C, C);
-                ok += best == lab[start + b];
-            }
-            if (start <= ex && ex < start + nb && att) {
-                /* example ex; a CNN window n goes under column n + (K-1)/2 */
-                const int b = ex - start, W = rnn ? T : T - K + 1;
-                for (int t = 0; t < W; t++)
-                    heat[nh * T + t + (rnn ? 0 : (K - 1) / 2)] = att[b * W + t];
-                snprintf(rl[nh], sizeof rl[nh], "%s, %s", rnn ? cn : "cnn",
-                         rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
-                rows[nh] = rl[nh];
-                nh++;
-            }
-        }
-        printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
-               100.0 * ok / NT, np, secs);
-        fflush(stdout);
-        free(amem); free(gmem);
-        if (rnn) pool_free(&pm); else cnn_free(&cm);
+    double *att_ex = xcalloc_doubles(T);           /* held-out, B examples at a time */
+    int attends;
+    const int ok = s2s_classifier_eval(&k, tok, lab, NT, T, B, btok, ex, att_ex, &attends);
+    if (attends) {
+        const int W = rnn ? T : T - K + 1, shift = rnn ? 0 : (K - 1) / 2;
+        for (int t = 0; t < W; t++) heat[t + shift] = att_ex[t];
+        snprintf(name, 48, "%s, %s", rnn ? cn : "cnn",
+                 rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
     }
+    printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
+           100.0 * ok / NT, k.np, secs);
+    fflush(stdout);
+    free(att_ex);
+    s2s_classifier_free(&k);
+    return attends;
+}
+
+/* The pooling weights of held-out example ex (nh rows of heat (nh,T)) as a
+ * heatmap, and as an SVG with --svg. */
+static void s2s_cnn_show_weights(const S2sOptions *o, const int *tok, const int *lab, int NT,
+                                 int ex, int found, const double *heat, int nh,
+                                 const char *const *rows) {
+    const int T = o->task.max_len, K = o->kernel;
+    char *chars = xmalloc((size_t)(2 * T)), where[96] = "", title[160];
+    const char **cols = xmalloc(sizeof *cols * (size_t)T);
     for (int t = 0; t < T; t++) {
-        cl[t][0] = cnn_symbol(tok[t * NT + ex]); cl[t][1] = '\0';
-        cols[t] = cl[t];
+        chars[2 * t] = cnn_symbol(tok[t * NT + ex]); chars[2 * t + 1] = '\0';
+        cols[t] = chars + 2 * t;
     }
-    char where[96] = "", title[160];
     if (K % 2 == 0)
         snprintf(where, sizeof where, ";\nK = %d is even, so its true centre is half a column "
                  "further right", K);
@@ -2636,76 +2712,105 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     printf(" (label %c; a CNN window is drawn under its centre column%s):\n",
            cnn_symbol_chars[lab[ex]], where);
     print_heatmap(stdout, "row: model, column: input token; each row sums to 1", heat, nh, T,
-                  rows, cols);
+                  (const char **)rows, cols);
     if (o->svg) {
         snprintf(title, sizeof title, "pooling weights of held-out example %d (a CNN window "
                  "under column n + (K-1)/2%s)", ex + 1, K % 2 ? "" : ", rounded down: K even");
-        write_svg_heatmap(o->svg, title, heat, nh, T, rows, cols);
+        write_svg_heatmap(o->svg, title, heat, nh, T, (const char **)rows, cols);
         printf("  wrote %s\n", o->svg);
     }
+    free(chars); free(cols);
+}
+
+/* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
+ * RNN classifier with last / mean / attention pooling, the CNN with max /
+ * mean / attention pooling, the attention's query learned or the h_T of an
+ * RNN over the same input, and a control that hands the same RNN's h_T to
+ * the classifier beside max pooling (the RNN's parameters, no attention).
+ * Same held-out set, same training batches (their own generator, untouched
+ * by the model's init), steps and learning rate for all. One table (times
+ * on stdout: it is an experiment), then the pooling weights of the
+ * attention-pooled models for one held-out example (and --svg). */
+static void s2s_experiment_cnn(const S2sOptions *o) {
+    enum { NV = 8, NT = 1000 };
+    const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch;
+    printf("the CNN + attention experiment: %d symbols hold \"x\" then a letter, \"y\" then "
+           "another, and end\nwith the question X (which letter followed x?) or Y; %d "
+           "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
+    printf("%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps of %d, "
+           "lr %g, seed %d\n\n", cell_names[o->cfg.cell], o->cfg.H, o->kernel, o->channels,
+           o->cfg.E, o->train.steps, B, o->train.lr, o->seed);
+    int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
+    int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
+    Rng rt;
+    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
+    cnn_task_batch(tok, lab, &rt, NT, T, 1);
+    int found;
+    const int ex = s2s_cnn_pick_example(tok, NT, T, o->kernel, &found);
+    double *heat = xcalloc_doubles(3 * T);             /* (3,T): the attending models */
+    char names[3][48];
+    const char *rows[3] = { names[0], names[1], names[2] };
+    int nh = 0;
+    printf("  %-5s | %-28s | %8s | %10s | %s\n", "model", "pooling", "held-out", "parameters",
+           "time");
+    for (int v = 0; v < NV; v++)
+        nh += s2s_cnn_model(o, v, tok, lab, NT, btok, blab, ex, heat + nh * T, names[nh]);
+    s2s_cnn_show_weights(o, tok, lab, NT, ex, found, heat, nh, rows);
     free(heat); free(tok); free(lab); free(btok); free(blab);
 }
 
-/* ms per training step of the issue's two configurations, and the time the
- * default example takes to reach 99% held-out exact-sequence accuracy. */
-static void s2s_bench(void) {
-    enum { WARM = 3, STEPS = 21 };
+/* ---- --bench ------------------------------------------------------------- */
+
+/* ms per training step of one of the issue's two configurations (k = 0:
+ * Bahdanau, 1: none), median of `steps` after `warm` */
+static void s2s_bench_config(int k, int warm, int steps) {
     S2sTask tk = { TASK_REVERSE, 12, 12, 16 };
-    printf("seq2seq.c --bench: one training step (forward, backward, clip, Adam) on reverse,\n"
-           "length 12, vocabulary 16, batch 32, teacher forcing; median of %d steps\n", STEPS);
-    for (int k = 0; k < 2; k++) {
-        S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
-                        16, 32, 64, 64 };
-        Rng r;
-        rng_seed(&r, 1);
-        S2sModel m;
-        S2sRun run;
-        S2sBatch bt;
-        s2s_build(&m, &c, &r);
-        s2s_run_build(&run, &c, 32, 12, 13);
-        s2s_batch_build(&bt, 32, 12, 13);
-        double ms[STEPS];
-        for (int s = 0; s < WARM + STEPS; s++) {
-            s2s_batch_sample(&bt, &r, &tk);
-            double t0 = seconds();
-            s2s_train_step(&m, &run, &bt, 1e-3, 1.0);
-            if (s >= WARM) ms[s - WARM] = 1000.0 * (seconds() - t0);
-        }
-        char desc[200];
-        const double med = median(ms, STEPS);   /* run.ntok: target tokens (EOS too) */
-        printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
-               run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.num_params);
-        printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
-               "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
-        s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
-    }
-    /* the default example, evaluated every 50 steps (evaluation not timed) */
-    S2sOptions o;
-    char *argv[1] = { "seq2seq" };
-    s2s_parse(&o, 1, argv);
-    Rng r, rt;
-    rng_seed(&r, (uint64_t)o.seed);
-    rng_seed(&rt, (uint64_t)o.seed ^ 0x5EEDu);
+    S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
+                    16, 32, 64, 64 };
+    Rng r;
+    rng_seed(&r, 1);
     S2sModel m;
     S2sRun run;
     S2sBatch bt;
-    S2sData test;
-    int Tmax, Nmax;
-    s2s_task_dims(&o.task, &Tmax, &Nmax);
-    s2s_build(&m, &o.cfg, &r);
-    s2s_run_build(&run, &o.cfg, o.batch, Tmax, Nmax + 1);
-    s2s_batch_build(&bt, o.batch, Tmax, Nmax + 1);
-    s2s_data_build(&test, o.test, &rt, &o.task, 1);
-    int *out = xmalloc(sizeof(int) * (size_t)(o.batch * (Nmax + 1)));
+    s2s_build(&m, &c, &r);
+    s2s_run_build(&run, &c, 32, 12, 13);
+    s2s_batch_build(&bt, 32, 12, 13);
+    double *ms = xcalloc_doubles(steps);
+    for (int s = 0; s < warm + steps; s++) {
+        s2s_batch_sample(&bt, &r, &tk);
+        double t0 = seconds();
+        s2s_train_step(&m, &run, &bt, 1e-3, 1.0);
+        if (s >= warm) ms[s - warm] = 1000.0 * (seconds() - t0);
+    }
+    char desc[200];
+    const double med = median(ms, steps);   /* run.ntok: target tokens (EOS too) */
+    printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
+           run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.num_params);
+    printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
+           "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
+    free(ms);
+    s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
+}
+
+/* The default example, evaluated every 50 steps (evaluation not timed):
+ * the training time it takes to reach 99% held-out exact-sequence accuracy */
+static void s2s_bench_default(void) {
+    S2sOptions o;
+    char *argv[1] = { "seq2seq" };
+    s2s_parse(&o, 1, argv);
+    S2sSession se;
+    s2s_session_build(&se, &o, &o.cfg);
     double train_s = 0.0, hit = -1;
     int s;
     for (s = 1; s <= o.train.steps; s++) {
-        bt.B = o.batch;
-        s2s_batch_sample(&bt, &r, &o.task);
+        se.bt.B = o.batch;
+        s2s_batch_sample(&se.bt, &se.r, &o.task);
         double t0 = seconds();
-        s2s_train_step(&m, &run, &bt, s2s_lr_at(o.train.lr, s, o.train.steps), o.train.clip);
+        s2s_train_step(&se.m, &se.run, &se.bt, s2s_lr_at(o.train.lr, s, o.train.steps),
+                       o.train.clip);
         train_s += seconds() - t0;
-        if (s % 50 == 0 && s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL).seq_acc >= 0.99) {
+        if (s % 50 == 0 && s2s_evaluate(&se.run, &se.bt, &se.m, &se.test, 1, se.out, NULL,
+                                         NULL).seq_acc >= 0.99) {
             hit = train_s;
             break;
         }
@@ -2716,8 +2821,17 @@ static void s2s_bench(void) {
     else
         printf("  the default example did not reach 99%% in its %d steps (%.1f s)\n",
                o.train.steps, train_s);
-    free(out);
-    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+    s2s_session_free(&se);
+}
+
+/* ms per training step of the issue's two configurations, and the time the
+ * default example takes to reach 99% held-out exact-sequence accuracy. */
+static void s2s_bench(void) {
+    enum { WARM = 3, STEPS = 21 };
+    printf("seq2seq.c --bench: one training step (forward, backward, clip, Adam) on reverse,\n"
+           "length 12, vocabulary 16, batch 32, teacher forcing; median of %d steps\n", STEPS);
+    for (int k = 0; k < 2; k++) s2s_bench_config(k, WARM, STEPS);
+    s2s_bench_default();
 }
 
 int main(int argc, char **argv) {
