@@ -2076,15 +2076,7 @@ static int s2s_option_table(Opt *opt, int cap, S2sOptions *o) {
         { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, S2S_RUN | 1u << S2S_MODE_CNN, "FILE",
           "write the alignment heatmap (cnn: pooling weights) as SVG", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, S2S_EXPS,
-          "X", "instead of the default run, an experiment:\n"
-          "length: accuracy by source length, none vs bahdanau vs luong\n"
-          "  (reverse, lengths 5..44, 1200 steps unless given)\n"
-          "pooling: last vs mean vs attention pooling for classification\n"
-          "  (rnn cells, length 60 unless given)\n"
-          "cnn: the pooling table with a CNN beside the RNN: max, mean\n"
-          "  and attention pooling (a learned query, or the RNN's h_T),\n"
-          "  and max pooling + the RNN's h_T as a control\n"
-          "  (lstm cells, length 40, hidden 32, embedding 16 unless given)", 0 },
+          "X", "instead of the default run, an experiment (below)", 0 },
         { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, 1u << S2S_MODE_CNN, "K",
           "convolution width, at most --len", 0 },
         { "--channels", OPT_INT, &o->channels, 1, 512, NULL, 1u << S2S_MODE_CNN, "F",
@@ -2207,6 +2199,16 @@ static const char s2s_about[] =
     "  Trains an RNN encoder-decoder on a toy task and shows what it learned.\n"
     "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.";
 static const char s2s_after[] =
+    "  The experiments:\n"
+    "  length   accuracy by source length, none vs bahdanau vs luong\n"
+    "           (reverse, lengths 5..44, 1200 steps unless given)\n"
+    "  pooling  last vs mean vs attention pooling for classification\n"
+    "           (rnn cells, length 60 unless given)\n"
+    "  cnn      the pooling table with a CNN beside the RNN: max, mean and\n"
+    "           attention pooling (a learned query, or the RNN's h_T), and max\n"
+    "           pooling + the RNN's h_T as a control\n"
+    "           (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
+    "\n"
     "  Progress while training: step, loss and teacher-forced token accuracy on\n"
     "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
     "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n";
