@@ -15,20 +15,28 @@
  * tanh/sigmoid, softmax, cross-entropy, Adam, clipping, the score functions
  * and attend_forward/backward. What is new here is recurrence: three cells,
  * an encoder that runs them over a padded batch, three decoders, decoding,
- * and training. Sections, in the order NOTES.md teaches them:
+ * and training. Part I is the lesson, in the order NOTES.md teaches it; a
+ * reader who stops at the PART II banner has read every model. Part II is
+ * the program around it. Sections:
  *
+ *  Part I, the lesson
  *   1. cells              vanilla RNN, LSTM, GRU: one step over a batch
- *   2. the model          config, parameters by a size table, activations
+ *   2. the model          config, parameters, activations: the structs
  *   3. encoder            embeddings, a (bidirectional) RNN over padded batches
- *   4. decoders           none (fixed context), Bahdanau, Luong; output + loss
- *   5. whole model        forward and backward through time (BPTT)
- *   6. tasks              copy, reverse, sort, date; held-out split; batches
- *   7. decoding           greedy and beam search; accuracy
- *   8. training           Adam, clipping, progress
- *   9. pooling            last vs mean vs attention over RNN states
- *   9b. CNN + attention   a 1-D convolution; max, mean or attention pooling
- *  10. experiments        length bottleneck, pooling, cnn, bench
- *  11. main               options, the default run
+ *   4. decoders           none (fixed context), Bahdanau, Luong: a pair each
+ *   5. whole model        forward and backward through time (BPTT), the loss
+ *   6. one training step  teacher forcing, clipping, Adam
+ *   7. decoding           greedy and beam search
+ *   8. pooling            last vs mean vs attention over RNN states
+ *   9. CNN + attention    a 1-D convolution; max, mean or attention pooling
+ *  Part II, the program
+ *  10. layouts            one Layout walk per model: count, bind, initialise
+ *  11. tasks              copy, reverse, sort, date, pooling, CNN; held-out split
+ *  12. training loop      progress, divergence, held-out evaluation
+ *  13. options            the option table and the checks between options
+ *  14. the default run    train, evaluate, examples, the alignment
+ *  15. experiments        length bottleneck, pooling, cnn
+ *  16. --bench and main
  *
  * Dimension legend:
  *   B  batch rows (sequences)        T  source length (max over the batch)
@@ -82,63 +90,6 @@ typedef struct {
 
 /* G: the number of H-wide gate blocks */
 int cell_gates(int kind) { return kind == CELL_RNN ? 1 : kind == CELL_GRU ? 3 : 4; }
-
-/* The next (rows, cols) parameter of a Layout walk, named by printf's fmt:
- * counted, or bound (and recorded, when L->spans is set); when r is given,
- * also drawn uniform in [-k, k], so a model's random draws follow its
- * layout. Every model of this file lays out its parameters with it. */
-double *s2s_param(Layout *L, Rng *r, int rows, int cols, double k, const char *fmt, ...) {
-    char name[32];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    double *p = layout_param(L, rows, cols, 0, "%s", name);
-    if (p && r) rng_fill_uniform(r, p, rows * cols, -k, k);
-    return p;
-}
-
-/* Lay out a cell's parameters Wx, Wh, bx, bh (named "name.Wx", ...), each
- * uniform in [-1/sqrt(H), 1/sqrt(H)] when r is given. */
-void cell_layout(S2sCell *c, Layout *L, Rng *r, int kind, int I, int H, const char *name) {
-    const int G = cell_gates(kind) * H;
-    const double k = 1.0 / sqrt((double)H);
-    c->kind = kind; c->I = I; c->H = H;
-    c->Wx = s2s_param(L, r, I, G, k, "%s.Wx", name);
-    c->Wh = s2s_param(L, r, H, G, k, "%s.Wh", name);
-    c->bx = s2s_param(L, r, 1, G, k, "%s.bx", name);
-    c->bh = s2s_param(L, r, 1, G, k, "%s.bh", name);
-}
-
-/* parameters of one cell with input size I and hidden size H (its layout, counted) */
-int cell_num_params(int kind, int I, int H) {
-    S2sCell c;
-    Layout L = { NULL, 0, NULL, 0 };
-    cell_layout(&c, &L, NULL, kind, I, H, "cell");
-    return L.off;
-}
-
-/* point c at cell_num_params doubles in mem, in the order Wx, Wh, bx, bh */
-void cell_bind(S2sCell *c, double *mem, int kind, int I, int H) {
-    Layout L = { mem, 0, NULL, 0 };
-    cell_layout(c, &L, NULL, kind, I, H, "cell");
-}
-
-/* Lay out the parameters of a score (attention.c's Score) in score_bind's
- * order W, U, v, each uniform in [-1/sqrt(fan-in), 1/sqrt(fan-in)]. */
-void s2s_score_layout(Score *s, Layout *L, Rng *r, int kind, int Dq, int Dk, int A) {
-    s->kind = kind; s->Dq = Dq; s->Dk = Dk; s->A = A;
-    s->W = s->U = s->v = NULL;
-    if (kind == SCORE_GENERAL) s->W = s2s_param(L, r, Dk, Dq, 1.0 / sqrt((double)Dk), "score.W");
-    if (kind == SCORE_ADDITIVE) {
-        s->W = s2s_param(L, r, Dq, A, 1.0 / sqrt((double)Dq), "score.W");
-        s->U = s2s_param(L, r, Dk, A, 1.0 / sqrt((double)Dk), "score.U");
-    }
-    if (kind == SCORE_CONCAT)
-        s->W = s2s_param(L, r, Dq + Dk, A, 1.0 / sqrt((double)(Dq + Dk)), "score.W");
-    if (kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
-        s->v = s2s_param(L, r, 1, A, 1.0 / sqrt((double)A), "score.v");
-}
 
 /* doubles of cache one step keeps per batch row: gx (G*H) holding the gate
  * activations, gh (G*H) the raw recurrent part, and tanh(c) (H) for LSTM */
@@ -299,7 +250,7 @@ void cell_backward(double *dx, double *dh_prev, double *dc_prev, S2sCell *g,
 }
 
 /* ========================================================================
- * 2. the model: config, parameters laid out by a size table, activations
+ * 2. the model: config, parameters, activations (their layouts are in section 10)
  * ======================================================================== */
 
 enum { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
@@ -369,76 +320,6 @@ typedef struct {
     double div_loss, div_norm;            /* that step's loss and gradient norm */
 } S2sModel;
 
-/* The walk over the parameters of config c, in the order of the block (and
- * of the random draws): count (L->mem NULL), or bind w, and with r also
- * initialise: uniform in [-k, k], k = 1/sqrt(fan-in), embeddings k = 1. */
-static void s2s_weights_layout(S2sWeights *w, Layout *L, Rng *r, const S2sConfig *c) {
-    const int V = c->V, E = c->E, H = c->H, He = s2s_enc_width(c);
-    const int Dout = s2s_out_input(c);
-    memset(w, 0, sizeof *w);
-    w->src_emb = s2s_param(L, r, V, E, 1.0, "src_emb");
-    w->tgt_emb = s2s_param(L, r, V, E, 1.0, "tgt_emb");
-    cell_layout(&w->enc_f, L, r, c->cell, E, H, "enc_f");
-    if (c->attention == S2S_BAHDANAU) cell_layout(&w->enc_b, L, r, c->cell, E, H, "enc_b");
-    cell_layout(&w->dec, L, r, c->cell, s2s_dec_input(c), H, "dec");
-    s2s_score_layout(&w->score, L, r, s2s_score_kind(c), H, He, c->A);
-    if (c->attention == S2S_LUONG) {
-        w->Wc = s2s_param(L, r, He + H, H, 1.0 / sqrt((double)(He + H)), "Wc");
-        w->bc = s2s_param(L, r, 1, H, 1.0 / sqrt((double)(He + H)), "bc");
-        if (c->align == S2S_LOCAL_P) {
-            w->Wp = s2s_param(L, r, H, c->A, 1.0 / sqrt((double)H), "Wp");
-            w->vp = s2s_param(L, r, 1, c->A, 1.0 / sqrt((double)c->A), "vp");
-        }
-    }
-    w->Wo = s2s_param(L, r, Dout, V, 1.0 / sqrt((double)Dout), "Wo");
-    w->bo = s2s_param(L, r, 1, V, 1.0 / sqrt((double)Dout), "bo");
-}
-
-/* The four blocks of a model (parameters, gradients, Adam's two moments)
- * for the count L of its layout walk; *num_params = L->off. A walk that
- * laid out more tensors than spans holds is the program's own mistake. */
-static void s2s_blocks_alloc(double **params, double **grads, double **m, double **v,
-                             int *num_params, const Layout *L) {
-    if (L->nspans > S2S_MAX_TENSORS) {
-        fprintf(stderr, "seq2seq: internal error: %d parameter tensors, room for %d\n",
-                L->nspans, S2S_MAX_TENSORS);
-        exit(1);
-    }
-    *num_params = L->off;
-    *params = xcalloc_doubles(L->off); *grads = xcalloc_doubles(L->off);
-    *m = xcalloc_doubles(L->off); *v = xcalloc_doubles(L->off);
-}
-
-/* Allocate and initialise a model for cfg: weights uniform in [-k, k] with
- * k = 1/sqrt(fan-in) (embeddings k = 1), the LSTM forget-gate biases at 1.
- * The caller frees it with s2s_free. */
-void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *cfg;
-    Layout L = { NULL, 0, NULL, 0 };                      /* count */
-    s2s_weights_layout(&m->w, &L, NULL, cfg);
-    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
-    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
-    s2s_weights_layout(&m->w, &L, r, cfg);
-    m->nspans = L.nspans;
-    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
-    s2s_weights_layout(&m->g, &L, NULL, cfg);
-    if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
-        S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
-        for (int k = 0; k < 3; k++)
-            if (cs[k]->bx)
-                for (int j = 0; j < cfg->H; j++) {
-                    cs[k]->bx[cfg->H + j] = 1.0;
-                    cs[k]->bh[cfg->H + j] = 0.0;
-                }
-    }
-}
-
-/* free what s2s_build allocated */
-void s2s_free(S2sModel *m) {
-    free(m->params); free(m->grads); free(m->m); free(m->v);
-}
-
 /* clear the parameter gradients (every backward adds into them) */
 void s2s_zero_grad(S2sModel *m) {
     memset(m->grads, 0, sizeof(double) * (size_t)m->num_params);
@@ -476,50 +357,11 @@ typedef struct {
 } S2sActs;
 
 
-/* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
-int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
-    const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
-    const int cs = B * cell_cache_size(c->cell, H), lstm = c->cell == CELL_LSTM;
-    const int bi = c->attention == S2S_BAHDANAU, att = c->attention != S2S_NONE;
-    const int luong = c->attention == S2S_LUONG, lp = luong && c->align == S2S_LOCAL_P;
-    Layout L = { mem, 0, NULL, 0 };
-    S2sActs dummy;
-    if (!a) a = &dummy;
-    a->B = B; a->T = T; a->S = S;
-    a->x_src = layout_take(&L, T * B * E);
-    a->hf = layout_take(&L, T * B * H);
-    a->cf = lstm ? layout_take(&L, T * B * H) : NULL;
-    a->kf = layout_take(&L, T * cs);
-    a->hb = bi ? layout_take(&L, T * B * H) : NULL;
-    a->cb = bi && lstm ? layout_take(&L, T * B * H) : NULL;
-    a->kb = bi ? layout_take(&L, T * cs) : NULL;
-    a->enc = layout_take(&L, B * T * He);
-    a->Kp = att ? layout_take(&L, B * T * s2s_key_width(c)) : NULL;
-    a->zero = layout_take(&L, B * H);
-    a->x_tgt = layout_take(&L, S * B * E);
-    a->din = layout_take(&L, S * B * s2s_dec_input(c));
-    a->hd = layout_take(&L, S * B * H);
-    a->cd = lstm ? layout_take(&L, S * B * H) : NULL;
-    a->kd = layout_take(&L, S * cs);
-    a->att = att ? layout_take(&L, S * B * T) : NULL;
-    a->align = lp ? layout_take(&L, S * B * T) : NULL;
-    a->scache = att ? layout_take(&L, S * B * s2s_score_cache(c, T)) : NULL;
-    a->pz = lp ? layout_take(&L, S * B * A) : NULL;
-    a->pos = lp ? layout_take(&L, S * B) : NULL;
-    a->ctx = layout_take(&L, S * B * He);
-    a->hcat = luong ? layout_take(&L, S * B * (He + H)) : NULL;
-    a->ht = luong ? layout_take(&L, S * B * H) : NULL;
-    a->oin = !luong ? layout_take(&L, S * B * s2s_out_input(c)) : NULL;
-    a->logits = layout_take(&L, S * B * V);
-    a->probs = layout_take(&L, S * B * V);
-    a->work = layout_take(&L, B * 9 * H + 2 * T + A);
-    return L.off;
-}
-
 /* A forward/backward workspace for batches up to (Bmax, Tmax, Smax). */
 typedef struct {
     int Bmax, Tmax, Smax;
     int cap;                 /* doubles in amem and in gmem */
+    int used;                /* doubles the views of the current batch span */
     double *amem, *gmem;     /* activations, and their gradients */
     S2sActs a, g;            /* views, rebound for each batch's (B,T,S) */
     unsigned char *mask;     /* (Tmax*Bmax) encoder step masks, then (Tmax) window scratch */
@@ -533,50 +375,9 @@ typedef struct {
     int ntok, ncorrect;      /* target tokens and teacher-forced argmax hits of the last forward */
 } S2sRun;
 
-/* Allocate r's activations and their gradients (one block each) for batches
- * up to (Bmax, Tmax, Smax) of model config c; r owns them: s2s_run_free(). */
-void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) {
-    memset(r, 0, sizeof *r);
-    r->Bmax = Bmax; r->Tmax = Tmax; r->Smax = Smax;
-    r->cap = s2s_acts_bind(NULL, NULL, c, Bmax, Tmax, Smax);
-    r->amem = xcalloc_doubles(r->cap);
-    r->gmem = xcalloc_doubles(r->cap);
-    r->mask = xmalloc((size_t)(Tmax * Bmax + Tmax));
-    r->tok = xmalloc(sizeof(int) * (size_t)((Smax > Tmax ? Smax : Tmax + 1) * Bmax));
-    r->ytok = xmalloc(sizeof(int) * (size_t)Bmax);
-    r->lens = xmalloc(sizeof(int) * (size_t)Bmax);
-    r->hist = xmalloc(sizeof(int) * (size_t)(2 * Bmax * Smax + Bmax));
-    r->cidx = xmalloc(sizeof(int) * (size_t)(Bmax * c->V));
-    r->beam = xcalloc_doubles(2 * Bmax + Bmax * c->V);
-}
-
-/* The most doubles one block may hold (as in chapter 3: offsets are ints,
- * and 2e8 doubles are 1.6 GB, twice over for activations and gradients). */
-#define S2S_MAX_DOUBLES 2e8
-
-/* Doubles of each of the two blocks s2s_run_build would allocate for
- * batches up to (B, T, S): the layout counted for one example and times B,
- * an upper bound (only a few scratch doubles do not grow with B) that
- * cannot overflow an int however large B is. */
-double s2s_acts_estimate(const S2sConfig *c, int B, int T, int S) {
-    return (double)B * s2s_acts_bind(NULL, NULL, c, 1, T, S);
-}
-
-void s2s_run_free(S2sRun *r) {
-    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->ytok); free(r->lens); free(r->hist);
-    free(r->cidx); free(r->beam);
-}
-
-/* Rebind the views for a batch of (B,T,S); no allocation. */
-static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S) {
-    if (B > r->Bmax || T > r->Tmax || S > r->Smax) {
-        fprintf(stderr, "seq2seq: batch (%d,%d,%d) exceeds the workspace (%d,%d,%d)\n",
-                B, T, S, r->Bmax, r->Tmax, r->Smax);
-        exit(1);
-    }
-    s2s_acts_bind(&r->a, r->amem, c, B, T, S);
-    s2s_acts_bind(&r->g, r->gmem, c, B, T, S);
-}
+/* Point r's views at its blocks for a batch of (B,T,S), no allocation
+ * (section 10; every forward and decode below starts with it). */
+static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S);
 
 /* A padded batch of examples, time-major. */
 typedef struct {
@@ -588,37 +389,6 @@ typedef struct {
     int *slen;       /* (B) source lengths, >= 1 */
     int *tlen;       /* (B) target lengths, EOS included */
 } S2sBatch;
-
-/* Allocate a batch of B sequences, sources up to Tcap tokens and targets up to
- * Scap (EOS included); bt owns them: s2s_batch_free(). */
-void s2s_batch_build(S2sBatch *bt, int B, int Tcap, int Scap) {
-    bt->B = bt->Bcap = B; bt->T = bt->S = 0; bt->Tcap = Tcap; bt->Scap = Scap;
-    bt->src = xmalloc(sizeof(int) * (size_t)(Tcap * B));
-    bt->tin = xmalloc(sizeof(int) * (size_t)(Scap * B));
-    bt->tout = xmalloc(sizeof(int) * (size_t)(Scap * B));
-    bt->slen = xmalloc(sizeof(int) * (size_t)B);
-    bt->tlen = xmalloc(sizeof(int) * (size_t)B);
-}
-
-void s2s_batch_free(S2sBatch *bt) {
-    free(bt->src); free(bt->tin); free(bt->tout); free(bt->slen); free(bt->tlen);
-}
-
-/* Put one example in row b: src (slen) and tgt (n, without EOS). Row 0
- * resets the batch's T and S; later rows grow them. */
-void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt, int n) {
-    const int B = bt->B;
-    if (b == 0) bt->T = bt->S = 0;
-    for (int t = 0; t < bt->Tcap; t++) bt->src[t * B + b] = t < slen ? src[t] : S2S_PAD;
-    for (int t = 0; t < bt->Scap; t++) {
-        bt->tin[t * B + b] = t == 0 ? S2S_BOS : t <= n ? tgt[t - 1] : S2S_PAD;
-        bt->tout[t * B + b] = t < n ? tgt[t] : t == n ? S2S_EOS : -1;
-    }
-    bt->slen[b] = slen;
-    bt->tlen[b] = n + 1;
-    if (slen > bt->T) bt->T = slen;
-    if (n + 1 > bt->S) bt->S = n + 1;
-}
 
 /* ========================================================================
  * 3. encoder: embeddings, then a (bidirectional) RNN over a padded batch
@@ -634,7 +404,7 @@ void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt
  * h_t = cell(x_t, h_prev) for every step of a sequence kept time-major:
  * left to right (h_prev = h_{t-1}) or right to left (h_prev = h_{t+1}),
  * from the zero state. The encoder runs it both ways, the pooling and CNN
- * classifiers of sections 9 and 9b left to right. */
+ * classifiers of sections 8 and 9 left to right. */
 enum { RNN_LEFT_TO_RIGHT, RNN_RIGHT_TO_LEFT };
 
 /* the time row t that step `step` (0 .. T-1, in the run's order) reads */
@@ -1034,7 +804,7 @@ void s2s_backward(S2sModel *m, S2sRun *r, const S2sBatch *bt) {
     const S2sConfig *c = &m->cfg;
     const int B = bt->B, S = bt->S, V = c->V;
     S2sActs *a = &r->a, *g = &r->g;
-    memset(r->gmem, 0, sizeof(double) * (size_t)s2s_acts_bind(NULL, NULL, c, B, bt->T, S));
+    memset(r->gmem, 0, sizeof(double) * (size_t)r->used);   /* this batch's part */
     double scale = 1.0 / (r->ntok > 0 ? r->ntok : 1);
     /* forward was: loss = (1/N) sum CE(logits, y), so dlogits = (p - onehot(y)) / N */
     for (int t = 0; t < S; t++)
@@ -1047,139 +817,40 @@ void s2s_backward(S2sModel *m, S2sRun *r, const S2sBatch *bt) {
 }
 
 /* ========================================================================
- * 6. tasks: copy, reverse, sort (attention.c's toy_task_fill) and a small
- *    "translation" with a non-monotonic alignment: dates
- *
- *    date:  "mar 1 4 2 0 2 3"  ->  "2 0 2 3 0 3 1 4"   (month day year -> ISO)
- *
- * The year comes first in the output but last in the input, the month
- * word becomes two digits, and a one-digit day gains a leading zero: the
- * alignment jumps. An example is held out if a hash of its source is 0
- * mod 10, so training never sees a held-out source (not even by chance).
+ * 6. one training step: teacher forcing, clipping by global norm, Adam
  * ======================================================================== */
 
-enum { S2S_TASK_DATE = TASK_SORT + 1 };
-static const char *const s2s_task_names[] = { "copy", "reverse", "sort", "date", NULL };
-static const char *const s2s_months[12] = { "jan", "feb", "mar", "apr", "may", "jun",
-                                            "jul", "aug", "sep", "oct", "nov", "dec" };
-static const int s2s_month_days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-enum { S2S_DATE_DIGIT = S2S_FIRST, S2S_DATE_MONTH = S2S_FIRST + 10, S2S_DATE_V = S2S_FIRST + 22 };
-
-typedef struct {
-    int task;              /* TASK_COPY | TASK_REVERSE | TASK_SORT | S2S_TASK_DATE */
-    int min_len, max_len;  /* source lengths (copy/reverse/sort) */
-    int V;                 /* vocabulary: 3 specials + symbols (date: 25) */
-} S2sTask;
-
-/* longest source and longest target (without EOS) the task makes */
-void s2s_task_dims(const S2sTask *tk, int *Tmax, int *Nmax) {
-    *Tmax = tk->task == S2S_TASK_DATE ? 7 : tk->max_len;
-    *Nmax = tk->task == S2S_TASK_DATE ? 8 : tk->max_len;
+/* What every training loop of this file does after its backward: clip the
+ * n gradients to global norm clip (0: no clipping), then Adam step number
+ * step (1-based) with learning rate lr on params, moments m and v (n each).
+ * A step that has diverged (step_diverged: V classes, 0 for no loss bound)
+ * is not applied: the gradient norm goes to *diverged_norm and the result
+ * is 1 (else 0). */
+int s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
+                  double lr, double clip, double loss, int V, double *diverged_norm) {
+    const double norm = clip > 0 ? clip_grad_norm(grads, n, clip) : grad_norm(grads, n);
+    if (step_diverged(loss, norm, V)) { *diverged_norm = norm; return 1; }
+    adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
+    return 0;
 }
 
-/* One random example: src (returned length), tgt (*n tokens, no EOS). */
-int s2s_task_example(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk) {
-    if (tk->task != S2S_TASK_DATE) {
-        int len = tk->min_len + rng_int(r, tk->max_len - tk->min_len + 1);
-        toy_task_fill(r, tk->task, src, tgt, len, S2S_FIRST, tk->V - S2S_FIRST);
-        *n = len;
-        return len;
+/* One step on batch bt: zero grads, forward, backward, clip, Adam.
+ * Returns the loss before the update. */
+double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
+    s2s_zero_grad(m);
+    double loss = s2s_forward(r, bt, m);
+    s2s_backward(m, r, bt);
+    m->step++;
+    if (s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip, loss,
+                      m->cfg.V, &m->div_norm)) {
+        m->diverged = m->step;
+        m->div_loss = loss;
     }
-    int month = rng_int(r, 12), day = 1 + rng_int(r, s2s_month_days[month]);
-    int year = 1900 + rng_int(r, 200), k = 0;
-    src[k++] = S2S_DATE_MONTH + month;
-    if (day >= 10) src[k++] = S2S_DATE_DIGIT + day / 10;
-    src[k++] = S2S_DATE_DIGIT + day % 10;
-    for (int p = 1000; p >= 1; p /= 10) src[k++] = S2S_DATE_DIGIT + year / p % 10;
-    int iso[8] = { year / 1000, year / 100 % 10, year / 10 % 10, year % 10,
-                   (month + 1) / 10, (month + 1) % 10, day / 10, day % 10 };
-    for (int i = 0; i < 8; i++) tgt[i] = S2S_DATE_DIGIT + iso[i];
-    *n = 8;
-    return k;
-}
-
-/* An example from the training (heldout = 0) or held-out (1) split. */
-int s2s_sample(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk, int heldout) {
-    for (int tries = 0; tries < 1000000; tries++) {
-        int slen = s2s_task_example(src, tgt, n, r, tk);
-        if (heldout_split(src, slen) == heldout) return slen;
-    }
-    fprintf(stderr, "seq2seq: the task has too few distinct sources for a held-out split\n");
-    exit(1);
-}
-
-/* the number of distinct sources a copy/reverse/sort task can draw (capped) */
-double s2s_task_space(const S2sTask *tk) {
-    if (tk->task == S2S_TASK_DATE) return 365.0 * 200;
-    double n = 0.0;
-    for (int L = tk->min_len; L <= tk->max_len && n < 1e12; L++)
-        n += pow((double)(tk->V - S2S_FIRST), L);
-    return n;
-}
-
-/* A fixed set of n examples (the held-out set), row-major with strides. */
-typedef struct {
-    int n, Tmax, Nmax;
-    int *src;   /* (n,Tmax) */
-    int *slen;  /* (n) */
-    int *tgt;   /* (n,Nmax) without EOS */
-    int *tlen;  /* (n) */
-} S2sData;
-
-/* Draw n examples of task tk from the training (heldout = 0) or held-out (1)
- * split into d, which owns them: s2s_data_free(). */
-void s2s_data_build(S2sData *d, int n, Rng *r, const S2sTask *tk, int heldout) {
-    d->n = n;
-    s2s_task_dims(tk, &d->Tmax, &d->Nmax);
-    d->src = xmalloc(sizeof(int) * (size_t)(n * d->Tmax));
-    d->tgt = xmalloc(sizeof(int) * (size_t)(n * d->Nmax));
-    d->slen = xmalloc(sizeof(int) * (size_t)n);
-    d->tlen = xmalloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++)
-        d->slen[i] = s2s_sample(d->src + i * d->Tmax, d->tgt + i * d->Nmax, &d->tlen[i], r,
-                                tk, heldout);
-}
-
-void s2s_data_free(S2sData *d) { free(d->src); free(d->tgt); free(d->slen); free(d->tlen); }
-
-/* Rows start .. start+B-1 of d into bt (B <= its capacity). */
-void s2s_batch_from_data(S2sBatch *bt, const S2sData *d, int start, int B) {
-    bt->B = B;
-    for (int b = 0; b < B; b++)
-        s2s_batch_row(bt, b, d->src + (start + b) * d->Tmax, d->slen[start + b],
-                      d->tgt + (start + b) * d->Nmax, d->tlen[start + b]);
-}
-
-/* A fresh training batch of bt->B examples. */
-void s2s_batch_sample(S2sBatch *bt, Rng *r, const S2sTask *tk) {
-    int Tmax, Nmax, n;
-    s2s_task_dims(tk, &Tmax, &Nmax);
-    int *src = xmalloc(sizeof(int) * (size_t)(Tmax + Nmax)), *tgt = src + Tmax;
-    for (int b = 0; b < bt->B; b++) {
-        int slen = s2s_sample(src, tgt, &n, r, tk, 0);
-        s2s_batch_row(bt, b, src, slen, tgt, n);
-    }
-    free(src);
-}
-
-/* printable name of a token (buf has room for 8 chars) */
-const char *s2s_token_name(char *buf, int task, int tok) {
-    static const char sym[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    if (tok == S2S_PAD) return "_";
-    if (tok == S2S_BOS) return "<s>";
-    if (tok == S2S_EOS) return "</s>";
-    if (task == S2S_TASK_DATE) {
-        if (tok >= S2S_DATE_MONTH) return s2s_months[tok - S2S_DATE_MONTH];
-        buf[0] = (char)('0' + tok - S2S_DATE_DIGIT); buf[1] = 0;
-        return buf;
-    }
-    buf[0] = tok - S2S_FIRST < (int)sizeof sym - 1 ? sym[tok - S2S_FIRST] : '?';
-    buf[1] = 0;
-    return buf;
+    return loss;
 }
 
 /* ========================================================================
- * 7. decoding: greedy and beam search; accuracy
+ * 7. decoding: greedy and beam search
  *
  * Greedy takes the argmax at every step: fast, but a locally best token can
  * lead to a worse sequence. Beam search keeps the K best prefixes by total
@@ -1293,169 +964,8 @@ int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const 
     return bestlen;
 }
 
-typedef struct {
-    double tok_acc;  /* fraction of target tokens (EOS excluded) predicted in place */
-    double seq_acc;  /* fraction of outputs exactly equal to the target */
-} S2sAccuracy;
-
-/* Decode every example of d (greedy if beam <= 1) and score it. If
- * ok_by_len, n_by_len (indexed by source length) are given, count exact
- * matches per length into them (+=). out is scratch of min(r->Bmax, bt->Bcap)
- * rows of Nmax+1 tokens. */
-S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
-                         int beam, int *out, int *ok_by_len, int *n_by_len) {
-    const int maxlen = d->Nmax + 1;
-    const int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
-    int *lens = r->lens;                               /* (Bc <= r->Bmax) */
-    long tok_ok = 0, tok_n = 0, seq_ok = 0;
-    const double t0 = seconds();
-    for (int start = 0; start < d->n; start += Bc) {
-        int B = d->n - start < Bc ? d->n - start : Bc;
-        if (start == Bc)                               /* after the first batch */
-            warn_if_long("held-out example(s)", Bc, d->n, seconds() - t0,
-                         "a smaller --test or --beam");
-        s2s_batch_from_data(bt, d, start, B);
-        if (beam <= 1) s2s_greedy_decode(out, lens, r, m, bt, maxlen);
-        else
-            for (int b = 0; b < B; b++) {
-                double lp;
-                lens[b] = s2s_beam_search(out + b * maxlen, &lp, r, m,
-                                          d->src + (start + b) * d->Tmax, d->slen[start + b],
-                                          beam, maxlen);
-            }
-        for (int b = 0; b < B; b++) {
-            const int *tg = d->tgt + (start + b) * d->Nmax, n = d->tlen[start + b];
-            int same = lens[b] == n;
-            for (int i = 0; i < n; i++) {
-                int ok = i < lens[b] && out[b * maxlen + i] == tg[i];
-                tok_ok += ok;
-                same &= ok;
-            }
-            tok_n += n;
-            seq_ok += same;
-            if (ok_by_len) {
-                ok_by_len[d->slen[start + b]] += same;
-                n_by_len[d->slen[start + b]]++;
-            }
-        }
-    }
-    S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
-    return acc;
-}
-
 /* ========================================================================
- * 8. training: teacher forcing, gradient clipping by global norm, Adam
- * ======================================================================== */
-
-typedef struct {
-    int steps;      /* Adam steps */
-    double lr;      /* peak learning rate; it decays linearly to lr/10 */
-    double clip;    /* max global gradient norm (0: no clipping) */
-    int log_every;  /* progress line every this many steps (0: silent) */
-} S2sTrainConfig;
-
-/* What every training loop of this file does after its backward: clip the
- * n gradients to global norm clip (0: no clipping), then Adam step number
- * step (1-based) with learning rate lr on params, moments m and v (n each).
- * A step that has diverged (step_diverged: V classes, 0 for no loss bound)
- * is not applied: the gradient norm goes to *diverged_norm and the result
- * is 1 (else 0). */
-int s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
-                  double lr, double clip, double loss, int V, double *diverged_norm) {
-    const double norm = clip > 0 ? clip_grad_norm(grads, n, clip) : grad_norm(grads, n);
-    if (step_diverged(loss, norm, V)) { *diverged_norm = norm; return 1; }
-    adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
-    return 0;
-}
-
-/* The advice every divergence message of this file gives */
-static const char *const s2s_divergence_advice = "lower --lr, or clip harder (--clip)";
-
-/* One step on batch bt: zero grads, forward, backward, clip, Adam.
- * Returns the loss before the update. */
-double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
-    s2s_zero_grad(m);
-    double loss = s2s_forward(r, bt, m);
-    s2s_backward(m, r, bt);
-    m->step++;
-    if (s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip, loss,
-                      m->cfg.V, &m->div_norm)) {
-        m->diverged = m->step;
-        m->div_loss = loss;
-    }
-    return loss;
-}
-
-/* A run that must not go on after divergence: say so and exit 3. */
-void s2s_stop_if_diverged(const S2sModel *m) {
-    if (m->diverged)
-        report_divergence(m->diverged, m->div_loss, m->div_norm, m->cfg.V,
-                          s2s_divergence_advice);
-}
-
-/* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
-double s2s_lr_at(double lr, int s, int n) {
-    return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1));
-}
-
-/* Train on fresh batches of the task's training split. Every log_every
- * steps (if > 0) a progress line: step, mean loss and teacher-forced token
- * accuracy of the window to stdout; speed and time left to stderr (they
- * differ run to run). Returns the mean loss of the last window (a tenth of
- * the steps when silent). Stops at a diverged step (m->diverged). */
-double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
-                 const S2sTrainConfig *tc) {
-    const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
-    double t0 = seconds(), wloss = 0.0, last = 0.0;
-    long wtok = 0, wok = 0, alltok = 0;
-    int wn = 0;
-    for (int s = 1; s <= tc->steps; s++) {
-        s2s_batch_sample(bt, rng, tk);
-        wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
-        if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
-        if (s == 1)
-            warn_if_long("training step(s)", 1, tc->steps, seconds() - t0,
-                         "fewer --steps, or a smaller model,");
-        wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
-        if (s % window != 0 && s != tc->steps) continue;
-        last = wloss / wn;
-        if (tc->log_every) {
-            double el = seconds() - t0;
-            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, last,
-                   100.0 * wok / (wtok ? wtok : 1));
-            fflush(stdout);
-            fprintf(stderr, "             %.0f tokens/s, %.1f s elapsed, %.1f s left\n",
-                    alltok / (el > 0 ? el : 1e-9), el, el / s * (tc->steps - s));
-        }
-        wloss = 0.0; wtok = wok = 0; wn = 0;
-    }
-    return last;
-}
-
-/* One line naming the model into buf (n chars), e.g.
- * "luong (dot score, global) attention, gru cells, hidden 64, embedding 32, vocabulary 16". */
-const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
-    char att[96];
-    if (c->attention == S2S_LUONG) {
-        int k = 0;
-        while (s2s_luong_score_kind[k] != c->score) k++;
-        char win[32] = "";
-        if (c->align != S2S_GLOBAL) snprintf(win, sizeof win, ", window %d", c->window);
-        snprintf(att, sizeof att, "luong (%s score, %s%s) attention", s2s_luong_scores[k],
-                 s2s_align_names[c->align], win);
-    } else {
-        snprintf(att, sizeof att, "%s", c->attention == S2S_NONE
-                 ? "no attention (fixed context)" : "bahdanau (additive) attention");
-    }
-    snprintf(buf, n, "%s, %s cells, hidden %d, embedding %d, vocabulary %d", att,
-             cell_names[c->cell], c->H, c->E, c->V);
-    return buf;
-}
-
-const char *s2s_attention_name(int attention) { return s2s_attention_names[attention]; }
-
-/* ========================================================================
- * 9. pooling: one vector from all the RNN states, for classification
+ * 8. pooling: one vector from all the RNN states, for classification
  *
  * The notes' "LSTM + attention": to classify a sequence from its states
  * h_1 .. h_T an RNN can
@@ -1469,7 +979,7 @@ const char *s2s_attention_name(int attention) { return s2s_attention_names[atten
  * from the end and diluted in the mean.
  * ======================================================================== */
 
-/* The classifier head both pooled models (RNN here, CNN in 9b) end with:
+/* The classifier head both pooled models (RNN here, CNN in 9) end with:
  * logits (B,C) = r (B,R) Wo (R,C) + bo (C), probs (B,C) their softmax, and
  * the mean cross-entropy over the B labels, which it returns. */
 double s2s_head_forward(double *logits, double *probs, const double *r, const double *Wo,
@@ -1521,6 +1031,7 @@ typedef struct {
 /* The activations of one batch of B sequences of length T (no padding). */
 typedef struct {
     int B, T;
+    int n;            /* doubles this view spans in its block (pool_acts_bind) */
     double *x;        /* (T,B,E) embeddings */
     double *h, *c, *k; /* (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) cell caches */
     double *hs;       /* (B,T,H) the states batch-major: keys and values */
@@ -1532,61 +1043,6 @@ typedef struct {
     double *zero;     /* (B,H) the initial state */
     double *work;     /* (B*8H + 2T + A) scratch */
 } PoolActs;
-
-/* The walk over the pooling classifier's parameters (count, bind, and with
- * r initialise), in the order of its block and of its random draws. */
-static void pool_weights_layout(PoolWeights *w, Layout *L, Rng *r, const PoolConfig *c) {
-    const double s = 1.0 / sqrt((double)c->H);
-    memset(w, 0, sizeof *w);
-    w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
-    cell_layout(&w->enc, L, r, c->cell, c->E, c->H, "enc");
-    if (c->pool == POOL_ATTENTION) {
-        w->u = s2s_param(L, r, 1, c->H, 1.0, "u");
-        s2s_score_layout(&w->score, L, r, SCORE_ADDITIVE, c->H, c->H, c->A);
-    }
-    w->Wo = s2s_param(L, r, c->H, c->C, s, "Wo");
-    w->bo = s2s_param(L, r, 1, c->C, s, "bo");
-}
-
-/* Allocate and initialise the pooling classifier of config c (parameters,
- * gradients, Adam state: one block each); m owns them: pool_free(). */
-void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
-    Layout L = { NULL, 0, NULL, 0 };                      /* count */
-    pool_weights_layout(&m->w, &L, NULL, c);
-    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
-    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
-    pool_weights_layout(&m->w, &L, r, c);
-    m->nspans = L.nspans;
-    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
-    pool_weights_layout(&m->g, &L, NULL, c);
-}
-
-void pool_free(PoolModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
-
-/* Bind a (NULL mem: count only) for B sequences of length T; returns doubles. */
-int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) {
-    const int H = c->H, lstm = c->cell == CELL_LSTM, att = c->pool == POOL_ATTENTION;
-    Layout L = { mem, 0, NULL, 0 };
-    PoolActs dummy;
-    if (!a) a = &dummy;
-    a->B = B; a->T = T;
-    a->x = layout_take(&L, T * B * c->E);
-    a->h = layout_take(&L, T * B * H);
-    a->c = lstm ? layout_take(&L, T * B * H) : NULL;
-    a->k = layout_take(&L, T * B * cell_cache_size(c->cell, H));
-    a->hs = att ? layout_take(&L, B * T * H) : NULL;
-    a->Kp = att ? layout_take(&L, B * T * c->A) : NULL;
-    a->att = att ? layout_take(&L, B * T) : NULL;
-    a->sc = att ? layout_take(&L, B * (T + 1) * c->A) : NULL;
-    a->r = layout_take(&L, B * H);
-    a->logits = layout_take(&L, B * c->C);
-    a->probs = layout_take(&L, B * c->C);
-    a->zero = layout_take(&L, B * H);
-    a->work = layout_take(&L, B * 8 * H + 2 * T + c->A);
-    return L.off;
-}
 
 /* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
  * activation (bound by the caller with pool_acts_bind). */
@@ -1622,7 +1078,7 @@ void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *t
     const PoolConfig *c = &m->cfg;
     const PoolWeights *w = &m->w;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
-    memset(g->x, 0, sizeof(double) * (size_t)pool_acts_bind(NULL, NULL, c, B, T));
+    memset(g->x, 0, sizeof(double) * (size_t)g->n);         /* the whole view */
     s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, H,
                       c->C);
     if (c->pool == POOL_LAST) {      /* forward was: r = h_T */
@@ -1646,22 +1102,8 @@ void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *t
     embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
 }
 
-/* The pooling task: tokens (T,B) random symbols, labels (B) = the symbol at
- * position 1 (the second), as a class 0..C-1; held-out split as in section 6. */
-void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int heldout) {
-    int *seq = xmalloc(sizeof(int) * (size_t)T);     /* one sequence, contiguous */
-    for (int b = 0; b < B; b++) {
-        do {
-            for (int t = 0; t < T; t++) seq[t] = S2S_FIRST + rng_int(r, C);
-        } while (heldout_split(seq, T) != heldout);
-        for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
-        labels[b] = seq[1] - S2S_FIRST;
-    }
-    free(seq);
-}
-
 /* ========================================================================
- * 9b. CNN + attention: a 1-D convolution, then max, mean or attention pooling
+ * 9. CNN + attention: a 1-D convolution, then max, mean or attention pooling
  *
  * The notes' "CNN + attention" puts attention in one of three places: before
  * the convolution (two texts attend to each other and the result is appended
@@ -1789,6 +1231,7 @@ typedef struct {
 /* The activations of one batch of B sequences of length T (no padding). */
 typedef struct {
     int B, T, N;
+    int n;               /* doubles this view spans in its block (cnn_acts_bind) */
     double *x;           /* (T,B,E) embeddings */
     double *cols;        /* (B*N,K*E) im2col rows */
     double *pre, *feat;  /* (B*N,F) each: before and after the ReLU */
@@ -1801,6 +1244,389 @@ typedef struct {
     double *logits, *probs; /* (B,C) each */
     double *work;        /* attention or RNN: scratch, max(2N + A, 2 B G H with the RNN) */
 } CnnActs;
+
+/* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
+ * activation (bound by the caller with cnn_acts_bind). */
+double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnModel *m) {
+    const CnnConfig *c = &m->cfg;
+    const CnnWeights *w = &m->w;
+    const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    const int R = cnn_pooled_width(c);
+    embedding_forward(a->x, tokens, w->emb, T * B, c->E);
+    conv1d_forward(a->feat, a->pre, a->cols, a->x, w->W, w->b, T, B, c->E, c->K, F);
+    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
+        for (int b = 0; b < B; b++)
+            for (int f = 0; f < F; f++) {
+                double best = a->feat[b * N * F + f];
+                for (int n = 1; n < N; n++)
+                    if (a->feat[(b * N + n) * F + f] > best) best = a->feat[(b * N + n) * F + f];
+                a->r[b * R + f] = best;
+            }
+        if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
+            for (int b = 0; b < B; b++)
+                memcpy(a->r + b * R + F, a->h + ((T - 1) * B + b) * H,
+                       sizeof(double) * (size_t)H);
+        }
+    } else if (c->pool == CNN_MEAN) {
+        for (int i = 0; i < B * F; i++) a->r[i] = 0.0;
+        for (int b = 0; b < B; b++)
+            for (int n = 0; n < N; n++)
+                for (int f = 0; f < F; f++) a->r[b * F + f] += a->feat[(b * N + n) * F + f] / N;
+    } else {
+        if (c->pool == CNN_ATT_RNN)
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
+        score_keys_forward(a->Kp, a->feat, B * N, &w->score);
+        for (int b = 0; b < B; b++) {
+            const double *q = c->pool == CNN_ATT_RNN ? a->h + ((T - 1) * B + b) * H : w->u;
+            attend_forward(a->r + b * F, a->att + b * N, a->sc + b * (N + 1) * A, q,
+                           a->Kp + b * N * A, a->feat + b * N * F, NULL, N, F, &w->score);
+        }
+    }
+    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, R, c->C);
+}
+
+/* Backward of cnn_forward: adds into the parameter gradients gw (m->g); g
+ * is a second CnnActs bound like a, for the activation gradients (cleared
+ * here). */
+void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *tokens,
+                  const int *labels, const CnnModel *m) {
+    const CnnConfig *c = &m->cfg;
+    const CnnWeights *w = &m->w;
+    const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
+    const int R = cnn_pooled_width(c);
+    memset(g->x, 0, sizeof(double) * (size_t)g->n);         /* the whole view */
+    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, R,
+                      c->C);
+    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
+        /* forward was: r_f = max_n feat_n,f; the gradient goes to the winner
+         * only (found again: the first maximum, as in the forward) */
+        for (int b = 0; b < B; b++)
+            for (int f = 0; f < F; f++) {
+                int best = 0;
+                for (int n = 1; n < N; n++)
+                    if (a->feat[(b * N + n) * F + f] > a->feat[(b * N + best) * F + f]) best = n;
+                g->feat[(b * N + best) * F + f] += g->r[b * R + f];
+            }
+        if (c->pool == CNN_MAX_RNN) {  /* forward was: r[F..] = h_T of the RNN over x */
+            for (int b = 0; b < B; b++)
+                for (int j = 0; j < H; j++)
+                    g->h[((T - 1) * B + b) * H + j] += g->r[b * R + F + j];
+            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
+        }
+    } else if (c->pool == CNN_MEAN) {  /* forward was: r = (1/N) sum_n feat_n */
+        for (int b = 0; b < B; b++)
+            for (int n = 0; n < N; n++)
+                for (int f = 0; f < F; f++) g->feat[(b * N + n) * F + f] += g->r[b * F + f] / N;
+    } else {                           /* forward was: r = attend(q, U feat_n, feat_n) */
+        for (int b = 0; b < B; b++) {
+            const int rnn = c->pool == CNN_ATT_RNN;
+            const double *q = rnn ? a->h + ((T - 1) * B + b) * H : w->u;
+            double *dq = rnn ? g->h + ((T - 1) * B + b) * H : gw->u;
+            attend_backward(dq, g->Kp + b * N * A, g->feat + b * N * F, &gw->score,
+                            g->r + b * F, q, a->Kp + b * N * A, a->feat + b * N * F,
+                            a->att + b * N, a->sc + b * (N + 1) * A, N, F, &w->score, a->work);
+        }
+        score_keys_backward(g->feat, &gw->score, g->Kp, a->feat, B * N, &w->score);
+        if (c->pool == CNN_ATT_RNN)    /* forward was: q = h_T of the RNN over x */
+            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
+    }
+    conv1d_backward(g->x, gw->W, gw->b, g->pre, g->cols, g->feat, a->pre, a->cols, w->W, T,
+                    B, c->E, c->K, F);
+    embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
+}
+
+/* ************************************************************************
+ *
+ *                      PART II: THE PROGRAM
+ *
+ * Part I above is the whole model. What follows runs it: the layouts that
+ * count, allocate and bind its blocks, the tasks and their held-out
+ * splits, the training loop and the evaluation, then (not in the tests'
+ * build) the options, the default run, the experiments and --bench.
+ *
+ * ************************************************************************ */
+
+/* ========================================================================
+ * 10. layouts: one Layout walk per model counts, binds and initialises
+ *
+ * Every model of Part I keeps its parameters, their gradients, Adam's two
+ * moments and its activations in one block each. One walk per model, over
+ * attention.c's Layout cursor, runs once to count (mem NULL), once to bind
+ * the parameters (drawing their initial values in the walk's order) and
+ * once to bind the gradients: the optimizer and the gradient checker see
+ * one flat array, and no tensor can be missed or looked up by a wrong name.
+ * ======================================================================== */
+
+/* The next (rows, cols) parameter of a Layout walk, named by printf's fmt:
+ * counted, or bound (and recorded, when L->spans is set); when r is given,
+ * also drawn uniform in [-k, k], so a model's random draws follow its
+ * layout. Every model of this file lays out its parameters with it. */
+double *s2s_param(Layout *L, Rng *r, int rows, int cols, double k, const char *fmt, ...) {
+    char name[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    double *p = layout_param(L, rows, cols, 0, "%s", name);
+    if (p && r) rng_fill_uniform(r, p, rows * cols, -k, k);
+    return p;
+}
+
+/* Lay out a cell's parameters Wx, Wh, bx, bh (named "name.Wx", ...), each
+ * uniform in [-1/sqrt(H), 1/sqrt(H)] when r is given. */
+void cell_layout(S2sCell *c, Layout *L, Rng *r, int kind, int I, int H, const char *name) {
+    const int G = cell_gates(kind) * H;
+    const double k = 1.0 / sqrt((double)H);
+    c->kind = kind; c->I = I; c->H = H;
+    c->Wx = s2s_param(L, r, I, G, k, "%s.Wx", name);
+    c->Wh = s2s_param(L, r, H, G, k, "%s.Wh", name);
+    c->bx = s2s_param(L, r, 1, G, k, "%s.bx", name);
+    c->bh = s2s_param(L, r, 1, G, k, "%s.bh", name);
+}
+
+/* parameters of one cell with input size I and hidden size H (its layout, counted) */
+int cell_num_params(int kind, int I, int H) {
+    S2sCell c;
+    Layout L = { NULL, 0, NULL, 0 };
+    cell_layout(&c, &L, NULL, kind, I, H, "cell");
+    return L.off;
+}
+
+/* point c at cell_num_params doubles in mem, in the order Wx, Wh, bx, bh */
+void cell_bind(S2sCell *c, double *mem, int kind, int I, int H) {
+    Layout L = { mem, 0, NULL, 0 };
+    cell_layout(c, &L, NULL, kind, I, H, "cell");
+}
+
+/* Lay out the parameters of a score (attention.c's Score) in score_bind's
+ * order W, U, v, each uniform in [-1/sqrt(fan-in), 1/sqrt(fan-in)]. */
+void s2s_score_layout(Score *s, Layout *L, Rng *r, int kind, int Dq, int Dk, int A) {
+    s->kind = kind; s->Dq = Dq; s->Dk = Dk; s->A = A;
+    s->W = s->U = s->v = NULL;
+    if (kind == SCORE_GENERAL) s->W = s2s_param(L, r, Dk, Dq, 1.0 / sqrt((double)Dk), "score.W");
+    if (kind == SCORE_ADDITIVE) {
+        s->W = s2s_param(L, r, Dq, A, 1.0 / sqrt((double)Dq), "score.W");
+        s->U = s2s_param(L, r, Dk, A, 1.0 / sqrt((double)Dk), "score.U");
+    }
+    if (kind == SCORE_CONCAT)
+        s->W = s2s_param(L, r, Dq + Dk, A, 1.0 / sqrt((double)(Dq + Dk)), "score.W");
+    if (kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
+        s->v = s2s_param(L, r, 1, A, 1.0 / sqrt((double)A), "score.v");
+}
+
+/* The walk over the parameters of config c, in the order of the block (and
+ * of the random draws): count (L->mem NULL), or bind w, and with r also
+ * initialise: uniform in [-k, k], k = 1/sqrt(fan-in), embeddings k = 1. */
+static void s2s_weights_layout(S2sWeights *w, Layout *L, Rng *r, const S2sConfig *c) {
+    const int V = c->V, E = c->E, H = c->H, He = s2s_enc_width(c);
+    const int Dout = s2s_out_input(c);
+    memset(w, 0, sizeof *w);
+    w->src_emb = s2s_param(L, r, V, E, 1.0, "src_emb");
+    w->tgt_emb = s2s_param(L, r, V, E, 1.0, "tgt_emb");
+    cell_layout(&w->enc_f, L, r, c->cell, E, H, "enc_f");
+    if (c->attention == S2S_BAHDANAU) cell_layout(&w->enc_b, L, r, c->cell, E, H, "enc_b");
+    cell_layout(&w->dec, L, r, c->cell, s2s_dec_input(c), H, "dec");
+    s2s_score_layout(&w->score, L, r, s2s_score_kind(c), H, He, c->A);
+    if (c->attention == S2S_LUONG) {
+        w->Wc = s2s_param(L, r, He + H, H, 1.0 / sqrt((double)(He + H)), "Wc");
+        w->bc = s2s_param(L, r, 1, H, 1.0 / sqrt((double)(He + H)), "bc");
+        if (c->align == S2S_LOCAL_P) {
+            w->Wp = s2s_param(L, r, H, c->A, 1.0 / sqrt((double)H), "Wp");
+            w->vp = s2s_param(L, r, 1, c->A, 1.0 / sqrt((double)c->A), "vp");
+        }
+    }
+    w->Wo = s2s_param(L, r, Dout, V, 1.0 / sqrt((double)Dout), "Wo");
+    w->bo = s2s_param(L, r, 1, V, 1.0 / sqrt((double)Dout), "bo");
+}
+
+/* The four blocks of a model (parameters, gradients, Adam's two moments)
+ * for the count L of its layout walk; *num_params = L->off. A walk that
+ * laid out more tensors than spans holds is the program's own mistake. */
+static void s2s_blocks_alloc(double **params, double **grads, double **m, double **v,
+                             int *num_params, const Layout *L) {
+    if (L->nspans > S2S_MAX_TENSORS) {
+        fprintf(stderr, "seq2seq: internal error: %d parameter tensors, room for %d\n",
+                L->nspans, S2S_MAX_TENSORS);
+        exit(1);
+    }
+    *num_params = L->off;
+    *params = xcalloc_doubles(L->off); *grads = xcalloc_doubles(L->off);
+    *m = xcalloc_doubles(L->off); *v = xcalloc_doubles(L->off);
+}
+
+/* Allocate and initialise a model for cfg: weights uniform in [-k, k] with
+ * k = 1/sqrt(fan-in) (embeddings k = 1), the LSTM forget-gate biases at 1.
+ * The caller frees it with s2s_free. */
+void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    Layout L = { NULL, 0, NULL, 0 };                      /* count */
+    s2s_weights_layout(&m->w, &L, NULL, cfg);
+    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
+    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
+    s2s_weights_layout(&m->w, &L, r, cfg);
+    m->nspans = L.nspans;
+    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
+    s2s_weights_layout(&m->g, &L, NULL, cfg);
+    if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
+        S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
+        for (int k = 0; k < 3; k++)
+            if (cs[k]->bx)
+                for (int j = 0; j < cfg->H; j++) {
+                    cs[k]->bx[cfg->H + j] = 1.0;
+                    cs[k]->bh[cfg->H + j] = 0.0;
+                }
+    }
+}
+
+/* free what s2s_build allocated */
+void s2s_free(S2sModel *m) {
+    free(m->params); free(m->grads); free(m->m); free(m->v);
+}
+
+/* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
+int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
+    const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
+    const int cs = B * cell_cache_size(c->cell, H), lstm = c->cell == CELL_LSTM;
+    const int bi = c->attention == S2S_BAHDANAU, att = c->attention != S2S_NONE;
+    const int luong = c->attention == S2S_LUONG, lp = luong && c->align == S2S_LOCAL_P;
+    Layout L = { mem, 0, NULL, 0 };
+    S2sActs dummy;
+    if (!a) a = &dummy;
+    a->B = B; a->T = T; a->S = S;
+    a->x_src = layout_take(&L, T * B * E);
+    a->hf = layout_take(&L, T * B * H);
+    a->cf = lstm ? layout_take(&L, T * B * H) : NULL;
+    a->kf = layout_take(&L, T * cs);
+    a->hb = bi ? layout_take(&L, T * B * H) : NULL;
+    a->cb = bi && lstm ? layout_take(&L, T * B * H) : NULL;
+    a->kb = bi ? layout_take(&L, T * cs) : NULL;
+    a->enc = layout_take(&L, B * T * He);
+    a->Kp = att ? layout_take(&L, B * T * s2s_key_width(c)) : NULL;
+    a->zero = layout_take(&L, B * H);
+    a->x_tgt = layout_take(&L, S * B * E);
+    a->din = layout_take(&L, S * B * s2s_dec_input(c));
+    a->hd = layout_take(&L, S * B * H);
+    a->cd = lstm ? layout_take(&L, S * B * H) : NULL;
+    a->kd = layout_take(&L, S * cs);
+    a->att = att ? layout_take(&L, S * B * T) : NULL;
+    a->align = lp ? layout_take(&L, S * B * T) : NULL;
+    a->scache = att ? layout_take(&L, S * B * s2s_score_cache(c, T)) : NULL;
+    a->pz = lp ? layout_take(&L, S * B * A) : NULL;
+    a->pos = lp ? layout_take(&L, S * B) : NULL;
+    a->ctx = layout_take(&L, S * B * He);
+    a->hcat = luong ? layout_take(&L, S * B * (He + H)) : NULL;
+    a->ht = luong ? layout_take(&L, S * B * H) : NULL;
+    a->oin = !luong ? layout_take(&L, S * B * s2s_out_input(c)) : NULL;
+    a->logits = layout_take(&L, S * B * V);
+    a->probs = layout_take(&L, S * B * V);
+    a->work = layout_take(&L, B * 9 * H + 2 * T + A);
+    return L.off;
+}
+
+/* Allocate r's activations and their gradients (one block each) for batches
+ * up to (Bmax, Tmax, Smax) of model config c; r owns them: s2s_run_free(). */
+void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) {
+    memset(r, 0, sizeof *r);
+    r->Bmax = Bmax; r->Tmax = Tmax; r->Smax = Smax;
+    r->cap = s2s_acts_bind(NULL, NULL, c, Bmax, Tmax, Smax);
+    r->amem = xcalloc_doubles(r->cap);
+    r->gmem = xcalloc_doubles(r->cap);
+    r->mask = xmalloc((size_t)(Tmax * Bmax + Tmax));
+    r->tok = xmalloc(sizeof(int) * (size_t)((Smax > Tmax ? Smax : Tmax + 1) * Bmax));
+    r->ytok = xmalloc(sizeof(int) * (size_t)Bmax);
+    r->lens = xmalloc(sizeof(int) * (size_t)Bmax);
+    r->hist = xmalloc(sizeof(int) * (size_t)(2 * Bmax * Smax + Bmax));
+    r->cidx = xmalloc(sizeof(int) * (size_t)(Bmax * c->V));
+    r->beam = xcalloc_doubles(2 * Bmax + Bmax * c->V);
+}
+
+/* The most doubles one block may hold (as in chapter 3: offsets are ints,
+ * and 2e8 doubles are 1.6 GB, twice over for activations and gradients). */
+#define S2S_MAX_DOUBLES 2e8
+
+/* Doubles of each of the two blocks s2s_run_build would allocate for
+ * batches up to (B, T, S): the layout counted for one example and times B,
+ * an upper bound (only a few scratch doubles do not grow with B) that
+ * cannot overflow an int however large B is. */
+double s2s_acts_estimate(const S2sConfig *c, int B, int T, int S) {
+    return (double)B * s2s_acts_bind(NULL, NULL, c, 1, T, S);
+}
+
+void s2s_run_free(S2sRun *r) {
+    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->ytok); free(r->lens); free(r->hist);
+    free(r->cidx); free(r->beam);
+}
+
+/* Rebind the views for a batch of (B,T,S); no allocation. */
+static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S) {
+    if (B > r->Bmax || T > r->Tmax || S > r->Smax) {
+        fprintf(stderr, "seq2seq: batch (%d,%d,%d) exceeds the workspace (%d,%d,%d)\n",
+                B, T, S, r->Bmax, r->Tmax, r->Smax);
+        exit(1);
+    }
+    r->used = s2s_acts_bind(&r->a, r->amem, c, B, T, S);
+    s2s_acts_bind(&r->g, r->gmem, c, B, T, S);
+}
+
+/* The walk over the pooling classifier's parameters (count, bind, and with
+ * r initialise), in the order of its block and of its random draws. */
+static void pool_weights_layout(PoolWeights *w, Layout *L, Rng *r, const PoolConfig *c) {
+    const double s = 1.0 / sqrt((double)c->H);
+    memset(w, 0, sizeof *w);
+    w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
+    cell_layout(&w->enc, L, r, c->cell, c->E, c->H, "enc");
+    if (c->pool == POOL_ATTENTION) {
+        w->u = s2s_param(L, r, 1, c->H, 1.0, "u");
+        s2s_score_layout(&w->score, L, r, SCORE_ADDITIVE, c->H, c->H, c->A);
+    }
+    w->Wo = s2s_param(L, r, c->H, c->C, s, "Wo");
+    w->bo = s2s_param(L, r, 1, c->C, s, "bo");
+}
+
+/* Allocate and initialise the pooling classifier of config c (parameters,
+ * gradients, Adam state: one block each); m owns them: pool_free(). */
+void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    Layout L = { NULL, 0, NULL, 0 };                      /* count */
+    pool_weights_layout(&m->w, &L, NULL, c);
+    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
+    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
+    pool_weights_layout(&m->w, &L, r, c);
+    m->nspans = L.nspans;
+    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
+    pool_weights_layout(&m->g, &L, NULL, c);
+}
+
+void pool_free(PoolModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
+
+/* Bind a (NULL mem: count only) for B sequences of length T; returns doubles. */
+int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) {
+    const int H = c->H, lstm = c->cell == CELL_LSTM, att = c->pool == POOL_ATTENTION;
+    Layout L = { mem, 0, NULL, 0 };
+    PoolActs dummy;
+    if (!a) a = &dummy;
+    a->B = B; a->T = T;
+    a->x = layout_take(&L, T * B * c->E);
+    a->h = layout_take(&L, T * B * H);
+    a->c = lstm ? layout_take(&L, T * B * H) : NULL;
+    a->k = layout_take(&L, T * B * cell_cache_size(c->cell, H));
+    a->hs = att ? layout_take(&L, B * T * H) : NULL;
+    a->Kp = att ? layout_take(&L, B * T * c->A) : NULL;
+    a->att = att ? layout_take(&L, B * T) : NULL;
+    a->sc = att ? layout_take(&L, B * (T + 1) * c->A) : NULL;
+    a->r = layout_take(&L, B * H);
+    a->logits = layout_take(&L, B * c->C);
+    a->probs = layout_take(&L, B * c->C);
+    a->zero = layout_take(&L, B * H);
+    a->work = layout_take(&L, B * 8 * H + 2 * T + c->A);
+    a->n = L.off;
+    return L.off;
+}
 
 /* The walk over the CNN classifier's parameters (count, bind, and with r
  * initialise), in the order of its block and of its random draws. */
@@ -1863,100 +1689,187 @@ int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     const int rnn_work = rnn ? 2 * B * cell_gates(c->cell) * H : 0;
     const int att_work = att ? 2 * N + A : 0;
     a->work = att || rnn ? layout_take(&L, rnn_work > att_work ? rnn_work : att_work) : NULL;
+    a->n = L.off;
     return L.off;
 }
 
-/* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
- * activation (bound by the caller with cnn_acts_bind). */
-double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnModel *m) {
-    const CnnConfig *c = &m->cfg;
-    const CnnWeights *w = &m->w;
-    const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
-    const int R = cnn_pooled_width(c);
-    embedding_forward(a->x, tokens, w->emb, T * B, c->E);
-    conv1d_forward(a->feat, a->pre, a->cols, a->x, w->W, w->b, T, B, c->E, c->K, F);
-    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
-        for (int b = 0; b < B; b++)
-            for (int f = 0; f < F; f++) {
-                double best = a->feat[b * N * F + f];
-                for (int n = 1; n < N; n++)
-                    if (a->feat[(b * N + n) * F + f] > best) best = a->feat[(b * N + n) * F + f];
-                a->r[b * R + f] = best;
-            }
-        if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
-            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
-            for (int b = 0; b < B; b++)
-                memcpy(a->r + b * R + F, a->h + ((T - 1) * B + b) * H,
-                       sizeof(double) * (size_t)H);
-        }
-    } else if (c->pool == CNN_MEAN) {
-        for (int i = 0; i < B * F; i++) a->r[i] = 0.0;
-        for (int b = 0; b < B; b++)
-            for (int n = 0; n < N; n++)
-                for (int f = 0; f < F; f++) a->r[b * F + f] += a->feat[(b * N + n) * F + f] / N;
-    } else {
-        if (c->pool == CNN_ATT_RNN)
-            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
-        score_keys_forward(a->Kp, a->feat, B * N, &w->score);
-        for (int b = 0; b < B; b++) {
-            const double *q = c->pool == CNN_ATT_RNN ? a->h + ((T - 1) * B + b) * H : w->u;
-            attend_forward(a->r + b * F, a->att + b * N, a->sc + b * (N + 1) * A, q,
-                           a->Kp + b * N * A, a->feat + b * N * F, NULL, N, F, &w->score);
-        }
-    }
-    return s2s_head_forward(a->logits, a->probs, a->r, w->Wo, w->bo, labels, B, R, c->C);
+/* ========================================================================
+ * 11. tasks: copy, reverse, sort (attention.c's toy_task_fill) and a small
+ *    "translation" with a non-monotonic alignment: dates
+ *
+ *    date:  "mar 1 4 2 0 2 3"  ->  "2 0 2 3 0 3 1 4"   (month day year -> ISO)
+ *
+ * The year comes first in the output but last in the input, the month
+ * word becomes two digits, and a one-digit day gains a leading zero: the
+ * alignment jumps. An example is held out if a hash of its source is 0
+ * mod 10, so training never sees a held-out source (not even by chance).
+ * Then the padded batches, and the tasks of the pooling (section 8) and
+ * CNN (section 9) classifiers.
+ * ======================================================================== */
+
+/* Allocate a batch of B sequences, sources up to Tcap tokens and targets up to
+ * Scap (EOS included); bt owns them: s2s_batch_free(). */
+void s2s_batch_build(S2sBatch *bt, int B, int Tcap, int Scap) {
+    bt->B = bt->Bcap = B; bt->T = bt->S = 0; bt->Tcap = Tcap; bt->Scap = Scap;
+    bt->src = xmalloc(sizeof(int) * (size_t)(Tcap * B));
+    bt->tin = xmalloc(sizeof(int) * (size_t)(Scap * B));
+    bt->tout = xmalloc(sizeof(int) * (size_t)(Scap * B));
+    bt->slen = xmalloc(sizeof(int) * (size_t)B);
+    bt->tlen = xmalloc(sizeof(int) * (size_t)B);
 }
 
-/* Backward of cnn_forward: adds into the parameter gradients gw (m->g); g
- * is a second CnnActs bound like a, for the activation gradients (cleared
- * here). */
-void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *tokens,
-                  const int *labels, const CnnModel *m) {
-    const CnnConfig *c = &m->cfg;
-    const CnnWeights *w = &m->w;
-    const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
-    const int R = cnn_pooled_width(c);
-    memset(g->x, 0, sizeof(double) * (size_t)cnn_acts_bind(NULL, NULL, c, B, T));
-    s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, R,
-                      c->C);
-    if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
-        /* forward was: r_f = max_n feat_n,f; the gradient goes to the winner
-         * only (found again: the first maximum, as in the forward) */
-        for (int b = 0; b < B; b++)
-            for (int f = 0; f < F; f++) {
-                int best = 0;
-                for (int n = 1; n < N; n++)
-                    if (a->feat[(b * N + n) * F + f] > a->feat[(b * N + best) * F + f]) best = n;
-                g->feat[(b * N + best) * F + f] += g->r[b * R + f];
-            }
-        if (c->pool == CNN_MAX_RNN) {  /* forward was: r[F..] = h_T of the RNN over x */
-            for (int b = 0; b < B; b++)
-                for (int j = 0; j < H; j++)
-                    g->h[((T - 1) * B + b) * H + j] += g->r[b * R + F + j];
-            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
-                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
-        }
-    } else if (c->pool == CNN_MEAN) {  /* forward was: r = (1/N) sum_n feat_n */
-        for (int b = 0; b < B; b++)
-            for (int n = 0; n < N; n++)
-                for (int f = 0; f < F; f++) g->feat[(b * N + n) * F + f] += g->r[b * F + f] / N;
-    } else {                           /* forward was: r = attend(q, U feat_n, feat_n) */
-        for (int b = 0; b < B; b++) {
-            const int rnn = c->pool == CNN_ATT_RNN;
-            const double *q = rnn ? a->h + ((T - 1) * B + b) * H : w->u;
-            double *dq = rnn ? g->h + ((T - 1) * B + b) * H : gw->u;
-            attend_backward(dq, g->Kp + b * N * A, g->feat + b * N * F, &gw->score,
-                            g->r + b * F, q, a->Kp + b * N * A, a->feat + b * N * F,
-                            a->att + b * N, a->sc + b * (N + 1) * A, N, F, &w->score, a->work);
-        }
-        score_keys_backward(g->feat, &gw->score, g->Kp, a->feat, B * N, &w->score);
-        if (c->pool == CNN_ATT_RNN)    /* forward was: q = h_T of the RNN over x */
-            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
-                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
+void s2s_batch_free(S2sBatch *bt) {
+    free(bt->src); free(bt->tin); free(bt->tout); free(bt->slen); free(bt->tlen);
+}
+
+/* Put one example in row b: src (slen) and tgt (n, without EOS). Row 0
+ * resets the batch's T and S; later rows grow them. */
+void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt, int n) {
+    const int B = bt->B;
+    if (b == 0) bt->T = bt->S = 0;
+    for (int t = 0; t < bt->Tcap; t++) bt->src[t * B + b] = t < slen ? src[t] : S2S_PAD;
+    for (int t = 0; t < bt->Scap; t++) {
+        bt->tin[t * B + b] = t == 0 ? S2S_BOS : t <= n ? tgt[t - 1] : S2S_PAD;
+        bt->tout[t * B + b] = t < n ? tgt[t] : t == n ? S2S_EOS : -1;
     }
-    conv1d_backward(g->x, gw->W, gw->b, g->pre, g->cols, g->feat, a->pre, a->cols, w->W, T,
-                    B, c->E, c->K, F);
-    embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
+    bt->slen[b] = slen;
+    bt->tlen[b] = n + 1;
+    if (slen > bt->T) bt->T = slen;
+    if (n + 1 > bt->S) bt->S = n + 1;
+}
+
+enum { S2S_TASK_DATE = TASK_SORT + 1 };
+static const char *const s2s_task_names[] = { "copy", "reverse", "sort", "date", NULL };
+static const char *const s2s_months[12] = { "jan", "feb", "mar", "apr", "may", "jun",
+                                            "jul", "aug", "sep", "oct", "nov", "dec" };
+static const int s2s_month_days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+enum { S2S_DATE_DIGIT = S2S_FIRST, S2S_DATE_MONTH = S2S_FIRST + 10, S2S_DATE_V = S2S_FIRST + 22 };
+
+typedef struct {
+    int task;              /* TASK_COPY | TASK_REVERSE | TASK_SORT | S2S_TASK_DATE */
+    int min_len, max_len;  /* source lengths (copy/reverse/sort) */
+    int V;                 /* vocabulary: 3 specials + symbols (date: 25) */
+} S2sTask;
+
+/* longest source and longest target (without EOS) the task makes */
+void s2s_task_dims(const S2sTask *tk, int *Tmax, int *Nmax) {
+    *Tmax = tk->task == S2S_TASK_DATE ? 7 : tk->max_len;
+    *Nmax = tk->task == S2S_TASK_DATE ? 8 : tk->max_len;
+}
+
+/* One random example: src (returned length), tgt (*n tokens, no EOS). */
+int s2s_task_example(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk) {
+    if (tk->task != S2S_TASK_DATE) {
+        int len = tk->min_len + rng_int(r, tk->max_len - tk->min_len + 1);
+        toy_task_fill(r, tk->task, src, tgt, len, S2S_FIRST, tk->V - S2S_FIRST);
+        *n = len;
+        return len;
+    }
+    int month = rng_int(r, 12), day = 1 + rng_int(r, s2s_month_days[month]);
+    int year = 1900 + rng_int(r, 200), k = 0;
+    src[k++] = S2S_DATE_MONTH + month;
+    if (day >= 10) src[k++] = S2S_DATE_DIGIT + day / 10;
+    src[k++] = S2S_DATE_DIGIT + day % 10;
+    for (int p = 1000; p >= 1; p /= 10) src[k++] = S2S_DATE_DIGIT + year / p % 10;
+    int iso[8] = { year / 1000, year / 100 % 10, year / 10 % 10, year % 10,
+                   (month + 1) / 10, (month + 1) % 10, day / 10, day % 10 };
+    for (int i = 0; i < 8; i++) tgt[i] = S2S_DATE_DIGIT + iso[i];
+    *n = 8;
+    return k;
+}
+
+/* An example from the training (heldout = 0) or held-out (1) split. */
+int s2s_sample(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk, int heldout) {
+    for (int tries = 0; tries < 1000000; tries++) {
+        int slen = s2s_task_example(src, tgt, n, r, tk);
+        if (heldout_split(src, slen) == heldout) return slen;
+    }
+    fprintf(stderr, "seq2seq: the task has too few distinct sources for a held-out split\n");
+    exit(1);
+}
+
+/* the number of distinct sources a copy/reverse/sort task can draw (capped) */
+double s2s_task_space(const S2sTask *tk) {
+    if (tk->task == S2S_TASK_DATE) return 365.0 * 200;
+    double n = 0.0;
+    for (int L = tk->min_len; L <= tk->max_len && n < 1e12; L++)
+        n += pow((double)(tk->V - S2S_FIRST), L);
+    return n;
+}
+
+/* A fixed set of n examples (the held-out set), row-major with strides. */
+typedef struct {
+    int n, Tmax, Nmax;
+    int *src;   /* (n,Tmax) */
+    int *slen;  /* (n) */
+    int *tgt;   /* (n,Nmax) without EOS */
+    int *tlen;  /* (n) */
+} S2sData;
+
+/* Draw n examples of task tk from the training (heldout = 0) or held-out (1)
+ * split into d, which owns them: s2s_data_free(). */
+void s2s_data_build(S2sData *d, int n, Rng *r, const S2sTask *tk, int heldout) {
+    d->n = n;
+    s2s_task_dims(tk, &d->Tmax, &d->Nmax);
+    d->src = xmalloc(sizeof(int) * (size_t)(n * d->Tmax));
+    d->tgt = xmalloc(sizeof(int) * (size_t)(n * d->Nmax));
+    d->slen = xmalloc(sizeof(int) * (size_t)n);
+    d->tlen = xmalloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        d->slen[i] = s2s_sample(d->src + i * d->Tmax, d->tgt + i * d->Nmax, &d->tlen[i], r,
+                                tk, heldout);
+}
+
+void s2s_data_free(S2sData *d) { free(d->src); free(d->tgt); free(d->slen); free(d->tlen); }
+
+/* Rows start .. start+B-1 of d into bt (B <= its capacity). */
+void s2s_batch_from_data(S2sBatch *bt, const S2sData *d, int start, int B) {
+    bt->B = B;
+    for (int b = 0; b < B; b++)
+        s2s_batch_row(bt, b, d->src + (start + b) * d->Tmax, d->slen[start + b],
+                      d->tgt + (start + b) * d->Nmax, d->tlen[start + b]);
+}
+
+/* A fresh training batch of bt->B examples. */
+void s2s_batch_sample(S2sBatch *bt, Rng *r, const S2sTask *tk) {
+    int Tmax, Nmax, n;
+    s2s_task_dims(tk, &Tmax, &Nmax);
+    int *src = xmalloc(sizeof(int) * (size_t)(Tmax + Nmax)), *tgt = src + Tmax;
+    for (int b = 0; b < bt->B; b++) {
+        int slen = s2s_sample(src, tgt, &n, r, tk, 0);
+        s2s_batch_row(bt, b, src, slen, tgt, n);
+    }
+    free(src);
+}
+
+/* printable name of a token (buf has room for 8 chars) */
+const char *s2s_token_name(char *buf, int task, int tok) {
+    static const char sym[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    if (tok == S2S_PAD) return "_";
+    if (tok == S2S_BOS) return "<s>";
+    if (tok == S2S_EOS) return "</s>";
+    if (task == S2S_TASK_DATE) {
+        if (tok >= S2S_DATE_MONTH) return s2s_months[tok - S2S_DATE_MONTH];
+        buf[0] = (char)('0' + tok - S2S_DATE_DIGIT); buf[1] = 0;
+        return buf;
+    }
+    buf[0] = tok - S2S_FIRST < (int)sizeof sym - 1 ? sym[tok - S2S_FIRST] : '?';
+    buf[1] = 0;
+    return buf;
+}
+
+/* The pooling task: tokens (T,B) random symbols, labels (B) = the symbol at
+ * position 1 (the second), as a class 0..C-1; held-out split as in section 11. */
+void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int heldout) {
+    int *seq = xmalloc(sizeof(int) * (size_t)T);     /* one sequence, contiguous */
+    for (int b = 0; b < B; b++) {
+        do {
+            for (int t = 0; t < T; t++) seq[t] = S2S_FIRST + rng_int(r, C);
+        } while (heldout_split(seq, T) != heldout);
+        for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
+        labels[b] = seq[1] - S2S_FIRST;
+    }
+    free(seq);
 }
 
 /* ---- the task ----------------------------------------------------------- */
@@ -1998,10 +1911,142 @@ void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout)
 char cnn_symbol(int tok) { return cnn_symbol_chars[tok - S2S_FIRST]; }
 
 /* ========================================================================
- * 10. experiments: the length bottleneck, pooling, CNN + attention, speed
- * 11. main: options, the default run
+ * 12. training loop, progress and evaluation
  * ======================================================================== */
-#ifndef TESTING
+
+typedef struct {
+    int steps;      /* Adam steps */
+    double lr;      /* peak learning rate; it decays linearly to lr/10 */
+    double clip;    /* max global gradient norm (0: no clipping) */
+    int log_every;  /* progress line every this many steps (0: silent) */
+} S2sTrainConfig;
+
+/* The advice every divergence message of this file gives */
+static const char *const s2s_divergence_advice = "lower --lr, or clip harder (--clip)";
+
+/* A run that must not go on after divergence: say so and exit 3. */
+void s2s_stop_if_diverged(const S2sModel *m) {
+    if (m->diverged)
+        report_divergence(m->diverged, m->div_loss, m->div_norm, m->cfg.V,
+                          s2s_divergence_advice);
+}
+
+/* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
+double s2s_lr_at(double lr, int s, int n) {
+    return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1));
+}
+
+/* Train on fresh batches of the task's training split. Every log_every
+ * steps (if > 0) a progress line: step, mean loss and teacher-forced token
+ * accuracy of the window to stdout; speed and time left to stderr (they
+ * differ run to run). Returns the mean loss of the last window (a tenth of
+ * the steps when silent). Stops at a diverged step (m->diverged). */
+double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
+                 const S2sTrainConfig *tc) {
+    const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
+    double t0 = seconds(), wloss = 0.0, last = 0.0;
+    long wtok = 0, wok = 0, alltok = 0;
+    int wn = 0;
+    for (int s = 1; s <= tc->steps; s++) {
+        s2s_batch_sample(bt, rng, tk);
+        wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
+        if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
+        if (s == 1)
+            warn_if_long("training step(s)", 1, tc->steps, seconds() - t0,
+                         "fewer --steps, or a smaller model,");
+        wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
+        if (s % window != 0 && s != tc->steps) continue;
+        last = wloss / wn;
+        if (tc->log_every) {
+            double el = seconds() - t0;
+            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, last,
+                   100.0 * wok / (wtok ? wtok : 1));
+            fflush(stdout);
+            fprintf(stderr, "             %.0f tokens/s, %.1f s elapsed, %.1f s left\n",
+                    alltok / (el > 0 ? el : 1e-9), el, el / s * (tc->steps - s));
+        }
+        wloss = 0.0; wtok = wok = 0; wn = 0;
+    }
+    return last;
+}
+
+/* One line naming the model into buf (n chars), e.g.
+ * "luong (dot score, global) attention, gru cells, hidden 64, embedding 32, vocabulary 16". */
+const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
+    char att[96];
+    if (c->attention == S2S_LUONG) {
+        int k = 0;
+        while (s2s_luong_score_kind[k] != c->score) k++;
+        char win[32] = "";
+        if (c->align != S2S_GLOBAL) snprintf(win, sizeof win, ", window %d", c->window);
+        snprintf(att, sizeof att, "luong (%s score, %s%s) attention", s2s_luong_scores[k],
+                 s2s_align_names[c->align], win);
+    } else {
+        snprintf(att, sizeof att, "%s", c->attention == S2S_NONE
+                 ? "no attention (fixed context)" : "bahdanau (additive) attention");
+    }
+    snprintf(buf, n, "%s, %s cells, hidden %d, embedding %d, vocabulary %d", att,
+             cell_names[c->cell], c->H, c->E, c->V);
+    return buf;
+}
+
+const char *s2s_attention_name(int attention) { return s2s_attention_names[attention]; }
+
+typedef struct {
+    double tok_acc;  /* fraction of target tokens (EOS excluded) predicted in place */
+    double seq_acc;  /* fraction of outputs exactly equal to the target */
+} S2sAccuracy;
+
+/* Decode every example of d (greedy if beam <= 1) and score it. If
+ * ok_by_len, n_by_len (indexed by source length) are given, count exact
+ * matches per length into them (+=). out is scratch of min(r->Bmax, bt->Bcap)
+ * rows of Nmax+1 tokens. */
+S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
+                         int beam, int *out, int *ok_by_len, int *n_by_len) {
+    const int maxlen = d->Nmax + 1;
+    const int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
+    int *lens = r->lens;                               /* (Bc <= r->Bmax) */
+    long tok_ok = 0, tok_n = 0, seq_ok = 0;
+    const double t0 = seconds();
+    for (int start = 0; start < d->n; start += Bc) {
+        int B = d->n - start < Bc ? d->n - start : Bc;
+        if (start == Bc)                               /* after the first batch */
+            warn_if_long("held-out example(s)", Bc, d->n, seconds() - t0,
+                         "a smaller --test or --beam");
+        s2s_batch_from_data(bt, d, start, B);
+        if (beam <= 1) s2s_greedy_decode(out, lens, r, m, bt, maxlen);
+        else
+            for (int b = 0; b < B; b++) {
+                double lp;
+                lens[b] = s2s_beam_search(out + b * maxlen, &lp, r, m,
+                                          d->src + (start + b) * d->Tmax, d->slen[start + b],
+                                          beam, maxlen);
+            }
+        for (int b = 0; b < B; b++) {
+            const int *tg = d->tgt + (start + b) * d->Nmax, n = d->tlen[start + b];
+            int same = lens[b] == n;
+            for (int i = 0; i < n; i++) {
+                int ok = i < lens[b] && out[b * maxlen + i] == tg[i];
+                tok_ok += ok;
+                same &= ok;
+            }
+            tok_n += n;
+            seq_ok += same;
+            if (ok_by_len) {
+                ok_by_len[d->slen[start + b]] += same;
+                n_by_len[d->slen[start + b]]++;
+            }
+        }
+    }
+    S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
+    return acc;
+}
+
+#ifndef TESTING   /* the program: tests.c includes this file without it */
+
+/* ========================================================================
+ * 13. options: one table, the checks that relate options
+ * ======================================================================== */
 
 /* The five things ./seq2seq can do: the mode. An option applies to some of
  * them; opt_check_mode refuses it in the others. */
@@ -2237,7 +2282,9 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     if (o->svg) check_writable(argv[0], "--svg", o->svg);   /* fail now, not after training */
 }
 
-/* ---- the default run ------------------------------------------------------ */
+/* ========================================================================
+ * 14. the default run: train, evaluate, show examples and the alignment
+ * ======================================================================== */
 
 /* A model with everything it trains and is evaluated with: built from the
  * options the same way by the default run, the length experiment and
@@ -2386,7 +2433,9 @@ static void s2s_main_run(const S2sOptions *o) {
     s2s_session_free(&s);
 }
 
-/* ---- the length bottleneck ---------------------------------------------- */
+/* ========================================================================
+ * 15. experiments: the length bottleneck, pooling, CNN + attention
+ * ======================================================================== */
 
 /* One model of the length table (attention none, bahdanau or luong with a
  * dot score): trained like the others, then decoded greedily, its exact
@@ -2463,7 +2512,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
 }
 
 /* ---- the classifiers of the pooling tables ---------------------------------
- * The RNN classifier of section 9 or the CNN of section 9b, with its
+ * The RNN classifier of section 8 or the CNN of section 9, with its
  * activation blocks: the pooling and CNN experiments train and evaluate
  * every model through these four functions. */
 typedef struct {
@@ -2581,7 +2630,7 @@ static int s2s_classifier_eval(S2sClassifier *k, const int *tok, const int *lab,
 
 /* ---- the pooling experiment ---------------------------------------------- */
 
-/* Last vs mean vs attention pooling on the pooling task (section 9). */
+/* Last vs mean vs attention pooling on the pooling task (section 8). */
 static void s2s_experiment_pooling(const S2sOptions *o) {
     const int T = o->task.max_len, C = 4, B = o->batch, NT = 1000;
     printf("the pooling experiment: classify a sequence of %d symbols (of %d) by its "
@@ -2643,7 +2692,7 @@ static int s2s_cnn_pick_example(const int *tok, int n, int T, int K, int *found)
 }
 
 /* Model v (0..7) of the CNN table: the RNN with last / mean / attention
- * pooling, then the CNN with each pooling of section 9b. Trains it on the
+ * pooling, then the CNN with each pooling of section 9. Trains it on the
  * held-out-free batches of its own stream, prints its row; if it attends,
  * its pooling weights of example ex go to heat (T, a CNN window n under
  * column n + (K-1)/2) and its row name to name (48 chars): returns 1. */
@@ -2724,7 +2773,7 @@ static void s2s_cnn_show_weights(const S2sOptions *o, const int *tok, const int 
     free(chars); free(cols);
 }
 
-/* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
+/* Every pooling of sections 8 and 9 on the CNN task (cnn_task_batch): the
  * RNN classifier with last / mean / attention pooling, the CNN with max /
  * mean / attention pooling, the attention's query learned or the h_T of an
  * RNN over the same input, and a control that hands the same RNN's h_T to
@@ -2761,7 +2810,9 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     free(heat); free(tok); free(lab); free(btok); free(blab);
 }
 
-/* ---- --bench ------------------------------------------------------------- */
+/* ========================================================================
+ * 16. --bench and main
+ * ======================================================================== */
 
 /* ms per training step of one of the issue's two configurations (k = 0:
  * Bahdanau, 1: none), median of `steps` after `warm` */
@@ -2849,6 +2900,6 @@ int main(int argc, char **argv) {
     }
     return 0;
 }
-#endif /* TESTING */
+#endif /* the program */
 
 #endif /* SEQ2SEQ_C */

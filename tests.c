@@ -1629,7 +1629,7 @@ static void s2s_test_pooling(Tally *t) {
     }
 }
 
-/* ---- chapter 2: the tasks (section 6) ------------------------------------ */
+/* ---- chapter 2: the tasks (section 11) ----------------------------------- */
 
 /* The test's own reading of a date source, token names in, ISO digits out:
  * "mar 1 4 2 0 2 3" -> "20230314" (year, month, day; two digits each for
@@ -1744,7 +1744,7 @@ static void s2s_test_split(Tally *t) {
     }
 }
 
-/* ---- chapter 2: CNN + attention (section 9b) ------------------------------ */
+/* ---- chapter 2: CNN + attention (section 9) ------------------------------- */
 
 typedef struct {
     int T, B, E, K, F;
@@ -1811,7 +1811,7 @@ static void s2s_test_conv1d(Tally *t, int K) {
     free(mem);
 }
 
-/* the CNN task is what section 9b says it is */
+/* the CNN task is what section 9 says it is */
 static void s2s_test_cnn_task(Tally *t) {
     enum { B = 300, T = 9 };
     int tok[T * B], lab[B], bad = 0;
