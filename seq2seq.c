@@ -308,13 +308,20 @@ typedef struct {
 /* the most parameter tensors a model of this file has (the spans below) */
 #define S2S_MAX_TENSORS 24
 
+/* The blocks every model of this file keeps its parameters in, one
+ * allocation each, so that clipping, Adam and the gradient checker are
+ * single flat loops; the spans say which tensor lives where. */
 typedef struct {
-    S2sConfig cfg;
     int num_params;                       /* doubles in each block below */
+    double *params, *grads, *m, *v;       /* (num_params) each: weights, dL/dw, Adam moments */
     int nspans;                           /* parameter tensors laid out */
     LayoutSpan spans[S2S_MAX_TENSORS];    /* each one's name, place and shape */
-    double *params, *grads, *m, *v;       /* (num_params) each: weights, dL/dw, Adam moments */
-    S2sWeights w, g;                      /* views into params and grads */
+} S2sParams;
+
+typedef struct {
+    S2sConfig cfg;
+    S2sParams p;                          /* the parameter blocks */
+    S2sWeights w, g;                      /* views into p.params and p.grads */
     int step;                             /* Adam steps taken */
     int diverged;                         /* the step training diverged at, 0 if none */
     double div_loss, div_norm;            /* that step's loss and gradient norm */
@@ -322,7 +329,7 @@ typedef struct {
 
 /* clear the parameter gradients (every backward adds into them) */
 void s2s_zero_grad(S2sModel *m) {
-    memset(m->grads, 0, sizeof(double) * (size_t)m->num_params);
+    memset(m->p.grads, 0, sizeof(double) * (size_t)m->p.num_params);
 }
 
 /* ---- activations ---------------------------------------------------------
@@ -821,16 +828,17 @@ void s2s_backward(S2sModel *m, S2sRun *r, const S2sBatch *bt) {
  * ======================================================================== */
 
 /* What every training loop of this file does after its backward: clip the
- * n gradients to global norm clip (0: no clipping), then Adam step number
- * step (1-based) with learning rate lr on params, moments m and v (n each).
+ * gradients of p to global norm clip (0: no clipping), then Adam step
+ * number step (1-based) with learning rate lr on p's parameters and moments.
  * A step that has diverged (step_diverged: V classes, 0 for no loss bound)
  * is not applied: the gradient norm goes to *diverged_norm and the result
  * is 1 (else 0). */
-int s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
-                  double lr, double clip, double loss, int V, double *diverged_norm) {
-    const double norm = clip > 0 ? clip_grad_norm(grads, n, clip) : grad_norm(grads, n);
+int s2s_clip_adam(S2sParams *p, int step, double lr, double clip, double loss, int V,
+                  double *diverged_norm) {
+    const int n = p->num_params;
+    const double norm = clip > 0 ? clip_grad_norm(p->grads, n, clip) : grad_norm(p->grads, n);
     if (step_diverged(loss, norm, V)) { *diverged_norm = norm; return 1; }
-    adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
+    adam_update(p->params, p->grads, p->m, p->v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
     return 0;
 }
 
@@ -841,8 +849,7 @@ double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, dou
     double loss = s2s_forward(r, bt, m);
     s2s_backward(m, r, bt);
     m->step++;
-    if (s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip, loss,
-                      m->cfg.V, &m->div_norm)) {
+    if (s2s_clip_adam(&m->p, m->step, lr, clip, loss, m->cfg.V, &m->div_norm)) {
         m->diverged = m->step;
         m->div_loss = loss;
     }
@@ -1021,10 +1028,8 @@ typedef struct {
 
 typedef struct {
     PoolConfig cfg;
-    int num_params, nspans;
-    LayoutSpan spans[S2S_MAX_TENSORS];
-    double *params, *grads, *m, *v;  /* (num_params) each */
-    PoolWeights w, g;                /* views into params and grads */
+    S2sParams p;                     /* the parameter blocks */
+    PoolWeights w, g;                /* views into p.params and p.grads */
     int step;
 } PoolModel;
 
@@ -1221,10 +1226,8 @@ typedef struct {
 
 typedef struct {
     CnnConfig cfg;
-    int num_params, nspans;
-    LayoutSpan spans[S2S_MAX_TENSORS];
-    double *params, *grads, *m, *v;  /* (num_params) each */
-    CnnWeights w, g;                 /* views into params and grads */
+    S2sParams p;                     /* the parameter blocks */
+    CnnWeights w, g;                 /* views into p.params and p.grads */
     int step;
 } CnnModel;
 
@@ -1420,7 +1423,9 @@ void s2s_score_layout(Score *s, Layout *L, Rng *r, int kind, int Dq, int Dk, int
 /* The walk over the parameters of config c, in the order of the block (and
  * of the random draws): count (L->mem NULL), or bind w, and with r also
  * initialise: uniform in [-k, k], k = 1/sqrt(fan-in), embeddings k = 1. */
-static void s2s_weights_layout(S2sWeights *w, Layout *L, Rng *r, const S2sConfig *c) {
+static void s2s_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) {
+    S2sWeights *w = views;
+    const S2sConfig *c = cfg;
     const int V = c->V, E = c->E, H = c->H, He = s2s_enc_width(c);
     const int Dout = s2s_out_input(c);
     memset(w, 0, sizeof *w);
@@ -1442,19 +1447,37 @@ static void s2s_weights_layout(S2sWeights *w, Layout *L, Rng *r, const S2sConfig
     w->bo = s2s_param(L, r, 1, V, 1.0 / sqrt((double)Dout), "bo");
 }
 
-/* The four blocks of a model (parameters, gradients, Adam's two moments)
- * for the count L of its layout walk; *num_params = L->off. A walk that
- * laid out more tensors than spans holds is the program's own mistake. */
-static void s2s_blocks_alloc(double **params, double **grads, double **m, double **v,
-                             int *num_params, const Layout *L) {
-    if (L->nspans > S2S_MAX_TENSORS) {
+/* One pass of a model's parameter walk, typed as qsort's comparators are:
+ * lay out the views (S2sWeights, PoolWeights or CnnWeights) of config cfg
+ * (S2sConfig, PoolConfig or CnnConfig) over L, drawing initial values from
+ * r if it is given. */
+typedef void S2sWalk(void *views, Layout *L, Rng *r, const void *cfg);
+
+/* The three passes every model makes over its walk: count, allocate the
+ * four blocks of p, bind w to the parameters (drawing their initial values
+ * and recording the spans), then g to the gradients. A walk that laid out
+ * more tensors than p->spans holds is the program's own mistake. */
+static void s2s_params_build(S2sParams *p, void *w, void *g, S2sWalk *walk, const void *cfg,
+                             Rng *r) {
+    Layout L = { NULL, 0, NULL, 0 };
+    walk(w, &L, NULL, cfg);
+    if (L.nspans > S2S_MAX_TENSORS) {
         fprintf(stderr, "seq2seq: internal error: %d parameter tensors, room for %d\n",
-                L->nspans, S2S_MAX_TENSORS);
+                L.nspans, S2S_MAX_TENSORS);
         exit(1);
     }
-    *num_params = L->off;
-    *params = xcalloc_doubles(L->off); *grads = xcalloc_doubles(L->off);
-    *m = xcalloc_doubles(L->off); *v = xcalloc_doubles(L->off);
+    const int n = p->num_params = L.off;
+    p->params = xcalloc_doubles(n); p->grads = xcalloc_doubles(n);
+    p->m = xcalloc_doubles(n); p->v = xcalloc_doubles(n);
+    L = (Layout){ p->params, 0, p->spans, 0 };
+    walk(w, &L, r, cfg);
+    p->nspans = L.nspans;
+    L = (Layout){ p->grads, 0, NULL, 0 };
+    walk(g, &L, NULL, cfg);
+}
+
+static void s2s_params_free(S2sParams *p) {
+    free(p->params); free(p->grads); free(p->m); free(p->v);
 }
 
 /* Allocate and initialise a model for cfg: weights uniform in [-k, k] with
@@ -1463,14 +1486,7 @@ static void s2s_blocks_alloc(double **params, double **grads, double **m, double
 void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    Layout L = { NULL, 0, NULL, 0 };                      /* count */
-    s2s_weights_layout(&m->w, &L, NULL, cfg);
-    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
-    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
-    s2s_weights_layout(&m->w, &L, r, cfg);
-    m->nspans = L.nspans;
-    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
-    s2s_weights_layout(&m->g, &L, NULL, cfg);
+    s2s_params_build(&m->p, &m->w, &m->g, s2s_weights_layout, cfg, r);
     if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
         S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
         for (int k = 0; k < 3; k++)
@@ -1483,9 +1499,7 @@ void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
 }
 
 /* free what s2s_build allocated */
-void s2s_free(S2sModel *m) {
-    free(m->params); free(m->grads); free(m->m); free(m->v);
-}
+void s2s_free(S2sModel *m) { s2s_params_free(&m->p); }
 
 /* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
 int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
@@ -1574,7 +1588,9 @@ static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S) {
 
 /* The walk over the pooling classifier's parameters (count, bind, and with
  * r initialise), in the order of its block and of its random draws. */
-static void pool_weights_layout(PoolWeights *w, Layout *L, Rng *r, const PoolConfig *c) {
+static void pool_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) {
+    PoolWeights *w = views;
+    const PoolConfig *c = cfg;
     const double s = 1.0 / sqrt((double)c->H);
     memset(w, 0, sizeof *w);
     w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
@@ -1592,17 +1608,8 @@ static void pool_weights_layout(PoolWeights *w, Layout *L, Rng *r, const PoolCon
 void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    Layout L = { NULL, 0, NULL, 0 };                      /* count */
-    pool_weights_layout(&m->w, &L, NULL, c);
-    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
-    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
-    pool_weights_layout(&m->w, &L, r, c);
-    m->nspans = L.nspans;
-    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
-    pool_weights_layout(&m->g, &L, NULL, c);
+    s2s_params_build(&m->p, &m->w, &m->g, pool_weights_layout, c, r);
 }
-
-void pool_free(PoolModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
 
 /* Bind a (NULL mem: count only) for B sequences of length T; returns doubles. */
 int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) {
@@ -1628,9 +1635,14 @@ int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) 
     return L.off;
 }
 
+/* free what pool_build allocated */
+void pool_free(PoolModel *m) { s2s_params_free(&m->p); }
+
 /* The walk over the CNN classifier's parameters (count, bind, and with r
  * initialise), in the order of its block and of its random draws. */
-static void cnn_weights_layout(CnnWeights *w, Layout *L, Rng *r, const CnnConfig *c) {
+static void cnn_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) {
+    CnnWeights *w = views;
+    const CnnConfig *c = cfg;
     const int R = cnn_pooled_width(c), Dq = cnn_has_rnn(c) ? c->H : c->F;
     memset(w, 0, sizeof *w);
     w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
@@ -1648,17 +1660,8 @@ static void cnn_weights_layout(CnnWeights *w, Layout *L, Rng *r, const CnnConfig
 void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    Layout L = { NULL, 0, NULL, 0 };                      /* count */
-    cnn_weights_layout(&m->w, &L, NULL, c);
-    s2s_blocks_alloc(&m->params, &m->grads, &m->m, &m->v, &m->num_params, &L);
-    L = (Layout){ m->params, 0, m->spans, 0 };           /* bind, record, draw */
-    cnn_weights_layout(&m->w, &L, r, c);
-    m->nspans = L.nspans;
-    L = (Layout){ m->grads, 0, NULL, 0 };                /* the gradients, alike */
-    cnn_weights_layout(&m->g, &L, NULL, c);
+    s2s_params_build(&m->p, &m->w, &m->g, cnn_weights_layout, c, r);
 }
-
-void cnn_free(CnnModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
 
 /* Bind a (NULL mem: count only) for B sequences of length T >= K; returns
  * the number of doubles. Fields a pooling does not use are NULL. */
@@ -1692,6 +1695,9 @@ int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
     a->n = L.off;
     return L.off;
 }
+
+/* free what cnn_build allocated */
+void cnn_free(CnnModel *m) { s2s_params_free(&m->p); }
 
 /* ========================================================================
  * 11. tasks: copy, reverse, sort (attention.c's toy_task_fill) and a small
@@ -2412,7 +2418,7 @@ static void s2s_main_run(const S2sOptions *o) {
     s2s_session_build(&s, o, c);
     printf("seq2seq.c: %s, source length %d..%d, seed %d\n", s2s_task_names[tk->task],
            tk->min_len, tk->max_len, o->seed);
-    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), s.m.num_params);
+    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), s.m.p.num_params);
     printf("training: %d steps of %d sequences, Adam lr %g (linear decay to lr/10), "
            "clip %g, teacher forcing\n\n", o->train.steps, o->batch, o->train.lr, o->train.clip);
     double t0 = seconds();
@@ -2455,12 +2461,12 @@ static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n)
     const int diverged = s.m.diverged != 0;
     if (diverged) {                        /* a row that says so, and no column below */
         printf("  %-9s %6d parameters, diverged at step %d (loss %g): no accuracy  (%s)\n",
-               name, s.m.num_params, s.m.diverged, s.m.div_loss,
+               name, s.m.p.num_params, s.m.diverged, s.m.div_loss,
                s2s_describe(desc, sizeof desc, &c));
     } else {
         S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n);
         printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
-               "%5.1f%%  (%s)\n", name, s.m.num_params, loss, 100 * acc.seq_acc,
+               "%5.1f%%  (%s)\n", name, s.m.p.num_params, loss, 100 * acc.seq_acc,
                100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
     }
     fflush(stdout);
@@ -2521,8 +2527,7 @@ typedef struct {
     PoolConfig pc; PoolModel pm; PoolActs pa, pg;
     CnnConfig cc;  CnnModel cm;  CnnActs ca, cg;
     double *amem, *gmem;             /* activations and their gradients, up to Bmax rows */
-    double *params, *grads, *m, *v;  /* the model's four blocks */
-    int np;                          /* parameters */
+    S2sParams *p;                    /* the model's parameter blocks */
 } S2sClassifier;
 
 /* Build the RNN classifier of pc (cc NULL) or the CNN of cc (pc NULL),
@@ -2536,14 +2541,12 @@ static void s2s_classifier_build(S2sClassifier *k, const PoolConfig *pc, const C
         k->pc = *pc; k->C = pc->C;
         pool_build(&k->pm, pc, r);
         cap = pool_acts_bind(NULL, NULL, pc, Bmax, T);
-        k->params = k->pm.params; k->grads = k->pm.grads; k->m = k->pm.m; k->v = k->pm.v;
-        k->np = k->pm.num_params;
+        k->p = &k->pm.p;
     } else {
         k->cc = *cc; k->C = cc->C;
         cnn_build(&k->cm, cc, r);
         cap = cnn_acts_bind(NULL, NULL, cc, Bmax, T);
-        k->params = k->cm.params; k->grads = k->cm.grads; k->m = k->cm.m; k->v = k->cm.v;
-        k->np = k->cm.num_params;
+        k->p = &k->cm.p;
     }
     k->amem = xcalloc_doubles(cap);
     k->gmem = xcalloc_doubles(cap);
@@ -2582,7 +2585,7 @@ static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int cnn_task, int tai
     for (int s = 1; s <= steps; s++) {
         if (cnn_task) cnn_task_batch(btok, blab, rb, B, T, 0);
         else pool_task_batch(btok, blab, rb, B, T, k->C, 0);
-        memset(k->grads, 0, sizeof(double) * (size_t)k->np);
+        memset(k->p->grads, 0, sizeof(double) * (size_t)k->p->num_params);
         const double l = s2s_classifier_forward(k, btok, blab, B, T, &probs, &att);
         if (s > steps - tail) *tail_loss += l / tail;
         if (k->rnn) {
@@ -2593,8 +2596,8 @@ static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int cnn_task, int tai
             cnn_backward(&k->cm.g, &k->cg, &k->ca, btok, blab, &k->cm);
         }
         double gn;
-        if (s2s_clip_adam(k->params, k->grads, k->m, k->v, k->np, s,
-                          s2s_lr_at(o->train.lr, s, steps), o->train.clip, l, k->C, &gn))
+        if (s2s_clip_adam(k->p, s, s2s_lr_at(o->train.lr, s, steps), o->train.clip, l, k->C,
+                          &gn))
             return s;
     }
     return 0;
@@ -2732,7 +2735,7 @@ static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *
                  rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
     }
     printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
-           100.0 * ok / NT, k.np, secs);
+           100.0 * ok / NT, k.p->num_params, secs);
     fflush(stdout);
     free(att_ex);
     s2s_classifier_free(&k);
@@ -2838,7 +2841,7 @@ static void s2s_bench_config(int k, int warm, int steps) {
     char desc[200];
     const double med = median(ms, steps);   /* run.ntok: target tokens (EOS too) */
     printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
-           run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.num_params);
+           run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.p.num_params);
     printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
            "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
     free(ms);
