@@ -530,7 +530,7 @@ void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
  * (both blocks share one layout). */
 typedef struct {
     double *h, *c;            /* (B,H) the new state s_t (Luong: h_t), its LSTM cell or NULL */
-    double *h_prev, *c_prev;  /* (B,H) the state before: step t-1's, or at t = 0 the encoder's last */
+    double *h_prev, *c_prev;  /* (B,H) the state before: step t-1's; at t = 0 the encoder's last */
     double *h_last;           /* (B,H) the encoder's last forward state h_T */
     double *x;                /* (B,E) the embedding of the input y_{t-1} */
     double *din;              /* (B,Din) the cell's input */
@@ -1056,7 +1056,8 @@ double pool_forward(PoolActs *a, const int *tokens, const int *labels, const Poo
     const PoolWeights *w = &m->w;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
     embedding_forward(a->x, tokens, w->emb, T * B, c->E);
-    s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
+    s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B,
+                    RNN_LEFT_TO_RIGHT);
     if (c->pool == POOL_LAST) {
         memcpy(a->r, a->h + (T - 1) * BH, sizeof(double) * (size_t)BH);
     } else if (c->pool == POOL_MEAN) {
@@ -1266,7 +1267,8 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                 a->r[b * R + f] = best;
             }
         if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
-            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B,
+                            RNN_LEFT_TO_RIGHT);
             for (int b = 0; b < B; b++)
                 memcpy(a->r + b * R + F, a->h + ((T - 1) * B + b) * H,
                        sizeof(double) * (size_t)H);
@@ -1278,7 +1280,8 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                 for (int f = 0; f < F; f++) a->r[b * F + f] += a->feat[(b * N + n) * F + f] / N;
     } else {
         if (c->pool == CNN_ATT_RNN)
-            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT);
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B,
+                            RNN_LEFT_TO_RIGHT);
         score_keys_forward(a->Kp, a->feat, B * N, &w->score);
         for (int b = 0; b < B; b++) {
             const double *q = c->pool == CNN_ATT_RNN ? a->h + ((T - 1) * B + b) * H : w->u;
@@ -1571,7 +1574,8 @@ double s2s_acts_estimate(const S2sConfig *c, int B, int T, int S) {
 }
 
 void s2s_run_free(S2sRun *r) {
-    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->ytok); free(r->lens); free(r->hist);
+    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->ytok); free(r->lens);
+    free(r->hist);
     free(r->cidx); free(r->beam);
 }
 
@@ -2078,72 +2082,89 @@ typedef struct {
     int bench;         /* --bench */
 } S2sOptions;
 
-/* mode bits of the option table */
-#define S2S_RUN   (1u << S2S_MODE_RUN)
-#define S2S_EXPS  (1u << S2S_MODE_LENGTH | 1u << S2S_MODE_POOLING | 1u << S2S_MODE_CNN)
-#define S2S_TRAIN (S2S_RUN | S2S_EXPS)   /* everything that trains */
-
-/* The option table of ./seq2seq, pointing into o, which holds the defaults
- * --help shows (the experiments' own defaults are in the help text). */
-static int s2s_option_table(Opt *opt, int cap, S2sOptions *o) {
-    const Opt table[] = {
-        { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, S2S_RUN, "T",
-          "the task", 0 },
-        { "--len", OPT_INT, &o->task.max_len, 1, 60, NULL, S2S_TRAIN, "N", "longest source "
-          "(copy/reverse/sort); default 10, length 44, pooling 60, cnn 40", 0 },
-        { "--min-len", OPT_INT, &o->task.min_len, 1, 60, NULL, S2S_RUN | 1u << S2S_MODE_LENGTH,
-          "N", "shortest source, at most --len; default = --len, length 5", 0 },
-        { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, S2S_RUN, "V",
-          "vocabulary incl. 3 specials (copy/reverse/sort)", 0 },
-        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names, S2S_RUN,
-          "A", "the decoder", 0 },
-        { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, S2S_RUN, "S",
-          "luong only: the score function", 0 },
-        { "--align", OPT_CHOICE, &o->cfg.align, 0, 0, s2s_align_names, S2S_RUN, "A",
-          "luong only: attend to every source position or to a window", 0 },
-        { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, S2S_RUN, "D",
-          "local-m/local-p only: the window [p-D, p+D]", 0 },
-        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, S2S_TRAIN, "C",
-          "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
-        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, S2S_TRAIN, "H",
-          "hidden size; default 64, cnn 32", 0 },
-        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, S2S_TRAIN, "E",
-          "embedding size; default 32, cnn 16", 0 },
-        { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, S2S_RUN, "A", "hidden size of "
-          "the additive/concat score and local-p;\ndefault = --hidden", 0 },
-        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, S2S_TRAIN, "B", "training batch", 0 },
-        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, S2S_TRAIN, "N",
-          "training steps; default 600, length 1200", 0 },
-        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, S2S_TRAIN, "X",
-          "Adam learning rate; it decays linearly to lr/10", 0 },
-        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, S2S_TRAIN, "X",
-          "max global gradient norm, 0 = off", 0 },
-        { "--test", OPT_INT, &o->test, 1, 100000, NULL, S2S_RUN | 1u << S2S_MODE_LENGTH, "N",
-          "held-out examples", 0 },
-        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, S2S_RUN, "K",
-          "beam search width for the held-out decode (1 = greedy)", 0 },
-        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, S2S_TRAIN, "N",
-          "seed; stdout is identical for a seed", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, S2S_RUN | 1u << S2S_MODE_CNN, "FILE",
-          "write the alignment heatmap (cnn: pooling weights) as SVG", 0 },
-        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, S2S_EXPS,
-          "X", "instead of the default run, an experiment (below)", 0 },
-        { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, 1u << S2S_MODE_CNN, "K",
-          "convolution width, at most --len", 0 },
-        { "--channels", OPT_INT, &o->channels, 1, 512, NULL, 1u << S2S_MODE_CNN, "F",
-          "convolution channels; F is also the hidden size\nof the CNN's attention score", 0 },
-        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, 1u << S2S_MODE_BENCH, "",
-          "ms per training step (and target tokens/s) of the two\nbenchmark configurations, "
-          "then the default example's time", 0 },
-    };
-    const int n = (int)(sizeof table / sizeof table[0]);
-    if (n > cap) {                               /* the caller's array is too small */
-        fprintf(stderr, "seq2seq: internal error: %d options, room for %d\n", n, cap);
+/* Append the nadd options add to opt (n so far, room for cap); returns the
+ * new count. Too small an array is the program's own mistake. */
+static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
+    if (n + nadd > cap) {
+        fprintf(stderr, "seq2seq: internal error: %d options, room for %d\n", n + nadd, cap);
         exit(1);
     }
-    memcpy(opt, table, sizeof table);
-    return n;
+    memcpy(opt + n, add, sizeof *add * (size_t)nadd);
+    return n + nadd;
 }
+
+/* The option table of ./seq2seq, in two halves (the task and the model,
+ * then training and the program), pointing into o, which holds the defaults
+ * --help shows (the experiments' own defaults are in the help text). The
+ * modes an option applies to: */
+#define RUN    (1u << S2S_MODE_RUN)
+#define LENGTH (1u << S2S_MODE_LENGTH)
+#define CNN    (1u << S2S_MODE_CNN)
+#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN)
+#define TRAIN  (RUN | EXPS)                          /* everything that trains */
+static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
+    const Opt table[] = {
+        { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, RUN, "T", "the task", 0 },
+        { "--len", OPT_INT, &o->task.max_len, 1, 60, NULL, TRAIN, "N", "longest source "
+          "(copy/reverse/sort); default 10, length 44, pooling 60, cnn 40", 0 },
+        { "--min-len", OPT_INT, &o->task.min_len, 1, 60, NULL, RUN | LENGTH, "N",
+          "shortest source, at most --len; default = --len, length 5", 0 },
+        { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, RUN, "V",
+          "vocabulary incl. 3 specials (copy/reverse/sort)", 0 },
+        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names, RUN, "A",
+          "the decoder", 0 },
+        { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, RUN, "S",
+          "luong only: the score function", 0 },
+        { "--align", OPT_CHOICE, &o->cfg.align, 0, 0, s2s_align_names, RUN, "A",
+          "luong only: attend to every source position or to a window", 0 },
+        { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, RUN, "D",
+          "local-m/local-p only: the window [p-D, p+D]", 0 },
+        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, TRAIN, "C",
+          "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
+        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN, "H", "hidden size; default 64, "
+          "cnn 32", 0 },
+        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN, "E", "embedding size; default "
+          "32, cnn 16", 0 },
+        { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN, "A", "hidden size of the "
+          "additive/concat score and local-p;\ndefault = --hidden", 0 },
+    };
+    return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
+}
+
+static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
+    const Opt table[] = {
+        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, TRAIN, "B", "training batch", 0 },
+        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, TRAIN, "N",
+          "training steps; default 600, length 1200", 0 },
+        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, TRAIN, "X",
+          "Adam learning rate; it decays linearly to lr/10", 0 },
+        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN, "X",
+          "max global gradient norm, 0 = off", 0 },
+        { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH, "N", "held-out examples",
+          0 },
+        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, RUN, "K",
+          "beam search width for the held-out decode (1 = greedy)", 0 },
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN, "N",
+          "seed; stdout is identical for a seed", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, RUN | CNN, "FILE",
+          "write the alignment heatmap (cnn: pooling weights) as SVG", 0 },
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, EXPS, "X",
+          "instead of the default run, an experiment (below)", 0 },
+        { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, CNN, "K",
+          "convolution width, at most --len", 0 },
+        { "--channels", OPT_INT, &o->channels, 1, 512, NULL, CNN, "F",
+          "convolution channels; F is also the hidden size\nof the CNN's attention score", 0 },
+        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, 1u << S2S_MODE_BENCH, "", "ms per "
+          "training step (and target tokens/s) of the two\nbenchmark configurations, then "
+          "the default example's time", 0 },
+    };
+    return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
+}
+#undef RUN
+#undef LENGTH
+#undef CNN
+#undef EXPS
+#undef TRAIN
 
 /* The checks that relate the model's options to each other: each names the
  * option, what it needs and what would be accepted. */
@@ -2274,7 +2295,9 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     *o = defaults;
     Opt opt[32];
     OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
-    t.n = s2s_option_table(opt, (int)(sizeof opt / sizeof opt[0]), o);
+    const int cap = (int)(sizeof opt / sizeof opt[0]);
+    t.n = s2s_model_options(opt, 0, cap, o);
+    t.n = s2s_program_options(opt, t.n, cap, o);
     opt_parse(&t, argc, argv);
     o->mode = o->bench ? S2S_MODE_BENCH
             : opt_given(&t, "--experiment") ? S2S_MODE_LENGTH + o->experiment : S2S_MODE_RUN;
