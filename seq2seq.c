@@ -262,6 +262,8 @@ static const char *const s2s_luong_scores[] = { "dot", "general", "concat", NULL
 static const int s2s_luong_score_kind[] = { SCORE_DOT, SCORE_GENERAL, SCORE_CONCAT };
 
 enum { S2S_PAD = 0, S2S_BOS = 1, S2S_EOS = 2, S2S_FIRST = 3 };  /* special tokens */
+/* the two splits of every task, as heldout_split() answers for a source */
+enum { S2S_TRAINING = 0, S2S_HELDOUT = 1 };
 
 typedef struct {
     int attention;  /* S2S_NONE | S2S_BAHDANAU | S2S_LUONG */
@@ -362,7 +364,6 @@ typedef struct {
     double *probs;    /* (S,B,V) softmax(logits), for the backward */
     double *work;     /* scratch: (B*8H) cell, (B*H) tanh, (2T) attention, (A) local-p */
 } S2sActs;
-
 
 /* A forward/backward workspace for batches up to (Bmax, Tmax, Smax). */
 typedef struct {
@@ -806,7 +807,7 @@ double s2s_forward(S2sRun *r, const S2sBatch *bt, const S2sModel *m) {
 }
 
 /* Backward of s2s_forward (run it first, on the same batch): adds dL/dw into
- * m->grads. Clears the activation gradients itself. */
+ * m->p.grads. Clears the activation gradients itself. */
 void s2s_backward(S2sModel *m, S2sRun *r, const S2sBatch *bt) {
     const S2sConfig *c = &m->cfg;
     const int B = bt->B, S = bt->S, V = c->V;
@@ -1846,7 +1847,7 @@ void s2s_batch_sample(S2sBatch *bt, Rng *r, const S2sTask *tk) {
     s2s_task_dims(tk, &Tmax, &Nmax);
     int *src = xmalloc(sizeof(int) * (size_t)(Tmax + Nmax)), *tgt = src + Tmax;
     for (int b = 0; b < bt->B; b++) {
-        int slen = s2s_sample(src, tgt, &n, r, tk, 0);
+        int slen = s2s_sample(src, tgt, &n, r, tk, S2S_TRAINING);
         s2s_batch_row(bt, b, src, slen, tgt, n);
     }
     free(src);
@@ -2337,7 +2338,7 @@ static void s2s_session_build(S2sSession *s, const S2sOptions *o, const S2sConfi
     s2s_build(&s->m, c, &s->r);
     s2s_run_build(&s->run, c, Bmax, Tmax, Nmax + 1);
     s2s_batch_build(&s->bt, o->batch, Tmax, Nmax + 1);
-    s2s_data_build(&s->test, o->test, &s->rt, &o->task, 1);
+    s2s_data_build(&s->test, o->test, &s->rt, &o->task, S2S_HELDOUT);
     s->out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
 }
 
@@ -2597,17 +2598,19 @@ static double s2s_classifier_forward(S2sClassifier *k, const int *tok, const int
     return loss;
 }
 
-/* Train k for --steps on fresh batches of --batch rows drawn from rb: the
- * pooling task (cnn_task 0) or the CNN task (1). Returns the step it
- * diverged at (0: none); *tail_loss = the mean loss of the last tail steps. */
-static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int cnn_task, int tail,
+enum { S2S_POOL_TASK, S2S_CNN_TASK };   /* which task a classifier trains on */
+
+/* Train k for --steps on fresh batches of --batch rows drawn from rb, of
+ * the pooling task or the CNN task. Returns the step it diverged at (0:
+ * none); *tail_loss = the mean loss of the last tail steps. */
+static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int task, int tail,
                                 double *tail_loss, int *btok, int *blab, const S2sOptions *o) {
     const int T = o->task.max_len, B = o->batch, steps = o->train.steps;
     const double *probs, *att;
     *tail_loss = 0.0;
     for (int s = 1; s <= steps; s++) {
-        if (cnn_task) cnn_task_batch(btok, blab, rb, B, T, 0);
-        else pool_task_batch(btok, blab, rb, B, T, k->C, 0);
+        if (task == S2S_CNN_TASK) cnn_task_batch(btok, blab, rb, B, T, S2S_TRAINING);
+        else pool_task_batch(btok, blab, rb, B, T, k->C, S2S_TRAINING);
         memset(k->p->grads, 0, sizeof(double) * (size_t)k->p->num_params);
         const double l = s2s_classifier_forward(k, btok, blab, B, T, &probs, &att);
         if (s > steps - tail) *tail_loss += l / tail;
@@ -2672,11 +2675,12 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         rng_seed(&r, (uint64_t)o->seed);              /* every pooling sees the same  */
         rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);   /* batches whatever its size    */
         rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
-        pool_task_batch(tok, lab, &rt, NT, T, C, 1);
+        pool_task_batch(tok, lab, &rt, NT, T, C, S2S_HELDOUT);
         S2sClassifier k;
         s2s_classifier_build(&k, &c, NULL, &r, NT, T);
         double t0 = seconds(), loss;
-        const int div = s2s_classifier_train(&k, &rb, 0, tail, &loss, btok, blab, o);
+        const int div = s2s_classifier_train(&k, &rb, S2S_POOL_TASK, tail, &loss, btok, blab,
+                                             o);
         if (div) {                                        /* a row that says so */
             printf("  %-9s diverged at step %d: no accuracy\n", pool_names[p], div);
             s2s_classifier_free(&k);
@@ -2737,7 +2741,7 @@ static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *
     s2s_classifier_build(&k, rnn ? &pc : NULL, rnn ? NULL : &cc, &r, B, T);
     const double t0 = seconds();
     double unused;
-    const int div = s2s_classifier_train(&k, &rb, 1, 0, &unused, btok, blab, o);
+    const int div = s2s_classifier_train(&k, &rb, S2S_CNN_TASK, 0, &unused, btok, blab, o);
     const double secs = seconds() - t0;
     char pool[48];
     if (!rnn && p == CNN_ATT_RNN) snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
@@ -2821,7 +2825,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
     Rng rt;
     rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
-    cnn_task_batch(tok, lab, &rt, NT, T, 1);
+    cnn_task_batch(tok, lab, &rt, NT, T, S2S_HELDOUT);
     int found;
     const int ex = s2s_cnn_pick_example(tok, NT, T, o->kernel, &found);
     double *heat = xcalloc_doubles(3 * T);             /* (3,T): the attending models */
