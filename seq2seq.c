@@ -904,6 +904,19 @@ static void s2s_permute_rows(double *X, const int *parent, int nn, int n, double
     memcpy(X, work, sizeof(double) * (size_t)(nn * n));
 }
 
+/* One step of a selection sort over the nc candidates cand, in the order
+ * cidx: move the i-th best (ties: the lower index) to cidx[i], return it. */
+static int s2s_beam_pick(int *cidx, const double *cand, int i, int nc) {
+    int bi = i;
+    for (int j = i + 1; j < nc; j++) {
+        int x = cidx[j], y = cidx[bi];
+        if (cand[x] > cand[y] || (cand[x] == cand[y] && x < y)) bi = j;
+    }
+    int id = cidx[bi];
+    cidx[bi] = cidx[i]; cidx[i] = id;
+    return id;
+}
+
 /* Beam search with K beams for ONE source src (slen): the best hypothesis
  * goes to out (maxlen), its log-probability to *logp; returns its length
  * (tokens before EOS; maxlen if it ended without EOS). The K beams are the
@@ -925,7 +938,8 @@ int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const 
     score[0] = 0.0;
     int *tok = r->ytok;                                /* K <= r->Bmax: s2s_run_bind */
     for (int t = 0; t < maxlen; t++) {
-        for (int k = 0; k < K; k++) tok[k] = t ? hist[(k < nk ? k : 0) * maxlen + t - 1] : S2S_BOS;
+        for (int k = 0; k < K; k++)       /* rows past the nk live beams repeat beam 0 */
+            tok[k] = t ? hist[(k < nk ? k : 0) * maxlen + t - 1] : S2S_BOS;
         embedding_forward(a->x_tgt + t * K * E, tok, m->w.tgt_emb, K, E);
         s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bslen, t, m);
         for (int k = 0; k < nk; k++) {                 /* score + log P(v | prefix k) */
@@ -934,15 +948,8 @@ int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const 
         }
         int nc = nk * V, nn = 0;
         for (int i = 0; i < nc; i++) r->cidx[i] = i;
-        for (int i = 0; i < nc && nn < K; i++) {
-            int bi = i;                                /* selection: the i-th best */
-            for (int j = i + 1; j < nc; j++) {
-                int x = r->cidx[j], y = r->cidx[bi];
-                if (cand[x] > cand[y] || (cand[x] == cand[y] && x < y)) bi = j;
-            }
-            int id = r->cidx[bi];
-            r->cidx[bi] = r->cidx[i]; r->cidx[i] = id;
-            int k = id / V, v = id % V;
+        for (int i = 0; i < nc && nn < K; i++) {      /* the candidates, best first */
+            const int id = s2s_beam_pick(r->cidx, cand, i, nc), k = id / V, v = id % V;
             if (v == S2S_EOS || t == maxlen - 1) {     /* a finished hypothesis */
                 if (cand[id] > best) {
                     best = cand[id];
