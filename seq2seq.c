@@ -15,20 +15,28 @@
  * tanh/sigmoid, softmax, cross-entropy, Adam, clipping, the score functions
  * and attend_forward/backward. What is new here is recurrence: three cells,
  * an encoder that runs them over a padded batch, three decoders, decoding,
- * and training. Sections, in the order NOTES.md teaches them:
+ * and training. Part I is the lesson, in the order NOTES.md teaches it; a
+ * reader who stops at the PART II banner has read every model. Part II is
+ * the program around it. Sections:
  *
+ *  Part I, the lesson
  *   1. cells              vanilla RNN, LSTM, GRU: one step over a batch
- *   2. the model          config, parameters by a size table, activations
+ *   2. the model          config, parameters, activations: the structs
  *   3. encoder            embeddings, a (bidirectional) RNN over padded batches
- *   4. decoders           none (fixed context), Bahdanau, Luong; output + loss
- *   5. whole model        forward and backward through time (BPTT)
- *   6. tasks              copy, reverse, sort, date; held-out split; batches
- *   7. decoding           greedy and beam search; accuracy
- *   8. training           Adam, clipping, progress
- *   9. pooling            last vs mean vs attention over RNN states
- *   9b. CNN + attention   a 1-D convolution; max, mean or attention pooling
- *  10. experiments        length bottleneck, pooling, cnn, bench
- *  11. main               options, the default run
+ *   4. decoders           none (fixed context), Bahdanau, Luong: a pair each
+ *   5. whole model        forward and backward through time (BPTT), the loss
+ *   6. one training step  teacher forcing, clipping, Adam
+ *   7. decoding           greedy and beam search
+ *   8. pooling            last vs mean vs attention over RNN states
+ *   9. CNN + attention    a 1-D convolution; max, mean or attention pooling
+ *  Part II, the program
+ *  10. layouts            one Layout walk per model: count, bind, initialise
+ *  11. tasks              copy, reverse, sort, date, pooling, CNN; held-out split
+ *  12. training loop      progress, divergence, held-out evaluation
+ *  13. options            the option table and the checks between options
+ *  14. the default run    train, evaluate, examples, the alignment
+ *  15. experiments        length bottleneck, pooling, cnn
+ *  16. --bench and main
  *
  * Dimension legend:
  *   B  batch rows (sequences)        T  source length (max over the batch)
@@ -82,19 +90,6 @@ typedef struct {
 
 /* G: the number of H-wide gate blocks */
 int cell_gates(int kind) { return kind == CELL_RNN ? 1 : kind == CELL_GRU ? 3 : 4; }
-
-/* parameters of one cell with input size I and hidden size H: Wx, Wh, bx, bh */
-int cell_num_params(int kind, int I, int H) {
-    int G = cell_gates(kind) * H;
-    return I * G + H * G + 2 * G;
-}
-
-/* point c at cell_num_params doubles in mem, in the order Wx, Wh, bx, bh */
-void cell_bind(S2sCell *c, double *mem, int kind, int I, int H) {
-    int G = cell_gates(kind) * H;
-    c->kind = kind; c->I = I; c->H = H;
-    c->Wx = mem; c->Wh = mem + I * G; c->bx = c->Wh + H * G; c->bh = c->bx + G;
-}
 
 /* doubles of cache one step keeps per batch row: gx (G*H) holding the gate
  * activations, gh (G*H) the raw recurrent part, and tanh(c) (H) for LSTM */
@@ -255,7 +250,7 @@ void cell_backward(double *dx, double *dh_prev, double *dc_prev, S2sCell *g,
 }
 
 /* ========================================================================
- * 2. the model: config, parameters laid out by a size table, activations
+ * 2. the model: config, parameters, activations (their layouts are in section 10)
  * ======================================================================== */
 
 enum { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
@@ -267,6 +262,8 @@ static const char *const s2s_luong_scores[] = { "dot", "general", "concat", NULL
 static const int s2s_luong_score_kind[] = { SCORE_DOT, SCORE_GENERAL, SCORE_CONCAT };
 
 enum { S2S_PAD = 0, S2S_BOS = 1, S2S_EOS = 2, S2S_FIRST = 3 };  /* special tokens */
+/* the two splits of every task, as heldout_split() answers for a source */
+enum { S2S_TRAINING = 0, S2S_HELDOUT = 1 };
 
 typedef struct {
     int attention;  /* S2S_NONE | S2S_BAHDANAU | S2S_LUONG */
@@ -310,149 +307,31 @@ typedef struct {
     double *Wo, *bo;           /* (Dout,V), (V): logits = out_in @ Wo + bo */
 } S2sWeights;
 
-/* one named tensor of the parameter block: the size table */
-typedef struct {
-    const char *name;
-    int offset, n;  /* where it starts in the block, how many doubles */
-    double init;    /* initialised uniform in [-init, init] */
-} S2sTensor;
-
+/* the most parameter tensors a model of this file has (the spans below) */
 #define S2S_MAX_TENSORS 24
+
+/* The blocks every model of this file keeps its parameters in, one
+ * allocation each, so that clipping, Adam and the gradient checker are
+ * single flat loops; the spans say which tensor lives where. */
+typedef struct {
+    int num_params;                       /* doubles in each block below */
+    double *params, *grads, *m, *v;       /* (num_params) each: weights, dL/dw, Adam moments */
+    int nspans;                           /* parameter tensors laid out */
+    LayoutSpan spans[S2S_MAX_TENSORS];    /* each one's name, place and shape */
+} S2sParams;
 
 typedef struct {
     S2sConfig cfg;
-    int num_params;                       /* doubles in each block below */
-    int nt;                               /* tensors in the size table */
-    S2sTensor tensors[S2S_MAX_TENSORS];   /* the size table */
-    double *params, *grads, *m, *v;       /* (num_params) each: weights, dL/dw, Adam moments */
-    S2sWeights w, g;                      /* views into params and grads */
+    S2sParams p;                          /* the parameter blocks */
+    S2sWeights w, g;                      /* views into p.params and p.grads */
     int step;                             /* Adam steps taken */
     int diverged;                         /* the step training diverged at, 0 if none */
     double div_loss, div_norm;            /* that step's loss and gradient norm */
 } S2sModel;
 
-/* Append one tensor to a size table tab of *nt entries; returns its offset. */
-static int s2s_push_tensor(S2sTensor *tab, int *nt, int *off, const char *name, int n,
-                           double init) {
-    if (*nt >= S2S_MAX_TENSORS) { fprintf(stderr, "seq2seq: size table full\n"); exit(1); }
-    S2sTensor *t = &tab[(*nt)++];
-    t->name = name; t->offset = *off; t->n = n; t->init = init;
-    *off += n;
-    return t->offset;
-}
-#define s2s_push(m, off, name, n, init) \
-    s2s_push_tensor((m)->tensors, &(m)->nt, (off), (name), (n), (init))
-
-/* Fill the size table from m->cfg; returns the number of parameters. The
- * order of the entries is the order of the parameter block. */
-int s2s_layout(S2sModel *m) {
-    const S2sConfig *c = &m->cfg;
-    const int V = c->V, E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c);
-    const int G = cell_gates(c->cell) * H, Din = s2s_dec_input(c), Dout = s2s_out_input(c);
-    int off = 0;
-    m->nt = 0;
-    s2s_push(m, &off, "src_emb", V * E, 1.0);
-    s2s_push(m, &off, "tgt_emb", V * E, 1.0);
-    const char *cn[3][4] = { { "enc_f.Wx", "enc_f.Wh", "enc_f.bx", "enc_f.bh" },
-                             { "enc_b.Wx", "enc_b.Wh", "enc_b.bx", "enc_b.bh" },
-                             { "dec.Wx", "dec.Wh", "dec.bx", "dec.bh" } };
-    for (int k = 0; k < 3; k++) {
-        if (k == 1 && c->attention != S2S_BAHDANAU) continue;
-        int I = k == 2 ? Din : E;
-        double s = 1.0 / sqrt((double)H);
-        s2s_push(m, &off, cn[k][0], I * G, s);
-        s2s_push(m, &off, cn[k][1], H * G, s);
-        s2s_push(m, &off, cn[k][2], G, s);
-        s2s_push(m, &off, cn[k][3], G, s);
-    }
-    int kind = s2s_score_kind(c);
-    if (c->attention != S2S_NONE) {
-        int Dq = H, Dk = He;   /* the same order as score_bind: W, U, v */
-        if (kind == SCORE_GENERAL) s2s_push(m, &off, "score.W", Dk * Dq, 1.0 / sqrt((double)Dk));
-        if (kind == SCORE_ADDITIVE) {
-            s2s_push(m, &off, "score.W", Dq * A, 1.0 / sqrt((double)Dq));
-            s2s_push(m, &off, "score.U", Dk * A, 1.0 / sqrt((double)Dk));
-        }
-        if (kind == SCORE_CONCAT)
-            s2s_push(m, &off, "score.W", (Dq + Dk) * A, 1.0 / sqrt((double)(Dq + Dk)));
-        if (kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
-            s2s_push(m, &off, "score.v", A, 1.0 / sqrt((double)A));
-    }
-    if (c->attention == S2S_LUONG) {
-        s2s_push(m, &off, "Wc", (He + H) * H, 1.0 / sqrt((double)(He + H)));
-        s2s_push(m, &off, "bc", H, 1.0 / sqrt((double)(He + H)));
-        if (c->align == S2S_LOCAL_P) {
-            s2s_push(m, &off, "Wp", H * A, 1.0 / sqrt((double)H));
-            s2s_push(m, &off, "vp", A, 1.0 / sqrt((double)A));
-        }
-    }
-    s2s_push(m, &off, "Wo", Dout * V, 1.0 / sqrt((double)Dout));
-    s2s_push(m, &off, "bo", V, 1.0 / sqrt((double)Dout));
-    return off;
-}
-
-/* offset of the named tensor in the block (-1 if the config has none) */
-int s2s_tensor_offset(const S2sModel *m, const char *name) {
-    for (int i = 0; i < m->nt; i++)
-        if (strcmp(m->tensors[i].name, name) == 0) return m->tensors[i].offset;
-    return -1;
-}
-
-/* Views of the block mem (params or grads) by the size table. */
-static void s2s_weights_bind(S2sWeights *w, double *mem, const S2sModel *m) {
-    const S2sConfig *c = &m->cfg;
-    const int H = c->H, He = s2s_enc_width(c);
-    int o;
-    memset(w, 0, sizeof *w);
-    w->src_emb = mem + s2s_tensor_offset(m, "src_emb");
-    w->tgt_emb = mem + s2s_tensor_offset(m, "tgt_emb");
-    cell_bind(&w->enc_f, mem + s2s_tensor_offset(m, "enc_f.Wx"), c->cell, c->E, H);
-    if ((o = s2s_tensor_offset(m, "enc_b.Wx")) >= 0)
-        cell_bind(&w->enc_b, mem + o, c->cell, c->E, H);
-    cell_bind(&w->dec, mem + s2s_tensor_offset(m, "dec.Wx"), c->cell, s2s_dec_input(c), H);
-    o = s2s_tensor_offset(m, "score.W");
-    score_bind(&w->score, o >= 0 ? mem + o : NULL, s2s_score_kind(c), H, He, c->A);
-    if ((o = s2s_tensor_offset(m, "Wc")) >= 0) { w->Wc = mem + o; w->bc = w->Wc + (He + H) * H; }
-    if ((o = s2s_tensor_offset(m, "Wp")) >= 0) { w->Wp = mem + o; w->vp = w->Wp + H * c->A; }
-    w->Wo = mem + s2s_tensor_offset(m, "Wo");
-    w->bo = mem + s2s_tensor_offset(m, "bo");
-}
-
-/* Allocate and initialise a model for cfg: weights uniform in [-k, k] with
- * k = 1/sqrt(fan-in) (embeddings k = 1), the LSTM forget-gate biases at 1.
- * The caller frees it with s2s_free. */
-void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *cfg;
-    m->num_params = s2s_layout(m);
-    m->params = xcalloc_doubles(m->num_params);  /* one block per group */
-    m->grads = xcalloc_doubles(m->num_params);
-    m->m = xcalloc_doubles(m->num_params);
-    m->v = xcalloc_doubles(m->num_params);
-    s2s_weights_bind(&m->w, m->params, m);
-    s2s_weights_bind(&m->g, m->grads, m);
-    for (int i = 0; i < m->nt; i++)
-        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
-                         -m->tensors[i].init, m->tensors[i].init);
-    if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
-        S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
-        for (int k = 0; k < 3; k++)
-            if (cs[k]->bx)
-                for (int j = 0; j < cfg->H; j++) {
-                    cs[k]->bx[cfg->H + j] = 1.0;
-                    cs[k]->bh[cfg->H + j] = 0.0;
-                }
-    }
-}
-
-/* free what s2s_build allocated */
-void s2s_free(S2sModel *m) {
-    free(m->params); free(m->grads); free(m->m); free(m->v);
-}
-
 /* clear the parameter gradients (every backward adds into them) */
 void s2s_zero_grad(S2sModel *m) {
-    memset(m->grads, 0, sizeof(double) * (size_t)m->num_params);
+    memset(m->p.grads, 0, sizeof(double) * (size_t)m->p.num_params);
 }
 
 /* ---- activations ---------------------------------------------------------
@@ -486,109 +365,27 @@ typedef struct {
     double *work;     /* scratch: (B*8H) cell, (B*H) tanh, (2T) attention, (A) local-p */
 } S2sActs;
 
-/* The one layout step of every *_acts_bind here (s2s, pool, cnn): with a,
- * mem and off in scope, point a->field at the next n doubles of mem if cond
- * holds (NULL otherwise, and when mem is NULL: counting only). */
-#define S2S_TAKE(field, n, cond) \
-    do { a->field = (mem && (cond)) ? mem + off : NULL; if (cond) off += (n); } while (0)
-
-/* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
-int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
-    const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
-    const int cs = B * cell_cache_size(c->cell, H), lstm = c->cell == CELL_LSTM;
-    const int bi = c->attention == S2S_BAHDANAU, att = c->attention != S2S_NONE;
-    const int luong = c->attention == S2S_LUONG, lp = luong && c->align == S2S_LOCAL_P;
-    int off = 0;
-    S2sActs dummy;
-    if (!a) a = &dummy;
-    a->B = B; a->T = T; a->S = S;
-    S2S_TAKE(x_src, T * B * E, 1);
-    S2S_TAKE(hf, T * B * H, 1);
-    S2S_TAKE(cf, T * B * H, lstm);
-    S2S_TAKE(kf, T * cs, 1);
-    S2S_TAKE(hb, T * B * H, bi);
-    S2S_TAKE(cb, T * B * H, bi && lstm);
-    S2S_TAKE(kb, T * cs, bi);
-    S2S_TAKE(enc, B * T * He, 1);
-    S2S_TAKE(Kp, B * T * s2s_key_width(c), att);
-    S2S_TAKE(zero, B * H, 1);
-    S2S_TAKE(x_tgt, S * B * E, 1);
-    S2S_TAKE(din, S * B * s2s_dec_input(c), 1);
-    S2S_TAKE(hd, S * B * H, 1);
-    S2S_TAKE(cd, S * B * H, lstm);
-    S2S_TAKE(kd, S * cs, 1);
-    S2S_TAKE(att, S * B * T, att);
-    S2S_TAKE(align, S * B * T, lp);
-    S2S_TAKE(scache, S * B * s2s_score_cache(c, T), att);
-    S2S_TAKE(pz, S * B * A, lp);
-    S2S_TAKE(pos, S * B, lp);
-    S2S_TAKE(ctx, S * B * He, 1);
-    S2S_TAKE(hcat, S * B * (He + H), luong);
-    S2S_TAKE(ht, S * B * H, luong);
-    S2S_TAKE(oin, S * B * s2s_out_input(c), !luong);
-    S2S_TAKE(logits, S * B * V, 1);
-    S2S_TAKE(probs, S * B * V, 1);
-    S2S_TAKE(work, B * 9 * H + 2 * T + A, 1);
-    return off;
-}
-
 /* A forward/backward workspace for batches up to (Bmax, Tmax, Smax). */
 typedef struct {
     int Bmax, Tmax, Smax;
     int cap;                 /* doubles in amem and in gmem */
+    int used;                /* doubles the views of the current batch span */
     double *amem, *gmem;     /* activations, and their gradients */
     S2sActs a, g;            /* views, rebound for each batch's (B,T,S) */
     unsigned char *mask;     /* (Tmax*Bmax) encoder step masks, then (Tmax) window scratch */
     int *tok;                /* (max(Smax, Tmax+1) * Bmax) decoder inputs while decoding;
                                 beam search keeps its K copies of the source here */
+    int *ytok;               /* (Bmax) beam search: the K beams' input tokens of one step */
+    int *lens;               /* (Bmax) s2s_evaluate: the decoded lengths of one batch */
     int *hist;               /* (2*Bmax*Smax + Bmax) beam hypotheses (two generations), parents */
     int *cidx;               /* (Bmax*V) beam search candidate order */
     double *beam;            /* (2*Bmax + Bmax*V) beam scores, candidate scores */
     int ntok, ncorrect;      /* target tokens and teacher-forced argmax hits of the last forward */
 } S2sRun;
 
-/* Allocate r's activations and their gradients (one block each) for batches
- * up to (Bmax, Tmax, Smax) of model config c; r owns them: s2s_run_free(). */
-void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) {
-    memset(r, 0, sizeof *r);
-    r->Bmax = Bmax; r->Tmax = Tmax; r->Smax = Smax;
-    r->cap = s2s_acts_bind(NULL, NULL, c, Bmax, Tmax, Smax);
-    r->amem = xcalloc_doubles(r->cap);
-    r->gmem = xcalloc_doubles(r->cap);
-    r->mask = xmalloc((size_t)(Tmax * Bmax + Tmax));
-    r->tok = xmalloc(sizeof(int) * (size_t)((Smax > Tmax ? Smax : Tmax + 1) * Bmax));
-    r->hist = xmalloc(sizeof(int) * (size_t)(2 * Bmax * Smax + Bmax));
-    r->cidx = xmalloc(sizeof(int) * (size_t)(Bmax * c->V));
-    r->beam = xcalloc_doubles(2 * Bmax + Bmax * c->V);
-}
-
-/* The most doubles one block may hold (as in chapter 3: offsets are ints,
- * and 2e8 doubles are 1.6 GB, twice over for activations and gradients). */
-#define S2S_MAX_DOUBLES 2e8
-
-/* Doubles of each of the two blocks s2s_run_build would allocate for
- * batches up to (B, T, S): the layout counted for one example and times B,
- * an upper bound (only a few scratch doubles do not grow with B) that
- * cannot overflow an int however large B is. */
-double s2s_acts_estimate(const S2sConfig *c, int B, int T, int S) {
-    return (double)B * s2s_acts_bind(NULL, NULL, c, 1, T, S);
-}
-
-void s2s_run_free(S2sRun *r) {
-    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->hist);
-    free(r->cidx); free(r->beam);
-}
-
-/* Rebind the views for a batch of (B,T,S); no allocation. */
-static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S) {
-    if (B > r->Bmax || T > r->Tmax || S > r->Smax) {
-        fprintf(stderr, "seq2seq: batch (%d,%d,%d) exceeds the workspace (%d,%d,%d)\n",
-                B, T, S, r->Bmax, r->Tmax, r->Smax);
-        exit(1);
-    }
-    s2s_acts_bind(&r->a, r->amem, c, B, T, S);
-    s2s_acts_bind(&r->g, r->gmem, c, B, T, S);
-}
+/* Point r's views at its blocks for a batch of (B,T,S), no allocation
+ * (section 10; every forward and decode below starts with it). */
+static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S);
 
 /* A padded batch of examples, time-major. */
 typedef struct {
@@ -601,37 +398,6 @@ typedef struct {
     int *tlen;       /* (B) target lengths, EOS included */
 } S2sBatch;
 
-/* Allocate a batch of B sequences, sources up to Tcap tokens and targets up to
- * Scap (EOS included); bt owns them: s2s_batch_free(). */
-void s2s_batch_build(S2sBatch *bt, int B, int Tcap, int Scap) {
-    bt->B = bt->Bcap = B; bt->T = bt->S = 0; bt->Tcap = Tcap; bt->Scap = Scap;
-    bt->src = xmalloc(sizeof(int) * (size_t)(Tcap * B));
-    bt->tin = xmalloc(sizeof(int) * (size_t)(Scap * B));
-    bt->tout = xmalloc(sizeof(int) * (size_t)(Scap * B));
-    bt->slen = xmalloc(sizeof(int) * (size_t)B);
-    bt->tlen = xmalloc(sizeof(int) * (size_t)B);
-}
-
-void s2s_batch_free(S2sBatch *bt) {
-    free(bt->src); free(bt->tin); free(bt->tout); free(bt->slen); free(bt->tlen);
-}
-
-/* Put one example in row b: src (slen) and tgt (n, without EOS). Row 0
- * resets the batch's T and S; later rows grow them. */
-void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt, int n) {
-    const int B = bt->B;
-    if (b == 0) bt->T = bt->S = 0;
-    for (int t = 0; t < bt->Tcap; t++) bt->src[t * B + b] = t < slen ? src[t] : S2S_PAD;
-    for (int t = 0; t < bt->Scap; t++) {
-        bt->tin[t * B + b] = t == 0 ? S2S_BOS : t <= n ? tgt[t - 1] : S2S_PAD;
-        bt->tout[t * B + b] = t < n ? tgt[t] : t == n ? S2S_EOS : -1;
-    }
-    bt->slen[b] = slen;
-    bt->tlen[b] = n + 1;
-    if (slen > bt->T) bt->T = slen;
-    if (n + 1 > bt->S) bt->S = n + 1;
-}
-
 /* ========================================================================
  * 3. encoder: embeddings, then a (bidirectional) RNN over a padded batch
  *
@@ -642,29 +408,83 @@ void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt
  * summarises the whole sentence with a focus around word j.
  * ======================================================================== */
 
+/* ---- a cell run over time ---------------------------------------------
+ * h_t = cell(x_t, h_prev) for every step of a sequence kept time-major:
+ * left to right (h_prev = h_{t-1}) or right to left (h_prev = h_{t+1}),
+ * from the zero state. The encoder runs it both ways, the pooling and CNN
+ * classifiers of sections 8 and 9 left to right. */
+enum { RNN_LEFT_TO_RIGHT, RNN_RIGHT_TO_LEFT };
+
+/* the time row t that step `step` (0 .. T-1, in the run's order) reads */
+static int s2s_rnn_row(int step, int T, int dir) {
+    return dir == RNN_LEFT_TO_RIGHT ? step : T - 1 - step;
+}
+
+/* The state step `step` of a run starts from: the rows (T,B,H) `states` of
+ * the step before, or the zero state (B,H) at the first; NULL if there are
+ * no such states (c without LSTM). Like strchr, it hands back a pointer
+ * into what it was given, so it serves values and gradients alike. */
+static double *s2s_rnn_prev(const double *states, const double *zero, int step, int T, int BH,
+                            int dir) {
+    if (!states) return NULL;
+    return (double *)(step == 0 ? zero : states + s2s_rnn_row(step - 1, T, dir) * BH);
+}
+
+/* h (T,B,H) [and c (T,B,H), LSTM only, else NULL] = the cell cl run over
+ * x (T,B,I) in direction dir from the zero state; zero (B,H) is set to
+ * zeros here, k (T, B*cell_cache_size) keeps every step's cache. mask
+ * (T,B) or NULL: a row with mask 0 at a step keeps its state. */
+void s2s_rnn_forward(double *h, double *c, double *k, double *zero, const double *x,
+                     const unsigned char *mask, const S2sCell *cl, int T, int B, int dir) {
+    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
+    memset(zero, 0, sizeof(double) * (size_t)BH);
+    for (int step = 0; step < T; step++) {
+        const int t = s2s_rnn_row(step, T, dir);
+        const double *h_prev = s2s_rnn_prev(h, zero, step, T, BH, dir);
+        const double *c_prev = s2s_rnn_prev(c, zero, step, T, BH, dir);
+        cell_forward(h + t * BH, c ? c + t * BH : NULL, k + t * cs, x + t * B * cl->I, h_prev,
+                     c_prev, mask ? mask + t * B : NULL, cl, B);
+    }
+}
+
+/* Backward through time of s2s_rnn_forward: the last step first. dx (T,B,I),
+ * dzero (B,H) and the cell's parameter gradients g +=. dh (T,B,H) holds the
+ * gradient arriving at every state from above (and receives the recurrent
+ * part as the loop walks back); dc (T,B,H) the same for LSTM cells (else
+ * NULL). work: scratch of 2 * B * G * H doubles, as cell_backward. */
+void s2s_rnn_backward(double *dx, double *dzero, S2sCell *g, double *dh, double *dc,
+                      const double *x, const double *h, const double *c, const double *k,
+                      const double *zero,
+                      const unsigned char *mask, const S2sCell *cl, int T, int B, int dir,
+                      double *work) {
+    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
+    for (int step = T - 1; step >= 0; step--) {  /* forward was: h_t = cell(x_t, h_prev) */
+        const int t = s2s_rnn_row(step, T, dir);
+        double *dh_prev = s2s_rnn_prev(dh, dzero, step, T, BH, dir);
+        double *dc_prev = c ? s2s_rnn_prev(dc, dzero, step, T, BH, dir) : NULL;
+        const double *h_prev = s2s_rnn_prev(h, zero, step, T, BH, dir);
+        const double *c_prev = s2s_rnn_prev(c, zero, step, T, BH, dir);
+        cell_backward(dx + t * B * cl->I, dh_prev, dc_prev, g, dh + t * BH,
+                      c ? dc + t * BH : NULL, x + t * B * cl->I, h_prev, c_prev, k + t * cs,
+                      mask ? mask + t * B : NULL, cl, B, work);
+    }
+}
+
 /* a->enc (B,T,He) and a->Kp from the source tokens src (T,B), lengths slen (B);
  * mask (T*B) receives the step masks. */
 void s2s_encoder_forward(S2sActs *a, unsigned char *mask, const int *src, const int *slen,
                          const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
-    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c);
-    const int cs = B * cell_cache_size(c->cell, H), BH = B * H;
+    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
     for (int t = 0; t < T; t++)
         for (int b = 0; b < B; b++) mask[t * B + b] = t < slen[b];
-    memset(a->zero, 0, sizeof(double) * (size_t)BH);
     embedding_forward(a->x_src, src, w->src_emb, T * B, E);
-    for (int t = 0; t < T; t++)                           /* left to right */
-        cell_forward(a->hf + t * BH, a->cf ? a->cf + t * BH : NULL, a->kf + t * cs,
-                     a->x_src + t * B * E, t ? a->hf + (t - 1) * BH : a->zero,
-                     a->cf ? (t ? a->cf + (t - 1) * BH : a->zero) : NULL, mask + t * B,
-                     &w->enc_f, B);
-    if (a->hb)
-        for (int t = T - 1; t >= 0; t--)                  /* right to left */
-            cell_forward(a->hb + t * BH, a->cb ? a->cb + t * BH : NULL, a->kb + t * cs,
-                         a->x_src + t * B * E, t < T - 1 ? a->hb + (t + 1) * BH : a->zero,
-                         a->cb ? (t < T - 1 ? a->cb + (t + 1) * BH : a->zero) : NULL,
-                         mask + t * B, &w->enc_b, B);
+    s2s_rnn_forward(a->hf, a->cf, a->kf, a->zero, a->x_src, mask, &w->enc_f, T, B,
+                    RNN_LEFT_TO_RIGHT);
+    if (a->hb)                                    /* Bahdanau: the other direction too */
+        s2s_rnn_forward(a->hb, a->cb, a->kb, a->zero, a->x_src, mask, &w->enc_b, T, B,
+                        RNN_RIGHT_TO_LEFT);
     for (int b = 0; b < B; b++)                           /* (T,B,H) -> (B,T,He) */
         for (int t = 0; t < T; t++) {
             double *e = a->enc + (b * T + t) * He;
@@ -681,8 +501,7 @@ void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
                           const unsigned char *mask, const int *src, const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
-    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c);
-    const int cs = B * cell_cache_size(c->cell, H), BH = B * H;
+    const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
     if (a->Kp) score_keys_backward(g->enc, &gw->score, g->Kp, a->enc, B * T, &w->score);
     for (int b = 0; b < B; b++)                           /* (B,T,He) -> (T,B,H) */
         for (int t = 0; t < T; t++) {
@@ -691,45 +510,60 @@ void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
             if (a->hb) for (int j = 0; j < H; j++) g->hb[t * BH + b * H + j] += e[H + j];
         }
     if (a->hb)
-        for (int t = 0; t < T; t++)   /* forward ran T-1 .. 0, so back through time: 0 .. T-1 */
-            cell_backward(g->x_src + t * B * E, t < T - 1 ? g->hb + (t + 1) * BH : g->zero,
-                          a->cb ? (t < T - 1 ? g->cb + (t + 1) * BH : g->zero) : NULL,
-                          &gw->enc_b, g->hb + t * BH, a->cb ? g->cb + t * BH : NULL,
-                          a->x_src + t * B * E, t < T - 1 ? a->hb + (t + 1) * BH : a->zero,
-                          a->cb ? (t < T - 1 ? a->cb + (t + 1) * BH : a->zero) : NULL,
-                          a->kb + t * cs, mask + t * B, &w->enc_b, B, a->work);
-    for (int t = T - 1; t >= 0; t--)
-        cell_backward(g->x_src + t * B * E, t ? g->hf + (t - 1) * BH : g->zero,
-                      a->cf ? (t ? g->cf + (t - 1) * BH : g->zero) : NULL,
-                      &gw->enc_f, g->hf + t * BH, a->cf ? g->cf + t * BH : NULL,
-                      a->x_src + t * B * E, t ? a->hf + (t - 1) * BH : a->zero,
-                      a->cf ? (t ? a->cf + (t - 1) * BH : a->zero) : NULL,
-                      a->kf + t * cs, mask + t * B, &w->enc_f, B, a->work);
+        s2s_rnn_backward(g->x_src, g->zero, &gw->enc_b, g->hb, g->cb, a->x_src, a->hb, a->cb,
+                         a->kb, a->zero, mask, &w->enc_b, T, B, RNN_RIGHT_TO_LEFT, a->work);
+    s2s_rnn_backward(g->x_src, g->zero, &gw->enc_f, g->hf, g->cf, a->x_src, a->hf, a->cf,
+                     a->kf, a->zero, mask, &w->enc_f, T, B, RNN_LEFT_TO_RIGHT, a->work);
     embedding_backward(gw->src_emb, g->x_src, src, T * B, E);
 }
 
 /* ========================================================================
  * 4. decoders: none, Bahdanau, Luong; then the output layer
  *
- * none      s_t = cell([emb(y_{t-1}); c], s_{t-1}),  c = h_T for every t
- *           logits = [s_t; c] Wo + bo                 (Cho et al. 2014)
- * Bahdanau  e_tj = v . tanh(W s_{t-1} + U h_j)      attention BEFORE the step,
- *           c_t = sum_j a_tj h_j                      from the previous state,
- *           s_t = cell([emb(y_{t-1}); c_t], s_{t-1})  the context is an input
- *           logits = [s_t; c_t] Wo + bo
- * Luong     h_t = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})   input feeding
- *           e_tj = score(h_t, h_j): dot | general | concat  AFTER the step
- *           c_t = sum_j a_tj h_j over all j (global) or a window (local)
- *           h~_t = tanh([c_t; h_t] Wc + bc),  logits = h~_t Wo + bo
- * All three start from the encoder's last forward state (s_0 = h_T; for
- * LSTM also its cell state). Attention over row b reads only its slen[b]
- * real annotations: the padding is never a key.
+ * Each decoder is one forward/backward pair for step t of every row, with
+ * its equations above it. All three start from the encoder's last forward
+ * state (s_0 = h_T; for LSTM also its cell state). Attention over row b
+ * reads only its slen[b] real annotations: the padding is never a key.
  * ======================================================================== */
 
-/* the encoder's final forward state (B,H): the decoder's initial state */
-static double *s2s_h_init(const S2sActs *a, int H) { return a->hf + (a->T - 1) * a->B * H; }
-static double *s2s_c_init(const S2sActs *a, int H) {
-    return a->cf ? a->cf + (a->T - 1) * a->B * H : NULL;
+/* The rows of step t a decoder reads and writes, named once: bound to the
+ * activations they are the values, bound to their gradients the gradients
+ * (both blocks share one layout). */
+typedef struct {
+    double *h, *c;            /* (B,H) the new state s_t (Luong: h_t), its LSTM cell or NULL */
+    double *h_prev, *c_prev;  /* (B,H) the state before: step t-1's; at t = 0 the encoder's last */
+    double *h_last;           /* (B,H) the encoder's last forward state h_T */
+    double *x;                /* (B,E) the embedding of the input y_{t-1} */
+    double *din;              /* (B,Din) the cell's input */
+    double *cache;            /* (B * cell_cache_size) the cell's cache */
+    double *ctx;              /* (B,He) the context vector c_t */
+    double *oin;              /* none, Bahdanau: (B,H+He) the output layer's input [s_t; c_t] */
+    double *hcat, *ht;        /* Luong: (B,He+H) [c_t; h_t], (B,H) h~_t */
+    double *ht_prev;          /* Luong: (B,H) h~_{t-1}, the input fed back; zeros at t = 0 */
+    double *logits;           /* (B,V) */
+} S2sStep;
+
+/* the rows of step t in a (the activations, or their gradients) */
+static S2sStep s2s_step(const S2sActs *a, const S2sConfig *c, int t) {
+    const int B = a->B, H = c->H, BH = B * H, He = s2s_enc_width(c);
+    S2sStep s;
+    s.h = a->hd + t * BH;
+    s.c = a->cd ? a->cd + t * BH : NULL;
+    s.h_last = a->hf + (a->T - 1) * BH;
+    s.h_prev = t ? s.h - BH : s.h_last;
+    s.c_prev = NULL;
+    if (s.c) s.c_prev = t ? s.c - BH : a->cf + (a->T - 1) * BH;
+    s.x = a->x_tgt + t * B * c->E;
+    s.din = a->din + t * B * s2s_dec_input(c);
+    s.cache = a->kd + t * B * cell_cache_size(c->cell, H);
+    s.ctx = a->ctx + t * B * He;
+    s.oin = a->oin ? a->oin + t * B * (H + He) : NULL;
+    s.hcat = a->hcat ? a->hcat + t * B * (He + H) : NULL;
+    s.ht = a->ht ? a->ht + t * BH : NULL;
+    s.ht_prev = NULL;
+    if (s.ht) s.ht_prev = t ? s.ht - BH : a->zero;
+    s.logits = a->logits + t * B * c->V;
+    return s;
 }
 
 /* One row's attention at step t: ctx (He), att (T) from query q (H) over the
@@ -800,43 +634,129 @@ static void s2s_split_add(double *dx1, double *dx2, const double *dout, int n1, 
     }
 }
 
-/* Decoder step t for all B rows: a->x_tgt at t must hold the input
- * embeddings; writes the state, the context, the attention and a->logits at t.
- * Used by training (teacher forcing), greedy decoding and beam search. */
-void s2s_decoder_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
-                              const S2sModel *m) {
+/* ---- none and Bahdanau: the context is an input of the step ------------
+ *     s_t = cell([emb(y_{t-1}); c_t], s_{t-1}),   logits = [s_t; c_t] Wo + bo
+ * The two differ only in where c_t comes from (below). */
+static void s2s_context_step_forward(const S2sStep *s, const S2sModel *m, int B) {
+    const S2sConfig *c = &m->cfg;
+    const int E = c->E, H = c->H, He = s2s_enc_width(c);
+    s2s_concat(s->din, s->x, E, s->ctx, He, B);                    /* [emb; c_t] */
+    cell_forward(s->h, s->c, s->cache, s->din, s->h_prev, s->c_prev, NULL, &m->w.dec, B);
+    s2s_concat(s->oin, s->h, H, s->ctx, He, B);                    /* [s_t; c_t] */
+    linear_forward(s->logits, s->oin, m->w.Wo, m->w.bo, B, H + He, c->V);
+}
+
+/* Backward of s2s_context_step_forward: d holds the gradient rows of the
+ * step (d->logits given); d->ctx, d->x, d->h_prev, d->c_prev and gw +=. */
+static void s2s_context_step_backward(S2sWeights *gw, const S2sStep *d, const S2sStep *s,
+                                      const S2sModel *m, int B, double *work) {
+    const S2sConfig *c = &m->cfg;
+    const int E = c->E, H = c->H, He = s2s_enc_width(c);
+    /* forward was: logits = [s_t; c_t] Wo + bo */
+    linear_backward(d->oin, gw->Wo, gw->bo, d->logits, s->oin, m->w.Wo, B, H + He, c->V);
+    s2s_split_add(d->h, d->ctx, d->oin, H, He, B);
+    /* forward was: s_t = cell([emb; c_t], s_{t-1}) */
+    cell_backward(d->din, d->h_prev, d->c_prev, &gw->dec, d->h, d->c, s->din, s->h_prev,
+                  s->c_prev, s->cache, NULL, &m->w.dec, B, work);
+    s2s_split_add(d->x, d->ctx, d->din, E, He, B);
+}
+
+/* ---- none: the vanilla encoder-decoder (Cho et al. 2014) ---------------
+ *     c_t = h_T for every t: the whole source squeezed into one vector */
+static void s2s_vanilla_step_forward(S2sActs *a, int t, const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t);
+    const int B = a->B, H = m->cfg.H;
+    memcpy(s.ctx, s.h_last, sizeof(double) * (size_t)(B * H));   /* He = H */
+    s2s_context_step_forward(&s, m, B);
+}
+
+/* Backward of s2s_vanilla_step_forward: g->logits at t given; g and gw += */
+static void s2s_vanilla_step_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a, int t,
+                                      const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t), d = s2s_step(g, &m->cfg, t);
+    const int BH = a->B * m->cfg.H;
+    s2s_context_step_backward(gw, &d, &s, m, a->B, a->work);
+    for (int i = 0; i < BH; i++) d.h_last[i] += d.ctx[i];   /* forward was: c_t = h_T */
+}
+
+/* ---- Bahdanau: attention before the step, from the previous state ------
+ *     e_tj = v . tanh(W s_{t-1} + U h_j)     h_j = [h_fwd_j; h_bwd_j], additive score
+ *     a_t  = softmax(e_t),   c_t = sum_j a_tj h_j           (Bahdanau et al. 2015)
+ * then the step above with this c_t as an input. */
+static void s2s_bahdanau_step_forward(S2sActs *a, unsigned char *lmask, const int *slen,
+                                      int t, const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t);
+    for (int b = 0; b < a->B; b++)                     /* the query is s_{t-1} */
+        s2s_attend_row(a, m, lmask, t, b, slen[b], s.h_prev + b * m->cfg.H);
+    s2s_context_step_forward(&s, m, a->B);
+}
+
+/* Backward of s2s_bahdanau_step_forward: g->logits at t given; g and gw += */
+static void s2s_bahdanau_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a,
+                                       const int *slen, int t, const S2sModel *m) {
+    const S2sStep s = s2s_step(a, &m->cfg, t), d = s2s_step(g, &m->cfg, t);
+    const int H = m->cfg.H;
+    s2s_context_step_backward(gw, &d, &s, m, a->B, a->work);
+    /* forward was: c_t = attend(s_{t-1}, h_1..h_T): d.ctx flows back into the
+     * query s_{t-1} and into the annotations (keys and values) */
+    for (int b = 0; b < a->B; b++)
+        s2s_attend_row_backward(g, gw, d.h_prev + b * H, a, m, t, b, slen[b], s.h_prev + b * H);
+}
+
+/* ---- Luong: attention after the step, from the new state ----------------
+ *     h_t  = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})          input feeding
+ *     e_tj = score(h_t, h_j): dot | general | concat
+ *     c_t  = sum_j a_tj h_j over all j (global) or a window (local-m, local-p)
+ *     h~_t = tanh([c_t; h_t] Wc + bc),   logits = h~_t Wo + bo  (Luong et al. 2015) */
+static void s2s_luong_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
+                                   const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
-    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), V = c->V;
-    const int Din = s2s_dec_input(c), Dout = s2s_out_input(c), BH = B * H;
-    const int cs = B * cell_cache_size(c->cell, H);
-    double *h = a->hd + t * BH, *cc = a->cd ? a->cd + t * BH : NULL;
-    const double *hp = t ? h - BH : s2s_h_init(a, H);
-    const double *cp = a->cd ? (t ? cc - BH : s2s_c_init(a, H)) : NULL;
-    double *x = a->x_tgt + t * B * E, *din = a->din + t * B * Din, *ctx = a->ctx + t * B * He;
-    double *logits = a->logits + t * B * V;
-    if (c->attention != S2S_LUONG) {
-        for (int b = 0; b < B; b++) {
-            if (c->attention == S2S_NONE)      /* the fixed context: h_T, every step */
-                memcpy(ctx + b * He, s2s_h_init(a, H) + b * H, sizeof(double) * (size_t)H);
-            else                                /* Bahdanau: query s_{t-1} */
-                s2s_attend_row(a, m, lmask, t, b, slen[b], hp + b * H);
-        }
-        s2s_concat(din, x, E, ctx, He, B);                       /* [emb; c_t]   */
-        cell_forward(h, cc, a->kd + t * cs, din, hp, cp, NULL, &w->dec, B);
-        double *oin = a->oin + t * B * Dout;
-        s2s_concat(oin, h, H, ctx, He, B);                       /* [s_t; c_t]   */
-        linear_forward(logits, oin, w->Wo, w->bo, B, Dout, V);
-    } else {
-        const double *htp = t ? a->ht + (t - 1) * BH : a->zero;  /* input feeding */
-        s2s_concat(din, x, E, htp, H, B);                         /* [emb; h~_{t-1}] */
-        cell_forward(h, cc, a->kd + t * cs, din, hp, cp, NULL, &w->dec, B);
-        for (int b = 0; b < B; b++) s2s_attend_row(a, m, lmask, t, b, slen[b], h + b * H);
-        double *hcat = a->hcat + t * B * (He + H), *ht = a->ht + t * BH;
-        s2s_concat(hcat, ctx, He, h, H, B);                       /* [c_t; h_t]   */
-        linear_forward(ht, hcat, w->Wc, w->bc, B, He + H, H);
-        tanh_forward(ht, ht, BH);                                 /* h~_t         */
-        linear_forward(logits, ht, w->Wo, w->bo, B, H, V);
+    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c);
+    const S2sStep s = s2s_step(a, c, t);
+    s2s_concat(s.din, s.x, E, s.ht_prev, H, B);                    /* [emb; h~_{t-1}] */
+    cell_forward(s.h, s.c, s.cache, s.din, s.h_prev, s.c_prev, NULL, &w->dec, B);
+    for (int b = 0; b < B; b++) s2s_attend_row(a, m, lmask, t, b, slen[b], s.h + b * H);
+    s2s_concat(s.hcat, s.ctx, He, s.h, H, B);                      /* [c_t; h_t] */
+    linear_forward(s.ht, s.hcat, w->Wc, w->bc, B, He + H, H);
+    tanh_forward(s.ht, s.ht, B * H);                               /* h~_t */
+    linear_forward(s.logits, s.ht, w->Wo, w->bo, B, H, c->V);
+}
+
+/* Backward of s2s_luong_step_forward: g->logits at t given; g and gw += */
+static void s2s_luong_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a, const int *slen,
+                                    int t, const S2sModel *m) {
+    const S2sConfig *c = &m->cfg;
+    const S2sWeights *w = &m->w;
+    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
+    const S2sStep s = s2s_step(a, c, t), d = s2s_step(g, c, t);
+    double *dpre = a->work + 8 * BH;
+    /* forward was: logits = h~_t Wo + bo */
+    linear_backward(d.ht, gw->Wo, gw->bo, d.logits, s.ht, w->Wo, B, H, c->V);
+    /* forward was: h~_t = tanh([c_t; h_t] Wc + bc); dpre = dh~ (1 - h~^2) */
+    for (int i = 0; i < BH; i++) dpre[i] = 0.0;
+    tanh_backward(dpre, d.ht, s.ht, BH);
+    linear_backward(d.hcat, gw->Wc, gw->bc, dpre, s.hcat, w->Wc, B, He + H, H);
+    s2s_split_add(d.ctx, d.h, d.hcat, He, H, B);
+    /* forward was: c_t = attend(h_t, h_1..h_T): the query is the new state */
+    for (int b = 0; b < B; b++)
+        s2s_attend_row_backward(g, gw, d.h + b * H, a, m, t, b, slen[b], s.h + b * H);
+    /* forward was: h_t = cell([emb; h~_{t-1}], h_{t-1}) */
+    cell_backward(d.din, d.h_prev, d.c_prev, &gw->dec, d.h, d.c, s.din, s.h_prev, s.c_prev,
+                  s.cache, NULL, &w->dec, B, a->work);
+    s2s_split_add(d.x, d.ht_prev, d.din, E, H, B);
+}
+
+/* Decoder step t for all B rows, by the model's decoder: a->x_tgt at t must
+ * hold the input embeddings; writes the state, the context, the attention
+ * and a->logits at t. Used by training (teacher forcing), greedy decoding
+ * and beam search. lmask (T) is scratch for local windows. */
+void s2s_decoder_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
+                              const S2sModel *m) {
+    switch (m->cfg.attention) {
+    case S2S_NONE:     s2s_vanilla_step_forward(a, t, m); break;
+    case S2S_BAHDANAU: s2s_bahdanau_step_forward(a, lmask, slen, t, m); break;
+    default:           s2s_luong_step_forward(a, lmask, slen, t, m);
     }
 }
 
@@ -844,54 +764,10 @@ void s2s_decoder_step_forward(S2sActs *a, unsigned char *lmask, const int *slen,
  * g (the states, contexts and annotations of earlier steps) and gw. */
 void s2s_decoder_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a, const int *slen,
                                int t, const S2sModel *m) {
-    const S2sConfig *c = &m->cfg;
-    const S2sWeights *w = &m->w;
-    const int B = a->B, E = c->E, H = c->H, He = s2s_enc_width(c), V = c->V;
-    const int Din = s2s_dec_input(c), Dout = s2s_out_input(c), BH = B * H;
-    const int cs = B * cell_cache_size(c->cell, H);
-    const double *h = a->hd + t * BH, *hp = t ? h - BH : s2s_h_init(a, H);
-    const double *cp = a->cd ? (t ? a->cd + (t - 1) * BH : s2s_c_init(a, H)) : NULL;
-    double *dh = g->hd + t * BH, *dc = g->cd ? g->cd + t * BH : NULL;
-    double *dhp = t ? dh - BH : s2s_h_init(g, H);
-    double *dcp = g->cd ? (t ? dc - BH : s2s_c_init(g, H)) : NULL;
-    double *dx = g->x_tgt + t * B * E, *ddin = g->din + t * B * Din, *dctx = g->ctx + t * B * He;
-    const double *dlogits = g->logits + t * B * V;
-    if (c->attention != S2S_LUONG) {
-        /* forward was: logits = [s_t; c_t] Wo + bo */
-        linear_backward(g->oin + t * B * Dout, gw->Wo, gw->bo, dlogits, a->oin + t * B * Dout,
-                        w->Wo, B, Dout, V);
-        s2s_split_add(dh, dctx, g->oin + t * B * Dout, H, He, B);
-        /* forward was: s_t = cell([emb; c_t], s_{t-1}) */
-        cell_backward(ddin, dhp, dcp, &gw->dec, dh, dc, a->din + t * B * Din, hp, cp,
-                      a->kd + t * cs, NULL, &w->dec, B, a->work);
-        s2s_split_add(dx, dctx, ddin, E, He, B);
-        for (int b = 0; b < B; b++) {
-            if (c->attention == S2S_NONE) {    /* forward was: c_t = h_T */
-                double *dhT = s2s_h_init(g, H) + b * H;
-                for (int j = 0; j < H; j++) dhT[j] += dctx[b * He + j];
-            } else {                            /* forward was: c_t = attend(s_{t-1}, h) */
-                s2s_attend_row_backward(g, gw, dhp + b * H, a, m, t, b, slen[b], hp + b * H);
-            }
-        }
-    } else {
-        double *dht = g->ht + t * BH, *dpre = a->work + 8 * BH;
-        const double *ht = a->ht + t * BH;
-        /* forward was: logits = h~_t Wo + bo */
-        linear_backward(dht, gw->Wo, gw->bo, dlogits, ht, w->Wo, B, H, V);
-        /* forward was: h~_t = tanh([c_t; h_t] Wc + bc) */
-        for (int i = 0; i < BH; i++) dpre[i] = 0.0;
-        tanh_backward(dpre, dht, ht, BH);
-        double *dhcat = g->hcat + t * B * (He + H);
-        linear_backward(dhcat, gw->Wc, gw->bc, dpre, a->hcat + t * B * (He + H), w->Wc, B,
-                        He + H, H);
-        s2s_split_add(dctx, dh, dhcat, He, H, B);
-        /* forward was: c_t = attend(h_t, h_1..h_T): the query is the new state */
-        for (int b = 0; b < B; b++)
-            s2s_attend_row_backward(g, gw, dh + b * H, a, m, t, b, slen[b], h + b * H);
-        /* forward was: h_t = cell([emb; h~_{t-1}], h_{t-1}) */
-        cell_backward(ddin, dhp, dcp, &gw->dec, dh, dc, a->din + t * B * Din, hp, cp,
-                      a->kd + t * cs, NULL, &w->dec, B, a->work);
-        s2s_split_add(dx, t ? g->ht + (t - 1) * BH : g->zero, ddin, E, H, B);
+    switch (m->cfg.attention) {
+    case S2S_NONE:     s2s_vanilla_step_backward(gw, g, a, t, m); break;
+    case S2S_BAHDANAU: s2s_bahdanau_step_backward(gw, g, a, slen, t, m); break;
+    default:           s2s_luong_step_backward(gw, g, a, slen, t, m);
     }
 }
 
@@ -931,12 +807,12 @@ double s2s_forward(S2sRun *r, const S2sBatch *bt, const S2sModel *m) {
 }
 
 /* Backward of s2s_forward (run it first, on the same batch): adds dL/dw into
- * m->grads. Clears the activation gradients itself. */
+ * m->p.grads. Clears the activation gradients itself. */
 void s2s_backward(S2sModel *m, S2sRun *r, const S2sBatch *bt) {
     const S2sConfig *c = &m->cfg;
     const int B = bt->B, S = bt->S, V = c->V;
     S2sActs *a = &r->a, *g = &r->g;
-    memset(r->gmem, 0, sizeof(double) * (size_t)s2s_acts_bind(NULL, NULL, c, B, bt->T, S));
+    memset(r->gmem, 0, sizeof(double) * (size_t)r->used);   /* this batch's part */
     double scale = 1.0 / (r->ntok > 0 ? r->ntok : 1);
     /* forward was: loss = (1/N) sum CE(logits, y), so dlogits = (p - onehot(y)) / N */
     for (int t = 0; t < S; t++)
@@ -949,136 +825,40 @@ void s2s_backward(S2sModel *m, S2sRun *r, const S2sBatch *bt) {
 }
 
 /* ========================================================================
- * 6. tasks: copy, reverse, sort (attention.c's toy_task_fill) and a small
- *    "translation" with a non-monotonic alignment: dates
- *
- *    date:  "mar 1 4 2 0 2 3"  ->  "2 0 2 3 0 3 1 4"   (month day year -> ISO)
- *
- * The year comes first in the output but last in the input, the month
- * word becomes two digits, and a one-digit day gains a leading zero: the
- * alignment jumps. An example is held out if a hash of its source is 0
- * mod 10, so training never sees a held-out source (not even by chance).
+ * 6. one training step: teacher forcing, clipping by global norm, Adam
  * ======================================================================== */
 
-enum { S2S_TASK_DATE = TASK_SORT + 1 };
-static const char *const s2s_task_names[] = { "copy", "reverse", "sort", "date", NULL };
-static const char *const s2s_months[12] = { "jan", "feb", "mar", "apr", "may", "jun",
-                                            "jul", "aug", "sep", "oct", "nov", "dec" };
-static const int s2s_month_days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-enum { S2S_DATE_DIGIT = S2S_FIRST, S2S_DATE_MONTH = S2S_FIRST + 10, S2S_DATE_V = S2S_FIRST + 22 };
-
-typedef struct {
-    int task;              /* TASK_COPY | TASK_REVERSE | TASK_SORT | S2S_TASK_DATE */
-    int min_len, max_len;  /* source lengths (copy/reverse/sort) */
-    int V;                 /* vocabulary: 3 specials + symbols (date: 25) */
-} S2sTask;
-
-/* longest source and longest target (without EOS) the task makes */
-void s2s_task_dims(const S2sTask *tk, int *Tmax, int *Nmax) {
-    *Tmax = tk->task == S2S_TASK_DATE ? 7 : tk->max_len;
-    *Nmax = tk->task == S2S_TASK_DATE ? 8 : tk->max_len;
+/* What every training loop of this file does after its backward: clip the
+ * gradients of p to global norm clip (0: no clipping), then Adam step
+ * number step (1-based) with learning rate lr on p's parameters and moments.
+ * A step that has diverged (step_diverged: V classes, 0 for no loss bound)
+ * is not applied: the gradient norm goes to *diverged_norm and the result
+ * is 1 (else 0). */
+int s2s_clip_adam(S2sParams *p, int step, double lr, double clip, double loss, int V,
+                  double *diverged_norm) {
+    const int n = p->num_params;
+    const double norm = clip > 0 ? clip_grad_norm(p->grads, n, clip) : grad_norm(p->grads, n);
+    if (step_diverged(loss, norm, V)) { *diverged_norm = norm; return 1; }
+    adam_update(p->params, p->grads, p->m, p->v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
+    return 0;
 }
 
-/* One random example: src (returned length), tgt (*n tokens, no EOS). */
-int s2s_task_example(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk) {
-    if (tk->task != S2S_TASK_DATE) {
-        int len = tk->min_len + rng_int(r, tk->max_len - tk->min_len + 1);
-        toy_task_fill(r, tk->task, src, tgt, len, S2S_FIRST, tk->V - S2S_FIRST);
-        *n = len;
-        return len;
+/* One step on batch bt: zero grads, forward, backward, clip, Adam.
+ * Returns the loss before the update. */
+double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
+    s2s_zero_grad(m);
+    double loss = s2s_forward(r, bt, m);
+    s2s_backward(m, r, bt);
+    m->step++;
+    if (s2s_clip_adam(&m->p, m->step, lr, clip, loss, m->cfg.V, &m->div_norm)) {
+        m->diverged = m->step;
+        m->div_loss = loss;
     }
-    int month = rng_int(r, 12), day = 1 + rng_int(r, s2s_month_days[month]);
-    int year = 1900 + rng_int(r, 200), k = 0;
-    src[k++] = S2S_DATE_MONTH + month;
-    if (day >= 10) src[k++] = S2S_DATE_DIGIT + day / 10;
-    src[k++] = S2S_DATE_DIGIT + day % 10;
-    for (int p = 1000; p >= 1; p /= 10) src[k++] = S2S_DATE_DIGIT + year / p % 10;
-    int iso[8] = { year / 1000, year / 100 % 10, year / 10 % 10, year % 10,
-                   (month + 1) / 10, (month + 1) % 10, day / 10, day % 10 };
-    for (int i = 0; i < 8; i++) tgt[i] = S2S_DATE_DIGIT + iso[i];
-    *n = 8;
-    return k;
-}
-
-/* An example from the training (heldout = 0) or held-out (1) split. */
-int s2s_sample(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk, int heldout) {
-    for (int tries = 0; tries < 1000000; tries++) {
-        int slen = s2s_task_example(src, tgt, n, r, tk);
-        if (heldout_split(src, slen) == heldout) return slen;
-    }
-    fprintf(stderr, "seq2seq: the task has too few distinct sources for a held-out split\n");
-    exit(1);
-}
-
-/* the number of distinct sources a copy/reverse/sort task can draw (capped) */
-double s2s_task_space(const S2sTask *tk) {
-    if (tk->task == S2S_TASK_DATE) return 365.0 * 200;
-    double n = 0.0;
-    for (int L = tk->min_len; L <= tk->max_len && n < 1e12; L++)
-        n += pow((double)(tk->V - S2S_FIRST), L);
-    return n;
-}
-
-/* A fixed set of n examples (the held-out set), row-major with strides. */
-typedef struct {
-    int n, Tmax, Nmax;
-    int *src;   /* (n,Tmax) */
-    int *slen;  /* (n) */
-    int *tgt;   /* (n,Nmax) without EOS */
-    int *tlen;  /* (n) */
-} S2sData;
-
-/* Draw n examples of task tk from the training (heldout = 0) or held-out (1)
- * split into d, which owns them: s2s_data_free(). */
-void s2s_data_build(S2sData *d, int n, Rng *r, const S2sTask *tk, int heldout) {
-    d->n = n;
-    s2s_task_dims(tk, &d->Tmax, &d->Nmax);
-    d->src = xmalloc(sizeof(int) * (size_t)(n * d->Tmax));
-    d->tgt = xmalloc(sizeof(int) * (size_t)(n * d->Nmax));
-    d->slen = xmalloc(sizeof(int) * (size_t)n);
-    d->tlen = xmalloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++)
-        d->slen[i] = s2s_sample(d->src + i * d->Tmax, d->tgt + i * d->Nmax, &d->tlen[i], r,
-                                tk, heldout);
-}
-
-void s2s_data_free(S2sData *d) { free(d->src); free(d->tgt); free(d->slen); free(d->tlen); }
-
-/* Rows start .. start+B-1 of d into bt (B <= its capacity). */
-void s2s_batch_from_data(S2sBatch *bt, const S2sData *d, int start, int B) {
-    bt->B = B;
-    for (int b = 0; b < B; b++)
-        s2s_batch_row(bt, b, d->src + (start + b) * d->Tmax, d->slen[start + b],
-                      d->tgt + (start + b) * d->Nmax, d->tlen[start + b]);
-}
-
-/* A fresh training batch of bt->B examples. */
-void s2s_batch_sample(S2sBatch *bt, Rng *r, const S2sTask *tk) {
-    int src[64], tgt[64], n;
-    for (int b = 0; b < bt->B; b++) {
-        int slen = s2s_sample(src, tgt, &n, r, tk, 0);
-        s2s_batch_row(bt, b, src, slen, tgt, n);
-    }
-}
-
-/* printable name of a token (buf has room for 8 chars) */
-const char *s2s_token_name(char *buf, int task, int tok) {
-    static const char sym[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    if (tok == S2S_PAD) return "_";
-    if (tok == S2S_BOS) return "<s>";
-    if (tok == S2S_EOS) return "</s>";
-    if (task == S2S_TASK_DATE) {
-        if (tok >= S2S_DATE_MONTH) return s2s_months[tok - S2S_DATE_MONTH];
-        buf[0] = (char)('0' + tok - S2S_DATE_DIGIT); buf[1] = 0;
-        return buf;
-    }
-    buf[0] = tok - S2S_FIRST < (int)sizeof sym - 1 ? sym[tok - S2S_FIRST] : '?';
-    buf[1] = 0;
-    return buf;
+    return loss;
 }
 
 /* ========================================================================
- * 7. decoding: greedy and beam search; accuracy
+ * 7. decoding: greedy and beam search
  *
  * Greedy takes the argmax at every step: fast, but a locally best token can
  * lead to a worse sequence. Beam search keeps the K best prefixes by total
@@ -1124,6 +904,19 @@ static void s2s_permute_rows(double *X, const int *parent, int nn, int n, double
     memcpy(X, work, sizeof(double) * (size_t)(nn * n));
 }
 
+/* One step of a selection sort over the nc candidates cand, in the order
+ * cidx: move the i-th best (ties: the lower index) to cidx[i], return it. */
+static int s2s_beam_pick(int *cidx, const double *cand, int i, int nc) {
+    int bi = i;
+    for (int j = i + 1; j < nc; j++) {
+        int x = cidx[j], y = cidx[bi];
+        if (cand[x] > cand[y] || (cand[x] == cand[y] && x < y)) bi = j;
+    }
+    int id = cidx[bi];
+    cidx[bi] = cidx[i]; cidx[i] = id;
+    return id;
+}
+
 /* Beam search with K beams for ONE source src (slen): the best hypothesis
  * goes to out (maxlen), its log-probability to *logp; returns its length
  * (tokens before EOS; maxlen if it ended without EOS). The K beams are the
@@ -1143,10 +936,10 @@ int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const 
     int nk = 1, bestlen = 0;
     double best = -INFINITY;
     score[0] = 0.0;
-    int tok[1024];
-    if (K > 1024) { fprintf(stderr, "seq2seq: beam width %d above 1024\n", K); exit(1); }
+    int *tok = r->ytok;                                /* K <= r->Bmax: s2s_run_bind */
     for (int t = 0; t < maxlen; t++) {
-        for (int k = 0; k < K; k++) tok[k] = t ? hist[(k < nk ? k : 0) * maxlen + t - 1] : S2S_BOS;
+        for (int k = 0; k < K; k++)       /* rows past the nk live beams repeat beam 0 */
+            tok[k] = t ? hist[(k < nk ? k : 0) * maxlen + t - 1] : S2S_BOS;
         embedding_forward(a->x_tgt + t * K * E, tok, m->w.tgt_emb, K, E);
         s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bslen, t, m);
         for (int k = 0; k < nk; k++) {                 /* score + log P(v | prefix k) */
@@ -1155,15 +948,8 @@ int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const 
         }
         int nc = nk * V, nn = 0;
         for (int i = 0; i < nc; i++) r->cidx[i] = i;
-        for (int i = 0; i < nc && nn < K; i++) {
-            int bi = i;                                /* selection: the i-th best */
-            for (int j = i + 1; j < nc; j++) {
-                int x = r->cidx[j], y = r->cidx[bi];
-                if (cand[x] > cand[y] || (cand[x] == cand[y] && x < y)) bi = j;
-            }
-            int id = r->cidx[bi];
-            r->cidx[bi] = r->cidx[i]; r->cidx[i] = id;
-            int k = id / V, v = id % V;
+        for (int i = 0; i < nc && nn < K; i++) {      /* the candidates, best first */
+            const int id = s2s_beam_pick(r->cidx, cand, i, nc), k = id / V, v = id % V;
             if (v == S2S_EOS || t == maxlen - 1) {     /* a finished hypothesis */
                 if (cand[id] > best) {
                     best = cand[id];
@@ -1193,169 +979,8 @@ int s2s_beam_search(int *out, double *logp, S2sRun *r, const S2sModel *m, const 
     return bestlen;
 }
 
-typedef struct {
-    double tok_acc;  /* fraction of target tokens (EOS excluded) predicted in place */
-    double seq_acc;  /* fraction of outputs exactly equal to the target */
-} S2sAccuracy;
-
-/* Decode every example of d (greedy if beam <= 1) and score it. If
- * ok_by_len, n_by_len (indexed by source length) are given, count exact
- * matches per length into them (+=). out is scratch of min(r->Bmax, bt->Bcap)
- * rows of Nmax+1 tokens. */
-S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
-                         int beam, int *out, int *ok_by_len, int *n_by_len) {
-    const int maxlen = d->Nmax + 1;
-    int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap, lens[1024];
-    if (Bc > 1024) Bc = 1024;
-    long tok_ok = 0, tok_n = 0, seq_ok = 0;
-    const double t0 = seconds();
-    for (int start = 0; start < d->n; start += Bc) {
-        int B = d->n - start < Bc ? d->n - start : Bc;
-        if (start == Bc)                               /* after the first batch */
-            warn_if_long("held-out example(s)", Bc, d->n, seconds() - t0,
-                         "a smaller --test or --beam");
-        s2s_batch_from_data(bt, d, start, B);
-        if (beam <= 1) s2s_greedy_decode(out, lens, r, m, bt, maxlen);
-        else
-            for (int b = 0; b < B; b++) {
-                double lp;
-                lens[b] = s2s_beam_search(out + b * maxlen, &lp, r, m,
-                                          d->src + (start + b) * d->Tmax, d->slen[start + b],
-                                          beam, maxlen);
-            }
-        for (int b = 0; b < B; b++) {
-            const int *tg = d->tgt + (start + b) * d->Nmax, n = d->tlen[start + b];
-            int same = lens[b] == n;
-            for (int i = 0; i < n; i++) {
-                int ok = i < lens[b] && out[b * maxlen + i] == tg[i];
-                tok_ok += ok;
-                same &= ok;
-            }
-            tok_n += n;
-            seq_ok += same;
-            if (ok_by_len) {
-                ok_by_len[d->slen[start + b]] += same;
-                n_by_len[d->slen[start + b]]++;
-            }
-        }
-    }
-    S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
-    return acc;
-}
-
 /* ========================================================================
- * 8. training: teacher forcing, gradient clipping by global norm, Adam
- * ======================================================================== */
-
-typedef struct {
-    int steps;      /* Adam steps */
-    double lr;      /* peak learning rate; it decays linearly to lr/10 */
-    double clip;    /* max global gradient norm (0: no clipping) */
-    int log_every;  /* progress line every this many steps (0: silent) */
-} S2sTrainConfig;
-
-/* What every training loop of this file does after its backward: clip the
- * n gradients to global norm clip (0: no clipping), then Adam step number
- * step (1-based) with learning rate lr on params, moments m and v (n each).
- * A step that has diverged (step_diverged: V classes, 0 for no loss bound)
- * is not applied: the gradient norm goes to *diverged_norm and the result
- * is 1 (else 0). */
-int s2s_clip_adam(double *params, double *grads, double *m, double *v, int n, int step,
-                  double lr, double clip, double loss, int V, double *diverged_norm) {
-    const double norm = clip > 0 ? clip_grad_norm(grads, n, clip) : grad_norm(grads, n);
-    if (step_diverged(loss, norm, V)) { *diverged_norm = norm; return 1; }
-    adam_update(params, grads, m, v, n, step, lr, 0.9, 0.999, 1e-8, 0.0);
-    return 0;
-}
-
-/* The advice every divergence message of this file gives */
-static const char *const s2s_divergence_advice = "lower --lr, or clip harder (--clip)";
-
-/* One step on batch bt: zero grads, forward, backward, clip, Adam.
- * Returns the loss before the update. */
-double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, double clip) {
-    s2s_zero_grad(m);
-    double loss = s2s_forward(r, bt, m);
-    s2s_backward(m, r, bt);
-    m->step++;
-    if (s2s_clip_adam(m->params, m->grads, m->m, m->v, m->num_params, m->step, lr, clip, loss,
-                      m->cfg.V, &m->div_norm)) {
-        m->diverged = m->step;
-        m->div_loss = loss;
-    }
-    return loss;
-}
-
-/* A run that must not go on after divergence: say so and exit 3. */
-void s2s_stop_if_diverged(const S2sModel *m) {
-    if (m->diverged)
-        report_divergence(m->diverged, m->div_loss, m->div_norm, m->cfg.V,
-                          s2s_divergence_advice);
-}
-
-/* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
-double s2s_lr_at(double lr, int s, int n) {
-    return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1));
-}
-
-/* Train on fresh batches of the task's training split. Every log_every
- * steps (if > 0) a progress line: step, mean loss and teacher-forced token
- * accuracy of the window to stdout; speed and time left to stderr (they
- * differ run to run). Returns the mean loss of the last window (a tenth of
- * the steps when silent). Stops at a diverged step (m->diverged). */
-double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
-                 const S2sTrainConfig *tc) {
-    const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
-    double t0 = seconds(), wloss = 0.0, last = 0.0;
-    long wtok = 0, wok = 0, alltok = 0;
-    int wn = 0;
-    for (int s = 1; s <= tc->steps; s++) {
-        s2s_batch_sample(bt, rng, tk);
-        wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
-        if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
-        if (s == 1)
-            warn_if_long("training step(s)", 1, tc->steps, seconds() - t0,
-                         "fewer --steps, or a smaller model,");
-        wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
-        if (s % window != 0 && s != tc->steps) continue;
-        last = wloss / wn;
-        if (tc->log_every) {
-            double el = seconds() - t0;
-            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, last,
-                   100.0 * wok / (wtok ? wtok : 1));
-            fflush(stdout);
-            fprintf(stderr, "             %.0f tokens/s, %.1f s elapsed, %.1f s left\n",
-                    alltok / (el > 0 ? el : 1e-9), el, el / s * (tc->steps - s));
-        }
-        wloss = 0.0; wtok = wok = 0; wn = 0;
-    }
-    return last;
-}
-
-/* One line naming the model into buf (n chars), e.g.
- * "luong (dot score, global) attention, gru cells, hidden 64, embedding 32, vocabulary 16". */
-const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
-    char att[96];
-    if (c->attention == S2S_LUONG) {
-        int k = 0;
-        while (s2s_luong_score_kind[k] != c->score) k++;
-        char win[32] = "";
-        if (c->align != S2S_GLOBAL) snprintf(win, sizeof win, ", window %d", c->window);
-        snprintf(att, sizeof att, "luong (%s score, %s%s) attention", s2s_luong_scores[k],
-                 s2s_align_names[c->align], win);
-    } else {
-        snprintf(att, sizeof att, "%s", c->attention == S2S_NONE
-                 ? "no attention (fixed context)" : "bahdanau (additive) attention");
-    }
-    snprintf(buf, n, "%s, %s cells, hidden %d, embedding %d, vocabulary %d", att,
-             cell_names[c->cell], c->H, c->E, c->V);
-    return buf;
-}
-
-const char *s2s_attention_name(int attention) { return s2s_attention_names[attention]; }
-
-/* ========================================================================
- * 9. pooling: one vector from all the RNN states, for classification
+ * 8. pooling: one vector from all the RNN states, for classification
  *
  * The notes' "LSTM + attention": to classify a sequence from its states
  * h_1 .. h_T an RNN can
@@ -1369,7 +994,7 @@ const char *s2s_attention_name(int attention) { return s2s_attention_names[atten
  * from the end and diluted in the mean.
  * ======================================================================== */
 
-/* The classifier head both pooled models (RNN here, CNN in 9b) end with:
+/* The classifier head both pooled models (RNN here, CNN in 9) end with:
  * logits (B,C) = r (B,R) Wo (R,C) + bo (C), probs (B,C) their softmax, and
  * the mean cross-entropy over the B labels, which it returns. */
 double s2s_head_forward(double *logits, double *probs, const double *r, const double *Wo,
@@ -1411,16 +1036,15 @@ typedef struct {
 
 typedef struct {
     PoolConfig cfg;
-    int num_params, nt;
-    S2sTensor tensors[S2S_MAX_TENSORS];
-    double *params, *grads, *m, *v;  /* (num_params) each */
-    PoolWeights w, g;                /* views into params and grads */
+    S2sParams p;                     /* the parameter blocks */
+    PoolWeights w, g;                /* views into p.params and p.grads */
     int step;
 } PoolModel;
 
 /* The activations of one batch of B sequences of length T (no padding). */
 typedef struct {
     int B, T;
+    int n;            /* doubles this view spans in its block (pool_acts_bind) */
     double *x;        /* (T,B,E) embeddings */
     double *h, *c, *k; /* (T,B,H) states, (T,B,H) LSTM cells, (T, B*cache) cell caches */
     double *hs;       /* (B,T,H) the states batch-major: keys and values */
@@ -1433,103 +1057,6 @@ typedef struct {
     double *work;     /* (B*8H + 2T + A) scratch */
 } PoolActs;
 
-/* Allocate and initialise the pooling classifier of config c (parameters,
- * gradients, Adam state: one block each); m owns them: pool_free(). */
-void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
-    int off = 0, G = cell_gates(c->cell) * c->H;
-    double s = 1.0 / sqrt((double)c->H);
-    s2s_push(m, &off, "emb", c->V * c->E, 1.0);
-    s2s_push(m, &off, "enc.Wx", c->E * G, s);
-    s2s_push(m, &off, "enc.Wh", c->H * G, s);
-    s2s_push(m, &off, "enc.bx", G, s);
-    s2s_push(m, &off, "enc.bh", G, s);
-    if (c->pool == POOL_ATTENTION) {
-        s2s_push(m, &off, "u", c->H, 1.0);
-        s2s_push(m, &off, "score.W", c->H * c->A, s);   /* W, U, v: score_bind order */
-        s2s_push(m, &off, "score.U", c->H * c->A, s);
-        s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
-    }
-    s2s_push(m, &off, "Wo", c->H * c->C, s);
-    s2s_push(m, &off, "bo", c->C, s);
-    m->num_params = off;
-    m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
-    m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
-    for (int i = 0; i < m->nt; i++)
-        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
-                         -m->tensors[i].init, m->tensors[i].init);
-    PoolWeights *ws[2] = { &m->w, &m->g };
-    double *mem[2] = { m->params, m->grads };
-    for (int k = 0; k < 2; k++) {
-        double *p = mem[k];
-        memset(ws[k], 0, sizeof *ws[k]);
-        ws[k]->emb = p; p += c->V * c->E;
-        cell_bind(&ws[k]->enc, p, c->cell, c->E, c->H); p += cell_num_params(c->cell, c->E, c->H);
-        if (c->pool == POOL_ATTENTION) {
-            ws[k]->u = p; p += c->H;
-            score_bind(&ws[k]->score, p, SCORE_ADDITIVE, c->H, c->H, c->A);
-            p += score_num_params(SCORE_ADDITIVE, c->H, c->H, c->A);
-        }
-        ws[k]->Wo = p; ws[k]->bo = p + c->H * c->C;
-    }
-}
-
-void pool_free(PoolModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
-
-/* Bind a (NULL mem: count only) for B sequences of length T; returns doubles. */
-int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) {
-    const int H = c->H, lstm = c->cell == CELL_LSTM, att = c->pool == POOL_ATTENTION;
-    int off = 0;
-    PoolActs dummy;
-    if (!a) a = &dummy;
-    a->B = B; a->T = T;
-    S2S_TAKE(x, T * B * c->E, 1);
-    S2S_TAKE(h, T * B * H, 1);
-    S2S_TAKE(c, T * B * H, lstm);
-    S2S_TAKE(k, T * B * cell_cache_size(c->cell, H), 1);
-    S2S_TAKE(hs, B * T * H, att);
-    S2S_TAKE(Kp, B * T * c->A, att);
-    S2S_TAKE(att, B * T, att);
-    S2S_TAKE(sc, B * (T + 1) * c->A, att);
-    S2S_TAKE(r, B * H, 1);
-    S2S_TAKE(logits, B * c->C, 1);
-    S2S_TAKE(probs, B * c->C, 1);
-    S2S_TAKE(zero, B * H, 1);
-    S2S_TAKE(work, B * 8 * H + 2 * T + c->A, 1);
-    return off;
-}
-
-/* h (T,B,H) [and c (T,B,H), LSTM only, else NULL] = the cell cl run over
- * x (T,B,I) from the zero state; zero (B,H) is set to zeros here, k
- * (T, B*cell_cache_size) keeps every step's cache. No padding. Shared by the
- * RNN classifier below and the CNN's query RNN (section 9b). */
-void pool_rnn_forward(double *h, double *c, double *k, double *zero, const double *x,
-                      const S2sCell *cl, int T, int B) {
-    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
-    memset(zero, 0, sizeof(double) * (size_t)BH);
-    for (int t = 0; t < T; t++)
-        cell_forward(h + t * BH, c ? c + t * BH : NULL, k + t * cs, x + t * B * cl->I,
-                     t ? h + (t - 1) * BH : zero, c ? (t ? c + (t - 1) * BH : zero) : NULL,
-                     NULL, cl, B);
-}
-
-/* Backward through time of pool_rnn_forward. dx (T,B,I), dzero (B,H) and
- * the cell's parameter gradients g +=. dh (T,B,H) holds the gradient arriving
- * at every state from above (and receives the recurrent part as the loop
- * walks back); dc (T,B,H) the same for LSTM cells (else NULL). work: scratch
- * of 2 * B * G * H doubles, as cell_backward. */
-void pool_rnn_backward(double *dx, double *dzero, S2sCell *g, double *dh, double *dc,
-                       const double *x, const double *h, const double *c, const double *k,
-                       const double *zero, const S2sCell *cl, int T, int B, double *work) {
-    const int BH = B * cl->H, cs = B * cell_cache_size(cl->kind, cl->H);
-    for (int t = T - 1; t >= 0; t--)   /* forward was: h_t = cell(x_t, h_{t-1} [, c_{t-1}]) */
-        cell_backward(dx + t * B * cl->I, t ? dh + (t - 1) * BH : dzero,
-                      c ? (t ? dc + (t - 1) * BH : dzero) : NULL, g, dh + t * BH,
-                      c ? dc + t * BH : NULL, x + t * B * cl->I, t ? h + (t - 1) * BH : zero,
-                      c ? (t ? c + (t - 1) * BH : zero) : NULL, k + t * cs, NULL, cl, B, work);
-}
-
 /* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
  * activation (bound by the caller with pool_acts_bind). */
 double pool_forward(PoolActs *a, const int *tokens, const int *labels, const PoolModel *m) {
@@ -1537,7 +1064,8 @@ double pool_forward(PoolActs *a, const int *tokens, const int *labels, const Poo
     const PoolWeights *w = &m->w;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
     embedding_forward(a->x, tokens, w->emb, T * B, c->E);
-    pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+    s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B,
+                    RNN_LEFT_TO_RIGHT);
     if (c->pool == POOL_LAST) {
         memcpy(a->r, a->h + (T - 1) * BH, sizeof(double) * (size_t)BH);
     } else if (c->pool == POOL_MEAN) {
@@ -1564,7 +1092,7 @@ void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *t
     const PoolConfig *c = &m->cfg;
     const PoolWeights *w = &m->w;
     const int B = a->B, T = a->T, H = c->H, BH = B * H;
-    memset(g->x, 0, sizeof(double) * (size_t)pool_acts_bind(NULL, NULL, c, B, T));
+    memset(g->x, 0, sizeof(double) * (size_t)g->n);         /* the whole view */
     s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, H,
                       c->C);
     if (c->pool == POOL_LAST) {      /* forward was: r = h_T */
@@ -1583,26 +1111,13 @@ void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *t
             for (int t = 0; t < T; t++)
                 for (int j = 0; j < H; j++) g->h[t * BH + b * H + j] += g->hs[(b * T + t) * H + j];
     }
-    pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k, a->zero,
-                      &w->enc, T, B, a->work);
+    s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k, a->zero,
+                     NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
     embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
 }
 
-/* The pooling task: tokens (T,B) random symbols, labels (B) = the symbol at
- * position 1 (the second), as a class 0..C-1; held-out split as in section 6. */
-void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int heldout) {
-    int seq[64];
-    for (int b = 0; b < B; b++) {
-        do {
-            for (int t = 0; t < T; t++) seq[t] = S2S_FIRST + rng_int(r, C);
-        } while (heldout_split(seq, T) != heldout);
-        for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
-        labels[b] = seq[1] - S2S_FIRST;
-    }
-}
-
 /* ========================================================================
- * 9b. CNN + attention: a 1-D convolution, then max, mean or attention pooling
+ * 9. CNN + attention: a 1-D convolution, then max, mean or attention pooling
  *
  * The notes' "CNN + attention" puts attention in one of three places: before
  * the convolution (two texts attend to each other and the result is appended
@@ -1624,7 +1139,7 @@ void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int 
  * The convolution is one matmul: im2col copies the K embeddings under each
  * window into one row, then (B*N, K*E) @ (K*E, F). The attention is
  * attention.c's additive score and attend_forward() with keys = values =
- * the feature rows; the LSTM is section 1's cell run by pool_rnn_forward().
+ * the feature rows; the LSTM is section 1's cell run by s2s_rnn_forward().
  * Extra legend: K kernel width, F channels (filters), N = T-K+1 windows,
  * C classes.
  *
@@ -1720,16 +1235,15 @@ typedef struct {
 
 typedef struct {
     CnnConfig cfg;
-    int num_params, nt;
-    S2sTensor tensors[S2S_MAX_TENSORS];
-    double *params, *grads, *m, *v;  /* (num_params) each */
-    CnnWeights w, g;                 /* views into params and grads */
+    S2sParams p;                     /* the parameter blocks */
+    CnnWeights w, g;                 /* views into p.params and p.grads */
     int step;
 } CnnModel;
 
 /* The activations of one batch of B sequences of length T (no padding). */
 typedef struct {
     int B, T, N;
+    int n;               /* doubles this view spans in its block (cnn_acts_bind) */
     double *x;           /* (T,B,E) embeddings */
     double *cols;        /* (B*N,K*E) im2col rows */
     double *pre, *feat;  /* (B*N,F) each: before and after the ReLU */
@@ -1742,88 +1256,6 @@ typedef struct {
     double *logits, *probs; /* (B,C) each */
     double *work;        /* attention or RNN: scratch, max(2N + A, 2 B G H with the RNN) */
 } CnnActs;
-
-/* Build m for c: the size table, the four blocks (params, grads, Adam m and
- * v), uniform init from r, and the views w and g. Free with cnn_free. */
-void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
-    const int att = cnn_has_attention(c);
-    const int rnn = cnn_has_rnn(c), R = cnn_pooled_width(c);
-    const int Dq = rnn ? c->H : c->F, G = cell_gates(c->cell) * c->H;
-    int off = 0, o_enc = 0, o_u = 0, o_score = 0;
-    int o_emb = s2s_push(m, &off, "emb", c->V * c->E, 1.0);
-    int o_W = s2s_push(m, &off, "conv.W", c->K * c->E * c->F, 1.0 / sqrt((double)(c->K * c->E)));
-    int o_b = s2s_push(m, &off, "conv.b", c->F, 0.1);
-    if (rnn) {
-        double s = 1.0 / sqrt((double)c->H);
-        o_enc = s2s_push(m, &off, "rnn.Wx", c->E * G, s);   /* cell_bind order */
-        s2s_push(m, &off, "rnn.Wh", c->H * G, s);
-        s2s_push(m, &off, "rnn.bx", G, s);
-        s2s_push(m, &off, "rnn.bh", G, s);
-    }
-    if (c->pool == CNN_ATT_LEARNED) o_u = s2s_push(m, &off, "u", c->F, 1.0);
-    if (att) {
-        /* score_bind order: W, U, v */
-        o_score = s2s_push(m, &off, "score.W", Dq * c->A, 1.0 / sqrt((double)Dq));
-        s2s_push(m, &off, "score.U", c->F * c->A, 1.0 / sqrt((double)c->F));
-        s2s_push(m, &off, "score.v", c->A, 1.0 / sqrt((double)c->A));
-    }
-    int o_Wo = s2s_push(m, &off, "Wo", R * c->C, 1.0 / sqrt((double)R));
-    int o_bo = s2s_push(m, &off, "bo", c->C, 1.0 / sqrt((double)R));
-    m->num_params = off;
-    m->params = xcalloc_doubles(off); m->grads = xcalloc_doubles(off);
-    m->m = xcalloc_doubles(off); m->v = xcalloc_doubles(off);
-    for (int i = 0; i < m->nt; i++)
-        rng_fill_uniform(r, m->params + m->tensors[i].offset, m->tensors[i].n,
-                         -m->tensors[i].init, m->tensors[i].init);
-    CnnWeights *ws[2] = { &m->w, &m->g };
-    double *mem[2] = { m->params, m->grads };
-    for (int k = 0; k < 2; k++) {
-        double *p = mem[k];
-        memset(ws[k], 0, sizeof *ws[k]);
-        ws[k]->emb = p + o_emb; ws[k]->W = p + o_W; ws[k]->b = p + o_b;
-        if (rnn) cell_bind(&ws[k]->enc, p + o_enc, c->cell, c->E, c->H);
-        if (c->pool == CNN_ATT_LEARNED) ws[k]->u = p + o_u;
-        if (att) score_bind(&ws[k]->score, p + o_score, SCORE_ADDITIVE, Dq, c->F, c->A);
-        ws[k]->Wo = p + o_Wo; ws[k]->bo = p + o_bo;
-    }
-}
-
-void cnn_free(CnnModel *m) { free(m->params); free(m->grads); free(m->m); free(m->v); }
-
-/* Bind a (NULL mem: count only) for B sequences of length T >= K; returns
- * the number of doubles. Fields a pooling does not use are NULL. */
-int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
-    const int N = T - c->K + 1, H = c->H, A = c->A;
-    const int att = cnn_has_attention(c);
-    const int rnn = cnn_has_rnn(c);
-    int off = 0;
-    CnnActs dummy;
-    if (!a) a = &dummy;
-    a->B = B; a->T = T; a->N = N;
-    S2S_TAKE(x, T * B * c->E, 1);
-    S2S_TAKE(cols, B * N * c->K * c->E, 1);
-    S2S_TAKE(pre, B * N * c->F, 1);
-    S2S_TAKE(feat, B * N * c->F, 1);
-    S2S_TAKE(h, T * B * H, rnn);
-    S2S_TAKE(c, T * B * H, rnn && c->cell == CELL_LSTM);
-    S2S_TAKE(k, T * B * cell_cache_size(c->cell, H), rnn);
-    S2S_TAKE(zero, B * H, rnn);
-    S2S_TAKE(Kp, B * N * A, att);
-    S2S_TAKE(att, B * N, att);
-    S2S_TAKE(sc, B * (N + 1) * A, att);
-    S2S_TAKE(r, B * cnn_pooled_width(c), 1);
-    S2S_TAKE(logits, B * c->C, 1);
-    S2S_TAKE(probs, B * c->C, 1);
-    /* scratch: the query RNN's backward needs 2 B G H (cell_backward), the
-     * attention's 2N + A (attend_backward); they run one after the other */
-    const int rnn_work = rnn ? 2 * B * cell_gates(c->cell) * H : 0;
-    const int att_work = att ? 2 * N + A : 0;
-    S2S_TAKE(work, rnn_work > att_work ? rnn_work : att_work, att || rnn);
-#undef S2S_TAKE   /* the last *_acts_bind of the file */
-    return off;
-}
 
 /* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
  * activation (bound by the caller with cnn_acts_bind). */
@@ -1843,7 +1275,8 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                 a->r[b * R + f] = best;
             }
         if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
-            pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B,
+                            RNN_LEFT_TO_RIGHT);
             for (int b = 0; b < B; b++)
                 memcpy(a->r + b * R + F, a->h + ((T - 1) * B + b) * H,
                        sizeof(double) * (size_t)H);
@@ -1855,7 +1288,8 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
                 for (int f = 0; f < F; f++) a->r[b * F + f] += a->feat[(b * N + n) * F + f] / N;
     } else {
         if (c->pool == CNN_ATT_RNN)
-            pool_rnn_forward(a->h, a->c, a->k, a->zero, a->x, &w->enc, T, B);
+            s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B,
+                            RNN_LEFT_TO_RIGHT);
         score_keys_forward(a->Kp, a->feat, B * N, &w->score);
         for (int b = 0; b < B; b++) {
             const double *q = c->pool == CNN_ATT_RNN ? a->h + ((T - 1) * B + b) * H : w->u;
@@ -1875,7 +1309,7 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
     const CnnWeights *w = &m->w;
     const int B = a->B, T = a->T, N = a->N, F = c->F, A = c->A, H = c->H;
     const int R = cnn_pooled_width(c);
-    memset(g->x, 0, sizeof(double) * (size_t)cnn_acts_bind(NULL, NULL, c, B, T));
+    memset(g->x, 0, sizeof(double) * (size_t)g->n);         /* the whole view */
     s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, R,
                       c->C);
     if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
@@ -1892,8 +1326,8 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
             for (int b = 0; b < B; b++)
                 for (int j = 0; j < H; j++)
                     g->h[((T - 1) * B + b) * H + j] += g->r[b * R + F + j];
-            pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
-                              a->zero, &w->enc, T, B, a->work);
+            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
         }
     } else if (c->pool == CNN_MEAN) {  /* forward was: r = (1/N) sum_n feat_n */
         for (int b = 0; b < B; b++)
@@ -1910,12 +1344,550 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
         }
         score_keys_backward(g->feat, &gw->score, g->Kp, a->feat, B * N, &w->score);
         if (c->pool == CNN_ATT_RNN)    /* forward was: q = h_T of the RNN over x */
-            pool_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
-                              a->zero, &w->enc, T, B, a->work);
+            s2s_rnn_backward(g->x, g->zero, &gw->enc, g->h, g->c, a->x, a->h, a->c, a->k,
+                             a->zero, NULL, &w->enc, T, B, RNN_LEFT_TO_RIGHT, a->work);
     }
     conv1d_backward(g->x, gw->W, gw->b, g->pre, g->cols, g->feat, a->pre, a->cols, w->W, T,
                     B, c->E, c->K, F);
     embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
+}
+
+/* ************************************************************************
+ *
+ *                      PART II: THE PROGRAM
+ *
+ * Part I above is the whole model. What follows runs it: the layouts that
+ * count, allocate and bind its blocks, the tasks and their held-out
+ * splits, the training loop and the evaluation, then (not in the tests'
+ * build) the options, the default run, the experiments and --bench.
+ *
+ * ************************************************************************ */
+
+/* ========================================================================
+ * 10. layouts: one Layout walk per model counts, binds and initialises
+ *
+ * Every model of Part I keeps its parameters, their gradients, Adam's two
+ * moments and its activations in one block each. One walk per model, over
+ * attention.c's Layout cursor, runs once to count (mem NULL), once to bind
+ * the parameters (drawing their initial values in the walk's order) and
+ * once to bind the gradients: the optimizer and the gradient checker see
+ * one flat array, and no tensor can be missed or looked up by a wrong name.
+ * ======================================================================== */
+
+/* The next (rows, cols) parameter of a Layout walk, named by printf's fmt:
+ * counted, or bound (and recorded, when L->spans is set); when r is given,
+ * also drawn uniform in [-k, k], so a model's random draws follow its
+ * layout. Every model of this file lays out its parameters with it. */
+double *s2s_param(Layout *L, Rng *r, int rows, int cols, double k, const char *fmt, ...) {
+    char name[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    double *p = layout_param(L, rows, cols, 0, "%s", name);
+    if (p && r) rng_fill_uniform(r, p, rows * cols, -k, k);
+    return p;
+}
+
+/* Lay out a cell's parameters Wx, Wh, bx, bh (named "name.Wx", ...), each
+ * uniform in [-1/sqrt(H), 1/sqrt(H)] when r is given. */
+void cell_layout(S2sCell *c, Layout *L, Rng *r, int kind, int I, int H, const char *name) {
+    const int G = cell_gates(kind) * H;
+    const double k = 1.0 / sqrt((double)H);
+    c->kind = kind; c->I = I; c->H = H;
+    c->Wx = s2s_param(L, r, I, G, k, "%s.Wx", name);
+    c->Wh = s2s_param(L, r, H, G, k, "%s.Wh", name);
+    c->bx = s2s_param(L, r, 1, G, k, "%s.bx", name);
+    c->bh = s2s_param(L, r, 1, G, k, "%s.bh", name);
+}
+
+/* parameters of one cell with input size I and hidden size H (its layout, counted) */
+int cell_num_params(int kind, int I, int H) {
+    S2sCell c;
+    Layout L = { NULL, 0, NULL, 0 };
+    cell_layout(&c, &L, NULL, kind, I, H, "cell");
+    return L.off;
+}
+
+/* point c at cell_num_params doubles in mem, in the order Wx, Wh, bx, bh */
+void cell_bind(S2sCell *c, double *mem, int kind, int I, int H) {
+    Layout L = { mem, 0, NULL, 0 };
+    cell_layout(c, &L, NULL, kind, I, H, "cell");
+}
+
+/* Lay out the parameters of a score (attention.c's Score) in score_bind's
+ * order W, U, v, each uniform in [-1/sqrt(fan-in), 1/sqrt(fan-in)]. */
+void s2s_score_layout(Score *s, Layout *L, Rng *r, int kind, int Dq, int Dk, int A) {
+    s->kind = kind; s->Dq = Dq; s->Dk = Dk; s->A = A;
+    s->W = s->U = s->v = NULL;
+    if (kind == SCORE_GENERAL) s->W = s2s_param(L, r, Dk, Dq, 1.0 / sqrt((double)Dk), "score.W");
+    if (kind == SCORE_ADDITIVE) {
+        s->W = s2s_param(L, r, Dq, A, 1.0 / sqrt((double)Dq), "score.W");
+        s->U = s2s_param(L, r, Dk, A, 1.0 / sqrt((double)Dk), "score.U");
+    }
+    if (kind == SCORE_CONCAT)
+        s->W = s2s_param(L, r, Dq + Dk, A, 1.0 / sqrt((double)(Dq + Dk)), "score.W");
+    if (kind == SCORE_ADDITIVE || kind == SCORE_CONCAT)
+        s->v = s2s_param(L, r, 1, A, 1.0 / sqrt((double)A), "score.v");
+}
+
+/* The walk over the parameters of config c, in the order of the block (and
+ * of the random draws): count (L->mem NULL), or bind w, and with r also
+ * initialise: uniform in [-k, k], k = 1/sqrt(fan-in), embeddings k = 1. */
+static void s2s_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) {
+    S2sWeights *w = views;
+    const S2sConfig *c = cfg;
+    const int V = c->V, E = c->E, H = c->H, He = s2s_enc_width(c);
+    const int Dout = s2s_out_input(c);
+    memset(w, 0, sizeof *w);
+    w->src_emb = s2s_param(L, r, V, E, 1.0, "src_emb");
+    w->tgt_emb = s2s_param(L, r, V, E, 1.0, "tgt_emb");
+    cell_layout(&w->enc_f, L, r, c->cell, E, H, "enc_f");
+    if (c->attention == S2S_BAHDANAU) cell_layout(&w->enc_b, L, r, c->cell, E, H, "enc_b");
+    cell_layout(&w->dec, L, r, c->cell, s2s_dec_input(c), H, "dec");
+    s2s_score_layout(&w->score, L, r, s2s_score_kind(c), H, He, c->A);
+    if (c->attention == S2S_LUONG) {
+        w->Wc = s2s_param(L, r, He + H, H, 1.0 / sqrt((double)(He + H)), "Wc");
+        w->bc = s2s_param(L, r, 1, H, 1.0 / sqrt((double)(He + H)), "bc");
+        if (c->align == S2S_LOCAL_P) {
+            w->Wp = s2s_param(L, r, H, c->A, 1.0 / sqrt((double)H), "Wp");
+            w->vp = s2s_param(L, r, 1, c->A, 1.0 / sqrt((double)c->A), "vp");
+        }
+    }
+    w->Wo = s2s_param(L, r, Dout, V, 1.0 / sqrt((double)Dout), "Wo");
+    w->bo = s2s_param(L, r, 1, V, 1.0 / sqrt((double)Dout), "bo");
+}
+
+/* One pass of a model's parameter walk, typed as qsort's comparators are:
+ * lay out the views (S2sWeights, PoolWeights or CnnWeights) of config cfg
+ * (S2sConfig, PoolConfig or CnnConfig) over L, drawing initial values from
+ * r if it is given. */
+typedef void S2sWalk(void *views, Layout *L, Rng *r, const void *cfg);
+
+/* The three passes every model makes over its walk: count, allocate the
+ * four blocks of p, bind w to the parameters (drawing their initial values
+ * and recording the spans), then g to the gradients. A walk that laid out
+ * more tensors than p->spans holds is the program's own mistake. */
+static void s2s_params_build(S2sParams *p, void *w, void *g, S2sWalk *walk, const void *cfg,
+                             Rng *r) {
+    Layout L = { NULL, 0, NULL, 0 };
+    walk(w, &L, NULL, cfg);
+    if (L.nspans > S2S_MAX_TENSORS) {
+        fprintf(stderr, "seq2seq: internal error: %d parameter tensors, room for %d\n",
+                L.nspans, S2S_MAX_TENSORS);
+        exit(1);
+    }
+    const int n = p->num_params = L.off;
+    p->params = xcalloc_doubles(n); p->grads = xcalloc_doubles(n);
+    p->m = xcalloc_doubles(n); p->v = xcalloc_doubles(n);
+    L = (Layout){ p->params, 0, p->spans, 0 };
+    walk(w, &L, r, cfg);
+    p->nspans = L.nspans;
+    L = (Layout){ p->grads, 0, NULL, 0 };
+    walk(g, &L, NULL, cfg);
+}
+
+static void s2s_params_free(S2sParams *p) {
+    free(p->params); free(p->grads); free(p->m); free(p->v);
+}
+
+/* Allocate and initialise a model for cfg: weights uniform in [-k, k] with
+ * k = 1/sqrt(fan-in) (embeddings k = 1), the LSTM forget-gate biases at 1.
+ * The caller frees it with s2s_free. */
+void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    s2s_params_build(&m->p, &m->w, &m->g, s2s_weights_layout, cfg, r);
+    if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
+        S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
+        for (int k = 0; k < 3; k++)
+            if (cs[k]->bx)
+                for (int j = 0; j < cfg->H; j++) {
+                    cs[k]->bx[cfg->H + j] = 1.0;
+                    cs[k]->bh[cfg->H + j] = 0.0;
+                }
+    }
+}
+
+/* free what s2s_build allocated */
+void s2s_free(S2sModel *m) { s2s_params_free(&m->p); }
+
+/* Bind a (may be NULL: count only) to mem for (B,T,S); returns the doubles. */
+int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
+    const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
+    const int cs = B * cell_cache_size(c->cell, H), lstm = c->cell == CELL_LSTM;
+    const int bi = c->attention == S2S_BAHDANAU, att = c->attention != S2S_NONE;
+    const int luong = c->attention == S2S_LUONG, lp = luong && c->align == S2S_LOCAL_P;
+    Layout L = { mem, 0, NULL, 0 };
+    S2sActs dummy;
+    if (!a) a = &dummy;
+    a->B = B; a->T = T; a->S = S;
+    a->x_src = layout_take(&L, T * B * E);
+    a->hf = layout_take(&L, T * B * H);
+    a->cf = lstm ? layout_take(&L, T * B * H) : NULL;
+    a->kf = layout_take(&L, T * cs);
+    a->hb = bi ? layout_take(&L, T * B * H) : NULL;
+    a->cb = bi && lstm ? layout_take(&L, T * B * H) : NULL;
+    a->kb = bi ? layout_take(&L, T * cs) : NULL;
+    a->enc = layout_take(&L, B * T * He);
+    a->Kp = att ? layout_take(&L, B * T * s2s_key_width(c)) : NULL;
+    a->zero = layout_take(&L, B * H);
+    a->x_tgt = layout_take(&L, S * B * E);
+    a->din = layout_take(&L, S * B * s2s_dec_input(c));
+    a->hd = layout_take(&L, S * B * H);
+    a->cd = lstm ? layout_take(&L, S * B * H) : NULL;
+    a->kd = layout_take(&L, S * cs);
+    a->att = att ? layout_take(&L, S * B * T) : NULL;
+    a->align = lp ? layout_take(&L, S * B * T) : NULL;
+    a->scache = att ? layout_take(&L, S * B * s2s_score_cache(c, T)) : NULL;
+    a->pz = lp ? layout_take(&L, S * B * A) : NULL;
+    a->pos = lp ? layout_take(&L, S * B) : NULL;
+    a->ctx = layout_take(&L, S * B * He);
+    a->hcat = luong ? layout_take(&L, S * B * (He + H)) : NULL;
+    a->ht = luong ? layout_take(&L, S * B * H) : NULL;
+    a->oin = !luong ? layout_take(&L, S * B * s2s_out_input(c)) : NULL;
+    a->logits = layout_take(&L, S * B * V);
+    a->probs = layout_take(&L, S * B * V);
+    a->work = layout_take(&L, B * 9 * H + 2 * T + A);
+    return L.off;
+}
+
+/* Allocate r's activations and their gradients (one block each) for batches
+ * up to (Bmax, Tmax, Smax) of model config c; r owns them: s2s_run_free(). */
+void s2s_run_build(S2sRun *r, const S2sConfig *c, int Bmax, int Tmax, int Smax) {
+    memset(r, 0, sizeof *r);
+    r->Bmax = Bmax; r->Tmax = Tmax; r->Smax = Smax;
+    r->cap = s2s_acts_bind(NULL, NULL, c, Bmax, Tmax, Smax);
+    r->amem = xcalloc_doubles(r->cap);
+    r->gmem = xcalloc_doubles(r->cap);
+    r->mask = xmalloc((size_t)(Tmax * Bmax + Tmax));
+    r->tok = xmalloc(sizeof(int) * (size_t)((Smax > Tmax ? Smax : Tmax + 1) * Bmax));
+    r->ytok = xmalloc(sizeof(int) * (size_t)Bmax);
+    r->lens = xmalloc(sizeof(int) * (size_t)Bmax);
+    r->hist = xmalloc(sizeof(int) * (size_t)(2 * Bmax * Smax + Bmax));
+    r->cidx = xmalloc(sizeof(int) * (size_t)(Bmax * c->V));
+    r->beam = xcalloc_doubles(2 * Bmax + Bmax * c->V);
+}
+
+/* The most doubles one block may hold (as in chapter 3: offsets are ints,
+ * and 2e8 doubles are 1.6 GB, twice over for activations and gradients). */
+#define S2S_MAX_DOUBLES 2e8
+
+/* Doubles of each of the two blocks s2s_run_build would allocate for
+ * batches up to (B, T, S): the layout counted for one example and times B,
+ * an upper bound (only a few scratch doubles do not grow with B) that
+ * cannot overflow an int however large B is. */
+double s2s_acts_estimate(const S2sConfig *c, int B, int T, int S) {
+    return (double)B * s2s_acts_bind(NULL, NULL, c, 1, T, S);
+}
+
+void s2s_run_free(S2sRun *r) {
+    free(r->amem); free(r->gmem); free(r->mask); free(r->tok); free(r->ytok); free(r->lens);
+    free(r->hist);
+    free(r->cidx); free(r->beam);
+}
+
+/* Rebind the views for a batch of (B,T,S); no allocation. */
+static void s2s_run_bind(S2sRun *r, const S2sConfig *c, int B, int T, int S) {
+    if (B > r->Bmax || T > r->Tmax || S > r->Smax) {
+        fprintf(stderr, "seq2seq: batch (%d,%d,%d) exceeds the workspace (%d,%d,%d)\n",
+                B, T, S, r->Bmax, r->Tmax, r->Smax);
+        exit(1);
+    }
+    r->used = s2s_acts_bind(&r->a, r->amem, c, B, T, S);
+    s2s_acts_bind(&r->g, r->gmem, c, B, T, S);
+}
+
+/* The walk over the pooling classifier's parameters (count, bind, and with
+ * r initialise), in the order of its block and of its random draws. */
+static void pool_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) {
+    PoolWeights *w = views;
+    const PoolConfig *c = cfg;
+    const double s = 1.0 / sqrt((double)c->H);
+    memset(w, 0, sizeof *w);
+    w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
+    cell_layout(&w->enc, L, r, c->cell, c->E, c->H, "enc");
+    if (c->pool == POOL_ATTENTION) {
+        w->u = s2s_param(L, r, 1, c->H, 1.0, "u");
+        s2s_score_layout(&w->score, L, r, SCORE_ADDITIVE, c->H, c->H, c->A);
+    }
+    w->Wo = s2s_param(L, r, c->H, c->C, s, "Wo");
+    w->bo = s2s_param(L, r, 1, c->C, s, "bo");
+}
+
+/* Allocate and initialise the pooling classifier of config c (parameters,
+ * gradients, Adam state: one block each); m owns them: pool_free(). */
+void pool_build(PoolModel *m, const PoolConfig *c, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    s2s_params_build(&m->p, &m->w, &m->g, pool_weights_layout, c, r);
+}
+
+/* Bind a (NULL mem: count only) for B sequences of length T; returns doubles. */
+int pool_acts_bind(PoolActs *a, double *mem, const PoolConfig *c, int B, int T) {
+    const int H = c->H, lstm = c->cell == CELL_LSTM, att = c->pool == POOL_ATTENTION;
+    Layout L = { mem, 0, NULL, 0 };
+    PoolActs dummy;
+    if (!a) a = &dummy;
+    a->B = B; a->T = T;
+    a->x = layout_take(&L, T * B * c->E);
+    a->h = layout_take(&L, T * B * H);
+    a->c = lstm ? layout_take(&L, T * B * H) : NULL;
+    a->k = layout_take(&L, T * B * cell_cache_size(c->cell, H));
+    a->hs = att ? layout_take(&L, B * T * H) : NULL;
+    a->Kp = att ? layout_take(&L, B * T * c->A) : NULL;
+    a->att = att ? layout_take(&L, B * T) : NULL;
+    a->sc = att ? layout_take(&L, B * (T + 1) * c->A) : NULL;
+    a->r = layout_take(&L, B * H);
+    a->logits = layout_take(&L, B * c->C);
+    a->probs = layout_take(&L, B * c->C);
+    a->zero = layout_take(&L, B * H);
+    a->work = layout_take(&L, B * 8 * H + 2 * T + c->A);
+    a->n = L.off;
+    return L.off;
+}
+
+/* free what pool_build allocated */
+void pool_free(PoolModel *m) { s2s_params_free(&m->p); }
+
+/* The walk over the CNN classifier's parameters (count, bind, and with r
+ * initialise), in the order of its block and of its random draws. */
+static void cnn_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) {
+    CnnWeights *w = views;
+    const CnnConfig *c = cfg;
+    const int R = cnn_pooled_width(c), Dq = cnn_has_rnn(c) ? c->H : c->F;
+    memset(w, 0, sizeof *w);
+    w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
+    w->W = s2s_param(L, r, c->K * c->E, c->F, 1.0 / sqrt((double)(c->K * c->E)), "conv.W");
+    w->b = s2s_param(L, r, 1, c->F, 0.1, "conv.b");
+    if (cnn_has_rnn(c)) cell_layout(&w->enc, L, r, c->cell, c->E, c->H, "rnn");
+    if (c->pool == CNN_ATT_LEARNED) w->u = s2s_param(L, r, 1, c->F, 1.0, "u");
+    if (cnn_has_attention(c)) s2s_score_layout(&w->score, L, r, SCORE_ADDITIVE, Dq, c->F, c->A);
+    w->Wo = s2s_param(L, r, R, c->C, 1.0 / sqrt((double)R), "Wo");
+    w->bo = s2s_param(L, r, 1, c->C, 1.0 / sqrt((double)R), "bo");
+}
+
+/* Build m for c: the four blocks (params, grads, Adam m and v), uniform
+ * init from r, and the views w and g. Free with cnn_free. */
+void cnn_build(CnnModel *m, const CnnConfig *c, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    s2s_params_build(&m->p, &m->w, &m->g, cnn_weights_layout, c, r);
+}
+
+/* Bind a (NULL mem: count only) for B sequences of length T >= K; returns
+ * the number of doubles. Fields a pooling does not use are NULL. */
+int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
+    const int N = T - c->K + 1, H = c->H, A = c->A;
+    const int att = cnn_has_attention(c);
+    const int rnn = cnn_has_rnn(c);
+    Layout L = { mem, 0, NULL, 0 };
+    CnnActs dummy;
+    if (!a) a = &dummy;
+    a->B = B; a->T = T; a->N = N;
+    a->x = layout_take(&L, T * B * c->E);
+    a->cols = layout_take(&L, B * N * c->K * c->E);
+    a->pre = layout_take(&L, B * N * c->F);
+    a->feat = layout_take(&L, B * N * c->F);
+    a->h = rnn ? layout_take(&L, T * B * H) : NULL;
+    a->c = rnn && c->cell == CELL_LSTM ? layout_take(&L, T * B * H) : NULL;
+    a->k = rnn ? layout_take(&L, T * B * cell_cache_size(c->cell, H)) : NULL;
+    a->zero = rnn ? layout_take(&L, B * H) : NULL;
+    a->Kp = att ? layout_take(&L, B * N * A) : NULL;
+    a->att = att ? layout_take(&L, B * N) : NULL;
+    a->sc = att ? layout_take(&L, B * (N + 1) * A) : NULL;
+    a->r = layout_take(&L, B * cnn_pooled_width(c));
+    a->logits = layout_take(&L, B * c->C);
+    a->probs = layout_take(&L, B * c->C);
+    /* scratch: the query RNN's backward needs 2 B G H (cell_backward), the
+     * attention's 2N + A (attend_backward); they run one after the other */
+    const int rnn_work = rnn ? 2 * B * cell_gates(c->cell) * H : 0;
+    const int att_work = att ? 2 * N + A : 0;
+    a->work = att || rnn ? layout_take(&L, rnn_work > att_work ? rnn_work : att_work) : NULL;
+    a->n = L.off;
+    return L.off;
+}
+
+/* free what cnn_build allocated */
+void cnn_free(CnnModel *m) { s2s_params_free(&m->p); }
+
+/* ========================================================================
+ * 11. tasks: copy, reverse, sort (attention.c's toy_task_fill) and a small
+ *    "translation" with a non-monotonic alignment: dates
+ *
+ *    date:  "mar 1 4 2 0 2 3"  ->  "2 0 2 3 0 3 1 4"   (month day year -> ISO)
+ *
+ * The year comes first in the output but last in the input, the month
+ * word becomes two digits, and a one-digit day gains a leading zero: the
+ * alignment jumps. An example is held out if a hash of its source is 0
+ * mod 10, so training never sees a held-out source (not even by chance).
+ * Then the padded batches, and the tasks of the pooling (section 8) and
+ * CNN (section 9) classifiers.
+ * ======================================================================== */
+
+/* Allocate a batch of B sequences, sources up to Tcap tokens and targets up to
+ * Scap (EOS included); bt owns them: s2s_batch_free(). */
+void s2s_batch_build(S2sBatch *bt, int B, int Tcap, int Scap) {
+    bt->B = bt->Bcap = B; bt->T = bt->S = 0; bt->Tcap = Tcap; bt->Scap = Scap;
+    bt->src = xmalloc(sizeof(int) * (size_t)(Tcap * B));
+    bt->tin = xmalloc(sizeof(int) * (size_t)(Scap * B));
+    bt->tout = xmalloc(sizeof(int) * (size_t)(Scap * B));
+    bt->slen = xmalloc(sizeof(int) * (size_t)B);
+    bt->tlen = xmalloc(sizeof(int) * (size_t)B);
+}
+
+void s2s_batch_free(S2sBatch *bt) {
+    free(bt->src); free(bt->tin); free(bt->tout); free(bt->slen); free(bt->tlen);
+}
+
+/* Put one example in row b: src (slen) and tgt (n, without EOS). Row 0
+ * resets the batch's T and S; later rows grow them. */
+void s2s_batch_row(S2sBatch *bt, int b, const int *src, int slen, const int *tgt, int n) {
+    const int B = bt->B;
+    if (b == 0) bt->T = bt->S = 0;
+    for (int t = 0; t < bt->Tcap; t++) bt->src[t * B + b] = t < slen ? src[t] : S2S_PAD;
+    for (int t = 0; t < bt->Scap; t++) {
+        bt->tin[t * B + b] = t == 0 ? S2S_BOS : t <= n ? tgt[t - 1] : S2S_PAD;
+        bt->tout[t * B + b] = t < n ? tgt[t] : t == n ? S2S_EOS : -1;
+    }
+    bt->slen[b] = slen;
+    bt->tlen[b] = n + 1;
+    if (slen > bt->T) bt->T = slen;
+    if (n + 1 > bt->S) bt->S = n + 1;
+}
+
+enum { S2S_TASK_DATE = TASK_SORT + 1 };
+static const char *const s2s_task_names[] = { "copy", "reverse", "sort", "date", NULL };
+static const char *const s2s_months[12] = { "jan", "feb", "mar", "apr", "may", "jun",
+                                            "jul", "aug", "sep", "oct", "nov", "dec" };
+static const int s2s_month_days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+enum { S2S_DATE_DIGIT = S2S_FIRST, S2S_DATE_MONTH = S2S_FIRST + 10, S2S_DATE_V = S2S_FIRST + 22 };
+
+typedef struct {
+    int task;              /* TASK_COPY | TASK_REVERSE | TASK_SORT | S2S_TASK_DATE */
+    int min_len, max_len;  /* source lengths (copy/reverse/sort) */
+    int V;                 /* vocabulary: 3 specials + symbols (date: 25) */
+} S2sTask;
+
+/* longest source and longest target (without EOS) the task makes */
+void s2s_task_dims(const S2sTask *tk, int *Tmax, int *Nmax) {
+    *Tmax = tk->task == S2S_TASK_DATE ? 7 : tk->max_len;
+    *Nmax = tk->task == S2S_TASK_DATE ? 8 : tk->max_len;
+}
+
+/* One random example: src (returned length), tgt (*n tokens, no EOS). */
+int s2s_task_example(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk) {
+    if (tk->task != S2S_TASK_DATE) {
+        int len = tk->min_len + rng_int(r, tk->max_len - tk->min_len + 1);
+        toy_task_fill(r, tk->task, src, tgt, len, S2S_FIRST, tk->V - S2S_FIRST);
+        *n = len;
+        return len;
+    }
+    int month = rng_int(r, 12), day = 1 + rng_int(r, s2s_month_days[month]);
+    int year = 1900 + rng_int(r, 200), k = 0;
+    src[k++] = S2S_DATE_MONTH + month;
+    if (day >= 10) src[k++] = S2S_DATE_DIGIT + day / 10;
+    src[k++] = S2S_DATE_DIGIT + day % 10;
+    for (int p = 1000; p >= 1; p /= 10) src[k++] = S2S_DATE_DIGIT + year / p % 10;
+    int iso[8] = { year / 1000, year / 100 % 10, year / 10 % 10, year % 10,
+                   (month + 1) / 10, (month + 1) % 10, day / 10, day % 10 };
+    for (int i = 0; i < 8; i++) tgt[i] = S2S_DATE_DIGIT + iso[i];
+    *n = 8;
+    return k;
+}
+
+/* An example from the training (heldout = 0) or held-out (1) split. */
+int s2s_sample(int *src, int *tgt, int *n, Rng *r, const S2sTask *tk, int heldout) {
+    for (int tries = 0; tries < 1000000; tries++) {
+        int slen = s2s_task_example(src, tgt, n, r, tk);
+        if (heldout_split(src, slen) == heldout) return slen;
+    }
+    fprintf(stderr, "seq2seq: the task has too few distinct sources for a held-out split\n");
+    exit(1);
+}
+
+/* the number of distinct sources a copy/reverse/sort task can draw (capped) */
+double s2s_task_space(const S2sTask *tk) {
+    if (tk->task == S2S_TASK_DATE) return 365.0 * 200;
+    double n = 0.0;
+    for (int L = tk->min_len; L <= tk->max_len && n < 1e12; L++)
+        n += pow((double)(tk->V - S2S_FIRST), L);
+    return n;
+}
+
+/* A fixed set of n examples (the held-out set), row-major with strides. */
+typedef struct {
+    int n, Tmax, Nmax;
+    int *src;   /* (n,Tmax) */
+    int *slen;  /* (n) */
+    int *tgt;   /* (n,Nmax) without EOS */
+    int *tlen;  /* (n) */
+} S2sData;
+
+/* Draw n examples of task tk from the training (heldout = 0) or held-out (1)
+ * split into d, which owns them: s2s_data_free(). */
+void s2s_data_build(S2sData *d, int n, Rng *r, const S2sTask *tk, int heldout) {
+    d->n = n;
+    s2s_task_dims(tk, &d->Tmax, &d->Nmax);
+    d->src = xmalloc(sizeof(int) * (size_t)(n * d->Tmax));
+    d->tgt = xmalloc(sizeof(int) * (size_t)(n * d->Nmax));
+    d->slen = xmalloc(sizeof(int) * (size_t)n);
+    d->tlen = xmalloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        d->slen[i] = s2s_sample(d->src + i * d->Tmax, d->tgt + i * d->Nmax, &d->tlen[i], r,
+                                tk, heldout);
+}
+
+void s2s_data_free(S2sData *d) { free(d->src); free(d->tgt); free(d->slen); free(d->tlen); }
+
+/* Rows start .. start+B-1 of d into bt (B <= its capacity). */
+void s2s_batch_from_data(S2sBatch *bt, const S2sData *d, int start, int B) {
+    bt->B = B;
+    for (int b = 0; b < B; b++)
+        s2s_batch_row(bt, b, d->src + (start + b) * d->Tmax, d->slen[start + b],
+                      d->tgt + (start + b) * d->Nmax, d->tlen[start + b]);
+}
+
+/* A fresh training batch of bt->B examples. */
+void s2s_batch_sample(S2sBatch *bt, Rng *r, const S2sTask *tk) {
+    int Tmax, Nmax, n;
+    s2s_task_dims(tk, &Tmax, &Nmax);
+    int *src = xmalloc(sizeof(int) * (size_t)(Tmax + Nmax)), *tgt = src + Tmax;
+    for (int b = 0; b < bt->B; b++) {
+        int slen = s2s_sample(src, tgt, &n, r, tk, S2S_TRAINING);
+        s2s_batch_row(bt, b, src, slen, tgt, n);
+    }
+    free(src);
+}
+
+/* printable name of a token (buf has room for 8 chars) */
+const char *s2s_token_name(char *buf, int task, int tok) {
+    static const char sym[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    if (tok == S2S_PAD) return "_";
+    if (tok == S2S_BOS) return "<s>";
+    if (tok == S2S_EOS) return "</s>";
+    if (task == S2S_TASK_DATE) {
+        if (tok >= S2S_DATE_MONTH) return s2s_months[tok - S2S_DATE_MONTH];
+        buf[0] = (char)('0' + tok - S2S_DATE_DIGIT); buf[1] = 0;
+        return buf;
+    }
+    buf[0] = tok - S2S_FIRST < (int)sizeof sym - 1 ? sym[tok - S2S_FIRST] : '?';
+    buf[1] = 0;
+    return buf;
+}
+
+/* The pooling task: tokens (T,B) random symbols, labels (B) = the symbol at
+ * position 1 (the second), as a class 0..C-1; held-out split as in section 11. */
+void pool_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int C, int heldout) {
+    int *seq = xmalloc(sizeof(int) * (size_t)T);     /* one sequence, contiguous */
+    for (int b = 0; b < B; b++) {
+        do {
+            for (int t = 0; t < T; t++) seq[t] = S2S_FIRST + rng_int(r, C);
+        } while (heldout_split(seq, T) != heldout);
+        for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
+        labels[b] = seq[1] - S2S_FIRST;
+    }
+    free(seq);
 }
 
 /* ---- the task ----------------------------------------------------------- */
@@ -1926,11 +1898,11 @@ enum { CNN_LETTERS = 7, CNN_MARK_X = 7, CNN_MARK_Y = 8, CNN_ASK_X = 9, CNN_ASK_Y
        CNN_SYMBOLS = 11, CNN_CLASSES = 4 };
 static const char cnn_symbol_chars[CNN_SYMBOLS + 1] = "abcdefgxyXY";
 
-/* tokens (T,B) and labels (B) of B examples of length T (5..64; from 8 on
- * there are enough distinct sequences for a held-out split) from the
+/* tokens (T,B) and labels (B) of B examples of length T (5 or more; from 8
+ * on there are enough distinct sequences for a held-out split) from the
  * training (heldout = 0) or held-out (1) split, as heldout_split() splits. */
 void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout) {
-    int seq[64];
+    int *seq = xmalloc(sizeof(int) * (size_t)T);     /* one sequence, contiguous */
     for (int b = 0; b < B; b++) {
         int lx, ly;
         do {
@@ -1950,257 +1922,436 @@ void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout)
         for (int t = 0; t < T; t++) tokens[t * B + b] = seq[t];
         labels[b] = seq[T - 1] == S2S_FIRST + CNN_ASK_X ? lx : ly;
     }
+    free(seq);
 }
 
 /* the character of token tok of the CNN task */
 char cnn_symbol(int tok) { return cnn_symbol_chars[tok - S2S_FIRST]; }
 
 /* ========================================================================
- * 10. experiments: the length bottleneck, pooling, CNN + attention, speed
- * 11. main: options, the default run
+ * 12. training loop, progress and evaluation
  * ======================================================================== */
-#ifndef TESTING
 
-enum { S2S_EXP_NONE, S2S_EXP_LENGTH, S2S_EXP_POOLING, S2S_EXP_CNN };
+typedef struct {
+    int steps;      /* Adam steps */
+    double lr;      /* peak learning rate; it decays linearly to lr/10 */
+    double clip;    /* max global gradient norm (0: no clipping) */
+    int log_every;  /* progress line every this many steps (0: silent) */
+} S2sTrainConfig;
+
+/* The advice every divergence message of this file gives */
+static const char *const s2s_divergence_advice = "lower --lr, or clip harder (--clip)";
+
+/* A run that must not go on after divergence: say so and exit 3. */
+void s2s_stop_if_diverged(const S2sModel *m) {
+    if (m->diverged)
+        report_divergence(m->diverged, m->div_loss, m->div_norm, m->cfg.V,
+                          s2s_divergence_advice);
+}
+
+/* lr of step s (1-based) of n: linear decay from lr to lr / 10 */
+double s2s_lr_at(double lr, int s, int n) {
+    return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1));
+}
+
+/* Train on fresh batches of the task's training split. Every log_every
+ * steps (if > 0) a progress line: step, mean loss and teacher-forced token
+ * accuracy of the window to stdout; speed and time left to stderr (they
+ * differ run to run). Returns the mean loss of the last window (a tenth of
+ * the steps when silent). Stops at a diverged step (m->diverged). */
+double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
+                 const S2sTrainConfig *tc) {
+    const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
+    double t0 = seconds(), wloss = 0.0, last = 0.0;
+    long wtok = 0, wok = 0, alltok = 0;
+    int wn = 0;
+    for (int s = 1; s <= tc->steps; s++) {
+        s2s_batch_sample(bt, rng, tk);
+        wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
+        if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
+        if (s == 1)
+            warn_if_long("training step(s)", 1, tc->steps, seconds() - t0,
+                         "fewer --steps, or a smaller model,");
+        wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
+        if (s % window != 0 && s != tc->steps) continue;
+        last = wloss / wn;
+        if (tc->log_every) {
+            double el = seconds() - t0;
+            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, last,
+                   100.0 * wok / (wtok ? wtok : 1));
+            fflush(stdout);
+            fprintf(stderr, "             %.0f tokens/s, %.1f s elapsed, %.1f s left\n",
+                    alltok / (el > 0 ? el : 1e-9), el, el / s * (tc->steps - s));
+        }
+        wloss = 0.0; wtok = wok = 0; wn = 0;
+    }
+    return last;
+}
+
+/* One line naming the model into buf (n chars), e.g.
+ * "luong (dot score, global) attention, gru cells, hidden 64, embedding 32, vocabulary 16". */
+const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
+    char att[96];
+    if (c->attention == S2S_LUONG) {
+        int k = 0;
+        while (s2s_luong_score_kind[k] != c->score) k++;
+        char win[32] = "";
+        if (c->align != S2S_GLOBAL) snprintf(win, sizeof win, ", window %d", c->window);
+        snprintf(att, sizeof att, "luong (%s score, %s%s) attention", s2s_luong_scores[k],
+                 s2s_align_names[c->align], win);
+    } else {
+        snprintf(att, sizeof att, "%s", c->attention == S2S_NONE
+                 ? "no attention (fixed context)" : "bahdanau (additive) attention");
+    }
+    snprintf(buf, n, "%s, %s cells, hidden %d, embedding %d, vocabulary %d", att,
+             cell_names[c->cell], c->H, c->E, c->V);
+    return buf;
+}
+
+const char *s2s_attention_name(int attention) { return s2s_attention_names[attention]; }
+
+typedef struct {
+    double tok_acc;  /* fraction of target tokens (EOS excluded) predicted in place */
+    double seq_acc;  /* fraction of outputs exactly equal to the target */
+} S2sAccuracy;
+
+/* Decode every example of d (greedy if beam <= 1) and score it. If
+ * ok_by_len, n_by_len (indexed by source length) are given, count exact
+ * matches per length into them (+=). out is scratch of min(r->Bmax, bt->Bcap)
+ * rows of Nmax+1 tokens. */
+S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
+                         int beam, int *out, int *ok_by_len, int *n_by_len) {
+    const int maxlen = d->Nmax + 1;
+    const int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
+    int *lens = r->lens;                               /* (Bc <= r->Bmax) */
+    long tok_ok = 0, tok_n = 0, seq_ok = 0;
+    const double t0 = seconds();
+    for (int start = 0; start < d->n; start += Bc) {
+        int B = d->n - start < Bc ? d->n - start : Bc;
+        if (start == Bc)                               /* after the first batch */
+            warn_if_long("held-out example(s)", Bc, d->n, seconds() - t0,
+                         "a smaller --test or --beam");
+        s2s_batch_from_data(bt, d, start, B);
+        if (beam <= 1) s2s_greedy_decode(out, lens, r, m, bt, maxlen);
+        else
+            for (int b = 0; b < B; b++) {
+                double lp;
+                lens[b] = s2s_beam_search(out + b * maxlen, &lp, r, m,
+                                          d->src + (start + b) * d->Tmax, d->slen[start + b],
+                                          beam, maxlen);
+            }
+        for (int b = 0; b < B; b++) {
+            const int *tg = d->tgt + (start + b) * d->Nmax, n = d->tlen[start + b];
+            int same = lens[b] == n;
+            for (int i = 0; i < n; i++) {
+                int ok = i < lens[b] && out[b * maxlen + i] == tg[i];
+                tok_ok += ok;
+                same &= ok;
+            }
+            tok_n += n;
+            seq_ok += same;
+            if (ok_by_len) {
+                ok_by_len[d->slen[start + b]] += same;
+                n_by_len[d->slen[start + b]]++;
+            }
+        }
+    }
+    S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
+    return acc;
+}
+
+#ifndef TESTING   /* the program: tests.c includes this file without it */
+
+/* ========================================================================
+ * 13. options: one table, the checks that relate options
+ * ======================================================================== */
+
+/* The five things ./seq2seq can do: the mode. An option applies to some of
+ * them; opt_check_mode refuses it in the others. */
+enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_BENCH };
+static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
+    "--experiment pooling", "--experiment cnn", "--bench", NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", NULL };
 
 typedef struct {
+    int mode;          /* S2S_MODE_* */
     S2sConfig cfg;
     S2sTask task;
     S2sTrainConfig train;
     int batch;         /* training batch rows */
     int test;          /* held-out examples */
     int beam;          /* 1 = greedy */
-    int experiment;    /* S2S_EXP_* */
-    int bench;         /* --bench */
     int kernel;        /* --experiment cnn: convolution width K */
     int channels;      /* --experiment cnn: convolution channels F */
-    long seed;
+    int seed;
     const char *svg;   /* alignment picture, or NULL */
+    int score;         /* --score, an index into s2s_luong_scores */
+    int experiment;    /* --experiment, an index into s2s_experiment_names */
+    int bench;         /* --bench */
 } S2sOptions;
 
-static void s2s_usage(const char *prog) {
-    printf("usage: %s [options]\n"
-           "  Trains an RNN encoder-decoder on a toy task and shows what it learned.\n"
-           "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.\n"
-           "\n"
-           "  --task T         copy | reverse | sort | date        (default reverse)\n"
-           "  --len N          longest source, 1..60 (copy/reverse/sort; default 10)\n"
-           "  --min-len N      shortest source, 1..len (default: = len)\n"
-           "  --vocab V        vocabulary incl. 3 specials, 5..64 (copy/reverse/sort; default 16)\n"
-           "  --attention A    none | bahdanau | luong             (default luong)\n"
-           "  --score S        luong only: dot | general | concat  (default dot)\n"
-           "  --align A        luong only: global | local-m | local-p (default global)\n"
-           "  --window D       local-m/local-p only: window [p-D, p+D], 1..20 (default 2)\n"
-           "  --cell C         rnn | gru | lstm                    (default gru)\n"
-           "  --hidden H       hidden size, 1..512 (default 64)\n"
-           "  --embed E        embedding size, 1..512 (default 32)\n"
-           "  --attn-hidden A  hidden size of the additive/concat score and local-p,\n"
-           "                   1..512 (default: = hidden)\n"
-           "  --batch B        training batch, 1..512 (default 32)\n"
-           "  --steps N        training steps, 1..1000000 (default 600)\n"
-           "  --lr X           Adam learning rate, (0, 1] (default 0.005; decays to lr/10)\n"
-           "  --clip X         max global gradient norm, 0 = off, 0..1000 (default 1)\n"
-           "  --test N         held-out examples, 1..100000 (default 500)\n"
-           "  --beam K         beam search width for the held-out decode, 1..64 (1 = greedy)\n"
-           "  --seed N         0..2147483647 (default 1); stdout is identical for a seed\n"
-           "  --svg FILE       write the alignment heatmap (cnn: pooling weights) as SVG\n"
-           "  --experiment X   length: accuracy by source length, none vs bahdanau vs luong\n"
-           "                     (reverse, lengths 5..44, 1200 steps unless given)\n"
-           "                   pooling: last vs mean vs attention pooling for classification\n"
-           "                     (rnn cells, length 60 unless given)\n"
-           "                   cnn: the pooling table with a CNN beside the RNN: max, mean\n"
-           "                     and attention pooling (a learned query, or the RNN's h_T),\n"
-           "                     and max pooling + the RNN's h_T as a control\n"
-           "                     (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
-           "  --kernel K       --experiment cnn only: convolution width, 1..len (default 3)\n"
-           "  --channels F     --experiment cnn only: convolution channels, 1..512 (default 32);\n"
-           "                   F is also the hidden size of the CNN's attention score\n"
-           "  --bench          ms per training step (and target tokens/s) of the two\n"
-           "                   benchmark configurations, then the default example's time\n"
-           "  --help           this text\n"
-           "\n"
-           "  Progress while training: step, loss and teacher-forced token accuracy on\n"
-           "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
-           "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n",
-           prog);
+/* Append the nadd options add to opt (n so far, room for cap); returns the
+ * new count. Too small an array is the program's own mistake. */
+static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
+    if (n + nadd > cap) {
+        fprintf(stderr, "seq2seq: internal error: %d options, room for %d\n", n + nadd, cap);
+        exit(1);
+    }
+    memcpy(opt + n, add, sizeof *add * (size_t)nadd);
+    return n + nadd;
 }
 
-static void s2s_die(const char *prog, const char *msg, const char *opt) {
-    fprintf(stderr, "%s: %s%s\n", prog, opt, msg);
-    exit(2);
+/* The option table of ./seq2seq, in two halves (the task and the model,
+ * then training and the program), pointing into o, which holds the defaults
+ * --help shows (the experiments' own defaults are in the help text). The
+ * modes an option applies to: */
+#define RUN    (1u << S2S_MODE_RUN)
+#define LENGTH (1u << S2S_MODE_LENGTH)
+#define CNN    (1u << S2S_MODE_CNN)
+#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN)
+#define TRAIN  (RUN | EXPS)                          /* everything that trains */
+static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
+    const Opt table[] = {
+        { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, RUN, "T", "the task", 0 },
+        { "--len", OPT_INT, &o->task.max_len, 1, 60, NULL, TRAIN, "N", "longest source "
+          "(copy/reverse/sort); default 10, length 44, pooling 60, cnn 40", 0 },
+        { "--min-len", OPT_INT, &o->task.min_len, 1, 60, NULL, RUN | LENGTH, "N",
+          "shortest source, at most --len; default = --len, length 5", 0 },
+        { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, RUN, "V",
+          "vocabulary incl. 3 specials (copy/reverse/sort)", 0 },
+        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names, RUN, "A",
+          "the decoder", 0 },
+        { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, RUN, "S",
+          "luong only: the score function", 0 },
+        { "--align", OPT_CHOICE, &o->cfg.align, 0, 0, s2s_align_names, RUN, "A",
+          "luong only: attend to every source position or to a window", 0 },
+        { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, RUN, "D",
+          "local-m/local-p only: the window [p-D, p+D]", 0 },
+        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, TRAIN, "C",
+          "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
+        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN, "H", "hidden size; default 64, "
+          "cnn 32", 0 },
+        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN, "E", "embedding size; default "
+          "32, cnn 16", 0 },
+        { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN, "A", "hidden size of the "
+          "additive/concat score and local-p;\ndefault = --hidden", 0 },
+    };
+    return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
 }
 
-/* Parse and validate; exits 2 with a message on any bad input. */
+static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
+    const Opt table[] = {
+        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, TRAIN, "B", "training batch", 0 },
+        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, TRAIN, "N",
+          "training steps; default 600, length 1200", 0 },
+        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, TRAIN, "X",
+          "Adam learning rate; it decays linearly to lr/10", 0 },
+        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN, "X",
+          "max global gradient norm, 0 = off", 0 },
+        { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH, "N", "held-out examples",
+          0 },
+        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, RUN, "K",
+          "beam search width for the held-out decode (1 = greedy)", 0 },
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN, "N",
+          "seed; stdout is identical for a seed", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, RUN | CNN, "FILE",
+          "write the alignment heatmap (cnn: pooling weights) as SVG", 0 },
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, EXPS, "X",
+          "instead of the default run, an experiment (below)", 0 },
+        { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, CNN, "K",
+          "convolution width, at most --len", 0 },
+        { "--channels", OPT_INT, &o->channels, 1, 512, NULL, CNN, "F",
+          "convolution channels; F is also the hidden size\nof the CNN's attention score", 0 },
+        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, 1u << S2S_MODE_BENCH, "", "ms per "
+          "training step (and target tokens/s) of the two\nbenchmark configurations, then "
+          "the default example's time", 0 },
+    };
+    return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
+}
+#undef RUN
+#undef LENGTH
+#undef CNN
+#undef EXPS
+#undef TRAIN
+
+/* The checks that relate the model's options to each other: each names the
+ * option, what it needs and what would be accepted. */
+static void s2s_check_model(const OptTable *t, S2sOptions *o) {
+    S2sConfig *c = &o->cfg;
+    if (opt_given(t, "--score") && c->attention != S2S_LUONG)
+        opt_fail(t, "--score applies only to --attention luong (Bahdanau's score is additive; "
+                 "none has no score)");
+    if (opt_given(t, "--align") && c->attention != S2S_LUONG)
+        opt_fail(t, "--align applies only to --attention luong");
+    if (opt_given(t, "--window") && c->align == S2S_GLOBAL)
+        opt_fail(t, "--window needs --align local-m or --align local-p (global attention has "
+                 "no window)");
+    c->score = s2s_luong_score_kind[o->score];
+    const int has_A = c->attention == S2S_BAHDANAU || (c->attention == S2S_LUONG &&
+                      (c->score == SCORE_CONCAT || c->align == S2S_LOCAL_P));
+    if (opt_given(t, "--attn-hidden") && !has_A)
+        opt_fail(t, "--attn-hidden sizes the additive score (bahdanau), the concat score or "
+                 "local-p; this model has none of them");
+    if (!opt_given(t, "--attn-hidden")) c->A = c->H;
+    if (o->svg && c->attention == S2S_NONE)
+        opt_fail(t, "--svg needs attention: --attention none has no alignment to draw");
+}
+
+/* The experiments' own defaults, for what the command line did not give. */
+static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
+    S2sTask *tk = &o->task;
+    if (o->mode == S2S_MODE_LENGTH) {
+        if (!opt_given(t, "--len")) tk->max_len = 44;
+        if (!opt_given(t, "--min-len")) tk->min_len = 5;
+        if (!opt_given(t, "--steps")) o->train.steps = 1200;
+    }
+    if (o->mode == S2S_MODE_POOLING) {
+        if (!opt_given(t, "--len")) tk->max_len = 60;
+        if (!opt_given(t, "--cell")) o->cfg.cell = CELL_RNN;
+    }
+    if (o->mode == S2S_MODE_CNN) {
+        if (!opt_given(t, "--len")) tk->max_len = 40;
+        if (!opt_given(t, "--cell")) o->cfg.cell = CELL_LSTM;
+        if (!opt_given(t, "--hidden")) o->cfg.H = 32;
+        if (!opt_given(t, "--embed")) o->cfg.E = 16;
+    }
+    if (!opt_given(t, "--min-len") && o->mode != S2S_MODE_LENGTH) tk->min_len = tk->max_len;
+}
+
+/* The task's sizes: date has its own; the lengths must hold a held-out
+ * split; the pooling and CNN tasks need a few symbols to work with. */
+static void s2s_check_task(const OptTable *t, S2sOptions *o) {
+    S2sTask *tk = &o->task;
+    if (tk->task == S2S_TASK_DATE) {
+        if (opt_given(t, "--len") || opt_given(t, "--min-len") || opt_given(t, "--vocab"))
+            opt_fail(t, "--len, --min-len and --vocab do not apply to --task date "
+                     "(its sources are 6-7 tokens over 25 symbols)");
+        tk->min_len = 6; tk->max_len = 7; tk->V = S2S_DATE_V;
+        return;
+    }
+    if (o->mode == S2S_MODE_POOLING && tk->max_len < 4)  /* 4^4 = 256 sources */
+        opt_fail(t, "--len must be at least 4 for --experiment pooling (fewer gives too few "
+                 "distinct sequences to hold some out)");
+    if (o->mode == S2S_MODE_CNN && tk->max_len < 8)      /* 8: 164640 sequences */
+        opt_fail(t, "--len must be at least 8 for --experiment cnn (two marker-letter pairs, "
+                 "the question and enough filler for a held-out split)");
+    if (o->mode == S2S_MODE_CNN && o->kernel > tk->max_len)
+        opt_fail(t, "--kernel must be at most the sequence length --len (%d), got %d",
+                 tk->max_len, o->kernel);
+    if (tk->min_len > tk->max_len) {
+        if (opt_given(t, "--min-len"))
+            opt_fail(t, "--min-len must be at most --len (%d), got %d", tk->max_len,
+                     tk->min_len);
+        opt_fail(t, "--len %d is below the shortest source of --experiment length (%d by "
+                 "default); give --min-len 1..%d too, or --len %d..60", tk->max_len,
+                 tk->min_len, tk->max_len, tk->min_len);
+    }
+    if (s2s_task_space(tk) < 200)
+        opt_fail(t, "--vocab %d with lengths %d..%d gives only %.0f distinct sources; a "
+                 "held-out split needs at least 200 (raise --vocab or --len)", tk->V,
+                 tk->min_len, tk->max_len, s2s_task_space(tk));
+}
+
+/* Does the workspace of the default run (or of the length experiment's
+ * three models) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
+static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
+    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH) return;
+    int Tmax, Nmax;
+    s2s_task_dims(&o->task, &Tmax, &Nmax);
+    const int Bmax = o->batch > o->beam ? o->batch : o->beam;
+    double per = 0.0;                              /* doubles per example, worst model */
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
+        S2sConfig w = o->cfg;
+        if (o->mode == S2S_MODE_LENGTH) w.attention = k;
+        const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
+        if (e > per) per = e;
+    }
+    if (per * Bmax > S2S_MAX_DOUBLES)
+        opt_fail(t, "this model needs about %.2g doubles (%.1f GB, twice: activations and "
+                 "their gradients) for --batch %d (or --beam) at --len %d; the limit is %.0e "
+                 "(%.1f GB). The largest --batch that fits is %d; or make --hidden, --embed, "
+                 "--attn-hidden or --len smaller", per * Bmax, 8e-9 * per * Bmax, Bmax,
+                 o->task.max_len, S2S_MAX_DOUBLES, 8e-9 * S2S_MAX_DOUBLES,
+                 (int)(S2S_MAX_DOUBLES / per));
+}
+
+static const char s2s_about[] =
+    "  Trains an RNN encoder-decoder on a toy task and shows what it learned.\n"
+    "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.";
+static const char s2s_after[] =
+    "  The experiments:\n"
+    "  length   accuracy by source length, none vs bahdanau vs luong\n"
+    "           (reverse, lengths 5..44, 1200 steps unless given)\n"
+    "  pooling  last vs mean vs attention pooling for classification\n"
+    "           (rnn cells, length 60 unless given)\n"
+    "  cnn      the pooling table with a CNN beside the RNN: max, mean and\n"
+    "           attention pooling (a learned query, or the RNN's h_T), and max\n"
+    "           pooling + the RNN's h_T as a control\n"
+    "           (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
+    "\n"
+    "  Progress while training: step, loss and teacher-forced token accuracy on\n"
+    "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
+    "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n";
+
+/* Parse and check argv into o: the defaults, the table, the mode, then the
+ * checks that relate options. Exits 2 with a message on any bad input. */
 static void s2s_parse(S2sOptions *o, int argc, char **argv) {
-    enum { O_TASK, O_LEN, O_MINLEN, O_VOCAB, O_ATT, O_SCORE, O_ALIGN, O_WINDOW, O_CELL,
-           O_HIDDEN, O_EMBED, O_AHID, O_BATCH, O_STEPS, O_LR, O_CLIP, O_TEST, O_BEAM,
-           O_SEED, O_SVG, O_EXP, O_BENCH, O_KERNEL, O_CHANNELS, O_N };
-    static const char *const names[O_N] = { "--task", "--len", "--min-len", "--vocab",
-        "--attention", "--score", "--align", "--window", "--cell", "--hidden", "--embed",
-        "--attn-hidden", "--batch", "--steps", "--lr", "--clip", "--test", "--beam",
-        "--seed", "--svg", "--experiment", "--bench", "--kernel", "--channels" };
-    int given[O_N] = { 0 }, score = 0;
-    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 };
-    S2sTask tk = { TASK_REVERSE, 10, 10, 16 };
-    S2sTrainConfig tr = { 600, 5e-3, 1.0, 60 };
-    o->batch = 32; o->test = 500; o->beam = 1; o->experiment = S2S_EXP_NONE; o->bench = 0;
-    o->seed = 1; o->svg = NULL; o->kernel = 3; o->channels = 32;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            s2s_usage(argv[0]);
-            exit(0);
-        }
-        switch (arg_option(argv, i, names, O_N, given)) {
-        case O_TASK:   tk.task = arg_choice(argc, argv, &i, s2s_task_names); break;
-        case O_LEN:    tk.max_len = (int)arg_long(argc, argv, &i, 1, 60); break;
-        case O_MINLEN: tk.min_len = (int)arg_long(argc, argv, &i, 1, 60); break;
-        case O_VOCAB:  tk.V = (int)arg_long(argc, argv, &i, 5, 64); break;
-        case O_ATT:    c.attention = arg_choice(argc, argv, &i, s2s_attention_names); break;
-        case O_SCORE:  score = arg_choice(argc, argv, &i, s2s_luong_scores); break;
-        case O_ALIGN:  c.align = arg_choice(argc, argv, &i, s2s_align_names); break;
-        case O_WINDOW: c.window = (int)arg_long(argc, argv, &i, 1, 20); break;
-        case O_CELL:   c.cell = arg_choice(argc, argv, &i, cell_names); break;
-        case O_HIDDEN: c.H = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_EMBED:  c.E = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_AHID:   c.A = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_BATCH:  o->batch = (int)arg_long(argc, argv, &i, 1, 512); break;
-        case O_STEPS:  tr.steps = (int)arg_long(argc, argv, &i, 1, 1000000); break;
-        case O_LR:     tr.lr = arg_positive(argc, argv, &i, 1.0); break;
-        case O_CLIP:   tr.clip = arg_double(argc, argv, &i, 0.0, 1000.0); break;
-        case O_TEST:   o->test = (int)arg_long(argc, argv, &i, 1, 100000); break;
-        case O_BEAM:   o->beam = (int)arg_long(argc, argv, &i, 1, 64); break;
-        case O_SEED:   o->seed = arg_long(argc, argv, &i, 0, 2147483647L); break;
-        case O_SVG:    o->svg = arg_path(argc, argv, &i); break;
-        case O_EXP:    o->experiment = 1 + arg_choice(argc, argv, &i, s2s_experiment_names); break;
-        case O_BENCH:  o->bench = 1; break;
-        case O_KERNEL: o->kernel = (int)arg_long(argc, argv, &i, 1, 60); break;
-        case O_CHANNELS: o->channels = (int)arg_long(argc, argv, &i, 1, 512); break;
-        }
-    }
-    const char *P = argv[0];
-    /* combinations that make no sense */
-    if (o->bench)
-        for (int k = 0; k < O_N; k++)
-            if (given[k] && k != O_BENCH)
-                s2s_die(P, " cannot be combined with --bench (it runs fixed configurations)",
-                        names[k]);
-    if (o->experiment) {
-        const int allowed[] = { O_CELL, O_HIDDEN, O_EMBED, O_BATCH, O_STEPS, O_LR, O_CLIP,
-                                O_SEED, O_EXP, O_TEST, O_LEN, O_MINLEN, O_KERNEL, O_CHANNELS,
-                                O_SVG };
-        for (int k = 0; k < O_N; k++) {
-            int ok = !given[k];
-            for (size_t j = 0; j < sizeof allowed / sizeof allowed[0]; j++) ok |= allowed[j] == k;
-            if (o->experiment != S2S_EXP_LENGTH && (k == O_MINLEN || k == O_TEST) && given[k])
-                ok = 0;
-            if (o->experiment != S2S_EXP_CNN && (k == O_KERNEL || k == O_CHANNELS || k == O_SVG)
-                && given[k]) ok = 0;
-            if (!ok)
-                s2s_die(P, " cannot be combined with this --experiment (it chooses the models "
-                        "itself; it accepts --cell --hidden --embed --batch --steps --lr "
-                        "--clip --seed --len, for length also --min-len --test, for cnn also "
-                        "--kernel --channels --svg)", names[k]);
-        }
-    }
-    if ((given[O_KERNEL] || given[O_CHANNELS]) && !o->experiment)
-        s2s_die(P, " applies only to --experiment cnn",
-                names[given[O_KERNEL] ? O_KERNEL : O_CHANNELS]);
-    if (given[O_SCORE] && c.attention != S2S_LUONG)
-        s2s_die(P, " applies only to --attention luong (Bahdanau's score is additive; "
-                "none has no score)", "--score");
-    if (given[O_ALIGN] && c.attention != S2S_LUONG)
-        s2s_die(P, " applies only to --attention luong", "--align");
-    if (given[O_WINDOW] && c.align == S2S_GLOBAL)
-        s2s_die(P, " needs --align local-m or --align local-p (global attention has no "
-                "window)", "--window");
-    c.score = s2s_luong_score_kind[score];
-    int has_A = c.attention == S2S_BAHDANAU || (c.attention == S2S_LUONG &&
-                (c.score == SCORE_CONCAT || c.align == S2S_LOCAL_P));
-    if (given[O_AHID] && !has_A && !o->experiment)
-        s2s_die(P, " sizes the additive score (bahdanau), the concat score or local-p; "
-                "this model has none of them", "--attn-hidden");
-    if (!given[O_AHID]) c.A = c.H;
-    if (tk.task == S2S_TASK_DATE) {
-        if (given[O_LEN] || given[O_MINLEN] || given[O_VOCAB])
-            s2s_die(P, ": --len, --min-len and --vocab do not apply to --task date "
-                    "(its sources are 6-7 tokens over 25 symbols)", "--task date");
-        tk.min_len = 6; tk.max_len = 7; tk.V = S2S_DATE_V;
-    } else {
-        if (o->experiment == S2S_EXP_LENGTH) {   /* the experiment's own defaults */
-            if (!given[O_LEN]) tk.max_len = 44;
-            if (!given[O_MINLEN]) tk.min_len = 5;
-            if (!given[O_STEPS]) tr.steps = 1200;
-        }
-        if (o->experiment == S2S_EXP_POOLING) {
-            if (!given[O_LEN]) tk.max_len = 60;
-            if (!given[O_CELL]) c.cell = CELL_RNN;
-            if (tk.max_len < 4)     /* 4 symbols: 4^4 = 256 sources, enough to hold some out */
-                s2s_die(P, " must be at least 4 for --experiment pooling (fewer gives too "
-                        "few distinct sequences to hold some out)", "--len");
-            tk.min_len = tk.max_len;
-        }
-        if (o->experiment == S2S_EXP_CNN) {
-            if (!given[O_LEN]) tk.max_len = 40;
-            if (!given[O_CELL]) c.cell = CELL_LSTM;
-            if (!given[O_HIDDEN]) c.H = 32;
-            if (!given[O_EMBED]) c.E = 16;
-            if (tk.max_len < 8)     /* 8: 164640 distinct sequences, enough to hold some out */
-                s2s_die(P, " must be at least 8 for --experiment cnn (two marker-letter pairs, "
-                        "the question and enough filler for a held-out split)", "--len");
-            if (o->kernel > tk.max_len) {
-                fprintf(stderr, "%s: --kernel must be at most the sequence length --len "
-                        "(%d), got %d\n", P, tk.max_len, o->kernel);
-                exit(2);
-            }
-            tk.min_len = tk.max_len;
-        }
-        if (!given[O_MINLEN] && !o->experiment) tk.min_len = tk.max_len;
-        if (tk.min_len > tk.max_len) {
-            if (given[O_MINLEN])
-                fprintf(stderr, "%s: --min-len must be at most --len (%d), got %d\n", P,
-                        tk.max_len, tk.min_len);
-            else   /* only the length experiment sets its own shortest source */
-                fprintf(stderr, "%s: --len %d is below the shortest source of --experiment "
-                        "length (%d by default); give --min-len 1..%d too, or --len %d..60\n",
-                        P, tk.max_len, tk.min_len, tk.max_len, tk.min_len);
-            exit(2);
-        }
-        if (s2s_task_space(&tk) < 200) {
-            fprintf(stderr, "%s: --vocab %d with lengths %d..%d gives only %.0f distinct "
-                    "sources; a held-out split needs at least 200 (raise --vocab or --len)\n",
-                    P, tk.V, tk.min_len, tk.max_len, s2s_task_space(&tk));
-            exit(2);
-        }
-    }
-    if (o->svg && c.attention == S2S_NONE)
-        s2s_die(P, " needs attention: --attention none has no alignment to draw", "--svg");
-    c.V = tk.V;
-    tr.log_every = tr.steps >= 10 ? tr.steps / 10 : 1;
-    o->cfg = c; o->task = tk; o->train = tr;
-    if (o->experiment == S2S_EXP_NONE || o->experiment == S2S_EXP_LENGTH) {
-        /* does the workspace fit? (the length experiment runs all three models) */
-        int Tmax, Nmax;
-        s2s_task_dims(&tk, &Tmax, &Nmax);
-        const int Bmax = o->batch > o->beam ? o->batch : o->beam;
-        double per = 0.0;                          /* doubles per example, worst model */
-        for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
-            S2sConfig w = c;
-            if (o->experiment == S2S_EXP_LENGTH) w.attention = k;
-            const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
-            if (e > per) per = e;
-        }
-        if (per * Bmax > S2S_MAX_DOUBLES) {
-            fprintf(stderr, "%s: this model needs about %.2g doubles (%.1f GB, twice: "
-                    "activations and their gradients) for --batch %d (or --beam) at --len %d; "
-                    "the limit is %.0e (%.1f GB). The largest --batch that fits is %d; or make "
-                    "--hidden, --embed, --attn-hidden or --len smaller\n", P, per * Bmax,
-                    8e-9 * per * Bmax, Bmax, tk.max_len, S2S_MAX_DOUBLES,
-                    8e-9 * S2S_MAX_DOUBLES, (int)(S2S_MAX_DOUBLES / per));
-            exit(2);
-        }
-    }
-    if (o->svg) check_writable(P, "--svg", o->svg);   /* fail now, not after training */
+    const S2sOptions defaults = {
+        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 },
+        { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0 };
+    *o = defaults;
+    Opt opt[32];
+    OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
+    const int cap = (int)(sizeof opt / sizeof opt[0]);
+    t.n = s2s_model_options(opt, 0, cap, o);
+    t.n = s2s_program_options(opt, t.n, cap, o);
+    opt_parse(&t, argc, argv);
+    o->mode = o->bench ? S2S_MODE_BENCH
+            : opt_given(&t, "--experiment") ? S2S_MODE_LENGTH + o->experiment : S2S_MODE_RUN;
+    opt_check_mode(&t, o->mode);
+    s2s_check_model(&t, o);
+    s2s_mode_defaults(&t, o);
+    s2s_check_task(&t, o);
+    o->cfg.V = o->task.V;
+    o->train.log_every = o->train.steps >= 10 ? o->train.steps / 10 : 1;
+    s2s_check_workspace(&t, o);
+    if (o->svg) check_writable(argv[0], "--svg", o->svg);   /* fail now, not after training */
+}
+
+/* ========================================================================
+ * 14. the default run: train, evaluate, show examples and the alignment
+ * ======================================================================== */
+
+/* A model with everything it trains and is evaluated with: built from the
+ * options the same way by the default run, the length experiment and
+ * --bench, so their random draws are the same: s2s_session_free(). */
+typedef struct {
+    S2sModel m;
+    S2sRun run;        /* the workspace, for batches up to max(--batch, --beam) rows */
+    S2sBatch bt;       /* a training batch of --batch rows */
+    S2sData test;      /* the held-out set */
+    Rng r;             /* the model's init, then the training batches */
+    Rng rt;            /* the held-out set's own stream */
+    int *out;          /* (Bmax, Nmax+1) decoded tokens */
+} S2sSession;
+
+static void s2s_session_build(S2sSession *s, const S2sOptions *o, const S2sConfig *c) {
+    int Tmax, Nmax;
+    s2s_task_dims(&o->task, &Tmax, &Nmax);
+    const int Bmax = o->batch > o->beam ? o->batch : o->beam;
+    rng_seed(&s->r, (uint64_t)o->seed);
+    rng_seed(&s->rt, (uint64_t)o->seed ^ 0x5EEDu);
+    s2s_build(&s->m, c, &s->r);
+    s2s_run_build(&s->run, c, Bmax, Tmax, Nmax + 1);
+    s2s_batch_build(&s->bt, o->batch, Tmax, Nmax + 1);
+    s2s_data_build(&s->test, o->test, &s->rt, &o->task, S2S_HELDOUT);
+    s->out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
+}
+
+static void s2s_session_free(S2sSession *s) {
+    free(s->out);
+    s2s_data_free(&s->test); s2s_batch_free(&s->bt); s2s_run_free(&s->run); s2s_free(&s->m);
 }
 
 /* Decode held-out example e of d into out (maxlen = d->Nmax + 1) and *len,
@@ -2225,149 +2376,141 @@ static void s2s_show_decode(int *out, int *len, S2sRun *r, S2sBatch *bt, const S
     s2s_forward(r, bt, m);
 }
 
+/* The first five held-out examples, decoded one by one as the held-out set
+ * was: source -> output, and the target where they differ. */
+static void s2s_show_examples(S2sSession *s, const S2sOptions *o) {
+    const S2sData *d = &s->test;
+    const int *out = s->out;
+    char nb[8];
+    int len;
+    printf("examples (source -> output, target), %s:\n",
+           o->beam > 1 ? "beam search decoding" : "greedy decoding");
+    for (int e = 0; e < 5 && e < d->n; e++) {
+        s2s_show_decode(s->out, &len, &s->run, &s->bt, &s->m, d, e, o->beam);
+        const int *tg = d->tgt + e * d->Nmax;
+        int ok = len == d->tlen[e];
+        for (int i = 0; ok && i < len; i++) ok = out[i] == tg[i];
+        printf("  %s ", ok ? "ok  " : "MISS");
+        for (int i = 0; i < d->slen[e]; i++)
+            printf("%s ", s2s_token_name(nb, o->task.task, d->src[e * d->Tmax + i]));
+        printf("->");
+        for (int i = 0; i < len; i++) printf(" %s", s2s_token_name(nb, o->task.task, out[i]));
+        if (!ok) {
+            printf("   (target:");
+            for (int i = 0; i < d->tlen[e]; i++)
+                printf(" %s", s2s_token_name(nb, o->task.task, tg[i]));
+            printf(")");
+        }
+        printf("\n");
+    }
+}
+
+/* The alignment of held-out example 1 as a heatmap (rows: output tokens
+ * and EOS, columns: source tokens), and as an SVG titled desc with --svg. */
+static void s2s_show_alignment(S2sSession *s, const S2sOptions *o, const char *desc) {
+    const S2sConfig *c = &o->cfg;
+    const int maxlen = s->test.Nmax + 1, task = o->task.task;
+    int len;
+    s2s_show_decode(s->out, &len, &s->run, &s->bt, &s->m, &s->test, 0, o->beam);
+    const int R = len < maxlen ? len + 1 : maxlen, C = s->test.slen[0];
+    double *W = xcalloc_doubles(R * C);
+    char (*names)[8] = xmalloc(sizeof *names * (size_t)(R + C)), nb[8];
+    const char **rows = xmalloc(sizeof *rows * (size_t)(R + C)), **cols = rows + R;
+    for (int i = 0; i < R; i++) {
+        memcpy(W + i * C, s->run.a.att + i * s->run.a.T, sizeof(double) * (size_t)C);
+        rows[i] = strcpy(names[i], s2s_token_name(nb, task, i < len ? s->out[i] : S2S_EOS));
+    }
+    for (int j = 0; j < C; j++)
+        cols[j] = strcpy(names[R + j], s2s_token_name(nb, task, s->test.src[j]));
+    printf("\n");
+    print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
+                  ? "alignment of example 1 (row: output token, column: source token; "
+                    "window softmax times the Gaussian)"
+                  : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
+                  ? "alignment of example 1 (row: output token, column: source token; "
+                    "a row sums to 1, or is all 0 where its window [t-D, t+D] misses "
+                    "the source)"
+                  : "alignment of example 1 (row: output token, column: source token; "
+                    "each row sums to 1)", W, R, C, rows, cols);
+    if (o->svg) {
+        write_svg_heatmap(o->svg, desc, W, R, C, rows, cols);
+        printf("  wrote %s\n", o->svg);
+    }
+    free(W); free(names); free(rows);
+}
+
 /* Train the model of o on its task and report: held-out accuracy, a few
  * decoded examples, the alignment of one as a heatmap (and an SVG). */
 static void s2s_main_run(const S2sOptions *o) {
     const S2sConfig *c = &o->cfg;
     const S2sTask *tk = &o->task;
-    char desc[200], nb[8];
-    Rng r, rt;
-    rng_seed(&r, (uint64_t)o->seed);
-    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);      /* the held-out set's own stream */
-    int Tmax, Nmax;
-    s2s_task_dims(tk, &Tmax, &Nmax);
-    S2sModel m;
-    s2s_build(&m, c, &r);
-    printf("seq2seq.c: %s, source length %d..%d, seed %ld\n", s2s_task_names[tk->task],
+    char desc[200];
+    S2sSession s;
+    s2s_session_build(&s, o, c);
+    printf("seq2seq.c: %s, source length %d..%d, seed %d\n", s2s_task_names[tk->task],
            tk->min_len, tk->max_len, o->seed);
-    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), m.num_params);
+    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), s.m.p.num_params);
     printf("training: %d steps of %d sequences, Adam lr %g (linear decay to lr/10), "
            "clip %g, teacher forcing\n\n", o->train.steps, o->batch, o->train.lr, o->train.clip);
-    int Bmax = o->batch > o->beam ? o->batch : o->beam;
-    S2sRun run;
-    S2sBatch bt;
-    S2sData test;
-    s2s_run_build(&run, c, Bmax, Tmax, Nmax + 1);
-    s2s_batch_build(&bt, o->batch, Tmax, Nmax + 1);
-    s2s_data_build(&test, o->test, &rt, tk, 1);
     double t0 = seconds();
-    s2s_train(&m, &run, &bt, &r, tk, &o->train);
-    s2s_stop_if_diverged(&m);
+    s2s_train(&s.m, &s.run, &s.bt, &s.r, tk, &o->train);
+    s2s_stop_if_diverged(&s.m);
     double t1 = seconds();
-    int *out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
-    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, o->beam, out, NULL, NULL);
+    S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, o->beam, s.out, NULL, NULL);
     fprintf(stderr, "training took %.1f s, the held-out decode %.1f s\n", t1 - t0,
             seconds() - t1);
-    printf("\nheld-out (%d sources never trained on), %s decoding:\n", test.n,
+    printf("\nheld-out (%d sources never trained on), %s decoding:\n", s.test.n,
            o->beam > 1 ? "beam search" : "greedy");
     if (o->beam > 1) printf("  beam width %d\n", o->beam);
     printf("  token accuracy %.2f%%   exact-sequence accuracy %.2f%%\n\n", 100 * acc.tok_acc,
            100 * acc.seq_acc);
-    /* a few examples, decoded one by one as the held-out set was */
-    printf("examples (source -> output, target), %s:\n",
-           o->beam > 1 ? "beam search decoding" : "greedy decoding");
-    bt.B = 1;
-    int lens[1], maxlen = Nmax + 1;
-    for (int e = 0; e < 5 && e < test.n; e++) {
-        s2s_show_decode(out, lens, &run, &bt, &m, &test, e, o->beam);
-        const int *tg = test.tgt + e * test.Nmax;
-        int ok = lens[0] == test.tlen[e];
-        for (int i = 0; ok && i < lens[0]; i++) ok = out[i] == tg[i];
-        printf("  %s ", ok ? "ok  " : "MISS");
-        for (int i = 0; i < test.slen[e]; i++)
-            printf("%s ", s2s_token_name(nb, tk->task, test.src[e * test.Tmax + i]));
-        printf("->");
-        for (int i = 0; i < lens[0]; i++) printf(" %s", s2s_token_name(nb, tk->task, out[i]));
-        if (!ok) {
-            printf("   (target:");
-            for (int i = 0; i < test.tlen[e]; i++)
-                printf(" %s", s2s_token_name(nb, tk->task, tg[i]));
-            printf(")");
-        }
-        printf("\n");
-    }
-    if (c->attention != S2S_NONE) {   /* the alignment of example 0 */
-        s2s_show_decode(out, lens, &run, &bt, &m, &test, 0, o->beam);
-        int R = lens[0] < maxlen ? lens[0] + 1 : maxlen, C = test.slen[0];
-        double *W = xcalloc_doubles(R * C);
-        char rl[64][8], cl[64][8];
-        const char *rows[64], *cols[64];
-        for (int i = 0; i < R; i++) {
-            memcpy(W + i * C, run.a.att + i * run.a.T, sizeof(double) * (size_t)C);
-            rows[i] = strcpy(rl[i], s2s_token_name(nb, tk->task, i < lens[0] ? out[i] : S2S_EOS));
-        }
-        for (int j = 0; j < C; j++)
-            cols[j] = strcpy(cl[j], s2s_token_name(nb, tk->task, test.src[j]));
-        printf("\n");
-        print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
-                      ? "alignment of example 1 (row: output token, column: source token; "
-                        "window softmax times the Gaussian)"
-                      : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
-                      ? "alignment of example 1 (row: output token, column: source token; "
-                        "a row sums to 1, or is all 0 where its window [t-D, t+D] misses "
-                        "the source)"
-                      : "alignment of example 1 (row: output token, column: source token; "
-                        "each row sums to 1)", W, R, C, rows, cols);
-        if (o->svg) {
-            write_svg_heatmap(o->svg, desc, W, R, C, rows, cols);
-            printf("  wrote %s\n", o->svg);
-        }
-        free(W);
-    } else {
-        printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
-    }
-    free(out);
-    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+    s2s_show_examples(&s, o);
+    if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc);
+    else printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
+    s2s_session_free(&s);
 }
 
-/* Train none / bahdanau / luong with the same sizes and step budget on
- * reverse over a range of lengths; print exact-sequence accuracy by length. */
-static void s2s_experiment_length(const S2sOptions *o) {
-    const S2sTask *tk = &o->task;
-    int Tmax, Nmax;
-    s2s_task_dims(tk, &Tmax, &Nmax);
-    int atts[3] = { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
-    int ok[3][61], n[3][61], diverged[3] = { 0, 0, 0 };
-    memset(ok, 0, sizeof ok); memset(n, 0, sizeof n);
-    printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
-           "hidden %d, seed %ld\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
-           o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H, o->seed);
+/* ========================================================================
+ * 15. experiments: the length bottleneck, pooling, CNN + attention
+ * ======================================================================== */
+
+/* One model of the length table (attention none, bahdanau or luong with a
+ * dot score): trained like the others, then decoded greedily, its exact
+ * matches counted by source length into ok and n. Prints its line;
+ * returns 1 if it diverged. */
+static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n) {
+    S2sConfig c = o->cfg;
+    c.attention = attention; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
     S2sTrainConfig tr = o->train;
     tr.log_every = 0;
-    for (int k = 0; k < 3; k++) {
-        S2sConfig c = o->cfg;
-        c.attention = atts[k]; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
-        Rng r, rt;
-        rng_seed(&r, (uint64_t)o->seed);
-        rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);
-        S2sModel m;
-        S2sRun run;
-        S2sBatch bt;
-        S2sData test;
-        s2s_build(&m, &c, &r);
-        s2s_run_build(&run, &c, o->batch, Tmax, Nmax + 1);
-        s2s_batch_build(&bt, o->batch, Tmax, Nmax + 1);
-        s2s_data_build(&test, o->test, &rt, tk, 1);
-        double t0 = seconds();
-        double loss = s2s_train(&m, &run, &bt, &r, tk, &tr);
-        int *out = xmalloc(sizeof(int) * (size_t)(o->batch * (Nmax + 1)));
-        char desc[200];
-        if (m.diverged) {                  /* a row that says so, and no column below */
-            printf("  %-9s %6d parameters, diverged at step %d (loss %g): no accuracy  "
-                   "(%s)\n", s2s_attention_names[atts[k]], m.num_params, m.diverged,
-                   m.div_loss, s2s_describe(desc, sizeof desc, &c));
-            diverged[k] = 1;
-        } else {
-            S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, ok[k], n[k]);
-            printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
-                   "%5.1f%%  (%s)\n", s2s_attention_names[atts[k]], m.num_params, loss,
-                   100 * acc.seq_acc, 100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
-        }
-        fflush(stdout);
-        fprintf(stderr, "  (%s: %.1f s)\n", s2s_attention_names[atts[k]], seconds() - t0);
-        free(out);
-        s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+    S2sSession s;
+    s2s_session_build(&s, o, &c);
+    const double t0 = seconds();
+    const double loss = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr);
+    const char *name = s2s_attention_names[attention];
+    char desc[200];
+    const int diverged = s.m.diverged != 0;
+    if (diverged) {                        /* a row that says so, and no column below */
+        printf("  %-9s %6d parameters, diverged at step %d (loss %g): no accuracy  (%s)\n",
+               name, s.m.p.num_params, s.m.diverged, s.m.div_loss,
+               s2s_describe(desc, sizeof desc, &c));
+    } else {
+        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n);
+        printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
+               "%5.1f%%  (%s)\n", name, s.m.p.num_params, loss, 100 * acc.seq_acc,
+               100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
     }
+    fflush(stdout);
+    fprintf(stderr, "  (%s: %.1f s)\n", name, seconds() - t0);
+    s2s_session_free(&s);
+    return diverged;
+}
+
+/* The table: exact-sequence accuracy of the three models by source length
+ * (buckets of 5 when the range is wide); ok, n (3, L1) by length. */
+static void s2s_length_table(const S2sOptions *o, const int *ok, const int *n,
+                             const int *diverged, int L1) {
+    const S2sTask *tk = &o->task;
     printf("\nheld-out exact-sequence accuracy by source length (%d held-out sources):\n",
            o->test);
     printf("  %-8s | %9s | %9s | %9s | %s\n", "length", "none", "bahdanau", "luong", "n");
@@ -2377,7 +2520,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
         char col[3][16];                       /* each model's cell: a share, or "diverged" */
         for (int k = 0; k < 3; k++) {
             int o2 = 0, n2 = 0;
-            for (int L = lo; L <= hi; L++) { o2 += ok[k][L]; n2 += n[k][L]; }
+            for (int L = lo; L <= hi; L++) { o2 += ok[k * L1 + L]; n2 += n[k * L1 + L]; }
             snprintf(col[k], sizeof col[k], "%8.1f%%", n2 ? 100.0 * o2 / n2 : 0.0);
             if (diverged[k]) snprintf(col[k], sizeof col[k], "%9s", "diverged");
             else cnt = n2;
@@ -2389,11 +2532,145 @@ static void s2s_experiment_length(const S2sOptions *o) {
     }
 }
 
-/* Last vs mean vs attention pooling on the pooling task (section 9). */
+/* Train none / bahdanau / luong with the same sizes and step budget on
+ * reverse over a range of lengths; print exact-sequence accuracy by length. */
+static void s2s_experiment_length(const S2sOptions *o) {
+    const S2sTask *tk = &o->task;
+    const int L1 = tk->max_len + 1;            /* counts indexed by source length */
+    int *ok = xmalloc(sizeof(int) * (size_t)(6 * L1)), *n = ok + 3 * L1, diverged[3];
+    memset(ok, 0, sizeof(int) * (size_t)(6 * L1));
+    printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
+           "hidden %d, seed %d\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
+           o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H, o->seed);
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++)
+        diverged[k] = s2s_length_model(o, k, ok + k * L1, n + k * L1);
+    s2s_length_table(o, ok, n, diverged, L1);
+    free(ok);
+}
+
+/* ---- the classifiers of the pooling tables ---------------------------------
+ * The RNN classifier of section 8 or the CNN of section 9, with its
+ * activation blocks: the pooling and CNN experiments train and evaluate
+ * every model through these four functions. */
+typedef struct {
+    int rnn;                         /* 1: the RNN classifier, 0: the CNN */
+    int C;                           /* classes */
+    PoolConfig pc; PoolModel pm; PoolActs pa, pg;
+    CnnConfig cc;  CnnModel cm;  CnnActs ca, cg;
+    double *amem, *gmem;             /* activations and their gradients, up to Bmax rows */
+    S2sParams *p;                    /* the model's parameter blocks */
+} S2sClassifier;
+
+/* Build the RNN classifier of pc (cc NULL) or the CNN of cc (pc NULL),
+ * initialised from r, with room for batches up to Bmax rows of length T. */
+static void s2s_classifier_build(S2sClassifier *k, const PoolConfig *pc, const CnnConfig *cc,
+                                 Rng *r, int Bmax, int T) {
+    memset(k, 0, sizeof *k);
+    k->rnn = pc != NULL;
+    int cap;
+    if (k->rnn) {
+        k->pc = *pc; k->C = pc->C;
+        pool_build(&k->pm, pc, r);
+        cap = pool_acts_bind(NULL, NULL, pc, Bmax, T);
+        k->p = &k->pm.p;
+    } else {
+        k->cc = *cc; k->C = cc->C;
+        cnn_build(&k->cm, cc, r);
+        cap = cnn_acts_bind(NULL, NULL, cc, Bmax, T);
+        k->p = &k->cm.p;
+    }
+    k->amem = xcalloc_doubles(cap);
+    k->gmem = xcalloc_doubles(cap);
+}
+
+static void s2s_classifier_free(S2sClassifier *k) {
+    free(k->amem); free(k->gmem);
+    if (k->rnn) pool_free(&k->pm); else cnn_free(&k->cm);
+}
+
+/* The mean loss of labels lab (B) given tokens tok (T,B); the activations
+ * stay in k (probs and the pooling weights att, NULL without attention). */
+static double s2s_classifier_forward(S2sClassifier *k, const int *tok, const int *lab, int B,
+                                     int T, const double **probs, const double **att) {
+    double loss;
+    if (k->rnn) {
+        pool_acts_bind(&k->pa, k->amem, &k->pc, B, T);
+        loss = pool_forward(&k->pa, tok, lab, &k->pm);
+        *probs = k->pa.probs; *att = k->pa.att;
+    } else {
+        cnn_acts_bind(&k->ca, k->amem, &k->cc, B, T);
+        loss = cnn_forward(&k->ca, tok, lab, &k->cm);
+        *probs = k->ca.probs; *att = k->ca.att;
+    }
+    return loss;
+}
+
+enum { S2S_POOL_TASK, S2S_CNN_TASK };   /* which task a classifier trains on */
+
+/* Train k for --steps on fresh batches of --batch rows drawn from rb, of
+ * the pooling task or the CNN task. Returns the step it diverged at (0:
+ * none); *tail_loss = the mean loss of the last tail steps. */
+static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int task, int tail,
+                                double *tail_loss, int *btok, int *blab, const S2sOptions *o) {
+    const int T = o->task.max_len, B = o->batch, steps = o->train.steps;
+    const double *probs, *att;
+    *tail_loss = 0.0;
+    for (int s = 1; s <= steps; s++) {
+        if (task == S2S_CNN_TASK) cnn_task_batch(btok, blab, rb, B, T, S2S_TRAINING);
+        else pool_task_batch(btok, blab, rb, B, T, k->C, S2S_TRAINING);
+        memset(k->p->grads, 0, sizeof(double) * (size_t)k->p->num_params);
+        const double l = s2s_classifier_forward(k, btok, blab, B, T, &probs, &att);
+        if (s > steps - tail) *tail_loss += l / tail;
+        if (k->rnn) {
+            pool_acts_bind(&k->pg, k->gmem, &k->pc, B, T);
+            pool_backward(&k->pm.g, &k->pg, &k->pa, btok, blab, &k->pm);
+        } else {
+            cnn_acts_bind(&k->cg, k->gmem, &k->cc, B, T);
+            cnn_backward(&k->cm.g, &k->cg, &k->ca, btok, blab, &k->cm);
+        }
+        double gn;
+        if (s2s_clip_adam(k->p, s, s2s_lr_at(o->train.lr, s, steps), o->train.clip, l, k->C,
+                          &gn))
+            return s;
+    }
+    return 0;
+}
+
+/* How many of the n held-out examples tok (T,n), lab (n) k classifies
+ * right, chunk rows at a time (btok: room for chunk rows; a single chunk is
+ * read in place). The pooling weights of example ex go to att_ex if k
+ * attends (T of them for the RNN, N = T-K+1 for the CNN); *attends says. */
+static int s2s_classifier_eval(S2sClassifier *k, const int *tok, const int *lab, int n, int T,
+                               int chunk, int *btok, int ex, double *att_ex, int *attends) {
+    int ok = 0;
+    *attends = 0;
+    for (int start = 0; start < n; start += chunk) {
+        const int nb = n - start < chunk ? n - start : chunk;
+        const int *bt = tok;
+        if (nb < n) {
+            for (int t = 0; t < T; t++)
+                memcpy(btok + t * nb, tok + t * n + start, sizeof(int) * (size_t)nb);
+            bt = btok;
+        }
+        const double *pr, *att;
+        s2s_classifier_forward(k, bt, lab + start, nb, T, &pr, &att);
+        for (int b = 0; b < nb; b++) ok += argmax(pr + b * k->C, k->C) == lab[start + b];
+        *attends = att != NULL;
+        if (att && att_ex && start <= ex && ex < start + nb) {
+            const int W = k->rnn ? T : k->ca.N;
+            memcpy(att_ex, att + (ex - start) * W, sizeof(double) * (size_t)W);
+        }
+    }
+    return ok;
+}
+
+/* ---- the pooling experiment ---------------------------------------------- */
+
+/* Last vs mean vs attention pooling on the pooling task (section 8). */
 static void s2s_experiment_pooling(const S2sOptions *o) {
     const int T = o->task.max_len, C = 4, B = o->batch, NT = 1000;
     printf("the pooling experiment: classify a sequence of %d symbols (of %d) by its "
-           "symbol at position 2;\n%s cells, hidden %d, %d steps of %d, seed %ld; chance "
+           "symbol at position 2;\n%s cells, hidden %d, %d steps of %d, seed %d; chance "
            "is %.0f%%\n", T, C, cell_names[o->cfg.cell], o->cfg.H, o->train.steps, B, o->seed,
            100.0 / C);
     int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
@@ -2405,193 +2682,112 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         rng_seed(&r, (uint64_t)o->seed);              /* every pooling sees the same  */
         rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);   /* batches whatever its size    */
         rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
-        pool_task_batch(tok, lab, &rt, NT, T, C, 1);
-        PoolModel m;
-        pool_build(&m, &c, &r);
-        int cap = pool_acts_bind(NULL, NULL, &c, NT, T);
-        double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
-        PoolActs a, g;
-        double t0 = seconds(), loss = 0.0;
-        int div = 0;                                      /* the step it diverged at */
-        for (int s = 1; s <= o->train.steps && !div; s++) {
-            pool_task_batch(btok, blab, &rb, B, T, C, 0);
-            pool_acts_bind(&a, amem, &c, B, T);
-            pool_acts_bind(&g, gmem, &c, B, T);
-            memset(m.grads, 0, sizeof(double) * (size_t)m.num_params);
-            double l = pool_forward(&a, btok, blab, &m);
-            if (s > o->train.steps - tail) loss += l / tail;
-            pool_backward(&m.g, &g, &a, btok, blab, &m);
-            m.step++;
-            double gn;
-            if (s2s_clip_adam(m.params, m.grads, m.m, m.v, m.num_params, m.step,
-                              s2s_lr_at(o->train.lr, s, o->train.steps), o->train.clip, l, C,
-                              &gn))
-                div = s;
-        }
+        pool_task_batch(tok, lab, &rt, NT, T, C, S2S_HELDOUT);
+        S2sClassifier k;
+        s2s_classifier_build(&k, &c, NULL, &r, NT, T);
+        double t0 = seconds(), loss;
+        const int div = s2s_classifier_train(&k, &rb, S2S_POOL_TASK, tail, &loss, btok, blab,
+                                             o);
         if (div) {                                        /* a row that says so */
             printf("  %-9s diverged at step %d: no accuracy\n", pool_names[p], div);
-            free(amem); free(gmem); pool_free(&m);
+            s2s_classifier_free(&k);
             continue;
         }
-        pool_acts_bind(&a, amem, &c, NT, T);              /* the held-out set, one batch */
-        pool_forward(&a, tok, lab, &m);
-        int ok = 0;
+        int attends;                                      /* the held-out set, one batch */
+        const int ok = s2s_classifier_eval(&k, tok, lab, NT, T, NT, btok, -1, NULL, &attends);
         double w1 = 0.0;
-        for (int b = 0; b < NT; b++) {
-            const double *pr = a.probs + b * C;
-            int best = argmax(pr, C);
-            ok += best == lab[b];
-            if (a.att) w1 += a.att[b * T + 1] / NT;
-        }
+        for (int b = 0; attends && b < NT; b++) w1 += k.pa.att[b * T + 1] / NT;
         printf("  %-9s held-out accuracy %5.1f%%  (training loss %.3f, mean of the last %d "
                "steps)", pool_names[p], 100.0 * ok / NT, loss, tail);
-        if (a.att) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
-                          1.0 / T);
+        if (attends) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
+                            1.0 / T);
         printf("\n");
         fflush(stdout);
         fprintf(stderr, "  (%s: %.1f s)\n", pool_names[p], seconds() - t0);
-        free(amem); free(gmem); pool_free(&m);
+        s2s_classifier_free(&k);
     }
     free(tok); free(lab); free(btok); free(blab);
 }
 
-/* Every pooling of sections 9 and 9b on the CNN task (cnn_task_batch): the
- * RNN classifier with last / mean / attention pooling, the CNN with max /
- * mean / attention pooling, the attention's query learned or the h_T of an
- * RNN over the same input, and a control that hands the same RNN's h_T to
- * the classifier beside max pooling (the RNN's parameters, no attention).
- * Same held-out set, same training batches (their
- * own generator, untouched by the model's init), steps and learning rate
- * for all. One table (times on stdout: it is an experiment), then the
- * pooling weights of the attention-pooled models for one held-out example
- * (and --svg): the first whose two pairs both end at least K positions
- * before the question, so no window holds a pair and the question. */
-static void s2s_experiment_cnn(const S2sOptions *o) {
-    enum { NV = 8, NT = 1000 };
+/* ---- the CNN experiment -------------------------------------------------- */
+
+/* The held-out example whose pooling weights the CNN experiment shows: the
+ * first of n (tok (T,n)) whose two pairs both end K or more positions
+ * before the question, so no window holds a pair and the question
+ * (*found = 1); else the first (*found = 0). */
+static int s2s_cnn_pick_example(const int *tok, int n, int T, int K, int *found) {
+    for (int e = 0; e < n; e++) {
+        int far = 1;   /* marker at p, letter at p + 1, question at T - 1 */
+        for (int t = 0; t < T; t++) {
+            int sym = tok[t * n + e] - S2S_FIRST;
+            if ((sym == CNN_MARK_X || sym == CNN_MARK_Y) && (T - 1) - (t + 1) < K) far = 0;
+        }
+        if (far) { *found = 1; return e; }
+    }
+    *found = 0;
+    return 0;
+}
+
+/* Model v (0..7) of the CNN table: the RNN with last / mean / attention
+ * pooling, then the CNN with each pooling of section 9. Trains it on the
+ * held-out-free batches of its own stream, prints its row; if it attends,
+ * its pooling weights of example ex go to heat (T, a CNN window n under
+ * column n + (K-1)/2) and its row name to name (48 chars): returns 1. */
+static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *lab, int NT,
+                         int *btok, int *blab, int ex, double *heat, char *name) {
     const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch, V = S2S_FIRST + CNN_SYMBOLS;
     const int K = o->kernel, F = o->channels, H = o->cfg.H, E = o->cfg.E, cell = o->cfg.cell;
     const char *cn = cell_names[cell];
-    printf("the CNN + attention experiment: %d symbols hold \"x\" then a letter, \"y\" then "
-           "another, and end\nwith the question X (which letter followed x?) or Y; %d "
-           "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
-    printf("%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps of %d, "
-           "lr %g, seed %ld\n\n", cn, H, K, F, E, o->train.steps, B, o->train.lr, o->seed);
-    int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
-    int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
-    Rng rt;
-    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
-    cnn_task_batch(tok, lab, &rt, NT, T, 1);
-    int ex = -1;                                       /* the example the heatmap shows */
-    for (int e = 0; e < NT; e++) {
-        int far = 1;   /* marker at p, letter at p + 1, question at T - 1 */
-        for (int t = 0; t < T; t++) {
-            int sym = tok[t * NT + e] - S2S_FIRST;
-            if ((sym == CNN_MARK_X || sym == CNN_MARK_Y) && (T - 1) - (t + 1) < K) far = 0;
-        }
-        if (far) { ex = e; break; }
+    const int rnn = v <= POOL_ATTENTION, p = rnn ? v : v - POOL_ATTENTION - 1;
+    PoolConfig pc = { p, cell, V, E, H, H, C };
+    CnnConfig cc = { p, cell, V, E, K, F, H, F, C };
+    Rng r, rb;                                     /* init; training batches */
+    rng_seed(&r, (uint64_t)o->seed);
+    rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
+    S2sClassifier k;
+    s2s_classifier_build(&k, rnn ? &pc : NULL, rnn ? NULL : &cc, &r, B, T);
+    const double t0 = seconds();
+    double unused;
+    const int div = s2s_classifier_train(&k, &rb, S2S_CNN_TASK, 0, &unused, btok, blab, o);
+    const double secs = seconds() - t0;
+    char pool[48];
+    if (!rnn && p == CNN_ATT_RNN) snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
+    else if (!rnn && p == CNN_MAX_RNN) snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
+    else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
+    if (div) {                                     /* a row that says so, no weights */
+        printf("  %-5s | %-28s | diverged at step %d\n", rnn ? cn : "cnn", pool, div);
+        s2s_classifier_free(&k);
+        return 0;
     }
-    const int found = ex >= 0;                         /* else no example qualifies: */
-    if (!found) ex = 0;                                /* show the first, and say so */
-    double *heat = xcalloc_doubles(3 * T);             /* (3,T) the attention rows */
-    char rl[3][48], cl[64][2];
-    const char *rows[3], *cols[64];
-    int nh = 0;
-    printf("  %-5s | %-28s | %8s | %10s | %s\n", "model", "pooling", "held-out", "parameters",
-           "time");
-    for (int v = 0; v < NV; v++) {
-        const int rnn = v <= POOL_ATTENTION, p = rnn ? v : v - POOL_ATTENTION - 1;
-        PoolConfig pc = { p, cell, V, E, H, H, C };
-        CnnConfig cc = { p, cell, V, E, K, F, H, F, C };
-        Rng r, rb;                                     /* init; training batches */
-        rng_seed(&r, (uint64_t)o->seed);
-        rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
-        PoolModel pm;
-        CnnModel cm;
-        PoolActs pa, pg;
-        CnnActs ca, cg;
-        if (rnn) pool_build(&pm, &pc, &r); else cnn_build(&cm, &cc, &r);
-        int cap = rnn ? pool_acts_bind(NULL, NULL, &pc, B, T)
-                      : cnn_acts_bind(NULL, NULL, &cc, B, T);
-        double *amem = xcalloc_doubles(cap), *gmem = xcalloc_doubles(cap);
-        double *P = rnn ? pm.params : cm.params, *G = rnn ? pm.grads : cm.grads;
-        double *M = rnn ? pm.m : cm.m, *S = rnn ? pm.v : cm.v;
-        const int np = rnn ? pm.num_params : cm.num_params;
-        double t0 = seconds();
-        int div = 0;                                   /* the step it diverged at */
-        for (int s = 1; s <= o->train.steps; s++) {
-            cnn_task_batch(btok, blab, &rb, B, T, 0);
-            memset(G, 0, sizeof(double) * (size_t)np);
-            double l;
-            if (rnn) {
-                pool_acts_bind(&pa, amem, &pc, B, T); pool_acts_bind(&pg, gmem, &pc, B, T);
-                l = pool_forward(&pa, btok, blab, &pm);
-                pool_backward(&pm.g, &pg, &pa, btok, blab, &pm);
-            } else {
-                cnn_acts_bind(&ca, amem, &cc, B, T); cnn_acts_bind(&cg, gmem, &cc, B, T);
-                l = cnn_forward(&ca, btok, blab, &cm);
-                cnn_backward(&cm.g, &cg, &ca, btok, blab, &cm);
-            }
-            double gn;
-            if (s2s_clip_adam(P, G, M, S, np, s, s2s_lr_at(o->train.lr, s, o->train.steps),
-                              o->train.clip, l, C, &gn)) {
-                div = s;
-                break;
-            }
-        }
-        double secs = seconds() - t0;
-        char pool[48];
-        if (!rnn && p == CNN_ATT_RNN)
-            snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
-        else if (!rnn && p == CNN_MAX_RNN)
-            snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
-        else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
-        if (div) {                                     /* a row that says so, no weights */
-            printf("  %-5s | %-28s | diverged at step %d\n", rnn ? cn : "cnn", pool, div);
-            free(amem); free(gmem);
-            if (rnn) pool_free(&pm); else cnn_free(&cm);
-            continue;
-        }
-        int ok = 0;                                    /* held-out, B examples at a time */
-        for (int start = 0; start < NT; start += B) {
-            const int nb = NT - start < B ? NT - start : B;
-            for (int t = 0; t < T; t++)
-                memcpy(btok + t * nb, tok + t * NT + start, sizeof(int) * (size_t)nb);
-            const double *pr, *att;
-            if (rnn) {
-                pool_acts_bind(&pa, amem, &pc, nb, T);
-                pool_forward(&pa, btok, lab + start, &pm);
-                pr = pa.probs; att = pa.att;
-            } else {
-                cnn_acts_bind(&ca, amem, &cc, nb, T);
-                cnn_forward(&ca, btok, lab + start, &cm);
-                pr = ca.probs; att = ca.att;
-            }
-            for (int b = 0; b < nb; b++) {
-                int best = argmax(pr + b * C, C);
-                ok += best == lab[start + b];
-            }
-            if (start <= ex && ex < start + nb && att) {
-                /* example ex; a CNN window n goes under column n + (K-1)/2 */
-                const int b = ex - start, W = rnn ? T : T - K + 1;
-                for (int t = 0; t < W; t++)
-                    heat[nh * T + t + (rnn ? 0 : (K - 1) / 2)] = att[b * W + t];
-                snprintf(rl[nh], sizeof rl[nh], "%s, %s", rnn ? cn : "cnn",
-                         rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
-                rows[nh] = rl[nh];
-                nh++;
-            }
-        }
-        printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
-               100.0 * ok / NT, np, secs);
-        fflush(stdout);
-        free(amem); free(gmem);
-        if (rnn) pool_free(&pm); else cnn_free(&cm);
+    double *att_ex = xcalloc_doubles(T);           /* held-out, B examples at a time */
+    int attends;
+    const int ok = s2s_classifier_eval(&k, tok, lab, NT, T, B, btok, ex, att_ex, &attends);
+    if (attends) {
+        const int W = rnn ? T : T - K + 1, shift = rnn ? 0 : (K - 1) / 2;
+        for (int t = 0; t < W; t++) heat[t + shift] = att_ex[t];
+        snprintf(name, 48, "%s, %s", rnn ? cn : "cnn",
+                 rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
     }
+    printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
+           100.0 * ok / NT, k.p->num_params, secs);
+    fflush(stdout);
+    free(att_ex);
+    s2s_classifier_free(&k);
+    return attends;
+}
+
+/* The pooling weights of held-out example ex (nh rows of heat (nh,T)) as a
+ * heatmap, and as an SVG with --svg. */
+static void s2s_cnn_show_weights(const S2sOptions *o, const int *tok, const int *lab, int NT,
+                                 int ex, int found, const double *heat, int nh,
+                                 const char *const *rows) {
+    const int T = o->task.max_len, K = o->kernel;
+    char *chars = xmalloc((size_t)(2 * T)), where[96] = "", title[160];
+    const char **cols = xmalloc(sizeof *cols * (size_t)T);
     for (int t = 0; t < T; t++) {
-        cl[t][0] = cnn_symbol(tok[t * NT + ex]); cl[t][1] = '\0';
-        cols[t] = cl[t];
+        chars[2 * t] = cnn_symbol(tok[t * NT + ex]); chars[2 * t + 1] = '\0';
+        cols[t] = chars + 2 * t;
     }
-    char where[96] = "", title[160];
     if (K % 2 == 0)
         snprintf(where, sizeof where, ";\nK = %d is even, so its true centre is half a column "
                  "further right", K);
@@ -2604,76 +2800,107 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     printf(" (label %c; a CNN window is drawn under its centre column%s):\n",
            cnn_symbol_chars[lab[ex]], where);
     print_heatmap(stdout, "row: model, column: input token; each row sums to 1", heat, nh, T,
-                  rows, cols);
+                  (const char **)rows, cols);
     if (o->svg) {
         snprintf(title, sizeof title, "pooling weights of held-out example %d (a CNN window "
                  "under column n + (K-1)/2%s)", ex + 1, K % 2 ? "" : ", rounded down: K even");
-        write_svg_heatmap(o->svg, title, heat, nh, T, rows, cols);
+        write_svg_heatmap(o->svg, title, heat, nh, T, (const char **)rows, cols);
         printf("  wrote %s\n", o->svg);
     }
+    free(chars); free(cols);
+}
+
+/* Every pooling of sections 8 and 9 on the CNN task (cnn_task_batch): the
+ * RNN classifier with last / mean / attention pooling, the CNN with max /
+ * mean / attention pooling, the attention's query learned or the h_T of an
+ * RNN over the same input, and a control that hands the same RNN's h_T to
+ * the classifier beside max pooling (the RNN's parameters, no attention).
+ * Same held-out set, same training batches (their own generator, untouched
+ * by the model's init), steps and learning rate for all. One table (times
+ * on stdout: it is an experiment), then the pooling weights of the
+ * attention-pooled models for one held-out example (and --svg). */
+static void s2s_experiment_cnn(const S2sOptions *o) {
+    enum { NV = 8, NT = 1000 };
+    const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch;
+    printf("the CNN + attention experiment: %d symbols hold \"x\" then a letter, \"y\" then "
+           "another, and end\nwith the question X (which letter followed x?) or Y; %d "
+           "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
+    printf("%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps of %d, "
+           "lr %g, seed %d\n\n", cell_names[o->cfg.cell], o->cfg.H, o->kernel, o->channels,
+           o->cfg.E, o->train.steps, B, o->train.lr, o->seed);
+    int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
+    int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
+    Rng rt;
+    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
+    cnn_task_batch(tok, lab, &rt, NT, T, S2S_HELDOUT);
+    int found;
+    const int ex = s2s_cnn_pick_example(tok, NT, T, o->kernel, &found);
+    double *heat = xcalloc_doubles(3 * T);             /* (3,T): the attending models */
+    char names[3][48];
+    const char *rows[3] = { names[0], names[1], names[2] };
+    int nh = 0;
+    printf("  %-5s | %-28s | %8s | %10s | %s\n", "model", "pooling", "held-out", "parameters",
+           "time");
+    for (int v = 0; v < NV; v++)
+        nh += s2s_cnn_model(o, v, tok, lab, NT, btok, blab, ex, heat + nh * T, names[nh]);
+    s2s_cnn_show_weights(o, tok, lab, NT, ex, found, heat, nh, rows);
     free(heat); free(tok); free(lab); free(btok); free(blab);
 }
 
-/* ms per training step of the issue's two configurations, and the time the
- * default example takes to reach 99% held-out exact-sequence accuracy. */
-static void s2s_bench(void) {
-    enum { WARM = 3, STEPS = 21 };
+/* ========================================================================
+ * 16. --bench and main
+ * ======================================================================== */
+
+/* ms per training step of one of the issue's two configurations (k = 0:
+ * Bahdanau, 1: none), median of `steps` after `warm` */
+static void s2s_bench_config(int k, int warm, int steps) {
     S2sTask tk = { TASK_REVERSE, 12, 12, 16 };
-    printf("seq2seq.c --bench: one training step (forward, backward, clip, Adam) on reverse,\n"
-           "length 12, vocabulary 16, batch 32, teacher forcing; median of %d steps\n", STEPS);
-    for (int k = 0; k < 2; k++) {
-        S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
-                        16, 32, 64, 64 };
-        Rng r;
-        rng_seed(&r, 1);
-        S2sModel m;
-        S2sRun run;
-        S2sBatch bt;
-        s2s_build(&m, &c, &r);
-        s2s_run_build(&run, &c, 32, 12, 13);
-        s2s_batch_build(&bt, 32, 12, 13);
-        double ms[STEPS];
-        for (int s = 0; s < WARM + STEPS; s++) {
-            s2s_batch_sample(&bt, &r, &tk);
-            double t0 = seconds();
-            s2s_train_step(&m, &run, &bt, 1e-3, 1.0);
-            if (s >= WARM) ms[s - WARM] = 1000.0 * (seconds() - t0);
-        }
-        char desc[200];
-        const double med = median(ms, STEPS);   /* run.ntok: target tokens (EOS too) */
-        printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
-               run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.num_params);
-        printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
-               "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
-        s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
-    }
-    /* the default example, evaluated every 50 steps (evaluation not timed) */
-    S2sOptions o;
-    char *argv[1] = { "seq2seq" };
-    s2s_parse(&o, 1, argv);
-    Rng r, rt;
-    rng_seed(&r, (uint64_t)o.seed);
-    rng_seed(&rt, (uint64_t)o.seed ^ 0x5EEDu);
+    S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
+                    16, 32, 64, 64 };
+    Rng r;
+    rng_seed(&r, 1);
     S2sModel m;
     S2sRun run;
     S2sBatch bt;
-    S2sData test;
-    int Tmax, Nmax;
-    s2s_task_dims(&o.task, &Tmax, &Nmax);
-    s2s_build(&m, &o.cfg, &r);
-    s2s_run_build(&run, &o.cfg, o.batch, Tmax, Nmax + 1);
-    s2s_batch_build(&bt, o.batch, Tmax, Nmax + 1);
-    s2s_data_build(&test, o.test, &rt, &o.task, 1);
-    int *out = xmalloc(sizeof(int) * (size_t)(o.batch * (Nmax + 1)));
+    s2s_build(&m, &c, &r);
+    s2s_run_build(&run, &c, 32, 12, 13);
+    s2s_batch_build(&bt, 32, 12, 13);
+    double *ms = xcalloc_doubles(steps);
+    for (int s = 0; s < warm + steps; s++) {
+        s2s_batch_sample(&bt, &r, &tk);
+        double t0 = seconds();
+        s2s_train_step(&m, &run, &bt, 1e-3, 1.0);
+        if (s >= warm) ms[s - warm] = 1000.0 * (seconds() - t0);
+    }
+    char desc[200];
+    const double med = median(ms, steps);   /* run.ntok: target tokens (EOS too) */
+    printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
+           run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.p.num_params);
+    printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
+           "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
+    free(ms);
+    s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
+}
+
+/* The default example, evaluated every 50 steps (evaluation not timed):
+ * the training time it takes to reach 99% held-out exact-sequence accuracy */
+static void s2s_bench_default(void) {
+    S2sOptions o;
+    char *argv[1] = { "seq2seq" };
+    s2s_parse(&o, 1, argv);
+    S2sSession se;
+    s2s_session_build(&se, &o, &o.cfg);
     double train_s = 0.0, hit = -1;
     int s;
     for (s = 1; s <= o.train.steps; s++) {
-        bt.B = o.batch;
-        s2s_batch_sample(&bt, &r, &o.task);
+        se.bt.B = o.batch;
+        s2s_batch_sample(&se.bt, &se.r, &o.task);
         double t0 = seconds();
-        s2s_train_step(&m, &run, &bt, s2s_lr_at(o.train.lr, s, o.train.steps), o.train.clip);
+        s2s_train_step(&se.m, &se.run, &se.bt, s2s_lr_at(o.train.lr, s, o.train.steps),
+                       o.train.clip);
         train_s += seconds() - t0;
-        if (s % 50 == 0 && s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL).seq_acc >= 0.99) {
+        if (s % 50 == 0 && s2s_evaluate(&se.run, &se.bt, &se.m, &se.test, 1, se.out, NULL,
+                                         NULL).seq_acc >= 0.99) {
             hit = train_s;
             break;
         }
@@ -2684,21 +2911,32 @@ static void s2s_bench(void) {
     else
         printf("  the default example did not reach 99%% in its %d steps (%.1f s)\n",
                o.train.steps, train_s);
-    free(out);
-    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+    s2s_session_free(&se);
+}
+
+/* ms per training step of the issue's two configurations, and the time the
+ * default example takes to reach 99% held-out exact-sequence accuracy. */
+static void s2s_bench(void) {
+    enum { WARM = 3, STEPS = 21 };
+    printf("seq2seq.c --bench: one training step (forward, backward, clip, Adam) on reverse,\n"
+           "length 12, vocabulary 16, batch 32, teacher forcing; median of %d steps\n", STEPS);
+    for (int k = 0; k < 2; k++) s2s_bench_config(k, WARM, STEPS);
+    s2s_bench_default();
 }
 
 int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
     S2sOptions o;
     s2s_parse(&o, argc, argv);
-    if (o.bench) s2s_bench();
-    else if (o.experiment == S2S_EXP_LENGTH) s2s_experiment_length(&o);
-    else if (o.experiment == S2S_EXP_POOLING) s2s_experiment_pooling(&o);
-    else if (o.experiment == S2S_EXP_CNN) s2s_experiment_cnn(&o);
-    else s2s_main_run(&o);
+    switch (o.mode) {
+    case S2S_MODE_BENCH:   s2s_bench(); break;
+    case S2S_MODE_LENGTH:  s2s_experiment_length(&o); break;
+    case S2S_MODE_POOLING: s2s_experiment_pooling(&o); break;
+    case S2S_MODE_CNN:     s2s_experiment_cnn(&o); break;
+    default:               s2s_main_run(&o);
+    }
     return 0;
 }
-#endif /* TESTING */
+#endif /* the program */
 
 #endif /* SEQ2SEQ_C */

@@ -1728,19 +1728,19 @@ static void s2s_check_model(Tally *t, const S2sConfig *c, int B, const int *slen
     /* weights 3x their initial scale: some gradients of a freshly initialised
      * tiny model are ~1e-7 (e.g. the query side of the score, where sum_i de_i = 0
      * nearly cancels), and there a central difference is mostly rounding noise */
-    for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 3.0;
+    for (int i = 0; i < k.m.p.num_params; i++) k.m.p.params[i] *= 3.0;
     Tensor ts[S2S_MAX_TENSORS];
-    for (int i = 0; i < k.m.nt; i++) {
-        ts[i].name = k.m.tensors[i].name;
-        ts[i].x = k.m.params + k.m.tensors[i].offset;
-        ts[i].g = k.m.grads + k.m.tensors[i].offset;
-        ts[i].n = k.m.tensors[i].n;
+    for (int i = 0; i < k.m.p.nspans; i++) {
+        ts[i].name = k.m.p.spans[i].name;
+        ts[i].x = k.m.p.params + k.m.p.spans[i].off;
+        ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
+        ts[i].n = k.m.p.spans[i].n;
     }
     Differentiable f = { s2s_model_loss, s2s_model_grad, &k };
     char what[200], desc[128];
-    snprintf(what, sizeof what, "whole model (%d tensors), %s: %s", k.m.nt, lens,
+    snprintf(what, sizeof what, "whole model (%d tensors), %s: %s", k.m.p.nspans, lens,
              s2s_describe(desc, sizeof desc, c));
-    check_grad(t, what, f, ts, k.m.nt, 1e-6);
+    check_grad(t, what, f, ts, k.m.p.nspans, 1e-6);
     s2s_ctx_free(&k);
 }
 
@@ -1820,7 +1820,7 @@ static void s2s_test_beam(Tally *t) {
         /* seeds where greedy decoding is not optimal, so beams must be kept and
          * reordered for K = 64 to win (the check below asserts the gap too) */
         s2s_ctx_build(&k, &c, 64, sl64, tl64, cs == 0 ? 33 : 37);
-        for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 3.0; /* peakier */
+        for (int i = 0; i < k.m.p.num_params; i++) k.m.p.params[i] *= 3.0; /* peakier */
         int src[3] = { 3, 4, 4 };
         S2sBatch one;
         s2s_batch_build(&one, 1, 3, L);
@@ -1932,29 +1932,29 @@ static void s2s_test_pooling(Tally *t) {
         Rng r;
         rng_seed(&r, 17);
         pool_build(&k.m, &c, &r);
-        for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 2.0;
+        for (int i = 0; i < k.m.p.num_params; i++) k.m.p.params[i] *= 2.0;
         int n = pool_acts_bind(NULL, NULL, &c, B, T);
         double *amem = xcalloc_doubles(n), *gmem = xcalloc_doubles(n);
         pool_acts_bind(&k.a, amem, &c, B, T);
         pool_acts_bind(&k.g, gmem, &c, B, T);
         pool_task_batch(k.tokens, k.labels, &r, B, T, 4, 0);
         Tensor ts[S2S_MAX_TENSORS];
-        for (int i = 0; i < k.m.nt; i++) {
-            ts[i].name = k.m.tensors[i].name;
-            ts[i].x = k.m.params + k.m.tensors[i].offset;
-            ts[i].g = k.m.grads + k.m.tensors[i].offset;
-            ts[i].n = k.m.tensors[i].n;
+        for (int i = 0; i < k.m.p.nspans; i++) {
+            ts[i].name = k.m.p.spans[i].name;
+            ts[i].x = k.m.p.params + k.m.p.spans[i].off;
+            ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
+            ts[i].n = k.m.p.spans[i].n;
         }
         Differentiable f = { s2s_pool_loss, s2s_pool_grad, &k };
         char what[96];
         snprintf(what, sizeof what, "%s pooling classifier (%s cells), whole model, %d tensors",
-                 pool_names[p], cell_names[c.cell], k.m.nt);
-        check_grad(t, what, f, ts, k.m.nt, 1e-6);
+                 pool_names[p], cell_names[c.cell], k.m.p.nspans);
+        check_grad(t, what, f, ts, k.m.p.nspans, 1e-6);
         free(amem); free(gmem); pool_free(&k.m);
     }
 }
 
-/* ---- chapter 2: the tasks (section 6) ------------------------------------ */
+/* ---- chapter 2: the tasks (section 11) ----------------------------------- */
 
 /* The test's own reading of a date source, token names in, ISO digits out:
  * "mar 1 4 2 0 2 3" -> "20230314" (year, month, day; two digits each for
@@ -2069,7 +2069,7 @@ static void s2s_test_split(Tally *t) {
     }
 }
 
-/* ---- chapter 2: CNN + attention (section 9b) ------------------------------ */
+/* ---- chapter 2: CNN + attention (section 9) ------------------------------- */
 
 typedef struct {
     int T, B, E, K, F;
@@ -2136,7 +2136,7 @@ static void s2s_test_conv1d(Tally *t, int K) {
     free(mem);
 }
 
-/* the CNN task is what section 9b says it is */
+/* the CNN task is what section 9 says it is */
 static void s2s_test_cnn_task(Tally *t) {
     enum { B = 300, T = 9 };
     int tok[T * B], lab[B], bad = 0;
@@ -2187,24 +2187,24 @@ static void s2s_test_cnn(Tally *t, int K) {
         Rng r;
         rng_seed(&r, 19);
         cnn_build(&k.m, &c, &r);
-        for (int i = 0; i < k.m.num_params; i++) k.m.params[i] *= 2.0;
+        for (int i = 0; i < k.m.p.num_params; i++) k.m.p.params[i] *= 2.0;
         int n = cnn_acts_bind(NULL, NULL, &c, B, T);
         double *amem = xcalloc_doubles(n), *gmem = xcalloc_doubles(n);
         cnn_acts_bind(&k.a, amem, &c, B, T);
         cnn_acts_bind(&k.g, gmem, &c, B, T);
         cnn_task_batch(k.tokens, k.labels, &r, B, T, 0);
         Tensor ts[S2S_MAX_TENSORS];
-        for (int i = 0; i < k.m.nt; i++) {
-            ts[i].name = k.m.tensors[i].name;
-            ts[i].x = k.m.params + k.m.tensors[i].offset;
-            ts[i].g = k.m.grads + k.m.tensors[i].offset;
-            ts[i].n = k.m.tensors[i].n;
+        for (int i = 0; i < k.m.p.nspans; i++) {
+            ts[i].name = k.m.p.spans[i].name;
+            ts[i].x = k.m.p.params + k.m.p.spans[i].off;
+            ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
+            ts[i].n = k.m.p.spans[i].n;
         }
         char what[112];
         snprintf(what, sizeof what, "CNN classifier (T %d, K %d, F 4), pooling: %s%s, whole "
                  "model, %d tensors", T, K, cnn_pool_names[p], cnn_has_rnn(&c) ? " (lstm)" : "",
-                 k.m.nt);
-        check_grad(t, what, (Differentiable){ s2s_cnn_loss, s2s_cnn_grad, &k }, ts, k.m.nt, 1e-6);
+                 k.m.p.nspans);
+        check_grad(t, what, (Differentiable){ s2s_cnn_loss, s2s_cnn_grad, &k }, ts, k.m.p.nspans, 1e-6);
         free(amem); free(gmem); cnn_free(&k.m);
     }
 }
