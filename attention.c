@@ -1496,11 +1496,6 @@ double arg_double(int argc, char **argv, int *i, double lo, double hi) {
     return arg_real(argc, argv, i, lo, hi, 0);
 }
 
-/* a real option in (0, hi]: a rate or a factor, which zero would make useless */
-double arg_positive(int argc, char **argv, int *i, double hi) {
-    return arg_real(argc, argv, i, 0.0, hi, 1);
-}
-
 /* The value of a string option that must be one of `choices` (NULL-ended);
  * returns its index. */
 int arg_choice(int argc, char **argv, int *i, const char *const *choices) {
@@ -1550,26 +1545,6 @@ void check_writable(const char *prog, const char *option, const char *path) {
     fclose(f);
     remove(tmp);
     free(tmp);
-}
-
-/* Which of the n option names (names[k], e.g. "--seed") argv[i] is. Exits 2
- * with a message if it is none of them (listing those accepted) or if it was
- * given before: given (n) counts each option, zero on the first call. */
-int arg_option(char **argv, int i, const char *const *names, int n, int *given) {
-    int k = 0;
-    while (k < n && strcmp(argv[i], names[k]) != 0) k++;
-    if (k == n) {
-        fprintf(stderr, "%s: unknown option '%s'; the options are", argv[0], argv[i]);
-        for (int j = 0; j < n; j++) fprintf(stderr, " %s", names[j]);
-        fprintf(stderr, " and --help\n");
-        exit(2);
-    }
-    if (given[k]++) {
-        fprintf(stderr, "%s: %s given twice (give each option at most once)\n", argv[0],
-                argv[i]);
-        exit(2);
-    }
-    return k;
 }
 
 /* ---- one option table per program ---------------------------------------

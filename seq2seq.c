@@ -60,6 +60,14 @@
 #ifndef SEQ2SEQ_C
 #define SEQ2SEQ_C
 
+/* ************************************************************************
+ * PART I. THE LESSON
+ *
+ * Recurrent cells, the encoder, the three decoders, the whole model's
+ * forward and backward through time, one training step and decoding, then
+ * pooling and the CNN, in the order NOTES.md teaches them.
+ * ************************************************************************ */
+
 /* ========================================================================
  * 1. cells: one step of a recurrent cell over a batch
  *
@@ -1353,14 +1361,12 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
 }
 
 /* ************************************************************************
- *
- *                      PART II: THE PROGRAM
+ * PART II. THE PROGRAM
  *
  * Part I above is the whole model. What follows runs it: the layouts that
  * count, allocate and bind its blocks, the tasks and their held-out
  * splits, the training loop and the evaluation, then (not in the tests'
  * build) the options, the default run, the experiments and --bench.
- *
  * ************************************************************************ */
 
 /* ========================================================================
