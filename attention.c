@@ -2183,6 +2183,29 @@ static void chart_ticks(FILE *f, double lo, double hi, int log_scale, int vertic
     }
 }
 
+/* Open a chart's file at path: width px wide, the title wrapped at the top
+ * and below_title px under it; *top gets where the plot area starts. */
+static OutFile chart_open(const char *path, const ChartSvg *c, int width, int below_title,
+                          int *top) {
+    const int cols = (width - 16) / SVG_TITLE_W;
+    *top = 18 * svg_title_lines(NULL, c->title, cols, 0, 0) + 16;
+    OutFile o = out_open(path);
+    svg_begin(o.f, width, *top + below_title);
+    svg_title_lines(o.f, c->title, cols, 8, 4);
+    return o;
+}
+
+/* A chart's axis titles (the x one centred at (xc, xy), the y one turned
+ * upright at height yc), then the end of the file */
+static void chart_close(OutFile *o, const ChartSvg *c, double xc, int xy, int yc) {
+    char rot[64];
+    svg_text(o->f, xc, xy, "middle", "", c->x_axis);
+    snprintf(rot, sizeof rot, "transform=\"rotate(-90 16 %d)\"", yc);
+    svg_text(o->f, 16, yc, "middle", rot, c->y_axis);
+    fprintf(o->f, "</svg>\n");
+    out_close(o);
+}
+
 /* A line chart of ns series (markers on every point) with axis titles,
  * ticks, grid lines and a legend, to the file at path. */
 void write_svg_chart(const char *path, const ChartSvg *c, const ChartSeries *s, int ns) {
@@ -2199,13 +2222,10 @@ void write_svg_chart(const char *path, const ChartSvg *c, const ChartSeries *s, 
     int legend = 0;
     for (int k = 0; k < ns; k++) if (svg_chars(s[k].name) > legend) legend = svg_chars(s[k].name);
     const int pw = 440, ph = 260, left = 70, legend_w = legend * SVG_CHAR_W + 40;
-    const int width = left + pw + 20 + legend_w, cols = (width - 16) / SVG_TITLE_W;
-    const int top = 18 * svg_title_lines(NULL, c->title, cols, 0, 0) + 16;
-    const int height = top + ph + 50;
-    OutFile o = out_open(path);
+    const int width = left + pw + 20 + legend_w;
+    int top;
+    OutFile o = chart_open(path, c, width, ph + 50, &top);
     FILE *f = o.f;
-    svg_begin(f, width, height);
-    svg_title_lines(f, c->title, cols, 8, 4);
     chart_ticks(f, xlo, xhi, c->log_x, 0, left, left + pw, top, top + ph);
     chart_ticks(f, ylo, yhi, c->log_y, 1, top + ph, top, left, left + pw);
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
@@ -2236,12 +2256,7 @@ void write_svg_chart(const char *path, const ChartSvg *c, const ChartSeries *s, 
                 "stroke-width=\"3\"/>\n", left + pw + 20, ly - 4, left + pw + 40, ly - 4, col);
         svg_text(f, left + pw + 46, ly, "start", "", s[k].name);
     }
-    svg_text(f, left + pw / 2.0, top + ph + 36, "middle", "", c->x_axis);
-    char rot[64];
-    snprintf(rot, sizeof rot, "transform=\"rotate(-90 16 %d)\"", top + ph / 2);
-    svg_text(f, 16, top + ph / 2, "middle", rot, c->y_axis);
-    fprintf(f, "</svg>\n");
-    out_close(&o);
+    chart_close(&o, c, left + pw / 2.0, top + ph + 36, top + ph / 2);
 }
 
 /* A grouped bar chart: ngroups groups (labels group[g]) of ns bars each
@@ -2259,15 +2274,10 @@ void write_svg_bars(const char *path, const ChartSvg *c, const char *const *grou
     const int bar = 18, gw = ns * bar + 16 > glab * SVG_CHAR_W + 8 ? ns * bar + 16
                                                                      : glab * SVG_CHAR_W + 8;
     const int pw = ngroups * gw, ph = 240, left = 70, legend_w = legend * SVG_CHAR_W + 40;
-    int width = left + pw + 20 + legend_w;
-    if (width < 360) width = 360;
-    const int cols = (width - 16) / SVG_TITLE_W;
-    const int top = 18 * svg_title_lines(NULL, c->title, cols, 0, 0) + 16;
-    const int height = top + ph + 54;
-    OutFile o = out_open(path);
+    const int width = left + pw + 20 + legend_w;
+    int top;
+    OutFile o = chart_open(path, c, width > 360 ? width : 360, ph + 54, &top);
     FILE *f = o.f;
-    svg_begin(f, width, height);
-    svg_title_lines(f, c->title, cols, 8, 4);
     chart_ticks(f, lo, hi, 0, 1, top + ph, top, left, left + pw);
     for (int g = 0; g < ngroups; g++) {
         for (int k = 0; k < ns; k++) {
@@ -2292,12 +2302,7 @@ void write_svg_bars(const char *path, const ChartSvg *c, const char *const *grou
                 left + pw + 20, ly - 9, chart_colours[k % 6]);
         svg_text(f, left + pw + 40, ly, "start", "", series[k]);
     }
-    svg_text(f, left + pw / 2.0, top + ph + 40, "middle", "", c->x_axis);
-    char rot[64];
-    snprintf(rot, sizeof rot, "transform=\"rotate(-90 16 %d)\"", top + ph / 2);
-    svg_text(f, 16, top + ph / 2, "middle", rot, c->y_axis);
-    fprintf(f, "</svg>\n");
-    out_close(&o);
+    chart_close(&o, c, left + pw / 2.0, top + ph + 40, top + ph / 2);
 }
 
 /* Write W (R,C) to the file `path` as one SVG heatmap with a title, row and
