@@ -3194,8 +3194,8 @@ static void tf_test_checkpoint_round_trip(Tally *t) {
     int out1[40], out2[40];
     Rng r1, r2;
     rng_seed(&r1, 3); rng_seed(&r2, 3);
-    tf_generate(&m, tx.ids, 4, 36, 0.8, &r1, out1);
-    tf_generate(&m2, tx.ids, 4, 36, 0.8, &r2, out2);
+    tf_generate(&m, tx.ids, 4, 36, 0.8, tx.first, &r1, out1);
+    tf_generate(&m2, tx2.ids ? tx2.ids : tx.ids, 4, 36, 0.8, tx2.first, &r2, out2);
     const int same_sample = !memcmp(out1, out2, sizeof out1);
     TfBatch b;
     tf_batch_alloc(&b, &c);

@@ -838,8 +838,10 @@ int tf_sample(const double *logits, int V, double temperature, double *work, Rng
 }
 
 /* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
- * into out (len + n), one example, a window of the last S tokens. */
-void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature,
+ * into out (len + n), one example, a window of the last S tokens. Only
+ * tokens lo..V-1 are drawn (lo = 0: any; a file's vocabulary passes its
+ * first character, so that no special token is ever written). */
+void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature, int lo,
                  Rng *r, int *out) {
     const TfConfig *c = &m->c;
     TfBatch b;
@@ -851,7 +853,8 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
         int start = k > c->S ? k - c->S : 0, used = k - start;
         for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
         tf_head_forward(m, tf_encode(m, &b), NULL, 1);
-        out[k] = tf_sample(m->a.logits + (used - 1) * c->V, c->V, temperature, work, r);
+        out[k] = lo + tf_sample(m->a.logits + (used - 1) * c->V + lo, c->V - lo, temperature,
+                                work, r);
     }
     free(work);
     tf_batch_free(&b);
@@ -1757,14 +1760,13 @@ static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const Tf
     }
 }
 
-/* Heatmaps of every head of one attention sublayer for example 0:
- * P (H,Tq,Tk) with row tokens rt (Tq) and column tokens ct (Tk); and with
+/* Heatmaps of every head of one attention sublayer for one example:
+ * P (H,Tq,Tk), e.g. tf_attention_map(), with row tokens rt (Tq) and column tokens ct (Tk); and with
  * svg_dir, one SVG file per head named <stem>-h<k>.svg. */
-static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, const int *rt,
+static void tf_show_heads(const TfModel *m, const double *P, int Tq, int Tk, const int *rt,
                           const int *ct, const char *what, const char *svg_dir,
                           const char *stem, const TfText *tx) {
     const TfConfig *c = &m->c;
-    const double *P = tf_attention_map(m, s, 0, Tq, Tk);
     char (*rl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tq);
     char (*cl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tk);
     const char **rp = xmalloc(sizeof(char *) * (size_t)Tq);
@@ -1868,7 +1870,8 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
             tf_greedy_decode(&m, &b, out);
             char stem[64];
             snprintf(stem, sizeof stem, "heads-cross-L%d", c.n_dec);
-            tf_show_heads(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], c.T, c.S, b.tgt, b.src,
+            tf_show_heads(&m, tf_attention_map(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], 0, c.T, c.S), c.T,
+                          c.S, b.tgt, b.src,
                           "cross-attention of the last decoder layer", svg_dir, stem, NULL);
             free(out);
             tf_batch_free(&b);
@@ -2055,7 +2058,8 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     const int *cols = attn == TF_SHOW_SELF ? b.tgt : b.src;
     snprintf(what, sizeof what, titles[attn], show);
     snprintf(stem, sizeof stem, "encdec-%s-L%d", tf_attn_names[attn], show);
-    tf_show_heads(m, s, attn == TF_SHOW_ENC ? c->S : c->T, attn == TF_SHOW_SELF ? c->T : c->S,
+    const int Tq = attn == TF_SHOW_ENC ? c->S : c->T, Tk = attn == TF_SHOW_SELF ? c->T : c->S;
+    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk,
                   rows, cols, what, svg, stem, NULL);
     free(out); free(y);
     tf_batch_free(&b);
@@ -2091,7 +2095,8 @@ static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
     int *out = xmalloc(sizeof(int) * (size_t)(plen + n));
     Rng sr;
     rng_seed(&sr, o->run.seed ^ 0x5A3Dull);
-    tf_generate(m, prompt, plen, n, o->temperature, &sr, out);
+    tf_generate(m, prompt, plen, n, o->temperature, o->text || o->load ? tx->first : 0, &sr,
+                out);
     if (given) printf("\n%d characters sampled at temperature %.2f after the prompt:\n", n,
                       o->temperature);
     else {
@@ -2102,6 +2107,32 @@ static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
     tf_print_tokens(out, plen + n, &m->c, tx);
     printf("\n");
     free(out);
+}
+
+/* --prompt: the heads of layer o->show as they read the prompt (its last S
+ * characters, from position 0; causal, so the positions after it, which
+ * hold [MASK], are never read) */
+static void tf_show_prompt_heads(TfModel *m, const TfCli *o, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    const int S = c->S, H = c->H, L = o->plen < S ? o->plen : S;
+    const int *p = o->prompt_ids + o->plen - L;
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    for (int t = 0; t < S; t++) b.src[t] = t < L ? p[t] : TF_MASK;
+    tf_encode(m, &b);
+    const double *P = tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, S, S);
+    double *Pc = xcalloc_doubles(H * L * L);    /* the (L, L) corner of each head */
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < L; i++)
+            memcpy(Pc + (h * L + i) * L, P + (h * S + i) * S, sizeof(double) * (size_t)L);
+    char what[80], stem[32];
+    snprintf(what, sizeof what, "causal self-attention over the prompt, layer %d", o->show);
+    snprintf(stem, sizeof stem, "prompt-self-L%d", o->show);
+    printf("\n");
+    tf_show_heads(m, Pc, L, L, p, p, what, o->svg, stem, tx);
+    free(Pc);
+    tf_batch_free(&b);
 }
 
 /* the text's lines before training: its size and split, its vocabulary, and
@@ -2161,8 +2192,8 @@ static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int ste
 
 /* the BERT-style and GPT-style runs on a text: train (unless --load),
  * report held-out accuracy and loss, save (--save), show BERT's guesses or
- * GPT's sample, then the heads of layer `show` on a held-out window. A
- * loaded model without --text only samples from --prompt. */
+ * GPT's sample, then the heads of layer `show` on a held-out window (on the
+ * prompt, with --prompt). A loaded model without --text only samples. */
 static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv) {
     const TfConfig *c = &m->c;
     const int bert = c->arch == TF_ENCODER;
@@ -2189,15 +2220,16 @@ static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv
     }
     if (bert) tf_show_guesses(m, &b, tx);
     else if (o->prompt || !o->load) tf_show_sample(m, o, tx);
-    if (tx->n) {
+    if (o->prompt) tf_show_prompt_heads(m, o, tx);
+    else if (tx->n) {
         if (!bert) tf_forward(m, &b);           /* the held-out window again, to draw */
         char stem[64], what[64];
         snprintf(what, sizeof what, "%s self-attention, layer %d", bert ? "bidirectional"
                  : "causal", o->show);
         snprintf(stem, sizeof stem, "%s-self-L%d", bert ? "encoder" : "decoder", o->show);
         printf("\n");
-        tf_show_heads(m, &m->a.es[2 * (o->show - 1)], c->S, c->S, b.src, b.src, what, o->svg,
-                      stem, tx);
+        tf_show_heads(m, tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, c->S, c->S), c->S,
+                      c->S, b.src, b.src, what, o->svg, stem, tx);
     }
     tf_batch_free(&b);
 }
