@@ -2097,8 +2097,8 @@ static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
     rng_seed(&sr, o->run.seed ^ 0x5A3Dull);
     tf_generate(m, prompt, plen, n, o->temperature, o->text || o->load ? tx->first : 0, &sr,
                 out);
-    if (given) printf("\n%d characters sampled at temperature %.2f after the prompt:\n", n,
-                      o->temperature);
+    if (given) printf("%s%d characters sampled at temperature %.2f after the prompt:\n",
+                      tx->n ? "\n" : "", n, o->temperature);
     else {
         printf("\nsampled at temperature %.2f from the prompt \"", o->temperature);
         tf_print_tokens(tx->ids, plen, &m->c, tx);
