@@ -1575,7 +1575,11 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
             csv_sum = 0.0; csv_since = 0;
             if (c->arch == TF_ENCDEC && ev->seq_acc == 1.0) break;
         }
-        if (out_of_time) break;
+        if (out_of_time && step < run->steps) {
+            fprintf(stderr, "  --minutes %g: the time is up after step %d of %d\n", run->minutes,
+                    step, run->steps);
+            break;
+        }
     }
     tf_batch_free(&b);
     return step > run->steps ? run->steps : step;
