@@ -9,8 +9,10 @@
  *   --arch encdec    the encoder-decoder of the paper, on copy/reverse/sort
  *   --arch encoder   encoder only, BERT-style: bidirectional attention,
  *                    trained to fill in masked tokens of a built-in text
+ *                    (or of any UTF-8 file: --text FILE)
  *   --arch decoder   decoder only, GPT-style: causal attention, trained to
  *                    predict the next character, then samples with temperature
+ *                    (after --prompt TEXT); --save / --load keep a model
  * The three share every kernel; they differ in the attention mask and in the
  * objective, which is the point the notes ask about.
  *
@@ -32,9 +34,10 @@
  *  10. decoding and sampling
  * Part II, the program (after the banner "PART II. THE PROGRAM"):
  *  11. building a model: sizes, checks, layouts
- *  12. tasks and data: copy/reverse/sort, the built-in text, BERT masking
- *  13. training and held-out evaluation
- *  13b. keeping a model: the checkpoint file
+ *  12. tasks and data: copy/reverse/sort, the built-in text, a text file
+ *      (--text), BERT masking
+ *  13. training and held-out evaluation (the whole held-out part of a file)
+ *  13b. keeping a model: the checkpoint file (--save, --load)
  *  14. showing attention: labels, heatmaps, SVG
  *  15. experiments (positions, heads, cost) and --bench
  *  16. the runs and the command line: the option table, main
@@ -1512,6 +1515,22 @@ static void tf_progress(const TfRun *run, int step, double loss, double tokens, 
             tf_duration(el, sizeof el, wall), tf_duration(left, sizeof left, rest > 0 ? rest : 0));
 }
 
+/* The held-out evaluation tf_train makes at `step` (the watched draw): its
+ * line on log and its row in csv (each if not NULL), with the mean training
+ * loss since the last row and the wall seconds so far. */
+static TfEval tf_train_eval(TfModel *m, const TfRun *run, const TfText *tx, FILE *log,
+                            FILE *csv, int step, double train_loss, double wall) {
+    const TfEval ev = tf_evaluate(m, run, tx, TF_EVAL_WATCHED);
+    const int encdec = m->c.arch == TF_ENCDEC;
+    if (log)
+        fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step, ev.loss,
+                ev.tok_acc, encdec ? "" : "\n");
+    if (log && encdec) fprintf(log, "  exact-sequence acc %.4f\n", ev.seq_acc);
+    if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, train_loss, ev.loss,
+                     ev.tok_acc, tf_run_lr(run, m->step, m->c.D), wall);
+    return ev;
+}
+
 /* Train for up to run->steps steps; progress lines (step, loss, training
  * accuracy, learning rate) to `log` when it is not NULL, and with them, on
  * stderr, tokens per second (tokens over the seconds spent drawing batches
@@ -1563,15 +1582,8 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
             loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
-            *ev = tf_evaluate(m, run, tx, TF_EVAL_WATCHED);
-            if (log)
-                fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step,
-                        ev->loss, ev->tok_acc, c->arch == TF_ENCDEC ? "" : "\n");
-            if (log && c->arch == TF_ENCDEC)
-                fprintf(log, "  exact-sequence acc %.4f\n", ev->seq_acc);
-            if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, csv_sum / csv_since,
-                             ev->loss, ev->tok_acc, tf_run_lr(run, m->step, c->D),
-                             difftime(time(NULL), start));
+            *ev = tf_train_eval(m, run, tx, log, csv, step, csv_sum / csv_since,
+                                difftime(time(NULL), start));
             csv_sum = 0.0; csv_since = 0;
             if (c->arch == TF_ENCDEC && ev->seq_acc == 1.0) break;
         }
