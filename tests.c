@@ -3149,7 +3149,8 @@ static void tf_test_text_training(Tally *t) {
     TfEval ev;
     const int steps = tf_train(&m, &run, &tx, NULL, NULL, &ev);
     const TfEval after = tf_evaluate_all(&m, &run, &tx, &windows);
-    /* measured 2026-12-01: before 3.28 (ln 23 = 3.14), after 150 steps 0.14 */
+    /* measured 2026-12-01 (-O3 -march=native): before 3.485 (uniform: ln 26 = 3.26),
+     * after 150 steps 0.161; the bounds 2.5 and 0.5 leave room for other builds */
     check(t, steps == 150 && windows == (tx.n - tx.split - 1) / c.S && before > 2.5 &&
           after.loss < 0.5 && isfinite(after.loss), "tiny --text run (D 16, 1 layer, 150 "
           "steps, cosine, AdamW, clip): validation loss over all %d held-out windows falls "
