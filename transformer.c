@@ -2294,7 +2294,8 @@ static void tf_cli_table_more(TfCli *o) {
         { "--log", OPT_PATH, &o->log, 0, 0, NULL, TF_ARCHS, "FILE", "write a CSV row at each "
           "held-out evaluation: step,\ntrain loss, held-out loss and accuracy, lr, seconds", 0 },
         { "--prompt", OPT_PATH, &o->prompt, 0, 0, NULL, TF_M(DECODER), "TEXT", "sample after "
-          "TEXT (every character must be in the\nvocabulary; default: the text's first 4)", 0 },
+          "TEXT (every character must be in the\nvocabulary; the model reads the last --len of "
+          "them\nas its context, as it does while sampling;\ndefault: the text's first 4)", 0 },
         { "--chars", OPT_INT, &o->chars, 1, 1000000, NULL, TF_M(DECODER), "N",
           "characters to sample", 0 },
         { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
