@@ -9,8 +9,10 @@
  *   --arch encdec    the encoder-decoder of the paper, on copy/reverse/sort
  *   --arch encoder   encoder only, BERT-style: bidirectional attention,
  *                    trained to fill in masked tokens of a built-in text
+ *                    (or of any UTF-8 file: --text FILE)
  *   --arch decoder   decoder only, GPT-style: causal attention, trained to
  *                    predict the next character, then samples with temperature
+ *                    (after --prompt TEXT); --save / --load keep a model
  * The three share every kernel; they differ in the attention mask and in the
  * objective, which is the point the notes ask about.
  *
@@ -32,8 +34,10 @@
  *  10. decoding and sampling
  * Part II, the program (after the banner "PART II. THE PROGRAM"):
  *  11. building a model: sizes, checks, layouts
- *  12. tasks and data: copy/reverse/sort, the built-in text, BERT masking
- *  13. training and held-out evaluation
+ *  12. tasks and data: copy/reverse/sort, the built-in text, a text file
+ *      (--text), BERT masking
+ *  13. training and held-out evaluation (the whole held-out part of a file)
+ *  13b. keeping a model: the checkpoint file (--save, --load)
  *  14. showing attention: labels, heatmaps, SVG
  *  15. experiments (positions, heads, cost) and --bench
  *  16. the runs and the command line: the option table, main
@@ -708,7 +712,17 @@ const double *tf_attention_map(const TfModel *m, const TfSub *s, int e, int Tq, 
  * Annotated Transformer:
  *     lr = factor * D^-0.5 * min(step^-0.5, step * warmup^-1.5)
  * rising linearly for `warmup` steps, then decaying as 1/sqrt(step).
+ * The alternative GPT-2 and nanoGPT use (--schedule cosine): a linear rise
+ * to a peak lr over `warmup` steps, then half a cosine down to lr_min at the
+ * last step:
+ *     lr = lr_min + (lr - lr_min) * (1 + cos(pi * progress)) / 2
+ * and AdamW: Adam plus a decay of every matrix (the weights, the embedding
+ * and a learned positional table; not biases or LayerNorm gains, as nanoGPT)
+ * by lr * wd each step, and the gradient's norm clipped.
  * ======================================================================== */
+
+enum { TF_SCHED_NOAM, TF_SCHED_COSINE };
+static const char *const tf_sched_names[] = { "noam", "cosine", NULL };
 
 /* the hyperparameters of a training run */
 typedef struct {
@@ -720,6 +734,12 @@ typedef struct {
     int eval_every;    /* steps between held-out evaluations; encdec stops at 100% */
     int log_every;     /* steps between progress lines, 0 = quiet */
     uint64_t seed;     /* data streams: training and held-out never share one */
+    double beta2;      /* Adam's beta2: the paper's 0.98; nanoGPT's 0.99 */
+    int sched;         /* TF_SCHED_NOAM (the paper's, above) or TF_SCHED_COSINE */
+    double lr, lr_min; /* the cosine schedule's peak and floor */
+    double wd;         /* AdamW weight decay of the matrices, 0 = none */
+    double clip;       /* clip the gradient norm to this, 0 = never */
+    double minutes;    /* stop training after this many minutes of wall time, 0 = never */
 } TfRun;
 
 /* the learning rate at step (>= 1) of the schedule above */
@@ -729,9 +749,28 @@ double tf_lr(int step, int D, int warmup, double factor) {
     return factor / sqrt((double)D) * (a < b ? a : b);
 }
 
-/* One step of Adam (beta1 0.9, beta2 0.98, eps 1e-9: the paper's) on batch b,
- * at the warm-up schedule's rate. Returns the batch loss. A step that has
- * diverged (step_diverged) is not applied: m->diverged records it. */
+/* nanoGPT's learning rate at step (>= 1) of `total`: (step / (warmup + 1))
+ * of lr while warming up, then the half cosine from lr to lr_min */
+double tf_lr_cosine(int step, int total, int warmup, double lr, double lr_min) {
+    const int it = step - 1;                    /* nanoGPT counts from 0 */
+    if (it < warmup) return lr * (it + 1) / (warmup + 1);
+    if (it >= total || total <= warmup) return lr_min;
+    const double progress = (double)(it - warmup) / (total - warmup);
+    return lr_min + 0.5 * (1.0 + cos(PI * progress)) * (lr - lr_min);
+}
+
+/* the learning rate of run at the model's step */
+double tf_run_lr(const TfRun *run, int step, int D) {
+    if (run->sched == TF_SCHED_COSINE)
+        return tf_lr_cosine(step, run->steps, run->warmup, run->lr, run->lr_min);
+    return tf_lr(step, D, run->warmup, run->lr_factor);
+}
+
+/* One step of Adam (beta1 0.9, beta2 run->beta2: the paper's 0.98, eps
+ * 1e-9) on batch b, at the run's schedule. Returns the batch loss. A step
+ * that has diverged (step_diverged) is not applied: m->diverged records it.
+ * With run->clip the gradient's norm is clipped first; with run->wd the
+ * matrices (spans of more than one row and column) decay too (AdamW). */
 double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
     double loss = tf_forward(m, b);
     tf_zero_grad(m);
@@ -742,9 +781,21 @@ double tf_train_step(TfModel *m, const TfBatch *b, const TfRun *run) {
         m->diverged = m->step; m->div_loss = loss; m->div_norm = gnorm;
         return loss;
     }
-    double lr = tf_lr(m->step, m->c.D, run->warmup, run->lr_factor);
-    adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9, 0.98,
-                1e-9, 0.0);
+    if (run->clip > 0.0 && gnorm > run->clip)   /* as clip_grad_norm, with the norm known */
+        for (int i = 0; i < m->np; i++) m->grads[i] *= run->clip / gnorm;
+    const double lr = tf_run_lr(run, m->step, m->c.D);
+    if (run->wd == 0.0) {
+        adam_update(m->params, m->grads, m->adam_m, m->adam_v, m->np, m->step, lr, 0.9,
+                    run->beta2, 1e-9, 0.0);
+        return loss;
+    }
+    for (int k = 0; k < m->nspans; k++) {       /* the spans tile params in order */
+        const LayoutSpan *s = &m->spans[k];
+        const int matrix = s->rows > 1 && s->cols > 1;
+        adam_update(m->params + s->off, m->grads + s->off, m->adam_m + s->off,
+                    m->adam_v + s->off, s->n, m->step, lr, 0.9, run->beta2, 1e-9,
+                    matrix ? run->wd : 0.0);
+    }
     return loss;
 }
 
@@ -790,8 +841,10 @@ int tf_sample(const double *logits, int V, double temperature, double *work, Rng
 }
 
 /* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
- * into out (len + n), one example, a window of the last S tokens. */
-void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature,
+ * into out (len + n), one example, a window of the last S tokens. Only
+ * tokens lo..V-1 are drawn (lo = 0: any; a file's vocabulary passes its
+ * first character, so that no special token is ever written). */
+void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperature, int lo,
                  Rng *r, int *out) {
     const TfConfig *c = &m->c;
     TfBatch b;
@@ -803,7 +856,8 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
         int start = k > c->S ? k - c->S : 0, used = k - start;
         for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
         tf_head_forward(m, tf_encode(m, &b), NULL, 1);
-        out[k] = tf_sample(m->a.logits + (used - 1) * c->V, c->V, temperature, work, r);
+        out[k] = lo + tf_sample(m->a.logits + (used - 1) * c->V + lo, c->V - lo, temperature,
+                                work, r);
     }
     free(work);
     tf_batch_free(&b);
@@ -1161,34 +1215,104 @@ static const char tf_text_raw[] =
     "its path. the loss is the surprise of the model at the right answer, and "
     "a smoothed target keeps the model from being too sure of itself. ";
 
-/* The text as tokens. vocab[k] is the character of token k ('_' = mask). */
+/* The text as tokens: the built-in one, or a file's (--text). */
 typedef struct {
     int n;             /* characters in the text */
-    int ids[sizeof tf_text_raw];   /* (n) token of each character */
-    char vocab[64];    /* (V) characters, token 0 = '_' (mask) */
-    int V;
+    int *ids;          /* (n) token of each character */
+    int split;         /* the first `split` characters train, the rest are held out */
+    int V;             /* tokens */
+    int first;         /* the first token that is a character: 1 for the built-in
+                          text (token 0 is [MASK]), TOK_SPECIALS for a file's */
+    char (*sym)[5];    /* (V) each token's UTF-8 text: "_" for [MASK] (token 0) */
+    int unknown;       /* held-out characters not in the vocabulary (<unk>) */
 } TfText;
 
+/* free what tf_text_build or tf_text_read allocated */
+void tf_text_free(TfText *tx) { free(tx->ids); free(tx->sym); }
+
 /* tokenise the built-in text: token 0 is [MASK], the characters follow in order
- * of first appearance */
+ * of first appearance (31 of them) */
 void tf_text_build(TfText *tx) {
     tx->n = (int)strlen(tf_text_raw);
-    tx->V = 1;
-    tx->vocab[0] = '_';
+    tx->split = tx->n * 9 / 10;
+    tx->ids = xmalloc(sizeof(int) * (size_t)tx->n);
+    tx->sym = xmalloc(sizeof tx->sym[0] * 64);
+    tx->V = tx->first = 1;
+    tx->unknown = 0;
+    strcpy(tx->sym[0], "_");
     for (int i = 0; i < tx->n; i++) {
         int k = 0;
-        while (k < tx->V && tx->vocab[k] != tf_text_raw[i]) k++;
-        if (k == tx->V) {                       /* a new character: 31 of 63 are used */
-            if (tx->V + 1 == (int)sizeof tx->vocab) {
-                fprintf(stderr, "transformer: the built-in text has more than %d distinct "
-                        "characters; enlarge TfText's vocab\n", (int)sizeof tx->vocab - 1);
+        while (k < tx->V && tx->sym[k][0] != tf_text_raw[i]) k++;
+        if (k == tx->V) {                       /* a new character */
+            if (tx->V == 64) {
+                fprintf(stderr, "transformer: the built-in text has more than 63 distinct "
+                        "characters; enlarge TfText's sym\n");
                 exit(1);
             }
-            tx->vocab[tx->V++] = tf_text_raw[i];
+            tx->sym[tx->V][0] = tf_text_raw[i];
+            tx->sym[tx->V++][1] = '\0';
         }
         tx->ids[i] = k;
     }
-    tx->vocab[tx->V] = '\0';
+}
+
+/* the token of the UTF-8 character at s (b bytes) in tx's vocabulary, or
+ * TOK_UNK (the vocabulary of a file: token TOK_UNK exists) / -1 (built-in) */
+int tf_text_token(const TfText *tx, const char *s, int b) {
+    for (int k = tx->first; k < tx->V; k++)
+        if ((int)strlen(tx->sym[k]) == b && memcmp(tx->sym[k], s, (size_t)b) == 0) return k;
+    return tx->first == TOK_SPECIALS ? TOK_UNK : -1;
+}
+
+/* Give tx the vocabulary syms (V entries, the first `first` of them
+ * specials), as a checkpoint stores it. */
+void tf_text_set_vocab(TfText *tx, char (*syms)[5], int V, int first) {
+    tx->V = V;
+    tx->first = first;
+    tx->sym = xmalloc(sizeof tx->sym[0] * (size_t)V);
+    memcpy(tx->sym, syms, sizeof tx->sym[0] * (size_t)V);
+}
+
+/* Read the text file at path into tx: its characters (UTF-8 code points),
+ * the first 90% for training, the last 10% held out. With vocab NULL the
+ * vocabulary is built from the training part (attention.c's text_tokens);
+ * else tx takes vocab's (a loaded model's) and a character outside it is
+ * <unk>. Held-out characters outside the vocabulary are counted in
+ * tx->unknown (they are <unk>). -1 with why if the file is missing, empty,
+ * binary or not UTF-8. The file's bytes are freed before returning: what is
+ * kept is the tokens, 4 bytes a character. */
+int tf_text_read(TfText *tx, const char *path, const TfText *vocab, char *why, size_t nwhy) {
+    long len;
+    char msg[256];
+    char *text = read_text_file(path, 1L << 30, &len, why, nwhy);
+    if (!text) return -1;
+    if (utf8_check(text, len, msg, sizeof msg) != 0) {
+        snprintf(why, nwhy, "'%s': %s", path, msg);
+        free(text);
+        return -1;
+    }
+    Vocab v;
+    text_tokens(&v, &tx->ids, &tx->n, &tx->split, text, len);
+    if (vocab) tf_text_set_vocab(tx, vocab->sym, vocab->V, vocab->first);
+    else {
+        static const char specials[TOK_SPECIALS][5] = { "_", "^", "$", "\xEF\xBF\xBD" };
+        tx->V = v.n;
+        tx->first = TOK_SPECIALS;
+        tx->sym = xmalloc(sizeof tx->sym[0] * (size_t)v.n);
+        for (int k = 0; k < v.n; k++)               /* <unk> shows as U+FFFD */
+            strcpy(tx->sym[k], k < TOK_SPECIALS ? specials[k] : v.sym[k]);
+    }
+    if (vocab)                                      /* the file's tokens, in vocab's ids */
+        for (long at = 0, i = 0; i < tx->n; i++) {
+            const int b = utf8_char_len(text + at);
+            tx->ids[i] = tf_text_token(tx, text + at, b);
+            at += b;
+        }
+    tx->unknown = 0;
+    for (int i = tx->split; i < tx->n; i++) tx->unknown += tx->ids[i] == TOK_UNK;
+    vocab_free(&v);
+    free(text);
+    return 0;
 }
 
 /* The text archs split the text by position: training windows lie wholly in
@@ -1196,13 +1320,14 @@ void tf_text_build(TfText *tx) {
  * (tf_text_batch never reads past hi), so no held-out window, nor any of its
  * characters' positions, is trained on. (A hash of each window, as encdec
  * does, would not do: overlapping windows share all but one character.) */
-static int tf_text_split(const TfText *tx) { return tx->n * 9 / 10; }
+static int tf_text_split(const TfText *tx) { return tx->split; }
 
 /* BERT's masking of src (S) in place: each position is chosen with
  * probability 0.15 (at least one is); a chosen token becomes [MASK] 80% of
  * the time, a random token 10%, stays 10%. y (S) = the original token at the
- * chosen positions, -1 elsewhere: the loss counts only those. */
-void tf_bert_mask(int *src, int *y, int S, int V, Rng *r) {
+ * chosen positions, -1 elsewhere: the loss counts only those. A random token
+ * is one of the characters, first..V-1. */
+void tf_bert_mask(int *src, int *y, int S, int V, int first, Rng *r) {
     int chosen = 0;
     for (int t = 0; t < S; t++) {
         y[t] = -1;
@@ -1211,7 +1336,7 @@ void tf_bert_mask(int *src, int *y, int S, int V, Rng *r) {
             chosen++;
             double u = rng_uniform(r);
             if (u < 0.8) src[t] = TF_MASK;
-            else if (u < 0.9) src[t] = 1 + rng_int(r, V - 1);
+            else if (u < 0.9) src[t] = first + rng_int(r, V - first);
         }
     }
     if (!chosen) {                              /* never a batch with nothing to learn */
@@ -1241,7 +1366,7 @@ void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi
             src[t] = tx->ids[start + t];
             y[t] = tx->ids[start + t + 1];
         }
-        if (c->arch == TF_ENCODER) tf_bert_mask(src, y, S, c->V, mr ? mr : r);
+        if (c->arch == TF_ENCODER) tf_bert_mask(src, y, S, c->V, tx->first, mr ? mr : r);
     }
 }
 
@@ -1333,30 +1458,109 @@ TfEval tf_evaluate(TfModel *m, const TfRun *run, const TfText *tx, int draw) {
     return ev;
 }
 
+/* A text file's whole held-out part, tiled into consecutive windows of S
+ * characters (the last, partial window left out): GPT predicts every
+ * held-out character after the first once; BERT masks at its rate with a
+ * fixed stream. Nothing is random but BERT's masks, so the figure is exact,
+ * not an estimate. Returns the loss averaged over every counted target (not
+ * over batches) and the accuracy; *windows receives how many windows. */
+TfEval tf_evaluate_all(TfModel *m, const TfRun *run, const TfText *tx, int *windows) {
+    const TfConfig *c = &m->c;
+    const int lo = tf_text_split(tx), S = c->S, n = (tx->n - lo - 1) / S;
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    Rng mr;
+    rng_seed(&mr, run->seed ^ 0x7C1Dull);
+    double loss = 0.0;
+    long count = 0, ok = 0;
+    for (int done = 0; done < n; done += b.n) {
+        b.n = n - done < c->B ? n - done : c->B;
+        for (int e = 0; e < b.n; e++) {
+            const int start = lo + (done + e) * S;
+            int *src = b.src + e * S, *y = b.y + e * S;
+            for (int t = 0; t < S; t++) { src[t] = tx->ids[start + t]; y[t] = tx->ids[start + t + 1]; }
+            if (c->arch == TF_ENCODER) tf_bert_mask(src, y, S, c->V, tx->first, &mr);
+        }
+        loss += tf_forward(m, &b) * m->count;
+        count += m->count;
+        int cnt;
+        ok += tf_correct(m, &b, &cnt);
+    }
+    TfEval ev = { count ? loss / count : 0.0, count ? (double)ok / count : 0.0, 0.0 };
+    *windows = n;
+    tf_batch_free(&b);
+    return ev;
+}
+
+/* "1h02m", "3m05s" or "12s": a duration for progress lines */
+static const char *tf_duration(char *buf, size_t n, double secs) {
+    const long t = (long)(secs + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+    return buf;
+}
+
+/* The progress line on stderr after `step` of run->steps: the loss since the
+ * last line, tokens per second (over `busy` seconds of batches and steps),
+ * the wall time so far and an estimate of what is left (to the last step,
+ * or to the --minutes budget if that comes first). */
+static void tf_progress(const TfRun *run, int step, double loss, double tokens, double busy,
+                        double wall) {
+    char el[32], left[32];
+    double rest = wall / step * (run->steps - step);
+    if (run->minutes > 0.0 && run->minutes * 60.0 - wall < rest) rest = run->minutes * 60.0 - wall;
+    fprintf(stderr, "  step %d/%d: loss %.4f, %.0f tokens/s, %s elapsed, about %s left\n",
+            step, run->steps, loss, busy > 0.0 ? tokens / busy : 0.0,
+            tf_duration(el, sizeof el, wall), tf_duration(left, sizeof left, rest > 0 ? rest : 0));
+}
+
+/* The held-out evaluation tf_train makes at `step` (the watched draw): its
+ * line on log and its row in csv (each if not NULL), with the mean training
+ * loss since the last row and the wall seconds so far. */
+static TfEval tf_train_eval(TfModel *m, const TfRun *run, const TfText *tx, FILE *log,
+                            FILE *csv, int step, double train_loss, double wall) {
+    const TfEval ev = tf_evaluate(m, run, tx, TF_EVAL_WATCHED);
+    const int encdec = m->c.arch == TF_ENCDEC;
+    if (log)
+        fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step, ev.loss,
+                ev.tok_acc, encdec ? "" : "\n");
+    if (log && encdec) fprintf(log, "  exact-sequence acc %.4f\n", ev.seq_acc);
+    if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, train_loss, ev.loss,
+                     ev.tok_acc, tf_run_lr(run, m->step, m->c.D), wall);
+    return ev;
+}
+
 /* Train for up to run->steps steps; progress lines (step, loss, training
- * accuracy, learning rate) to `log` when it is not NULL, tokens per second to
- * stderr (tokens over the seconds spent drawing batches and in training
- * steps since the last line; held-out evaluations are not counted). encdec
- * stops early once held-out exact-sequence accuracy is 100% on the draw
- * tf_evaluate(.., TF_EVAL_WATCHED) makes, and every arch at a diverged step (m->diverged:
- * tf_stop_if_diverged, or an experiment's "diverged" row). Returns the steps
- * taken; *ev receives the last held-out evaluation (callers report a fresh
- * draw, tf_evaluate(.., TF_EVAL_FRESH)). */
-int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *ev) {
+ * accuracy, learning rate) to `log` when it is not NULL, and with them, on
+ * stderr, tokens per second (tokens over the seconds spent drawing batches
+ * and in training steps since the last line; held-out evaluations are not
+ * counted), the wall time and the time left. Every held-out evaluation adds
+ * a row to the CSV file csv if it is not NULL: step, train loss (mean since
+ * the last row), held-out loss and token accuracy, learning rate, elapsed
+ * wall seconds. encdec stops early once held-out exact-sequence accuracy is
+ * 100% on the draw tf_evaluate(.., TF_EVAL_WATCHED) makes, every arch once
+ * run->minutes of wall time have passed (the step in progress is finished),
+ * and at a diverged step (m->diverged: tf_stop_if_diverged, or an
+ * experiment's "diverged" row). Returns the steps taken; *ev receives the
+ * last held-out evaluation (callers report a fresh draw). */
+int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *csv, TfEval *ev) {
     const TfConfig *c = &m->c;
     TfBatch b;
     tf_batch_alloc(&b, c);
     Rng r;
     rng_seed(&r, run->seed);                    /* the training stream */
-    double loss_sum = 0.0, busy = 0.0;         /* busy: seconds in training steps only */
-    int ok_sum = 0, cnt_sum = 0, since = 0, step;
+    double loss_sum = 0.0, busy = 0.0, csv_sum = 0.0;  /* busy: seconds in steps only */
+    int ok_sum = 0, cnt_sum = 0, since = 0, csv_since = 0, step;
+    const time_t start = time(NULL);
     ev->loss = ev->tok_acc = ev->seq_acc = 0.0;
     for (step = 1; step <= run->steps; step++) {
         double t0 = seconds();                  /* time the batch and the step, not the
                                                    held-out evaluations below */
         if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, TF_TRAIN_SPLIT);
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
-        loss_sum += tf_train_step(m, &b, run);
+        const double loss = tf_train_step(m, &b, run);
+        loss_sum += loss; csv_sum += loss; csv_since++;
         busy += seconds() - t0;
         if (m->diverged) break;                 /* the caller says so */
         if (step == 1)
@@ -1366,27 +1570,172 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, TfEval *
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
         cnt_sum += cnt;
         since++;
-        int last = step == run->steps;
+        const double wall = difftime(time(NULL), start);
+        const int out_of_time = run->minutes > 0.0 && wall >= run->minutes * 60.0;
+        const int last = step == run->steps || out_of_time;
         if (log && run->log_every && (step % run->log_every == 0 || last)) {
             fprintf(log, "step %5d  loss %.4f  train acc %.3f  lr %.2e\n", step,
                     loss_sum / since, cnt_sum ? (double)ok_sum / cnt_sum : 0.0,
-                    tf_lr(m->step, c->D, run->warmup, run->lr_factor));
-            fprintf(stderr, "  step %5d: %.0f tokens/s\n", step,
-                    busy > 0.0 ? since * b.n * (c->S + c->T) / busy : 0.0);
+                    tf_run_lr(run, m->step, c->D));
+            tf_progress(run, step, loss_sum / since, (double)since * b.n * (c->S + c->T),
+                        busy, wall);
             loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
-            *ev = tf_evaluate(m, run, tx, TF_EVAL_WATCHED);
-            if (log)
-                fprintf(log, "step %5d  held-out: loss %.4f  token acc %.4f%s", step,
-                        ev->loss, ev->tok_acc, c->arch == TF_ENCDEC ? "" : "\n");
-            if (log && c->arch == TF_ENCDEC)
-                fprintf(log, "  exact-sequence acc %.4f\n", ev->seq_acc);
+            *ev = tf_train_eval(m, run, tx, log, csv, step, csv_sum / csv_since,
+                                difftime(time(NULL), start));
+            csv_sum = 0.0; csv_since = 0;
             if (c->arch == TF_ENCDEC && ev->seq_acc == 1.0) break;
+        }
+        if (out_of_time && step < run->steps) {
+            fprintf(stderr, "  --minutes %g: the time is up after step %d of %d\n", run->minutes,
+                    step, run->steps);
+            break;
         }
     }
     tf_batch_free(&b);
     return step > run->steps ? run->steps : step;
+}
+
+/* ========================================================================
+ * 13b. keeping a model: the checkpoint file
+ *
+ * --save writes, and --load reads, attention.c's checkpoint (section 10:
+ * magic "ATTNCKPT", version, the tag "TFM1", a description, the doubles,
+ * a checksum; written whole under NAME.partial and renamed). The
+ * description, all little-endian u32 unless marked:
+ *     arch norm pos act V D H F n_enc n_dec S T B     the TfConfig
+ *     f64 smoothing, u32 step (Adam steps taken), u32 first
+ *     V strings (u32 length, bytes): each token's character, sym[0..V-1]
+ * and the doubles are the parameters, then Adam's m, then Adam's v (3 np),
+ * so that a loaded model predicts, and takes its next step, bit for bit as
+ * the saved one would. Only the text archs are saved (--arch encoder and
+ * decoder): their vocabulary is the text's.
+ * ======================================================================== */
+
+#define TF_CKPT_TAG "TFM1"
+
+/* write m (with tx's vocabulary) to path; exits 1 if it cannot be written,
+ * leaving path as it was */
+void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    Bytes d = { NULL, 0, 0 };
+    const int f[] = { c->arch, c->norm, c->pos, c->act, c->V, c->D, c->H, c->F, c->n_enc,
+                      c->n_dec, c->S, c->T, c->B };
+    for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) bytes_put_u32(&d, (uint32_t)f[k]);
+    bytes_put_f64(&d, c->smoothing);
+    bytes_put_u32(&d, (uint32_t)m->step);
+    bytes_put_u32(&d, (uint32_t)tx->first);
+    for (int k = 0; k < c->V; k++) bytes_put_str(&d, tx->sym[k]);
+    double *all = xmalloc(sizeof(double) * 3 * (size_t)m->np);
+    memcpy(all, m->params, sizeof(double) * (size_t)m->np);
+    memcpy(all + m->np, m->adam_m, sizeof(double) * (size_t)m->np);
+    memcpy(all + 2 * m->np, m->adam_v, sizeof(double) * (size_t)m->np);
+    ckpt_write(path, TF_CKPT_TAG, &d, all, 3 * m->np);
+    free(all);
+    free(d.b);
+}
+
+/* The config, step and vocabulary a description holds, into *c, *step and
+ * syms (a new block of V entries the caller frees); -1 with why if any of
+ * it is out of range or inconsistent (nothing allocated then). */
+static int tf_ckpt_describe(const Bytes *d, TfConfig *c, int *step, int *first,
+                            char (**syms)[5], char *why, size_t nwhy) {
+    Reader r = { d->b, d->n, 0, 1 };
+    uint32_t f[13];
+    for (int k = 0; k < 13; k++) f[k] = reader_u32(&r);
+    *c = (TfConfig){ (int)f[0], (int)f[1], (int)f[2], (int)f[3], (int)f[4], (int)f[5],
+                     (int)f[6], (int)f[7], (int)f[8], (int)f[9], (int)f[10], (int)f[11],
+                     (int)f[12], reader_f64(&r) };
+    *step = (int)reader_u32(&r);
+    *first = (int)reader_u32(&r);
+    const char *err = !r.ok ? "its description is cut short"
+        : f[0] > TF_DECODER || f[0] == TF_ENCDEC || f[1] > TF_PRE || f[2] > TF_POS_NONE ||
+          f[3] > TF_GELU || f[4] > 1u << 20 || f[5] > 4096 || f[6] > 4096 || f[7] > 1u << 16
+          || f[8] > 64 || f[9] > 64 || f[10] > TF_MAX_POS || f[11] > TF_MAX_POS ||
+          f[12] > 1u << 16 || f[12] == 0 || *step < 0 || (*first != 1 && *first != TOK_SPECIALS)
+          || (int)f[4] <= *first ? "its description holds values no model of this program has"
+        : tf_config_error(c);
+    if (err) { snprintf(why, nwhy, "%s", err); return -1; }
+    *syms = xmalloc(5 * (size_t)c->V);
+    for (int k = 0; k < c->V && !err; k++) {
+        char *s = reader_str(&r, 4);
+        if (!s || (utf8_char_len(s) != (int)strlen(s) && k >= *first))
+            err = "its vocabulary is not one character per token";
+        else strcpy((*syms)[k], s);
+        free(s);
+    }
+    if (!err && r.at != r.n) err = "its description is longer than its vocabulary";
+    if (err) { snprintf(why, nwhy, "%s", err); free(*syms); return -1; }
+    return 0;
+}
+
+/* Load the model at path into m (built here: free with tf_free) and its
+ * vocabulary into tx (no text: tx->n 0, tx->ids NULL; free with
+ * tf_text_free). -1 with why if the
+ * file is missing, not a checkpoint, another version or another chapter's,
+ * truncated, corrupted, or holds a model this program cannot build; then
+ * nothing is allocated and m and tx are untouched. */
+int tf_ckpt_load(const char *path, TfModel *m, TfText *tx, char *why, size_t nwhy) {
+    Bytes d;
+    double *p;
+    int n, step, first;
+    TfConfig c;
+    char (*syms)[5], msg[200];
+    if (ckpt_read(path, TF_CKPT_TAG, &d, &p, &n, why, nwhy) != 0) return -1;
+    int bad = tf_ckpt_describe(&d, &c, &step, &first, &syms, msg, sizeof msg);
+    free(d.b);
+    if (!bad) {
+        tf_build(m, &c, 0);
+        if (n != 3 * m->np) {
+            snprintf(msg, sizeof msg, "it holds %d doubles; its model needs %d (3 x %d "
+                     "parameters)", n, 3 * m->np, m->np);
+            tf_free(m); free(syms); bad = -1;
+        }
+    }
+    if (bad) { snprintf(why, nwhy, "'%s': %s", path, msg); free(p); return -1; }
+    memcpy(m->params, p, sizeof(double) * (size_t)m->np);
+    memcpy(m->adam_m, p + m->np, sizeof(double) * (size_t)m->np);
+    memcpy(m->adam_v, p + 2 * m->np, sizeof(double) * (size_t)m->np);
+    m->step = step;
+    memset(tx, 0, sizeof *tx);
+    tf_text_set_vocab(tx, syms, c.V, first);
+    free(syms); free(p);
+    return 0;
+}
+
+/* the model options a checkpoint fixes, and the TfConfig field each sets */
+enum { TF_N_MODEL_OPTS = 9 };
+static const char *const tf_model_opts[TF_N_MODEL_OPTS] = { "--arch", "--norm", "--pos",
+    "--act", "--d-model", "--heads", "--layers", "--ff", "--len" };
+
+/* field k of c, in the order of tf_model_opts */
+static int tf_model_field(const TfConfig *c, int k) {
+    const int f[TF_N_MODEL_OPTS] = { c->arch, c->norm, c->pos, c->act, c->D, c->H, c->n_enc,
+                                     c->F, c->S };
+    return f[k];
+}
+
+/* 0 if every model option the user gave (given[k] for tf_model_opts[k])
+ * agrees with the loaded model `have`; else -1 with why naming the option,
+ * the value asked (in want) and the checkpoint's */
+int tf_ckpt_conflict(const TfConfig *have, const TfConfig *want, const int *given,
+                     const char *path, char *why, size_t nwhy) {
+    static const char *const *const names[TF_N_MODEL_OPTS] = { tf_arch_names, tf_norm_names,
+        tf_pos_names, tf_act_names, NULL, NULL, NULL, NULL, NULL };
+    for (int k = 0; k < TF_N_MODEL_OPTS; k++) {
+        const int h = tf_model_field(have, k), w = tf_model_field(want, k);
+        if (!given[k] || h == w) continue;
+        char hs[16], ws[16];                    /* a choice's name, or the number */
+        if (names[k]) { snprintf(hs, sizeof hs, "%s", names[k][h]);
+                        snprintf(ws, sizeof ws, "%s", names[k][w]); }
+        else { snprintf(hs, sizeof hs, "%d", h); snprintf(ws, sizeof ws, "%d", w); }
+        snprintf(why, nwhy, "%s %s conflicts with the model in '%s', which has %s %s: leave "
+                 "%s out (the checkpoint sets it), or train a new model", tf_model_opts[k],
+                 ws, path, tf_model_opts[k], hs, tf_model_opts[k]);
+        return -1;
+    }
+    return 0;
 }
 
 /* ========================================================================
@@ -1406,31 +1755,34 @@ enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
 static const char *const tf_attn_names[] = { "enc", "self", "cross", NULL };
 
 /* a printable label for token k: "_" padding, "s" start, digits for symbols;
- * text archs: the character itself */
+ * text archs: the character itself, a newline or tab as \n or \t */
 static void tf_label(char *buf, size_t n, int k, const TfConfig *c, const TfText *tx) {
-    if (c->arch != TF_ENCDEC) snprintf(buf, n, "%c", tx->vocab[k]);
+    if (c->arch != TF_ENCDEC)
+        snprintf(buf, n, "%s", !strcmp(tx->sym[k], "\n") ? "\\n" : !strcmp(tx->sym[k], "\t")
+                                ? "\\t" : tx->sym[k]);
     else if (k == TF_PAD) snprintf(buf, n, "_");
     else if (k == TF_BOS) snprintf(buf, n, "s");
     else snprintf(buf, n, "%d", k);
 }
 
-/* print tokens (len) as labels separated by spaces (encdec) or as text */
+/* print tokens (len) as labels separated by spaces (encdec) or as text
+ * (newlines as they are) */
 static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const TfText *tx) {
     char buf[16];
     for (int t = 0; t < len; t++) {
-        tf_label(buf, sizeof buf, tok[t], c, tx);
+        if (c->arch != TF_ENCDEC) snprintf(buf, sizeof buf, "%s", tx->sym[tok[t]]);
+        else tf_label(buf, sizeof buf, tok[t], c, tx);
         printf("%s%s", c->arch == TF_ENCDEC && t ? " " : "", buf);
     }
 }
 
-/* Heatmaps of every head of one attention sublayer for example 0:
- * P (H,Tq,Tk) with row tokens rt (Tq) and column tokens ct (Tk); and with
+/* Heatmaps of every head of one attention sublayer for one example:
+ * P (H,Tq,Tk), e.g. tf_attention_map(), with row tokens rt (Tq) and column tokens ct (Tk); and with
  * svg_dir, one SVG file per head named <stem>-h<k>.svg. */
-static void tf_show_heads(const TfModel *m, const TfSub *s, int Tq, int Tk, const int *rt,
+static void tf_show_heads(const TfModel *m, const double *P, int Tq, int Tk, const int *rt,
                           const int *ct, const char *what, const char *svg_dir,
                           const char *stem, const TfText *tx) {
     const TfConfig *c = &m->c;
-    const double *P = tf_attention_map(m, s, 0, Tq, Tk);
     char (*rl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tq);
     char (*cl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tk);
     const char **rp = xmalloc(sizeof(char *) * (size_t)Tq);
@@ -1471,7 +1823,7 @@ static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint
                            int *steps) {
     TfEval ev;
     tf_build(m, c, seed);
-    *steps = tf_train(m, run, NULL, NULL, &ev);
+    *steps = tf_train(m, run, NULL, NULL, NULL, &ev);
     return tf_evaluate(m, run, NULL, TF_EVAL_FRESH);
 }
 
@@ -1534,7 +1886,8 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
             tf_greedy_decode(&m, &b, out);
             char stem[64];
             snprintf(stem, sizeof stem, "heads-cross-L%d", c.n_dec);
-            tf_show_heads(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], c.T, c.S, b.tgt, b.src,
+            tf_show_heads(&m, tf_attention_map(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], 0, c.T, c.S), c.T,
+                          c.S, b.tgt, b.src,
                           "cross-attention of the last decoder layer", svg_dir, stem, NULL);
             free(out);
             tf_batch_free(&b);
@@ -1633,7 +1986,7 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     TfEval ev;
     tf_build(&m, dflt, run->seed);
     double t0 = seconds();
-    int steps = tf_train(&m, run, NULL, NULL, &ev);
+    int steps = tf_train(&m, run, NULL, NULL, NULL, &ev);
     tf_stop_if_diverged(&m);
     printf("  the default example (copy): %d steps, held-out exact-sequence acc %.4f "
            "in %.2f s\n", steps, ev.seq_acc, seconds() - t0);
@@ -1644,11 +1997,46 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
  * 16. the runs and the command line: the option table, main
  * ======================================================================== */
 
+/* What one run does: train one arch, run one experiment, or --bench. Every
+ * option names the modes it applies to, and opt_check_mode refuses one given
+ * in a mode that would ignore or override it. */
+enum { TF_M_ENCDEC, TF_M_ENCODER, TF_M_DECODER,   /* = TF_ENCDEC .. TF_DECODER */
+       TF_M_POSITIONS, TF_M_HEADS, TF_M_COST,     /* = TF_M_POSITIONS + --experiment */
+       TF_M_BENCH };
+static const char *const tf_mode_names[] = { "--arch encdec", "--arch encoder",
+    "--arch decoder", "--experiment positions", "--experiment heads", "--experiment cost",
+    "--bench", NULL };
+static const char *const tf_experiment_names[] = { "positions", "heads", "cost", NULL };
+#define TF_M(m) (1u << TF_M_##m)
+#define TF_ARCHS (TF_M(ENCDEC) | TF_M(ENCODER) | TF_M(DECODER))
+#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
+#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
+
+enum { TF_N_OPTS = 38 };
+
+/* everything the command line sets, and the option table that reads it */
+typedef struct {
+    TfConfig c;        /* the model; arch-dependent fields set by tf_cli_resolve */
+    TfRun run;
+    int seed, layers, len, vocab, show, attn, experiment, bench, mode;
+    double temperature;
+    const char *svg;   /* --svg DIR, or NULL */
+    const char *text;  /* --text FILE, or NULL: the built-in text */
+    const char *log;   /* --log FILE (CSV), or NULL */
+    const char *save, *load;   /* --save FILE, --load FILE, or NULL */
+    const char *prompt;        /* --prompt TEXT, or NULL */
+    int chars;         /* --chars: characters to generate */
+    int *prompt_ids, plen;     /* the prompt as tokens (plen), checked before training */
+    Opt opt[TF_N_OPTS];
+    OptTable t;
+} TfCli;
+
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
-static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg) {
+static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg,
+                           FILE *csv) {
     const TfConfig *c = &m->c;
     TfEval ev;
-    int steps = tf_train(m, run, NULL, stdout, &ev);
+    int steps = tf_train(m, run, NULL, stdout, csv, &ev);
     tf_stop_if_diverged(m);
     ev = tf_evaluate(m, run, NULL, TF_EVAL_FRESH);   /* not the draw training stopped on */
     printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
@@ -1686,7 +2074,8 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     const int *cols = attn == TF_SHOW_SELF ? b.tgt : b.src;
     snprintf(what, sizeof what, titles[attn], show);
     snprintf(stem, sizeof stem, "encdec-%s-L%d", tf_attn_names[attn], show);
-    tf_show_heads(m, s, attn == TF_SHOW_ENC ? c->S : c->T, attn == TF_SHOW_SELF ? c->T : c->S,
+    const int Tq = attn == TF_SHOW_ENC ? c->S : c->T, Tk = attn == TF_SHOW_SELF ? c->T : c->S;
+    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk,
                   rows, cols, what, svg, stem, NULL);
     free(out); free(y);
     tf_batch_free(&b);
@@ -1704,100 +2093,162 @@ static void tf_show_guesses(const TfModel *m, const TfBatch *b, const TfText *tx
         if (b->y[t] < 0) continue;
         const double *l = m->a.logits + t * c->V;
         int best = argmax(l, c->V);
-        printf("  position %2d: input '%c', answer '%c', guess '%c'%s\n", t,
-               tx->vocab[b->src[t]], tx->vocab[b->y[t]], tx->vocab[best],
+        char in[16], ans[16], guess[16];
+        tf_label(in, 16, b->src[t], c, tx);
+        tf_label(ans, 16, b->y[t], c, tx);
+        tf_label(guess, 16, best, c, tx);
+        printf("  position %2d: input '%s', answer '%s', guess '%s'%s\n", t, in, ans, guess,
                best == b->y[t] ? "" : "  (wrong)");
     }
 }
 
-/* GPT: 160 characters sampled after the text's first 4 */
-static void tf_show_sample(TfModel *m, const TfRun *run, const TfText *tx,
-                           double temperature) {
-    const int plen = 4, n = 160;
+/* GPT: o->chars characters sampled after the prompt (--prompt; else the
+ * text's first 4); with --prompt the text printed is the prompt and what
+ * follows it, as it is, newlines included */
+static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
+    const int given = o->prompt != NULL, plen = given ? o->plen : 4, n = o->chars;
+    const int *prompt = given ? o->prompt_ids : tx->ids;
     int *out = xmalloc(sizeof(int) * (size_t)(plen + n));
     Rng sr;
-    rng_seed(&sr, run->seed ^ 0x5A3Dull);
-    tf_generate(m, tx->ids, plen, n, temperature, &sr, out);
-    printf("\nsampled at temperature %.2f from the prompt \"", temperature);
-    tf_print_tokens(tx->ids, plen, &m->c, tx);
-    printf("\":\n  ");
+    rng_seed(&sr, o->run.seed ^ 0x5A3Dull);
+    tf_generate(m, prompt, plen, n, o->temperature, o->text || o->load ? tx->first : 0, &sr,
+                out);
+    if (given) printf("%s%d characters sampled at temperature %.2f after the prompt:\n",
+                      tx->n ? "\n" : "", n, o->temperature);
+    else {
+        printf("\nsampled at temperature %.2f from the prompt \"", o->temperature);
+        tf_print_tokens(tx->ids, plen, &m->c, tx);
+        printf("\":\n  ");
+    }
     tf_print_tokens(out, plen + n, &m->c, tx);
     printf("\n");
     free(out);
 }
 
-/* the BERT-style and GPT-style runs on the built-in text: train, held-out
- * accuracy against always guessing the commonest character, BERT's guesses
- * or GPT's sample, then the heads of layer `show` on a held-out window */
-static void tf_main_text(TfModel *m, const TfRun *run, const TfText *tx, int show,
-                         double temperature, const char *svg) {
+/* --prompt: the heads of layer o->show as they read the prompt (its last S
+ * characters, from position 0; causal, so the positions after it, which
+ * hold [MASK], are never read) */
+static void tf_show_prompt_heads(TfModel *m, const TfCli *o, const TfText *tx) {
     const TfConfig *c = &m->c;
-    const int split = tf_text_split(tx), n_eval = tf_eval_count(c, run, tx);
-    int freq[sizeof tx->vocab] = { 0 }, top = 0;      /* held-out count of each token */
-    for (int i = split; i < tx->n; i++) freq[tx->ids[i]]++;
-    for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
-    printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"%s\"\n",
-           tx->n, split, tx->n - split, tx->V, tx->vocab);
-    printf("held-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
-           tf_plural(n_eval), c->S, n_eval < run->n_eval ? " (--eval capped at the distinct "
-           "windows the held-out text holds)" : "");
-    TfEval ev;
-    int steps = tf_train(m, run, tx, stdout, &ev);
-    tf_stop_if_diverged(m);
-    ev = tf_evaluate(m, run, tx, TF_EVAL_FRESH);     /* BERT: fresh masks */
-    const int bert = c->arch == TF_ENCODER;
-    printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
-           "always guessing '%c' scores %.4f\n", steps, tf_plural(steps),
-           bert ? ", fresh masks" : "", bert ? "masked-token" : "next-character", ev.tok_acc,
-           ev.loss, exp(ev.loss), tx->vocab[top], (double)freq[top] / (tx->n - split));
+    const int S = c->S, H = c->H, L = o->plen < S ? o->plen : S;
+    const int *p = o->prompt_ids + o->plen - L;
     TfBatch b;
     tf_batch_alloc(&b, c);
     b.n = 1;
-    Rng mr;
-    rng_seed(&mr, run->seed ^ 0x3A5Cull);
-    tf_text_batch(&b, NULL, &mr, tx, split, tx->n, 0, 1, c);
-    tf_forward(m, &b);
-    if (bert) tf_show_guesses(m, &b, tx);
-    else {
-        tf_show_sample(m, run, tx, temperature);
-        tf_forward(m, &b);                      /* the held-out window again, to draw */
-    }
-    char stem[64], what[64];
-    snprintf(what, sizeof what, "%s self-attention, layer %d", bert ? "bidirectional"
-             : "causal", show);
-    snprintf(stem, sizeof stem, "%s-self-L%d", bert ? "encoder" : "decoder", show);
+    for (int t = 0; t < S; t++) b.src[t] = t < L ? p[t] : TF_MASK;
+    tf_encode(m, &b);
+    const double *P = tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, S, S);
+    double *Pc = xcalloc_doubles(H * L * L);    /* the (L, L) corner of each head */
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < L; i++)
+            memcpy(Pc + (h * L + i) * L, P + (h * S + i) * S, sizeof(double) * (size_t)L);
+    char what[80], stem[32];
+    snprintf(what, sizeof what, "causal self-attention over the prompt, layer %d", o->show);
+    snprintf(stem, sizeof stem, "prompt-self-L%d", o->show);
     printf("\n");
-    tf_show_heads(m, &m->a.es[2 * (show - 1)], c->S, c->S, b.src, b.src, what, svg, stem, tx);
+    tf_show_heads(m, Pc, L, L, p, p, what, o->svg, stem, tx);
+    free(Pc);
     tf_batch_free(&b);
 }
 
-/* What one run does: train one arch, run one experiment, or --bench. Every
- * option names the modes it applies to, and opt_check_mode refuses one given
- * in a mode that would ignore or override it. */
-enum { TF_M_ENCDEC, TF_M_ENCODER, TF_M_DECODER,   /* = TF_ENCDEC .. TF_DECODER */
-       TF_M_POSITIONS, TF_M_HEADS, TF_M_COST,     /* = TF_M_POSITIONS + --experiment */
-       TF_M_BENCH };
-static const char *const tf_mode_names[] = { "--arch encdec", "--arch encoder",
-    "--arch decoder", "--experiment positions", "--experiment heads", "--experiment cost",
-    "--bench", NULL };
-static const char *const tf_experiment_names[] = { "positions", "heads", "cost", NULL };
-#define TF_M(m) (1u << TF_M_##m)
-#define TF_ARCHS (TF_M(ENCDEC) | TF_M(ENCODER) | TF_M(DECODER))
-#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
-#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
+/* the text's lines before training: its size and split, its vocabulary, and
+ * how the held-out part is read */
+static void tf_text_header(const TfCli *o, const TfText *tx, int n_eval) {
+    const TfConfig *c = &o->c;
+    const int split = tf_text_split(tx);
+    if (o->text)
+        printf("text: %s, %d characters (%d for training, %d held out, %d of those not in "
+               "the vocabulary: <unk>), vocabulary %d (%d specials): \"", o->text, tx->n,
+               split, tx->n - split, tx->unknown, tx->V, tx->first);
+    else printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"",
+                tx->n, split, tx->n - split, tx->V);
+    for (int k = o->text ? tx->first : 0; k < tx->V; k++) {
+        char buf[16];
+        tf_label(buf, sizeof buf, k, c, tx);
+        printf("%s", buf);
+    }
+    printf("\"\nheld-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
+           tf_plural(n_eval), c->S, n_eval < o->run.n_eval ? " (--eval capped at the "
+           "distinct windows the held-out text holds)" : "");
+    if (o->text)
+        printf("  (what training watches; the figure after training reads every window "
+               "that tiles the held-out part)\n");
+}
 
-enum { TF_N_OPTS = 25 };
+/* After training (or loading): held-out accuracy and loss. The built-in
+ * text: a fresh draw (BERT: fresh masks) against always guessing the
+ * commonest character; a file: every window of its held-out part
+ * (tf_evaluate_all), beside the estimate training watched. */
+static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int steps) {
+    const TfConfig *c = &m->c;
+    const int split = tf_text_split(tx), bert = c->arch == TF_ENCODER;
+    const char *what = bert ? "masked-token" : "next-character";
+    if (o->text) {
+        int windows;
+        TfEval all = tf_evaluate_all(m, &o->run, tx, &windows);
+        TfEval ev = tf_evaluate(m, &o->run, tx, TF_EVAL_WATCHED);
+        printf("\n%s %d step%s: validation loss %.4f (perplexity %.2f), %s accuracy %.4f, "
+               "over all %d windows of %d that tile the held-out %d characters; the %d "
+               "windows training watched give %.4f\n", o->load ? "loaded, trained" : "after",
+               steps, tf_plural(steps), all.loss, exp(all.loss), what, all.tok_acc, windows,
+               c->S, tx->n - split, tf_eval_count(c, &o->run, tx), ev.loss);
+        return;
+    }
+    int *freq = xmalloc(sizeof(int) * (size_t)tx->V), top = 0;   /* held-out counts */
+    memset(freq, 0, sizeof(int) * (size_t)tx->V);
+    for (int i = split; i < tx->n; i++) freq[tx->ids[i]]++;
+    for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
+    TfEval ev = tf_evaluate(m, &o->run, tx, TF_EVAL_FRESH);     /* BERT: fresh masks */
+    printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
+           "always guessing '%s' scores %.4f\n", steps, tf_plural(steps),
+           bert ? ", fresh masks" : "", what, ev.tok_acc, ev.loss, exp(ev.loss),
+           tx->sym[top], (double)freq[top] / (tx->n - split));
+    free(freq);
+}
 
-/* everything the command line sets, and the option table that reads it */
-typedef struct {
-    TfConfig c;        /* the model; arch-dependent fields set by tf_cli_resolve */
-    TfRun run;
-    int seed, layers, len, vocab, show, attn, experiment, bench, mode;
-    double temperature;
-    const char *svg;   /* --svg DIR, or NULL */
-    Opt opt[TF_N_OPTS];
-    OptTable t;
-} TfCli;
+/* the BERT-style and GPT-style runs on a text: train (unless --load),
+ * report held-out accuracy and loss, save (--save), show BERT's guesses or
+ * GPT's sample, then the heads of layer `show` on a held-out window (on the
+ * prompt, with --prompt). A loaded model without --text only samples. */
+static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv) {
+    const TfConfig *c = &m->c;
+    const int bert = c->arch == TF_ENCODER;
+    int steps = m->step;
+    if (tx->n) tf_text_header(o, tx, tf_eval_count(c, &o->run, tx));
+    if (!o->load) {
+        TfEval ev;
+        const double t0 = seconds();
+        steps = tf_train(m, &o->run, tx, stdout, csv, &ev);
+        tf_stop_if_diverged(m);
+        fprintf(stderr, "trained %d step%s in %.1f s of processor time\n", steps,
+                tf_plural(steps), seconds() - t0);
+    }
+    if (tx->n) tf_text_report(m, o, tx, steps);
+    if (o->save) { tf_ckpt_save(o->save, m, tx); printf("saved the model to %s\n", o->save); }
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    if (tx->n) {
+        Rng mr;
+        rng_seed(&mr, o->run.seed ^ 0x3A5Cull);
+        tf_text_batch(&b, NULL, &mr, tx, tf_text_split(tx), tx->n, 0, 1, c);
+        tf_forward(m, &b);
+    }
+    if (bert) tf_show_guesses(m, &b, tx);
+    else if (o->prompt || !o->load) tf_show_sample(m, o, tx);
+    if (o->prompt) tf_show_prompt_heads(m, o, tx);
+    else if (tx->n) {
+        if (!bert) tf_forward(m, &b);           /* the held-out window again, to draw */
+        char stem[64], what[64];
+        snprintf(what, sizeof what, "%s self-attention, layer %d", bert ? "bidirectional"
+                 : "causal", o->show);
+        snprintf(stem, sizeof stem, "%s-self-L%d", bert ? "encoder" : "decoder", o->show);
+        printf("\n");
+        tf_show_heads(m, tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, c->S, c->S), c->S,
+                      c->S, b.src, b.src, what, o->svg, stem, tx);
+    }
+    tf_batch_free(&b);
+}
 
 static const char tf_about[] =
     "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
@@ -1813,6 +2264,62 @@ static const char tf_after[] =
     "elsewhere: --experiment positions sets --task and --pos itself, heads sets\n"
     "--heads, cost reads only --seed; --bench runs fixed configurations and the\n"
     "default example and takes no other option.\n";
+
+/* The option table's second half: drawing, sampling and seeds, then real
+ * data (a text file, a budget, a log, checkpoints) and the optimiser options
+ * of nanoGPT's recipe. */
+enum { TF_N_TABLE1 = 20 };
+static void tf_cli_table_more(TfCli *o) {
+    const Opt all[] = {
+        { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
+          "sampling temperature (0: greedy)", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(HEADS), "DIR",
+          "also write each head's heatmap as an SVG into the\nexisting DIR", 0 },
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
+          "seed of the weights and the data", 0 },
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
+          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the "
+          "default): positions\n(reverse with --pos none, sin, learned), heads (1..8\nheads, "
+          "same d_model) or cost (self-attention time and\nmemory vs length; timings on "
+          "stdout)", 0 },
+        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, TF_M(BENCH), "", "ms per training "
+          "step in two configurations, and the\ntime the default example takes to reach "
+          "100%", 0 },
+        { "--text", OPT_PATH, &o->text, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
+          "train on this UTF-8 text file instead of the\nbuilt-in text: one token per "
+          "character (code\npoint), first 90% train, last 10% held out", 0 },
+        { "--minutes", OPT_RATE, &o->run.minutes, 0, 1e6, NULL, TF_ARCHS, "M", "stop training "
+          "after M minutes of wall time\n(default: no limit; the schedule still spans "
+          "--steps)", 0 },
+        { "--log", OPT_PATH, &o->log, 0, 0, NULL, TF_ARCHS, "FILE", "write a CSV row at each "
+          "held-out evaluation: step,\ntrain loss, held-out loss and accuracy, lr, seconds", 0 },
+        { "--prompt", OPT_PATH, &o->prompt, 0, 0, NULL, TF_M(DECODER), "TEXT", "sample after "
+          "TEXT (every character must be in the\nvocabulary; the model reads the last --len of "
+          "them\nas its context, as it does while sampling;\ndefault: the text's first 4)", 0 },
+        { "--chars", OPT_INT, &o->chars, 1, 1000000, NULL, TF_M(DECODER), "N",
+          "characters to sample", 0 },
+        { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
+          "after training, write the model (config,\nvocabulary, weights, Adam state) to FILE",
+          0 },
+        { "--load", OPT_PATH, &o->load, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
+          "use the model in FILE instead of training one:\n--prompt samples from it, --text "
+          "measures it; it\nsets --arch and the model's size", 0 },
+        { "--schedule", OPT_CHOICE, &o->run.sched, 0, 0, tf_sched_names, TF_TRAINS, "S",
+          "noam: the paper's warm-up (--lr-factor);\ncosine: nanoGPT's (--lr, --lr-min)", 0 },
+        { "--lr", OPT_RATE, &o->run.lr, 0, 10, NULL, TF_TRAINS, "X",
+          "peak learning rate of --schedule cosine", 0 },
+        { "--lr-min", OPT_REAL, &o->run.lr_min, 0, 10, NULL, TF_TRAINS, "X",
+          "final learning rate of --schedule cosine", 0 },
+        { "--beta2", OPT_REAL, &o->run.beta2, 0, 0.99999, NULL, TF_TRAINS, "X",
+          "Adam's beta2 (nanoGPT: 0.99)", 0 },
+        { "--weight-decay", OPT_REAL, &o->run.wd, 0, 1, NULL, TF_TRAINS, "X", "AdamW's "
+          "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
+        { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
+          "clip the gradient norm to X (0: never)", 0 },
+    };
+    (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
+    memcpy(o->opt + TF_N_TABLE1, all, sizeof all);
+}
 
 /* The option table: name, kind, where the value goes, range or choices, the
  * modes it applies to, and its help. The defaults are what o holds now. */
@@ -1858,23 +2365,10 @@ static void tf_cli_table(TfCli *o) {
         { "--show-attn", OPT_CHOICE, &o->attn, 0, 0, tf_attn_names, TF_ARCHS, "W", "enc "
           "(encoder), self (decoder, causal) or cross\n(decoder to encoder) attention is "
           "drawn; default: the\narch's own; each needs the stack it names", 0 },
-        { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
-          "sampling temperature (0: greedy)", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(HEADS), "DIR",
-          "also write each head's heatmap as an SVG into the\nexisting DIR", 0 },
-        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
-          "seed of the weights and the data", 0 },
-        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
-          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the "
-          "default): positions\n(reverse with --pos none, sin, learned), heads (1..8\nheads, "
-          "same d_model) or cost (self-attention time and\nmemory vs length; timings on "
-          "stdout)", 0 },
-        { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, TF_M(BENCH), "", "ms per training "
-          "step in two configurations, and the\ntime the default example takes to reach "
-          "100%", 0 },
     };
-    (void)sizeof(char[sizeof all == sizeof o->opt ? 1 : -1]);   /* TF_N_OPTS entries */
+    (void)sizeof(char[sizeof all == TF_N_TABLE1 * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt, all, sizeof all);
+    tf_cli_table_more(o);
 }
 
 /* Settle what depends on the arch: the task's vocabulary and length, or the
@@ -1953,44 +2447,151 @@ static void tf_cli_check_show(TfCli *o) {
                                        : "only a (causal) decoder: use self");
 }
 
+/* The training options that belong to one schedule are refused with the
+ * other, and the cosine's floor may not exceed its peak. */
+static void tf_cli_check_run(TfCli *o) {
+    const TfRun *run = &o->run;
+    const int cosine = run->sched == TF_SCHED_COSINE;
+    if (!cosine && (opt_given(&o->t, "--lr") || opt_given(&o->t, "--lr-min")))
+        opt_fail(&o->t, "--lr and --lr-min set --schedule cosine's rates; the default "
+                 "--schedule noam takes --lr-factor: add --schedule cosine or use --lr-factor");
+    if (cosine && opt_given(&o->t, "--lr-factor"))
+        opt_fail(&o->t, "--lr-factor scales --schedule noam; --schedule cosine takes --lr and "
+                 "--lr-min instead");
+    if (cosine && run->lr_min > run->lr)
+        opt_fail(&o->t, "--lr-min %g is above --lr %g: the cosine decays from --lr down to "
+                 "--lr-min", run->lr_min, run->lr);
+}
+
+/* --load FILE: the model and its vocabulary from the checkpoint (into m and
+ * tx; --text is then read with that vocabulary), refused if unreadable or if
+ * a model option given conflicts with it; training options are refused, as
+ * a loaded model is used as it is. o->c becomes the checkpoint's config. */
+static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
+    static const char *const training[] = { "--steps", "--warmup", "--lr-factor",
+        "--smoothing", "--batch", "--eval-every", "--schedule", "--lr", "--lr-min", "--beta2",
+        "--weight-decay", "--clip", "--minutes", "--log", "--save", "--task", "--vocab" };
+    for (size_t k = 0; k < sizeof training / sizeof training[0]; k++)
+        if (opt_given(&o->t, training[k]))
+            opt_fail(&o->t, "%s: a model read with --load is used as it is, not trained "
+                     "further; leave %s out", training[k], training[k]);
+    char why[600];
+    TfText voc;
+    if (tf_ckpt_load(o->load, m, &voc, why, sizeof why) != 0) opt_fail(&o->t, "--load: %s", why);
+    int given[TF_N_MODEL_OPTS];
+    for (int k = 0; k < TF_N_MODEL_OPTS; k++) given[k] = opt_given(&o->t, tf_model_opts[k]);
+    TfConfig want = o->c;
+    want.n_enc = o->layers;
+    want.S = o->len;
+    if (tf_ckpt_conflict(&m->c, &want, given, o->load, why, sizeof why) != 0)
+        opt_fail(&o->t, "%s", why);
+    o->c = m->c;
+    o->layers = m->c.n_enc;
+    o->len = m->c.S;
+    memset(tx, 0, sizeof *tx);
+    if (o->text && tf_text_read(tx, o->text, &voc, why, sizeof why) != 0)
+        opt_fail(&o->t, "--text: %s", why);
+    if (!o->text) *tx = voc;                    /* the vocabulary alone, no text */
+    else tf_text_free(&voc);
+    if (o->text && tx->n - tf_text_split(tx) - 2 < o->c.S)
+        opt_fail(&o->t, "--text %s: its held-out part (%d characters) is shorter than one "
+                 "window of the model's --len %d", o->text, tx->n - tf_text_split(tx), o->c.S);
+    if (!o->text && (o->c.arch == TF_ENCODER || !o->prompt))
+        opt_fail(&o->t, "--load %s: nothing to do; give %s", o->load, o->c.arch == TF_ENCODER
+                 ? "--text FILE (to measure the model on it)"
+                 : "--prompt TEXT (to sample from it) or --text FILE (to measure it)");
+}
+
+/* --prompt: as tokens of tx's vocabulary into o->prompt_ids, every
+ * character checked before any training; one the model does not know is
+ * refused by name */
+static void tf_cli_prompt(TfCli *o, const TfText *tx) {
+    char why[200];
+    const char *p = o->prompt;
+    if (utf8_check(p, (long)strlen(p), why, sizeof why) != 0)
+        opt_fail(&o->t, "--prompt: %s", why);
+    o->prompt_ids = xmalloc(sizeof(int) * (strlen(p) + 1));
+    o->plen = 0;
+    for (int b; *p; p += b) {
+        b = utf8_char_len(p);
+        const int k = tf_text_token(tx, p, b);
+        uint32_t cp = b == 1 ? (unsigned char)p[0]   /* the code point, for the message */
+                    : ((unsigned char)p[0] & (0x7Fu >> b));
+        for (int i = 1; i < b; i++) cp = cp << 6 | ((unsigned char)p[i] & 0x3Fu);
+        if (k < tx->first)
+            opt_fail(&o->t, "--prompt: character %d, '%.*s' (U+%04lX), is not in the model's "
+                     "vocabulary (the %d characters of its training text); leave it out",
+                     o->plen + 1, cp < 0x20 ? 0 : b, p, (unsigned long)cp, tx->V - tx->first);
+        o->prompt_ids[o->plen++] = k;
+    }
+}
+
 /* Read and check the whole command line (exit 2 with a message on bad
- * input, 0 after --help); on return o says what to run. */
-static void tf_cli_parse(TfCli *o, int argc, char **argv, const TfText *tx) {
+ * input, 0 after --help); on return o says what to run, tx holds the text
+ * (the built-in one, --text's, or only --load's vocabulary) and, with
+ * --load, m the loaded model. */
+static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m) {
     memset(o, 0, sizeof *o);
     o->c = (TfConfig){ TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10,
                        32, 0.0 };
-    o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1 };
+    o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1, 0.98, TF_SCHED_NOAM,
+                      1e-3, 1e-4, 0.0, 0.0, 0.0 };
     o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
+    o->chars = 160;
     tf_cli_table(o);
     o->t = (OptTable){ argv[0], tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
     opt_parse(&o->t, argc, argv);
+    if (o->load) tf_cli_load(o, tx, m);
     o->mode = o->bench ? TF_M_BENCH : opt_given(&o->t, "--experiment")
             ? TF_M_POSITIONS + o->experiment : o->c.arch;
     opt_check_mode(&o->t, o->mode);
-    tf_cli_resolve(o, tx);
+    tf_cli_check_run(o);
+    char why[600];
+    if (!o->load && o->text && tf_text_read(tx, o->text, NULL, why, sizeof why) != 0)
+        opt_fail(&o->t, "--text: %s", why);
+    if (!o->load && !o->text) tf_text_build(tx);
+    if (!o->load) tf_cli_resolve(o, tx);
     tf_cli_check_model(o);
     tf_cli_check_show(o);
+    if (o->prompt) tf_cli_prompt(o, tx);
     if (o->svg) check_dir_writable(argv[0], "--svg", o->svg);   /* now, not after training */
+    if (o->save) check_writable(argv[0], "--save", o->save);
+    if (o->log) check_writable(argv[0], "--log", o->log);
     o->run.seed = (uint64_t)o->seed;
 }
 
-/* the default run: one model of --arch, trained, evaluated and drawn */
-static void tf_main_run(const TfCli *o, const TfText *tx) {
+/* the default run: one model of --arch, trained (or loaded), evaluated and
+ * drawn; m is the loaded model with --load */
+static void tf_main_run(const TfCli *o, const TfText *tx, TfModel *m) {
     const TfConfig *c = &o->c;
+    const TfRun *run = &o->run;
     printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
            "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %d\n",
            tf_arch_names[c->arch], tf_norm_names[c->norm], tf_pos_names[c->pos],
            tf_act_names[c->act], c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
            c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B, o->seed);
-    printf("training: Adam (0.9, 0.98, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
-           "step * %d^-1.5), label smoothing %g\n", o->run.lr_factor, o->run.warmup,
-           c->smoothing);
-    TfModel m;
-    tf_build(&m, c, o->run.seed);
-    printf("parameters: %d\n\n", m.np);
-    if (c->arch == TF_ENCDEC) tf_main_encdec(&m, &o->run, o->show, o->attn, o->svg);
-    else tf_main_text(&m, &o->run, tx, o->show, o->temperature, o->svg);
-    tf_free(&m);
+    if (o->load) printf("model: read from %s (trained %d steps)\n", o->load, m->step);
+    else if (run->sched == TF_SCHED_NOAM)
+        printf("training: Adam (0.9, %g, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
+               "step * %d^-1.5), label smoothing %g", run->beta2, run->lr_factor,
+               run->warmup, c->smoothing);
+    else printf("training: Adam (0.9, %g, 1e-9), lr %g rising over %d steps, then a cosine "
+                "to %g at step %d, label smoothing %g", run->beta2, run->lr, run->warmup,
+                run->lr_min, run->steps, c->smoothing);
+    if (!o->load && run->wd > 0.0) printf(", weight decay %g", run->wd);
+    if (!o->load && run->clip > 0.0) printf(", gradient norm clipped to %g", run->clip);
+    if (!o->load) printf("\n");
+    if (!o->load) tf_build(m, c, run->seed);
+    printf("parameters: %d\n\n", m->np);
+    OutFile log = { NULL, NULL, NULL };
+    if (o->log) {
+        log = out_open(o->log);
+        fprintf(log.f, "step,train_loss,heldout_loss,heldout_acc,lr,seconds\n");
+    }
+    if (c->arch == TF_ENCDEC) tf_main_encdec(m, run, o->show, o->attn, o->svg, log.f);
+    else tf_main_text(m, o, tx, log.f);
+    if (o->log) out_close(&log);
+    tf_free(m);
 }
 
 /* parse and check every option, then run one of: the default training run,
@@ -1998,16 +2599,19 @@ static void tf_main_run(const TfCli *o, const TfText *tx) {
 int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
     TfText tx;
-    tf_text_build(&tx);
+    TfModel m;
     TfCli o;
-    tf_cli_parse(&o, argc, argv, &tx);
+    memset(&tx, 0, sizeof tx);
+    tf_cli_parse(&o, argc, argv, &tx, &m);
     switch (o.mode) {
     case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed); break;
     case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_COST:      tf_experiment_cost(o.run.seed); break;
     case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
-    default:             tf_main_run(&o, &tx);
+    default:             tf_main_run(&o, &tx, &m);
     }
+    tf_text_free(&tx);
+    free(o.prompt_ids);
     return 0;
 }
 #endif /* TESTING */
