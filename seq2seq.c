@@ -33,6 +33,7 @@
  *  10. layouts            one Layout walk per model: count, bind, initialise
  *  11. tasks              copy, reverse, sort, date, pooling, CNN; held-out split
  *  12. training loop      progress, divergence, held-out evaluation
+ *  12b. real data         a pair file as examples, PER/WER, checkpoints, training
  *  13. options            the option table and the checks between options
  *  14. the default run    train, evaluate, examples, the alignment
  *  15. experiments        length bottleneck, pooling, cnn
@@ -280,7 +281,12 @@ typedef struct {
     int align;      /* Luong: S2S_GLOBAL | S2S_LOCAL_M | S2S_LOCAL_P */
     int window;     /* D of local attention: the window is [p - D, p + D] */
     int V, E, H, A; /* vocabulary, embedding, hidden, attention hidden sizes */
+    int Vsrc;       /* the source vocabulary, if it is not V (0: the same): --data's
+                       letters in, phonemes out; the toy tasks share one */
 } S2sConfig;
+
+/* rows of the source embedding: Vsrc, or V when the two sides share one */
+int s2s_src_vocab(const S2sConfig *c) { return c->Vsrc ? c->Vsrc : c->V; }
 
 int s2s_enc_width(const S2sConfig *c) { return c->attention == S2S_BAHDANAU ? 2 * c->H : c->H; }
 int s2s_dec_input(const S2sConfig *c) { return c->E + s2s_enc_width(c); }
@@ -305,7 +311,7 @@ int s2s_score_cache(const S2sConfig *c, int T) {
 
 /* The parameters, as views into one block (or the gradients, into another). */
 typedef struct {
-    double *src_emb, *tgt_emb; /* (V,E) each */
+    double *src_emb, *tgt_emb; /* (Vsrc,E) (s2s_src_vocab), (V,E) */
     S2sCell enc_f, enc_b;      /* encoder, forward and (Bahdanau) backward direction */
     S2sCell dec;               /* decoder cell, input Din */
     Score score;               /* Bahdanau: additive (Dq H, Dk 2H); Luong: dot/general/concat */
@@ -1446,7 +1452,7 @@ static void s2s_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) 
     const int V = c->V, E = c->E, H = c->H, He = s2s_enc_width(c);
     const int Dout = s2s_out_input(c);
     memset(w, 0, sizeof *w);
-    w->src_emb = s2s_param(L, r, V, E, 1.0, "src_emb");
+    w->src_emb = s2s_param(L, r, s2s_src_vocab(c), E, 1.0, "src_emb");
     w->tgt_emb = s2s_param(L, r, V, E, 1.0, "tgt_emb");
     cell_layout(&w->enc_f, L, r, c->cell, E, H, "enc_f");
     if (c->attention == S2S_BAHDANAU) cell_layout(&w->enc_b, L, r, c->cell, E, H, "enc_b");
@@ -2066,6 +2072,415 @@ S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sDa
     return acc;
 }
 
+/* ========================================================================
+ * 12b. real data: a pair file as examples, PER/WER, checkpoints
+ *
+ * --data FILE reads attention.c's pair files (CMUdict "word PH O NE MES"
+ * lines, or "source<TAB>target"): a source's tokens are its characters
+ * (UTF-8 code points), a target's its space-separated symbols. Each pair
+ * goes to train, dev or test by data_split (a hash of the source and the
+ * seed), so every pronunciation of a word is in the same part. Training
+ * sees every pronunciation of a training word as an example; a dev or test
+ * word is decoded once and scored against the nearest of its
+ * pronunciations (error_rate_add). The vocabularies are the training
+ * part's; a dev/test letter or phoneme outside them becomes <unk> (counted,
+ * and a <unk> in a reference can never be matched: an honest error).
+ * ======================================================================== */
+
+enum { S2S_DATA_MAX_LEN = 64 };     /* longest source (characters) and target (symbols) */
+enum { S2S_CKPT_DESC_VERSION = 1 }; /* the layout of the description below */
+
+typedef struct {
+    Vocab src_v, tgt_v;      /* letters and phonemes of the training part */
+    S2sData part[3];         /* SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST; rows sorted by source */
+    int *group[3];           /* (ngroup + 1) the row where each word's pronunciations start */
+    int ngroup[3];           /* distinct sources (words) of each part */
+    int unk_src, unk_tgt;    /* dev/test tokens outside the vocabularies */
+} S2sPairData;
+
+static const Pairs *s2s_sort_pairs;       /* qsort's context: the pairs being sorted */
+static int s2s_cmp_pair(const void *a, const void *b) {
+    const int i = *(const int *)a, j = *(const int *)b;
+    const int c = strcmp(s2s_sort_pairs->src[i], s2s_sort_pairs->src[j]);
+    return c ? c : (i > j) - (i < j);                 /* alternates keep the file's order */
+}
+
+/* The vocabularies from the training pairs of p (split[i] == SPLIT_TRAIN):
+ * each source character, each target symbol. */
+static void s2s_pair_vocabs(S2sPairData *pd, const Pairs *p, const int *split) {
+    size_t chars = 0, bytes = 0;
+    for (int i = 0; i < p->n; i++)
+        if (split[i] == SPLIT_TRAIN) { chars += strlen(p->src[i]); bytes += strlen(p->tgt[i]) + 1; }
+    char (*ch)[5] = xmalloc(5 * (chars + 1)), *words = xmalloc(bytes + 1);
+    const char **syms = xmalloc(sizeof(char *) * (chars + bytes + 1));
+    int ns = 0, nt = 0;
+    char *w = words;
+    for (int i = 0; i < p->n; i++) {
+        if (split[i] != SPLIT_TRAIN) continue;
+        for (const char *s = p->src[i]; *s; ns++) {
+            int b = utf8_char_len(s);
+            if (b == 0) b = 1;                       /* checked by pairs_parse */
+            memset(ch[ns], 0, 5); memcpy(ch[ns], s, (size_t)b); s += b;
+            syms[ns] = ch[ns];
+        }
+    }
+    vocab_build(&pd->src_v, syms, ns);
+    for (int i = 0; i < p->n; i++) {
+        if (split[i] != SPLIT_TRAIN) continue;
+        strcpy(w, p->tgt[i]);
+        for (char *t = strtok(w, " "); t; t = strtok(NULL, " ")) syms[nt++] = t;
+        w += strlen(p->tgt[i]) + 1;
+    }
+    vocab_build(&pd->tgt_v, syms, nt);
+    free(ch); free(words); free(syms);
+}
+
+/* Part k of pd from the pairs rows[0..n-1] of p (sorted by source): the
+ * token ids, and where each word's pronunciations start. */
+static void s2s_pair_part(S2sPairData *pd, int k, const Pairs *p, const int *rows, int n,
+                          int Tmax, int Nmax) {
+    S2sData *d = &pd->part[k];
+    d->n = n; d->Tmax = Tmax; d->Nmax = Nmax;
+    d->src = xmalloc(sizeof(int) * (size_t)(n * Tmax + 1));
+    d->tgt = xmalloc(sizeof(int) * (size_t)(n * Nmax + 1));
+    d->slen = xmalloc(sizeof(int) * (size_t)(n + 1));
+    d->tlen = xmalloc(sizeof(int) * (size_t)(n + 1));
+    pd->group[k] = xmalloc(sizeof(int) * (size_t)(n + 1));
+    int ng = 0, *us = k == SPLIT_TRAIN ? NULL : &pd->unk_src, *ut = us ? &pd->unk_tgt : NULL;
+    for (int i = 0; i < n; i++) {
+        const int e = rows[i];
+        d->slen[i] = vocab_encode_chars(&pd->src_v, p->src[e], d->src + i * Tmax, Tmax, us);
+        d->tlen[i] = vocab_encode_words(&pd->tgt_v, p->tgt[e], d->tgt + i * Nmax, Nmax, ut);
+        if (i == 0 || strcmp(p->src[e], p->src[rows[i - 1]]) != 0) pd->group[k][ng++] = i;
+    }
+    pd->group[k][ng] = n;
+    pd->ngroup[k] = ng;
+}
+
+/* Split the pairs p by seed into pd (which owns what it holds:
+ * s2s_pair_data_free). -1 with why for a source or target longer than
+ * S2S_DATA_MAX_LEN (naming the line), or a part left empty. */
+int s2s_pair_data_build(S2sPairData *pd, const Pairs *p, uint64_t seed, char *why, size_t nwhy) {
+    memset(pd, 0, sizeof *pd);
+    int *split = xmalloc(sizeof(int) * (size_t)p->n), *rows = xmalloc(sizeof(int) * (size_t)p->n);
+    int Tmax = 1, Nmax = 1, count[3] = { 0, 0, 0 };
+    for (int i = 0; i < p->n; i++) {
+        int ns = 0, nt = 0;
+        for (const char *s = p->src[i]; *s; ns++) { const int b = utf8_char_len(s); s += b ? b : 1; }
+        for (const char *s = p->tgt[i]; *s; s++) nt += s == p->tgt[i] || (s[-1] == ' ' && *s != ' ');
+        if (ns > S2S_DATA_MAX_LEN || nt > S2S_DATA_MAX_LEN) {
+            snprintf(why, nwhy, "line %d: a %s of %d %s; the most this program trains on is %d",
+                     p->line[i], ns > S2S_DATA_MAX_LEN ? "source" : "target",
+                     ns > S2S_DATA_MAX_LEN ? ns : nt, ns > S2S_DATA_MAX_LEN ? "characters" :
+                     "symbols", S2S_DATA_MAX_LEN);
+            free(split); free(rows);
+            return -1;
+        }
+        if (ns > Tmax) Tmax = ns;
+        if (nt > Nmax) Nmax = nt;
+        count[split[i] = data_split(p->src[i], seed)]++;
+    }
+    if (!count[SPLIT_TRAIN] || !count[SPLIT_DEV] || !count[SPLIT_TEST]) {
+        snprintf(why, nwhy, "%d pairs split into %d train, %d dev and %d test: every part "
+                 "needs one (the split is 90/5/5 by word; give a file of more words)", p->n,
+                 count[0], count[1], count[2]);
+        free(split); free(rows);
+        return -1;
+    }
+    s2s_pair_vocabs(pd, p, split);
+    for (int k = SPLIT_TRAIN; k <= SPLIT_TEST; k++) {
+        int n = 0;
+        for (int i = 0; i < p->n; i++) if (split[i] == k) rows[n++] = i;
+        s2s_sort_pairs = p;
+        qsort(rows, (size_t)n, sizeof(int), s2s_cmp_pair);
+        s2s_pair_part(pd, k, p, rows, n, Tmax, Nmax);
+    }
+    free(split); free(rows);
+    return 0;
+}
+
+void s2s_pair_data_free(S2sPairData *pd) {
+    for (int k = 0; k < 3; k++) { s2s_data_free(&pd->part[k]); free(pd->group[k]); }
+    vocab_free(&pd->src_v); vocab_free(&pd->tgt_v);
+}
+
+/* A training batch of bt->B rows drawn uniformly from d (with replacement). */
+void s2s_batch_pick(S2sBatch *bt, Rng *r, const S2sData *d) {
+    for (int b = 0; b < bt->B; b++) {
+        const int e = rng_int(r, d->n);
+        s2s_batch_row(bt, b, d->src + e * d->Tmax, d->slen[e], d->tgt + e * d->Nmax, d->tlen[e]);
+    }
+}
+
+/* Decode the first source of each of the ng words of d (group: where each
+ * word's rows start; greedy if beam <= 1) and score it against the nearest
+ * of its pronunciations. out is scratch of min(r->Bmax, bt->Bcap) rows of
+ * d->Nmax + 1 tokens. */
+ErrorRate s2s_error_rates(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
+                          const int *group, int ng, int beam, int *out) {
+    const int maxlen = d->Nmax + 1, Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
+    ErrorRate e = { 0, 0, 0, 0 };
+    int most = 1;
+    for (int g = 0; g < ng; g++) if (group[g + 1] - group[g] > most) most = group[g + 1] - group[g];
+    const int **ref = xmalloc(sizeof(int *) * (size_t)most);
+    int *work = xmalloc(sizeof(int) * (size_t)(maxlen + 1));
+    for (int start = 0; start < ng; start += Bc) {
+        const int B = ng - start < Bc ? ng - start : Bc;
+        bt->B = B;
+        for (int b = 0; b < B; b++) {
+            const int row = group[start + b];
+            s2s_batch_row(bt, b, d->src + row * d->Tmax, d->slen[row], NULL, 0);
+            if (beam > 1) {
+                double lp;
+                r->lens[b] = s2s_beam_search(out + b * maxlen, &lp, r, m, d->src + row * d->Tmax,
+                                             d->slen[row], beam, maxlen);
+            }
+        }
+        if (beam <= 1) s2s_greedy_decode(out, r->lens, r, m, bt, maxlen);
+        for (int b = 0; b < B; b++) {
+            const int g = start + b, nref = group[g + 1] - group[g];
+            for (int k = 0; k < nref; k++) ref[k] = d->tgt + (group[g] + k) * d->Nmax;
+            error_rate_add(&e, out + b * maxlen, r->lens[b], ref, d->tlen + group[g], nref, work);
+        }
+    }
+    free(ref); free(work);
+    return e;
+}
+
+/* Decode one source src (slen) into out (maxlen) and *len, greedily (beam
+ * <= 1) or by beam search, and leave the attention weights of every output
+ * step in r->a.att, rows (step, T) of a batch of one: greedy decoding keeps
+ * them; for the beam's output a teacher-forced pass over it recomputes them
+ * (step i attends given the beam's own y_<i, as it did in the search). bt
+ * must hold one row of maxlen - 1 target tokens. */
+void s2s_decode_one(int *out, int *len, S2sRun *r, S2sBatch *bt, const S2sModel *m,
+                    const int *src, int slen, int beam, int maxlen) {
+    bt->B = 1;
+    s2s_batch_row(bt, 0, src, slen, NULL, 0);
+    if (beam <= 1) {
+        s2s_greedy_decode(out, len, r, m, bt, maxlen);
+        return;
+    }
+    double lp;
+    len[0] = s2s_beam_search(out, &lp, r, m, src, slen, beam, maxlen);
+    /* the teacher-forced pass: at most maxlen - 1 tokens fit with the EOS step */
+    s2s_batch_row(bt, 0, src, slen, out, len[0] < maxlen - 1 ? len[0] : maxlen - 1);
+    s2s_forward(r, bt, m);
+}
+
+/* ---- checkpoints -------------------------------------------------------------
+ * attention.c's format (magic, version, tag "S2S1", checksum) around this
+ * chapter's description, all little-endian:
+ *     u32 x 15   description version (1), attention, cell, score kind, align,
+ *                window, V, E, H, A, Vsrc, Tmax, Nmax, --seed of the split, Adam steps
+ *     vocab x 2  the source's then the target's symbols after the 4 specials:
+ *                u32 count, then each as u32 bytes + its UTF-8 bytes
+ * and 3N parameters: the N weights, then Adam's first and second moments,
+ * so a loaded model predicts and trains on exactly as the saved one would. */
+typedef struct {
+    S2sModel m;              /* the model, with its Adam state and step count */
+    Vocab src_v, tgt_v;      /* its vocabularies */
+    int Tmax, Nmax;          /* the longest source and target it was built for */
+    int seed;                /* the --seed of the split it was trained on */
+} S2sSaved;
+
+static void s2s_put_vocab(Bytes *y, const Vocab *v) {
+    bytes_put_u32(y, (uint32_t)(v->n - TOK_SPECIALS));
+    for (int k = TOK_SPECIALS; k < v->n; k++) bytes_put_str(y, v->sym[k]);
+}
+
+/* Write model m, its vocabularies, sizes and split seed to path, whole or not at all. */
+void s2s_save(const char *path, const S2sModel *m, const Vocab *src_v, const Vocab *tgt_v,
+              int Tmax, int Nmax, int seed) {
+    const S2sConfig *c = &m->cfg;
+    const uint32_t f[15] = { S2S_CKPT_DESC_VERSION, (uint32_t)c->attention, (uint32_t)c->cell,
+        (uint32_t)c->score, (uint32_t)c->align, (uint32_t)c->window, (uint32_t)c->V,
+        (uint32_t)c->E, (uint32_t)c->H, (uint32_t)c->A, (uint32_t)c->Vsrc, (uint32_t)Tmax,
+        (uint32_t)Nmax, (uint32_t)seed, (uint32_t)m->step };
+    Bytes y = { NULL, 0, 0 };
+    for (int i = 0; i < 15; i++) bytes_put_u32(&y, f[i]);
+    s2s_put_vocab(&y, src_v);
+    s2s_put_vocab(&y, tgt_v);
+    const int N = m->p.num_params;
+    double *all = xcalloc_doubles(3 * N);
+    memcpy(all, m->p.params, sizeof(double) * (size_t)N);
+    memcpy(all + N, m->p.m, sizeof(double) * (size_t)N);
+    memcpy(all + 2 * N, m->p.v, sizeof(double) * (size_t)N);
+    ckpt_write(path, "S2S1", &y, all, 3 * N);
+    free(all); free(y.b);
+}
+
+/* A vocabulary of the description, or -1 if it is cut short or not one */
+static int s2s_get_vocab(Reader *r, Vocab *v) {
+    const uint32_t n = reader_u32(r);
+    if (!r->ok || n > 100000) return -1;
+    char **s = xmalloc(sizeof(char *) * (size_t)(n + 1));
+    uint32_t k = 0;
+    for (; k < n && (s[k] = reader_str(r, 1000)) != NULL; k++) {}
+    const int ok = k == n;
+    if (ok) vocab_build(v, (const char *const *)s, (int)n);
+    for (uint32_t i = 0; i < k; i++) free(s[i]);
+    free(s);
+    return ok ? 0 : -1;
+}
+
+/* Is config c (from a description) one this program could have written? */
+static int s2s_config_sane(const S2sConfig *c) {
+    return c->attention >= 0 && c->attention <= S2S_LUONG && c->cell >= 0 && c->cell <= 2 &&
+           (c->score == SCORE_DOT || c->score == SCORE_GENERAL || c->score == SCORE_CONCAT) &&
+           c->align >= 0 && c->align <= S2S_LOCAL_P && c->window >= 1 && c->window <= 20 &&
+           c->E >= 1 && c->E <= 512 && c->H >= 1 && c->H <= 512 && c->A >= 1 && c->A <= 512;
+}
+
+/* Read a checkpoint of this chapter from path into sv (s2s_saved_free).
+ * -1 with why, and nothing allocated, if the file is missing, truncated,
+ * corrupted, of another version or chapter, or describes a model whose
+ * parameters it does not hold. */
+int s2s_load(S2sSaved *sv, const char *path, char *why, size_t nwhy) {
+    Bytes desc;
+    double *p;
+    int n;
+    if (ckpt_read(path, "S2S1", &desc, &p, &n, why, nwhy) != 0) return -1;
+    Reader r = { desc.b, desc.n, 0, 1 };
+    uint32_t f[15];
+    for (int i = 0; i < 15; i++) f[i] = reader_u32(&r);
+    S2sConfig c = { (int)f[1], (int)f[2], (int)f[3], (int)f[4], (int)f[5], (int)f[6], (int)f[7],
+                    (int)f[8], (int)f[9], (int)f[10] };
+    const char *bad = NULL;
+    int vs = -1, vt = -1;
+    if (!r.ok || f[0] != S2S_CKPT_DESC_VERSION) bad = "its description is not version 1";
+    else if (f[6] > 100000 || f[10] > 100000 || f[11] < 1 || f[11] > S2S_DATA_MAX_LEN ||
+             f[12] < 1 || f[12] > S2S_DATA_MAX_LEN || !s2s_config_sane(&c))
+        bad = "its description holds sizes this program never writes";
+    else if ((vs = s2s_get_vocab(&r, &sv->src_v)) != 0 || (vt = s2s_get_vocab(&r, &sv->tgt_v)) != 0)
+        bad = "its vocabularies are cut short";
+    else if (sv->src_v.n != (int)c.Vsrc || sv->tgt_v.n != c.V || r.at != r.n)
+        bad = "its vocabularies do not match the sizes it gives";
+    if (!bad) {
+        s2s_build(&sv->m, &c, NULL);
+        if (n != 3 * sv->m.p.num_params) { bad = "it holds a number of parameters its model "
+                                           "does not have"; s2s_free(&sv->m); }
+    }
+    if (bad) {
+        snprintf(why, nwhy, "'%s': %s", path, bad);
+        if (vs == 0) vocab_free(&sv->src_v);
+        if (vt == 0) vocab_free(&sv->tgt_v);
+        free(desc.b); free(p);
+        return -1;
+    }
+    const int N = sv->m.p.num_params;
+    memcpy(sv->m.p.params, p, sizeof(double) * (size_t)N);
+    memcpy(sv->m.p.m, p + N, sizeof(double) * (size_t)N);
+    memcpy(sv->m.p.v, p + 2 * N, sizeof(double) * (size_t)N);
+    sv->m.step = (int)f[14];
+    sv->Tmax = (int)f[11]; sv->Nmax = (int)f[12]; sv->seed = (int)f[13];
+    free(desc.b); free(p);
+    return 0;
+}
+
+void s2s_saved_free(S2sSaved *sv) {
+    s2s_free(&sv->m); vocab_free(&sv->src_v); vocab_free(&sv->tgt_v);
+}
+
+/* ---- training on a pair file ---------------------------------------------------
+ * Random batches of the training part; every eval_every steps (and at the
+ * end) the dev PER and WER (greedy), and the parameters with the best dev
+ * PER so far are kept: at the end they are put back. The test part is not
+ * looked at here. The learning rate decays linearly to lr/10 over the run:
+ * over --steps, or over the --minutes budget if that is the shorter. */
+typedef struct {
+    int steps;          /* at most this many Adam steps */
+    double lr, clip;    /* peak learning rate, max global gradient norm (0: off) */
+    double minutes;     /* wall-clock budget, 0 = none: the run ends at whichever comes first */
+    int eval_every;     /* dev PER every this many steps */
+    int progress;       /* a progress line on stderr every this many steps, 0 = silent */
+    FILE *log;          /* CSV: step,train_loss,dev_per,dev_wer,seconds; or NULL */
+} S2sDataTrain;
+
+typedef struct {
+    int steps;          /* steps taken */
+    int best_step;      /* the step of the best dev PER: the parameters kept */
+    double per, wer;    /* dev PER and WER at best_step */
+    double first_loss, last_loss;  /* mean training loss of the first and last eval window */
+    double seconds;     /* training time, dev evaluations included */
+} S2sDataResult;
+
+/* The state of a run between its evaluations. */
+typedef struct {
+    S2sDataResult res;
+    double *best;       /* (3N) the best step's weights and Adam moments */
+    double wloss;       /* loss summed over the current window */
+    int wn;             /* steps in it */
+    long tokens;        /* target tokens trained on */
+    double t0;
+} S2sDataRun;
+
+/* Dev PER/WER after step s: log it, keep the parameters if they are the best yet. */
+static void s2s_data_checkpoint(S2sDataRun *st, S2sModel *m, S2sRun *r, S2sBatch *bt,
+                                const S2sPairData *pd, const S2sDataTrain *tc, int s, int *out) {
+    const ErrorRate e = s2s_error_rates(r, bt, m, &pd->part[SPLIT_DEV], pd->group[SPLIT_DEV],
+                                        pd->ngroup[SPLIT_DEV], 1, out);
+    const double per = error_rate_per(&e), wer = error_rate_wer(&e), el = seconds() - st->t0;
+    const double loss = st->wloss / (st->wn ? st->wn : 1);
+    const int better = st->res.best_step == 0 || per < st->res.per;
+    if (st->res.best_step == 0) st->res.first_loss = loss;
+    st->res.last_loss = loss;
+    if (better) {
+        const int N = m->p.num_params;
+        memcpy(st->best, m->p.params, sizeof(double) * (size_t)N);
+        memcpy(st->best + N, m->p.m, sizeof(double) * (size_t)N);
+        memcpy(st->best + 2 * N, m->p.v, sizeof(double) * (size_t)N);
+        st->res.best_step = s; st->res.per = per; st->res.wer = wer;
+    }
+    if (tc->log) fprintf(tc->log, "%d,%.6f,%.6f,%.6f,%.2f\n", s, loss, per, wer, el);
+    if (tc->progress)
+        fprintf(stderr, "step %6d/%d  loss %.4f  dev PER %5.2f%%  WER %5.2f%%%s\n", s, tc->steps,
+                loss, 100 * per, 100 * wer, better ? "  (best so far: kept)" : "");
+    st->wloss = 0.0; st->wn = 0;
+}
+
+/* the share of the run done after s steps and el seconds: steps or budget */
+static double s2s_data_done(const S2sDataTrain *tc, int s, double el) {
+    const double f = (double)s / tc->steps, g = tc->minutes > 0 ? el / (60 * tc->minutes) : 0;
+    return f > g ? f : g;
+}
+
+/* Train m on pd's training part as tc says, then put back the parameters
+ * (and Adam state) of the step with the best dev PER. out is scratch as
+ * s2s_error_rates wants it. Stops at a diverged step (m->diverged). */
+S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
+                             const S2sPairData *pd, const S2sDataTrain *tc, int *out) {
+    const int N = m->p.num_params, B = bt->Bcap;
+    S2sDataRun st = { { 0, 0, 0, 0, 0, 0, 0 }, xcalloc_doubles(3 * N), 0, 0, 0, seconds() };
+    int s = 0;
+    for (double done = 0; done < 1.0 && !m->diverged;) {
+        bt->B = B;
+        s2s_batch_pick(bt, rng, &pd->part[SPLIT_TRAIN]);
+        st.wloss += s2s_train_step(m, r, bt, tc->lr * (1.0 - 0.9 * done), tc->clip);
+        st.wn++; st.tokens += r->ntok; s++;
+        const double el = seconds() - st.t0;
+        done = s2s_data_done(tc, s, el);
+        if (s == 1 && tc->progress)
+            warn_if_long("training step(s)", 1, tc->steps, el, "fewer --steps, --minutes,");
+        if (tc->progress && s % tc->progress == 0)
+            fprintf(stderr, "step %6d/%d  loss %.4f  %.0f tokens/s  %.0f s elapsed, %.0f s "
+                    "left\n", s, tc->steps, st.wloss / st.wn, st.tokens / (el > 0 ? el : 1e-9),
+                    el, done > 0 ? el / done - el : 0.0);
+        if (s % tc->eval_every == 0 || done >= 1.0)
+            s2s_data_checkpoint(&st, m, r, bt, pd, tc, s, out);
+    }
+    if (st.res.best_step > 0) {
+        memcpy(m->p.params, st.best, sizeof(double) * (size_t)N);
+        memcpy(m->p.m, st.best + N, sizeof(double) * (size_t)N);
+        memcpy(m->p.v, st.best + 2 * N, sizeof(double) * (size_t)N);
+        m->step = st.res.best_step;
+    }
+    st.res.steps = s;
+    st.res.seconds = seconds() - st.t0;
+    free(st.best);
+    return st.res;
+}
+
 #ifndef TESTING   /* the program: tests.c includes this file without it */
 
 /* ========================================================================
@@ -2303,7 +2718,7 @@ static const char s2s_after[] =
  * checks that relate options. Exits 2 with a message on any bad input. */
 static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
-        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 },
+        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
         32, 500, 1, 3, 32, 1, NULL, 0, 0, 0 };
     *o = defaults;
@@ -2361,25 +2776,12 @@ static void s2s_session_free(S2sSession *s) {
 }
 
 /* Decode held-out example e of d into out (maxlen = d->Nmax + 1) and *len,
- * greedily (beam <= 1) or by beam search, and leave the attention weights of
- * every output step in r->a.att, rows (step, T) of a batch of one: greedy
- * decoding keeps them; for the beam's output a teacher-forced pass over it
- * recomputes them (step i attends given the beam's own y_<i, as it did in
- * the search). bt must hold one row of d's sizes. */
+ * greedily (beam <= 1) or by beam search, the attention weights of every
+ * output step left in r->a.att (s2s_decode_one). bt must hold one row of
+ * d's sizes. */
 static void s2s_show_decode(int *out, int *len, S2sRun *r, S2sBatch *bt, const S2sModel *m,
                             const S2sData *d, int e, int beam) {
-    const int maxlen = d->Nmax + 1;
-    s2s_batch_from_data(bt, d, e, 1);
-    if (beam <= 1) {
-        s2s_greedy_decode(out, len, r, m, bt, maxlen);
-        return;
-    }
-    double lp;
-    len[0] = s2s_beam_search(out, &lp, r, m, d->src + e * d->Tmax, d->slen[e], beam, maxlen);
-    /* the teacher-forced pass: at most Nmax tokens fit with the EOS step */
-    s2s_batch_row(bt, 0, d->src + e * d->Tmax, d->slen[e], out,
-                  len[0] < d->Nmax ? len[0] : d->Nmax);
-    s2s_forward(r, bt, m);
+    s2s_decode_one(out, len, r, bt, m, d->src + e * d->Tmax, d->slen[e], beam, d->Nmax + 1);
 }
 
 /* The first five held-out examples, decoded one by one as the held-out set
@@ -2862,7 +3264,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
 static void s2s_bench_config(int k, int warm, int steps) {
     S2sTask tk = { TASK_REVERSE, 12, 12, 16 };
     S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
-                    16, 32, 64, 64 };
+                    16, 32, 64, 64, 0 };
     Rng r;
     rng_seed(&r, 1);
     S2sModel m;

@@ -1694,7 +1694,7 @@ static void s2s_model_grad(void *ctx) {
 
 /* a tiny config: V 7, E 3, H 4, A 3 */
 static S2sConfig s2s_tiny(int attention, int cell, int score, int align) {
-    S2sConfig c = { attention, cell, score, align, 1, 7, 3, 4, 3 };
+    S2sConfig c = { attention, cell, score, align, 1, 7, 3, 4, 3, 0 };
     return c;
 }
 
@@ -1869,7 +1869,7 @@ static void s2s_test_beam(Tally *t) {
  * 5^-6 = 0.006%. 90% sits well below every working run and more than twice
  * the best bottlenecked one, so a broken attention path fails it. */
 static void s2s_test_training(Tally *t) {
-    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 16, 32, 32 };
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 16, 32, 32, 0 };
     S2sTask tk = { TASK_REVERSE, 6, 6, 8 };
     Rng r;
     rng_seed(&r, 3);
