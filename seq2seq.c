@@ -2154,6 +2154,8 @@ static void s2s_pair_part(S2sPairData *pd, int k, const Pairs *p, const int *row
     d->slen = xmalloc(sizeof(int) * (size_t)(n + 1));
     d->tlen = xmalloc(sizeof(int) * (size_t)(n + 1));
     pd->group[k] = xmalloc(sizeof(int) * (size_t)(n + 1));
+    memset(d->src, 0, sizeof(int) * (size_t)(n * Tmax + 1));   /* PAD beyond a row's end */
+    memset(d->tgt, 0, sizeof(int) * (size_t)(n * Nmax + 1));
     int ng = 0, *us = k == SPLIT_TRAIN ? NULL : &pd->unk_src, *ut = us ? &pd->unk_tgt : NULL;
     for (int i = 0; i < n; i++) {
         const int e = rows[i];
