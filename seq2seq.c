@@ -2532,6 +2532,7 @@ typedef struct {
     double minutes;    /* --minutes: the training budget, 0 = none */
     int eval_every;    /* --eval-every: steps between dev evaluations */
     S2sSaved *saved;   /* the model --load read, or NULL */
+    const char *prog;  /* argv[0], for messages */
 } S2sOptions;
 
 /* Append the nadd options add to opt (n so far, room for cap); returns the
@@ -2851,7 +2852,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
         S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
-        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL };
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0] };
     *o = defaults;
     Opt opt[40];
     OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
@@ -3019,15 +3020,12 @@ static void s2s_main_run(const S2sOptions *o) {
  * 14b. real data: train on a pair file, score it, keep it, answer words
  * ======================================================================== */
 
-/* Refuse a bad input file or word: the message, then exit 2. */
-static void s2s_refuse(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "seq2seq: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(2);
+/* The table opt_fail speaks for: a bad input file or word is refused as a
+ * bad option is, "prog: " and the message, then exit 2. */
+static const OptTable *s2s_voice(const S2sOptions *o) {
+    static OptTable t;
+    t.prog = o->prog;
+    return &t;
 }
 
 /* Read and split --data (the saved model's vocabularies if sv is given). */
@@ -3035,12 +3033,12 @@ static void s2s_read_data(S2sPairData *pd, Pairs *p, const S2sOptions *o) {
     char why[600];
     long len;
     char *text = read_text_file(o->data, 1L << 30, &len, why, sizeof why);
-    if (!text) s2s_refuse("--data: %s", why);
+    if (!text) opt_fail(s2s_voice(o), "--data: %s", why);
     if (pairs_parse(p, text, len, why, sizeof why) != 0)
-        s2s_refuse("--data '%s': %s", o->data, why);
+        opt_fail(s2s_voice(o), "--data '%s': %s", o->data, why);
     free(text);
     if (s2s_pair_data_build(pd, p, (uint64_t)o->seed, o->saved, why, sizeof why) != 0)
-        s2s_refuse("--data '%s': %s", o->data, why);
+        opt_fail(s2s_voice(o), "--data '%s': %s", o->data, why);
 }
 
 /* The attention of the word just decoded by s2s_decode_one (out, len) as a
@@ -3174,7 +3172,7 @@ static void s2s_main_data(const S2sOptions *o) {
     c.V = pd.tgt_v.n; c.Vsrc = pd.src_v.n;
     const int Bmax = o->batch > o->beam ? o->batch : o->beam;
     if (s2s_acts_estimate(&c, Bmax, Tmax, Nmax + 1) > S2S_MAX_DOUBLES)
-        s2s_refuse("this model needs more than %.0e doubles of workspace for --batch %d on words "
+        opt_fail(s2s_voice(o), "this model needs more than %.0e doubles of workspace for --batch %d on words "
                    "of %d letters; make --batch, --hidden or --embed smaller", S2S_MAX_DOUBLES,
                    Bmax, Tmax);
     Rng r;
@@ -3229,13 +3227,13 @@ static void s2s_main_use(const S2sOptions *o) {
     char line[4096], why[300], desc[200];
     for (int ln = 1; o->input ? ln == 1 : fgets(line, sizeof line, stdin) != NULL; ln++) {
         if (o->input) snprintf(line, sizeof line, "%s", o->input);
-        else if (!strchr(line, '\n') && !feof(stdin)) s2s_refuse("stdin line %d: longer than "
+        else if (!strchr(line, '\n') && !feof(stdin)) opt_fail(s2s_voice(o), "stdin line %d: longer than "
                  "%d bytes: not a word", ln, (int)sizeof line - 1);
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0] && !o->input) continue;
         if (s2s_encode_word(src, &slen, &sv->src_v, line, why, sizeof why) != 0) {
-            if (o->input) s2s_refuse("--input '%s': %s", line, why);
-            fprintf(stderr, "seq2seq: stdin line %d: %s; skipped\n", ln, why);
+            if (o->input) opt_fail(s2s_voice(o), "--input '%s': %s", line, why);
+            fprintf(stderr, "%s: stdin line %d: %s; skipped\n", o->prog, ln, why);
             bad = 1;
             continue;
         }
