@@ -2404,7 +2404,8 @@ void s2s_saved_free(S2sSaved *sv) {
 typedef struct {
     int steps;          /* at most this many Adam steps */
     double lr, clip;    /* peak learning rate, max global gradient norm (0: off) */
-    double minutes;     /* wall-clock budget, 0 = none: the run ends at whichever comes first */
+    double minutes;     /* budget in seconds() (processor time; wall time with OpenMP),
+                           0 = none: the run ends at whichever comes first */
     int eval_every;     /* dev PER every this many steps */
     int progress;       /* a progress line on stderr every this many steps, 0 = silent */
     FILE *log;          /* CSV: step,train_loss,dev_per,dev_wer,seconds; or NULL */
@@ -2473,8 +2474,8 @@ S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
         st.wn++; st.tokens += r->ntok; s++;
         const double el = seconds() - st.t0;
         done = s2s_data_done(tc, s, el);
-        if (s == 1 && tc->progress)
-            warn_if_long("training step(s)", 1, tc->steps, el, "fewer --steps, --minutes,");
+        if (s == 1 && tc->progress && tc->minutes == 0)   /* a budget bounds it already */
+            warn_if_long("training step(s)", 1, tc->steps, el, "fewer --steps, or --minutes,");
         if (tc->progress && s % tc->progress == 0)
             fprintf(stderr, "step %6d/%d  loss %.4f  %.0f tokens/s  %.0f s elapsed, %.0f s "
                     "left\n", s, tc->steps, st.wloss / st.wn, st.tokens / (el > 0 ? el : 1e-9),
@@ -2626,7 +2627,8 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--data", OPT_PATH, &o->data, 0, 0, NULL, DATA, "FILE", "train on the pairs of FILE "
           "(below), or with --load\nscore that model on FILE's dev and test words", 0 },
         { "--minutes", OPT_REAL, &o->minutes, 0, 10000, NULL, DATA, "M",
-          "stop training after M minutes (0 = only --steps)", 0 },
+          "stop training after M minutes (0 = only --steps) of\nthe time seconds() counts: "
+          "processor time (wall time\non an idle core), wall time in the OpenMP build", 0 },
         { "--eval-every", OPT_INT, &o->eval_every, 1, 1000000, NULL, DATA, "N",
           "dev PER/WER every N steps: the best is kept", 0 },
         { "--log", OPT_PATH, &o->log, 0, 0, NULL, DATA, "FILE", "a CSV of every dev evaluation: "
