@@ -3189,6 +3189,7 @@ static void s2s_main_data(const S2sOptions *o) {
     free(out);
     s2s_run_free(&run); s2s_batch_free(&bt); s2s_pair_data_free(&pd);
     if (!o->saved) s2s_free(&m);
+    else { s2s_saved_free(o->saved); free(o->saved); }
 }
 
 /* Encode word w with the model's letters v into src (*slen); 0, or -1
@@ -3250,6 +3251,7 @@ static void s2s_main_use(const S2sOptions *o) {
     }
     free(out);
     s2s_run_free(&run); s2s_batch_free(&bt);
+    s2s_saved_free(o->saved); free(o->saved);
     if (bad) exit(2);
 }
 

@@ -2313,7 +2313,7 @@ typedef struct {
     S2sModel m;
     S2sRun run;
     S2sBatch bt;
-    int out[16 * 8];
+    int out[16 * (S2S_DATA_MAX_LEN + 1)];   /* 16 decoded rows of up to Nmax + 1 */
 } S2sDataCtx;
 
 static void s2s_data_ctx_free(S2sDataCtx *k) {
@@ -2370,7 +2370,7 @@ static void s2s_test_checkpoint(Tally *t, S2sDataCtx *k) {
                sv.tgt_v.n == k->pd.tgt_v.n && sv.Tmax == d->Tmax && sv.seed == 1 &&
                !memcmp(&sv.m.cfg, &k->m.cfg, sizeof sv.m.cfg);
     for (int i = 0; same && i < sv.tgt_v.n; i++) same = !strcmp(sv.tgt_v.sym[i], k->pd.tgt_v.sym[i]);
-    int out2[16 * 8], len1[16], len2[16];
+    int out2[16 * 8], len1[16], len2[16];            /* 16 rows of 8 decoder steps */
     s2s_batch_from_data(&k->bt, d, 0, 16);
     s2s_greedy_decode(k->out, len1, &k->run, &k->m, &k->bt, 8);
     memcpy(out2, k->out, sizeof out2);
