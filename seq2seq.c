@@ -10,6 +10,9 @@
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
  *     ./seq2seq --bench                     ms per training step
+ *     ./seq2seq --data cmudict-en-us.dict --attention bahdanau --minutes 4 --save g2p.ckpt
+ *                                           grapheme-to-phoneme on a real dictionary
+ *     ./seq2seq --load g2p.ckpt --input knife   its phonemes for a word, and the attention
  *
  * It includes attention.c (chapter 1) for every kernel: matmul, linear,
  * tanh/sigmoid, softmax, cross-entropy, Adam, clipping, the score functions
@@ -2813,6 +2816,9 @@ static void s2s_check_data(const OptTable *t, S2sOptions *o) {
     if (o->svg && o->cfg.attention == S2S_NONE)
         opt_fail(t, "--svg needs attention: this model (--attention none) has no alignment to "
                  "draw");
+    if (o->svg && o->mode == S2S_MODE_USE && !o->input)
+        opt_fail(t, "--svg draws the alignment of --input's word; words from stdin get none: "
+                 "give --input WORD, or drop --svg");
     const char *name[] = { "--save", "--log", "--svg" }, *path[] = { o->save, o->log, o->svg };
     for (int k = 0; k < 3; k++) if (path[k]) check_writable(t->prog, name[k], path[k]);
 }
