@@ -2320,6 +2320,32 @@ static void s2s_data_ctx_free(S2sDataCtx *k) {
     s2s_run_free(&k->run); s2s_batch_free(&k->bt); s2s_free(&k->m); s2s_pair_data_free(&k->pd);
 }
 
+/* s2s_error_rates on the dev words of k's model against the same figures
+ * word by word: each decoded alone, its nearest pronunciation found by hand */
+static void s2s_check_rates(Tally *t, S2sDataCtx *k, const char *which) {
+    const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
+                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out);
+    const S2sData *dv = &k->pd.part[SPLIT_DEV];
+    long edits = 0, ref_len = 0;
+    int wrong = 0, work[80], pred[80], plen;
+    for (int g = 0; g < k->pd.ngroup[SPLIT_DEV]; g++) {
+        const int r0 = k->pd.group[SPLIT_DEV][g], r1 = k->pd.group[SPLIT_DEV][g + 1];
+        s2s_decode_one(pred, &plen, &k->run, &k->bt, &k->m, dv->src + r0 * dv->Tmax,
+                       dv->slen[r0], 1, dv->Nmax + 1);
+        int bd = -1, bl = 0;
+        for (int q = r0; q < r1; q++) {
+            const int dd = edit_distance(pred, plen, dv->tgt + q * dv->Nmax, dv->tlen[q], work);
+            if (bd < 0 || dd < bd || (dd == bd && dv->tlen[q] < bl)) { bd = dd; bl = dv->tlen[q]; }
+        }
+        edits += bd; ref_len += bl; wrong += bd > 0;
+    }
+    check(t, edits == e.edits && ref_len == e.ref_len && wrong == e.wrong &&
+          e.words == k->pd.ngroup[SPLIT_DEV],
+          "--data dev PER/WER, %s model: %ld edits / %ld phonemes, %d of %d words wrong, as decoding each "
+          "word alone and taking its nearest pronunciation by hand gives", which, e.edits, e.ref_len,
+          e.wrong, e.words);
+}
+
 /* A tiny file trains: its loss falls, and the best dev PER's parameters are the ones kept. */
 static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
     char why[300];
@@ -2334,6 +2360,7 @@ static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
     s2s_build(&k->m, &c, &r);
     s2s_run_build(&k->run, &c, 16, d->Tmax, d->Nmax + 2);
     s2s_batch_build(&k->bt, 16, d->Tmax, d->Nmax + 2);
+    s2s_check_rates(t, k, "untrained");
     const S2sDataTrain tc = { 300, 1e-2, 1.0, 0, 100, 0, NULL };
     const double t0 = seconds();
     const S2sDataResult res = s2s_data_train(&k->m, &k->run, &k->bt, &r, &k->pd, &tc, k->out);
@@ -2343,6 +2370,7 @@ static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
           "--data on a 400-word file the test wrote, %d steps (%.1f s): loss %.3f -> %.3f, "
           "best dev PER %.1f%% at step %d", res.steps, seconds() - t0, res.first_loss,
           res.last_loss, 100 * res.per, res.best_step);
+    s2s_check_rates(t, k, "trained");
     check(t, error_rate_per(&e) == res.per && k->m.step == res.best_step,
           "--data keeps the best dev step's parameters: dev PER again %.2f%% (kept %.2f%%), "
           "step %d", 100 * error_rate_per(&e), 100 * res.per, k->m.step);
