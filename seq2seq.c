@@ -2331,6 +2331,7 @@ static int s2s_get_vocab(Reader *r, Vocab *v) {
     const uint32_t n = reader_u32(r);
     if (!r->ok || n > 100000) return -1;
     char **s = xmalloc(sizeof(char *) * (size_t)(n + 1));
+    memset(s, 0, sizeof(char *) * (size_t)(n + 1));
     uint32_t k = 0;
     for (; k < n && (s[k] = reader_str(r, 1000)) != NULL; k++) {}
     const int ok = k == n;
