@@ -10,6 +10,9 @@
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
  *     ./seq2seq --bench                     ms per training step
+ *     ./seq2seq --data cmudict-en-us.dict --attention bahdanau --minutes 4 --save g2p.ckpt
+ *                                           grapheme-to-phoneme on a real dictionary
+ *     ./seq2seq --load g2p.ckpt --input knife   its phonemes for a word, and the attention
  *
  * It includes attention.c (chapter 1) for every kernel: matmul, linear,
  * tanh/sigmoid, softmax, cross-entropy, Adam, clipping, the score functions
@@ -33,8 +36,10 @@
  *  10. layouts            one Layout walk per model: count, bind, initialise
  *  11. tasks              copy, reverse, sort, date, pooling, CNN; held-out split
  *  12. training loop      progress, divergence, held-out evaluation
+ *  12b. real data         a pair file as examples, PER/WER, checkpoints, training
  *  13. options            the option table and the checks between options
  *  14. the default run    train, evaluate, examples, the alignment
+ *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
  *  15. experiments        length bottleneck, pooling, cnn
  *  16. --bench and main
  *
@@ -280,7 +285,12 @@ typedef struct {
     int align;      /* Luong: S2S_GLOBAL | S2S_LOCAL_M | S2S_LOCAL_P */
     int window;     /* D of local attention: the window is [p - D, p + D] */
     int V, E, H, A; /* vocabulary, embedding, hidden, attention hidden sizes */
+    int Vsrc;       /* the source vocabulary, if it is not V (0: the same): --data's
+                       letters in, phonemes out; the toy tasks share one */
 } S2sConfig;
+
+/* rows of the source embedding: Vsrc, or V when the two sides share one */
+int s2s_src_vocab(const S2sConfig *c) { return c->Vsrc ? c->Vsrc : c->V; }
 
 int s2s_enc_width(const S2sConfig *c) { return c->attention == S2S_BAHDANAU ? 2 * c->H : c->H; }
 int s2s_dec_input(const S2sConfig *c) { return c->E + s2s_enc_width(c); }
@@ -305,7 +315,7 @@ int s2s_score_cache(const S2sConfig *c, int T) {
 
 /* The parameters, as views into one block (or the gradients, into another). */
 typedef struct {
-    double *src_emb, *tgt_emb; /* (V,E) each */
+    double *src_emb, *tgt_emb; /* (Vsrc,E) (s2s_src_vocab), (V,E) */
     S2sCell enc_f, enc_b;      /* encoder, forward and (Bahdanau) backward direction */
     S2sCell dec;               /* decoder cell, input Din */
     Score score;               /* Bahdanau: additive (Dq H, Dk 2H); Luong: dot/general/concat */
@@ -1446,7 +1456,7 @@ static void s2s_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) 
     const int V = c->V, E = c->E, H = c->H, He = s2s_enc_width(c);
     const int Dout = s2s_out_input(c);
     memset(w, 0, sizeof *w);
-    w->src_emb = s2s_param(L, r, V, E, 1.0, "src_emb");
+    w->src_emb = s2s_param(L, r, s2s_src_vocab(c), E, 1.0, "src_emb");
     w->tgt_emb = s2s_param(L, r, V, E, 1.0, "tgt_emb");
     cell_layout(&w->enc_f, L, r, c->cell, E, H, "enc_f");
     if (c->attention == S2S_BAHDANAU) cell_layout(&w->enc_b, L, r, c->cell, E, H, "enc_b");
@@ -2066,17 +2076,442 @@ S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sDa
     return acc;
 }
 
+/* ========================================================================
+ * 12b. real data: a pair file as examples, PER/WER, checkpoints
+ *
+ * --data FILE reads attention.c's pair files (CMUdict "word PH O NE MES"
+ * lines, or "source<TAB>target"): a source's tokens are its characters
+ * (UTF-8 code points), a target's its space-separated symbols. Each pair
+ * goes to train, dev or test by data_split (a hash of the source and the
+ * seed), so every pronunciation of a word is in the same part. Training
+ * sees every pronunciation of a training word as an example; a dev or test
+ * word is decoded once and scored against the nearest of its
+ * pronunciations (error_rate_add). The vocabularies are the training
+ * part's; a dev/test letter or phoneme outside them becomes <unk> (counted,
+ * and a <unk> in a reference can never be matched: an honest error).
+ * ======================================================================== */
+
+enum { S2S_DATA_MAX_LEN = 64 };     /* longest source (characters) and target (symbols) */
+enum { S2S_CKPT_DESC_VERSION = 1 }; /* the layout of the description below */
+
+typedef struct {
+    S2sModel m;              /* the model, with its Adam state and step count */
+    Vocab src_v, tgt_v;      /* its vocabularies */
+    int Tmax, Nmax;          /* the longest source and target it was built for */
+    int seed;                /* the --seed of the split it was trained on */
+} S2sSaved;
+
+typedef struct {
+    Vocab src_v, tgt_v;      /* letters and phonemes of the training part */
+    S2sData part[3];         /* SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST; rows sorted by source */
+    int *group[3];           /* (ngroup + 1) the row where each word's pronunciations start */
+    int ngroup[3];           /* distinct sources (words) of each part */
+    int unk_src, unk_tgt;    /* dev/test tokens outside the vocabularies */
+} S2sPairData;
+
+static const Pairs *s2s_sort_pairs;       /* qsort's context: the pairs being sorted */
+static int s2s_cmp_pair(const void *a, const void *b) {
+    const int i = *(const int *)a, j = *(const int *)b;
+    const int c = strcmp(s2s_sort_pairs->src[i], s2s_sort_pairs->src[j]);
+    return c ? c : (i > j) - (i < j);                 /* alternates keep the file's order */
+}
+
+/* The vocabularies from the training pairs of p (split[i] == SPLIT_TRAIN):
+ * each source character, each target symbol. */
+static void s2s_pair_vocabs(S2sPairData *pd, const Pairs *p, const int *split) {
+    size_t chars = 0, bytes = 0;
+    for (int i = 0; i < p->n; i++)
+        if (split[i] == SPLIT_TRAIN) { chars += strlen(p->src[i]); bytes += strlen(p->tgt[i]) + 1; }
+    char (*ch)[5] = xmalloc(5 * (chars + 1)), *words = xmalloc(bytes + 1);
+    const char **syms = xmalloc(sizeof(char *) * (chars + bytes + 1));
+    int ns = 0, nt = 0;
+    char *w = words;
+    for (int i = 0; i < p->n; i++) {
+        if (split[i] != SPLIT_TRAIN) continue;
+        for (const char *s = p->src[i]; *s; ns++) {
+            int b = utf8_char_len(s);
+            if (b == 0) b = 1;                       /* checked by pairs_parse */
+            memset(ch[ns], 0, 5); memcpy(ch[ns], s, (size_t)b); s += b;
+            syms[ns] = ch[ns];
+        }
+    }
+    vocab_build(&pd->src_v, syms, ns);
+    for (int i = 0; i < p->n; i++) {
+        if (split[i] != SPLIT_TRAIN) continue;
+        strcpy(w, p->tgt[i]);
+        for (char *t = strtok(w, " "); t; t = strtok(NULL, " ")) syms[nt++] = t;
+        w += strlen(p->tgt[i]) + 1;
+    }
+    vocab_build(&pd->tgt_v, syms, nt);
+    free(ch); free(words); free(syms);
+}
+
+/* Part k of pd from the pairs rows[0..n-1] of p (sorted by source): the
+ * token ids, and where each word's pronunciations start. */
+static void s2s_pair_part(S2sPairData *pd, int k, const Pairs *p, const int *rows, int n,
+                          int Tmax, int Nmax) {
+    S2sData *d = &pd->part[k];
+    d->n = n; d->Tmax = Tmax; d->Nmax = Nmax;
+    d->src = xmalloc(sizeof(int) * (size_t)(n * Tmax + 1));
+    d->tgt = xmalloc(sizeof(int) * (size_t)(n * Nmax + 1));
+    d->slen = xmalloc(sizeof(int) * (size_t)(n + 1));
+    d->tlen = xmalloc(sizeof(int) * (size_t)(n + 1));
+    pd->group[k] = xmalloc(sizeof(int) * (size_t)(n + 1));
+    memset(d->src, 0, sizeof(int) * (size_t)(n * Tmax + 1));   /* PAD beyond a row's end */
+    memset(d->tgt, 0, sizeof(int) * (size_t)(n * Nmax + 1));
+    int ng = 0, *us = k == SPLIT_TRAIN ? NULL : &pd->unk_src, *ut = us ? &pd->unk_tgt : NULL;
+    for (int i = 0; i < n; i++) {
+        const int e = rows[i];
+        d->slen[i] = vocab_encode_chars(&pd->src_v, p->src[e], d->src + i * Tmax, Tmax, us);
+        d->tlen[i] = vocab_encode_words(&pd->tgt_v, p->tgt[e], d->tgt + i * Nmax, Nmax, ut);
+        if (i == 0 || strcmp(p->src[e], p->src[rows[i - 1]]) != 0) pd->group[k][ng++] = i;
+    }
+    pd->group[k][ng] = n;
+    pd->ngroup[k] = ng;
+}
+
+/* Split the pairs p by seed into pd (which owns what it holds:
+ * s2s_pair_data_free), with the vocabularies of the training part, or of
+ * the saved model sv if it is given. -1 with why for a source or target
+ * longer than S2S_DATA_MAX_LEN (naming the line), or a part left empty. */
+int s2s_pair_data_build(S2sPairData *pd, const Pairs *p, uint64_t seed, const S2sSaved *sv,
+                        char *why, size_t nwhy) {
+    memset(pd, 0, sizeof *pd);
+    int *split = xmalloc(sizeof(int) * (size_t)p->n), *rows = xmalloc(sizeof(int) * (size_t)p->n);
+    int Tmax = 1, Nmax = 1, count[3] = { 0, 0, 0 };
+    for (int i = 0; i < p->n; i++) {
+        int ns = 0, nt = 0;
+        for (const char *s = p->src[i]; *s; ns++) { const int b = utf8_char_len(s); s += b ? b : 1; }
+        for (const char *s = p->tgt[i]; *s; s++) nt += s == p->tgt[i] || (s[-1] == ' ' && *s != ' ');
+        if (ns > S2S_DATA_MAX_LEN || nt > S2S_DATA_MAX_LEN) {
+            snprintf(why, nwhy, "line %d: a %s of %d %s; the most this program trains on is %d",
+                     p->line[i], ns > S2S_DATA_MAX_LEN ? "source" : "target",
+                     ns > S2S_DATA_MAX_LEN ? ns : nt, ns > S2S_DATA_MAX_LEN ? "characters" :
+                     "symbols", S2S_DATA_MAX_LEN);
+            free(split); free(rows);
+            return -1;
+        }
+        if (ns > Tmax) Tmax = ns;
+        if (nt > Nmax) Nmax = nt;
+        count[split[i] = data_split(p->src[i], seed)]++;
+    }
+    if (!count[SPLIT_TRAIN] || !count[SPLIT_DEV] || !count[SPLIT_TEST]) {
+        snprintf(why, nwhy, "%d pairs split into %d train, %d dev and %d test: every part "
+                 "needs one (the split is 90/5/5 by word; give a file of more words)", p->n,
+                 count[0], count[1], count[2]);
+        free(split); free(rows);
+        return -1;
+    }
+    if (sv) {                                          /* the model's own: copies */
+        vocab_build(&pd->src_v, (const char *const *)sv->src_v.sym + TOK_SPECIALS,
+                    sv->src_v.n - TOK_SPECIALS);
+        vocab_build(&pd->tgt_v, (const char *const *)sv->tgt_v.sym + TOK_SPECIALS,
+                    sv->tgt_v.n - TOK_SPECIALS);
+    } else {
+        s2s_pair_vocabs(pd, p, split);
+    }
+    for (int k = SPLIT_TRAIN; k <= SPLIT_TEST; k++) {
+        int n = 0;
+        for (int i = 0; i < p->n; i++) if (split[i] == k) rows[n++] = i;
+        s2s_sort_pairs = p;
+        qsort(rows, (size_t)n, sizeof(int), s2s_cmp_pair);
+        s2s_pair_part(pd, k, p, rows, n, Tmax, Nmax);
+    }
+    free(split); free(rows);
+    return 0;
+}
+
+void s2s_pair_data_free(S2sPairData *pd) {
+    for (int k = 0; k < 3; k++) { s2s_data_free(&pd->part[k]); free(pd->group[k]); }
+    vocab_free(&pd->src_v); vocab_free(&pd->tgt_v);
+}
+
+/* A training batch of bt->B rows drawn uniformly from d (with replacement). */
+void s2s_batch_pick(S2sBatch *bt, Rng *r, const S2sData *d) {
+    for (int b = 0; b < bt->B; b++) {
+        const int e = rng_int(r, d->n);
+        s2s_batch_row(bt, b, d->src + e * d->Tmax, d->slen[e], d->tgt + e * d->Nmax, d->tlen[e]);
+    }
+}
+
+/* Decode the first source of each of the ng words of d (group: where each
+ * word's rows start; greedy if beam <= 1) and score it against the nearest
+ * of its pronunciations. out is scratch of min(r->Bmax, bt->Bcap) rows of
+ * d->Nmax + 1 tokens. */
+ErrorRate s2s_error_rates(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
+                          const int *group, int ng, int beam, int *out) {
+    const int maxlen = d->Nmax + 1, Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
+    ErrorRate e = { 0, 0, 0, 0 };
+    int most = 1;
+    for (int g = 0; g < ng; g++) if (group[g + 1] - group[g] > most) most = group[g + 1] - group[g];
+    const int **ref = xmalloc(sizeof(int *) * (size_t)most);
+    int *work = xmalloc(sizeof(int) * (size_t)(maxlen + 1));
+    for (int start = 0; start < ng; start += Bc) {
+        const int B = ng - start < Bc ? ng - start : Bc;
+        bt->B = B;
+        for (int b = 0; b < B; b++) {
+            const int row = group[start + b];
+            s2s_batch_row(bt, b, d->src + row * d->Tmax, d->slen[row], NULL, 0);
+            if (beam > 1) {
+                double lp;
+                r->lens[b] = s2s_beam_search(out + b * maxlen, &lp, r, m, d->src + row * d->Tmax,
+                                             d->slen[row], beam, maxlen);
+            }
+        }
+        if (beam <= 1) s2s_greedy_decode(out, r->lens, r, m, bt, maxlen);
+        for (int b = 0; b < B; b++) {
+            const int g = start + b, nref = group[g + 1] - group[g];
+            for (int k = 0; k < nref; k++) ref[k] = d->tgt + (group[g] + k) * d->Nmax;
+            error_rate_add(&e, out + b * maxlen, r->lens[b], ref, d->tlen + group[g], nref, work);
+        }
+    }
+    free(ref); free(work);
+    return e;
+}
+
+/* Decode one source src (slen) into out (maxlen) and *len, greedily (beam
+ * <= 1) or by beam search, and leave the attention weights of every output
+ * step in r->a.att, rows (step, T) of a batch of one: greedy decoding keeps
+ * them; for the beam's output a teacher-forced pass over it recomputes them
+ * (step i attends given the beam's own y_<i, as it did in the search). bt
+ * must hold one row of maxlen - 1 target tokens. */
+void s2s_decode_one(int *out, int *len, S2sRun *r, S2sBatch *bt, const S2sModel *m,
+                    const int *src, int slen, int beam, int maxlen) {
+    bt->B = 1;
+    s2s_batch_row(bt, 0, src, slen, NULL, 0);
+    if (beam <= 1) {
+        s2s_greedy_decode(out, len, r, m, bt, maxlen);
+        return;
+    }
+    double lp;
+    len[0] = s2s_beam_search(out, &lp, r, m, src, slen, beam, maxlen);
+    /* the teacher-forced pass: at most maxlen - 1 tokens fit with the EOS step */
+    s2s_batch_row(bt, 0, src, slen, out, len[0] < maxlen - 1 ? len[0] : maxlen - 1);
+    s2s_forward(r, bt, m);
+}
+
+/* ---- checkpoints -------------------------------------------------------------
+ * attention.c's format (magic, version, tag "S2S1", checksum) around this
+ * chapter's description, all little-endian:
+ *     u32 x 15   description version (1), attention, cell, score kind, align,
+ *                window, V, E, H, A, Vsrc, Tmax, Nmax, --seed of the split, Adam steps
+ *     vocab x 2  the source's then the target's symbols after the 4 specials:
+ *                u32 count, then each as u32 bytes + its UTF-8 bytes
+ * and 3N parameters: the N weights, then Adam's first and second moments,
+ * so a loaded model predicts and trains on exactly as the saved one would. */
+
+static void s2s_put_vocab(Bytes *y, const Vocab *v) {
+    bytes_put_u32(y, (uint32_t)(v->n - TOK_SPECIALS));
+    for (int k = TOK_SPECIALS; k < v->n; k++) bytes_put_str(y, v->sym[k]);
+}
+
+/* Write model m, its vocabularies, sizes and split seed to path, whole or not at all. */
+void s2s_save(const char *path, const S2sModel *m, const Vocab *src_v, const Vocab *tgt_v,
+              int Tmax, int Nmax, int seed) {
+    const S2sConfig *c = &m->cfg;
+    const uint32_t f[15] = { S2S_CKPT_DESC_VERSION, (uint32_t)c->attention, (uint32_t)c->cell,
+        (uint32_t)c->score, (uint32_t)c->align, (uint32_t)c->window, (uint32_t)c->V,
+        (uint32_t)c->E, (uint32_t)c->H, (uint32_t)c->A, (uint32_t)c->Vsrc, (uint32_t)Tmax,
+        (uint32_t)Nmax, (uint32_t)seed, (uint32_t)m->step };
+    Bytes y = { NULL, 0, 0 };
+    for (int i = 0; i < 15; i++) bytes_put_u32(&y, f[i]);
+    s2s_put_vocab(&y, src_v);
+    s2s_put_vocab(&y, tgt_v);
+    const int N = m->p.num_params;
+    double *all = xcalloc_doubles(3 * N);
+    memcpy(all, m->p.params, sizeof(double) * (size_t)N);
+    memcpy(all + N, m->p.m, sizeof(double) * (size_t)N);
+    memcpy(all + 2 * N, m->p.v, sizeof(double) * (size_t)N);
+    ckpt_write(path, "S2S1", &y, all, 3 * N);
+    free(all); free(y.b);
+}
+
+/* A vocabulary of the description, or -1 if it is cut short or not one */
+static int s2s_get_vocab(Reader *r, Vocab *v) {
+    const uint32_t n = reader_u32(r);
+    if (!r->ok || n > 100000) return -1;
+    char **s = xmalloc(sizeof(char *) * (size_t)(n + 1));
+    memset(s, 0, sizeof(char *) * (size_t)(n + 1));
+    uint32_t k = 0;
+    for (; k < n && (s[k] = reader_str(r, 1000)) != NULL; k++) {}
+    const int ok = k == n;
+    if (ok) vocab_build(v, (const char *const *)s, (int)n);
+    for (uint32_t i = 0; i < k; i++) free(s[i]);
+    free(s);
+    return ok ? 0 : -1;
+}
+
+/* Is config c (from a description) one this program could have written? */
+static int s2s_config_sane(const S2sConfig *c) {
+    return c->attention >= 0 && c->attention <= S2S_LUONG && c->cell >= 0 && c->cell <= 2 &&
+           (c->score == SCORE_DOT || c->score == SCORE_GENERAL || c->score == SCORE_CONCAT) &&
+           c->align >= 0 && c->align <= S2S_LOCAL_P && c->window >= 1 && c->window <= 20 &&
+           c->E >= 1 && c->E <= 512 && c->H >= 1 && c->H <= 512 && c->A >= 1 && c->A <= 512;
+}
+
+/* Read a checkpoint of this chapter from path into sv (s2s_saved_free).
+ * -1 with why, and nothing allocated, if the file is missing, truncated,
+ * corrupted, of another version or chapter, or describes a model whose
+ * parameters it does not hold. */
+int s2s_load(S2sSaved *sv, const char *path, char *why, size_t nwhy) {
+    Bytes desc;
+    double *p;
+    int n;
+    if (ckpt_read(path, "S2S1", &desc, &p, &n, why, nwhy) != 0) return -1;
+    Reader r = { desc.b, desc.n, 0, 1 };
+    uint32_t f[15];
+    for (int i = 0; i < 15; i++) f[i] = reader_u32(&r);
+    S2sConfig c = { (int)f[1], (int)f[2], (int)f[3], (int)f[4], (int)f[5], (int)f[6], (int)f[7],
+                    (int)f[8], (int)f[9], (int)f[10] };
+    const char *bad = NULL;
+    int vs = -1, vt = -1;
+    if (!r.ok || f[0] != S2S_CKPT_DESC_VERSION) bad = "its description is not version 1";
+    else if (f[6] > 100000 || f[10] > 100000 || f[11] < 1 || f[11] > S2S_DATA_MAX_LEN ||
+             f[12] < 1 || f[12] > S2S_DATA_MAX_LEN || !s2s_config_sane(&c))
+        bad = "its description holds sizes this program never writes";
+    else if ((vs = s2s_get_vocab(&r, &sv->src_v)) != 0 || (vt = s2s_get_vocab(&r, &sv->tgt_v)) != 0)
+        bad = "its vocabularies are cut short";
+    else if (sv->src_v.n != (int)c.Vsrc || sv->tgt_v.n != c.V || r.at != r.n)
+        bad = "its vocabularies do not match the sizes it gives";
+    if (!bad) {
+        s2s_build(&sv->m, &c, NULL);
+        if (n != 3 * sv->m.p.num_params) { bad = "it holds a number of parameters its model "
+                                           "does not have"; s2s_free(&sv->m); }
+    }
+    if (bad) {
+        snprintf(why, nwhy, "'%s': %s", path, bad);
+        if (vs == 0) vocab_free(&sv->src_v);
+        if (vt == 0) vocab_free(&sv->tgt_v);
+        free(desc.b); free(p);
+        return -1;
+    }
+    const int N = sv->m.p.num_params;
+    memcpy(sv->m.p.params, p, sizeof(double) * (size_t)N);
+    memcpy(sv->m.p.m, p + N, sizeof(double) * (size_t)N);
+    memcpy(sv->m.p.v, p + 2 * N, sizeof(double) * (size_t)N);
+    sv->m.step = (int)f[14];
+    sv->Tmax = (int)f[11]; sv->Nmax = (int)f[12]; sv->seed = (int)f[13];
+    free(desc.b); free(p);
+    return 0;
+}
+
+void s2s_saved_free(S2sSaved *sv) {
+    s2s_free(&sv->m); vocab_free(&sv->src_v); vocab_free(&sv->tgt_v);
+}
+
+/* ---- training on a pair file ---------------------------------------------------
+ * Random batches of the training part; every eval_every steps (and at the
+ * end) the dev PER and WER (greedy), and the parameters with the best dev
+ * PER so far are kept: at the end they are put back. The test part is not
+ * looked at here. The learning rate decays linearly to lr/10 over the run:
+ * over --steps, or over the --minutes budget if that is the shorter. */
+typedef struct {
+    int steps;          /* at most this many Adam steps */
+    double lr, clip;    /* peak learning rate, max global gradient norm (0: off) */
+    double minutes;     /* budget in seconds() (processor time; wall time with OpenMP),
+                           0 = none: the run ends at whichever comes first */
+    int eval_every;     /* dev PER every this many steps */
+    int progress;       /* a progress line on stderr every this many steps, 0 = silent */
+    FILE *log;          /* CSV: step,train_loss,dev_per,dev_wer,seconds; or NULL */
+} S2sDataTrain;
+
+typedef struct {
+    int steps;          /* steps taken */
+    int best_step;      /* the step of the best dev PER: the parameters kept */
+    double per, wer;    /* dev PER and WER at best_step */
+    double first_loss, last_loss;  /* mean training loss of the first and last eval window */
+    double seconds;     /* training time, dev evaluations included */
+} S2sDataResult;
+
+/* The state of a run between its evaluations. */
+typedef struct {
+    S2sDataResult res;
+    double *best;       /* (3N) the best step's weights and Adam moments */
+    double wloss;       /* loss summed over the current window */
+    int wn;             /* steps in it */
+    long tokens;        /* target tokens trained on */
+    double t0;
+} S2sDataRun;
+
+/* Dev PER/WER after step s: log it, keep the parameters if they are the best yet. */
+static void s2s_data_checkpoint(S2sDataRun *st, S2sModel *m, S2sRun *r, S2sBatch *bt,
+                                const S2sPairData *pd, const S2sDataTrain *tc, int s, int *out) {
+    const ErrorRate e = s2s_error_rates(r, bt, m, &pd->part[SPLIT_DEV], pd->group[SPLIT_DEV],
+                                        pd->ngroup[SPLIT_DEV], 1, out);
+    const double per = error_rate_per(&e), wer = error_rate_wer(&e), el = seconds() - st->t0;
+    const double loss = st->wloss / (st->wn ? st->wn : 1);
+    const int better = st->res.best_step == 0 || per < st->res.per;
+    if (st->res.best_step == 0) st->res.first_loss = loss;
+    st->res.last_loss = loss;
+    if (better) {
+        const int N = m->p.num_params;
+        memcpy(st->best, m->p.params, sizeof(double) * (size_t)N);
+        memcpy(st->best + N, m->p.m, sizeof(double) * (size_t)N);
+        memcpy(st->best + 2 * N, m->p.v, sizeof(double) * (size_t)N);
+        st->res.best_step = s; st->res.per = per; st->res.wer = wer;
+    }
+    if (tc->log) fprintf(tc->log, "%d,%.6f,%.6f,%.6f,%.2f\n", s, loss, per, wer, el);
+    if (tc->progress)
+        fprintf(stderr, "step %6d/%d  loss %.4f  dev PER %5.2f%%  WER %5.2f%%%s\n", s, tc->steps,
+                loss, 100 * per, 100 * wer, better ? "  (best so far: kept)" : "");
+    st->wloss = 0.0; st->wn = 0;
+}
+
+/* the share of the run done after s steps and el seconds: steps or budget */
+static double s2s_data_done(const S2sDataTrain *tc, int s, double el) {
+    const double f = (double)s / tc->steps, g = tc->minutes > 0 ? el / (60 * tc->minutes) : 0;
+    return f > g ? f : g;
+}
+
+/* Train m on pd's training part as tc says, then put back the parameters
+ * (and Adam state) of the step with the best dev PER. out is scratch as
+ * s2s_error_rates wants it. Stops at a diverged step (m->diverged). */
+S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
+                             const S2sPairData *pd, const S2sDataTrain *tc, int *out) {
+    const int N = m->p.num_params, B = bt->Bcap;
+    S2sDataRun st = { { 0, 0, 0, 0, 0, 0, 0 }, xcalloc_doubles(3 * N), 0, 0, 0, seconds() };
+    int s = 0;
+    for (double done = 0; done < 1.0 && !m->diverged;) {
+        bt->B = B;
+        s2s_batch_pick(bt, rng, &pd->part[SPLIT_TRAIN]);
+        st.wloss += s2s_train_step(m, r, bt, tc->lr * (1.0 - 0.9 * done), tc->clip);
+        st.wn++; st.tokens += r->ntok; s++;
+        const double el = seconds() - st.t0;
+        done = s2s_data_done(tc, s, el);
+        if (s == 1 && tc->progress && tc->minutes == 0)   /* a budget bounds it already */
+            warn_if_long("training step(s)", 1, tc->steps, el, "fewer --steps, or --minutes,");
+        if (tc->progress && s % tc->progress == 0)
+            fprintf(stderr, "step %6d/%d  loss %.4f  %.0f tokens/s  %.0f s elapsed, %.0f s "
+                    "left\n", s, tc->steps, st.wloss / st.wn, st.tokens / (el > 0 ? el : 1e-9),
+                    el, done > 0 ? el / done - el : 0.0);
+        if (s % tc->eval_every == 0 || done >= 1.0)
+            s2s_data_checkpoint(&st, m, r, bt, pd, tc, s, out);
+    }
+    if (st.res.best_step > 0) {
+        memcpy(m->p.params, st.best, sizeof(double) * (size_t)N);
+        memcpy(m->p.m, st.best + N, sizeof(double) * (size_t)N);
+        memcpy(m->p.v, st.best + 2 * N, sizeof(double) * (size_t)N);
+        m->step = st.res.best_step;
+    }
+    st.res.steps = s;
+    st.res.seconds = seconds() - st.t0;
+    free(st.best);
+    return st.res;
+}
+
 #ifndef TESTING   /* the program: tests.c includes this file without it */
 
 /* ========================================================================
  * 13. options: one table, the checks that relate options
  * ======================================================================== */
 
-/* The five things ./seq2seq can do: the mode. An option applies to some of
+/* The seven things ./seq2seq can do: the mode. An option applies to some of
  * them; opt_check_mode refuses it in the others. */
-enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_BENCH };
+enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_BENCH,
+       S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
-    "--experiment pooling", "--experiment cnn", "--bench", NULL };
+    "--experiment pooling", "--experiment cnn", "--bench", "--data", "--load without --data",
+    NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", NULL };
 
 typedef struct {
@@ -2094,6 +2529,15 @@ typedef struct {
     int score;         /* --score, an index into s2s_luong_scores */
     int experiment;    /* --experiment, an index into s2s_experiment_names */
     int bench;         /* --bench */
+    const char *data;  /* --data: the pair file, or NULL */
+    const char *load;  /* --load: a checkpoint to use instead of training, or NULL */
+    const char *save;  /* --save: where to write the trained model, or NULL */
+    const char *log;   /* --log: the CSV of the dev evaluations, or NULL */
+    const char *input; /* --input: the word to convert, or NULL (then stdin) */
+    double minutes;    /* --minutes: the training budget, 0 = none */
+    int eval_every;    /* --eval-every: steps between dev evaluations */
+    S2sSaved *saved;   /* the model --load read, or NULL */
+    const char *prog;  /* argv[0], for messages */
 } S2sOptions;
 
 /* Append the nadd options add to opt (n so far, room for cap); returns the
@@ -2116,6 +2560,9 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define CNN    (1u << S2S_MODE_CNN)
 #define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN)
 #define TRAIN  (RUN | EXPS)                          /* everything that trains */
+#define DATA   (1u << S2S_MODE_DATA)
+#define USE    (1u << S2S_MODE_USE)
+#define MODEL  (DATA | USE)    /* checked against a --load'ed model's own */
 static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
     const Opt table[] = {
         { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, RUN, "T", "the task", 0 },
@@ -2125,21 +2572,22 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "shortest source, at most --len; default = --len, length 5", 0 },
         { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, RUN, "V",
           "vocabulary incl. 3 specials (copy/reverse/sort)", 0 },
-        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names, RUN, "A",
+        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names, RUN | MODEL,
+          "A",
           "the decoder", 0 },
-        { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, RUN, "S",
+        { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, RUN | MODEL, "S",
           "luong only: the score function", 0 },
-        { "--align", OPT_CHOICE, &o->cfg.align, 0, 0, s2s_align_names, RUN, "A",
+        { "--align", OPT_CHOICE, &o->cfg.align, 0, 0, s2s_align_names, RUN | MODEL, "A",
           "luong only: attend to every source position or to a window", 0 },
-        { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, RUN, "D",
+        { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, RUN | MODEL, "D",
           "local-m/local-p only: the window [p-D, p+D]", 0 },
-        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, TRAIN, "C",
+        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, TRAIN | MODEL, "C",
           "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
-        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN, "H", "hidden size; default 64, "
-          "cnn 32", 0 },
-        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN, "E", "embedding size; default "
-          "32, cnn 16", 0 },
-        { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN, "A", "hidden size of the "
+        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN | MODEL, "H", "hidden size; "
+          "default 64, cnn 32, --data 128", 0 },
+        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN | MODEL, "E", "embedding size; "
+          "default 32, cnn 16, --data 64", 0 },
+        { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN | MODEL, "A", "hidden size of the "
           "additive/concat score and local-p;\ndefault = --hidden", 0 },
     };
     return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
@@ -2147,20 +2595,23 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
 
 static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
     const Opt table[] = {
-        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, TRAIN, "B", "training batch", 0 },
-        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, TRAIN, "N",
-          "training steps; default 600, length 1200", 0 },
-        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, TRAIN, "X",
-          "Adam learning rate; it decays linearly to lr/10", 0 },
-        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN, "X",
+        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, TRAIN | DATA, "B", "training batch; "
+          "default 32, --data 64", 0 },
+        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, TRAIN | DATA, "N",
+          "training steps; default 600, length 1200, --data 100000", 0 },
+        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, TRAIN | DATA, "X",
+          "Adam learning rate; it decays linearly to lr/10;\ndefault 0.005, --data 0.002", 0 },
+        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN | DATA, "X",
           "max global gradient norm, 0 = off", 0 },
         { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH, "N", "held-out examples",
           0 },
-        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, RUN, "K",
-          "beam search width for the held-out decode (1 = greedy)", 0 },
-        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN, "N",
-          "seed; stdout is identical for a seed", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, RUN | CNN, "FILE",
+        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, RUN | MODEL, "K",
+          "beam search width for the held-out decode (1 = greedy;\n--data: the test part is "
+          "scored greedy and with K)", 0 },
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN | DATA, "N",
+          "seed; stdout is identical for a seed (--data: also\nthe split; with --minutes, "
+          "where the run stops is not)", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, RUN | CNN | MODEL, "FILE",
           "write the alignment heatmap (cnn: pooling weights) as SVG", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, EXPS, "X",
           "instead of the default run, an experiment (below)", 0 },
@@ -2174,6 +2625,30 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
     };
     return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
 }
+
+static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
+    const Opt table[] = {
+        { "--data", OPT_PATH, &o->data, 0, 0, NULL, DATA, "FILE", "train on the pairs of FILE "
+          "(below), or with --load\nscore that model on FILE's dev and test words", 0 },
+        { "--minutes", OPT_REAL, &o->minutes, 0, 10000, NULL, DATA, "M",
+          "stop training after M minutes (0 = only --steps) of\nthe time seconds() counts: "
+          "processor time (wall time\non an idle core), wall time in the OpenMP build", 0 },
+        { "--eval-every", OPT_INT, &o->eval_every, 1, 1000000, NULL, DATA, "N",
+          "dev PER/WER every N steps: the best is kept", 0 },
+        { "--log", OPT_PATH, &o->log, 0, 0, NULL, DATA, "FILE", "a CSV of every dev evaluation: "
+          "step,train_loss,\ndev_per,dev_wer,seconds", 0 },
+        { "--save", OPT_PATH, &o->save, 0, 0, NULL, DATA, "FILE", "write the trained model (the "
+          "best on dev) to FILE", 0 },
+        { "--load", OPT_PATH, &o->load, 0, 0, NULL, MODEL, "FILE", "use the model saved in FILE "
+          "instead of training one", 0 },
+        { "--input", OPT_PATH, &o->input, 0, 0, NULL, USE, "WORD", "with --load: convert WORD "
+          "(default: one word a line\nfrom stdin)", 0 },
+    };
+    return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
+}
+#undef DATA
+#undef USE
+#undef MODEL
 #undef RUN
 #undef LENGTH
 #undef CNN
@@ -2281,6 +2756,74 @@ static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
                  (int)(S2S_MAX_DOUBLES / per));
 }
 
+/* A value of a model option, as the command line spells it, into buf */
+static const char *s2s_option_value(char *buf, size_t n, const char *name, int v) {
+    const char *const *names = !strcmp(name, "--attention") ? s2s_attention_names
+                             : !strcmp(name, "--cell") ? cell_names
+                             : !strcmp(name, "--align") ? s2s_align_names : NULL;
+    if (!strcmp(name, "--score"))
+        for (int k = 0; k < 3; k++) if (s2s_luong_score_kind[k] == v) return s2s_luong_scores[k];
+    if (names) return names[v];
+    snprintf(buf, n, "%d", v);
+    return buf;
+}
+
+/* --load: read the checkpoint now (refusing a bad one), refuse every model
+ * option that disagrees with it, naming both values, and take its model. */
+static void s2s_check_saved(const OptTable *t, S2sOptions *o) {
+    static const char *const train[] = { "--steps", "--lr", "--batch", "--clip", "--minutes",
+                                         "--eval-every", "--log", "--save", NULL };
+    for (int k = 0; o->mode == S2S_MODE_DATA && train[k]; k++)
+        if (opt_given(t, train[k]))
+            opt_fail(t, "%s is for training, and --load with --data only scores the saved "
+                     "model on the file's dev and test words (this program does not train on "
+                     "from a checkpoint): drop %s, or --load", train[k], train[k]);
+    char why[600], b1[16], b2[16];
+    S2sSaved *sv = xmalloc(sizeof *sv);
+    if (s2s_load(sv, o->load, why, sizeof why) != 0) opt_fail(t, "--load: %s", why);
+    const S2sConfig *c = &sv->m.cfg, *g = &o->cfg;
+    const char *name[] = { "--attention", "--cell", "--score", "--align", "--window", "--hidden",
+                           "--embed", "--attn-hidden", "--seed" };
+    const int mine[] = { g->attention, g->cell, g->score, g->align, g->window, g->H, g->E, g->A,
+                         o->seed };
+    const int its[] = { c->attention, c->cell, c->score, c->align, c->window, c->H, c->E, c->A,
+                        sv->seed };
+    for (int k = 0; k < 9; k++)
+        if (opt_given(t, name[k]) && mine[k] != its[k])
+            opt_fail(t, "%s %s conflicts with the model in '%s', which has %s %s (%s): drop "
+                     "%s (a loaded model keeps its own), or load another file", name[k],
+                     s2s_option_value(b1, sizeof b1, name[k], mine[k]), o->load, name[k],
+                     s2s_option_value(b2, sizeof b2, name[k], its[k]), k == 8 ?
+                     "the split it was trained on" : "its shape", name[k]);
+    o->cfg = *c;
+    o->seed = sv->seed;
+    o->saved = sv;
+}
+
+/* --data and --load: their defaults and checks. Files are checked before
+ * any training: a bad checkpoint, or a --save, --log or --svg that cannot be
+ * written, fails now, not after the minutes of training. */
+static void s2s_check_data(const OptTable *t, S2sOptions *o) {
+    if (!o->load) {
+        if (!opt_given(t, "--hidden")) o->cfg.H = 128;
+        if (!opt_given(t, "--embed")) o->cfg.E = 64;
+        if (!opt_given(t, "--attn-hidden")) o->cfg.A = o->cfg.H;
+        if (!opt_given(t, "--batch")) o->batch = 64;
+        if (!opt_given(t, "--lr")) o->train.lr = 2e-3;
+        if (!opt_given(t, "--steps")) o->train.steps = 100000;
+    } else {
+        s2s_check_saved(t, o);
+    }
+    if (o->svg && o->cfg.attention == S2S_NONE)
+        opt_fail(t, "--svg needs attention: this model (--attention none) has no alignment to "
+                 "draw");
+    if (o->svg && o->mode == S2S_MODE_USE && !o->input)
+        opt_fail(t, "--svg draws the alignment of --input's word; words from stdin get none: "
+                 "give --input WORD, or drop --svg");
+    const char *name[] = { "--save", "--log", "--svg" }, *path[] = { o->save, o->log, o->svg };
+    for (int k = 0; k < 3; k++) if (path[k]) check_writable(t->prog, name[k], path[k]);
+}
+
 static const char s2s_about[] =
     "  Trains an RNN encoder-decoder on a toy task and shows what it learned.\n"
     "  The default: Luong attention (dot, global), GRU cells, reverse of length 10.";
@@ -2295,6 +2838,19 @@ static const char s2s_after[] =
     "           pooling + the RNN's h_T as a control\n"
     "           (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
     "\n"
+    "  Real data: --data FILE reads one pair a line, in the format of its first\n"
+    "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
+    "  MES' (a word's alternates 'word(2)' are the same word). The source's tokens\n"
+    "  are its characters (UTF-8), the target's its space-separated symbols; blank,\n"
+    "  ';;;' and '#' lines are skipped. 90/5/5 train/dev/test by a hash of the word\n"
+    "  and --seed; dev picks the parameters kept, test is scored once, at the end\n"
+    "  (PER = edits / reference phonemes, WER = share of words with any error,\n"
+    "  against the nearest pronunciation). Words up to 64 characters; a dev/test\n"
+    "  character the training words lack becomes <unk>. --load FILE --input WORD\n"
+    "  prints WORD's phonemes and the attention; with no --input, one word a line\n"
+    "  from stdin gives 'word  PH O NE MES' lines, and a word with a character the\n"
+    "  model never saw is refused on stderr (exit 2 at the end), the others go on.\n"
+    "\n"
     "  Progress while training: step, loss and teacher-forced token accuracy on\n"
     "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
     "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n";
@@ -2303,20 +2859,26 @@ static const char s2s_after[] =
  * checks that relate options. Exits 2 with a message on any bad input. */
 static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
-        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0 },
+        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
-        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0 };
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0] };
     *o = defaults;
-    Opt opt[32];
+    Opt opt[40];
     OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
     const int cap = (int)(sizeof opt / sizeof opt[0]);
     t.n = s2s_model_options(opt, 0, cap, o);
     t.n = s2s_program_options(opt, t.n, cap, o);
+    t.n = s2s_data_options(opt, t.n, cap, o);
     opt_parse(&t, argc, argv);
     o->mode = o->bench ? S2S_MODE_BENCH
-            : opt_given(&t, "--experiment") ? S2S_MODE_LENGTH + o->experiment : S2S_MODE_RUN;
+            : opt_given(&t, "--experiment") ? S2S_MODE_LENGTH + o->experiment
+            : o->data ? S2S_MODE_DATA : o->load ? S2S_MODE_USE : S2S_MODE_RUN;
     opt_check_mode(&t, o->mode);
     s2s_check_model(&t, o);
+    if (o->mode == S2S_MODE_DATA || o->mode == S2S_MODE_USE) {
+        s2s_check_data(&t, o);
+        return;
+    }
     s2s_mode_defaults(&t, o);
     s2s_check_task(&t, o);
     o->cfg.V = o->task.V;
@@ -2361,25 +2923,12 @@ static void s2s_session_free(S2sSession *s) {
 }
 
 /* Decode held-out example e of d into out (maxlen = d->Nmax + 1) and *len,
- * greedily (beam <= 1) or by beam search, and leave the attention weights of
- * every output step in r->a.att, rows (step, T) of a batch of one: greedy
- * decoding keeps them; for the beam's output a teacher-forced pass over it
- * recomputes them (step i attends given the beam's own y_<i, as it did in
- * the search). bt must hold one row of d's sizes. */
+ * greedily (beam <= 1) or by beam search, the attention weights of every
+ * output step left in r->a.att (s2s_decode_one). bt must hold one row of
+ * d's sizes. */
 static void s2s_show_decode(int *out, int *len, S2sRun *r, S2sBatch *bt, const S2sModel *m,
                             const S2sData *d, int e, int beam) {
-    const int maxlen = d->Nmax + 1;
-    s2s_batch_from_data(bt, d, e, 1);
-    if (beam <= 1) {
-        s2s_greedy_decode(out, len, r, m, bt, maxlen);
-        return;
-    }
-    double lp;
-    len[0] = s2s_beam_search(out, &lp, r, m, d->src + e * d->Tmax, d->slen[e], beam, maxlen);
-    /* the teacher-forced pass: at most Nmax tokens fit with the EOS step */
-    s2s_batch_row(bt, 0, d->src + e * d->Tmax, d->slen[e], out,
-                  len[0] < d->Nmax ? len[0] : d->Nmax);
-    s2s_forward(r, bt, m);
+    s2s_decode_one(out, len, r, bt, m, d->src + e * d->Tmax, d->slen[e], beam, d->Nmax + 1);
 }
 
 /* The first five held-out examples, decoded one by one as the held-out set
@@ -2474,6 +3023,243 @@ static void s2s_main_run(const S2sOptions *o) {
     if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc);
     else printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
     s2s_session_free(&s);
+}
+
+/* ========================================================================
+ * 14b. real data: train on a pair file, score it, keep it, answer words
+ * ======================================================================== */
+
+/* The table opt_fail speaks for: a bad input file or word is refused as a
+ * bad option is, "prog: " and the message, then exit 2. */
+static const OptTable *s2s_voice(const S2sOptions *o) {
+    static OptTable t;
+    t.prog = o->prog;
+    return &t;
+}
+
+/* Read and split --data (the saved model's vocabularies if sv is given). */
+static void s2s_read_data(S2sPairData *pd, Pairs *p, const S2sOptions *o) {
+    char why[600];
+    long len;
+    char *text = read_text_file(o->data, 1L << 30, &len, why, sizeof why);
+    if (!text) opt_fail(s2s_voice(o), "--data: %s", why);
+    if (pairs_parse(p, text, len, why, sizeof why) != 0)
+        opt_fail(s2s_voice(o), "--data '%s': %s", o->data, why);
+    free(text);
+    if (s2s_pair_data_build(pd, p, (uint64_t)o->seed, o->saved, why, sizeof why) != 0)
+        opt_fail(s2s_voice(o), "--data '%s': %s", o->data, why);
+}
+
+/* The attention of the word just decoded by s2s_decode_one (out, len) as a
+ * heatmap, rows the output symbols and </s>, columns the letters; an SVG
+ * titled desc too with --svg. */
+static void s2s_word_alignment(const S2sRun *r, const Vocab *sv, const Vocab *tv, const int *src,
+                               int slen, const int *out, int len, int maxlen,
+                               const char *svg, const char *desc) {
+    const int R = len < maxlen ? len + 1 : maxlen, C = slen;
+    double *W = xcalloc_doubles(R * C);
+    const char **rows = xmalloc(sizeof(char *) * (size_t)(R + C)), **cols = rows + R;
+    for (int i = 0; i < R; i++) {
+        memcpy(W + i * C, r->a.att + i * r->a.T, sizeof(double) * (size_t)C);
+        rows[i] = tv->sym[i < len ? out[i] : TOK_EOS];
+    }
+    for (int j = 0; j < C; j++) cols[j] = sv->sym[src[j]];
+    print_heatmap(stdout, "alignment (row: output symbol, column: letter)", W, R, C, rows, cols);
+    if (svg) {
+        write_svg_heatmap(svg, desc, W, R, C, rows, cols);
+        printf("  wrote %s\n", svg);
+    }
+    free(W); free(rows);
+}
+
+/* The test words' PER and WER, greedy and (--beam K) by beam search. */
+static void s2s_data_test(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sPairData *pd,
+                          int beam, int *out) {
+    const S2sData *d = &pd->part[SPLIT_TEST];
+    printf("test: %d words, each scored against the nearest of its pronunciations\n",
+           pd->ngroup[SPLIT_TEST]);
+    for (int k = 1; k <= beam; k += beam > 1 ? beam - 1 : 1) {
+        const double t0 = seconds();
+        const ErrorRate e = s2s_error_rates(r, bt, m, d, pd->group[SPLIT_TEST],
+                                            pd->ngroup[SPLIT_TEST], k, out);
+        printf("  %-12s PER %6.2f%%   WER %6.2f%%   (%ld edits / %ld phonemes, %d of %d words "
+               "wrong)\n", k == 1 ? "greedy" : "beam", 100 * error_rate_per(&e),
+               100 * error_rate_wer(&e), e.edits, e.ref_len, e.wrong, e.words);
+        if (k > 1) printf("  (beam width %d)\n", k);
+        fprintf(stderr, "the %s test decode took %.1f s\n", k == 1 ? "greedy" : "beam",
+                seconds() - t0);
+    }
+}
+
+/* Five test words, predicted (with --beam) beside their pronunciations,
+ * then the alignment of the first. */
+static void s2s_data_examples(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sPairData *pd,
+                              const S2sOptions *o, int *out, const char *desc) {
+    const S2sData *d = &pd->part[SPLIT_TEST];
+    const int maxlen = d->Nmax + 1;
+    printf("\nexamples (word -> prediction; the dictionary's where it differs):\n");
+    for (int g = 0; g < 5 && g < pd->ngroup[SPLIT_TEST]; g++) {
+        const int row = pd->group[SPLIT_TEST][g], *src = d->src + row * d->Tmax;
+        int len, ok = 0;
+        s2s_decode_one(out, &len, r, bt, m, src, d->slen[row], o->beam, maxlen);
+        for (int k = row; k < pd->group[SPLIT_TEST][g + 1]; k++)
+            ok |= d->tlen[k] == len && !memcmp(d->tgt + k * d->Nmax, out, sizeof(int) * (size_t)len);
+        printf("  %s ", ok ? "ok  " : "MISS");
+        for (int i = 0; i < d->slen[row]; i++) printf("%s", pd->src_v.sym[src[i]]);
+        printf(" ->");
+        for (int i = 0; i < len; i++) printf(" %s", pd->tgt_v.sym[out[i]]);
+        if (!ok) {
+            printf("   (dictionary:");
+            for (int i = 0; i < d->tlen[row]; i++) printf(" %s", pd->tgt_v.sym[d->tgt[row * d->Nmax + i]]);
+            printf(")");
+        }
+        printf("\n");
+    }
+    if (m->cfg.attention == S2S_NONE) return;
+    const int row = pd->group[SPLIT_TEST][0];
+    int len;
+    s2s_decode_one(out, &len, r, bt, m, d->src + row * d->Tmax, d->slen[row], o->beam, maxlen);
+    printf("\n");
+    s2s_word_alignment(r, &pd->src_v, &pd->tgt_v, d->src + row * d->Tmax, d->slen[row], out, len,
+                       maxlen, o->svg, desc);
+}
+
+/* Train on --data (or take --load's model), report dev and test, save. */
+static void s2s_data_report(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData *pd,
+                            const S2sOptions *o, int *out) {
+    char desc[200];
+    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, &m->cfg), m->p.num_params);
+    if (o->saved) {
+        printf("loaded from %s (%d Adam steps)\n", o->load, m->step);
+        const ErrorRate e = s2s_error_rates(r, bt, m, &pd->part[SPLIT_DEV], pd->group[SPLIT_DEV],
+                                            pd->ngroup[SPLIT_DEV], 1, out);
+        printf("dev: PER %.2f%%  WER %.2f%% (greedy)\n\n", 100 * error_rate_per(&e),
+               100 * error_rate_wer(&e));
+    } else {
+        printf("training: up to %d steps of %d pairs%s, Adam lr %g (linear decay to lr/10), "
+               "clip %g; dev PER every %d steps, the best kept\n", o->train.steps, o->batch,
+               o->minutes > 0 ? " or the --minutes budget" : "", o->train.lr, o->train.clip,
+               o->eval_every);
+        OutFile log = { NULL, NULL, NULL };
+        if (o->log) { log = out_open(o->log); fprintf(log.f, "step,train_loss,dev_per,dev_wer,seconds\n"); }
+        const S2sDataTrain tc = { o->train.steps, o->train.lr, o->train.clip, o->minutes,
+                                  o->eval_every, 100, log.f };
+        Rng rng;
+        rng_seed(&rng, (uint64_t)o->seed ^ 0xDA7Au);
+        const S2sDataResult res = s2s_data_train(m, r, bt, &rng, pd, &tc, out);
+        if (o->log) out_close(&log);
+        s2s_stop_if_diverged(m);
+        fprintf(stderr, "training took %.1f s (%d steps)\n", res.seconds, res.steps);
+        printf("trained %d steps; kept step %d, the best dev PER: %.2f%% (WER %.2f%%)\n\n",
+               res.steps, res.best_step, 100 * res.per, 100 * res.wer);
+    }
+    s2s_data_test(r, bt, m, pd, o->beam, out);
+    s2s_data_examples(r, bt, m, pd, o, out, desc);
+    if (o->save) {
+        s2s_save(o->save, m, &pd->src_v, &pd->tgt_v, pd->part[0].Tmax, pd->part[0].Nmax, o->seed);
+        printf("\nsaved the model to %s\n", o->save);
+    }
+}
+
+static void s2s_main_data(const S2sOptions *o) {
+    S2sPairData pd;
+    Pairs p;
+    s2s_read_data(&pd, &p, o);
+    const int Tmax = pd.part[0].Tmax, Nmax = pd.part[0].Nmax;
+    int words = 0;
+    for (int k = 0; k < 3; k++) words += pd.ngroup[k];
+    printf("seq2seq.c --data %s: %d pairs (%s), %d words; split by seed %d: train %d pairs "
+           "(%d words), dev %d words, test %d words\n", o->data, p.n, p.tsv ? "tab-separated" :
+           "CMUdict", words, o->seed, pd.part[0].n, pd.ngroup[0], pd.ngroup[1], pd.ngroup[2]);
+    printf("vocabularies (%s): %d source characters, %d target symbols, and 4 specials; "
+           "dev/test tokens outside them (<unk>): %d source, %d target\n",
+           o->saved ? "the loaded model's" : "the training part's", pd.src_v.n - TOK_SPECIALS,
+           pd.tgt_v.n - TOK_SPECIALS, pd.unk_src, pd.unk_tgt);
+    pairs_free(&p);
+    S2sModel m;
+    S2sConfig c = o->cfg;
+    c.V = pd.tgt_v.n; c.Vsrc = pd.src_v.n;
+    const int Bmax = o->batch > o->beam ? o->batch : o->beam;
+    if (s2s_acts_estimate(&c, Bmax, Tmax, Nmax + 1) > S2S_MAX_DOUBLES)
+        opt_fail(s2s_voice(o), "this model needs more than %.0e doubles of workspace for --batch %d on words "
+                   "of %d letters; make --batch, --hidden or --embed smaller", S2S_MAX_DOUBLES,
+                   Bmax, Tmax);
+    Rng r;
+    rng_seed(&r, (uint64_t)o->seed);
+    if (o->saved) m = o->saved->m; else s2s_build(&m, &c, &r);
+    S2sRun run;
+    S2sBatch bt;
+    s2s_run_build(&run, &c, Bmax, Tmax, Nmax + 1);
+    s2s_batch_build(&bt, Bmax, Tmax, Nmax + 1);
+    int *out = xmalloc(sizeof(int) * (size_t)(Bmax * (Nmax + 1)));
+    s2s_data_report(&m, &run, &bt, &pd, o, out);
+    free(out);
+    s2s_run_free(&run); s2s_batch_free(&bt); s2s_pair_data_free(&pd);
+    if (!o->saved) s2s_free(&m);
+    else { s2s_saved_free(o->saved); free(o->saved); }
+}
+
+/* Encode word w with the model's letters v into src (*slen); 0, or -1
+ * with why if it is not UTF-8, too long, or has a letter v lacks. */
+static int s2s_encode_word(int *src, int *slen, const Vocab *v, const char *w, char *why,
+                           size_t nwhy) {
+    if (utf8_check(w, (long)strlen(w), why, nwhy) != 0) return -1;
+    int unk = 0;
+    *slen = vocab_encode_chars(v, w, src, S2S_DATA_MAX_LEN, &unk);
+    if (*slen > S2S_DATA_MAX_LEN) {
+        snprintf(why, nwhy, "%d letters; the most this model reads is %d", *slen, S2S_DATA_MAX_LEN);
+        return -1;
+    }
+    for (int i = 0; unk && i < *slen; i++) {
+        if (src[i] != TOK_UNK) continue;
+        const char *s = w;
+        for (int k = 0; k < i; k++) s += utf8_char_len(s);
+        snprintf(why, nwhy, "the character '%.*s' is not one the model was trained on (its %d "
+                 "letters are %s .. %s; it never learned any other)", utf8_char_len(s), s,
+                 v->n - TOK_SPECIALS, v->sym[TOK_SPECIALS], v->sym[v->n - 1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* --load without --data: convert --input's word (phonemes and the
+ * attention), or each line of stdin ("word  PH O NE MES", a dictionary);
+ * a word the model cannot read is refused with the reason, the rest go on. */
+static void s2s_main_use(const S2sOptions *o) {
+    const S2sSaved *sv = o->saved;
+    const S2sModel *m = &sv->m;
+    const int Bmax = o->beam, maxlen = sv->Nmax + 1;
+    S2sRun run;
+    S2sBatch bt;
+    s2s_run_build(&run, &m->cfg, Bmax, S2S_DATA_MAX_LEN, maxlen);
+    s2s_batch_build(&bt, Bmax, S2S_DATA_MAX_LEN, maxlen);
+    int src[S2S_DATA_MAX_LEN], *out = xmalloc(sizeof(int) * (size_t)maxlen), slen, len, bad = 0;
+    char line[4096], why[300], desc[200];
+    for (int ln = 1; o->input ? ln == 1 : fgets(line, sizeof line, stdin) != NULL; ln++) {
+        if (o->input) snprintf(line, sizeof line, "%s", o->input);
+        else if (!strchr(line, '\n') && !feof(stdin)) opt_fail(s2s_voice(o), "stdin line %d: longer than "
+                 "%d bytes: not a word", ln, (int)sizeof line - 1);
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0] && !o->input) continue;
+        if (s2s_encode_word(src, &slen, &sv->src_v, line, why, sizeof why) != 0) {
+            if (o->input) opt_fail(s2s_voice(o), "--input '%s': %s", line, why);
+            fprintf(stderr, "%s: stdin line %d: %s; skipped\n", o->prog, ln, why);
+            bad = 1;
+            continue;
+        }
+        s2s_decode_one(out, &len, &run, &bt, m, src, slen, o->beam, maxlen);
+        printf("%s ", line);
+        for (int i = 0; i < len; i++) printf(" %s", sv->tgt_v.sym[out[i]]);
+        printf("\n");
+        if (o->input && m->cfg.attention != S2S_NONE)
+            s2s_word_alignment(&run, &sv->src_v, &sv->tgt_v, src, slen, out, len, maxlen, o->svg,
+                               s2s_describe(desc, sizeof desc, &m->cfg));
+        fflush(stdout);
+    }
+    free(out);
+    s2s_run_free(&run); s2s_batch_free(&bt);
+    s2s_saved_free(o->saved); free(o->saved);
+    if (bad) exit(2);
 }
 
 /* ========================================================================
@@ -2862,7 +3648,7 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
 static void s2s_bench_config(int k, int warm, int steps) {
     S2sTask tk = { TASK_REVERSE, 12, 12, 16 };
     S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
-                    16, 32, 64, 64 };
+                    16, 32, 64, 64, 0 };
     Rng r;
     rng_seed(&r, 1);
     S2sModel m;
@@ -2939,6 +3725,8 @@ int main(int argc, char **argv) {
     case S2S_MODE_LENGTH:  s2s_experiment_length(&o); break;
     case S2S_MODE_POOLING: s2s_experiment_pooling(&o); break;
     case S2S_MODE_CNN:     s2s_experiment_cnn(&o); break;
+    case S2S_MODE_DATA:    s2s_main_data(&o); break;
+    case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);
     }
     return 0;

@@ -1694,7 +1694,7 @@ static void s2s_model_grad(void *ctx) {
 
 /* a tiny config: V 7, E 3, H 4, A 3 */
 static S2sConfig s2s_tiny(int attention, int cell, int score, int align) {
-    S2sConfig c = { attention, cell, score, align, 1, 7, 3, 4, 3 };
+    S2sConfig c = { attention, cell, score, align, 1, 7, 3, 4, 3, 0 };
     return c;
 }
 
@@ -1869,7 +1869,7 @@ static void s2s_test_beam(Tally *t) {
  * 5^-6 = 0.006%. 90% sits well below every working run and more than twice
  * the best bottlenecked one, so a broken attention path fails it. */
 static void s2s_test_training(Tally *t) {
-    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 16, 32, 32 };
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 16, 32, 32, 0 };
     S2sTask tk = { TASK_REVERSE, 6, 6, 8 };
     Rng r;
     rng_seed(&r, 3);
@@ -2209,6 +2209,243 @@ static void s2s_test_cnn(Tally *t, int K) {
     }
 }
 
+/* ---- chapter 2: real data (--data, checkpoints) --------------------------------- */
+
+/* A small CMUdict-style dictionary, written by the test: n words of 3-6
+ * letters a-f, each letter one symbol (a -> AA, b -> B ...), every 7th word
+ * with a second pronunciation "word(2)" (its first symbol doubled). */
+static char *s2s_tiny_dict(int n, uint64_t seed) {
+    static const char *const sym[6] = { "AA", "B", "K", "D", "EH", "F" };
+    char *text = xmalloc((size_t)n * 64 + 64), *w = text;
+    Rng r;
+    rng_seed(&r, seed);
+    w += sprintf(w, ";;; a test dictionary\n");
+    for (int i = 0; i < n; i++) {
+        char word[8];
+        const int len = 3 + rng_int(&r, 4);
+        for (int k = 0; k < len; k++) word[k] = (char)('a' + rng_int(&r, 6));
+        snprintf(word + len, 4, "%c", 'a' + i % 6);       /* + a letter: fewer duplicates */
+        for (int alt = 0; alt < (i % 7 == 0 ? 2 : 1); alt++) {
+            w += sprintf(w, alt ? "%s(2)" : "%s", word);
+            for (int k = 0; word[k]; k++)
+                w += sprintf(w, " %s%s%s", sym[word[k] - 'a'], alt && k == 0 ? " " : "",
+                             alt && k == 0 ? sym[word[k] - 'a'] : "");
+            *w++ = '\n';
+        }
+    }
+    *w = '\0';
+    return text;
+}
+
+/* the pairs and split of s2s_tiny_dict(n, 5) for seed (the test frees both) */
+static int s2s_tiny_data(S2sPairData *pd, Pairs *p, int n, uint64_t seed, char *why, size_t nwhy) {
+    char *text = s2s_tiny_dict(n, 5);
+    int rc = pairs_parse(p, text, (long)strlen(text), why, nwhy);
+    free(text);
+    if (rc == 0) rc = s2s_pair_data_build(pd, p, seed, NULL, why, nwhy);
+    return rc;
+}
+
+/* does source row i of a occur among b's rows? */
+static int s2s_row_in(const S2sData *a, int i, const S2sData *b) {
+    for (int j = 0; j < b->n; j++)
+        if (a->slen[i] == b->slen[j] &&
+            !memcmp(a->src + i * a->Tmax, b->src + j * b->Tmax, sizeof(int) * (size_t)a->slen[i]))
+            return 1;
+    return 0;
+}
+
+static void s2s_test_pair_data(Tally *t) {
+    char why[300];
+    S2sPairData a, b, c;
+    Pairs p;
+    s2s_tiny_data(&a, &p, 400, 1, why, sizeof why);
+    const int pairs = p.n;
+    int distinct = 0;                                  /* words, by the file's own text */
+    for (int i = 0; i < p.n; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(p.src[i], p.src[j]);
+        distinct += !seen;
+    }
+    pairs_free(&p);
+    s2s_tiny_data(&b, &p, 400, 1, why, sizeof why); pairs_free(&p);
+    s2s_tiny_data(&c, &p, 400, 2, why, sizeof why); pairs_free(&p);
+    int same = 1, differ = 0, rows = 0, groups = 0, leak = 0, two = 0;
+    for (int k = 0; k < 3; k++) {
+        const S2sData *x = &a.part[k], *y = &b.part[k];
+        same &= x->n == y->n && !memcmp(x->src, y->src, sizeof(int) * (size_t)(x->n * x->Tmax)) &&
+                !memcmp(x->tgt, y->tgt, sizeof(int) * (size_t)(x->n * x->Nmax));
+        differ |= x->n != c.part[k].n ||
+                  memcmp(x->src, c.part[k].src, sizeof(int) * (size_t)(x->n * x->Tmax));
+        rows += x->n; groups += a.ngroup[k];
+        for (int g = 0; g < a.ngroup[k]; g++) two += a.group[k][g + 1] - a.group[k][g] == 2;
+        for (int i = 0; k > 0 && i < x->n; i++) leak += s2s_row_in(x, i, &a.part[SPLIT_TRAIN]);
+    }
+    for (int i = 0; i < a.part[SPLIT_DEV].n; i++) leak += s2s_row_in(&a.part[SPLIT_DEV], i,
+                                                                    &a.part[SPLIT_TEST]);
+    check(t, same && differ, "--data split: the same for a seed, another for another seed");
+    check(t, rows == pairs && groups == distinct && two > 0 && leak == 0,
+          "--data split: %d pairs in %d rows, %d words in %d groups (%d with an alternate "
+          "'word(2)', each whole in one part), %d dev/test words also in train or in both",
+          pairs, rows, distinct, groups, two, leak);
+    check(t, a.src_v.n == TOK_SPECIALS + 6 && a.tgt_v.n == TOK_SPECIALS + 6 &&
+          !strcmp(a.tgt_v.sym[TOK_SPECIALS], "AA") && a.unk_src == 0,
+          "--data vocabularies from the training part: 6 letters and 6 symbols after the 4 "
+          "specials (got %d and %d)", a.src_v.n - TOK_SPECIALS, a.tgt_v.n - TOK_SPECIALS);
+    s2s_pair_data_free(&a); s2s_pair_data_free(&b); s2s_pair_data_free(&c);
+    char longline[200] = "abc AA B K\n";
+    memset(longline + 11, 'a', 70);
+    strcpy(longline + 81, " AA\n");
+    int refused = pairs_parse(&p, longline, (long)strlen(longline), why, sizeof why) == 0 &&
+                  s2s_pair_data_build(&a, &p, 1, NULL, why, sizeof why) != 0 &&
+                  strstr(why, "line 2") && strstr(why, "70 characters");
+    pairs_free(&p);
+    check(t, refused, "--data: a 70-letter word is refused, naming its line: %s", why);
+    refused = pairs_parse(&p, "abc AA B K\n", 11, why, sizeof why) == 0 &&
+              s2s_pair_data_build(&a, &p, 1, NULL, why, sizeof why) != 0 && strstr(why, "dev");
+    pairs_free(&p);
+    check(t, refused, "--data: a file too small for a dev and a test word is refused: %s", why);
+}
+
+/* the model, workspace and data of the checkpoint and training tests */
+typedef struct {
+    S2sPairData pd;
+    S2sModel m;
+    S2sRun run;
+    S2sBatch bt;
+    int out[16 * (S2S_DATA_MAX_LEN + 1)];   /* 16 decoded rows of up to Nmax + 1 */
+} S2sDataCtx;
+
+static void s2s_data_ctx_free(S2sDataCtx *k) {
+    s2s_run_free(&k->run); s2s_batch_free(&k->bt); s2s_free(&k->m); s2s_pair_data_free(&k->pd);
+}
+
+/* s2s_error_rates on the dev words of k's model against the same figures
+ * word by word: each decoded alone, its nearest pronunciation found by hand */
+static void s2s_check_rates(Tally *t, S2sDataCtx *k, const char *which) {
+    const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
+                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out);
+    const S2sData *dv = &k->pd.part[SPLIT_DEV];
+    long edits = 0, ref_len = 0;
+    int wrong = 0, work[80], pred[80], plen;
+    for (int g = 0; g < k->pd.ngroup[SPLIT_DEV]; g++) {
+        const int r0 = k->pd.group[SPLIT_DEV][g], r1 = k->pd.group[SPLIT_DEV][g + 1];
+        s2s_decode_one(pred, &plen, &k->run, &k->bt, &k->m, dv->src + r0 * dv->Tmax,
+                       dv->slen[r0], 1, dv->Nmax + 1);
+        int bd = -1, bl = 0;
+        for (int q = r0; q < r1; q++) {
+            const int dd = edit_distance(pred, plen, dv->tgt + q * dv->Nmax, dv->tlen[q], work);
+            if (bd < 0 || dd < bd || (dd == bd && dv->tlen[q] < bl)) { bd = dd; bl = dv->tlen[q]; }
+        }
+        edits += bd; ref_len += bl; wrong += bd > 0;
+    }
+    check(t, edits == e.edits && ref_len == e.ref_len && wrong == e.wrong &&
+          e.words == k->pd.ngroup[SPLIT_DEV],
+          "--data dev PER/WER, %s model: %ld edits / %ld phonemes, %d of %d words wrong, as decoding each "
+          "word alone and taking its nearest pronunciation by hand gives", which, e.edits, e.ref_len,
+          e.wrong, e.words);
+}
+
+/* A tiny file trains: its loss falls, and the best dev PER's parameters are the ones kept. */
+static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
+    char why[300];
+    Pairs p;
+    s2s_tiny_data(&k->pd, &p, 400, 1, why, sizeof why);
+    pairs_free(&p);
+    const S2sData *d = &k->pd.part[SPLIT_TRAIN];
+    S2sConfig c = { S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, k->pd.tgt_v.n, 8, 16, 16,
+                    k->pd.src_v.n };
+    Rng r;
+    rng_seed(&r, 7);
+    s2s_build(&k->m, &c, &r);
+    s2s_run_build(&k->run, &c, 16, d->Tmax, d->Nmax + 2);
+    s2s_batch_build(&k->bt, 16, d->Tmax, d->Nmax + 2);
+    s2s_check_rates(t, k, "untrained");
+    const S2sDataTrain tc = { 300, 1e-2, 1.0, 0, 100, 0, NULL };
+    const double t0 = seconds();
+    const S2sDataResult res = s2s_data_train(&k->m, &k->run, &k->bt, &r, &k->pd, &tc, k->out);
+    const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
+                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out);
+    check(t, res.steps == 300 && res.last_loss < 0.5 * res.first_loss && res.per < 0.5,
+          "--data on a 400-word file the test wrote, %d steps (%.1f s): loss %.3f -> %.3f, "
+          "best dev PER %.1f%% at step %d", res.steps, seconds() - t0, res.first_loss,
+          res.last_loss, 100 * res.per, res.best_step);
+    s2s_check_rates(t, k, "trained");
+    check(t, error_rate_per(&e) == res.per && k->m.step == res.best_step,
+          "--data keeps the best dev step's parameters: dev PER again %.2f%% (kept %.2f%%), "
+          "step %d", 100 * error_rate_per(&e), 100 * res.per, k->m.step);
+}
+
+/* the parameters and Adam state of two models, bit for bit */
+static int s2s_same_bits(const S2sModel *a, const S2sModel *b) {
+    const size_t n = sizeof(double) * (size_t)a->p.num_params;
+    return a->p.num_params == b->p.num_params && a->step == b->step &&
+           !memcmp(a->p.params, b->p.params, n) && !memcmp(a->p.m, b->p.m, n) &&
+           !memcmp(a->p.v, b->p.v, n);
+}
+
+/* Save, load: the same model, the same predictions, the same next step. */
+static void s2s_test_checkpoint(Tally *t, S2sDataCtx *k) {
+    char path[512], why[600];
+    temp_path(path, sizeof path, "s2s-ckpt");
+    const S2sData *d = &k->pd.part[SPLIT_TEST];
+    s2s_save(path, &k->m, &k->pd.src_v, &k->pd.tgt_v, d->Tmax, d->Nmax, 1);
+    S2sSaved sv;
+    int ok = s2s_load(&sv, path, why, sizeof why) == 0;
+    check(t, ok, "--save then --load: %s", ok ? "read back" : why);
+    if (!ok) return;
+    int same = s2s_same_bits(&k->m, &sv.m) && sv.src_v.n == k->pd.src_v.n &&
+               sv.tgt_v.n == k->pd.tgt_v.n && sv.Tmax == d->Tmax && sv.seed == 1 &&
+               !memcmp(&sv.m.cfg, &k->m.cfg, sizeof sv.m.cfg);
+    for (int i = 0; same && i < sv.tgt_v.n; i++) same = !strcmp(sv.tgt_v.sym[i], k->pd.tgt_v.sym[i]);
+    int out2[16 * 8], len1[16], len2[16];            /* 16 rows of 8 decoder steps */
+    s2s_batch_from_data(&k->bt, d, 0, 16);
+    s2s_greedy_decode(k->out, len1, &k->run, &k->m, &k->bt, 8);
+    memcpy(out2, k->out, sizeof out2);
+    s2s_greedy_decode(k->out, len2, &k->run, &sv.m, &k->bt, 8);
+    same &= !memcmp(out2, k->out, sizeof out2) && !memcmp(len1, len2, sizeof len1);
+    Rng r1, r2;                                       /* the next step, from the same batch */
+    rng_seed(&r1, 11); rng_seed(&r2, 11);
+    s2s_batch_pick(&k->bt, &r1, &k->pd.part[SPLIT_TRAIN]);
+    const double l1 = s2s_train_step(&k->m, &k->run, &k->bt, 1e-3, 1.0);
+    s2s_batch_pick(&k->bt, &r2, &k->pd.part[SPLIT_TRAIN]);
+    const double l2 = s2s_train_step(&sv.m, &k->run, &k->bt, 1e-3, 1.0);
+    check(t, same && l1 == l2 && s2s_same_bits(&k->m, &sv.m),
+          "checkpoint round trip: config, vocabularies, weights and Adam state bit for bit, "
+          "the same greedy outputs, and the same bits after the next training step");
+    s2s_saved_free(&sv);
+    /* refusals: cut short, a corrupted byte, another chapter's, a model it does not hold */
+    FILE *f = xfopen(path, "rb");
+    static unsigned char bytes[1 << 20];
+    const size_t n = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    Reader at16 = { bytes + 16, 8, 0, 1 };            /* the description's length, then it */
+    Bytes desc = { NULL, 0, 0 };
+    bytes_put(&desc, bytes + 24, (size_t)reader_u64(&at16));
+    static const char *const want[4] = { "truncated", "corrupted", "another program",
+                                         "parameters" };
+    int refused = 0;
+    for (int c = 0; c < 4; c++) {
+        if (c < 2) {
+            bytes[n / 2] ^= (unsigned char)c;
+            f = xfopen(path, "wb");
+            fwrite(bytes, 1, c == 0 ? n / 2 : n, f);
+            fclose(f);
+            bytes[n / 2] ^= (unsigned char)c;
+        } else {
+            remove(path);
+            ckpt_write(path, c == 2 ? "TRF1" : "S2S1", &desc, k->m.p.params, 5);
+        }
+        const int no = s2s_load(&sv, path, why, sizeof why) != 0 && strstr(why, want[c]);
+        if (!no) check(t, 0, "checkpoint refusal %d (%s): got '%s'", c, want[c], why);
+        refused += no;
+    }
+    free(desc.b);
+    remove(path);
+    check(t, refused == 4, "--load refuses a truncated checkpoint, a corrupted byte, a chapter 3 "
+          "tag (TRF1), and a description whose model the parameters do not fit (%s)", why);
+}
+
 static void tests_seq2seq(Tally *t) {
     s2s_test_cells(t);
     s2s_test_models(t);
@@ -2225,6 +2462,11 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_cnn(t, 3);
     s2s_test_cnn(t, 7);
     s2s_test_training(t);
+    s2s_test_pair_data(t);
+    S2sDataCtx k;
+    s2s_test_data_training(t, &k);
+    s2s_test_checkpoint(t, &k);
+    s2s_data_ctx_free(&k);
 }
 
 /* ========================================================================
