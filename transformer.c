@@ -1395,6 +1395,7 @@ typedef struct TfPairs {
                           are alt[wstart[w] .. wstart[w+1]-1] */
     int *words[3], nwords[3];  /* the words of each split, as indices w */
     int *train, ntrain, at;    /* training pairs, shuffled each epoch; the next one */
+    int *pick;         /* (B) the pairs of the batch being filled */
     int tsv;           /* 1: the file is tab-separated; 0: CMUdict */
     Vocab lv, pv;      /* source characters and target symbols (each with specials) */
     int V;             /* lv.n + pv.n - TOK_SPECIALS */
@@ -1411,7 +1412,7 @@ const char *tf_pairs_sym(const TfPairs *d, int k) {
 
 void tf_pairs_free(TfPairs *d) {
     free(d->src); free(d->slen); free(d->tgt); free(d->tlen); free(d->split);
-    free(d->alt); free(d->wstart); free(d->train); free(d->best);
+    free(d->alt); free(d->wstart); free(d->train); free(d->best); free(d->pick);
     for (int s = 0; s < 3; s++) free(d->words[s]);
     vocab_free(&d->lv); vocab_free(&d->pv);
 }
@@ -1571,9 +1572,20 @@ static void tf_pairs_fill(TfBatch *b, int e, const TfPairs *d, int i, const TfCo
     }
 }
 
+/* Run m on S source and T target positions from now on, at most the
+ * lengths it was built with (its buffers hold those). Most words are far
+ * shorter than the longest, and a batch padded only to its own longest
+ * pair gives its real positions the same numbers as one padded to the
+ * data's longest (padding is masked out of every attention and carries no
+ * loss; tests.c checks it), in a fraction of the time. Every --data batch
+ * sets the lengths it is packed with this way before it is filled. */
+static void tf_pairs_fit(TfModel *m, int S, int T) { m->c.S = S; m->c.T = T; }
+
 /* b->n training pairs: every training pair once an epoch, in an order r
- * shuffles anew at the start of each */
-void tf_pairs_batch(TfBatch *b, Rng *r, TfPairs *d, const TfConfig *c) {
+ * shuffles anew at the start of each; m's lengths fitted to the batch */
+void tf_pairs_batch(TfBatch *b, Rng *r, TfPairs *d, TfModel *m) {
+    int S = 1, T = 1;
+    if (!d->pick) d->pick = xmalloc(sizeof(int) * (size_t)m->c.B);
     for (int e = 0; e < b->n; e++) {
         if (d->at == d->ntrain) {                   /* a new epoch: Fisher-Yates */
             for (int k = d->ntrain - 1; k > 0; k--) {
@@ -1582,8 +1594,12 @@ void tf_pairs_batch(TfBatch *b, Rng *r, TfPairs *d, const TfConfig *c) {
             }
             d->at = 0;
         }
-        tf_pairs_fill(b, e, d, d->train[d->at++], c);
+        const int i = d->pick[e] = d->train[d->at++];
+        if (d->slen[i] > S) S = d->slen[i];
+        if (d->tlen[i] > T) T = d->tlen[i];
     }
+    tf_pairs_fit(m, S, T);
+    for (int e = 0; e < b->n; e++) tf_pairs_fill(b, e, d, d->pick[e], &m->c);
 }
 
 /* ========================================================================
@@ -1723,6 +1739,7 @@ static int tf_pred_len(const int *out, int T) {
 TfEval tf_pairs_evaluate(TfModel *m, const TfPairs *d, int split, int most, ErrorRate *er) {
     const TfConfig *c = &m->c;
     const int all = d->nwords[split], n = most && most < all ? most : all;
+    tf_pairs_fit(m, d->S, d->T);                /* the buffers below hold any batch */
     TfBatch b;
     tf_batch_alloc(&b, c);
     int *out = xmalloc(sizeof(int) * (size_t)(c->B * c->T)), *work = xmalloc(sizeof(int) *
@@ -1734,10 +1751,15 @@ TfEval tf_pairs_evaluate(TfModel *m, const TfPairs *d, int split, int most, Erro
     memset(er, 0, sizeof *er);
     for (int done = 0; done < n; done += b.n) {
         b.n = n - done < c->B ? n - done : c->B;
+        int S = 1;
         for (int e = 0; e < b.n; e++) {
             w[e] = d->words[split][(int)((long)(done + e) * all / n)];
-            tf_pairs_fill(&b, e, d, d->alt[d->wstart[w[e]]], c);
+            const int i = d->alt[d->wstart[w[e]]];
+            if (d->slen[i] > S) S = d->slen[i];
         }
+        tf_pairs_fit(m, S, d->T);                /* any prediction may be as long as the
+                                                    data's longest target */
+        for (int e = 0; e < b.n; e++) tf_pairs_fill(&b, e, d, d->alt[d->wstart[w[e]]], c);
         loss += tf_forward(m, &b);
         batches++;
         memset(b.tmask, 1, (size_t)(c->B * c->T));   /* causal: later positions unread */
@@ -1756,6 +1778,7 @@ TfEval tf_pairs_evaluate(TfModel *m, const TfPairs *d, int split, int most, Erro
                   1.0 - error_rate_wer(er) };
     free(out); free(work); free(w); free(refs); free(lens);
     tf_batch_free(&b);
+    tf_pairs_fit(m, d->S, d->T);                /* as after any evaluation: the longest */
     return ev;
 }
 
@@ -1850,7 +1873,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
     for (step = 1; step <= run->steps; step++) {
         double t0 = seconds();                  /* time the batch and the step, not the
                                                    held-out evaluations below */
-        if (run->data) tf_pairs_batch(&b, &r, run->data, c);
+        if (run->data) tf_pairs_batch(&b, &r, run->data, m);
         else if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, TF_TRAIN_SPLIT);
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         const double loss = tf_train_step(m, &b, run);
@@ -2604,6 +2627,7 @@ static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, co
 static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
     const TfPairs *d = o->run.data;
     const TfConfig *c = &m->c;
+    tf_pairs_fit(m, d->S, d->T);
     TfBatch b;
     tf_batch_alloc(&b, c);
     int *out = xmalloc(sizeof(int) * (size_t)(c->B * c->T));
