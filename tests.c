@@ -3357,6 +3357,21 @@ static void tf_test_pairs_fit(Tally *t) {
           "--data: a batch run at its own lengths (S %d, T %d) and at the model's (S %d, T %d) "
           "has the same loss (diff %.1e) and gradient (max diff %.1e)", S, T, c.S, c.T,
           fabs(loss[1] - loss[0]), diff);
+    int full[4 * 16], fast[4 * 16], same = 1;   /* c.T <= 16 */
+    tf_pairs_fit(&m, c.S, c.T);
+    for (int e = 0; e < 4; e++) tf_pairs_fill(&b, e, &d, pick[e], &m.c);
+    memset(b.tmask, 1, (size_t)(c.B * c.T));    /* causal: no target padding while decoding */
+    tf_greedy_decode(&m, &b, full);
+    tf_pairs_fit(&m, S, c.T);
+    for (int e = 0; e < 4; e++) tf_pairs_fill(&b, e, &d, pick[e], &m.c);
+    tf_pairs_decode(&m, &b, c.T, fast);
+    for (int e = 0; e < 4; e++) {
+        const int n = tf_pred_len(full + e * c.T, c.T);
+        same &= n == tf_pred_len(fast + e * c.T, c.T) &&
+                !memcmp(full + e * c.T, fast + e * c.T, sizeof(int) * (size_t)n);
+    }
+    check(t, same && c.T <= 16, "--data: tf_pairs_decode (its own source length, the decoder "
+          "on t+1 positions at step t, stopping at </s>) predicts what tf_greedy_decode does");
     free(g);
     tf_batch_free(&b);
     tf_free(&m);

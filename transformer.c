@@ -1731,6 +1731,32 @@ static int tf_pred_len(const int *out, int T) {
     return n;
 }
 
+/* Greedy decoding of b's n sources (packed at m's source length S) into
+ * out (n,Tmax), as tf_greedy_decode does, but in less time: step t runs the
+ * decoder on its first t+1 positions only (causal: the later ones are never
+ * read, so the numbers are the same; tests.c checks it), and it stops once
+ * every example has written </s> (out is then unset after each one's </s>).
+ * b->tgt and b->tmask are overwritten; m's target length is left at the
+ * last step's. */
+void tf_pairs_decode(TfModel *m, TfBatch *b, int Tmax, int *out) {
+    const int S = m->c.S, V = m->c.V;
+    tf_encode(m, b);
+    for (int t = 0, done = 0; t < Tmax && !done; t++) {
+        tf_pairs_fit(m, S, t + 1);
+        for (int e = 0; e < b->n; e++)
+            for (int k = 0; k <= t; k++) {
+                b->tgt[e * (t + 1) + k] = k ? out[e * Tmax + k - 1] : TF_BOS;
+                b->tmask[e * (t + 1) + k] = 1;
+            }
+        tf_head_forward(m, tf_decode(m, b), NULL, b->n);
+        done = 1;
+        for (int e = 0; e < b->n; e++) {
+            out[e * Tmax + t] = argmax(m->a.logits + (e * (t + 1) + t) * V, V);
+            done &= tf_pred_len(out + e * Tmax, t + 1) <= t;
+        }
+    }
+}
+
 /* --data: greedy decoding of the words of split `split` of d (at most
  * `most`, evenly spaced through the sorted words; 0 = all of them), each
  * once, scored into *er (attention.c's error_rate_add) against the nearest
@@ -1757,20 +1783,18 @@ TfEval tf_pairs_evaluate(TfModel *m, const TfPairs *d, int split, int most, Erro
             const int i = d->alt[d->wstart[w[e]]];
             if (d->slen[i] > S) S = d->slen[i];
         }
-        tf_pairs_fit(m, S, d->T);                /* any prediction may be as long as the
-                                                    data's longest target */
+        tf_pairs_fit(m, S, d->T);                /* the loss: the whole first pronunciation */
         for (int e = 0; e < b.n; e++) tf_pairs_fill(&b, e, d, d->alt[d->wstart[w[e]]], c);
         loss += tf_forward(m, &b);
         batches++;
-        memset(b.tmask, 1, (size_t)(c->B * c->T));   /* causal: later positions unread */
-        tf_greedy_decode(m, &b, out);
+        tf_pairs_decode(m, &b, d->T, out);
         for (int e = 0; e < b.n; e++) {
             int nref = 0;
             for (int j = d->wstart[w[e]]; j < d->wstart[w[e] + 1]; j++, nref++) {
                 refs[nref] = d->tgt + (size_t)d->alt[j] * d->T;
                 lens[nref] = d->tlen[d->alt[j]] - 1;     /* without its </s> */
             }
-            error_rate_add(er, out + e * c->T, tf_pred_len(out + e * c->T, c->T), refs, lens,
+            error_rate_add(er, out + e * d->T, tf_pred_len(out + e * d->T, d->T), refs, lens,
                            nref, work);
         }
     }
@@ -2851,7 +2875,7 @@ static void tf_cli_resolve_data(TfCli *o) {
             opt_fail(&o->t, "--len %d is too short for --data %s: its longest source (line %d) "
                      "has %d characters and its longest target (line %d) %d symbols + </s>; "
                      "give --len %d or more, or leave --len out (it is then sized from the data)",
-                     o->len, o->data, d->long_src, d->S, d->long_tgt, d->T,
+                     o->len, o->data, d->long_src, d->S, d->long_tgt, d->T - 1,
                      d->S > d->T ? d->S : d->T);
         c->S = c->T = o->len;
     }
