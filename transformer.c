@@ -2793,13 +2793,10 @@ static void tf_cli_table_more(TfCli *o) {
           "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
         { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
           "clip the gradient norm to X (0: never)", 0 },
-        { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on pairs "
-          "instead of --task: CMUdict lines\n(word PH O NE MES; word(2) an alternate) or "
-          "source<TAB>\ntarget lines (chosen by the first); source tokens\nare characters, "
-          "target tokens space-separated\nsymbols; 90/5/5 train/dev/test by a hash of the\n"
-          "word and --seed; vocabularies from the training\nsplit (other letters: <unk>); "
-          "--len is the longest\nword; the best dev PER is kept; test PER and WER\n"
-          "(greedy, nearest pronunciation) at the end", 0 },
+        { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
+          "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
+          "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
+          "data\", says more)", 0 },
     };
     (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE1, all, sizeof all);
