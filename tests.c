@@ -3247,21 +3247,33 @@ static long tf_make_pairs(char *buf, int n, int *alts) {
     return at;
 }
 
+/* tf_pairs_read of tf_make_pairs(n words) (n <= 200) into d, split by seed; 0 if
+ * read, else a failed check named `what` with the reason. *alts as
+ * tf_make_pairs gives it. */
+static int tf_test_read_pairs(Tally *t, TfPairs *d, int n, uint64_t seed, int *alts,
+                              const char *what) {
+    static char text[64 * 200];
+    char path[4096], why[512];
+    const long len = tf_make_pairs(text, n, alts);
+    write_temp(path, sizeof path, "tf-tests-pairs", text, (size_t)len);
+    const int r = tf_pairs_read(d, path, seed, why, sizeof why);
+    remove(path);
+    if (r != 0) check(t, 0, "%s: %s", what, why);
+    return r;
+}
+
 /* tf_pairs_read of a made-up CMUdict file: every pair read, alternates one
  * word with two pronunciations in one split, the split the same on a second
  * read and the splits disjoint and whole; targets end in </s>; bad files
  * refused with the reason */
 static void tf_test_pairs_read(Tally *t) {
-    static char text[64 * 60];
     char path[4096], why[512];
     int alts;
-    const long len = tf_make_pairs(text, 60, &alts);
-    write_temp(path, sizeof path, "tf-tests-pairs", text, (size_t)len);
     TfPairs d, e;
-    const int ok = tf_pairs_read(&d, path, 1, why, sizeof why) == 0 &&
-                   tf_pairs_read(&e, path, 1, why, sizeof why) == 0;
-    remove(path);
-    if (!ok) { check(t, 0, "--data: reading a made-up pair file: %s", why); return; }
+    if (tf_test_read_pairs(t, &d, 60, 1, &alts, "--data: reading a made-up pair file")) return;
+    if (tf_test_read_pairs(t, &e, 60, 1, &alts, "--data: reading it again")) {
+        tf_pairs_free(&d); return;
+    }
     int together = 1, same = 1, words = 0, eos = 1;
     for (int w = 0; w < d.nword; w++)
         for (int j = d.wstart[w]; j < d.wstart[w + 1]; j++)
@@ -3322,15 +3334,9 @@ static void tf_test_pairs_scoring(Tally *t) {
  * the loss and the gradient of the same batch padded to the model's full
  * lengths: padding is masked and carries no loss */
 static void tf_test_pairs_fit(Tally *t) {
-    static char text[64 * 60];
-    char path[4096], why[512];
     int alts;
-    const long len = tf_make_pairs(text, 60, &alts);
-    write_temp(path, sizeof path, "tf-tests-pairfit", text, (size_t)len);
     TfPairs d;
-    const int ok = tf_pairs_read(&d, path, 1, why, sizeof why) == 0;
-    remove(path);
-    if (!ok) { check(t, 0, "--data fitted lengths: %s", why); return; }
+    if (tf_test_read_pairs(t, &d, 60, 1, &alts, "--data fitted lengths")) return;
     TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_LEARNED, TF_GELU, 2);
     c.V = d.V; c.D = 8; c.H = 2; c.F = 12; c.S = d.S + 3; c.T = d.T + 3; c.B = 4;
     TfModel m;
@@ -3381,15 +3387,9 @@ static void tf_test_pairs_fit(Tally *t) {
 /* A tiny --data run: the made-up words' loss falls, and the dev PER with
  * it, the best parameters kept by tf_train's dev evaluations */
 static void tf_test_pairs_training(Tally *t) {
-    static char text[64 * 200];
-    char path[4096], why[512];
     int alts;
-    const long len = tf_make_pairs(text, 200, &alts);
-    write_temp(path, sizeof path, "tf-tests-pairtrain", text, (size_t)len);
     TfPairs d;
-    const int ok = tf_pairs_read(&d, path, 2, why, sizeof why) == 0;
-    remove(path);
-    if (!ok) { check(t, 0, "tiny --data run: %s", why); return; }
+    if (tf_test_read_pairs(t, &d, 200, 2, &alts, "tiny --data run")) return;
     TfConfig c = tf_small(TF_ENCDEC, TF_PRE, TF_POS_SIN, TF_RELU, 1);
     c.V = d.V; c.D = 16; c.H = 2; c.F = 32; c.S = d.S; c.T = d.T; c.B = 16;
     TfRun run = { TASK_COPY, 300, 30, 1.0, 0, 100, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
