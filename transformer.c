@@ -1549,6 +1549,15 @@ int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t
     tf_pairs_vocab(d, &p, len);
     d->V = d->lv.n + d->pv.n - TOK_SPECIALS;
     tf_pairs_measure(d, &p);
+    if (d->S > TF_MAX_POS || d->T > TF_MAX_POS) {   /* refused before (n,S) is allocated */
+        const int src = d->S > TF_MAX_POS;
+        snprintf(why, nwhy, "'%s': line %d has a %s of %d %s, more than the %d positions a "
+                 "model of this program has: leave such lines out", path,
+                 src ? d->long_src : d->long_tgt, src ? "source" : "target",
+                 src ? d->S : d->T - 1, src ? "characters" : "symbols", TF_MAX_POS);
+        pairs_free(&p); tf_pairs_free(d); memset(d, 0, sizeof *d);
+        return -1;
+    }
     tf_pairs_encode(d, &p);
     tf_pairs_words(d, &p);
     pairs_free(&p);
@@ -2875,11 +2884,7 @@ static void tf_cli_resolve_data(TfCli *o) {
                      o->len, o->data, d->long_src, d->S, d->long_tgt, d->T - 1,
                      d->S > d->T ? d->S : d->T);
         c->S = c->T = o->len;
-    }
-    if (c->S > TF_MAX_POS || c->T > TF_MAX_POS)
-        opt_fail(&o->t, "--data %s: line %d is longer (%d) than the %d positions a model of "
-                 "this program has: leave such lines out", o->data, c->S > TF_MAX_POS ?
-                 d->long_src : d->long_tgt, c->S > TF_MAX_POS ? c->S : c->T, TF_MAX_POS);
+    }                                           /* tf_pairs_read refused S, T > TF_MAX_POS */
 }
 
 /* Settle what depends on the arch: the task's vocabulary and length, or the
