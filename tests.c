@@ -3018,7 +3018,7 @@ static void tf_test_largest_len(Tally *t) {
 static void tf_test_training(Tally *t) {
     TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 1);
     c.V = 11; c.D = 16; c.H = 2; c.F = 32; c.S = c.T = 6; c.B = 16;
-    TfRun run = { TASK_COPY, 250, 100, 1.0, 64, 0, 0, 7, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0 };
+    TfRun run = { TASK_COPY, 250, 100, 1.0, 64, 0, 0, 7, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL };
     TfModel m;
     tf_build(&m, &c, 7);
     TfEval ev;
@@ -3101,7 +3101,7 @@ static void tf_test_text_windows(Tally *t) {
     tf_text_build(&tx);
     TfConfig c = tf_small(TF_DECODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
     c.V = tx.V; c.S = 32; c.B = 32;
-    TfRun run = { TASK_COPY, 1, 1, 1.0, 256, 0, 0, 1, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0 };
+    TfRun run = { TASK_COPY, 1, 1, 1.0, 256, 0, 0, 1, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL };
     const int lo = tf_text_split(&tx), n = tf_eval_count(&c, &run, &tx), S = c.S;
     const int windows = tf_text_windows(lo, tx.n, S);
     int *seen = xmalloc(sizeof(int) * (size_t)((n > 0 ? n : 1) * (S + 1)));
@@ -3366,7 +3366,7 @@ static TfConfig tf_text_config(const TfText *tx) {
 }
 static TfRun tf_text_run(int steps) {
     TfRun run = { TASK_COPY, steps, 20, 1.0, 32, 0, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
-                  0.1, 1.0, 0.0 };
+                  0.1, 1.0, 0.0, NULL };
     return run;
 }
 
@@ -3457,6 +3457,206 @@ static void tf_test_checkpoint_round_trip(Tally *t) {
     tf_text_free(&tx); tf_text_free(&tx2);
 }
 
+/* -- --data: pair files for the encoder-decoder --------------------------- */
+
+/* A CMUdict-style file of n made-up words over the letters "abdkmst", each
+ * letter one phoneme (a -> AE, b -> B, ...), every 7th word also with an
+ * alternate "word(2)" (a -> AH), a comment and a blank line; into buf,
+ * returning its length. *alts receives how many alternates it has. */
+static long tf_make_pairs(char *buf, int n, int *alts) {
+    static const char letters[] = "abdkmst";
+    static const char *const phones[] = { "AE", "B", "D", "K", "M", "S", "T" };
+    long at = sprintf(buf, ";;; made up for the tests\n\n");
+    unsigned x = 12345;
+    *alts = 0;
+    for (int i = 0; i < n; i++) {
+        char w[8];
+        int ids[8], len = 2 + i % 4;
+        for (int k = 0; k < len; k++) {
+            x = x * 1103515245u + 12345u;
+            ids[k] = (int)(x >> 16) % 7;
+            w[k] = letters[ids[k]];
+        }
+        w[len] = '\0';
+        for (int alt = 0; alt < 1 + (i % 7 == 0); alt++) {
+            at += sprintf(buf + at, alt ? "%s%d(2)" : "%s%d", w, i);
+            for (int k = 0; k < len; k++)
+                at += sprintf(buf + at, " %s", alt && ids[k] == 0 ? "AH" : phones[ids[k]]);
+            at += sprintf(buf + at, " N%d\n", i % 3);     /* the digit: a symbol per class */
+            *alts += alt;
+        }
+    }
+    return at;
+}
+
+/* tf_pairs_read of tf_make_pairs(n words) (n <= 200) into d, split by seed; 0 if
+ * read, else a failed check named `what` with the reason. *alts as
+ * tf_make_pairs gives it. */
+static int tf_test_read_pairs(Tally *t, TfPairs *d, int n, uint64_t seed, int *alts,
+                              const char *what) {
+    static char text[64 * 200];
+    char path[4096], why[512];
+    const long len = tf_make_pairs(text, n, alts);
+    write_temp(path, sizeof path, "tf-tests-pairs", text, (size_t)len);
+    const int r = tf_pairs_read(d, path, seed, why, sizeof why);
+    remove(path);
+    if (r != 0) check(t, 0, "%s: %s", what, why);
+    return r;
+}
+
+/* tf_pairs_read of a made-up CMUdict file: every pair read, alternates one
+ * word with two pronunciations in one split, the split the same on a second
+ * read and the splits disjoint and whole; targets end in </s>; bad files
+ * refused with the reason */
+static void tf_test_pairs_read(Tally *t) {
+    char path[4096], why[512];
+    int alts;
+    TfPairs d, e;
+    if (tf_test_read_pairs(t, &d, 60, 1, &alts, "--data: reading a made-up pair file")) return;
+    if (tf_test_read_pairs(t, &e, 60, 1, &alts, "--data: reading it again")) {
+        tf_pairs_free(&d); return;
+    }
+    int together = 1, same = 1, words = 0, eos = 1;
+    for (int w = 0; w < d.nword; w++)
+        for (int j = d.wstart[w]; j < d.wstart[w + 1]; j++)
+            together &= d.split[d.alt[j]] == d.split[d.alt[d.wstart[w]]];
+    for (int i = 0; i < d.n; i++) {
+        same &= d.split[i] == e.split[i];
+        eos &= d.tgt[(size_t)i * d.T + d.tlen[i] - 1] == TOK_EOS;
+    }
+    for (int s = 0; s < 3; s++) words += d.nwords[s];
+    check(t, d.n == 60 + alts && d.nword == 60 && d.wstart[d.nword] == d.n && together &&
+          same && words == d.nword && eos && !d.tsv && d.S == 5 + 2 && d.T == 5 + 1 + 1,
+          "--data: %d pairs (%d alternates) read as %d words; each word's pronunciations in "
+          "one split, the same split on a second read, splits disjoint and whole (%d/%d/%d "
+          "words), targets end in </s>, S %d T %d", d.n, alts, d.nword, d.nwords[0],
+          d.nwords[1], d.nwords[2], d.S, d.T);
+    tf_pairs_free(&d); tf_pairs_free(&e);
+    static const struct { const char *text; const char *want; } bad[] = {
+        { "", "empty" }, { "abc AE B K\nabd\n", "line 2: no target" },
+        { "ab\tAE B\ncd\n", "line 2: no tab" }, { "ab AE\n\x01\x02\x00zz", "NUL" },
+        { "ab AE B\n\xff\xfe\n", "not UTF-8" }, { "ab AE B\n", "split empty" } };
+    int refused = 1;
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        const size_t n = k == 3 ? 11 : strlen(bad[k].text);
+        write_temp(path, sizeof path, "tf-tests-badpairs", bad[k].text, n);
+        const int r = tf_pairs_read(&d, path, 1, why, sizeof why);
+        remove(path);
+        if (r == 0) tf_pairs_free(&d);
+        if (r == 0 || !strstr(why, bad[k].want)) {
+            refused = 0;
+            printf("   bad pair file %d: %s\n", (int)k, r == 0 ? "read" : why);
+        }
+    }
+    const int missing = tf_pairs_read(&d, "/no/such/pairs.dict", 1, why, sizeof why) != 0;
+    check(t, refused && missing, "--data: a missing, empty, binary or non-UTF-8 file, a line "
+          "with no target or no tab, and a file too small for a test split are refused");
+}
+
+/* PER and WER as --data scores them: a prediction cut at its first </s>,
+ * against the nearest pronunciation (on a tie the shorter) */
+static void tf_test_pairs_scoring(Tally *t) {
+    const int pred[] = { 5, 6, 7, TOK_EOS, 9, 9 };            /* "K AE T" </s> ... */
+    const int r1[] = { 5, 6, 7, 8 }, r2[] = { 5, 4, 7 }, r3[] = { 5, 6, 7 };
+    const int *refs[] = { r1, r2 }, lens[] = { 4, 3 }, *exact[] = { r2, r3 }, le[] = { 3, 3 };
+    int work[8];
+    ErrorRate er;
+    memset(&er, 0, sizeof er);
+    const int n = tf_pred_len(pred, 6);
+    error_rate_add(&er, pred, n, refs, lens, 2, work);       /* 1 edit from each: r2 counts */
+    error_rate_add(&er, pred, n, exact, le, 2, work);        /* equal to r3: right */
+    check(t, n == 3 && er.edits == 1 && er.ref_len == 6 && er.words == 2 && er.wrong == 1 &&
+          fabs(error_rate_per(&er) - 1.0 / 6) < 1e-15 && error_rate_wer(&er) == 0.5,
+          "--data scoring: a prediction cut at </s> (3 symbols), 1 edit from the nearest and "
+          "shorter of two pronunciations, then equal to one: PER 1/6 = %.4f, WER 0.5",
+          error_rate_per(&er));
+}
+
+/* A --data batch padded only to its own longest pair (tf_pairs_fit) gives
+ * the loss and the gradient of the same batch padded to the model's full
+ * lengths: padding is masked and carries no loss */
+static void tf_test_pairs_fit(Tally *t) {
+    int alts;
+    TfPairs d;
+    if (tf_test_read_pairs(t, &d, 60, 1, &alts, "--data fitted lengths")) return;
+    TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_LEARNED, TF_GELU, 2);
+    c.V = d.V; c.D = 8; c.H = 2; c.F = 12; c.S = d.S + 3; c.T = d.T + 3; c.B = 4;
+    TfModel m;
+    tf_build(&m, &c, 9);
+    TfBatch b;
+    tf_batch_alloc(&b, &c);
+    const int pick[4] = { 0, 1, 2, 3 };         /* words of 2..5 letters: all shorter */
+    double loss[2], *g = xcalloc_doubles(m.np), diff = 0.0;
+    int S = 1, T = 1;
+    for (int e = 0; e < 4; e++) {
+        S = d.slen[pick[e]] > S ? d.slen[pick[e]] : S;
+        T = d.tlen[pick[e]] > T ? d.tlen[pick[e]] : T;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        tf_pairs_fit(&m, pass ? S : c.S, pass ? T : c.T);
+        for (int e = 0; e < 4; e++) tf_pairs_fill(&b, e, &d, pick[e], &m.c);
+        tf_zero_grad(&m);
+        loss[pass] = tf_forward(&m, &b);
+        tf_backward(&m, &b);
+        for (int k = 0; k < m.np; k++)
+            if (pass) diff = fmax(diff, fabs(m.grads[k] - g[k])); else g[k] = m.grads[k];
+    }
+    check(t, S < c.S && T < c.T && fabs(loss[1] - loss[0]) < 1e-12 && diff < 1e-12,
+          "--data: a batch run at its own lengths (S %d, T %d) and at the model's (S %d, T %d) "
+          "has the same loss (diff %.1e) and gradient (max diff %.1e)", S, T, c.S, c.T,
+          fabs(loss[1] - loss[0]), diff);
+    int full[4 * 16], fast[4 * 16], same = 1;   /* c.T <= 16 */
+    tf_pairs_fit(&m, c.S, c.T);
+    for (int e = 0; e < 4; e++) tf_pairs_fill(&b, e, &d, pick[e], &m.c);
+    memset(b.tmask, 1, (size_t)(c.B * c.T));    /* causal: no target padding while decoding */
+    tf_greedy_decode(&m, &b, full);
+    tf_pairs_fit(&m, S, c.T);
+    for (int e = 0; e < 4; e++) tf_pairs_fill(&b, e, &d, pick[e], &m.c);
+    tf_pairs_decode(&m, &b, c.T, fast);
+    for (int e = 0; e < 4; e++) {
+        const int n = tf_pred_len(full + e * c.T, c.T);
+        same &= n == tf_pred_len(fast + e * c.T, c.T) &&
+                !memcmp(full + e * c.T, fast + e * c.T, sizeof(int) * (size_t)n);
+    }
+    check(t, same && c.T <= 16, "--data: tf_pairs_decode (its own source length, the decoder "
+          "on t+1 positions at step t, stopping at </s>) predicts what tf_greedy_decode does");
+    free(g);
+    tf_batch_free(&b);
+    tf_free(&m);
+    tf_pairs_free(&d);
+}
+
+/* A tiny --data run: the made-up words' loss falls, and the dev PER with
+ * it, the best parameters kept by tf_train's dev evaluations */
+static void tf_test_pairs_training(Tally *t) {
+    int alts;
+    TfPairs d;
+    if (tf_test_read_pairs(t, &d, 200, 2, &alts, "tiny --data run")) return;
+    TfConfig c = tf_small(TF_ENCDEC, TF_PRE, TF_POS_SIN, TF_RELU, 1);
+    c.V = d.V; c.D = 16; c.H = 2; c.F = 32; c.S = d.S; c.T = d.T; c.B = 16;
+    TfRun run = { TASK_COPY, 300, 30, 1.0, 0, 100, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
+                  0.0, 1.0, 0.0, &d };
+    TfModel m;
+    tf_build(&m, &c, 3);
+    ErrorRate b0, a0;
+    const TfEval before = tf_pairs_evaluate(&m, &d, SPLIT_TRAIN, 0, &b0);
+    TfEval ev;
+    const int steps = tf_train(&m, &run, NULL, NULL, NULL, &ev);
+    memcpy(m.params, d.best, sizeof(double) * (size_t)m.np);
+    const TfEval after = tf_pairs_evaluate(&m, &d, SPLIT_TRAIN, 0, &a0);
+    ErrorRate dev;
+    tf_pairs_evaluate(&m, &d, SPLIT_DEV, 0, &dev);
+    check(t, steps == 300 && d.best_step > 0 && isfinite(after.loss) &&
+          after.loss < 0.5 * before.loss && error_rate_per(&dev) < 0.5 &&
+          fabs(error_rate_per(&dev) - d.best_per) < 1e-12,
+          "tiny --data run (D 16, 1 layer each side, 300 steps): training-word loss falls "
+          "from %.3f to %.3f, PER from %.3f to %.3f; dev PER %.3f (of %d words) is the best "
+          "tf_train kept, at step %d", before.loss, after.loss, error_rate_per(&b0),
+          error_rate_per(&a0), error_rate_per(&dev), dev.words, d.best_step);
+    tf_free(&m);
+    tf_pairs_free(&d);
+}
+
 /* --load refuses what is not a model of this chapter's text archs, and a
  * model option that conflicts with the checkpoint, naming both values */
 static void tf_test_checkpoint_refusals(Tally *t) {
@@ -3540,6 +3740,10 @@ static void tests_transformer(Tally *t) {
     tf_test_text_training(t);
     tf_test_checkpoint_round_trip(t);
     tf_test_checkpoint_refusals(t);
+    tf_test_pairs_read(t);
+    tf_test_pairs_scoring(t);
+    tf_test_pairs_fit(t);
+    tf_test_pairs_training(t);
     t->prefix = "";
 }
 

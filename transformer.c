@@ -740,6 +740,7 @@ typedef struct {
     double wd;         /* AdamW weight decay of the matrices, 0 = none */
     double clip;       /* clip the gradient norm to this, 0 = never */
     double minutes;    /* stop training after this many minutes of wall time, 0 = never */
+    struct TfPairs *data;  /* encdec: --data's pairs (section 12), NULL: the task */
 } TfRun;
 
 /* the learning rate at step (>= 1) of the schedule above */
@@ -1370,6 +1371,246 @@ void tf_text_batch(TfBatch *b, Rng *r, Rng *mr, const TfText *tx, int lo, int hi
     }
 }
 
+/* --data FILE, for encdec: pairs of sequences (attention.c's pairs_parse:
+ * CMUdict's "word PH O NE MES" or "source<TAB>target"), the source read as
+ * characters (UTF-8 code points), the target as space-separated symbols.
+ * The model shares one embedding between its encoder and decoder, so the
+ * two vocabularies share one id space: the four specials (TF_PAD = TOK_PAD,
+ * TF_BOS = TOK_BOS; TOK_EOS ends every target; TOK_UNK), the source
+ * characters, then the target symbols, each of the training split only, so
+ * a dev or test token the training pairs never show is <unk>. The split is
+ * data_split() of the source and the seed, so all pronunciations of a word
+ * (CMUdict's "word(2)") land in the same split, and a word is scored
+ * against the nearest of them. Every pair is kept whole: S is the longest
+ * source, T the longest target + 1 (its </s>); nothing is cut. */
+typedef struct TfPairs {
+    int n;             /* pairs */
+    int S, T;          /* longest source; longest target + 1 (for </s>) */
+    int *src, *slen;   /* (n,S) source tokens, TF_PAD after slen[i]; (n) lengths */
+    int *tgt, *tlen;   /* (n,T) target tokens then TOK_EOS, TF_PAD after; (n) lengths
+                          counting the </s> */
+    int *split;        /* (n) SPLIT_TRAIN / SPLIT_DEV / SPLIT_TEST */
+    int nword;         /* distinct sources (words) */
+    int *alt, *wstart; /* (n) pairs sorted by source; (nword+1): word w's pronunciations
+                          are alt[wstart[w] .. wstart[w+1]-1] */
+    int *words[3], nwords[3];  /* the words of each split, as indices w */
+    int *train, ntrain, at;    /* training pairs, shuffled each epoch; the next one */
+    int *pick;         /* (B) the pairs of the batch being filled */
+    int tsv;           /* 1: the file is tab-separated; 0: CMUdict */
+    Vocab lv, pv;      /* source characters and target symbols (each with specials) */
+    int V;             /* lv.n + pv.n - TOK_SPECIALS */
+    int unk_src, unk_tgt;      /* dev and test tokens not in the vocabulary: <unk> */
+    int long_src, long_tgt;    /* the file lines of the longest source and target */
+    double *best, best_per;    /* (np) the parameters at the best dev PER so far */
+    int best_step;             /* their step, 0 before the first dev evaluation */
+} TfPairs;
+
+/* the text of token k of d's joint vocabulary */
+const char *tf_pairs_sym(const TfPairs *d, int k) {
+    return k < d->lv.n ? d->lv.sym[k] : d->pv.sym[k - d->lv.n + TOK_SPECIALS];
+}
+
+void tf_pairs_free(TfPairs *d) {
+    free(d->src); free(d->slen); free(d->tgt); free(d->tlen); free(d->split);
+    free(d->alt); free(d->wstart); free(d->train); free(d->best); free(d->pick);
+    for (int s = 0; s < 3; s++) free(d->words[s]);
+    vocab_free(&d->lv); vocab_free(&d->pv);
+}
+
+/* the vocabularies of the training pairs of p: every character of their
+ * sources into lv, every symbol of their targets into pv */
+static void tf_pairs_vocab(TfPairs *d, const Pairs *p, long len) {
+    char *buf = xmalloc((size_t)(2 * len + 8)), *w = buf;
+    const char **syms = xmalloc(sizeof(char *) * (size_t)(len + 1));
+    int ns = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (d->split[i] != SPLIT_TRAIN) continue;
+        for (const char *s = p->src[i]; *s; ) {
+            const int b = utf8_char_len(s) ? utf8_char_len(s) : 1;
+            syms[ns++] = w; memcpy(w, s, (size_t)b); w += b; *w++ = '\0'; s += b;
+        }
+    }
+    vocab_build(&d->lv, syms, ns);
+    ns = 0; w = buf;
+    for (int i = 0; i < p->n; i++) {
+        if (d->split[i] != SPLIT_TRAIN) continue;
+        syms[ns++] = w;                             /* "A B C" -> "A" "B" "C" */
+        for (const char *s = p->tgt[i]; *s; s++) {
+            if (*s != ' ') { *w++ = *s; continue; }
+            *w++ = '\0'; syms[ns++] = w;
+        }
+        *w++ = '\0';
+    }
+    vocab_build(&d->pv, syms, ns);
+    free(syms); free(buf);
+}
+
+/* p's pairs as tokens into d (S, T already measured): the sources'
+ * characters, the targets' symbols (shifted into the joint id space) then
+ * </s>; dev and test tokens outside the vocabulary counted as <unk> */
+static void tf_pairs_encode(TfPairs *d, const Pairs *p) {
+    d->src = xmalloc(sizeof(int) * (size_t)d->n * (size_t)d->S);
+    d->tgt = xmalloc(sizeof(int) * (size_t)d->n * (size_t)d->T);
+    for (int i = 0; i < d->n; i++) {
+        int *s = d->src + (size_t)i * d->S, *y = d->tgt + (size_t)i * d->T, unk = 0;
+        for (int t = 0; t < d->S; t++) s[t] = TF_PAD;
+        for (int t = 0; t < d->T; t++) y[t] = TF_PAD;
+        vocab_encode_chars(&d->lv, p->src[i], s, d->S, &unk);
+        d->unk_src += unk; unk = 0;
+        const int n = vocab_encode_words(&d->pv, p->tgt[i], y, d->T - 1, &unk);
+        d->unk_tgt += unk;
+        for (int t = 0; t < n; t++) if (y[t] >= TOK_SPECIALS) y[t] += d->lv.n - TOK_SPECIALS;
+        y[n] = TOK_EOS;
+    }
+}
+
+/* one pair's source and its index, for sorting pairs by source */
+typedef struct { const char *s; int i; } TfKey;
+static int tf_key_cmp(const void *a, const void *b) {
+    const TfKey *x = a, *y = b;
+    const int c = strcmp(x->s, y->s);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* d's words: the pairs sorted by source, runs of one source being one
+ * word's pronunciations, and each split's list of words */
+static void tf_pairs_words(TfPairs *d, const Pairs *p) {
+    TfKey *k = xmalloc(sizeof(TfKey) * (size_t)d->n);
+    for (int i = 0; i < d->n; i++) { k[i].s = p->src[i]; k[i].i = i; }
+    qsort(k, (size_t)d->n, sizeof *k, tf_key_cmp);
+    d->alt = xmalloc(sizeof(int) * (size_t)d->n);
+    d->wstart = xmalloc(sizeof(int) * (size_t)(d->n + 1));
+    d->nword = 0;
+    for (int j = 0; j < d->n; j++) {
+        d->alt[j] = k[j].i;
+        if (j == 0 || strcmp(k[j].s, k[j - 1].s) != 0) d->wstart[d->nword++] = j;
+    }
+    d->wstart[d->nword] = d->n;
+    for (int s = 0; s < 3; s++) {
+        d->words[s] = xmalloc(sizeof(int) * (size_t)d->nword);
+        d->nwords[s] = 0;
+    }
+    for (int w = 0; w < d->nword; w++) {
+        const int s = d->split[d->alt[d->wstart[w]]];
+        d->words[s][d->nwords[s]++] = w;
+    }
+    d->train = xmalloc(sizeof(int) * (size_t)d->n);
+    d->ntrain = 0;
+    for (int i = 0; i < d->n; i++) if (d->split[i] == SPLIT_TRAIN) d->train[d->ntrain++] = i;
+    d->at = d->ntrain;                          /* the first batch shuffles */
+    free(k);
+}
+
+/* the lengths of every pair (slen, and tlen with its </s>) and the longest,
+ * into d->S and d->T, with the lines they are on */
+static void tf_pairs_measure(TfPairs *d, const Pairs *p) {
+    d->slen = xmalloc(sizeof(int) * (size_t)d->n);
+    d->tlen = xmalloc(sizeof(int) * (size_t)d->n);
+    d->S = d->T = 0;
+    for (int i = 0; i < d->n; i++) {
+        d->slen[i] = vocab_encode_chars(&d->lv, p->src[i], NULL, 0, NULL);
+        d->tlen[i] = vocab_encode_words(&d->pv, p->tgt[i], NULL, 0, NULL) + 1;
+        if (d->slen[i] > d->S) { d->S = d->slen[i]; d->long_src = p->line[i]; }
+        if (d->tlen[i] > d->T) { d->T = d->tlen[i]; d->long_tgt = p->line[i]; }
+    }
+}
+
+/* Read the pair file at path into d, split by seed. -1 with why (naming the
+ * file, and the line where there is one) if it is missing, empty, binary,
+ * not UTF-8, has a line with no target, or leaves a split empty; then
+ * nothing is allocated. The file's bytes and strings are freed before
+ * returning: what is kept is the tokens. */
+int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t nwhy) {
+    long len;
+    char msg[256];
+    memset(d, 0, sizeof *d);
+    char *text = read_text_file(path, 1L << 30, &len, why, nwhy);
+    if (!text) return -1;
+    Pairs p;
+    if (pairs_parse(&p, text, len, msg, sizeof msg) != 0) {
+        snprintf(why, nwhy, "'%s': %s", path, msg);
+        free(text);
+        return -1;
+    }
+    free(text);
+    d->n = p.n;
+    d->tsv = p.tsv;
+    d->split = xmalloc(sizeof(int) * (size_t)p.n);
+    int per[3] = { 0, 0, 0 };
+    for (int i = 0; i < p.n; i++) per[d->split[i] = data_split(p.src[i], seed)]++;
+    if (!per[SPLIT_TRAIN] || !per[SPLIT_DEV] || !per[SPLIT_TEST]) {
+        snprintf(why, nwhy, "'%s': its %d pair%s leave the %s split empty (90/5/5 by a hash "
+                 "of the source and --seed): give a file with more words, or another --seed",
+                 path, p.n, p.n == 1 ? "" : "s", !per[SPLIT_TRAIN] ? "training" : !per[SPLIT_DEV]
+                 ? "dev" : "test");
+        free(d->split); pairs_free(&p);
+        return -1;
+    }
+    tf_pairs_vocab(d, &p, len);
+    d->V = d->lv.n + d->pv.n - TOK_SPECIALS;
+    tf_pairs_measure(d, &p);
+    if (d->S > TF_MAX_POS || d->T > TF_MAX_POS) {   /* refused before (n,S) is allocated */
+        const int src = d->S > TF_MAX_POS;
+        snprintf(why, nwhy, "'%s': line %d has a %s of %d %s, more than the %d positions a "
+                 "model of this program has: leave such lines out", path,
+                 src ? d->long_src : d->long_tgt, src ? "source" : "target",
+                 src ? d->S : d->T - 1, src ? "characters" : "symbols", TF_MAX_POS);
+        pairs_free(&p); tf_pairs_free(d); memset(d, 0, sizeof *d);
+        return -1;
+    }
+    tf_pairs_encode(d, &p);
+    tf_pairs_words(d, &p);
+    pairs_free(&p);
+    return 0;
+}
+
+/* Example e of b from pair i of d: the source padded to c->S (smask 0 on
+ * padding), the decoder reading [<s>, target] and predicting [target,
+ * </s>] (tmask 0 and y -1 after). c->S >= d->S and c->T >= d->T. */
+static void tf_pairs_fill(TfBatch *b, int e, const TfPairs *d, int i, const TfConfig *c) {
+    const int *s = d->src + (size_t)i * d->S, *y = d->tgt + (size_t)i * d->T;
+    for (int t = 0; t < c->S; t++) {
+        b->src[e * c->S + t] = t < d->slen[i] ? s[t] : TF_PAD;
+        b->smask[e * c->S + t] = t < d->slen[i];
+    }
+    for (int t = 0; t < c->T; t++) {
+        const int in = t < d->tlen[i];
+        b->tgt[e * c->T + t] = t == 0 ? TF_BOS : in ? y[t - 1] : TF_PAD;
+        b->tmask[e * c->T + t] = (unsigned char)in;
+        b->y[e * c->T + t] = in ? y[t] : -1;
+    }
+}
+
+/* Run m on S source and T target positions from now on, at most the
+ * lengths it was built with (its buffers hold those). Most words are far
+ * shorter than the longest, and a batch padded only to its own longest
+ * pair gives its real positions the same numbers as one padded to the
+ * data's longest (padding is masked out of every attention and carries no
+ * loss; tests.c checks it), in a fraction of the time. Every --data batch
+ * sets the lengths it is packed with this way before it is filled. */
+static void tf_pairs_fit(TfModel *m, int S, int T) { m->c.S = S; m->c.T = T; }
+
+/* b->n training pairs: every training pair once an epoch, in an order r
+ * shuffles anew at the start of each; m's lengths fitted to the batch */
+void tf_pairs_batch(TfBatch *b, Rng *r, TfPairs *d, TfModel *m) {
+    int S = 1, T = 1;
+    if (!d->pick) d->pick = xmalloc(sizeof(int) * (size_t)m->c.B);
+    for (int e = 0; e < b->n; e++) {
+        if (d->at == d->ntrain) {                   /* a new epoch: Fisher-Yates */
+            for (int k = d->ntrain - 1; k > 0; k--) {
+                const int j = rng_int(r, k + 1), x = d->train[k];
+                d->train[k] = d->train[j]; d->train[j] = x;
+            }
+            d->at = 0;
+        }
+        const int i = d->pick[e] = d->train[d->at++];
+        if (d->slen[i] > S) S = d->slen[i];
+        if (d->tlen[i] > T) T = d->tlen[i];
+    }
+    tf_pairs_fit(m, S, T);
+    for (int e = 0; e < b->n; e++) tf_pairs_fill(b, e, d, d->pick[e], &m->c);
+}
+
 /* ========================================================================
  * 13. training and held-out evaluation
  * ======================================================================== */
@@ -1492,6 +1733,113 @@ TfEval tf_evaluate_all(TfModel *m, const TfRun *run, const TfText *tx, int *wind
     return ev;
 }
 
+/* The length of a greedy prediction (T tokens): up to its first </s> */
+static int tf_pred_len(const int *out, int T) {
+    int n = 0;
+    while (n < T && out[n] != TOK_EOS) n++;
+    return n;
+}
+
+/* Greedy decoding of b's n sources (packed at m's source length S) into
+ * out (n,Tmax), as tf_greedy_decode does, but in less time: step t runs the
+ * decoder on its first t+1 positions only (causal: the later ones are never
+ * read, so the numbers are the same; tests.c checks it), and it stops once
+ * every example has written </s> (out is then unset after each one's </s>).
+ * b->tgt and b->tmask are overwritten; m's target length is left at the
+ * last step's. */
+void tf_pairs_decode(TfModel *m, TfBatch *b, int Tmax, int *out) {
+    const int S = m->c.S, V = m->c.V;
+    tf_encode(m, b);
+    for (int t = 0, done = 0; t < Tmax && !done; t++) {
+        tf_pairs_fit(m, S, t + 1);
+        for (int e = 0; e < b->n; e++)
+            for (int k = 0; k <= t; k++) {
+                b->tgt[e * (t + 1) + k] = k ? out[e * Tmax + k - 1] : TF_BOS;
+                b->tmask[e * (t + 1) + k] = 1;
+            }
+        tf_head_forward(m, tf_decode(m, b), NULL, b->n);
+        done = 1;
+        for (int e = 0; e < b->n; e++) {
+            out[e * Tmax + t] = argmax(m->a.logits + (e * (t + 1) + t) * V, V);
+            done &= tf_pred_len(out + e * Tmax, t + 1) <= t;
+        }
+    }
+}
+
+/* --data: greedy decoding of the words of split `split` of d (at most
+ * `most`, evenly spaced through the sorted words; 0 = all of them), each
+ * once, scored into *er (attention.c's error_rate_add) against the nearest
+ * of its pronunciations. The loss is teacher-forced against the word's
+ * first pronunciation. TfEval: loss, tok_acc = 1 - PER, seq_acc = 1 - WER. */
+TfEval tf_pairs_evaluate(TfModel *m, const TfPairs *d, int split, int most, ErrorRate *er) {
+    const TfConfig *c = &m->c;
+    const int all = d->nwords[split], n = most && most < all ? most : all;
+    tf_pairs_fit(m, d->S, d->T);                /* the buffers below hold any batch */
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    int *out = xmalloc(sizeof(int) * (size_t)(c->B * c->T)), *work = xmalloc(sizeof(int) *
+                       (size_t)(c->T + 1)), *w = xmalloc(sizeof(int) * (size_t)c->B);
+    const int **refs = xmalloc(sizeof(int *) * (size_t)d->n);
+    int *lens = xmalloc(sizeof(int) * (size_t)d->n);
+    double loss = 0.0;
+    int batches = 0;
+    memset(er, 0, sizeof *er);
+    for (int done = 0; done < n; done += b.n) {
+        b.n = n - done < c->B ? n - done : c->B;
+        int S = 1;
+        for (int e = 0; e < b.n; e++) {
+            w[e] = d->words[split][(int)((long)(done + e) * all / n)];
+            const int i = d->alt[d->wstart[w[e]]];
+            if (d->slen[i] > S) S = d->slen[i];
+        }
+        tf_pairs_fit(m, S, d->T);                /* the loss: the whole first pronunciation */
+        for (int e = 0; e < b.n; e++) tf_pairs_fill(&b, e, d, d->alt[d->wstart[w[e]]], c);
+        loss += tf_forward(m, &b);
+        batches++;
+        tf_pairs_decode(m, &b, d->T, out);
+        for (int e = 0; e < b.n; e++) {
+            int nref = 0;
+            for (int j = d->wstart[w[e]]; j < d->wstart[w[e] + 1]; j++, nref++) {
+                refs[nref] = d->tgt + (size_t)d->alt[j] * d->T;
+                lens[nref] = d->tlen[d->alt[j]] - 1;     /* without its </s> */
+            }
+            error_rate_add(er, out + e * d->T, tf_pred_len(out + e * d->T, d->T), refs, lens,
+                           nref, work);
+        }
+    }
+    TfEval ev = { batches ? loss / batches : 0.0, 1.0 - error_rate_per(er),
+                  1.0 - error_rate_wer(er) };
+    free(out); free(work); free(w); free(refs); free(lens);
+    tf_batch_free(&b);
+    tf_pairs_fit(m, d->S, d->T);                /* as after any evaluation: the longest */
+    return ev;
+}
+
+/* --data: the dev evaluation tf_train makes at `step` (run->n_eval dev
+ * words, the same each time): its line on log, its CSV row (step, train
+ * loss, dev loss, dev PER, dev WER, lr, seconds), and, if its PER is the
+ * best so far, a copy of the parameters (model selection on dev only) */
+static TfEval tf_pairs_train_eval(TfModel *m, const TfRun *run, FILE *log, FILE *csv,
+                                  int step, double train_loss, double wall) {
+    TfPairs *d = run->data;
+    ErrorRate er;
+    const TfEval ev = tf_pairs_evaluate(m, d, SPLIT_DEV, run->n_eval, &er);
+    const double per = error_rate_per(&er), wer = error_rate_wer(&er);
+    const int best = !d->best_step || per < d->best_per;
+    if (best) {
+        if (!d->best) d->best = xmalloc(sizeof(double) * (size_t)m->np);
+        memcpy(d->best, m->params, sizeof(double) * (size_t)m->np);
+        d->best_per = per;
+        d->best_step = step;
+    }
+    if (log)
+        fprintf(log, "step %5d  dev (%d words): loss %.4f  PER %.2f%%  WER %.2f%%%s\n", step,
+                er.words, ev.loss, 100.0 * per, 100.0 * wer, best ? "  (best so far)" : "");
+    if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, train_loss, ev.loss,
+                     per, wer, tf_run_lr(run, m->step, m->c.D), wall);
+    return ev;
+}
+
 /* "1h02m", "3m05s" or "12s": a duration for progress lines */
 static const char *tf_duration(char *buf, size_t n, double secs) {
     const long t = (long)(secs + 0.5);
@@ -1520,6 +1868,7 @@ static void tf_progress(const TfRun *run, int step, double loss, double tokens, 
  * loss since the last row and the wall seconds so far. */
 static TfEval tf_train_eval(TfModel *m, const TfRun *run, const TfText *tx, FILE *log,
                             FILE *csv, int step, double train_loss, double wall) {
+    if (run->data) return tf_pairs_train_eval(m, run, log, csv, step, train_loss, wall);
     const TfEval ev = tf_evaluate(m, run, tx, TF_EVAL_WATCHED);
     const int encdec = m->c.arch == TF_ENCDEC;
     if (log)
@@ -1557,7 +1906,8 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
     for (step = 1; step <= run->steps; step++) {
         double t0 = seconds();                  /* time the batch and the step, not the
                                                    held-out evaluations below */
-        if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, TF_TRAIN_SPLIT);
+        if (run->data) tf_pairs_batch(&b, &r, run->data, m);
+        else if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, TF_TRAIN_SPLIT);
         else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
         const double loss = tf_train_step(m, &b, run);
         loss_sum += loss; csv_sum += loss; csv_since++;
@@ -1757,7 +2107,7 @@ static const char *const tf_attn_names[] = { "enc", "self", "cross", NULL };
 /* a printable label for token k: "_" padding, "s" start, digits for symbols;
  * text archs: the character itself, a newline or tab as \n or \t */
 static void tf_label(char *buf, size_t n, int k, const TfConfig *c, const TfText *tx) {
-    if (c->arch != TF_ENCDEC)
+    if (c->arch != TF_ENCDEC || tx)             /* a text's, or --data's (tf_pairs_labels) */
         snprintf(buf, n, "%s", !strcmp(tx->sym[k], "\n") ? "\\n" : !strcmp(tx->sym[k], "\t")
                                 ? "\\t" : tx->sym[k]);
     else if (k == TF_PAD) snprintf(buf, n, "_");
@@ -2012,7 +2362,7 @@ static const char *const tf_experiment_names[] = { "positions", "heads", "cost",
 #define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
 #define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
 
-enum { TF_N_OPTS = 38 };
+enum { TF_N_OPTS = 39 };
 
 /* everything the command line sets, and the option table that reads it */
 typedef struct {
@@ -2025,6 +2375,8 @@ typedef struct {
     const char *log;   /* --log FILE (CSV), or NULL */
     const char *save, *load;   /* --save FILE, --load FILE, or NULL */
     const char *prompt;        /* --prompt TEXT, or NULL */
+    const char *data;  /* --data FILE (encdec), or NULL: the task */
+    TfPairs pairs;     /* --data's pairs; run.data points here */
     int chars;         /* --chars: characters to generate */
     int *prompt_ids, plen;     /* the prompt as tokens (plen), checked before training */
     Opt opt[TF_N_OPTS];
@@ -2250,6 +2602,140 @@ static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv
     tf_batch_free(&b);
 }
 
+/* print tokens (n) of d's vocabulary: source characters as a word, target
+ * symbols separated by spaces */
+static void tf_pairs_print(const TfPairs *d, const int *tok, int n, int target) {
+    for (int t = 0; t < n; t++) printf("%s%s", target && t ? " " : "", tf_pairs_sym(d, tok[t]));
+}
+
+/* d's vocabulary as a TfText's (labels of at most 4 bytes, for tf_label):
+ * a symbol longer than that shows as '#' and its id */
+static void tf_pairs_labels(TfText *tx, const TfPairs *d) {
+    static const char specials[TOK_SPECIALS][5] = { "_", "^", "$", "\xEF\xBF\xBD" };
+    memset(tx, 0, sizeof *tx);
+    tx->V = d->V;
+    tx->first = TOK_SPECIALS;
+    tx->sym = xmalloc(sizeof tx->sym[0] * (size_t)d->V);
+    for (int k = 0; k < d->V; k++) {
+        if (k < TOK_SPECIALS) strcpy(tx->sym[k], specials[k]);
+        else if (strlen(tf_pairs_sym(d, k)) <= 4) strcpy(tx->sym[k], tf_pairs_sym(d, k));
+        else snprintf(tx->sym[k], 5, "#%d", k % 1000);
+    }
+}
+
+/* the heads of layer o->show (attention o->attn) as the model decoded
+ * example 0 of b greedily (the caches hold its last decoder pass), cut to
+ * its letters and to the decoder's steps up to the one that wrote </s> */
+static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, const int *out) {
+    const TfConfig *c = &m->c;
+    TfText tx;
+    tf_pairs_labels(&tx, o->run.data);
+    int Ls = 0, Lt = tf_pred_len(out, c->T) + 1;
+    while (Ls < c->S && b->smask[Ls]) Ls++;
+    if (Lt > c->T) Lt = c->T;
+    const int enc = o->attn == TF_SHOW_ENC, self = o->attn == TF_SHOW_SELF;
+    const int Tq = enc ? c->S : c->T, Tk = self ? c->T : c->S;
+    const int Lq = enc ? Ls : Lt, Lk = self ? Lt : Ls;
+    const TfSub *s = enc ? &m->a.es[2 * (o->show - 1)]
+                         : &m->a.ds[3 * (o->show - 1) + (o->attn == TF_SHOW_CROSS)];
+    const double *P = tf_attention_map(m, s, 0, Tq, Tk);
+    double *Pc = xcalloc_doubles(c->H * Lq * Lk);
+    for (int h = 0; h < c->H; h++)
+        for (int i = 0; i < Lq; i++)
+            memcpy(Pc + (h * Lq + i) * Lk, P + (h * Tq + i) * Tk, sizeof(double) * (size_t)Lk);
+    static const char *const titles[] = { "encoder self-attention, layer %d",
+        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
+    char what[64], stem[64];
+    snprintf(what, sizeof what, titles[o->attn], o->show);
+    snprintf(stem, sizeof stem, "data-%s-L%d", tf_attn_names[o->attn], o->show);
+    printf("\n");
+    tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, what, o->svg,
+                  stem, &tx);
+    free(Pc);
+    tf_text_free(&tx);
+}
+
+/* --data: the first k test words (in sorted order), their greedy
+ * predictions and pronunciations, then the heads drawn for the first */
+static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
+    const TfPairs *d = o->run.data;
+    const TfConfig *c = &m->c;
+    tf_pairs_fit(m, d->S, d->T);
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    int *out = xmalloc(sizeof(int) * (size_t)(c->B * c->T));
+    b.n = k < d->nwords[SPLIT_TEST] ? k : d->nwords[SPLIT_TEST];
+    b.n = b.n < c->B ? b.n : c->B;
+    printf("\ntest words, greedy decoding:\n");
+    for (int pass = 0; pass < 2; pass++) {       /* all k, then the first alone, to draw */
+        for (int e = 0; e < b.n; e++)
+            tf_pairs_fill(&b, e, d, d->alt[d->wstart[d->words[SPLIT_TEST][e]]], c);
+        memset(b.tmask, 1, (size_t)(c->B * c->T));
+        tf_greedy_decode(m, &b, out);
+        for (int e = 0; pass == 0 && e < b.n; e++) {
+            const int w = d->words[SPLIT_TEST][e], i = d->alt[d->wstart[w]];
+            printf("  ");
+            tf_pairs_print(d, d->src + (size_t)i * d->S, d->slen[i], 0);
+            printf("  ->  ");
+            tf_pairs_print(d, out + e * c->T, tf_pred_len(out + e * c->T, c->T), 1);
+            for (int j = d->wstart[w]; j < d->wstart[w + 1]; j++) {
+                printf("%s", j == d->wstart[w] ? "   (reference: " : " | ");
+                tf_pairs_print(d, d->tgt + (size_t)d->alt[j] * d->T, d->tlen[d->alt[j]] - 1, 1);
+            }
+            printf(")\n");
+        }
+        b.n = 1;
+    }
+    tf_show_pairs_heads(m, o, &b, out);
+    free(out);
+    tf_batch_free(&b);
+}
+
+/* the --data lines before training: the file, its split and vocabularies */
+static void tf_pairs_header(const TfCli *o) {
+    const TfPairs *d = o->run.data;
+    printf("data: %s, %d pairs (%s), %d words; split 90/5/5 by a hash of the word and --seed "
+           "%d, a word's pronunciations together:\n  train %d words (%d pairs), dev %d words, "
+           "test %d words\n", o->data, d->n, d->tsv ? "source<TAB>target" : "CMUdict",
+           d->nword, o->seed, d->nwords[SPLIT_TRAIN], d->ntrain, d->nwords[SPLIT_DEV],
+           d->nwords[SPLIT_TEST]);
+    printf("vocabulary (training split): %d source characters, %d target symbols, 4 specials "
+           "(one id space, one shared embedding)\n", d->lv.n - TOK_SPECIALS,
+           d->pv.n - TOK_SPECIALS);
+    printf("lengths: longest source %d characters (line %d), longest target %d symbols + </s> "
+           "(line %d); the model's source %d, target %d\n", d->S, d->long_src, d->T - 1,
+           d->long_tgt, o->c.S, o->c.T);
+    printf("dev and test tokens the training split lacks (read as <unk>): %d source, %d "
+           "target\n", d->unk_src, d->unk_tgt);
+    printf("dev: every %d steps, greedy PER on %d dev words (evenly spaced); the best "
+           "parameters are kept\n\n", o->run.eval_every, o->run.n_eval < d->nwords[SPLIT_DEV]
+           ? o->run.n_eval : d->nwords[SPLIT_DEV]);
+}
+
+/* the --data run: train with model selection on dev, restore the best
+ * parameters, then test PER and WER on every test word, examples and heads */
+static void tf_main_pairs(TfModel *m, const TfCli *o, FILE *csv) {
+    TfPairs *d = o->run.data;
+    tf_pairs_header(o);
+    TfEval ev;
+    const double t0 = seconds();
+    const int steps = tf_train(m, &o->run, NULL, stdout, csv, &ev);
+    tf_stop_if_diverged(m);
+    const double secs = seconds() - t0;
+    if (d->best) memcpy(m->params, d->best, sizeof(double) * (size_t)m->np);
+    printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time; kept the parameters "
+           "of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
+           (double)steps * o->c.B / d->ntrain, secs, d->best_step, 100.0 * d->best_per);
+    ErrorRate er;
+    const double t1 = seconds();
+    tf_pairs_evaluate(m, d, SPLIT_TEST, 0, &er);
+    printf("test, %d words (each decoded once, greedy; scored against the nearest of its "
+           "pronunciations):\n  PER %.2f%% (%ld edits / %ld reference symbols), WER %.2f%% "
+           "(%d words wrong), in %.1f s\n", er.words, 100.0 * error_rate_per(&er), er.edits,
+           er.ref_len, 100.0 * error_rate_wer(&er), er.wrong, seconds() - t1);
+    tf_show_pairs(m, o, 6);
+}
+
 static const char tf_about[] =
     "  The Transformer of chapter 3, trained by hand. Default: the encoder-decoder\n"
     "  on a copy task after The Annotated Transformer's, vocabulary 11: 0 padding,\n"
@@ -2316,6 +2802,10 @@ static void tf_cli_table_more(TfCli *o) {
           "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
         { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
           "clip the gradient norm to X (0: never)", 0 },
+        { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
+          "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
+          "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
+          "data\", says more)", 0 },
     };
     (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE1, all, sizeof all);
@@ -2371,11 +2861,38 @@ static void tf_cli_table(TfCli *o) {
     tf_cli_table_more(o);
 }
 
+/* --data: the vocabulary and the lengths are the data's (S the longest
+ * source, T the longest target + 1); --len, if given, must hold both and
+ * then sets both; --task and --vocab, which only the synthetic tasks use,
+ * are refused */
+static void tf_cli_resolve_data(TfCli *o) {
+    TfConfig *c = &o->c;
+    const TfPairs *d = &o->pairs;
+    static const char *const task_opts[] = { "--task", "--vocab" };
+    for (int k = 0; k < 2; k++)
+        if (opt_given(&o->t, task_opts[k]))
+            opt_fail(&o->t, "%s sets up a synthetic task; --data %s brings its own pairs and "
+                     "vocabulary: leave %s out", task_opts[k], o->data, task_opts[k]);
+    c->V = d->V;
+    c->S = d->S;
+    c->T = d->T;
+    if (opt_given(&o->t, "--len")) {
+        if (o->len < d->S || o->len < d->T)
+            opt_fail(&o->t, "--len %d is too short for --data %s: its longest source (line %d) "
+                     "has %d characters and its longest target (line %d) %d symbols + </s>; "
+                     "give --len %d or more, or leave --len out (it is then sized from the data)",
+                     o->len, o->data, d->long_src, d->S, d->long_tgt, d->T - 1,
+                     d->S > d->T ? d->S : d->T);
+        c->S = c->T = o->len;
+    }                                           /* tf_pairs_read refused S, T > TF_MAX_POS */
+}
+
 /* Settle what depends on the arch: the task's vocabulary and length, or the
  * built-in text's; each refused when it leaves no held-out split. */
 static void tf_cli_resolve(TfCli *o, const TfText *tx) {
     TfConfig *c = &o->c;
     c->n_enc = c->n_dec = o->layers;
+    if (c->arch == TF_ENCDEC && o->data) { tf_cli_resolve_data(o); return; }
     if (c->arch == TF_ENCDEC) {
         c->V = o->vocab;
         c->S = c->T = o->len;
@@ -2535,7 +3052,7 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     o->c = (TfConfig){ TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10,
                        32, 0.0 };
     o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1, 0.98, TF_SCHED_NOAM,
-                      1e-3, 1e-4, 0.0, 0.0, 0.0 };
+                      1e-3, 1e-4, 0.0, 0.0, 0.0, NULL };
     o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
     o->chars = 160;
     tf_cli_table(o);
@@ -2550,6 +3067,9 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     if (!o->load && o->text && tf_text_read(tx, o->text, NULL, why, sizeof why) != 0)
         opt_fail(&o->t, "--text: %s", why);
     if (!o->load && !o->text) tf_text_build(tx);
+    if (o->data && tf_pairs_read(&o->pairs, o->data, (uint64_t)o->seed, why, sizeof why) != 0)
+        opt_fail(&o->t, "--data: %s", why);
+    if (o->data) o->run.data = &o->pairs;
     if (!o->load) tf_cli_resolve(o, tx);
     tf_cli_check_model(o);
     tf_cli_check_show(o);
@@ -2586,9 +3106,11 @@ static void tf_main_run(const TfCli *o, const TfText *tx, TfModel *m) {
     OutFile log = { NULL, NULL, NULL };
     if (o->log) {
         log = out_open(o->log);
-        fprintf(log.f, "step,train_loss,heldout_loss,heldout_acc,lr,seconds\n");
+        fprintf(log.f, run->data ? "step,train_loss,dev_loss,dev_per,dev_wer,lr,seconds\n"
+                               : "step,train_loss,heldout_loss,heldout_acc,lr,seconds\n");
     }
-    if (c->arch == TF_ENCDEC) tf_main_encdec(m, run, o->show, o->attn, o->svg, log.f);
+    if (run->data) tf_main_pairs(m, o, log.f);
+    else if (c->arch == TF_ENCDEC) tf_main_encdec(m, run, o->show, o->attn, o->svg, log.f);
     else tf_main_text(m, o, tx, log.f);
     if (o->log) out_close(&log);
     tf_free(m);
@@ -2611,6 +3133,7 @@ int main(int argc, char **argv) {
     default:             tf_main_run(&o, &tx, &m);
     }
     tf_text_free(&tx);
+    if (o.data) tf_pairs_free(&o.pairs);
     free(o.prompt_ids);
     return 0;
 }
