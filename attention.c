@@ -2674,6 +2674,41 @@ void text_tokens(Vocab *v, int **tok, int *n, int *ntrain, const char *text, lon
     *ntrain = train;
 }
 
+/* The vocabularies of the pairs of p in part `part` of split (split[i] the
+ * part of pair i, as data_split gives it): every character of their sources
+ * into src, every symbol of their targets into tgt. */
+void pairs_vocabs(Vocab *src, Vocab *tgt, const Pairs *p, const int *split, int part) {
+    size_t bytes = 1, count = 1;
+    for (int i = 0; i < p->n; i++)
+        if (split[i] == part) {
+            bytes += 2 * strlen(p->src[i]) + strlen(p->tgt[i]) + 1;
+            count += strlen(p->src[i]) + strlen(p->tgt[i]) + 1;
+        }
+    char *buf = xmalloc(bytes), *w = buf;
+    const char **syms = xmalloc(sizeof(char *) * count);
+    int ns = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (split[i] != part) continue;
+        for (const char *s = p->src[i]; *s;) {       /* one string per character */
+            const int b = utf8_char_len(s) ? utf8_char_len(s) : 1;
+            syms[ns++] = w; memcpy(w, s, (size_t)b); w += b; *w++ = '\0'; s += b;
+        }
+    }
+    vocab_build(src, syms, ns);
+    ns = 0; w = buf;
+    for (int i = 0; i < p->n; i++) {
+        if (split[i] != part) continue;
+        syms[ns++] = w;                              /* "A B C" -> "A" "B" "C" */
+        for (const char *s = p->tgt[i]; *s; s++) {
+            if (*s != ' ') { *w++ = *s; continue; }
+            *w++ = '\0'; syms[ns++] = w;
+        }
+        *w++ = '\0';
+    }
+    vocab_build(tgt, syms, ns);
+    free(syms); free(buf);
+}
+
 /* ---- splits -------------------------------------------------------------------
  * Which part a pair goes to is a hash of its source and the seed, so all
  * alternates of a word land in the same part, the parts never overlap, and

@@ -2116,36 +2116,6 @@ static int s2s_cmp_pair(const void *a, const void *b) {
     return c ? c : (i > j) - (i < j);                 /* alternates keep the file's order */
 }
 
-/* The vocabularies from the training pairs of p (split[i] == SPLIT_TRAIN):
- * each source character, each target symbol. */
-static void s2s_pair_vocabs(S2sPairData *pd, const Pairs *p, const int *split) {
-    size_t chars = 0, bytes = 0;
-    for (int i = 0; i < p->n; i++)
-        if (split[i] == SPLIT_TRAIN) { chars += strlen(p->src[i]); bytes += strlen(p->tgt[i]) + 1; }
-    char (*ch)[5] = xmalloc(5 * (chars + 1)), *words = xmalloc(bytes + 1);
-    const char **syms = xmalloc(sizeof(char *) * (chars + bytes + 1));
-    int ns = 0, nt = 0;
-    char *w = words;
-    for (int i = 0; i < p->n; i++) {
-        if (split[i] != SPLIT_TRAIN) continue;
-        for (const char *s = p->src[i]; *s; ns++) {
-            int b = utf8_char_len(s);
-            if (b == 0) b = 1;                       /* checked by pairs_parse */
-            memset(ch[ns], 0, 5); memcpy(ch[ns], s, (size_t)b); s += b;
-            syms[ns] = ch[ns];
-        }
-    }
-    vocab_build(&pd->src_v, syms, ns);
-    for (int i = 0; i < p->n; i++) {
-        if (split[i] != SPLIT_TRAIN) continue;
-        strcpy(w, p->tgt[i]);
-        for (char *t = strtok(w, " "); t; t = strtok(NULL, " ")) syms[nt++] = t;
-        w += strlen(p->tgt[i]) + 1;
-    }
-    vocab_build(&pd->tgt_v, syms, nt);
-    free(ch); free(words); free(syms);
-}
-
 /* Part k of pd from the pairs rows[0..n-1] of p (sorted by source): the
  * token ids, and where each word's pronunciations start. */
 static void s2s_pair_part(S2sPairData *pd, int k, const Pairs *p, const int *rows, int n,
@@ -2208,7 +2178,7 @@ int s2s_pair_data_build(S2sPairData *pd, const Pairs *p, uint64_t seed, const S2
         vocab_build(&pd->tgt_v, (const char *const *)sv->tgt_v.sym + TOK_SPECIALS,
                     sv->tgt_v.n - TOK_SPECIALS);
     } else {
-        s2s_pair_vocabs(pd, p, split);
+        pairs_vocabs(&pd->src_v, &pd->tgt_v, p, split, SPLIT_TRAIN);
     }
     for (int k = SPLIT_TRAIN; k <= SPLIT_TEST; k++) {
         int n = 0;

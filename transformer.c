@@ -1417,34 +1417,6 @@ void tf_pairs_free(TfPairs *d) {
     vocab_free(&d->lv); vocab_free(&d->pv);
 }
 
-/* the vocabularies of the training pairs of p: every character of their
- * sources into lv, every symbol of their targets into pv */
-static void tf_pairs_vocab(TfPairs *d, const Pairs *p, long len) {
-    char *buf = xmalloc((size_t)(2 * len + 8)), *w = buf;
-    const char **syms = xmalloc(sizeof(char *) * (size_t)(len + 1));
-    int ns = 0;
-    for (int i = 0; i < p->n; i++) {
-        if (d->split[i] != SPLIT_TRAIN) continue;
-        for (const char *s = p->src[i]; *s; ) {
-            const int b = utf8_char_len(s) ? utf8_char_len(s) : 1;
-            syms[ns++] = w; memcpy(w, s, (size_t)b); w += b; *w++ = '\0'; s += b;
-        }
-    }
-    vocab_build(&d->lv, syms, ns);
-    ns = 0; w = buf;
-    for (int i = 0; i < p->n; i++) {
-        if (d->split[i] != SPLIT_TRAIN) continue;
-        syms[ns++] = w;                             /* "A B C" -> "A" "B" "C" */
-        for (const char *s = p->tgt[i]; *s; s++) {
-            if (*s != ' ') { *w++ = *s; continue; }
-            *w++ = '\0'; syms[ns++] = w;
-        }
-        *w++ = '\0';
-    }
-    vocab_build(&d->pv, syms, ns);
-    free(syms); free(buf);
-}
-
 /* p's pairs as tokens into d (S, T already measured): the sources'
  * characters, the targets' symbols (shifted into the joint id space) then
  * </s>; dev and test tokens outside the vocabulary counted as <unk> */
@@ -1546,7 +1518,7 @@ int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t
         free(d->split); pairs_free(&p);
         return -1;
     }
-    tf_pairs_vocab(d, &p, len);
+    pairs_vocabs(&d->lv, &d->pv, &p, d->split, SPLIT_TRAIN);
     d->V = d->lv.n + d->pv.n - TOK_SPECIALS;
     tf_pairs_measure(d, &p);
     if (d->S > TF_MAX_POS || d->T > TF_MAX_POS) {   /* refused before (n,S) is allocated */
