@@ -2340,11 +2340,19 @@ void toy_task_fill(Rng *r, int task, int *src, int *tgt, int len, int first, int
  * tokens, so the split is a fixed property of the sequence: a held-out
  * source is never trained on, whatever the seed, and about 1 in 10 sources
  * is held out. (FNV-1a, then a final mix so that every token matters.) */
-int heldout_split(const int *src, int len) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < len; i++) h = (h ^ (uint64_t)src[i]) * 1099511628211ull;
+/* FNV-1a's offset basis and prime, and a final mix (MurmurHash3's) that
+ * makes every input bit matter in the low bits too */
+#define FNV_BASIS 1469598103934665603ull
+#define FNV_PRIME 1099511628211ull
+static uint64_t hash_mix(uint64_t h) {
     h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33;
-    return h % 10 == 0;
+    return h;
+}
+
+int heldout_split(const int *src, int len) {
+    uint64_t h = FNV_BASIS;
+    for (int i = 0; i < len; i++) h = (h ^ (uint64_t)src[i]) * FNV_PRIME;
+    return hash_mix(h) % 10 == 0;
 }
 
 /* ========================================================================
@@ -2717,11 +2725,9 @@ void pairs_vocabs(Vocab *src, Vocab *tgt, const Pairs *p, const int *split, int 
 enum { SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST };
 
 int data_split(const char *key, uint64_t seed) {
-    uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
-    for (const unsigned char *c = (const unsigned char *)key; *c; c++)
-        h = (h ^ *c) * 1099511628211ull;
-    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33;
-    const int r = (int)(h % 100);
+    uint64_t h = FNV_BASIS ^ (seed * 0x9E3779B97F4A7C15ull);
+    for (const unsigned char *c = (const unsigned char *)key; *c; c++) h = (h ^ *c) * FNV_PRIME;
+    const int r = (int)(hash_mix(h) % 100);
     return r < 90 ? SPLIT_TRAIN : r < 95 ? SPLIT_DEV : SPLIT_TEST;
 }
 
@@ -2865,8 +2871,8 @@ char *reader_str(Reader *r, uint32_t max) {
 }
 
 static uint64_t fnv1a64(const unsigned char *b, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    uint64_t h = FNV_BASIS;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * FNV_PRIME;
     return h;
 }
 
