@@ -1818,6 +1818,53 @@ double seconds(void) { return omp_get_wtime(); }
 double seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
 #endif
 
+/* Wall-clock seconds since `start` (a time(NULL)), for what a user waits
+ * for: the elapsed time and time left of progress lines, and --minutes
+ * budgets. C99's time() counts whole seconds, enough for minutes of work. */
+double wall_since(time_t start) { return difftime(time(NULL), start); }
+
+/* "1h02m", "3m05s" or "12s": a duration for progress lines */
+const char *duration_text(char *buf, size_t n, double secs) {
+    const long t = (long)(secs > 0 ? secs + 0.5 : 0);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+    return buf;
+}
+
+/* Progress of a long piece of work on stderr, at most one line every
+ * PROGRESS_EVERY wall seconds and one at the end: what, done/total, a
+ * detail (a model's name, a loss), elapsed and time left, in 80 columns.
+ * stderr, not stdout: the times differ from run to run, stdout must not. */
+enum { PROGRESS_EVERY = 5 };
+typedef struct {
+    const char *what;
+    long total;
+    time_t start;
+    double last;            /* wall seconds after start of the last line */
+} Progress;
+
+void progress_begin(Progress *p, const char *what, long total) {
+    p->what = what;
+    p->total = total;
+    p->start = time(NULL);
+    p->last = 0.0;
+}
+
+void progress_step(Progress *p, long done, const char *detail) {
+    const double el = wall_since(p->start);
+    if (done < p->total && el - p->last < PROGRESS_EVERY) return;
+    p->last = el;
+    char e[32], l[32], tail[96], head[160];
+    const double left = done > 0 ? el / done * (double)(p->total - done) : 0.0;
+    const int tn = snprintf(tail, sizeof tail, ", %s elapsed, about %s left",
+                            duration_text(e, sizeof e, el), duration_text(l, sizeof l, left));
+    snprintf(head, sizeof head, "  %s %ld/%ld%s%s", p->what, done, p->total,
+             detail && *detail ? ", " : "", detail ? detail : "");
+    if ((int)strlen(head) > 79 - tn) strcpy(head + 76 - tn, "...");   /* the times stay */
+    fprintf(stderr, "%s%s\n", head, tail);
+}
+
 /* ========================================================================
  * 8. seeing attention
  *
@@ -2201,63 +2248,129 @@ static void chart_close(OutFile *o, const ChartSvg *c, double xc, int xy, int yc
     char rot[64];
     svg_text(o->f, xc, xy, "middle", "", c->x_axis);
     snprintf(rot, sizeof rot, "transform=\"rotate(-90 16 %d)\"", yc);
-    svg_text(o->f, 16, yc, "middle", rot, c->y_axis);
+    if (c->y_axis && *c->y_axis) svg_text(o->f, 16, yc, "middle", rot, c->y_axis);
     fprintf(o->f, "</svg>\n");
     out_close(o);
 }
 
-/* A line chart of ns series (markers on every point) with axis titles,
- * ticks, grid lines and a legend, to the file at path. */
-void write_svg_chart(const char *path, const ChartSvg *c, const ChartSeries *s, int ns) {
-    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY, lo, hi;
+/* One panel of a line chart: its series against a shared x axis. */
+typedef struct {
+    const char *y_axis;
+    int log_y;
+    const ChartSeries *s;
+    int ns;
+} ChartPanel;
+
+/* the axis range over every series of ns, x (want_x) or y, padded when linear */
+static void chart_span(const ChartSeries *s, int ns, int want_x, int log_scale, double *lo,
+                       double *hi) {
+    double a, b;
+    *lo = INFINITY; *hi = -INFINITY;
     for (int k = 0; k < ns; k++) {
-        chart_range(s[k].x, s[k].n, c->log_x, &lo, &hi);
-        if (lo < xlo) xlo = lo;
-        if (hi > xhi) xhi = hi;
-        chart_range(s[k].y, s[k].n, c->log_y, &lo, &hi);
-        if (lo < ylo) ylo = lo;
-        if (hi > yhi) yhi = hi;
+        chart_range(want_x ? s[k].x : s[k].y, s[k].n, log_scale, &a, &b);
+        if (a < *lo) *lo = a;
+        if (b > *hi) *hi = b;
     }
-    if (!c->log_y) { const double pad = 0.05 * (yhi - ylo); ylo -= pad; yhi += pad; }
-    int legend = 0;
-    for (int k = 0; k < ns; k++) if (svg_chars(s[k].name) > legend) legend = svg_chars(s[k].name);
-    const int pw = 440, ph = 260, left = 70, legend_w = legend * SVG_CHAR_W + 40;
-    const int width = left + pw + 20 + legend_w;
-    int top;
-    OutFile o = chart_open(path, c, width, ph + 50, &top);
-    FILE *f = o.f;
-    chart_ticks(f, xlo, xhi, c->log_x, 0, left, left + pw, top, top + ph);
-    chart_ticks(f, ylo, yhi, c->log_y, 1, top + ph, top, left, left + pw);
+    if (!want_x && !log_scale) { const double pad = 0.05 * (*hi - *lo); *lo -= pad; *hi += pad; }
+}
+
+/* Draw panel p's plot area (pw x ph at left, top) with its grid, ticks,
+ * lines, markers, y-axis title and legend; x runs from xlo to xhi. */
+static void chart_panel(FILE *f, const ChartPanel *p, int log_x, double xlo, double xhi,
+                        int left, int top, int pw, int ph) {
+    double ylo, yhi;
+    chart_span(p->s, p->ns, 0, p->log_y, &ylo, &yhi);
+    chart_ticks(f, xlo, xhi, log_x, 0, left, left + pw, top, top + ph);
+    chart_ticks(f, ylo, yhi, p->log_y, 1, top + ph, top, left, left + pw);
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
             "stroke=\"#888\"/>\n", left, top, pw, ph);
-    for (int k = 0; k < ns; k++) {
+    for (int k = 0; k < p->ns; k++) {
+        const ChartSeries *sk = &p->s[k];
         const char *col = chart_colours[k % 6];
         int pen = 0;
         fprintf(f, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" d=\"", col);
-        for (int i = 0; i < s[k].n; i++) {
-            const double xv = c->log_x ? log10(s[k].x[i]) : s[k].x[i];
-            const double yv = c->log_y ? log10(s[k].y[i]) : s[k].y[i];
-            if (!isfinite(xv) || !isfinite(yv)) { pen = 0; continue; }
-            fprintf(f, "%s%.1f %.1f", pen ? "L" : "M", left + (xv - xlo) / (xhi - xlo) * pw,
-                    top + ph - (yv - ylo) / (yhi - ylo) * ph);
-            pen = 1;
-        }
-        fprintf(f, "\"/>\n");
-        for (int i = 0; i < s[k].n; i++) {
-            const double xv = c->log_x ? log10(s[k].x[i]) : s[k].x[i];
-            const double yv = c->log_y ? log10(s[k].y[i]) : s[k].y[i];
-            if (!isfinite(xv) || !isfinite(yv)) continue;
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"><title>%g, %g"
-                    "</title></circle>\n", left + (xv - xlo) / (xhi - xlo) * pw,
-                    top + ph - (yv - ylo) / (yhi - ylo) * ph, col, s[k].x[i], s[k].y[i]);
+        for (int pass = 0; pass < 2; pass++) {      /* 0: the line, 1: the markers */
+            for (int i = 0; i < sk->n; i++) {
+                const double xv = log_x ? log10(sk->x[i]) : sk->x[i];
+                const double yv = p->log_y ? log10(sk->y[i]) : sk->y[i];
+                if (!isfinite(xv) || !isfinite(yv)) { pen = 0; continue; }
+                const double px = left + (xv - xlo) / (xhi - xlo) * pw;
+                const double py = top + ph - (yv - ylo) / (yhi - ylo) * ph;
+                if (pass == 0) fprintf(f, "%s%.1f %.1f", pen ? "L" : "M", px, py);
+                else if (sk->n <= 60)          /* markers only where they stay apart */
+                    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\">"
+                            "<title>%g, %g</title></circle>\n", px, py, col, sk->x[i], sk->y[i]);
+                pen = 1;
+            }
+            if (pass == 0) fprintf(f, "\"/>\n");
         }
         const int ly = top + 10 + 18 * k;
         fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
                 "stroke-width=\"3\"/>\n", left + pw + 20, ly - 4, left + pw + 40, ly - 4, col);
-        svg_text(f, left + pw + 46, ly, "start", "", s[k].name);
+        svg_text(f, left + pw + 46, ly, "start", "", sk->name);
     }
-    chart_close(&o, c, left + pw / 2.0, top + ph + 36, top + ph / 2);
+    char rot[64];
+    snprintf(rot, sizeof rot, "transform=\"rotate(-90 16 %d)\"", top + ph / 2);
+    svg_text(f, 16, top + ph / 2, "middle", rot, p->y_axis);
 }
+
+/* np line-chart panels stacked one above the other on one x axis (a loss
+ * above a held-out metric, say), with the title on top and the x-axis title
+ * below, to the file at path. */
+void write_svg_panels(const char *path, const char *title, const char *x_axis, int log_x,
+                      const ChartPanel *p, int np) {
+    double xlo = INFINITY, xhi = -INFINITY, lo, hi;
+    int legend = 0;
+    for (int k = 0; k < np; k++) {
+        chart_span(p[k].s, p[k].ns, 1, log_x, &lo, &hi);
+        if (lo < xlo) xlo = lo;
+        if (hi > xhi) xhi = hi;
+        for (int i = 0; i < p[k].ns; i++)
+            if (svg_chars(p[k].s[i].name) > legend) legend = svg_chars(p[k].s[i].name);
+    }
+    const int pw = 440, ph = np > 1 ? 200 : 260, gap = 30, left = 70;
+    const int width = left + pw + 20 + legend * SVG_CHAR_W + 40;
+    const ChartSvg c = { title, x_axis, "", log_x, 0 };
+    int top;
+    OutFile o = chart_open(path, &c, width, np * (ph + gap) - gap + 50, &top);
+    for (int k = 0; k < np; k++)
+        chart_panel(o.f, &p[k], log_x, xlo, xhi, left, top + k * (ph + gap), pw, ph);
+    chart_close(&o, &c, left + pw / 2.0, top + np * (ph + gap) - gap + 36, top);
+}
+
+/* A line chart of ns series (markers on every point) with axis titles,
+ * ticks, grid lines and a legend, to the file at path: one panel. */
+void write_svg_chart(const char *path, const ChartSvg *c, const ChartSeries *s, int ns) {
+    const ChartPanel p = { c->y_axis, c->log_y, s, ns };
+    write_svg_panels(path, c->title, c->x_axis, c->log_x, &p, 1);
+}
+
+/* A series that grows as a run goes: (x, y) points appended one at a time,
+ * such as the training loss at each progress line; curve_series() lends
+ * it to a chart. */
+typedef struct {
+    double *x, *y;
+    int n, cap;
+} Curve;
+
+void curve_add(Curve *c, double x, double y) {
+    if (c->n == c->cap) {
+        const int cap = c->cap ? 2 * c->cap : 64;
+        double *nx = xmalloc(2 * (size_t)cap * sizeof(double));
+        if (c->n) { memcpy(nx, c->x, (size_t)c->n * sizeof(double));
+                    memcpy(nx + cap, c->y, (size_t)c->n * sizeof(double)); }
+        free(c->x);                       /* x and y share one allocation */
+        c->x = nx; c->y = nx + cap; c->cap = cap;
+    }
+    c->x[c->n] = x; c->y[c->n] = y; c->n++;
+}
+
+ChartSeries curve_series(const Curve *c, const char *name) {
+    const ChartSeries s = { name, c->x, c->y, c->n };
+    return s;
+}
+
+void curve_free(Curve *c) { free(c->x); c->x = c->y = NULL; c->n = c->cap = 0; }
 
 /* A grouped bar chart: ngroups groups (labels group[g]) of ns bars each
  * (names series[k]), heights v (ngroups, ns) from 0, a non-finite one drawn

@@ -1248,6 +1248,31 @@ static void test_svg_pictures(Tally *t) {
           (int)strlen(title), lines, width);
 }
 
+/* A Curve grows past its first allocation and keeps every point; two
+ * panels (a loss above an accuracy) share one x axis in one file: both
+ * y-axis titles, one x-axis title, the markers left out beyond 60 points. */
+static void test_svg_panels(Tally *t) {
+    static char buf[1 << 17];
+    char path[4096];
+    Curve loss = {0}, acc = {0};
+    for (int i = 1; i <= 200; i++) curve_add(&loss, i, 3.0 / i);
+    for (int i = 20; i <= 200; i += 20) curve_add(&acc, i, i / 200.0);
+    int kept = loss.n == 200 && loss.cap >= 200;
+    for (int i = 0; i < loss.n; i++) kept &= loss.x[i] == i + 1 && loss.y[i] == 3.0 / (i + 1);
+    const ChartSeries ls = curve_series(&loss, "train loss"), as = curve_series(&acc, "dev acc");
+    const ChartPanel p[2] = { { "loss", 1, &ls, 1 }, { "accuracy", 0, &as, 1 } };
+    temp_path(path, sizeof path, "attention-tests-panels");
+    write_svg_panels(path, "training curves", "step", 0, p, 2);
+    slurp(buf, sizeof buf, path);
+    const int ok = kept && count_of(buf, ">loss<") == 1 && count_of(buf, ">accuracy<") == 1 &&
+                   count_of(buf, ">step<") == 1 && count_of(buf, "<circle") == 10 &&
+                   count_of(buf, "<path") == 2 && strstr(buf, "</svg>");
+    check(t, ok, "SVG panels: a 200-point Curve kept whole; loss over accuracy on one step "
+          "axis, markers only on the 10-point series");
+    curve_free(&loss);
+    curve_free(&acc);
+}
+
 /* out_open/out_close: while a file is being written the old one is still
  * there whole, the new one replaces it only at out_close, and no .partial
  * file is left behind. */
@@ -1592,6 +1617,7 @@ static void tests_attention(Tally *t) {
     test_scaling(t, &r);
     test_viewers(t);
     test_svg_pictures(t);
+    test_svg_panels(t);
     test_read_text_file(t);
     test_utf8(t);
     test_pairs(t);
