@@ -1897,43 +1897,78 @@ static double matrix_max(const double *W, int n) {
     return m;
 }
 
-/* length of the longest of the n labels (0 if labels is NULL) */
+/* characters (UTF-8 code points) of s: its width on screen, in columns */
+static int text_columns(const char *s) {
+    int n = 0;
+    for (; s && *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* A token as a label a reader can see: the space, newline and tab
+ * characters (tokens of a character-level model) get visible symbols. */
+static const char *label_visible(const char *s) {
+    return !strcmp(s, " ") ? "\u2423" : !strcmp(s, "\n") ? "\u21b5"
+         : !strcmp(s, "\t") ? "\u21e5" : s;
+}
+
+/* columns of the widest of the n labels (0 if labels is NULL) */
 static int longest_label(const char *const *labels, int n) {
     int m = 0;
     for (int i = 0; labels && i < n; i++) {
-        int l = (int)strlen(labels[i]);
+        const int l = text_columns(label_visible(labels[i]));
         if (l > m) m = l;
     }
     return m;
 }
 
-/* Print W (R,C) under `title`: one row per line, two characters per cell,
- * darker = larger, blank = exactly 0. Row labels (R strings) on the left; column labels
- * (C strings) written vertically above their columns. Either may be NULL. */
-void print_heatmap(FILE *f, const char *title, const double *W, int R, int C,
-                   const char *const *row_labels, const char *const *col_labels) {
-    int rw = longest_label(row_labels, R), ch = longest_label(col_labels, C);
-    double max = matrix_max(W, R * C);
-    fprintf(f, "%s\n", title);
-    for (int k = 0; k < ch; k++) {              /* vertical column labels */
-        fprintf(f, "%*s  ", rw, "");
+/* s padded with spaces to `width` columns (right-aligned if right) */
+static void print_padded(FILE *f, const char *s, int width, int right) {
+    const int pad = width - text_columns(s);
+    if (right) fprintf(f, "%*s%s", pad > 0 ? pad : 0, "", s);
+    else fprintf(f, "%s%*s", s, pad > 0 ? pad : 0, "");
+}
+
+/* the column labels above a heatmap whose cells are 2 columns wide: in one
+ * line if every label fits its 2 columns ("10" reads as 10), else written
+ * downwards, one character (code point) a line */
+static void print_column_labels(FILE *f, const char *const *labels, int C, int indent) {
+    const int ch = longest_label(labels, C);
+    for (int k = 0; k < (ch <= 2 ? (ch > 0) : ch); k++) {
+        fprintf(f, "%*s", indent, "");
         for (int j = 0; j < C; j++) {
-            int l = (int)strlen(col_labels[j]);
-            fprintf(f, "%c ", k < l ? col_labels[j][k] : ' ');
+            const char *l = label_visible(labels[j]);
+            if (ch <= 2) { print_padded(f, l, 2, 0); continue; }
+            int cp = 0;                            /* find the k-th code point */
+            while (*l && cp < k) { l++; cp += ((unsigned char)*l & 0xC0) != 0x80; }
+            size_t len = 0;
+            while (l[len] && (len == 0 || ((unsigned char)l[len] & 0xC0) == 0x80)) len++;
+            fprintf(f, "%.*s%s", (int)len, l, len ? " " : "  ");
         }
         fprintf(f, "\n");
     }
+}
+
+/* Print W (R,C) under `title`: one row per line, two characters per cell,
+ * darker = larger, blank = exactly 0. Row labels (R strings) on the left;
+ * column labels (C strings) above their columns. Either may be NULL. */
+void print_heatmap(FILE *f, const char *title, const double *W, int R, int C,
+                   const char *const *row_labels, const char *const *col_labels) {
+    const int rw = longest_label(row_labels, R);
+    double max = matrix_max(W, R * C);
+    fprintf(f, "%s\n", title);
+    if (col_labels) print_column_labels(f, col_labels, C, rw + 2);
     for (int i = 0; i < R; i++) {
-        fprintf(f, "%*s |", rw, row_labels ? row_labels[i] : "");
+        print_padded(f, row_labels ? label_visible(row_labels[i]) : "", rw, 1);
+        fprintf(f, " |");
         for (int j = 0; j < C; j++) {
             const char *s = heat_shades[heat_level(W[i * C + j], max)];
             fprintf(f, "%s%s", s, s);
         }
         fprintf(f, "|\n");
     }
-    fprintf(f, "%*s  scale: ' ' =0 (masked)  %s <%.2f  %s <%.2f  %s <%.2f  %s <%.2f  "
-            "%s <=%.2f (max)\n", rw, "", heat_shades[1], 0.2 * max, heat_shades[2], 0.4 * max,
-            heat_shades[3], 0.6 * max, heat_shades[4], 0.8 * max, heat_shades[5], max);
+    fprintf(f, "%*sscale: ' ' =0 (masked) %s <%.2f %s <%.2f %s <%.2f %s <%.2f %s <=%.2f (max)\n",
+            rw + 2 < 12 ? rw + 2 : 12, "", heat_shades[1], 0.2 * max, heat_shades[2],
+            0.4 * max, heat_shades[3], 0.6 * max, heat_shades[4], 0.8 * max, heat_shades[5], max);
 }
 
 /* write s with the five XML special characters escaped */
@@ -1967,13 +2002,6 @@ static void heat_colour(char *buf, size_t n, double t) {
 /* px: the font's size, the width of one of its characters, and of one of a
  * title's (14 px bold) */
 enum { SVG_FONT = 12, SVG_CHAR_W = 8, SVG_TITLE_W = 9 };
-
-/* characters (UTF-8 code points) of s: its width on screen, in characters */
-static int svg_chars(const char *s) {
-    int n = 0;
-    for (; s && *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
 
 /* <text> at (x, y) with the given anchor and extra attributes, s escaped */
 static void svg_text(FILE *f, double x, double y, const char *anchor, const char *extra,
@@ -2038,7 +2066,7 @@ typedef struct {
 
 /* the label of row/column i: labels[i], or the number i */
 static const char *heat_label(const char *const *labels, int i, char *buf, size_t n) {
-    if (labels) return labels[i];
+    if (labels) return label_visible(labels[i]);
     snprintf(buf, n, "%d", i);
     return buf;
 }
@@ -2048,7 +2076,7 @@ static int heat_label_chars(const char *const *labels, int n) {
     char buf[16];
     int m = 1;
     for (int i = 0; i < n; i++) {
-        const int c = svg_chars(heat_label(labels, i, buf, sizeof buf));
+        const int c = text_columns(heat_label(labels, i, buf, sizeof buf));
         if (c > m) m = c;
     }
     return m;
@@ -2131,7 +2159,7 @@ void write_svg_heatmaps(const char *path, const HeatmapSvg *s, const double *W,
         const double mx = matrix_max(W + m * R * C, R * C);
         snprintf(caption, sizeof caption, "%s%s(max %.3f)", s->map_titles ? s->map_titles[m] : "",
                  s->map_titles ? " " : "", mx);
-        if (svg_chars(caption) > capw) capw = svg_chars(caption);
+        if (text_columns(caption) > capw) capw = text_columns(caption);
     }
     int mapw = rlw + C * cell + 16;
     if (capw * SVG_CHAR_W + rlw + 8 > mapw) mapw = capw * SVG_CHAR_W + rlw + 8;
@@ -2326,7 +2354,7 @@ void write_svg_panels(const char *path, const char *title, const char *x_axis, i
         if (lo < xlo) xlo = lo;
         if (hi > xhi) xhi = hi;
         for (int i = 0; i < p[k].ns; i++)
-            if (svg_chars(p[k].s[i].name) > legend) legend = svg_chars(p[k].s[i].name);
+            if (text_columns(p[k].s[i].name) > legend) legend = text_columns(p[k].s[i].name);
     }
     const int pw = 440, ph = np > 1 ? 200 : 260, gap = 30, left = 70;
     const int width = left + pw + 20 + legend * SVG_CHAR_W + 40;
@@ -2382,8 +2410,8 @@ void write_svg_bars(const char *path, const ChartSvg *c, const char *const *grou
     if (!(hi > 0)) hi = 1.0;
     hi *= 1.08;
     int legend = 0, glab = 0;
-    for (int k = 0; k < ns; k++) if (svg_chars(series[k]) > legend) legend = svg_chars(series[k]);
-    for (int g = 0; g < ngroups; g++) if (svg_chars(group[g]) > glab) glab = svg_chars(group[g]);
+    for (int k = 0; k < ns; k++) if (text_columns(series[k]) > legend) legend = text_columns(series[k]);
+    for (int g = 0; g < ngroups; g++) if (text_columns(group[g]) > glab) glab = text_columns(group[g]);
     const int bar = 18, gw = ns * bar + 16 > glab * SVG_CHAR_W + 8 ? ns * bar + 16
                                                                      : glab * SVG_CHAR_W + 8;
     const int pw = ngroups * gw, ph = 240, left = 70, legend_w = legend * SVG_CHAR_W + 40;
@@ -3454,14 +3482,15 @@ static void tour_scores(Rng *r) {
 static void tour_scaling(Rng *r) {
     printf("== 3b. why divide by sqrt(d_k)?  T = 16 keys, 400 draws per row,\n"
            "   q and k with N(0,1) entries; |J| = Frobenius norm of the softmax Jacobian\n");
-    printf("  %5s | %24s | %24s | %24s\n", "", "score std", "largest weight",
-           "entropy (log 16 = 2.77)");
-    printf("  %5s | %11s %12s | %11s %12s | %11s %12s | %9s %9s\n", "d_k", "q.k",
-           "q.k/sqrt(d)", "q.k", "q.k/sqrt(d)", "q.k", "q.k/sqrt(d)", "|J| q.k", "scaled");
+    printf("   each pair: raw q.k, then scaled q.k/sqrt(d_k); uniform entropy log 16 = 2.77\n");
+    printf("  %5s | %13s | %13s | %13s | %17s\n", "", "score std", "max weight", "entropy",
+           "|J|");
+    printf("  %5s | %6s %6s | %6s %6s | %6s %6s | %8s %8s\n", "d_k", "raw", "scaled", "raw",
+           "scaled", "raw", "scaled", "raw", "scaled");
     for (int dk = 4; dk <= 1024; dk *= 4) {
         SoftmaxStats raw = softmax_stats(r, dk, 16, 400, 1.0);
         SoftmaxStats sc = softmax_stats(r, dk, 16, 400, 1.0 / sqrt((double)dk));
-        printf("  %5d | %11.2f %12.2f | %11.3f %12.3f | %11.3f %12.3f | %9.2e %9.2e\n",
+        printf("  %5d | %6.2f %6.2f | %6.3f %6.3f | %6.3f %6.3f | %8.2e %8.2e\n",
                dk, raw.score_std, sc.score_std, raw.max_weight, sc.max_weight,
                raw.entropy, sc.entropy, raw.jac_norm, sc.jac_norm);
     }

@@ -30,16 +30,45 @@
 typedef struct {
     int passed, failed;
     const char *prefix;   /* printed before each description: "tf: " in chapter 3 */
+    const char *only;     /* ./tests NAME: report only checks whose line contains NAME */
 } Tally;
 
-/* Record one check: prints "ok  " or "FAIL", the prefix and the description. */
+/* columns (UTF-8 code points) of the first n bytes of s */
+static int columns(const char *s, size_t n) {
+    int c = 0;
+    for (size_t i = 0; i < n && s[i]; i++) c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+/* Print line wrapped at spaces to 80 columns, later lines indented 5. */
+static void print_wrapped(const char *line) {
+    int indent = 0;
+    while (*line) {
+        const int room = 80 - indent;
+        size_t cut = strlen(line);
+        if (columns(line, cut) > room) {
+            size_t i = 0, last = 0;
+            while (line[i] && columns(line, i + 1) <= room) { if (line[i] == ' ') last = i; i++; }
+            cut = last > 0 ? last : i;
+        }
+        printf("%*s%.*s\n", indent, "", (int)cut, line);
+        line += cut;
+        while (*line == ' ') line++;
+        indent = 5;
+    }
+}
+
+/* Record one check: "ok  " or "FAIL", the prefix and the description,
+ * wrapped to 80 columns; with ./tests NAME only lines containing NAME count. */
 static void check(Tally *t, int ok, const char *fmt, ...) {
+    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    printf("%s %s", ok ? "ok  " : "FAIL", t->prefix);
-    vprintf(fmt, ap);
-    printf("\n");
+    int n = snprintf(line, sizeof line, "%s %s", ok ? "ok  " : "FAIL", t->prefix);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    if (t->only && !strstr(line, t->only)) return;
+    print_wrapped(line);
     if (ok) t->passed++; else t->failed++;
     fflush(stdout);
 }
@@ -3281,7 +3310,7 @@ static void tf_test_batched_attention(Tally *t, Rng *r) {
 }
 
 /* Chapter 3's checks print "tf: " before their description, so that
- * `./tests | grep " tf: "` lists exactly them. */
+ * `./tests " tf: "` lists exactly them. */
 /* LayerNorm of a row near the largest double, (1, -1, 0.5, 0) x 1e308: the
  * sums overflow in the textbook order, yet the result is that of (1, -1,
  * 0.5, 0), and a normal row next to it is untouched by the fallback. */
@@ -3853,12 +3882,23 @@ static void tests_notes(Tally *t) {
     for (int k = 0; k < 3; k++) free(src[k]);
 }
 
-int main(void) {
-    Tally t = {0, 0, ""};
+/* ./tests runs every check; ./tests NAME reports (and counts) only the
+ * checks whose line contains NAME: all still run, in under two seconds. */
+int main(int argc, char **argv) {
+    Tally t = {0, 0, "", argc > 1 ? argv[1] : NULL};
+    if (argc > 2 || (argc == 2 && (!argv[1][0] || argv[1][0] == '-'))) {
+        fprintf(stderr, "usage: %s [NAME]\n  NAME: report only the checks whose line "
+                "contains it (e.g. gradcheck, tf:, SVG)\n", argv[0]);
+        return 2;
+    }
     tests_attention(&t);
     tests_seq2seq(&t);
     tests_transformer(&t);
     tests_notes(&t);
+    if (t.only && t.passed + t.failed == 0) {
+        fprintf(stderr, "%s: no check's line contains '%s'\n", argv[0], t.only);
+        return 2;
+    }
     printf("%d passed, %d failed\n", t.passed, t.failed);
     return t.failed ? 1 : 0;
 }
