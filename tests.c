@@ -1210,11 +1210,23 @@ static void test_viewers(Tally *t) {
     const char *want0 = "  \u2592\u2592\u2588\u2588|", *want1 = "\u00b7\u00b7\u2591\u2591\u2592\u2592|";
     int ok0 = row0 && strncmp(row0 + 5, want0, strlen(want0)) == 0;
     int ok1 = row1 && strncmp(row1 + 5, want1, strlen(want1)) == 0;
-    int legend = strstr(buf, "' ' =0 (masked)  \u00b7 <0.20") != NULL;
+    int legend = strstr(buf, "' ' =0 (masked) \u00b7 <0.20") != NULL;
     int n0 = row0 ? (int)strcspn(row0 + 5, "|") : 0, n1 = row1 ? (int)strcspn(row1 + 5, "|") : 0;
     check(t, ok0 && ok1 && legend, "terminal heatmap, weights (0 .5 1) and (.1 .25 .5), max 1: "
           "drawn |%.*s| and |%.*s| (blank only for 0, a faint dot under max/5); legend %s",
           n0, row0 ? row0 + 5 : "", n1, row1 ? row1 + 5 : "", legend ? "ok" : "missing");
+    /* labels of up to 2 characters sit on one line above their 2-column
+       cells; the space token is drawn as a visible symbol, not a blank */
+    const char *short_cols[3] = { "9", "10", " " }, *one_row[1] = { "\n" };
+    f = tmpfile();
+    if (!f) { check(t, 0, "tmpfile() for the heatmap test: %s", strerror(errno)); return; }
+    print_heatmap(f, "title", W, 1, 3, one_row, short_cols);
+    rewind(f);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    check(t, strstr(buf, "title\n   9 10\u2423 \n\u21b5 |") != NULL, "terminal heatmap labels "
+          "9, 10 and a space on one line as '9 10\u2423', a newline row as '\u21b5'");
     char path[4096];
     temp_path(path, sizeof path, "attention-tests-heatmap");
     write_svg_heatmap(path, "t<i>tle", W, 2, 3, rows, cols);
