@@ -2356,7 +2356,7 @@ void write_svg_panels(const char *path, const char *title, const char *x_axis, i
         for (int i = 0; i < p[k].ns; i++)
             if (text_columns(p[k].s[i].name) > legend) legend = text_columns(p[k].s[i].name);
     }
-    const int pw = 440, ph = np > 1 ? 200 : 260, gap = 30, left = 70;
+    const int pw = 440, ph = np > 1 ? 200 : 260, gap = 48, left = 70;   /* gap: x tick labels */
     const int width = left + pw + 20 + legend * SVG_CHAR_W + 40;
     const ChartSvg c = { title, x_axis, "", log_x, 0 };
     int top;
@@ -3479,7 +3479,20 @@ static void tour_scores(Rng *r) {
     printf("\n");
 }
 
-static void tour_scaling(Rng *r) {
+/* section 3b's measurement as a picture: the largest weight and |J| against
+ * d_k, raw and scaled, in DIR/attention-sqrt-dk.svg */
+static void tour_scaling_svg(const char *dir, const double *dk, const double *v, int n) {
+    const ChartSeries mw[2] = { { "raw q.k", dk, v, n }, { "scaled", dk, v + n, n } };
+    const ChartSeries jn[2] = { { "raw q.k", dk, v + 2 * n, n }, { "scaled", dk, v + 3 * n, n } };
+    const ChartPanel p[2] = { { "largest weight", 0, mw, 2 }, { "|J| (Frobenius)", 1, jn, 2 } };
+    char *path = path_join(dir, "attention-sqrt-dk.svg");
+    write_svg_panels(path, "why divide by sqrt(d_k): unscaled, the softmax turns one-hot and "
+                     "its Jacobian vanishes as d_k grows (16 keys, 400 draws)", "d_k", 1, p, 2);
+    printf("  wrote %s\n", path);
+    free(path);
+}
+
+static void tour_scaling(Rng *r, const char *dir) {
     printf("== 3b. why divide by sqrt(d_k)?  T = 16 keys, 400 draws per row,\n"
            "   q and k with N(0,1) entries; |J| = Frobenius norm of the softmax Jacobian\n");
     printf("   each pair: raw q.k, then scaled q.k/sqrt(d_k); uniform entropy log 16 = 2.77\n");
@@ -3487,13 +3500,18 @@ static void tour_scaling(Rng *r) {
            "|J|");
     printf("  %5s | %6s %6s | %6s %6s | %6s %6s | %8s %8s\n", "d_k", "raw", "scaled", "raw",
            "scaled", "raw", "scaled", "raw", "scaled");
-    for (int dk = 4; dk <= 1024; dk *= 4) {
+    double dks[5], v[4 * 5];     /* v: max weight raw, scaled; |J| raw, scaled */
+    for (int i = 0, dk = 4; dk <= 1024; dk *= 4, i++) {
         SoftmaxStats raw = softmax_stats(r, dk, 16, 400, 1.0);
         SoftmaxStats sc = softmax_stats(r, dk, 16, 400, 1.0 / sqrt((double)dk));
         printf("  %5d | %6.2f %6.2f | %6.3f %6.3f | %6.3f %6.3f | %8.2e %8.2e\n",
                dk, raw.score_std, sc.score_std, raw.max_weight, sc.max_weight,
                raw.entropy, sc.entropy, raw.jac_norm, sc.jac_norm);
+        dks[i] = dk;
+        v[i] = raw.max_weight; v[5 + i] = sc.max_weight;
+        v[10 + i] = raw.jac_norm; v[15 + i] = sc.jac_norm;
     }
+    if (dir) tour_scaling_svg(dir, dks, v, 5);
     printf("  Unscaled, the scores' spread grows like sqrt(d_k): the softmax turns\n"
            "  one-hot and its Jacobian (the gradient path) vanishes. Scaled, nothing moves.\n\n");
 }
@@ -3590,7 +3608,26 @@ static void tour_hard(Rng *r) {
     printf("\n");
 }
 
-static void tour_local(Rng *r) {
+/* section 5's three maps side by side in DIR/attention-local.svg */
+static void tour_local_svg(const char *dir, const double *glob, const double *locm,
+                           const double *locp, int S, const char *const *tgt,
+                           const char *const *src) {
+    double *W = xcalloc_doubles(3 * S * S);
+    memcpy(W, glob, sizeof(double) * (size_t)(S * S));
+    memcpy(W + S * S, locm, sizeof(double) * (size_t)(S * S));
+    memcpy(W + 2 * S * S, locp, sizeof(double) * (size_t)(S * S));
+    const char *caps[3] = { "global", "local-m (p_t = t)", "local-p (predicted p_t)" };
+    const HeatmapSvg h = { "global vs local attention (window D = 2, untrained scores): "
+                           "local attention puts weight only near p_t",
+                           "target step t", "source position", tgt, src, caps, 1 };
+    char *path = path_join(dir, "attention-local.svg");
+    write_svg_heatmaps(path, &h, W, NULL, 3, S, S, 3);
+    printf("  wrote %s\n", path);
+    free(path);
+    free(W);
+}
+
+static void tour_local(Rng *r, const char *dir) {
     enum { S = 12, DIM = 4, D = 2, AP = 4 };
     printf("== 5. global vs local attention: %d source positions, window D = %d\n", S, D);
     double K[S * DIM], V[S * DIM], Q[S * DIM], Wp[DIM * AP], vp[AP], z[AP];
@@ -3621,10 +3658,40 @@ static void tour_local(Rng *r) {
                   locp, S, S, tgt, src);
     printf("  predicted p_t:");
     for (int t = 0; t < S; t++) printf(" %.1f", pt[t]);
-    printf("\n  (untrained W_p, v_p: the positions are arbitrary until training moves them)\n\n");
+    printf("\n  (untrained W_p, v_p: the positions are arbitrary until training moves them)\n");
+    if (dir) tour_local_svg(dir, glob, locm, locp, S, tgt, src);
+    printf("\n");
 }
 
-static void tour_self_attention(Rng *r, const char *svg) {
+/* section 6's maps as pictures in DIR: the causal head with its mask drawn,
+ * the padded one, and the two heads on one shared scale */
+static void tour_self_svg(const char *dir, const double *causal, const double *padded,
+                          const unsigned char *pad, const double *heads, int T,
+                          const char *const *words) {
+    unsigned char *m = xmalloc((size_t)(T * T));
+    const char *caps[2] = { "head 1", "head 2" };
+    const char *name[3] = { "attention-self-causal.svg", "attention-self-padding.svg",
+                            "attention-self-heads.svg" };
+    const HeatmapSvg h[3] = {
+        { "causal self-attention, one head: query t sees keys 0..t only (grey: masked)",
+          "query", "key", words, words, NULL, 0 },
+        { "self-attention with a padding mask: the last two positions are padding",
+          "query", "key", words, words, NULL, 0 },
+        { "two heads of one layer on one colour scale: each head attends its own way",
+          "query", "key", words, words, caps, 1 } };
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++) m[i * T + j] = k == 0 ? j > i : k == 1 ? !pad[j] : 0;
+        char *path = path_join(dir, name[k]);
+        write_svg_heatmaps(path, &h[k], k == 0 ? causal : k == 1 ? padded : heads,
+                           k < 2 ? m : NULL, k == 2 ? 2 : 1, T, T, 2);
+        printf("  wrote %s\n", path);
+        free(path);
+    }
+    free(m);
+}
+
+static void tour_self_attention(Rng *r, const char *dir) {
     enum { T = 6, D = 8, H = 2 };
     const char *words[T] = { "the", "cat", "sat", "on", "the", "mat" };
     printf("== 6. self-attention: Q = X W_q, K = X W_k, V = X W_v over one sentence\n");
@@ -3645,14 +3712,13 @@ static void tour_self_attention(Rng *r, const char *svg) {
     mha_forward(out, &c, X, X, &m, NULL, CAUSAL, 1, T, T, D, 1);
     print_heatmap(stdout, "one head, causal mask: query t sees keys 0..t only", c.P, T, T,
                   words, words);
-    if (svg) {
-        write_svg_heatmap(svg, "causal self-attention, one head", c.P, T, T, words, words);
-        printf("  wrote %s\n", svg);
-    }
+    double causal[T * T], padded[T * T];
+    memcpy(causal, c.P, sizeof causal);
     unsigned char pad[T] = { 1, 1, 1, 1, 0, 0 };
     mha_forward(out, &c, X, X, &m, pad, NOT_CAUSAL, 1, T, T, D, 1);
     print_heatmap(stdout, "padding mask: the last two positions are padding", c.P, T, T,
                   words, words);
+    memcpy(padded, c.P, sizeof padded);
     mha_cache_bind(&c, cmem, 1, T, T, D, H);
     mha_forward(out, &c, X, X, &m, NULL, NOT_CAUSAL, 1, T, T, D, H);
     for (int h = 0; h < H; h++) {
@@ -3662,6 +3728,7 @@ static void tour_self_attention(Rng *r, const char *svg) {
     }
     printf("  The two 'the' rows are identical: without positions, self-attention\n"
            "  cannot tell equal tokens apart (it is permutation-equivariant).\n");
+    if (dir) tour_self_svg(dir, causal, padded, pad, c.P, T, words);
     free(cmem);
 }
 
@@ -3793,8 +3860,9 @@ int main(int argc, char **argv) {
     Opt opts[] = {
         { "--seed", OPT_INT, &seed, 0, 2147483647, NULL, 0, "N",
           "seed of the random data", 0 },
-        { "--svg", OPT_PATH, &svg, 0, 0, NULL, 1u << MODE_TOUR, "FILE",
-          "also write the causal self-attention map as an SVG picture", 0 },
+        { "--svg", OPT_PATH, &svg, 0, 0, NULL, 1u << MODE_TOUR, "DIR",
+          "also draw the tour's pictures as SVG files attention-*.svg in the existing "
+          "directory DIR (files of those names there are replaced)", 0 },
         { "--bench", OPT_FLAG, &bench, 0, 0, NULL, 0, "",
           "instead, time the matmul kernels and plain vs tiled attention", 0 },
     };
@@ -3802,7 +3870,7 @@ int main(int argc, char **argv) {
                    tour_modes, opts, (int)(sizeof opts / sizeof opts[0]) };
     opt_parse(&t, argc, argv);
     opt_check_mode(&t, bench ? MODE_BENCH : MODE_TOUR);
-    if (svg) check_writable(argv[0], "--svg", svg);
+    if (svg) check_dir_writable(argv[0], "--svg", svg);
     Rng r;
     rng_seed(&r, (uint64_t)seed);
     if (bench) {
@@ -3813,9 +3881,9 @@ int main(int argc, char **argv) {
     printf("attention.c: a tour of chapter 1 (seed %d)\n\n", seed);
     tour_three_steps();
     tour_scores(&r);
-    tour_scaling(&r);
+    tour_scaling(&r, svg);
     tour_hard(&r);
-    tour_local(&r);
+    tour_local(&r, svg);
     tour_self_attention(&r, svg);
     return 0;
 }
