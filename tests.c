@@ -14,7 +14,8 @@
  *   1. chapter 1 (attention.c): kernels, scores, hard/local, self-attention
  *   2. chapter 2 (seq2seq.c)
  *   3. chapter 3 (transformer.c)
- *   4. NOTES.md cites only functions that exist
+ *   4. NOTES.md cites only functions that exist, indexes every heading of
+ *      the notes, and quotes only commands the programs accept
  */
 #define TESTING             /* no chapter's main */
 #define ATTENTION_LIBRARY   /* nor chapter 1's tour */
@@ -3815,7 +3816,8 @@ static void tests_transformer(Tally *t) {
 }
 
 /* ========================================================================
- * 4. NOTES.md cites only functions that exist
+ * 4. NOTES.md cites only functions that exist, indexes every heading of
+ *    the notes, and quotes only commands the programs accept
  * ======================================================================== */
 
 /* Read a whole file into a NUL-terminated buffer the caller frees; NULL if
@@ -3894,6 +3896,331 @@ static void tests_notes(Tally *t) {
     for (int k = 0; k < 3; k++) free(src[k]);
 }
 
+/* ---- the index of the notes' headings, and the commands NOTES.md quotes ----
+ * (issue 15) Every heading of the five interview notes, in their order and
+ * exactly as the notes write them. NOTES.md's index lists each as a table
+ * row "| file | heading | ..." that links to an entry's anchor. The list
+ * lives here, not in ../shared/seeds, so that the tests need only this
+ * repository: a heading the index loses, or a row whose link goes nowhere,
+ * fails `make test`. */
+static const char *const seed_headings[][2] = {
+    { "000", "一、seq2seq 篇" },
+    { "000", "1.1 seq2seq （Encoder-Decoder）是什么？" },
+    { "000", "1.2 seq2seq 中 的 Encoder 怎么样？" },
+    { "000", "1.3 seq2seq 中 的 Decoder 怎么样？" },
+    { "000", "1.4 在 数学角度上 的 seq2seq ，你知道么？" },
+    { "000", "1.5 seq2seq 存在 什么 问题？" },
+    { "000", "二、Attention 篇" },
+    { "000", "2.1 什么是 Attention?" },
+    { "000", "2.2 为什么引入 Attention机制？" },
+    { "000", "2.3 Attention 有什么作用？" },
+    { "000", "2.4 Attention 流程是怎么样？" },
+    { "000", "2.5 Attention 的应用领域有哪些？" },
+    { "000", "三、Attention 变体篇" },
+    { "000", "3.1 Soft Attention 是什么？" },
+    { "000", "3.2 Hard Attention 是什么？" },
+    { "000", "3.3 Global Attention 是什么？" },
+    { "000", "3.4 Local Attention 是什么？" },
+    { "000", "3.5 self-attention 是什么？" },
+    { "001", "注意力机制 (Attention)" },
+    { "001", "请你详细解释一下什么是 Attention 机制" },
+    { "001", "你能否解释一下 Self-Attention 和 Scaled Dot-Product Attention "
+             "的区别和联系？" },
+    { "001", "在自注意力机制中，注意力权重是如何计算的？" },
+    { "001", "请你详细描述一下 Transformer 模型的整体架构" },
+    { "001", "在 Transformer 模型中，自注意力机制是如何工作的？" },
+    { "001", "在 Transformer 模型中，多头注意力机制的设计有什么特别之处？" },
+    { "001", "请你解释一下 Transformer 模型中的位置编码是什么？" },
+    { "001", "BERT 模型与 Transformer 模型有什么关系？" },
+    { "001", "GPT 模型与 Transformer 模型有什么关系？" },
+    { "002", "为啥要 Attention" },
+    { "002", "Encoder-Decoder 模型" },
+    { "002", "Attention 机制" },
+    { "002", "Attention 原理" },
+    { "002", "相似度计算" },
+    { "002", "Attention 优点" },
+    { "002", "Attention 类型" },
+    { "002", "模型方面" },
+    { "002", "CNN + Attention" },
+    { "002", "LSTM + Attention" },
+    { "002", "参考文献" },
+    { "003", "传统注意力机制回顾" },
+    { "003", "面试标准回答" },
+    { "003", "Q: 什么是注意力机制？" },
+    { "003", "Q: 注意力机制解决了什么问题？" },
+    { "003", "Q: 注意力机制的计算过程是什么？" },
+    { "003", "Q: 有哪些主要的注意力机制类型？" },
+    { "003", "Q: 注意力机制相比传统方法有什么优势？" },
+    { "003", "系统性介绍" },
+    { "003", "1. 注意力机制的起源与动机" },
+    { "003", "1.1 生物学启发" },
+    { "003", "1.2 传统序列建模的局限性" },
+    { "003", "2. 注意力机制的基本原理" },
+    { "003", "2.1 核心思想" },
+    { "003", "2.2 基本架构" },
+    { "003", "2.3 数学描述" },
+    { "003", "3. 注意力分数计算方法" },
+    { "003", "3.1 加性注意力 (Additive Attention)" },
+    { "003", "3.2 乘性注意力 (Multiplicative Attention)" },
+    { "003", "3.3 其他计算方法" },
+    { "003", "4. 经典注意力机制演进" },
+    { "003", "4.1 Bahdanau Attention (2014)" },
+    { "003", "4.2 Luong Attention (2015)" },
+    { "003", "4.3 自注意力机制 (Self-Attention)" },
+    { "003", "5. 注意力机制的优势与特点" },
+    { "003", "5.1 可解释性" },
+    { "003", "5.2 灵活性" },
+    { "003", "5.3 并行化" },
+    { "003", "5.4 长距离依赖建模" },
+    { "003", "6. 应用场景与效果" },
+    { "003", "6.1 机器翻译" },
+    { "003", "6.2 文档摘要" },
+    { "003", "6.3 图像描述生成" },
+    { "003", "6.4 问答系统" },
+    { "003", "7. 局限性与挑战" },
+    { "003", "7.1 计算复杂度" },
+    { "003", "7.2 注意力分散" },
+    { "003", "7.3 训练稳定性" },
+    { "003", "8. 总结与展望" },
+    { "003", "相关笔记" },
+    { "004", "1.简介" },
+    { "004", "2. Seq2seq模型概述" },
+    { "004", "Seq2seq模型结构" },
+    { "004", "Attention Mechanism" },
+    { "004", "Introduction of Attention Mechanism in Neural Networks" },
+    { "004", "Global Attention" },
+    { "004", "Local Attention" },
+    { "004", "Soft Attention" },
+    { "004", "3. 局部/全局/软注意力机制" },
+    { "004", "4. Seq2seq模型中的注意力机制" },
+    { "004", "2.注意力机制原理" },
+    { "004", "概念理解" },
+    { "004", "为何要引入注意力机制" },
+};
+
+/* The text of the "## <title>..." section of md (up to the next "## "
+ * line), as a new string the caller frees; NULL if there is none. */
+static char *md_section(const char *md, const char *title) {
+    const char *p = md;
+    while ((p = strstr(p, title)) != NULL && p != md && p[-1] != '\n') p++;
+    if (!p) return NULL;
+    const char *e = strstr(p + 1, "\n## ");
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    char *s = xmalloc(n + 1);
+    memcpy(s, p, n);
+    s[n] = 0;
+    return s;
+}
+
+/* Does md define the anchor id (len bytes) as <a id="id">? */
+static int md_anchor_defined(const char *md, const char *id, size_t len) {
+    char key[96];
+    if (len == 0 || len > 80) return 0;
+    snprintf(key, sizeof key, "<a id=\"%.*s\">", (int)len, id);
+    return strstr(md, key) != NULL;
+}
+
+/* Find the index row of one heading. Returns its offset in index, -1 if no
+ * row starts "| file | heading |", -2 if the row has no link or a link to
+ * an anchor md does not define. */
+static long index_row(const char *index, const char *md, const char *file,
+                      const char *heading) {
+    char key[512];
+    snprintf(key, sizeof key, "\n| %s | %s |", file, heading);
+    const char *p = strstr(index, key);
+    if (!p) return -1;
+    const char *end = strchr(p + 1, '\n'), *q = p;
+    if (!end) end = p + strlen(p);
+    int links = 0;
+    while ((q = strstr(q, "](#")) != NULL && q < end) {
+        const char *id = q + 3, *close = strchr(id, ')');
+        if (!close || close > end || !md_anchor_defined(md, id, (size_t)(close - id)))
+            return -2;
+        links++;
+        q = close;
+    }
+    return links ? (long)(p - index) : -2;
+}
+
+/* Every seed heading has an index row, in the notes' order, and every row
+ * links only to anchors NOTES.md defines. */
+static void tests_notes_index_rows(Tally *t, const char *md) {
+    const int n = (int)(sizeof seed_headings / sizeof seed_headings[0]);
+    char *index = md_section(md, "## Index");
+    if (!index) {
+        check(t, 0, "NOTES.md has an index (a \"## Index\" section)");
+        return;
+    }
+    int missing = 0, unlinked = 0, disorder = 0, rows = 0;
+    long last = -1;
+    for (int i = 0; i < n; i++) {
+        long at = index_row(index, md, seed_headings[i][0], seed_headings[i][1]);
+        if (at == -1) missing++;
+        if (at == -2) unlinked++;
+        if (at < 0)
+            printf("     heading %d of the list (file %s): %s\n", i + 1, seed_headings[i][0],
+                   at == -1 ? "no index row" : "a link to no anchor");
+        if (at >= 0 && at < last) disorder++;
+        if (at >= 0) last = at;
+    }
+    for (const char *p = index; (p = strstr(p, "\n| 00")) != NULL; p++) rows++;
+    check(t, missing == 0 && disorder == 0 && rows == n, "NOTES index: %d of %d seed "
+          "headings, %d out of order, %d rows", n - missing, n, disorder, rows);
+    check(t, unlinked == 0, "NOTES index: %d rows link to an undefined anchor", unlinked);
+    free(index);
+}
+
+/* One program's options, read from its chapter's table of Opt rows
+ * { "--name", OPT_KIND, value, lo, hi, choices, ... }. */
+typedef struct {
+    char name[32];
+    int takes;            /* 0: a flag, 1: a value, 2: one of choices */
+    char choices[200];    /* for 2: " word word ... " */
+} NoteOpt;
+
+typedef struct {
+    const char *prog;     /* "./seq2seq" */
+    NoteOpt opt[64];
+    int n;
+} NoteProg;
+
+/* Append the words of the NULL-ended array `ident` defined in one of the
+ * sources to out (" a b c "); 0 if no source defines it. */
+static int choice_words(char *out, size_t cap, const char *ident, char *const *srcs, int ns) {
+    char key[80];
+    snprintf(key, sizeof key, "%s[] = {", ident);
+    for (int k = 0; k < ns; k++) {
+        const char *p = srcs[k];
+        while (p && (p = strstr(p, key)) != NULL && p > srcs[k] && is_ident(p[-1])) p++;
+        if (!p) continue;
+        snprintf(out, cap, " ");
+        const char *end = strchr(p, '}');
+        for (const char *q = strchr(p, '"'); q && q < end; q = strchr(q + 1, '"')) {
+            const char *w = q + 1;
+            if ((q = strchr(w, '"')) == NULL) break;
+            size_t used = strlen(out);
+            snprintf(out + used, cap - used, "%.*s ", (int)(q - w), w);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Read the Opt rows of chapter source src into g; choices are looked up in
+ * all the sources (chapter 3's --task words live in chapter 1). */
+static void note_prog_read(NoteProg *g, const char *src, char *const *srcs, int ns) {
+    g->n = 0;
+    for (const char *p = src; src && (p = strstr(p, "{ \"--")) != NULL && g->n < 64; p++) {
+        const char *name = p + 3, *q = strchr(name, '"');
+        if (!q || strncmp(q, "\", OPT_", 7) != 0 || q - name >= 32) continue;
+        NoteOpt *o = &g->opt[g->n++];
+        snprintf(o->name, sizeof o->name, "%.*s", (int)(q - name), name);
+        o->takes = strncmp(q + 7, "FLAG", 4) == 0 ? 0 : strncmp(q + 7, "CHOICE", 6) == 0 ? 2 : 1;
+        o->choices[0] = 0;
+        if (o->takes != 2) continue;
+        const char *f = q + 7;
+        for (int commas = 0; commas < 4 && f; commas++) f = strchr(f + 1, ',');
+        char ident[64];
+        size_t len = 0;
+        while (f && *++f == ' ') {}
+        while (f && is_ident(f[len]) && len + 1 < sizeof ident) len++;
+        snprintf(ident, sizeof ident, "%.*s", (int)len, f ? f : "");
+        if (!choice_words(o->choices, sizeof o->choices, ident, srcs, ns))
+            o->choices[0] = 0;   /* unknown list: every value will be refused */
+    }
+}
+
+/* Is the command line cmd (a NOTES.md span starting "./") one the programs
+ * accept: a known program, then only options of its table, each with the
+ * value it takes (a choice from its list), up to a pipe or redirection?
+ * Returns NULL if so, else what is wrong (in a static buffer). */
+static const char *note_command_error(char *cmd, const NoteProg *progs, int np) {
+    static char why[96];
+    for (char *c = cmd; *c; c++) if (*c == '\n') *c = ' ';
+    char *tok = strtok(cmd, " ");
+    const NoteProg *g = NULL;
+    for (int k = 0; k < np; k++) if (strcmp(tok, progs[k].prog) == 0) g = &progs[k];
+    int tests = strcmp(tok, "./tests") == 0;
+    if (!g && !tests) {
+        snprintf(why, sizeof why, "%.16s: not a program", tok);
+        return why;
+    }
+    if (tests) return NULL;   /* ./tests [NAME]: any NAME is accepted (none may match) */
+    while ((tok = strtok(NULL, " ")) != NULL && !strchr("|;&>", tok[0])) {
+        const NoteOpt *o = NULL;
+        for (int k = 0; g && k < g->n; k++) if (strcmp(tok, g->opt[k].name) == 0) o = &g->opt[k];
+        if (g && strcmp(tok, "--help") == 0) continue;
+        if (!o) {
+            snprintf(why, sizeof why, "%.20s: no such option", tok);
+            return why;
+        }
+        if (o->takes == 0) continue;
+        char *v = strtok(NULL, " "), word[40];
+        snprintf(word, sizeof word, " %.36s ", v ? v : "");
+        if (!v || strchr("|;&>", v[0]) || (o->takes == 2 && !strstr(o->choices, word))) {
+            snprintf(why, sizeof why, "%.16s needs %s", o->name, o->takes == 2 ?
+                     "one of its choices" : "a value");
+            return why;
+        }
+    }
+    return NULL;
+}
+
+/* Every command NOTES.md quotes in backquotes (outside fenced blocks) that
+ * starts with "./" must be one the programs accept: the programs and their
+ * options come from the chapters' own option tables, so a renamed option
+ * fails here too. Which modes an option applies to is not checked (the
+ * tables give them as C expressions): only running a command shows that. */
+static void tests_notes_commands(Tally *t, const char *md) {
+    static const char *const files[] = { "attention.c", "seq2seq.c", "transformer.c" };
+    static const char *const names[] = { "./attention", "./seq2seq", "./transformer" };
+    static NoteProg progs[3];
+    char *srcs[3];
+    int tables = 1, quoted = 0, refused = 0;
+    for (int k = 0; k < 3; k++) srcs[k] = read_text(files[k]);
+    for (int k = 0; k < 3; k++) {
+        progs[k].prog = names[k];
+        note_prog_read(&progs[k], srcs[k], srcs, 3);
+        tables &= progs[k].n >= 3;
+    }
+    for (const char *p = md; *p; ) {
+        if ((p == md || p[-1] == '\n') && strncmp(p, "```", 3) == 0) {
+            const char *close = strstr(p + 3, "\n```");  /* a fenced block: no spans */
+            p = close ? close + 4 : p + strlen(p);
+            while (*p && *p != '\n') p++;
+            continue;
+        }
+        if (*p != '`') { p++; continue; }
+        const char *q = strchr(p + 1, '`');
+        if (!q) break;
+        if (strncmp(p + 1, "./", 2) == 0 && q - p < 400) {
+            char cmd[400];
+            snprintf(cmd, sizeof cmd, "%.*s", (int)(q - p - 1), p + 1);
+            char shown[32];
+            snprintf(shown, sizeof shown, "%.28s", cmd);
+            const char *why = note_command_error(cmd, progs, 3);
+            quoted++;
+            if (why) { refused++; printf("     `%s`: %s\n", shown, why); }
+        }
+        p = q + 1;
+    }
+    check(t, tables && quoted >= 10 && refused == 0, "NOTES.md quotes %d commands; the "
+          "programs would refuse %d of them", quoted, refused);
+    for (int k = 0; k < 3; k++) free(srcs[k]);
+}
+
+/* NOTES.md's index of the seed headings, and the commands it quotes. */
+static void tests_notes_index(Tally *t) {
+    char *md = read_text("NOTES.md");
+    if (!md) {
+        check(t, 0, "NOTES.md readable (run the tests from the repository root)");
+        return;
+    }
+    tests_notes_index_rows(t, md);
+    tests_notes_commands(t, md);
+    free(md);
+}
+
 /* ./tests runs every check; ./tests NAME reports (and counts) only the
  * checks whose line contains NAME: all still run, in under two seconds. */
 int main(int argc, char **argv) {
@@ -3907,6 +4234,7 @@ int main(int argc, char **argv) {
     tests_seq2seq(&t);
     tests_transformer(&t);
     tests_notes(&t);
+    tests_notes_index(&t);
     if (t.only && t.passed + t.failed == 0) {
         fprintf(stderr, "%s: no check's line contains '%s'\n", argv[0], t.only);
         return 2;
