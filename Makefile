@@ -6,6 +6,7 @@
 #   make sanitize   the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make omp        the same programs with OpenMP (optional; plain build ignores it)
 #   make experiments  every experiment NOTES.md quotes (several minutes)
+#   make report     every picture and table in one page, report/index.html
 #
 # CFLAGS may be overridden (make CFLAGS=-O2). The default -O3 -march=native
 # was measured against -O2 on the matmul kernels: see README.md, "Speed".
@@ -74,7 +75,13 @@ s2s-experiments: seq2seq
 # every experiment NOTES.md quotes, chapter by chapter (several minutes)
 experiments: s2s-experiments tf-experiments
 
+# every chapter's pictures and tables, with the commands that made them, in
+# one self-contained page: report/index.html (runs the experiments too)
+report: $(CHAPTERS)
+	mkdir -p report
+	./attention --report report
+
 clean:
 	rm -f attention seq2seq transformer tests tests-sanitize *-omp
 
-.PHONY: all run test bench sanitize omp clean experiments tf-experiments s2s-experiments
+.PHONY: all run test bench sanitize omp clean experiments tf-experiments s2s-experiments report

@@ -32,8 +32,9 @@
  *  11. why sqrt(d_k)?     the measurement behind the scaling (softmax_stats)
  *  12. fast kernels       appendix to section 1: the packed, register-tiled
  *                         matmul, a tanh that vectorises, blocked Adam
- *  13. the tour           main(): runs each lesson section on built-in data;
- *                         --bench times the kernels
+ *  13. the tour, report  main(): runs each lesson section on built-in data;
+ *                         --bench times the kernels; --report DIR runs every
+ *                         chapter's pictures and tables into one HTML page
  *
  * Conventions (the same in every chapter):
  *   - row-major flat arrays of double; a shape comment above every function;
@@ -1627,18 +1628,20 @@ static const char *opt_default(const Opt *o, char *buf) {
 /* --help, generated from the table: one entry per option, its value's
  * name, range or choices, the modes it applies to and its default. */
 /* print s at column 21, wrapped at spaces to end by column 80 */
-static void opt_usage_wrap(FILE *f, const char *s) {
-    while (*s) {
-        int n = (int)strlen(s);
+static void opt_usage_wrap(FILE *f, const char *head, const char *s, int len) {
+    const char *end = s + len;
+    do {
+        int n = (int)(end - s);
         if (n > 59) {                                  /* 80 - 21 columns per line */
             n = 59;
             while (n > 0 && s[n] != ' ') n--;
             if (n == 0) n = 59;
         }
-        fprintf(f, "  %-18s %.*s\n", "", n, s);
+        fprintf(f, "  %-18s %.*s\n", head, n, s);
+        head = "";
         s += n;
-        while (*s == ' ') s++;
-    }
+        while (s < end && *s == ' ') s++;
+    } while (s < end);
 }
 
 /* the modes an option applies to, as "only with A B" or, if shorter, "not
@@ -1674,10 +1677,10 @@ void opt_usage(const OptTable *t, FILE *f) {
         /* the help text, line by line; the first line beside the name */
         const char *h = o->help;
         int line = 0;
-        while (*h || line == 0) {
+        while (*h || line == 0) {                      /* each line wrapped at 80 */
             const char *nl = strchr(h, '\n');
             const int len = nl ? (int)(nl - h) : (int)strlen(h);
-            fprintf(f, "  %-18s %.*s\n", line ? "" : head, len, h);
+            opt_usage_wrap(f, line ? "" : head, h, len);
             h += len + (nl != NULL);
             line++;
         }
@@ -1691,7 +1694,7 @@ void opt_usage(const OptTable *t, FILE *f) {
         if (extra[0]) {
             char paren[490];
             snprintf(paren, sizeof paren, "(%s)", extra);
-            opt_usage_wrap(f, paren);
+            opt_usage_wrap(f, "", paren, (int)strlen(paren));
         }
     }
     fprintf(f, "  %-18s this text\n", "--help");
@@ -3423,7 +3426,8 @@ void adam_update(double *p, const double *g, double *m, double *v, int n, int t,
 }
 
 /* ========================================================================
- * 13. the tour: ./attention runs each lesson section on built-in data
+ * 13. the tour and the report: ./attention runs each lesson section on
+ *     built-in data; ./attention --report DIR runs every chapter's figures
  * ======================================================================== */
 #if !defined(TESTING) && !defined(ATTENTION_LIBRARY)
 /* chapter 1's own program: compiled only when attention.c is the file being
@@ -3850,13 +3854,263 @@ static void bench_attention(Rng *r) {
 }
 
 /* the tour runs on built-in data; --bench times the kernels instead */
-enum { MODE_TOUR, MODE_BENCH };
-static const char *const tour_modes[] = { "the tour", "--bench", NULL };
+/* ---- the report: every picture and table of NOTES.md on one page -----------
+ * `./attention --report DIR` (what `make report` runs) runs each command of
+ * report_runs[] with --svg DIR, keeps what it printed in DIR/<output>.txt,
+ * and writes DIR/index.html: one self-contained XHTML page (inline SVG, no
+ * script, nothing fetched) with each run's figures, the command that made
+ * them, a line on what they show, and the tables the run printed. The
+ * figures of a run are the files it reports as "  wrote DIR/name.svg"; each
+ * needs a line in report_figures[], so a new picture cannot go unexplained. */
+
+typedef struct {
+    const char *chapter;    /* a chapter's heading where one starts, else NULL */
+    const char *title;      /* what the run shows */
+    const char *command;    /* as a reader types it; DIR is the report's folder */
+    const char *output;     /* its stdout is kept as DIR/<output>.txt */
+    int open;               /* 1: its printed tables shown open, 0: folded */
+    const char *reading;    /* what to look at, in one line */
+} ReportRun;
+
+static const ReportRun report_runs[] = {
+    { "Chapter 1: the attention mechanism (attention.c)", "The tour of chapter 1",
+      "./attention --svg DIR", "attention", 0,
+      "the three steps on one query, the six score functions, why sqrt(d_k), soft vs "
+      "hard, global vs local, self-attention with its masks and heads" },
+    { "Chapter 2: seq2seq, Bahdanau and Luong (seq2seq.c)",
+      "A GRU encoder-decoder with Bahdanau attention learns to reverse",
+      "./seq2seq --svg DIR", "seq2seq", 0,
+      "the loss falls, the accuracy reaches 100%, and the alignment is the anti-diagonal "
+      "of reversal" },
+    { NULL, "Dates: a non-monotonic alignment", "./seq2seq --task date --svg DIR",
+      "seq2seq-date", 0,
+      "each output digit attends to the source word that holds it, wherever it is" },
+    { NULL, "Without attention, long sources fail", "./seq2seq --experiment length --svg DIR",
+      "seq2seq-length", 1,
+      "exact accuracy by source length: none falls as the source grows, Bahdanau holds" },
+    { NULL, "Attention as pooling for classification",
+      "./seq2seq --experiment pooling --svg DIR", "seq2seq-pooling", 1,
+      "last state, mean and attention pooling of an RNN's states on the same task" },
+    { NULL, "CNN + attention", "./seq2seq --experiment cnn --svg DIR", "seq2seq-cnn", 1,
+      "max, mean and attention pooling over a CNN's features beside the RNN's" },
+    { "Chapter 3: the Transformer (transformer.c)",
+      "The three Transformers on their toy tasks", "./transformer --svg DIR", "transformer", 0,
+      "encoder-decoder, BERT-style encoder and GPT-style decoder train; every head of "
+      "a layer in one picture" },
+    { NULL, "Positional encoding", "./transformer --experiment positions --steps 1500 --svg DIR",
+      "transformer-positions", 1,
+      "reversal needs positions: none fails, learned and sinusoidal succeed" },
+    { NULL, "How many heads?",
+      "./transformer --experiment heads --task sort --steps 1000 --svg DIR",
+      "transformer-heads", 1, "1, 2, 4 and 8 heads at the same width on sort" },
+    { NULL, "Self-attention costs O(n^2)", "./transformer --experiment cost --svg DIR",
+      "transformer-cost", 1,
+      "time and memory against length on log-log axes: the slope is the exponent" },
+};
+
+typedef struct {
+    const char *file, *reading;
+} ReportFigure;
+
+static const ReportFigure report_figures[] = {
+    { "attention-sqrt-dk.svg", "unscaled, the largest weight goes to 1 and the Jacobian "
+      "shrinks as d_k grows; divided by sqrt(d_k), neither moves" },
+    { "attention-local.svg", "global spreads weight over every source position; local-m "
+      "and local-p only inside a window of 2D+1 around p_t" },
+    { "attention-self-causal.svg", "the causal mask: query t reads keys 0..t, the rest is "
+      "masked (grey), so every row sums to 1 over its past" },
+    { "attention-self-padding.svg", "the padding mask: no query reads the two padded keys" },
+    { "attention-self-heads.svg", "two heads of one layer on one colour scale attend in "
+      "different ways; the two 'the' rows are equal in each" },
+};
+
+/* the reading of figure file, or NULL */
+static const char *report_reading(const char *file) {
+    const int n = (int)(sizeof report_figures / sizeof report_figures[0]);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(report_figures[i].file, file)) return report_figures[i].reading;
+    return NULL;
+}
+
+/* cmd with every "DIR" replaced by dir, into buf (n bytes) */
+static void report_command(char *buf, size_t n, const char *cmd, const char *dir) {
+    size_t k = 0;
+    for (const char *p = cmd; *p && k + 1 < n; ) {
+        if (!strncmp(p, "DIR", 3)) {
+            k += (size_t)snprintf(buf + k, n - k, "%s", dir);
+            p += 3;
+        } else buf[k++] = *p++;
+    }
+    buf[k < n ? k : n - 1] = '\0';
+}
+
+/* Run report_runs[k] with its stdout into DIR/<output>.txt (whole or not at
+ * all: written as .partial and renamed); exits 1 if the command fails. */
+static void report_run(const char *prog, const char *dir, int k, int n, time_t start) {
+    const ReportRun *r = &report_runs[k];
+    char cmd[1024], shell[2560], el[32], left[32];
+    report_command(cmd, sizeof cmd, r->command, dir);
+    const double t = wall_since(start);
+    fprintf(stderr, "report %d/%d: %s (%s elapsed, about %s left)\n", k + 1, n, cmd,
+            duration_text(el, sizeof el, t),
+            k ? duration_text(left, sizeof left, t / k * (n - k)) : "?");
+    snprintf(shell, sizeof shell, "%s > %s/%s.txt.partial", cmd, dir, r->output);
+    const int status = system(shell);
+    char *base = path_join(dir, r->output);
+    char *txt = xmalloc(strlen(base) + 16), *path = xmalloc(strlen(base) + 16);
+    sprintf(txt, "%s.txt", base);
+    sprintf(path, "%s.txt.partial", base);
+    free(base);
+    if (status != 0) {
+        fprintf(stderr, "%s: --report: '%s' failed (its message is above); what it "
+                "printed is in %s\n", prog, cmd, path);
+        exit(1);
+    }
+    if (rename(path, txt) != 0) {
+        fprintf(stderr, "%s: --report: cannot rename %s: %s\n", prog, path, strerror(errno));
+        exit(1);
+    }
+    free(path);
+    free(txt);
+}
+
+/* the figures of one run: every "  wrote DIR/NAME.svg" line of its output
+ * txt, inlined (without the XML declaration) with its reading; counts the
+ * figures without a reading in *unread */
+static void report_figures_of(FILE *f, const char *dir, char *txt, int *unread) {
+    for (char *line = txt; line && *line; ) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        const size_t n = strlen(line);
+        if (!strncmp(line, "  wrote ", 8) && n > 12 && !strcmp(line + n - 4, ".svg")) {
+            const char *name = strrchr(line, '/') ? strrchr(line, '/') + 1 : line + 8;
+            const char *reading = report_reading(name);
+            char why[512], *path = path_join(dir, name);
+            long len;
+            char *svg = read_text_file(path, 1L << 24, &len, why, sizeof why);
+            if (!svg) { fprintf(stderr, "error: --report: %s\n", why); exit(1); }
+            const char *body = strstr(svg, "<svg");
+            fprintf(f, "<figure id=\"%.*s\">\n%s<figcaption><code>", (int)strlen(name) - 4,
+                    name, body ? body : "");
+            svg_escape(f, name);
+            fprintf(f, "</code>: ");
+            svg_escape(f, reading ? reading : "(no reading: add one to report_figures[])");
+            fprintf(f, "</figcaption></figure>\n");
+            if (!reading) {
+                fprintf(stderr, "error: --report: %s has no reading in report_figures[] "
+                        "(attention.c)\n", name);
+                ++*unread;
+            }
+            free(svg);
+            free(path);
+        }
+        if (end) *end = '\n';
+        line = end ? end + 1 : NULL;
+    }
+}
+
+/* one run's section of the page: title, command, reading, figures, output */
+static void report_section(FILE *f, const char *dir, int k, int *unread) {
+    const ReportRun *r = &report_runs[k];
+    char cmd[1024], why[512], name[256];
+    report_command(cmd, sizeof cmd, r->command, dir);
+    if (r->chapter) {
+        fprintf(f, "<h2>");
+        svg_escape(f, r->chapter);
+        fprintf(f, "</h2>\n");
+    }
+    fprintf(f, "<section id=\"%s\">\n<h3>", r->output);
+    svg_escape(f, r->title);
+    fprintf(f, "</h3>\n<p class=\"cmd\"><code>");
+    svg_escape(f, cmd);
+    fprintf(f, "</code></p>\n<p>");
+    svg_escape(f, r->reading);
+    fprintf(f, "</p>\n");
+    snprintf(name, sizeof name, "%s.txt", r->output);
+    char *path = path_join(dir, name);
+    long len;
+    char *txt = read_text_file(path, 1L << 24, &len, why, sizeof why);
+    if (!txt) { fprintf(stderr, "error: --report: %s\n", why); exit(1); }
+    report_figures_of(f, dir, txt, unread);
+    fprintf(f, "<details%s><summary>what <code>", r->open ? " open=\"open\"" : "");
+    svg_escape(f, cmd);
+    fprintf(f, "</code> printed</summary>\n<pre>");
+    svg_escape(f, txt);
+    fprintf(f, "</pre></details>\n</section>\n");
+    free(txt);
+    free(path);
+}
+
+static const char report_style[] =
+    "body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;"
+    "line-height:1.4}pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:13px}"
+    "figure{margin:1em 0}figure svg{max-width:100%;height:auto;border:1px solid #ddd}"
+    "figcaption{font-size:14px;color:#333}p.cmd code{background:#eef;padding:2px 4px}"
+    "h2{border-bottom:2px solid #ccc;margin-top:2em}";
+
+/* DIR/index.html from the runs' outputs and pictures; returns how many
+ * figures lack a reading */
+static int report_page(const char *dir) {
+    const int n = (int)(sizeof report_runs / sizeof report_runs[0]);
+    int unread = 0;
+    char *path = path_join(dir, "index.html");
+    OutFile o = out_open(path);
+    fprintf(o.f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE html>\n"
+            "<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
+            "<meta charset=\"UTF-8\"/>\n<title>attention, by hand, in C: the report</title>\n"
+            "<style>%s</style>\n</head>\n<body>\n<h1>attention, by hand, in C: the report"
+            "</h1>\n<p>Every picture and table of NOTES.md's toy-data entries, made by the "
+            "commands shown (run from the repository: <code>make report</code>), in the "
+            "order of the chapters. Each run's printed output is kept beside its figures; "
+            "timings in it depend on the machine.</p>\n<ul>\n", report_style);
+    for (int k = 0; k < n; k++) {
+        fprintf(o.f, "<li><a href=\"#%s\">", report_runs[k].output);
+        svg_escape(o.f, report_runs[k].title);
+        fprintf(o.f, "</a></li>\n");
+    }
+    fprintf(o.f, "</ul>\n");
+    for (int k = 0; k < n; k++) report_section(o.f, dir, k, &unread);
+    fprintf(o.f, "</body>\n</html>\n");
+    out_close(&o);
+    free(path);
+    return unread;
+}
+
+/* ./attention --report DIR: refuse a folder name the shell would read as
+ * more than a name, or programs not built; then run everything, then the page */
+static void report_main(const char *prog, const char *dir) {
+    for (const char *c = dir; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("._/-", *c)) {
+            fprintf(stderr, "%s: --report %s: the folder's name may hold only letters, "
+                    "digits and . _ / - (it goes into shell commands)\n", prog, dir);
+            exit(2);
+        }
+    check_dir_writable(prog, "--report", dir);
+    const char *need[3] = { "./attention", "./seq2seq", "./transformer" };
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(need[i], "rb");
+        if (!f) {
+            fprintf(stderr, "%s: --report: %s is not here: build the programs first "
+                    "(make), and run this from the folder that holds them\n", prog, need[i]);
+            exit(2);
+        }
+        fclose(f);
+    }
+    const int n = (int)(sizeof report_runs / sizeof report_runs[0]);
+    const time_t start = time(NULL);
+    for (int k = 0; k < n; k++) report_run(prog, dir, k, n, start);
+    const int unread = report_page(dir);
+    printf("wrote %s/index.html: %d runs\n", dir, n);
+    if (unread) exit(1);
+}
+
+enum { MODE_TOUR, MODE_BENCH, MODE_REPORT };
+static const char *const tour_modes[] = { "the tour", "--bench", "--report", NULL };
 
 int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
     int seed = 1, bench = 0;
-    const char *svg = NULL;
+    const char *svg = NULL, *report = NULL;
     Opt opts[] = {
         { "--seed", OPT_INT, &seed, 0, 2147483647, NULL, 0, "N",
           "seed of the random data", 0 },
@@ -3865,11 +4119,16 @@ int main(int argc, char **argv) {
           "directory DIR (files of those names there are replaced)", 0 },
         { "--bench", OPT_FLAG, &bench, 0, 0, NULL, 0, "",
           "instead, time the matmul kernels and plain vs tiled attention", 0 },
+        { "--report", OPT_PATH, &report, 0, 0, NULL, 0, "DIR",
+          "instead, run every chapter's pictures and tables into DIR/index.html (what "
+          "make report does; needs ./seq2seq and ./transformer built)", 0 },
     };
     OptTable t = { argv[0], "  A guided tour of chapter 1 on built-in data.", NULL,
                    tour_modes, opts, (int)(sizeof opts / sizeof opts[0]) };
     opt_parse(&t, argc, argv);
-    opt_check_mode(&t, bench ? MODE_BENCH : MODE_TOUR);
+    if (bench && report) opt_fail(&t, "--bench and --report are two different runs: give one");
+    opt_check_mode(&t, report ? MODE_REPORT : bench ? MODE_BENCH : MODE_TOUR);
+    if (report) { report_main(argv[0], report); return 0; }
     if (svg) check_dir_writable(argv[0], "--svg", svg);
     Rng r;
     rng_seed(&r, (uint64_t)seed);
