@@ -890,12 +890,110 @@ double hard_attention_accuracy(Rng *r, const double *w, int T, int D, int n, dou
  *            exp(-(s - p)^2 / (2 sigma^2)), sigma = D / 2, so that the loss
  *            is differentiable in p and W_p, v_p learn where to look.
  * We number source positions 0..S-1, so local-p uses (S - 1) * sigmoid(...)
- * to keep p on the source.
+ * to keep p on the source. (In the functions below, T = S keys.)
+ *
+ * What the window saves: outside it every weight is 0, so nothing there
+ * needs computing. local_window() finds the window's n <= 2D + 1 positions,
+ * and local_m_window_forward() / local_p_window_forward() score, normalise
+ * and read only those: O(D) work per target step instead of O(T). Below
+ * them, local_p_attend_forward() is the same computation written into
+ * arrays over the whole source (zeros outside the window), the form chapter
+ * 2 keeps; the masked form of local-m, local_window_mask() + attend_forward()
+ * with a mask, scores all T keys and then throws all but n away: the same
+ * weights and context, bit for bit, at T/n times the score work.
  * ======================================================================== */
+
+/* The window: the positions i of 0..T-1 with |i - p| <= D. They are
+ * consecutive, so they are *lo, *lo + 1, .., *lo + n - 1; returns n, which is
+ * 2D + 1 in the middle, fewer where the window is clipped at an end of the
+ * source, and 0 where it misses the source (local-m at t > T - 1 + D). */
+int local_window(int *lo, double p, int D, int T) {
+    double first = ceil(p - D) - 1, last = floor(p + D) + 1;   /* a spare each side */
+    *lo = 0;
+    if (!(first <= T - 1 && last >= 0)) return 0;   /* off the source, or p is NaN */
+    int i = first > 0 ? (int)first : 0, h = last < T - 1 ? (int)last : T - 1;
+    while (i <= h && !(fabs(i - p) <= D)) i++;      /* the test itself decides the */
+    while (h >= i && !(fabs(h - p) <= D)) h--;      /* ends: p - D, i - p are rounded */
+    *lo = i;
+    return h - i + 1;
+}
 
 /* mask (T) = 1 where |i - p| <= D, else 0 */
 void local_window_mask(unsigned char *mask, double p, int D, int T) {
-    for (int i = 0; i < T; i++) mask[i] = fabs(i - p) <= D;
+    int lo, n = local_window(&lo, p, D, T);
+    for (int i = 0; i < T; i++) mask[i] = i >= lo && i < lo + n;
+}
+
+/* Local-m attention on its window only: global attention (attend_forward)
+ * over the n keys and values from row lo, (lo, n) = local_window(t, D, T):
+ *   a (n) = softmax_i score(q, k_{lo+i}),  c (Dv) = sum_i a_i v_{lo+i}
+ * q (Dq), Kp (T,P) and V (T,Dv) are the whole source; n scores, not T.
+ * cache: score_cache_size(s, n) doubles. n = 0 gives c = 0. */
+void local_m_window_forward(double *c, double *a, double *cache, const double *q,
+                            const double *Kp, const double *V, int lo, int n, int Dv,
+                            const Score *s) {
+    const int P = score_key_width(s);
+    attend_forward(c, a, cache, q, Kp + lo * P, V + lo * Dv, NULL, n, Dv, s);
+}
+
+/* forward was: attend_forward(c, a, cache, q, Kp + lo P, V + lo Dv, NULL, n, ..)
+ * so attend_backward on the same rows: dKp (T,P) and dV (T,Dv) receive
+ * gradient only in rows lo..lo+n-1. dq, dKp, dV may be NULL; work (2n + A). */
+void local_m_window_backward(double *dq, double *dKp, double *dV, Score *g,
+                             const double *dc, const double *q, const double *Kp,
+                             const double *V, const double *a, const double *cache,
+                             int lo, int n, int Dv, const Score *s, double *work) {
+    const int P = score_key_width(s);
+    attend_backward(dq, dKp ? dKp + lo * P : NULL, dV ? dV + lo * Dv : NULL, g, dc, q,
+                    Kp + lo * P, V + lo * Dv, a, cache, n, Dv, s, work);
+}
+
+/* local-p's Gaussian at position i: exp(-(i - p)^2 / (2 sigma^2)), sigma = D/2 */
+static double local_gaussian(int i, double p, int D) {
+    const double sigma = D / 2.0;
+    return exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
+}
+
+/* Local-p attention on its window only, (lo, n) = local_window(p, D, T):
+ *   align (n) = softmax_i score(q, k_{lo+i})
+ *   a (n)     = align_i * gaussian(lo + i),  sigma = D / 2
+ *   c (Dv)    = sum_i a_i v_{lo+i}
+ * q (Dq), Kp (T,P), V (T,Dv) the whole source; align and a are kept for the
+ * backward; cache: score_cache_size(s, n) doubles. D >= 1. */
+void local_p_window_forward(double *c, double *a, double *align, double *cache,
+                            const double *q, const double *Kp, const double *V, double p,
+                            int lo, int n, int D, int Dv, const Score *s) {
+    const int P = score_key_width(s);
+    score_forward(align, cache, q, Kp + lo * P, n, s);   /* n scores, not T */
+    softmax_forward(align, align, n);
+    for (int i = 0; i < n; i++) a[i] = align[i] * local_gaussian(lo + i, p, D);
+    weighted_sum_forward(c, a, V + lo * Dv, n, Dv);
+}
+
+/* Backward of local_p_window_forward; *dp += the gradient through the
+ * Gaussian (hand it to local_position_backward). dKp (T,P) and dV (T,Dv)
+ * receive gradient only in rows lo..lo+n-1; dq, dKp, dV may be NULL.
+ * work (2n + A) is scratch. */
+void local_p_window_backward(double *dq, double *dKp, double *dV, double *dp, Score *g,
+                             const double *dc, const double *q, const double *Kp,
+                             const double *V, const double *a, const double *align,
+                             const double *cache, double p, int lo, int n, int D, int Dv,
+                             const Score *s, double *work) {
+    const int P = score_key_width(s);
+    const double sigma = D / 2.0;
+    double *da = work, *de = work + n;
+    for (int i = 0; i < 2 * n; i++) work[i] = 0.0;
+    weighted_sum_backward(da, dV ? dV + lo * Dv : NULL, dc, a, V + lo * Dv, n, Dv);
+    for (int i = 0; i < n; i++) {
+        /* forward was: a_i = align_i g_i, g_i = exp(-(lo+i-p)^2 / (2 sigma^2))
+         * so dalign_i = da_i g_i and dp += da_i align_i g_i (lo+i - p) / sigma^2 */
+        double gi = local_gaussian(lo + i, p, D);
+        *dp += da[i] * align[i] * gi * (lo + i - p) / (sigma * sigma);
+        da[i] *= gi;
+    }
+    softmax_backward(de, da, align, n);   /* forward was: align = softmax(e) */
+    score_backward(dq, dKp ? dKp + lo * P : NULL, g, de, q, Kp + lo * P, cache, n, s,
+                   work + 2 * n);
 }
 
 /* p = (S - 1) sigmoid(v_p . tanh(h W_p)) for h (H); W_p (H,Ap), v_p (Ap).
@@ -927,43 +1025,37 @@ void local_position_backward(double *dh, double *dWp, double *dvp, double dp,
     linear_backward(dh, dWp, NULL, work, h, Wp, 1, H, Ap);
 }
 
-/* Local-p attention for one query q against prepared keys Kp (T,P):
+/* Local-p attention for one query q against prepared keys Kp (T,P), in
+ * arrays over the whole source:
  *   align = softmax over the window |i - p| <= D of score(q, k_i)
  *   a_i   = align_i * exp(-(i - p)^2 / (2 sigma^2)),  sigma = D / 2
  *   c     = sum_i a_i v_i
- * align, a (T) and mask (T) are kept for the backward. D >= 1. */
+ * It is local_p_window_forward with zeros written around the window, so it
+ * too scores only the window. align, a (T) and mask (T) are kept for the
+ * backward; cache as score_forward's for T keys is enough. D >= 1. */
 void local_p_attend_forward(double *c, double *a, double *align, unsigned char *mask,
                             double *cache, const double *q, const double *Kp,
                             const double *V, double p, int D, int T, int Dv,
                             const Score *s) {
-    double sigma = D / 2.0;
-    local_window_mask(mask, p, D, T);
-    score_forward(align, cache, q, Kp, T, s);
-    masked_softmax_forward(align, align, mask, T);
-    for (int i = 0; i < T; i++)
-        a[i] = align[i] * exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
-    weighted_sum_forward(c, a, V, T, Dv);
+    int lo, n = local_window(&lo, p, D, T);
+    for (int i = 0; i < T; i++) {
+        mask[i] = i >= lo && i < lo + n;
+        a[i] = align[i] = 0.0;                  /* outside the window: weight 0 */
+    }
+    local_p_window_forward(c, a + lo, align + lo, cache, q, Kp, V, p, lo, n, D, Dv, s);
 }
 
-/* Backward of local_p_attend_forward; *dp receives the gradient through the
- * Gaussian (hand it to local_position_backward). work (2T + A) is scratch. */
+/* Backward of local_p_attend_forward: local_p_window_backward on the same
+ * window; *dp receives the gradient through the Gaussian (hand it to
+ * local_position_backward). work (2T + A) is scratch. */
 void local_p_attend_backward(double *dq, double *dKp, double *dV, double *dp, Score *g,
                              const double *dc, const double *q, const double *Kp,
                              const double *V, const double *a, const double *align,
                              const double *cache, double p, int D, int T, int Dv,
                              const Score *s, double *work) {
-    double sigma = D / 2.0, *da = work, *de = work + T;
-    for (int i = 0; i < 2 * T; i++) work[i] = 0.0;
-    weighted_sum_backward(da, dV, dc, a, V, T, Dv);
-    for (int i = 0; i < T; i++) {
-        /* forward was: a_i = align_i g_i, g_i = exp(-(i-p)^2 / (2 sigma^2))
-         * so dalign_i = da_i g_i and dp += da_i align_i g_i (i - p) / sigma^2 */
-        double gi = exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
-        *dp += da[i] * align[i] * gi * (i - p) / (sigma * sigma);
-        da[i] *= gi;
-    }
-    softmax_backward(de, da, align, T);
-    score_backward(dq, dKp, g, de, q, Kp, cache, T, s, work + 2 * T);
+    int lo, n = local_window(&lo, p, D, T);
+    local_p_window_backward(dq, dKp, dV, dp, g, dc, q, Kp, V, a + lo, align + lo, cache, p,
+                            lo, n, D, Dv, s, work);
 }
 
 /* ========================================================================
@@ -3643,8 +3735,9 @@ static void tour_local(Rng *r, const char *dir) {
     for (int t = 0; t < S; t++) {
         const double *q = Q + t * DIM;
         attend_forward(c, glob + t * S, NULL, q, K, V, NULL, S, DIM, &s);
-        local_window_mask(mask, t, D, S);                       /* local-m: p = t */
-        attend_forward(c, locm + t * S, NULL, q, K, V, mask, S, DIM, &s);
+        int lo, n = local_window(&lo, t, D, S);                 /* local-m: p = t */
+        for (int i = 0; i < S; i++) locm[t * S + i] = 0.0;
+        local_m_window_forward(c, locm + t * S + lo, NULL, q, K, V, lo, n, DIM, &s);
         pt[t] = local_position_forward(z, q, Wp, vp, S, DIM, AP); /* local-p */
         local_p_attend_forward(c, locp + t * S, align, mask, NULL, q, K, V, pt[t], D, S,
                                DIM, &s);
