@@ -3719,6 +3719,31 @@ static void tour_local_svg(const char *dir, const double *glob, const double *lo
     free(W);
 }
 
+/* what section 5's window and section 4's hard pick save, counted: per
+ * target step, the keys each form scores and the value rows it reads into c,
+ * for local-m with D = 8 (timings: ./attention --bench) */
+static void tour_local_saving(void) {
+    enum { DW = 8 };
+    printf("  What each form computes per target step, local-m with D = %d (mean over\n"
+           "  t = 0..S-1; 'masked' scores all S keys and keeps the window's weights):\n", DW);
+    printf("  %6s | %-30s | %s\n", "", "keys scored", "value rows read");
+    printf("  %6s | %6s %7s %7s %7s | %6s %7s %7s\n", "S", "global", "masked", "window",
+           "hard", "global", "local", "hard");
+    for (int S = 64; S <= 4096; S *= 4) {
+        long total = 0;                 /* window sizes n, summed over t */
+        for (int t = 0; t < S; t++) {
+            int lo;
+            total += local_window(&lo, t, DW, S);
+        }
+        const double n = (double)total / S;
+        printf("  %6d | %6d %7d %7.3f %7d | %6d %7.3f %7d\n", S, S, S, n, S, S, n, 1);
+    }
+    printf("  The window scores at most 2D + 1 = %d keys whatever S is (fewer where it\n"
+           "  is clipped at the ends); masking scores all S and discards the rest.\n"
+           "  Hard attention still scores every key but reads one value row, not S.\n",
+           2 * DW + 1);
+}
+
 static void tour_local(Rng *r, const char *dir) {
     enum { S = 12, DIM = 4, D = 2, AP = 4 };
     printf("== 5. global vs local attention: %d source positions, window D = %d\n", S, D);
@@ -3753,6 +3778,7 @@ static void tour_local(Rng *r, const char *dir) {
     for (int t = 0; t < S; t++) printf(" %.1f", pt[t]);
     printf("\n  (untrained W_p, v_p: the positions are arbitrary until training moves them)\n");
     if (dir) tour_local_svg(dir, glob, locm, locp, S, tgt, src);
+    tour_local_saving();
     printf("\n");
 }
 
@@ -3942,6 +3968,87 @@ static void bench_attention(Rng *r) {
            "  longer fits in the caches and every pass over it goes to main memory.\n");
 }
 
+/* ---- ./attention --bench: what local and hard attention save, timed ---- */
+
+/* One query (row k of Q (nt, d)) attends over S keys K and values V (S, d)
+ * with the scaled dot score, at target step t: the forms of the tour's
+ * section 5 table. a (S), c (d), mask (S) are scratch. */
+typedef struct {
+    const double *Q, *K, *V;
+    double *a, *c;
+    unsigned char *mask;
+    int S, d, nt, D;
+    Score s;
+} BenchLocal;
+
+enum { BL_GLOBAL, BL_MASKED, BL_WINDOW, BL_HARD, BL_FORMS };
+
+static void bench_local_step(BenchLocal *b, int form, int k, int t) {
+    const double *q = b->Q + k * b->d;
+    int lo, n;
+    switch (form) {
+    case BL_GLOBAL:         /* every score, every value row */
+        attend_forward(b->c, b->a, NULL, q, b->K, b->V, NULL, b->S, b->d, &b->s); break;
+    case BL_MASKED:         /* every score, then the mask: local-m as chapter 2 runs it */
+        local_window_mask(b->mask, t, b->D, b->S);
+        attend_forward(b->c, b->a, NULL, q, b->K, b->V, b->mask, b->S, b->d, &b->s); break;
+    case BL_WINDOW:         /* the window's n <= 2D + 1 scores only */
+        n = local_window(&lo, t, b->D, b->S);
+        local_m_window_forward(b->c, b->a, NULL, q, b->K, b->V, lo, n, b->d, &b->s); break;
+    default:                /* hard, at inference: every score, argmax, one value row
+                               (the softmax keeps the order, so it is not needed) */
+        score_forward(b->a, NULL, q, b->K, b->S, &b->s);
+        hard_attention_forward(b->c, argmax(b->a, b->S), b->V, b->d);
+    }
+}
+
+/* seconds per target step of one form: the nt steps t = k S / nt, repeated
+ * until 5 ms have passed; the median of 5 such runs. *sink += a result. */
+static double bench_local_time(BenchLocal *b, int form, double *sink) {
+    double t[5];
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = seconds(), el;
+        long steps = 0;
+        do {
+            for (int k = 0; k < b->nt; k++) bench_local_step(b, form, k, k * b->S / b->nt);
+            steps += b->nt;
+            *sink += b->c[0];
+        } while ((el = seconds() - t0) < 0.005);
+        t[rep] = el / steps;
+    }
+    return median(t, 5);
+}
+
+static void bench_local(Rng *r) {
+    enum { D = 8, d = 64, STEPS = 256 };
+    printf("\nlocal and hard attention, one target step: scaled dot score, d = %d, local-m\n"
+           "with D = %d, up to %d steps t spread over 0..S-1; microseconds per step (median\n"
+           "of 5 runs). Keys scored per step: global, masked and hard S, window <= %d.\n",
+           d, D, STEPS, 2 * D + 1);
+    printf("  %6s | %9s %9s %9s %9s | %13s\n", "S", "global", "masked", "window", "hard",
+           "masked/window");
+    double sink = 0.0;
+    for (int S = 64; S <= 4096; S *= 2) {
+        BenchLocal b = { NULL, NULL, NULL, xcalloc_doubles(S), xcalloc_doubles(d),
+                         xmalloc((size_t)S), S, d, S < STEPS ? S : STEPS, D, { 0 } };
+        double *Q = xcalloc_doubles(b.nt * d), *K = xcalloc_doubles(S * d);
+        double *V = xcalloc_doubles(S * d), us[BL_FORMS];
+        rng_fill_normal(r, Q, b.nt * d, 1.0);
+        rng_fill_normal(r, K, S * d, 1.0);
+        rng_fill_normal(r, V, S * d, 1.0);
+        b.Q = Q; b.K = K; b.V = V;
+        score_bind(&b.s, NULL, SCORE_SCALED_DOT, d, d, 0);
+        for (int f = 0; f < BL_FORMS; f++) us[f] = 1e6 * bench_local_time(&b, f, &sink);
+        printf("  %6d | %9.2f %9.2f %9.2f %9.2f | %12.1fx\n", S, us[BL_GLOBAL], us[BL_MASKED],
+               us[BL_WINDOW], us[BL_HARD], us[BL_MASKED] / us[BL_WINDOW]);
+        free(Q); free(K); free(V); free(b.a); free(b.c); free(b.mask);
+    }
+    if (sink != sink) printf("(local attention: NaN)\n");   /* keeps the work alive */
+    printf("  Masked local-m and hard attention skip the exp() and the value rows of\n"
+           "  the positions they drop, but still score all S keys: their cost grows with\n"
+           "  S like global's. The window's does not: it scores and reads <= 2D + 1.\n");
+}
+
 /* the tour runs on built-in data; --bench times the kernels instead */
 enum { MODE_TOUR, MODE_BENCH };
 static const char *const tour_modes[] = { "the tour", "--bench", NULL };
@@ -3957,7 +4064,8 @@ int main(int argc, char **argv) {
           "also draw the tour's pictures as SVG files attention-*.svg in the existing "
           "directory DIR (files of those names there are replaced)", 0 },
         { "--bench", OPT_FLAG, &bench, 0, 0, NULL, 0, "",
-          "instead, time the matmul kernels and plain vs tiled attention", 0 },
+          "instead, time the matmul kernels, plain vs tiled attention,\n"
+          "and local and hard attention against global", 0 },
     };
     OptTable t = { argv[0], "  A guided tour of chapter 1 on built-in data.", NULL,
                    tour_modes, opts, (int)(sizeof opts / sizeof opts[0]) };
@@ -3969,6 +4077,7 @@ int main(int argc, char **argv) {
     if (bench) {
         bench_matmul(&r);
         bench_attention(&r);
+        bench_local(&r);
         return 0;
     }
     printf("attention.c: a tour of chapter 1 (seed %d)\n\n", seed);

@@ -1028,8 +1028,8 @@ static void test_local_window_equal(Tally *t, Rng *r) {
     check(t, fw == 0.0 && bw == 0.0, "local-m and local-p on the window only equal the masked"
           " computation over all %d keys (%d windows, every score): weights and context max "
           "diff %.1e, gradients %.1e (both 0: the same bits)", T, cases, fw, bw);
-    check(t, nan_diff == 0.0, "the windowed forms never read a key or value outside the "
-          "window: with those set to NaN the context changes by %.1e", nan_diff);
+    check(t, nan_diff == 0.0, "local-m and local-p on the window only never read a key or "
+          "value outside it: with those set to NaN the context changes by %.1e", nan_diff);
 }
 
 /* ---- soft vs hard: REINFORCE is unbiased ------------------------------------ */
