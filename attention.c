@@ -18,7 +18,8 @@
  *   2. the mechanism      score -> softmax -> weighted sum (attend_forward)
  *   3. score functions    dot, scaled dot, general, additive, concat, cosine
  *   4. soft vs hard       sampling a position, REINFORCE with a baseline
- *   5. global vs local    local-m (window at t), local-p (predicted p_t)
+ *   5. global vs local    local-m (window at t), local-p (predicted p_t),
+ *                         each computed on its 2D + 1 window only
  *   6. self-attention     Q = XW_q, K = XW_k, V = XW_v; scaled dot-product
  *                         attention with masks; the same in O(T) memory
  *                         (tiled, online softmax); multi-head attention
