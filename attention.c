@@ -896,12 +896,12 @@ double hard_attention_accuracy(Rng *r, const double *w, int T, int D, int n, dou
  * What the window saves: outside it every weight is 0, so nothing there
  * needs computing. local_window() finds the window's n <= 2D + 1 positions,
  * and local_m_window_forward() / local_p_window_forward() score, normalise
- * and read only those: O(D) work per target step instead of O(T). Below
- * them, local_p_attend_forward() is the same computation written into
- * arrays over the whole source (zeros outside the window), the form chapter
- * 2 keeps; the masked form of local-m, local_window_mask() + attend_forward()
- * with a mask, scores all T keys and then throws all but n away: the same
- * weights and context, bit for bit, at T/n times the score work.
+ * and read only those: O(D) work per target step instead of O(T).
+ * local_p_attend_forward() below is the same computation written into
+ * arrays as long as the source (zeros outside the window), the form chapter
+ * 2 keeps. Local-m can also be run as local_window_mask() + attend_forward()
+ * with the mask, as chapter 2 does: that scores all T keys and keeps n of
+ * them, the same weights and context bit for bit at T/n times the scoring.
  * ======================================================================== */
 
 /* The window: the positions i of 0..T-1 with |i - p| <= D. They are
@@ -960,7 +960,9 @@ static double local_gaussian(int i, double p, int D) {
  *   a (n)     = align_i * gaussian(lo + i),  sigma = D / 2
  *   c (Dv)    = sum_i a_i v_{lo+i}
  * q (Dq), Kp (T,P), V (T,Dv) the whole source; align and a are kept for the
- * backward; cache: score_cache_size(s, n) doubles. D >= 1. */
+ * backward; cache: score_cache_size(s, n) doubles. D >= 1. c jumps where a
+ * position enters or leaves the window (its Gaussian is e^-2 there, not 0);
+ * elsewhere it is smooth in p, and the backward is for the current window. */
 void local_p_window_forward(double *c, double *a, double *align, double *cache,
                             const double *q, const double *Kp, const double *V, double p,
                             int lo, int n, int D, int Dv, const Score *s) {
