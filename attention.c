@@ -18,7 +18,8 @@
  *   2. the mechanism      score -> softmax -> weighted sum (attend_forward)
  *   3. score functions    dot, scaled dot, general, additive, concat, cosine
  *   4. soft vs hard       sampling a position, REINFORCE with a baseline
- *   5. global vs local    local-m (window at t), local-p (predicted p_t)
+ *   5. global vs local    local-m (window at t), local-p (predicted p_t),
+ *                         each computed on its 2D + 1 window only
  *   6. self-attention     Q = XW_q, K = XW_k, V = XW_v; scaled dot-product
  *                         attention with masks; the same in O(T) memory
  *                         (tiled, online softmax); multi-head attention
@@ -891,12 +892,112 @@ double hard_attention_accuracy(Rng *r, const double *w, int T, int D, int n, dou
  *            exp(-(s - p)^2 / (2 sigma^2)), sigma = D / 2, so that the loss
  *            is differentiable in p and W_p, v_p learn where to look.
  * We number source positions 0..S-1, so local-p uses (S - 1) * sigmoid(...)
- * to keep p on the source.
+ * to keep p on the source. (In the functions below, T = S keys.)
+ *
+ * What the window saves: outside it every weight is 0, so nothing there
+ * needs computing. local_window() finds the window's n <= 2D + 1 positions,
+ * and local_m_window_forward() / local_p_window_forward() score, normalise
+ * and read only those: O(D) work per target step instead of O(T).
+ * local_p_attend_forward() below is the same computation written into
+ * arrays as long as the source (zeros outside the window), the form chapter
+ * 2 keeps. Local-m can also be run as local_window_mask() + attend_forward()
+ * with the mask, as chapter 2 does: that scores all T keys and keeps n of
+ * them, the same weights and context bit for bit at T/n times the scoring.
  * ======================================================================== */
+
+/* The window: the positions i of 0..T-1 with |i - p| <= D. They are
+ * consecutive, so they are *lo, *lo + 1, .., *lo + n - 1; returns n, which is
+ * 2D + 1 in the middle, fewer where the window is clipped at an end of the
+ * source, and 0 where it misses the source (local-m at t > T - 1 + D). */
+int local_window(int *lo, double p, int D, int T) {
+    double first = ceil(p - D) - 1, last = floor(p + D) + 1;   /* a spare each side */
+    *lo = 0;
+    if (!(first <= T - 1 && last >= 0)) return 0;   /* off the source, or p is NaN */
+    int i = first > 0 ? (int)first : 0, h = last < T - 1 ? (int)last : T - 1;
+    while (i <= h && !(fabs(i - p) <= D)) i++;      /* the test itself decides the */
+    while (h >= i && !(fabs(h - p) <= D)) h--;      /* ends: p - D, i - p are rounded */
+    *lo = i;
+    return h - i + 1;
+}
 
 /* mask (T) = 1 where |i - p| <= D, else 0 */
 void local_window_mask(unsigned char *mask, double p, int D, int T) {
-    for (int i = 0; i < T; i++) mask[i] = fabs(i - p) <= D;
+    int lo, n = local_window(&lo, p, D, T);
+    for (int i = 0; i < T; i++) mask[i] = i >= lo && i < lo + n;
+}
+
+/* Local-m attention on its window only: global attention (attend_forward)
+ * over the n keys and values from row lo, (lo, n) = local_window(t, D, T):
+ *   a (n) = softmax_i score(q, k_{lo+i}),  c (Dv) = sum_i a_i v_{lo+i}
+ * q (Dq), Kp (T,P) and V (T,Dv) are the whole source; n scores, not T.
+ * cache: score_cache_size(s, n) doubles. n = 0 gives c = 0. */
+void local_m_window_forward(double *c, double *a, double *cache, const double *q,
+                            const double *Kp, const double *V, int lo, int n, int Dv,
+                            const Score *s) {
+    const int P = score_key_width(s);
+    attend_forward(c, a, cache, q, Kp + lo * P, V + lo * Dv, NULL, n, Dv, s);
+}
+
+/* forward was: attend_forward(c, a, cache, q, Kp + lo P, V + lo Dv, NULL, n, ..)
+ * so attend_backward on the same rows: dKp (T,P) and dV (T,Dv) receive
+ * gradient only in rows lo..lo+n-1. dq, dKp, dV may be NULL; work (2n + A). */
+void local_m_window_backward(double *dq, double *dKp, double *dV, Score *g,
+                             const double *dc, const double *q, const double *Kp,
+                             const double *V, const double *a, const double *cache,
+                             int lo, int n, int Dv, const Score *s, double *work) {
+    const int P = score_key_width(s);
+    attend_backward(dq, dKp ? dKp + lo * P : NULL, dV ? dV + lo * Dv : NULL, g, dc, q,
+                    Kp + lo * P, V + lo * Dv, a, cache, n, Dv, s, work);
+}
+
+/* local-p's Gaussian at position i: exp(-(i - p)^2 / (2 sigma^2)), sigma = D/2 */
+static double local_gaussian(int i, double p, int D) {
+    const double sigma = D / 2.0;
+    return exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
+}
+
+/* Local-p attention on its window only, (lo, n) = local_window(p, D, T):
+ *   align (n) = softmax_i score(q, k_{lo+i})
+ *   a (n)     = align_i * gaussian(lo + i),  sigma = D / 2
+ *   c (Dv)    = sum_i a_i v_{lo+i}
+ * q (Dq), Kp (T,P), V (T,Dv) the whole source; align and a are kept for the
+ * backward; cache: score_cache_size(s, n) doubles. D >= 1. c jumps where a
+ * position enters or leaves the window (its Gaussian is e^-2 there, not 0);
+ * elsewhere it is smooth in p, and the backward is for the current window. */
+void local_p_window_forward(double *c, double *a, double *align, double *cache,
+                            const double *q, const double *Kp, const double *V, double p,
+                            int lo, int n, int D, int Dv, const Score *s) {
+    const int P = score_key_width(s);
+    score_forward(align, cache, q, Kp + lo * P, n, s);   /* n scores, not T */
+    softmax_forward(align, align, n);
+    for (int i = 0; i < n; i++) a[i] = align[i] * local_gaussian(lo + i, p, D);
+    weighted_sum_forward(c, a, V + lo * Dv, n, Dv);
+}
+
+/* Backward of local_p_window_forward; *dp += the gradient through the
+ * Gaussian (hand it to local_position_backward). dKp (T,P) and dV (T,Dv)
+ * receive gradient only in rows lo..lo+n-1; dq, dKp, dV may be NULL.
+ * work (2n + A) is scratch. */
+void local_p_window_backward(double *dq, double *dKp, double *dV, double *dp, Score *g,
+                             const double *dc, const double *q, const double *Kp,
+                             const double *V, const double *a, const double *align,
+                             const double *cache, double p, int lo, int n, int D, int Dv,
+                             const Score *s, double *work) {
+    const int P = score_key_width(s);
+    const double sigma = D / 2.0;
+    double *da = work, *de = work + n;
+    for (int i = 0; i < 2 * n; i++) work[i] = 0.0;
+    weighted_sum_backward(da, dV ? dV + lo * Dv : NULL, dc, a, V + lo * Dv, n, Dv);
+    for (int i = 0; i < n; i++) {
+        /* forward was: a_i = align_i g_i, g_i = exp(-(lo+i-p)^2 / (2 sigma^2))
+         * so dalign_i = da_i g_i and dp += da_i align_i g_i (lo+i - p) / sigma^2 */
+        double gi = local_gaussian(lo + i, p, D);
+        *dp += da[i] * align[i] * gi * (lo + i - p) / (sigma * sigma);
+        da[i] *= gi;
+    }
+    softmax_backward(de, da, align, n);   /* forward was: align = softmax(e) */
+    score_backward(dq, dKp ? dKp + lo * P : NULL, g, de, q, Kp + lo * P, cache, n, s,
+                   work + 2 * n);
 }
 
 /* p = (S - 1) sigmoid(v_p . tanh(h W_p)) for h (H); W_p (H,Ap), v_p (Ap).
@@ -928,43 +1029,37 @@ void local_position_backward(double *dh, double *dWp, double *dvp, double dp,
     linear_backward(dh, dWp, NULL, work, h, Wp, 1, H, Ap);
 }
 
-/* Local-p attention for one query q against prepared keys Kp (T,P):
+/* Local-p attention for one query q against prepared keys Kp (T,P), in
+ * arrays over the whole source:
  *   align = softmax over the window |i - p| <= D of score(q, k_i)
  *   a_i   = align_i * exp(-(i - p)^2 / (2 sigma^2)),  sigma = D / 2
  *   c     = sum_i a_i v_i
- * align, a (T) and mask (T) are kept for the backward. D >= 1. */
+ * It is local_p_window_forward with zeros written around the window, so it
+ * too scores only the window. align, a (T) and mask (T) are kept for the
+ * backward; cache as score_forward's for T keys is enough. D >= 1. */
 void local_p_attend_forward(double *c, double *a, double *align, unsigned char *mask,
                             double *cache, const double *q, const double *Kp,
                             const double *V, double p, int D, int T, int Dv,
                             const Score *s) {
-    double sigma = D / 2.0;
-    local_window_mask(mask, p, D, T);
-    score_forward(align, cache, q, Kp, T, s);
-    masked_softmax_forward(align, align, mask, T);
-    for (int i = 0; i < T; i++)
-        a[i] = align[i] * exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
-    weighted_sum_forward(c, a, V, T, Dv);
+    int lo, n = local_window(&lo, p, D, T);
+    for (int i = 0; i < T; i++) {
+        mask[i] = i >= lo && i < lo + n;
+        a[i] = align[i] = 0.0;                  /* outside the window: weight 0 */
+    }
+    local_p_window_forward(c, a + lo, align + lo, cache, q, Kp, V, p, lo, n, D, Dv, s);
 }
 
-/* Backward of local_p_attend_forward; *dp receives the gradient through the
- * Gaussian (hand it to local_position_backward). work (2T + A) is scratch. */
+/* Backward of local_p_attend_forward: local_p_window_backward on the same
+ * window; *dp receives the gradient through the Gaussian (hand it to
+ * local_position_backward). work (2T + A) is scratch. */
 void local_p_attend_backward(double *dq, double *dKp, double *dV, double *dp, Score *g,
                              const double *dc, const double *q, const double *Kp,
                              const double *V, const double *a, const double *align,
                              const double *cache, double p, int D, int T, int Dv,
                              const Score *s, double *work) {
-    double sigma = D / 2.0, *da = work, *de = work + T;
-    for (int i = 0; i < 2 * T; i++) work[i] = 0.0;
-    weighted_sum_backward(da, dV, dc, a, V, T, Dv);
-    for (int i = 0; i < T; i++) {
-        /* forward was: a_i = align_i g_i, g_i = exp(-(i-p)^2 / (2 sigma^2))
-         * so dalign_i = da_i g_i and dp += da_i align_i g_i (i - p) / sigma^2 */
-        double gi = exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
-        *dp += da[i] * align[i] * gi * (i - p) / (sigma * sigma);
-        da[i] *= gi;
-    }
-    softmax_backward(de, da, align, T);
-    score_backward(dq, dKp, g, de, q, Kp, cache, T, s, work + 2 * T);
+    int lo, n = local_window(&lo, p, D, T);
+    local_p_window_backward(dq, dKp, dV, dp, g, dc, q, Kp, V, a + lo, align + lo, cache, p,
+                            lo, n, D, Dv, s, work);
 }
 
 /* ========================================================================
@@ -3631,6 +3726,31 @@ static void tour_local_svg(const char *dir, const double *glob, const double *lo
     free(W);
 }
 
+/* what section 5's window and section 4's hard pick save, counted: per
+ * target step, the keys each form scores and the value rows it reads into c,
+ * for local-m with D = 8 (timings: ./attention --bench) */
+static void tour_local_saving(void) {
+    enum { DW = 8 };
+    printf("  What each form computes per target step, local-m with D = %d (mean over\n"
+           "  t = 0..S-1; 'masked' scores all S keys and keeps the window's weights):\n", DW);
+    printf("  %6s | %-30s | %s\n", "", "keys scored", "value rows read");
+    printf("  %6s | %6s %7s %7s %7s | %6s %7s %7s\n", "S", "global", "masked", "window",
+           "hard", "global", "local", "hard");
+    for (int S = 64; S <= 4096; S *= 4) {
+        long total = 0;                 /* window sizes n, summed over t */
+        for (int t = 0; t < S; t++) {
+            int lo;
+            total += local_window(&lo, t, DW, S);
+        }
+        const double n = (double)total / S;
+        printf("  %6d | %6d %7d %7.3f %7d | %6d %7.3f %7d\n", S, S, S, n, S, S, n, 1);
+    }
+    printf("  The window scores at most 2D + 1 = %d keys whatever S is (fewer where it\n"
+           "  is clipped at the ends); masking scores all S and discards the rest.\n"
+           "  Hard attention still scores every key but reads one value row, not S.\n",
+           2 * DW + 1);
+}
+
 static void tour_local(Rng *r, const char *dir) {
     enum { S = 12, DIM = 4, D = 2, AP = 4 };
     printf("== 5. global vs local attention: %d source positions, window D = %d\n", S, D);
@@ -3647,8 +3767,9 @@ static void tour_local(Rng *r, const char *dir) {
     for (int t = 0; t < S; t++) {
         const double *q = Q + t * DIM;
         attend_forward(c, glob + t * S, NULL, q, K, V, NULL, S, DIM, &s);
-        local_window_mask(mask, t, D, S);                       /* local-m: p = t */
-        attend_forward(c, locm + t * S, NULL, q, K, V, mask, S, DIM, &s);
+        int lo, n = local_window(&lo, t, D, S);                 /* local-m: p = t */
+        for (int i = 0; i < S; i++) locm[t * S + i] = 0.0;
+        local_m_window_forward(c, locm + t * S + lo, NULL, q, K, V, lo, n, DIM, &s);
         pt[t] = local_position_forward(z, q, Wp, vp, S, DIM, AP); /* local-p */
         local_p_attend_forward(c, locp + t * S, align, mask, NULL, q, K, V, pt[t], D, S,
                                DIM, &s);
@@ -3664,6 +3785,7 @@ static void tour_local(Rng *r, const char *dir) {
     for (int t = 0; t < S; t++) printf(" %.1f", pt[t]);
     printf("\n  (untrained W_p, v_p: the positions are arbitrary until training moves them)\n");
     if (dir) tour_local_svg(dir, glob, locm, locp, S, tgt, src);
+    tour_local_saving();
     printf("\n");
 }
 
@@ -3817,7 +3939,7 @@ static void bench_attention(Rng *r) {
     const int d = 64;
     printf("\nself-attention forward, d = %d: plain sdpa_forward keeps the (n,n) weights,\n"
            "tiled_attention_forward does not. Memory = what each needs beyond Q, K, V, out.\n", d);
-    printf("  %6s | %10s %12s %5s | %10s %12s %5s | %8s\n", "n", "plain ms", "plain MiB", "runs",
+    printf("  %6s | %9s %10s %4s | %9s %10s %4s | %8s\n", "n", "plain ms", "plain MiB", "runs",
            "tiled ms", "tiled MiB", "runs", "speed-up");
     for (int n = 256; n <= 16384; n *= 4) {
         double *Q = xcalloc_doubles(n * d), *K = xcalloc_doubles(n * d);
@@ -3843,7 +3965,7 @@ static void bench_attention(Rng *r) {
             tt[k] = seconds() - t0;
         }
         double mp = median(tp, runs_plain), mt = median(tt, runs_tiled);
-        printf("  %6d | %10.1f %12.3f %5d | %10.1f %12.3f %5d | %7.1fx\n", n, 1e3 * mp,
+        printf("  %6d | %9.1f %10.3f %4d | %9.1f %10.3f %4d | %7.1fx\n", n, 1e3 * mp,
                mib_plain, runs_plain, 1e3 * mt, mib_tiled, runs_tiled, mp / mt);
         free(lse); free(work); free(Q); free(K); free(V); free(out);
     }
@@ -3851,6 +3973,87 @@ static void bench_attention(Rng *r) {
            "  blocks plus one number per row (O(n)). Both do the same arithmetic on the\n"
            "  matmul kernel, so they take the same time until the plain (n,n) matrix no\n"
            "  longer fits in the caches and every pass over it goes to main memory.\n");
+}
+
+/* ---- ./attention --bench: what local and hard attention save, timed ---- */
+
+/* One query (row k of Q (nt, d)) attends over S keys K and values V (S, d)
+ * with the scaled dot score, at target step t: the forms of the tour's
+ * section 5 table. a (S), c (d), mask (S) are scratch. */
+typedef struct {
+    const double *Q, *K, *V;
+    double *a, *c;
+    unsigned char *mask;
+    int S, d, nt, D;
+    Score s;
+} BenchLocal;
+
+enum { BL_GLOBAL, BL_MASKED, BL_WINDOW, BL_HARD, BL_FORMS };
+
+static void bench_local_step(BenchLocal *b, int form, int k, int t) {
+    const double *q = b->Q + k * b->d;
+    int lo, n;
+    switch (form) {
+    case BL_GLOBAL:         /* every score, every value row */
+        attend_forward(b->c, b->a, NULL, q, b->K, b->V, NULL, b->S, b->d, &b->s); break;
+    case BL_MASKED:         /* every score, then the mask: local-m as chapter 2 runs it */
+        local_window_mask(b->mask, t, b->D, b->S);
+        attend_forward(b->c, b->a, NULL, q, b->K, b->V, b->mask, b->S, b->d, &b->s); break;
+    case BL_WINDOW:         /* the window's n <= 2D + 1 scores only */
+        n = local_window(&lo, t, b->D, b->S);
+        local_m_window_forward(b->c, b->a, NULL, q, b->K, b->V, lo, n, b->d, &b->s); break;
+    default:                /* hard, at inference: every score, argmax, one value row
+                               (the softmax keeps the order, so it is not needed) */
+        score_forward(b->a, NULL, q, b->K, b->S, &b->s);
+        hard_attention_forward(b->c, argmax(b->a, b->S), b->V, b->d);
+    }
+}
+
+/* seconds per target step of one form: the nt steps t = k S / nt, repeated
+ * until 5 ms have passed; the median of 5 such runs. *sink += a result. */
+static double bench_local_time(BenchLocal *b, int form, double *sink) {
+    double t[5];
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = seconds(), el;
+        long steps = 0;
+        do {
+            for (int k = 0; k < b->nt; k++) bench_local_step(b, form, k, k * b->S / b->nt);
+            steps += b->nt;
+            *sink += b->c[0];
+        } while ((el = seconds() - t0) < 0.005);
+        t[rep] = el / steps;
+    }
+    return median(t, 5);
+}
+
+static void bench_local(Rng *r) {
+    enum { D = 8, d = 64, STEPS = 256 };
+    printf("\nlocal and hard attention, one target step: scaled dot score, d = %d, local-m\n"
+           "with D = %d, up to %d steps t spread over 0..S-1; microseconds per step (median\n"
+           "of 5 runs). Keys scored per step: global, masked and hard S, window <= %d.\n",
+           d, D, STEPS, 2 * D + 1);
+    printf("  %6s | %9s %9s %9s %9s | %13s\n", "S", "global", "masked", "window", "hard",
+           "masked/window");
+    double sink = 0.0;
+    for (int S = 64; S <= 4096; S *= 2) {
+        BenchLocal b = { NULL, NULL, NULL, xcalloc_doubles(S), xcalloc_doubles(d),
+                         xmalloc((size_t)S), S, d, S < STEPS ? S : STEPS, D, { 0 } };
+        double *Q = xcalloc_doubles(b.nt * d), *K = xcalloc_doubles(S * d);
+        double *V = xcalloc_doubles(S * d), us[BL_FORMS];
+        rng_fill_normal(r, Q, b.nt * d, 1.0);
+        rng_fill_normal(r, K, S * d, 1.0);
+        rng_fill_normal(r, V, S * d, 1.0);
+        b.Q = Q; b.K = K; b.V = V;
+        score_bind(&b.s, NULL, SCORE_SCALED_DOT, d, d, 0);
+        for (int f = 0; f < BL_FORMS; f++) us[f] = 1e6 * bench_local_time(&b, f, &sink);
+        printf("  %6d | %9.2f %9.2f %9.2f %9.2f | %12.1fx\n", S, us[BL_GLOBAL], us[BL_MASKED],
+               us[BL_WINDOW], us[BL_HARD], us[BL_MASKED] / us[BL_WINDOW]);
+        free(Q); free(K); free(V); free(b.a); free(b.c); free(b.mask);
+    }
+    if (sink != sink) printf("(local attention: NaN)\n");   /* keeps the work alive */
+    printf("  Masked local-m and hard attention skip the exp() and the value rows of\n"
+           "  the positions they drop, but still score all S keys: their cost grows with\n"
+           "  S like global's. The window's does not: it scores and reads <= 2D + 1.\n");
 }
 
 /* the tour runs on built-in data; --bench times the kernels instead */
@@ -4107,6 +4310,25 @@ static void report_main(const char *prog, const char *dir) {
 enum { MODE_TOUR, MODE_BENCH, MODE_REPORT };
 static const char *const tour_modes[] = { "the tour", "--bench", "--report", NULL };
 
+/* the tour, section by section (pictures into svg if not NULL), or --bench */
+static void tour_or_bench(int seed, int bench, const char *svg) {
+    Rng r;
+    rng_seed(&r, (uint64_t)seed);
+    if (bench) {
+        bench_matmul(&r);
+        bench_attention(&r);
+        bench_local(&r);
+        return;
+    }
+    printf("attention.c: a tour of chapter 1 (seed %d)\n\n", seed);
+    tour_three_steps();
+    tour_scores(&r);
+    tour_scaling(&r, svg);
+    tour_hard(&r);
+    tour_local(&r, svg);
+    tour_self_attention(&r, svg);
+}
+
 int main(int argc, char **argv) {
     atexit(check_stdout_at_exit);
     int seed = 1, bench = 0;
@@ -4118,7 +4340,8 @@ int main(int argc, char **argv) {
           "also draw the tour's pictures as SVG files attention-*.svg in the existing "
           "directory DIR (files of those names there are replaced)", 0 },
         { "--bench", OPT_FLAG, &bench, 0, 0, NULL, 0, "",
-          "instead, time the matmul kernels and plain vs tiled attention", 0 },
+          "instead, time the matmul kernels, plain vs tiled attention, and local and "
+          "hard attention against global", 0 },
         { "--report", OPT_PATH, &report, 0, 0, NULL, 0, "DIR",
           "instead, run every chapter's pictures and tables into DIR/index.html (what "
           "make report does; needs ./seq2seq and ./transformer built)", 0 },
@@ -4130,20 +4353,7 @@ int main(int argc, char **argv) {
     opt_check_mode(&t, report ? MODE_REPORT : bench ? MODE_BENCH : MODE_TOUR);
     if (report) { report_main(argv[0], report); return 0; }
     if (svg) check_dir_writable(argv[0], "--svg", svg);
-    Rng r;
-    rng_seed(&r, (uint64_t)seed);
-    if (bench) {
-        bench_matmul(&r);
-        bench_attention(&r);
-        return 0;
-    }
-    printf("attention.c: a tour of chapter 1 (seed %d)\n\n", seed);
-    tour_three_steps();
-    tour_scores(&r);
-    tour_scaling(&r, svg);
-    tour_hard(&r);
-    tour_local(&r, svg);
-    tour_self_attention(&r, svg);
+    tour_or_bench(seed, bench, svg);
     return 0;
 }
 #endif /* chapter 1's program */

@@ -805,6 +805,233 @@ static void test_grad_local(Tally *t, Rng *r) {
     check(t, mid == 5 && edge == 3, "local window D = 2: %d positions at p = 5, %d at p = 0", mid, edge);
 }
 
+/* ---- local attention on its window only (issue 15) ----------------------- */
+
+/* local_window against its definition, |i - p| <= D, on every i: integer
+ * and fractional p, p at the exact ends of a window, off both ends of the
+ * source, D = 0 and D >= T */
+static void test_local_window(Tally *t, Rng *r) {
+    int bad = 0, too_big = 0, cases = 0;
+    for (int T = 1; T <= 12; T++)
+        for (int D = 0; D <= 13; D++)
+            for (int k = 0; k < 60; k++, cases++) {
+                double p = k < 30 ? k - 8 : k < 40 ? (k - 36) * 2.5 + 0.5
+                                  : -D - 3 + rng_uniform(r) * (T + 2 * D + 6);
+                int lo, n = local_window(&lo, p, D, T);
+                too_big += n > 2 * D + 1 || n < 0;
+                for (int i = 0; i < T; i++)
+                    bad += (i >= lo && i < lo + n) != (fabs(i - p) <= D);
+            }
+    int lo, n = local_window(&lo, NAN, 2, 9);
+    check(t, bad == 0 && too_big == 0 && n == 0, "local_window is the set |i - p| <= D: %d "
+          "wrong positions, %d windows over 2D + 1, over %d (T, D, p) with T = 1..12, D = 0..13,"
+          " p on and off the source; NaN p: %d positions", bad, too_big, cases, n);
+}
+
+/* one query, keys and values, and local attention on its window only */
+typedef struct {
+    Score s, gs;
+    int T, Dq, Dk, Dv, D, local_p;
+    double p, dp;            /* the window's centre: t (local-m) or p_t (local-p) */
+    double *q, *K, *V, *params, *Kp, *cache, *a, *align, *c, *g, *work;
+    double *dq, *dK, *dV, *dparams, *dKp;
+} WinCtx;
+
+static void win_fwd(WinCtx *c) {
+    int lo, n = local_window(&lo, c->p, c->D, c->T);
+    score_keys_forward(c->Kp, c->K, c->T, &c->s);
+    if (c->local_p)
+        local_p_window_forward(c->c, c->a, c->align, c->cache, c->q, c->Kp, c->V, c->p, lo, n,
+                               c->D, c->Dv, &c->s);
+    else
+        local_m_window_forward(c->c, c->a, c->cache, c->q, c->Kp, c->V, lo, n, c->Dv, &c->s);
+}
+static double win_loss(void *p) {
+    WinCtx *c = p;
+    win_fwd(c);
+    return dot_loss(c->g, c->c, c->Dv);
+}
+static void win_grad(void *p) {
+    WinCtx *c = p;
+    int lo, n = local_window(&lo, c->p, c->D, c->T);
+    win_fwd(c);
+    memset(c->dKp, 0, sizeof(double) * (size_t)(c->T * score_key_width(&c->s)));
+    if (c->local_p)
+        local_p_window_backward(c->dq, c->dKp, c->dV, &c->dp, &c->gs, c->g, c->q, c->Kp, c->V,
+                                c->a, c->align, c->cache, c->p, lo, n, c->D, c->Dv, &c->s,
+                                c->work);
+    else
+        local_m_window_backward(c->dq, c->dKp, c->dV, &c->gs, c->g, c->q, c->Kp, c->V, c->a,
+                                c->cache, lo, n, c->Dv, &c->s, c->work);
+    score_keys_backward(c->dK, &c->gs, c->dKp, c->K, c->T, &c->s);
+}
+
+static WinCtx win_make(Rng *r, int kind, int T, int D, double p, int local_p) {
+    WinCtx c;
+    memset(&c, 0, sizeof c);
+    c.T = T; c.D = D; c.p = p; c.local_p = local_p;
+    c.Dq = 3; c.Dk = kind == SCORE_GENERAL ? 4 : 3; c.Dv = 2;
+    int np = score_num_params(kind, c.Dq, c.Dk, 3);
+    c.params = xcalloc_doubles(np); c.dparams = xcalloc_doubles(np);
+    score_bind(&c.s, c.params, kind, c.Dq, c.Dk, 3);
+    score_bind(&c.gs, c.dparams, kind, c.Dq, c.Dk, 3);
+    int P = score_key_width(&c.s);
+    c.q = xcalloc_doubles(c.Dq); c.K = xcalloc_doubles(T * c.Dk); c.V = xcalloc_doubles(T * c.Dv);
+    c.dq = xcalloc_doubles(c.Dq); c.dK = xcalloc_doubles(T * c.Dk);
+    c.dV = xcalloc_doubles(T * c.Dv);
+    c.Kp = xcalloc_doubles(T * P); c.dKp = xcalloc_doubles(T * P);
+    c.cache = xcalloc_doubles(score_cache_size(&c.s, T));
+    c.a = xcalloc_doubles(T); c.align = xcalloc_doubles(T); c.c = xcalloc_doubles(c.Dv);
+    c.g = xcalloc_doubles(c.Dv); c.work = xcalloc_doubles(2 * T + 3);
+    rng_fill_normal(r, c.q, c.Dq, 1.0); rng_fill_normal(r, c.K, T * c.Dk, 1.0);
+    rng_fill_normal(r, c.V, T * c.Dv, 1.0); rng_fill_normal(r, c.params, np, 0.7);
+    rng_fill_uniform(r, c.g, c.Dv, -1, 1);
+    return c;
+}
+
+static void win_free(WinCtx *c) {
+    double *bufs[] = { c->q, c->K, c->V, c->params, c->Kp, c->cache, c->a, c->align, c->c,
+                       c->g, c->work, c->dq, c->dK, c->dV, c->dparams, c->dKp };
+    for (int i = 0; i < (int)(sizeof bufs / sizeof bufs[0]); i++) free(bufs[i]);
+}
+
+/* windows (T = 9): (centre, D) in the middle, clipped at either end, past
+ * the end, empty, of one key (D = 0) and wider than the source. Local-p's
+ * centres stay 0.3 or more from where a position enters the window, where
+ * its loss jumps (the Gaussian is e^-2 there, not 0). */
+static const double win_m_cases[][2] = { {4, 2}, {0, 2}, {8, 3}, {10, 2}, {12, 2}, {4, 0},
+                                         {0, 0}, {8, 0}, {4, 9} };
+static const double win_p_cases[][2] = { {4.3, 2}, {0.4, 2}, {8.6, 3}, {3.7, 1}, {6.5, 4},
+                                         {0.2, 1}, {8.9, 2}, {4.5, 9} };
+
+static void test_grad_local_window(Tally *t, Rng *r) {
+    for (int local_p = 0; local_p < 2; local_p++) {
+        const int ncase = local_p ? 8 : 9;
+        double e = 0.0;
+        const char *worst = "", *w;
+        for (int kind = 0; kind < SCORE_KINDS; kind++)
+            for (int k = 0; k < ncase; k++) {
+                const double *wc = local_p ? win_p_cases[k] : win_m_cases[k];
+                WinCtx c = win_make(r, kind, 9, (int)wc[1], wc[0], local_p);
+                int np = score_num_params(kind, c.Dq, c.Dk, 3);
+                Tensor ts[5] = { {"q", c.q, c.dq, c.Dq}, {"K", c.K, c.dK, 9 * c.Dk},
+                                 {"V", c.V, c.dV, 9 * c.Dv}, {"p", &c.p, &c.dp, 1},
+                                 {"score params", c.params, c.dparams, np} };
+                int nt = local_p ? 4 : 3;
+                if (np) ts[nt++] = ts[4];
+                double ei = gradcheck((Differentiable){ win_loss, win_grad, &c }, ts, nt, &w);
+                if (ei > e) { e = ei; worst = w; }
+                win_free(&c);
+            }
+        check(t, e <= 1e-7, "gradcheck %s on its window only (every score; T = 9, windows "
+              "in the middle, clipped at both ends, %s): max rel err %.2e (%s) <= 1e-7",
+              local_p ? "local-p, into p itself," : "local-m",
+              local_p ? "D = 1..9" : "past the end, empty, D = 0, D > T", e, worst);
+    }
+}
+
+/* Local-p the way it was first written, as the reference: every one of the
+ * T scores, a masked softmax over the window, the Gaussian, the weighted
+ * sum over all T values; and its backward over all T. cache for T keys;
+ * work (2T + A). */
+static void ref_local_p_forward(double *c, double *a, double *align, double *cache,
+                                const double *q, const double *Kp, const double *V, double p,
+                                int D, int T, int Dv, const Score *s) {
+    unsigned char mask[64];
+    double sigma = D / 2.0;
+    for (int i = 0; i < T; i++) mask[i] = fabs(i - p) <= D;
+    score_forward(align, cache, q, Kp, T, s);
+    masked_softmax_forward(align, align, mask, T);
+    for (int i = 0; i < T; i++)
+        a[i] = align[i] * exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
+    weighted_sum_forward(c, a, V, T, Dv);
+}
+static void ref_local_p_backward(double *dq, double *dKp, double *dV, double *dp, Score *g,
+                                 const double *dc, const double *q, const double *Kp,
+                                 const double *V, const double *a, const double *align,
+                                 const double *cache, double p, int D, int T, int Dv,
+                                 const Score *s, double *work) {
+    double sigma = D / 2.0, *da = work, *de = work + T;
+    for (int i = 0; i < 2 * T; i++) work[i] = 0.0;
+    weighted_sum_backward(da, dV, dc, a, V, T, Dv);
+    for (int i = 0; i < T; i++) {
+        double gi = exp(-(i - p) * (i - p) / (2.0 * sigma * sigma));
+        *dp += da[i] * align[i] * gi * (i - p) / (sigma * sigma);
+        da[i] *= gi;
+    }
+    softmax_backward(de, da, align, T);
+    score_backward(dq, dKp, g, de, q, Kp, cache, T, s, work + 2 * T);
+}
+
+/* biggest |x - y| over the window's weights (x (n) against y (T) from lo),
+ * and over y outside the window (which must be 0) */
+static double win_weights_diff(const double *x, const double *y, int lo, int n, int T) {
+    double m = 0.0;
+    for (int i = 0; i < T; i++)
+        m = fmax(m, fabs((i >= lo && i < lo + n ? x[i - lo] : 0.0) - y[i]));
+    return m;
+}
+
+/* The windowed forward and backward against the masked full computation:
+ * local-m against attend_forward/attend_backward with local_window_mask,
+ * local-p against the reference above; the same weights, context and
+ * gradients, bit for bit. Then the keys and values outside the window are
+ * set to NaN: the windowed forms never read them, so nothing changes. */
+static void test_local_window_equal(Tally *t, Rng *r) {
+    enum { T = 9 };
+    double fw = 0.0, bw = 0.0, nan_diff = 0.0;
+    int cases = 0;
+    for (int local_p = 0; local_p < 2; local_p++)
+        for (int kind = 0; kind < SCORE_KINDS; kind++)
+            for (int k = 0; k < (local_p ? 8 : 9); k++, cases++) {
+                const double *wc = local_p ? win_p_cases[k] : win_m_cases[k];
+                WinCtx c = win_make(r, kind, T, (int)wc[1], wc[0], local_p);
+                WinCtx f = win_make(r, kind, T, (int)wc[1], wc[0], local_p);
+                const int P = score_key_width(&c.s), np = score_num_params(kind, 3, c.Dk, 3);
+                memcpy(f.q, c.q, sizeof(double) * 3); memcpy(f.V, c.V, sizeof(double) * T * 2);
+                memcpy(f.K, c.K, sizeof(double) * (size_t)(T * c.Dk));
+                memcpy(f.params, c.params, sizeof(double) * (size_t)np);
+                memcpy(f.g, c.g, sizeof(double) * 2);
+                int lo, n = local_window(&lo, c.p, c.D, T);
+                unsigned char mask[T];
+                local_window_mask(mask, c.p, c.D, T);
+                win_grad(&c);              /* windowed: forward, then backward */
+                score_keys_forward(f.Kp, f.K, T, &f.s);
+                if (local_p) {
+                    ref_local_p_forward(f.c, f.a, f.align, f.cache, f.q, f.Kp, f.V, f.p, f.D,
+                                        T, 2, &f.s);
+                    ref_local_p_backward(f.dq, f.dKp, f.dV, &f.dp, &f.gs, f.g, f.q, f.Kp, f.V,
+                                         f.a, f.align, f.cache, f.p, f.D, T, 2, &f.s, f.work);
+                    fw = fmax(fw, win_weights_diff(c.align, f.align, lo, n, T));
+                    bw = fmax(bw, fabs(c.dp - f.dp));
+                } else {
+                    attend_forward(f.c, f.a, f.cache, f.q, f.Kp, f.V, mask, T, 2, &f.s);
+                    attend_backward(f.dq, f.dKp, f.dV, &f.gs, f.g, f.q, f.Kp, f.V, f.a, f.cache,
+                                    T, 2, &f.s, f.work);
+                }
+                score_keys_backward(f.dK, &f.gs, f.dKp, f.K, T, &f.s);
+                fw = fmax(fw, fmax(win_weights_diff(c.a, f.a, lo, n, T), max_abs_diff(c.c, f.c, 2)));
+                bw = fmax(bw, fmax(max_abs_diff(c.dq, f.dq, 3), max_abs_diff(c.dKp, f.dKp, T * P)));
+                bw = fmax(bw, fmax(max_abs_diff(c.dV, f.dV, T * 2),
+                                   max_abs_diff(c.dparams, f.dparams, np)));
+                bw = fmax(bw, max_abs_diff(c.dK, f.dK, T * c.Dk));
+                /* NaN outside the window: the windowed forward still gives f.c */
+                for (int i = 0; i < T; i++) {
+                    if (i >= lo && i < lo + n) continue;
+                    for (int j = 0; j < c.Dk; j++) c.K[i * c.Dk + j] = NAN;
+                    for (int j = 0; j < 2; j++) c.V[i * 2 + j] = NAN;
+                }
+                win_fwd(&c);
+                nan_diff = all_finite(c.c, 2) ? fmax(nan_diff, max_abs_diff(c.c, f.c, 2)) : 1.0;
+                win_free(&c); win_free(&f);
+            }
+    check(t, fw == 0.0 && bw == 0.0, "local-m and local-p on the window only equal the masked"
+          " computation over all %d keys (%d windows, every score): weights and context max "
+          "diff %.1e, gradients %.1e (both 0: the same bits)", T, cases, fw, bw);
+    check(t, nan_diff == 0.0, "local-m and local-p on the window only never read a key or "
+          "value outside it: with those set to NaN the context changes by %.1e", nan_diff);
+}
+
 /* ---- soft vs hard: REINFORCE is unbiased ------------------------------------ */
 
 static void test_reinforce(Tally *t, Rng *r) {
@@ -1652,6 +1879,13 @@ static void tests_attention(Tally *t) {
     test_additive_value(t, &r);
     test_one_key(t, &r);
     test_grad_local(t, &r);
+    {
+        Rng rw;               /* its own stream: the tests after it see the same data */
+        rng_seed(&rw, 15);
+        test_local_window(t, &rw);
+        test_grad_local_window(t, &rw);
+        test_local_window_equal(t, &rw);
+    }
     test_reinforce(t, &r);
     test_grad_mha(t, &r);
     test_mha_properties(t, &r);
