@@ -1909,9 +1909,9 @@ static void s2s_test_training(Tally *t) {
     s2s_data_build(&test, 200, &r, &tk, 1);
     S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
     double t0 = seconds();
-    s2s_train(&m, &run, &bt, &r, &tk, &tc);
+    s2s_train(&m, &run, &bt, &r, &tk, &tc, NULL);
     int out[32 * 7];
-    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL);
+    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL, NULL);
     check(t, acc.seq_acc >= 0.9,
           "reverse, length 6, 5 symbols, %d steps (%.1f s): held-out exact %.1f%% >= 90%% "
           "(chance 5^-6 = 0.006%%), tokens %.1f%%", tc.steps, seconds() - t0,
@@ -2350,7 +2350,8 @@ static void s2s_data_ctx_free(S2sDataCtx *k) {
  * word by word: each decoded alone, its nearest pronunciation found by hand */
 static void s2s_check_rates(Tally *t, S2sDataCtx *k, const char *which) {
     const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
-                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out);
+                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out,
+                                        NULL);
     const S2sData *dv = &k->pd.part[SPLIT_DEV];
     long edits = 0, ref_len = 0;
     int wrong = 0, work[80], pred[80], plen;
@@ -2387,11 +2388,12 @@ static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
     s2s_run_build(&k->run, &c, 16, d->Tmax, d->Nmax + 2);
     s2s_batch_build(&k->bt, 16, d->Tmax, d->Nmax + 2);
     s2s_check_rates(t, k, "untrained");
-    const S2sDataTrain tc = { 300, 1e-2, 1.0, 0, 100, 0, NULL };
+    const S2sDataTrain tc = { 300, 1e-2, 1.0, 0, 100, 0, NULL, NULL, NULL, NULL };
     const double t0 = seconds();
     const S2sDataResult res = s2s_data_train(&k->m, &k->run, &k->bt, &r, &k->pd, &tc, k->out);
     const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
-                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out);
+                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out,
+                                        NULL);
     check(t, res.steps == 300 && res.last_loss < 0.5 * res.first_loss && res.per < 0.5,
           "--data on a 400-word file the test wrote, %d steps (%.1f s): loss %.3f -> %.3f, "
           "best dev PER %.1f%% at step %d", res.steps, seconds() - t0, res.first_loss,
