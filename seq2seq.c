@@ -2099,7 +2099,7 @@ double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *
         if (w && w->what) {
             char rate[32];
             const double el = seconds() - t0;
-            snprintf(rate, sizeof rate, "%.0f tokens/s", alltok / (el > 0 ? el : 1e-9));
+            snprintf(rate, sizeof rate, "%.0f tok/s", alltok / (el > 0 ? el : 1e-9));
             progress_step(&pr, s, rate);
         }
         if (s % window != 0 && s != tc->steps) continue;
@@ -2493,7 +2493,7 @@ static void s2s_data_progress(const S2sDataRun *st, const S2sDataTrain *tc, int 
                               double done) {
     char e[32], l[32];
     const double busy = seconds() - st->t0;
-    fprintf(stderr, "  step %d/%d: loss %.4f, %.0f tokens/s, %s elapsed, about %s left\n", s,
+    fprintf(stderr, "  step %d/%d: loss %.4f, %.0f tok/s, %s elapsed, about %s left\n", s,
             tc->steps, st->wloss / st->wn, busy > 0 ? st->tokens / busy : 0.0,
             duration_text(e, sizeof e, el),
             duration_text(l, sizeof l, done > 0 ? el / done - el : 0.0));
@@ -3316,9 +3316,13 @@ static void s2s_data_test(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sP
         const ErrorRate e = s2s_error_rates(r, bt, m, d, pd->group[SPLIT_TEST],
                                             pd->ngroup[SPLIT_TEST], k, out, k == 1
                                             ? "test, greedy, word" : "test, beam, word");
-        printf("  %-7s PER %6.2f%%  WER %6.2f%%  (%ld edits / %ld phonemes, %d of %d words "
-               "wrong)\n", k == 1 ? "greedy" : "beam", 100 * error_rate_per(&e),
-               100 * error_rate_wer(&e), e.edits, e.ref_len, e.wrong, e.words);
+        char head[80], tail[160];                /* one line, or two if that is too wide */
+        snprintf(head, sizeof head, "  %-7s PER %6.2f%%  WER %6.2f%%", k == 1 ? "greedy" : "beam",
+                 100 * error_rate_per(&e), 100 * error_rate_wer(&e));
+        snprintf(tail, sizeof tail, "(%ld edits / %ld phonemes, %d of %d words wrong)", e.edits,
+                 e.ref_len, e.wrong, e.words);
+        printf("%s%s%s\n", head, strlen(head) + 2 + strlen(tail) > S2S_COLUMNS ? "\n          "
+               : "  ", tail);
         if (k > 1) printf("  (beam width %d)\n", k);
         fprintf(stderr, "the %s test decode took %.1f s\n", k == 1 ? "greedy" : "beam",
                 seconds() - t0);
@@ -3386,7 +3390,7 @@ static void s2s_data_fit(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData
     s2s_stop_if_diverged(m);
     fprintf(stderr, "training took %.0f s of wall-clock time (%d steps)\n", res.seconds,
             res.steps);
-    printf("trained %d steps; kept step %d, the best dev PER: %.2f%% (WER %.2f%%)\n\n",
+    printf("trained %d steps; kept step %d, the best dev PER: %.2f%% (WER %.2f%%)\n",
            res.steps, res.best_step, 100 * res.per, 100 * res.wer);
     if (rec) {
         static const char *const names[2] = { "dev PER", "dev WER" };
@@ -3396,6 +3400,7 @@ static void s2s_data_fit(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData
                  S2S_CURVE_EVERY, o->eval_every, desc);
         s2s_write_curve(o->svg, stem, title, &loss, "dev error rate (%)", rate, names, 2);
     }
+    printf("\n");
     curve_free(&loss); curve_free(&rate[0]); curve_free(&rate[1]);
 }
 
@@ -4085,10 +4090,11 @@ static void s2s_bench_config(int k, int warm, int steps) {
     }
     char desc[200];
     const double med = median(ms, steps);   /* run.ntok: target tokens (EOS too) */
-    printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
-           run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.p.num_params);
-    printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
-           "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
+    s2s_wrapf("           ", "  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n",
+              med, run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c),
+              m.p.num_params);
+    printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 \\\n"
+           "               --vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
     free(ms);
     s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
 }
@@ -4120,11 +4126,11 @@ static void s2s_bench_default(void) {
         }
     }
     if (hit >= 0)
-        printf("  the default example (./seq2seq) reached 99%% held-out exact-sequence accuracy "
-               "after %d steps, %.1f s of training\n", s, hit);
+        s2s_wrapf("    ", "  the default example (./seq2seq) reached 99%% held-out "
+                  "exact-sequence accuracy after %d steps, %.1f s of training\n", s, hit);
     else
-        printf("  the default example did not reach 99%% in its %d steps (%.1f s)\n",
-               o.train.steps, train_s);
+        s2s_wrapf("    ", "  the default example did not reach 99%% in its %d steps (%.1f s)\n",
+                  o.train.steps, train_s);
     s2s_session_free(&se);
 }
 
