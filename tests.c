@@ -1931,6 +1931,47 @@ static void s2s_test_training(Tally *t) {
     s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
 }
 
+/* What --svg records (S2sWatch: the loss of each window, the greedy
+ * held-out accuracy after it) must not change the training: the same seed
+ * with and without it ends with the same parameters to the bit and the
+ * same returned loss, and the last recorded accuracy is what a decode of
+ * the held-out set after training gives. */
+static void s2s_test_watch(Tally *t) {
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 8, 16, 16, 0 };
+    S2sTask tk = { TASK_REVERSE, 6, 6, 8 };
+    const S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
+    S2sModel m[2];
+    S2sRun run;
+    S2sBatch bt;
+    S2sData test;
+    Rng r, rd;
+    int out[32 * 7];
+    double loss[2];
+    Curve lc = { 0 }, ec = { 0 }, kc = { 0 };
+    rng_seed(&rd, 5);
+    s2s_data_build(&test, 100, &rd, &tk, 1);
+    s2s_run_build(&run, &c, 32, 6, 7);
+    s2s_batch_build(&bt, 32, 6, 7);
+    for (int k = 0; k < 2; k++) {
+        const S2sWatch w = { NULL, &lc, &ec, &kc, &test, out };
+        rng_seed(&r, 9);
+        s2s_build(&m[k], &c, &r);
+        loss[k] = s2s_train(&m[k], &run, &bt, &r, &tk, &tc, k ? &w : NULL);
+    }
+    const S2sAccuracy acc = s2s_evaluate(&run, &bt, &m[1], &test, 1, out, NULL, NULL, NULL);
+    const int same = !memcmp(m[0].p.params, m[1].p.params,
+                             sizeof(double) * (size_t)m[0].p.num_params);
+    check(t, same && loss[0] == loss[1] && lc.n == 10 && ec.n == 10 && kc.n == 10 &&
+          lc.x[9] == 150 && lc.y[9] == loss[1] && ec.y[9] == 100 * acc.seq_acc &&
+          kc.y[9] == 100 * acc.tok_acc,
+          "--svg's curves (%d points, held-out exact %.1f%% at step %.0f) leave the training "
+          "as it was: same parameters to the bit, same loss %.4f", ec.n, ec.n ? ec.y[ec.n - 1] : 0,
+          ec.n ? ec.x[ec.n - 1] : 0, loss[1]);
+    curve_free(&lc); curve_free(&ec); curve_free(&kc);
+    s2s_free(&m[0]); s2s_free(&m[1]);
+    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run);
+}
+
 /* ---- chapter 2: pooling for classification ------------------------------- */
 
 typedef struct {
@@ -2490,6 +2531,7 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_cnn(t, 3);
     s2s_test_cnn(t, 7);
     s2s_test_training(t);
+    s2s_test_watch(t);
     s2s_test_pair_data(t);
     S2sDataCtx k;
     s2s_test_data_training(t, &k);
