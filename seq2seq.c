@@ -3612,8 +3612,9 @@ static void s2s_length_table(const S2sOptions *o, const int *ok, const int *n,
             if (!diverged[k]) s[ns++] = curve_series(&cv[k], s2s_attention_names[k]);
         char title[200], xa[64], *path = s2s_svg_path(o->svg, "length", "");
         snprintf(title, sizeof title, "held-out exact-sequence accuracy by source length: "
-                 "%s, %d steps of %d each, %s cells, hidden %d", s2s_task_names[tk->task],
-                 o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H);
+                 "%s, %d steps of %d each, %s cells, hidden %d%s", s2s_task_names[tk->task],
+                 o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H,
+                 ns ? "" : " (every model diverged: no lines)");
         snprintf(xa, sizeof xa, w > 1 ? "source length (centre of a bucket of %d)"
                  : "source length", w);
         const ChartSvg cs = { title, xa, "exact-sequence accuracy (%)", 0, 0 };
@@ -3985,6 +3986,7 @@ static void s2s_cnn_show_weights(const S2sOptions *o, const int *tok, const int 
     for (int m = 0; m < nh; m++) printf("  column %d: %s\n", m + 1, rows[m]);
     if (nh) s2s_heatmap("row: position and input token, column: model; each column sums to 1",
                         side, T, nh, plab, mlab);
+    else printf("  (every attending model diverged: no weights to show)\n");
     if (o->svg && nh) {
         char *path = s2s_svg_path(o->svg, "cnn", "-weights");
         snprintf(title, sizeof title, "pooling weights of held-out example %d (label %c; a CNN "
