@@ -5,7 +5,7 @@
  *     cc -O2 seq2seq.c -lm -o seq2seq && ./seq2seq
  *     ./seq2seq --help
  *     ./seq2seq --attention none            the vanilla encoder-decoder
- *     ./seq2seq --task date --svg date.svg  a non-monotonic alignment, as a picture
+ *     ./seq2seq --task date --svg figs      a non-monotonic alignment and the curves, as SVG
  *     ./seq2seq --experiment length         the bottleneck table of NOTES.md
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
@@ -2059,9 +2059,10 @@ typedef struct {
 } S2sWatch;
 
 /* After the window ending at step s (mean loss `loss`): w's curves, the
- * held-out set decoded greedily for them (bt refilled for the next step:
- * it leaves the training batch as it found it in size, and the model
- * untouched, so stdout is the same with or without). */
+ * held-out set decoded greedily for them. The decode fills bt with
+ * held-out rows (the next step draws a fresh batch into it anyway) and
+ * leaves the model alone; bt's row count is put back, so training and
+ * stdout are the same with or without (tests.c checks it). */
 static void s2s_watch_window(const S2sWatch *w, S2sModel *m, S2sRun *r, S2sBatch *bt, int s,
                              double loss) {
     if (!w) return;
@@ -2899,8 +2900,10 @@ static const char s2s_after[] =
     "  time left on stderr, at most every 5 s (they differ run to run; 2>/dev/null\n"
     "  hides them). Experiments show each model's progress the same way.\n"
     "\n"
-    "  --svg DIR writes (<model>: the attention, luong's score and window if not\n"
-    "  dot and global, the cell if not gru; <data>: --data's file name):\n"
+    "  --svg DIR writes (<model>: the attention, luong's score and alignment if not\n"
+    "  dot and global, the cell if not gru; <data>: --data's file name; sizes,\n"
+    "  --window and --seed are not in the names, so a run that differs from an\n"
+    "  earlier one only in them replaces its files):\n"
     "    seq2seq-<task>-<model>-alignment.svg, -curve.svg    the default run\n"
     "    seq2seq-<data>-<model>-alignment.svg, -curve.svg    --data\n"
     "    seq2seq-<checkpoint>-<word>-alignment.svg           --load, --input WORD\n"
