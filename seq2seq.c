@@ -5,7 +5,7 @@
  *     cc -O2 seq2seq.c -lm -o seq2seq && ./seq2seq
  *     ./seq2seq --help
  *     ./seq2seq --attention none            the vanilla encoder-decoder
- *     ./seq2seq --task date --svg date.svg  a non-monotonic alignment, as a picture
+ *     ./seq2seq --task date --svg figs      a non-monotonic alignment and the curves, as SVG
  *     ./seq2seq --experiment length         the bottleneck table of NOTES.md
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
@@ -1970,40 +1970,6 @@ double s2s_lr_at(double lr, int s, int n) {
     return lr * (1.0 - 0.9 * (s - 1) / (n > 1 ? n - 1 : 1));
 }
 
-/* Train on fresh batches of the task's training split. Every log_every
- * steps (if > 0) a progress line: step, mean loss and teacher-forced token
- * accuracy of the window to stdout; speed and time left to stderr (they
- * differ run to run). Returns the mean loss of the last window (a tenth of
- * the steps when silent). Stops at a diverged step (m->diverged). */
-double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
-                 const S2sTrainConfig *tc) {
-    const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
-    double t0 = seconds(), wloss = 0.0, last = 0.0;
-    long wtok = 0, wok = 0, alltok = 0;
-    int wn = 0;
-    for (int s = 1; s <= tc->steps; s++) {
-        s2s_batch_sample(bt, rng, tk);
-        wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
-        if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
-        if (s == 1)
-            warn_if_long("training step(s)", 1, tc->steps, seconds() - t0,
-                         "fewer --steps, or a smaller model,");
-        wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
-        if (s % window != 0 && s != tc->steps) continue;
-        last = wloss / wn;
-        if (tc->log_every) {
-            double el = seconds() - t0;
-            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, last,
-                   100.0 * wok / (wtok ? wtok : 1));
-            fflush(stdout);
-            fprintf(stderr, "             %.0f tokens/s, %.1f s elapsed, %.1f s left\n",
-                    alltok / (el > 0 ? el : 1e-9), el, el / s * (tc->steps - s));
-        }
-        wloss = 0.0; wtok = wok = 0; wn = 0;
-    }
-    return last;
-}
-
 /* One line naming the model into buf (n chars), e.g.
  * "luong (dot score, global) attention, gru cells, hidden 64, embedding 32, vocabulary 16". */
 const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
@@ -2034,16 +2000,19 @@ typedef struct {
 /* Decode every example of d (greedy if beam <= 1) and score it. If
  * ok_by_len, n_by_len (indexed by source length) are given, count exact
  * matches per length into them (+=). out is scratch of min(r->Bmax, bt->Bcap)
- * rows of Nmax+1 tokens. */
+ * rows of Nmax+1 tokens. With what (may be NULL), progress on stderr. */
 S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
-                         int beam, int *out, int *ok_by_len, int *n_by_len) {
+                         int beam, int *out, int *ok_by_len, int *n_by_len, const char *what) {
     const int maxlen = d->Nmax + 1;
     const int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
     int *lens = r->lens;                               /* (Bc <= r->Bmax) */
     long tok_ok = 0, tok_n = 0, seq_ok = 0;
     const double t0 = seconds();
+    Progress pr;
+    if (what) progress_begin(&pr, what, d->n);
     for (int start = 0; start < d->n; start += Bc) {
         int B = d->n - start < Bc ? d->n - start : Bc;
+        if (what) progress_step(&pr, start, NULL);
         if (start == Bc)                               /* after the first batch */
             warn_if_long("held-out example(s)", Bc, d->n, seconds() - t0,
                          "a smaller --test or --beam");
@@ -2072,8 +2041,79 @@ S2sAccuracy s2s_evaluate(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sDa
             }
         }
     }
+    if (what) progress_step(&pr, d->n, NULL);
     S2sAccuracy acc = { (double)tok_ok / (tok_n ? tok_n : 1), (double)seq_ok / (d->n ? d->n : 1) };
     return acc;
+}
+
+/* What a training run shows and records beside its stdout, all optional: a
+ * progress line on stderr (Progress: step/total, elapsed, time left) named
+ * what, and the curves of a --svg picture: the mean training loss of each
+ * window, and after each window the greedy held-out accuracy on test. */
+typedef struct {
+    const char *what;      /* progress "what step/total" on stderr, or NULL: none */
+    Curve *loss;           /* if not NULL: (step, mean loss of the window) */
+    Curve *exact, *token;  /* if not NULL: (step, held-out exact / token accuracy, %) */
+    const S2sData *test;   /* the held-out set exact and token are measured on */
+    int *out;              /* scratch for s2s_evaluate */
+} S2sWatch;
+
+/* After the window ending at step s (mean loss `loss`): w's curves, the
+ * held-out set decoded greedily for them. The decode fills bt with
+ * held-out rows (the next step draws a fresh batch into it anyway) and
+ * leaves the model alone; bt's row count is put back, so training and
+ * stdout are the same with or without (tests.c checks it). */
+static void s2s_watch_window(const S2sWatch *w, S2sModel *m, S2sRun *r, S2sBatch *bt, int s,
+                             double loss) {
+    if (!w) return;
+    if (w->loss) curve_add(w->loss, s, loss);
+    if (!w->exact) return;
+    const int B = bt->B;
+    const S2sAccuracy acc = s2s_evaluate(r, bt, m, w->test, 1, w->out, NULL, NULL, NULL);
+    bt->B = B;
+    curve_add(w->exact, s, 100 * acc.seq_acc);
+    curve_add(w->token, s, 100 * acc.tok_acc);
+}
+
+/* Train on fresh batches of the task's training split. Every log_every
+ * steps (if > 0) a progress line: step, mean loss and teacher-forced token
+ * accuracy of the window to stdout; with w (may be NULL) its progress on
+ * stderr (tokens/s, elapsed, time left: they differ run to run) and its
+ * curves. Returns the mean loss of the last window (a tenth of the steps
+ * when silent). Stops at a diverged step (m->diverged). */
+double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *tk,
+                 const S2sTrainConfig *tc, const S2sWatch *w) {
+    const int window = tc->log_every > 0 ? tc->log_every : tc->steps >= 10 ? tc->steps / 10 : 1;
+    double t0 = seconds(), wloss = 0.0, last = 0.0;
+    long wtok = 0, wok = 0, alltok = 0;
+    int wn = 0;
+    Progress pr;
+    if (w && w->what) progress_begin(&pr, w->what, tc->steps);
+    for (int s = 1; s <= tc->steps; s++) {
+        s2s_batch_sample(bt, rng, tk);
+        wloss += s2s_train_step(m, r, bt, s2s_lr_at(tc->lr, s, tc->steps), tc->clip);
+        if (m->diverged) return wloss / (wn + 1);  /* the caller says so */
+        if (s == 1)
+            warn_if_long("training step(s)", 1, tc->steps, seconds() - t0,
+                         "fewer --steps, or a smaller model,");
+        wtok += r->ntok; wok += r->ncorrect; alltok += r->ntok; wn++;
+        if (w && w->what) {
+            char rate[32];
+            const double el = seconds() - t0;
+            snprintf(rate, sizeof rate, "%.0f tok/s", alltok / (el > 0 ? el : 1e-9));
+            progress_step(&pr, s, rate);
+        }
+        if (s % window != 0 && s != tc->steps) continue;
+        last = wloss / wn;
+        if (tc->log_every) {
+            printf("step %5d/%d  loss %.4f  token acc %5.1f%%\n", s, tc->steps, last,
+                   100.0 * wok / (wtok ? wtok : 1));
+            fflush(stdout);
+        }
+        s2s_watch_window(w, m, r, bt, s, last);
+        wloss = 0.0; wtok = wok = 0; wn = 0;
+    }
+    return last;
 }
 
 /* ========================================================================
@@ -2207,17 +2247,20 @@ void s2s_batch_pick(S2sBatch *bt, Rng *r, const S2sData *d) {
 /* Decode the first source of each of the ng words of d (group: where each
  * word's rows start; greedy if beam <= 1) and score it against the nearest
  * of its pronunciations. out is scratch of min(r->Bmax, bt->Bcap) rows of
- * d->Nmax + 1 tokens. */
+ * d->Nmax + 1 tokens. With what (may be NULL), progress on stderr. */
 ErrorRate s2s_error_rates(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sData *d,
-                          const int *group, int ng, int beam, int *out) {
+                          const int *group, int ng, int beam, int *out, const char *what) {
     const int maxlen = d->Nmax + 1, Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
     ErrorRate e = { 0, 0, 0, 0 };
     int most = 1;
     for (int g = 0; g < ng; g++) if (group[g + 1] - group[g] > most) most = group[g + 1] - group[g];
     const int **ref = xmalloc(sizeof(int *) * (size_t)most);
     int *work = xmalloc(sizeof(int) * (size_t)(maxlen + 1));
+    Progress pr;
+    if (what) progress_begin(&pr, what, ng);
     for (int start = 0; start < ng; start += Bc) {
         const int B = ng - start < Bc ? ng - start : Bc;
+        if (what) progress_step(&pr, start, NULL);
         bt->B = B;
         for (int b = 0; b < B; b++) {
             const int row = group[start + b];
@@ -2235,6 +2278,7 @@ ErrorRate s2s_error_rates(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sD
             error_rate_add(&e, out + b * maxlen, r->lens[b], ref, d->tlen + group[g], nref, work);
         }
     }
+    if (what) progress_step(&pr, ng, NULL);
     free(ref); free(work);
     return e;
 }
@@ -2374,23 +2418,28 @@ void s2s_saved_free(S2sSaved *sv) {
  * end) the dev PER and WER (greedy), and the parameters with the best dev
  * PER so far are kept: at the end they are put back. The test part is not
  * looked at here. The learning rate decays linearly to lr/10 over the run:
- * over --steps, or over the --minutes budget if that is the shorter. */
+ * over --steps, or over the --minutes budget of wall-clock time if that is
+ * the shorter. */
 typedef struct {
     int steps;          /* at most this many Adam steps */
     double lr, clip;    /* peak learning rate, max global gradient norm (0: off) */
-    double minutes;     /* budget in seconds() (processor time; wall time with OpenMP),
-                           0 = none: the run ends at whichever comes first */
+    double minutes;     /* budget of wall-clock minutes (wall_since), 0 = none: the
+                           run ends at whichever of it and steps comes first */
     int eval_every;     /* dev PER every this many steps */
     int progress;       /* a progress line on stderr every this many steps, 0 = silent */
     FILE *log;          /* CSV: step,train_loss,dev_per,dev_wer,seconds; or NULL */
+    Curve *loss;        /* if not NULL: (step, mean loss of each S2S_CURVE_EVERY steps) */
+    Curve *per, *wer;   /* if not NULL: (step, dev PER / WER in %) at each evaluation */
 } S2sDataTrain;
+
+enum { S2S_CURVE_EVERY = 100 };   /* steps per point of a --data loss curve */
 
 typedef struct {
     int steps;          /* steps taken */
     int best_step;      /* the step of the best dev PER: the parameters kept */
     double per, wer;    /* dev PER and WER at best_step */
     double first_loss, last_loss;  /* mean training loss of the first and last eval window */
-    double seconds;     /* training time, dev evaluations included */
+    double seconds;     /* training time (wall clock), dev evaluations included */
 } S2sDataResult;
 
 /* The state of a run between its evaluations. */
@@ -2399,16 +2448,18 @@ typedef struct {
     double *best;       /* (3N) the best step's weights and Adam moments */
     double wloss;       /* loss summed over the current window */
     int wn;             /* steps in it */
+    double closs;       /* loss summed over the current S2S_CURVE_EVERY steps */
     long tokens;        /* target tokens trained on */
-    double t0;
+    time_t start;       /* wall clock at the first step */
+    double t0;          /* seconds() then: tokens/s is a speed of the computation */
 } S2sDataRun;
 
 /* Dev PER/WER after step s: log it, keep the parameters if they are the best yet. */
 static void s2s_data_checkpoint(S2sDataRun *st, S2sModel *m, S2sRun *r, S2sBatch *bt,
                                 const S2sPairData *pd, const S2sDataTrain *tc, int s, int *out) {
     const ErrorRate e = s2s_error_rates(r, bt, m, &pd->part[SPLIT_DEV], pd->group[SPLIT_DEV],
-                                        pd->ngroup[SPLIT_DEV], 1, out);
-    const double per = error_rate_per(&e), wer = error_rate_wer(&e), el = seconds() - st->t0;
+                                        pd->ngroup[SPLIT_DEV], 1, out, NULL);
+    const double per = error_rate_per(&e), wer = error_rate_wer(&e), el = wall_since(st->start);
     const double loss = st->wloss / (st->wn ? st->wn : 1);
     const int better = st->res.best_step == 0 || per < st->res.per;
     if (st->res.best_step == 0) st->res.first_loss = loss;
@@ -2420,17 +2471,33 @@ static void s2s_data_checkpoint(S2sDataRun *st, S2sModel *m, S2sRun *r, S2sBatch
         memcpy(st->best + 2 * N, m->p.v, sizeof(double) * (size_t)N);
         st->res.best_step = s; st->res.per = per; st->res.wer = wer;
     }
-    if (tc->log) fprintf(tc->log, "%d,%.6f,%.6f,%.6f,%.2f\n", s, loss, per, wer, el);
+    if (tc->log) {
+        fprintf(tc->log, "%d,%.6f,%.6f,%.6f,%.0f\n", s, loss, per, wer, el);
+        fflush(tc->log);                 /* the .partial file grows as the run goes */
+    }
+    if (tc->per) { curve_add(tc->per, s, 100 * per); curve_add(tc->wer, s, 100 * wer); }
     if (tc->progress)
-        fprintf(stderr, "step %6d/%d  loss %.4f  dev PER %5.2f%%  WER %5.2f%%%s\n", s, tc->steps,
-                loss, 100 * per, 100 * wer, better ? "  (best so far: kept)" : "");
+        fprintf(stderr, "  step %d/%d: dev PER %.2f%%, WER %.2f%%%s\n", s, tc->steps,
+                100 * per, 100 * wer, better ? " (the best so far: kept)" : "");
     st->wloss = 0.0; st->wn = 0;
 }
 
-/* the share of the run done after s steps and el seconds: steps or budget */
+/* the share of the run done after s steps and el wall seconds: steps or budget */
 static double s2s_data_done(const S2sDataTrain *tc, int s, double el) {
     const double f = (double)s / tc->steps, g = tc->minutes > 0 ? el / (60 * tc->minutes) : 0;
     return f > g ? f : g;
+}
+
+/* The progress line after step s (el wall seconds, share done): the loss
+ * since the last dev evaluation, tokens/s, elapsed and time left. */
+static void s2s_data_progress(const S2sDataRun *st, const S2sDataTrain *tc, int s, double el,
+                              double done) {
+    char e[32], l[32];
+    const double busy = seconds() - st->t0;
+    fprintf(stderr, "  step %d/%d: loss %.4f, %.0f tok/s, %s elapsed, about %s left\n", s,
+            tc->steps, st->wloss / st->wn, busy > 0 ? st->tokens / busy : 0.0,
+            duration_text(e, sizeof e, el),
+            duration_text(l, sizeof l, done > 0 ? el / done - el : 0.0));
 }
 
 /* Train m on pd's training part as tc says, then put back the parameters
@@ -2439,21 +2506,26 @@ static double s2s_data_done(const S2sDataTrain *tc, int s, double el) {
 S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
                              const S2sPairData *pd, const S2sDataTrain *tc, int *out) {
     const int N = m->p.num_params, B = bt->Bcap;
-    S2sDataRun st = { { 0, 0, 0, 0, 0, 0, 0 }, xcalloc_doubles(3 * N), 0, 0, 0, seconds() };
+    S2sDataRun st = { { 0, 0, 0, 0, 0, 0, 0 }, xcalloc_doubles(3 * N), 0, 0, 0, 0, time(NULL),
+                      seconds() };
     int s = 0;
     for (double done = 0; done < 1.0 && !m->diverged;) {
         bt->B = B;
         s2s_batch_pick(bt, rng, &pd->part[SPLIT_TRAIN]);
-        st.wloss += s2s_train_step(m, r, bt, tc->lr * (1.0 - 0.9 * done), tc->clip);
+        const double loss = s2s_train_step(m, r, bt, tc->lr * (1.0 - 0.9 * done), tc->clip);
+        st.wloss += loss; st.closs += loss;
         st.wn++; st.tokens += r->ntok; s++;
-        const double el = seconds() - st.t0;
+        const double el = wall_since(st.start);
         done = s2s_data_done(tc, s, el);
         if (s == 1 && tc->progress && tc->minutes == 0)   /* a budget bounds it already */
-            warn_if_long("training step(s)", 1, tc->steps, el, "fewer --steps, or --minutes,");
-        if (tc->progress && s % tc->progress == 0)
-            fprintf(stderr, "step %6d/%d  loss %.4f  %.0f tokens/s  %.0f s elapsed, %.0f s "
-                    "left\n", s, tc->steps, st.wloss / st.wn, st.tokens / (el > 0 ? el : 1e-9),
-                    el, done > 0 ? el / done - el : 0.0);
+            warn_if_long("training step(s)", 1, tc->steps, seconds() - st.t0,
+                         "fewer --steps, or --minutes,");
+        if (tc->loss && (s % S2S_CURVE_EVERY == 0 || done >= 1.0)) {
+            const int n = s % S2S_CURVE_EVERY ? s % S2S_CURVE_EVERY : S2S_CURVE_EVERY;
+            curve_add(tc->loss, s, st.closs / n);
+            st.closs = 0.0;
+        }
+        if (tc->progress && s % tc->progress == 0) s2s_data_progress(&st, tc, s, el, done);
         if (s % tc->eval_every == 0 || done >= 1.0)
             s2s_data_checkpoint(&st, m, r, bt, pd, tc, s, out);
     }
@@ -2464,7 +2536,7 @@ S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
         m->step = st.res.best_step;
     }
     st.res.steps = s;
-    st.res.seconds = seconds() - st.t0;
+    st.res.seconds = wall_since(st.start);
     free(st.best);
     return st.res;
 }
@@ -2537,7 +2609,7 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
     const Opt table[] = {
         { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, RUN, "T", "the task", 0 },
         { "--len", OPT_INT, &o->task.max_len, 1, 60, NULL, TRAIN, "N", "longest source "
-          "(copy/reverse/sort); default 10, length 44, pooling 60, cnn 40", 0 },
+          "(copy/reverse/sort); default 10,\nlength 44, pooling 60, cnn 40", 0 },
         { "--min-len", OPT_INT, &o->task.min_len, 1, 60, NULL, RUN | LENGTH, "N",
           "shortest source, at most --len; default = --len, length 5", 0 },
         { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, RUN, "V",
@@ -2581,8 +2653,10 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN | DATA, "N",
           "seed; stdout is identical for a seed (--data: also\nthe split; with --minutes, "
           "where the run stops is not)", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, RUN | CNN | MODEL, "FILE",
-          "write the alignment heatmap (cnn: pooling weights) as SVG", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TRAIN | MODEL, "DIR", "write every "
+          "picture of the run as SVG into the\nexisting directory DIR, as seq2seq-<what>.svg "
+          "(a\nfile of that name is replaced): the alignment,\nthe training curves, an "
+          "experiment's chart", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, EXPS, "X",
           "instead of the default run, an experiment (below)", 0 },
         { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, CNN, "K",
@@ -2601,12 +2675,13 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--data", OPT_PATH, &o->data, 0, 0, NULL, DATA, "FILE", "train on the pairs of FILE "
           "(below), or with --load\nscore that model on FILE's dev and test words", 0 },
         { "--minutes", OPT_REAL, &o->minutes, 0, 10000, NULL, DATA, "M",
-          "stop training after M minutes (0 = only --steps) of\nthe time seconds() counts: "
-          "processor time (wall time\non an idle core), wall time in the OpenMP build", 0 },
+          "stop training after M minutes of wall-clock time\n(0 = only --steps); the "
+          "learning rate decays over\nwhichever ends the run first", 0 },
         { "--eval-every", OPT_INT, &o->eval_every, 1, 1000000, NULL, DATA, "N",
           "dev PER/WER every N steps: the best is kept", 0 },
         { "--log", OPT_PATH, &o->log, 0, 0, NULL, DATA, "FILE", "a CSV of every dev evaluation: "
-          "step,train_loss,\ndev_per,dev_wer,seconds", 0 },
+          "step,train_loss,\ndev_per,dev_wer,seconds (wall); its rows appear in\nFILE.partial "
+          "as they come, FILE when training ends", 0 },
         { "--save", OPT_PATH, &o->save, 0, 0, NULL, DATA, "FILE", "write the trained model (the "
           "best on dev) to FILE", 0 },
         { "--load", OPT_PATH, &o->load, 0, 0, NULL, MODEL, "FILE", "use the model saved in FILE "
@@ -2644,8 +2719,6 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
         opt_fail(t, "--attn-hidden sizes the additive score (bahdanau), the concat score or "
                  "local-p; this model has none of them");
     if (!opt_given(t, "--attn-hidden")) c->A = c->H;
-    if (o->svg && c->attention == S2S_NONE)
-        opt_fail(t, "--svg needs attention: --attention none has no alignment to draw");
 }
 
 /* The experiments' own defaults, for what the command line did not give. */
@@ -2784,14 +2857,15 @@ static void s2s_check_data(const OptTable *t, S2sOptions *o) {
     } else {
         s2s_check_saved(t, o);
     }
-    if (o->svg && o->cfg.attention == S2S_NONE)
-        opt_fail(t, "--svg needs attention: this model (--attention none) has no alignment to "
-                 "draw");
+    if (o->svg && o->mode == S2S_MODE_USE && o->cfg.attention == S2S_NONE)
+        opt_fail(t, "--svg draws the alignment, and this model (--attention none) has none: "
+                 "drop --svg");
     if (o->svg && o->mode == S2S_MODE_USE && !o->input)
         opt_fail(t, "--svg draws the alignment of --input's word; words from stdin get none: "
                  "give --input WORD, or drop --svg");
-    const char *name[] = { "--save", "--log", "--svg" }, *path[] = { o->save, o->log, o->svg };
-    for (int k = 0; k < 3; k++) if (path[k]) check_writable(t->prog, name[k], path[k]);
+    const char *name[] = { "--save", "--log" }, *path[] = { o->save, o->log };
+    for (int k = 0; k < 2; k++) if (path[k]) check_writable(t->prog, name[k], path[k]);
+    if (o->svg) check_dir_writable(t->prog, "--svg", o->svg);
 }
 
 static const char s2s_about[] =
@@ -2822,8 +2896,19 @@ static const char s2s_after[] =
     "  model never saw is refused on stderr (exit 2 at the end), the others go on.\n"
     "\n"
     "  Progress while training: step, loss and teacher-forced token accuracy on\n"
-    "  stdout, which is identical for a --seed; tokens/s, elapsed and time left on\n"
-    "  stderr, on a line of their own (they differ run to run): 2>/dev/null hides them.\n";
+    "  stdout, which is identical for a --seed; step/total, tokens/s, elapsed and\n"
+    "  time left on stderr, at most every 5 s (they differ run to run; 2>/dev/null\n"
+    "  hides them). Experiments show each model's progress the same way.\n"
+    "\n"
+    "  --svg DIR writes (<model>: the attention, luong's score and alignment if not\n"
+    "  dot and global, the cell if not gru; <data>: --data's file name; sizes,\n"
+    "  --window and --seed are not in the names, so a run that differs from an\n"
+    "  earlier one only in them replaces its files):\n"
+    "    seq2seq-<task>-<model>-alignment.svg, -curve.svg    the default run\n"
+    "    seq2seq-<data>-<model>-alignment.svg, -curve.svg    --data\n"
+    "    seq2seq-<checkpoint>-<word>-alignment.svg           --load, --input WORD\n"
+    "    seq2seq-length.svg, seq2seq-pooling.svg, seq2seq-cnn.svg (and\n"
+    "    seq2seq-cnn-weights.svg), each with its -curve.svg  the experiments\n";
 
 /* Parse and check argv into o: the defaults, the table, the mode, then the
  * checks that relate options. Exits 2 with a message on any bad input. */
@@ -2854,12 +2939,164 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     o->cfg.V = o->task.V;
     o->train.log_every = o->train.steps >= 10 ? o->train.steps / 10 : 1;
     s2s_check_workspace(&t, o);
-    if (o->svg) check_writable(argv[0], "--svg", o->svg);   /* fail now, not after training */
+    if (o->svg) check_dir_writable(argv[0], "--svg", o->svg);   /* now, not after training */
 }
 
 /* ========================================================================
  * 14. the default run: train, evaluate, show examples and the alignment
  * ======================================================================== */
+
+/* ---- 80 columns, and the names of the pictures -------------------------------- */
+
+enum { S2S_COLUMNS = 79 };   /* the widest line this program prints: 80 columns, one spare */
+
+/* text wrapped at S2S_COLUMNS at its spaces (a space run where a line
+ * breaks is dropped), continuation lines starting with indent, in a new
+ * block the caller frees; a '\n' in text ends a line. Widths count UTF-8
+ * characters; a word wider than a line (a long path) stays whole. */
+static char *s2s_wrapped(const char *indent, const char *text) {
+    const size_t il = strlen(indent);
+    char *out = xmalloc(strlen(text) * (il + 2) + 1), *o = out;   /* room for a break per word */
+    int col = 0;
+    for (const char *p = text; *p;) {
+        if (*p == '\n') { *o++ = *p++; col = 0; continue; }
+        const char *sp = p;
+        while (*p == ' ') p++;
+        const char *w = p;
+        int wl = 0;
+        for (; *p && *p != ' ' && *p != '\n'; p++) wl += ((unsigned char)*p & 0xC0) != 0x80;
+        int nsp = (int)(w - sp);
+        if (col > 0 && wl > 0 && col + nsp + wl > S2S_COLUMNS) {
+            *o++ = '\n';
+            memcpy(o, indent, il); o += il;
+            col = (int)il; nsp = 0;
+        }
+        memset(o, ' ', (size_t)nsp); o += nsp;
+        memcpy(o, w, (size_t)(p - w)); o += p - w;
+        col += nsp + wl;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* printf fmt to stdout, wrapped as s2s_wrapped wraps it */
+static void s2s_wrapf(const char *indent, const char *fmt, ...) {
+    va_list ap, aq;
+    va_start(ap, fmt);
+    va_copy(aq, ap);
+    const int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *text = xmalloc((size_t)n + 1);
+    vsnprintf(text, (size_t)n + 1, fmt, aq);
+    va_end(aq);
+    char *w = s2s_wrapped(indent, text);
+    fputs(w, stdout);
+    free(w); free(text);
+}
+
+/* print_heatmap with its title wrapped to S2S_COLUMNS */
+static void s2s_heatmap(const char *title, const double *W, int R, int C,
+                        const char *const *rows, const char *const *cols) {
+    char *t = s2s_wrapped("", title);
+    print_heatmap(stdout, t, W, R, C, rows, cols);
+    free(t);
+}
+
+/* A line being built piece by piece, then printed wrapped (s2s_line_end). */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} S2sLine;
+
+/* append printf fmt to l, growing it */
+static void s2s_cat(S2sLine *l, const char *fmt, ...) {
+    va_list ap, aq;
+    va_start(ap, fmt);
+    va_copy(aq, ap);
+    const size_t k = (size_t)vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (l->n + k + 1 > l->cap) {
+        l->cap = 2 * (l->n + k + 1);
+        char *s = xmalloc(l->cap);
+        if (l->n) memcpy(s, l->s, l->n);
+        free(l->s);
+        l->s = s;
+    }
+    vsnprintf(l->s + l->n, k + 1, fmt, aq);
+    va_end(aq);
+    l->n += k;
+}
+
+/* print l and a newline, wrapped, continuation lines starting with indent; empty l */
+static void s2s_line_end(S2sLine *l, const char *indent) {
+    s2s_wrapf(indent, "%s\n", l->n ? l->s : "");
+    l->n = 0;
+}
+
+/* s (a file's name, its directory and extension dropped, if strip; else a
+ * word) as part of a file name into buf (n >= 2 bytes): letters, digits,
+ * '.', '_', '-' and non-ASCII characters kept, anything else '_', cut
+ * short at a character's boundary if it is long. */
+static const char *s2s_name_part(char *buf, size_t n, const char *s, int strip) {
+    const char *base = strip && strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+    const char *dot = strrchr(base, '.');
+    size_t len = strip && dot && dot > base ? (size_t)(dot - base) : strlen(base), k = 0;
+    if (len > n - 1) len = n - 1;
+    while (len > 0 && len < strlen(base) && ((unsigned char)base[len] & 0xC0) == 0x80) len--;
+    for (; k < len; k++) {
+        const unsigned char ch = (unsigned char)base[k];
+        buf[k] = ch >= 0x80 || isalnum(ch) || ch == '.' || ch == '_' || ch == '-' ? (char)ch : '_';
+    }
+    buf[k] = '\0';
+    if (!k) snprintf(buf, n, "_");
+    return buf;
+}
+
+/* The configuration part of a picture's name into buf: where (the task, or
+ * the data file's name), the attention, and what differs from the
+ * defaults: "reverse-luong", "date-bahdanau", "cmudict-luong-general-local-p-lstm". */
+static const char *s2s_svg_stem(char *buf, size_t n, const char *where, const S2sConfig *c) {
+    char w[80];
+    int k = snprintf(buf, n, "%s-%s", s2s_name_part(w, sizeof w, where, 1),
+                     s2s_attention_names[c->attention]);
+    for (int i = 0; c->attention == S2S_LUONG && i < 3; i++)
+        if (s2s_luong_score_kind[i] == c->score && c->score != SCORE_DOT)
+            k += snprintf(buf + k, n - (size_t)k, "-%s", s2s_luong_scores[i]);
+    if (c->attention == S2S_LUONG && c->align != S2S_GLOBAL)
+        k += snprintf(buf + k, n - (size_t)k, "-%s", s2s_align_names[c->align]);
+    if (c->cell != CELL_GRU) snprintf(buf + k, n - (size_t)k, "-%s", cell_names[c->cell]);
+    return buf;
+}
+
+/* DIR/seq2seq-<stem><kind>.svg in a new block (the caller frees it) */
+static char *s2s_svg_path(const char *dir, const char *stem, const char *kind) {
+    char *name = xmalloc(strlen(stem) + strlen(kind) + 16);
+    sprintf(name, "seq2seq-%s%s.svg", stem, kind);
+    char *path = path_join(dir, name);
+    free(name);
+    return path;
+}
+
+/* say that the picture at path was written, and free the name */
+static void s2s_wrote(char *path) {
+    printf("  wrote %s\n", path);
+    free(path);
+}
+
+/* --svg: the training loss (above) and what was measured on held-out data
+ * (below: nm curves, names mname, in %, of what `metric` names) against
+ * the step, as DIR/seq2seq-<stem>-curve.svg, titled title. */
+static void s2s_write_curve(const char *dir, const char *stem, const char *title,
+                            const Curve *loss, const char *metric, const Curve *m,
+                            const char *const *mname, int nm) {
+    ChartSeries l = curve_series(loss, "training loss"), ms[4];
+    for (int k = 0; k < nm; k++) ms[k] = curve_series(&m[k], mname[k]);
+    const ChartPanel p[2] = { { "training loss (log)", 1, &l, 1 }, { metric, 0, ms, nm } };
+    char *path = s2s_svg_path(dir, stem, "-curve");
+    write_svg_panels(path, title, "training step", 0, p, nm ? 2 : 1);
+    s2s_wrote(path);
+}
+
 
 /* A model with everything it trains and is evaluated with: built from the
  * options the same way by the default run, the length experiment and
@@ -2908,6 +3145,7 @@ static void s2s_show_examples(S2sSession *s, const S2sOptions *o) {
     const int *out = s->out;
     char nb[8];
     int len;
+    S2sLine l = { NULL, 0, 0 };
     printf("examples (source -> output, target), %s:\n",
            o->beam > 1 ? "beam search decoding" : "greedy decoding");
     for (int e = 0; e < 5 && e < d->n; e++) {
@@ -2915,31 +3153,34 @@ static void s2s_show_examples(S2sSession *s, const S2sOptions *o) {
         const int *tg = d->tgt + e * d->Nmax;
         int ok = len == d->tlen[e];
         for (int i = 0; ok && i < len; i++) ok = out[i] == tg[i];
-        printf("  %s ", ok ? "ok  " : "MISS");
+        s2s_cat(&l, "  %s ", ok ? "ok  " : "MISS");
         for (int i = 0; i < d->slen[e]; i++)
-            printf("%s ", s2s_token_name(nb, o->task.task, d->src[e * d->Tmax + i]));
-        printf("->");
-        for (int i = 0; i < len; i++) printf(" %s", s2s_token_name(nb, o->task.task, out[i]));
+            s2s_cat(&l, "%s ", s2s_token_name(nb, o->task.task, d->src[e * d->Tmax + i]));
+        s2s_cat(&l, "->");
+        for (int i = 0; i < len; i++) s2s_cat(&l, " %s", s2s_token_name(nb, o->task.task, out[i]));
         if (!ok) {
-            printf("   (target:");
+            s2s_cat(&l, "   (target:");
             for (int i = 0; i < d->tlen[e]; i++)
-                printf(" %s", s2s_token_name(nb, o->task.task, tg[i]));
-            printf(")");
+                s2s_cat(&l, " %s", s2s_token_name(nb, o->task.task, tg[i]));
+            s2s_cat(&l, ")");
         }
-        printf("\n");
+        s2s_line_end(&l, "         ");
     }
+    free(l.s);
 }
 
 /* The alignment of held-out example 1 as a heatmap (rows: output tokens
- * and EOS, columns: source tokens), and as an SVG titled desc with --svg. */
-static void s2s_show_alignment(S2sSession *s, const S2sOptions *o, const char *desc) {
+ * and EOS, columns: source tokens), and with --svg as
+ * DIR/seq2seq-<stem>-alignment.svg titled by desc. */
+static void s2s_show_alignment(S2sSession *s, const S2sOptions *o, const char *desc,
+                               const char *stem) {
     const S2sConfig *c = &o->cfg;
     const int maxlen = s->test.Nmax + 1, task = o->task.task;
     int len;
     s2s_show_decode(s->out, &len, &s->run, &s->bt, &s->m, &s->test, 0, o->beam);
     const int R = len < maxlen ? len + 1 : maxlen, C = s->test.slen[0];
     double *W = xcalloc_doubles(R * C);
-    char (*names)[8] = xmalloc(sizeof *names * (size_t)(R + C)), nb[8];
+    char (*names)[8] = xmalloc(sizeof *names * (size_t)(R + C)), nb[8], title[400];
     const char **rows = xmalloc(sizeof *rows * (size_t)(R + C)), **cols = rows + R;
     for (int i = 0; i < R; i++) {
         memcpy(W + i * C, s->run.a.att + i * s->run.a.T, sizeof(double) * (size_t)C);
@@ -2947,41 +3188,52 @@ static void s2s_show_alignment(S2sSession *s, const S2sOptions *o, const char *d
     }
     for (int j = 0; j < C; j++)
         cols[j] = strcpy(names[R + j], s2s_token_name(nb, task, s->test.src[j]));
+    const char *rule = c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
+                       ? "window softmax times the Gaussian"
+                     : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
+                       ? "a row sums to 1, or is all 0 where its window [t-D, t+D] misses the "
+                         "source" : "each row sums to 1";
     printf("\n");
-    print_heatmap(stdout, c->attention == S2S_LUONG && c->align == S2S_LOCAL_P
-                  ? "alignment of example 1 (row: output token, column: source token; "
-                    "window softmax times the Gaussian)"
-                  : c->attention == S2S_LUONG && c->align == S2S_LOCAL_M
-                  ? "alignment of example 1 (row: output token, column: source token; "
-                    "a row sums to 1, or is all 0 where its window [t-D, t+D] misses "
-                    "the source)"
-                  : "alignment of example 1 (row: output token, column: source token; "
-                    "each row sums to 1)", W, R, C, rows, cols);
+    snprintf(title, sizeof title, "alignment of example 1 (row: output token, column: source "
+             "token;\n%s)", rule);
+    s2s_heatmap(title, W, R, C, rows, cols);
     if (o->svg) {
-        write_svg_heatmap(o->svg, desc, W, R, C, rows, cols);
-        printf("  wrote %s\n", o->svg);
+        char *path = s2s_svg_path(o->svg, stem, "-alignment");
+        snprintf(title, sizeof title, "alignment of held-out example 1 (%s): %s", rule, desc);
+        const HeatmapSvg hs = { title, "output token", "source token", rows, cols, NULL, 0 };
+        write_svg_heatmaps(path, &hs, W, NULL, 1, R, C, 1);
+        s2s_wrote(path);
     }
     free(W); free(names); free(rows);
 }
 
 /* Train the model of o on its task and report: held-out accuracy, a few
- * decoded examples, the alignment of one as a heatmap (and an SVG). */
+ * decoded examples, the alignment of one as a heatmap; with --svg, the
+ * alignment and the training curves as pictures. */
 static void s2s_main_run(const S2sOptions *o) {
     const S2sConfig *c = &o->cfg;
     const S2sTask *tk = &o->task;
-    char desc[200];
+    char desc[200], stem[160], title[300];
     S2sSession s;
     s2s_session_build(&s, o, c);
+    s2s_svg_stem(stem, sizeof stem, s2s_task_names[tk->task], c);
     printf("seq2seq.c: %s, source length %d..%d, seed %d\n", s2s_task_names[tk->task],
            tk->min_len, tk->max_len, o->seed);
-    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c), s.m.p.num_params);
-    printf("training: %d steps of %d sequences, Adam lr %g (linear decay to lr/10), "
-           "clip %g, teacher forcing\n\n", o->train.steps, o->batch, o->train.lr, o->train.clip);
+    s2s_wrapf("  ", "model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, c),
+              s.m.p.num_params);
+    s2s_wrapf("  ", "training: %d steps of %d sequences, Adam lr %g (linear decay to lr/10), "
+              "clip %g, teacher forcing\n\n", o->train.steps, o->batch, o->train.lr,
+              o->train.clip);
+    Curve loss = { 0 }, acc_c[2] = { { 0 }, { 0 } };
+    const int rec = o->svg != NULL;
+    const S2sWatch w = { "training, step", rec ? &loss : NULL, rec ? &acc_c[0] : NULL,
+                         rec ? &acc_c[1] : NULL, &s.test, s.out };
     double t0 = seconds();
-    s2s_train(&s.m, &s.run, &s.bt, &s.r, tk, &o->train);
+    s2s_train(&s.m, &s.run, &s.bt, &s.r, tk, &o->train, &w);
     s2s_stop_if_diverged(&s.m);
     double t1 = seconds();
-    S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, o->beam, s.out, NULL, NULL);
+    S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, o->beam, s.out, NULL, NULL,
+                                   "held-out decode, example");
     fprintf(stderr, "training took %.1f s, the held-out decode %.1f s\n", t1 - t0,
             seconds() - t1);
     printf("\nheld-out (%d sources never trained on), %s decoding:\n", s.test.n,
@@ -2990,8 +3242,16 @@ static void s2s_main_run(const S2sOptions *o) {
     printf("  token accuracy %.2f%%   exact-sequence accuracy %.2f%%\n\n", 100 * acc.tok_acc,
            100 * acc.seq_acc);
     s2s_show_examples(&s, o);
-    if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc);
+    if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc, stem);
     else printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
+    if (rec) {
+        static const char *const names[2] = { "exact sequence", "token" };
+        snprintf(title, sizeof title, "%s: training loss, and held-out accuracy (greedy, %d "
+                 "sources) after every %d steps; %s", s2s_task_names[tk->task], s.test.n,
+                 o->train.log_every, desc);
+        s2s_write_curve(o->svg, stem, title, &loss, "held-out accuracy (%)", acc_c, names, 2);
+    }
+    curve_free(&loss); curve_free(&acc_c[0]); curve_free(&acc_c[1]);
     s2s_session_free(&s);
 }
 
@@ -3021,11 +3281,11 @@ static void s2s_read_data(S2sPairData *pd, Pairs *p, const S2sOptions *o) {
 }
 
 /* The attention of the word just decoded by s2s_decode_one (out, len) as a
- * heatmap, rows the output symbols and </s>, columns the letters; an SVG
- * titled desc too with --svg. */
+ * heatmap, rows the output symbols and </s>, columns the letters; with
+ * svg (a path, freed here) an SVG titled desc too. */
 static void s2s_word_alignment(const S2sRun *r, const Vocab *sv, const Vocab *tv, const int *src,
-                               int slen, const int *out, int len, int maxlen,
-                               const char *svg, const char *desc) {
+                               int slen, const int *out, int len, int maxlen, char *svg,
+                               const char *desc) {
     const int R = len < maxlen ? len + 1 : maxlen, C = slen;
     double *W = xcalloc_doubles(R * C);
     const char **rows = xmalloc(sizeof(char *) * (size_t)(R + C)), **cols = rows + R;
@@ -3036,8 +3296,14 @@ static void s2s_word_alignment(const S2sRun *r, const Vocab *sv, const Vocab *tv
     for (int j = 0; j < C; j++) cols[j] = sv->sym[src[j]];
     print_heatmap(stdout, "alignment (row: output symbol, column: letter)", W, R, C, rows, cols);
     if (svg) {
-        write_svg_heatmap(svg, desc, W, R, C, rows, cols);
-        printf("  wrote %s\n", svg);
+        S2sLine t = { NULL, 0, 0 };
+        s2s_cat(&t, "alignment of '");
+        for (int j = 0; j < C; j++) s2s_cat(&t, "%s", cols[j]);
+        s2s_cat(&t, "' (each row sums to 1): %s", desc);
+        const HeatmapSvg hs = { t.s, "output symbol", "letter", rows, cols, NULL, 0 };
+        write_svg_heatmaps(svg, &hs, W, NULL, 1, R, C, 1);
+        s2s_wrote(svg);
+        free(t.s);
     }
     free(W); free(rows);
 }
@@ -3051,10 +3317,15 @@ static void s2s_data_test(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sP
     for (int k = 1; k <= beam; k += beam > 1 ? beam - 1 : 1) {
         const double t0 = seconds();
         const ErrorRate e = s2s_error_rates(r, bt, m, d, pd->group[SPLIT_TEST],
-                                            pd->ngroup[SPLIT_TEST], k, out);
-        printf("  %-12s PER %6.2f%%   WER %6.2f%%   (%ld edits / %ld phonemes, %d of %d words "
-               "wrong)\n", k == 1 ? "greedy" : "beam", 100 * error_rate_per(&e),
-               100 * error_rate_wer(&e), e.edits, e.ref_len, e.wrong, e.words);
+                                            pd->ngroup[SPLIT_TEST], k, out, k == 1
+                                            ? "test, greedy, word" : "test, beam, word");
+        char head[80], tail[160];                /* one line, or two if that is too wide */
+        snprintf(head, sizeof head, "  %-7s PER %6.2f%%  WER %6.2f%%", k == 1 ? "greedy" : "beam",
+                 100 * error_rate_per(&e), 100 * error_rate_wer(&e));
+        snprintf(tail, sizeof tail, "(%ld edits / %ld phonemes, %d of %d words wrong)", e.edits,
+                 e.ref_len, e.wrong, e.words);
+        printf("%s%s%s\n", head, strlen(head) + 2 + strlen(tail) > S2S_COLUMNS ? "\n          "
+               : "  ", tail);
         if (k > 1) printf("  (beam width %d)\n", k);
         fprintf(stderr, "the %s test decode took %.1f s\n", k == 1 ? "greedy" : "beam",
                 seconds() - t0);
@@ -3062,11 +3333,12 @@ static void s2s_data_test(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sP
 }
 
 /* Five test words, predicted (with --beam) beside their pronunciations,
- * then the alignment of the first. */
+ * then the alignment of the first (--svg: DIR/seq2seq-<stem>-alignment.svg). */
 static void s2s_data_examples(S2sRun *r, S2sBatch *bt, const S2sModel *m, const S2sPairData *pd,
-                              const S2sOptions *o, int *out, const char *desc) {
+                              const S2sOptions *o, int *out, const char *desc, const char *stem) {
     const S2sData *d = &pd->part[SPLIT_TEST];
     const int maxlen = d->Nmax + 1;
+    S2sLine l = { NULL, 0, 0 };
     printf("\nexamples (word -> prediction; the dictionary's where it differs):\n");
     for (int g = 0; g < 5 && g < pd->ngroup[SPLIT_TEST]; g++) {
         const int row = pd->group[SPLIT_TEST][g], *src = d->src + row * d->Tmax;
@@ -3074,60 +3346,88 @@ static void s2s_data_examples(S2sRun *r, S2sBatch *bt, const S2sModel *m, const 
         s2s_decode_one(out, &len, r, bt, m, src, d->slen[row], o->beam, maxlen);
         for (int k = row; k < pd->group[SPLIT_TEST][g + 1]; k++)
             ok |= d->tlen[k] == len && !memcmp(d->tgt + k * d->Nmax, out, sizeof(int) * (size_t)len);
-        printf("  %s ", ok ? "ok  " : "MISS");
-        for (int i = 0; i < d->slen[row]; i++) printf("%s", pd->src_v.sym[src[i]]);
-        printf(" ->");
-        for (int i = 0; i < len; i++) printf(" %s", pd->tgt_v.sym[out[i]]);
+        s2s_cat(&l, "  %s ", ok ? "ok  " : "MISS");
+        for (int i = 0; i < d->slen[row]; i++) s2s_cat(&l, "%s", pd->src_v.sym[src[i]]);
+        s2s_cat(&l, " ->");
+        for (int i = 0; i < len; i++) s2s_cat(&l, " %s", pd->tgt_v.sym[out[i]]);
         if (!ok) {
-            printf("   (dictionary:");
-            for (int i = 0; i < d->tlen[row]; i++) printf(" %s", pd->tgt_v.sym[d->tgt[row * d->Nmax + i]]);
-            printf(")");
+            s2s_cat(&l, "   (dictionary:");
+            for (int i = 0; i < d->tlen[row]; i++)
+                s2s_cat(&l, " %s", pd->tgt_v.sym[d->tgt[row * d->Nmax + i]]);
+            s2s_cat(&l, ")");
         }
-        printf("\n");
+        s2s_line_end(&l, "         ");
     }
+    free(l.s);
     if (m->cfg.attention == S2S_NONE) return;
     const int row = pd->group[SPLIT_TEST][0];
     int len;
     s2s_decode_one(out, &len, r, bt, m, d->src + row * d->Tmax, d->slen[row], o->beam, maxlen);
     printf("\n");
     s2s_word_alignment(r, &pd->src_v, &pd->tgt_v, d->src + row * d->Tmax, d->slen[row], out, len,
-                       maxlen, o->svg, desc);
+                       maxlen, o->svg ? s2s_svg_path(o->svg, stem, "-alignment") : NULL, desc);
+}
+
+/* Train m on --data's training part, logging to --log, and say what was
+ * kept; with --svg, the loss and dev PER/WER as DIR/seq2seq-<stem>-curve.svg. */
+static void s2s_data_fit(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData *pd,
+                         const S2sOptions *o, int *out, const char *desc, const char *stem) {
+    s2s_wrapf("  ", "training: up to %d steps of %d pairs%s, Adam lr %g (linear decay to "
+              "lr/10), clip %g; dev PER every %d steps, the best kept\n", o->train.steps,
+              o->batch, o->minutes > 0 ? " or the --minutes budget" : "", o->train.lr,
+              o->train.clip, o->eval_every);
+    OutFile log = { NULL, NULL, NULL };
+    if (o->log) {
+        log = out_open(o->log);
+        fprintf(log.f, "step,train_loss,dev_per,dev_wer,seconds\n");
+    }
+    Curve loss = { 0 }, rate[2] = { { 0 }, { 0 } };
+    const int rec = o->svg != NULL;
+    const S2sDataTrain tc = { o->train.steps, o->train.lr, o->train.clip, o->minutes,
+                              o->eval_every, 100, log.f, rec ? &loss : NULL,
+                              rec ? &rate[0] : NULL, rec ? &rate[1] : NULL };
+    Rng rng;
+    rng_seed(&rng, (uint64_t)o->seed ^ 0xDA7Au);
+    const S2sDataResult res = s2s_data_train(m, r, bt, &rng, pd, &tc, out);
+    if (o->log) out_close(&log);
+    s2s_stop_if_diverged(m);
+    fprintf(stderr, "training took %.0f s of wall-clock time (%d steps)\n", res.seconds,
+            res.steps);
+    printf("trained %d steps; kept step %d, the best dev PER: %.2f%% (WER %.2f%%)\n",
+           res.steps, res.best_step, 100 * res.per, 100 * res.wer);
+    if (rec) {
+        static const char *const names[2] = { "dev PER", "dev WER" };
+        char title[400];
+        snprintf(title, sizeof title, "%s: training loss (mean of %d steps), and dev PER and "
+                 "WER (greedy) every %d steps; %s", o->data,
+                 S2S_CURVE_EVERY, o->eval_every, desc);
+        s2s_write_curve(o->svg, stem, title, &loss, "dev error rate (%)", rate, names, 2);
+    }
+    printf("\n");
+    curve_free(&loss); curve_free(&rate[0]); curve_free(&rate[1]);
 }
 
 /* Train on --data (or take --load's model), report dev and test, save. */
 static void s2s_data_report(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData *pd,
                             const S2sOptions *o, int *out) {
-    char desc[200];
-    printf("model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, &m->cfg), m->p.num_params);
+    char desc[200], stem[200];
+    s2s_svg_stem(stem, sizeof stem, o->data, &m->cfg);
+    s2s_wrapf("  ", "model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, &m->cfg),
+              m->p.num_params);
     if (o->saved) {
-        printf("loaded from %s (%d Adam steps)\n", o->load, m->step);
+        s2s_wrapf("  ", "loaded from %s (%d Adam steps)\n", o->load, m->step);
         const ErrorRate e = s2s_error_rates(r, bt, m, &pd->part[SPLIT_DEV], pd->group[SPLIT_DEV],
-                                            pd->ngroup[SPLIT_DEV], 1, out);
+                                            pd->ngroup[SPLIT_DEV], 1, out, "dev, greedy, word");
         printf("dev: PER %.2f%%  WER %.2f%% (greedy)\n\n", 100 * error_rate_per(&e),
                100 * error_rate_wer(&e));
     } else {
-        printf("training: up to %d steps of %d pairs%s, Adam lr %g (linear decay to lr/10), "
-               "clip %g; dev PER every %d steps, the best kept\n", o->train.steps, o->batch,
-               o->minutes > 0 ? " or the --minutes budget" : "", o->train.lr, o->train.clip,
-               o->eval_every);
-        OutFile log = { NULL, NULL, NULL };
-        if (o->log) { log = out_open(o->log); fprintf(log.f, "step,train_loss,dev_per,dev_wer,seconds\n"); }
-        const S2sDataTrain tc = { o->train.steps, o->train.lr, o->train.clip, o->minutes,
-                                  o->eval_every, 100, log.f };
-        Rng rng;
-        rng_seed(&rng, (uint64_t)o->seed ^ 0xDA7Au);
-        const S2sDataResult res = s2s_data_train(m, r, bt, &rng, pd, &tc, out);
-        if (o->log) out_close(&log);
-        s2s_stop_if_diverged(m);
-        fprintf(stderr, "training took %.1f s (%d steps)\n", res.seconds, res.steps);
-        printf("trained %d steps; kept step %d, the best dev PER: %.2f%% (WER %.2f%%)\n\n",
-               res.steps, res.best_step, 100 * res.per, 100 * res.wer);
+        s2s_data_fit(m, r, bt, pd, o, out, desc, stem);
     }
     s2s_data_test(r, bt, m, pd, o->beam, out);
-    s2s_data_examples(r, bt, m, pd, o, out, desc);
+    s2s_data_examples(r, bt, m, pd, o, out, desc, stem);
     if (o->save) {
         s2s_save(o->save, m, &pd->src_v, &pd->tgt_v, pd->part[0].Tmax, pd->part[0].Nmax, o->seed);
-        printf("\nsaved the model to %s\n", o->save);
+        s2s_wrapf("  ", "\nsaved the model to %s\n", o->save);
     }
 }
 
@@ -3138,11 +3438,12 @@ static void s2s_main_data(const S2sOptions *o) {
     const int Tmax = pd.part[0].Tmax, Nmax = pd.part[0].Nmax;
     int words = 0;
     for (int k = 0; k < 3; k++) words += pd.ngroup[k];
-    printf("seq2seq.c --data %s: %d pairs (%s), %d words; split by seed %d: train %d pairs "
-           "(%d words), dev %d words, test %d words\n", o->data, p.n, p.tsv ? "tab-separated" :
-           "CMUdict", words, o->seed, pd.part[0].n, pd.ngroup[0], pd.ngroup[1], pd.ngroup[2]);
-    printf("vocabularies (%s): %d source characters, %d target symbols, and 4 specials; "
-           "dev/test tokens outside them (<unk>): %d source, %d target\n",
+    s2s_wrapf("  ", "seq2seq.c --data %s: %d pairs (%s), %d words; split by seed %d: train "
+              "%d pairs (%d words), dev %d words, test %d words\n", o->data, p.n, p.tsv ?
+              "tab-separated" : "CMUdict", words, o->seed, pd.part[0].n, pd.ngroup[0],
+              pd.ngroup[1], pd.ngroup[2]);
+    s2s_wrapf("  ", "vocabularies (%s): %d source characters, %d target symbols, and 4 "
+              "specials; dev/test tokens outside them (<unk>): %d source, %d target\n",
            o->saved ? "the loaded model's" : "the training part's", pd.src_v.n - TOK_SPECIALS,
            pd.tgt_v.n - TOK_SPECIALS, pd.unk_src, pd.unk_tgt);
     pairs_free(&p);
@@ -3192,6 +3493,16 @@ static int s2s_encode_word(int *src, int *slen, const Vocab *v, const char *w, c
     return 0;
 }
 
+/* --svg DIR of --load --input WORD: DIR/seq2seq-<checkpoint>-<word>-alignment.svg
+ * (a new block: s2s_word_alignment frees it), or NULL without --svg */
+static char *s2s_use_svg(const S2sOptions *o) {
+    if (!o->svg) return NULL;
+    char stem[200], ck[80], w[80];
+    snprintf(stem, sizeof stem, "%s-%s", s2s_name_part(ck, sizeof ck, o->load, 1),
+             s2s_name_part(w, sizeof w, o->input, 0));
+    return s2s_svg_path(o->svg, stem, "-alignment");
+}
+
 /* --load without --data: convert --input's word (phonemes and the
  * attention), or each line of stdin ("word  PH O NE MES", a dictionary);
  * a word the model cannot read is refused with the reason, the rest go on. */
@@ -3222,8 +3533,8 @@ static void s2s_main_use(const S2sOptions *o) {
         for (int i = 0; i < len; i++) printf(" %s", sv->tgt_v.sym[out[i]]);
         printf("\n");
         if (o->input && m->cfg.attention != S2S_NONE)
-            s2s_word_alignment(&run, &sv->src_v, &sv->tgt_v, src, slen, out, len, maxlen, o->svg,
-                               s2s_describe(desc, sizeof desc, &m->cfg));
+            s2s_word_alignment(&run, &sv->src_v, &sv->tgt_v, src, slen, out, len, maxlen,
+                               s2s_use_svg(o), s2s_describe(desc, sizeof desc, &m->cfg));
         fflush(stdout);
     }
     free(out);
@@ -3238,9 +3549,10 @@ static void s2s_main_use(const S2sOptions *o) {
 
 /* One model of the length table (attention none, bahdanau or luong with a
  * dot score): trained like the others, then decoded greedily, its exact
- * matches counted by source length into ok and n. Prints its line;
- * returns 1 if it diverged. */
-static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n) {
+ * matches counted by source length into ok and n; its training loss per
+ * window into loss if it is not NULL. Prints its row; returns 1 if it
+ * diverged. */
+static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n, Curve *loss) {
     S2sConfig c = o->cfg;
     c.attention = attention; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
     S2sTrainConfig tr = o->train;
@@ -3248,19 +3560,20 @@ static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n)
     S2sSession s;
     s2s_session_build(&s, o, &c);
     const double t0 = seconds();
-    const double loss = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr);
     const char *name = s2s_attention_names[attention];
-    char desc[200];
+    char what[64];
+    snprintf(what, sizeof what, "length: %s, step", name);
+    const S2sWatch w = { what, loss, NULL, NULL, NULL, NULL };
+    const double final = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
     const int diverged = s.m.diverged != 0;
     if (diverged) {                        /* a row that says so, and no column below */
-        printf("  %-9s %6d parameters, diverged at step %d (loss %g): no accuracy  (%s)\n",
-               name, s.m.p.num_params, s.m.diverged, s.m.div_loss,
-               s2s_describe(desc, sizeof desc, &c));
+        printf("  %-9s %10d  diverged at step %d (loss %g): no accuracy\n", name,
+               s.m.p.num_params, s.m.diverged, s.m.div_loss);
     } else {
-        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n);
-        printf("  %-9s %6d parameters, final loss %.4f, held-out exact %5.1f%%, tokens "
-               "%5.1f%%  (%s)\n", name, s.m.p.num_params, loss, 100 * acc.seq_acc,
-               100 * acc.tok_acc, s2s_describe(desc, sizeof desc, &c));
+        snprintf(what, sizeof what, "length: %s, held-out example", name);
+        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n, what);
+        printf("  %-9s %10d  %10.4f  %14.1f%%  %6.1f%%\n", name, s.m.p.num_params, final,
+               100 * acc.seq_acc, 100 * acc.tok_acc);
     }
     fflush(stdout);
     fprintf(stderr, "  (%s: %.1f s)\n", name, seconds() - t0);
@@ -3269,7 +3582,9 @@ static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n)
 }
 
 /* The table: exact-sequence accuracy of the three models by source length
- * (buckets of 5 when the range is wide); ok, n (3, L1) by length. */
+ * (buckets of 5 when the range is wide); ok, n (3, L1) by length. With
+ * --svg, the same as a line chart, DIR/seq2seq-length.svg (a diverged
+ * model has no line). */
 static void s2s_length_table(const S2sOptions *o, const int *ok, const int *n,
                              const int *diverged, int L1) {
     const S2sTask *tk = &o->task;
@@ -3277,6 +3592,7 @@ static void s2s_length_table(const S2sOptions *o, const int *ok, const int *n,
            o->test);
     printf("  %-8s | %9s | %9s | %9s | %s\n", "length", "none", "bahdanau", "luong", "n");
     int w = (tk->max_len - tk->min_len + 1) > 12 ? 5 : 1;   /* bucket width */
+    Curve cv[3] = { { 0 }, { 0 }, { 0 } };
     for (int lo = tk->min_len; lo <= tk->max_len; lo += w) {
         int hi = lo + w - 1 < tk->max_len ? lo + w - 1 : tk->max_len, cnt = 0;
         char col[3][16];                       /* each model's cell: a share, or "diverged" */
@@ -3285,13 +3601,51 @@ static void s2s_length_table(const S2sOptions *o, const int *ok, const int *n,
             for (int L = lo; L <= hi; L++) { o2 += ok[k * L1 + L]; n2 += n[k * L1 + L]; }
             snprintf(col[k], sizeof col[k], "%8.1f%%", n2 ? 100.0 * o2 / n2 : 0.0);
             if (diverged[k]) snprintf(col[k], sizeof col[k], "%9s", "diverged");
-            else cnt = n2;
+            else { cnt = n2; if (n2) curve_add(&cv[k], 0.5 * (lo + hi), 100.0 * o2 / n2); }
         }
         char lab[16];
         if (lo == hi) snprintf(lab, sizeof lab, "%d", lo);
         else snprintf(lab, sizeof lab, "%d-%d", lo, hi);
         printf("  %-8s | %s | %s | %s | %d\n", lab, col[0], col[1], col[2], cnt);
     }
+    if (o->svg) {
+        ChartSeries s[3];
+        int ns = 0;
+        for (int k = 0; k < 3; k++)
+            if (!diverged[k]) s[ns++] = curve_series(&cv[k], s2s_attention_names[k]);
+        char title[200], xa[64], *path = s2s_svg_path(o->svg, "length", "");
+        snprintf(title, sizeof title, "held-out exact-sequence accuracy by source length: "
+                 "%s, %d steps of %d each, %s cells, hidden %d%s", s2s_task_names[tk->task],
+                 o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H,
+                 ns ? "" : " (every model diverged: no lines)");
+        snprintf(xa, sizeof xa, w > 1 ? "source length (centre of a bucket of %d)"
+                 : "source length", w);
+        const ChartSvg cs = { title, xa, "exact-sequence accuracy (%)", 0, 0 };
+        write_svg_chart(path, &cs, s, ns);
+        s2s_wrote(path);
+    }
+    for (int k = 0; k < 3; k++) curve_free(&cv[k]);
+}
+
+/* --svg: the training loss of each model of an experiment, against the
+ * step (nc curves named names; a diverged model's curve ends where it did)
+ * as DIR/seq2seq-<experiment>-curve.svg, in np panels of per[k] curves each */
+static void s2s_experiment_curves(const S2sOptions *o, const char *experiment, const Curve *c,
+                                  const char *const *names, const int *per, const char *const *
+                                  panel, int np) {
+    ChartSeries s[8];
+    ChartPanel p[2];
+    int k = 0;
+    for (int q = 0; q < np; q++) {
+        p[q] = (ChartPanel){ panel[q], 1, s + k, per[q] };
+        for (int i = 0; i < per[q]; i++, k++) s[k] = curve_series(&c[k], names[k]);
+    }
+    char title[200], *path = s2s_svg_path(o->svg, experiment, "-curve");
+    snprintf(title, sizeof title, "the %s experiment: training loss of each model (mean of "
+             "each window), %d steps of %d, seed %d", experiment, o->train.steps, o->batch,
+             o->seed);
+    write_svg_panels(path, title, "training step", 0, p, np);
+    s2s_wrote(path);
 }
 
 /* Train none / bahdanau / luong with the same sizes and step budget on
@@ -3301,12 +3655,23 @@ static void s2s_experiment_length(const S2sOptions *o) {
     const int L1 = tk->max_len + 1;            /* counts indexed by source length */
     int *ok = xmalloc(sizeof(int) * (size_t)(6 * L1)), *n = ok + 3 * L1, diverged[3];
     memset(ok, 0, sizeof(int) * (size_t)(6 * L1));
-    printf("the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s cells, "
-           "hidden %d, seed %d\n", s2s_task_names[tk->task], tk->min_len, tk->max_len,
-           o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.H, o->seed);
+    s2s_wrapf("  ", "the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s "
+              "cells, hidden %d, embedding %d, vocabulary %d, seed %d; none: a fixed context "
+              "(no attention), bahdanau: additive attention, luong: dot score, global\n\n",
+              s2s_task_names[tk->task], tk->min_len, tk->max_len, o->train.steps, o->batch,
+              cell_names[o->cfg.cell], o->cfg.H, o->cfg.E, o->cfg.V, o->seed);
+    printf("  %-9s %10s  %10s  %15s  %7s\n", "model", "parameters", "final loss",
+           "held-out exact", "tokens");
+    Curve loss[3] = { { 0 }, { 0 }, { 0 } };
     for (int k = S2S_NONE; k <= S2S_LUONG; k++)
-        diverged[k] = s2s_length_model(o, k, ok + k * L1, n + k * L1);
+        diverged[k] = s2s_length_model(o, k, ok + k * L1, n + k * L1, o->svg ? &loss[k] : NULL);
     s2s_length_table(o, ok, n, diverged, L1);
+    if (o->svg) {
+        static const char *const panel[1] = { "training loss (log)" };
+        const int per[1] = { 3 };
+        s2s_experiment_curves(o, "length", loss, s2s_attention_names, per, panel, 1);
+    }
+    for (int k = 0; k < 3; k++) curve_free(&loss[k]);
     free(ok);
 }
 
@@ -3370,12 +3735,19 @@ static double s2s_classifier_forward(S2sClassifier *k, const int *tok, const int
 enum { S2S_POOL_TASK, S2S_CNN_TASK };   /* which task a classifier trains on */
 
 /* Train k for --steps on fresh batches of --batch rows drawn from rb, of
- * the pooling task or the CNN task. Returns the step it diverged at (0:
- * none); *tail_loss = the mean loss of the last tail steps. */
+ * the pooling task or the CNN task, its progress on stderr named what, and
+ * the mean loss of each tenth of the steps into loss if it is not NULL.
+ * Returns the step it diverged at (0: none); *tail_loss = the mean loss of
+ * the last tail steps. */
 static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int task, int tail,
-                                double *tail_loss, int *btok, int *blab, const S2sOptions *o) {
+                                double *tail_loss, int *btok, int *blab, const S2sOptions *o,
+                                const char *what, Curve *loss) {
     const int T = o->task.max_len, B = o->batch, steps = o->train.steps;
+    const int window = steps >= 10 ? steps / 10 : 1;
     const double *probs, *att;
+    double wsum = 0.0;
+    Progress pr;
+    progress_begin(&pr, what, steps);
     *tail_loss = 0.0;
     for (int s = 1; s <= steps; s++) {
         if (task == S2S_CNN_TASK) cnn_task_batch(btok, blab, rb, B, T, S2S_TRAINING);
@@ -3383,6 +3755,11 @@ static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int task, int tail,
         memset(k->p->grads, 0, sizeof(double) * (size_t)k->p->num_params);
         const double l = s2s_classifier_forward(k, btok, blab, B, T, &probs, &att);
         if (s > steps - tail) *tail_loss += l / tail;
+        wsum += l;
+        if (loss && (s % window == 0 || s == steps)) {
+            curve_add(loss, s, wsum / (s % window ? s % window : window));
+            wsum = 0.0;
+        }
         if (k->rnn) {
             pool_acts_bind(&k->pg, k->gmem, &k->pc, B, T);
             pool_backward(&k->pm.g, &k->pg, &k->pa, btok, blab, &k->pm);
@@ -3394,6 +3771,7 @@ static int s2s_classifier_train(S2sClassifier *k, Rng *rb, int task, int tail,
         if (s2s_clip_adam(k->p, s, s2s_lr_at(o->train.lr, s, steps), o->train.clip, l, k->C,
                           &gn))
             return s;
+        progress_step(&pr, s, NULL);
     }
     return 0;
 }
@@ -3428,16 +3806,46 @@ static int s2s_classifier_eval(S2sClassifier *k, const int *tok, const int *lab,
 
 /* ---- the pooling experiment ---------------------------------------------- */
 
+/* --svg: an experiment's held-out accuracy as bars, DIR/seq2seq-<experiment>.svg
+ * (groups: the poolings; a series per model kind, NAN where it has none) */
+static void s2s_experiment_bars(const S2sOptions *o, const char *experiment, const char *title,
+                                const char *const *group, int ng, const char *const *series,
+                                int ns, const double *acc) {
+    char *path = s2s_svg_path(o->svg, experiment, "");
+    const ChartSvg cs = { title, "pooling", "held-out accuracy (%)", 0, 0 };
+    write_svg_bars(path, &cs, group, ng, series, ns, acc);
+    s2s_wrote(path);
+}
+
+/* --svg: the pooling table as bars, DIR/seq2seq-pooling.svg, and the three
+ * models' training loss, DIR/seq2seq-pooling-curve.svg (C classes) */
+static void s2s_pooling_pictures(const S2sOptions *o, int C, const double *acc,
+                                 const Curve *loss) {
+    static const char *const series[1] = { "held-out accuracy" };
+    static const char *const panel[1] = { "training loss (log)" };
+    const int per[1] = { 3 };
+    char title[200];
+    snprintf(title, sizeof title, "the pooling experiment: classify %d symbols by the one at "
+             "position 2 (chance %.0f%%), %s cells, hidden %d, %d steps", o->task.max_len,
+             100.0 / C, cell_names[o->cfg.cell], o->cfg.H, o->train.steps);
+    s2s_experiment_bars(o, "pooling", title, pool_names, 3, series, 1, acc);
+    s2s_experiment_curves(o, "pooling", loss, pool_names, per, panel, 1);
+}
+
 /* Last vs mean vs attention pooling on the pooling task (section 8). */
 static void s2s_experiment_pooling(const S2sOptions *o) {
     const int T = o->task.max_len, C = 4, B = o->batch, NT = 1000;
-    printf("the pooling experiment: classify a sequence of %d symbols (of %d) by its "
-           "symbol at position 2;\n%s cells, hidden %d, %d steps of %d, seed %d; chance "
-           "is %.0f%%\n", T, C, cell_names[o->cfg.cell], o->cfg.H, o->train.steps, B, o->seed,
-           100.0 / C);
+    s2s_wrapf("  ", "the pooling experiment: classify a sequence of %d symbols (of %d) by its "
+              "symbol at position 2; %s cells, hidden %d, %d steps of %d, seed %d; chance is "
+              "%.0f%%\n\n", T, C, cell_names[o->cfg.cell], o->cfg.H, o->train.steps, B, o->seed,
+              100.0 / C);
     int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
     int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
     const int tail = o->train.steps < 50 ? o->train.steps : 50;  /* loss: mean of these */
+    double acc[3] = { NAN, NAN, NAN };
+    Curve loss[3] = { { 0 }, { 0 }, { 0 } };
+    printf("  %-9s  %8s  %13s  %s\n", "pooling", "held-out", "training loss",
+           "mean weight on position 2");
     for (int p = POOL_LAST; p <= POOL_ATTENTION; p++) {
         PoolConfig c = { p, o->cfg.cell, S2S_FIRST + C, o->cfg.E, o->cfg.H, o->cfg.H, C };
         Rng r, rt, rb;   /* init, held-out set, training batches: one stream each, so */
@@ -3447,11 +3855,13 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         pool_task_batch(tok, lab, &rt, NT, T, C, S2S_HELDOUT);
         S2sClassifier k;
         s2s_classifier_build(&k, &c, NULL, &r, NT, T);
-        double t0 = seconds(), loss;
-        const int div = s2s_classifier_train(&k, &rb, S2S_POOL_TASK, tail, &loss, btok, blab,
-                                             o);
+        char what[48];
+        snprintf(what, sizeof what, "pooling: %s, step", pool_names[p]);
+        double t0 = seconds(), l;
+        const int div = s2s_classifier_train(&k, &rb, S2S_POOL_TASK, tail, &l, btok, blab, o,
+                                             what, o->svg ? &loss[p] : NULL);
         if (div) {                                        /* a row that says so */
-            printf("  %-9s diverged at step %d: no accuracy\n", pool_names[p], div);
+            printf("  %-9s  diverged at step %d: no accuracy\n", pool_names[p], div);
             s2s_classifier_free(&k);
             continue;
         }
@@ -3459,15 +3869,17 @@ static void s2s_experiment_pooling(const S2sOptions *o) {
         const int ok = s2s_classifier_eval(&k, tok, lab, NT, T, NT, btok, -1, NULL, &attends);
         double w1 = 0.0;
         for (int b = 0; attends && b < NT; b++) w1 += k.pa.att[b * T + 1] / NT;
-        printf("  %-9s held-out accuracy %5.1f%%  (training loss %.3f, mean of the last %d "
-               "steps)", pool_names[p], 100.0 * ok / NT, loss, tail);
-        if (attends) printf("  mean weight on position 2: %.2f (uniform 1/%d = %.2f)", w1, T,
-                            1.0 / T);
+        acc[p] = 100.0 * ok / NT;
+        printf("  %-9s  %7.1f%%  %13.3f", pool_names[p], acc[p], l);
+        if (attends) printf("  %.2f (uniform 1/%d = %.2f)", w1, T, 1.0 / T);
         printf("\n");
         fflush(stdout);
         fprintf(stderr, "  (%s: %.1f s)\n", pool_names[p], seconds() - t0);
         s2s_classifier_free(&k);
     }
+    printf("  (training loss: the mean of the last %d steps)\n", tail);
+    if (o->svg) s2s_pooling_pictures(o, C, acc, loss);
+    for (int p = 0; p < 3; p++) curve_free(&loss[p]);
     free(tok); free(lab); free(btok); free(blab);
 }
 
@@ -3492,11 +3904,14 @@ static int s2s_cnn_pick_example(const int *tok, int n, int T, int K, int *found)
 
 /* Model v (0..7) of the CNN table: the RNN with last / mean / attention
  * pooling, then the CNN with each pooling of section 9. Trains it on the
- * held-out-free batches of its own stream, prints its row; if it attends,
- * its pooling weights of example ex go to heat (T, a CNN window n under
- * column n + (K-1)/2) and its row name to name (48 chars): returns 1. */
+ * held-out-free batches of its own stream (its loss curve into loss, if
+ * not NULL), prints its row, its held-out accuracy (%) to *acc (NAN if it
+ * diverged); if it attends, its pooling weights of example ex go to heat
+ * (T, a CNN window n under column n + (K-1)/2) and its row name to name
+ * (48 chars): returns 1. */
 static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *lab, int NT,
-                         int *btok, int *blab, int ex, double *heat, char *name) {
+                         int *btok, int *blab, int ex, double *heat, char *name, double *acc,
+                         Curve *loss) {
     const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch, V = S2S_FIRST + CNN_SYMBOLS;
     const int K = o->kernel, F = o->channels, H = o->cfg.H, E = o->cfg.E, cell = o->cfg.cell;
     const char *cn = cell_names[cell];
@@ -3510,12 +3925,16 @@ static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *
     s2s_classifier_build(&k, rnn ? &pc : NULL, rnn ? NULL : &cc, &r, B, T);
     const double t0 = seconds();
     double unused;
-    const int div = s2s_classifier_train(&k, &rb, S2S_CNN_TASK, 0, &unused, btok, blab, o);
+    char what[48];
+    snprintf(what, sizeof what, "cnn: model %d/8 (%s), step", v + 1, rnn ? cn : "cnn");
+    const int div = s2s_classifier_train(&k, &rb, S2S_CNN_TASK, 0, &unused, btok, blab, o,
+                                         what, loss);
     const double secs = seconds() - t0;
     char pool[48];
     if (!rnn && p == CNN_ATT_RNN) snprintf(pool, sizeof pool, "attention, query = %s h_T", cn);
     else if (!rnn && p == CNN_MAX_RNN) snprintf(pool, sizeof pool, "max + %s h_T (control)", cn);
     else snprintf(pool, sizeof pool, "%s", rnn ? pool_names[p] : cnn_pool_names[p]);
+    *acc = NAN;
     if (div) {                                     /* a row that says so, no weights */
         printf("  %-5s | %-28s | diverged at step %d\n", rnn ? cn : "cnn", pool, div);
         s2s_classifier_free(&k);
@@ -3530,8 +3949,9 @@ static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *
         snprintf(name, 48, "%s, %s", rnn ? cn : "cnn",
                  rnn ? "attention" : p == CNN_ATT_RNN ? "query h_T" : "learned query");
     }
-    printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool,
-           100.0 * ok / NT, k.p->num_params, secs);
+    *acc = 100.0 * ok / NT;
+    printf("  %-5s | %-28s | %7.1f%% | %10d | %5.1f s\n", rnn ? cn : "cnn", pool, *acc,
+           k.p->num_params, secs);
     fflush(stdout);
     free(att_ex);
     s2s_classifier_free(&k);
@@ -3539,37 +3959,71 @@ static int s2s_cnn_model(const S2sOptions *o, int v, const int *tok, const int *
 }
 
 /* The pooling weights of held-out example ex (nh rows of heat (nh,T)) as a
- * heatmap, and as an SVG with --svg. */
+ * heatmap turned on its side to fit 80 columns (a row per position, a
+ * column per model), and with --svg as DIR/seq2seq-cnn-weights.svg (a row
+ * per model). */
 static void s2s_cnn_show_weights(const S2sOptions *o, const int *tok, const int *lab, int NT,
                                  int ex, int found, const double *heat, int nh,
                                  const char *const *rows) {
     const int T = o->task.max_len, K = o->kernel;
-    char *chars = xmalloc((size_t)(2 * T)), where[96] = "", title[160];
-    const char **cols = xmalloc(sizeof *cols * (size_t)T);
+    char (*pos)[16] = xmalloc(sizeof *pos * (size_t)T), num[3][4], where[96] = "", title[300];
+    const char **plab = xmalloc(sizeof *plab * (size_t)(2 * T)), **chars = plab + T, *mlab[3];
+    double *side = xcalloc_doubles(T * (nh ? nh : 1));     /* heat transposed: (T, nh) */
     for (int t = 0; t < T; t++) {
-        chars[2 * t] = cnn_symbol(tok[t * NT + ex]); chars[2 * t + 1] = '\0';
-        cols[t] = chars + 2 * t;
+        snprintf(pos[t], sizeof pos[t], "%2d %c", t + 1, cnn_symbol(tok[t * NT + ex]));
+        plab[t] = pos[t]; chars[t] = pos[t] + 3;
+        for (int m = 0; m < nh; m++) side[t * nh + m] = heat[m * T + t];
     }
+    for (int m = 0; m < nh; m++) { snprintf(num[m], sizeof num[m], "%d", m + 1); mlab[m] = num[m]; }
     if (K % 2 == 0)
-        snprintf(where, sizeof where, ";\nK = %d is even, so its true centre is half a column "
-                 "further right", K);
+        snprintf(where, sizeof where, "; K = %d is even, so its true centre is half a position "
+                 "further on", K);
     if (found)
-        printf("\nthe pooling weights of held-out example %d, the first whose pairs end %d or "
-               "more positions\nbefore the question", ex + 1, K);
+        snprintf(title, sizeof title, "the pooling weights of held-out example %d, the first "
+                 "whose pairs end %d or more positions before the question", ex + 1, K);
     else
-        printf("\nthe pooling weights of held-out example 1 (no held-out example has its "
-               "pairs end %d or more\npositions before the question)", K);
-    printf(" (label %c; a CNN window is drawn under its centre column%s):\n",
-           cnn_symbol_chars[lab[ex]], where);
-    print_heatmap(stdout, "row: model, column: input token; each row sums to 1", heat, nh, T,
-                  (const char **)rows, cols);
-    if (o->svg) {
-        snprintf(title, sizeof title, "pooling weights of held-out example %d (a CNN window "
-                 "under column n + (K-1)/2%s)", ex + 1, K % 2 ? "" : ", rounded down: K even");
-        write_svg_heatmap(o->svg, title, heat, nh, T, (const char **)rows, cols);
-        printf("  wrote %s\n", o->svg);
+        snprintf(title, sizeof title, "the pooling weights of held-out example 1 (no held-out "
+                 "example has its pairs end %d or more positions before the question)", K);
+    s2s_wrapf("", "\n%s (label %c; a CNN window is drawn at its centre position%s):\n", title,
+              cnn_symbol_chars[lab[ex]], where);
+    for (int m = 0; m < nh; m++) printf("  column %d: %s\n", m + 1, rows[m]);
+    if (nh) s2s_heatmap("row: position and input token, column: model; each column sums to 1",
+                        side, T, nh, plab, mlab);
+    else printf("  (every attending model diverged: no weights to show)\n");
+    if (o->svg && nh) {
+        char *path = s2s_svg_path(o->svg, "cnn", "-weights");
+        snprintf(title, sizeof title, "pooling weights of held-out example %d (label %c; a CNN "
+                 "window under column n + (K-1)/2%s), each row sums to 1", ex + 1,
+                 cnn_symbol_chars[lab[ex]], K % 2 ? "" : ", rounded down: K even");
+        const HeatmapSvg hs = { title, "model", "input token", rows, chars, NULL, 0 };
+        write_svg_heatmaps(path, &hs, heat, NULL, 1, nh, T, 1);
+        s2s_wrote(path);
     }
-    free(chars); free(cols);
+    free(pos); free(plab); free(side);
+}
+
+/* --svg: the CNN table's held-out accuracy as bars, DIR/seq2seq-cnn.svg
+ * (a group per pooling, a bar for the RNN and one for the CNN where it has
+ * that pooling), and the eight models' training loss, DIR/seq2seq-cnn-curve.svg */
+static void s2s_cnn_pictures(const S2sOptions *o, const double *acc, const Curve *loss) {
+    static const char *const group[6] = { "last", "mean", "max", "attn, learned q",
+                                          "attn, q = h_T", "max + h_T" };
+    static const int where[8] = { 0, 1, 3, 2, 1, 3, 4, 5 };   /* model v's group */
+    const char *series[2] = { cell_names[o->cfg.cell], "cnn" }, *names[8], *panel[2];
+    double v[12];
+    for (int i = 0; i < 12; i++) v[i] = NAN;
+    for (int m = 0; m < 8; m++) v[where[m] * 2 + (m > POOL_ATTENTION)] = acc[m];
+    char title[240], pl[2][48];
+    snprintf(title, sizeof title, "the CNN + attention experiment: held-out accuracy of each "
+             "pooling (chance %.0f%%; h_T: the %s's last state), %d steps", 100.0 / CNN_CLASSES,
+             series[0], o->train.steps);
+    s2s_experiment_bars(o, "cnn", title, group, 6, series, 2, v);
+    for (int m = 0; m < 8; m++) names[m] = m <= POOL_ATTENTION ? pool_names[m] : group[where[m]];
+    snprintf(pl[0], sizeof pl[0], "%s: training loss (log)", series[0]);
+    snprintf(pl[1], sizeof pl[1], "cnn: training loss (log)");
+    panel[0] = pl[0]; panel[1] = pl[1];
+    const int per[2] = { 3, 5 };
+    s2s_experiment_curves(o, "cnn", loss, names, per, panel, 2);
 }
 
 /* Every pooling of sections 8 and 9 on the CNN task (cnn_task_batch): the
@@ -3584,12 +4038,12 @@ static void s2s_cnn_show_weights(const S2sOptions *o, const int *tok, const int 
 static void s2s_experiment_cnn(const S2sOptions *o) {
     enum { NV = 8, NT = 1000 };
     const int T = o->task.max_len, C = CNN_CLASSES, B = o->batch;
-    printf("the CNN + attention experiment: %d symbols hold \"x\" then a letter, \"y\" then "
-           "another, and end\nwith the question X (which letter followed x?) or Y; %d "
-           "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
-    printf("%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps of %d, "
-           "lr %g, seed %d\n\n", cell_names[o->cfg.cell], o->cfg.H, o->kernel, o->channels,
-           o->cfg.E, o->train.steps, B, o->train.lr, o->seed);
+    s2s_wrapf("", "the CNN + attention experiment: %d symbols hold \"x\" then a letter, \"y\" "
+              "then another, and end with the question X (which letter followed x?) or Y; %d "
+              "classes, chance %.0f%%, without the question 50%%\n", T, C, 100.0 / C);
+    s2s_wrapf("", "%s: hidden %d; cnn: kernel %d, %d channels, ReLU; embedding %d; %d steps "
+              "of %d, lr %g, seed %d\n\n", cell_names[o->cfg.cell], o->cfg.H, o->kernel,
+              o->channels, o->cfg.E, o->train.steps, B, o->train.lr, o->seed);
     int *tok = xmalloc(sizeof(int) * (size_t)(T * NT)), *lab = xmalloc(sizeof(int) * NT);
     int *btok = xmalloc(sizeof(int) * (size_t)(T * B)), *blab = xmalloc(sizeof(int) * (size_t)B);
     Rng rt;
@@ -3597,15 +4051,20 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     cnn_task_batch(tok, lab, &rt, NT, T, S2S_HELDOUT);
     int found;
     const int ex = s2s_cnn_pick_example(tok, NT, T, o->kernel, &found);
-    double *heat = xcalloc_doubles(3 * T);             /* (3,T): the attending models */
+    double *heat = xcalloc_doubles(3 * T), acc[NV];    /* (3,T): the attending models */
     char names[3][48];
     const char *rows[3] = { names[0], names[1], names[2] };
+    Curve loss[NV];
+    memset(loss, 0, sizeof loss);
     int nh = 0;
     printf("  %-5s | %-28s | %8s | %10s | %s\n", "model", "pooling", "held-out", "parameters",
            "time");
     for (int v = 0; v < NV; v++)
-        nh += s2s_cnn_model(o, v, tok, lab, NT, btok, blab, ex, heat + nh * T, names[nh]);
+        nh += s2s_cnn_model(o, v, tok, lab, NT, btok, blab, ex, heat + nh * T, names[nh],
+                            &acc[v], o->svg ? &loss[v] : NULL);
     s2s_cnn_show_weights(o, tok, lab, NT, ex, found, heat, nh, rows);
+    if (o->svg) s2s_cnn_pictures(o, acc, loss);
+    for (int v = 0; v < NV; v++) curve_free(&loss[v]);
     free(heat); free(tok); free(lab); free(btok); free(blab);
 }
 
@@ -3636,10 +4095,11 @@ static void s2s_bench_config(int k, int warm, int steps) {
     }
     char desc[200];
     const double med = median(ms, steps);   /* run.ntok: target tokens (EOS too) */
-    printf("  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n", med,
-           run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c), m.p.num_params);
-    printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 "
-           "--vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
+    s2s_wrapf("           ", "  %7.2f ms/step  %6.0f target tokens/s  %s (%d parameters)\n",
+              med, run.ntok / (med / 1000.0), s2s_describe(desc, sizeof desc, &c),
+              m.p.num_params);
+    printf("           ./seq2seq --attention %s --cell gru --hidden 64 --embed 32 \\\n"
+           "               --vocab 16 --len 12 --batch 32\n", k ? "none" : "bahdanau");
     free(ms);
     s2s_run_free(&run); s2s_batch_free(&bt); s2s_free(&m);
 }
@@ -3654,7 +4114,10 @@ static void s2s_bench_default(void) {
     s2s_session_build(&se, &o, &o.cfg);
     double train_s = 0.0, hit = -1;
     int s;
+    Progress pr;
+    progress_begin(&pr, "bench: the default example, step", o.train.steps);
     for (s = 1; s <= o.train.steps; s++) {
+        progress_step(&pr, s - 1, NULL);
         se.bt.B = o.batch;
         s2s_batch_sample(&se.bt, &se.r, &o.task);
         double t0 = seconds();
@@ -3662,17 +4125,17 @@ static void s2s_bench_default(void) {
                        o.train.clip);
         train_s += seconds() - t0;
         if (s % 50 == 0 && s2s_evaluate(&se.run, &se.bt, &se.m, &se.test, 1, se.out, NULL,
-                                         NULL).seq_acc >= 0.99) {
+                                         NULL, NULL).seq_acc >= 0.99) {
             hit = train_s;
             break;
         }
     }
     if (hit >= 0)
-        printf("  the default example (./seq2seq) reached 99%% held-out exact-sequence accuracy "
-               "after %d steps, %.1f s of training\n", s, hit);
+        s2s_wrapf("    ", "  the default example (./seq2seq) reached 99%% held-out "
+                  "exact-sequence accuracy after %d steps, %.1f s of training\n", s, hit);
     else
-        printf("  the default example did not reach 99%% in its %d steps (%.1f s)\n",
-               o.train.steps, train_s);
+        s2s_wrapf("    ", "  the default example did not reach 99%% in its %d steps (%.1f s)\n",
+                  o.train.steps, train_s);
     s2s_session_free(&se);
 }
 

@@ -2185,9 +2185,9 @@ static void s2s_test_training(Tally *t) {
     s2s_data_build(&test, 200, &r, &tk, 1);
     S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
     double t0 = seconds();
-    s2s_train(&m, &run, &bt, &r, &tk, &tc);
+    s2s_train(&m, &run, &bt, &r, &tk, &tc, NULL);
     int out[32 * 7];
-    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL);
+    S2sAccuracy acc = s2s_evaluate(&run, &bt, &m, &test, 1, out, NULL, NULL, NULL);
     check(t, acc.seq_acc >= 0.9,
           "reverse, length 6, 5 symbols, %d steps (%.1f s): held-out exact %.1f%% >= 90%% "
           "(chance 5^-6 = 0.006%%), tokens %.1f%%", tc.steps, seconds() - t0,
@@ -2205,6 +2205,47 @@ static void s2s_test_training(Tally *t) {
     check(t, same == 32, "beam search with K=1 = greedy on %d of 32 held-out sources (%d ended "
           "with EOS)", same, ended);
     s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run); s2s_free(&m);
+}
+
+/* What --svg records (S2sWatch: the loss of each window, the greedy
+ * held-out accuracy after it) must not change the training: the same seed
+ * with and without it ends with the same parameters to the bit and the
+ * same returned loss, and the last recorded accuracy is what a decode of
+ * the held-out set after training gives. */
+static void s2s_test_watch(Tally *t) {
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 8, 16, 16, 0 };
+    S2sTask tk = { TASK_REVERSE, 6, 6, 8 };
+    const S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
+    S2sModel m[2];
+    S2sRun run;
+    S2sBatch bt;
+    S2sData test;
+    Rng r, rd;
+    int out[32 * 7];
+    double loss[2];
+    Curve lc = { 0 }, ec = { 0 }, kc = { 0 };
+    rng_seed(&rd, 5);
+    s2s_data_build(&test, 100, &rd, &tk, 1);
+    s2s_run_build(&run, &c, 32, 6, 7);
+    s2s_batch_build(&bt, 32, 6, 7);
+    for (int k = 0; k < 2; k++) {
+        const S2sWatch w = { NULL, &lc, &ec, &kc, &test, out };
+        rng_seed(&r, 9);
+        s2s_build(&m[k], &c, &r);
+        loss[k] = s2s_train(&m[k], &run, &bt, &r, &tk, &tc, k ? &w : NULL);
+    }
+    const S2sAccuracy acc = s2s_evaluate(&run, &bt, &m[1], &test, 1, out, NULL, NULL, NULL);
+    const int same = !memcmp(m[0].p.params, m[1].p.params,
+                             sizeof(double) * (size_t)m[0].p.num_params);
+    check(t, same && loss[0] == loss[1] && lc.n == 10 && ec.n == 10 && kc.n == 10 &&
+          lc.x[9] == 150 && lc.y[9] == loss[1] && ec.y[9] == 100 * acc.seq_acc &&
+          kc.y[9] == 100 * acc.tok_acc,
+          "--svg's curves (%d points, held-out exact %.1f%% at step %.0f) leave the training "
+          "as it was: same parameters to the bit, same loss %.4f", ec.n, ec.n ? ec.y[ec.n - 1] : 0,
+          ec.n ? ec.x[ec.n - 1] : 0, loss[1]);
+    curve_free(&lc); curve_free(&ec); curve_free(&kc);
+    s2s_free(&m[0]); s2s_free(&m[1]);
+    s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run);
 }
 
 /* ---- chapter 2: pooling for classification ------------------------------- */
@@ -2626,7 +2667,8 @@ static void s2s_data_ctx_free(S2sDataCtx *k) {
  * word by word: each decoded alone, its nearest pronunciation found by hand */
 static void s2s_check_rates(Tally *t, S2sDataCtx *k, const char *which) {
     const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
-                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out);
+                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out,
+                                        NULL);
     const S2sData *dv = &k->pd.part[SPLIT_DEV];
     long edits = 0, ref_len = 0;
     int wrong = 0, work[80], pred[80], plen;
@@ -2663,11 +2705,12 @@ static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
     s2s_run_build(&k->run, &c, 16, d->Tmax, d->Nmax + 2);
     s2s_batch_build(&k->bt, 16, d->Tmax, d->Nmax + 2);
     s2s_check_rates(t, k, "untrained");
-    const S2sDataTrain tc = { 300, 1e-2, 1.0, 0, 100, 0, NULL };
+    const S2sDataTrain tc = { 300, 1e-2, 1.0, 0, 100, 0, NULL, NULL, NULL, NULL };
     const double t0 = seconds();
     const S2sDataResult res = s2s_data_train(&k->m, &k->run, &k->bt, &r, &k->pd, &tc, k->out);
     const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
-                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out);
+                                        k->pd.group[SPLIT_DEV], k->pd.ngroup[SPLIT_DEV], 1, k->out,
+                                        NULL);
     check(t, res.steps == 300 && res.last_loss < 0.5 * res.first_loss && res.per < 0.5,
           "--data on a 400-word file the test wrote, %d steps (%.1f s): loss %.3f -> %.3f, "
           "best dev PER %.1f%% at step %d", res.steps, seconds() - t0, res.first_loss,
@@ -2764,6 +2807,7 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_cnn(t, 3);
     s2s_test_cnn(t, 7);
     s2s_test_training(t);
+    s2s_test_watch(t);
     s2s_test_pair_data(t);
     S2sDataCtx k;
     s2s_test_data_training(t, &k);
