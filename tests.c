@@ -3044,7 +3044,7 @@ static void tf_test_largest_len(Tally *t) {
 static void tf_test_training(Tally *t) {
     TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 1);
     c.V = 11; c.D = 16; c.H = 2; c.F = 32; c.S = c.T = 6; c.B = 16;
-    TfRun run = { TASK_COPY, 250, 100, 1.0, 64, 0, 0, 7, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL };
+    TfRun run = { TASK_COPY, 250, 100, 1.0, 64, 0, 0, 7, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL, NULL };
     TfModel m;
     tf_build(&m, &c, 7);
     TfEval ev;
@@ -3127,7 +3127,7 @@ static void tf_test_text_windows(Tally *t) {
     tf_text_build(&tx);
     TfConfig c = tf_small(TF_DECODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
     c.V = tx.V; c.S = 32; c.B = 32;
-    TfRun run = { TASK_COPY, 1, 1, 1.0, 256, 0, 0, 1, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL };
+    TfRun run = { TASK_COPY, 1, 1, 1.0, 256, 0, 0, 1, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL, NULL };
     const int lo = tf_text_split(&tx), n = tf_eval_count(&c, &run, &tx), S = c.S;
     const int windows = tf_text_windows(lo, tx.n, S);
     int *seen = xmalloc(sizeof(int) * (size_t)((n > 0 ? n : 1) * (S + 1)));
@@ -3392,7 +3392,7 @@ static TfConfig tf_text_config(const TfText *tx) {
 }
 static TfRun tf_text_run(int steps) {
     TfRun run = { TASK_COPY, steps, 20, 1.0, 32, 0, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
-                  0.1, 1.0, 0.0, NULL };
+                  0.1, 1.0, 0.0, NULL, NULL };
     return run;
 }
 
@@ -3661,7 +3661,7 @@ static void tf_test_pairs_training(Tally *t) {
     TfConfig c = tf_small(TF_ENCDEC, TF_PRE, TF_POS_SIN, TF_RELU, 1);
     c.V = d.V; c.D = 16; c.H = 2; c.F = 32; c.S = d.S; c.T = d.T; c.B = 16;
     TfRun run = { TASK_COPY, 300, 30, 1.0, 0, 100, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
-                  0.0, 1.0, 0.0, &d };
+                  0.0, 1.0, 0.0, &d, NULL };
     TfModel m;
     tf_build(&m, &c, 3);
     ErrorRate b0, a0;

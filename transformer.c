@@ -741,6 +741,8 @@ typedef struct {
     double clip;       /* clip the gradient norm to this, 0 = never */
     double minutes;    /* stop training after this many minutes of wall time, 0 = never */
     struct TfPairs *data;  /* encdec: --data's pairs (section 12), NULL: the task */
+    struct TfWatch *watch; /* what the program records as it trains (section 13:
+                              curves, an experiment's progress), or NULL */
 } TfRun;
 
 /* the learning rate at step (>= 1) of the schedule above */
@@ -1787,6 +1789,33 @@ TfEval tf_pairs_evaluate(TfModel *m, const TfPairs *d, int split, int most, Erro
     return ev;
 }
 
+/* What a run records as it trains, when its TfRun points here (run->watch):
+ * the curves of --svg's <...>-curve.svg, one point per held-out evaluation
+ * (recording prints nothing), and an experiment's progress line on stderr
+ * (prog, at most every few seconds, with `detail`, e.g. "--pos learned"). */
+typedef struct TfWatch {
+    Curve train;       /* mean training loss since the last evaluation */
+    Curve loss;        /* held-out (validation, dev) loss */
+    Curve m1, m2;      /* token and exact-sequence accuracy; --data: dev PER, WER (%) */
+    Progress *prog;    /* NULL: no progress line from here */
+    const char *detail;
+} TfWatch;
+
+void tf_watch_free(TfWatch *w) {
+    curve_free(&w->train); curve_free(&w->loss); curve_free(&w->m1); curve_free(&w->m2);
+}
+
+/* the points of one held-out evaluation, if run->watch records them */
+static void tf_watch_eval(const TfRun *run, int step, double train_loss, const TfEval *ev,
+                          double m1, double m2) {
+    TfWatch *w = run->watch;
+    if (!w) return;
+    curve_add(&w->train, step, train_loss);
+    curve_add(&w->loss, step, ev->loss);
+    curve_add(&w->m1, step, m1);
+    curve_add(&w->m2, step, m2);
+}
+
 /* --data: the dev evaluation tf_train makes at `step` (run->n_eval dev
  * words, the same each time): its line on log, its CSV row (step, train
  * loss, dev loss, dev PER, dev WER, lr, seconds), and, if its PER is the
@@ -1809,30 +1838,28 @@ static TfEval tf_pairs_train_eval(TfModel *m, const TfRun *run, FILE *log, FILE 
                 er.words, ev.loss, 100.0 * per, 100.0 * wer, best ? "  (best so far)" : "");
     if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, train_loss, ev.loss,
                      per, wer, tf_run_lr(run, m->step, m->c.D), wall);
+    tf_watch_eval(run, step, train_loss, &ev, 100.0 * per, 100.0 * wer);
     return ev;
-}
-
-/* "1h02m", "3m05s" or "12s": a duration for progress lines */
-static const char *tf_duration(char *buf, size_t n, double secs) {
-    const long t = (long)(secs + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
-    return buf;
 }
 
 /* The progress line on stderr after `step` of run->steps: the loss since the
  * last line, tokens per second (over `busy` seconds of batches and steps),
  * the wall time so far and an estimate of what is left (to the last step,
- * or to the --minutes budget if that comes first). */
+ * or to the --minutes budget if that comes first). At most 79 columns: the
+ * tokens per second go first if the numbers grow too wide. */
 static void tf_progress(const TfRun *run, int step, double loss, double tokens, double busy,
                         double wall) {
-    char el[32], left[32];
+    char el[32], left[32], rate[40], line[160];
     double rest = wall / step * (run->steps - step);
     if (run->minutes > 0.0 && run->minutes * 60.0 - wall < rest) rest = run->minutes * 60.0 - wall;
-    fprintf(stderr, "  step %d/%d: loss %.4f, %.0f tokens/s, %s elapsed, about %s left\n",
-            step, run->steps, loss, busy > 0.0 ? tokens / busy : 0.0,
-            tf_duration(el, sizeof el, wall), tf_duration(left, sizeof left, rest > 0 ? rest : 0));
+    snprintf(rate, sizeof rate, ", %.0f tokens/s", busy > 0.0 ? tokens / busy : 0.0);
+    for (int pass = 0; pass < 2; pass++) {
+        snprintf(line, sizeof line, "  step %d/%d: loss %.4f%s, %s elapsed, about %s left", step,
+                 run->steps, loss, pass ? "" : rate, duration_text(el, sizeof el, wall),
+                 duration_text(left, sizeof left, rest > 0 ? rest : 0));
+        if (strlen(line) <= 79) break;
+    }
+    fprintf(stderr, "%s\n", line);
 }
 
 /* The held-out evaluation tf_train makes at `step` (the watched draw): its
@@ -1849,6 +1876,7 @@ static TfEval tf_train_eval(TfModel *m, const TfRun *run, const TfText *tx, FILE
     if (log && encdec) fprintf(log, "  exact-sequence acc %.4f\n", ev.seq_acc);
     if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, train_loss, ev.loss,
                      ev.tok_acc, tf_run_lr(run, m->step, m->c.D), wall);
+    tf_watch_eval(run, step, train_loss, &ev, ev.tok_acc, ev.seq_acc);
     return ev;
 }
 
@@ -1888,11 +1916,13 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
         if (step == 1)
             warn_if_long("training step(s)", 1, run->steps, busy,
                          "fewer --steps, or a smaller model,");
+        if (run->watch && run->watch->prog)
+            progress_step(run->watch->prog, step, run->watch->detail);
         int cnt;
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
         cnt_sum += cnt;
         since++;
-        const double wall = difftime(time(NULL), start);
+        const double wall = wall_since(start);
         const int out_of_time = run->minutes > 0.0 && wall >= run->minutes * 60.0;
         const int last = step == run->steps || out_of_time;
         if (log && run->log_every && (step % run->log_every == 0 || last)) {
@@ -1905,7 +1935,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
             *ev = tf_train_eval(m, run, tx, log, csv, step, csv_sum / csv_since,
-                                difftime(time(NULL), start));
+                                wall_since(start));
             csv_sum = 0.0; csv_since = 0;
             if (c->arch == TF_ENCDEC && ev->seq_acc == 1.0) break;
         }
@@ -2098,33 +2128,115 @@ static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const Tf
     }
 }
 
-/* Heatmaps of every head of one attention sublayer for one example:
- * P (H,Tq,Tk), e.g. tf_attention_map(), with row tokens rt (Tq) and column tokens ct (Tk); and with
- * svg_dir, one SVG file per head named <stem>-h<k>.svg. */
+/* What a picture of one layer's heads shows: the start of its title, the
+ * axis titles, whether every key after its query is masked (causal), and
+ * the SVG's file name, transformer-<arch>-<task, text or data>-<what>.svg,
+ * which tf_pic_name() makes */
+typedef struct {
+    char what[80];             /* e.g. "cross-attention, decoder layer 2" */
+    const char *rows, *cols;   /* axis titles: what the queries and the keys are */
+    int causal;                /* 1: key j > query i is masked */
+    char name[96];             /* the file name, without the directory */
+} TfPic;
+
+/* pic->name = "transformer-<arch>-<source>-<attn>-L<layer>.svg" (source: the
+ * task, "text", "data", ...) */
+static void tf_pic_name(TfPic *pic, const char *arch, const char *source, int attn, int layer) {
+    snprintf(pic->name, sizeof pic->name, "transformer-%s-%s-%s-L%d.svg", arch, source,
+             tf_attn_names[attn], layer);
+}
+
+/* *pic for attention `attn` (TF_SHOW_ENC, _SELF, _CROSS) of layer `layer` of
+ * an encdec model, named for `source` (the task, "data", ...) */
+static void tf_pic_encdec(TfPic *pic, int attn, int layer, const char *source) {
+    static const char *const titles[] = { "encoder self-attention, layer %d",
+        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
+    snprintf(pic->what, sizeof pic->what, titles[attn], layer);
+    pic->rows = attn == TF_SHOW_ENC ? "query (source position)" : "query (decoder step)";
+    pic->cols = attn == TF_SHOW_SELF ? "key (decoder step)" : "key (source position)";
+    pic->causal = attn == TF_SHOW_SELF;
+    tf_pic_name(pic, "encdec", source, attn, layer);
+}
+
+/* how many of n maps of R x C cells write_svg_heatmaps should put in a row:
+ * all of them if the picture stays about 1300 px wide, else fewer, in rows of
+ * equal length (cells as attention.c sizes them) */
+static int tf_maps_per_row(int n, int R, int C) {
+    const int cell = C > 40 || R > 40 ? 10 : C > 20 || R > 20 ? 16 : 24;
+    int per = n;
+    while (per > 1 && per * (C * cell + 60) > 1300) per = (per + 1) / 2;
+    return per;
+}
+
+/* Every head of one attention sublayer for one example: P (H,Tq,Tk), e.g.
+ * tf_attention_map(), with row tokens rt (Tq) and column tokens ct (Tk),
+ * as one terminal heatmap a head; and with svg_dir, all heads in ONE SVG
+ * picture, DIR/pic->name, on one shared colour scale (a diffuse head looks
+ * paler than a sharp one), masked cells drawn as masked. */
 static void tf_show_heads(const TfModel *m, const double *P, int Tq, int Tk, const int *rt,
-                          const int *ct, const char *what, const char *svg_dir,
-                          const char *stem, const TfText *tx) {
+                          const int *ct, const TfPic *pic, const char *svg_dir,
+                          const TfText *tx) {
     const TfConfig *c = &m->c;
     char (*rl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tq);
     char (*cl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tk);
-    const char **rp = xmalloc(sizeof(char *) * (size_t)Tq);
-    const char **cp = xmalloc(sizeof(char *) * (size_t)Tk);
+    char (*cap)[16] = xmalloc(sizeof(char[16]) * (size_t)c->H);
+    const char **rp = xmalloc(sizeof(char *) * (size_t)(Tq + Tk + c->H));
+    const char **cp = rp + Tq, **caps = cp + Tk;
     for (int i = 0; i < Tq; i++) { tf_label(rl[i], 16, rt[i], c, tx); rp[i] = rl[i]; }
     for (int j = 0; j < Tk; j++) { tf_label(cl[j], 16, ct[j], c, tx); cp[j] = cl[j]; }
+    printf("%s: %d head%s (rows: queries, columns: keys)\n", pic->what, c->H, tf_plural(c->H));
     for (int h = 0; h < c->H; h++) {
         char title[128];
-        snprintf(title, sizeof title, "%s, head %d of %d (rows: queries, columns: keys)",
-                 what, h + 1, c->H);
+        snprintf(title, sizeof title, "%s, head %d of %d", pic->what, h + 1, c->H);
         print_heatmap(stdout, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
-        if (svg_dir) {
-            char *path = xmalloc(strlen(svg_dir) + strlen(stem) + 32);
-            sprintf(path, "%s/%s-h%d.svg", svg_dir, stem, h + 1);
-            write_svg_heatmap(path, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
-            printf("wrote %s\n", path);
-            free(path);
-        }
+        snprintf(cap[h], 16, "head %d", h + 1);
+        caps[h] = cap[h];
     }
-    free(rl); free(cl); free(rp); free(cp);
+    if (svg_dir) {
+        unsigned char *mask = NULL;
+        if (pic->causal) {
+            mask = xmalloc((size_t)(Tq * Tk));
+            for (int i = 0; i < Tq; i++)
+                for (int j = 0; j < Tk; j++) mask[i * Tk + j] = j > i;
+        }
+        char title[256];
+        snprintf(title, sizeof title, "transformer: %s, all %d heads on one colour scale "
+                 "(darker = more weight%s)", pic->what, c->H, pic->causal ? "; grey: masked, "
+                 "the future a causal query may not read" : "");
+        const HeatmapSvg hs = { title, pic->rows, pic->cols, rp, cp, caps, 1 };
+        char *path = path_join(svg_dir, pic->name);
+        write_svg_heatmaps(path, &hs, P, mask, c->H, Tq, Tk, tf_maps_per_row(c->H, Tq, Tk));
+        printf("  wrote %s\n", path);
+        free(path); free(mask);
+    }
+    free(rl); free(cl); free(cap); free(rp);
+}
+
+/* --svg: DIR/transformer-<arch>-<source>-curve.svg from what w recorded:
+ * the training loss (and the held-out loss) above the held-out metric, both
+ * against the step. `data`: --data's dev PER and WER; `text`: the text
+ * archs' validation loss alone below; else token and exact-sequence
+ * accuracy. Nothing if w holds no point. */
+static void tf_write_curve(const char *dir, const char *arch, const char *source,
+                           const TfWatch *w, int data, int text) {
+    if (!dir || !w->train.n) return;
+    char name[96], title[160];
+    snprintf(name, sizeof name, "transformer-%s-%s-curve.svg", arch, source);
+    snprintf(title, sizeof title, "transformer --arch %s (%s): the training loss and the %s "
+             "against the step", arch, source, data ? "dev PER and WER" : text
+             ? "validation loss" : "held-out accuracy");
+    ChartSeries top[2] = { curve_series(&w->train, "training loss"),
+                           curve_series(&w->loss, data ? "dev loss" : "held-out loss") };
+    ChartSeries low[2] = { curve_series(&w->m1, data ? "dev PER (%)" : "token acc"),
+                           curve_series(&w->m2, data ? "dev WER (%)" : "exact-sequence acc") };
+    if (text) low[0] = curve_series(&w->loss, "validation loss");
+    const ChartPanel p[2] = { { "loss", 1, top, text ? 1 : 2 },
+                              { data ? "dev error (%)" : text ? "validation loss" : "accuracy",
+                                0, low, text ? 1 : 2 } };
+    char *path = path_join(dir, name);
+    write_svg_panels(path, title, "step", 0, p, 2);
+    printf("  wrote %s\n", path);
+    free(path);
 }
 
 /* ========================================================================
@@ -2206,11 +2318,14 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
             tf_task_batch(&b, &r, run.task, &c, TF_HELDOUT_SPLIT);
             int *out = xmalloc(sizeof(int) * (size_t)c.T);
             tf_greedy_decode(&m, &b, out);
-            char stem[64];
-            snprintf(stem, sizeof stem, "heads-cross-L%d", c.n_dec);
-            tf_show_heads(&m, tf_attention_map(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], 0, c.T, c.S), c.T,
-                          c.S, b.tgt, b.src,
-                          "cross-attention of the last decoder layer", svg_dir, stem, NULL);
+            TfPic pic;
+            tf_pic_encdec(&pic, TF_SHOW_CROSS, c.n_dec, task_names[run.task]);
+            snprintf(pic.what, sizeof pic.what, "--heads %d, cross-attention, decoder layer %d",
+                     h, c.n_dec);
+            snprintf(pic.name, sizeof pic.name, "transformer-heads-%s-cross-L%d.svg",
+                     task_names[run.task], c.n_dec);
+            tf_show_heads(&m, tf_attention_map(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], 0, c.T, c.S),
+                          c.T, c.S, b.tgt, b.src, &pic, svg_dir, NULL);
             free(out);
             tf_batch_free(&b);
         }
@@ -2385,22 +2500,18 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
         printf("%s\n", memcmp(out + e * c->T, y + e * c->T, sizeof(int) * (size_t)c->T)
                            ? "   (wrong)" : "   (right)");
     }
-    char what[64], stem[64];
     printf("\n");
     b.n = 1;                                    /* redo example 0 alone, then draw it */
     tf_greedy_decode(m, &b, out);               /* the caches hold its last decoder pass */
     /* the sublayer drawn, its queries (rows) and keys (columns), by attn */
-    static const char *const titles[] = { "encoder self-attention, layer %d",
-        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
     const TfSub *s = attn == TF_SHOW_ENC ? &m->a.es[2 * (show - 1)]
                    : &m->a.ds[3 * (show - 1) + (attn == TF_SHOW_CROSS)];
     const int *rows = attn == TF_SHOW_ENC ? b.src : b.tgt;
     const int *cols = attn == TF_SHOW_SELF ? b.tgt : b.src;
-    snprintf(what, sizeof what, titles[attn], show);
-    snprintf(stem, sizeof stem, "encdec-%s-L%d", tf_attn_names[attn], show);
+    TfPic pic;
+    tf_pic_encdec(&pic, attn, show, task_names[run->task]);
     const int Tq = attn == TF_SHOW_ENC ? c->S : c->T, Tk = attn == TF_SHOW_SELF ? c->T : c->S;
-    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk,
-                  rows, cols, what, svg, stem, NULL);
+    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk, rows, cols, &pic, svg, NULL);
     free(out); free(y);
     tf_batch_free(&b);
 }
@@ -2466,11 +2577,12 @@ static void tf_show_prompt_heads(TfModel *m, const TfCli *o, const TfText *tx) {
     for (int h = 0; h < H; h++)
         for (int i = 0; i < L; i++)
             memcpy(Pc + (h * L + i) * L, P + (h * S + i) * S, sizeof(double) * (size_t)L);
-    char what[80], stem[32];
-    snprintf(what, sizeof what, "causal self-attention over the prompt, layer %d", o->show);
-    snprintf(stem, sizeof stem, "prompt-self-L%d", o->show);
+    TfPic pic = { "", "query (prompt position)", "key (prompt position)", 1, "" };
+    snprintf(pic.what, sizeof pic.what, "causal self-attention over the prompt, layer %d",
+             o->show);
+    tf_pic_name(&pic, "decoder", "prompt", TF_SHOW_SELF, o->show);
     printf("\n");
-    tf_show_heads(m, Pc, L, L, p, p, what, o->svg, stem, tx);
+    tf_show_heads(m, Pc, L, L, p, p, &pic, o->svg, tx);
     free(Pc);
     tf_batch_free(&b);
 }
@@ -2563,13 +2675,15 @@ static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv
     if (o->prompt) tf_show_prompt_heads(m, o, tx);
     else if (tx->n) {
         if (!bert) tf_forward(m, &b);           /* the held-out window again, to draw */
-        char stem[64], what[64];
-        snprintf(what, sizeof what, "%s self-attention, layer %d", bert ? "bidirectional"
-                 : "causal", o->show);
-        snprintf(stem, sizeof stem, "%s-self-L%d", bert ? "encoder" : "decoder", o->show);
+        TfPic pic = { "", "query (position in the window)", "key (position in the window)",
+                      !bert, "" };
+        snprintf(pic.what, sizeof pic.what, "%s self-attention, layer %d", bert
+                 ? "bidirectional" : "causal", o->show);
+        tf_pic_name(&pic, tf_arch_names[c->arch], "text", bert ? TF_SHOW_ENC : TF_SHOW_SELF,
+                    o->show);
         printf("\n");
         tf_show_heads(m, tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, c->S, c->S), c->S,
-                      c->S, b.src, b.src, what, o->svg, stem, tx);
+                      c->S, b.src, b.src, &pic, o->svg, tx);
     }
     tf_batch_free(&b);
 }
@@ -2615,14 +2729,11 @@ static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, co
     for (int h = 0; h < c->H; h++)
         for (int i = 0; i < Lq; i++)
             memcpy(Pc + (h * Lq + i) * Lk, P + (h * Tq + i) * Tk, sizeof(double) * (size_t)Lk);
-    static const char *const titles[] = { "encoder self-attention, layer %d",
-        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
-    char what[64], stem[64];
-    snprintf(what, sizeof what, titles[o->attn], o->show);
-    snprintf(stem, sizeof stem, "data-%s-L%d", tf_attn_names[o->attn], o->show);
+    TfPic pic;
+    tf_pic_encdec(&pic, o->attn, o->show, "data");
     printf("\n");
-    tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, what, o->svg,
-                  stem, &tx);
+    tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, &pic, o->svg,
+                  &tx);
     free(Pc);
     tf_text_free(&tx);
 }
@@ -3024,7 +3135,7 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     o->c = (TfConfig){ TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10,
                        32, 0.0 };
     o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1, 0.98, TF_SCHED_NOAM,
-                      1e-3, 1e-4, 0.0, 0.0, 0.0, NULL };
+                      1e-3, 1e-4, 0.0, 0.0, 0.0, NULL, NULL };
     o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
     o->chars = 160;
     tf_cli_table(o);
@@ -3054,7 +3165,7 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
 
 /* the default run: one model of --arch, trained (or loaded), evaluated and
  * drawn; m is the loaded model with --load */
-static void tf_main_run(const TfCli *o, const TfText *tx, TfModel *m) {
+static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
     const TfConfig *c = &o->c;
     const TfRun *run = &o->run;
     printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
@@ -3081,10 +3192,18 @@ static void tf_main_run(const TfCli *o, const TfText *tx, TfModel *m) {
         fprintf(log.f, run->data ? "step,train_loss,dev_loss,dev_per,dev_wer,lr,seconds\n"
                                : "step,train_loss,heldout_loss,heldout_acc,lr,seconds\n");
     }
+    TfWatch watch;
+    memset(&watch, 0, sizeof watch);
+    if (o->svg && !o->load) o->run.watch = &watch;   /* curves of the training run */
     if (run->data) tf_main_pairs(m, o, log.f);
     else if (c->arch == TF_ENCDEC) tf_main_encdec(m, run, o->show, o->attn, o->svg, log.f);
     else tf_main_text(m, o, tx, log.f);
     if (o->log) out_close(&log);
+    tf_write_curve(o->svg, tf_arch_names[c->arch], run->data ? "data" : c->arch == TF_ENCDEC
+                   ? task_names[run->task] : "text", &watch, run->data != NULL,
+                   c->arch != TF_ENCDEC);
+    tf_watch_free(&watch);
+    o->run.watch = NULL;
     tf_free(m);
 }
 
