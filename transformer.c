@@ -2184,7 +2184,7 @@ static void tf_show_heads(const TfModel *m, const double *P, int Tq, int Tk, con
     const char **cp = rp + Tq, **caps = cp + Tk;
     for (int i = 0; i < Tq; i++) { tf_label(rl[i], 16, rt[i], c, tx); rp[i] = rl[i]; }
     for (int j = 0; j < Tk; j++) { tf_label(cl[j], 16, ct[j], c, tx); cp[j] = cl[j]; }
-    printf("%s: %d head%s (rows: queries, columns: keys)\n", pic->what, c->H, tf_plural(c->H));
+    printf("%s: %d head%s\n(rows: queries, columns: keys)\n", pic->what, c->H, tf_plural(c->H));
     for (int h = 0; h < c->H; h++) {
         char title[128];
         snprintf(title, sizeof title, "%s, head %d of %d", pic->what, h + 1, c->H);
@@ -2250,42 +2250,118 @@ static void tf_stop_if_diverged(const TfModel *m) {
                           "lower --lr-factor or lengthen --warmup");
 }
 
-/* Build and train one encdec model quietly; returns the evaluation on a
- * fresh held-out draw (not the one training stopped on) and the steps taken
- * (*steps). The caller frees m with tf_free. */
-static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint64_t seed,
-                           int *steps) {
+/* Build and train one encdec model quietly, model k of n of experiment
+ * `exp` (its progress on stderr: "positions 2/3, step 1200/3000, --pos
+ * learned, ..."); returns the evaluation on a fresh held-out draw (not the
+ * one training stopped on) and the steps taken (*steps). The caller frees m
+ * with tf_free. */
+static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run0, uint64_t seed,
+                           int *steps, const char *exp, int k, int n, const char *detail) {
     TfEval ev;
+    TfRun run = *run0;
+    TfWatch w;
+    Progress p;
+    char what[48];
+    memset(&w, 0, sizeof w);
+    snprintf(what, sizeof what, "%s %d/%d, step", exp, k, n);
+    progress_begin(&p, what, run.steps);
+    w.prog = &p;
+    w.detail = detail;
+    run.watch = &w;
     tf_build(m, c, seed);
-    *steps = tf_train(m, run, NULL, NULL, NULL, &ev);
-    return tf_evaluate(m, run, NULL, TF_EVAL_FRESH);
+    *steps = tf_train(m, &run, NULL, NULL, NULL, &ev);
+    if (*steps < run.steps && !m->diverged) progress_step(&p, run.steps, "stopped: 100%");
+    tf_watch_free(&w);
+    return tf_evaluate(m, &run, NULL, TF_EVAL_FRESH);
+}
+
+/* One row of the positions and heads tables: the model's steps and its
+ * fresh held-out accuracies, or that it diverged; v (2) receives the two
+ * accuracies for the chart (NAN if it diverged). */
+static void tf_experiment_row(const char *name, const TfModel *m, int steps, const TfEval *ev,
+                              double *v) {
+    if (m->diverged) {
+        printf("  %s  diverged at step %d (loss %g): no accuracy\n", name, m->diverged,
+               m->div_loss);
+        v[0] = v[1] = NAN;
+        return;
+    }
+    printf("  %s  steps %5d  token acc %.4f  exact-sequence acc %.4f\n", name, steps,
+           ev->tok_acc, ev->seq_acc);
+    v[0] = ev->tok_acc;
+    v[1] = ev->seq_acc;
+}
+
+/* --svg: an experiment's table as bars, DIR/transformer-<exp>.svg: for each
+ * of n models (names) its token and exact-sequence accuracy (v, (n,2)) */
+static void tf_experiment_bars(const char *dir, const char *exp, const char *title,
+                               const char *x_axis, const char *const *names, int n,
+                               const double *v) {
+    if (!dir) return;
+    static const char *const series[2] = { "token acc", "exact-sequence acc" };
+    char name[64];
+    snprintf(name, sizeof name, "transformer-%s.svg", exp);
+    const ChartSvg cs = { title, x_axis, "held-out accuracy (fresh draw)", 0, 0 };
+    char *path = path_join(dir, name);
+    write_svg_bars(path, &cs, names, n, series, 2, v);
+    printf("  wrote %s\n", path);
+    free(path);
 }
 
 /* Position matters: the reverse task with no, sinusoidal and learned positions. */
-static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint64_t seed) {
+static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint64_t seed,
+                                    const char *svg_dir) {
     TfRun run = *run0;
     run.task = TASK_REVERSE;
-    printf("experiment positions: task reverse, d_model %d, %d heads, %d+%d layers, "
-           "up to %d step%s\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps,
+    printf("experiment positions: task reverse, d_model %d, %d heads, %d+%d layers,\n"
+           "  up to %d step%s\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps,
            tf_plural(run.steps));
     printf("  chance: token accuracy %.3f (1 of %d symbols)\n", 1.0 / (c0->V - 2), c0->V - 2);
+    printf("  held-out accuracy (greedy decoding, a fresh held-out draw):\n");
+    const char *names[3];
+    double v[6];
     for (int p = TF_POS_NONE; p >= TF_POS_SIN; p--) {
+        const int k = TF_POS_NONE - p;
         TfConfig c = *c0;
         c.pos = p;
         TfModel m;
         int steps;
-        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
-        if (m.diverged)
-            printf("  --pos %-8s diverged at step %d (loss %g): no accuracy\n", tf_pos_names[p],
-                   m.diverged, m.div_loss);
-        else
-            printf("  --pos %-8s steps %5d  held-out token acc %.4f  exact-sequence acc %.4f\n",
-                   tf_pos_names[p], steps, ev.tok_acc, ev.seq_acc);
+        char name[32], detail[32];
+        snprintf(name, sizeof name, "--pos %-8s", tf_pos_names[p]);
+        snprintf(detail, sizeof detail, "--pos %s", tf_pos_names[p]);
+        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps, "positions", k + 1, 3, detail);
+        tf_experiment_row(name, &m, steps, &ev, v + 2 * k);
+        names[k] = tf_pos_names[p];
         tf_free(&m);
     }
     printf("  without positions the encoder's output is the same for any order of the\n"
            "  source (self-attention is permutation-equivariant), so the decoder cannot\n"
            "  know which symbol came last: reversing fails.\n");
+    tf_experiment_bars(svg_dir, "positions", "transformer --experiment positions: the reverse "
+                       "task's held-out accuracy with each positional encoding (--pos)",
+                       "--pos", names, 3, v);
+}
+
+/* the heads of the last decoder layer's cross-attention of model m (config
+ * c, the experiment's last) on the first held-out example, drawn */
+static void tf_heads_picture(TfModel *m, const TfConfig *c, const TfRun *run,
+                             const char *svg_dir) {
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    Rng r;
+    rng_seed(&r, run->seed ^ 0x5EEDF00Dull);
+    tf_task_batch(&b, &r, run->task, c, TF_HELDOUT_SPLIT);
+    int *out = xmalloc(sizeof(int) * (size_t)c->T);
+    tf_greedy_decode(m, &b, out);
+    TfPic pic;
+    tf_pic_encdec(&pic, TF_SHOW_CROSS, c->n_dec, task_names[run->task]);
+    snprintf(pic.name, sizeof pic.name, "transformer-heads-%s-cross-L%d.svg",
+             task_names[run->task], c->n_dec);
+    tf_show_heads(m, tf_attention_map(m, &m->a.ds[3 * (c->n_dec - 1) + 1], 0, c->T, c->S),
+                  c->T, c->S, b.tgt, b.src, &pic, svg_dir, NULL);
+    free(out);
+    tf_batch_free(&b);
 }
 
 /* Heads: the same d_model split into 1, 2, 4, 8 heads (where D allows). */
@@ -2294,43 +2370,32 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
     TfRun run = *run0;
     printf("experiment heads: task %s, d_model %d, %d+%d layers, up to %d step%s\n",
            task_names[run.task], c0->D, c0->n_enc, c0->n_dec, run.steps, tf_plural(run.steps));
-    int last = 0;
-    for (int h = 1; h <= 8 && h <= c0->D; h *= 2) if (c0->D % h == 0) last = h;
+    printf("  held-out accuracy (greedy decoding, a fresh held-out draw):\n");
+    int last = 0, n = 0, k = 0;
+    for (int h = 1; h <= 8 && h <= c0->D; h *= 2) if (c0->D % h == 0) { last = h; n++; }
+    char names[4][32];
+    const char *np[4];
+    double v[8];
     for (int h = 1; h <= last; h *= 2) {
         if (c0->D % h) continue;
         TfConfig c = *c0;
         c.H = h;
         TfModel m;
         int steps;
-        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
-        if (m.diverged)
-            printf("  --heads %d (dh %2d)  diverged at step %d (loss %g): no accuracy\n", h,
-                   c.D / h, m.diverged, m.div_loss);
-        else
-            printf("  --heads %d (dh %2d)  steps %5d  held-out token acc %.4f  exact-sequence "
-                   "acc %.4f\n", h, c.D / h, steps, ev.tok_acc, ev.seq_acc);
-        if (h == last && !m.diverged) {                        /* what do the heads look at? */
-            TfBatch b;
-            tf_batch_alloc(&b, &c);
-            b.n = 1;
-            Rng r;
-            rng_seed(&r, run.seed ^ 0x5EEDF00Dull);
-            tf_task_batch(&b, &r, run.task, &c, TF_HELDOUT_SPLIT);
-            int *out = xmalloc(sizeof(int) * (size_t)c.T);
-            tf_greedy_decode(&m, &b, out);
-            TfPic pic;
-            tf_pic_encdec(&pic, TF_SHOW_CROSS, c.n_dec, task_names[run.task]);
-            snprintf(pic.what, sizeof pic.what, "--heads %d, cross-attention, decoder layer %d",
-                     h, c.n_dec);
-            snprintf(pic.name, sizeof pic.name, "transformer-heads-%s-cross-L%d.svg",
-                     task_names[run.task], c.n_dec);
-            tf_show_heads(&m, tf_attention_map(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], 0, c.T, c.S),
-                          c.T, c.S, b.tgt, b.src, &pic, svg_dir, NULL);
-            free(out);
-            tf_batch_free(&b);
-        }
+        char name[32], detail[32];
+        snprintf(name, sizeof name, "--heads %d (dh %2d)", h, c.D / h);
+        snprintf(detail, sizeof detail, "--heads %d", h);
+        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps, "heads", k + 1, n, detail);
+        tf_experiment_row(name, &m, steps, &ev, v + 2 * k);
+        snprintf(names[k], sizeof names[k], "%d (dh %d)", h, c.D / h);
+        np[k] = names[k];
+        k++;
+        if (h == last && !m.diverged) tf_heads_picture(&m, &c, &run, svg_dir);
         tf_free(&m);
     }
+    tf_experiment_bars(svg_dir, "heads", "transformer --experiment heads: held-out accuracy "
+                       "by the number of heads, d_model fixed", "--heads (and the width of "
+                       "one head, dh)", np, k, v);
 }
 
 /* Cost: one multi-head self-attention forward (D 64, H 4) as n grows.
@@ -2338,18 +2403,18 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
  * build; wall time in the OpenMP build: this experiment's stdout is timing,
  * not deterministic) and the cache memory, with exponents fitted by least
  * squares on log-log. */
-static void tf_experiment_cost(uint64_t seed) {
+static void tf_experiment_cost(uint64_t seed, const char *svg_dir) {
     const int D = 64, H = 4;
     const int ns[6] = { 64, 128, 256, 512, 1024, 2048 };
-    double lt[6], lm[6], ln[6];
+    double lt[6], lm[6], ln[6], nx[6], ms_n[6], mb_n[6];
     Rng r;
     rng_seed(&r, seed);
     double *W = xcalloc_doubles(mha_num_params(D));
     rng_fill_normal(&r, W, mha_num_params(D), 1.0 / sqrt((double)D));
     Mha m;
     mha_bind(&m, W, D);
-    printf("experiment cost: one self-attention forward, d_model %d, %d heads "
-           "(times are measured: they differ run to run)\n", D, H);
+    printf("experiment cost: one self-attention forward, d_model %d, %d heads\n"
+           "  (times are measured: they differ run to run)\n", D, H);
     printf("  %6s %12s %14s\n", "n", "time (ms)", "memory (MB)");
     for (int k = 0; k < 6; k++) {
         const int n = ns[k];
@@ -2366,6 +2431,7 @@ static void tf_experiment_cost(uint64_t seed) {
         double mb = 8.0 * mha_cache_size(1, n, n, D, H) / 1e6;
         printf("  %6d %12.2f %14.2f\n", n, ms, mb);
         ln[k] = log(n); lt[k] = log(ms > 1e-3 ? ms : 1e-3); lm[k] = log(mb);
+        nx[k] = n; ms_n[k] = ms > 1e-3 ? ms : 1e-3; mb_n[k] = mb;
         free(x); free(out); free(mem);
     }
     /* slope of the least-squares line through the points n >= 256 */
@@ -2382,6 +2448,19 @@ static void tf_experiment_cost(uint64_t seed) {
     printf("  the (n,n) score matrix of every head dominates both once n >> d_model:\n"
            "  self-attention is O(n^2 d) in time and O(n^2) in memory.\n");
     free(W);
+    if (!svg_dir) return;
+    char title[200], st[48], sm[48];
+    snprintf(title, sizeof title, "transformer --experiment cost: one self-attention forward "
+             "(d_model %d, %d heads) against the length n; fitted slopes (n >= 256): time "
+             "n^%.2f, memory n^%.2f", D, H, fit[0], fit[1]);
+    snprintf(st, sizeof st, "time (ms), slope %.2f", fit[0]);
+    snprintf(sm, sizeof sm, "memory (MB), slope %.2f", fit[1]);
+    const ChartSeries cs[2] = { { st, nx, ms_n, 6 }, { sm, nx, mb_n, 6 } };
+    const ChartSvg chart = { title, "length n (log scale)", "ms or MB (log scale)", 1, 1 };
+    char *path = path_join(svg_dir, "transformer-cost.svg");
+    write_svg_chart(path, &chart, cs, 2);
+    printf("  wrote %s\n", path);
+    free(path);
 }
 
 /* ms per training step (forward, backward, Adam), the median of 9 timed steps
@@ -2831,8 +2910,13 @@ static const char tf_about[] =
 static const char tf_after[] =
     "An option applies only where it is used (\"only with\" above), and is refused\n"
     "elsewhere: --experiment positions sets --task and --pos itself, heads sets\n"
-    "--heads, cost reads only --seed; --bench runs fixed configurations and the\n"
-    "default example and takes no other option.\n";
+    "--heads, cost reads only --seed and --svg; --bench runs fixed configurations\n"
+    "and the default example and takes no other option.\n"
+    "\n"
+    "--svg DIR writes every picture of the run into DIR, named for what it shows:\n"
+    "transformer-<arch>-<task, text or data>-<attention>-L<layer>.svg (all heads of\n"
+    "a layer), ...-curve.svg (training loss above the held-out metric), and\n"
+    "transformer-<experiment>.svg; a file of that name already in DIR is replaced.\n";
 
 /* The option table's second half: drawing, sampling and seeds, then real
  * data (a text file, a budget, a log, checkpoints) and the optimiser options
@@ -2842,8 +2926,10 @@ static void tf_cli_table_more(TfCli *o) {
     const Opt all[] = {
         { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
           "sampling temperature (0: greedy)", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(HEADS), "DIR",
-          "also write each head's heatmap as an SVG into the\nexisting DIR", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS) |
+          TF_M(COST), "DIR", "write pictures into the existing DIR: a layer's\nheads, "
+          "the training curve, an experiment's\nchart (transformer-*.svg; same name: "
+          "replaced)", 0 },
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
           "seed of the weights and the data", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
@@ -3217,9 +3303,9 @@ int main(int argc, char **argv) {
     memset(&tx, 0, sizeof tx);
     tf_cli_parse(&o, argc, argv, &tx, &m);
     switch (o.mode) {
-    case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed); break;
+    case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
-    case TF_M_COST:      tf_experiment_cost(o.run.seed); break;
+    case TF_M_COST:      tf_experiment_cost(o.run.seed, o.svg); break;
     case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
     default:             tf_main_run(&o, &tx, &m);
     }
