@@ -2398,6 +2398,26 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
                        "one head, dh)", np, k, v);
 }
 
+/* --svg: the cost table as DIR/transformer-cost.svg, time (ms) and memory
+ * (MB) against n (6 lengths) on log-log axes, the fitted slopes (fit: time,
+ * memory) in the title and the legend */
+static void tf_cost_chart(const char *svg_dir, int D, int H, const double *n, const double *ms,
+                          const double *mb, const double *fit) {
+    if (!svg_dir) return;
+    char title[200], st[48], sm[48];
+    snprintf(title, sizeof title, "transformer --experiment cost: one self-attention forward "
+             "(d_model %d, %d heads) against the length n; fitted slopes (n >= 256): time "
+             "n^%.2f, memory n^%.2f", D, H, fit[0], fit[1]);
+    snprintf(st, sizeof st, "time (ms), slope %.2f", fit[0]);
+    snprintf(sm, sizeof sm, "memory (MB), slope %.2f", fit[1]);
+    const ChartSeries cs[2] = { { st, n, ms, 6 }, { sm, n, mb, 6 } };
+    const ChartSvg chart = { title, "length n (log scale)", "ms or MB (log scale)", 1, 1 };
+    char *path = path_join(svg_dir, "transformer-cost.svg");
+    write_svg_chart(path, &chart, cs, 2);
+    printf("  wrote %s\n", path);
+    free(path);
+}
+
 /* Cost: one multi-head self-attention forward (D 64, H 4) as n grows.
  * Prints the time seconds() measures (processor time, clock(), in the plain
  * build; wall time in the OpenMP build: this experiment's stdout is timing,
@@ -2448,19 +2468,7 @@ static void tf_experiment_cost(uint64_t seed, const char *svg_dir) {
     printf("  the (n,n) score matrix of every head dominates both once n >> d_model:\n"
            "  self-attention is O(n^2 d) in time and O(n^2) in memory.\n");
     free(W);
-    if (!svg_dir) return;
-    char title[200], st[48], sm[48];
-    snprintf(title, sizeof title, "transformer --experiment cost: one self-attention forward "
-             "(d_model %d, %d heads) against the length n; fitted slopes (n >= 256): time "
-             "n^%.2f, memory n^%.2f", D, H, fit[0], fit[1]);
-    snprintf(st, sizeof st, "time (ms), slope %.2f", fit[0]);
-    snprintf(sm, sizeof sm, "memory (MB), slope %.2f", fit[1]);
-    const ChartSeries cs[2] = { { st, nx, ms_n, 6 }, { sm, nx, mb_n, 6 } };
-    const ChartSvg chart = { title, "length n (log scale)", "ms or MB (log scale)", 1, 1 };
-    char *path = path_join(svg_dir, "transformer-cost.svg");
-    write_svg_chart(path, &chart, cs, 2);
-    printf("  wrote %s\n", path);
-    free(path);
+    tf_cost_chart(svg_dir, D, H, nx, ms_n, mb_n, fit);
 }
 
 /* ms per training step (forward, backward, Adam), the median of 9 timed steps
