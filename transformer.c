@@ -2117,6 +2117,22 @@ static void tf_label(char *buf, size_t n, int k, const TfConfig *c, const TfText
     else snprintf(buf, n, "%d", k);
 }
 
+/* print s (UTF-8) with `indent` spaces before each line, a line break
+ * after every `width` characters (code points) of a line, and at s's own
+ * newlines; ends with a newline */
+static void tf_print_wrapped(const char *s, int indent, int width) {
+    int col = 0;
+    for (int b; *s; s += b) {
+        b = utf8_char_len(s);
+        if (b < 1) b = 1;
+        if (col == 0) printf("%*s", indent, "");
+        if (*s == '\n') { printf("\n"); col = 0; continue; }
+        printf("%.*s", b, s);
+        if (++col == width) { printf("\n"); col = 0; }
+    }
+    if (col) printf("\n");
+}
+
 /* print tokens (len) as labels separated by spaces (encdec) or as text
  * (newlines as they are) */
 static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const TfText *tx) {
@@ -2499,12 +2515,13 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     c.arch = TF_ENCDEC; c.norm = TF_POST; c.pos = TF_POS_SIN; c.act = TF_RELU;
     c.V = 16; c.D = 64; c.H = 4; c.F = 256; c.n_enc = c.n_dec = 2; c.S = c.T = 12; c.B = 32;
     printf("bench: ms per training step (forward, backward, Adam), median of 9; tokens/s\n"
-           "counts source + target tokens, as the training progress does\n");
+           "counts source + target tokens, as the training progress does\n"
+           "  (2+2 layers, ff 256, vocab 16, batch 32)\n"
+           "  %7s %5s %4s %10s %10s\n", "d_model", "heads", "len", "ms/step", "tokens/s");
     for (int k = 0; k < 2; k++) {
         if (k) { c.D = 128; c.H = 8; c.S = c.T = 32; }   /* the rest as in the first */
         const double ms = tf_bench_step(&c, run);
-        printf("  d_model %3d, %d heads, 2+2 layers, ff 256, vocab 16, len %d, batch 32: "
-               "%8.2f ms  %7.0f tokens/s\n", c.D, c.H, c.S, ms, c.B * (c.S + c.T) / (ms / 1e3));
+        printf("  %7d %5d %4d %10.2f %10.0f\n", c.D, c.H, c.S, ms, c.B * (c.S + c.T) / (ms / 1e3));
     }
     TfModel m;
     TfEval ev;
@@ -2512,8 +2529,8 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     double t0 = seconds();
     int steps = tf_train(&m, run, NULL, NULL, NULL, &ev);
     tf_stop_if_diverged(&m);
-    printf("  the default example (copy): %d steps, held-out exact-sequence acc %.4f "
-           "in %.2f s\n", steps, ev.seq_acc, seconds() - t0);
+    printf("  the default example (copy): %d steps, held-out exact-sequence acc %.4f\n"
+           "  in %.2f s\n", steps, ev.seq_acc, seconds() - t0);
     tf_free(&m);
 }
 
@@ -2565,9 +2582,9 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     int steps = tf_train(m, run, NULL, stdout, csv, &ev);
     tf_stop_if_diverged(m);
     ev = tf_evaluate(m, run, NULL, TF_EVAL_FRESH);   /* not the draw training stopped on */
-    printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
-           "training watched):\n  token acc %.4f, exact-sequence acc %.4f (greedy decoding; "
-           "chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
+    printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one\n"
+           "training watched), greedy decoding:\n  token acc %.4f, exact-sequence acc %.4f "
+           "(chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
            tf_plural(run->n_eval), ev.tok_acc, ev.seq_acc, 1.0 / (c->V - 2));
     TfBatch b;
     tf_batch_alloc(&b, c);
@@ -2626,7 +2643,8 @@ static void tf_show_guesses(const TfModel *m, const TfBatch *b, const TfText *tx
 
 /* GPT: o->chars characters sampled after the prompt (--prompt; else the
  * text's first 4); with --prompt the text printed is the prompt and what
- * follows it, as it is, newlines included */
+ * follows it, as it is, newlines included, but a line longer than 80
+ * characters is broken at 80 (tf_print_wrapped) */
 static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
     const int given = o->prompt != NULL, plen = given ? o->plen : 4, n = o->chars;
     const int *prompt = given ? o->prompt_ids : tx->ids;
@@ -2640,11 +2658,13 @@ static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
     else {
         printf("\nsampled at temperature %.2f from the prompt \"", o->temperature);
         tf_print_tokens(tx->ids, plen, &m->c, tx);
-        printf("\":\n  ");
+        printf("\":\n");
     }
-    tf_print_tokens(out, plen + n, &m->c, tx);
-    printf("\n");
-    free(out);
+    char *text = xmalloc(5 * (size_t)(plen + n) + 1);   /* 80 columns: wrapped */
+    size_t at = 0;
+    for (int k = 0; k < plen + n; k++) at += (size_t)sprintf(text + at, "%s", tx->sym[out[k]]);
+    tf_print_wrapped(text, given ? 0 : 2, given ? 80 : 76);
+    free(text); free(out);
 }
 
 /* --prompt: the heads of layer o->show as they read the prompt (its last S
@@ -2680,22 +2700,27 @@ static void tf_text_header(const TfCli *o, const TfText *tx, int n_eval) {
     const TfConfig *c = &o->c;
     const int split = tf_text_split(tx);
     if (o->text)
-        printf("text: %s, %d characters (%d for training, %d held out, %d of those not in "
-               "the vocabulary: <unk>), vocabulary %d (%d specials): \"", o->text, tx->n,
+        printf("text: %s, %d characters: %d for training, %d held out\n  (%d of those not in "
+               "the vocabulary: <unk>)\nvocabulary %d (%d specials):\n", o->text, tx->n,
                split, tx->n - split, tx->unknown, tx->V, tx->first);
-    else printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"",
+    else printf("text: %d characters (%d for training, %d held out)\nvocabulary %d:\n",
                 tx->n, split, tx->n - split, tx->V);
+    size_t at = 0;
+    char *voc = xmalloc(16 * (size_t)tx->V + 3);   /* the vocabulary, quoted */
+    voc[at++] = '"';
     for (int k = o->text ? tx->first : 0; k < tx->V; k++) {
-        char buf[16];
-        tf_label(buf, sizeof buf, k, c, tx);
-        printf("%s", buf);
+        tf_label(voc + at, 16, k, c, tx);
+        at += strlen(voc + at);
     }
-    printf("\"\nheld-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
-           tf_plural(n_eval), c->S, n_eval < o->run.n_eval ? " (--eval capped at the "
+    strcpy(voc + at, "\"");
+    tf_print_wrapped(voc, 2, 78);
+    free(voc);
+    printf("held-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
+           tf_plural(n_eval), c->S, n_eval < o->run.n_eval ? "\n  (--eval capped at the "
            "distinct windows the held-out text holds)" : "");
     if (o->text)
-        printf("  (what training watches; the figure after training reads every window "
-               "that tiles the held-out part)\n");
+        printf("  (what training watches; the figure after training reads every window\n"
+               "  that tiles the held-out part)\n");
 }
 
 /* After training (or loading): held-out accuracy and loss. The built-in
@@ -2710,8 +2735,8 @@ static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int ste
         int windows;
         TfEval all = tf_evaluate_all(m, &o->run, tx, &windows);
         TfEval ev = tf_evaluate(m, &o->run, tx, TF_EVAL_WATCHED);
-        printf("\n%s %d step%s: validation loss %.4f (perplexity %.2f), %s accuracy %.4f, "
-               "over all %d windows of %d that tile the held-out %d characters; the %d "
+        printf("\n%s %d step%s: validation loss %.4f (perplexity %.2f),\n  %s accuracy %.4f, "
+               "over all %d windows of %d that tile\n  the held-out %d characters; the %d "
                "windows training watched give %.4f\n", o->load ? "loaded, trained" : "after",
                steps, tf_plural(steps), all.loss, exp(all.loss), what, all.tok_acc, windows,
                c->S, tx->n - split, tf_eval_count(c, &o->run, tx), ev.loss);
@@ -2722,7 +2747,7 @@ static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int ste
     for (int i = split; i < tx->n; i++) freq[tx->ids[i]]++;
     for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
     TfEval ev = tf_evaluate(m, &o->run, tx, TF_EVAL_FRESH);     /* BERT: fresh masks */
-    printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
+    printf("\nafter %d step%s%s: held-out %s accuracy %.4f,\n  loss %.4f (perplexity %.2f); "
            "always guessing '%s' scores %.4f\n", steps, tf_plural(steps),
            bert ? ", fresh masks" : "", what, ev.tok_acc, ev.loss, exp(ev.loss),
            tx->sym[top], (double)freq[top] / (tx->n - split));
@@ -2864,20 +2889,20 @@ static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
 /* the --data lines before training: the file, its split and vocabularies */
 static void tf_pairs_header(const TfCli *o) {
     const TfPairs *d = o->run.data;
-    printf("data: %s, %d pairs (%s), %d words; split 90/5/5 by a hash of the word and --seed "
-           "%d, a word's pronunciations together:\n  train %d words (%d pairs), dev %d words, "
-           "test %d words\n", o->data, d->n, d->tsv ? "source<TAB>target" : "CMUdict",
+    printf("data: %s, %d pairs (%s), %d words\n  split 90/5/5 by a hash of the word and "
+           "--seed %d, a word's pronunciations\n  together: train %d words (%d pairs), dev %d "
+           "words, test %d words\n", o->data, d->n, d->tsv ? "source<TAB>target" : "CMUdict",
            d->nword, o->seed, d->nwords[SPLIT_TRAIN], d->ntrain, d->nwords[SPLIT_DEV],
            d->nwords[SPLIT_TEST]);
-    printf("vocabulary (training split): %d source characters, %d target symbols, 4 specials "
-           "(one id space, one shared embedding)\n", d->lv.n - TOK_SPECIALS,
+    printf("vocabulary (training split): %d source characters, %d target symbols,\n  4 "
+           "specials (one id space, one shared embedding)\n", d->lv.n - TOK_SPECIALS,
            d->pv.n - TOK_SPECIALS);
-    printf("lengths: longest source %d characters (line %d), longest target %d symbols + </s> "
-           "(line %d); the model's source %d, target %d\n", d->S, d->long_src, d->T - 1,
-           d->long_tgt, o->c.S, o->c.T);
-    printf("dev and test tokens the training split lacks (read as <unk>): %d source, %d "
+    printf("lengths: longest source %d characters (line %d), longest target %d symbols\n"
+           "  + </s> (line %d); the model's source %d, target %d\n", d->S, d->long_src,
+           d->T - 1, d->long_tgt, o->c.S, o->c.T);
+    printf("dev and test tokens the training split lacks (read as <unk>):\n  %d source, %d "
            "target\n", d->unk_src, d->unk_tgt);
-    printf("dev: every %d steps, greedy PER on %d dev words (evenly spaced); the best "
+    printf("dev: every %d steps, greedy PER on %d dev words (evenly spaced);\n  the best "
            "parameters are kept\n\n", o->run.eval_every, o->run.n_eval < d->nwords[SPLIT_DEV]
            ? o->run.n_eval : d->nwords[SPLIT_DEV]);
 }
@@ -2893,15 +2918,15 @@ static void tf_main_pairs(TfModel *m, const TfCli *o, FILE *csv) {
     tf_stop_if_diverged(m);
     const double secs = seconds() - t0;
     if (d->best) memcpy(m->params, d->best, sizeof(double) * (size_t)m->np);
-    printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time; kept the parameters "
-           "of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
+    printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time;\n  kept the "
+           "parameters of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
            (double)steps * o->c.B / d->ntrain, secs, d->best_step, 100.0 * d->best_per);
     ErrorRate er;
     const double t1 = seconds();
     tf_pairs_evaluate(m, d, SPLIT_TEST, 0, &er);
-    printf("test, %d words (each decoded once, greedy; scored against the nearest of its "
-           "pronunciations):\n  PER %.2f%% (%ld edits / %ld reference symbols), WER %.2f%% "
-           "(%d words wrong), in %.1f s\n", er.words, 100.0 * error_rate_per(&er), er.edits,
+    printf("test, %d words (each decoded once, greedy; scored against the nearest\n  of its "
+           "pronunciations):\n  PER %.2f%% (%ld edits / %ld reference symbols), WER %.2f%%\n"
+           "  (%d words wrong), in %.1f s\n", er.words, 100.0 * error_rate_per(&er), er.edits,
            er.ref_len, 100.0 * error_rate_wer(&er), er.wrong, seconds() - t1);
     tf_show_pairs(m, o, 6);
 }
@@ -3262,22 +3287,24 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
 static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
     const TfConfig *c = &o->c;
     const TfRun *run = &o->run;
-    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
-           "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %d\n",
+    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, seed %d\n  d_model %d, %d "
+           "heads, %d layer%s%s, ff %d, vocab %d, len %d, batch %d\n",
            tf_arch_names[c->arch], tf_norm_names[c->norm], tf_pos_names[c->pos],
-           tf_act_names[c->act], c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
-           c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B, o->seed);
+           tf_act_names[c->act], o->seed, c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
+           c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B);
     if (o->load) printf("model: read from %s (trained %d steps)\n", o->load, m->step);
-    else if (run->sched == TF_SCHED_NOAM)
-        printf("training: Adam (0.9, %g, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
-               "step * %d^-1.5), label smoothing %g", run->beta2, run->lr_factor,
-               run->warmup, c->smoothing);
-    else printf("training: Adam (0.9, %g, 1e-9), lr %g rising over %d steps, then a cosine "
-                "to %g at step %d, label smoothing %g", run->beta2, run->lr, run->warmup,
-                run->lr_min, run->steps, c->smoothing);
-    if (!o->load && run->wd > 0.0) printf(", weight decay %g", run->wd);
-    if (!o->load && run->clip > 0.0) printf(", gradient norm clipped to %g", run->clip);
-    if (!o->load) printf("\n");
+    else {
+        printf("training: Adam (0.9, %g, 1e-9), label smoothing %g\n", run->beta2,
+               c->smoothing);
+        if (run->sched == TF_SCHED_NOAM)
+            printf("  lr = %g * d_model^-0.5 * min(step^-0.5, step * %d^-1.5)\n",
+                   run->lr_factor, run->warmup);
+        else printf("  lr %g rising over %d steps, then a cosine to %g at step %d\n", run->lr,
+                    run->warmup, run->lr_min, run->steps);
+        if (run->wd > 0.0) printf("  weight decay %g%s", run->wd, run->clip > 0.0 ? ", " : "\n");
+        if (run->clip > 0.0) printf("%sgradient norm clipped to %g\n", run->wd > 0.0 ? ""
+                                    : "  ", run->clip);
+    }
     if (!o->load) tf_build(m, c, run->seed);
     printf("parameters: %d\n\n", m->np);
     OutFile log = { NULL, NULL, NULL };
