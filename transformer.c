@@ -1489,12 +1489,21 @@ static void tf_pairs_measure(TfPairs *d, const Pairs *p) {
     }
 }
 
+/* a copy of v into *to (vocab_build keeps a sorted vocabulary as it is) */
+static void tf_vocab_copy(Vocab *to, const Vocab *v) {
+    vocab_build(to, (const char *const *)v->sym + TOK_SPECIALS, v->n - TOK_SPECIALS);
+}
+
 /* Read the pair file at path into d, split by seed. -1 with why (naming the
  * file, and the line where there is one) if it is missing, empty, binary,
  * not UTF-8, has a line with no target, or leaves a split empty; then
  * nothing is allocated. The file's bytes and strings are freed before
- * returning: what is kept is the tokens. */
-int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t nwhy) {
+ * returning: what is kept is the tokens. With vocab not NULL (a loaded
+ * model's: tf_pairs_ckpt_load) the vocabularies are vocab's, not the training split's, and a pair longer than
+ * vocab->S or vocab->T, the lengths that model reads, is refused; with vocab
+ * NULL it is tf_pairs_read (below). */
+int tf_pairs_read_vocab(TfPairs *d, const char *path, uint64_t seed, const TfPairs *vocab,
+                        char *why, size_t nwhy) {
     long len;
     char msg[256];
     memset(d, 0, sizeof *d);
@@ -1520,15 +1529,17 @@ int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t
         free(d->split); pairs_free(&p);
         return -1;
     }
-    pairs_vocabs(&d->lv, &d->pv, &p, d->split, SPLIT_TRAIN);
+    if (vocab) { tf_vocab_copy(&d->lv, &vocab->lv); tf_vocab_copy(&d->pv, &vocab->pv); }
+    else pairs_vocabs(&d->lv, &d->pv, &p, d->split, SPLIT_TRAIN);
     d->V = d->lv.n + d->pv.n - TOK_SPECIALS;
     tf_pairs_measure(d, &p);
-    if (d->S > TF_MAX_POS || d->T > TF_MAX_POS) {   /* refused before (n,S) is allocated */
-        const int src = d->S > TF_MAX_POS;
-        snprintf(why, nwhy, "'%s': line %d has a %s of %d %s, more than the %d positions a "
-                 "model of this program has: leave such lines out", path,
-                 src ? d->long_src : d->long_tgt, src ? "source" : "target",
-                 src ? d->S : d->T - 1, src ? "characters" : "symbols", TF_MAX_POS);
+    const int Smax = vocab ? vocab->S : TF_MAX_POS, Tmax = vocab ? vocab->T : TF_MAX_POS;
+    if (d->S > Smax || d->T > Tmax) {            /* refused before (n,S) is allocated */
+        const int src = d->S > Smax;
+        snprintf(why, nwhy, "'%s': line %d has a %s of %d %s, more than the %d %s: leave such "
+                 "lines out", path, src ? d->long_src : d->long_tgt, src ? "source" : "target",
+                 src ? d->S : d->T - 1, src ? "characters" : "symbols", src ? Smax : Tmax - 1,
+                 vocab ? "the loaded model reads" : "positions a model of this program has");
         pairs_free(&p); tf_pairs_free(d); memset(d, 0, sizeof *d);
         return -1;
     }
@@ -1536,6 +1547,10 @@ int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t
     tf_pairs_words(d, &p);
     pairs_free(&p);
     return 0;
+}
+
+int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t nwhy) {
+    return tf_pairs_read_vocab(d, path, seed, NULL, why, nwhy);
 }
 
 /* Example e of b from pair i of d: the source padded to c->S (smask 0 on
@@ -1738,6 +1753,107 @@ void tf_pairs_decode(TfModel *m, TfBatch *b, int Tmax, int *out) {
             done &= tf_pred_len(out + e * Tmax, t + 1) <= t;
         }
     }
+}
+
+/* One step of a selection sort over the nc candidate scores cand, in the
+ * order cidx: move the i-th best (ties: the lower index) to cidx[i] and
+ * return it (as seq2seq.c's beam search does). */
+static int tf_beam_pick(int *cidx, const double *cand, int i, int nc) {
+    int bi = i;
+    for (int j = i + 1; j < nc; j++) {
+        const int x = cidx[j], y = cidx[bi];
+        if (cand[x] > cand[y] || (cand[x] == cand[y] && x < y)) bi = j;
+    }
+    const int id = cidx[bi];
+    cidx[bi] = cidx[i]; cidx[i] = id;
+    return id;
+}
+
+/* Beam search with K beams (K <= m->c.B) for ONE source src (slen tokens):
+ * the K hypotheses are K rows of b; at step t the decoder reads each one's
+ * [<s>, its t tokens] (as tf_pairs_decode does, so K = 1 is greedy) and
+ * every hypothesis + one token is scored by its summed log-probability; the
+ * K best go on, one ending in </s> (or at Tmax) is finished, and the search
+ * stops once no live hypothesis can beat the best finished one (scores only
+ * fall). The best goes to out (Tmax); returns its length before </s> (Tmax
+ * if it never wrote one). m's lengths are left at the last step's. */
+int tf_pairs_beam(TfModel *m, TfBatch *b, const int *src, int slen, int K, int Tmax, int *out) {
+    const int V = m->c.V;
+    int *const ib = xmalloc(sizeof(int) * (size_t)(2 * K * Tmax + K * V));   /* one block */
+    int *hist = ib, *nhist = ib + K * Tmax, *cidx = ib + 2 * K * Tmax, nk = 1, bestlen = 0;
+    double *const db = xmalloc(sizeof(double) * (size_t)(2 * K + K * V));
+    double *score = db, *nscore = db + K, *cand = db + 2 * K, best = -INFINITY;
+    tf_pairs_fit(m, slen, 1);
+    b->n = K;
+    for (int e = 0; e < K; e++)
+        for (int t = 0; t < slen; t++) { b->src[e * slen + t] = src[t]; b->smask[e * slen + t] = 1; }
+    tf_encode(m, b);
+    score[0] = 0.0;
+    for (int t = 0; t < Tmax; t++) {
+        tf_pairs_fit(m, slen, t + 1);
+        for (int e = 0; e < K; e++)               /* rows past the nk live ones repeat 0 */
+            for (int k = 0; k <= t; k++) {
+                b->tgt[e * (t + 1) + k] = k ? hist[(e < nk ? e : 0) * Tmax + k - 1] : TF_BOS;
+                b->tmask[e * (t + 1) + k] = 1;
+            }
+        tf_head_forward(m, tf_decode(m, b), NULL, K);
+        for (int e = 0; e < nk; e++) {            /* score + log P(v | hypothesis e) */
+            log_softmax_forward(cand + e * V, m->a.logits + (e * (t + 1) + t) * V, V);
+            for (int v = 0; v < V; v++) cand[e * V + v] += score[e];
+        }
+        const int nc = nk * V;
+        int nn = 0;
+        for (int i = 0; i < nc; i++) cidx[i] = i;
+        for (int i = 0; i < nc && nn < K; i++) {  /* the candidates, best first */
+            const int id = tf_beam_pick(cidx, cand, i, nc), e = id / V, v = id % V;
+            if (v == TOK_EOS || t == Tmax - 1) {  /* a finished hypothesis */
+                if (cand[id] > best) {
+                    best = cand[id];
+                    bestlen = v == TOK_EOS ? t : Tmax;
+                    memcpy(out, hist + e * Tmax, sizeof(int) * (size_t)t);
+                    out[t] = v;
+                }
+                if (t == Tmax - 1) break;         /* sorted: the rest are worse */
+                continue;
+            }
+            memcpy(nhist + nn * Tmax, hist + e * Tmax, sizeof(int) * (size_t)t);
+            nhist[nn * Tmax + t] = v;
+            nscore[nn++] = cand[id];
+        }
+        int *ti = hist; hist = nhist; nhist = ti;
+        double *ts = score; score = nscore; nscore = ts;
+        nk = nn;
+        if (nn == 0 || best >= score[0]) break;  /* nothing alive can win */
+    }
+    free(ib); free(db);
+    return bestlen;
+}
+
+/* --data --beam K: beam search (tf_pairs_beam) of every word of split
+ * `split` of d, one at a time, scored into *er against the nearest of its
+ * pronunciations as tf_pairs_evaluate scores greedy decoding */
+void tf_pairs_evaluate_beam(TfModel *m, const TfPairs *d, int split, int K, ErrorRate *er) {
+    tf_pairs_fit(m, d->S, d->T);
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    int *out = xmalloc(sizeof(int) * (size_t)d->T), *work = xmalloc(sizeof(int) *
+                       (size_t)(d->T + 1));
+    const int **refs = xmalloc(sizeof(int *) * (size_t)d->n);
+    int *lens = xmalloc(sizeof(int) * (size_t)d->n);
+    memset(er, 0, sizeof *er);
+    for (int k = 0; k < d->nwords[split]; k++) {
+        const int w = d->words[split][k], i = d->alt[d->wstart[w]];
+        const int len = tf_pairs_beam(m, &b, d->src + (size_t)i * d->S, d->slen[i], K, d->T, out);
+        int nref = 0;
+        for (int j = d->wstart[w]; j < d->wstart[w + 1]; j++, nref++) {
+            refs[nref] = d->tgt + (size_t)d->alt[j] * d->T;
+            lens[nref] = d->tlen[d->alt[j]] - 1;
+        }
+        error_rate_add(er, out, len, refs, lens, nref, work);
+    }
+    free(out); free(work); free(refs); free(lens);
+    tf_batch_free(&b);
+    tf_pairs_fit(m, d->S, d->T);
 }
 
 /* --data: greedy decoding of the words of split `split` of d (at most
@@ -1958,18 +2074,25 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
  * description, all little-endian u32 unless marked:
  *     arch norm pos act V D H F n_enc n_dec S T B     the TfConfig
  *     f64 smoothing, u32 step (Adam steps taken), u32 first
- *     V strings (u32 length, bytes): each token's character, sym[0..V-1]
+ *     encdec only: u32 nsrc (the specials + the source characters)
+ *     V strings (u32 length, bytes): each token's text, sym[0..V-1]
  * and the doubles are the parameters, then Adam's m, then Adam's v (3 np),
  * so that a loaded model predicts, and takes its next step, bit for bit as
- * the saved one would. Only the text archs are saved (--arch encoder and
- * decoder): their vocabulary is the text's.
+ * the saved one would. A text arch's vocabulary (--arch encoder, decoder) is
+ * its text's characters; an encdec model (trained with --data) keeps its
+ * joint vocabulary: the four specials, the nsrc - 4 source characters, then
+ * the target symbols, each part sorted, as tf_pairs_read builds it; its S
+ * and T are the longest source and target + </s> it reads. (An encdec
+ * model is saved with its best dev parameters and the last step's Adam
+ * state: it is used, not trained further.)
  * ======================================================================== */
 
 #define TF_CKPT_TAG "TFM1"
 
-/* write m (with tx's vocabulary) to path; exits 1 if it cannot be written,
- * leaving path as it was */
-void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
+/* write m with its vocabulary, V strings sym (the first `first` specials;
+ * encdec: the first nsrc of them the source's), to path */
+static void tf_ckpt_put(const char *path, const TfModel *m, int first, int nsrc,
+                        const char *const *sym) {
     const TfConfig *c = &m->c;
     Bytes d = { NULL, 0, 0 };
     const int f[] = { c->arch, c->norm, c->pos, c->act, c->V, c->D, c->H, c->F, c->n_enc,
@@ -1977,8 +2100,9 @@ void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
     for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) bytes_put_u32(&d, (uint32_t)f[k]);
     bytes_put_f64(&d, c->smoothing);
     bytes_put_u32(&d, (uint32_t)m->step);
-    bytes_put_u32(&d, (uint32_t)tx->first);
-    for (int k = 0; k < c->V; k++) bytes_put_str(&d, tx->sym[k]);
+    bytes_put_u32(&d, (uint32_t)first);
+    if (c->arch == TF_ENCDEC) bytes_put_u32(&d, (uint32_t)nsrc);
+    for (int k = 0; k < c->V; k++) bytes_put_str(&d, sym[k]);
     double *all = xmalloc(sizeof(double) * 3 * (size_t)m->np);
     memcpy(all, m->params, sizeof(double) * (size_t)m->np);
     memcpy(all + m->np, m->adam_m, sizeof(double) * (size_t)m->np);
@@ -1988,72 +2112,157 @@ void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
     free(d.b);
 }
 
-/* The config, step and vocabulary a description holds, into *c, *step and
- * syms (a new block of V entries the caller frees); -1 with why if any of
- * it is out of range or inconsistent (nothing allocated then). */
-static int tf_ckpt_describe(const Bytes *d, TfConfig *c, int *step, int *first,
-                            char (**syms)[5], char *why, size_t nwhy) {
-    Reader r = { d->b, d->n, 0, 1 };
+/* write m (a text arch, with tx's vocabulary) to path; exits 1 if it cannot
+ * be written, leaving path as it was */
+void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
+    const char **sym = xmalloc(sizeof(char *) * (size_t)m->c.V);
+    for (int k = 0; k < m->c.V; k++) sym[k] = tx->sym[k];
+    tf_ckpt_put(path, m, tx->first, 0, sym);
+    free(sym);
+}
+
+/* write m (encdec, trained on --data d: d's joint vocabulary) to path; m's
+ * config must be the one it was built with (not fitted to a batch) */
+void tf_pairs_ckpt_save(const char *path, const TfModel *m, const TfPairs *d) {
+    const char **sym = xmalloc(sizeof(char *) * (size_t)d->V);
+    for (int k = 0; k < d->V; k++) sym[k] = tf_pairs_sym(d, k);
+    tf_ckpt_put(path, m, TOK_SPECIALS, d->lv.n, sym);
+    free(sym);
+}
+
+/* The config, step, first and (encdec) nsrc a description holds, r then at
+ * its vocabulary; NULL, or what is wrong */
+static const char *tf_ckpt_head(Reader *r, TfConfig *c, int *step, int *first, int *nsrc) {
     uint32_t f[13];
-    for (int k = 0; k < 13; k++) f[k] = reader_u32(&r);
+    for (int k = 0; k < 13; k++) f[k] = reader_u32(r);
     *c = (TfConfig){ (int)f[0], (int)f[1], (int)f[2], (int)f[3], (int)f[4], (int)f[5],
                      (int)f[6], (int)f[7], (int)f[8], (int)f[9], (int)f[10], (int)f[11],
-                     (int)f[12], reader_f64(&r) };
-    *step = (int)reader_u32(&r);
-    *first = (int)reader_u32(&r);
-    const char *err = !r.ok ? "its description is cut short"
-        : f[0] > TF_DECODER || f[0] == TF_ENCDEC || f[1] > TF_PRE || f[2] > TF_POS_NONE ||
-          f[3] > TF_GELU || f[4] > 1u << 20 || f[5] > 4096 || f[6] > 4096 || f[7] > 1u << 16
-          || f[8] > 64 || f[9] > 64 || f[10] > TF_MAX_POS || f[11] > TF_MAX_POS ||
-          f[12] > 1u << 16 || f[12] == 0 || *step < 0 || (*first != 1 && *first != TOK_SPECIALS)
-          || (int)f[4] <= *first ? "its description holds values no model of this program has"
-        : tf_config_error(c);
-    if (err) { snprintf(why, nwhy, "%s", err); return -1; }
-    *syms = xmalloc(5 * (size_t)c->V);
-    for (int k = 0; k < c->V && !err; k++) {
-        char *s = reader_str(&r, 4);
-        if (!s || (utf8_char_len(s) != (int)strlen(s) && k >= *first))
+                     (int)f[12], reader_f64(r) };
+    *step = (int)reader_u32(r);
+    *first = (int)reader_u32(r);
+    *nsrc = f[0] == TF_ENCDEC ? (int)reader_u32(r) : 0;
+    if (!r->ok) return "its description is cut short";
+    if (f[0] > TF_DECODER || f[1] > TF_PRE || f[2] > TF_POS_NONE || f[3] > TF_GELU ||
+        f[4] > 1u << 20 || f[5] > 4096 || f[6] > 4096 || f[7] > 1u << 16 || f[8] > 64 ||
+        f[9] > 64 || f[10] > TF_MAX_POS || f[11] > TF_MAX_POS || f[12] > 1u << 16 ||
+        f[12] == 0 || *step < 0 || (*first != 1 && *first != TOK_SPECIALS) ||
+        (int)f[4] <= *first || (f[0] == TF_ENCDEC && (*first != TOK_SPECIALS ||
+        *nsrc <= TOK_SPECIALS || *nsrc >= (int)f[4])))
+        return "its description holds values no model of this program has";
+    return tf_config_error(c);
+}
+
+/* The V strings of a text model's vocabulary from r into syms (a new block
+ * the caller frees), each one character (but the first `first`); NULL, or
+ * what is wrong (nothing allocated then) */
+static const char *tf_ckpt_text_vocab(Reader *r, int V, int first, char (**syms)[5]) {
+    const char *err = NULL;
+    *syms = xmalloc(5 * (size_t)V);
+    for (int k = 0; k < V && !err; k++) {
+        char *s = reader_str(r, 4);
+        if (!s || (utf8_char_len(s) != (int)strlen(s) && k >= first))
             err = "its vocabulary is not one character per token";
         else strcpy((*syms)[k], s);
         free(s);
     }
-    if (!err && r.at != r.n) err = "its description is longer than its vocabulary";
-    if (err) { snprintf(why, nwhy, "%s", err); free(*syms); return -1; }
-    return 0;
+    if (err) free(*syms);
+    return err;
+}
+
+/* The V strings of an encdec model's joint vocabulary from r into d->lv
+ * (the specials and nsrc - 4 source characters) and d->pv (the specials and
+ * the target symbols), each sorted as tf_pairs_read makes them, and d->V;
+ * NULL, or what is wrong (nothing allocated then) */
+static const char *tf_ckpt_pairs_vocab(Reader *r, int V, int nsrc, TfPairs *d) {
+    char **s = xmalloc(sizeof(char *) * (size_t)V);
+    const char *err = NULL;
+    int k = 0;
+    for (; k < V && !err; k++) {
+        s[k] = reader_str(r, 255);
+        if (!s[k]) err = "its vocabulary is cut short";
+        else if (k >= TOK_SPECIALS && k < nsrc && utf8_char_len(s[k]) != (int)strlen(s[k]))
+            err = "its source vocabulary is not one character per token";
+        else if (k >= nsrc && (!s[k][0] || strchr(s[k], ' ')))
+            err = "its target vocabulary holds an empty symbol or a space";
+    }
+    if (!err) {
+        vocab_build(&d->lv, (const char *const *)s + TOK_SPECIALS, nsrc - TOK_SPECIALS);
+        vocab_build(&d->pv, (const char *const *)s + nsrc, V - nsrc);
+        d->V = V;
+        for (int j = TOK_SPECIALS; j < V && !err; j++)   /* sorted, each once */
+            if (d->lv.n != nsrc || d->pv.n != V - nsrc + TOK_SPECIALS ||
+                strcmp(tf_pairs_sym(d, j), s[j]) != 0)
+                err = "its vocabulary is not sorted, or lists a symbol twice";
+        if (err) { vocab_free(&d->lv); vocab_free(&d->pv); }
+    }
+    for (int j = 0; j < k; j++) free(s[j]);
+    free(s);
+    return err;
 }
 
 /* Load the model at path into m (built here: free with tf_free) and its
- * vocabulary into tx (no text: tx->n 0, tx->ids NULL; free with
- * tf_text_free). -1 with why if the
- * file is missing, not a checkpoint, another version or another chapter's,
- * truncated, corrupted, or holds a model this program cannot build; then
- * nothing is allocated and m and tx are untouched. */
-int tf_ckpt_load(const char *path, TfModel *m, TfText *tx, char *why, size_t nwhy) {
-    Bytes d;
+ * vocabulary: a text model's into tx (no text: tx->n 0, tx->ids NULL; free
+ * with tf_text_free), an encdec model's into d (no pairs, d->n 0: only the
+ * vocabularies and the lengths S, T it reads; free with tf_pairs_free).
+ * tx or d NULL: that kind is refused. -1 with why if the file is missing,
+ * not a checkpoint, another version or another chapter's, of the other
+ * kind, truncated, corrupted, or holds a model this program cannot build;
+ * then nothing is allocated and m, tx and d are untouched. */
+static int tf_ckpt_load_any(const char *path, TfModel *m, TfText *tx, TfPairs *d, char *why,
+                            size_t nwhy) {
+    Bytes b;
     double *p;
-    int n, step, first;
+    int n, step, first, nsrc;
     TfConfig c;
-    char (*syms)[5], msg[200];
-    if (ckpt_read(path, TF_CKPT_TAG, &d, &p, &n, why, nwhy) != 0) return -1;
-    int bad = tf_ckpt_describe(&d, &c, &step, &first, &syms, msg, sizeof msg);
-    free(d.b);
-    if (!bad) {
+    char (*syms)[5] = NULL, msg[200];
+    TfPairs v;
+    memset(&v, 0, sizeof v);
+    if (ckpt_read(path, TF_CKPT_TAG, &b, &p, &n, why, nwhy) != 0) return -1;
+    Reader r = { b.b, b.n, 0, 1 };
+    const char *err = tf_ckpt_head(&r, &c, &step, &first, &nsrc);
+    const int encdec = c.arch == TF_ENCDEC;
+    if (!err && encdec && !d)
+        err = "it holds an encoder-decoder (--arch encdec, trained with --data), not a "
+              "text model: use it with --input WORD, stdin or --data FILE";
+    if (!err && !encdec && !tx)
+        err = "it holds a text model (--arch encoder or decoder), not an encoder-decoder";
+    if (!err) err = encdec ? tf_ckpt_pairs_vocab(&r, c.V, nsrc, &v)
+                           : tf_ckpt_text_vocab(&r, c.V, first, &syms);
+    if (!err && r.at != r.n) {
+        err = "its description is longer than its vocabulary";
+        free(syms); tf_pairs_free(&v);
+    }
+    free(b.b);
+    snprintf(msg, sizeof msg, "%s", err ? err : "");
+    if (!err) {
         tf_build(m, &c, 0);
         if (n != 3 * m->np) {
             snprintf(msg, sizeof msg, "it holds %d doubles; its model needs %d (3 x %d "
                      "parameters)", n, 3 * m->np, m->np);
-            tf_free(m); free(syms); bad = -1;
+            tf_free(m); free(syms); tf_pairs_free(&v); err = msg;
         }
     }
-    if (bad) { snprintf(why, nwhy, "'%s': %s", path, msg); free(p); return -1; }
+    if (err) { snprintf(why, nwhy, "'%s': %s", path, msg); free(p); return -1; }
     memcpy(m->params, p, sizeof(double) * (size_t)m->np);
     memcpy(m->adam_m, p + m->np, sizeof(double) * (size_t)m->np);
     memcpy(m->adam_v, p + 2 * m->np, sizeof(double) * (size_t)m->np);
     m->step = step;
-    memset(tx, 0, sizeof *tx);
-    tf_text_set_vocab(tx, syms, c.V, first);
-    free(syms); free(p);
+    if (encdec) { v.S = c.S; v.T = c.T; *d = v; }
+    else { memset(tx, 0, sizeof *tx); tf_text_set_vocab(tx, syms, c.V, first); free(syms); }
+    free(p);
     return 0;
+}
+
+/* Load a text model (--arch encoder or decoder) and its vocabulary: see
+ * tf_ckpt_load_any; an encdec checkpoint is refused. */
+int tf_ckpt_load(const char *path, TfModel *m, TfText *tx, char *why, size_t nwhy) {
+    return tf_ckpt_load_any(path, m, tx, NULL, why, nwhy);
+}
+
+/* Load an encdec model and its pair vocabularies: see tf_ckpt_load_any; a
+ * text model's checkpoint is refused. */
+int tf_pairs_ckpt_load(const char *path, TfModel *m, TfPairs *d, char *why, size_t nwhy) {
+    return tf_ckpt_load_any(path, m, NULL, d, why, nwhy);
 }
 
 /* the model options a checkpoint fixes, and the TfConfig field each sets */
@@ -2553,7 +2762,7 @@ static const char *const tf_experiment_names[] = { "positions", "heads", "cost",
 #define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
 #define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
 
-enum { TF_N_OPTS = 39 };
+enum { TF_N_OPTS = 41 };
 
 /* everything the command line sets, and the option table that reads it */
 typedef struct {
@@ -2568,6 +2777,9 @@ typedef struct {
     const char *prompt;        /* --prompt TEXT, or NULL */
     const char *data;  /* --data FILE (encdec), or NULL: the task */
     TfPairs pairs;     /* --data's pairs; run.data points here */
+    TfPairs loaded;    /* --load of an encdec model: its vocabularies alone */
+    const char *input; /* --input WORD (encdec, with --load), or NULL: stdin */
+    int beam;          /* --beam K: beams of the encdec search, 1 = greedy */
     int chars;         /* --chars: characters to generate */
     int *prompt_ids, plen;     /* the prompt as tokens (plen), checked before training */
     Opt opt[TF_N_OPTS];
@@ -2824,7 +3036,8 @@ static void tf_pairs_labels(TfText *tx, const TfPairs *d) {
 /* the heads of layer o->show (attention o->attn) as the model decoded
  * example 0 of b greedily (the caches hold its last decoder pass), cut to
  * its letters and to the decoder's steps up to the one that wrote </s> */
-static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, const int *out) {
+static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, const int *out,
+                                const char *source) {
     const TfConfig *c = &m->c;
     TfText tx;
     tf_pairs_labels(&tx, o->run.data);
@@ -2842,7 +3055,7 @@ static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, co
         for (int i = 0; i < Lq; i++)
             memcpy(Pc + (h * Lq + i) * Lk, P + (h * Tq + i) * Tk, sizeof(double) * (size_t)Lk);
     TfPic pic;
-    tf_pic_encdec(&pic, o->attn, o->show, "data");
+    tf_pic_encdec(&pic, o->attn, o->show, source);
     printf("\n");
     tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, &pic, o->svg,
                   &tx);
@@ -2852,7 +3065,7 @@ static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, co
 
 /* --data: the first k test words (in sorted order), their greedy
  * predictions and pronunciations, then the heads drawn for the first */
-static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
+static void tf_show_pairs(TfModel *m, const TfCli *o, int k, const char *source) {
     const TfPairs *d = o->run.data;
     const TfConfig *c = &m->c;
     tf_pairs_fit(m, d->S, d->T);
@@ -2881,7 +3094,7 @@ static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
         }
         b.n = 1;
     }
-    tf_show_pairs_heads(m, o, &b, out);
+    tf_show_pairs_heads(m, o, &b, out, source);
     free(out);
     tf_batch_free(&b);
 }
@@ -2894,41 +3107,166 @@ static void tf_pairs_header(const TfCli *o) {
            "words, test %d words\n", o->data, d->n, d->tsv ? "source<TAB>target" : "CMUdict",
            d->nword, o->seed, d->nwords[SPLIT_TRAIN], d->ntrain, d->nwords[SPLIT_DEV],
            d->nwords[SPLIT_TEST]);
-    printf("vocabulary (training split): %d source characters, %d target symbols,\n  4 "
-           "specials (one id space, one shared embedding)\n", d->lv.n - TOK_SPECIALS,
-           d->pv.n - TOK_SPECIALS);
+    printf("vocabulary (%s): %d source characters, %d target symbols,\n  4 "
+           "specials (one id space, one shared embedding)\n", o->load ? "the loaded model's"
+           : "training split", d->lv.n - TOK_SPECIALS, d->pv.n - TOK_SPECIALS);
     printf("lengths: longest source %d characters (line %d), longest target %d symbols\n"
            "  + </s> (line %d); the model's source %d, target %d\n", d->S, d->long_src,
            d->T - 1, d->long_tgt, o->c.S, o->c.T);
-    printf("dev and test tokens the training split lacks (read as <unk>):\n  %d source, %d "
-           "target\n", d->unk_src, d->unk_tgt);
+    printf("%s tokens the %s lacks (read as <unk>):\n  %d source, %d target\n", o->load
+           ? "the file's" : "dev and test", o->load ? "loaded vocabulary" : "training split",
+           d->unk_src, d->unk_tgt);
+    if (o->load) { printf("\n"); return; }   /* not trained: no dev evaluations */
     printf("dev: every %d steps, greedy PER on %d dev words (evenly spaced);\n  the best "
            "parameters are kept\n\n", o->run.eval_every, o->run.n_eval < d->nwords[SPLIT_DEV]
            ? o->run.n_eval : d->nwords[SPLIT_DEV]);
 }
 
-/* the --data run: train with model selection on dev, restore the best
- * parameters, then test PER and WER on every test word, examples and heads */
+/* --data: test PER and WER on every test word, greedy and (--beam K) by
+ * beam search, each scored against the nearest of the word's
+ * pronunciations */
+static void tf_pairs_test(TfModel *m, const TfCli *o) {
+    TfPairs *d = o->run.data;
+    printf("test, %d words (each decoded once; scored against the nearest of its\n"
+           "  pronunciations):\n", d->nwords[SPLIT_TEST]);
+    for (int k = 1; k <= o->beam; k += o->beam > 1 ? o->beam - 1 : 1) {
+        ErrorRate er;
+        char how[16];
+        const double t1 = seconds();
+        if (k == 1) tf_pairs_evaluate(m, d, SPLIT_TEST, 0, &er);
+        else tf_pairs_evaluate_beam(m, d, SPLIT_TEST, k, &er);
+        snprintf(how, sizeof how, k == 1 ? "greedy" : "beam %d", k);
+        printf("  %-8s PER %.2f%% (%ld edits / %ld reference symbols), WER %.2f%%\n"
+               "           (%d words wrong), in %.1f s\n", how, 100.0 * error_rate_per(&er),
+               er.edits, er.ref_len, 100.0 * error_rate_wer(&er), er.wrong, seconds() - t1);
+    }
+}
+
+/* the --data run: train with model selection on dev and restore the best
+ * parameters (or take --load's model), then test PER and WER on every test
+ * word, examples and heads, and --save */
 static void tf_main_pairs(TfModel *m, const TfCli *o, FILE *csv) {
     TfPairs *d = o->run.data;
     tf_pairs_header(o);
-    TfEval ev;
-    const double t0 = seconds();
-    const int steps = tf_train(m, &o->run, NULL, stdout, csv, &ev);
-    tf_stop_if_diverged(m);
-    const double secs = seconds() - t0;
-    if (d->best) memcpy(m->params, d->best, sizeof(double) * (size_t)m->np);
-    printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time;\n  kept the "
-           "parameters of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
-           (double)steps * o->c.B / d->ntrain, secs, d->best_step, 100.0 * d->best_per);
-    ErrorRate er;
-    const double t1 = seconds();
-    tf_pairs_evaluate(m, d, SPLIT_TEST, 0, &er);
-    printf("test, %d words (each decoded once, greedy; scored against the nearest\n  of its "
-           "pronunciations):\n  PER %.2f%% (%ld edits / %ld reference symbols), WER %.2f%%\n"
-           "  (%d words wrong), in %.1f s\n", er.words, 100.0 * error_rate_per(&er), er.edits,
-           er.ref_len, 100.0 * error_rate_wer(&er), er.wrong, seconds() - t1);
-    tf_show_pairs(m, o, 6);
+    if (!o->load) {
+        TfEval ev;
+        const double t0 = seconds();
+        const int steps = tf_train(m, &o->run, NULL, stdout, csv, &ev);
+        tf_stop_if_diverged(m);
+        const double secs = seconds() - t0;
+        if (d->best) memcpy(m->params, d->best, sizeof(double) * (size_t)m->np);
+        printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time;\n  kept the "
+               "parameters of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
+               (double)steps * o->c.B / d->ntrain, secs, d->best_step, 100.0 * d->best_per);
+    }
+    tf_pairs_test(m, o);
+    tf_show_pairs(m, o, 6, "data");
+    if (o->save) {
+        m->c.S = o->c.S; m->c.T = o->c.T;       /* the lengths it was built with */
+        tf_pairs_ckpt_save(o->save, m, d);
+        printf("\nsaved the model to %s\n", o->save);
+    }
+}
+
+/* --input's word (or a line of stdin) w as source tokens of d's letters
+ * into src (*slen, at most S); 0, or -1 with why if it is empty, not UTF-8,
+ * too long, or has a letter the model was never trained on */
+static int tf_encode_word(const TfPairs *d, const char *w, int *src, int S, int *slen,
+                          char *why, size_t nwhy) {
+    if (!*w) { snprintf(why, nwhy, "an empty word"); return -1; }
+    if (utf8_check(w, (long)strlen(w), why, nwhy) != 0) return -1;
+    int unk = 0;
+    *slen = vocab_encode_chars(&d->lv, w, src, S, &unk);
+    if (*slen > S) {
+        snprintf(why, nwhy, "%d letters; the most this model reads is %d", *slen, S);
+        return -1;
+    }
+    for (int i = 0; unk && i < *slen; i++) {
+        if (src[i] != TOK_UNK) continue;
+        const char *c = w;
+        for (int k = 0; k < i; k++) c += utf8_char_len(c);
+        snprintf(why, nwhy, "the character '%.*s' is not one the model was trained on (its "
+                 "%d letters are %s .. %s)", utf8_char_len(c), c, d->lv.n - TOK_SPECIALS,
+                 d->lv.sym[TOK_SPECIALS], d->lv.sym[d->lv.n - 1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Decode one source src (slen) into out (T = m's built target length) with
+ * --beam's search or greedily; returns the length before </s>. Then a
+ * teacher-forced pass over [<s>, out] leaves in the caches the attention
+ * that wrote each symbol, for tf_show_pairs_heads (b: example 0). */
+static int tf_decode_word(TfModel *m, TfBatch *b, const int *src, int slen, int beam, int T,
+                          int *out) {
+    int len;
+    if (beam > 1) len = tf_pairs_beam(m, b, src, slen, beam, T, out);
+    else {
+        tf_pairs_fit(m, slen, T);
+        b->n = 1;
+        for (int t = 0; t < slen; t++) { b->src[t] = src[t]; b->smask[t] = 1; }
+        tf_pairs_decode(m, b, T, out);
+        len = tf_pred_len(out, T);
+    }
+    const int Lt = len + 1 < T ? len + 1 : T;
+    tf_pairs_fit(m, slen, Lt);
+    b->n = 1;
+    for (int t = 0; t < slen; t++) { b->src[t] = src[t]; b->smask[t] = 1; }
+    for (int t = 0; t < Lt; t++) { b->tgt[t] = t ? out[t - 1] : TF_BOS; b->tmask[t] = 1; }
+    tf_encode(m, b);
+    tf_decode(m, b);
+    return len;
+}
+
+/* "input-WORD" into buf (n bytes), for --input's picture: WORD's ASCII
+ * letters, digits and '-' as they are, any other byte as '_', at most 24 */
+static const char *tf_input_name(char *buf, size_t n, const char *word) {
+    size_t at = (size_t)snprintf(buf, n, "input-");
+    for (; *word && at + 1 < n && at < 30; word++)
+        buf[at++] = isalnum((unsigned char)*word) || *word == '-' ? *word : '_';
+    buf[at] = '\0';
+    return buf;
+}
+
+/* --load of an encdec model without --data: the symbols of --input's word
+ * and its attention heads (as tf_show_pairs_heads draws them; with --svg
+ * into DIR/transformer-encdec-input-WORD-<attn>-L<k>.svg), or of each line of
+ * stdin, one "word  PH O NE MES" line each, a dictionary. A word the model
+ * cannot read is refused with the reason: --input's exits 2; stdin's is
+ * skipped, said on stderr, and the run exits 2 at the end. */
+static void tf_main_use(TfCli *o, TfModel *m) {
+    const TfPairs *d = &o->loaded;
+    const int S = m->c.S, T = m->c.T;
+    o->run.data = &o->loaded;                   /* the labels of the heads */
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    int *src = xmalloc(sizeof(int) * (size_t)S), *out = xmalloc(sizeof(int) * (size_t)T);
+    char line[4096], why[300], name[40];
+    int bad = 0, slen;
+    for (int ln = 1; o->input ? ln == 1 : fgets(line, sizeof line, stdin) != NULL; ln++) {
+        if (o->input) snprintf(line, sizeof line, "%s", o->input);
+        else if (!strchr(line, '\n') && !feof(stdin))
+            opt_fail(&o->t, "stdin line %d: longer than %d bytes: not a word", ln,
+                     (int)sizeof line - 1);
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0] && !o->input) continue;
+        if (tf_encode_word(d, line, src, S, &slen, why, sizeof why) != 0) {
+            if (o->input) opt_fail(&o->t, "--input '%s': %s", line, why);
+            fprintf(stderr, "%s: stdin line %d: %s; skipped\n", o->t.prog, ln, why);
+            bad = 1;
+            continue;
+        }
+        const int len = tf_decode_word(m, &b, src, slen, o->beam, T, out);
+        printf("%s ", line);
+        for (int i = 0; i < len; i++) printf(" %s", tf_pairs_sym(d, out[i]));
+        printf("\n");
+        if (o->input) tf_show_pairs_heads(m, o, &b, out, tf_input_name(name, sizeof name, line));
+        fflush(stdout);
+    }
+    free(src); free(out);
+    tf_batch_free(&b);
+    tf_free(m);
+    if (bad) exit(2);
 }
 
 static const char tf_about[] =
@@ -2954,7 +3292,27 @@ static const char tf_after[] =
 /* The option table's second half: drawing, sampling and seeds, then real
  * data (a text file, a budget, a log, checkpoints) and the optimiser options
  * of nanoGPT's recipe. */
-enum { TF_N_TABLE1 = 20 };
+enum { TF_N_TABLE1 = 20, TF_N_TABLE2 = 38 };
+
+/* The option table's last rows: the encdec on a pair file (--data), and a
+ * saved one's words (--input, --beam). */
+static void tf_cli_table_data(TfCli *o) {
+    const Opt all[] = {
+        { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
+          "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
+          "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
+          "data\", says more)", 0 },
+        { "--input", OPT_PATH, &o->input, 0, 0, NULL, TF_M(ENCDEC), "WORD", "with --load of "
+          "an encdec model: WORD's symbols\nand its attention (default: one word a line from\n"
+          "stdin, 'word  PH O NE MES')", 0 },
+        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, TF_M(ENCDEC), "K", "--data, --input and "
+          "stdin: beam search with K\nbeams (1: greedy); --data gives the test PER and\nWER "
+          "both ways", 0 },
+    };
+    (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE2) * sizeof(Opt) ? 1 : -1]);
+    memcpy(o->opt + TF_N_TABLE2, all, sizeof all);
+}
+
 static void tf_cli_table_more(TfCli *o) {
     const Opt all[] = {
         { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
@@ -2986,12 +3344,13 @@ static void tf_cli_table_more(TfCli *o) {
           "them\nas its context, as it does while sampling;\ndefault: the text's first 4)", 0 },
         { "--chars", OPT_INT, &o->chars, 1, 1000000, NULL, TF_M(DECODER), "N",
           "characters to sample", 0 },
-        { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
-          "after training, write the model (config,\nvocabulary, weights, Adam state) to FILE",
-          0 },
-        { "--load", OPT_PATH, &o->load, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
-          "use the model in FILE instead of training one:\n--prompt samples from it, --text "
-          "measures it; it\nsets --arch and the model's size", 0 },
+        { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_ARCHS, "FILE", "after training on "
+          "a text or --data, write the model\n(config, vocabulary, weights, Adam state) to "
+          "FILE", 0 },
+        { "--load", OPT_PATH, &o->load, 0, 0, NULL, TF_ARCHS, "FILE", "use the model in FILE "
+          "instead of training one:\n--prompt samples from it, --text measures it; an\n"
+          "encdec model converts --input or stdin's words,\nor --data FILE measures it; it "
+          "sets --arch and\nthe model's size", 0 },
         { "--schedule", OPT_CHOICE, &o->run.sched, 0, 0, tf_sched_names, TF_TRAINS, "S",
           "noam: the paper's warm-up (--lr-factor);\ncosine: nanoGPT's (--lr, --lr-min)", 0 },
         { "--lr", OPT_RATE, &o->run.lr, 0, 10, NULL, TF_TRAINS, "X",
@@ -3004,13 +3363,10 @@ static void tf_cli_table_more(TfCli *o) {
           "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
         { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
           "clip the gradient norm to X (0: never)", 0 },
-        { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
-          "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
-          "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
-          "data\", says more)", 0 },
     };
-    (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
+    (void)sizeof(char[sizeof all == (TF_N_TABLE2 - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE1, all, sizeof all);
+    tf_cli_table_data(o);
 }
 
 /* The option table: name, kind, where the value goes, range or choices, the
@@ -3196,7 +3552,9 @@ static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
                      "further; leave %s out", training[k], training[k]);
     char why[600];
     TfText voc;
-    if (tf_ckpt_load(o->load, m, &voc, why, sizeof why) != 0) opt_fail(&o->t, "--load: %s", why);
+    memset(&voc, 0, sizeof voc);
+    if (tf_ckpt_load_any(o->load, m, &voc, &o->loaded, why, sizeof why) != 0)
+        opt_fail(&o->t, "--load: %s", why);
     int given[TF_N_MODEL_OPTS];
     for (int k = 0; k < TF_N_MODEL_OPTS; k++) given[k] = opt_given(&o->t, tf_model_opts[k]);
     TfConfig want = o->c;
@@ -3208,6 +3566,7 @@ static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
     o->layers = m->c.n_enc;
     o->len = m->c.S;
     memset(tx, 0, sizeof *tx);
+    if (m->c.arch == TF_ENCDEC) return;         /* --data, --input or stdin: main decides */
     if (o->text && tf_text_read(tx, o->text, &voc, why, sizeof why) != 0)
         opt_fail(&o->t, "--text: %s", why);
     if (!o->text) *tx = voc;                    /* the vocabulary alone, no text */
@@ -3215,10 +3574,40 @@ static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
     if (o->text && tx->n - tf_text_split(tx) - 2 < o->c.S)
         opt_fail(&o->t, "--text %s: its held-out part (%d characters) is shorter than one "
                  "window of the model's --len %d", o->text, tx->n - tf_text_split(tx), o->c.S);
+    if (o->input)
+        opt_fail(&o->t, "--input converts a word with an encdec model; '%s' holds a text "
+                 "model (--arch %s): give --prompt TEXT or --text FILE", o->load,
+                 tf_arch_names[o->c.arch]);
     if (!o->text && (o->c.arch == TF_ENCODER || !o->prompt))
         opt_fail(&o->t, "--load %s: nothing to do; give %s", o->load, o->c.arch == TF_ENCODER
                  ? "--text FILE (to measure the model on it)"
                  : "--prompt TEXT (to sample from it) or --text FILE (to measure it)");
+}
+
+/* The encdec options of real data: --input only converts with --load and
+ * without --data; --beam searches --data's test words or --load's words;
+ * --save keeps a model trained on --data; --svg needs a word to draw
+ * (--input: stdin's words get no picture); the beams are rows of a batch. */
+static void tf_cli_check_use(TfCli *o) {
+    if (o->c.arch != TF_ENCDEC) return;
+    const int use = o->load && !o->data;
+    if (o->input && !use)
+        opt_fail(&o->t, "--input converts WORD with a saved encdec model: give --load FILE "
+                 "(a model trained with --data ... --save FILE)%s", o->data ? ", without "
+                 "--data (which measures the model on a file)" : "");
+    if (o->beam > 1 && !o->data && !o->load)
+        opt_fail(&o->t, "--beam %d searches --data's test words or a loaded model's words; "
+                 "the toy tasks decode greedily: give --data FILE or --load FILE", o->beam);
+    if (o->save && !o->data)
+        opt_fail(&o->t, "--save keeps an encdec model trained on --data FILE (or a text "
+                 "arch's); the toy tasks' model is not kept: add --data FILE");
+    if (use && o->svg && !o->input)
+        opt_fail(&o->t, "--svg draws the attention of --input's word; words from stdin get "
+                 "none: give --input WORD, or drop --svg");
+    if (o->beam > o->c.B)
+        opt_fail(&o->t, "--beam %d is more than the %d examples of a batch (--batch%s), which "
+                 "hold the beams: give --beam %d or less", o->beam, o->c.B, o->load
+                 ? ", the loaded model's" : "", o->c.B);
 }
 
 /* --prompt: as tokens of tx's vocabulary into o->prompt_ids, every
@@ -3255,7 +3644,7 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
                        32, 0.0 };
     o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1, 0.98, TF_SCHED_NOAM,
                       1e-3, 1e-4, 0.0, 0.0, 0.0, NULL, NULL };
-    o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
+    o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8; o->beam = 1;
     o->chars = 160;
     tf_cli_table(o);
     o->t = (OptTable){ argv[0], tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
@@ -3269,8 +3658,10 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     if (!o->load && o->text && tf_text_read(tx, o->text, NULL, why, sizeof why) != 0)
         opt_fail(&o->t, "--text: %s", why);
     if (!o->load && !o->text) tf_text_build(tx);
-    if (o->data && tf_pairs_read(&o->pairs, o->data, (uint64_t)o->seed, why, sizeof why) != 0)
+    if (o->data && tf_pairs_read_vocab(&o->pairs, o->data, (uint64_t)o->seed, o->load ?
+                                       &o->loaded : NULL, why, sizeof why) != 0)
         opt_fail(&o->t, "--data: %s", why);
+    tf_cli_check_use(o);
     if (o->data) o->run.data = &o->pairs;
     if (!o->load) tf_cli_resolve(o, tx);
     tf_cli_check_model(o);
@@ -3342,10 +3733,13 @@ int main(int argc, char **argv) {
     case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_COST:      tf_experiment_cost(o.run.seed, o.svg); break;
     case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
-    default:             tf_main_run(&o, &tx, &m);
+    default:
+        if (o.load && o.c.arch == TF_ENCDEC && !o.data) tf_main_use(&o, &m);  /* words */
+        else tf_main_run(&o, &tx, &m);
     }
     tf_text_free(&tx);
     if (o.data) tf_pairs_free(&o.pairs);
+    tf_pairs_free(&o.loaded);
     free(o.prompt_ids);
     return 0;
 }
