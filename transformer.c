@@ -2175,7 +2175,7 @@ static const char *tf_ckpt_text_vocab(Reader *r, int V, int first, char (**syms)
  * NULL, or what is wrong (nothing allocated then) */
 static const char *tf_ckpt_pairs_vocab(Reader *r, int V, int nsrc, TfPairs *d) {
     char **s = xmalloc(sizeof(char *) * (size_t)V);
-    for (int j = 0; j < V; j++) s[j] = NULL;
+    memset(s, 0, sizeof(char *) * (size_t)V);
     const char *err = NULL;
     int k = 0;
     for (; k < V && !err; k++) {
