@@ -2029,8 +2029,8 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
         loss_sum += loss; csv_sum += loss; csv_since++;
         busy += seconds() - t0;
         if (m->diverged) break;                 /* the caller says so */
-        if (step == 1)
-            warn_if_long("training step(s)", 1, run->steps, busy,
+        if (step == 1 && !(run->minutes > 0.0 && run->minutes * 60.0 < busy * run->steps))
+            warn_if_long("training step(s)", 1, run->steps, busy,   /* not within --minutes */
                          "fewer --steps, or a smaller model,");
         if (run->watch && run->watch->prog)
             progress_step(run->watch->prog, step, run->watch->detail);
