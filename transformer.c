@@ -6,7 +6,10 @@
  *
  * The model of Vaswani et al. (2017), "Attention is all you need", forward and
  * backward by hand, in its three shapes:
- *   --arch encdec    the encoder-decoder of the paper, on copy/reverse/sort
+ *   --arch encdec    the encoder-decoder of the paper, on copy/reverse/sort,
+ *                    or on a pair file (--data FILE: CMUdict, letters to
+ *                    phonemes); --save / --load keep it, --input WORD and
+ *                    stdin's words ask it, --beam K searches
  *   --arch encoder   encoder only, BERT-style: bidirectional attention,
  *                    trained to fill in masked tokens of a built-in text
  *                    (or of any UTF-8 file: --text FILE)
@@ -38,7 +41,8 @@
  *      (--text), BERT masking
  *  13. training and held-out evaluation (the whole held-out part of a file)
  *  13b. keeping a model: the checkpoint file (--save, --load)
- *  14. showing attention: labels, heatmaps, SVG
+ *  14. showing attention: labels, heatmaps, SVG (--svg DIR: all heads of a
+ *      layer in one picture, the training curves)
  *  15. experiments (positions, heads, cost) and --bench
  *  16. the runs and the command line: the option table, main
  *
