@@ -2389,12 +2389,13 @@ static void tf_pic_encdec(TfPic *pic, int attn, int layer, const char *source) {
 }
 
 /* how many of n maps of R x C cells write_svg_heatmaps should put in a row:
- * all of them if the picture stays about 1300 px wide, else fewer, in rows of
+ * all of them if the maps stay within about 800 px (the picture, with
+ * its legend, within a 900 px window), else fewer, in rows of
  * equal length (cells as attention.c sizes them) */
 static int tf_maps_per_row(int n, int R, int C) {
     const int cell = C > 40 || R > 40 ? 10 : C > 20 || R > 20 ? 16 : 24;
     int per = n;
-    while (per > 1 && per * (C * cell + 60) > 1300) per = (per + 1) / 2;
+    while (per > 1 && per * (C * cell + 60) > 800) per = (per + 1) / 2;
     return per;
 }
 
