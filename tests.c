@@ -3364,7 +3364,7 @@ static void tf_test_largest_len(Tally *t) {
 static void tf_test_training(Tally *t) {
     TfConfig c = tf_small(TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 1);
     c.V = 11; c.D = 16; c.H = 2; c.F = 32; c.S = c.T = 6; c.B = 16;
-    TfRun run = { TASK_COPY, 250, 100, 1.0, 64, 0, 0, 7, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL };
+    TfRun run = { TASK_COPY, 250, 100, 1.0, 64, 0, 0, 7, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL, NULL };
     TfModel m;
     tf_build(&m, &c, 7);
     TfEval ev;
@@ -3447,7 +3447,7 @@ static void tf_test_text_windows(Tally *t) {
     tf_text_build(&tx);
     TfConfig c = tf_small(TF_DECODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
     c.V = tx.V; c.S = 32; c.B = 32;
-    TfRun run = { TASK_COPY, 1, 1, 1.0, 256, 0, 0, 1, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL };
+    TfRun run = { TASK_COPY, 1, 1, 1.0, 256, 0, 0, 1, 0.98, TF_SCHED_NOAM, 0, 0, 0, 0, 0, NULL, NULL };
     const int lo = tf_text_split(&tx), n = tf_eval_count(&c, &run, &tx), S = c.S;
     const int windows = tf_text_windows(lo, tx.n, S);
     int *seen = xmalloc(sizeof(int) * (size_t)((n > 0 ? n : 1) * (S + 1)));
@@ -3712,7 +3712,7 @@ static TfConfig tf_text_config(const TfText *tx) {
 }
 static TfRun tf_text_run(int steps) {
     TfRun run = { TASK_COPY, steps, 20, 1.0, 32, 0, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
-                  0.1, 1.0, 0.0, NULL };
+                  0.1, 1.0, 0.0, NULL, NULL };
     return run;
 }
 
@@ -3981,7 +3981,7 @@ static void tf_test_pairs_training(Tally *t) {
     TfConfig c = tf_small(TF_ENCDEC, TF_PRE, TF_POS_SIN, TF_RELU, 1);
     c.V = d.V; c.D = 16; c.H = 2; c.F = 32; c.S = d.S; c.T = d.T; c.B = 16;
     TfRun run = { TASK_COPY, 300, 30, 1.0, 0, 100, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
-                  0.0, 1.0, 0.0, &d };
+                  0.0, 1.0, 0.0, &d, NULL };
     TfModel m;
     tf_build(&m, &c, 3);
     ErrorRate b0, a0;
@@ -4064,6 +4064,131 @@ static void tf_test_checkpoint_refusals(Tally *t) {
     tf_text_free(&tx);
 }
 
+/* the greedy and the beam (K beams) predictions of every test word of d by
+ * m, one word at a time, into out (words, T) and lens; returns the words */
+static int tf_test_pairs_predict(TfModel *m, const TfPairs *d, int K, int *out, int *lens) {
+    TfBatch b;
+    tf_pairs_fit(m, d->S, d->T);
+    tf_batch_alloc(&b, &m->c);
+    const int n = d->nwords[SPLIT_TEST];
+    for (int k = 0; k < n; k++) {
+        const int i = d->alt[d->wstart[d->words[SPLIT_TEST][k]]];
+        int *o = out + k * d->T;
+        if (K > 1) { lens[k] = tf_pairs_beam(m, &b, d->src + i * d->S, d->slen[i], K, d->T, o);
+                     continue; }
+        tf_pairs_fit(m, d->slen[i], d->T);
+        b.n = 1;
+        tf_pairs_fill(&b, 0, d, i, &m->c);
+        tf_pairs_decode(m, &b, d->T, o);
+        lens[k] = tf_pred_len(o, d->T);
+    }
+    tf_batch_free(&b);
+    tf_pairs_fit(m, d->S, d->T);
+    return n;
+}
+
+/* --data --save, then --load: an encdec checkpoint brings back the same
+ * parameters, Adam state, vocabularies and lengths, so the loaded model
+ * predicts every test word as the saved one does, greedy and by beam
+ * search; the pair file read with the loaded vocabulary gives the same
+ * tokens; beam search with one beam is greedy decoding; and --load refuses
+ * a truncated or corrupted file, and each kind of model where the other is
+ * asked for */
+static void tf_test_pairs_checkpoint(Tally *t) {
+    static char text[64 * 200];
+    char path[4096], ck[4096], why[512], cut[4096];
+    int alts;
+    const long len = tf_make_pairs(text, 80, &alts);
+    write_temp(path, sizeof path, "tf-tests-pairs-ck", text, (size_t)len);
+    TfPairs d, d2, d3;
+    if (tf_pairs_read(&d, path, 1, why, sizeof why) != 0) { check(t, 0, "%s", why); return; }
+    TfConfig c = tf_small(TF_ENCDEC, TF_PRE, TF_POS_LEARNED, TF_RELU, 1);
+    c.V = d.V; c.D = 8; c.H = 2; c.F = 12; c.S = d.S; c.T = d.T; c.B = 8;
+    TfRun run = { TASK_COPY, 40, 10, 1.0, 0, 20, 0, 5, 0.99, TF_SCHED_COSINE, 1e-2, 1e-3,
+                  0.0, 1.0, 0.0, &d, NULL };
+    TfModel m, m2, m3;
+    tf_build(&m, &c, 5);
+    TfEval ev;
+    tf_train(&m, &run, NULL, NULL, NULL, &ev);
+    tf_pairs_fit(&m, c.S, c.T);                 /* saved at the lengths it was built with */
+    temp_path(ck, sizeof ck, "tf-tests-pairs-ckpt");
+    tf_pairs_ckpt_save(ck, &m, &d);
+    const int loads = tf_pairs_ckpt_load(ck, &m2, &d2, why, sizeof why) == 0;
+    if (!loads) { check(t, 0, "encdec --load: %s", why); remove(ck); remove(path); return; }
+    int same = m2.np == m.np && m2.step == m.step && d2.V == d.V && d2.S == d.S &&
+               d2.T == d.T && d2.lv.n == d.lv.n && m2.c.S == m.c.S && m2.c.T == m.c.T &&
+               m2.c.D == m.c.D && m2.c.B == m.c.B && m2.c.pos == m.c.pos &&
+               !memcmp(m2.params, m.params, sizeof(double) * (size_t)m.np) &&
+               !memcmp(m2.adam_v, m.adam_v, sizeof(double) * (size_t)m.np);
+    for (int k = 0; k < d.V; k++) same &= !strcmp(tf_pairs_sym(&d, k), tf_pairs_sym(&d2, k));
+    const int n = d.nwords[SPLIT_TEST];
+    int *out = xmalloc(sizeof(int) * (size_t)(4 * n * d.T)), *lens = xmalloc(sizeof(int) * 4 * (size_t)n);
+    int predicts = 1, greedy1 = 1;
+    for (int K = 1; K <= 3; K += 2) {
+        tf_test_pairs_predict(&m, &d, K, out, lens);
+        tf_test_pairs_predict(&m2, &d, K, out + n * d.T, lens + n);
+        for (int k = 0; k < n; k++)
+            predicts &= lens[k] == lens[n + k] && !memcmp(out + k * d.T, out + (n + k) * d.T,
+                                                          sizeof(int) * (size_t)lens[k]);
+    }
+    tf_test_pairs_predict(&m, &d, 1, out, lens);
+    TfBatch b;
+    tf_batch_alloc(&b, &m.c);
+    for (int k = 0; k < n; k++) {                /* one beam: greedy */
+        const int i = d.alt[d.wstart[d.words[SPLIT_TEST][k]]];
+        int o[64];
+        const int l = tf_pairs_beam(&m, &b, d.src + i * d.S, d.slen[i], 1, d.T, o);
+        greedy1 &= d.T <= 64 && l == lens[k] && !memcmp(o, out + k * d.T, sizeof(int) * (size_t)l);
+    }
+    tf_batch_free(&b);
+    const int reread = tf_pairs_read_vocab(&d3, path, 1, &d2, why, sizeof why) == 0 &&
+        d3.n == d.n && d3.S == d.S && d3.V == d.V &&
+        !memcmp(d3.src, d.src, sizeof(int) * (size_t)(d.n * d.S)) &&
+        !memcmp(d3.tgt, d.tgt, sizeof(int) * (size_t)(d.n * d.T));
+    if (reread) tf_pairs_free(&d3);
+    check(t, same && predicts && greedy1 && reread && n > 0, "encdec --save/--load (%d "
+          "parameters, vocabulary %d): the same weights, Adam state, vocabularies and "
+          "lengths; the same greedy and beam-3 predictions of all %d test words; beam search "
+          "with 1 beam is greedy; the file re-read with the loaded vocabulary, the same "
+          "tokens", m.np, d.V, n);
+    /* the refusals */
+    FILE *f = xfopen(ck, "rb");
+    static unsigned char file[1 << 18];
+    const size_t size = fread(file, 1, sizeof file, f);
+    fclose(f);
+    write_temp(cut, sizeof cut, "tf-tests-pairs-cut", file, size - 9);
+    const int truncated = tf_pairs_ckpt_load(cut, &m3, &d3, why, sizeof why) != 0 &&
+                          strstr(why, "truncated");
+    remove(cut);
+    file[size / 3] ^= 4;
+    write_temp(cut, sizeof cut, "tf-tests-pairs-flip", file, size);
+    const int corrupted = tf_pairs_ckpt_load(cut, &m3, &d3, why, sizeof why) != 0 &&
+                          strstr(why, "corrupted");
+    remove(cut);
+    TfText tx;
+    const int as_text = tf_ckpt_load(ck, &m3, &tx, why, sizeof why) != 0 &&
+                        strstr(why, "encoder-decoder");
+    char text_why[512];
+    TfText bt;
+    tf_text_build(&bt);
+    TfConfig ct = tf_small(TF_DECODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
+    ct.V = bt.V;
+    tf_build(&m3, &ct, 2);
+    tf_ckpt_save(cut, &m3, &bt);
+    tf_free(&m3);
+    const int as_pairs = tf_pairs_ckpt_load(cut, &m3, &d3, text_why, sizeof text_why) != 0 &&
+                         strstr(text_why, "text model");
+    remove(cut);
+    tf_text_free(&bt);
+    check(t, truncated && corrupted && as_text && as_pairs, "encdec --load refuses a "
+          "truncated and a corrupted checkpoint; an encdec one as a text model (\"%s\") and "
+          "a text one as an encdec (\"%s\")", why, text_why);
+    free(out); free(lens);
+    remove(ck); remove(path);
+    tf_free(&m); tf_free(&m2);
+    tf_pairs_free(&d); tf_pairs_free(&d2);
+}
+
 static void tests_transformer(Tally *t) {
     Rng r;
     rng_seed(&r, 4321);
@@ -4086,6 +4211,7 @@ static void tests_transformer(Tally *t) {
     tf_test_text_training(t);
     tf_test_checkpoint_round_trip(t);
     tf_test_checkpoint_refusals(t);
+    tf_test_pairs_checkpoint(t);
     tf_test_pairs_read(t);
     tf_test_pairs_scoring(t);
     tf_test_pairs_fit(t);

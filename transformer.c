@@ -6,7 +6,10 @@
  *
  * The model of Vaswani et al. (2017), "Attention is all you need", forward and
  * backward by hand, in its three shapes:
- *   --arch encdec    the encoder-decoder of the paper, on copy/reverse/sort
+ *   --arch encdec    the encoder-decoder of the paper, on copy/reverse/sort,
+ *                    or on a pair file (--data FILE: CMUdict, letters to
+ *                    phonemes); --save / --load keep it, --input WORD and
+ *                    stdin's words ask it, --beam K searches
  *   --arch encoder   encoder only, BERT-style: bidirectional attention,
  *                    trained to fill in masked tokens of a built-in text
  *                    (or of any UTF-8 file: --text FILE)
@@ -38,7 +41,8 @@
  *      (--text), BERT masking
  *  13. training and held-out evaluation (the whole held-out part of a file)
  *  13b. keeping a model: the checkpoint file (--save, --load)
- *  14. showing attention: labels, heatmaps, SVG
+ *  14. showing attention: labels, heatmaps, SVG (--svg DIR: all heads of a
+ *      layer in one picture, the training curves)
  *  15. experiments (positions, heads, cost) and --bench
  *  16. the runs and the command line: the option table, main
  *
@@ -741,6 +745,8 @@ typedef struct {
     double clip;       /* clip the gradient norm to this, 0 = never */
     double minutes;    /* stop training after this many minutes of wall time, 0 = never */
     struct TfPairs *data;  /* encdec: --data's pairs (section 12), NULL: the task */
+    struct TfWatch *watch; /* what the program records as it trains (section 13:
+                              curves, an experiment's progress), or NULL */
 } TfRun;
 
 /* the learning rate at step (>= 1) of the schedule above */
@@ -1487,12 +1493,21 @@ static void tf_pairs_measure(TfPairs *d, const Pairs *p) {
     }
 }
 
+/* a copy of v into *to (vocab_build keeps a sorted vocabulary as it is) */
+static void tf_vocab_copy(Vocab *to, const Vocab *v) {
+    vocab_build(to, (const char *const *)v->sym + TOK_SPECIALS, v->n - TOK_SPECIALS);
+}
+
 /* Read the pair file at path into d, split by seed. -1 with why (naming the
  * file, and the line where there is one) if it is missing, empty, binary,
  * not UTF-8, has a line with no target, or leaves a split empty; then
  * nothing is allocated. The file's bytes and strings are freed before
- * returning: what is kept is the tokens. */
-int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t nwhy) {
+ * returning: what is kept is the tokens. With vocab not NULL (a loaded
+ * model's: tf_pairs_ckpt_load) the vocabularies are vocab's, not the training split's, and a pair longer than
+ * vocab->S or vocab->T, the lengths that model reads, is refused; with vocab
+ * NULL it is tf_pairs_read (below). */
+int tf_pairs_read_vocab(TfPairs *d, const char *path, uint64_t seed, const TfPairs *vocab,
+                        char *why, size_t nwhy) {
     long len;
     char msg[256];
     memset(d, 0, sizeof *d);
@@ -1518,15 +1533,17 @@ int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t
         free(d->split); pairs_free(&p);
         return -1;
     }
-    pairs_vocabs(&d->lv, &d->pv, &p, d->split, SPLIT_TRAIN);
+    if (vocab) { tf_vocab_copy(&d->lv, &vocab->lv); tf_vocab_copy(&d->pv, &vocab->pv); }
+    else pairs_vocabs(&d->lv, &d->pv, &p, d->split, SPLIT_TRAIN);
     d->V = d->lv.n + d->pv.n - TOK_SPECIALS;
     tf_pairs_measure(d, &p);
-    if (d->S > TF_MAX_POS || d->T > TF_MAX_POS) {   /* refused before (n,S) is allocated */
-        const int src = d->S > TF_MAX_POS;
-        snprintf(why, nwhy, "'%s': line %d has a %s of %d %s, more than the %d positions a "
-                 "model of this program has: leave such lines out", path,
-                 src ? d->long_src : d->long_tgt, src ? "source" : "target",
-                 src ? d->S : d->T - 1, src ? "characters" : "symbols", TF_MAX_POS);
+    const int Smax = vocab ? vocab->S : TF_MAX_POS, Tmax = vocab ? vocab->T : TF_MAX_POS;
+    if (d->S > Smax || d->T > Tmax) {            /* refused before (n,S) is allocated */
+        const int src = d->S > Smax;
+        snprintf(why, nwhy, "'%s': line %d has a %s of %d %s, more than the %d %s: leave such "
+                 "lines out", path, src ? d->long_src : d->long_tgt, src ? "source" : "target",
+                 src ? d->S : d->T - 1, src ? "characters" : "symbols", src ? Smax : Tmax - 1,
+                 vocab ? "the loaded model reads" : "positions a model of this program has");
         pairs_free(&p); tf_pairs_free(d); memset(d, 0, sizeof *d);
         return -1;
     }
@@ -1534,6 +1551,10 @@ int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t
     tf_pairs_words(d, &p);
     pairs_free(&p);
     return 0;
+}
+
+int tf_pairs_read(TfPairs *d, const char *path, uint64_t seed, char *why, size_t nwhy) {
+    return tf_pairs_read_vocab(d, path, seed, NULL, why, nwhy);
 }
 
 /* Example e of b from pair i of d: the source padded to c->S (smask 0 on
@@ -1738,6 +1759,107 @@ void tf_pairs_decode(TfModel *m, TfBatch *b, int Tmax, int *out) {
     }
 }
 
+/* One step of a selection sort over the nc candidate scores cand, in the
+ * order cidx: move the i-th best (ties: the lower index) to cidx[i] and
+ * return it (as seq2seq.c's beam search does). */
+static int tf_beam_pick(int *cidx, const double *cand, int i, int nc) {
+    int bi = i;
+    for (int j = i + 1; j < nc; j++) {
+        const int x = cidx[j], y = cidx[bi];
+        if (cand[x] > cand[y] || (cand[x] == cand[y] && x < y)) bi = j;
+    }
+    const int id = cidx[bi];
+    cidx[bi] = cidx[i]; cidx[i] = id;
+    return id;
+}
+
+/* Beam search with K beams (K <= m->c.B) for ONE source src (slen tokens):
+ * the K hypotheses are K rows of b; at step t the decoder reads each one's
+ * [<s>, its t tokens] (as tf_pairs_decode does, so K = 1 is greedy) and
+ * every hypothesis + one token is scored by its summed log-probability; the
+ * K best go on, one ending in </s> (or at Tmax) is finished, and the search
+ * stops once no live hypothesis can beat the best finished one (scores only
+ * fall). The best goes to out (Tmax); returns its length before </s> (Tmax
+ * if it never wrote one). m's lengths are left at the last step's. */
+int tf_pairs_beam(TfModel *m, TfBatch *b, const int *src, int slen, int K, int Tmax, int *out) {
+    const int V = m->c.V;
+    int *const ib = xmalloc(sizeof(int) * (size_t)(2 * K * Tmax + K * V));   /* one block */
+    int *hist = ib, *nhist = ib + K * Tmax, *cidx = ib + 2 * K * Tmax, nk = 1, bestlen = 0;
+    double *const db = xmalloc(sizeof(double) * (size_t)(2 * K + K * V));
+    double *score = db, *nscore = db + K, *cand = db + 2 * K, best = -INFINITY;
+    tf_pairs_fit(m, slen, 1);
+    b->n = K;
+    for (int e = 0; e < K; e++)
+        for (int t = 0; t < slen; t++) { b->src[e * slen + t] = src[t]; b->smask[e * slen + t] = 1; }
+    tf_encode(m, b);
+    score[0] = 0.0;
+    for (int t = 0; t < Tmax; t++) {
+        tf_pairs_fit(m, slen, t + 1);
+        for (int e = 0; e < K; e++)               /* rows past the nk live ones repeat 0 */
+            for (int k = 0; k <= t; k++) {
+                b->tgt[e * (t + 1) + k] = k ? hist[(e < nk ? e : 0) * Tmax + k - 1] : TF_BOS;
+                b->tmask[e * (t + 1) + k] = 1;
+            }
+        tf_head_forward(m, tf_decode(m, b), NULL, K);
+        for (int e = 0; e < nk; e++) {            /* score + log P(v | hypothesis e) */
+            log_softmax_forward(cand + e * V, m->a.logits + (e * (t + 1) + t) * V, V);
+            for (int v = 0; v < V; v++) cand[e * V + v] += score[e];
+        }
+        const int nc = nk * V;
+        int nn = 0;
+        for (int i = 0; i < nc; i++) cidx[i] = i;
+        for (int i = 0; i < nc && nn < K; i++) {  /* the candidates, best first */
+            const int id = tf_beam_pick(cidx, cand, i, nc), e = id / V, v = id % V;
+            if (v == TOK_EOS || t == Tmax - 1) {  /* a finished hypothesis */
+                if (cand[id] > best) {
+                    best = cand[id];
+                    bestlen = v == TOK_EOS ? t : Tmax;
+                    memcpy(out, hist + e * Tmax, sizeof(int) * (size_t)t);
+                    out[t] = v;
+                }
+                if (t == Tmax - 1) break;         /* sorted: the rest are worse */
+                continue;
+            }
+            memcpy(nhist + nn * Tmax, hist + e * Tmax, sizeof(int) * (size_t)t);
+            nhist[nn * Tmax + t] = v;
+            nscore[nn++] = cand[id];
+        }
+        int *ti = hist; hist = nhist; nhist = ti;
+        double *ts = score; score = nscore; nscore = ts;
+        nk = nn;
+        if (nn == 0 || best >= score[0]) break;  /* nothing alive can win */
+    }
+    free(ib); free(db);
+    return bestlen;
+}
+
+/* --data --beam K: beam search (tf_pairs_beam) of every word of split
+ * `split` of d, one at a time, scored into *er against the nearest of its
+ * pronunciations as tf_pairs_evaluate scores greedy decoding */
+void tf_pairs_evaluate_beam(TfModel *m, const TfPairs *d, int split, int K, ErrorRate *er) {
+    tf_pairs_fit(m, d->S, d->T);
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    int *out = xmalloc(sizeof(int) * (size_t)d->T), *work = xmalloc(sizeof(int) *
+                       (size_t)(d->T + 1));
+    const int **refs = xmalloc(sizeof(int *) * (size_t)d->n);
+    int *lens = xmalloc(sizeof(int) * (size_t)d->n);
+    memset(er, 0, sizeof *er);
+    for (int k = 0; k < d->nwords[split]; k++) {
+        const int w = d->words[split][k], i = d->alt[d->wstart[w]];
+        const int len = tf_pairs_beam(m, &b, d->src + (size_t)i * d->S, d->slen[i], K, d->T, out);
+        int nref = 0;
+        for (int j = d->wstart[w]; j < d->wstart[w + 1]; j++, nref++) {
+            refs[nref] = d->tgt + (size_t)d->alt[j] * d->T;
+            lens[nref] = d->tlen[d->alt[j]] - 1;
+        }
+        error_rate_add(er, out, len, refs, lens, nref, work);
+    }
+    free(out); free(work); free(refs); free(lens);
+    tf_batch_free(&b);
+    tf_pairs_fit(m, d->S, d->T);
+}
+
 /* --data: greedy decoding of the words of split `split` of d (at most
  * `most`, evenly spaced through the sorted words; 0 = all of them), each
  * once, scored into *er (attention.c's error_rate_add) against the nearest
@@ -1787,6 +1909,33 @@ TfEval tf_pairs_evaluate(TfModel *m, const TfPairs *d, int split, int most, Erro
     return ev;
 }
 
+/* What a run records as it trains, when its TfRun points here (run->watch):
+ * the curves of --svg's <...>-curve.svg, one point per held-out evaluation
+ * (recording prints nothing), and an experiment's progress line on stderr
+ * (prog, at most every few seconds, with `detail`, e.g. "--pos learned"). */
+typedef struct TfWatch {
+    Curve train;       /* mean training loss since the last evaluation */
+    Curve loss;        /* held-out (validation, dev) loss */
+    Curve m1, m2;      /* token and exact-sequence accuracy; --data: dev PER, WER (%) */
+    Progress *prog;    /* NULL: no progress line from here */
+    const char *detail;
+} TfWatch;
+
+void tf_watch_free(TfWatch *w) {
+    curve_free(&w->train); curve_free(&w->loss); curve_free(&w->m1); curve_free(&w->m2);
+}
+
+/* the points of one held-out evaluation, if run->watch records them */
+static void tf_watch_eval(const TfRun *run, int step, double train_loss, const TfEval *ev,
+                          double m1, double m2) {
+    TfWatch *w = run->watch;
+    if (!w) return;
+    curve_add(&w->train, step, train_loss);
+    curve_add(&w->loss, step, ev->loss);
+    curve_add(&w->m1, step, m1);
+    curve_add(&w->m2, step, m2);
+}
+
 /* --data: the dev evaluation tf_train makes at `step` (run->n_eval dev
  * words, the same each time): its line on log, its CSV row (step, train
  * loss, dev loss, dev PER, dev WER, lr, seconds), and, if its PER is the
@@ -1809,30 +1958,28 @@ static TfEval tf_pairs_train_eval(TfModel *m, const TfRun *run, FILE *log, FILE 
                 er.words, ev.loss, 100.0 * per, 100.0 * wer, best ? "  (best so far)" : "");
     if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, train_loss, ev.loss,
                      per, wer, tf_run_lr(run, m->step, m->c.D), wall);
+    tf_watch_eval(run, step, train_loss, &ev, 100.0 * per, 100.0 * wer);
     return ev;
-}
-
-/* "1h02m", "3m05s" or "12s": a duration for progress lines */
-static const char *tf_duration(char *buf, size_t n, double secs) {
-    const long t = (long)(secs + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
-    return buf;
 }
 
 /* The progress line on stderr after `step` of run->steps: the loss since the
  * last line, tokens per second (over `busy` seconds of batches and steps),
  * the wall time so far and an estimate of what is left (to the last step,
- * or to the --minutes budget if that comes first). */
+ * or to the --minutes budget if that comes first). At most 79 columns: the
+ * tokens per second go first if the numbers grow too wide. */
 static void tf_progress(const TfRun *run, int step, double loss, double tokens, double busy,
                         double wall) {
-    char el[32], left[32];
+    char el[32], left[32], rate[40], line[160];
     double rest = wall / step * (run->steps - step);
     if (run->minutes > 0.0 && run->minutes * 60.0 - wall < rest) rest = run->minutes * 60.0 - wall;
-    fprintf(stderr, "  step %d/%d: loss %.4f, %.0f tokens/s, %s elapsed, about %s left\n",
-            step, run->steps, loss, busy > 0.0 ? tokens / busy : 0.0,
-            tf_duration(el, sizeof el, wall), tf_duration(left, sizeof left, rest > 0 ? rest : 0));
+    snprintf(rate, sizeof rate, ", %.0f tokens/s", busy > 0.0 ? tokens / busy : 0.0);
+    for (int pass = 0; pass < 2; pass++) {
+        snprintf(line, sizeof line, "  step %d/%d: loss %.4f%s, %s elapsed, about %s left", step,
+                 run->steps, loss, pass ? "" : rate, duration_text(el, sizeof el, wall),
+                 duration_text(left, sizeof left, rest > 0 ? rest : 0));
+        if (strlen(line) <= 79) break;
+    }
+    fprintf(stderr, "%s\n", line);
 }
 
 /* The held-out evaluation tf_train makes at `step` (the watched draw): its
@@ -1849,6 +1996,7 @@ static TfEval tf_train_eval(TfModel *m, const TfRun *run, const TfText *tx, FILE
     if (log && encdec) fprintf(log, "  exact-sequence acc %.4f\n", ev.seq_acc);
     if (csv) fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6e,%.0f\n", step, train_loss, ev.loss,
                      ev.tok_acc, tf_run_lr(run, m->step, m->c.D), wall);
+    tf_watch_eval(run, step, train_loss, &ev, ev.tok_acc, ev.seq_acc);
     return ev;
 }
 
@@ -1885,14 +2033,16 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
         loss_sum += loss; csv_sum += loss; csv_since++;
         busy += seconds() - t0;
         if (m->diverged) break;                 /* the caller says so */
-        if (step == 1)
-            warn_if_long("training step(s)", 1, run->steps, busy,
+        if (step == 1 && !(run->minutes > 0.0 && run->minutes * 60.0 < busy * run->steps))
+            warn_if_long("training step(s)", 1, run->steps, busy,   /* not within --minutes */
                          "fewer --steps, or a smaller model,");
+        if (run->watch && run->watch->prog)
+            progress_step(run->watch->prog, step, run->watch->detail);
         int cnt;
         ok_sum += tf_correct(m, &b, &cnt);      /* logits from before the update */
         cnt_sum += cnt;
         since++;
-        const double wall = difftime(time(NULL), start);
+        const double wall = wall_since(start);
         const int out_of_time = run->minutes > 0.0 && wall >= run->minutes * 60.0;
         const int last = step == run->steps || out_of_time;
         if (log && run->log_every && (step % run->log_every == 0 || last)) {
@@ -1905,7 +2055,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
         }
         if ((run->eval_every && step % run->eval_every == 0) || last) {
             *ev = tf_train_eval(m, run, tx, log, csv, step, csv_sum / csv_since,
-                                difftime(time(NULL), start));
+                                wall_since(start));
             csv_sum = 0.0; csv_since = 0;
             if (c->arch == TF_ENCDEC && ev->seq_acc == 1.0) break;
         }
@@ -1928,18 +2078,25 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
  * description, all little-endian u32 unless marked:
  *     arch norm pos act V D H F n_enc n_dec S T B     the TfConfig
  *     f64 smoothing, u32 step (Adam steps taken), u32 first
- *     V strings (u32 length, bytes): each token's character, sym[0..V-1]
+ *     encdec only: u32 nsrc (the specials + the source characters)
+ *     V strings (u32 length, bytes): each token's text, sym[0..V-1]
  * and the doubles are the parameters, then Adam's m, then Adam's v (3 np),
  * so that a loaded model predicts, and takes its next step, bit for bit as
- * the saved one would. Only the text archs are saved (--arch encoder and
- * decoder): their vocabulary is the text's.
+ * the saved one would. A text arch's vocabulary (--arch encoder, decoder) is
+ * its text's characters; an encdec model (trained with --data) keeps its
+ * joint vocabulary: the four specials, the nsrc - 4 source characters, then
+ * the target symbols, each part sorted, as tf_pairs_read builds it; its S
+ * and T are the longest source and target + </s> it reads. (An encdec
+ * model is saved with its best dev parameters and the last step's Adam
+ * state: it is used, not trained further.)
  * ======================================================================== */
 
 #define TF_CKPT_TAG "TFM1"
 
-/* write m (with tx's vocabulary) to path; exits 1 if it cannot be written,
- * leaving path as it was */
-void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
+/* write m with its vocabulary, V strings sym (the first `first` specials;
+ * encdec: the first nsrc of them the source's), to path */
+static void tf_ckpt_put(const char *path, const TfModel *m, int first, int nsrc,
+                        const char *const *sym) {
     const TfConfig *c = &m->c;
     Bytes d = { NULL, 0, 0 };
     const int f[] = { c->arch, c->norm, c->pos, c->act, c->V, c->D, c->H, c->F, c->n_enc,
@@ -1947,8 +2104,9 @@ void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
     for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) bytes_put_u32(&d, (uint32_t)f[k]);
     bytes_put_f64(&d, c->smoothing);
     bytes_put_u32(&d, (uint32_t)m->step);
-    bytes_put_u32(&d, (uint32_t)tx->first);
-    for (int k = 0; k < c->V; k++) bytes_put_str(&d, tx->sym[k]);
+    bytes_put_u32(&d, (uint32_t)first);
+    if (c->arch == TF_ENCDEC) bytes_put_u32(&d, (uint32_t)nsrc);
+    for (int k = 0; k < c->V; k++) bytes_put_str(&d, sym[k]);
     double *all = xmalloc(sizeof(double) * 3 * (size_t)m->np);
     memcpy(all, m->params, sizeof(double) * (size_t)m->np);
     memcpy(all + m->np, m->adam_m, sizeof(double) * (size_t)m->np);
@@ -1958,72 +2116,158 @@ void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
     free(d.b);
 }
 
-/* The config, step and vocabulary a description holds, into *c, *step and
- * syms (a new block of V entries the caller frees); -1 with why if any of
- * it is out of range or inconsistent (nothing allocated then). */
-static int tf_ckpt_describe(const Bytes *d, TfConfig *c, int *step, int *first,
-                            char (**syms)[5], char *why, size_t nwhy) {
-    Reader r = { d->b, d->n, 0, 1 };
+/* write m (a text arch, with tx's vocabulary) to path; exits 1 if it cannot
+ * be written, leaving path as it was */
+void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
+    const char **sym = xmalloc(sizeof(char *) * (size_t)m->c.V);
+    for (int k = 0; k < m->c.V; k++) sym[k] = tx->sym[k];
+    tf_ckpt_put(path, m, tx->first, 0, sym);
+    free(sym);
+}
+
+/* write m (encdec, trained on --data d: d's joint vocabulary) to path; m's
+ * config must be the one it was built with (not fitted to a batch) */
+void tf_pairs_ckpt_save(const char *path, const TfModel *m, const TfPairs *d) {
+    const char **sym = xmalloc(sizeof(char *) * (size_t)d->V);
+    for (int k = 0; k < d->V; k++) sym[k] = tf_pairs_sym(d, k);
+    tf_ckpt_put(path, m, TOK_SPECIALS, d->lv.n, sym);
+    free(sym);
+}
+
+/* The config, step, first and (encdec) nsrc a description holds, r then at
+ * its vocabulary; NULL, or what is wrong */
+static const char *tf_ckpt_head(Reader *r, TfConfig *c, int *step, int *first, int *nsrc) {
     uint32_t f[13];
-    for (int k = 0; k < 13; k++) f[k] = reader_u32(&r);
+    for (int k = 0; k < 13; k++) f[k] = reader_u32(r);
     *c = (TfConfig){ (int)f[0], (int)f[1], (int)f[2], (int)f[3], (int)f[4], (int)f[5],
                      (int)f[6], (int)f[7], (int)f[8], (int)f[9], (int)f[10], (int)f[11],
-                     (int)f[12], reader_f64(&r) };
-    *step = (int)reader_u32(&r);
-    *first = (int)reader_u32(&r);
-    const char *err = !r.ok ? "its description is cut short"
-        : f[0] > TF_DECODER || f[0] == TF_ENCDEC || f[1] > TF_PRE || f[2] > TF_POS_NONE ||
-          f[3] > TF_GELU || f[4] > 1u << 20 || f[5] > 4096 || f[6] > 4096 || f[7] > 1u << 16
-          || f[8] > 64 || f[9] > 64 || f[10] > TF_MAX_POS || f[11] > TF_MAX_POS ||
-          f[12] > 1u << 16 || f[12] == 0 || *step < 0 || (*first != 1 && *first != TOK_SPECIALS)
-          || (int)f[4] <= *first ? "its description holds values no model of this program has"
-        : tf_config_error(c);
-    if (err) { snprintf(why, nwhy, "%s", err); return -1; }
-    *syms = xmalloc(5 * (size_t)c->V);
-    for (int k = 0; k < c->V && !err; k++) {
-        char *s = reader_str(&r, 4);
-        if (!s || (utf8_char_len(s) != (int)strlen(s) && k >= *first))
+                     (int)f[12], reader_f64(r) };
+    *step = (int)reader_u32(r);
+    *first = (int)reader_u32(r);
+    *nsrc = f[0] == TF_ENCDEC ? (int)reader_u32(r) : 0;
+    if (!r->ok) return "its description is cut short";
+    if (f[0] > TF_DECODER || f[1] > TF_PRE || f[2] > TF_POS_NONE || f[3] > TF_GELU ||
+        f[4] > 1u << 20 || f[5] > 4096 || f[6] > 4096 || f[7] > 1u << 16 || f[8] > 64 ||
+        f[9] > 64 || f[10] > TF_MAX_POS || f[11] > TF_MAX_POS || f[12] > 1u << 16 ||
+        f[12] == 0 || *step < 0 || (*first != 1 && *first != TOK_SPECIALS) ||
+        (int)f[4] <= *first || (f[0] == TF_ENCDEC && (*first != TOK_SPECIALS ||
+        *nsrc <= TOK_SPECIALS || *nsrc >= (int)f[4])))
+        return "its description holds values no model of this program has";
+    return tf_config_error(c);
+}
+
+/* The V strings of a text model's vocabulary from r into syms (a new block
+ * the caller frees), each one character (but the first `first`); NULL, or
+ * what is wrong (nothing allocated then) */
+static const char *tf_ckpt_text_vocab(Reader *r, int V, int first, char (**syms)[5]) {
+    const char *err = NULL;
+    *syms = xmalloc(5 * (size_t)V);
+    for (int k = 0; k < V && !err; k++) {
+        char *s = reader_str(r, 4);
+        if (!s || (utf8_char_len(s) != (int)strlen(s) && k >= first))
             err = "its vocabulary is not one character per token";
         else strcpy((*syms)[k], s);
         free(s);
     }
-    if (!err && r.at != r.n) err = "its description is longer than its vocabulary";
-    if (err) { snprintf(why, nwhy, "%s", err); free(*syms); return -1; }
-    return 0;
+    if (err) free(*syms);
+    return err;
+}
+
+/* The V strings of an encdec model's joint vocabulary from r into d->lv
+ * (the specials and nsrc - 4 source characters) and d->pv (the specials and
+ * the target symbols), each sorted as tf_pairs_read makes them, and d->V;
+ * NULL, or what is wrong (nothing allocated then) */
+static const char *tf_ckpt_pairs_vocab(Reader *r, int V, int nsrc, TfPairs *d) {
+    char **s = xmalloc(sizeof(char *) * (size_t)V);
+    memset(s, 0, sizeof(char *) * (size_t)V);
+    const char *err = NULL;
+    int k = 0;
+    for (; k < V && !err; k++) {
+        s[k] = reader_str(r, 255);
+        if (!s[k]) err = "its vocabulary is cut short";
+        else if (k >= TOK_SPECIALS && k < nsrc && utf8_char_len(s[k]) != (int)strlen(s[k]))
+            err = "its source vocabulary is not one character per token";
+        else if (k >= nsrc && (!s[k][0] || strchr(s[k], ' ')))
+            err = "its target vocabulary holds an empty symbol or a space";
+    }
+    if (!err) {
+        vocab_build(&d->lv, (const char *const *)s + TOK_SPECIALS, nsrc - TOK_SPECIALS);
+        vocab_build(&d->pv, (const char *const *)s + nsrc, V - nsrc);
+        d->V = V;
+        for (int j = TOK_SPECIALS; j < V && !err; j++)   /* sorted, each once */
+            if (d->lv.n != nsrc || d->pv.n != V - nsrc + TOK_SPECIALS ||
+                strcmp(tf_pairs_sym(d, j), s[j]) != 0)
+                err = "its vocabulary is not sorted, or lists a symbol twice";
+        if (err) { vocab_free(&d->lv); vocab_free(&d->pv); }
+    }
+    for (int j = 0; j < k; j++) free(s[j]);
+    free(s);
+    return err;
 }
 
 /* Load the model at path into m (built here: free with tf_free) and its
- * vocabulary into tx (no text: tx->n 0, tx->ids NULL; free with
- * tf_text_free). -1 with why if the
- * file is missing, not a checkpoint, another version or another chapter's,
- * truncated, corrupted, or holds a model this program cannot build; then
- * nothing is allocated and m and tx are untouched. */
-int tf_ckpt_load(const char *path, TfModel *m, TfText *tx, char *why, size_t nwhy) {
-    Bytes d;
+ * vocabulary: a text model's into tx (no text: tx->n 0, tx->ids NULL; free
+ * with tf_text_free), an encdec model's into d (no pairs, d->n 0: only the
+ * vocabularies and the lengths S, T it reads; free with tf_pairs_free).
+ * tx or d NULL: that kind is refused. -1 with why if the file is missing,
+ * not a checkpoint, another version or another chapter's, of the other
+ * kind, truncated, corrupted, or holds a model this program cannot build;
+ * then nothing is allocated and m, tx and d are untouched. */
+static int tf_ckpt_load_any(const char *path, TfModel *m, TfText *tx, TfPairs *d, char *why,
+                            size_t nwhy) {
+    Bytes b;
     double *p;
-    int n, step, first;
+    int n, step, first, nsrc;
     TfConfig c;
-    char (*syms)[5], msg[200];
-    if (ckpt_read(path, TF_CKPT_TAG, &d, &p, &n, why, nwhy) != 0) return -1;
-    int bad = tf_ckpt_describe(&d, &c, &step, &first, &syms, msg, sizeof msg);
-    free(d.b);
-    if (!bad) {
+    char (*syms)[5] = NULL, msg[200];
+    TfPairs v;
+    memset(&v, 0, sizeof v);
+    if (ckpt_read(path, TF_CKPT_TAG, &b, &p, &n, why, nwhy) != 0) return -1;
+    Reader r = { b.b, b.n, 0, 1 };
+    const char *err = tf_ckpt_head(&r, &c, &step, &first, &nsrc);
+    const int encdec = c.arch == TF_ENCDEC;
+    if (!err && encdec && !d)
+        err = "it holds an encoder-decoder (--arch encdec, trained with --data), not a "
+              "text model: use it with --input WORD, stdin or --data FILE";
+    if (!err && !encdec && !tx)
+        err = "it holds a text model (--arch encoder or decoder), not an encoder-decoder";
+    if (!err) err = encdec ? tf_ckpt_pairs_vocab(&r, c.V, nsrc, &v)
+                           : tf_ckpt_text_vocab(&r, c.V, first, &syms);
+    if (!err && r.at != r.n) {
+        err = "its description is longer than its vocabulary";
+        free(syms); tf_pairs_free(&v);
+    }
+    free(b.b);
+    snprintf(msg, sizeof msg, "%s", err ? err : "");
+    if (!err) {
         tf_build(m, &c, 0);
         if (n != 3 * m->np) {
             snprintf(msg, sizeof msg, "it holds %d doubles; its model needs %d (3 x %d "
                      "parameters)", n, 3 * m->np, m->np);
-            tf_free(m); free(syms); bad = -1;
+            tf_free(m); free(syms); tf_pairs_free(&v); err = msg;
         }
     }
-    if (bad) { snprintf(why, nwhy, "'%s': %s", path, msg); free(p); return -1; }
+    if (err) { snprintf(why, nwhy, "'%s': %s", path, msg); free(p); return -1; }
     memcpy(m->params, p, sizeof(double) * (size_t)m->np);
     memcpy(m->adam_m, p + m->np, sizeof(double) * (size_t)m->np);
     memcpy(m->adam_v, p + 2 * m->np, sizeof(double) * (size_t)m->np);
     m->step = step;
-    memset(tx, 0, sizeof *tx);
-    tf_text_set_vocab(tx, syms, c.V, first);
-    free(syms); free(p);
+    if (encdec) { v.S = c.S; v.T = c.T; *d = v; }
+    else { memset(tx, 0, sizeof *tx); tf_text_set_vocab(tx, syms, c.V, first); free(syms); }
+    free(p);
     return 0;
+}
+
+/* Load a text model (--arch encoder or decoder) and its vocabulary: see
+ * tf_ckpt_load_any; an encdec checkpoint is refused. */
+int tf_ckpt_load(const char *path, TfModel *m, TfText *tx, char *why, size_t nwhy) {
+    return tf_ckpt_load_any(path, m, tx, NULL, why, nwhy);
+}
+
+/* Load an encdec model and its pair vocabularies: see tf_ckpt_load_any; a
+ * text model's checkpoint is refused. */
+int tf_pairs_ckpt_load(const char *path, TfModel *m, TfPairs *d, char *why, size_t nwhy) {
+    return tf_ckpt_load_any(path, m, NULL, d, why, nwhy);
 }
 
 /* the model options a checkpoint fixes, and the TfConfig field each sets */
@@ -2087,6 +2331,22 @@ static void tf_label(char *buf, size_t n, int k, const TfConfig *c, const TfText
     else snprintf(buf, n, "%d", k);
 }
 
+/* print s (UTF-8) with `indent` spaces before each line, a line break
+ * after every `width` characters (code points) of a line, and at s's own
+ * newlines; ends with a newline */
+static void tf_print_wrapped(const char *s, int indent, int width) {
+    int col = 0;
+    for (int b; *s; s += b) {
+        b = utf8_char_len(s);
+        if (b < 1) b = 1;
+        if (col == 0) printf("%*s", indent, "");
+        if (*s == '\n') { printf("\n"); col = 0; continue; }
+        printf("%.*s", b, s);
+        if (++col == width) { printf("\n"); col = 0; }
+    }
+    if (col) printf("\n");
+}
+
 /* print tokens (len) as labels separated by spaces (encdec) or as text
  * (newlines as they are) */
 static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const TfText *tx) {
@@ -2098,33 +2358,116 @@ static void tf_print_tokens(const int *tok, int len, const TfConfig *c, const Tf
     }
 }
 
-/* Heatmaps of every head of one attention sublayer for one example:
- * P (H,Tq,Tk), e.g. tf_attention_map(), with row tokens rt (Tq) and column tokens ct (Tk); and with
- * svg_dir, one SVG file per head named <stem>-h<k>.svg. */
+/* What a picture of one layer's heads shows: the start of its title, the
+ * axis titles, whether every key after its query is masked (causal), and
+ * the SVG's file name, transformer-<arch>-<task, text or data>-<what>.svg,
+ * which tf_pic_name() makes */
+typedef struct {
+    char what[80];             /* e.g. "cross-attention, decoder layer 2" */
+    const char *rows, *cols;   /* axis titles: what the queries and the keys are */
+    int causal;                /* 1: key j > query i is masked */
+    char name[96];             /* the file name, without the directory */
+} TfPic;
+
+/* pic->name = "transformer-<arch>-<source>-<attn>-L<layer>.svg" (source: the
+ * task, "text", "data", ...) */
+static void tf_pic_name(TfPic *pic, const char *arch, const char *source, int attn, int layer) {
+    snprintf(pic->name, sizeof pic->name, "transformer-%s-%s-%s-L%d.svg", arch, source,
+             tf_attn_names[attn], layer);
+}
+
+/* *pic for attention `attn` (TF_SHOW_ENC, _SELF, _CROSS) of layer `layer` of
+ * an encdec model, named for `source` (the task, "data", ...) */
+static void tf_pic_encdec(TfPic *pic, int attn, int layer, const char *source) {
+    static const char *const titles[] = { "encoder self-attention, layer %d",
+        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
+    snprintf(pic->what, sizeof pic->what, titles[attn], layer);
+    pic->rows = attn == TF_SHOW_ENC ? "query (source position)" : "query (decoder step)";
+    pic->cols = attn == TF_SHOW_SELF ? "key (decoder step)" : "key (source position)";
+    pic->causal = attn == TF_SHOW_SELF;
+    tf_pic_name(pic, "encdec", source, attn, layer);
+}
+
+/* how many of n maps of R x C cells write_svg_heatmaps should put in a row:
+ * all of them if the maps stay within about 800 px (the picture, with
+ * its legend, within a 900 px window), else fewer, in rows of
+ * equal length (cells as attention.c sizes them) */
+static int tf_maps_per_row(int n, int R, int C) {
+    const int cell = C > 40 || R > 40 ? 10 : C > 20 || R > 20 ? 16 : 24;
+    int per = n;
+    while (per > 1 && per * (C * cell + 60) > 800) per = (per + 1) / 2;
+    return per;
+}
+
+/* Every head of one attention sublayer for one example: P (H,Tq,Tk), e.g.
+ * tf_attention_map(), with row tokens rt (Tq) and column tokens ct (Tk),
+ * as one terminal heatmap a head; and with svg_dir, all heads in ONE SVG
+ * picture, DIR/pic->name, on one shared colour scale (a diffuse head looks
+ * paler than a sharp one), masked cells drawn as masked. */
 static void tf_show_heads(const TfModel *m, const double *P, int Tq, int Tk, const int *rt,
-                          const int *ct, const char *what, const char *svg_dir,
-                          const char *stem, const TfText *tx) {
+                          const int *ct, const TfPic *pic, const char *svg_dir,
+                          const TfText *tx) {
     const TfConfig *c = &m->c;
     char (*rl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tq);
     char (*cl)[16] = xmalloc(sizeof(char[16]) * (size_t)Tk);
-    const char **rp = xmalloc(sizeof(char *) * (size_t)Tq);
-    const char **cp = xmalloc(sizeof(char *) * (size_t)Tk);
+    char (*cap)[16] = xmalloc(sizeof(char[16]) * (size_t)c->H);
+    const char **rp = xmalloc(sizeof(char *) * (size_t)(Tq + Tk + c->H));
+    const char **cp = rp + Tq, **caps = cp + Tk;
     for (int i = 0; i < Tq; i++) { tf_label(rl[i], 16, rt[i], c, tx); rp[i] = rl[i]; }
     for (int j = 0; j < Tk; j++) { tf_label(cl[j], 16, ct[j], c, tx); cp[j] = cl[j]; }
+    printf("%s: %d head%s\n(rows: queries, columns: keys)\n", pic->what, c->H, tf_plural(c->H));
     for (int h = 0; h < c->H; h++) {
         char title[128];
-        snprintf(title, sizeof title, "%s, head %d of %d (rows: queries, columns: keys)",
-                 what, h + 1, c->H);
+        snprintf(title, sizeof title, "%s, head %d of %d", pic->what, h + 1, c->H);
         print_heatmap(stdout, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
-        if (svg_dir) {
-            char *path = xmalloc(strlen(svg_dir) + strlen(stem) + 32);
-            sprintf(path, "%s/%s-h%d.svg", svg_dir, stem, h + 1);
-            write_svg_heatmap(path, title, P + h * Tq * Tk, Tq, Tk, rp, cp);
-            printf("wrote %s\n", path);
-            free(path);
-        }
+        snprintf(cap[h], 16, "head %d", h + 1);
+        caps[h] = cap[h];
     }
-    free(rl); free(cl); free(rp); free(cp);
+    if (svg_dir) {
+        unsigned char *mask = NULL;
+        if (pic->causal) {
+            mask = xmalloc((size_t)(Tq * Tk));
+            for (int i = 0; i < Tq; i++)
+                for (int j = 0; j < Tk; j++) mask[i * Tk + j] = j > i;
+        }
+        char title[256];
+        snprintf(title, sizeof title, "transformer: %s, all %d heads on one colour scale "
+                 "(darker = more weight%s)", pic->what, c->H, pic->causal ? "; grey: masked, "
+                 "the future a causal query may not read" : "");
+        const HeatmapSvg hs = { title, pic->rows, pic->cols, rp, cp, caps, 1 };
+        char *path = path_join(svg_dir, pic->name);
+        write_svg_heatmaps(path, &hs, P, mask, c->H, Tq, Tk, tf_maps_per_row(c->H, Tq, Tk));
+        printf("  wrote %s\n", path);
+        free(path); free(mask);
+    }
+    free(rl); free(cl); free(cap); free(rp);
+}
+
+/* --svg: DIR/transformer-<arch>-<source>-curve.svg from what w recorded:
+ * the training loss (and the held-out loss) above the held-out metric, both
+ * against the step. `data`: --data's dev PER and WER; `text`: the text
+ * archs' validation loss alone below; else token and exact-sequence
+ * accuracy. Nothing if w holds no point. */
+static void tf_write_curve(const char *dir, const char *arch, const char *source,
+                           const TfWatch *w, int data, int text) {
+    if (!dir || !w->train.n) return;
+    char name[96], title[160];
+    snprintf(name, sizeof name, "transformer-%s-%s-curve.svg", arch, source);
+    snprintf(title, sizeof title, "transformer --arch %s (%s): the training loss and the %s "
+             "against the step", arch, source, data ? "dev PER and WER" : text
+             ? "validation loss" : "held-out accuracy");
+    ChartSeries top[2] = { curve_series(&w->train, "training loss"),
+                           curve_series(&w->loss, data ? "dev loss" : "held-out loss") };
+    ChartSeries low[2] = { curve_series(&w->m1, data ? "dev PER (%)" : "token acc"),
+                           curve_series(&w->m2, data ? "dev WER (%)" : "exact-sequence acc") };
+    if (text) low[0] = curve_series(&w->loss, "validation loss");
+    const ChartPanel p[2] = { { "loss", 1, top, text ? 1 : 2 },
+                              { data ? "dev error (%)" : text ? "validation loss" : "accuracy",
+                                0, low, text ? 1 : 2 } };
+    char *path = path_join(dir, name);
+    write_svg_panels(path, title, "step", 0, p, 2);
+    printf("  wrote %s\n", path);
+    free(path);
 }
 
 /* ========================================================================
@@ -2138,42 +2481,118 @@ static void tf_stop_if_diverged(const TfModel *m) {
                           "lower --lr-factor or lengthen --warmup");
 }
 
-/* Build and train one encdec model quietly; returns the evaluation on a
- * fresh held-out draw (not the one training stopped on) and the steps taken
- * (*steps). The caller frees m with tf_free. */
-static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run, uint64_t seed,
-                           int *steps) {
+/* Build and train one encdec model quietly, model k of n of experiment
+ * `exp` (its progress on stderr: "positions 2/3, step 1200/3000, --pos
+ * learned, ..."); returns the evaluation on a fresh held-out draw (not the
+ * one training stopped on) and the steps taken (*steps). The caller frees m
+ * with tf_free. */
+static TfEval tf_quiet_run(TfModel *m, const TfConfig *c, const TfRun *run0, uint64_t seed,
+                           int *steps, const char *exp, int k, int n, const char *detail) {
     TfEval ev;
+    TfRun run = *run0;
+    TfWatch w;
+    Progress p;
+    char what[48];
+    memset(&w, 0, sizeof w);
+    snprintf(what, sizeof what, "%s %d/%d, step", exp, k, n);
+    progress_begin(&p, what, run.steps);
+    w.prog = &p;
+    w.detail = detail;
+    run.watch = &w;
     tf_build(m, c, seed);
-    *steps = tf_train(m, run, NULL, NULL, NULL, &ev);
-    return tf_evaluate(m, run, NULL, TF_EVAL_FRESH);
+    *steps = tf_train(m, &run, NULL, NULL, NULL, &ev);
+    if (*steps < run.steps && !m->diverged) progress_step(&p, run.steps, "stopped: 100%");
+    tf_watch_free(&w);
+    return tf_evaluate(m, &run, NULL, TF_EVAL_FRESH);
+}
+
+/* One row of the positions and heads tables: the model's steps and its
+ * fresh held-out accuracies, or that it diverged; v (2) receives the two
+ * accuracies for the chart (NAN if it diverged). */
+static void tf_experiment_row(const char *name, const TfModel *m, int steps, const TfEval *ev,
+                              double *v) {
+    if (m->diverged) {
+        printf("  %s  diverged at step %d (loss %g): no accuracy\n", name, m->diverged,
+               m->div_loss);
+        v[0] = v[1] = NAN;
+        return;
+    }
+    printf("  %s  steps %5d  token acc %.4f  exact-sequence acc %.4f\n", name, steps,
+           ev->tok_acc, ev->seq_acc);
+    v[0] = ev->tok_acc;
+    v[1] = ev->seq_acc;
+}
+
+/* --svg: an experiment's table as bars, DIR/transformer-<exp>.svg: for each
+ * of n models (names) its token and exact-sequence accuracy (v, (n,2)) */
+static void tf_experiment_bars(const char *dir, const char *exp, const char *title,
+                               const char *x_axis, const char *const *names, int n,
+                               const double *v) {
+    if (!dir) return;
+    static const char *const series[2] = { "token acc", "exact-sequence acc" };
+    char name[64];
+    snprintf(name, sizeof name, "transformer-%s.svg", exp);
+    const ChartSvg cs = { title, x_axis, "held-out accuracy (fresh draw)", 0, 0 };
+    char *path = path_join(dir, name);
+    write_svg_bars(path, &cs, names, n, series, 2, v);
+    printf("  wrote %s\n", path);
+    free(path);
 }
 
 /* Position matters: the reverse task with no, sinusoidal and learned positions. */
-static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint64_t seed) {
+static void tf_experiment_positions(const TfConfig *c0, const TfRun *run0, uint64_t seed,
+                                    const char *svg_dir) {
     TfRun run = *run0;
     run.task = TASK_REVERSE;
-    printf("experiment positions: task reverse, d_model %d, %d heads, %d+%d layers, "
-           "up to %d step%s\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps,
+    printf("experiment positions: task reverse, d_model %d, %d heads, %d+%d layers,\n"
+           "  up to %d step%s\n", c0->D, c0->H, c0->n_enc, c0->n_dec, run.steps,
            tf_plural(run.steps));
     printf("  chance: token accuracy %.3f (1 of %d symbols)\n", 1.0 / (c0->V - 2), c0->V - 2);
+    printf("  held-out accuracy (greedy decoding, a fresh held-out draw):\n");
+    const char *names[3];
+    double v[6];
     for (int p = TF_POS_NONE; p >= TF_POS_SIN; p--) {
+        const int k = TF_POS_NONE - p;
         TfConfig c = *c0;
         c.pos = p;
         TfModel m;
         int steps;
-        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
-        if (m.diverged)
-            printf("  --pos %-8s diverged at step %d (loss %g): no accuracy\n", tf_pos_names[p],
-                   m.diverged, m.div_loss);
-        else
-            printf("  --pos %-8s steps %5d  held-out token acc %.4f  exact-sequence acc %.4f\n",
-                   tf_pos_names[p], steps, ev.tok_acc, ev.seq_acc);
+        char name[32], detail[32];
+        snprintf(name, sizeof name, "--pos %-8s", tf_pos_names[p]);
+        snprintf(detail, sizeof detail, "--pos %s", tf_pos_names[p]);
+        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps, "positions", k + 1, 3, detail);
+        tf_experiment_row(name, &m, steps, &ev, v + 2 * k);
+        names[k] = tf_pos_names[p];
         tf_free(&m);
     }
     printf("  without positions the encoder's output is the same for any order of the\n"
            "  source (self-attention is permutation-equivariant), so the decoder cannot\n"
            "  know which symbol came last: reversing fails.\n");
+    tf_experiment_bars(svg_dir, "positions", "transformer --experiment positions: the reverse "
+                       "task's held-out accuracy with each positional encoding (--pos)",
+                       "--pos", names, 3, v);
+}
+
+/* the heads of the last decoder layer's cross-attention of model m (config
+ * c, the experiment's last) on the first held-out example, drawn */
+static void tf_heads_picture(TfModel *m, const TfConfig *c, const TfRun *run,
+                             const char *svg_dir) {
+    TfBatch b;
+    tf_batch_alloc(&b, c);
+    b.n = 1;
+    Rng r;
+    rng_seed(&r, run->seed ^ 0x5EEDF00Dull);
+    tf_task_batch(&b, &r, run->task, c, TF_HELDOUT_SPLIT);
+    int *out = xmalloc(sizeof(int) * (size_t)c->T);
+    tf_greedy_decode(m, &b, out);
+    TfPic pic;
+    tf_pic_encdec(&pic, TF_SHOW_CROSS, c->n_dec, task_names[run->task]);
+    snprintf(pic.name, sizeof pic.name, "transformer-heads-%s-cross-L%d.svg",
+             task_names[run->task], c->n_dec);
+    tf_show_heads(m, tf_attention_map(m, &m->a.ds[3 * (c->n_dec - 1) + 1], 0, c->T, c->S),
+                  c->T, c->S, b.tgt, b.src, &pic, svg_dir, NULL);
+    free(out);
+    tf_batch_free(&b);
 }
 
 /* Heads: the same d_model split into 1, 2, 4, 8 heads (where D allows). */
@@ -2182,40 +2601,52 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
     TfRun run = *run0;
     printf("experiment heads: task %s, d_model %d, %d+%d layers, up to %d step%s\n",
            task_names[run.task], c0->D, c0->n_enc, c0->n_dec, run.steps, tf_plural(run.steps));
-    int last = 0;
-    for (int h = 1; h <= 8 && h <= c0->D; h *= 2) if (c0->D % h == 0) last = h;
+    printf("  held-out accuracy (greedy decoding, a fresh held-out draw):\n");
+    int last = 0, n = 0, k = 0;
+    for (int h = 1; h <= 8 && h <= c0->D; h *= 2) if (c0->D % h == 0) { last = h; n++; }
+    char names[4][32];
+    const char *np[4];
+    double v[8];
     for (int h = 1; h <= last; h *= 2) {
         if (c0->D % h) continue;
         TfConfig c = *c0;
         c.H = h;
         TfModel m;
         int steps;
-        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps);
-        if (m.diverged)
-            printf("  --heads %d (dh %2d)  diverged at step %d (loss %g): no accuracy\n", h,
-                   c.D / h, m.diverged, m.div_loss);
-        else
-            printf("  --heads %d (dh %2d)  steps %5d  held-out token acc %.4f  exact-sequence "
-                   "acc %.4f\n", h, c.D / h, steps, ev.tok_acc, ev.seq_acc);
-        if (h == last && !m.diverged) {                        /* what do the heads look at? */
-            TfBatch b;
-            tf_batch_alloc(&b, &c);
-            b.n = 1;
-            Rng r;
-            rng_seed(&r, run.seed ^ 0x5EEDF00Dull);
-            tf_task_batch(&b, &r, run.task, &c, TF_HELDOUT_SPLIT);
-            int *out = xmalloc(sizeof(int) * (size_t)c.T);
-            tf_greedy_decode(&m, &b, out);
-            char stem[64];
-            snprintf(stem, sizeof stem, "heads-cross-L%d", c.n_dec);
-            tf_show_heads(&m, tf_attention_map(&m, &m.a.ds[3 * (c.n_dec - 1) + 1], 0, c.T, c.S), c.T,
-                          c.S, b.tgt, b.src,
-                          "cross-attention of the last decoder layer", svg_dir, stem, NULL);
-            free(out);
-            tf_batch_free(&b);
-        }
+        char name[32], detail[32];
+        snprintf(name, sizeof name, "--heads %d (dh %2d)", h, c.D / h);
+        snprintf(detail, sizeof detail, "--heads %d", h);
+        TfEval ev = tf_quiet_run(&m, &c, &run, seed, &steps, "heads", k + 1, n, detail);
+        tf_experiment_row(name, &m, steps, &ev, v + 2 * k);
+        snprintf(names[k], sizeof names[k], "%d (dh %d)", h, c.D / h);
+        np[k] = names[k];
+        k++;
+        if (h == last && !m.diverged) tf_heads_picture(&m, &c, &run, svg_dir);
         tf_free(&m);
     }
+    tf_experiment_bars(svg_dir, "heads", "transformer --experiment heads: held-out accuracy "
+                       "by the number of heads, d_model fixed", "--heads (and the width of "
+                       "one head, dh)", np, k, v);
+}
+
+/* --svg: the cost table as DIR/transformer-cost.svg, time (ms) and memory
+ * (MB) against n (6 lengths) on log-log axes, the fitted slopes (fit: time,
+ * memory) in the title and the legend */
+static void tf_cost_chart(const char *svg_dir, int D, int H, const double *n, const double *ms,
+                          const double *mb, const double *fit) {
+    if (!svg_dir) return;
+    char title[200], st[48], sm[48];
+    snprintf(title, sizeof title, "transformer --experiment cost: one self-attention forward "
+             "(d_model %d, %d heads) against the length n; fitted slopes (n >= 256): time "
+             "n^%.2f, memory n^%.2f", D, H, fit[0], fit[1]);
+    snprintf(st, sizeof st, "time (ms), slope %.2f", fit[0]);
+    snprintf(sm, sizeof sm, "memory (MB), slope %.2f", fit[1]);
+    const ChartSeries cs[2] = { { st, n, ms, 6 }, { sm, n, mb, 6 } };
+    const ChartSvg chart = { title, "length n (log scale)", "ms or MB (log scale)", 1, 1 };
+    char *path = path_join(svg_dir, "transformer-cost.svg");
+    write_svg_chart(path, &chart, cs, 2);
+    printf("  wrote %s\n", path);
+    free(path);
 }
 
 /* Cost: one multi-head self-attention forward (D 64, H 4) as n grows.
@@ -2223,18 +2654,18 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
  * build; wall time in the OpenMP build: this experiment's stdout is timing,
  * not deterministic) and the cache memory, with exponents fitted by least
  * squares on log-log. */
-static void tf_experiment_cost(uint64_t seed) {
+static void tf_experiment_cost(uint64_t seed, const char *svg_dir) {
     const int D = 64, H = 4;
     const int ns[6] = { 64, 128, 256, 512, 1024, 2048 };
-    double lt[6], lm[6], ln[6];
+    double lt[6], lm[6], ln[6], nx[6], ms_n[6], mb_n[6];
     Rng r;
     rng_seed(&r, seed);
     double *W = xcalloc_doubles(mha_num_params(D));
     rng_fill_normal(&r, W, mha_num_params(D), 1.0 / sqrt((double)D));
     Mha m;
     mha_bind(&m, W, D);
-    printf("experiment cost: one self-attention forward, d_model %d, %d heads "
-           "(times are measured: they differ run to run)\n", D, H);
+    printf("experiment cost: one self-attention forward, d_model %d, %d heads\n"
+           "  (times are measured: they differ run to run)\n", D, H);
     printf("  %6s %12s %14s\n", "n", "time (ms)", "memory (MB)");
     for (int k = 0; k < 6; k++) {
         const int n = ns[k];
@@ -2251,6 +2682,7 @@ static void tf_experiment_cost(uint64_t seed) {
         double mb = 8.0 * mha_cache_size(1, n, n, D, H) / 1e6;
         printf("  %6d %12.2f %14.2f\n", n, ms, mb);
         ln[k] = log(n); lt[k] = log(ms > 1e-3 ? ms : 1e-3); lm[k] = log(mb);
+        nx[k] = n; ms_n[k] = ms > 1e-3 ? ms : 1e-3; mb_n[k] = mb;
         free(x); free(out); free(mem);
     }
     /* slope of the least-squares line through the points n >= 256 */
@@ -2267,6 +2699,7 @@ static void tf_experiment_cost(uint64_t seed) {
     printf("  the (n,n) score matrix of every head dominates both once n >> d_model:\n"
            "  self-attention is O(n^2 d) in time and O(n^2) in memory.\n");
     free(W);
+    tf_cost_chart(svg_dir, D, H, nx, ms_n, mb_n, fit);
 }
 
 /* ms per training step (forward, backward, Adam), the median of 9 timed steps
@@ -2297,12 +2730,13 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     c.arch = TF_ENCDEC; c.norm = TF_POST; c.pos = TF_POS_SIN; c.act = TF_RELU;
     c.V = 16; c.D = 64; c.H = 4; c.F = 256; c.n_enc = c.n_dec = 2; c.S = c.T = 12; c.B = 32;
     printf("bench: ms per training step (forward, backward, Adam), median of 9; tokens/s\n"
-           "counts source + target tokens, as the training progress does\n");
+           "counts source + target tokens, as the training progress does\n"
+           "  (2+2 layers, ff 256, vocab 16, batch 32)\n"
+           "  %7s %5s %4s %10s %10s\n", "d_model", "heads", "len", "ms/step", "tokens/s");
     for (int k = 0; k < 2; k++) {
         if (k) { c.D = 128; c.H = 8; c.S = c.T = 32; }   /* the rest as in the first */
         const double ms = tf_bench_step(&c, run);
-        printf("  d_model %3d, %d heads, 2+2 layers, ff 256, vocab 16, len %d, batch 32: "
-               "%8.2f ms  %7.0f tokens/s\n", c.D, c.H, c.S, ms, c.B * (c.S + c.T) / (ms / 1e3));
+        printf("  %7d %5d %4d %10.2f %10.0f\n", c.D, c.H, c.S, ms, c.B * (c.S + c.T) / (ms / 1e3));
     }
     TfModel m;
     TfEval ev;
@@ -2310,8 +2744,8 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
     double t0 = seconds();
     int steps = tf_train(&m, run, NULL, NULL, NULL, &ev);
     tf_stop_if_diverged(&m);
-    printf("  the default example (copy): %d steps, held-out exact-sequence acc %.4f "
-           "in %.2f s\n", steps, ev.seq_acc, seconds() - t0);
+    printf("  the default example (copy): %d steps, held-out exact-sequence acc %.4f\n"
+           "  in %.2f s\n", steps, ev.seq_acc, seconds() - t0);
     tf_free(&m);
 }
 
@@ -2334,7 +2768,7 @@ static const char *const tf_experiment_names[] = { "positions", "heads", "cost",
 #define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
 #define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
 
-enum { TF_N_OPTS = 39 };
+enum { TF_N_OPTS = 41 };
 
 /* everything the command line sets, and the option table that reads it */
 typedef struct {
@@ -2349,6 +2783,9 @@ typedef struct {
     const char *prompt;        /* --prompt TEXT, or NULL */
     const char *data;  /* --data FILE (encdec), or NULL: the task */
     TfPairs pairs;     /* --data's pairs; run.data points here */
+    TfPairs loaded;    /* --load of an encdec model: its vocabularies alone */
+    const char *input; /* --input WORD (encdec, with --load), or NULL: stdin */
+    int beam;          /* --beam K: beams of the encdec search, 1 = greedy */
     int chars;         /* --chars: characters to generate */
     int *prompt_ids, plen;     /* the prompt as tokens (plen), checked before training */
     Opt opt[TF_N_OPTS];
@@ -2363,9 +2800,9 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     int steps = tf_train(m, run, NULL, stdout, csv, &ev);
     tf_stop_if_diverged(m);
     ev = tf_evaluate(m, run, NULL, TF_EVAL_FRESH);   /* not the draw training stopped on */
-    printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one "
-           "training watched):\n  token acc %.4f, exact-sequence acc %.4f (greedy decoding; "
-           "chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
+    printf("\nafter %d step%s, on a fresh held-out draw of %d example%s (not the one\n"
+           "training watched), greedy decoding:\n  token acc %.4f, exact-sequence acc %.4f "
+           "(chance per token %.3f)\n", steps, tf_plural(steps), run->n_eval,
            tf_plural(run->n_eval), ev.tok_acc, ev.seq_acc, 1.0 / (c->V - 2));
     TfBatch b;
     tf_batch_alloc(&b, c);
@@ -2385,22 +2822,18 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
         printf("%s\n", memcmp(out + e * c->T, y + e * c->T, sizeof(int) * (size_t)c->T)
                            ? "   (wrong)" : "   (right)");
     }
-    char what[64], stem[64];
     printf("\n");
     b.n = 1;                                    /* redo example 0 alone, then draw it */
     tf_greedy_decode(m, &b, out);               /* the caches hold its last decoder pass */
     /* the sublayer drawn, its queries (rows) and keys (columns), by attn */
-    static const char *const titles[] = { "encoder self-attention, layer %d",
-        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
     const TfSub *s = attn == TF_SHOW_ENC ? &m->a.es[2 * (show - 1)]
                    : &m->a.ds[3 * (show - 1) + (attn == TF_SHOW_CROSS)];
     const int *rows = attn == TF_SHOW_ENC ? b.src : b.tgt;
     const int *cols = attn == TF_SHOW_SELF ? b.tgt : b.src;
-    snprintf(what, sizeof what, titles[attn], show);
-    snprintf(stem, sizeof stem, "encdec-%s-L%d", tf_attn_names[attn], show);
+    TfPic pic;
+    tf_pic_encdec(&pic, attn, show, task_names[run->task]);
     const int Tq = attn == TF_SHOW_ENC ? c->S : c->T, Tk = attn == TF_SHOW_SELF ? c->T : c->S;
-    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk,
-                  rows, cols, what, svg, stem, NULL);
+    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk, rows, cols, &pic, svg, NULL);
     free(out); free(y);
     tf_batch_free(&b);
 }
@@ -2428,7 +2861,8 @@ static void tf_show_guesses(const TfModel *m, const TfBatch *b, const TfText *tx
 
 /* GPT: o->chars characters sampled after the prompt (--prompt; else the
  * text's first 4); with --prompt the text printed is the prompt and what
- * follows it, as it is, newlines included */
+ * follows it, as it is, newlines included, but a line longer than 80
+ * characters is broken at 80 (tf_print_wrapped) */
 static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
     const int given = o->prompt != NULL, plen = given ? o->plen : 4, n = o->chars;
     const int *prompt = given ? o->prompt_ids : tx->ids;
@@ -2442,11 +2876,13 @@ static void tf_show_sample(TfModel *m, const TfCli *o, const TfText *tx) {
     else {
         printf("\nsampled at temperature %.2f from the prompt \"", o->temperature);
         tf_print_tokens(tx->ids, plen, &m->c, tx);
-        printf("\":\n  ");
+        printf("\":\n");
     }
-    tf_print_tokens(out, plen + n, &m->c, tx);
-    printf("\n");
-    free(out);
+    char *text = xmalloc(5 * (size_t)(plen + n) + 1);   /* 80 columns: wrapped */
+    size_t at = 0;
+    for (int k = 0; k < plen + n; k++) at += (size_t)sprintf(text + at, "%s", tx->sym[out[k]]);
+    tf_print_wrapped(text, given ? 0 : 2, given ? 80 : 76);
+    free(text); free(out);
 }
 
 /* --prompt: the heads of layer o->show as they read the prompt (its last S
@@ -2466,11 +2902,12 @@ static void tf_show_prompt_heads(TfModel *m, const TfCli *o, const TfText *tx) {
     for (int h = 0; h < H; h++)
         for (int i = 0; i < L; i++)
             memcpy(Pc + (h * L + i) * L, P + (h * S + i) * S, sizeof(double) * (size_t)L);
-    char what[80], stem[32];
-    snprintf(what, sizeof what, "causal self-attention over the prompt, layer %d", o->show);
-    snprintf(stem, sizeof stem, "prompt-self-L%d", o->show);
+    TfPic pic = { "", "query (prompt position)", "key (prompt position)", 1, "" };
+    snprintf(pic.what, sizeof pic.what, "causal self-attention over the prompt, layer %d",
+             o->show);
+    tf_pic_name(&pic, "decoder", "prompt", TF_SHOW_SELF, o->show);
     printf("\n");
-    tf_show_heads(m, Pc, L, L, p, p, what, o->svg, stem, tx);
+    tf_show_heads(m, Pc, L, L, p, p, &pic, o->svg, tx);
     free(Pc);
     tf_batch_free(&b);
 }
@@ -2481,22 +2918,27 @@ static void tf_text_header(const TfCli *o, const TfText *tx, int n_eval) {
     const TfConfig *c = &o->c;
     const int split = tf_text_split(tx);
     if (o->text)
-        printf("text: %s, %d characters (%d for training, %d held out, %d of those not in "
-               "the vocabulary: <unk>), vocabulary %d (%d specials): \"", o->text, tx->n,
+        printf("text: %s, %d characters: %d for training, %d held out\n  (%d of those not in "
+               "the vocabulary: <unk>)\nvocabulary %d (%d specials):\n", o->text, tx->n,
                split, tx->n - split, tx->unknown, tx->V, tx->first);
-    else printf("text: %d characters (%d for training, %d held out), vocabulary %d: \"",
+    else printf("text: %d characters (%d for training, %d held out)\nvocabulary %d:\n",
                 tx->n, split, tx->n - split, tx->V);
+    size_t at = 0;
+    char *voc = xmalloc(16 * (size_t)tx->V + 3);   /* the vocabulary, quoted */
+    voc[at++] = '"';
     for (int k = o->text ? tx->first : 0; k < tx->V; k++) {
-        char buf[16];
-        tf_label(buf, sizeof buf, k, c, tx);
-        printf("%s", buf);
+        tf_label(voc + at, 16, k, c, tx);
+        at += strlen(voc + at);
     }
-    printf("\"\nheld-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
-           tf_plural(n_eval), c->S, n_eval < o->run.n_eval ? " (--eval capped at the "
+    strcpy(voc + at, "\"");
+    tf_print_wrapped(voc, 2, 78);
+    free(voc);
+    printf("held-out: %d window%s of %d characters, evenly spaced%s\n", n_eval,
+           tf_plural(n_eval), c->S, n_eval < o->run.n_eval ? "\n  (--eval capped at the "
            "distinct windows the held-out text holds)" : "");
     if (o->text)
-        printf("  (what training watches; the figure after training reads every window "
-               "that tiles the held-out part)\n");
+        printf("  (what training watches; the figure after training reads every window\n"
+               "  that tiles the held-out part)\n");
 }
 
 /* After training (or loading): held-out accuracy and loss. The built-in
@@ -2511,8 +2953,8 @@ static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int ste
         int windows;
         TfEval all = tf_evaluate_all(m, &o->run, tx, &windows);
         TfEval ev = tf_evaluate(m, &o->run, tx, TF_EVAL_WATCHED);
-        printf("\n%s %d step%s: validation loss %.4f (perplexity %.2f), %s accuracy %.4f, "
-               "over all %d windows of %d that tile the held-out %d characters; the %d "
+        printf("\n%s %d step%s: validation loss %.4f (perplexity %.2f),\n  %s accuracy %.4f, "
+               "over all %d windows of %d that tile\n  the held-out %d characters; the %d "
                "windows training watched give %.4f\n", o->load ? "loaded, trained" : "after",
                steps, tf_plural(steps), all.loss, exp(all.loss), what, all.tok_acc, windows,
                c->S, tx->n - split, tf_eval_count(c, &o->run, tx), ev.loss);
@@ -2523,7 +2965,7 @@ static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int ste
     for (int i = split; i < tx->n; i++) freq[tx->ids[i]]++;
     for (int k = 1; k < tx->V; k++) if (freq[k] > freq[top]) top = k;
     TfEval ev = tf_evaluate(m, &o->run, tx, TF_EVAL_FRESH);     /* BERT: fresh masks */
-    printf("\nafter %d step%s%s: held-out %s accuracy %.4f, loss %.4f (perplexity %.2f); "
+    printf("\nafter %d step%s%s: held-out %s accuracy %.4f,\n  loss %.4f (perplexity %.2f); "
            "always guessing '%s' scores %.4f\n", steps, tf_plural(steps),
            bert ? ", fresh masks" : "", what, ev.tok_acc, ev.loss, exp(ev.loss),
            tx->sym[top], (double)freq[top] / (tx->n - split));
@@ -2563,13 +3005,15 @@ static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv
     if (o->prompt) tf_show_prompt_heads(m, o, tx);
     else if (tx->n) {
         if (!bert) tf_forward(m, &b);           /* the held-out window again, to draw */
-        char stem[64], what[64];
-        snprintf(what, sizeof what, "%s self-attention, layer %d", bert ? "bidirectional"
-                 : "causal", o->show);
-        snprintf(stem, sizeof stem, "%s-self-L%d", bert ? "encoder" : "decoder", o->show);
+        TfPic pic = { "", "query (position in the window)", "key (position in the window)",
+                      !bert, "" };
+        snprintf(pic.what, sizeof pic.what, "%s self-attention, layer %d", bert
+                 ? "bidirectional" : "causal", o->show);
+        tf_pic_name(&pic, tf_arch_names[c->arch], "text", bert ? TF_SHOW_ENC : TF_SHOW_SELF,
+                    o->show);
         printf("\n");
         tf_show_heads(m, tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, c->S, c->S), c->S,
-                      c->S, b.src, b.src, what, o->svg, stem, tx);
+                      c->S, b.src, b.src, &pic, o->svg, tx);
     }
     tf_batch_free(&b);
 }
@@ -2598,7 +3042,8 @@ static void tf_pairs_labels(TfText *tx, const TfPairs *d) {
 /* the heads of layer o->show (attention o->attn) as the model decoded
  * example 0 of b greedily (the caches hold its last decoder pass), cut to
  * its letters and to the decoder's steps up to the one that wrote </s> */
-static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, const int *out) {
+static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, const int *out,
+                                const char *source) {
     const TfConfig *c = &m->c;
     TfText tx;
     tf_pairs_labels(&tx, o->run.data);
@@ -2615,21 +3060,18 @@ static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, co
     for (int h = 0; h < c->H; h++)
         for (int i = 0; i < Lq; i++)
             memcpy(Pc + (h * Lq + i) * Lk, P + (h * Tq + i) * Tk, sizeof(double) * (size_t)Lk);
-    static const char *const titles[] = { "encoder self-attention, layer %d",
-        "decoder causal self-attention, layer %d", "cross-attention, decoder layer %d" };
-    char what[64], stem[64];
-    snprintf(what, sizeof what, titles[o->attn], o->show);
-    snprintf(stem, sizeof stem, "data-%s-L%d", tf_attn_names[o->attn], o->show);
+    TfPic pic;
+    tf_pic_encdec(&pic, o->attn, o->show, source);
     printf("\n");
-    tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, what, o->svg,
-                  stem, &tx);
+    tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, &pic, o->svg,
+                  &tx);
     free(Pc);
     tf_text_free(&tx);
 }
 
 /* --data: the first k test words (in sorted order), their greedy
  * predictions and pronunciations, then the heads drawn for the first */
-static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
+static void tf_show_pairs(TfModel *m, const TfCli *o, int k, const char *source) {
     const TfPairs *d = o->run.data;
     const TfConfig *c = &m->c;
     tf_pairs_fit(m, d->S, d->T);
@@ -2658,7 +3100,7 @@ static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
         }
         b.n = 1;
     }
-    tf_show_pairs_heads(m, o, &b, out);
+    tf_show_pairs_heads(m, o, &b, out, source);
     free(out);
     tf_batch_free(&b);
 }
@@ -2666,46 +3108,171 @@ static void tf_show_pairs(TfModel *m, const TfCli *o, int k) {
 /* the --data lines before training: the file, its split and vocabularies */
 static void tf_pairs_header(const TfCli *o) {
     const TfPairs *d = o->run.data;
-    printf("data: %s, %d pairs (%s), %d words; split 90/5/5 by a hash of the word and --seed "
-           "%d, a word's pronunciations together:\n  train %d words (%d pairs), dev %d words, "
-           "test %d words\n", o->data, d->n, d->tsv ? "source<TAB>target" : "CMUdict",
+    printf("data: %s, %d pairs (%s), %d words\n  split 90/5/5 by a hash of the word and "
+           "--seed %d, a word's pronunciations\n  together: train %d words (%d pairs), dev %d "
+           "words, test %d words\n", o->data, d->n, d->tsv ? "source<TAB>target" : "CMUdict",
            d->nword, o->seed, d->nwords[SPLIT_TRAIN], d->ntrain, d->nwords[SPLIT_DEV],
            d->nwords[SPLIT_TEST]);
-    printf("vocabulary (training split): %d source characters, %d target symbols, 4 specials "
-           "(one id space, one shared embedding)\n", d->lv.n - TOK_SPECIALS,
-           d->pv.n - TOK_SPECIALS);
-    printf("lengths: longest source %d characters (line %d), longest target %d symbols + </s> "
-           "(line %d); the model's source %d, target %d\n", d->S, d->long_src, d->T - 1,
-           d->long_tgt, o->c.S, o->c.T);
-    printf("dev and test tokens the training split lacks (read as <unk>): %d source, %d "
-           "target\n", d->unk_src, d->unk_tgt);
-    printf("dev: every %d steps, greedy PER on %d dev words (evenly spaced); the best "
+    printf("vocabulary (%s): %d source characters, %d target symbols,\n  4 "
+           "specials (one id space, one shared embedding)\n", o->load ? "the loaded model's"
+           : "training split", d->lv.n - TOK_SPECIALS, d->pv.n - TOK_SPECIALS);
+    printf("lengths: longest source %d characters (line %d), longest target %d symbols\n"
+           "  + </s> (line %d); the model's source %d, target %d\n", d->S, d->long_src,
+           d->T - 1, d->long_tgt, o->c.S, o->c.T);
+    printf("%s tokens the %s lacks (read as <unk>):\n  %d source, %d target\n", o->load
+           ? "the file's" : "dev and test", o->load ? "loaded vocabulary" : "training split",
+           d->unk_src, d->unk_tgt);
+    if (o->load) { printf("\n"); return; }   /* not trained: no dev evaluations */
+    printf("dev: every %d steps, greedy PER on %d dev words (evenly spaced);\n  the best "
            "parameters are kept\n\n", o->run.eval_every, o->run.n_eval < d->nwords[SPLIT_DEV]
            ? o->run.n_eval : d->nwords[SPLIT_DEV]);
 }
 
-/* the --data run: train with model selection on dev, restore the best
- * parameters, then test PER and WER on every test word, examples and heads */
+/* --data: test PER and WER on every test word, greedy and (--beam K) by
+ * beam search, each scored against the nearest of the word's
+ * pronunciations */
+static void tf_pairs_test(TfModel *m, const TfCli *o) {
+    TfPairs *d = o->run.data;
+    printf("test, %d words (each decoded once; scored against the nearest of its\n"
+           "  pronunciations):\n", d->nwords[SPLIT_TEST]);
+    for (int k = 1; k <= o->beam; k += o->beam > 1 ? o->beam - 1 : 1) {
+        ErrorRate er;
+        char how[16];
+        const double t1 = seconds();
+        if (k == 1) tf_pairs_evaluate(m, d, SPLIT_TEST, 0, &er);
+        else tf_pairs_evaluate_beam(m, d, SPLIT_TEST, k, &er);
+        snprintf(how, sizeof how, k == 1 ? "greedy" : "beam %d", k);
+        printf("  %-8s PER %.2f%% (%ld edits / %ld reference symbols), WER %.2f%%\n"
+               "           (%d words wrong), in %.1f s\n", how, 100.0 * error_rate_per(&er),
+               er.edits, er.ref_len, 100.0 * error_rate_wer(&er), er.wrong, seconds() - t1);
+    }
+}
+
+/* the --data run: train with model selection on dev and restore the best
+ * parameters (or take --load's model), then test PER and WER on every test
+ * word, examples and heads, and --save */
 static void tf_main_pairs(TfModel *m, const TfCli *o, FILE *csv) {
     TfPairs *d = o->run.data;
     tf_pairs_header(o);
-    TfEval ev;
-    const double t0 = seconds();
-    const int steps = tf_train(m, &o->run, NULL, stdout, csv, &ev);
-    tf_stop_if_diverged(m);
-    const double secs = seconds() - t0;
-    if (d->best) memcpy(m->params, d->best, sizeof(double) * (size_t)m->np);
-    printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time; kept the parameters "
-           "of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
-           (double)steps * o->c.B / d->ntrain, secs, d->best_step, 100.0 * d->best_per);
-    ErrorRate er;
-    const double t1 = seconds();
-    tf_pairs_evaluate(m, d, SPLIT_TEST, 0, &er);
-    printf("test, %d words (each decoded once, greedy; scored against the nearest of its "
-           "pronunciations):\n  PER %.2f%% (%ld edits / %ld reference symbols), WER %.2f%% "
-           "(%d words wrong), in %.1f s\n", er.words, 100.0 * error_rate_per(&er), er.edits,
-           er.ref_len, 100.0 * error_rate_wer(&er), er.wrong, seconds() - t1);
-    tf_show_pairs(m, o, 6);
+    if (!o->load) {
+        TfEval ev;
+        const double t0 = seconds();
+        const int steps = tf_train(m, &o->run, NULL, stdout, csv, &ev);
+        tf_stop_if_diverged(m);
+        const double secs = seconds() - t0;
+        if (d->best) memcpy(m->params, d->best, sizeof(double) * (size_t)m->np);
+        printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time;\n  kept the "
+               "parameters of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
+               (double)steps * o->c.B / d->ntrain, secs, d->best_step, 100.0 * d->best_per);
+    }
+    tf_pairs_test(m, o);
+    tf_show_pairs(m, o, 6, "data");
+    if (o->save) {
+        m->c.S = o->c.S; m->c.T = o->c.T;       /* the lengths it was built with */
+        tf_pairs_ckpt_save(o->save, m, d);
+        printf("\nsaved the model to %s\n", o->save);
+    }
+}
+
+/* --input's word (or a line of stdin) w as source tokens of d's letters
+ * into src (*slen, at most S); 0, or -1 with why if it is empty, not UTF-8,
+ * too long, or has a letter the model was never trained on */
+static int tf_encode_word(const TfPairs *d, const char *w, int *src, int S, int *slen,
+                          char *why, size_t nwhy) {
+    if (!*w) { snprintf(why, nwhy, "an empty word"); return -1; }
+    if (utf8_check(w, (long)strlen(w), why, nwhy) != 0) return -1;
+    int unk = 0;
+    *slen = vocab_encode_chars(&d->lv, w, src, S, &unk);
+    if (*slen > S) {
+        snprintf(why, nwhy, "%d letters; the most this model reads is %d", *slen, S);
+        return -1;
+    }
+    for (int i = 0; unk && i < *slen; i++) {
+        if (src[i] != TOK_UNK) continue;
+        const char *c = w;
+        for (int k = 0; k < i; k++) c += utf8_char_len(c);
+        snprintf(why, nwhy, "the character '%.*s' is not one the model was trained on (its "
+                 "%d letters are %s .. %s)", utf8_char_len(c), c, d->lv.n - TOK_SPECIALS,
+                 d->lv.sym[TOK_SPECIALS], d->lv.sym[d->lv.n - 1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Decode one source src (slen) into out (T = m's built target length) with
+ * --beam's search or greedily; returns the length before </s>. Then a
+ * teacher-forced pass over [<s>, out] leaves in the caches the attention
+ * that wrote each symbol, for tf_show_pairs_heads (b: example 0). */
+static int tf_decode_word(TfModel *m, TfBatch *b, const int *src, int slen, int beam, int T,
+                          int *out) {
+    int len;
+    if (beam > 1) len = tf_pairs_beam(m, b, src, slen, beam, T, out);
+    else {
+        tf_pairs_fit(m, slen, T);
+        b->n = 1;
+        for (int t = 0; t < slen; t++) { b->src[t] = src[t]; b->smask[t] = 1; }
+        tf_pairs_decode(m, b, T, out);
+        len = tf_pred_len(out, T);
+    }
+    const int Lt = len + 1 < T ? len + 1 : T;
+    tf_pairs_fit(m, slen, Lt);
+    b->n = 1;
+    for (int t = 0; t < slen; t++) { b->src[t] = src[t]; b->smask[t] = 1; }
+    for (int t = 0; t < Lt; t++) { b->tgt[t] = t ? out[t - 1] : TF_BOS; b->tmask[t] = 1; }
+    tf_encode(m, b);
+    tf_decode(m, b);
+    return len;
+}
+
+/* "input-WORD" into buf (n bytes), for --input's picture: WORD's ASCII
+ * letters, digits and '-' as they are, any other byte as '_', at most 24 */
+static const char *tf_input_name(char *buf, size_t n, const char *word) {
+    size_t at = (size_t)snprintf(buf, n, "input-");
+    for (; *word && at + 1 < n && at < 30; word++)
+        buf[at++] = isalnum((unsigned char)*word) || *word == '-' ? *word : '_';
+    buf[at] = '\0';
+    return buf;
+}
+
+/* --load of an encdec model without --data: the symbols of --input's word
+ * and its attention heads (as tf_show_pairs_heads draws them; with --svg
+ * into DIR/transformer-encdec-input-WORD-<attn>-L<k>.svg), or of each line of
+ * stdin, one "word  PH O NE MES" line each, a dictionary. A word the model
+ * cannot read is refused with the reason: --input's exits 2; stdin's is
+ * skipped, said on stderr, and the run exits 2 at the end. */
+static void tf_main_use(TfCli *o, TfModel *m) {
+    const TfPairs *d = &o->loaded;
+    const int S = m->c.S, T = m->c.T;
+    o->run.data = &o->loaded;                   /* the labels of the heads */
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    int *src = xmalloc(sizeof(int) * (size_t)S), *out = xmalloc(sizeof(int) * (size_t)T);
+    char line[4096], why[300], name[40];
+    int bad = 0, slen;
+    for (int ln = 1; o->input ? ln == 1 : fgets(line, sizeof line, stdin) != NULL; ln++) {
+        if (o->input) snprintf(line, sizeof line, "%s", o->input);
+        else if (!strchr(line, '\n') && !feof(stdin))
+            opt_fail(&o->t, "stdin line %d: longer than %d bytes: not a word", ln,
+                     (int)sizeof line - 1);
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0] && !o->input) continue;
+        if (tf_encode_word(d, line, src, S, &slen, why, sizeof why) != 0) {
+            if (o->input) opt_fail(&o->t, "--input '%s': %s", line, why);
+            fprintf(stderr, "%s: stdin line %d: %s; skipped\n", o->t.prog, ln, why);
+            bad = 1;
+            continue;
+        }
+        const int len = tf_decode_word(m, &b, src, slen, o->beam, T, out);
+        printf("%s ", line);
+        for (int i = 0; i < len; i++) printf(" %s", tf_pairs_sym(d, out[i]));
+        printf("\n");
+        if (o->input) tf_show_pairs_heads(m, o, &b, out, tf_input_name(name, sizeof name, line));
+        fflush(stdout);
+    }
+    free(src); free(out);
+    tf_batch_free(&b);
+    tf_free(m);
+    if (bad) exit(2);
 }
 
 static const char tf_about[] =
@@ -2720,19 +3287,46 @@ static const char tf_about[] =
 static const char tf_after[] =
     "An option applies only where it is used (\"only with\" above), and is refused\n"
     "elsewhere: --experiment positions sets --task and --pos itself, heads sets\n"
-    "--heads, cost reads only --seed; --bench runs fixed configurations and the\n"
-    "default example and takes no other option.\n";
+    "--heads, cost reads only --seed and --svg; --bench runs fixed configurations\n"
+    "and the default example and takes no other option.\n"
+    "\n"
+    "--svg DIR writes every picture of the run into DIR, named for what it shows:\n"
+    "transformer-<arch>-<task, text or data>-<attention>-L<layer>.svg (all heads of\n"
+    "a layer), ...-curve.svg (training loss above the held-out metric), and\n"
+    "transformer-<experiment>.svg; a file of that name already in DIR is replaced.\n";
 
 /* The option table's second half: drawing, sampling and seeds, then real
  * data (a text file, a budget, a log, checkpoints) and the optimiser options
  * of nanoGPT's recipe. */
-enum { TF_N_TABLE1 = 20 };
+enum { TF_N_TABLE1 = 20, TF_N_TABLE2 = 38 };
+
+/* The option table's last rows: the encdec on a pair file (--data), and a
+ * saved one's words (--input, --beam). */
+static void tf_cli_table_data(TfCli *o) {
+    const Opt all[] = {
+        { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
+          "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
+          "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
+          "data\", says more)", 0 },
+        { "--input", OPT_PATH, &o->input, 0, 0, NULL, TF_M(ENCDEC), "WORD", "with --load of "
+          "an encdec model: WORD's symbols\nand its attention (default: one word a line from\n"
+          "stdin, 'word  PH O NE MES')", 0 },
+        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, TF_M(ENCDEC), "K", "--data, --input and "
+          "stdin: beam search with K\nbeams (1: greedy); --data gives the test PER and\nWER "
+          "both ways", 0 },
+    };
+    (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE2) * sizeof(Opt) ? 1 : -1]);
+    memcpy(o->opt + TF_N_TABLE2, all, sizeof all);
+}
+
 static void tf_cli_table_more(TfCli *o) {
     const Opt all[] = {
         { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
           "sampling temperature (0: greedy)", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(HEADS), "DIR",
-          "also write each head's heatmap as an SVG into the\nexisting DIR", 0 },
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS) |
+          TF_M(COST), "DIR", "write pictures into the existing DIR: a layer's\nheads, "
+          "the training curve, an experiment's\nchart (transformer-*.svg; same name: "
+          "replaced)", 0 },
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
           "seed of the weights and the data", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
@@ -2756,12 +3350,13 @@ static void tf_cli_table_more(TfCli *o) {
           "them\nas its context, as it does while sampling;\ndefault: the text's first 4)", 0 },
         { "--chars", OPT_INT, &o->chars, 1, 1000000, NULL, TF_M(DECODER), "N",
           "characters to sample", 0 },
-        { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
-          "after training, write the model (config,\nvocabulary, weights, Adam state) to FILE",
-          0 },
-        { "--load", OPT_PATH, &o->load, 0, 0, NULL, TF_M(ENCODER) | TF_M(DECODER), "FILE",
-          "use the model in FILE instead of training one:\n--prompt samples from it, --text "
-          "measures it; it\nsets --arch and the model's size", 0 },
+        { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_ARCHS, "FILE", "after training on "
+          "a text or --data, write the model\n(config, vocabulary, weights, Adam state) to "
+          "FILE", 0 },
+        { "--load", OPT_PATH, &o->load, 0, 0, NULL, TF_ARCHS, "FILE", "use the model in FILE "
+          "instead of training one:\n--prompt samples from it, --text measures it; an\n"
+          "encdec model converts --input or stdin's words,\nor --data FILE measures it; it "
+          "sets --arch and\nthe model's size", 0 },
         { "--schedule", OPT_CHOICE, &o->run.sched, 0, 0, tf_sched_names, TF_TRAINS, "S",
           "noam: the paper's warm-up (--lr-factor);\ncosine: nanoGPT's (--lr, --lr-min)", 0 },
         { "--lr", OPT_RATE, &o->run.lr, 0, 10, NULL, TF_TRAINS, "X",
@@ -2774,13 +3369,10 @@ static void tf_cli_table_more(TfCli *o) {
           "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
         { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
           "clip the gradient norm to X (0: never)", 0 },
-        { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
-          "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
-          "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
-          "data\", says more)", 0 },
     };
-    (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
+    (void)sizeof(char[sizeof all == (TF_N_TABLE2 - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE1, all, sizeof all);
+    tf_cli_table_data(o);
 }
 
 /* The option table: name, kind, where the value goes, range or choices, the
@@ -2966,7 +3558,9 @@ static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
                      "further; leave %s out", training[k], training[k]);
     char why[600];
     TfText voc;
-    if (tf_ckpt_load(o->load, m, &voc, why, sizeof why) != 0) opt_fail(&o->t, "--load: %s", why);
+    memset(&voc, 0, sizeof voc);
+    if (tf_ckpt_load_any(o->load, m, &voc, &o->loaded, why, sizeof why) != 0)
+        opt_fail(&o->t, "--load: %s", why);
     int given[TF_N_MODEL_OPTS];
     for (int k = 0; k < TF_N_MODEL_OPTS; k++) given[k] = opt_given(&o->t, tf_model_opts[k]);
     TfConfig want = o->c;
@@ -2978,6 +3572,7 @@ static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
     o->layers = m->c.n_enc;
     o->len = m->c.S;
     memset(tx, 0, sizeof *tx);
+    if (m->c.arch == TF_ENCDEC) return;         /* --data, --input or stdin: main decides */
     if (o->text && tf_text_read(tx, o->text, &voc, why, sizeof why) != 0)
         opt_fail(&o->t, "--text: %s", why);
     if (!o->text) *tx = voc;                    /* the vocabulary alone, no text */
@@ -2985,10 +3580,40 @@ static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
     if (o->text && tx->n - tf_text_split(tx) - 2 < o->c.S)
         opt_fail(&o->t, "--text %s: its held-out part (%d characters) is shorter than one "
                  "window of the model's --len %d", o->text, tx->n - tf_text_split(tx), o->c.S);
+    if (o->input)
+        opt_fail(&o->t, "--input converts a word with an encdec model; '%s' holds a text "
+                 "model (--arch %s): give --prompt TEXT or --text FILE", o->load,
+                 tf_arch_names[o->c.arch]);
     if (!o->text && (o->c.arch == TF_ENCODER || !o->prompt))
         opt_fail(&o->t, "--load %s: nothing to do; give %s", o->load, o->c.arch == TF_ENCODER
                  ? "--text FILE (to measure the model on it)"
                  : "--prompt TEXT (to sample from it) or --text FILE (to measure it)");
+}
+
+/* The encdec options of real data: --input only converts with --load and
+ * without --data; --beam searches --data's test words or --load's words;
+ * --save keeps a model trained on --data; --svg needs a word to draw
+ * (--input: stdin's words get no picture); the beams are rows of a batch. */
+static void tf_cli_check_use(TfCli *o) {
+    if (o->c.arch != TF_ENCDEC) return;
+    const int use = o->load && !o->data;
+    if (o->input && !use)
+        opt_fail(&o->t, "--input converts WORD with a saved encdec model: give --load FILE "
+                 "(a model trained with --data ... --save FILE)%s", o->data ? ", without "
+                 "--data (which measures the model on a file)" : "");
+    if (o->beam > 1 && !o->data && !o->load)
+        opt_fail(&o->t, "--beam %d searches --data's test words or a loaded model's words; "
+                 "the toy tasks decode greedily: give --data FILE or --load FILE", o->beam);
+    if (o->save && !o->data)
+        opt_fail(&o->t, "--save keeps an encdec model trained on --data FILE (or a text "
+                 "arch's); the toy tasks' model is not kept: add --data FILE");
+    if (use && o->svg && !o->input)
+        opt_fail(&o->t, "--svg draws the attention of --input's word; words from stdin get "
+                 "none: give --input WORD, or drop --svg");
+    if (o->beam > o->c.B)
+        opt_fail(&o->t, "--beam %d is more than the %d examples of a batch (--batch%s), which "
+                 "hold the beams: give --beam %d or less", o->beam, o->c.B, o->load
+                 ? ", the loaded model's" : "", o->c.B);
 }
 
 /* --prompt: as tokens of tx's vocabulary into o->prompt_ids, every
@@ -3024,8 +3649,8 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     o->c = (TfConfig){ TF_ENCDEC, TF_POST, TF_POS_SIN, TF_RELU, 11, 32, 4, 64, 2, 2, 10, 10,
                        32, 0.0 };
     o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1, 0.98, TF_SCHED_NOAM,
-                      1e-3, 1e-4, 0.0, 0.0, 0.0, NULL };
-    o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8;
+                      1e-3, 1e-4, 0.0, 0.0, 0.0, NULL, NULL };
+    o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8; o->beam = 1;
     o->chars = 160;
     tf_cli_table(o);
     o->t = (OptTable){ argv[0], tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
@@ -3039,8 +3664,10 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     if (!o->load && o->text && tf_text_read(tx, o->text, NULL, why, sizeof why) != 0)
         opt_fail(&o->t, "--text: %s", why);
     if (!o->load && !o->text) tf_text_build(tx);
-    if (o->data && tf_pairs_read(&o->pairs, o->data, (uint64_t)o->seed, why, sizeof why) != 0)
+    if (o->data && tf_pairs_read_vocab(&o->pairs, o->data, (uint64_t)o->seed, o->load ?
+                                       &o->loaded : NULL, why, sizeof why) != 0)
         opt_fail(&o->t, "--data: %s", why);
+    tf_cli_check_use(o);
     if (o->data) o->run.data = &o->pairs;
     if (!o->load) tf_cli_resolve(o, tx);
     tf_cli_check_model(o);
@@ -3054,25 +3681,27 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
 
 /* the default run: one model of --arch, trained (or loaded), evaluated and
  * drawn; m is the loaded model with --load */
-static void tf_main_run(const TfCli *o, const TfText *tx, TfModel *m) {
+static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
     const TfConfig *c = &o->c;
     const TfRun *run = &o->run;
-    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, d_model %d, %d heads, "
-           "%d layer%s%s, ff %d, vocab %d, len %d, batch %d, seed %d\n",
+    printf("transformer.c: --arch %s, %s-LN, %s positions, %s, seed %d\n  d_model %d, %d "
+           "heads, %d layer%s%s, ff %d, vocab %d, len %d, batch %d\n",
            tf_arch_names[c->arch], tf_norm_names[c->norm], tf_pos_names[c->pos],
-           tf_act_names[c->act], c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
-           c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B, o->seed);
+           tf_act_names[c->act], o->seed, c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
+           c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B);
     if (o->load) printf("model: read from %s (trained %d steps)\n", o->load, m->step);
-    else if (run->sched == TF_SCHED_NOAM)
-        printf("training: Adam (0.9, %g, 1e-9), lr = %g * d_model^-0.5 * min(step^-0.5, "
-               "step * %d^-1.5), label smoothing %g", run->beta2, run->lr_factor,
-               run->warmup, c->smoothing);
-    else printf("training: Adam (0.9, %g, 1e-9), lr %g rising over %d steps, then a cosine "
-                "to %g at step %d, label smoothing %g", run->beta2, run->lr, run->warmup,
-                run->lr_min, run->steps, c->smoothing);
-    if (!o->load && run->wd > 0.0) printf(", weight decay %g", run->wd);
-    if (!o->load && run->clip > 0.0) printf(", gradient norm clipped to %g", run->clip);
-    if (!o->load) printf("\n");
+    else {
+        printf("training: Adam (0.9, %g, 1e-9), label smoothing %g\n", run->beta2,
+               c->smoothing);
+        if (run->sched == TF_SCHED_NOAM)
+            printf("  lr = %g * d_model^-0.5 * min(step^-0.5, step * %d^-1.5)\n",
+                   run->lr_factor, run->warmup);
+        else printf("  lr %g rising over %d steps, then a cosine to %g at step %d\n", run->lr,
+                    run->warmup, run->lr_min, run->steps);
+        if (run->wd > 0.0) printf("  weight decay %g%s", run->wd, run->clip > 0.0 ? ", " : "\n");
+        if (run->clip > 0.0) printf("%sgradient norm clipped to %g\n", run->wd > 0.0 ? ""
+                                    : "  ", run->clip);
+    }
     if (!o->load) tf_build(m, c, run->seed);
     printf("parameters: %d\n\n", m->np);
     OutFile log = { NULL, NULL, NULL };
@@ -3081,10 +3710,18 @@ static void tf_main_run(const TfCli *o, const TfText *tx, TfModel *m) {
         fprintf(log.f, run->data ? "step,train_loss,dev_loss,dev_per,dev_wer,lr,seconds\n"
                                : "step,train_loss,heldout_loss,heldout_acc,lr,seconds\n");
     }
+    TfWatch watch;
+    memset(&watch, 0, sizeof watch);
+    if (o->svg && !o->load) o->run.watch = &watch;   /* curves of the training run */
     if (run->data) tf_main_pairs(m, o, log.f);
     else if (c->arch == TF_ENCDEC) tf_main_encdec(m, run, o->show, o->attn, o->svg, log.f);
     else tf_main_text(m, o, tx, log.f);
     if (o->log) out_close(&log);
+    tf_write_curve(o->svg, tf_arch_names[c->arch], run->data ? "data" : c->arch == TF_ENCDEC
+                   ? task_names[run->task] : "text", &watch, run->data != NULL,
+                   c->arch != TF_ENCDEC);
+    tf_watch_free(&watch);
+    o->run.watch = NULL;
     tf_free(m);
 }
 
@@ -3098,14 +3735,17 @@ int main(int argc, char **argv) {
     memset(&tx, 0, sizeof tx);
     tf_cli_parse(&o, argc, argv, &tx, &m);
     switch (o.mode) {
-    case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed); break;
+    case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
-    case TF_M_COST:      tf_experiment_cost(o.run.seed); break;
+    case TF_M_COST:      tf_experiment_cost(o.run.seed, o.svg); break;
     case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
-    default:             tf_main_run(&o, &tx, &m);
+    default:
+        if (o.load && o.c.arch == TF_ENCDEC && !o.data) tf_main_use(&o, &m);  /* words */
+        else tf_main_run(&o, &tx, &m);
     }
     tf_text_free(&tx);
     if (o.data) tf_pairs_free(&o.pairs);
+    tf_pairs_free(&o.loaded);
     free(o.prompt_ids);
     return 0;
 }
