@@ -2267,7 +2267,9 @@ void write_svg_heatmaps(const char *path, const HeatmapSvg *s, const double *W,
     if (width < 320) width = 320;
     const int cols = (width - 16) / SVG_TITLE_W;     /* title characters per line */
     const int title_h = 18 * svg_title_lines(NULL, s->title, cols, 0, 0) + 8;
-    const int height = title_h + rows * maph + (s->col_axis ? 24 : 8);
+    int height = title_h + rows * maph + (s->col_axis ? 24 : 8);
+    const int legend_h = 20 + 120 + (masked ? 30 : 8);   /* svg_heat_legend's extent */
+    if (height < title_h + legend_h) height = title_h + legend_h;
     OutFile o = out_open(path);
     FILE *f = o.f;
     svg_begin(f, width, height);
@@ -2520,7 +2522,8 @@ void write_svg_bars(const char *path, const ChartSvg *c, const char *const *grou
     chart_ticks(f, lo, hi, 0, 1, top + ph, top, left, left + pw);
     for (int g = 0; g < ngroups; g++) {
         for (int k = 0; k < ns; k++) {
-            const double x = left + g * gw + 8 + k * bar, val = v[g * ns + k];
+            const double x = left + g * gw + (gw - ns * bar) / 2.0 + k * bar,  /* centred */
+                         val = v[g * ns + k];
             if (!isfinite(val)) { svg_text(f, x + bar / 2.0, top + ph - 4, "middle",
                                            "font-size=\"9\"", "n/a"); continue; }
             const double h = val / hi * ph;
@@ -4125,6 +4128,38 @@ static const ReportFigure report_figures[] = {
     { "attention-self-padding.svg", "the padding mask: no query reads the two padded keys" },
     { "attention-self-heads.svg", "two heads of one layer on one colour scale attend in "
       "different ways; the two 'the' rows are equal in each" },
+    { "seq2seq-reverse-luong-alignment.svg", "each output step attends to the source "
+      "position it copies: reversal is the anti-diagonal" },
+    { "seq2seq-reverse-luong-curve.svg", "the training loss falls by orders of magnitude "
+      "while held-out accuracy climbs to 100%" },
+    { "seq2seq-date-luong-alignment.svg", "the year's digits attend to the year, the "
+      "month's to the month word: the alignment jumps, it is not monotonic" },
+    { "seq2seq-date-luong-curve.svg", "loss and held-out accuracy of the date model" },
+    { "seq2seq-length.svg", "without attention exact accuracy collapses beyond 10 "
+      "symbols; Bahdanau stays at 100%, Luong's dot score sags at the longest" },
+    { "seq2seq-length-curve.svg", "the three models' training loss: without attention it "
+      "stalls high, with attention it keeps falling" },
+    { "seq2seq-pooling.svg", "the label sits at position 2 of 60: the last state is at "
+      "chance, the mean halfway, attention pooling finds it (100%)" },
+    { "seq2seq-pooling-curve.svg", "only attention pooling drives the training loss "
+      "towards 0" },
+    { "seq2seq-cnn.svg", "a CNN's pooling cannot tell which pair was asked for until the "
+      "LSTM's last state, which has read the question, becomes the query" },
+    { "seq2seq-cnn-weights.svg", "where each attention pooling puts its weight on one "
+      "held-out example: the h_T query lands on the letter asked for" },
+    { "seq2seq-cnn-curve.svg", "training loss of each of the CNN experiment's models" },
+    { "transformer-encdec-copy-cross-L2.svg", "cross-attention of the last decoder layer, "
+      "all heads on one scale: on copy, output i reads source position i" },
+    { "transformer-encdec-copy-curve.svg", "training and held-out loss, then token and "
+      "exact-sequence accuracy, of the encoder-decoder on copy" },
+    { "transformer-positions.svg", "without positional encoding reversal fails (no "
+      "exact answer); learned and sinusoidal positions both reach 100%" },
+    { "transformer-heads.svg", "accuracy on sort with 1 to 8 heads at the same width: "
+      "more heads are not steadily better (one seed)" },
+    { "transformer-heads-sort-cross-L2.svg", "the 8 heads of the last decoder layer on "
+      "one scale: some sharp, some diffuse" },
+    { "transformer-cost.svg", "self-attention's time and memory against length on "
+      "log-log axes: slopes near 2, the O(n^2) of the score matrix" },
 };
 
 /* the reading of figure file, or NULL */
