@@ -1410,6 +1410,57 @@ FILE *xfopen_at(const char *path, const char *mode, const char *file, int line) 
 }
 #define xfopen(path, mode) xfopen_at((path), (mode), __FILE__, __LINE__)
 
+/* text wrapped at its spaces to `width` columns (a run of spaces where a
+ * line breaks is dropped), continuation lines starting with indent, in a
+ * new block the caller frees; a '\n' in text ends a line. Widths count
+ * UTF-8 characters; a word wider than a line (a long path) stays whole. */
+char *wrap_text(const char *indent, const char *text, int width) {
+    const size_t il = strlen(indent);
+    char *out = xmalloc(strlen(text) * (il + 2) + 1), *o = out;   /* room for a break per word */
+    int col = 0;
+    for (const char *p = text; *p;) {
+        if (*p == '\n') { *o++ = *p++; col = 0; continue; }
+        const char *sp = p;
+        while (*p == ' ') p++;
+        const char *w = p;
+        int wl = 0;
+        for (; *p && *p != ' ' && *p != '\n'; p++) wl += ((unsigned char)*p & 0xC0) != 0x80;
+        int nsp = (int)(w - sp);
+        if (col > 0 && wl > 0 && col + nsp + wl > width) {
+            *o++ = '\n';
+            memcpy(o, indent, il); o += il;
+            col = (int)il; nsp = 0;
+        }
+        memset(o, ' ', (size_t)nsp); o += nsp;
+        memcpy(o, w, (size_t)(p - w)); o += p - w;
+        col += nsp + wl;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* vfprintf fmt to f wrapped to 79 columns (continuations indented 2), then
+ * a newline: the form of every message on stderr */
+void vfprint_wrapped(FILE *f, const char *fmt, va_list ap) {
+    va_list aq;
+    va_copy(aq, ap);
+    const int n = vsnprintf(NULL, 0, fmt, ap);
+    char *text = xmalloc((size_t)(n > 0 ? n : 0) + 1);
+    vsnprintf(text, (size_t)(n > 0 ? n : 0) + 1, fmt, aq);
+    va_end(aq);
+    char *w = wrap_text("  ", text, 79);
+    fprintf(f, "%s\n", w);
+    free(w);
+    free(text);
+}
+
+void fprint_wrapped(FILE *f, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprint_wrapped(f, fmt, ap);
+    va_end(ap);
+}
+
 /* "dir/name" in a new block the caller frees: no fixed buffer to cut it short */
 static char *path_join(const char *dir, const char *name) {
     const size_t n = strlen(dir) + 1 + strlen(name) + 1;
@@ -1504,8 +1555,9 @@ void warn_if_long(const char *what, int done, int total, double seconds,
                   const char *shorter) {
     const double est = done > 0 ? seconds / done * total : 0.0;
     if (est > 3600.0)
-        fprintf(stderr, "note: the first %d %s took %.1f s, so all %d will take about %.1f "
-                "hours (%s to shorten it)\n", done, what, seconds, total, est / 3600.0, shorter);
+        fprint_wrapped(stderr, "note: the first %d %s took %.1f s, so all %d will take about "
+                       "%.1f hours (%s to shorten it)", done, what, seconds, total,
+                       est / 3600.0, shorter);
 }
 
 /* Registered with atexit() by every main: a program whose standard output
@@ -1534,8 +1586,8 @@ void report_divergence(int step, double loss, double gnorm, int V, const char *a
     char chance[64] = "";
     if (V > 1) snprintf(chance, sizeof chance, " (a uniform guess over %d classes: %.2f)", V,
                         log((double)V));
-    fprintf(stderr, "error: training diverged at step %d: loss %g%s, gradient norm %g; %s\n",
-            step, loss, chance, gnorm, advice);
+    fprint_wrapped(stderr, "error: training diverged at step %d: loss %g%s, gradient norm "
+                   "%g; %s", step, loss, chance, gnorm, advice);
     exit(3);
 }
 
@@ -1686,12 +1738,13 @@ typedef struct {
 /* Print "prog: " and the message to stderr, then exit 2: the one way a
  * program refuses its command line. */
 void opt_fail(const OptTable *t, const char *fmt, ...) {
+    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", t->prog);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    const int n = snprintf(line, sizeof line, "%s: ", t->prog);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    fprint_wrapped(stderr, "%s", line);
     exit(2);
 }
 
