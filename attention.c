@@ -1398,18 +1398,6 @@ void mha_backward(double *dXq, double *dXkv, Mha *dm, const double *dout,
  * 7. plumbing: files, divergence, options, layouts, a timer
  * ======================================================================== */
 
-/* fopen that never returns NULL: on failure it says which file and why, exit 1. */
-FILE *xfopen_at(const char *path, const char *mode, const char *file, int line) {
-    FILE *f = fopen(path, mode);
-    if (!f) {
-        fprintf(stderr, "%s:%d: cannot open '%s' (mode %s): %s\n",
-                file, line, path, mode, strerror(errno));
-        exit(1);
-    }
-    return f;
-}
-#define xfopen(path, mode) xfopen_at((path), (mode), __FILE__, __LINE__)
-
 /* text wrapped at its spaces to `width` columns (a run of spaces where a
  * line breaks is dropped), continuation lines starting with indent, in a
  * new block the caller frees; a '\n' in text ends a line. Widths count
@@ -1461,6 +1449,18 @@ void fprint_wrapped(FILE *f, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* fopen that never returns NULL: on failure it says which file and why, exit 1. */
+FILE *xfopen_at(const char *path, const char *mode, const char *file, int line) {
+    FILE *f = fopen(path, mode);
+    if (!f) {
+        fprint_wrapped(stderr, "%s:%d: cannot open '%s' (mode %s): %s",
+                file, line, path, mode, strerror(errno));
+        exit(1);
+    }
+    return f;
+}
+#define xfopen(path, mode) xfopen_at((path), (mode), __FILE__, __LINE__)
+
 /* "dir/name" in a new block the caller frees: no fixed buffer to cut it short */
 static char *path_join(const char *dir, const char *name) {
     const size_t n = strlen(dir) + 1 + strlen(name) + 1;
@@ -1503,7 +1503,7 @@ OutFile out_open(const char *path) {
     o.f = partial_create(path, &o.tmp);
     if (!o.f) {
         const int err = errno;
-        fprintf(stderr, "error: cannot write '%s': creating '%s' failed: %s%s\n", path, o.tmp,
+        fprint_wrapped(stderr, "error: cannot write '%s': creating '%s' failed: %s%s", path, o.tmp,
                 strerror(err), partial_hint(err));
         exit(1);
     }
@@ -1515,7 +1515,7 @@ void out_close(OutFile *o) {
     if (fclose(o->f) != 0 && !why) why = strerror(errno);
     if (!why && rename(o->tmp, o->path) != 0) why = strerror(errno);
     if (why) {
-        fprintf(stderr, "error: could not finish writing '%s': %s; it is left as it was\n",
+        fprint_wrapped(stderr, "error: could not finish writing '%s': %s; it is left as it was",
                 o->path, why);
         remove(o->tmp);                          /* ours: created exclusively above */
         exit(1);
@@ -1537,12 +1537,12 @@ void check_dir_writable(const char *prog, const char *option, const char *dir) {
         if (f) { fclose(f); remove(probe); free(probe); return; }
         free(probe);
         if (err != EEXIST) {
-            fprintf(stderr, "%s: %s %s: cannot write into that directory (%s); give an "
-                    "existing, writable directory\n", prog, option, dir, strerror(err));
+            fprint_wrapped(stderr, "%s: %s %s: cannot write into that directory (%s); give an "
+                    "existing, writable directory", prog, option, dir, strerror(err));
             exit(2);
         }
     }
-    fprintf(stderr, "%s: %s %s: 1000 probe files .attention-probe-N are in the way\n",
+    fprint_wrapped(stderr, "%s: %s %s: 1000 probe files .attention-probe-N are in the way",
             prog, option, dir);
     exit(2);
 }
@@ -1565,8 +1565,8 @@ void warn_if_long(const char *what, int done, int total, double seconds,
  * exits 1 instead of 0, whatever it had printed. */
 void check_stdout_at_exit(void) {
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "error: writing the standard output failed (%s): what it shows is "
-                "incomplete\n", strerror(errno));
+        fprint_wrapped(stderr, "error: writing the standard output failed (%s): what it shows is "
+                "incomplete", strerror(errno));
         _Exit(1);
     }
 }
@@ -1596,7 +1596,7 @@ void report_divergence(int step, double loss, double gnorm, int V, const char *a
  * would be right, then exits with status 2. */
 static const char *arg_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
-        fprintf(stderr, "%s: option %s needs a value (see --help)\n", argv[0], argv[*i]);
+        fprint_wrapped(stderr, "%s: option %s needs a value (see --help)", argv[0], argv[*i]);
         exit(2);
     }
     *i += 1;
@@ -1611,7 +1611,7 @@ long arg_long(int argc, char **argv, int *i, long lo, long hi) {
     errno = 0;
     long v = strtol(s, &end, 10);   /* strtol skips leading blanks: we do not */
     if (errno || end == s || *end != '\0' || v < lo || v > hi || isspace((unsigned char)s[0])) {
-        fprintf(stderr, "%s: %s must be an integer between %ld and %ld, got '%s'\n",
+        fprint_wrapped(stderr, "%s: %s must be an integer between %ld and %ld, got '%s'",
                 argv[0], name, lo, hi, s);
         exit(2);
     }
@@ -1629,10 +1629,10 @@ static double arg_real(int argc, char **argv, int *i, double lo, double hi, int 
     if (errno || end == s || *end != '\0' || !((lo_open ? v > lo : v >= lo) && v <= hi) ||
         isspace((unsigned char)s[0])) {
         if (lo_open)
-            fprintf(stderr, "%s: %s must be a number above %g and at most %g, got '%s'\n",
+            fprint_wrapped(stderr, "%s: %s must be a number above %g and at most %g, got '%s'",
                     argv[0], name, lo, hi, s);
         else
-            fprintf(stderr, "%s: %s must be a number between %g and %g, got '%s'\n",
+            fprint_wrapped(stderr, "%s: %s must be a number between %g and %g, got '%s'",
                     argv[0], name, lo, hi, s);
         exit(2);
     }
@@ -1651,9 +1651,12 @@ int arg_choice(int argc, char **argv, int *i, const char *const *choices) {
     const char *s = arg_value(argc, argv, i);
     for (int k = 0; choices[k]; k++)
         if (strcmp(s, choices[k]) == 0) return k;
-    fprintf(stderr, "%s: %s must be one of", argv[0], name);
-    for (int k = 0; choices[k]; k++) fprintf(stderr, "%s %s", k ? "," : "", choices[k]);
-    fprintf(stderr, "; got '%s'\n", s);
+    char list[1024] = "";
+    for (int k = 0; choices[k]; k++) {
+        const size_t n = strlen(list);
+        snprintf(list + n, sizeof list - n, "%s %s", k ? "," : "", choices[k]);
+    }
+    fprint_wrapped(stderr, "%s: %s must be one of%s; got '%s'", argv[0], name, list, s);
     exit(2);
 }
 
@@ -1662,7 +1665,7 @@ const char *arg_path(int argc, char **argv, int *i) {
     const char *name = argv[*i];
     const char *s = arg_value(argc, argv, i);
     if (!s[0]) {
-        fprintf(stderr, "%s: %s needs a non-empty file name\n", argv[0], name);
+        fprint_wrapped(stderr, "%s: %s needs a non-empty file name", argv[0], name);
         exit(2);
     }
     return s;
@@ -1677,7 +1680,7 @@ const char *arg_path(int argc, char **argv, int *i) {
 void check_writable(const char *prog, const char *option, const char *path) {
     FILE *e = fopen(path, "r+");                 /* there already? (r+ truncates nothing) */
     if (!e && errno != ENOENT) {                 /* a directory, or not ours to write */
-        fprintf(stderr, "%s: %s: cannot write the file '%s': %s\n", prog, option, path,
+        fprint_wrapped(stderr, "%s: %s: cannot write the file '%s': %s", prog, option, path,
                 strerror(errno));
         exit(2);
     }
@@ -1686,7 +1689,7 @@ void check_writable(const char *prog, const char *option, const char *path) {
     FILE *f = partial_create(path, &tmp);
     if (!f) {
         const int err = errno;
-        fprintf(stderr, "%s: %s: cannot write the file '%s': creating '%s' failed: %s%s\n",
+        fprint_wrapped(stderr, "%s: %s: cannot write the file '%s': creating '%s' failed: %s%s",
                 prog, option, path, tmp, strerror(err), partial_hint(err));
         exit(2);
     }
@@ -1861,9 +1864,13 @@ void opt_parse(OptTable *t, int argc, char **argv) {
         int k = 0;
         while (k < t->n && strcmp(argv[i], t->opt[k].name) != 0) k++;
         if (k == t->n) {
-            fprintf(stderr, "%s: unknown option '%s'; the options are", t->prog, argv[i]);
-            for (int j = 0; j < t->n; j++) fprintf(stderr, " %s", t->opt[j].name);
-            fprintf(stderr, " and --help\n");
+            char list[2048] = "";
+            for (int j = 0; j < t->n; j++) {
+                const size_t n = strlen(list);
+                snprintf(list + n, sizeof list - n, " %s", t->opt[j].name);
+            }
+            fprint_wrapped(stderr, "%s: unknown option '%s'; the options are%s and --help",
+                           t->prog, argv[i], list);
             exit(2);
         }
         Opt *o = &t->opt[k];
@@ -1887,11 +1894,14 @@ void opt_check_mode(const OptTable *t, int mode) {
     for (int k = 0; k < t->n; k++) {
         const Opt *o = &t->opt[k];
         if (!o->given || !o->modes || (o->modes >> mode & 1u)) continue;
-        fprintf(stderr, "%s: %s does not apply to %s; it applies only to", t->prog, o->name,
-                t->modes[mode]);
+        char list[512] = "";
         for (int m = 0; t->modes[m]; m++)
-            if (o->modes >> m & 1u) fprintf(stderr, " %s", t->modes[m]);
-        fprintf(stderr, "\n");
+            if (o->modes >> m & 1u) {
+                const size_t n = strlen(list);
+                snprintf(list + n, sizeof list - n, " %s", t->modes[m]);
+            }
+        fprint_wrapped(stderr, "%s: %s does not apply to %s; it applies only to%s", t->prog,
+                       o->name, t->modes[mode], list);
         exit(2);
     }
 }
@@ -4253,12 +4263,12 @@ static void report_run(const char *prog, const char *dir, int k, int n, time_t s
     sprintf(path, "%s.txt.partial", base);
     free(base);
     if (status != 0) {
-        fprintf(stderr, "%s: --report: '%s' failed (its message is above); what it "
-                "printed is in %s\n", prog, cmd, path);
+        fprint_wrapped(stderr, "%s: --report: '%s' failed (its message is above); what it "
+                "printed is in %s", prog, cmd, path);
         exit(1);
     }
     if (rename(path, txt) != 0) {
-        fprintf(stderr, "%s: --report: cannot rename %s: %s\n", prog, path, strerror(errno));
+        fprint_wrapped(stderr, "%s: --report: cannot rename %s: %s", prog, path, strerror(errno));
         exit(1);
     }
     free(path);
@@ -4279,7 +4289,7 @@ static void report_figures_of(FILE *f, const char *dir, char *txt, int *unread) 
             char why[512], *path = path_join(dir, name);
             long len;
             char *svg = read_text_file(path, 1L << 24, &len, why, sizeof why);
-            if (!svg) { fprintf(stderr, "error: --report: %s\n", why); exit(1); }
+            if (!svg) { fprint_wrapped(stderr, "error: --report: %s", why); exit(1); }
             const char *body = strstr(svg, "<svg");
             fprintf(f, "<figure id=\"%.*s\">\n%s<figcaption><code>", (int)strlen(name) - 4,
                     name, body ? body : "");
@@ -4288,8 +4298,8 @@ static void report_figures_of(FILE *f, const char *dir, char *txt, int *unread) 
             svg_escape(f, reading ? reading : "(no reading: add one to report_figures[])");
             fprintf(f, "</figcaption></figure>\n");
             if (!reading) {
-                fprintf(stderr, "error: --report: %s has no reading in report_figures[] "
-                        "(attention.c)\n", name);
+                fprint_wrapped(stderr, "error: --report: %s has no reading in report_figures[] "
+                        "(attention.c)", name);
                 ++*unread;
             }
             free(svg);
@@ -4321,7 +4331,7 @@ static void report_section(FILE *f, const char *dir, int k, int *unread) {
     char *path = path_join(dir, name);
     long len;
     char *txt = read_text_file(path, 1L << 24, &len, why, sizeof why);
-    if (!txt) { fprintf(stderr, "error: --report: %s\n", why); exit(1); }
+    if (!txt) { fprint_wrapped(stderr, "error: --report: %s", why); exit(1); }
     report_figures_of(f, dir, txt, unread);
     fprintf(f, "<details%s><summary>what <code>", r->open ? " open=\"open\"" : "");
     svg_escape(f, cmd);
@@ -4372,8 +4382,8 @@ static int report_page(const char *dir) {
 static void report_main(const char *prog, const char *dir) {
     for (const char *c = dir; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr("._/-", *c)) {
-            fprintf(stderr, "%s: --report %s: the folder's name may hold only letters, "
-                    "digits and . _ / - (it goes into shell commands)\n", prog, dir);
+            fprint_wrapped(stderr, "%s: --report %s: the folder's name may hold only letters, "
+                    "digits and . _ / - (it goes into shell commands)", prog, dir);
             exit(2);
         }
     check_dir_writable(prog, "--report", dir);
