@@ -41,6 +41,7 @@
  *      (--text), BERT masking
  *  13. training and held-out evaluation (the whole held-out part of a file)
  *  13b. keeping a model: the checkpoint file (--save, --load)
+ *  13c. tracing one head (--trace): what mha_forward kept, for a reader
  *  14. showing attention: labels, heatmaps, SVG (--svg DIR: all heads of a
  *      layer in one picture, the training curves)
  *  15. experiments (positions, heads, cost) and --bench
@@ -2305,6 +2306,76 @@ int tf_ckpt_conflict(const TfConfig *have, const TfConfig *want, const int *give
 }
 
 /* ========================================================================
+ * 13c. tracing one head: what mha_forward kept, laid out for a reader
+ *
+ * --trace prints one head of one attention sublayer on one example, after
+ * the run's last forward pass, from that pass's own caches (TfSub's input
+ * rows, mha_forward's MhaCache): nothing here recomputes the model but the
+ * scores Q K^T / sqrt(dh), which sdpa_forward overwrites in place with the
+ * weights; they are made again from the cached Q and K by the same matmul
+ * and scale, and tests.c checks that their masked softmax is the cached P.
+ * ======================================================================== */
+
+/* which attention of a layer: the encoder's (or a text arch's only stack),
+ * the decoder's causal self-attention, or its cross-attention */
+enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
+
+/* One head h of one attention sublayer for example e of the last forward
+ * pass. Q, K, V, P, O point into the model's activations (read only); S and
+ * vis are the trace's own (free with tf_trace_free). */
+typedef struct {
+    int Tq, Tk, D, H, dh, head, causal;
+    const double *Xq;      /* (Tq,D) the rows the queries are projected from */
+    const double *Xkv;     /* (Tk,D) the rows of the keys and values (= Xq: self) */
+    const double *Q;       /* (Tq,dh) head h of Q = Xq W_q: the cache's Qh */
+    const double *K, *V;   /* (Tk,dh) head h of K = Xkv W_k, V = Xkv W_v */
+    double *S;             /* (Tq,Tk) Q K^T / sqrt(dh), every cell (masked ones too) */
+    unsigned char *vis;    /* (Tq,Tk) 1: key j is visible to query i (mask and causal) */
+    const double *P;       /* (Tq,Tk) the cached weights softmax(S + mask) */
+    const double *O;       /* (Tq,dh) the head's output P V: the cache's Oh */
+    const unsigned char *kmask;  /* (Tk) the example's real keys */
+} TfTrace;
+
+void tf_trace_free(TfTrace *tr) { free(tr->S); free(tr->vis); }
+
+/* Fill tr for head `head` (0-based) of attention `attn` (TF_SHOW_*) of layer
+ * `layer` (1-based) on example e of b, which the model's last forward pass
+ * ran (a text arch's only stack is TF_SHOW_ENC, causal for GPT). */
+void tf_trace_fill(TfTrace *tr, const TfModel *m, const TfBatch *b, int attn, int layer,
+                   int head, int e) {
+    const TfConfig *c = &m->c;
+    const TfActs *a = &m->a;
+    const int l = layer - 1, pre = c->norm == TF_PRE, enc = attn == TF_SHOW_ENC;
+    const TfSub *s = enc ? &a->es[2 * l] : &a->ds[3 * l + (attn == TF_SHOW_CROSS)];
+    const double *x = enc ? (l ? tf_sub_out(&a->es[2 * l - 1], c->norm) : a->xe)
+                    : attn == TF_SHOW_SELF ? (l ? tf_sub_out(&a->ds[3 * l - 1], c->norm) : a->xd)
+                    : tf_sub_out(&a->ds[3 * l], c->norm);   /* the sublayer's input */
+    memset(tr, 0, sizeof *tr);
+    tr->Tq = enc ? c->S : c->T;
+    tr->Tk = attn == TF_SHOW_SELF ? c->T : c->S;
+    tr->D = c->D; tr->H = c->H; tr->dh = c->D / c->H; tr->head = head;
+    tr->causal = attn == TF_SHOW_SELF || (enc && c->arch == TF_DECODER);
+    const int Tq = tr->Tq, Tk = tr->Tk, D = tr->D, dh = tr->dh, bh = e * c->H + head;
+    tr->Xq = (pre ? s->n : x) + e * Tq * D;             /* mha_forward's Xq */
+    tr->Xkv = attn == TF_SHOW_CROSS ? tf_enc_out(a, c) + e * Tk * D : tr->Xq;
+    tr->kmask = (attn == TF_SHOW_SELF ? b->tmask : b->smask) + e * Tk;
+    tr->Q = s->mc.Qh + bh * Tq * dh;
+    tr->K = s->mc.Kh + bh * Tk * dh;
+    tr->V = s->mc.Vh + bh * Tk * dh;
+    tr->P = s->mc.P + bh * Tq * Tk;
+    tr->O = s->mc.Oh + bh * Tq * dh;
+    tr->S = xcalloc_doubles(Tq * Tk);
+    tr->vis = xmalloc((size_t)(Tq * Tk));
+    matmul_nt_forward(tr->S, tr->Q, tr->K, Tq, dh, Tk);    /* as sdpa_forward: S = Q K^T */
+    const double scale = 1.0 / sqrt((double)dh);
+    for (int i = 0; i < Tq; i++)
+        for (int j = 0; j < Tk; j++) {
+            tr->S[i * Tk + j] *= scale;
+            tr->vis[i * Tk + j] = tr->kmask[j] && !(tr->causal && j > i);
+        }
+}
+
+/* ========================================================================
  * 14. showing attention: labels, heatmaps, SVG
  *
  * Only ./transformer uses sections 14 to 16: they are compiled only when this
@@ -2316,8 +2387,7 @@ int tf_ckpt_conflict(const TfConfig *have, const TfConfig *want, const int *give
 /* "s" unless n is 1: "1 step", "2 steps" */
 static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
 
-/* --show-attn: which attention of a layer is drawn */
-enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
+/* --show-attn: which attention of a layer is drawn (TF_SHOW_*, section 13c) */
 static const char *const tf_attn_names[] = { "enc", "self", "cross", NULL };
 
 /* a printable label for token k: "_" padding, "s" start, digits for symbols;
@@ -2441,6 +2511,129 @@ static void tf_show_heads(const TfModel *m, const double *P, int Tq, int Tk, con
         free(path); free(mask);
     }
     free(rl); free(cl); free(cap); free(rp);
+}
+
+/* tf_label, but a space as ' ' (a blank label would be lost in a table) */
+static void tf_trace_label(char *buf, size_t n, int k, const TfConfig *c, const TfText *tx) {
+    tf_label(buf, n, k, c, tx);
+    if (!strcmp(buf, " ")) snprintf(buf, n, "' '");
+}
+
+/* --trace shows at most this many positions (rows and columns): 10 columns
+ * of 7 characters and a row label fit 80 */
+enum { TF_TRACE_MAX = 10 };
+
+/* rows 0..min(T, TF_TRACE_MAX)-1 of A (T, cols), each labelled by its
+ * position and token, its first min(cols, 8) values */
+static void tf_trace_rows(const double *A, int T, int cols, const int *tok, const TfConfig *c,
+                          const TfText *tx) {
+    const int nt = T < TF_TRACE_MAX ? T : TF_TRACE_MAX, nc = cols < 8 ? cols : 8;
+    char lab[16];
+    printf("   t tok ");
+    for (int j = 0; j < nc; j++) printf("%7s", (snprintf(lab, sizeof lab, "[%d]", j), lab));
+    printf("%s\n", nc < cols ? "  ..." : "");
+    for (int t = 0; t < nt; t++) {
+        tf_trace_label(lab, sizeof lab, tok[t], c, tx);
+        printf("  %2d %-4s", t, lab);
+        for (int j = 0; j < nc; j++) printf("%7.3f", A[t * cols + j]);
+        printf("\n");
+    }
+}
+
+/* the (Tq,Tk) matrix M of a trace, at most TF_TRACE_MAX x TF_TRACE_MAX,
+ * rows labelled by the query tokens rt, columns by the key tokens ct;
+ * cells the mask hides as '.', or (vis NULL) the 0/1 mask itself */
+static void tf_trace_matrix(const TfTrace *tr, const double *M, int show_mask, const int *rt,
+                            const int *ct, const TfConfig *c, const TfText *tx) {
+    const int nq = tr->Tq < TF_TRACE_MAX ? tr->Tq : TF_TRACE_MAX;
+    const int nk = tr->Tk < TF_TRACE_MAX ? tr->Tk : TF_TRACE_MAX;
+    char lab[16];
+    printf("  q \\ k  ");
+    for (int j = 0; j < nk; j++) { tf_trace_label(lab, sizeof lab, ct[j], c, tx); printf("%7s", lab); }
+    printf("\n");
+    for (int i = 0; i < nq; i++) {
+        tf_trace_label(lab, sizeof lab, rt[i], c, tx);
+        printf("  %2d %-4s", i, lab);
+        for (int j = 0; j < nk; j++) {
+            const int v = tr->vis[i * tr->Tk + j];
+            if (show_mask) printf("%7s", v ? "1" : ".");
+            else if (v) printf("%7.3f", M[i * tr->Tk + j]);
+            else printf("%7s", ".");
+        }
+        printf("\n");
+    }
+}
+
+/* the second half of a trace: the scores, the mask, the weights and the
+ * head's output */
+static void tf_trace_steps(const TfTrace *tr, const int *qt, const int *kt, const TfConfig *c,
+                           const TfText *tx) {
+    const int Tq = tr->Tq, Tk = tr->Tk, dh = tr->dh;
+    int hidden = 0;
+    for (int i = 0; i < Tq * Tk; i++) hidden += !tr->vis[i];
+    printf("\nscores Q_h K_h^T / sqrt(dh), sqrt(%d) = %.3f: (Tq,Tk) = (%d,%d), rows the\n"
+           "  queries, columns the keys ('.': masked, left out of the softmax)\n", dh,
+           sqrt((double)dh), Tq, Tk);
+    tf_trace_matrix(tr, tr->S, 0, qt, kt, c, tx);
+    if (!hidden) printf("mask: none; every key is visible to every query (no padding%s)\n",
+                        tr->causal ? "" : ", not causal");
+    else {
+        printf("mask (Tq,Tk): 1 = the query may read the key; %s\n", tr->causal
+               ? "causal, key j <= query i" : "padded keys hidden");
+        tf_trace_matrix(tr, NULL, 1, qt, kt, c, tx);
+    }
+    double worst = 0.0;
+    for (int i = 0; i < Tq; i++) {
+        double sum = 0.0;
+        for (int j = 0; j < Tk; j++) sum += tr->P[i * Tk + j];
+        if (fabs(sum - 1.0) > worst) worst = fabs(sum - 1.0);
+    }
+    printf("\nweights A = softmax(scores) along each row over the visible keys,\n"
+           "  mha_forward's P (Tq,Tk) = (%d,%d):\n", Tq, Tk);
+    tf_trace_matrix(tr, tr->P, 0, qt, kt, c, tx);
+    printf("every row sums to 1 over its %d keys (largest |sum - 1|: %.1e)\n", Tk, worst);
+    printf("\noutput O_h = A V_h (Tq,dh) = (%d,%d), the cache's Oh:\n", Tq, dh);
+    tf_trace_rows(tr->O, Tq, dh, qt, c, tx);
+    printf("then the H heads side by side (merge_heads) give O (Tq,D), and O W_o is the\n"
+           "  sublayer's f; the residual and LayerNorm follow (tf_attn_sublayer_forward)\n");
+}
+
+/* --trace: head `head` (0-based) of attention `attn` in layer `layer` on
+ * example 0 of b, the model's last forward pass (tf_trace_fill), laid out
+ * step by step: X, Q, K, V of the head, the scores, the mask, the weights
+ * (their rows' sums), the head's output; `what` names the sublayer */
+static void tf_trace_show(const TfModel *m, const TfBatch *b, int attn, int layer, int head,
+                          const char *what, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    TfTrace tr;
+    tf_trace_fill(&tr, m, b, attn, layer, head, 0);
+    const int *qt = attn == TF_SHOW_ENC ? b->src : b->tgt;
+    const int *kt = attn == TF_SHOW_SELF ? b->tgt : b->src;
+    const int Tq = tr.Tq, Tk = tr.Tk, D = tr.D, dh = tr.dh, cross = attn == TF_SHOW_CROSS;
+    printf("\n--trace: head %d of %d, %s\n  (the example above, read from "
+           "mha_forward's cache of that pass: B = 1\n  example, Tq = %d queries, Tk = %d keys, "
+           "D = %d, H = %d, dh = D / H = %d;\n  at most %d positions shown)\n", head + 1, tr.H,
+           what, Tq, Tk, D, tr.H, dh, TF_TRACE_MAX);
+    printf("\nX (Tq,D) = (%d,%d), the rows the queries come from:\n  %s\n", Tq, D,
+           c->norm == TF_PRE ? "LN(x), the LayerNorm of the sublayer's input x (pre-LN)"
+           : cross ? "the output of this layer's (causal) self-attention sublayer"
+           : layer > 1 ? "the previous layer's output" : "sqrt(D) E[token] + PE[t]");
+    tf_trace_rows(tr.Xq, Tq, D, qt, c, tx);
+    if (cross) {
+        printf("memory (Tk,D) = (%d,%d), the encoder's output: keys and values\n", Tk, D);
+        tf_trace_rows(tr.Xkv, Tk, D, kt, c, tx);
+    }
+    printf("\nQ = X W_q (Tq,D); head %d is its columns %d..%d: Q_h (Tq,dh) = (%d,%d)\n",
+           head + 1, head * dh, head * dh + dh - 1, Tq, dh);
+    tf_trace_rows(tr.Q, Tq, dh, qt, c, tx);
+    printf("K_h = (%s W_k), columns %d..%d (Tk,dh) = (%d,%d)\n", cross ? "memory" : "X",
+           head * dh, head * dh + dh - 1, Tk, dh);
+    tf_trace_rows(tr.K, Tk, dh, kt, c, tx);
+    printf("V_h = (%s W_v), columns %d..%d (Tk,dh) = (%d,%d)\n", cross ? "memory" : "X",
+           head * dh, head * dh + dh - 1, Tk, dh);
+    tf_trace_rows(tr.V, Tk, dh, kt, c, tx);
+    tf_trace_steps(&tr, qt, kt, c, tx);
+    tf_trace_free(&tr);
 }
 
 /* --svg: DIR/transformer-<arch>-<source>-curve.svg from what w recorded:
@@ -2768,7 +2961,7 @@ static const char *const tf_experiment_names[] = { "positions", "heads", "cost",
 #define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
 #define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
 
-enum { TF_N_OPTS = 41 };
+enum { TF_N_OPTS = 43 };
 
 /* everything the command line sets, and the option table that reads it */
 typedef struct {
@@ -2786,16 +2979,32 @@ typedef struct {
     TfPairs loaded;    /* --load of an encdec model: its vocabularies alone */
     const char *input; /* --input WORD (encdec, with --load), or NULL: stdin */
     int beam;          /* --beam K: beams of the encdec search, 1 = greedy */
+    int trace, trace_head;     /* --trace, --trace-head K (1-based) */
+    int trace_attn, trace_layer;   /* what --trace traces (tf_cli_check_show) */
     int chars;         /* --chars: characters to generate */
     int *prompt_ids, plen;     /* the prompt as tokens (plen), checked before training */
     Opt opt[TF_N_OPTS];
     OptTable t;
 } TfCli;
 
+/* --trace (if given), after the run's last forward pass on example 0 of b:
+ * the head, attention and layer tf_cli_check_show settled; tx labels a
+ * text's tokens (NULL: the toy tasks' numbers) */
+static void tf_trace_run(const TfModel *m, const TfCli *o, const TfBatch *b, const TfText *tx) {
+    if (!o->trace) return;
+    TfPic pic;
+    if (m->c.arch == TF_ENCDEC) tf_pic_encdec(&pic, o->trace_attn, o->trace_layer, "trace");
+    else snprintf(pic.what, sizeof pic.what, "%s self-attention, layer %d", m->c.arch ==
+                  TF_ENCODER ? "bidirectional" : "causal", o->trace_layer);
+    tf_trace_show(m, b, m->c.arch == TF_ENCDEC ? o->trace_attn : TF_SHOW_ENC, o->trace_layer,
+                  o->trace_head - 1, pic.what, tx);
+}
+
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
-static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg,
-                           FILE *csv) {
+static void tf_main_encdec(TfModel *m, const TfCli *o, FILE *csv) {
     const TfConfig *c = &m->c;
+    const TfRun *run = &o->run;
+    const int show = o->show, attn = o->attn;
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, csv, &ev);
     tf_stop_if_diverged(m);
@@ -2833,7 +3042,8 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     TfPic pic;
     tf_pic_encdec(&pic, attn, show, task_names[run->task]);
     const int Tq = attn == TF_SHOW_ENC ? c->S : c->T, Tk = attn == TF_SHOW_SELF ? c->T : c->S;
-    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk, rows, cols, &pic, svg, NULL);
+    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk, rows, cols, &pic, o->svg, NULL);
+    tf_trace_run(m, o, &b, NULL);
     free(out); free(y);
     tf_batch_free(&b);
 }
@@ -2908,6 +3118,7 @@ static void tf_show_prompt_heads(TfModel *m, const TfCli *o, const TfText *tx) {
     tf_pic_name(&pic, "decoder", "prompt", TF_SHOW_SELF, o->show);
     printf("\n");
     tf_show_heads(m, Pc, L, L, p, p, &pic, o->svg, tx);
+    tf_trace_run(m, o, &b, tx);
     free(Pc);
     tf_batch_free(&b);
 }
@@ -3014,6 +3225,7 @@ static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv
         printf("\n");
         tf_show_heads(m, tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, c->S, c->S), c->S,
                       c->S, b.src, b.src, &pic, o->svg, tx);
+        tf_trace_run(m, o, &b, tx);
     }
     tf_batch_free(&b);
 }
@@ -3065,6 +3277,7 @@ static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, co
     printf("\n");
     tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, &pic, o->svg,
                   &tx);
+    tf_trace_run(m, o, b, &tx);
     free(Pc);
     tf_text_free(&tx);
 }
@@ -3314,6 +3527,12 @@ static void tf_cli_table_data(TfCli *o) {
         { "--beam", OPT_INT, &o->beam, 1, 64, NULL, TF_M(ENCDEC), "K", "--data, --input and "
           "stdin: beam search with K\nbeams (1: greedy); --data gives the test PER and\nWER "
           "both ways", 0 },
+        { "--trace", OPT_FLAG, &o->trace, 0, 0, NULL, TF_ARCHS, "", "after the run, print "
+          "one head step by step: X, Q,\nK, V, the scores, the mask, the weights, the output;"
+          "\n--show-attn's attention (default: the arch's\nself-attention, encdec's encoder) "
+          "in --show-layer\n(default: layer 1)", 0 },
+        { "--trace-head", OPT_INT, &o->trace_head, 1, 64, NULL, TF_ARCHS, "K",
+          "the head --trace prints", 0 },
     };
     (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE2) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE2, all, sizeof all);
@@ -3526,6 +3745,16 @@ static void tf_cli_check_show(TfCli *o) {
                  : "an encoder and a decoder (--arch encdec)", tf_arch_names[c->arch],
                  c->arch == TF_ENCODER ? "only an encoder: use enc"
                                        : "only a (causal) decoder: use self");
+    o->trace_attn = opt_given(&o->t, "--show-attn") ? o->attn : TF_SHOW_ENC;
+    o->trace_layer = opt_given(&o->t, "--show-layer") ? o->show : 1;
+    if (opt_given(&o->t, "--trace-head") && !o->trace)
+        opt_fail(&o->t, "--trace-head picks the head --trace prints: add --trace");
+    if (o->trace_head > c->H)
+        opt_fail(&o->t, "--trace-head %d: the model has %d head%s", o->trace_head, c->H,
+                 c->H == 1 ? "" : "s");
+    if (o->trace && c->arch == TF_ENCDEC && o->load && !o->data && !o->input)
+        opt_fail(&o->t, "--trace follows --input's word; words from stdin get none: give "
+                 "--input WORD, or drop --trace");
 }
 
 /* The training options that belong to one schedule are refused with the
@@ -3651,6 +3880,7 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1, 0.98, TF_SCHED_NOAM,
                       1e-3, 1e-4, 0.0, 0.0, 0.0, NULL, NULL };
     o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8; o->beam = 1;
+    o->trace_head = 1;
     o->chars = 160;
     tf_cli_table(o);
     o->t = (OptTable){ argv[0], tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
@@ -3714,7 +3944,7 @@ static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
     memset(&watch, 0, sizeof watch);
     if (o->svg && !o->load) o->run.watch = &watch;   /* curves of the training run */
     if (run->data) tf_main_pairs(m, o, log.f);
-    else if (c->arch == TF_ENCDEC) tf_main_encdec(m, run, o->show, o->attn, o->svg, log.f);
+    else if (c->arch == TF_ENCDEC) tf_main_encdec(m, o, log.f);
     else tf_main_text(m, o, tx, log.f);
     if (o->log) out_close(&log);
     tf_write_curve(o->svg, tf_arch_names[c->arch], run->data ? "data" : c->arch == TF_ENCDEC
