@@ -2822,6 +2822,168 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
                        "one head, dh)", np, k, v);
 }
 
+/* --experiment extrapolate: sources longer than any trained on. The model
+ * is built for lengths up to 2L (c->S = c->T = 2L), so a learned table has
+ * 2L rows; each training batch holds one length drawn from lo..L and the
+ * model runs at that length (as --data's batches do, tf_pairs_fit), so rows
+ * L..2L-1 of a learned table are never read in training and keep their
+ * random initial values. The sinusoidal table is a formula: every row is
+ * defined. Trains run->steps steps (no early stopping); returns the steps
+ * taken (fewer if it diverged) and the mean loss of the last 100 (*loss). */
+static int tf_extrap_train(TfModel *m, const TfRun *run, int lo, int L, Progress *p,
+                           const char *detail, double *loss) {
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    Rng r;
+    rng_seed(&r, run->seed);                    /* the training stream */
+    TfConfig cn = m->c;
+    double sum = 0.0;
+    int step, n_sum = 0;
+    for (step = 1; step <= run->steps; step++) {
+        cn.S = cn.T = lo + rng_int(&r, L - lo + 1);
+        tf_pairs_fit(m, cn.S, cn.T);
+        tf_task_batch(&b, &r, run->task, &cn, TF_TRAIN_SPLIT);
+        const double l = tf_train_step(m, &b, run);
+        if (m->diverged) break;
+        if (step > run->steps - 100) { sum += l; n_sum++; }
+        progress_step(p, step, detail);
+    }
+    *loss = n_sum ? sum / n_sum : NAN;
+    tf_batch_free(&b);
+    return step > run->steps ? run->steps : step;
+}
+
+/* held-out accuracy of m at source length n (<= its built length): run->n_eval
+ * held-out sources of length n, decoded greedily at that length */
+static TfEval tf_extrap_eval(TfModel *m, const TfRun *run, int n) {
+    TfConfig cn = m->c;
+    cn.S = cn.T = n;
+    tf_pairs_fit(m, n, n);
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    int *out = xmalloc(sizeof(int) * (size_t)(m->c.B * n));
+    Rng r;
+    rng_seed(&r, run->seed ^ 0xE7A9u ^ (uint64_t)n * 0x9E3779B97F4A7C15ull);
+    int tok = 0, seq = 0;
+    for (int done = 0; done < run->n_eval; done += b.n) {
+        b.n = run->n_eval - done < cn.B ? run->n_eval - done : cn.B;
+        tf_task_batch(&b, &r, run->task, &cn, TF_HELDOUT_SPLIT);
+        tf_greedy_decode(m, &b, out);
+        for (int e = 0; e < b.n; e++) {
+            int all = 1;
+            for (int t = 0; t < n; t++) {
+                const int ok = out[e * n + t] == b.y[e * n + t];
+                tok += ok; all &= ok;
+            }
+            seq += all;
+        }
+    }
+    free(out);
+    tf_batch_free(&b);
+    TfEval ev = { 0.0, (double)tok / ((double)run->n_eval * n), (double)seq / run->n_eval };
+    return ev;
+}
+
+/* --svg: DIR/transformer-extrapolate.svg, token accuracy (top) and
+ * exact-sequence accuracy (below) against the source length, one line per
+ * encoding; acc (2 encodings, 2 measures, nl lengths) */
+static void tf_extrap_chart(const char *dir, const char *task, int L, const double *len,
+                            const double *acc, int nl) {
+    if (!dir) return;
+    char title[200];
+    snprintf(title, sizeof title, "transformer --experiment extrapolate: %s, trained on "
+             "lengths up to %d, held-out accuracy at lengths up to %d", task, L, 2 * L);
+    ChartSeries tok[2], seq[2];
+    for (int k = 0; k < 2; k++) {
+        tok[k] = (ChartSeries){ k ? "--pos learned" : "--pos sin", len, acc + (2 * k) * nl, nl };
+        seq[k] = (ChartSeries){ k ? "--pos learned" : "--pos sin", len, acc + (2 * k + 1) * nl,
+                                nl };
+    }
+    const ChartPanel p[2] = { { "token accuracy", 0, tok, 2 },
+                              { "exact-sequence accuracy", 0, seq, 2 } };
+    char *path = path_join(dir, "transformer-extrapolate.svg");
+    write_svg_panels(path, title, "source length", 0, p, 2);
+    printf("  wrote %s\n", path);
+    free(path);
+}
+
+/* the extrapolate table: for each length lo..lo+nl-1 the token and
+ * exact-sequence accuracy of each encoding (acc as tf_extrap_chart's), a
+ * rule after the longest trained length L */
+static void tf_extrap_table(int lo, int L, int nl, const double *acc, int n_eval) {
+    printf("  held-out accuracy (greedy decoding, %d held-out sources of each length):\n"
+           "  %8s %19s %19s\n  %8s %9s %9s %9s %9s\n", n_eval, "", "--pos sin",
+           "--pos learned", "length", "token", "exact", "token", "exact");
+    for (int i = 0; i < nl; i++) {
+        if (lo + i == L + 1) printf("  ---- longer than every source trained on ----\n");
+        printf("  %8d", lo + i);
+        for (int k = 0; k < 4; k++) {
+            const double v = acc[k * nl + i];
+            if (isfinite(v)) printf(" %9.4f", v); else printf(" %9s", "-");
+        }
+        printf("\n");
+    }
+}
+
+/* Positions beyond the trained length: a model with --pos sin and one with
+ * --pos learned, each trained on lengths lo..L (L = --len, lo the shortest
+ * length whose task space allows a held-out split) and measured on
+ * held-out sources of every length lo..2L. c0 is built for 2L (tf_cli). */
+static void tf_experiment_extrapolate(const TfConfig *c0, const TfRun *run, uint64_t seed,
+                                      const char *svg_dir) {
+    const int L = c0->S / 2;
+    TfConfig tc = *c0;
+    int lo = 2;
+    for (tc.S = lo; lo < L && tf_task_space(&tc) < TF_MIN_SOURCES; tc.S = ++lo) {}
+    const int nl = 2 * L - lo + 1;
+    printf("experiment extrapolate: task %s, trained on lengths %d..%d (one length a\n"
+           "  batch), tested on lengths %d..%d; d_model %d, %d heads, %d+%d layers, %d step%s\n"
+           "  each. Both models are built for length %d: a learned table has %d rows,\n"
+           "  but training reads only its first %d; the sinusoidal one is a formula.\n",
+           task_names[run->task], lo, L, lo, 2 * L, c0->D, c0->H, c0->n_enc, c0->n_dec,
+           run->steps, tf_plural(run->steps), 2 * L, 2 * L, L);
+    double *len = xcalloc_doubles(nl), *acc = xcalloc_doubles(4 * nl);
+    for (int i = 0; i < nl; i++) len[i] = lo + i;
+    for (int k = 0; k < 2; k++) {
+        TfConfig c = *c0;
+        c.pos = k ? TF_POS_LEARNED : TF_POS_SIN;
+        TfModel m;
+        tf_build(&m, &c, seed);
+        double *rows = k ? xmalloc(sizeof(double) * (size_t)(L * c.D)) : NULL;
+        if (k) memcpy(rows, m.w.pos + L * c.D, sizeof(double) * (size_t)(L * c.D));
+        char what[48], detail[32];
+        snprintf(what, sizeof what, "extrapolate %d/2, step", k + 1);
+        snprintf(detail, sizeof detail, "--pos %s", tf_pos_names[c.pos]);
+        Progress p;
+        progress_begin(&p, what, run->steps);
+        double loss;
+        const int steps = tf_extrap_train(&m, run, lo, L, &p, detail, &loss);
+        for (int i = 0; i < 2 * nl; i++) acc[2 * k * nl + i] = NAN;
+        if (m.diverged)
+            printf("  --pos %-7s diverged at step %d (loss %g): no accuracy\n",
+                   tf_pos_names[c.pos], m.diverged, m.div_loss);
+        else {
+            printf("  --pos %-7s %d step%s, mean training loss, last 100 steps, %.4f\n",
+                   tf_pos_names[c.pos], steps, tf_plural(steps), loss);
+            if (k) printf("    rows %d..%d of its table after training: %s\n", L, 2 * L - 1,
+                          memcmp(rows, m.w.pos + L * c.D, sizeof(double) * (size_t)(L * c.D))
+                          ? "changed" : "unchanged, as built (never trained)");
+            progress_begin(&p, "extrapolate, held-out lengths", nl);
+            for (int i = 0; i < nl; i++) {
+                const TfEval ev = tf_extrap_eval(&m, run, lo + i);
+                acc[2 * k * nl + i] = ev.tok_acc;
+                acc[(2 * k + 1) * nl + i] = ev.seq_acc;
+                progress_step(&p, i + 1, detail);
+            }
+        }
+        free(rows);
+        tf_free(&m);
+    }
+    tf_extrap_table(lo, L, nl, acc, run->n_eval);
+    tf_extrap_chart(svg_dir, task_names[run->task], L, len, acc, nl);
+    free(len); free(acc);
+}
+
 /* --svg: the cost table as DIR/transformer-cost.svg, time (ms) and memory
  * (MB) against n (6 lengths) on log-log axes, the fitted slopes (fit: time,
  * memory) in the title and the legend */
@@ -2951,15 +3113,16 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
  * in a mode that would ignore or override it. */
 enum { TF_M_ENCDEC, TF_M_ENCODER, TF_M_DECODER,   /* = TF_ENCDEC .. TF_DECODER */
        TF_M_POSITIONS, TF_M_HEADS, TF_M_COST,     /* = TF_M_POSITIONS + --experiment */
-       TF_M_BENCH };
+       TF_M_EXTRAP, TF_M_BENCH };
 static const char *const tf_mode_names[] = { "--arch encdec", "--arch encoder",
     "--arch decoder", "--experiment positions", "--experiment heads", "--experiment cost",
-    "--bench", NULL };
-static const char *const tf_experiment_names[] = { "positions", "heads", "cost", NULL };
+    "--experiment extrapolate", "--bench", NULL };
+static const char *const tf_experiment_names[] = { "positions", "heads", "cost",
+                                                   "extrapolate", NULL };
 #define TF_M(m) (1u << TF_M_##m)
 #define TF_ARCHS (TF_M(ENCDEC) | TF_M(ENCODER) | TF_M(DECODER))
-#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
-#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
+#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS) | TF_M(EXTRAP))   /* all that train */
+#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS) | TF_M(EXTRAP))  /* encdec tasks */
 
 enum { TF_N_OPTS = 43 };
 
@@ -3500,8 +3663,9 @@ static const char tf_about[] =
 static const char tf_after[] =
     "An option applies only where it is used (\"only with\" above), and is refused\n"
     "elsewhere: --experiment positions sets --task and --pos itself, heads sets\n"
-    "--heads, cost reads only --seed and --svg; --bench runs fixed configurations\n"
-    "and the default example and takes no other option.\n"
+    "--heads, extrapolate sets --pos (sin, then learned), cost reads only --seed\n"
+    "and --svg; --bench runs fixed configurations and the default example and\n"
+    "takes no other option.\n"
     "\n"
     "--svg DIR writes every picture of the run into DIR, named for what it shows:\n"
     "transformer-<arch>-<task, text or data>-<attention>-L<layer>.svg (all heads of\n"
@@ -3543,16 +3707,17 @@ static void tf_cli_table_more(TfCli *o) {
         { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
           "sampling temperature (0: greedy)", 0 },
         { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS) |
-          TF_M(COST), "DIR", "write pictures into the existing DIR: a layer's\nheads, "
+          TF_M(COST) | TF_M(EXTRAP), "DIR", "write pictures into the existing DIR: a layer's\nheads, "
           "the training curve, an experiment's\nchart (transformer-*.svg; same name: "
           "replaced)", 0 },
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
           "seed of the weights and the data", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
-          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the "
-          "default): positions\n(reverse with --pos none, sin, learned), heads (1..8\nheads, "
-          "same d_model) or cost (self-attention time and\nmemory vs length; timings on "
-          "stdout)", 0 },
+          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST) | TF_M(EXTRAP), "E", "instead of one "
+          "run (the default): positions\n(reverse with --pos none, sin, learned), heads (1..8\n"
+          "heads, same d_model), cost (self-attention time\nand memory vs length; timings on "
+          "stdout) or\nextrapolate (--pos sin vs learned, trained on\nlengths up to --len, "
+          "tested up to twice that;\n--task: default reverse)", 0 },
         { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, TF_M(BENCH), "", "ms per training "
           "step in two configurations, and the\ntime the default example takes to reach "
           "100%", 0 },
@@ -3601,7 +3766,8 @@ static void tf_cli_table(TfCli *o) {
         { "--arch", OPT_CHOICE, &o->c.arch, 0, 0, tf_arch_names, TF_ARCHS, "A", "encdec: the "
           "paper's; encoder: BERT-style masked tokens\non a built-in text; decoder: "
           "GPT-style next character", 0 },
-        { "--task", OPT_CHOICE, &o->run.task, 0, 0, task_names, TF_M(ENCDEC) | TF_M(HEADS),
+        { "--task", OPT_CHOICE, &o->run.task, 0, 0, task_names, TF_M(ENCDEC) | TF_M(HEADS) |
+          TF_M(EXTRAP),
           "T", "what the encoder-decoder learns to output", 0 },
         { "--norm", OPT_CHOICE, &o->c.norm, 0, 0, tf_norm_names, TF_TRAINS, "N",
           "post (the paper) or pre LayerNorm", 0 },
@@ -3610,7 +3776,8 @@ static void tf_cli_table(TfCli *o) {
         { "--act", OPT_CHOICE, &o->c.act, 0, 0, tf_act_names, TF_TRAINS, "A",
           "activation of the feed-forward network", 0 },
         { "--d-model", OPT_INT, &o->c.D, 1, 1024, NULL, TF_TRAINS, "D", "model width", 0 },
-        { "--heads", OPT_INT, &o->c.H, 1, 64, NULL, TF_ARCHS | TF_M(POSITIONS), "H",
+        { "--heads", OPT_INT, &o->c.H, 1, 64, NULL, TF_ARCHS | TF_M(POSITIONS) | TF_M(EXTRAP),
+          "H",
           "attention heads; must divide --d-model", 0 },
         { "--layers", OPT_INT, &o->layers, 1, 16, NULL, TF_TRAINS, "N",
           "encoder and decoder layers each", 0 },
@@ -3631,7 +3798,8 @@ static void tf_cli_table(TfCli *o) {
           "label smoothing", 0 },
         { "--eval", OPT_INT, &o->run.n_eval, 1, 100000, NULL, TF_TRAINS, "N",
           "held-out examples", 0 },
-        { "--eval-every", OPT_INT, &o->run.eval_every, 1, 1000000, NULL, TF_TRAINS, "N",
+        { "--eval-every", OPT_INT, &o->run.eval_every, 1, 1000000, NULL,
+          TF_TRAINS & ~TF_M(EXTRAP), "N",
           "steps between held-out evaluations", 0 },
         { "--show-layer", OPT_INT, &o->show, 1, 16, NULL, TF_ARCHS, "K", "layer whose heads "
           "are drawn, at most --layers\n(default: the last)", 0 },
@@ -3683,6 +3851,13 @@ static void tf_cli_resolve(TfCli *o, const TfText *tx) {
             opt_fail(&o->t, "--vocab %d with --len %d gives only %.0f distinct sources; a "
                      "held-out split (1 in 10 held out) needs at least %.0f: raise --len or "
                      "--vocab", c->V, c->S, tf_task_space(c), TF_MIN_SOURCES);
+        if (o->mode != TF_M_EXTRAP) return;
+        if (2 * o->len > TF_MAX_POS)            /* built for 2L: tested up to twice --len */
+            opt_fail(&o->t, "--experiment extrapolate tests up to twice --len; --len %d "
+                     "would need %d positions, more than %d: give --len %d or less", o->len,
+                     2 * o->len, TF_MAX_POS, TF_MAX_POS / 2);
+        c->S = c->T = 2 * o->len;
+        if (!opt_given(&o->t, "--task")) o->run.task = TASK_REVERSE;
         return;
     }
     c->V = tx->V;
@@ -3968,6 +4143,7 @@ int main(int argc, char **argv) {
     case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_COST:      tf_experiment_cost(o.run.seed, o.svg); break;
+    case TF_M_EXTRAP:    tf_experiment_extrapolate(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
     default:
         if (o.load && o.c.arch == TF_ENCDEC && !o.data) tf_main_use(&o, &m);  /* words */
