@@ -4273,6 +4273,35 @@ static void tf_test_trace(Tally *t, Rng *r) {
           "1, the output = weights V_h, all within %.1e (<= 1e-12)", traced, masked, worst);
 }
 
+/* --experiment extrapolate's premise: a model built for 2L positions and
+ * run at length L (tf_pairs_fit, as its training batches are) sends no
+ * gradient to rows L..2L-1 of a learned table, and some to rows 0..L-1, so
+ * those rows stay as built while the first L train */
+static void tf_test_extrapolate_rows(Tally *t, Rng *r) {
+    TfConfig cfg = tf_small(TF_ENCDEC, TF_POST, TF_POS_LEARNED, TF_RELU, 1);
+    cfg.S = cfg.T = 6;
+    TfModel m;
+    tf_build(&m, &cfg, 9);
+    TfBatch b;
+    tf_batch_alloc(&b, &cfg);
+    tf_pairs_fit(&m, 3, 3);
+    tf_random_batch(&b, &m.c, r);               /* strides of the fitted length 3 */
+    tf_forward(&m, &b);
+    tf_zero_grad(&m);
+    tf_backward(&m, &b);
+    double used = 0.0, unused = 0.0;
+    for (int p = 0; p < 6; p++)
+        for (int j = 0; j < cfg.D; j++) {
+            const double g = fabs(m.gw.pos[p * cfg.D + j]);
+            if (p < 3) used = fmax(used, g); else unused = fmax(unused, g);
+        }
+    check(t, used > 0.0 && unused == 0.0, "a learned table of 6 rows, the model run at "
+          "length 3 (as --experiment extrapolate trains): rows 0..2 get gradient (largest "
+          "%.1e), rows 3..5 none (%.1e, must be 0)", used, unused);
+    tf_batch_free(&b);
+    tf_free(&m);
+}
+
 static void tests_transformer(Tally *t) {
     Rng r;
     rng_seed(&r, 4321);
@@ -4285,6 +4314,7 @@ static void tests_transformer(Tally *t) {
     tf_test_leaks(t, &r);
     tf_test_batched_attention(t, &r);
     tf_test_trace(t, &r);
+    tf_test_extrapolate_rows(t, &r);
     tf_test_schedule_and_config(t);
     tf_test_largest_len(t);
     tf_test_training(t);
