@@ -4189,6 +4189,119 @@ static void tf_test_pairs_checkpoint(Tally *t) {
     tf_pairs_free(&d); tf_pairs_free(&d2);
 }
 
+/* -- --trace: one head read back from the caches --------------------------- */
+
+/* the largest error of one trace (example e of the model's last pass)
+ * against its definition: Q_h = Xq W_q and K_h = Xkv W_k (columns of the
+ * head: the trace took the rows mha_forward projected), the weights =
+ * softmax over the visible scaled scores (0 where masked) = the model's
+ * cached map, every row summing to 1, and the output = weights V_h */
+static double tf_trace_error(const TfModel *m, const TfTrace *tr, const Mha *w, const TfSub *s,
+                             int e) {
+    const int Tq = tr->Tq, Tk = tr->Tk, D = tr->D, dh = tr->dh, c0 = tr->head * dh;
+    const double *cached = tf_attention_map(m, s, e, Tq, Tk) + tr->head * Tq * Tk;
+    double worst = 0.0;
+    for (int side = 0; side < 2; side++) {
+        const int T = side ? Tk : Tq;
+        const double *X = side ? tr->Xkv : tr->Xq, *W = side ? w->Wk : w->Wq;
+        const double *got = side ? tr->K : tr->Q;
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < dh; j++) {
+                double want = 0.0;
+                for (int k = 0; k < D; k++) want += X[t * D + k] * W[k * D + c0 + j];
+                worst = fmax(worst, fabs(want - got[t * dh + j]));
+            }
+    }
+    for (int i = 0; i < Tq; i++) {
+        double mx = -INFINITY, z = 0.0, sum = 0.0;
+        for (int j = 0; j < Tk; j++) if (tr->vis[i * Tk + j]) mx = fmax(mx, tr->S[i * Tk + j]);
+        for (int j = 0; j < Tk; j++) if (tr->vis[i * Tk + j]) z += exp(tr->S[i * Tk + j] - mx);
+        for (int j = 0; j < Tk; j++) {
+            const double want = tr->vis[i * Tk + j] ? exp(tr->S[i * Tk + j] - mx) / z : 0.0;
+            worst = fmax(worst, fabs(want - tr->P[i * Tk + j]));
+            worst = fmax(worst, fabs(cached[i * Tk + j] - tr->P[i * Tk + j]));
+            sum += tr->P[i * Tk + j];
+        }
+        worst = fmax(worst, fabs(sum - 1.0));
+        for (int c = 0; c < dh; c++) {
+            double want = 0.0;
+            for (int j = 0; j < Tk; j++) want += tr->P[i * Tk + j] * tr->V[j * dh + c];
+            worst = fmax(worst, fabs(want - tr->O[i * dh + c]));
+        }
+    }
+    return worst;
+}
+
+static void tf_test_trace(Tally *t, Rng *r) {
+    static const int cases[3][2] = { { TF_ENCDEC, TF_POST }, { TF_ENCDEC, TF_PRE },
+                                     { TF_DECODER, TF_POST } };
+    double worst = 0.0;
+    int traced = 0, masked = 0;
+    for (int k = 0; k < 3; k++) {
+        TfConfig cfg = tf_small(cases[k][0], cases[k][1], TF_POS_SIN, TF_RELU, 2);
+        TfModel m;
+        tf_build(&m, &cfg, 5 + k);
+        TfBatch b;
+        tf_batch_alloc(&b, &cfg);
+        tf_random_batch(&b, &cfg, r);
+        b.smask[cfg.S + cfg.S - 1] = 0;             /* example 1: a padded source key */
+        if (cfg.T) b.tmask[cfg.T + cfg.T - 1] = 0;  /* and a padded target position */
+        tf_forward(&m, &b);
+        const int encdec = cfg.arch == TF_ENCDEC;
+        for (int attn = TF_SHOW_ENC; attn <= (encdec ? TF_SHOW_CROSS : TF_SHOW_ENC); attn++)
+            for (int layer = 1; layer <= 2; layer++)
+                for (int head = 0; head < cfg.H; head++) {
+                    TfTrace tr;
+                    tf_trace_fill(&tr, &m, &b, attn, layer, head, 1);
+                    const int l = layer - 1;
+                    const TfSub *s = attn == TF_SHOW_ENC ? &m.a.es[2 * l]
+                                   : &m.a.ds[3 * l + (attn == TF_SHOW_CROSS)];
+                    const Mha *w = attn == TF_SHOW_ENC ? &m.w.enc[l].attn
+                                 : attn == TF_SHOW_SELF ? &m.w.dec[l].self : &m.w.dec[l].cross;
+                    worst = fmax(worst, tf_trace_error(&m, &tr, w, s, 1));
+                    for (int i = 0; i < tr.Tq * tr.Tk; i++) masked += !tr.vis[i];
+                    traced++;
+                    tf_trace_free(&tr);
+                }
+        tf_batch_free(&b);
+        tf_free(&m);
+    }
+    check(t, worst < 1e-12 && traced == 28 && masked > 0, "--trace (tf_trace_fill), %d heads "
+          "of example 1 (encdec post- and pre-LN: encoder, causal self and cross; GPT; "
+          "layers 1 and 2; %d masked cells): Q_h = X W_q, K_h = X W_k, the weights = "
+          "softmax of the visible scaled scores = the model's cached map, rows summing to "
+          "1, the output = weights V_h, all within %.1e (<= 1e-12)", traced, masked, worst);
+}
+
+/* --experiment extrapolate's premise: a model built for 2L positions and
+ * run at length L (tf_pairs_fit, as its training batches are) sends no
+ * gradient to rows L..2L-1 of a learned table, and some to rows 0..L-1, so
+ * those rows stay as built while the first L train */
+static void tf_test_extrapolate_rows(Tally *t, Rng *r) {
+    TfConfig cfg = tf_small(TF_ENCDEC, TF_POST, TF_POS_LEARNED, TF_RELU, 1);
+    cfg.S = cfg.T = 6;
+    TfModel m;
+    tf_build(&m, &cfg, 9);
+    TfBatch b;
+    tf_batch_alloc(&b, &cfg);
+    tf_pairs_fit(&m, 3, 3);
+    tf_random_batch(&b, &m.c, r);               /* strides of the fitted length 3 */
+    tf_forward(&m, &b);
+    tf_zero_grad(&m);
+    tf_backward(&m, &b);
+    double used = 0.0, unused = 0.0;
+    for (int p = 0; p < 6; p++)
+        for (int j = 0; j < cfg.D; j++) {
+            const double g = fabs(m.gw.pos[p * cfg.D + j]);
+            if (p < 3) used = fmax(used, g); else unused = fmax(unused, g);
+        }
+    check(t, used > 0.0 && unused == 0.0, "a learned table of 6 rows, the model run at "
+          "length 3 (as --experiment extrapolate trains): rows 0..2 get gradient (largest "
+          "%.1e), rows 3..5 none (%.1e, must be 0)", used, unused);
+    tf_batch_free(&b);
+    tf_free(&m);
+}
+
 static void tests_transformer(Tally *t) {
     Rng r;
     rng_seed(&r, 4321);
@@ -4200,6 +4313,8 @@ static void tests_transformer(Tally *t) {
     tf_test_models(t, &r);
     tf_test_leaks(t, &r);
     tf_test_batched_attention(t, &r);
+    tf_test_trace(t, &r);
+    tf_test_extrapolate_rows(t, &r);
     tf_test_schedule_and_config(t);
     tf_test_largest_len(t);
     tf_test_training(t);

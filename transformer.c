@@ -41,6 +41,7 @@
  *      (--text), BERT masking
  *  13. training and held-out evaluation (the whole held-out part of a file)
  *  13b. keeping a model: the checkpoint file (--save, --load)
+ *  13c. tracing one head (--trace): what mha_forward kept, for a reader
  *  14. showing attention: labels, heatmaps, SVG (--svg DIR: all heads of a
  *      layer in one picture, the training curves)
  *  15. experiments (positions, heads, cost) and --bench
@@ -2305,6 +2306,76 @@ int tf_ckpt_conflict(const TfConfig *have, const TfConfig *want, const int *give
 }
 
 /* ========================================================================
+ * 13c. tracing one head: what mha_forward kept, laid out for a reader
+ *
+ * --trace prints one head of one attention sublayer on one example, after
+ * the run's last forward pass, from that pass's own caches (TfSub's input
+ * rows, mha_forward's MhaCache): nothing here recomputes the model but the
+ * scores Q K^T / sqrt(dh), which sdpa_forward overwrites in place with the
+ * weights; they are made again from the cached Q and K by the same matmul
+ * and scale, and tests.c checks that their masked softmax is the cached P.
+ * ======================================================================== */
+
+/* which attention of a layer: the encoder's (or a text arch's only stack),
+ * the decoder's causal self-attention, or its cross-attention */
+enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
+
+/* One head h of one attention sublayer for example e of the last forward
+ * pass. Q, K, V, P, O point into the model's activations (read only); S and
+ * vis are the trace's own (free with tf_trace_free). */
+typedef struct {
+    int Tq, Tk, D, H, dh, head, causal;
+    const double *Xq;      /* (Tq,D) the rows the queries are projected from */
+    const double *Xkv;     /* (Tk,D) the rows of the keys and values (= Xq: self) */
+    const double *Q;       /* (Tq,dh) head h of Q = Xq W_q: the cache's Qh */
+    const double *K, *V;   /* (Tk,dh) head h of K = Xkv W_k, V = Xkv W_v */
+    double *S;             /* (Tq,Tk) Q K^T / sqrt(dh), every cell (masked ones too) */
+    unsigned char *vis;    /* (Tq,Tk) 1: key j is visible to query i (mask and causal) */
+    const double *P;       /* (Tq,Tk) the cached weights softmax(S + mask) */
+    const double *O;       /* (Tq,dh) the head's output P V: the cache's Oh */
+    const unsigned char *kmask;  /* (Tk) the example's real keys */
+} TfTrace;
+
+void tf_trace_free(TfTrace *tr) { free(tr->S); free(tr->vis); }
+
+/* Fill tr for head `head` (0-based) of attention `attn` (TF_SHOW_*) of layer
+ * `layer` (1-based) on example e of b, which the model's last forward pass
+ * ran (a text arch's only stack is TF_SHOW_ENC, causal for GPT). */
+void tf_trace_fill(TfTrace *tr, const TfModel *m, const TfBatch *b, int attn, int layer,
+                   int head, int e) {
+    const TfConfig *c = &m->c;
+    const TfActs *a = &m->a;
+    const int l = layer - 1, pre = c->norm == TF_PRE, enc = attn == TF_SHOW_ENC;
+    const TfSub *s = enc ? &a->es[2 * l] : &a->ds[3 * l + (attn == TF_SHOW_CROSS)];
+    const double *x = enc ? (l ? tf_sub_out(&a->es[2 * l - 1], c->norm) : a->xe)
+                    : attn == TF_SHOW_SELF ? (l ? tf_sub_out(&a->ds[3 * l - 1], c->norm) : a->xd)
+                    : tf_sub_out(&a->ds[3 * l], c->norm);   /* the sublayer's input */
+    memset(tr, 0, sizeof *tr);
+    tr->Tq = enc ? c->S : c->T;
+    tr->Tk = attn == TF_SHOW_SELF ? c->T : c->S;
+    tr->D = c->D; tr->H = c->H; tr->dh = c->D / c->H; tr->head = head;
+    tr->causal = attn == TF_SHOW_SELF || (enc && c->arch == TF_DECODER);
+    const int Tq = tr->Tq, Tk = tr->Tk, D = tr->D, dh = tr->dh, bh = e * c->H + head;
+    tr->Xq = (pre ? s->n : x) + e * Tq * D;             /* mha_forward's Xq */
+    tr->Xkv = attn == TF_SHOW_CROSS ? tf_enc_out(a, c) + e * Tk * D : tr->Xq;
+    tr->kmask = (attn == TF_SHOW_SELF ? b->tmask : b->smask) + e * Tk;
+    tr->Q = s->mc.Qh + bh * Tq * dh;
+    tr->K = s->mc.Kh + bh * Tk * dh;
+    tr->V = s->mc.Vh + bh * Tk * dh;
+    tr->P = s->mc.P + bh * Tq * Tk;
+    tr->O = s->mc.Oh + bh * Tq * dh;
+    tr->S = xcalloc_doubles(Tq * Tk);
+    tr->vis = xmalloc((size_t)(Tq * Tk));
+    matmul_nt_forward(tr->S, tr->Q, tr->K, Tq, dh, Tk);    /* as sdpa_forward: S = Q K^T */
+    const double scale = 1.0 / sqrt((double)dh);
+    for (int i = 0; i < Tq; i++)
+        for (int j = 0; j < Tk; j++) {
+            tr->S[i * Tk + j] *= scale;
+            tr->vis[i * Tk + j] = tr->kmask[j] && !(tr->causal && j > i);
+        }
+}
+
+/* ========================================================================
  * 14. showing attention: labels, heatmaps, SVG
  *
  * Only ./transformer uses sections 14 to 16: they are compiled only when this
@@ -2316,8 +2387,7 @@ int tf_ckpt_conflict(const TfConfig *have, const TfConfig *want, const int *give
 /* "s" unless n is 1: "1 step", "2 steps" */
 static const char *tf_plural(int n) { return n == 1 ? "" : "s"; }
 
-/* --show-attn: which attention of a layer is drawn */
-enum { TF_SHOW_ENC, TF_SHOW_SELF, TF_SHOW_CROSS };
+/* --show-attn: which attention of a layer is drawn (TF_SHOW_*, section 13c) */
 static const char *const tf_attn_names[] = { "enc", "self", "cross", NULL };
 
 /* a printable label for token k: "_" padding, "s" start, digits for symbols;
@@ -2441,6 +2511,129 @@ static void tf_show_heads(const TfModel *m, const double *P, int Tq, int Tk, con
         free(path); free(mask);
     }
     free(rl); free(cl); free(cap); free(rp);
+}
+
+/* tf_label, but a space as ' ' (a blank label would be lost in a table) */
+static void tf_trace_label(char *buf, size_t n, int k, const TfConfig *c, const TfText *tx) {
+    tf_label(buf, n, k, c, tx);
+    if (!strcmp(buf, " ")) snprintf(buf, n, "' '");
+}
+
+/* --trace shows at most this many positions (rows and columns): 10 columns
+ * of 7 characters and a row label fit 80 */
+enum { TF_TRACE_MAX = 10 };
+
+/* rows 0..min(T, TF_TRACE_MAX)-1 of A (T, cols), each labelled by its
+ * position and token, its first min(cols, 8) values */
+static void tf_trace_rows(const double *A, int T, int cols, const int *tok, const TfConfig *c,
+                          const TfText *tx) {
+    const int nt = T < TF_TRACE_MAX ? T : TF_TRACE_MAX, nc = cols < 8 ? cols : 8;
+    char lab[16];
+    printf("   t tok ");
+    for (int j = 0; j < nc; j++) printf("%7s", (snprintf(lab, sizeof lab, "[%d]", j), lab));
+    printf("%s\n", nc < cols ? "  ..." : "");
+    for (int t = 0; t < nt; t++) {
+        tf_trace_label(lab, sizeof lab, tok[t], c, tx);
+        printf("  %2d %-4s", t, lab);
+        for (int j = 0; j < nc; j++) printf("%7.3f", A[t * cols + j]);
+        printf("\n");
+    }
+}
+
+/* the (Tq,Tk) matrix M of a trace, at most TF_TRACE_MAX x TF_TRACE_MAX,
+ * rows labelled by the query tokens rt, columns by the key tokens ct;
+ * cells the mask hides as '.', or (vis NULL) the 0/1 mask itself */
+static void tf_trace_matrix(const TfTrace *tr, const double *M, int show_mask, const int *rt,
+                            const int *ct, const TfConfig *c, const TfText *tx) {
+    const int nq = tr->Tq < TF_TRACE_MAX ? tr->Tq : TF_TRACE_MAX;
+    const int nk = tr->Tk < TF_TRACE_MAX ? tr->Tk : TF_TRACE_MAX;
+    char lab[16];
+    printf("  q \\ k  ");
+    for (int j = 0; j < nk; j++) { tf_trace_label(lab, sizeof lab, ct[j], c, tx); printf("%7s", lab); }
+    printf("\n");
+    for (int i = 0; i < nq; i++) {
+        tf_trace_label(lab, sizeof lab, rt[i], c, tx);
+        printf("  %2d %-4s", i, lab);
+        for (int j = 0; j < nk; j++) {
+            const int v = tr->vis[i * tr->Tk + j];
+            if (show_mask) printf("%7s", v ? "1" : ".");
+            else if (v) printf("%7.3f", M[i * tr->Tk + j]);
+            else printf("%7s", ".");
+        }
+        printf("\n");
+    }
+}
+
+/* the second half of a trace: the scores, the mask, the weights and the
+ * head's output */
+static void tf_trace_steps(const TfTrace *tr, const int *qt, const int *kt, const TfConfig *c,
+                           const TfText *tx) {
+    const int Tq = tr->Tq, Tk = tr->Tk, dh = tr->dh;
+    int hidden = 0;
+    for (int i = 0; i < Tq * Tk; i++) hidden += !tr->vis[i];
+    printf("\nscores Q_h K_h^T / sqrt(dh), sqrt(%d) = %.3f: (Tq,Tk) = (%d,%d), rows the\n"
+           "  queries, columns the keys ('.': masked, left out of the softmax)\n", dh,
+           sqrt((double)dh), Tq, Tk);
+    tf_trace_matrix(tr, tr->S, 0, qt, kt, c, tx);
+    if (!hidden) printf("mask: none; every key is visible to every query (no padding%s)\n",
+                        tr->causal ? "" : ", not causal");
+    else {
+        printf("mask (Tq,Tk): 1 = the query may read the key; %s\n", tr->causal
+               ? "causal, key j <= query i" : "padded keys hidden");
+        tf_trace_matrix(tr, NULL, 1, qt, kt, c, tx);
+    }
+    double worst = 0.0;
+    for (int i = 0; i < Tq; i++) {
+        double sum = 0.0;
+        for (int j = 0; j < Tk; j++) sum += tr->P[i * Tk + j];
+        if (fabs(sum - 1.0) > worst) worst = fabs(sum - 1.0);
+    }
+    printf("\nweights A = softmax(scores) along each row over the visible keys,\n"
+           "  mha_forward's P (Tq,Tk) = (%d,%d):\n", Tq, Tk);
+    tf_trace_matrix(tr, tr->P, 0, qt, kt, c, tx);
+    printf("every row sums to 1 over its %d keys (largest |sum - 1|: %.1e)\n", Tk, worst);
+    printf("\noutput O_h = A V_h (Tq,dh) = (%d,%d), the cache's Oh:\n", Tq, dh);
+    tf_trace_rows(tr->O, Tq, dh, qt, c, tx);
+    printf("then the H heads side by side (merge_heads) give O (Tq,D), and O W_o is the\n"
+           "  sublayer's f; the residual and LayerNorm follow (tf_attn_sublayer_forward)\n");
+}
+
+/* --trace: head `head` (0-based) of attention `attn` in layer `layer` on
+ * example 0 of b, the model's last forward pass (tf_trace_fill), laid out
+ * step by step: X, Q, K, V of the head, the scores, the mask, the weights
+ * (their rows' sums), the head's output; `what` names the sublayer */
+static void tf_trace_show(const TfModel *m, const TfBatch *b, int attn, int layer, int head,
+                          const char *what, const TfText *tx) {
+    const TfConfig *c = &m->c;
+    TfTrace tr;
+    tf_trace_fill(&tr, m, b, attn, layer, head, 0);
+    const int *qt = attn == TF_SHOW_ENC ? b->src : b->tgt;
+    const int *kt = attn == TF_SHOW_SELF ? b->tgt : b->src;
+    const int Tq = tr.Tq, Tk = tr.Tk, D = tr.D, dh = tr.dh, cross = attn == TF_SHOW_CROSS;
+    printf("\n--trace: head %d of %d, %s\n  (the example above, read from "
+           "mha_forward's cache of that pass: B = 1\n  example, Tq = %d queries, Tk = %d keys, "
+           "D = %d, H = %d, dh = D / H = %d;\n  at most %d positions shown)\n", head + 1, tr.H,
+           what, Tq, Tk, D, tr.H, dh, TF_TRACE_MAX);
+    printf("\nX (Tq,D) = (%d,%d), the rows the queries come from:\n  %s\n", Tq, D,
+           c->norm == TF_PRE ? "LN(x), the LayerNorm of the sublayer's input x (pre-LN)"
+           : cross ? "the output of this layer's (causal) self-attention sublayer"
+           : layer > 1 ? "the previous layer's output" : "sqrt(D) E[token] + PE[t]");
+    tf_trace_rows(tr.Xq, Tq, D, qt, c, tx);
+    if (cross) {
+        printf("memory (Tk,D) = (%d,%d), the encoder's output: keys and values\n", Tk, D);
+        tf_trace_rows(tr.Xkv, Tk, D, kt, c, tx);
+    }
+    printf("\nQ = X W_q (Tq,D); head %d is its columns %d..%d: Q_h (Tq,dh) = (%d,%d)\n",
+           head + 1, head * dh, head * dh + dh - 1, Tq, dh);
+    tf_trace_rows(tr.Q, Tq, dh, qt, c, tx);
+    printf("K_h = (%s W_k), columns %d..%d (Tk,dh) = (%d,%d)\n", cross ? "memory" : "X",
+           head * dh, head * dh + dh - 1, Tk, dh);
+    tf_trace_rows(tr.K, Tk, dh, kt, c, tx);
+    printf("V_h = (%s W_v), columns %d..%d (Tk,dh) = (%d,%d)\n", cross ? "memory" : "X",
+           head * dh, head * dh + dh - 1, Tk, dh);
+    tf_trace_rows(tr.V, Tk, dh, kt, c, tx);
+    tf_trace_steps(&tr, qt, kt, c, tx);
+    tf_trace_free(&tr);
 }
 
 /* --svg: DIR/transformer-<arch>-<source>-curve.svg from what w recorded:
@@ -2629,6 +2822,168 @@ static void tf_experiment_heads(const TfConfig *c0, const TfRun *run0, uint64_t 
                        "one head, dh)", np, k, v);
 }
 
+/* --experiment extrapolate: sources longer than any trained on. The model
+ * is built for lengths up to 2L (c->S = c->T = 2L), so a learned table has
+ * 2L rows; each training batch holds one length drawn from lo..L and the
+ * model runs at that length (as --data's batches do, tf_pairs_fit), so rows
+ * L..2L-1 of a learned table are never read in training and keep their
+ * random initial values. The sinusoidal table is a formula: every row is
+ * defined. Trains run->steps steps (no early stopping); returns the steps
+ * taken (fewer if it diverged) and the mean loss of the last 100 (*loss). */
+static int tf_extrap_train(TfModel *m, const TfRun *run, int lo, int L, Progress *p,
+                           const char *detail, double *loss) {
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    Rng r;
+    rng_seed(&r, run->seed);                    /* the training stream */
+    TfConfig cn = m->c;
+    double sum = 0.0;
+    int step, n_sum = 0;
+    for (step = 1; step <= run->steps; step++) {
+        cn.S = cn.T = lo + rng_int(&r, L - lo + 1);
+        tf_pairs_fit(m, cn.S, cn.T);
+        tf_task_batch(&b, &r, run->task, &cn, TF_TRAIN_SPLIT);
+        const double l = tf_train_step(m, &b, run);
+        if (m->diverged) break;
+        if (step > run->steps - 100) { sum += l; n_sum++; }
+        progress_step(p, step, detail);
+    }
+    *loss = n_sum ? sum / n_sum : NAN;
+    tf_batch_free(&b);
+    return step > run->steps ? run->steps : step;
+}
+
+/* held-out accuracy of m at source length n (<= its built length): run->n_eval
+ * held-out sources of length n, decoded greedily at that length */
+static TfEval tf_extrap_eval(TfModel *m, const TfRun *run, int n) {
+    TfConfig cn = m->c;
+    cn.S = cn.T = n;
+    tf_pairs_fit(m, n, n);
+    TfBatch b;
+    tf_batch_alloc(&b, &m->c);
+    int *out = xmalloc(sizeof(int) * (size_t)(m->c.B * n));
+    Rng r;
+    rng_seed(&r, run->seed ^ 0xE7A9u ^ (uint64_t)n * 0x9E3779B97F4A7C15ull);
+    int tok = 0, seq = 0;
+    for (int done = 0; done < run->n_eval; done += b.n) {
+        b.n = run->n_eval - done < cn.B ? run->n_eval - done : cn.B;
+        tf_task_batch(&b, &r, run->task, &cn, TF_HELDOUT_SPLIT);
+        tf_greedy_decode(m, &b, out);
+        for (int e = 0; e < b.n; e++) {
+            int all = 1;
+            for (int t = 0; t < n; t++) {
+                const int ok = out[e * n + t] == b.y[e * n + t];
+                tok += ok; all &= ok;
+            }
+            seq += all;
+        }
+    }
+    free(out);
+    tf_batch_free(&b);
+    TfEval ev = { 0.0, (double)tok / ((double)run->n_eval * n), (double)seq / run->n_eval };
+    return ev;
+}
+
+/* --svg: DIR/transformer-extrapolate.svg, token accuracy (top) and
+ * exact-sequence accuracy (below) against the source length, one line per
+ * encoding; acc (2 encodings, 2 measures, nl lengths) */
+static void tf_extrap_chart(const char *dir, const char *task, int L, const double *len,
+                            const double *acc, int nl) {
+    if (!dir) return;
+    char title[200];
+    snprintf(title, sizeof title, "transformer --experiment extrapolate: %s, trained on "
+             "lengths up to %d, held-out accuracy at lengths up to %d", task, L, 2 * L);
+    ChartSeries tok[2], seq[2];
+    for (int k = 0; k < 2; k++) {
+        tok[k] = (ChartSeries){ k ? "--pos learned" : "--pos sin", len, acc + (2 * k) * nl, nl };
+        seq[k] = (ChartSeries){ k ? "--pos learned" : "--pos sin", len, acc + (2 * k + 1) * nl,
+                                nl };
+    }
+    const ChartPanel p[2] = { { "token accuracy", 0, tok, 2 },
+                              { "exact-sequence accuracy", 0, seq, 2 } };
+    char *path = path_join(dir, "transformer-extrapolate.svg");
+    write_svg_panels(path, title, "source length", 0, p, 2);
+    printf("  wrote %s\n", path);
+    free(path);
+}
+
+/* the extrapolate table: for each length lo..lo+nl-1 the token and
+ * exact-sequence accuracy of each encoding (acc as tf_extrap_chart's), a
+ * rule after the longest trained length L */
+static void tf_extrap_table(int lo, int L, int nl, const double *acc, int n_eval) {
+    printf("  held-out accuracy (greedy decoding, %d held-out sources of each length):\n"
+           "  %8s %19s %19s\n  %8s %9s %9s %9s %9s\n", n_eval, "", "--pos sin",
+           "--pos learned", "length", "token", "exact", "token", "exact");
+    for (int i = 0; i < nl; i++) {
+        if (lo + i == L + 1) printf("  ---- longer than every source trained on ----\n");
+        printf("  %8d", lo + i);
+        for (int k = 0; k < 4; k++) {
+            const double v = acc[k * nl + i];
+            if (isfinite(v)) printf(" %9.4f", v); else printf(" %9s", "-");
+        }
+        printf("\n");
+    }
+}
+
+/* Positions beyond the trained length: a model with --pos sin and one with
+ * --pos learned, each trained on lengths lo..L (L = --len, lo the shortest
+ * length whose task space allows a held-out split) and measured on
+ * held-out sources of every length lo..2L. c0 is built for 2L (tf_cli). */
+static void tf_experiment_extrapolate(const TfConfig *c0, const TfRun *run, uint64_t seed,
+                                      const char *svg_dir) {
+    const int L = c0->S / 2;
+    TfConfig tc = *c0;
+    int lo = 2;
+    for (tc.S = lo; lo < L && tf_task_space(&tc) < TF_MIN_SOURCES; tc.S = ++lo) {}
+    const int nl = 2 * L - lo + 1;
+    printf("experiment extrapolate: task %s, trained on lengths %d..%d (one length a\n"
+           "  batch), tested on lengths %d..%d; d_model %d, %d heads, %d+%d layers, %d step%s\n"
+           "  each. Both models are built for length %d: a learned table has %d rows,\n"
+           "  but training reads only its first %d; the sinusoidal one is a formula.\n",
+           task_names[run->task], lo, L, lo, 2 * L, c0->D, c0->H, c0->n_enc, c0->n_dec,
+           run->steps, tf_plural(run->steps), 2 * L, 2 * L, L);
+    double *len = xcalloc_doubles(nl), *acc = xcalloc_doubles(4 * nl);
+    for (int i = 0; i < nl; i++) len[i] = lo + i;
+    for (int k = 0; k < 2; k++) {
+        TfConfig c = *c0;
+        c.pos = k ? TF_POS_LEARNED : TF_POS_SIN;
+        TfModel m;
+        tf_build(&m, &c, seed);
+        double *rows = k ? xmalloc(sizeof(double) * (size_t)(L * c.D)) : NULL;
+        if (k) memcpy(rows, m.w.pos + L * c.D, sizeof(double) * (size_t)(L * c.D));
+        char what[48], detail[32];
+        snprintf(what, sizeof what, "extrapolate %d/2, step", k + 1);
+        snprintf(detail, sizeof detail, "--pos %s", tf_pos_names[c.pos]);
+        Progress p;
+        progress_begin(&p, what, run->steps);
+        double loss;
+        const int steps = tf_extrap_train(&m, run, lo, L, &p, detail, &loss);
+        for (int i = 0; i < 2 * nl; i++) acc[2 * k * nl + i] = NAN;
+        if (m.diverged)
+            printf("  --pos %-7s diverged at step %d (loss %g): no accuracy\n",
+                   tf_pos_names[c.pos], m.diverged, m.div_loss);
+        else {
+            printf("  --pos %-7s %d step%s, mean training loss, last 100 steps, %.4f\n",
+                   tf_pos_names[c.pos], steps, tf_plural(steps), loss);
+            if (k) printf("    rows %d..%d of its table after training: %s\n", L, 2 * L - 1,
+                          memcmp(rows, m.w.pos + L * c.D, sizeof(double) * (size_t)(L * c.D))
+                          ? "changed" : "unchanged, as built (never trained)");
+            progress_begin(&p, "extrapolate, held-out lengths", nl);
+            for (int i = 0; i < nl; i++) {
+                const TfEval ev = tf_extrap_eval(&m, run, lo + i);
+                acc[2 * k * nl + i] = ev.tok_acc;
+                acc[(2 * k + 1) * nl + i] = ev.seq_acc;
+                progress_step(&p, i + 1, detail);
+            }
+        }
+        free(rows);
+        tf_free(&m);
+    }
+    tf_extrap_table(lo, L, nl, acc, run->n_eval);
+    tf_extrap_chart(svg_dir, task_names[run->task], L, len, acc, nl);
+    free(len); free(acc);
+}
+
 /* --svg: the cost table as DIR/transformer-cost.svg, time (ms) and memory
  * (MB) against n (6 lengths) on log-log axes, the fitted slopes (fit: time,
  * memory) in the title and the legend */
@@ -2758,17 +3113,18 @@ static void tf_bench(const TfConfig *dflt, const TfRun *run) {
  * in a mode that would ignore or override it. */
 enum { TF_M_ENCDEC, TF_M_ENCODER, TF_M_DECODER,   /* = TF_ENCDEC .. TF_DECODER */
        TF_M_POSITIONS, TF_M_HEADS, TF_M_COST,     /* = TF_M_POSITIONS + --experiment */
-       TF_M_BENCH };
+       TF_M_EXTRAP, TF_M_BENCH };
 static const char *const tf_mode_names[] = { "--arch encdec", "--arch encoder",
     "--arch decoder", "--experiment positions", "--experiment heads", "--experiment cost",
-    "--bench", NULL };
-static const char *const tf_experiment_names[] = { "positions", "heads", "cost", NULL };
+    "--experiment extrapolate", "--bench", NULL };
+static const char *const tf_experiment_names[] = { "positions", "heads", "cost",
+                                                   "extrapolate", NULL };
 #define TF_M(m) (1u << TF_M_##m)
 #define TF_ARCHS (TF_M(ENCDEC) | TF_M(ENCODER) | TF_M(DECODER))
-#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS))   /* every mode that trains */
-#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS))  /* those on encdec tasks */
+#define TF_TRAINS (TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS) | TF_M(EXTRAP))   /* all that train */
+#define TF_TASKS (TF_M(ENCDEC) | TF_M(POSITIONS) | TF_M(HEADS) | TF_M(EXTRAP))  /* encdec tasks */
 
-enum { TF_N_OPTS = 41 };
+enum { TF_N_OPTS = 43 };
 
 /* everything the command line sets, and the option table that reads it */
 typedef struct {
@@ -2786,16 +3142,32 @@ typedef struct {
     TfPairs loaded;    /* --load of an encdec model: its vocabularies alone */
     const char *input; /* --input WORD (encdec, with --load), or NULL: stdin */
     int beam;          /* --beam K: beams of the encdec search, 1 = greedy */
+    int trace, trace_head;     /* --trace, --trace-head K (1-based) */
+    int trace_attn, trace_layer;   /* what --trace traces (tf_cli_check_show) */
     int chars;         /* --chars: characters to generate */
     int *prompt_ids, plen;     /* the prompt as tokens (plen), checked before training */
     Opt opt[TF_N_OPTS];
     OptTable t;
 } TfCli;
 
+/* --trace (if given), after the run's last forward pass on example 0 of b:
+ * the head, attention and layer tf_cli_check_show settled; tx labels a
+ * text's tokens (NULL: the toy tasks' numbers) */
+static void tf_trace_run(const TfModel *m, const TfCli *o, const TfBatch *b, const TfText *tx) {
+    if (!o->trace) return;
+    TfPic pic;
+    if (m->c.arch == TF_ENCDEC) tf_pic_encdec(&pic, o->trace_attn, o->trace_layer, "trace");
+    else snprintf(pic.what, sizeof pic.what, "%s self-attention, layer %d", m->c.arch ==
+                  TF_ENCODER ? "bidirectional" : "causal", o->trace_layer);
+    tf_trace_show(m, b, m->c.arch == TF_ENCDEC ? o->trace_attn : TF_SHOW_ENC, o->trace_layer,
+                  o->trace_head - 1, pic.what, tx);
+}
+
 /* the encdec run: train, held-out accuracy, decoded examples, cross-attention */
-static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, const char *svg,
-                           FILE *csv) {
+static void tf_main_encdec(TfModel *m, const TfCli *o, FILE *csv) {
     const TfConfig *c = &m->c;
+    const TfRun *run = &o->run;
+    const int show = o->show, attn = o->attn;
     TfEval ev;
     int steps = tf_train(m, run, NULL, stdout, csv, &ev);
     tf_stop_if_diverged(m);
@@ -2833,7 +3205,8 @@ static void tf_main_encdec(TfModel *m, const TfRun *run, int show, int attn, con
     TfPic pic;
     tf_pic_encdec(&pic, attn, show, task_names[run->task]);
     const int Tq = attn == TF_SHOW_ENC ? c->S : c->T, Tk = attn == TF_SHOW_SELF ? c->T : c->S;
-    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk, rows, cols, &pic, svg, NULL);
+    tf_show_heads(m, tf_attention_map(m, s, 0, Tq, Tk), Tq, Tk, rows, cols, &pic, o->svg, NULL);
+    tf_trace_run(m, o, &b, NULL);
     free(out); free(y);
     tf_batch_free(&b);
 }
@@ -2908,6 +3281,7 @@ static void tf_show_prompt_heads(TfModel *m, const TfCli *o, const TfText *tx) {
     tf_pic_name(&pic, "decoder", "prompt", TF_SHOW_SELF, o->show);
     printf("\n");
     tf_show_heads(m, Pc, L, L, p, p, &pic, o->svg, tx);
+    tf_trace_run(m, o, &b, tx);
     free(Pc);
     tf_batch_free(&b);
 }
@@ -3014,6 +3388,7 @@ static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv
         printf("\n");
         tf_show_heads(m, tf_attention_map(m, &m->a.es[2 * (o->show - 1)], 0, c->S, c->S), c->S,
                       c->S, b.src, b.src, &pic, o->svg, tx);
+        tf_trace_run(m, o, &b, tx);
     }
     tf_batch_free(&b);
 }
@@ -3065,6 +3440,7 @@ static void tf_show_pairs_heads(TfModel *m, const TfCli *o, const TfBatch *b, co
     printf("\n");
     tf_show_heads(m, Pc, Lq, Lk, enc ? b->src : b->tgt, self ? b->tgt : b->src, &pic, o->svg,
                   &tx);
+    tf_trace_run(m, o, b, &tx);
     free(Pc);
     tf_text_free(&tx);
 }
@@ -3287,8 +3663,9 @@ static const char tf_about[] =
 static const char tf_after[] =
     "An option applies only where it is used (\"only with\" above), and is refused\n"
     "elsewhere: --experiment positions sets --task and --pos itself, heads sets\n"
-    "--heads, cost reads only --seed and --svg; --bench runs fixed configurations\n"
-    "and the default example and takes no other option.\n"
+    "--heads, extrapolate sets --pos (sin, then learned), cost reads only --seed\n"
+    "and --svg; --bench runs fixed configurations and the default example and\n"
+    "takes no other option.\n"
     "\n"
     "--svg DIR writes every picture of the run into DIR, named for what it shows:\n"
     "transformer-<arch>-<task, text or data>-<attention>-L<layer>.svg (all heads of\n"
@@ -3314,6 +3691,12 @@ static void tf_cli_table_data(TfCli *o) {
         { "--beam", OPT_INT, &o->beam, 1, 64, NULL, TF_M(ENCDEC), "K", "--data, --input and "
           "stdin: beam search with K\nbeams (1: greedy); --data gives the test PER and\nWER "
           "both ways", 0 },
+        { "--trace", OPT_FLAG, &o->trace, 0, 0, NULL, TF_ARCHS, "", "after the run, print "
+          "one head step by step: X, Q,\nK, V, the scores, the mask, the weights, the output;"
+          "\n--show-attn's attention (default: the arch's\nself-attention, encdec's encoder) "
+          "in --show-layer\n(default: layer 1)", 0 },
+        { "--trace-head", OPT_INT, &o->trace_head, 1, 64, NULL, TF_ARCHS, "K",
+          "the head --trace prints", 0 },
     };
     (void)sizeof(char[sizeof all == (TF_N_OPTS - TF_N_TABLE2) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE2, all, sizeof all);
@@ -3324,16 +3707,17 @@ static void tf_cli_table_more(TfCli *o) {
         { "--temperature", OPT_REAL, &o->temperature, 0, 10, NULL, TF_M(DECODER), "X",
           "sampling temperature (0: greedy)", 0 },
         { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TF_ARCHS | TF_M(POSITIONS) | TF_M(HEADS) |
-          TF_M(COST), "DIR", "write pictures into the existing DIR: a layer's\nheads, "
+          TF_M(COST) | TF_M(EXTRAP), "DIR", "write pictures into the existing DIR: a layer's\nheads, "
           "the training curve, an experiment's\nchart (transformer-*.svg; same name: "
           "replaced)", 0 },
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TF_TRAINS | TF_M(COST), "N",
           "seed of the weights and the data", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, tf_experiment_names,
-          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST), "E", "instead of one run (the "
-          "default): positions\n(reverse with --pos none, sin, learned), heads (1..8\nheads, "
-          "same d_model) or cost (self-attention time and\nmemory vs length; timings on "
-          "stdout)", 0 },
+          TF_M(POSITIONS) | TF_M(HEADS) | TF_M(COST) | TF_M(EXTRAP), "E", "instead of one "
+          "run (the default): positions\n(reverse with --pos none, sin, learned), heads (1..8\n"
+          "heads, same d_model), cost (self-attention time\nand memory vs length; timings on "
+          "stdout) or\nextrapolate (--pos sin vs learned, trained on\nlengths up to --len, "
+          "tested up to twice that;\n--task: default reverse)", 0 },
         { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, TF_M(BENCH), "", "ms per training "
           "step in two configurations, and the\ntime the default example takes to reach "
           "100%", 0 },
@@ -3382,7 +3766,8 @@ static void tf_cli_table(TfCli *o) {
         { "--arch", OPT_CHOICE, &o->c.arch, 0, 0, tf_arch_names, TF_ARCHS, "A", "encdec: the "
           "paper's; encoder: BERT-style masked tokens\non a built-in text; decoder: "
           "GPT-style next character", 0 },
-        { "--task", OPT_CHOICE, &o->run.task, 0, 0, task_names, TF_M(ENCDEC) | TF_M(HEADS),
+        { "--task", OPT_CHOICE, &o->run.task, 0, 0, task_names, TF_M(ENCDEC) | TF_M(HEADS) |
+          TF_M(EXTRAP),
           "T", "what the encoder-decoder learns to output", 0 },
         { "--norm", OPT_CHOICE, &o->c.norm, 0, 0, tf_norm_names, TF_TRAINS, "N",
           "post (the paper) or pre LayerNorm", 0 },
@@ -3391,7 +3776,8 @@ static void tf_cli_table(TfCli *o) {
         { "--act", OPT_CHOICE, &o->c.act, 0, 0, tf_act_names, TF_TRAINS, "A",
           "activation of the feed-forward network", 0 },
         { "--d-model", OPT_INT, &o->c.D, 1, 1024, NULL, TF_TRAINS, "D", "model width", 0 },
-        { "--heads", OPT_INT, &o->c.H, 1, 64, NULL, TF_ARCHS | TF_M(POSITIONS), "H",
+        { "--heads", OPT_INT, &o->c.H, 1, 64, NULL, TF_ARCHS | TF_M(POSITIONS) | TF_M(EXTRAP),
+          "H",
           "attention heads; must divide --d-model", 0 },
         { "--layers", OPT_INT, &o->layers, 1, 16, NULL, TF_TRAINS, "N",
           "encoder and decoder layers each", 0 },
@@ -3412,7 +3798,8 @@ static void tf_cli_table(TfCli *o) {
           "label smoothing", 0 },
         { "--eval", OPT_INT, &o->run.n_eval, 1, 100000, NULL, TF_TRAINS, "N",
           "held-out examples", 0 },
-        { "--eval-every", OPT_INT, &o->run.eval_every, 1, 1000000, NULL, TF_TRAINS, "N",
+        { "--eval-every", OPT_INT, &o->run.eval_every, 1, 1000000, NULL,
+          TF_TRAINS & ~TF_M(EXTRAP), "N",
           "steps between held-out evaluations", 0 },
         { "--show-layer", OPT_INT, &o->show, 1, 16, NULL, TF_ARCHS, "K", "layer whose heads "
           "are drawn, at most --layers\n(default: the last)", 0 },
@@ -3464,6 +3851,13 @@ static void tf_cli_resolve(TfCli *o, const TfText *tx) {
             opt_fail(&o->t, "--vocab %d with --len %d gives only %.0f distinct sources; a "
                      "held-out split (1 in 10 held out) needs at least %.0f: raise --len or "
                      "--vocab", c->V, c->S, tf_task_space(c), TF_MIN_SOURCES);
+        if (o->mode != TF_M_EXTRAP) return;
+        if (2 * o->len > TF_MAX_POS)            /* built for 2L: tested up to twice --len */
+            opt_fail(&o->t, "--experiment extrapolate tests up to twice --len; --len %d "
+                     "would need %d positions, more than %d: give --len %d or less", o->len,
+                     2 * o->len, TF_MAX_POS, TF_MAX_POS / 2);
+        c->S = c->T = 2 * o->len;
+        if (!opt_given(&o->t, "--task")) o->run.task = TASK_REVERSE;
         return;
     }
     c->V = tx->V;
@@ -3526,6 +3920,16 @@ static void tf_cli_check_show(TfCli *o) {
                  : "an encoder and a decoder (--arch encdec)", tf_arch_names[c->arch],
                  c->arch == TF_ENCODER ? "only an encoder: use enc"
                                        : "only a (causal) decoder: use self");
+    o->trace_attn = opt_given(&o->t, "--show-attn") ? o->attn : TF_SHOW_ENC;
+    o->trace_layer = opt_given(&o->t, "--show-layer") ? o->show : 1;
+    if (opt_given(&o->t, "--trace-head") && !o->trace)
+        opt_fail(&o->t, "--trace-head picks the head --trace prints: add --trace");
+    if (o->trace_head > c->H)
+        opt_fail(&o->t, "--trace-head %d: the model has %d head%s", o->trace_head, c->H,
+                 c->H == 1 ? "" : "s");
+    if (o->trace && c->arch == TF_ENCDEC && o->load && !o->data && !o->input)
+        opt_fail(&o->t, "--trace follows --input's word; words from stdin get none: give "
+                 "--input WORD, or drop --trace");
 }
 
 /* The training options that belong to one schedule are refused with the
@@ -3651,6 +4055,7 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     o->run = (TfRun){ TASK_COPY, 3000, 400, 1.0, 256, 100, 100, 1, 0.98, TF_SCHED_NOAM,
                       1e-3, 1e-4, 0.0, 0.0, 0.0, NULL, NULL };
     o->seed = 1; o->layers = 2; o->len = 10; o->vocab = 11; o->temperature = 0.8; o->beam = 1;
+    o->trace_head = 1;
     o->chars = 160;
     tf_cli_table(o);
     o->t = (OptTable){ argv[0], tf_about, tf_after, tf_mode_names, o->opt, TF_N_OPTS };
@@ -3714,7 +4119,7 @@ static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
     memset(&watch, 0, sizeof watch);
     if (o->svg && !o->load) o->run.watch = &watch;   /* curves of the training run */
     if (run->data) tf_main_pairs(m, o, log.f);
-    else if (c->arch == TF_ENCDEC) tf_main_encdec(m, run, o->show, o->attn, o->svg, log.f);
+    else if (c->arch == TF_ENCDEC) tf_main_encdec(m, o, log.f);
     else tf_main_text(m, o, tx, log.f);
     if (o->log) out_close(&log);
     tf_write_curve(o->svg, tf_arch_names[c->arch], run->data ? "data" : c->arch == TF_ENCDEC
@@ -3738,6 +4143,7 @@ int main(int argc, char **argv) {
     case TF_M_POSITIONS: tf_experiment_positions(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_HEADS:     tf_experiment_heads(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_COST:      tf_experiment_cost(o.run.seed, o.svg); break;
+    case TF_M_EXTRAP:    tf_experiment_extrapolate(&o.c, &o.run, o.run.seed, o.svg); break;
     case TF_M_BENCH:     tf_bench(&o.c, &o.run); break;
     default:
         if (o.load && o.c.arch == TF_ENCDEC && !o.data) tf_main_use(&o, &m);  /* words */
