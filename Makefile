@@ -57,11 +57,13 @@ omp: $(SOURCES)
 
 # ---- chapter 3 (transformer.c): the experiments of NOTES.md, chapter 3 ----
 # positions: reverse with --pos none/learned/sin; heads: 1, 2, 4, 8 heads on
-# sort; cost: self-attention time and memory vs length (timings on stdout).
+# sort; cost: self-attention time and memory vs length (timings on stdout);
+# extrapolate: sinusoidal vs learned positions beyond the trained length.
 tf-experiments: transformer
 	./transformer --experiment positions --steps 1500
 	./transformer --experiment heads --task sort --steps 1000
 	./transformer --experiment cost
+	./transformer --experiment extrapolate
 
 # ---- chapter 2 (seq2seq.c): the experiments of NOTES.md, chapter 2 ----
 # length: none vs bahdanau vs luong, exact accuracy by source length (about
