@@ -2089,16 +2089,24 @@ static void print_padded(FILE *f, const char *s, int width, int right) {
     else fprintf(f, "%s%*s", s, pad > 0 ? pad : 0, "");
 }
 
-/* the column labels above a heatmap whose cells are 2 columns wide: in one
- * line if every label fits its 2 columns ("10" reads as 10), else written
+/* the column labels above a heatmap whose cells are 2 columns wide: one
+ * character each in one line; labels of two characters ("10") in two
+ * staggered lines, even columns above odd ones, so that each has four
+ * columns and "10" never runs into its neighbour; longer ones written
  * downwards, one character (code point) a line */
 static void print_column_labels(FILE *f, const char *const *labels, int C, int indent) {
     const int ch = longest_label(labels, C);
-    for (int k = 0; k < (ch <= 2 ? (ch > 0) : ch); k++) {
+    const int lines = ch <= 1 ? ch : ch == 2 ? 2 : ch;
+    for (int k = 0; k < lines; k++) {
         fprintf(f, "%*s", indent, "");
         for (int j = 0; j < C; j++) {
             const char *l = label_visible(labels[j]);
-            if (ch <= 2) { print_padded(f, l, 2, 0); continue; }
+            if (ch <= 1) { print_padded(f, l, 2, 0); continue; }
+            if (ch == 2) {                         /* staggered: j % 2 on line j % 2 */
+                if (j % 2 == k) print_padded(f, l, j + 1 < C ? 4 : 2, 0);
+                else if (j == 0) fprintf(f, "  ");
+                continue;
+            }
             int cp = 0;                            /* find the k-th code point */
             while (*l && cp < k) { l++; cp += ((unsigned char)*l & 0xC0) != 0x80; }
             size_t len = 0;

@@ -1443,8 +1443,9 @@ static void test_viewers(Tally *t) {
     check(t, ok0 && ok1 && legend, "terminal heatmap, weights (0 .5 1) and (.1 .25 .5), max 1: "
           "drawn |%.*s| and |%.*s| (blank only for 0, a faint dot under max/5); legend %s",
           n0, row0 ? row0 + 5 : "", n1, row1 ? row1 + 5 : "", legend ? "ok" : "missing");
-    /* labels of up to 2 characters sit on one line above their 2-column
-       cells; the space token is drawn as a visible symbol, not a blank */
+    /* labels of 2 characters sit in two staggered lines above their 2-column
+       cells (so "10" never runs into its neighbour, and is never split); the
+       space token is drawn as a visible symbol, not a blank */
     const char *short_cols[3] = { "9", "10", " " }, *one_row[1] = { "\n" };
     f = tmpfile();
     if (!f) { check(t, 0, "tmpfile() for the heatmap test: %s", strerror(errno)); return; }
@@ -1453,8 +1454,9 @@ static void test_viewers(Tally *t) {
     n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = 0;
     fclose(f);
-    check(t, strstr(buf, "title\n   9 10\u2423 \n\u21b5 |") != NULL, "terminal heatmap labels "
-          "9, 10 and a space on one line as '9 10\u2423', a newline row as '\u21b5'");
+    check(t, strstr(buf, "title\n   9   \u2423 \n     10  \n\u21b5 |") != NULL, "terminal "
+          "heatmap labels 9, 10 and a space in two staggered lines ('9   \u2423' over '  10'), "
+          "a newline row as '\u21b5'");
     char path[4096];
     temp_path(path, sizeof path, "attention-tests-heatmap");
     write_svg_heatmap(path, "t<i>tle", W, 2, 3, rows, cols);
