@@ -2541,6 +2541,53 @@ S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
     return st.res;
 }
 
+/* ---- --trace: one decoder step of the trained model, in the five steps ----
+ * What the model computed at decoder step t of row 0 of its last forward (a
+ * batch of one, as s2s_decode_one leaves it), read from its activations.
+ * Only the scores e_{t,i} are not kept there (the weights overwrite them in
+ * place): they are taken again by the model's own score_forward, on the
+ * query and the prepared keys the forward cached. */
+typedef struct {
+    int t, T;              /* the step (0-based) and the source length */
+    int lo, n;             /* the positions scored: lo .. lo+n-1 (global: 0, T) */
+    double pos;            /* local-m, local-p: the window's centre p_t (0-based), else -1 */
+    const double *q;       /* (H) the query: Bahdanau s_{t-1}, Luong h_t */
+    const double *h;       /* (H) the state after the step, hd row t: s_t (h_t) */
+    const double *att;     /* (T) the model's attention row att[t] */
+    const double *ctx;     /* (He) the context c_t, ctx row t */
+    const double *comb;    /* Luong: h~_t (H), ht row t; else [s_t; c_t] (H+He), oin row t */
+    double *e;             /* (T) the scores e_{t,i}, 0 outside lo..lo+n-1 */
+    double *a;             /* (T) softmax of e over lo..lo+n-1 (local-p: times the Gaussian) */
+    double *p;             /* (V) softmax of the logits at t: P(y_t | y_<t, x) */
+    double *mem;           /* the block e, a, p and the score cache live in */
+} S2sTrace;
+
+/* tr = step t of r's last forward of model m (a batch of one row) */
+static void s2s_trace_build(S2sTrace *tr, const S2sRun *r, const S2sModel *m, int t) {
+    const S2sConfig *c = &m->cfg;
+    const S2sActs *a = &r->a;
+    const int T = a->T, P = s2s_key_width(c), V = c->V;
+    const S2sStep s = s2s_step(a, c, t);
+    tr->t = t; tr->T = T; tr->lo = 0; tr->n = T;
+    tr->q = c->attention == S2S_BAHDANAU ? s.h_prev : s.h;
+    tr->h = s.h; tr->att = a->att + t * T; tr->ctx = s.ctx;
+    tr->comb = c->attention == S2S_LUONG ? s.ht : s.oin;
+    tr->mem = xcalloc_doubles(2 * T + V + s2s_score_cache(c, T) + 1);
+    tr->e = tr->mem; tr->a = tr->e + T; tr->p = tr->a + T;
+    const int local = c->attention == S2S_LUONG && c->align != S2S_GLOBAL;
+    const double pos = c->align == S2S_LOCAL_P ? a->pos[t] : t;  /* local-m: p_t = t */
+    if (local) tr->n = local_window(&tr->lo, pos, c->window, T);
+    tr->pos = local ? pos : -1.0;
+    /* step 1: e_{t,i} = score(q, k_i), by the function attend_forward calls */
+    score_forward(tr->e + tr->lo, tr->p + V, tr->q, a->Kp + tr->lo * P, tr->n, &m->w.score);
+    softmax_forward(tr->a + tr->lo, tr->e + tr->lo, tr->n);      /* step 2 */
+    for (int i = tr->lo; local && c->align == S2S_LOCAL_P && i < tr->lo + tr->n; i++)
+        tr->a[i] *= local_gaussian(i, pos, c->window);
+    softmax_forward(tr->p, s.logits, V);                        /* the output layer */
+}
+
+static void s2s_trace_free(S2sTrace *tr) { free(tr->mem); }
+
 #ifndef TESTING   /* the program: tests.c includes this file without it */
 
 /* ========================================================================
@@ -2580,6 +2627,7 @@ typedef struct {
     int eval_every;    /* --eval-every: steps between dev evaluations */
     S2sSaved *saved;   /* the model --load read, or NULL */
     const char *prog;  /* argv[0], for messages */
+    int trace;         /* --trace: print one decoder step, the five steps of attention */
 } S2sOptions;
 
 /* Append the nadd options add to opt (n so far, room for cap); returns the
@@ -2688,6 +2736,10 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "instead of training one", 0 },
         { "--input", OPT_PATH, &o->input, 0, 0, NULL, USE, "WORD", "with --load: convert WORD "
           "(default: one word a line\nfrom stdin)", 0 },
+        { "--trace", OPT_FLAG, &o->trace, 0, 0, NULL, RUN | USE, "", "after the run, print "
+          "one decoder step (the middle one\nof held-out example 1, or of --input's word) "
+          "as\nthe model computed it: the query, every score, the\nweights, the context, "
+          "the combined state, the top 5\noutputs", 0 },
     };
     return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
 }
@@ -2712,6 +2764,9 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
     if (opt_given(t, "--window") && c->align == S2S_GLOBAL)
         opt_fail(t, "--window needs --align local-m or --align local-p (global attention has "
                  "no window)");
+    if (o->trace && o->mode == S2S_MODE_RUN && c->attention == S2S_NONE)
+        opt_fail(t, "--trace shows a step of attention, and --attention none has none: give "
+                 "--attention bahdanau or luong");
     c->score = s2s_luong_score_kind[o->score];
     const int has_A = c->attention == S2S_BAHDANAU || (c->attention == S2S_LUONG &&
                       (c->score == SCORE_CONCAT || c->align == S2S_LOCAL_P));
@@ -2863,6 +2918,10 @@ static void s2s_check_data(const OptTable *t, S2sOptions *o) {
     if (o->svg && o->mode == S2S_MODE_USE && !o->input)
         opt_fail(t, "--svg draws the alignment of --input's word; words from stdin get none: "
                  "give --input WORD, or drop --svg");
+    if (o->trace && (o->cfg.attention == S2S_NONE || !o->input))
+        opt_fail(t, o->input ? "--trace shows a step of attention, and this model "
+                 "(--attention none) has none: drop --trace" : "--trace shows a step of "
+                 "--input's word; words from stdin get none: give --input WORD");
     const char *name[] = { "--save", "--log" }, *path[] = { o->save, o->log };
     for (int k = 0; k < 2; k++) if (path[k]) check_writable(t->prog, name[k], path[k]);
     if (o->svg) check_dir_writable(t->prog, "--svg", o->svg);
@@ -2916,7 +2975,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
         S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
-        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0] };
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0], 0 };
     *o = defaults;
     Opt opt[40];
     OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
@@ -3207,6 +3266,116 @@ static void s2s_show_alignment(S2sSession *s, const S2sOptions *o, const char *d
     free(W); free(names); free(rows);
 }
 
+/* x (n), named name, of the given shape: its norm, then its first values */
+static void s2s_trace_vector(const char *name, const char *shape, const double *x, int n) {
+    printf("     %s = %s, norm %.4f\n       first %d:", name, shape, vector_norm(x, n),
+           n < 6 ? n : 6);
+    for (int j = 0; j < n && j < 6; j++) printf(" %8.4f", x[j]);
+    printf("\n");
+}
+
+/* the five steps' lines: src (T) names the source positions */
+static void s2s_trace_attention(const S2sTrace *tr, const S2sConfig *c,
+                                const char *const *src) {
+    const int bah = c->attention == S2S_BAHDANAU, He = s2s_enc_width(c);
+    char shape[40];
+    printf("  1. the query: %s\n", bah ? "the state before the step, s_{t-1}" :
+           "the new state h_t = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})");
+    snprintf(shape, sizeof shape, "%s (H = %d)", bah ? "hd[t-1]" : "hd[t]", c->H);
+    s2s_trace_vector(bah ? "s_{t-1}" : "h_t", shape, tr->q, c->H);
+    printf("  2. scores e_{t,i} = %s(query, h_i), keys Kp (T = %d, P = %d)\n"
+           "  3. weights a_{t,i} = softmax_i(e_{t,i}), att[t] (T = %d)\n",
+           score_names[s2s_score_kind(c)], tr->T, s2s_key_width(c), tr->T);
+    if (tr->pos >= 0)
+        printf("     local-%s: only |i - p_t| <= D = %d is scored, p_t = %.4f (numbered as i)%s\n",
+               c->align == S2S_LOCAL_P ? "p" : "m", c->window, tr->pos + 1,
+               c->align == S2S_LOCAL_P ? ";\n     a_{t,i} is the softmax times "
+               "exp(-(i - p_t)^2 / (2 (D/2)^2))" : "");
+    printf("       i  source     e_{t,i}    a_{t,i}\n");
+    double sum = 0.0;
+    for (int i = 0; i < tr->T; i++) {
+        sum += tr->att[i];
+        if (i < tr->lo || i >= tr->lo + tr->n)
+            printf("     %3d  %-8s         --     0.0000  (outside the window)\n", i + 1,
+                   src[i]);
+        else printf("     %3d  %-8s %10.4f %10.4f\n", i + 1, src[i], tr->e[i], tr->att[i]);
+    }
+    printf("          sum of the weights %.6f\n", sum);
+    printf("  4. context c_t = sum_i a_{t,i} h_i\n");
+    snprintf(shape, sizeof shape, "ctx[t] (He = %d)", He);
+    s2s_trace_vector("c_t", shape, tr->ctx, He);
+}
+
+/* the step after the context, and the output's top 5 (vocab names V tokens) */
+static void s2s_trace_output(const S2sTrace *tr, const S2sConfig *c,
+                             const char *const *vocab) {
+    const int luong = c->attention == S2S_LUONG, He = s2s_enc_width(c);
+    char shape[40];
+    if (luong) {
+        printf("  5. the attentional state h~_t = tanh([c_t; h_t] Wc + bc)\n");
+        snprintf(shape, sizeof shape, "ht[t] (H = %d)", c->H);
+        s2s_trace_vector("h~_t", shape, tr->comb, c->H);
+    } else {
+        printf("  5. c_t enters the cell: s_t = cell([emb(y_{t-1}); c_t], s_{t-1})\n");
+        snprintf(shape, sizeof shape, "hd[t] (H = %d)", c->H);
+        s2s_trace_vector("s_t", shape, tr->h, c->H);
+        snprintf(shape, sizeof shape, "oin[t] (H+He = %d)", c->H + He);
+        s2s_trace_vector("[s_t; c_t]", shape, tr->comb, c->H + He);
+    }
+    printf("  out: P(y_t) = softmax(%s Wo + bo), logits[t] (V = %d), top 5:\n    ",
+           luong ? "h~_t" : "[s_t; c_t]", c->V);
+    int done[5] = { -1, -1, -1, -1, -1 };
+    for (int k = 0; k < 5 && k < c->V; k++) {
+        int best = -1;
+        for (int v = 0; v < c->V; v++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++) taken |= done[j] == v;
+            if (!taken && (best < 0 || tr->p[v] > tr->p[best])) best = v;
+        }
+        done[k] = best;
+        printf("  '%s' %.4f", vocab[best], tr->p[best]);
+    }
+    printf("\n");
+}
+
+/* --trace: print step t of r's last forward (a batch of one: the source
+ * src names (T), the output so far out (t tokens), vocab names V tokens),
+ * one of `steps` decoder steps; where names the example. */
+static void s2s_trace_print(const S2sRun *r, const S2sModel *m, int t, int steps,
+                            const char *where, const char *const *src,
+                            const int *out, const char *const *vocab) {
+    S2sTrace tr;
+    s2s_trace_build(&tr, r, m, t);
+    char desc[200];
+    printf("\n");
+    s2s_wrapf("  ", "trace of decoder step t = %d of %d (the middle one) of %s; %s; every "
+              "number read from the model's own forward (the names are seq2seq.c's)\n",
+              t + 1, steps, where, s2s_describe(desc, sizeof desc, &m->cfg));
+    printf("  input y_{t-1} = %s\n", t ? vocab[out[t - 1]] : "<s> (the first step)");
+    s2s_trace_attention(&tr, &m->cfg, src);
+    s2s_trace_output(&tr, &m->cfg, vocab);
+    s2s_trace_free(&tr);
+}
+
+/* --trace in the default run: the middle decoder step of held-out example
+ * 1, decoded as the held-out set was (greedy, or --beam's teacher-forced
+ * pass over the beam's output) */
+static void s2s_show_trace(S2sSession *s, const S2sOptions *o) {
+    const S2sData *d = &s->test;
+    const int V = o->cfg.V, maxlen = d->Nmax + 1;
+    int len;
+    s2s_show_decode(s->out, &len, &s->run, &s->bt, &s->m, d, 0, o->beam);
+    char (*nm)[8] = xmalloc(sizeof *nm * (size_t)(V + d->slen[0]));
+    const char **names = xmalloc(sizeof *names * (size_t)(V + d->slen[0]));
+    for (int v = 0; v < V; v++) names[v] = s2s_token_name(nm[v], o->task.task, v);
+    for (int i = 0; i < d->slen[0]; i++)
+        names[V + i] = s2s_token_name(nm[V + i], o->task.task, d->src[i]);
+    const int steps = len < maxlen ? len + 1 : maxlen;
+    s2s_trace_print(&s->run, &s->m, (steps - 1) / 2, steps, "held-out example 1",
+                    names + V, s->out, names);
+    free(nm); free(names);
+}
+
 /* Train the model of o on its task and report: held-out accuracy, a few
  * decoded examples, the alignment of one as a heatmap; with --svg, the
  * alignment and the training curves as pictures. */
@@ -3244,6 +3413,7 @@ static void s2s_main_run(const S2sOptions *o) {
     s2s_show_examples(&s, o);
     if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc, stem);
     else printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
+    if (o->trace) s2s_show_trace(&s, o);
     if (rec) {
         static const char *const names[2] = { "exact sequence", "token" };
         snprintf(title, sizeof title, "%s: training loss, and held-out accuracy (greedy, %d "
@@ -3503,6 +3673,20 @@ static char *s2s_use_svg(const S2sOptions *o) {
     return s2s_svg_path(o->svg, stem, "-alignment");
 }
 
+/* --trace of --load --input WORD: the middle decoder step of the word's
+ * decode (run: its last forward, a batch of one) */
+static void s2s_word_trace(const S2sRun *run, const S2sSaved *sv, const int *src, int slen,
+                           const int *out, int len, int maxlen, const char *word) {
+    const char **names = xmalloc(sizeof *names * (size_t)slen);
+    for (int i = 0; i < slen; i++) names[i] = sv->src_v.sym[src[i]];
+    const int steps = len < maxlen ? len + 1 : maxlen;
+    char where[120];
+    snprintf(where, sizeof where, "the word '%s'", word);
+    s2s_trace_print(run, &sv->m, (steps - 1) / 2, steps, where, names,
+                    out, (const char *const *)sv->tgt_v.sym);
+    free(names);
+}
+
 /* --load without --data: convert --input's word (phonemes and the
  * attention), or each line of stdin ("word  PH O NE MES", a dictionary);
  * a word the model cannot read is refused with the reason, the rest go on. */
@@ -3535,6 +3719,7 @@ static void s2s_main_use(const S2sOptions *o) {
         if (o->input && m->cfg.attention != S2S_NONE)
             s2s_word_alignment(&run, &sv->src_v, &sv->tgt_v, src, slen, out, len, maxlen,
                                s2s_use_svg(o), s2s_describe(desc, sizeof desc, &m->cfg));
+        if (o->trace) s2s_word_trace(&run, sv, src, slen, out, len, maxlen, o->input);
         fflush(stdout);
     }
     free(out);

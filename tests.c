@@ -2096,6 +2096,51 @@ static void s2s_test_padding(Tally *t) {
 }
 
 /* log P(y | x) of one sequence y (n tokens), ending with EOS if eos, else not */
+/* --trace reads the model's own forward: at every step of a teacher-forced
+ * pass, the traced weights (softmax of the traced scores, over the window
+ * for local attention) are the model's attention row, a global row sums to
+ * 1, and the context is sum_i a_i h_i over the model's annotations. */
+static void s2s_test_trace(Tally *t) {
+    const struct { int att, cell, score, align; } cs[] = {
+        { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL },
+        { S2S_BAHDANAU, CELL_LSTM, 0, 0 },
+        { S2S_LUONG, CELL_RNN, SCORE_CONCAT, S2S_GLOBAL },
+        { S2S_LUONG, CELL_GRU, SCORE_GENERAL, S2S_LOCAL_M },
+        { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_LOCAL_P },
+    };
+    const int sl[1] = { 5 }, tl[1] = { 6 };
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        S2sConfig c = s2s_tiny(cs[k].att, cs[k].cell, cs[k].score, cs[k].align);
+        S2sModelCtx x;
+        s2s_ctx_build(&x, &c, 1, sl, tl, 11 + k);
+        s2s_forward(&x.r, &x.bt, &x.m);
+        const int T = x.r.a.T, He = s2s_enc_width(&c);
+        double werr = 0.0, serr = 0.0, cerr = 0.0;
+        for (int st = 0; st < x.bt.S; st++) {
+            S2sTrace tr;
+            s2s_trace_build(&tr, &x.r, &x.m, st);
+            double sum = 0.0;
+            for (int i = 0; i < T; i++) {
+                werr = fmax(werr, fabs(tr.a[i] - x.r.a.att[st * T + i]));
+                sum += tr.a[i];
+            }
+            if (c.align == S2S_GLOBAL) serr = fmax(serr, fabs(sum - 1.0));
+            for (int j = 0; j < He; j++) {
+                double cj = 0.0;
+                for (int i = 0; i < T; i++) cj += tr.a[i] * x.r.a.enc[i * He + j];
+                cerr = fmax(cerr, fabs(cj - tr.ctx[j]));
+            }
+            s2s_trace_free(&tr);
+        }
+        char desc[128];
+        check(t, werr <= 1e-15 && serr <= 1e-12 && cerr <= 1e-12, "--trace of %s, %d steps: "
+              "traced weights = the model's att (max diff %.1e), a global row sums to 1 "
+              "(%.1e), c_t = sum_i a_i h_i (%.1e)", s2s_describe(desc, sizeof desc, &c),
+              x.bt.S, werr, serr, cerr);
+        s2s_ctx_free(&x);
+    }
+}
+
 static double s2s_seq_logp(S2sModelCtx *k, S2sBatch *one, const int *src, int slen,
                            const int *y, int n, int eos) {
     s2s_batch_row(one, 0, src, slen, y, eos ? n : n - 1);
@@ -2796,6 +2841,7 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_models(t);
     s2s_test_padding(t);
     s2s_test_beam(t);
+    s2s_test_trace(t);
     s2s_test_date_task(t);
     s2s_test_split(t);
     s2s_test_pooling(t);
