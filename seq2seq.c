@@ -40,7 +40,7 @@
  *  13. options            the option table and the checks between options
  *  14. the default run    train, evaluate, examples, the alignment
  *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
- *  15. experiments        length bottleneck, pooling, cnn
+ *  15. experiments        length bottleneck, pooling, cnn, gradient by distance
  *  16. --bench and main
  *
  * Dimension legend:
@@ -2594,14 +2594,16 @@ static void s2s_trace_free(S2sTrace *tr) { free(tr->mem); }
  * 13. options: one table, the checks that relate options
  * ======================================================================== */
 
-/* The seven things ./seq2seq can do: the mode. An option applies to some of
+/* The eight things ./seq2seq can do: the mode. An option applies to some of
  * them; opt_check_mode refuses it in the others. */
-enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_BENCH,
+enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
+       S2S_MODE_BENCH,
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
-    "--experiment pooling", "--experiment cnn", "--bench", "--data", "--load without --data",
+    "--experiment pooling", "--experiment cnn", "--experiment gradient", "--bench", "--data", "--load without --data",
     NULL };
-static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", NULL };
+static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
+                                                     NULL };
 
 typedef struct {
     int mode;          /* S2S_MODE_* */
@@ -2648,7 +2650,8 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define RUN    (1u << S2S_MODE_RUN)
 #define LENGTH (1u << S2S_MODE_LENGTH)
 #define CNN    (1u << S2S_MODE_CNN)
-#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN)
+#define GRAD   (1u << S2S_MODE_GRADIENT)
+#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD)
 #define TRAIN  (RUN | EXPS)                          /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
 #define USE    (1u << S2S_MODE_USE)
@@ -2671,7 +2674,7 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "luong only: attend to every source position or to a window", 0 },
         { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, RUN | MODEL, "D",
           "local-m/local-p only: the window [p-D, p+D]", 0 },
-        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, TRAIN | MODEL, "C",
+        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, (TRAIN & ~GRAD) | MODEL, "C",
           "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
         { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN | MODEL, "H", "hidden size; "
           "default 64, cnn 32, --data 128", 0 },
@@ -2750,6 +2753,7 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
 #undef LENGTH
 #undef CNN
 #undef EXPS
+#undef GRAD
 #undef TRAIN
 
 /* The checks that relate the model's options to each other: each names the
@@ -2794,6 +2798,11 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
         if (!opt_given(t, "--hidden")) o->cfg.H = 32;
         if (!opt_given(t, "--embed")) o->cfg.E = 16;
     }
+    if (o->mode == S2S_MODE_GRADIENT) {
+        if (!opt_given(t, "--len")) tk->max_len = 20;
+        if (!opt_given(t, "--steps")) o->train.steps = 200;
+        o->test = o->batch;                  /* one held-out batch is measured */
+    }
     if (!opt_given(t, "--min-len") && o->mode != S2S_MODE_LENGTH) tk->min_len = tk->max_len;
 }
 
@@ -2834,14 +2843,16 @@ static void s2s_check_task(const OptTable *t, S2sOptions *o) {
 /* Does the workspace of the default run (or of the length experiment's
  * three models) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
 static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
-    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH) return;
+    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH && o->mode != S2S_MODE_GRADIENT)
+        return;
     int Tmax, Nmax;
     s2s_task_dims(&o->task, &Tmax, &Nmax);
     const int Bmax = o->batch > o->beam ? o->batch : o->beam;
     double per = 0.0;                              /* doubles per example, worst model */
     for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
         S2sConfig w = o->cfg;
-        if (o->mode == S2S_MODE_LENGTH) w.attention = k;
+        if (o->mode != S2S_MODE_RUN) w.attention = k;
+        if (o->mode == S2S_MODE_GRADIENT) w.cell = CELL_LSTM;   /* the largest cell */
         const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
         if (e > per) per = e;
     }
@@ -2940,6 +2951,10 @@ static const char s2s_after[] =
     "           attention pooling (a learned query, or the RNN's h_T), and max\n"
     "           pooling + the RNN's h_T as a control\n"
     "           (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
+    "  gradient the gradient of the loss at each source token by its distance\n"
+    "           from the end, rnn/gru/lstm without and with bahdanau attention,\n"
+    "           at initialisation and after a short training (reverse, length\n"
+    "           20, 200 steps unless given)\n"
     "\n"
     "  Real data: --data FILE reads one pair a line, in the format of its first\n"
     "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
@@ -2967,7 +2982,8 @@ static const char s2s_after[] =
     "    seq2seq-<data>-<model>-alignment.svg, -curve.svg    --data\n"
     "    seq2seq-<checkpoint>-<word>-alignment.svg           --load, --input WORD\n"
     "    seq2seq-length.svg, seq2seq-pooling.svg, seq2seq-cnn.svg (and\n"
-    "    seq2seq-cnn-weights.svg), each with its -curve.svg  the experiments\n";
+    "    seq2seq-cnn-weights.svg), seq2seq-gradient.svg, each with its\n"
+    "    -curve.svg                                          the experiments\n";
 
 /* Parse and check argv into o: the defaults, the table, the mode, then the
  * checks that relate options. Exits 2 with a message on any bad input. */
@@ -3729,7 +3745,8 @@ static void s2s_main_use(const S2sOptions *o) {
 }
 
 /* ========================================================================
- * 15. experiments: the length bottleneck, pooling, CNN + attention
+ * 15. experiments: the length bottleneck, pooling, CNN + attention, and the
+ *     gradient reaching each source token
  * ======================================================================== */
 
 /* One model of the length table (attention none, bahdanau or luong with a
@@ -4253,6 +4270,145 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     free(heat); free(tok); free(lab); free(btok); free(blab);
 }
 
+/* ---- the gradient experiment: how much of the loss reaches each source token ----
+ * For rnn, gru and lstm cells, each without attention and with Bahdanau's:
+ * the norm of d(-log P(y | x)) / d x_i, the gradient of one sequence's loss
+ * at the embedding of source token i, by its distance T - i from the end of
+ * the source (0: the last token, the one next to the decoder), averaged over
+ * the rows of one held-out batch, at initialisation and after a short
+ * training. Without attention every path from x_i to the loss runs through
+ * the T - i encoder steps after it; attention adds a path of a few steps. */
+
+enum { S2S_GRAD_MODELS = 6 };   /* 3 cells x (none, bahdanau) */
+
+/* g (T) += the mean over the B rows of s's held-out examples 1..B of
+ * |d(-log P(y_b | x_b)) / d x_{b,i}| at g[T - 1 - i], by the model's own
+ * forward and backward (the parameter gradients are cleared after). */
+static void s2s_gradient_measure(double *g, S2sSession *s, int B) {
+    const S2sData *d = &s->test;
+    S2sBatch *bt = &s->bt;
+    bt->B = B;
+    for (int b = 0; b < B; b++)
+        s2s_batch_row(bt, b, d->src + b * d->Tmax, d->slen[b], d->tgt + b * d->Nmax,
+                      d->tlen[b]);
+    s2s_zero_grad(&s->m);
+    s2s_forward(&s->run, bt, &s->m);
+    s2s_backward(&s->m, &s->run, bt);
+    /* the loss is the mean over the batch's ntok tokens, and rows do not mix, so
+     * d(-log P(y_b | x_b)) / d x_b = ntok * dloss / d x_b */
+    const int T = bt->T, E = s->m.cfg.E;
+    for (int i = 0; i < T; i++)
+        for (int b = 0; b < B; b++)
+            g[T - 1 - i] += s->run.ntok * vector_norm(s->run.g.x_src + (i * B + b) * E, E) / B;
+    s2s_zero_grad(&s->m);
+}
+
+/* Model k (cell k / 2, attention none or bahdanau by k % 2): g0, g1 (T) the
+ * gradients at initialisation and after o's training; loss its training
+ * curve or NULL. Returns the step it diverged at, 0 if none. */
+static int s2s_gradient_model(const S2sOptions *o, int k, double *g0, double *g1,
+                              Curve *loss) {
+    S2sConfig c = o->cfg;
+    c.cell = k / 2;
+    c.attention = k % 2 ? S2S_BAHDANAU : S2S_NONE;
+    S2sTrainConfig tr = o->train;
+    tr.log_every = 0;
+    S2sSession s;
+    s2s_session_build(&s, o, &c);
+    s2s_gradient_measure(g0, &s, o->batch);
+    char what[64];
+    snprintf(what, sizeof what, "gradient: %s %s, step", cell_names[c.cell],
+             s2s_attention_names[c.attention]);
+    const S2sWatch w = { what, loss, NULL, NULL, NULL, NULL };
+    s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
+    const int diverged = s.m.diverged;
+    s2s_gradient_measure(g1, &s, o->batch);
+    s2s_session_free(&s);
+    return diverged;
+}
+
+/* One table of the six models' gradients g (6, T), when names when. */
+static void s2s_gradient_table(const double *g, int T, const char *when) {
+    printf("\n|dL/dx_i|, L = -log P(y|x), %s, by distance T - i from the end:\n", when);
+    printf("  %8s", "distance");
+    for (int k = 0; k < S2S_GRAD_MODELS; k++)
+        printf(" %10s", k % 2 ? "+bahdanau" : cell_names[k / 2]);
+    printf("\n");
+    for (int d = 0; d < T; d++) {
+        if (!(d < 4 || d % 4 == 0 || d == T - 1)) continue;
+        printf("  %8d", d);
+        for (int k = 0; k < S2S_GRAD_MODELS; k++) printf(" %10.2e", g[k * T + d]);
+        printf("\n");
+    }
+    printf("  %8s", "far/near");
+    for (int k = 0; k < S2S_GRAD_MODELS; k++)
+        printf(" %10.2e", g[k * T] > 0 ? g[k * T + T - 1] / g[k * T] : 0.0);
+    printf("\n");
+}
+
+/* --svg: the two tables as one picture, DIR/seq2seq-gradient.svg: two
+ * panels (at initialisation, after training) on one distance axis, log y */
+static void s2s_gradient_chart(const S2sOptions *o, const double *g, int T) {
+    Curve cv[2 * S2S_GRAD_MODELS];
+    ChartSeries s[2 * S2S_GRAD_MODELS];
+    char names[S2S_GRAD_MODELS][32], title[300], y0[64], y1[64];
+    for (int k = 0; k < 2 * S2S_GRAD_MODELS; k++) {
+        const int m = k % S2S_GRAD_MODELS;
+        snprintf(names[m], sizeof names[m], "%s, %s", cell_names[m / 2],
+                 m % 2 ? "bahdanau" : "no attention");
+        cv[k] = (Curve){ 0 };
+        for (int d = 0; d < T; d++) curve_add(&cv[k], d, g[k * T + d]);
+        s[k] = curve_series(&cv[k], names[m]);
+    }
+    snprintf(y0, sizeof y0, "|dL/dx_i| at init (log)");
+    snprintf(y1, sizeof y1, "after %d steps (log)", o->train.steps);
+    const ChartPanel p[2] = { { y0, 1, s, S2S_GRAD_MODELS },
+                              { y1, 1, s + S2S_GRAD_MODELS, S2S_GRAD_MODELS } };
+    snprintf(title, sizeof title, "the gradient of one sequence's loss at each source "
+             "token's embedding, mean over %d held-out sources: %s, length %d, hidden %d, "
+             "seed %d", o->batch, s2s_task_names[o->task.task], T, o->cfg.H, o->seed);
+    char *path = s2s_svg_path(o->svg, "gradient", "");
+    write_svg_panels(path, title, "distance T - i from the end of the source", 0, p, 2);
+    s2s_wrote(path);
+    for (int k = 0; k < 2 * S2S_GRAD_MODELS; k++) curve_free(&cv[k]);
+}
+
+/* rnn / gru / lstm, without and with attention: the gradient reaching each
+ * source token, before and after training; the tables, and with --svg the
+ * chart and the training curves. */
+static void s2s_experiment_gradient(const S2sOptions *o) {
+    const int T = o->task.max_len, n = S2S_GRAD_MODELS;
+    double *g = xcalloc_doubles(2 * n * T);     /* (2, 6, T): before, after training */
+    Curve loss[S2S_GRAD_MODELS];
+    s2s_wrapf("  ", "the gradient experiment: %s, source length %d, hidden %d, embedding "
+              "%d, vocabulary %d, seed %d; each model measured on the same %d held-out "
+              "sources at initialisation, then after %d training steps of %d (Adam lr %g); "
+              "+bahdanau: the same cell with additive attention (and a bidirectional "
+              "encoder)\n", s2s_task_names[o->task.task], T, o->cfg.H, o->cfg.E, o->cfg.V,
+              o->seed, o->batch, o->train.steps, o->batch, o->train.lr);
+    for (int k = 0; k < n; k++) {
+        loss[k] = (Curve){ 0 };
+        const int dv = s2s_gradient_model(o, k, g + k * T, g + (n + k) * T,
+                                          o->svg ? &loss[k] : NULL);
+        if (dv) printf("  (%s%s diverged at step %d: its column after training is measured "
+                       "where it stopped)\n", cell_names[k / 2], k % 2 ? " +bahdanau" : "", dv);
+    }
+    s2s_gradient_table(g, T, "at initialisation");
+    char when[64];
+    snprintf(when, sizeof when, "after %d steps", o->train.steps);
+    s2s_gradient_table(g + n * T, T, when);
+    if (o->svg) {
+        static const char *const panel[1] = { "training loss (log)" };
+        const char *names[S2S_GRAD_MODELS] = { "rnn", "rnn +bahdanau", "gru", "gru +bahdanau",
+                                               "lstm", "lstm +bahdanau" };
+        const int per[1] = { S2S_GRAD_MODELS };
+        s2s_gradient_chart(o, g, T);
+        s2s_experiment_curves(o, "gradient", loss, names, per, panel, 1);
+    }
+    for (int k = 0; k < n; k++) curve_free(&loss[k]);
+    free(g);
+}
+
 /* ========================================================================
  * 16. --bench and main
  * ======================================================================== */
@@ -4343,6 +4499,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_LENGTH:  s2s_experiment_length(&o); break;
     case S2S_MODE_POOLING: s2s_experiment_pooling(&o); break;
     case S2S_MODE_CNN:     s2s_experiment_cnn(&o); break;
+    case S2S_MODE_GRADIENT: s2s_experiment_gradient(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);
