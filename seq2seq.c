@@ -4390,8 +4390,8 @@ static void s2s_experiment_gradient(const S2sOptions *o) {
         loss[k] = (Curve){ 0 };
         const int dv = s2s_gradient_model(o, k, g + k * T, g + (n + k) * T,
                                           o->svg ? &loss[k] : NULL);
-        if (dv) printf("  (%s%s diverged at step %d: its column after training is measured "
-                       "where it stopped)\n", cell_names[k / 2], k % 2 ? " +bahdanau" : "", dv);
+        if (dv) printf("  (%s%s diverged at step %d: measured after training where it "
+                       "stopped)\n", cell_names[k / 2], k % 2 ? " +bahdanau" : "", dv);
     }
     s2s_gradient_table(g, T, "at initialisation");
     char when[64];
