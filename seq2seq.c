@@ -3295,12 +3295,14 @@ static void s2s_trace_attention(const S2sTrace *tr, const S2sConfig *c,
                                 const char *const *src) {
     const int bah = c->attention == S2S_BAHDANAU, He = s2s_enc_width(c);
     char shape[40];
-    printf("  1. the query: %s\n", bah ? "the state before the step, s_{t-1}" :
+    printf("  step 1. the encoder ran: annotations h_i = enc (T = %d, He = %d), keys Kp\n"
+           "  step 2. the query against every h_i; the query is\n     %s\n", tr->T, He,
+           bah ? "the state before the step, s_{t-1} (Bahdanau attends first)" :
            "the new state h_t = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})");
     snprintf(shape, sizeof shape, "%s (H = %d)", bah ? "hd[t-1]" : "hd[t]", c->H);
     s2s_trace_vector(bah ? "s_{t-1}" : "h_t", shape, tr->q, c->H);
-    printf("  2. scores e_{t,i} = %s(query, h_i), keys Kp (T = %d, P = %d)\n"
-           "  3. weights a_{t,i} = softmax_i(e_{t,i}), att[t] (T = %d)\n",
+    printf("     scores e_{t,i} = %s(query, h_i) over Kp (T = %d, P = %d),\n"
+           "     weights a_{t,i} = softmax_i(e_{t,i}) = att[t] (T = %d)\n",
            score_names[s2s_score_kind(c)], tr->T, s2s_key_width(c), tr->T);
     if (tr->pos >= 0)
         printf("     local-%s: only |i - p_t| <= D = %d is scored, p_t = %.4f (numbered as i)%s\n",
@@ -3317,7 +3319,7 @@ static void s2s_trace_attention(const S2sTrace *tr, const S2sConfig *c,
         else printf("     %3d  %-8s %10.4f %10.4f\n", i + 1, src[i], tr->e[i], tr->att[i]);
     }
     printf("          sum of the weights %.6f\n", sum);
-    printf("  4. context c_t = sum_i a_{t,i} h_i\n");
+    printf("  step 3. the context c_t = sum_i a_{t,i} h_i\n");
     snprintf(shape, sizeof shape, "ctx[t] (He = %d)", He);
     s2s_trace_vector("c_t", shape, tr->ctx, He);
 }
@@ -3328,17 +3330,17 @@ static void s2s_trace_output(const S2sTrace *tr, const S2sConfig *c,
     const int luong = c->attention == S2S_LUONG, He = s2s_enc_width(c);
     char shape[40];
     if (luong) {
-        printf("  5. the attentional state h~_t = tanh([c_t; h_t] Wc + bc)\n");
+        printf("  step 4. the attentional state h~_t = tanh([c_t; h_t] Wc + bc)\n");
         snprintf(shape, sizeof shape, "ht[t] (H = %d)", c->H);
         s2s_trace_vector("h~_t", shape, tr->comb, c->H);
     } else {
-        printf("  5. c_t enters the cell: s_t = cell([emb(y_{t-1}); c_t], s_{t-1})\n");
+        printf("  step 4. c_t enters the cell: s_t = cell([emb(y_{t-1}); c_t], s_{t-1})\n");
         snprintf(shape, sizeof shape, "hd[t] (H = %d)", c->H);
         s2s_trace_vector("s_t", shape, tr->h, c->H);
         snprintf(shape, sizeof shape, "oin[t] (H+He = %d)", c->H + He);
         s2s_trace_vector("[s_t; c_t]", shape, tr->comb, c->H + He);
     }
-    printf("  out: P(y_t) = softmax(%s Wo + bo), logits[t] (V = %d), top 5:\n    ",
+    printf("  step 5. P(y_t) = softmax(%s Wo + bo), logits[t] (V = %d), top 5:\n    ",
            luong ? "h~_t" : "[s_t; c_t]", c->V);
     int done[5] = { -1, -1, -1, -1, -1 };
     for (int k = 0; k < 5 && k < c->V; k++) {
