@@ -603,8 +603,8 @@ static void s2s_attend_row(S2sActs *a, const S2sModel *m, unsigned char *lmask, 
         local_p_attend_forward(ctx, att, align, lmask, cache, q, Kp, enc, a->pos[tb],
                                c->window, slen, He, &m->w.score);
     } else if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_M) {
-        local_window_mask(lmask, t, c->window, slen);   /* p_t = t: monotonic */
-        attend_forward(ctx, att, cache, q, Kp, enc, lmask, slen, He, &m->w.score);
+        int lo, n = local_window(&lo, t, c->window, slen);   /* p_t = t: monotonic */
+        local_m_window_forward(ctx, att + lo, cache, q, Kp, enc, lo, n, He, &m->w.score);
     } else {
         attend_forward(ctx, att, cache, q, Kp, enc, NULL, slen, He, &m->w.score);
     }
@@ -628,6 +628,11 @@ static void s2s_attend_row_backward(S2sActs *g, S2sWeights *gw, double *dq, S2sA
                                 c->window, slen, He, &m->w.score, work);
         local_position_backward(dq, gw->Wp, gw->vp, dp, q, a->pz + tb * c->A, a->pos[tb],
                                 m->w.Wp, m->w.vp, slen, c->H, c->A, work + 2 * T);
+    } else if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_M) {
+        int lo, n = local_window(&lo, t, c->window, slen);   /* the forward's window */
+        local_m_window_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &gw->score,
+                                g->ctx + tb * He, q, a->Kp + b * T * P, a->enc + b * T * He,
+                                a->att + tb * T + lo, cache, lo, n, He, &m->w.score, work);
     } else {
         attend_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &gw->score,
                              g->ctx + tb * He, q, a->Kp + b * T * P, a->enc + b * T * He,
