@@ -2593,6 +2593,28 @@ static void s2s_trace_build(S2sTrace *tr, const S2sRun *r, const S2sModel *m, in
 
 static void s2s_trace_free(S2sTrace *tr) { free(tr->mem); }
 
+/* ---- the gradient experiment's measurement (section 15) ------------------
+ * g (T) += the mean over rows start .. start+B-1 of d (sources of one
+ * length T) of |d(-log P(y_b | x_b)) / d x_{b,i}|, at g[T - 1 - i]: the
+ * gradient of one sequence's loss at the embedding of its source token i,
+ * by the distance from the end of the source, from the model's own
+ * s2s_forward and s2s_backward. bt receives the rows; m's parameter
+ * gradients are cleared before and after. */
+void s2s_gradient_by_distance(double *g, S2sModel *m, S2sRun *r, S2sBatch *bt,
+                              const S2sData *d, int start, int B) {
+    s2s_batch_from_data(bt, d, start, B);
+    s2s_zero_grad(m);
+    s2s_forward(r, bt, m);
+    s2s_backward(m, r, bt);
+    /* the loss is the mean over the batch's ntok tokens, and rows do not mix, so
+     * d(-log P(y_b | x_b)) / d x_b = ntok * dloss / d x_b */
+    const int T = bt->T, E = m->cfg.E;
+    for (int i = 0; i < T; i++)
+        for (int b = 0; b < B; b++)
+            g[T - 1 - i] += r->ntok * vector_norm(r->g.x_src + (i * B + b) * E, E) / B;
+    s2s_zero_grad(m);
+}
+
 #ifndef TESTING   /* the program: tests.c includes this file without it */
 
 /* ========================================================================
@@ -4288,26 +4310,10 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
 
 enum { S2S_GRAD_MODELS = 6 };   /* 3 cells x (none, bahdanau) */
 
-/* g (T) += the mean over the B rows of s's held-out examples 1..B of
- * |d(-log P(y_b | x_b)) / d x_{b,i}| at g[T - 1 - i], by the model's own
- * forward and backward (the parameter gradients are cleared after). */
+/* g (T) += the gradient reaching each source token of s's held-out
+ * examples 1..B: s2s_gradient_by_distance */
 static void s2s_gradient_measure(double *g, S2sSession *s, int B) {
-    const S2sData *d = &s->test;
-    S2sBatch *bt = &s->bt;
-    bt->B = B;
-    for (int b = 0; b < B; b++)
-        s2s_batch_row(bt, b, d->src + b * d->Tmax, d->slen[b], d->tgt + b * d->Nmax,
-                      d->tlen[b]);
-    s2s_zero_grad(&s->m);
-    s2s_forward(&s->run, bt, &s->m);
-    s2s_backward(&s->m, &s->run, bt);
-    /* the loss is the mean over the batch's ntok tokens, and rows do not mix, so
-     * d(-log P(y_b | x_b)) / d x_b = ntok * dloss / d x_b */
-    const int T = bt->T, E = s->m.cfg.E;
-    for (int i = 0; i < T; i++)
-        for (int b = 0; b < B; b++)
-            g[T - 1 - i] += s->run.ntok * vector_norm(s->run.g.x_src + (i * B + b) * E, E) / B;
-    s2s_zero_grad(&s->m);
+    s2s_gradient_by_distance(g, &s->m, &s->run, &s->bt, &s->test, 0, B);
 }
 
 /* Model k (cell k / 2, attention none or bahdanau by k % 2): g0, g1 (T) the

@@ -2141,6 +2141,35 @@ static void s2s_test_trace(Tally *t) {
     }
 }
 
+/* The gradient experiment's measure is per sequence: on a batch of three
+ * rows it is the mean of what each row gives alone (rows do not mix, and
+ * the ntok scaling turns the batch mean into each row's own loss). */
+static void s2s_test_gradient_distance(Tally *t) {
+    S2sConfig c = s2s_tiny(S2S_BAHDANAU, CELL_GRU, 0, 0);
+    const S2sTask tk = { TASK_REVERSE, 5, 5, 7 };
+    Rng r;
+    rng_seed(&r, 21);
+    S2sModel m;
+    s2s_build(&m, &c, &r);
+    S2sData d;
+    s2s_data_build(&d, 3, &r, &tk, S2S_HELDOUT);
+    S2sRun run;
+    S2sBatch bt;
+    s2s_run_build(&run, &c, 3, 5, 6);
+    s2s_batch_build(&bt, 3, 5, 6);
+    double all[5] = { 0 }, one[5] = { 0 }, err = 0.0;
+    s2s_gradient_by_distance(all, &m, &run, &bt, &d, 0, 3);
+    for (int b = 0; b < 3; b++) s2s_gradient_by_distance(one, &m, &run, &bt, &d, b, 1);
+    int positive = 1;
+    for (int i = 0; i < 5; i++) {
+        err = fmax(err, fabs(all[i] - one[i] / 3) / fmax(all[i], 1e-300));
+        positive &= all[i] > 0;
+    }
+    check(t, err <= 1e-12 && positive, "gradient by distance (bahdanau, B=3, T=5): the "
+          "batch's mean = the mean of each row alone (max rel diff %.1e), every norm > 0", err);
+    s2s_run_free(&run); s2s_batch_free(&bt); s2s_data_free(&d); s2s_free(&m);
+}
+
 static double s2s_seq_logp(S2sModelCtx *k, S2sBatch *one, const int *src, int slen,
                            const int *y, int n, int eos) {
     s2s_batch_row(one, 0, src, slen, y, eos ? n : n - 1);
@@ -2842,6 +2871,7 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_padding(t);
     s2s_test_beam(t);
     s2s_test_trace(t);
+    s2s_test_gradient_distance(t);
     s2s_test_date_task(t);
     s2s_test_split(t);
     s2s_test_pooling(t);
