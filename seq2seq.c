@@ -2583,9 +2583,9 @@ static void s2s_trace_build(S2sTrace *tr, const S2sRun *r, const S2sModel *m, in
     const double pos = c->align == S2S_LOCAL_P ? a->pos[t] : t;  /* local-m: p_t = t */
     if (local) tr->n = local_window(&tr->lo, pos, c->window, T);
     tr->pos = local ? pos : -1.0;
-    /* step 1: e_{t,i} = score(q, k_i), by the function attend_forward calls */
+    /* e_{t,i} = score(q, k_i), by the function attend_forward calls, then a = softmax(e) */
     score_forward(tr->e + tr->lo, tr->p + V, tr->q, a->Kp + tr->lo * P, tr->n, &m->w.score);
-    softmax_forward(tr->a + tr->lo, tr->e + tr->lo, tr->n);      /* step 2 */
+    softmax_forward(tr->a + tr->lo, tr->e + tr->lo, tr->n);
     for (int i = tr->lo; local && c->align == S2S_LOCAL_P && i < tr->lo + tr->n; i++)
         tr->a[i] *= local_gaussian(i, pos, c->window);
     softmax_forward(tr->p, s.logits, V);                        /* the output layer */
