@@ -2627,7 +2627,8 @@ enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_G
        S2S_MODE_BENCH,
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
-    "--experiment pooling", "--experiment cnn", "--experiment gradient", "--bench", "--data", "--load without --data",
+    "--experiment pooling", "--experiment cnn", "--experiment gradient", "--bench", "--data",
+    "--load without --data",
     NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
                                                      NULL };
