@@ -40,7 +40,7 @@
  *  13. options            the option table and the checks between options
  *  14. the default run    train, evaluate, examples, the alignment
  *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
- *  15. experiments        length bottleneck, pooling, cnn
+ *  15. experiments        length bottleneck, pooling, cnn, gradient by distance
  *  16. --bench and main
  *
  * Dimension legend:
@@ -603,8 +603,8 @@ static void s2s_attend_row(S2sActs *a, const S2sModel *m, unsigned char *lmask, 
         local_p_attend_forward(ctx, att, align, lmask, cache, q, Kp, enc, a->pos[tb],
                                c->window, slen, He, &m->w.score);
     } else if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_M) {
-        local_window_mask(lmask, t, c->window, slen);   /* p_t = t: monotonic */
-        attend_forward(ctx, att, cache, q, Kp, enc, lmask, slen, He, &m->w.score);
+        int lo, n = local_window(&lo, t, c->window, slen);   /* p_t = t: monotonic */
+        local_m_window_forward(ctx, att + lo, cache, q, Kp, enc, lo, n, He, &m->w.score);
     } else {
         attend_forward(ctx, att, cache, q, Kp, enc, NULL, slen, He, &m->w.score);
     }
@@ -628,6 +628,11 @@ static void s2s_attend_row_backward(S2sActs *g, S2sWeights *gw, double *dq, S2sA
                                 c->window, slen, He, &m->w.score, work);
         local_position_backward(dq, gw->Wp, gw->vp, dp, q, a->pz + tb * c->A, a->pos[tb],
                                 m->w.Wp, m->w.vp, slen, c->H, c->A, work + 2 * T);
+    } else if (c->attention == S2S_LUONG && c->align == S2S_LOCAL_M) {
+        int lo, n = local_window(&lo, t, c->window, slen);   /* the forward's window */
+        local_m_window_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &gw->score,
+                                g->ctx + tb * He, q, a->Kp + b * T * P, a->enc + b * T * He,
+                                a->att + tb * T + lo, cache, lo, n, He, &m->w.score, work);
     } else {
         attend_backward(dq, g->Kp + b * T * P, g->enc + b * T * He, &gw->score,
                              g->ctx + tb * He, q, a->Kp + b * T * P, a->enc + b * T * He,
@@ -2541,20 +2546,92 @@ S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
     return st.res;
 }
 
+/* ---- --trace: one decoder step of the trained model, in the five steps ----
+ * What the model computed at decoder step t of row 0 of its last forward (a
+ * batch of one, as s2s_decode_one leaves it), read from its activations.
+ * Only the scores e_{t,i} are not kept there (the weights overwrite them in
+ * place): they are taken again by the model's own score_forward, on the
+ * query and the prepared keys the forward cached. */
+typedef struct {
+    int t, T;              /* the step (0-based) and the source length */
+    int lo, n;             /* the positions scored: lo .. lo+n-1 (global: 0, T) */
+    double pos;            /* local-m, local-p: the window's centre p_t (0-based), else -1 */
+    const double *q;       /* (H) the query: Bahdanau s_{t-1}, Luong h_t */
+    const double *h;       /* (H) the state after the step, hd row t: s_t (h_t) */
+    const double *att;     /* (T) the model's attention row att[t] */
+    const double *ctx;     /* (He) the context c_t, ctx row t */
+    const double *comb;    /* Luong: h~_t (H), ht row t; else [s_t; c_t] (H+He), oin row t */
+    double *e;             /* (T) the scores e_{t,i}, 0 outside lo..lo+n-1 */
+    double *a;             /* (T) softmax of e over lo..lo+n-1 (local-p: times the Gaussian) */
+    double *p;             /* (V) softmax of the logits at t: P(y_t | y_<t, x) */
+    double *mem;           /* the block e, a, p and the score cache live in */
+} S2sTrace;
+
+/* tr = step t of r's last forward of model m (a batch of one row) */
+static void s2s_trace_build(S2sTrace *tr, const S2sRun *r, const S2sModel *m, int t) {
+    const S2sConfig *c = &m->cfg;
+    const S2sActs *a = &r->a;
+    const int T = a->T, P = s2s_key_width(c), V = c->V;
+    const S2sStep s = s2s_step(a, c, t);
+    tr->t = t; tr->T = T; tr->lo = 0; tr->n = T;
+    tr->q = c->attention == S2S_BAHDANAU ? s.h_prev : s.h;
+    tr->h = s.h; tr->att = a->att + t * T; tr->ctx = s.ctx;
+    tr->comb = c->attention == S2S_LUONG ? s.ht : s.oin;
+    tr->mem = xcalloc_doubles(2 * T + V + s2s_score_cache(c, T) + 1);
+    tr->e = tr->mem; tr->a = tr->e + T; tr->p = tr->a + T;
+    const int local = c->attention == S2S_LUONG && c->align != S2S_GLOBAL;
+    const double pos = c->align == S2S_LOCAL_P ? a->pos[t] : t;  /* local-m: p_t = t */
+    if (local) tr->n = local_window(&tr->lo, pos, c->window, T);
+    tr->pos = local ? pos : -1.0;
+    /* e_{t,i} = score(q, k_i), by the function attend_forward calls, then a = softmax(e) */
+    score_forward(tr->e + tr->lo, tr->p + V, tr->q, a->Kp + tr->lo * P, tr->n, &m->w.score);
+    softmax_forward(tr->a + tr->lo, tr->e + tr->lo, tr->n);
+    for (int i = tr->lo; local && c->align == S2S_LOCAL_P && i < tr->lo + tr->n; i++)
+        tr->a[i] *= local_gaussian(i, pos, c->window);
+    softmax_forward(tr->p, s.logits, V);                        /* the output layer */
+}
+
+static void s2s_trace_free(S2sTrace *tr) { free(tr->mem); }
+
+/* ---- the gradient experiment's measurement (section 15) ------------------
+ * g (T) += the mean over rows start .. start+B-1 of d (sources of one
+ * length T) of |d(-log P(y_b | x_b)) / d x_{b,i}|, at g[T - 1 - i]: the
+ * gradient of one sequence's loss at the embedding of its source token i,
+ * by the distance from the end of the source, from the model's own
+ * s2s_forward and s2s_backward. bt receives the rows; m's parameter
+ * gradients are cleared before and after. */
+void s2s_gradient_by_distance(double *g, S2sModel *m, S2sRun *r, S2sBatch *bt,
+                              const S2sData *d, int start, int B) {
+    s2s_batch_from_data(bt, d, start, B);
+    s2s_zero_grad(m);
+    s2s_forward(r, bt, m);
+    s2s_backward(m, r, bt);
+    /* the loss is the mean over the batch's ntok tokens, and rows do not mix, so
+     * d(-log P(y_b | x_b)) / d x_b = ntok * dloss / d x_b */
+    const int T = bt->T, E = m->cfg.E;
+    for (int i = 0; i < T; i++)
+        for (int b = 0; b < B; b++)
+            g[T - 1 - i] += r->ntok * vector_norm(r->g.x_src + (i * B + b) * E, E) / B;
+    s2s_zero_grad(m);
+}
+
 #ifndef TESTING   /* the program: tests.c includes this file without it */
 
 /* ========================================================================
  * 13. options: one table, the checks that relate options
  * ======================================================================== */
 
-/* The seven things ./seq2seq can do: the mode. An option applies to some of
+/* The eight things ./seq2seq can do: the mode. An option applies to some of
  * them; opt_check_mode refuses it in the others. */
-enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_BENCH,
+enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
+       S2S_MODE_BENCH,
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
-    "--experiment pooling", "--experiment cnn", "--bench", "--data", "--load without --data",
+    "--experiment pooling", "--experiment cnn", "--experiment gradient", "--bench", "--data",
+    "--load without --data",
     NULL };
-static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", NULL };
+static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
+                                                     NULL };
 
 typedef struct {
     int mode;          /* S2S_MODE_* */
@@ -2580,6 +2657,7 @@ typedef struct {
     int eval_every;    /* --eval-every: steps between dev evaluations */
     S2sSaved *saved;   /* the model --load read, or NULL */
     const char *prog;  /* argv[0], for messages */
+    int trace;         /* --trace: print one decoder step, the five steps of attention */
 } S2sOptions;
 
 /* Append the nadd options add to opt (n so far, room for cap); returns the
@@ -2600,7 +2678,8 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define RUN    (1u << S2S_MODE_RUN)
 #define LENGTH (1u << S2S_MODE_LENGTH)
 #define CNN    (1u << S2S_MODE_CNN)
-#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN)
+#define GRAD   (1u << S2S_MODE_GRADIENT)
+#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD)
 #define TRAIN  (RUN | EXPS)                          /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
 #define USE    (1u << S2S_MODE_USE)
@@ -2623,7 +2702,7 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "luong only: attend to every source position or to a window", 0 },
         { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, RUN | MODEL, "D",
           "local-m/local-p only: the window [p-D, p+D]", 0 },
-        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, TRAIN | MODEL, "C",
+        { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, (TRAIN & ~GRAD) | MODEL, "C",
           "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
         { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN | MODEL, "H", "hidden size; "
           "default 64, cnn 32, --data 128", 0 },
@@ -2688,6 +2767,10 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "instead of training one", 0 },
         { "--input", OPT_PATH, &o->input, 0, 0, NULL, USE, "WORD", "with --load: convert WORD "
           "(default: one word a line\nfrom stdin)", 0 },
+        { "--trace", OPT_FLAG, &o->trace, 0, 0, NULL, RUN | USE, "", "after the run, print "
+          "one decoder step (the middle one\nof held-out example 1, or of --input's word) "
+          "as\nthe model computed it: the query, every score, the\nweights, the context, "
+          "the combined state, the top 5\noutputs", 0 },
     };
     return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
 }
@@ -2698,6 +2781,7 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
 #undef LENGTH
 #undef CNN
 #undef EXPS
+#undef GRAD
 #undef TRAIN
 
 /* The checks that relate the model's options to each other: each names the
@@ -2712,6 +2796,9 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
     if (opt_given(t, "--window") && c->align == S2S_GLOBAL)
         opt_fail(t, "--window needs --align local-m or --align local-p (global attention has "
                  "no window)");
+    if (o->trace && o->mode == S2S_MODE_RUN && c->attention == S2S_NONE)
+        opt_fail(t, "--trace shows a step of attention, and --attention none has none: give "
+                 "--attention bahdanau or luong");
     c->score = s2s_luong_score_kind[o->score];
     const int has_A = c->attention == S2S_BAHDANAU || (c->attention == S2S_LUONG &&
                       (c->score == SCORE_CONCAT || c->align == S2S_LOCAL_P));
@@ -2738,6 +2825,11 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
         if (!opt_given(t, "--cell")) o->cfg.cell = CELL_LSTM;
         if (!opt_given(t, "--hidden")) o->cfg.H = 32;
         if (!opt_given(t, "--embed")) o->cfg.E = 16;
+    }
+    if (o->mode == S2S_MODE_GRADIENT) {
+        if (!opt_given(t, "--len")) tk->max_len = 20;
+        if (!opt_given(t, "--steps")) o->train.steps = 200;
+        o->test = o->batch;                  /* one held-out batch is measured */
     }
     if (!opt_given(t, "--min-len") && o->mode != S2S_MODE_LENGTH) tk->min_len = tk->max_len;
 }
@@ -2779,14 +2871,16 @@ static void s2s_check_task(const OptTable *t, S2sOptions *o) {
 /* Does the workspace of the default run (or of the length experiment's
  * three models) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
 static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
-    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH) return;
+    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH && o->mode != S2S_MODE_GRADIENT)
+        return;
     int Tmax, Nmax;
     s2s_task_dims(&o->task, &Tmax, &Nmax);
     const int Bmax = o->batch > o->beam ? o->batch : o->beam;
     double per = 0.0;                              /* doubles per example, worst model */
     for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
         S2sConfig w = o->cfg;
-        if (o->mode == S2S_MODE_LENGTH) w.attention = k;
+        if (o->mode != S2S_MODE_RUN) w.attention = k;
+        if (o->mode == S2S_MODE_GRADIENT) w.cell = CELL_LSTM;   /* the largest cell */
         const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
         if (e > per) per = e;
     }
@@ -2863,6 +2957,10 @@ static void s2s_check_data(const OptTable *t, S2sOptions *o) {
     if (o->svg && o->mode == S2S_MODE_USE && !o->input)
         opt_fail(t, "--svg draws the alignment of --input's word; words from stdin get none: "
                  "give --input WORD, or drop --svg");
+    if (o->trace && (o->cfg.attention == S2S_NONE || !o->input))
+        opt_fail(t, o->input ? "--trace shows a step of attention, and this model "
+                 "(--attention none) has none: drop --trace" : "--trace shows a step of "
+                 "--input's word; words from stdin get none: give --input WORD");
     const char *name[] = { "--save", "--log" }, *path[] = { o->save, o->log };
     for (int k = 0; k < 2; k++) if (path[k]) check_writable(t->prog, name[k], path[k]);
     if (o->svg) check_dir_writable(t->prog, "--svg", o->svg);
@@ -2881,6 +2979,10 @@ static const char s2s_after[] =
     "           attention pooling (a learned query, or the RNN's h_T), and max\n"
     "           pooling + the RNN's h_T as a control\n"
     "           (lstm cells, length 40, hidden 32, embedding 16 unless given)\n"
+    "  gradient the gradient of the loss at each source token by its distance\n"
+    "           from the end, rnn/gru/lstm without and with bahdanau attention,\n"
+    "           at initialisation and after a short training (reverse, length\n"
+    "           20, 200 steps unless given)\n"
     "\n"
     "  Real data: --data FILE reads one pair a line, in the format of its first\n"
     "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
@@ -2908,7 +3010,8 @@ static const char s2s_after[] =
     "    seq2seq-<data>-<model>-alignment.svg, -curve.svg    --data\n"
     "    seq2seq-<checkpoint>-<word>-alignment.svg           --load, --input WORD\n"
     "    seq2seq-length.svg, seq2seq-pooling.svg, seq2seq-cnn.svg (and\n"
-    "    seq2seq-cnn-weights.svg), each with its -curve.svg  the experiments\n";
+    "    seq2seq-cnn-weights.svg), seq2seq-gradient.svg, each with its\n"
+    "    -curve.svg                                          the experiments\n";
 
 /* Parse and check argv into o: the defaults, the table, the mode, then the
  * checks that relate options. Exits 2 with a message on any bad input. */
@@ -2916,7 +3019,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
         S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
-        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0] };
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0], 0 };
     *o = defaults;
     Opt opt[40];
     OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
@@ -3207,6 +3310,118 @@ static void s2s_show_alignment(S2sSession *s, const S2sOptions *o, const char *d
     free(W); free(names); free(rows);
 }
 
+/* x (n), named name, of the given shape: its norm, then its first values */
+static void s2s_trace_vector(const char *name, const char *shape, const double *x, int n) {
+    printf("     %s = %s, norm %.4f\n       first %d:", name, shape, vector_norm(x, n),
+           n < 6 ? n : 6);
+    for (int j = 0; j < n && j < 6; j++) printf(" %8.4f", x[j]);
+    printf("\n");
+}
+
+/* the five steps' lines: src (T) names the source positions */
+static void s2s_trace_attention(const S2sTrace *tr, const S2sConfig *c,
+                                const char *const *src) {
+    const int bah = c->attention == S2S_BAHDANAU, He = s2s_enc_width(c);
+    char shape[40];
+    printf("  step 1. the encoder ran: annotations h_i = enc (T = %d, He = %d), keys Kp\n"
+           "  step 2. the query against every h_i; the query is\n     %s\n", tr->T, He,
+           bah ? "the state before the step, s_{t-1} (Bahdanau attends first)" :
+           "the new state h_t = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})");
+    snprintf(shape, sizeof shape, "%s (H = %d)", bah ? "hd[t-1]" : "hd[t]", c->H);
+    s2s_trace_vector(bah ? "s_{t-1}" : "h_t", shape, tr->q, c->H);
+    printf("     scores e_{t,i} = %s(query, h_i) over Kp (T = %d, P = %d),\n"
+           "     weights a_{t,i} = softmax_i(e_{t,i}) = att[t] (T = %d)\n",
+           score_names[s2s_score_kind(c)], tr->T, s2s_key_width(c), tr->T);
+    if (tr->pos >= 0)
+        printf("     local-%s: only |i - p_t| <= D = %d is scored, p_t = %.4f (numbered as i)%s\n",
+               c->align == S2S_LOCAL_P ? "p" : "m", c->window, tr->pos + 1,
+               c->align == S2S_LOCAL_P ? ";\n     a_{t,i} is the softmax times "
+               "exp(-(i - p_t)^2 / (2 (D/2)^2))" : "");
+    printf("       i  source     e_{t,i}    a_{t,i}\n");
+    double sum = 0.0;
+    for (int i = 0; i < tr->T; i++) {
+        sum += tr->att[i];
+        if (i < tr->lo || i >= tr->lo + tr->n)
+            printf("     %3d  %-8s         --     0.0000  (outside the window)\n", i + 1,
+                   src[i]);
+        else printf("     %3d  %-8s %10.4f %10.4f\n", i + 1, src[i], tr->e[i], tr->att[i]);
+    }
+    printf("          sum of the weights %.6f\n", sum);
+    printf("  step 3. the context c_t = sum_i a_{t,i} h_i\n");
+    snprintf(shape, sizeof shape, "ctx[t] (He = %d)", He);
+    s2s_trace_vector("c_t", shape, tr->ctx, He);
+}
+
+/* the step after the context, and the output's top 5 (vocab names V tokens) */
+static void s2s_trace_output(const S2sTrace *tr, const S2sConfig *c,
+                             const char *const *vocab) {
+    const int luong = c->attention == S2S_LUONG, He = s2s_enc_width(c);
+    char shape[40];
+    if (luong) {
+        printf("  step 4. the attentional state h~_t = tanh([c_t; h_t] Wc + bc)\n");
+        snprintf(shape, sizeof shape, "ht[t] (H = %d)", c->H);
+        s2s_trace_vector("h~_t", shape, tr->comb, c->H);
+    } else {
+        printf("  step 4. c_t enters the cell: s_t = cell([emb(y_{t-1}); c_t], s_{t-1})\n");
+        snprintf(shape, sizeof shape, "hd[t] (H = %d)", c->H);
+        s2s_trace_vector("s_t", shape, tr->h, c->H);
+        snprintf(shape, sizeof shape, "oin[t] (H+He = %d)", c->H + He);
+        s2s_trace_vector("[s_t; c_t]", shape, tr->comb, c->H + He);
+    }
+    printf("  step 5. P(y_t) = softmax(%s Wo + bo), logits[t] (V = %d), top 5:\n    ",
+           luong ? "h~_t" : "[s_t; c_t]", c->V);
+    int done[5] = { -1, -1, -1, -1, -1 };
+    for (int k = 0; k < 5 && k < c->V; k++) {
+        int best = -1;
+        for (int v = 0; v < c->V; v++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++) taken |= done[j] == v;
+            if (!taken && (best < 0 || tr->p[v] > tr->p[best])) best = v;
+        }
+        done[k] = best;
+        printf("  '%s' %.4f", vocab[best], tr->p[best]);
+    }
+    printf("\n");
+}
+
+/* --trace: print step t of r's last forward (a batch of one: the source
+ * src names (T), the output so far out (t tokens), vocab names V tokens),
+ * one of `steps` decoder steps; where names the example. */
+static void s2s_trace_print(const S2sRun *r, const S2sModel *m, int t, int steps,
+                            const char *where, const char *const *src,
+                            const int *out, const char *const *vocab) {
+    S2sTrace tr;
+    s2s_trace_build(&tr, r, m, t);
+    char desc[200];
+    printf("\n");
+    s2s_wrapf("  ", "trace of decoder step t = %d of %d (the middle one) of %s; %s; every "
+              "number read from the model's own forward (the names are seq2seq.c's)\n",
+              t + 1, steps, where, s2s_describe(desc, sizeof desc, &m->cfg));
+    printf("  input y_{t-1} = %s\n", t ? vocab[out[t - 1]] : "<s> (the first step)");
+    s2s_trace_attention(&tr, &m->cfg, src);
+    s2s_trace_output(&tr, &m->cfg, vocab);
+    s2s_trace_free(&tr);
+}
+
+/* --trace in the default run: the middle decoder step of held-out example
+ * 1, decoded as the held-out set was (greedy, or --beam's teacher-forced
+ * pass over the beam's output) */
+static void s2s_show_trace(S2sSession *s, const S2sOptions *o) {
+    const S2sData *d = &s->test;
+    const int V = o->cfg.V, maxlen = d->Nmax + 1;
+    int len;
+    s2s_show_decode(s->out, &len, &s->run, &s->bt, &s->m, d, 0, o->beam);
+    char (*nm)[8] = xmalloc(sizeof *nm * (size_t)(V + d->slen[0]));
+    const char **names = xmalloc(sizeof *names * (size_t)(V + d->slen[0]));
+    for (int v = 0; v < V; v++) names[v] = s2s_token_name(nm[v], o->task.task, v);
+    for (int i = 0; i < d->slen[0]; i++)
+        names[V + i] = s2s_token_name(nm[V + i], o->task.task, d->src[i]);
+    const int steps = len < maxlen ? len + 1 : maxlen;
+    s2s_trace_print(&s->run, &s->m, (steps - 1) / 2, steps, "held-out example 1",
+                    names + V, s->out, names);
+    free(nm); free(names);
+}
+
 /* Train the model of o on its task and report: held-out accuracy, a few
  * decoded examples, the alignment of one as a heatmap; with --svg, the
  * alignment and the training curves as pictures. */
@@ -3244,6 +3459,7 @@ static void s2s_main_run(const S2sOptions *o) {
     s2s_show_examples(&s, o);
     if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc, stem);
     else printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
+    if (o->trace) s2s_show_trace(&s, o);
     if (rec) {
         static const char *const names[2] = { "exact sequence", "token" };
         snprintf(title, sizeof title, "%s: training loss, and held-out accuracy (greedy, %d "
@@ -3503,6 +3719,20 @@ static char *s2s_use_svg(const S2sOptions *o) {
     return s2s_svg_path(o->svg, stem, "-alignment");
 }
 
+/* --trace of --load --input WORD: the middle decoder step of the word's
+ * decode (run: its last forward, a batch of one) */
+static void s2s_word_trace(const S2sRun *run, const S2sSaved *sv, const int *src, int slen,
+                           const int *out, int len, int maxlen, const char *word) {
+    const char **names = xmalloc(sizeof *names * (size_t)slen);
+    for (int i = 0; i < slen; i++) names[i] = sv->src_v.sym[src[i]];
+    const int steps = len < maxlen ? len + 1 : maxlen;
+    char where[120];
+    snprintf(where, sizeof where, "the word '%s'", word);
+    s2s_trace_print(run, &sv->m, (steps - 1) / 2, steps, where, names,
+                    out, (const char *const *)sv->tgt_v.sym);
+    free(names);
+}
+
 /* --load without --data: convert --input's word (phonemes and the
  * attention), or each line of stdin ("word  PH O NE MES", a dictionary);
  * a word the model cannot read is refused with the reason, the rest go on. */
@@ -3535,6 +3765,7 @@ static void s2s_main_use(const S2sOptions *o) {
         if (o->input && m->cfg.attention != S2S_NONE)
             s2s_word_alignment(&run, &sv->src_v, &sv->tgt_v, src, slen, out, len, maxlen,
                                s2s_use_svg(o), s2s_describe(desc, sizeof desc, &m->cfg));
+        if (o->trace) s2s_word_trace(&run, sv, src, slen, out, len, maxlen, o->input);
         fflush(stdout);
     }
     free(out);
@@ -3544,7 +3775,8 @@ static void s2s_main_use(const S2sOptions *o) {
 }
 
 /* ========================================================================
- * 15. experiments: the length bottleneck, pooling, CNN + attention
+ * 15. experiments: the length bottleneck, pooling, CNN + attention, and the
+ *     gradient reaching each source token
  * ======================================================================== */
 
 /* One model of the length table (attention none, bahdanau or luong with a
@@ -4068,6 +4300,129 @@ static void s2s_experiment_cnn(const S2sOptions *o) {
     free(heat); free(tok); free(lab); free(btok); free(blab);
 }
 
+/* ---- the gradient experiment: how much of the loss reaches each source token ----
+ * For rnn, gru and lstm cells, each without attention and with Bahdanau's:
+ * the norm of d(-log P(y | x)) / d x_i, the gradient of one sequence's loss
+ * at the embedding of source token i, by its distance T - i from the end of
+ * the source (0: the last token, the one next to the decoder), averaged over
+ * the rows of one held-out batch, at initialisation and after a short
+ * training. Without attention every path from x_i to the loss runs through
+ * the T - i encoder steps after it; attention adds a path of a few steps. */
+
+enum { S2S_GRAD_MODELS = 6 };   /* 3 cells x (none, bahdanau) */
+
+/* g (T) += the gradient reaching each source token of s's held-out
+ * examples 1..B: s2s_gradient_by_distance */
+static void s2s_gradient_measure(double *g, S2sSession *s, int B) {
+    s2s_gradient_by_distance(g, &s->m, &s->run, &s->bt, &s->test, 0, B);
+}
+
+/* Model k (cell k / 2, attention none or bahdanau by k % 2): g0, g1 (T) the
+ * gradients at initialisation and after o's training; loss its training
+ * curve or NULL. Returns the step it diverged at, 0 if none. */
+static int s2s_gradient_model(const S2sOptions *o, int k, double *g0, double *g1,
+                              Curve *loss) {
+    S2sConfig c = o->cfg;
+    c.cell = k / 2;
+    c.attention = k % 2 ? S2S_BAHDANAU : S2S_NONE;
+    S2sTrainConfig tr = o->train;
+    tr.log_every = 0;
+    S2sSession s;
+    s2s_session_build(&s, o, &c);
+    s2s_gradient_measure(g0, &s, o->batch);
+    char what[64];
+    snprintf(what, sizeof what, "gradient: %s %s, step", cell_names[c.cell],
+             s2s_attention_names[c.attention]);
+    const S2sWatch w = { what, loss, NULL, NULL, NULL, NULL };
+    s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
+    const int diverged = s.m.diverged;
+    s2s_gradient_measure(g1, &s, o->batch);
+    s2s_session_free(&s);
+    return diverged;
+}
+
+/* One table of the six models' gradients g (6, T), when names when. */
+static void s2s_gradient_table(const double *g, int T, const char *when) {
+    printf("\n|dL/dx_i|, L = -log P(y|x), %s, by distance T - i from the end:\n", when);
+    printf("  %8s", "distance");
+    for (int k = 0; k < S2S_GRAD_MODELS; k++)
+        printf(" %10s", k % 2 ? "+bahdanau" : cell_names[k / 2]);
+    printf("\n");
+    for (int d = 0; d < T; d++) {
+        if (!(d < 4 || d % 4 == 0 || d == T - 1)) continue;
+        printf("  %8d", d);
+        for (int k = 0; k < S2S_GRAD_MODELS; k++) printf(" %10.2e", g[k * T + d]);
+        printf("\n");
+    }
+    printf("  %8s", "far/near");
+    for (int k = 0; k < S2S_GRAD_MODELS; k++)
+        printf(" %10.2e", g[k * T] > 0 ? g[k * T + T - 1] / g[k * T] : 0.0);
+    printf("\n");
+}
+
+/* --svg: the two tables as one picture, DIR/seq2seq-gradient.svg: two
+ * panels (at initialisation, after training) on one distance axis, log y */
+static void s2s_gradient_chart(const S2sOptions *o, const double *g, int T) {
+    Curve cv[2 * S2S_GRAD_MODELS];
+    ChartSeries s[2 * S2S_GRAD_MODELS];
+    char names[S2S_GRAD_MODELS][32], title[300], y0[64], y1[64];
+    for (int k = 0; k < 2 * S2S_GRAD_MODELS; k++) {
+        const int m = k % S2S_GRAD_MODELS;
+        snprintf(names[m], sizeof names[m], "%s, %s", cell_names[m / 2],
+                 m % 2 ? "bahdanau" : "no attention");
+        cv[k] = (Curve){ 0 };
+        for (int d = 0; d < T; d++) curve_add(&cv[k], d, g[k * T + d]);
+        s[k] = curve_series(&cv[k], names[m]);
+    }
+    snprintf(y0, sizeof y0, "|dL/dx_i| at init (log)");
+    snprintf(y1, sizeof y1, "after %d steps (log)", o->train.steps);
+    const ChartPanel p[2] = { { y0, 1, s, S2S_GRAD_MODELS },
+                              { y1, 1, s + S2S_GRAD_MODELS, S2S_GRAD_MODELS } };
+    snprintf(title, sizeof title, "the gradient of one sequence's loss at each source "
+             "token's embedding, mean over %d held-out sources: %s, length %d, hidden %d, "
+             "seed %d", o->batch, s2s_task_names[o->task.task], T, o->cfg.H, o->seed);
+    char *path = s2s_svg_path(o->svg, "gradient", "");
+    write_svg_panels(path, title, "distance T - i from the end of the source", 0, p, 2);
+    s2s_wrote(path);
+    for (int k = 0; k < 2 * S2S_GRAD_MODELS; k++) curve_free(&cv[k]);
+}
+
+/* rnn / gru / lstm, without and with attention: the gradient reaching each
+ * source token, before and after training; the tables, and with --svg the
+ * chart and the training curves. */
+static void s2s_experiment_gradient(const S2sOptions *o) {
+    const int T = o->task.max_len, n = S2S_GRAD_MODELS;
+    double *g = xcalloc_doubles(2 * n * T);     /* (2, 6, T): before, after training */
+    Curve loss[S2S_GRAD_MODELS];
+    s2s_wrapf("  ", "the gradient experiment: %s, source length %d, hidden %d, embedding "
+              "%d, vocabulary %d, seed %d; each model measured on the same %d held-out "
+              "sources at initialisation, then after %d training steps of %d (Adam lr %g); "
+              "+bahdanau: the same cell with additive attention (and a bidirectional "
+              "encoder)\n", s2s_task_names[o->task.task], T, o->cfg.H, o->cfg.E, o->cfg.V,
+              o->seed, o->batch, o->train.steps, o->batch, o->train.lr);
+    for (int k = 0; k < n; k++) {
+        loss[k] = (Curve){ 0 };
+        const int dv = s2s_gradient_model(o, k, g + k * T, g + (n + k) * T,
+                                          o->svg ? &loss[k] : NULL);
+        if (dv) printf("  (%s%s diverged at step %d: measured after training where it "
+                       "stopped)\n", cell_names[k / 2], k % 2 ? " +bahdanau" : "", dv);
+    }
+    s2s_gradient_table(g, T, "at initialisation");
+    char when[64];
+    snprintf(when, sizeof when, "after %d steps", o->train.steps);
+    s2s_gradient_table(g + n * T, T, when);
+    if (o->svg) {
+        static const char *const panel[1] = { "training loss (log)" };
+        const char *names[S2S_GRAD_MODELS] = { "rnn", "rnn +bahdanau", "gru", "gru +bahdanau",
+                                               "lstm", "lstm +bahdanau" };
+        const int per[1] = { S2S_GRAD_MODELS };
+        s2s_gradient_chart(o, g, T);
+        s2s_experiment_curves(o, "gradient", loss, names, per, panel, 1);
+    }
+    for (int k = 0; k < n; k++) curve_free(&loss[k]);
+    free(g);
+}
+
 /* ========================================================================
  * 16. --bench and main
  * ======================================================================== */
@@ -4158,6 +4513,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_LENGTH:  s2s_experiment_length(&o); break;
     case S2S_MODE_POOLING: s2s_experiment_pooling(&o); break;
     case S2S_MODE_CNN:     s2s_experiment_cnn(&o); break;
+    case S2S_MODE_GRADIENT: s2s_experiment_gradient(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);

@@ -2098,6 +2098,80 @@ static void s2s_test_padding(Tally *t) {
 }
 
 /* log P(y | x) of one sequence y (n tokens), ending with EOS if eos, else not */
+/* --trace reads the model's own forward: at every step of a teacher-forced
+ * pass, the traced weights (softmax of the traced scores, over the window
+ * for local attention) are the model's attention row, a global row sums to
+ * 1, and the context is sum_i a_i h_i over the model's annotations. */
+static void s2s_test_trace(Tally *t) {
+    const struct { int att, cell, score, align; } cs[] = {
+        { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL },
+        { S2S_BAHDANAU, CELL_LSTM, 0, 0 },
+        { S2S_LUONG, CELL_RNN, SCORE_CONCAT, S2S_GLOBAL },
+        { S2S_LUONG, CELL_GRU, SCORE_GENERAL, S2S_LOCAL_M },
+        { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_LOCAL_P },
+    };
+    const int sl[1] = { 5 }, tl[1] = { 6 };
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        S2sConfig c = s2s_tiny(cs[k].att, cs[k].cell, cs[k].score, cs[k].align);
+        S2sModelCtx x;
+        s2s_ctx_build(&x, &c, 1, sl, tl, 11 + k);
+        s2s_forward(&x.r, &x.bt, &x.m);
+        const int T = x.r.a.T, He = s2s_enc_width(&c);
+        double werr = 0.0, serr = 0.0, cerr = 0.0;
+        for (int st = 0; st < x.bt.S; st++) {
+            S2sTrace tr;
+            s2s_trace_build(&tr, &x.r, &x.m, st);
+            double sum = 0.0;
+            for (int i = 0; i < T; i++) {
+                werr = fmax(werr, fabs(tr.a[i] - x.r.a.att[st * T + i]));
+                sum += tr.a[i];
+            }
+            if (c.align == S2S_GLOBAL) serr = fmax(serr, fabs(sum - 1.0));
+            for (int j = 0; j < He; j++) {
+                double cj = 0.0;
+                for (int i = 0; i < T; i++) cj += tr.a[i] * x.r.a.enc[i * He + j];
+                cerr = fmax(cerr, fabs(cj - tr.ctx[j]));
+            }
+            s2s_trace_free(&tr);
+        }
+        char desc[128];
+        check(t, werr <= 1e-15 && serr <= 1e-12 && cerr <= 1e-12, "--trace of %s, %d steps: "
+              "traced weights = the model's att (max diff %.1e), a global row sums to 1 "
+              "(%.1e), c_t = sum_i a_i h_i (%.1e)", s2s_describe(desc, sizeof desc, &c),
+              x.bt.S, werr, serr, cerr);
+        s2s_ctx_free(&x);
+    }
+}
+
+/* The gradient experiment's measure is per sequence: on a batch of three
+ * rows it is the mean of what each row gives alone (rows do not mix, and
+ * the ntok scaling turns the batch mean into each row's own loss). */
+static void s2s_test_gradient_distance(Tally *t) {
+    S2sConfig c = s2s_tiny(S2S_BAHDANAU, CELL_GRU, 0, 0);
+    const S2sTask tk = { TASK_REVERSE, 5, 5, 7 };
+    Rng r;
+    rng_seed(&r, 21);
+    S2sModel m;
+    s2s_build(&m, &c, &r);
+    S2sData d;
+    s2s_data_build(&d, 3, &r, &tk, S2S_HELDOUT);
+    S2sRun run;
+    S2sBatch bt;
+    s2s_run_build(&run, &c, 3, 5, 6);
+    s2s_batch_build(&bt, 3, 5, 6);
+    double all[5] = { 0 }, one[5] = { 0 }, err = 0.0;
+    s2s_gradient_by_distance(all, &m, &run, &bt, &d, 0, 3);
+    for (int b = 0; b < 3; b++) s2s_gradient_by_distance(one, &m, &run, &bt, &d, b, 1);
+    int positive = 1;
+    for (int i = 0; i < 5; i++) {
+        err = fmax(err, fabs(all[i] - one[i] / 3) / fmax(all[i], 1e-300));
+        positive &= all[i] > 0;
+    }
+    check(t, err <= 1e-12 && positive, "gradient by distance (bahdanau, B=3, T=5): the "
+          "batch's mean = the mean of each row alone (max rel diff %.1e), every norm > 0", err);
+    s2s_run_free(&run); s2s_batch_free(&bt); s2s_data_free(&d); s2s_free(&m);
+}
+
 static double s2s_seq_logp(S2sModelCtx *k, S2sBatch *one, const int *src, int slen,
                            const int *y, int n, int eos) {
     s2s_batch_row(one, 0, src, slen, y, eos ? n : n - 1);
@@ -2798,6 +2872,8 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_models(t);
     s2s_test_padding(t);
     s2s_test_beam(t);
+    s2s_test_trace(t);
+    s2s_test_gradient_distance(t);
     s2s_test_date_task(t);
     s2s_test_split(t);
     s2s_test_pooling(t);
