@@ -68,11 +68,13 @@ tf-experiments: transformer
 # ---- chapter 2 (seq2seq.c): the experiments of NOTES.md, chapter 2 ----
 # length: none vs bahdanau vs luong, exact accuracy by source length (about
 # 2 minutes on one core); pooling: last vs mean vs attention pooling; cnn:
-# the same beside a CNN with max, mean and attention pooling.
+# the same beside a CNN with max, mean and attention pooling; gradient: the
+# gradient reaching each source token by its distance, with and without attention.
 s2s-experiments: seq2seq
 	./seq2seq --experiment length
 	./seq2seq --experiment pooling
 	./seq2seq --experiment cnn
+	./seq2seq --experiment gradient
 
 # every experiment NOTES.md quotes, chapter by chapter (several minutes)
 experiments: s2s-experiments tf-experiments
