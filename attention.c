@@ -2830,6 +2830,32 @@ int vocab_encode_chars(const Vocab *v, const char *s, int *out, int max, int *un
     return n;
 }
 
+/* A word a user typed as the source tokens of v: its characters into src
+ * (at most max), their number in *len. 0 if it is one the model can read;
+ * -1, with why filled, if it is empty, not UTF-8, longer than max, or has a
+ * character v lacks (named, with the letters v has). */
+int vocab_encode_input(const Vocab *v, const char *w, int *src, int max, int *len, char *why,
+                      size_t nwhy) {
+    if (!*w) { snprintf(why, nwhy, "an empty word"); return -1; }
+    if (utf8_check(w, (long)strlen(w), why, nwhy) != 0) return -1;
+    int unk = 0;
+    *len = vocab_encode_chars(v, w, src, max, &unk);
+    if (*len > max) {
+        snprintf(why, nwhy, "%d letters; the most this model reads is %d", *len, max);
+        return -1;
+    }
+    for (int i = 0; unk && i < *len; i++) {
+        if (src[i] != TOK_UNK) continue;
+        const char *c = w;
+        for (int k = 0; k < i; k++) c += utf8_char_len(c);
+        snprintf(why, nwhy, "the character '%.*s' is not one the model was trained on (its "
+                 "%d letters are %s .. %s; it never learned any other)", utf8_char_len(c), c,
+                 v->n - TOK_SPECIALS, v->sym[TOK_SPECIALS], v->sym[v->n - 1]);
+        return -1;
+    }
+    return 0;
+}
+
 /* The space-separated symbols of s as ids, like vocab_encode_chars. */
 int vocab_encode_words(const Vocab *v, const char *s, int *out, int max, int *unk) {
     int n = 0;

@@ -3686,29 +3686,6 @@ static void s2s_main_data(const S2sOptions *o) {
     else { s2s_saved_free(o->saved); free(o->saved); }
 }
 
-/* Encode word w with the model's letters v into src (*slen); 0, or -1
- * with why if it is not UTF-8, too long, or has a letter v lacks. */
-static int s2s_encode_word(int *src, int *slen, const Vocab *v, const char *w, char *why,
-                           size_t nwhy) {
-    if (utf8_check(w, (long)strlen(w), why, nwhy) != 0) return -1;
-    int unk = 0;
-    *slen = vocab_encode_chars(v, w, src, S2S_DATA_MAX_LEN, &unk);
-    if (*slen > S2S_DATA_MAX_LEN) {
-        snprintf(why, nwhy, "%d letters; the most this model reads is %d", *slen, S2S_DATA_MAX_LEN);
-        return -1;
-    }
-    for (int i = 0; unk && i < *slen; i++) {
-        if (src[i] != TOK_UNK) continue;
-        const char *s = w;
-        for (int k = 0; k < i; k++) s += utf8_char_len(s);
-        snprintf(why, nwhy, "the character '%.*s' is not one the model was trained on (its %d "
-                 "letters are %s .. %s; it never learned any other)", utf8_char_len(s), s,
-                 v->n - TOK_SPECIALS, v->sym[TOK_SPECIALS], v->sym[v->n - 1]);
-        return -1;
-    }
-    return 0;
-}
-
 /* --svg DIR of --load --input WORD: DIR/seq2seq-<checkpoint>-<word>-alignment.svg
  * (a new block: s2s_word_alignment frees it), or NULL without --svg */
 static char *s2s_use_svg(const S2sOptions *o) {
@@ -3752,7 +3729,8 @@ static void s2s_main_use(const S2sOptions *o) {
                  "%d bytes: not a word", ln, (int)sizeof line - 1);
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0] && !o->input) continue;
-        if (s2s_encode_word(src, &slen, &sv->src_v, line, why, sizeof why) != 0) {
+        if (vocab_encode_input(&sv->src_v, line, src, S2S_DATA_MAX_LEN, &slen, why,
+                               sizeof why) != 0) {
             if (o->input) opt_fail(s2s_voice(o), "--input '%s': %s", line, why);
             fprintf(stderr, "%s: stdin line %d: %s; skipped\n", o->prog, ln, why);
             bad = 1;

@@ -1725,6 +1725,18 @@ static void test_vocab(Tally *t) {
     const int chars_ok = n == 5 && ids[0] == TOK_SPECIALS && ids[1] == TOK_SPECIALS + 1 &&
                          ids[2] == TOK_SPECIALS + 3 && ids[3] == TOK_UNK &&
                          ids[4] == TOK_SPECIALS + 2 && unk == 1;
+    /* a word a user types: read, or refused naming why */
+    char why[200];
+    int len = -1, src[4];
+    const int typed_ok = vocab_encode_input(&v, "c\xc3\xa9", src, 4, &len, why, sizeof why) == 0 &&
+                         len == 2 && src[1] == TOK_SPECIALS + 3;
+    int refused = vocab_encode_input(&v, "", src, 4, &len, why, sizeof why) != 0 &&
+                  strstr(why, "empty") != NULL;
+    refused += vocab_encode_input(&v, "abcab", src, 4, &len, why, sizeof why) != 0 &&
+               strstr(why, "5 letters") != NULL;
+    refused += vocab_encode_input(&v, "abz", src, 4, &len, why, sizeof why) != 0 &&
+               strstr(why, "'z' is not one") != NULL;
+    refused += vocab_encode_input(&v, "a\xff", src, 4, &len, why, sizeof why) != 0;
     vocab_free(&v);
     const char *ph[] = { "R", "IY", "D", "EH", "D" };
     vocab_build(&v, ph, 5);
@@ -1734,9 +1746,11 @@ static void test_vocab(Tally *t) {
                          strcmp(v.sym[ids[0]], "R") == 0 && strcmp(v.sym[ids[1]], "EH") == 0 &&
                          strcmp(v.sym[ids[2]], "D") == 0;
     vocab_free(&v);
-    check(t, chars_ok && words_ok, "vocabularies: 4 specials then the symbols sorted; "
-          "characters by code point (e-acute is one), symbols by spaces; an unknown one is "
-          "<unk> and counted; the count goes past a full buffer");
+    check(t, chars_ok && words_ok && typed_ok && refused == 4, "vocabularies: 4 specials "
+          "then the symbols sorted; characters by code point (e-acute is one), symbols by "
+          "spaces; an unknown one is <unk> and counted; the count goes past a full buffer; "
+          "a typed word is read, and %d of 4 bad ones (empty, too long, an unknown letter, "
+          "not UTF-8) refused with the reason", refused);
 }
 
 /* the split: 90/5/5, the same every time for a seed, another for another

@@ -3550,31 +3550,6 @@ static void tf_main_pairs(TfModel *m, const TfCli *o, FILE *csv) {
     }
 }
 
-/* --input's word (or a line of stdin) w as source tokens of d's letters
- * into src (*slen, at most S); 0, or -1 with why if it is empty, not UTF-8,
- * too long, or has a letter the model was never trained on */
-static int tf_encode_word(const TfPairs *d, const char *w, int *src, int S, int *slen,
-                          char *why, size_t nwhy) {
-    if (!*w) { snprintf(why, nwhy, "an empty word"); return -1; }
-    if (utf8_check(w, (long)strlen(w), why, nwhy) != 0) return -1;
-    int unk = 0;
-    *slen = vocab_encode_chars(&d->lv, w, src, S, &unk);
-    if (*slen > S) {
-        snprintf(why, nwhy, "%d letters; the most this model reads is %d", *slen, S);
-        return -1;
-    }
-    for (int i = 0; unk && i < *slen; i++) {
-        if (src[i] != TOK_UNK) continue;
-        const char *c = w;
-        for (int k = 0; k < i; k++) c += utf8_char_len(c);
-        snprintf(why, nwhy, "the character '%.*s' is not one the model was trained on (its "
-                 "%d letters are %s .. %s)", utf8_char_len(c), c, d->lv.n - TOK_SPECIALS,
-                 d->lv.sym[TOK_SPECIALS], d->lv.sym[d->lv.n - 1]);
-        return -1;
-    }
-    return 0;
-}
-
 /* Decode one source src (slen) into out (T = m's built target length) with
  * --beam's search or greedily; returns the length before </s>. Then a
  * teacher-forced pass over [<s>, out] leaves in the caches the attention
@@ -3632,7 +3607,7 @@ static void tf_main_use(TfCli *o, TfModel *m) {
                      (int)sizeof line - 1);
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0] && !o->input) continue;
-        if (tf_encode_word(d, line, src, S, &slen, why, sizeof why) != 0) {
+        if (vocab_encode_input(&d->lv, line, src, S, &slen, why, sizeof why) != 0) {
             if (o->input) opt_fail(&o->t, "--input '%s': %s", line, why);
             fprintf(stderr, "%s: stdin line %d: %s; skipped\n", o->t.prog, ln, why);
             bad = 1;
