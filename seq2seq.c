@@ -3053,36 +3053,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
 
 enum { S2S_COLUMNS = 79 };   /* the widest line this program prints: 80 columns, one spare */
 
-/* text wrapped at S2S_COLUMNS at its spaces (a space run where a line
- * breaks is dropped), continuation lines starting with indent, in a new
- * block the caller frees; a '\n' in text ends a line. Widths count UTF-8
- * characters; a word wider than a line (a long path) stays whole. */
-static char *s2s_wrapped(const char *indent, const char *text) {
-    const size_t il = strlen(indent);
-    char *out = xmalloc(strlen(text) * (il + 2) + 1), *o = out;   /* room for a break per word */
-    int col = 0;
-    for (const char *p = text; *p;) {
-        if (*p == '\n') { *o++ = *p++; col = 0; continue; }
-        const char *sp = p;
-        while (*p == ' ') p++;
-        const char *w = p;
-        int wl = 0;
-        for (; *p && *p != ' ' && *p != '\n'; p++) wl += ((unsigned char)*p & 0xC0) != 0x80;
-        int nsp = (int)(w - sp);
-        if (col > 0 && wl > 0 && col + nsp + wl > S2S_COLUMNS) {
-            *o++ = '\n';
-            memcpy(o, indent, il); o += il;
-            col = (int)il; nsp = 0;
-        }
-        memset(o, ' ', (size_t)nsp); o += nsp;
-        memcpy(o, w, (size_t)(p - w)); o += p - w;
-        col += nsp + wl;
-    }
-    *o = '\0';
-    return out;
-}
-
-/* printf fmt to stdout, wrapped as s2s_wrapped wraps it */
+/* printf fmt to stdout, wrapped at S2S_COLUMNS (wrap_text), continuations after indent */
 static void s2s_wrapf(const char *indent, const char *fmt, ...) {
     va_list ap, aq;
     va_start(ap, fmt);
@@ -3092,7 +3063,7 @@ static void s2s_wrapf(const char *indent, const char *fmt, ...) {
     char *text = xmalloc((size_t)n + 1);
     vsnprintf(text, (size_t)n + 1, fmt, aq);
     va_end(aq);
-    char *w = s2s_wrapped(indent, text);
+    char *w = wrap_text(indent, text, S2S_COLUMNS);
     fputs(w, stdout);
     free(w); free(text);
 }
@@ -3100,7 +3071,7 @@ static void s2s_wrapf(const char *indent, const char *fmt, ...) {
 /* print_heatmap with its title wrapped to S2S_COLUMNS */
 static void s2s_heatmap(const char *title, const double *W, int R, int C,
                         const char *const *rows, const char *const *cols) {
-    char *t = s2s_wrapped("", title);
+    char *t = wrap_text("", title, S2S_COLUMNS);
     print_heatmap(stdout, t, W, R, C, rows, cols);
     free(t);
 }
