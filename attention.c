@@ -2032,11 +2032,12 @@ void progress_step(Progress *p, long done, const char *detail) {
  *
  * print_heatmap() draws a weight matrix in the terminal with Unicode shades
  * (no colour needed): blank for exactly 0 (a masked weight), a faint dot for
- * a weight below a fifth of the largest, then four shades; write_svg_heatmap()
- * writes the same picture as a self-contained SVG file that any browser
- * opens; write_svg_heatmaps() draws several maps (the heads of a layer) in
- * one picture, with axis titles, masked cells and one shared scale if
- * asked; write_svg_chart() and write_svg_bars() draw curves and tables.
+ * a weight below a fifth of the largest, then four shades;
+ * write_svg_heatmaps() writes the same picture as a self-contained SVG file
+ * that any browser opens, one map or several (the heads of a layer) in one
+ * picture, with axis titles, masked cells and one shared scale if asked;
+ * write_svg_chart(), write_svg_panels() and write_svg_bars() draw curves
+ * and tables.
  * Heatmaps scale to the largest entry and say so. Later chapters reuse them
  * for alignments, heads, training curves and experiment results.
  * ======================================================================== */
@@ -2617,17 +2618,6 @@ void write_svg_bars(const char *path, const ChartSvg *c, const char *const *grou
         svg_text(f, left + pw + 40, ly, "start", "", series[k]);
     }
     chart_close(&o, c, left + pw / 2.0, top + ph + 40, top + ph / 2);
-}
-
-/* Write W (R,C) to the file `path` as one SVG heatmap with a title, row and
- * column labels (either may be NULL), a tooltip on every cell and a colour
- * scale: write_svg_heatmaps with one map. Exits with a message if the file
- * cannot be written. */
-void write_svg_heatmap(const char *path, const char *title, const double *W, int R,
-                       int C, const char *const *row_labels,
-                       const char *const *col_labels) {
-    const HeatmapSvg s = { title, NULL, NULL, row_labels, col_labels, NULL, 0 };
-    write_svg_heatmaps(path, &s, W, NULL, 1, R, C, 1);
 }
 
 /* ========================================================================

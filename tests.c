@@ -1459,7 +1459,8 @@ static void test_viewers(Tally *t) {
           "a newline row as '\u21b5'");
     char path[4096];
     temp_path(path, sizeof path, "attention-tests-heatmap");
-    write_svg_heatmap(path, "t<i>tle", W, 2, 3, rows, cols);
+    const HeatmapSvg one = { "t<i>tle", NULL, NULL, rows, cols, NULL, 0 };
+    write_svg_heatmaps(path, &one, W, NULL, 1, 2, 3, 1);
     static char svg[1 << 16];
     slurp(svg, sizeof svg, path);
     FILE *gone = fopen(path, "r");
