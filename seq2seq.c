@@ -2424,9 +2424,18 @@ void s2s_saved_free(S2sSaved *sv) {
  * PER so far are kept: at the end they are put back. The test part is not
  * looked at here. The learning rate decays linearly to lr/10 over the run:
  * over --steps, or over the --minutes budget of wall-clock time if that is
- * the shorter. */
+ * the shorter.
+ *
+ * Training on from a checkpoint: a model that has taken m->step steps goes
+ * on from step m->step + 1 to steps (the total), its Adam moments and step
+ * count as they were, its dev PER the one to beat. The learning rate decays
+ * again from lr over this run (a warm restart), and the caller draws the
+ * batches of the model's first m->step steps again (s2s_data_skip), so the
+ * run sees the batches that would have come next: training on from a file
+ * gives the bits of training on in memory (tests.c). */
 typedef struct {
-    int steps;          /* at most this many Adam steps */
+    int steps;          /* train up to this step (counting a loaded model's steps) */
+    int batch;          /* pairs a step (at most the S2sBatch's rows) */
     double lr, clip;    /* peak learning rate, max global gradient norm (0: off) */
     double minutes;     /* budget of wall-clock minutes (wall_since), 0 = none: the
                            run ends at whichever of it and steps comes first */
@@ -2440,9 +2449,11 @@ typedef struct {
 enum { S2S_CURVE_EVERY = 100 };   /* steps per point of a --data loss curve */
 
 typedef struct {
-    int steps;          /* steps taken */
+    int first;          /* the step it started from: 0, or a loaded model's */
+    int steps;          /* the last step taken (steps - first were taken here) */
     int best_step;      /* the step of the best dev PER: the parameters kept */
     double per, wer;    /* dev PER and WER at best_step */
+    double first_per;   /* a loaded model's dev PER before training on (else 0) */
     double first_loss, last_loss;  /* mean training loss of the first and last eval window */
     double seconds;     /* training time (wall clock), dev evaluations included */
 } S2sDataResult;
@@ -2454,10 +2465,21 @@ typedef struct {
     double wloss;       /* loss summed over the current window */
     int wn;             /* steps in it */
     double closs;       /* loss summed over the current S2S_CURVE_EVERY steps */
+    int cn;             /* steps in it */
+    int evals;          /* dev evaluations so far */
     long tokens;        /* target tokens trained on */
     time_t start;       /* wall clock at the first step */
     double t0;          /* seconds() then: tokens/s is a speed of the computation */
 } S2sDataRun;
+
+/* Keep m's weights and Adam moments as the best yet: step s, dev per and wer. */
+static void s2s_data_keep(S2sDataRun *st, const S2sModel *m, int s, double per, double wer) {
+    const int N = m->p.num_params;
+    memcpy(st->best, m->p.params, sizeof(double) * (size_t)N);
+    memcpy(st->best + N, m->p.m, sizeof(double) * (size_t)N);
+    memcpy(st->best + 2 * N, m->p.v, sizeof(double) * (size_t)N);
+    st->res.best_step = s; st->res.per = per; st->res.wer = wer;
+}
 
 /* Dev PER/WER after step s: log it, keep the parameters if they are the best yet. */
 static void s2s_data_checkpoint(S2sDataRun *st, S2sModel *m, S2sRun *r, S2sBatch *bt,
@@ -2466,16 +2488,10 @@ static void s2s_data_checkpoint(S2sDataRun *st, S2sModel *m, S2sRun *r, S2sBatch
                                         pd->ngroup[SPLIT_DEV], 1, out, NULL);
     const double per = error_rate_per(&e), wer = error_rate_wer(&e), el = wall_since(st->start);
     const double loss = st->wloss / (st->wn ? st->wn : 1);
-    const int better = st->res.best_step == 0 || per < st->res.per;
-    if (st->res.best_step == 0) st->res.first_loss = loss;
+    const int better = st->res.best_step < 0 || per < st->res.per;
+    if (st->evals++ == 0) st->res.first_loss = loss;
     st->res.last_loss = loss;
-    if (better) {
-        const int N = m->p.num_params;
-        memcpy(st->best, m->p.params, sizeof(double) * (size_t)N);
-        memcpy(st->best + N, m->p.m, sizeof(double) * (size_t)N);
-        memcpy(st->best + 2 * N, m->p.v, sizeof(double) * (size_t)N);
-        st->res.best_step = s; st->res.per = per; st->res.wer = wer;
-    }
+    if (better) s2s_data_keep(st, m, s, per, wer);
     if (tc->log) {
         fprintf(tc->log, "%d,%.6f,%.6f,%.6f,%.0f\n", s, loss, per, wer, el);
         fflush(tc->log);                 /* the .partial file grows as the run goes */
@@ -2487,9 +2503,11 @@ static void s2s_data_checkpoint(S2sDataRun *st, S2sModel *m, S2sRun *r, S2sBatch
     st->wloss = 0.0; st->wn = 0;
 }
 
-/* the share of the run done after s steps and el wall seconds: steps or budget */
-static double s2s_data_done(const S2sDataTrain *tc, int s, double el) {
-    const double f = (double)s / tc->steps, g = tc->minutes > 0 ? el / (60 * tc->minutes) : 0;
+/* the share of a run from step first done after step s and el wall
+ * seconds: of its steps to tc->steps, or of its budget */
+static double s2s_data_done(const S2sDataTrain *tc, int first, int s, double el) {
+    const double f = (double)(s - first) / (tc->steps - first),
+                 g = tc->minutes > 0 ? el / (60 * tc->minutes) : 0;
     return f > g ? f : g;
 }
 
@@ -2505,36 +2523,62 @@ static void s2s_data_progress(const S2sDataRun *st, const S2sDataTrain *tc, int 
             duration_text(l, sizeof l, done > 0 ? el / done - el : 0.0));
 }
 
-/* Train m on pd's training part as tc says, then put back the parameters
- * (and Adam state) of the step with the best dev PER. out is scratch as
- * s2s_error_rates wants it. Stops at a diverged step (m->diverged). */
+/* Draw (and drop) the batches of n steps of B pairs from rng: where a run
+ * that has taken n steps left it. */
+void s2s_data_skip(S2sBatch *bt, Rng *rng, const S2sPairData *pd, int B, int n) {
+    bt->B = B;
+    for (int s = 0; s < n; s++) s2s_batch_pick(bt, rng, &pd->part[SPLIT_TRAIN]);
+}
+
+/* The run's state before its first step: a model that has trained already
+ * (m->step > 0) has its dev PER as the one to beat. */
+static S2sDataRun s2s_data_start(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData *pd,
+                                 int *out) {
+    S2sDataRun st;
+    memset(&st, 0, sizeof st);
+    st.res.first = st.res.steps = m->step;
+    st.res.best_step = -1;
+    st.best = xcalloc_doubles(3 * m->p.num_params);
+    if (m->step > 0) {
+        const ErrorRate e = s2s_error_rates(r, bt, m, &pd->part[SPLIT_DEV], pd->group[SPLIT_DEV],
+                                            pd->ngroup[SPLIT_DEV], 1, out, NULL);
+        s2s_data_keep(&st, m, m->step, error_rate_per(&e), error_rate_wer(&e));
+        st.res.first_per = st.res.per;
+    }
+    st.start = time(NULL);
+    st.t0 = seconds();
+    return st;
+}
+
+/* Train m on pd's training part as tc says, from step m->step + 1 to
+ * tc->steps (> m->step), then put back the parameters (and Adam state) of the step with
+ * the best dev PER. out is scratch as s2s_error_rates wants it. Stops at a
+ * diverged step (m->diverged). */
 S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
                              const S2sPairData *pd, const S2sDataTrain *tc, int *out) {
-    const int N = m->p.num_params, B = bt->Bcap;
-    S2sDataRun st = { { 0, 0, 0, 0, 0, 0, 0 }, xcalloc_doubles(3 * N), 0, 0, 0, 0, time(NULL),
-                      seconds() };
-    int s = 0;
+    const int N = m->p.num_params;
+    S2sDataRun st = s2s_data_start(m, r, bt, pd, out);
+    int s = m->step;
     for (double done = 0; done < 1.0 && !m->diverged;) {
-        bt->B = B;
+        bt->B = tc->batch;                 /* a dev evaluation leaves it at its own */
         s2s_batch_pick(bt, rng, &pd->part[SPLIT_TRAIN]);
         const double loss = s2s_train_step(m, r, bt, tc->lr * (1.0 - 0.9 * done), tc->clip);
         st.wloss += loss; st.closs += loss;
-        st.wn++; st.tokens += r->ntok; s++;
+        st.wn++; st.cn++; st.tokens += r->ntok; s++;
         const double el = wall_since(st.start);
-        done = s2s_data_done(tc, s, el);
-        if (s == 1 && tc->progress && tc->minutes == 0)   /* a budget bounds it already */
-            warn_if_long("training step(s)", 1, tc->steps, seconds() - st.t0,
+        done = s2s_data_done(tc, st.res.first, s, el);
+        if (s == st.res.first + 1 && tc->progress && tc->minutes == 0)   /* a budget bounds it */
+            warn_if_long("training step(s)", 1, tc->steps - st.res.first, seconds() - st.t0,
                          "fewer --steps, or --minutes,");
         if (tc->loss && (s % S2S_CURVE_EVERY == 0 || done >= 1.0)) {
-            const int n = s % S2S_CURVE_EVERY ? s % S2S_CURVE_EVERY : S2S_CURVE_EVERY;
-            curve_add(tc->loss, s, st.closs / n);
-            st.closs = 0.0;
+            curve_add(tc->loss, s, st.closs / st.cn);
+            st.closs = 0.0; st.cn = 0;
         }
         if (tc->progress && s % tc->progress == 0) s2s_data_progress(&st, tc, s, el, done);
         if (s % tc->eval_every == 0 || done >= 1.0)
             s2s_data_checkpoint(&st, m, r, bt, pd, tc, s, out);
     }
-    if (st.res.best_step > 0) {
+    if (st.res.best_step >= 0) {
         memcpy(m->p.params, st.best, sizeof(double) * (size_t)N);
         memcpy(m->p.m, st.best + N, sizeof(double) * (size_t)N);
         memcpy(m->p.v, st.best + 2 * N, sizeof(double) * (size_t)N);
@@ -2658,6 +2702,7 @@ typedef struct {
     S2sSaved *saved;   /* the model --load read, or NULL */
     const char *prog;  /* argv[0], for messages */
     int trace;         /* --trace: print one decoder step, the five steps of attention */
+    int resume;        /* --load with --data and --steps or --minutes: train on */
 } S2sOptions;
 
 /* Append the nadd options add to opt (n so far, room for cap); returns the
@@ -2752,7 +2797,8 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
 static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
     const Opt table[] = {
         { "--data", OPT_PATH, &o->data, 0, 0, NULL, DATA, "FILE", "train on the pairs of FILE "
-          "(below), or with --load\nscore that model on FILE's dev and test words", 0 },
+          "(below), or with --load\nscore that model on FILE's dev and test words (and\n"
+          "with --steps or --minutes train it on first)", 0 },
         { "--minutes", OPT_REAL, &o->minutes, 0, 10000, NULL, DATA, "M",
           "stop training after M minutes of wall-clock time\n(0 = only --steps); the "
           "learning rate decays over\nwhichever ends the run first", 0 },
@@ -2764,7 +2810,8 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--save", OPT_PATH, &o->save, 0, 0, NULL, DATA, "FILE", "write the trained model (the "
           "best on dev) to FILE", 0 },
         { "--load", OPT_PATH, &o->load, 0, 0, NULL, MODEL, "FILE", "use the model saved in FILE "
-          "instead of training one", 0 },
+          "instead of training one;\nwith --data and --steps N (the total, its own\nsteps "
+          "included) or --minutes M, train it on", 0 },
         { "--input", OPT_PATH, &o->input, 0, 0, NULL, USE, "WORD", "with --load: convert WORD "
           "(default: one word a line\nfrom stdin)", 0 },
         { "--trace", OPT_FLAG, &o->trace, 0, 0, NULL, RUN | USE, "", "after the run, print "
@@ -2910,11 +2957,14 @@ static const char *s2s_option_value(char *buf, size_t n, const char *name, int v
 static void s2s_check_saved(const OptTable *t, S2sOptions *o) {
     static const char *const train[] = { "--steps", "--lr", "--batch", "--clip", "--minutes",
                                          "--eval-every", "--log", "--save", NULL };
-    for (int k = 0; o->mode == S2S_MODE_DATA && train[k]; k++)
+    o->resume = o->mode == S2S_MODE_DATA && (opt_given(t, "--steps") ||
+                                             opt_given(t, "--minutes"));
+    for (int k = 0; o->mode == S2S_MODE_DATA && !o->resume && train[k]; k++)
         if (opt_given(t, train[k]))
             opt_fail(t, "%s is for training, and --load with --data only scores the saved "
-                     "model on the file's dev and test words (this program does not train on "
-                     "from a checkpoint): drop %s, or --load", train[k], train[k]);
+                     "model on the file's dev and test words unless told to train on: add "
+                     "--steps N (the total, the model's own steps included) or --minutes M, "
+                     "or drop %s", train[k], train[k]);
     char why[600], b1[16], b2[16];
     S2sSaved *sv = xmalloc(sizeof *sv);
     if (s2s_load(sv, o->load, why, sizeof why) != 0) opt_fail(t, "--load: %s", why);
@@ -2945,12 +2995,18 @@ static void s2s_check_data(const OptTable *t, S2sOptions *o) {
         if (!opt_given(t, "--hidden")) o->cfg.H = 128;
         if (!opt_given(t, "--embed")) o->cfg.E = 64;
         if (!opt_given(t, "--attn-hidden")) o->cfg.A = o->cfg.H;
-        if (!opt_given(t, "--batch")) o->batch = 64;
-        if (!opt_given(t, "--lr")) o->train.lr = 2e-3;
-        if (!opt_given(t, "--steps")) o->train.steps = 100000;
     } else {
         s2s_check_saved(t, o);
     }
+    if (!o->load || o->resume) {
+        if (!opt_given(t, "--batch")) o->batch = 64;
+        if (!opt_given(t, "--lr")) o->train.lr = 2e-3;
+        if (!opt_given(t, "--steps")) o->train.steps = 100000;
+    }
+    if (o->resume && o->train.steps <= o->saved->m.step)
+        opt_fail(t, "--steps %d counts every step, and the model in '%s' has taken %d "
+                 "already: give --steps above %d", o->train.steps, o->load,
+                 o->saved->m.step, o->saved->m.step);
     if (o->svg && o->mode == S2S_MODE_USE && o->cfg.attention == S2S_NONE)
         opt_fail(t, "--svg draws the alignment, and this model (--attention none) has none: "
                  "drop --svg");
@@ -2996,6 +3052,10 @@ static const char s2s_after[] =
     "  prints WORD's phonemes and the attention; with no --input, one word a line\n"
     "  from stdin gives 'word  PH O NE MES' lines, and a word with a character the\n"
     "  model never saw is refused on stderr (exit 2 at the end), the others go on.\n"
+    "  --load FILE --data FILE2 --minutes M (or --steps N) trains the saved model\n"
+    "  on: its weights, Adam's moments and step count as saved, the batches that\n"
+    "  would have come next, its dev PER the one to beat; the learning rate\n"
+    "  decays again from --lr (give a smaller --lr to go on where it ended).\n"
     "\n"
     "  Progress while training: step, loss and teacher-forced token accuracy on\n"
     "  stdout, which is identical for a --seed; step/total, tokens/s, elapsed and\n"
@@ -3019,7 +3079,7 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
         S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
-        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0], 0 };
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0], 0, 0 };
     *o = defaults;
     Opt opt[40];
     OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
@@ -3559,10 +3619,16 @@ static void s2s_data_examples(S2sRun *r, S2sBatch *bt, const S2sModel *m, const 
  * kept; with --svg, the loss and dev PER/WER as DIR/seq2seq-<stem>-curve.svg. */
 static void s2s_data_fit(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData *pd,
                          const S2sOptions *o, int *out, const char *desc, const char *stem) {
-    s2s_wrapf("  ", "training: up to %d steps of %d pairs%s, Adam lr %g (linear decay to "
-              "lr/10), clip %g; dev PER every %d steps, the best kept\n", o->train.steps,
-              o->batch, o->minutes > 0 ? " or the --minutes budget" : "", o->train.lr,
-              o->train.clip, o->eval_every);
+    char from[600] = "";
+    if (o->resume)
+        snprintf(from, sizeof from, " on from step %d of %s (its dev PER the one to beat; "
+                 "the learning rate decays again), to step %d in all,", m->step, o->load,
+                 o->train.steps);
+    else
+        snprintf(from, sizeof from, ": up to %d steps", o->train.steps);
+    s2s_wrapf("  ", "training%s of %d pairs%s, Adam lr %g (linear decay to lr/10), clip %g; "
+              "dev PER every %d steps, the best kept\n", from, o->batch, o->minutes > 0 ?
+              " or the --minutes budget" : "", o->train.lr, o->train.clip, o->eval_every);
     OutFile log = { NULL, NULL, NULL };
     if (o->log) {
         log = out_open(o->log);
@@ -3570,18 +3636,24 @@ static void s2s_data_fit(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairData
     }
     Curve loss = { 0 }, rate[2] = { { 0 }, { 0 } };
     const int rec = o->svg != NULL;
-    const S2sDataTrain tc = { o->train.steps, o->train.lr, o->train.clip, o->minutes,
+    const S2sDataTrain tc = { o->train.steps, o->batch, o->train.lr, o->train.clip, o->minutes,
                               o->eval_every, 100, log.f, rec ? &loss : NULL,
                               rec ? &rate[0] : NULL, rec ? &rate[1] : NULL };
     Rng rng;
     rng_seed(&rng, (uint64_t)o->seed ^ 0xDA7Au);
+    s2s_data_skip(bt, &rng, pd, o->batch, m->step);  /* 0 steps unless trained on */
     const S2sDataResult res = s2s_data_train(m, r, bt, &rng, pd, &tc, out);
     if (o->log) out_close(&log);
     s2s_stop_if_diverged(m);
     fprintf(stderr, "training took %.0f s of wall-clock time (%d steps)\n", res.seconds,
-            res.steps);
-    printf("trained %d steps; kept step %d, the best dev PER: %.2f%% (WER %.2f%%)\n",
-           res.steps, res.best_step, 100 * res.per, 100 * res.wer);
+            res.steps - res.first);
+    if (o->resume)
+        s2s_wrapf("  ", "trained on from step %d (dev PER %.2f%%) to step %d; kept step %d, "
+                  "the best dev PER: %.2f%% (WER %.2f%%)\n", res.first, 100 * res.first_per,
+                  res.steps, res.best_step, 100 * res.per, 100 * res.wer);
+    else
+        printf("trained %d steps; kept step %d, the best dev PER: %.2f%% (WER %.2f%%)\n",
+               res.steps, res.best_step, 100 * res.per, 100 * res.wer);
     if (rec) {
         static const char *const names[2] = { "dev PER", "dev WER" };
         char title[400];
@@ -3601,7 +3673,7 @@ static void s2s_data_report(S2sModel *m, S2sRun *r, S2sBatch *bt, const S2sPairD
     s2s_svg_stem(stem, sizeof stem, o->data, &m->cfg);
     s2s_wrapf("  ", "model: %s; %d parameters\n", s2s_describe(desc, sizeof desc, &m->cfg),
               m->p.num_params);
-    if (o->saved) {
+    if (o->saved && !o->resume) {
         s2s_wrapf("  ", "loaded from %s (%d Adam steps)\n", o->load, m->step);
         const ErrorRate e = s2s_error_rates(r, bt, m, &pd->part[SPLIT_DEV], pd->group[SPLIT_DEV],
                                             pd->ngroup[SPLIT_DEV], 1, out, "dev, greedy, word");

@@ -2796,7 +2796,7 @@ static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
     s2s_run_build(&k->run, &c, 16, d->Tmax, d->Nmax + 2);
     s2s_batch_build(&k->bt, 16, d->Tmax, d->Nmax + 2);
     s2s_check_rates(t, k, "untrained");
-    const S2sDataTrain tc = { 300, 1e-2, 1.0, 0, 100, 0, NULL, NULL, NULL, NULL };
+    const S2sDataTrain tc = { 300, 16, 1e-2, 1.0, 0, 100, 0, NULL, NULL, NULL, NULL };
     const double t0 = seconds();
     const S2sDataResult res = s2s_data_train(&k->m, &k->run, &k->bt, &r, &k->pd, &tc, k->out);
     const ErrorRate e = s2s_error_rates(&k->run, &k->bt, &k->m, &k->pd.part[SPLIT_DEV],
@@ -2882,6 +2882,45 @@ static void s2s_test_checkpoint(Tally *t, S2sDataCtx *k) {
           "tag (TRF1), and a description whose model the parameters do not fit (%s)", why);
 }
 
+/* Training on from a file gives the bits of training on in memory: the
+ * weights, Adam's moments and step count, and the batches that come next
+ * (s2s_data_skip); without the skipped batches the bits differ. */
+static void s2s_test_train_on(Tally *t, S2sDataCtx *k) {
+    char path[512], why[600];
+    temp_path(path, sizeof path, "s2s-train-on");
+    const S2sConfig cfg = k->m.cfg;
+    s2s_free(&k->m);
+    Rng r, r2, r3;
+    rng_seed(&r, 3);
+    s2s_build(&k->m, &cfg, &r);
+    rng_seed(&r, 5);                                /* the batches' own, as in the program */
+    const S2sDataTrain first = { 40, 16, 1e-2, 1.0, 0, 40, 0, NULL, NULL, NULL, NULL };
+    const S2sDataTrain on = { 80, 16, 1e-2, 1.0, 0, 20, 0, NULL, NULL, NULL, NULL };
+    const S2sDataResult a = s2s_data_train(&k->m, &k->run, &k->bt, &r, &k->pd, &first, k->out);
+    const S2sData *d = &k->pd.part[SPLIT_TRAIN];
+    s2s_save(path, &k->m, &k->pd.src_v, &k->pd.tgt_v, d->Tmax, d->Nmax, 1);
+    const S2sDataResult b = s2s_data_train(&k->m, &k->run, &k->bt, &r, &k->pd, &on, k->out);
+    S2sSaved sv, sv2;
+    const int ok = s2s_load(&sv, path, why, sizeof why) == 0 &&
+                   s2s_load(&sv2, path, why, sizeof why) == 0;
+    remove(path);
+    check(t, ok, "train on: the checkpoint reads back: %s", ok ? "yes" : why);
+    if (!ok) return;
+    rng_seed(&r2, 5);
+    rng_seed(&r3, 5);
+    s2s_data_skip(&k->bt, &r2, &k->pd, 16, sv.m.step);
+    const S2sDataResult c = s2s_data_train(&sv.m, &k->run, &k->bt, &r2, &k->pd, &on, k->out);
+    s2s_data_train(&sv2.m, &k->run, &k->bt, &r3, &k->pd, &on, k->out);   /* no skip */
+    check(t, a.best_step == 40 && c.first == 40 && c.steps == 80 && c.first_per == a.per &&
+          c.best_step == b.best_step && c.per == b.per && s2s_same_bits(&sv.m, &k->m) &&
+          !s2s_same_bits(&sv2.m, &k->m),
+          "train on: 40 steps, saved, loaded and trained on to step 80 give the bits of "
+          "training on in memory (kept step %d of %d, dev PER %.2f%% from %.2f%%); "
+          "without drawing the first 40 steps' batches again the bits differ", c.best_step,
+          c.steps, 100 * c.per, 100 * c.first_per);
+    s2s_saved_free(&sv); s2s_saved_free(&sv2);
+}
+
 static void tests_seq2seq(Tally *t) {
     s2s_test_cells(t);
     s2s_test_models(t);
@@ -2905,6 +2944,7 @@ static void tests_seq2seq(Tally *t) {
     S2sDataCtx k;
     s2s_test_data_training(t, &k);
     s2s_test_checkpoint(t, &k);
+    s2s_test_train_on(t, &k);
     s2s_data_ctx_free(&k);
 }
 
