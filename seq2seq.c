@@ -270,9 +270,13 @@ enum { S2S_NONE, S2S_BAHDANAU, S2S_LUONG };
 static const char *const s2s_attention_names[] = { "none", "bahdanau", "luong", NULL };
 enum { S2S_GLOBAL, S2S_LOCAL_M, S2S_LOCAL_P };
 static const char *const s2s_align_names[] = { "global", "local-m", "local-p", NULL };
-/* the score functions Luong et al. offer, by name, and their SCORE_* kinds */
-static const char *const s2s_luong_scores[] = { "dot", "general", "concat", NULL };
-static const int s2s_luong_score_kind[] = { SCORE_DOT, SCORE_GENERAL, SCORE_CONCAT };
+/* the score functions Luong et al. offer (dot, general, concat), then the
+ * other three of chapter 1 in their place, by name, and their SCORE_* kinds */
+static const char *const s2s_luong_scores[] = { "dot", "general", "concat", "scaled",
+                                                "additive", "cosine", NULL };
+static const int s2s_luong_score_kind[] = { SCORE_DOT, SCORE_GENERAL, SCORE_CONCAT,
+                                            SCORE_SCALED_DOT, SCORE_ADDITIVE, SCORE_COSINE };
+enum { S2S_N_SCORES = 6 };
 
 enum { S2S_PAD = 0, S2S_BOS = 1, S2S_EOS = 2, S2S_FIRST = 3 };  /* special tokens */
 /* the two splits of every task, as heldout_split() answers for a source */
@@ -281,7 +285,7 @@ enum { S2S_TRAINING = 0, S2S_HELDOUT = 1 };
 typedef struct {
     int attention;  /* S2S_NONE | S2S_BAHDANAU | S2S_LUONG */
     int cell;       /* CELL_* of the encoder and the decoder */
-    int score;      /* Luong: SCORE_DOT | SCORE_GENERAL | SCORE_CONCAT (Bahdanau: additive) */
+    int score;      /* Luong: a SCORE_* of s2s_luong_score_kind (Bahdanau: additive) */
     int align;      /* Luong: S2S_GLOBAL | S2S_LOCAL_M | S2S_LOCAL_P */
     int window;     /* D of local attention: the window is [p - D, p + D] */
     int V, E, H, A; /* vocabulary, embedding, hidden, attention hidden sizes */
@@ -302,15 +306,22 @@ int s2s_score_kind(const S2sConfig *c) {
     return c->attention == S2S_BAHDANAU ? SCORE_ADDITIVE
          : c->attention == S2S_LUONG ? c->score : SCORE_DOT;
 }
+/* the decoder's score, its sizes only (no parameters): query H, key He */
+static Score s2s_score_shape(const S2sConfig *c) {
+    Score s;
+    memset(&s, 0, sizeof s);
+    s.kind = s2s_score_kind(c); s.Dq = c->H; s.Dk = s2s_enc_width(c); s.A = c->A;
+    return s;
+}
 /* width P of a prepared key (score_keys_forward) */
 int s2s_key_width(const S2sConfig *c) {
-    int k = s2s_score_kind(c);
-    return (k == SCORE_ADDITIVE || k == SCORE_CONCAT) ? c->A : s2s_enc_width(c);
+    const Score s = s2s_score_shape(c);
+    return score_key_width(&s);
 }
 /* doubles of score cache per query over T keys (score_cache_size) */
 int s2s_score_cache(const S2sConfig *c, int T) {
-    int k = s2s_score_kind(c);
-    return (k == SCORE_ADDITIVE || k == SCORE_CONCAT) ? (T + 1) * c->A : 0;
+    const Score s = s2s_score_shape(c);
+    return score_cache_size(&s, T);
 }
 
 /* The parameters, as views into one block (or the gradients, into another). */
@@ -2363,7 +2374,7 @@ static int s2s_get_vocab(Reader *r, Vocab *v) {
 /* Is config c (from a description) one this program could have written? */
 static int s2s_config_sane(const S2sConfig *c) {
     return c->attention >= 0 && c->attention <= S2S_LUONG && c->cell >= 0 && c->cell <= 2 &&
-           (c->score == SCORE_DOT || c->score == SCORE_GENERAL || c->score == SCORE_CONCAT) &&
+           c->score >= 0 && c->score < SCORE_KINDS &&
            c->align >= 0 && c->align <= S2S_LOCAL_P && c->window >= 1 && c->window <= 20 &&
            c->E >= 1 && c->E <= 512 && c->H >= 1 && c->H <= 512 && c->A >= 1 && c->A <= 512;
 }
@@ -2742,7 +2753,8 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "A",
           "the decoder", 0 },
         { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, RUN | MODEL, "S",
-          "luong only: the score function", 0 },
+          "luong only: the score function: Luong's three\n(dot, general, concat) or "
+          "chapter 1's others", 0 },
         { "--align", OPT_CHOICE, &o->cfg.align, 0, 0, s2s_align_names, RUN | MODEL, "A",
           "luong only: attend to every source position or to a window", 0 },
         { "--window", OPT_INT, &o->cfg.window, 1, 20, NULL, RUN | MODEL, "D",
@@ -2848,10 +2860,11 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
                  "--attention bahdanau or luong");
     c->score = s2s_luong_score_kind[o->score];
     const int has_A = c->attention == S2S_BAHDANAU || (c->attention == S2S_LUONG &&
-                      (c->score == SCORE_CONCAT || c->align == S2S_LOCAL_P));
+                      (c->score == SCORE_CONCAT || c->score == SCORE_ADDITIVE ||
+                       c->align == S2S_LOCAL_P));
     if (opt_given(t, "--attn-hidden") && !has_A)
-        opt_fail(t, "--attn-hidden sizes the additive score (bahdanau), the concat score or "
-                 "local-p; this model has none of them");
+        opt_fail(t, "--attn-hidden sizes the additive score (bahdanau's or luong's), the concat "
+                 "score or local-p; this model has none of them");
     if (!opt_given(t, "--attn-hidden")) c->A = c->H;
 }
 
@@ -2946,7 +2959,8 @@ static const char *s2s_option_value(char *buf, size_t n, const char *name, int v
                              : !strcmp(name, "--cell") ? cell_names
                              : !strcmp(name, "--align") ? s2s_align_names : NULL;
     if (!strcmp(name, "--score"))
-        for (int k = 0; k < 3; k++) if (s2s_luong_score_kind[k] == v) return s2s_luong_scores[k];
+        for (int k = 0; k < S2S_N_SCORES; k++)
+            if (s2s_luong_score_kind[k] == v) return s2s_luong_scores[k];
     if (names) return names[v];
     snprintf(buf, n, "%d", v);
     return buf;
@@ -3193,7 +3207,7 @@ static const char *s2s_svg_stem(char *buf, size_t n, const char *where, const S2
     char w[80];
     int k = snprintf(buf, n, "%s-%s", s2s_name_part(w, sizeof w, where, 1),
                      s2s_attention_names[c->attention]);
-    for (int i = 0; c->attention == S2S_LUONG && i < 3; i++)
+    for (int i = 0; c->attention == S2S_LUONG && i < S2S_N_SCORES; i++)
         if (s2s_luong_score_kind[i] == c->score && c->score != SCORE_DOT)
             k += snprintf(buf + k, n - (size_t)k, "-%s", s2s_luong_scores[i]);
     if (c->attention == S2S_LUONG && c->align != S2S_GLOBAL)

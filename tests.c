@@ -2076,6 +2076,10 @@ static void s2s_test_models(Tally *t) {
         { S2S_LUONG, CELL_RNN, SCORE_CONCAT, S2S_GLOBAL },
         { S2S_LUONG, CELL_GRU, SCORE_GENERAL, S2S_LOCAL_M },
         { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_LOCAL_P },
+        { S2S_LUONG, CELL_GRU, SCORE_SCALED_DOT, S2S_GLOBAL },   /* chapter 1's other three */
+        { S2S_LUONG, CELL_LSTM, SCORE_ADDITIVE, S2S_GLOBAL },
+        { S2S_LUONG, CELL_GRU, SCORE_COSINE, S2S_GLOBAL },
+        { S2S_LUONG, CELL_GRU, SCORE_COSINE, S2S_LOCAL_P },
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         S2sConfig c = s2s_tiny(cs[i].att, cs[i].cell, cs[i].score, cs[i].align);
