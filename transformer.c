@@ -3825,14 +3825,20 @@ static const char tf_after[] =
     "transformer-<experiment>.svg; a file of that name already in DIR is replaced.\n";
 
 /* The option table's second half: drawing, sampling and seeds, then real
- * data (a text file, a budget, a log, checkpoints) and the optimiser options
- * of nanoGPT's recipe. */
-enum { TF_N_TABLE1 = 20, TF_N_TABLE2 = 38 };
+ * data (a text file, a budget, a log, checkpoints) and the schedule and
+ * rates of nanoGPT's recipe (tf_cli_table_more; its decay and clipping open
+ * tf_cli_table_data). */
+enum { TF_N_TABLE1 = 20, TF_N_TABLE2 = 36 };
 
-/* The option table's last rows: the encdec on a pair file (--data), and a
- * saved one's words (--input, --beam). */
+/* The option table's last rows: the rest of nanoGPT's optimiser options,
+ * the encdec on a pair file (--data), and a saved one's words (--input,
+ * --beam). */
 static void tf_cli_table_data(TfCli *o) {
     const Opt all[] = {
+        { "--weight-decay", OPT_REAL, &o->run.wd, 0, 1, NULL, TF_TRAINS, "X", "AdamW's "
+          "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
+        { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
+          "clip the gradient norm to X (0: never)", 0 },
         { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
           "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
           "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
@@ -3878,7 +3884,7 @@ static void tf_cli_table_more(TfCli *o) {
           "character (code\npoint), first 90% train, last 10% held out", 0 },
         { "--minutes", OPT_RATE, &o->run.minutes, 0, 1e6, NULL, TF_ARCHS, "M", "stop training "
           "after M minutes of wall time\n(default: no limit; the schedule still spans "
-          "--steps)", 0 },
+          "--steps;\nthis session's: --load ... --minutes M trains on\nfor M more)", 0 },
         { "--log", OPT_PATH, &o->log, 0, 0, NULL, TF_ARCHS, "FILE", "write a CSV row at each "
           "held-out evaluation: step,\ntrain loss, held-out loss and accuracy, lr, seconds", 0 },
         { "--prompt", OPT_PATH, &o->prompt, 0, 0, NULL, TF_M(DECODER), "TEXT", "sample after "
@@ -3887,12 +3893,16 @@ static void tf_cli_table_more(TfCli *o) {
         { "--chars", OPT_INT, &o->chars, 1, 1000000, NULL, TF_M(DECODER), "N",
           "characters to sample", 0 },
         { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_ARCHS, "FILE", "after training on "
-          "a text or --data, write the model\n(config, vocabulary, weights, Adam state) to "
-          "FILE", 0 },
+          "a text or --data, write the model\n(config, vocabulary, weights, Adam state, "
+          "step,\nthe training options) to FILE", 0 },
         { "--load", OPT_PATH, &o->load, 0, 0, NULL, TF_ARCHS, "FILE", "use the model in FILE "
           "instead of training one:\n--prompt samples from it, --text measures it; an\n"
           "encdec model converts --input or stdin's words,\nor --data FILE measures it; it "
-          "sets --arch and\nthe model's size", 0 },
+          "sets --arch and\nthe model's size. With --steps N (the total, its\nown steps "
+          "included) or --minutes M and the file\nit trained on (--text, --data): trains "
+          "on from\nits weights, Adam state and step, with the\ntraining options and "
+          "--seed it saved (those\ngiven replace them): bit for bit one run, if N is\nits "
+          "saved --steps or the schedule is noam;\n--save may name FILE itself", 0 },
         { "--schedule", OPT_CHOICE, &o->run.sched, 0, 0, tf_sched_names, TF_TRAINS, "S",
           "noam: the paper's warm-up (--lr-factor);\ncosine: nanoGPT's (--lr, --lr-min)", 0 },
         { "--lr", OPT_RATE, &o->run.lr, 0, 10, NULL, TF_TRAINS, "X",
@@ -3901,10 +3911,6 @@ static void tf_cli_table_more(TfCli *o) {
           "final learning rate of --schedule cosine", 0 },
         { "--beta2", OPT_REAL, &o->run.beta2, 0, 0.99999, NULL, TF_TRAINS, "X",
           "Adam's beta2 (nanoGPT: 0.99)", 0 },
-        { "--weight-decay", OPT_REAL, &o->run.wd, 0, 1, NULL, TF_TRAINS, "X", "AdamW's "
-          "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
-        { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
-          "clip the gradient norm to X (0: never)", 0 },
     };
     (void)sizeof(char[sizeof all == (TF_N_TABLE2 - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE1, all, sizeof all);
@@ -3941,7 +3947,7 @@ static void tf_cli_table(TfCli *o) {
         { "--batch", OPT_INT, &o->c.B, 1, 4096, NULL, TF_TRAINS, "B", "examples per step", 0 },
         { "--steps", OPT_INT, &o->run.steps, 1, 1000000, NULL, TF_TRAINS, "N", "the most "
           "training steps; encdec stops at 100% held-out\naccuracy (default 3000; "
-          "encoder 1000, decoder 300)", 0 },
+          "encoder 1000, decoder 300;\nwith --load: the total, its steps included)", 0 },
         { "--warmup", OPT_INT, &o->run.warmup, 1, 1000000, NULL, TF_TRAINS, "N",
           "warm-up steps of the learning-rate schedule", 0 },
         { "--lr-factor", OPT_RATE, &o->run.lr_factor, 0, 100, NULL, TF_TRAINS, "X",
@@ -4284,7 +4290,7 @@ static void tf_resume_line(const TfCli *o, const TfModel *m) {
     else
         printf("  a version-1 file keeps no training options: the command line's are used%s\n",
                m->c.arch == TF_ENCDEC ? ";\n  its Adam state is its last step's, not its "
-               "weights' (not an exact continuation)" : "");
+               "weights': an inexact restart" : "");
 }
 
 /* the default run: one model of --arch, trained (or loaded, and trained on
