@@ -16,6 +16,8 @@
  *   --arch decoder   decoder only, GPT-style: causal attention, trained to
  *                    predict the next character, then samples with temperature
  *                    (after --prompt TEXT); --save / --load keep a model
+ *   --load FILE with --steps N or --minutes M (and --text or --data) trains
+ *                    a saved model on, bit for bit as if never stopped
  * The three share every kernel; they differ in the attention mask and in the
  * objective, which is the point the notes ask about.
  *
