@@ -17,7 +17,8 @@
  *                    predict the next character, then samples with temperature
  *                    (after --prompt TEXT); --save / --load keep a model
  *   --load FILE with --steps N or --minutes M (and --text or --data) trains
- *                    a saved model on, bit for bit as if never stopped
+ *                    a saved model on, with the options it saved: bit for
+ *                    bit as one run (section 13, tf_train_resume)
  * The three share every kernel; they differ in the attention mask and in the
  * objective, which is the point the notes ask about.
  *
@@ -4128,7 +4129,8 @@ static void tf_cli_saved_run(TfCli *o, const TfRun *saved) {
 }
 
 /* --load with --steps N or --minutes M trains on (o->resume): the
- * refusals are tf_resume_refusal's. The total N defaults to the saved run's
+ * refusals are tf_resume_refusal's, and with --data a --seed other than the
+ * saved one (it picks the split). The total N defaults to the saved run's
  * if the model has not reached it, else to no limit but --minutes'. The
  * batch and smoothing given (in want) replace the checkpoint's; the other
  * training options not given are the saved run's (saved; version 2). */
@@ -4140,6 +4142,11 @@ static void tf_cli_resume(TfCli *o, const TfModel *m, const TfConfig *want,
     if (tf_resume_refusal(&o->t, o->load, m, (encdec ? o->data : o->text) != NULL,
                           o->run.steps, why, sizeof why))
         opt_fail(&o->t, "%s", why);
+    if (o->version == TF_CKPT_RUN && encdec && o->data && opt_given(&o->t, "--seed") &&
+        o->seed != (int)saved->seed)            /* --seed picks the split */
+        opt_fail(&o->t, "--seed %d: '%s' was trained on the split of --seed %d; another "
+                 "split's dev and test words include words it trained on: leave --seed out",
+                 o->seed, o->load, (int)saved->seed);
     if (o->version == TF_CKPT_RUN) tf_cli_saved_run(o, saved);
     if (!o->resume) return;
     if (!steps)
