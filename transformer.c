@@ -3904,8 +3904,9 @@ static void tf_cli_table_more(TfCli *o) {
           "sets --arch and\nthe model's size. With --steps N (the total, its\nown steps "
           "included) or --minutes M and the file\nit trained on (--text, --data): trains "
           "on from\nits weights, Adam state and step, with the\ntraining options and "
-          "--seed it saved (those\ngiven replace them): bit for bit one run, if N is\nits "
-          "saved --steps or the schedule is noam;\n--save may name FILE itself", 0 },
+          "--seed it saved (those\ngiven replace them; --data refuses another\n--seed): "
+          "bit for bit one run, if N is its saved\n--steps or the schedule is noam; --save "
+          "may\nname FILE itself", 0 },
         { "--schedule", OPT_CHOICE, &o->run.sched, 0, 0, tf_sched_names, TF_TRAINS, "S",
           "noam: the paper's warm-up (--lr-factor);\ncosine: nanoGPT's (--lr, --lr-min)", 0 },
         { "--lr", OPT_RATE, &o->run.lr, 0, 10, NULL, TF_TRAINS, "X",
