@@ -4500,6 +4500,17 @@ static void tf_test_resume_refusals(Tally *t) {
     check(t, untouched && bad, "a version-1 checkpoint (no training options) loads and "
           "leaves the command line's options as they were; a training section holding "
           "--schedule 7 is refused: \"%s\"", why);
+    tf_build(&m2, &c, 2);                       /* --batch given to train on with */
+    m2.step = 9;
+    m2.adam_v[0] = 0.5;
+    TfConfig wide = c;
+    wide.B = c.B + 3; wide.smoothing = 0.1;
+    tf_refit(&m2, &wide);
+    check(t, m2.c.B == c.B + 3 && m2.c.smoothing == 0.1 && m2.step == 9 && m2.np == m.np &&
+          m2.adam_v[0] == 0.5 && !memcmp(m2.params, m.params, sizeof(double) * (size_t)m.np),
+          "tf_refit: a loaded model rebuilt for --batch %d (from %d) keeps its parameters, "
+          "Adam state and step, and takes --smoothing", wide.B, c.B);
+    tf_free(&m2);
     tf_free(&m);
     tf_text_free(&tx);
 }
