@@ -3903,7 +3903,7 @@ static void tf_test_checkpoint_round_trip(Tally *t) {
     TfEval ev;
     tf_train(&m, &run, &tx, NULL, NULL, &ev);
     temp_path(path, sizeof path, "tf-tests-rt-ckpt");
-    tf_ckpt_save(path, &m, &tx);
+    tf_ckpt_save(path, &m, &tx, &run);
     ok = tf_ckpt_load(path, &m2, &tx2, why, sizeof why) == 0;
     remove(path);
     if (!ok) { check(t, 0, "checkpoint round trip: %s", why); tf_free(&m); tf_text_free(&tx); return; }
@@ -4151,7 +4151,7 @@ static void tf_test_checkpoint_refusals(Tally *t) {
     TfModel m, m2;
     tf_build(&m, &c, 2);
     temp_path(path, sizeof path, "tf-tests-ckpt-ref");
-    tf_ckpt_save(path, &m, &tx);
+    tf_ckpt_save(path, &m, &tx, NULL);
     TfText tx2;
     const int loads = tf_ckpt_load(path, &m2, &tx2, why, sizeof why) == 0;
     if (loads) { tf_free(&m2); tf_text_free(&tx2); }
@@ -4249,7 +4249,7 @@ static void tf_test_pairs_checkpoint(Tally *t) {
     tf_train(&m, &run, NULL, NULL, NULL, &ev);
     tf_pairs_fit(&m, c.S, c.T);                 /* saved at the lengths it was built with */
     temp_path(ck, sizeof ck, "tf-tests-pairs-ckpt");
-    tf_pairs_ckpt_save(ck, &m, &d);
+    tf_pairs_ckpt_save(ck, &m, &d, &run);
     const int loads = tf_pairs_ckpt_load(ck, &m2, &d2, why, sizeof why) == 0;
     if (!loads) { check(t, 0, "encdec --load: %s", why); remove(ck); remove(path); return; }
     int same = m2.np == m.np && m2.step == m.step && d2.V == d.V && d2.S == d.S &&
@@ -4311,7 +4311,7 @@ static void tf_test_pairs_checkpoint(Tally *t) {
     TfConfig ct = tf_small(TF_DECODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
     ct.V = bt.V;
     tf_build(&m3, &ct, 2);
-    tf_ckpt_save(cut, &m3, &bt);
+    tf_ckpt_save(cut, &m3, &bt, NULL);
     tf_free(&m3);
     const int as_pairs = tf_pairs_ckpt_load(cut, &m3, &d3, text_why, sizeof text_why) != 0 &&
                          strstr(text_why, "text model");
@@ -4324,6 +4324,239 @@ static void tf_test_pairs_checkpoint(Tally *t) {
     remove(ck); remove(path);
     tf_free(&m); tf_free(&m2);
     tf_pairs_free(&d); tf_pairs_free(&d2);
+}
+
+/* -- training on from a checkpoint (--load with --steps or --minutes) ------ */
+
+/* the state two models would train on from: step, parameters, Adam's m, v */
+static int tf_test_same_state(const TfModel *a, const TfModel *b) {
+    const size_t n = sizeof(double) * (size_t)a->np;
+    return a->np == b->np && a->step == b->step && !memcmp(a->params, b->params, n) &&
+           !memcmp(a->adam_m, b->adam_m, n) && !memcmp(a->adam_v, b->adam_v, n);
+}
+
+/* do two runs' training options agree, every field a checkpoint keeps? */
+static int tf_test_same_run(const TfRun *a, const TfRun *b) {
+    return a->steps == b->steps && a->warmup == b->warmup && a->lr_factor == b->lr_factor &&
+           a->n_eval == b->n_eval && a->eval_every == b->eval_every && a->seed == b->seed &&
+           a->beta2 == b->beta2 && a->sched == b->sched && a->lr == b->lr &&
+           a->lr_min == b->lr_min && a->wd == b->wd && a->clip == b->clip;
+}
+
+/* --text, each text arch: k steps, --save, --load (the training options
+ * read back from the checkpoint), the text read with the loaded vocabulary
+ * and trained on to n are n steps straight, bit for bit: parameters, Adam
+ * state and step (tf_train draws the first k batches again; BERT's masks
+ * come from the same stream, so the encoder tests that most). The schedule
+ * is the paper's, a function of the step alone; AdamW and clipping on. */
+static void tf_test_resume_text(Tally *t) {
+    static char text[2 * 1500 + 8];
+    char path[4096], ck[4096], why[512];
+    const long len = tf_make_text(text, 1500);
+    write_temp(path, sizeof path, "tf-tests-resume", text, (size_t)len);
+    temp_path(ck, sizeof ck, "tf-tests-resume-ckpt");
+    TfText tx;
+    if (tf_text_read(&tx, path, NULL, why, sizeof why) != 0) {
+        check(t, 0, "resume --text: %s", why); remove(path); return;
+    }
+    const int k = 25, n = 40;
+    int same = 1, options = 1, version = 1;
+    for (int arch = TF_ENCODER; arch <= TF_DECODER; arch++) {
+        TfConfig c = tf_text_config(&tx);
+        c.arch = arch;
+        TfRun run = tf_text_run(n), first = tf_text_run(k), saved = { 0 };
+        run.sched = first.sched = TF_SCHED_NOAM;
+        run.eval_every = first.eval_every = 10;
+        TfModel a, b, b2;
+        TfEval ev;
+        tf_build(&a, &c, 4);
+        tf_train(&a, &run, &tx, NULL, NULL, &ev);
+        tf_build(&b, &c, 4);
+        tf_train(&b, &first, &tx, NULL, NULL, &ev);
+        tf_ckpt_save(ck, &b, &tx, &first);
+        TfText voc, tx2;
+        const int v = tf_ckpt_load_any(ck, &b2, &voc, NULL, &saved, why, sizeof why);
+        remove(ck);
+        if (v < 0 || tf_text_read(&tx2, path, &voc, why, sizeof why) != 0) {
+            check(t, 0, "resume --text: %s", why);
+            if (v >= 0) { tf_free(&b2); tf_text_free(&voc); }
+            tf_free(&a); tf_free(&b);
+            break;
+        }
+        version &= v == TF_CKPT_RUN && b2.step == k;
+        options &= tf_test_same_run(&saved, &first);
+        saved.steps = n;
+        tf_train(&b2, &saved, &tx2, NULL, NULL, &ev);
+        same &= tf_test_same_state(&a, &b2) && a.step == n;
+        tf_free(&a); tf_free(&b); tf_free(&b2);
+        tf_text_free(&voc); tf_text_free(&tx2);
+    }
+    check(t, same && options && version, "--text, encoder and decoder: %d steps, saved "
+          "(description version %d, the training options read back), loaded and trained on "
+          "to %d are %d steps straight, bit for bit (parameters, Adam state, step)", k,
+          TF_CKPT_RUN, n, n);
+    tf_text_free(&tx);
+    remove(path);
+}
+
+/* --data: k steps, the state of the best dev PER kept and saved (here at a
+ * step before k: the hard case, drawn again to that step), loaded with the
+ * file read in its vocabulary and trained on to n are n steps straight,
+ * bit for bit: the state kept, its step and dev PER, and the last step's.
+ * The loaded model's dev PER is the one to beat, as in the straight run:
+ * with lr_factor 1 no later step beats it (beaten 0: the state kept is the
+ * loaded one), with 0.5 one after k does (beaten 1). */
+static void tf_test_resume_pairs(Tally *t, double lr_factor, int beaten) {
+    static char text[64 * 200];
+    char path[4096], ck[4096], why[512];
+    int alts;
+    const long len = tf_make_pairs(text, 120, &alts);
+    write_temp(path, sizeof path, "tf-tests-resume-pairs", text, (size_t)len);
+    temp_path(ck, sizeof ck, "tf-tests-resume-pairs-ckpt");
+    TfPairs da, db, dc, voc;
+    if (tf_pairs_read(&da, path, 3, why, sizeof why) != 0 ||
+        tf_pairs_read(&db, path, 3, why, sizeof why) != 0) {
+        check(t, 0, "resume --data: %s", why); remove(path); return;
+    }
+    TfConfig c = tf_small(TF_ENCDEC, TF_PRE, TF_POS_SIN, TF_RELU, 1);
+    c.V = da.V; c.D = 8; c.H = 2; c.F = 12; c.S = da.S; c.T = da.T; c.B = 8;
+    const int k = 60, n = 120;
+    TfRun run = { TASK_COPY, n, 10, lr_factor, 0, 20, 0, 6, 0.99, TF_SCHED_NOAM, 0, 0, 0.0, 1.0,
+                  0.0, &da, NULL }, first = run, saved = run;
+    first.steps = k; first.data = &db;
+    TfModel a, b, b2;
+    TfEval ev;
+    tf_build(&a, &c, 5);
+    tf_train(&a, &run, NULL, NULL, NULL, &ev);
+    tf_build(&b, &c, 5);
+    tf_train(&b, &first, NULL, NULL, NULL, &ev);
+    double *end = xmalloc(sizeof(double) * (size_t)a.np);   /* after step n */
+    memcpy(end, a.params, sizeof(double) * (size_t)a.np);
+    tf_pairs_restore(&a, &da);
+    tf_pairs_restore(&b, &db);                  /* as tf_main_pairs saves it */
+    tf_pairs_fit(&b, c.S, c.T);
+    tf_pairs_ckpt_save(ck, &b, &db, &first);
+    const int v = tf_ckpt_load_any(ck, &b2, NULL, &voc, &saved, why, sizeof why);
+    remove(ck);
+    if (v < 0 || tf_pairs_read_vocab(&dc, path, 3, &voc, why, sizeof why) != 0) {
+        check(t, 0, "resume --data: %s", why);
+    } else {
+        const int kept = b2.step, options = tf_test_same_run(&saved, &first);
+        saved.steps = n; saved.data = &dc;
+        tf_train(&b2, &saved, NULL, NULL, NULL, &ev);
+        const int ends = !memcmp(end, b2.params, sizeof(double) * (size_t)a.np);
+        tf_pairs_restore(&b2, &dc);
+        check(t, v == TF_CKPT_RUN && options && kept == db.best_step && kept < k && ends &&
+              tf_test_same_state(&a, &b2) && dc.best_step == da.best_step &&
+              dc.best_per == da.best_per && (beaten ? da.best_step > k : da.best_step == kept),
+              "--data (lr factor %g): %d steps, saved at the best dev PER's step %d (its "
+              "Adam state and step), loaded and trained on to %d are %d steps straight, bit "
+              "for bit: the last step's parameters, and the state kept (step %d, dev PER "
+              "%.3f, %s)", lr_factor, k, kept, n, n, da.best_step, da.best_per, beaten ?
+              "a step after the loaded one's" : "the loaded one's, never beaten");
+        tf_free(&b2); tf_pairs_free(&voc); tf_pairs_free(&dc);
+    }
+    free(end);
+    tf_free(&a); tf_free(&b);
+    tf_pairs_free(&da); tf_pairs_free(&db);
+    remove(path);
+}
+
+/* the options a test of tf_resume_refusal gives: those named in `given`
+ * (a space-separated list) among every option it asks about */
+static OptTable tf_test_given(Opt *opt, const char *given) {
+    static const char *const names[] = { "--steps", "--minutes", "--warmup", "--lr-factor",
+        "--smoothing", "--batch", "--eval-every", "--schedule", "--lr", "--lr-min", "--beta2",
+        "--weight-decay", "--clip", "--log", "--save", "--task", "--vocab" };
+    const int n = (int)(sizeof names / sizeof names[0]);
+    char list[256];
+    snprintf(list, sizeof list, " %s ", given);
+    for (int k = 0; k < n; k++) {
+        char word[32];
+        snprintf(word, sizeof word, " %s ", names[k]);
+        memset(&opt[k], 0, sizeof opt[k]);
+        opt[k].name = names[k];
+        opt[k].given = strstr(list, word) != NULL;
+    }
+    OptTable tab = { "transformer", NULL, NULL, NULL, opt, n };
+    return tab;
+}
+
+/* --load's refusals of training on: a training option without --steps or
+ * --minutes, training on without the file, a total not above the model's
+ * steps, --task; and what it accepts. Then the checkpoint's training
+ * section: a version-1 file (none) loads and leaves the options alone, and
+ * a section holding a value no run has is refused. */
+static void tf_test_resume_refusals(Tally *t) {
+    static const struct { const char *given; int arch, file, steps; const char *want; } cases[] = {
+        { "--lr", TF_DECODER, 1, 0, "add --steps N (the total, its 30 steps included) or "
+          "--minutes M, with --text FILE" },
+        { "--save --log", TF_ENCDEC, 1, 0, "--log is for training" },
+        { "--batch", TF_ENCODER, 1, 0, "--batch is for training" },
+        { "--steps", TF_DECODER, 0, 50, "needs the file it trained on: add --text FILE" },
+        { "--minutes", TF_ENCDEC, 0, 0, "--minutes: training on from 'm.ckpt' needs the "
+          "file it trained on: add --data FILE" },
+        { "--steps", TF_ENCDEC, 1, 30, "'m.ckpt' has taken 30 steps already; give --steps "
+          "above 30" },
+        { "--steps --task", TF_ENCDEC, 1, 50, "--task sets up a synthetic task" },
+        { "--vocab", TF_DECODER, 1, 0, "leave --vocab out" },
+        { "--steps --lr --save --batch --clip", TF_DECODER, 1, 31, NULL },
+        { "--minutes --warmup --log", TF_ENCDEC, 1, 0, NULL },
+        { "", TF_ENCODER, 1, 0, NULL },
+    };
+    const int ncase = (int)(sizeof cases / sizeof cases[0]);
+    char why[600], last[600] = "";
+    Opt opt[32];
+    int right = 0;
+    for (int i = 0; i < ncase; i++) {
+        TfModel m;
+        m.c.arch = cases[i].arch;
+        m.step = 30;
+        const OptTable tab = tf_test_given(opt, cases[i].given);
+        const char *got = tf_resume_refusal(&tab, "m.ckpt", &m, cases[i].file, cases[i].steps,
+                                            why, sizeof why);
+        const int ok = cases[i].want ? got && strstr(got, cases[i].want) : !got;
+        if (!ok) check(t, 0, "resume refusal (%s): got \"%s\"", cases[i].given, got ? got : "");
+        if (got) snprintf(last, sizeof last, "%s", got);
+        right += ok;
+    }
+    check(t, right == ncase, "--load: %d of %d training-on cases refused or accepted as "
+          "they should be, e.g. \"%s\"", right, ncase, last);
+    TfText tx;
+    tf_text_build(&tx);
+    TfConfig c = tf_small(TF_DECODER, TF_POST, TF_POS_SIN, TF_RELU, 1);
+    c.V = tx.V;
+    TfModel m, m2;
+    tf_build(&m, &c, 2);
+    char ck[4096];
+    temp_path(ck, sizeof ck, "tf-tests-resume-v1");
+    tf_ckpt_save(ck, &m, &tx, NULL);
+    TfText voc;
+    TfRun run = tf_text_run(77), before = run;
+    const int v1 = tf_ckpt_load_any(ck, &m2, &voc, NULL, &run, why, sizeof why);
+    if (v1 >= 0) { tf_free(&m2); tf_text_free(&voc); }
+    const int untouched = v1 == 1 && tf_test_same_run(&run, &before);
+    run.sched = 7;                              /* no such schedule */
+    tf_ckpt_save(ck, &m, &tx, &run);
+    const int bad = tf_ckpt_load_any(ck, &m2, &voc, NULL, &run, why, sizeof why) < 0 &&
+                    strstr(why, "training options hold values");
+    remove(ck);
+    check(t, untouched && bad, "a version-1 checkpoint (no training options) loads and "
+          "leaves the command line's options as they were; a training section holding "
+          "--schedule 7 is refused: \"%s\"", why);
+    tf_build(&m2, &c, 2);                       /* --batch given to train on with */
+    m2.step = 9;
+    m2.adam_v[0] = 0.5;
+    TfConfig wide = c;
+    wide.B = c.B + 3; wide.smoothing = 0.1;
+    tf_refit(&m2, &wide);
+    check(t, m2.c.B == c.B + 3 && m2.c.smoothing == 0.1 && m2.step == 9 && m2.np == m.np &&
+          m2.adam_v[0] == 0.5 && !memcmp(m2.params, m.params, sizeof(double) * (size_t)m.np),
+          "tf_refit: a loaded model rebuilt for --batch %d (from %d) keeps its parameters, "
+          "Adam state and step, and takes --smoothing", wide.B, c.B);
+    tf_free(&m2);
+    tf_free(&m);
+    tf_text_free(&tx);
 }
 
 /* -- --trace: one head read back from the caches --------------------------- */
@@ -4468,6 +4701,10 @@ static void tests_transformer(Tally *t) {
     tf_test_pairs_scoring(t);
     tf_test_pairs_fit(t);
     tf_test_pairs_training(t);
+    tf_test_resume_text(t);
+    tf_test_resume_pairs(t, 1.0, 0);
+    tf_test_resume_pairs(t, 0.5, 1);
+    tf_test_resume_refusals(t);
     t->prefix = "";
 }
 

@@ -16,6 +16,9 @@
  *   --arch decoder   decoder only, GPT-style: causal attention, trained to
  *                    predict the next character, then samples with temperature
  *                    (after --prompt TEXT); --save / --load keep a model
+ *   --load FILE with --steps N or --minutes M (and --text or --data) trains
+ *                    a saved model on, with the options it saved: bit for
+ *                    bit as one run (section 13, tf_train_resume)
  * The three share every kernel; they differ in the attention mask and in the
  * objective, which is the point the notes ask about.
  *
@@ -1408,7 +1411,8 @@ typedef struct TfPairs {
     int V;             /* lv.n + pv.n - TOK_SPECIALS */
     int unk_src, unk_tgt;      /* dev and test tokens not in the vocabulary: <unk> */
     int long_src, long_tgt;    /* the file lines of the longest source and target */
-    double *best, best_per;    /* (np) the parameters at the best dev PER so far */
+    double *best, best_per;    /* (3 np) the parameters, then Adam's m and v, at the
+                                  best dev PER so far */
     int best_step;             /* their step, 0 before the first dev evaluation */
 } TfPairs;
 
@@ -1937,10 +1941,32 @@ static void tf_watch_eval(const TfRun *run, int step, double train_loss, const T
     curve_add(&w->m2, step, m2);
 }
 
+/* keep m's state (parameters, Adam's m and v) in d->best as the best so
+ * far: step `step`, dev PER per */
+static void tf_pairs_keep(TfPairs *d, const TfModel *m, int step, double per) {
+    const size_t n = (size_t)m->np;
+    if (!d->best) d->best = xmalloc(sizeof(double) * 3 * n);
+    memcpy(d->best, m->params, sizeof(double) * n);
+    memcpy(d->best + n, m->adam_m, sizeof(double) * n);
+    memcpy(d->best + 2 * n, m->adam_v, sizeof(double) * n);
+    d->best_per = per;
+    d->best_step = step;
+}
+
+/* put back the state d->best kept (tf_pairs_keep), at its step */
+void tf_pairs_restore(TfModel *m, const TfPairs *d) {
+    const size_t n = (size_t)m->np;
+    if (!d->best) return;
+    memcpy(m->params, d->best, sizeof(double) * n);
+    memcpy(m->adam_m, d->best + n, sizeof(double) * n);
+    memcpy(m->adam_v, d->best + 2 * n, sizeof(double) * n);
+    m->step = d->best_step;
+}
+
 /* --data: the dev evaluation tf_train makes at `step` (run->n_eval dev
  * words, the same each time): its line on log, its CSV row (step, train
  * loss, dev loss, dev PER, dev WER, lr, seconds), and, if its PER is the
- * best so far, a copy of the parameters (model selection on dev only) */
+ * best so far, a copy of the model's state (model selection on dev only) */
 static TfEval tf_pairs_train_eval(TfModel *m, const TfRun *run, FILE *log, FILE *csv,
                                   int step, double train_loss, double wall) {
     TfPairs *d = run->data;
@@ -1948,12 +1974,7 @@ static TfEval tf_pairs_train_eval(TfModel *m, const TfRun *run, FILE *log, FILE 
     const TfEval ev = tf_pairs_evaluate(m, d, SPLIT_DEV, run->n_eval, &er);
     const double per = error_rate_per(&er), wer = error_rate_wer(&er);
     const int best = !d->best_step || per < d->best_per;
-    if (best) {
-        if (!d->best) d->best = xmalloc(sizeof(double) * (size_t)m->np);
-        memcpy(d->best, m->params, sizeof(double) * (size_t)m->np);
-        d->best_per = per;
-        d->best_step = step;
-    }
+    if (best) tf_pairs_keep(d, m, step, per);
     if (log)
         fprintf(log, "step %5d  dev (%d words): loss %.4f  PER %.2f%%  WER %.2f%%%s\n", step,
                 er.words, ev.loss, 100.0 * per, 100.0 * wer, best ? "  (best so far)" : "");
@@ -1963,15 +1984,16 @@ static TfEval tf_pairs_train_eval(TfModel *m, const TfRun *run, FILE *log, FILE 
     return ev;
 }
 
-/* The progress line on stderr after `step` of run->steps: the loss since the
- * last line, tokens per second (over `busy` seconds of batches and steps),
- * the wall time so far and an estimate of what is left (to the last step,
+/* The progress line on stderr after `step` of run->steps (this run began
+ * after step `first`): the loss since the last line, tokens per second
+ * (over `busy` seconds of batches and steps), the wall time so far and an
+ * estimate of what is left (to the last step,
  * or to the --minutes budget if that comes first). At most 79 columns: the
  * tokens per second go first if the numbers grow too wide. */
-static void tf_progress(const TfRun *run, int step, double loss, double tokens, double busy,
-                        double wall) {
+static void tf_progress(const TfRun *run, int first, int step, double loss, double tokens,
+                        double busy, double wall) {
     char el[32], left[32], rate[40], line[160];
-    double rest = wall / step * (run->steps - step);
+    double rest = wall / (step - first) * (run->steps - step);
     if (run->minutes > 0.0 && run->minutes * 60.0 - wall < rest) rest = run->minutes * 60.0 - wall;
     snprintf(rate, sizeof rate, ", %.0f tokens/s", busy > 0.0 ? tokens / busy : 0.0);
     for (int pass = 0; pass < 2; pass++) {
@@ -2001,7 +2023,38 @@ static TfEval tf_train_eval(TfModel *m, const TfRun *run, const TfText *tx, FILE
     return ev;
 }
 
-/* Train for up to run->steps steps; progress lines (step, loss, training
+/* one training batch into b from r: --data's pairs, the task's, or
+ * training windows of tx */
+static void tf_train_batch(TfBatch *b, Rng *r, TfModel *m, const TfRun *run, const TfText *tx) {
+    if (run->data) tf_pairs_batch(b, r, run->data, m);
+    else if (m->c.arch == TF_ENCDEC) tf_task_batch(b, r, run->task, &m->c, TF_TRAIN_SPLIT);
+    else tf_text_batch(b, r, NULL, tx, 0, tf_text_split(tx), 0, 0, &m->c);
+}
+
+/* Training on from a model that has taken m->step steps (a checkpoint's):
+ * the batches of those steps are drawn again from r and dropped, so that
+ * step m->step + 1 gets the batch it would have had in one run, and with
+ * the schedule a function of the step, k steps, saved, loaded and trained
+ * on to n are n steps straight, bit for bit (tests.c checks it). (Storing
+ * r in the checkpoint would not do alone: --data's shuffled order of the
+ * training pairs is state too; drawing again costs a fraction of a step
+ * each.) --data: the loaded model's dev PER is the one to beat, and its
+ * state the one kept until a step beats it, as in the run that saved it. */
+static void tf_train_resume(TfModel *m, const TfRun *run, const TfText *tx, TfBatch *b,
+                            Rng *r, FILE *log) {
+    for (int s = 0; s < m->step; s++) tf_train_batch(b, r, m, run, tx);
+    if (!run->data || m->step == 0) return;
+    ErrorRate er;
+    const TfEval ev = tf_pairs_evaluate(m, run->data, SPLIT_DEV, run->n_eval, &er);
+    tf_pairs_keep(run->data, m, m->step, error_rate_per(&er));
+    if (log)
+        fprintf(log, "step %5d  dev (%d words): loss %.4f  PER %.2f%%  WER %.2f%%  (loaded)\n",
+                m->step, er.words, ev.loss, 100.0 * error_rate_per(&er),
+                100.0 * error_rate_wer(&er));
+}
+
+/* Train from step m->step + 1 (0 for a new model; a loaded one trains on:
+ * tf_train_resume) up to step run->steps; progress lines (step, loss, training
  * accuracy, learning rate) to `log` when it is not NULL, and with them, on
  * stderr, tokens per second (tokens over the seconds spent drawing batches
  * and in training steps since the last line; held-out evaluations are not
@@ -2012,8 +2065,9 @@ static TfEval tf_train_eval(TfModel *m, const TfRun *run, const TfText *tx, FILE
  * 100% on the draw tf_evaluate(.., TF_EVAL_WATCHED) makes, every arch once
  * run->minutes of wall time have passed (the step in progress is finished),
  * and at a diverged step (m->diverged: tf_stop_if_diverged, or an
- * experiment's "diverged" row). Returns the steps taken; *ev receives the
- * last held-out evaluation (callers report a fresh draw). */
+ * experiment's "diverged" row). Returns the model's step count after (the
+ * steps taken, a loaded model's included); *ev receives the last held-out
+ * evaluation (callers report a fresh draw). */
 int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *csv, TfEval *ev) {
     const TfConfig *c = &m->c;
     TfBatch b;
@@ -2022,20 +2076,21 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
     rng_seed(&r, run->seed);                    /* the training stream */
     double loss_sum = 0.0, busy = 0.0, csv_sum = 0.0;  /* busy: seconds in steps only */
     int ok_sum = 0, cnt_sum = 0, since = 0, csv_since = 0, step;
+    tf_train_resume(m, run, tx, &b, &r, log);
+    const int first = m->step;
     const time_t start = time(NULL);
     ev->loss = ev->tok_acc = ev->seq_acc = 0.0;
-    for (step = 1; step <= run->steps; step++) {
+    for (step = first + 1; step <= run->steps; step++) {
         double t0 = seconds();                  /* time the batch and the step, not the
                                                    held-out evaluations below */
-        if (run->data) tf_pairs_batch(&b, &r, run->data, m);
-        else if (c->arch == TF_ENCDEC) tf_task_batch(&b, &r, run->task, c, TF_TRAIN_SPLIT);
-        else tf_text_batch(&b, &r, NULL, tx, 0, tf_text_split(tx), 0, 0, c);
+        tf_train_batch(&b, &r, m, run, tx);
         const double loss = tf_train_step(m, &b, run);
         loss_sum += loss; csv_sum += loss; csv_since++;
         busy += seconds() - t0;
         if (m->diverged) break;                 /* the caller says so */
-        if (step == 1 && !(run->minutes > 0.0 && run->minutes * 60.0 < busy * run->steps))
-            warn_if_long("training step(s)", 1, run->steps, busy,   /* not within --minutes */
+        const int left = run->steps - first;
+        if (step == first + 1 && !(run->minutes > 0.0 && run->minutes * 60.0 < busy * left))
+            warn_if_long("training step(s)", 1, left, busy,   /* not within --minutes */
                          "fewer --steps, or a smaller model,");
         if (run->watch && run->watch->prog)
             progress_step(run->watch->prog, step, run->watch->detail);
@@ -2050,7 +2105,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
             fprintf(log, "step %5d  loss %.4f  train acc %.3f  lr %.2e\n", step,
                     loss_sum / since, cnt_sum ? (double)ok_sum / cnt_sum : 0.0,
                     tf_run_lr(run, m->step, c->D));
-            tf_progress(run, step, loss_sum / since, (double)since * b.n * (c->S + c->T),
+            tf_progress(run, first, step, loss_sum / since, (double)since * b.n * (c->S + c->T),
                         busy, wall);
             loss_sum = busy = 0.0; ok_sum = cnt_sum = since = 0;
         }
@@ -2067,7 +2122,7 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
         }
     }
     tf_batch_free(&b);
-    return step > run->steps ? run->steps : step;
+    return m->step;
 }
 
 /* ========================================================================
@@ -2081,23 +2136,72 @@ int tf_train(TfModel *m, const TfRun *run, const TfText *tx, FILE *log, FILE *cs
  *     f64 smoothing, u32 step (Adam steps taken), u32 first
  *     encdec only: u32 nsrc (the specials + the source characters)
  *     V strings (u32 length, bytes): each token's text, sym[0..V-1]
+ *     description version 2 on (TF_CKPT_RUN): u32 2, then the training
+ *     options of the run that saved it, for training on (--load with
+ *     --steps or --minutes): u32 steps (the total it was given), u32
+ *     warmup, f64 lr_factor, u32 n_eval, u32 eval_every, u32 seed,
+ *     f64 beta2, u32 sched, f64 lr, f64 lr_min, f64 wd, f64 clip
  * and the doubles are the parameters, then Adam's m, then Adam's v (3 np),
  * so that a loaded model predicts, and takes its next step, bit for bit as
  * the saved one would. A text arch's vocabulary (--arch encoder, decoder) is
  * its text's characters; an encdec model (trained with --data) keeps its
  * joint vocabulary: the four specials, the nsrc - 4 source characters, then
  * the target symbols, each part sorted, as tf_pairs_read builds it; its S
- * and T are the longest source and target + </s> it reads. (An encdec
- * model is saved with its best dev parameters and the last step's Adam
- * state: it is used, not trained further.)
+ * and T are the longest source and target + </s> it reads. An encdec model
+ * is saved as it was at its best dev PER: that step's parameters, Adam
+ * state and step count. A version-1 description (no training section;
+ * files written before it existed) still loads; training on from one uses
+ * the command line's options, and a version-1 encdec file holds the best
+ * step's parameters with the last step's Adam state and count.
  * ======================================================================== */
 
 #define TF_CKPT_TAG "TFM1"
+enum { TF_CKPT_RUN = 2 };   /* the description version that keeps the training options */
+
+/* the training section of a description (version TF_CKPT_RUN) from run */
+static void tf_ckpt_put_run(Bytes *d, const TfRun *run) {
+    bytes_put_u32(d, TF_CKPT_RUN);
+    bytes_put_u32(d, (uint32_t)run->steps);
+    bytes_put_u32(d, (uint32_t)run->warmup);
+    bytes_put_f64(d, run->lr_factor);
+    bytes_put_u32(d, (uint32_t)run->n_eval);
+    bytes_put_u32(d, (uint32_t)run->eval_every);
+    bytes_put_u32(d, (uint32_t)run->seed);
+    bytes_put_f64(d, run->beta2);
+    bytes_put_u32(d, (uint32_t)run->sched);
+    const double x[] = { run->lr, run->lr_min, run->wd, run->clip };
+    for (int k = 0; k < 4; k++) bytes_put_f64(d, x[k]);
+}
+
+/* The training section tf_ckpt_put_run wrote, from r into the fields of
+ * run it sets (the rest of run is left as it was); NULL, or what is wrong */
+static const char *tf_ckpt_get_run(Reader *r, TfRun *run) {
+    if (reader_u32(r) != TF_CKPT_RUN) return "its description holds an unknown version";
+    const uint32_t steps = reader_u32(r), warmup = reader_u32(r);
+    const double lr_factor = reader_f64(r);
+    const uint32_t n_eval = reader_u32(r), every = reader_u32(r), seed = reader_u32(r);
+    const double beta2 = reader_f64(r);
+    const uint32_t sched = reader_u32(r);
+    const double lr = reader_f64(r), lr_min = reader_f64(r), wd = reader_f64(r),
+                 clip = reader_f64(r);
+    if (!r->ok) return "its training options are cut short";
+    if (steps < 1 || steps > 1000000 || warmup < 1 || warmup > 1000000 ||
+        n_eval > 100000 || every > 1000000 || seed > 2147483647u ||
+        sched > TF_SCHED_COSINE || !(lr_factor > 0 && lr_factor <= 100) ||
+        !(beta2 >= 0 && beta2 < 1) || !(lr >= 0 && lr <= 10) || !(lr_min >= 0 &&
+        lr_min <= 10) || !(wd >= 0 && wd <= 1) || !(clip >= 0 && clip <= 1e6))
+        return "its training options hold values no run of this program has";
+    *run = (TfRun){ run->task, (int)steps, (int)warmup, lr_factor, (int)n_eval, (int)every,
+                    run->log_every, seed, beta2, (int)sched, lr, lr_min, wd, clip,
+                    run->minutes, run->data, run->watch };
+    return NULL;
+}
 
 /* write m with its vocabulary, V strings sym (the first `first` specials;
- * encdec: the first nsrc of them the source's), to path */
-static void tf_ckpt_put(const char *path, const TfModel *m, int first, int nsrc,
-                        const char *const *sym) {
+ * encdec: the first nsrc of them the source's), and run's training options
+ * (run NULL: a version-1 description, without them), to path */
+static void tf_ckpt_put(const char *path, const TfModel *m, const TfRun *run, int first,
+                        int nsrc, const char *const *sym) {
     const TfConfig *c = &m->c;
     Bytes d = { NULL, 0, 0 };
     const int f[] = { c->arch, c->norm, c->pos, c->act, c->V, c->D, c->H, c->F, c->n_enc,
@@ -2108,6 +2212,7 @@ static void tf_ckpt_put(const char *path, const TfModel *m, int first, int nsrc,
     bytes_put_u32(&d, (uint32_t)first);
     if (c->arch == TF_ENCDEC) bytes_put_u32(&d, (uint32_t)nsrc);
     for (int k = 0; k < c->V; k++) bytes_put_str(&d, sym[k]);
+    if (run) tf_ckpt_put_run(&d, run);
     double *all = xmalloc(sizeof(double) * 3 * (size_t)m->np);
     memcpy(all, m->params, sizeof(double) * (size_t)m->np);
     memcpy(all + m->np, m->adam_m, sizeof(double) * (size_t)m->np);
@@ -2117,21 +2222,24 @@ static void tf_ckpt_put(const char *path, const TfModel *m, int first, int nsrc,
     free(d.b);
 }
 
-/* write m (a text arch, with tx's vocabulary) to path; exits 1 if it cannot
- * be written, leaving path as it was */
-void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx) {
+/* write m (a text arch, with tx's vocabulary, trained by run: NULL writes
+ * version 1) to path; exits 1 if it cannot be written, leaving path as it
+ * was */
+void tf_ckpt_save(const char *path, const TfModel *m, const TfText *tx, const TfRun *run) {
     const char **sym = xmalloc(sizeof(char *) * (size_t)m->c.V);
     for (int k = 0; k < m->c.V; k++) sym[k] = tx->sym[k];
-    tf_ckpt_put(path, m, tx->first, 0, sym);
+    tf_ckpt_put(path, m, run, tx->first, 0, sym);
     free(sym);
 }
 
-/* write m (encdec, trained on --data d: d's joint vocabulary) to path; m's
- * config must be the one it was built with (not fitted to a batch) */
-void tf_pairs_ckpt_save(const char *path, const TfModel *m, const TfPairs *d) {
+/* write m (encdec, trained on --data d by run: d's joint vocabulary) to
+ * path; m's config must be the one it was built with (not fitted to a
+ * batch) */
+void tf_pairs_ckpt_save(const char *path, const TfModel *m, const TfPairs *d,
+                        const TfRun *run) {
     const char **sym = xmalloc(sizeof(char *) * (size_t)d->V);
     for (int k = 0; k < d->V; k++) sym[k] = tf_pairs_sym(d, k);
-    tf_ckpt_put(path, m, TOK_SPECIALS, d->lv.n, sym);
+    tf_ckpt_put(path, m, run, TOK_SPECIALS, d->lv.n, sym);
     free(sym);
 }
 
@@ -2210,12 +2318,15 @@ static const char *tf_ckpt_pairs_vocab(Reader *r, int V, int nsrc, TfPairs *d) {
  * vocabulary: a text model's into tx (no text: tx->n 0, tx->ids NULL; free
  * with tf_text_free), an encdec model's into d (no pairs, d->n 0: only the
  * vocabularies and the lengths S, T it reads; free with tf_pairs_free).
- * tx or d NULL: that kind is refused. -1 with why if the file is missing,
- * not a checkpoint, another version or another chapter's, of the other
- * kind, truncated, corrupted, or holds a model this program cannot build;
- * then nothing is allocated and m, tx and d are untouched. */
-static int tf_ckpt_load_any(const char *path, TfModel *m, TfText *tx, TfPairs *d, char *why,
-                            size_t nwhy) {
+ * tx or d NULL: that kind is refused. The training options a version-2
+ * description holds go into run's fields (if run is not NULL; a version-1
+ * file leaves run as it was). Returns the description's version (1 or
+ * TF_CKPT_RUN), or -1 with why if the file is missing, not a checkpoint,
+ * another version or another chapter's, of the other kind, truncated,
+ * corrupted, or holds a model this program cannot build; then nothing is
+ * allocated and m, tx, d and run are untouched. */
+static int tf_ckpt_load_any(const char *path, TfModel *m, TfText *tx, TfPairs *d, TfRun *run,
+                            char *why, size_t nwhy) {
     Bytes b;
     double *p;
     int n, step, first, nsrc;
@@ -2234,10 +2345,12 @@ static int tf_ckpt_load_any(const char *path, TfModel *m, TfText *tx, TfPairs *d
         err = "it holds a text model (--arch encoder or decoder), not an encoder-decoder";
     if (!err) err = encdec ? tf_ckpt_pairs_vocab(&r, c.V, nsrc, &v)
                            : tf_ckpt_text_vocab(&r, c.V, first, &syms);
-    if (!err && r.at != r.n) {
-        err = "its description is longer than its vocabulary";
-        free(syms); tf_pairs_free(&v);
-    }
+    const int version = err || r.at == r.n ? 1 : TF_CKPT_RUN;   /* a training section? */
+    TfRun saved = run ? *run : (TfRun){ 0 };
+    const char *bad = version == 1 ? NULL : tf_ckpt_get_run(&r, &saved);
+    if (!err && !bad && r.at != r.n) bad = "its description is longer than its vocabulary "
+                                           "and training options";
+    if (!err && bad) { err = bad; free(syms); tf_pairs_free(&v); }
     free(b.b);
     snprintf(msg, sizeof msg, "%s", err ? err : "");
     if (!err) {
@@ -2255,20 +2368,77 @@ static int tf_ckpt_load_any(const char *path, TfModel *m, TfText *tx, TfPairs *d
     m->step = step;
     if (encdec) { v.S = c.S; v.T = c.T; *d = v; }
     else { memset(tx, 0, sizeof *tx); tf_text_set_vocab(tx, syms, c.V, first); free(syms); }
+    if (run) *run = saved;
     free(p);
-    return 0;
+    return version;
 }
 
 /* Load a text model (--arch encoder or decoder) and its vocabulary: see
  * tf_ckpt_load_any; an encdec checkpoint is refused. */
 int tf_ckpt_load(const char *path, TfModel *m, TfText *tx, char *why, size_t nwhy) {
-    return tf_ckpt_load_any(path, m, tx, NULL, why, nwhy);
+    return tf_ckpt_load_any(path, m, tx, NULL, NULL, why, nwhy) < 0 ? -1 : 0;
 }
 
 /* Load an encdec model and its pair vocabularies: see tf_ckpt_load_any; a
  * text model's checkpoint is refused. */
 int tf_pairs_ckpt_load(const char *path, TfModel *m, TfPairs *d, char *why, size_t nwhy) {
-    return tf_ckpt_load_any(path, m, NULL, d, why, nwhy);
+    return tf_ckpt_load_any(path, m, NULL, d, NULL, why, nwhy) < 0 ? -1 : 0;
+}
+
+/* A loaded model m made ready to train on with c's batch size and label
+ * smoothing (the command line's): rebuilt if the batch size differs (the
+ * activations are sized by it), its parameters, Adam state and step kept.
+ * (Another batch size draws other batches: not the run that saved it.) */
+void tf_refit(TfModel *m, const TfConfig *c) {
+    m->c.smoothing = c->smoothing;
+    if (m->c.B == c->B) return;
+    TfConfig k = m->c;
+    k.B = c->B;
+    TfModel n;
+    tf_build(&n, &k, 0);
+    memcpy(n.params, m->params, sizeof(double) * (size_t)m->np);
+    memcpy(n.adam_m, m->adam_m, sizeof(double) * (size_t)m->np);
+    memcpy(n.adam_v, m->adam_v, sizeof(double) * (size_t)m->np);
+    n.step = m->step;
+    tf_free(m);
+    *m = n;
+}
+
+/* What is wrong with training on from the model m read from `load` as
+ * the options given in t ask (opt_given), into why, or NULL if nothing:
+ * --steps N or --minutes M trains on (N the total, above m->step), and
+ * needs the file it trained on (has_file: --text for a text arch, --data
+ * for encdec); without either, a training option is refused; --task and
+ * --vocab never apply. steps: --steps' value. */
+const char *tf_resume_refusal(const OptTable *t, const char *load, const TfModel *m,
+                              int has_file, int steps, char *why, size_t nwhy) {
+    static const char *const training[] = { "--warmup", "--lr-factor", "--smoothing",
+        "--batch", "--eval-every", "--schedule", "--lr", "--lr-min", "--beta2",
+        "--weight-decay", "--clip", "--log", "--save" }, *const task[] = { "--task", "--vocab" };
+    const char *file = m->c.arch == TF_ENCDEC ? "--data" : "--text";
+    const int given = opt_given(t, "--steps"), resume = given || opt_given(t, "--minutes");
+    for (int k = 0; k < 2; k++)
+        if (opt_given(t, task[k])) {
+            snprintf(why, nwhy, "%s sets up a synthetic task; a model read with --load has "
+                     "its own data and vocabulary: leave %s out", task[k], task[k]);
+            return why;
+        }
+    for (size_t k = 0; !resume && k < sizeof training / sizeof training[0]; k++)
+        if (opt_given(t, training[k])) {
+            snprintf(why, nwhy, "%s is for training: a model read with --load is used as it "
+                     "is unless it trains on: add --steps N (the total, its %d steps "
+                     "included) or --minutes M, with %s FILE (the file it trained on); or "
+                     "leave %s out", training[k], m->step, file, training[k]);
+            return why;
+        }
+    if (resume && !has_file)
+        snprintf(why, nwhy, "%s: training on from '%s' needs the file it trained on: add %s "
+                 "FILE", given ? "--steps" : "--minutes", load, file);
+    else if (given && steps <= m->step)
+        snprintf(why, nwhy, "--steps %d counts every step: '%s' has taken %d steps already; "
+                 "give --steps above %d", steps, load, m->step, m->step);
+    else return NULL;
+    return why;
 }
 
 /* the model options a checkpoint fixes, and the TfConfig field each sets */
@@ -2850,7 +3020,7 @@ static int tf_extrap_train(TfModel *m, const TfRun *run, int lo, int L, Progress
     }
     *loss = n_sum ? sum / n_sum : NAN;
     tf_batch_free(&b);
-    return step > run->steps ? run->steps : step;
+    return m->step;
 }
 
 /* held-out accuracy of m at source length n (<= its built length): run->n_eval
@@ -3136,6 +3306,8 @@ typedef struct {
     const char *text;  /* --text FILE, or NULL: the built-in text */
     const char *log;   /* --log FILE (CSV), or NULL */
     const char *save, *load;   /* --save FILE, --load FILE, or NULL */
+    int version;       /* --load: its description's version (1, or TF_CKPT_RUN) */
+    int resume;        /* --load with --steps or --minutes: train on from it */
     const char *prompt;        /* --prompt TEXT, or NULL */
     const char *data;  /* --data FILE (encdec), or NULL: the task */
     TfPairs pairs;     /* --data's pairs; run.data points here */
@@ -3329,7 +3501,7 @@ static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int ste
         TfEval ev = tf_evaluate(m, &o->run, tx, TF_EVAL_WATCHED);
         printf("\n%s %d step%s: validation loss %.4f (perplexity %.2f),\n  %s accuracy %.4f, "
                "over all %d windows of %d that tile\n  the held-out %d characters; the %d "
-               "windows training watched give %.4f\n", o->load ? "loaded, trained" : "after",
+               "windows training watched give %.4f\n", o->load && !o->resume ? "loaded, trained" : "after",
                steps, tf_plural(steps), all.loss, exp(all.loss), what, all.tok_acc, windows,
                c->S, tx->n - split, tf_eval_count(c, &o->run, tx), ev.loss);
         return;
@@ -3346,7 +3518,8 @@ static void tf_text_report(TfModel *m, const TfCli *o, const TfText *tx, int ste
     free(freq);
 }
 
-/* the BERT-style and GPT-style runs on a text: train (unless --load),
+/* the BERT-style and GPT-style runs on a text: train (a new model, or
+ * --load's on from its step: o->resume; a loaded model is otherwise used),
  * report held-out accuracy and loss, save (--save), show BERT's guesses or
  * GPT's sample, then the heads of layer `show` on a held-out window (on the
  * prompt, with --prompt). A loaded model without --text only samples. */
@@ -3355,16 +3528,21 @@ static void tf_main_text(TfModel *m, const TfCli *o, const TfText *tx, FILE *csv
     const int bert = c->arch == TF_ENCODER;
     int steps = m->step;
     if (tx->n) tf_text_header(o, tx, tf_eval_count(c, &o->run, tx));
-    if (!o->load) {
+    if (!o->load || o->resume) {
         TfEval ev;
         const double t0 = seconds();
+        const int from = m->step;
         steps = tf_train(m, &o->run, tx, stdout, csv, &ev);
         tf_stop_if_diverged(m);
-        fprintf(stderr, "trained %d step%s in %.1f s of processor time\n", steps,
-                tf_plural(steps), seconds() - t0);
+        fprintf(stderr, "trained %d step%s%s in %.1f s of processor time\n", steps - from,
+                tf_plural(steps - from), from ? ", on from a checkpoint's," : "",
+                seconds() - t0);
     }
     if (tx->n) tf_text_report(m, o, tx, steps);
-    if (o->save) { tf_ckpt_save(o->save, m, tx); printf("saved the model to %s\n", o->save); }
+    if (o->save) {
+        tf_ckpt_save(o->save, m, tx, &o->run);
+        printf("saved the model to %s\n", o->save);
+    }
     TfBatch b;
     tf_batch_alloc(&b, c);
     b.n = 1;
@@ -3498,7 +3676,7 @@ static void tf_pairs_header(const TfCli *o) {
     printf("%s tokens the %s lacks (read as <unk>):\n  %d source, %d target\n", o->load
            ? "the file's" : "dev and test", o->load ? "loaded vocabulary" : "training split",
            d->unk_src, d->unk_tgt);
-    if (o->load) { printf("\n"); return; }   /* not trained: no dev evaluations */
+    if (o->load && !o->resume) { printf("\n"); return; }   /* no dev evaluations */
     printf("dev: every %d steps, greedy PER on %d dev words (evenly spaced);\n  the best "
            "parameters are kept\n\n", o->run.eval_every, o->run.n_eval < d->nwords[SPLIT_DEV]
            ? o->run.n_eval : d->nwords[SPLIT_DEV]);
@@ -3525,27 +3703,29 @@ static void tf_pairs_test(TfModel *m, const TfCli *o) {
 }
 
 /* the --data run: train with model selection on dev and restore the best
- * parameters (or take --load's model), then test PER and WER on every test
+ * state (a new model, or --load's on from its step: o->resume; a loaded
+ * model is otherwise measured as it is), then test PER and WER on every test
  * word, examples and heads, and --save */
 static void tf_main_pairs(TfModel *m, const TfCli *o, FILE *csv) {
     TfPairs *d = o->run.data;
     tf_pairs_header(o);
-    if (!o->load) {
+    if (!o->load || o->resume) {
         TfEval ev;
         const double t0 = seconds();
-        const int steps = tf_train(m, &o->run, NULL, stdout, csv, &ev);
+        const int from = m->step, steps = tf_train(m, &o->run, NULL, stdout, csv, &ev);
         tf_stop_if_diverged(m);
         const double secs = seconds() - t0;
-        if (d->best) memcpy(m->params, d->best, sizeof(double) * (size_t)m->np);
-        printf("\ntrained %d step%s (%.2f epochs) in %.1f s of processor time;\n  kept the "
-               "parameters of step %d, the best dev PER (%.2f%%)\n", steps, tf_plural(steps),
+        tf_pairs_restore(m, d);                 /* the best dev PER's state and step */
+        printf("\ntrained %s%d%s (%.2f epochs) in %.1f s of processor time;\n  kept the "
+               "parameters of step %d, the best dev PER (%.2f%%)\n", from ? "on to step " :
+               "", steps, from ? "" : steps == 1 ? " step" : " steps",
                (double)steps * o->c.B / d->ntrain, secs, d->best_step, 100.0 * d->best_per);
     }
     tf_pairs_test(m, o);
     tf_show_pairs(m, o, 6, "data");
     if (o->save) {
         m->c.S = o->c.S; m->c.T = o->c.T;       /* the lengths it was built with */
-        tf_pairs_ckpt_save(o->save, m, d);
+        tf_pairs_ckpt_save(o->save, m, d, &o->run);
         printf("\nsaved the model to %s\n", o->save);
     }
 }
@@ -3648,14 +3828,20 @@ static const char tf_after[] =
     "transformer-<experiment>.svg; a file of that name already in DIR is replaced.\n";
 
 /* The option table's second half: drawing, sampling and seeds, then real
- * data (a text file, a budget, a log, checkpoints) and the optimiser options
- * of nanoGPT's recipe. */
-enum { TF_N_TABLE1 = 20, TF_N_TABLE2 = 38 };
+ * data (a text file, a budget, a log, checkpoints) and the schedule and
+ * rates of nanoGPT's recipe (tf_cli_table_more; its decay and clipping open
+ * tf_cli_table_data). */
+enum { TF_N_TABLE1 = 20, TF_N_TABLE2 = 36 };
 
-/* The option table's last rows: the encdec on a pair file (--data), and a
- * saved one's words (--input, --beam). */
+/* The option table's last rows: the rest of nanoGPT's optimiser options,
+ * the encdec on a pair file (--data), and a saved one's words (--input,
+ * --beam). */
 static void tf_cli_table_data(TfCli *o) {
     const Opt all[] = {
+        { "--weight-decay", OPT_REAL, &o->run.wd, 0, 1, NULL, TF_TRAINS, "X", "AdamW's "
+          "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
+        { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
+          "clip the gradient norm to X (0: never)", 0 },
         { "--data", OPT_PATH, &o->data, 0, 0, NULL, TF_M(ENCDEC), "FILE", "train on CMUdict "
           "(word PH O NE MES) or source<TAB>\ntarget lines: letters in, symbols out; 90/5/5 "
           "by word\nand --seed; best dev PER kept; test PER, WER at the\nend (README, \"Real "
@@ -3701,7 +3887,7 @@ static void tf_cli_table_more(TfCli *o) {
           "character (code\npoint), first 90% train, last 10% held out", 0 },
         { "--minutes", OPT_RATE, &o->run.minutes, 0, 1e6, NULL, TF_ARCHS, "M", "stop training "
           "after M minutes of wall time\n(default: no limit; the schedule still spans "
-          "--steps)", 0 },
+          "--steps;\nthis session's: --load ... --minutes M trains on\nfor M more)", 0 },
         { "--log", OPT_PATH, &o->log, 0, 0, NULL, TF_ARCHS, "FILE", "write a CSV row at each "
           "held-out evaluation: step,\ntrain loss, held-out loss and accuracy, lr, seconds", 0 },
         { "--prompt", OPT_PATH, &o->prompt, 0, 0, NULL, TF_M(DECODER), "TEXT", "sample after "
@@ -3710,12 +3896,17 @@ static void tf_cli_table_more(TfCli *o) {
         { "--chars", OPT_INT, &o->chars, 1, 1000000, NULL, TF_M(DECODER), "N",
           "characters to sample", 0 },
         { "--save", OPT_PATH, &o->save, 0, 0, NULL, TF_ARCHS, "FILE", "after training on "
-          "a text or --data, write the model\n(config, vocabulary, weights, Adam state) to "
-          "FILE", 0 },
+          "a text or --data, write the model\n(config, vocabulary, weights, Adam state, "
+          "step,\nthe training options) to FILE", 0 },
         { "--load", OPT_PATH, &o->load, 0, 0, NULL, TF_ARCHS, "FILE", "use the model in FILE "
           "instead of training one:\n--prompt samples from it, --text measures it; an\n"
           "encdec model converts --input or stdin's words,\nor --data FILE measures it; it "
-          "sets --arch and\nthe model's size", 0 },
+          "sets --arch and\nthe model's size. With --steps N (the total, its\nown steps "
+          "included) or --minutes M and the file\nit trained on (--text, --data): trains "
+          "on from\nits weights, Adam state and step, with the\ntraining options and "
+          "--seed it saved (those\ngiven replace them; --data refuses another\n--seed): "
+          "bit for bit one run, if N is its saved\n--steps or the schedule is noam; --save "
+          "may\nname FILE itself", 0 },
         { "--schedule", OPT_CHOICE, &o->run.sched, 0, 0, tf_sched_names, TF_TRAINS, "S",
           "noam: the paper's warm-up (--lr-factor);\ncosine: nanoGPT's (--lr, --lr-min)", 0 },
         { "--lr", OPT_RATE, &o->run.lr, 0, 10, NULL, TF_TRAINS, "X",
@@ -3724,10 +3915,6 @@ static void tf_cli_table_more(TfCli *o) {
           "final learning rate of --schedule cosine", 0 },
         { "--beta2", OPT_REAL, &o->run.beta2, 0, 0.99999, NULL, TF_TRAINS, "X",
           "Adam's beta2 (nanoGPT: 0.99)", 0 },
-        { "--weight-decay", OPT_REAL, &o->run.wd, 0, 1, NULL, TF_TRAINS, "X", "AdamW's "
-          "decay of the weight matrices (biases and\nLayerNorm gains do not decay)", 0 },
-        { "--clip", OPT_REAL, &o->run.clip, 0, 1e6, NULL, TF_TRAINS, "X",
-          "clip the gradient norm to X (0: never)", 0 },
     };
     (void)sizeof(char[sizeof all == (TF_N_TABLE2 - TF_N_TABLE1) * sizeof(Opt) ? 1 : -1]);
     memcpy(o->opt + TF_N_TABLE1, all, sizeof all);
@@ -3764,7 +3951,7 @@ static void tf_cli_table(TfCli *o) {
         { "--batch", OPT_INT, &o->c.B, 1, 4096, NULL, TF_TRAINS, "B", "examples per step", 0 },
         { "--steps", OPT_INT, &o->run.steps, 1, 1000000, NULL, TF_TRAINS, "N", "the most "
           "training steps; encdec stops at 100% held-out\naccuracy (default 3000; "
-          "encoder 1000, decoder 300)", 0 },
+          "encoder 1000, decoder 300;\nwith --load: the total, its steps included)", 0 },
         { "--warmup", OPT_INT, &o->run.warmup, 1, 1000000, NULL, TF_TRAINS, "N",
           "warm-up steps of the learning-rate schedule", 0 },
         { "--lr-factor", OPT_RATE, &o->run.lr_factor, 0, 100, NULL, TF_TRAINS, "X",
@@ -3923,23 +4110,65 @@ static void tf_cli_check_run(TfCli *o) {
                  "--lr-min", run->lr_min, run->lr);
 }
 
+/* The training options a version-2 checkpoint saved (in saved), for
+ * those not given: a model read with --load trains on, and is measured,
+ * with the options it was trained with (its seed picks --data's split). */
+static void tf_cli_saved_run(TfCli *o, const TfRun *saved) {
+    TfRun *r = &o->run;
+    const OptTable *t = &o->t;
+    if (!opt_given(t, "--seed")) o->seed = (int)saved->seed;
+    if (!opt_given(t, "--warmup")) r->warmup = saved->warmup;
+    if (!opt_given(t, "--lr-factor")) r->lr_factor = saved->lr_factor;
+    if (!opt_given(t, "--eval")) r->n_eval = saved->n_eval;
+    if (!opt_given(t, "--eval-every")) r->eval_every = saved->eval_every;
+    if (!opt_given(t, "--beta2")) r->beta2 = saved->beta2;
+    if (!opt_given(t, "--schedule")) r->sched = saved->sched;
+    if (!opt_given(t, "--lr")) r->lr = saved->lr;
+    if (!opt_given(t, "--lr-min")) r->lr_min = saved->lr_min;
+    if (!opt_given(t, "--weight-decay")) r->wd = saved->wd;
+    if (!opt_given(t, "--clip")) r->clip = saved->clip;
+}
+
+/* --load with --steps N or --minutes M trains on (o->resume): the
+ * refusals are tf_resume_refusal's, and with --data a --seed other than the
+ * saved one (it picks the split). The total N defaults to the saved run's
+ * if the model has not reached it, else to no limit but --minutes'. The
+ * batch and smoothing given (in want) replace the checkpoint's; the other
+ * training options not given are the saved run's (saved; version 2). */
+static void tf_cli_resume(TfCli *o, const TfModel *m, const TfConfig *want,
+                          const TfRun *saved) {
+    char why[600];
+    const int steps = opt_given(&o->t, "--steps"), encdec = m->c.arch == TF_ENCDEC;
+    o->resume = steps || opt_given(&o->t, "--minutes");
+    if (tf_resume_refusal(&o->t, o->load, m, (encdec ? o->data : o->text) != NULL,
+                          o->run.steps, why, sizeof why))
+        opt_fail(&o->t, "%s", why);
+    if (o->version == TF_CKPT_RUN && encdec && o->data && opt_given(&o->t, "--seed") &&
+        o->seed != (int)saved->seed)            /* --seed picks the split */
+        opt_fail(&o->t, "--seed %d: '%s' was trained on the split of --seed %d; another "
+                 "split's dev and test words include words it trained on: leave --seed out",
+                 o->seed, o->load, (int)saved->seed);
+    if (o->version == TF_CKPT_RUN) tf_cli_saved_run(o, saved);
+    if (!o->resume) return;
+    if (!steps)
+        o->run.steps = o->version == TF_CKPT_RUN && saved->steps > m->step ? saved->steps
+                                                                          : 1000000;
+    if (opt_given(&o->t, "--batch")) o->c.B = want->B;
+    if (opt_given(&o->t, "--smoothing")) o->c.smoothing = want->smoothing;
+}
+
 /* --load FILE: the model and its vocabulary from the checkpoint (into m and
  * tx; --text is then read with that vocabulary), refused if unreadable or if
- * a model option given conflicts with it; training options are refused, as
- * a loaded model is used as it is. o->c becomes the checkpoint's config. */
+ * a model option given conflicts with it; the training options as
+ * tf_cli_resume says. o->c becomes the checkpoint's config (but a batch
+ * size or smoothing given to train on with). */
 static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
-    static const char *const training[] = { "--steps", "--warmup", "--lr-factor",
-        "--smoothing", "--batch", "--eval-every", "--schedule", "--lr", "--lr-min", "--beta2",
-        "--weight-decay", "--clip", "--minutes", "--log", "--save", "--task", "--vocab" };
-    for (size_t k = 0; k < sizeof training / sizeof training[0]; k++)
-        if (opt_given(&o->t, training[k]))
-            opt_fail(&o->t, "%s: a model read with --load is used as it is, not trained "
-                     "further; leave %s out", training[k], training[k]);
     char why[600];
     TfText voc;
     memset(&voc, 0, sizeof voc);
-    if (tf_ckpt_load_any(o->load, m, &voc, &o->loaded, why, sizeof why) != 0)
-        opt_fail(&o->t, "--load: %s", why);
+    TfRun saved = o->run;
+    o->version = tf_ckpt_load_any(o->load, m, &voc, &o->loaded, &saved, why, sizeof why);
+    if (o->version < 0) opt_fail(&o->t, "--load: %s", why);
     int given[TF_N_MODEL_OPTS];
     for (int k = 0; k < TF_N_MODEL_OPTS; k++) given[k] = opt_given(&o->t, tf_model_opts[k]);
     TfConfig want = o->c;
@@ -3950,6 +4179,7 @@ static void tf_cli_load(TfCli *o, TfText *tx, TfModel *m) {
     o->c = m->c;
     o->layers = m->c.n_enc;
     o->len = m->c.S;
+    tf_cli_resume(o, m, &want, &saved);
     memset(tx, 0, sizeof *tx);
     if (m->c.arch == TF_ENCDEC) return;         /* --data, --input or stdin: main decides */
     if (o->text && tf_text_read(tx, o->text, &voc, why, sizeof why) != 0)
@@ -4059,8 +4289,22 @@ static void tf_cli_parse(TfCli *o, int argc, char **argv, TfText *tx, TfModel *m
     o->run.seed = (uint64_t)o->seed;
 }
 
-/* the default run: one model of --arch, trained (or loaded), evaluated and
- * drawn; m is the loaded model with --load */
+/* the line saying what a run trains on from (--load with --steps or
+ * --minutes), and with which options */
+static void tf_resume_line(const TfCli *o, const TfModel *m) {
+    printf("training on from %s at step %d to step %d", o->load, m->step, o->run.steps);
+    if (o->run.minutes > 0.0) printf(", or for %g minutes", o->run.minutes);
+    printf("\n");
+    if (o->version == TF_CKPT_RUN)
+        printf("  with the training options it was saved with, but those given here\n");
+    else
+        printf("  a version-1 file keeps no training options: the command line's are used%s\n",
+               m->c.arch == TF_ENCDEC ? ";\n  its Adam state is its last step's, not its "
+               "weights': an inexact restart" : "");
+}
+
+/* the default run: one model of --arch, trained (or loaded, and trained on
+ * with o->resume), evaluated and drawn; m is the loaded model with --load */
 static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
     const TfConfig *c = &o->c;
     const TfRun *run = &o->run;
@@ -4069,8 +4313,10 @@ static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
            tf_arch_names[c->arch], tf_norm_names[c->norm], tf_pos_names[c->pos],
            tf_act_names[c->act], o->seed, c->D, c->H, c->n_enc, c->n_enc > 1 ? "s" : "",
            c->arch == TF_ENCDEC ? " each side" : "", c->F, c->V, c->S, c->B);
-    if (o->load) printf("model: read from %s (trained %d steps)\n", o->load, m->step);
+    if (o->load && !o->resume)
+        printf("model: read from %s (trained %d steps)\n", o->load, m->step);
     else {
+        if (o->resume) tf_resume_line(o, m);
         printf("training: Adam (0.9, %g, 1e-9), label smoothing %g\n", run->beta2,
                c->smoothing);
         if (run->sched == TF_SCHED_NOAM)
@@ -4083,6 +4329,7 @@ static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
                                     : "  ", run->clip);
     }
     if (!o->load) tf_build(m, c, run->seed);
+    else if (o->resume) tf_refit(m, c);
     printf("parameters: %d\n\n", m->np);
     OutFile log = { NULL, NULL, NULL };
     if (o->log) {
@@ -4092,7 +4339,7 @@ static void tf_main_run(TfCli *o, const TfText *tx, TfModel *m) {
     }
     TfWatch watch;
     memset(&watch, 0, sizeof watch);
-    if (o->svg && !o->load) o->run.watch = &watch;   /* curves of the training run */
+    if (o->svg && (!o->load || o->resume)) o->run.watch = &watch;   /* the run's curves */
     if (run->data) tf_main_pairs(m, o, log.f);
     else if (c->arch == TF_ENCDEC) tf_main_encdec(m, o, log.f);
     else tf_main_text(m, o, tx, log.f);
