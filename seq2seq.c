@@ -4664,11 +4664,13 @@ static void s2s_exposure_table(const S2sExposure *x, const char *name) {
 }
 
 /* The four models side by side: token error over every position,
- * teacher-forced and free running, and free running's exact sequences. */
+ * teacher-forced and free running, the gap (points) and ratio between
+ * them, and free running's exact sequences. */
 static void s2s_exposure_summary(const S2sExposure *x, char names[][48]) {
-    printf("\nover every position, and whole sequences (free running):\n");
-    printf("  %-22s %14s %12s %7s %10s\n", "model", "teacher-forced", "free running", "ratio",
-           "exact");
+    printf("\nover every position (token error) and whole sequences:\n");
+    printf("  %-20s %8s %8s %8s %7s %8s\n", "", "teacher", "free", "gap", "ratio", "exact");
+    printf("  %-20s %8s %8s %8s %7s %8s\n", "model", "forced", "running", "(points)", "",
+           "(free)");
     for (int k = 0; k < S2S_EXPO_MODELS; k++) {
         long n = 0, tf = 0, fr = 0, wrong = 0;
         for (int t = 0; t < x[k].P; t++) {
@@ -4678,8 +4680,9 @@ static void s2s_exposure_summary(const S2sExposure *x, char names[][48]) {
         char ratio[16];
         if (tf > 0) snprintf(ratio, sizeof ratio, "%7.2f", (double)fr / tf);
         else snprintf(ratio, sizeof ratio, "%7s", "-");
-        printf("  %-22s %13.1f%% %11.1f%% %s %9.1f%%\n", names[k], 100.0 * tf / (n ? n : 1),
-               100.0 * fr / (n ? n : 1), ratio, 100.0 * (rows - wrong) / (rows ? rows : 1));
+        const double ptf = 100.0 * tf / (n ? n : 1), pfr = 100.0 * fr / (n ? n : 1);
+        printf("  %-20s %7.1f%% %7.1f%% %8.1f %s %7.1f%%\n", names[k], ptf, pfr, pfr - ptf, ratio,
+               100.0 * (rows - wrong) / (rows ? rows : 1));
     }
 }
 
@@ -4853,7 +4856,7 @@ static void s2s_diversity_chart(const S2sOptions *o, const S2sRule *rule,
              s2s_attention_names[o->cfg.attention], s2s_exposure_steps(o, 0), o->train.steps,
              o->test, o->samples, s2s_task_names[o->task.task], o->task.max_len);
     char *path = s2s_svg_path(o->svg, "exposure-diversity", "");
-    const ChartSvg cs = { title, "decoding rule", "%", 0, 0 };
+    const ChartSvg cs = { title, "decoding rule", "exact or distinct (%)", 0, 0 };
     write_svg_bars(path, &cs, group, S2S_RULES, series, 4, bars);
     s2s_wrote(path);
 }
