@@ -4623,7 +4623,7 @@ static int s2s_exposure_model(S2sSession *s, const S2sOptions *o, int k, S2sExpo
     tr.log_every = 0;
     s2s_session_build(s, o, &c);
     char what[64];
-    snprintf(what, sizeof what, "exposure: %s, %d steps, step", s2s_attention_names[c.attention],
+    snprintf(what, sizeof what, "exposure: %s %d, step", s2s_attention_names[c.attention],
              tr.steps);
     const S2sWatch w = { what, loss, NULL, NULL, NULL, NULL };
     s2s_train(&s->m, &s->run, &s->bt, &s->r, &o->task, &tr, &w);
@@ -4729,40 +4729,51 @@ static int s2s_same_output(const int *a, int la, const int *b, int lb) {
     return 1;
 }
 
+/* v += the figures of the B sources from start of s's held-out set (sums,
+ * not yet means), their K outputs each in out (B, K, maxlen), len (B, K) */
+static void s2s_diversity_add(S2sDiversity *v, const S2sData *d, int start, int B, int K,
+                              const int *out, const int *len) {
+    const int maxlen = d->Nmax + 1;
+    for (int b = 0; b < B; b++) {
+        const int e = start + b;
+        int hit = 0;
+        for (int k = 0; k < K; k++) {
+            const int i = b * K + k, *y = out + i * maxlen;
+            const int ok = s2s_same_output(y, len[i], d->tgt + e * d->Nmax, d->tlen[e]);
+            int seen = 0;
+            for (int j = 0; j < k && !seen; j++)
+                seen = s2s_same_output(y, len[i], out + (b * K + j) * maxlen, len[b * K + j]);
+            v->distinct += !seen; v->exact += ok; v->len += len[i]; hit |= ok;
+        }
+        v->any += hit;
+    }
+}
+
 /* The figures of rule u over s's held-out set, each source decoded K
- * times (sampling draws from a stream seeded by seed). */
+ * times, a batch of sources at a time (sampling draws from a stream
+ * seeded by seed). */
 static S2sDiversity s2s_diversity(S2sSession *s, const S2sRule *u, int K, uint64_t seed) {
     const S2sData *d = &s->test;
-    const int n = d->n, maxlen = d->Nmax + 1, Bc = s->bt.Bcap < s->run.Bmax ? s->bt.Bcap
-                                                                          : s->run.Bmax;
-    int *out = xmalloc(sizeof(int) * (size_t)(n * K * maxlen)), *len = xmalloc(sizeof(int) *
-                                                                               (size_t)(n * K));
+    const int n = d->n, maxlen = d->Nmax + 1;
+    const int Bc = s->bt.Bcap < s->run.Bmax ? s->bt.Bcap : s->run.Bmax;
+    int *out = xmalloc(sizeof(int) * (size_t)(Bc * K * maxlen));
+    int *len = xmalloc(sizeof(int) * (size_t)(Bc * K));
     double *logp = xcalloc_doubles(Bc);
     S2sDiversity v = { 0, 0, 0, 0, 0 };
     Rng rng;
     rng_seed(&rng, seed);
-    for (int k = 0; k < K; k++)
-        for (int start = 0; start < n; start += Bc) {
-            const int B = n - start < Bc ? n - start : Bc;
+    for (int start = 0; start < n; start += Bc) {
+        const int B = n - start < Bc ? n - start : Bc;
+        for (int k = 0; k < K; k++) {
             s2s_rule_decode(s->out, s->run.lens, logp, s, u, start, B, &rng);
             for (int b = 0; b < B; b++) {
-                const int i = (start + b) * K + k;
-                len[i] = s->run.lens[b];
-                memcpy(out + i * maxlen, s->out + b * maxlen, sizeof(int) * (size_t)maxlen);
-                v.logp += logp[b]; v.len += len[i];
+                len[b * K + k] = s->run.lens[b];
+                memcpy(out + (b * K + k) * maxlen, s->out + b * maxlen,
+                       sizeof(int) * (size_t)maxlen);
+                v.logp += logp[b];
             }
         }
-    for (int e = 0; e < n; e++) {
-        int hit = 0;
-        for (int k = 0; k < K; k++) {
-            const int i = e * K + k, *y = out + i * maxlen, ok = s2s_same_output(y, len[i],
-                                                         d->tgt + e * d->Nmax, d->tlen[e]);
-            int seen = 0;
-            for (int j = 0; j < k && !seen; j++)
-                seen = s2s_same_output(y, len[i], out + (e * K + j) * maxlen, len[e * K + j]);
-            v.distinct += !seen; v.exact += ok; hit |= ok;
-        }
-        v.any += hit;
+        s2s_diversity_add(&v, d, start, B, K, out, len);
     }
     v.distinct /= n; v.exact /= (double)n * K; v.any /= n; v.logp /= (double)n * K;
     v.len /= (double)n * K;
@@ -4885,7 +4896,8 @@ static void s2s_experiment_exposure(const S2sOptions *o) {
         const int dv = s2s_exposure_model(&s, o, k, &x[k], o->svg ? &loss[k] : NULL);
         if (dv) printf("  (%s diverged at step %d: measured where it stopped)\n", names[k], dv);
         s2s_exposure_table(&x[k], names[k]);
-        snprintf(what, sizeof what, "exposure: %s, decoding rule", names[k]);
+        snprintf(what, sizeof what, "exposure: %s %d, rule", s2s_attention_names[o->cfg.attention],
+                 s2s_exposure_steps(o, k));
         if (k >= 2) s2s_diversity_rules(&s, o, what, rule, v + (k - 2) * S2S_RULES);
         s2s_session_free(&s);
     }
