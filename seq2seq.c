@@ -9,6 +9,7 @@
  *     ./seq2seq --experiment length         the bottleneck table of NOTES.md
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
+ *     ./seq2seq --experiment exposure       teacher forcing's cost; greedy, beam, sampling
  *     ./seq2seq --bench                     ms per training step
  *     ./seq2seq --data cmudict-en-us.dict --attention bahdanau --minutes 4 --save g2p.ckpt
  *                                           grapheme-to-phoneme on a real dictionary
@@ -40,7 +41,8 @@
  *  13. options            the option table and the checks between options
  *  14. the default run    train, evaluate, examples, the alignment
  *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
- *  15. experiments        length bottleneck, pooling, cnn, gradient by distance
+ *  15. experiments        length bottleneck, pooling, cnn, gradient by distance,
+ *                         exposure bias and decoding rules
  *  16. --bench and main
  *
  * Dimension legend:
@@ -2670,23 +2672,147 @@ void s2s_gradient_by_distance(double *g, S2sModel *m, S2sRun *r, S2sBatch *bt,
     s2s_zero_grad(m);
 }
 
+/* ---- sampling, and the exposure experiment's measurements (section 15) ----
+ * Greedy and beam search return the mode; sampling draws each token from
+ * softmax(logits / temperature) and feeds the draw back, as greedy feeds
+ * back its argmax: temperature 1 is the model's own distribution, below 1
+ * sharper, above 1 flatter, and as it goes to 0 the draw becomes the
+ * argmax (tests.c checks that it then decodes exactly as greedy does). */
+
+/* One token drawn from softmax(logits (V) / temperature), work (V)
+ * scratch; temperature <= 0 is the argmax itself. */
+int s2s_draw(const double *logits, int V, double temperature, double *work, Rng *rng) {
+    const int best = argmax(logits, V);
+    if (temperature <= 0.0) return best;
+    for (int v = 0; v < V; v++) work[v] = logits[v] / temperature;
+    softmax_forward(work, work, V);                  /* subtracts the max: no overflow */
+    const double u = rng_uniform(rng);
+    double acc = 0.0;
+    for (int v = 0; v < V; v++) {
+        acc += work[v];
+        if (u < acc) return v;
+    }
+    return best;                                     /* u beyond the rounded sum */
+}
+
+/* out (B, maxlen) and len (B) as s2s_greedy_decode gives them, but each
+ * token drawn by s2s_draw at temperature from rng, one draw per live row
+ * and step in row order (a row that has emitted EOS draws no more). The
+ * logits of every step stay in r->a for s2s_decoded_logp. */
+void s2s_sample_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S2sBatch *bt,
+                       int maxlen, double temperature, Rng *rng) {
+    const S2sConfig *c = &m->cfg;
+    const int B = bt->B, V = c->V, E = c->E;
+    s2s_run_bind(r, c, B, bt->T, maxlen);
+    S2sActs *a = &r->a;
+    s2s_encoder_forward(a, r->mask, bt->src, bt->slen, m);
+    for (int b = 0; b < B; b++) len[b] = -1;
+    for (int t = 0; t < maxlen; t++) {
+        int *tok = r->tok + t * B, done = 1;
+        for (int b = 0; b < B; b++) tok[b] = t ? out[b * maxlen + t - 1] : S2S_BOS;
+        embedding_forward(a->x_tgt + t * B * E, tok, m->w.tgt_emb, B, E);
+        s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bt->slen, t, m);
+        for (int b = 0; b < B; b++) {
+            const double *lg = a->logits + (t * B + b) * V;
+            /* r->beam (2 Bmax + Bmax V doubles) is beam search's; V of it is scratch here */
+            const int y = len[b] < 0 ? s2s_draw(lg, V, temperature, r->beam, rng) : S2S_EOS;
+            out[b * maxlen + t] = y;
+            if (len[b] < 0 && y == S2S_EOS) len[b] = t;
+            if (len[b] < 0) done = 0;
+        }
+        if (done) break;
+    }
+    for (int b = 0; b < B; b++) if (len[b] < 0) len[b] = maxlen;
+}
+
+/* logp (B) = log P(out_b | x_b) under the model, read from the logits a
+ * greedy or sampling decode of r's batch left in r->a: the sum over steps
+ * t <= len_b of log softmax(logits)[out_b,t] (EOS included; an output that
+ * never ended counts its maxlen tokens). work (V) is scratch. */
+void s2s_decoded_logp(double *logp, const S2sRun *r, const int *out, const int *len, int B,
+                      int maxlen, int V, double *work) {
+    for (int b = 0; b < B; b++) {
+        logp[b] = 0.0;
+        for (int t = 0; t <= len[b] && t < maxlen; t++) {
+            log_softmax_forward(work, r->a.logits + (t * B + b) * V, V);
+            logp[b] += work[out[b * maxlen + t]];
+        }
+    }
+}
+
+enum { S2S_POSITIONS = 61 };   /* output positions: up to 60 target tokens, then EOS */
+
+/* Error by output position t (0-based; a target of n tokens has positions
+ * 0..n, n its EOS), counted over a held-out set, teacher-forced and free
+ * running: the counts s2s_exposure_count adds into. */
+typedef struct {
+    int P;                        /* positions seen: the longest target + 1 */
+    long n[S2S_POSITIONS];        /* rows that have a position t */
+    long tf[S2S_POSITIONS];       /* teacher-forced: argmax P(. | true y_<t, x) != y_t */
+    long fr[S2S_POSITIONS];       /* free running (greedy): output_t != y_t */
+    long first[S2S_POSITIONS];    /* rows whose first free-running error is at t */
+    long late[S2S_POSITIONS];     /* rows with a free-running error before t */
+    long fr_late[S2S_POSITIONS];  /* of those, wrong at t free running */
+    long tf_late[S2S_POSITIONS];  /* of those, wrong at t teacher-forced */
+} S2sExposure;
+
+/* Row b of a batch of B: its errors at positions 0..n (n target tokens
+ * tg), teacher-forced from tf_best (S,B) argmaxes and free running from
+ * out (maxlen) and len, into x. */
+static void s2s_exposure_row(S2sExposure *x, const int *tf_best, int B, int b, const int *tg,
+                             int n, const int *out, int len) {
+    int wrong_before = 0;
+    for (int t = 0; t <= n; t++) {
+        const int y = t < n ? tg[t] : S2S_EOS;
+        const int tf = tf_best[t * B + b] != y;
+        const int fr = t < n ? !(t < len && out[t] == y) : len != n;
+        x->n[t]++; x->tf[t] += tf; x->fr[t] += fr;
+        if (wrong_before) { x->late[t]++; x->fr_late[t] += fr; x->tf_late[t] += tf; }
+        if (fr && !wrong_before) x->first[t]++;
+        wrong_before |= fr;
+    }
+    if (n + 1 > x->P) x->P = n + 1;
+}
+
+/* x += the per-position errors of model m on d: each batch of up to r->Bmax
+ * rows (bt receives them) once through s2s_forward (teacher forcing: its
+ * logits at t read the true y_<t) and once through s2s_greedy_decode (its
+ * own outputs). out is scratch of r->Bmax rows of d->Nmax + 1 tokens,
+ * tf_best of r->Bmax * (d->Nmax + 1) ints. */
+void s2s_exposure_count(S2sExposure *x, S2sRun *r, S2sBatch *bt, const S2sModel *m,
+                        const S2sData *d, int *out, int *tf_best) {
+    const int maxlen = d->Nmax + 1, V = m->cfg.V;
+    const int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
+    for (int start = 0; start < d->n; start += Bc) {
+        const int B = d->n - start < Bc ? d->n - start : Bc;
+        s2s_batch_from_data(bt, d, start, B);
+        s2s_forward(r, bt, m);
+        for (int i = 0; i < bt->S * B; i++) tf_best[i] = argmax(r->a.logits + i * V, V);
+        s2s_greedy_decode(out, r->lens, r, m, bt, maxlen);
+        for (int b = 0; b < B; b++)
+            s2s_exposure_row(x, tf_best, B, b, d->tgt + (start + b) * d->Nmax,
+                             d->tlen[start + b], out + b * maxlen, r->lens[b]);
+    }
+}
+
 #ifndef TESTING   /* the program: tests.c includes this file without it */
 
 /* ========================================================================
  * 13. options: one table, the checks that relate options
  * ======================================================================== */
 
-/* The eight things ./seq2seq can do: the mode. An option applies to some of
- * them; opt_check_mode refuses it in the others. */
+/* The nine things ./seq2seq can do: the mode. An option applies to some of
+ * them; opt_check_mode refuses it in the others. The experiments' modes
+ * follow S2S_MODE_LENGTH in the order of s2s_experiment_names. */
 enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
-       S2S_MODE_BENCH,
+       S2S_MODE_EXPOSURE, S2S_MODE_BENCH,
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
-    "--experiment pooling", "--experiment cnn", "--experiment gradient", "--bench", "--data",
-    "--load without --data",
+    "--experiment pooling", "--experiment cnn", "--experiment gradient",
+    "--experiment exposure", "--bench", "--data", "--load without --data",
     NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
-                                                     NULL };
+                                                     "exposure", NULL };
 
 typedef struct {
     int mode;          /* S2S_MODE_* */
@@ -2714,6 +2840,7 @@ typedef struct {
     const char *prog;  /* argv[0], for messages */
     int trace;         /* --trace: print one decoder step, the five steps of attention */
     int resume;        /* --load with --data and --steps or --minutes: train on */
+    int samples;       /* --experiment exposure: decodes of each source per rule */
 } S2sOptions;
 
 /* Append the nadd options add to opt (n so far, room for cap); returns the
@@ -2735,23 +2862,24 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define LENGTH (1u << S2S_MODE_LENGTH)
 #define CNN    (1u << S2S_MODE_CNN)
 #define GRAD   (1u << S2S_MODE_GRADIENT)
-#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD)
+#define EXPO   (1u << S2S_MODE_EXPOSURE)
+#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO)
 #define TRAIN  (RUN | EXPS)                          /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
 #define USE    (1u << S2S_MODE_USE)
 #define MODEL  (DATA | USE)    /* checked against a --load'ed model's own */
 static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
     const Opt table[] = {
-        { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, RUN, "T", "the task", 0 },
+        { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, RUN | EXPO, "T", "the task",
+          0 },
         { "--len", OPT_INT, &o->task.max_len, 1, 60, NULL, TRAIN, "N", "longest source "
-          "(copy/reverse/sort); default 10,\nlength 44, pooling 60, cnn 40", 0 },
+          "(copy/reverse/sort); default 10,\nlength 44, pooling 60, cnn 40, exposure 12", 0 },
         { "--min-len", OPT_INT, &o->task.min_len, 1, 60, NULL, RUN | LENGTH, "N",
           "shortest source, at most --len; default = --len, length 5", 0 },
-        { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, RUN, "V",
+        { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, RUN | EXPO, "V",
           "vocabulary incl. 3 specials (copy/reverse/sort)", 0 },
-        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names, RUN | MODEL,
-          "A",
-          "the decoder", 0 },
+        { "--attention", OPT_CHOICE, &o->cfg.attention, 0, 0, s2s_attention_names,
+          RUN | EXPO | MODEL, "A", "the decoder; exposure: the one beside none", 0 },
         { "--score", OPT_CHOICE, &o->score, 0, 0, s2s_luong_scores, RUN | MODEL, "S",
           "luong only: the score function: Luong's three\n(dot, general, concat) or "
           "chapter 1's others", 0 },
@@ -2781,11 +2909,13 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "Adam learning rate; it decays linearly to lr/10;\ndefault 0.005, --data 0.002", 0 },
         { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN | DATA, "X",
           "max global gradient norm, 0 = off", 0 },
-        { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH, "N", "held-out examples",
-          0 },
-        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, RUN | MODEL, "K",
+        { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH | EXPO, "N",
+          "held-out examples", 0 },
+        { "--beam", OPT_INT, &o->beam, 1, 64, NULL, RUN | EXPO | MODEL, "K",
           "beam search width for the held-out decode (1 = greedy;\n--data: the test part is "
-          "scored greedy and with K)", 0 },
+          "scored greedy and with K;\nexposure: the beam row, default 4)", 0 },
+        { "--samples", OPT_INT, &o->samples, 2, 64, NULL, EXPO, "K",
+          "exposure: decodes of each held-out source per rule", 0 },
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN | DATA, "N",
           "seed; stdout is identical for a seed (--data: also\nthe split; with --minutes, "
           "where the run stops is not)", 0 },
@@ -2841,6 +2971,7 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
 #undef CNN
 #undef EXPS
 #undef GRAD
+#undef EXPO
 #undef TRAIN
 
 /* The checks that relate the model's options to each other: each names the
@@ -2855,6 +2986,9 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
     if (opt_given(t, "--window") && c->align == S2S_GLOBAL)
         opt_fail(t, "--window needs --align local-m or --align local-p (global attention has "
                  "no window)");
+    if (o->mode == S2S_MODE_EXPOSURE && c->attention == S2S_NONE)
+        opt_fail(t, "--experiment exposure compares no attention with an attention decoder: "
+                 "give --attention bahdanau or luong (the default), or drop --attention");
     if (o->trace && o->mode == S2S_MODE_RUN && c->attention == S2S_NONE)
         opt_fail(t, "--trace shows a step of attention, and --attention none has none: give "
                  "--attention bahdanau or luong");
@@ -2890,6 +3024,10 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
         if (!opt_given(t, "--len")) tk->max_len = 20;
         if (!opt_given(t, "--steps")) o->train.steps = 200;
         o->test = o->batch;                  /* one held-out batch is measured */
+    }
+    if (o->mode == S2S_MODE_EXPOSURE) {
+        if (!opt_given(t, "--len")) tk->max_len = 12;
+        if (!opt_given(t, "--beam")) o->beam = 4;
     }
     if (!opt_given(t, "--min-len") && o->mode != S2S_MODE_LENGTH) tk->min_len = tk->max_len;
 }
@@ -2931,7 +3069,8 @@ static void s2s_check_task(const OptTable *t, S2sOptions *o) {
 /* Does the workspace of the default run (or of the length experiment's
  * three models) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
 static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
-    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH && o->mode != S2S_MODE_GRADIENT)
+    if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH && o->mode != S2S_MODE_GRADIENT &&
+        o->mode != S2S_MODE_EXPOSURE)
         return;
     int Tmax, Nmax;
     s2s_task_dims(&o->task, &Tmax, &Nmax);
@@ -3053,6 +3192,13 @@ static const char s2s_after[] =
     "           from the end, rnn/gru/lstm without and with bahdanau attention,\n"
     "           at initialisation and after a short training (reverse, length\n"
     "           20, 200 steps unless given)\n"
+    "  exposure what teacher forcing costs: token error by output position with\n"
+    "           the true y_<t fed in (as in training) and with the decoder's own\n"
+    "           outputs (greedy), none and --attention (default luong), each after\n"
+    "           N/4 and N --steps; then the two attention models decode every\n"
+    "           held-out source --samples times (8) by greedy, beam (--beam 4)\n"
+    "           and sampling at T = 0.5, 1, 1.5: distinct outputs, accuracy,\n"
+    "           log-probability (reverse, length 12, 600 steps unless given)\n"
     "\n"
     "  Real data: --data FILE reads one pair a line, in the format of its first\n"
     "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
@@ -3084,8 +3230,9 @@ static const char s2s_after[] =
     "    seq2seq-<data>-<model>-alignment.svg, -curve.svg    --data\n"
     "    seq2seq-<checkpoint>-<word>-alignment.svg           --load, --input WORD\n"
     "    seq2seq-length.svg, seq2seq-pooling.svg, seq2seq-cnn.svg (and\n"
-    "    seq2seq-cnn-weights.svg), seq2seq-gradient.svg, each with its\n"
-    "    -curve.svg                                          the experiments\n";
+    "    seq2seq-cnn-weights.svg), seq2seq-gradient.svg, seq2seq-exposure.svg\n"
+    "    (and seq2seq-exposure-diversity.svg), each with its -curve.svg\n"
+    "                                                        the experiments\n";
 
 /* Parse and check argv into o: the defaults, the table, the mode, then the
  * checks that relate options. Exits 2 with a message on any bad input. */
@@ -3093,7 +3240,8 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
         S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
-        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0], 0, 0 };
+        32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0], 0, 0,
+        8 };
     *o = defaults;
     Opt opt[40];
     OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
@@ -3810,8 +3958,8 @@ static void s2s_main_use(const S2sOptions *o) {
 }
 
 /* ========================================================================
- * 15. experiments: the length bottleneck, pooling, CNN + attention, and the
- *     gradient reaching each source token
+ * 15. experiments: the length bottleneck, pooling, CNN + attention, the
+ *     gradient reaching each source token, and exposure bias
  * ======================================================================== */
 
 /* One model of the length table (attention none, bahdanau or luong with a
@@ -4458,6 +4606,329 @@ static void s2s_experiment_gradient(const S2sOptions *o) {
     free(g);
 }
 
+/* ---- the exposure experiment: what teacher forcing costs, what decoding picks ----
+ * Training reads the true y_<t (teacher forcing); greedy decoding reads
+ * its own outputs, so after its first mistake every later step sees a
+ * history it never trained on (exposure bias). Four models, attention none
+ * and o's decoder, each trained N/4 and N steps: on the same held-out
+ * sources, the token error at each output position teacher-forced and
+ * free running, and how free running fares after its first error. Then
+ * the N-step attention model decodes each source K times by greedy, beam
+ * and sampling at three temperatures: what each rule returns. */
+
+enum { S2S_EXPO_MODELS = 4 };   /* (none, o's attention) x (N/4, N steps) */
+
+/* the steps model k trains: N/4 (k even, at least 1) or N */
+static int s2s_exposure_steps(const S2sOptions *o, int k) {
+    const int quarter = o->train.steps / 4;
+    return k % 2 ? o->train.steps : quarter > 0 ? quarter : 1;
+}
+
+/* Model k of the exposure experiment (attention none for k < 2, else o's)
+ * trained s2s_exposure_steps(o, k) steps into s, which the caller frees
+ * (s2s_session_free); its counts into x; loss its training curve or NULL.
+ * Returns the step it diverged at, 0 if none. */
+static int s2s_exposure_model(S2sSession *s, const S2sOptions *o, int k, S2sExposure *x,
+                              Curve *loss) {
+    S2sConfig c = o->cfg;
+    if (k < 2) c.attention = S2S_NONE;
+    S2sTrainConfig tr = o->train;
+    tr.steps = s2s_exposure_steps(o, k);
+    tr.log_every = 0;
+    s2s_session_build(s, o, &c);
+    char what[64];
+    snprintf(what, sizeof what, "exposure: %s %d, step", s2s_attention_names[c.attention],
+             tr.steps);
+    const S2sWatch w = { what, loss, NULL, NULL, NULL, NULL };
+    s2s_train(&s->m, &s->run, &s->bt, &s->r, &o->task, &tr, &w);
+    int *tf_best = xmalloc(sizeof(int) * (size_t)(s->run.Bmax * s->run.Smax));
+    memset(x, 0, sizeof *x);
+    s2s_exposure_count(x, &s->run, &s->bt, &s->m, &s->test, s->out, tf_best);
+    free(tf_best);
+    return s->m.diverged;
+}
+
+/* a count as a percentage of n, or "-" when n is 0, right-aligned in w */
+static const char *s2s_pct(char *buf, size_t nb, long k, long n, int w) {
+    if (n > 0) snprintf(buf, nb, "%*.1f%%", w - 1, 100.0 * k / n);
+    else snprintf(buf, nb, "%*s", w, "-");
+    return buf;
+}
+
+/* One model's table: the error at each output position t (1-based, EOS
+ * last), teacher-forced and free running, the share of rows wrong by t,
+ * and the rows already wrong before t: how many, their error at t free
+ * running and teacher-forced. */
+static void s2s_exposure_table(const S2sExposure *x, const char *name) {
+    char a[16], b[16], c[16], d[16], e[16];
+    long wrong = 0;
+    printf("\n%s: token error at output position t\n", name);
+    printf("            teacher     free  wrong by t |  rows already wrong before t:\n");
+    printf("         t   forced  running  (all rows) |   rows     free   forced\n");
+    for (int t = 0; t < x->P; t++) {
+        char lab[16];
+        if (t == x->P - 1) snprintf(lab, sizeof lab, "EOS");
+        else snprintf(lab, sizeof lab, "%d", t + 1);
+        wrong += x->first[t];
+        printf("  %8s %s %s  %s | %6ld %s %s\n", lab, s2s_pct(a, sizeof a, x->tf[t], x->n[t], 8),
+               s2s_pct(b, sizeof b, x->fr[t], x->n[t], 8), s2s_pct(c, sizeof c, wrong, x->n[t], 10),
+               x->late[t], s2s_pct(d, sizeof d, x->fr_late[t], x->late[t], 8),
+               s2s_pct(e, sizeof e, x->tf_late[t], x->late[t], 8));
+    }
+}
+
+/* The four models side by side: token error over every position,
+ * teacher-forced and free running, the gap (points) and ratio between
+ * them, and free running's exact sequences. */
+static void s2s_exposure_summary(const S2sExposure *x, char names[][48]) {
+    printf("\nover every position (token error) and whole sequences:\n");
+    printf("  %-20s %8s %8s %8s %7s %8s\n", "", "teacher", "free", "gap", "ratio", "exact");
+    printf("  %-20s %8s %8s %8s %7s %8s\n", "model", "forced", "running", "(points)", "",
+           "(free)");
+    for (int k = 0; k < S2S_EXPO_MODELS; k++) {
+        long n = 0, tf = 0, fr = 0, wrong = 0;
+        for (int t = 0; t < x[k].P; t++) {
+            n += x[k].n[t]; tf += x[k].tf[t]; fr += x[k].fr[t]; wrong += x[k].first[t];
+        }
+        const long rows = x[k].P ? x[k].n[0] : 0;
+        char ratio[16];
+        if (tf > 0) snprintf(ratio, sizeof ratio, "%7.2f", (double)fr / tf);
+        else snprintf(ratio, sizeof ratio, "%7s", "-");
+        const double ptf = 100.0 * tf / (n ? n : 1), pfr = 100.0 * fr / (n ? n : 1);
+        printf("  %-20s %7.1f%% %7.1f%% %8.1f %s %7.1f%%\n", names[k], ptf, pfr, pfr - ptf, ratio,
+               100.0 * (rows - wrong) / (rows ? rows : 1));
+    }
+}
+
+/* ---- the diversity table: K decodes of each source by each rule ---------- */
+
+typedef struct {
+    const char *name;     /* as printed */
+    int beam;             /* > 1: beam search of this width */
+    double temperature;   /* > 0: sampling at it; else greedy (when beam <= 1) */
+} S2sRule;
+
+typedef struct {
+    double distinct;  /* mean distinct outputs per source (of K) */
+    double exact;     /* share of the n K outputs equal to their target */
+    double any;       /* share of sources with at least one exact output */
+    double logp;      /* mean log P(output | x) under the model */
+    double len;       /* mean output length (tokens before EOS) */
+} S2sDiversity;
+
+/* Rows start .. start+B-1 of s's held-out set (put in s->bt) decoded by
+ * rule u: out (B, maxlen), len (B), logp (B) = log P(out | x). */
+static void s2s_rule_decode(int *out, int *len, double *logp, S2sSession *s, const S2sRule *u,
+                            int start, int B, Rng *rng) {
+    const S2sData *d = &s->test;
+    const int maxlen = d->Nmax + 1;
+    s2s_batch_from_data(&s->bt, d, start, B);
+    if (u->beam > 1) {
+        for (int b = 0; b < B; b++)
+            len[b] = s2s_beam_search(out + b * maxlen, &logp[b], &s->run, &s->m,
+                                     d->src + (start + b) * d->Tmax, d->slen[start + b], u->beam,
+                                     maxlen);
+        return;
+    }
+    if (u->temperature > 0) s2s_sample_decode(out, len, &s->run, &s->m, &s->bt, maxlen,
+                                              u->temperature, rng);
+    else s2s_greedy_decode(out, len, &s->run, &s->m, &s->bt, maxlen);
+    s2s_decoded_logp(logp, &s->run, out, len, B, maxlen, s->m.cfg.V, s->run.beam);
+}
+
+/* do a (la tokens) and b (lb) say the same? */
+static int s2s_same_output(const int *a, int la, const int *b, int lb) {
+    if (la != lb) return 0;
+    for (int i = 0; i < la; i++) if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+/* v += the figures of the B sources from start of s's held-out set (sums,
+ * not yet means), their K outputs each in out (B, K, maxlen), len (B, K) */
+static void s2s_diversity_add(S2sDiversity *v, const S2sData *d, int start, int B, int K,
+                              const int *out, const int *len) {
+    const int maxlen = d->Nmax + 1;
+    for (int b = 0; b < B; b++) {
+        const int e = start + b;
+        int hit = 0;
+        for (int k = 0; k < K; k++) {
+            const int i = b * K + k, *y = out + i * maxlen;
+            const int ok = s2s_same_output(y, len[i], d->tgt + e * d->Nmax, d->tlen[e]);
+            int seen = 0;
+            for (int j = 0; j < k && !seen; j++)
+                seen = s2s_same_output(y, len[i], out + (b * K + j) * maxlen, len[b * K + j]);
+            v->distinct += !seen; v->exact += ok; v->len += len[i]; hit |= ok;
+        }
+        v->any += hit;
+    }
+}
+
+/* The figures of rule u over s's held-out set, each source decoded K
+ * times, a batch of sources at a time (sampling draws from a stream
+ * seeded by seed). */
+static S2sDiversity s2s_diversity(S2sSession *s, const S2sRule *u, int K, uint64_t seed) {
+    const S2sData *d = &s->test;
+    const int n = d->n, maxlen = d->Nmax + 1;
+    const int Bc = s->bt.Bcap < s->run.Bmax ? s->bt.Bcap : s->run.Bmax;
+    int *out = xmalloc(sizeof(int) * (size_t)(Bc * K * maxlen));
+    int *len = xmalloc(sizeof(int) * (size_t)(Bc * K));
+    double *logp = xcalloc_doubles(Bc);
+    S2sDiversity v = { 0, 0, 0, 0, 0 };
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int start = 0; start < n; start += Bc) {
+        const int B = n - start < Bc ? n - start : Bc;
+        for (int k = 0; k < K; k++) {
+            s2s_rule_decode(s->out, s->run.lens, logp, s, u, start, B, &rng);
+            for (int b = 0; b < B; b++) {
+                len[b * K + k] = s->run.lens[b];
+                memcpy(out + (b * K + k) * maxlen, s->out + b * maxlen,
+                       sizeof(int) * (size_t)maxlen);
+                v.logp += logp[b];
+            }
+        }
+        s2s_diversity_add(&v, d, start, B, K, out, len);
+    }
+    v.distinct /= n; v.exact /= (double)n * K; v.any /= n; v.logp /= (double)n * K;
+    v.len /= (double)n * K;
+    free(out); free(len); free(logp);
+    return v;
+}
+
+enum { S2S_RULES = 5 };   /* greedy, beam, sampling at three temperatures */
+
+/* Each rule's figures for model s into v (S2S_RULES), progress on stderr
+ * named what. */
+static void s2s_diversity_rules(S2sSession *s, const S2sOptions *o, const char *what,
+                                const S2sRule *rule, S2sDiversity *v) {
+    Progress pr;
+    progress_begin(&pr, what, S2S_RULES);
+    for (int u = 0; u < S2S_RULES; u++) {
+        progress_step(&pr, u, rule[u].name);
+        v[u] = s2s_diversity(s, &rule[u], o->samples,
+                             (uint64_t)o->seed ^ 0xD1CEu ^ (uint64_t)u << 20);
+    }
+    progress_step(&pr, S2S_RULES, NULL);
+}
+
+/* The diversity table of the model named name: v (S2S_RULES) by rule. */
+static void s2s_diversity_table(const S2sOptions *o, const char *name, const S2sRule *rule,
+                                const S2sDiversity *v) {
+    char any[16];
+    snprintf(any, sizeof any, "any of %d", o->samples);
+    printf("\n%s, each held-out source decoded %d times:\n", name, o->samples);
+    printf("  %-14s %9s %7s %9s %12s %7s\n", "rule", "distinct", "exact", any, "log P(y|x)",
+           "length");
+    for (int u = 0; u < S2S_RULES; u++)
+        printf("  %-14s %9.2f %6.1f%% %8.1f%% %12.3f %7.2f\n", rule[u].name, v[u].distinct,
+               100 * v[u].exact, 100 * v[u].any, v[u].logp, v[u].len);
+}
+
+/* --svg: DIR/seq2seq-exposure.svg, the error by position of the four
+ * models x: a panel per decoder, teacher-forced and free running after
+ * N/4 and N steps */
+static void s2s_exposure_chart(const S2sOptions *o, const S2sExposure *x) {
+    Curve cv[2 * S2S_EXPO_MODELS];
+    ChartSeries s[2 * S2S_EXPO_MODELS];
+    char sn[2 * S2S_EXPO_MODELS][64], title[300], y[2][64];
+    for (int k = 0; k < 2 * S2S_EXPO_MODELS; k++) {
+        const S2sExposure *e = &x[k / 2];
+        snprintf(sn[k], sizeof sn[k], "%s, %d steps", k % 2 ? "free running" : "teacher-forced",
+                 s2s_exposure_steps(o, k / 2));
+        cv[k] = (Curve){ 0 };
+        for (int t = 0; t < e->P; t++)
+            curve_add(&cv[k], t + 1, 100.0 * (k % 2 ? e->fr[t] : e->tf[t]) /
+                                     (e->n[t] ? e->n[t] : 1));
+        s[k] = curve_series(&cv[k], sn[k]);
+    }
+    snprintf(y[0], sizeof y[0], "no attention: token error (%%)");
+    snprintf(y[1], sizeof y[1], "%s: token error (%%)", s2s_attention_names[o->cfg.attention]);
+    const ChartPanel pn[2] = { { y[0], 0, s, 4 }, { y[1], 0, s + 4, 4 } };
+    snprintf(title, sizeof title, "exposure bias: token error at each output position, the "
+             "decoder reading the true y_<t (teacher-forced) or its own outputs (free "
+             "running), %d held-out sources: %s, length %d, %s cells, hidden %d, seed %d",
+             o->test, s2s_task_names[o->task.task], x[0].P - 1, cell_names[o->cfg.cell],
+             o->cfg.H, o->seed);
+    char *path = s2s_svg_path(o->svg, "exposure", "");
+    write_svg_panels(path, title, "output position t (the last one is EOS)", 0, pn, 2);
+    s2s_wrote(path);
+    for (int k = 0; k < 2 * S2S_EXPO_MODELS; k++) curve_free(&cv[k]);
+}
+
+/* --svg: DIR/seq2seq-exposure-diversity.svg, the two attention models'
+ * tables v (2, S2S_RULES) as bars: exact-sequence accuracy and distinct
+ * outputs (as a share of K) by rule */
+static void s2s_diversity_chart(const S2sOptions *o, const S2sRule *rule,
+                                const S2sDiversity *v) {
+    const char *group[S2S_RULES], *series[4];
+    char sn[4][64], title[300];
+    double bars[4 * S2S_RULES];
+    for (int q = 0; q < 4; q++) {
+        snprintf(sn[q], sizeof sn[q], "%s, %d steps", q < 2 ? "exact (%)" : "distinct (% of K)",
+                 s2s_exposure_steps(o, q % 2));
+        series[q] = sn[q];
+    }
+    for (int u = 0; u < S2S_RULES; u++) {
+        group[u] = rule[u].name;
+        for (int q = 0; q < 2; q++) {
+            const S2sDiversity *d = &v[q * S2S_RULES + u];
+            bars[4 * u + q] = 100 * d->exact;
+            bars[4 * u + 2 + q] = 100 * d->distinct / o->samples;
+        }
+    }
+    snprintf(title, sizeof title, "what each decoding rule returns: %s attention after %d and "
+             "%d steps, each of %d held-out sources decoded K = %d times (%s, length %d)",
+             s2s_attention_names[o->cfg.attention], s2s_exposure_steps(o, 0), o->train.steps,
+             o->test, o->samples, s2s_task_names[o->task.task], o->task.max_len);
+    char *path = s2s_svg_path(o->svg, "exposure-diversity", "");
+    const ChartSvg cs = { title, "decoding rule", "exact or distinct (%)", 0, 0 };
+    write_svg_bars(path, &cs, group, S2S_RULES, series, 4, bars);
+    s2s_wrote(path);
+}
+
+/* none and o's attention, after N/4 and N steps: exposure bias by output
+ * position; then the two attention models' outputs by decoding rule. */
+static void s2s_experiment_exposure(const S2sOptions *o) {
+    S2sExposure x[S2S_EXPO_MODELS];
+    S2sDiversity v[2 * S2S_RULES];                       /* the two attention models */
+    Curve loss[S2S_EXPO_MODELS];
+    char names[S2S_EXPO_MODELS][48], beam[32], what[256];
+    snprintf(beam, sizeof beam, "beam %d", o->beam);
+    const S2sRule rule[S2S_RULES] = { { "greedy", 1, 0 }, { beam, o->beam, 0 },
+        { "sample T=0.5", 1, 0.5 }, { "sample T=1.0", 1, 1.0 }, { "sample T=1.5", 1, 1.5 } };
+    s2s_wrapf("  ", "the exposure experiment: %s, length %d, %s cells, hidden %d, embedding "
+              "%d, vocabulary %d, seed %d; no attention and %s, each trained %d and %d steps "
+              "of %d (Adam lr %g), measured on the same %d held-out sources\n",
+              s2s_task_names[o->task.task], o->task.max_len, cell_names[o->cfg.cell], o->cfg.H,
+              o->cfg.E, o->cfg.V, o->seed, s2s_attention_names[o->cfg.attention],
+              s2s_exposure_steps(o, 0), o->train.steps, o->batch, o->train.lr, o->test);
+    for (int k = 0; k < S2S_EXPO_MODELS; k++) {
+        S2sSession s;
+        snprintf(names[k], sizeof names[k], "%s, %d steps",
+                 k < 2 ? "none" : s2s_attention_names[o->cfg.attention], s2s_exposure_steps(o, k));
+        loss[k] = (Curve){ 0 };
+        const int dv = s2s_exposure_model(&s, o, k, &x[k], o->svg ? &loss[k] : NULL);
+        if (dv) printf("  (%s diverged at step %d: measured where it stopped)\n", names[k], dv);
+        s2s_exposure_table(&x[k], names[k]);
+        snprintf(what, sizeof what, "exposure: %s %d, rule", s2s_attention_names[o->cfg.attention],
+                 s2s_exposure_steps(o, k));
+        if (k >= 2) s2s_diversity_rules(&s, o, what, rule, v + (k - 2) * S2S_RULES);
+        s2s_session_free(&s);
+    }
+    s2s_exposure_summary(x, names);
+    for (int k = 2; k < S2S_EXPO_MODELS; k++)
+        s2s_diversity_table(o, names[k], rule, v + (k - 2) * S2S_RULES);
+    if (o->svg) {
+        static const char *const panel[1] = { "training loss (log)" };
+        const char *cn[S2S_EXPO_MODELS] = { names[0], names[1], names[2], names[3] };
+        const int per[1] = { S2S_EXPO_MODELS };
+        s2s_exposure_chart(o, x);
+        s2s_diversity_chart(o, rule, v);
+        s2s_experiment_curves(o, "exposure", loss, cn, per, panel, 1);
+    }
+    for (int k = 0; k < S2S_EXPO_MODELS; k++) curve_free(&loss[k]);
+}
+
 /* ========================================================================
  * 16. --bench and main
  * ======================================================================== */
@@ -4549,6 +5020,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_POOLING: s2s_experiment_pooling(&o); break;
     case S2S_MODE_CNN:     s2s_experiment_cnn(&o); break;
     case S2S_MODE_GRADIENT: s2s_experiment_gradient(&o); break;
+    case S2S_MODE_EXPOSURE: s2s_experiment_exposure(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);

@@ -2343,6 +2343,123 @@ static void s2s_test_watch(Tally *t) {
     s2s_data_free(&test); s2s_batch_free(&bt); s2s_run_free(&run);
 }
 
+/* ---- chapter 2: exposure bias and sampling (section 15) --------------------- */
+
+/* A small Luong model trained a few steps on reverse (length 5, 5 symbols):
+ * right on some held-out rows and wrong on others, so the checks below see
+ * both. k->d holds 40 held-out rows; k->run takes 16 rows at a time. */
+typedef struct {
+    S2sModel m;
+    S2sRun run;
+    S2sBatch bt, one;    /* 16 rows; one row */
+    S2sData d;
+    int out[16 * 6], len[16], tf_best[16 * 6];
+} S2sExpoCtx;
+
+static void s2s_expo_ctx_build(S2sExpoCtx *k) {
+    const S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 8, 16, 16, 0 };
+    const S2sTask tk = { TASK_REVERSE, 5, 5, 8 };
+    const S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
+    Rng r;
+    rng_seed(&r, 31);
+    s2s_build(&k->m, &c, &r);
+    s2s_run_build(&k->run, &c, 16, 5, 6);
+    s2s_batch_build(&k->bt, 16, 5, 6);
+    s2s_batch_build(&k->one, 1, 5, 6);
+    s2s_data_build(&k->d, 40, &r, &tk, S2S_HELDOUT);
+    s2s_train(&k->m, &k->run, &k->bt, &r, &tk, &tc, NULL);
+}
+
+static void s2s_expo_ctx_free(S2sExpoCtx *k) {
+    s2s_data_free(&k->d); s2s_batch_free(&k->bt); s2s_batch_free(&k->one);
+    s2s_run_free(&k->run); s2s_free(&k->m);
+}
+
+/* The exposure counts of 40 rows in batches of 16, 16 and 8 against a
+ * count by hand, row by row in batches of one: the teacher-forced argmax of
+ * each step, and the greedy output written out as a sequence (its tokens,
+ * its EOS, then nothing) compared with the target's (y_1 .. y_n EOS).
+ * Then what makes the two columns comparable: on the rows whose free-running
+ * prefix is still right at t, the decoder has read exactly the teacher's
+ * inputs, so there the two errors agree; the whole gap comes from rows
+ * already wrong. */
+static void s2s_test_exposure_count(Tally *t, S2sExpoCtx *k) {
+    S2sExposure x, h;
+    memset(&x, 0, sizeof x); memset(&h, 0, sizeof h);
+    s2s_exposure_count(&x, &k->run, &k->bt, &k->m, &k->d, k->out, k->tf_best);
+    const int V = k->m.cfg.V, maxlen = 6;
+    for (int i = 0; i < k->d.n; i++) {
+        const int n = k->d.tlen[i], *tg = k->d.tgt + i * k->d.Nmax;
+        int y[7], z[7], first = -1, len;
+        for (int p = 0; p <= n; p++) { y[p] = p < n ? tg[p] : S2S_EOS; z[p] = -1; }
+        s2s_batch_from_data(&k->one, &k->d, i, 1);
+        s2s_greedy_decode(k->out, &len, &k->run, &k->m, &k->one, maxlen);
+        for (int p = 0; p < len && p <= n; p++) z[p] = k->out[p];
+        if (len <= n) z[len] = S2S_EOS;
+        s2s_forward(&k->run, &k->one, &k->m);
+        for (int p = 0; p <= n; p++) {
+            const int tf = argmax(k->run.a.logits + p * V, V) != y[p], fr = z[p] != y[p];
+            h.n[p]++; h.tf[p] += tf; h.fr[p] += fr;
+            if (first >= 0) { h.late[p]++; h.fr_late[p] += fr; h.tf_late[p] += tf; }
+            if (fr && first < 0) { first = p; h.first[p]++; }
+        }
+        if (n + 1 > h.P) h.P = n + 1;
+    }
+    int agree = 0, rows_right = 0, rows_late = 0, gap = 0;
+    for (int p = 0; p < h.P; p++) {
+        agree += x.fr[p] - x.fr_late[p] == x.tf[p] - x.tf_late[p];
+        rows_late += x.late[p] > 0;
+        gap += x.fr_late[p] > x.tf_late[p];
+    }
+    rows_right = (int)(x.n[0] - x.late[h.P - 1] - x.first[h.P - 1]);
+    int same = x.P == h.P;
+    const long *xs[7] = { x.n, x.tf, x.fr, x.first, x.late, x.fr_late, x.tf_late };
+    const long *hs[7] = { h.n, h.tf, h.fr, h.first, h.late, h.fr_late, h.tf_late };
+    for (int q = 0; q < 7; q++) same &= !memcmp(xs[q], hs[q], sizeof(long) * S2S_POSITIONS);
+    check(t, same && agree == h.P && rows_right > 0 && rows_right < k->d.n && rows_late > 0,
+          "exposure counts (luong, reverse 5, 40 rows in batches of 16): equal to a count "
+          "row by row (%s); %d of 40 rows right; where the free-running prefix is right the "
+          "two errors agree at all %d positions; wrong rows read worse free running at %d",
+          same ? "yes" : "no", rows_right, h.P, gap);
+}
+
+/* Sampling: at a tiny temperature it decodes exactly as greedy does; at
+ * temperature 1 it draws other outputs (this model is unsure of some), and
+ * the log-probability it reports for each is what a teacher-forced forward
+ * over that output gives: the tokens fed back are the tokens drawn. */
+static void s2s_test_sampling(Tally *t, S2sExpoCtx *k) {
+    const int B = 16, maxlen = 6, V = k->m.cfg.V;
+    int g[16 * 6], gl[16], cold = 0, differ = 0;
+    double lp[16], work[8], err = 0.0;
+    Rng r;
+    rng_seed(&r, 3);
+    s2s_batch_from_data(&k->bt, &k->d, 0, B);
+    s2s_greedy_decode(g, gl, &k->run, &k->m, &k->bt, maxlen);
+    s2s_sample_decode(k->out, k->len, &k->run, &k->m, &k->bt, maxlen, 1e-6, &r);
+    for (int b = 0; b < B; b++)
+        cold += k->len[b] == gl[b] && !memcmp(k->out + b * maxlen, g + b * maxlen,
+                                              sizeof(int) * (size_t)(gl[b] < maxlen ? gl[b]
+                                                                     : maxlen));
+    for (int rep = 0; rep < 4; rep++) {
+        s2s_sample_decode(k->out, k->len, &k->run, &k->m, &k->bt, maxlen, 1.0, &r);
+        s2s_decoded_logp(lp, &k->run, k->out, k->len, B, maxlen, V, work);
+        for (int b = 0; b < B; b++) {
+            const int n = k->len[b], *y = k->out + b * maxlen;
+            differ += n != gl[b] || memcmp(y, g + b * maxlen, sizeof(int) * (size_t)n);
+            s2s_batch_row(&k->one, 0, k->d.src + b * k->d.Tmax, k->d.slen[b], y,
+                          n < maxlen ? n : maxlen - 1);
+            if (n == maxlen) k->one.tout[maxlen - 1] = y[maxlen - 1];   /* no EOS drawn */
+            k->one.B = 1;
+            const double tf = -s2s_forward(&k->run, &k->one, &k->m) * k->run.ntok;
+            err = fmax(err, fabs(tf - lp[b]));
+        }
+        s2s_batch_from_data(&k->bt, &k->d, 0, B);
+    }
+    check(t, cold == B && differ > 0 && err <= 1e-9, "sampling: at T = 1e-6 = greedy on %d "
+          "of %d rows; at T = 1, %d of 64 draws differ from greedy, and each one's log P(y|x) "
+          "= a teacher-forced forward over it (max diff %.1e)", cold, B, differ, err);
+}
+
 /* ---- chapter 2: pooling for classification ------------------------------- */
 
 typedef struct {
@@ -2944,6 +3061,11 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_cnn(t, 7);
     s2s_test_training(t);
     s2s_test_watch(t);
+    S2sExpoCtx x;
+    s2s_expo_ctx_build(&x);
+    s2s_test_exposure_count(t, &x);
+    s2s_test_sampling(t, &x);
+    s2s_expo_ctx_free(&x);
     s2s_test_pair_data(t);
     S2sDataCtx k;
     s2s_test_data_training(t, &k);
