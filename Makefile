@@ -69,12 +69,15 @@ tf-experiments: transformer
 # length: none vs bahdanau vs luong, exact accuracy by source length (about
 # 2 minutes on one core); pooling: last vs mean vs attention pooling; cnn:
 # the same beside a CNN with max, mean and attention pooling; gradient: the
-# gradient reaching each source token by its distance, with and without attention.
+# gradient reaching each source token by its distance, with and without attention;
+# exposure: token error by output position, teacher-forced vs free running, and
+# what greedy, beam and sampling return (about 35 s).
 s2s-experiments: seq2seq
 	./seq2seq --experiment length
 	./seq2seq --experiment pooling
 	./seq2seq --experiment cnn
 	./seq2seq --experiment gradient
+	./seq2seq --experiment exposure
 
 # every experiment NOTES.md quotes, chapter by chapter (several minutes)
 experiments: s2s-experiments tf-experiments

@@ -373,6 +373,23 @@ int argmax(const double *x, int n) {
     return best;
 }
 
+/* One index drawn from softmax(logits (V) / temperature), work (V) scratch:
+ * temperature 1 is the model's own distribution, below 1 sharper, above 1
+ * flatter; temperature <= 0 is the argmax itself. Both chapters sample with it. */
+int sample_softmax(const double *logits, int V, double temperature, double *work, Rng *r) {
+    const int best = argmax(logits, V);
+    if (temperature <= 0.0) return best;
+    for (int v = 0; v < V; v++) work[v] = logits[v] / temperature;
+    softmax_forward(work, work, V);                  /* subtracts the max: no overflow */
+    const double u = rng_uniform(r);
+    double acc = 0.0;
+    for (int v = 0; v < V; v++) {
+        acc += work[v];
+        if (u < acc) return v;
+    }
+    return best;                                     /* u beyond the rounded sum */
+}
+
 /* ---- cross-entropy -------------------------------------------------------
  * Loss of one row of logits (V) against class `target`, with label smoothing
  * eps (0 for plain cross-entropy): the target distribution is
@@ -4191,6 +4208,10 @@ static const ReportRun report_runs[] = {
       "./seq2seq --experiment gradient --svg DIR", "seq2seq-gradient", 1,
       "the gradient reaching each source token against its distance from the end, rnn, "
       "gru and lstm, without and with attention" },
+    { NULL, "Teacher forcing's cost, and what each decoding rule returns",
+      "./seq2seq --experiment exposure --svg DIR", "seq2seq-exposure", 1,
+      "error by output position with the true history and with the model's own, without "
+      "and with attention; then greedy, beam and sampling at three temperatures" },
     { "Chapter 3: the Transformer (transformer.c)",
       "The three Transformers on their toy tasks", "./transformer --svg DIR", "transformer", 0,
       "encoder-decoder, BERT-style encoder and GPT-style decoder train; every head of "
@@ -4241,6 +4262,12 @@ static const ReportFigure report_figures[] = {
       "towards 0" },
     { "seq2seq-cnn.svg", "a CNN's pooling cannot tell which pair was asked for until the "
       "LSTM's last state, which has read the question, becomes the query" },
+    { "seq2seq-exposure.svg", "without attention free running falls further behind "
+      "teacher forcing at every position; with attention both stay near 0" },
+    { "seq2seq-exposure-diversity.svg", "greedy and beam give one output per source; "
+      "sampling gives more distinct outputs as T rises, and fewer right ones" },
+    { "seq2seq-exposure-curve.svg", "training loss of the four models of the exposure "
+      "experiment" },
     { "seq2seq-cnn-weights.svg", "where each attention pooling puts its weight on one "
       "held-out example: the h_T query lands on the letter asked for" },
     { "seq2seq-cnn-curve.svg", "training loss of each of the CNN experiment's models" },

@@ -2679,24 +2679,8 @@ void s2s_gradient_by_distance(double *g, S2sModel *m, S2sRun *r, S2sBatch *bt,
  * sharper, above 1 flatter, and as it goes to 0 the draw becomes the
  * argmax (tests.c checks that it then decodes exactly as greedy does). */
 
-/* One token drawn from softmax(logits (V) / temperature), work (V)
- * scratch; temperature <= 0 is the argmax itself. */
-int s2s_draw(const double *logits, int V, double temperature, double *work, Rng *rng) {
-    const int best = argmax(logits, V);
-    if (temperature <= 0.0) return best;
-    for (int v = 0; v < V; v++) work[v] = logits[v] / temperature;
-    softmax_forward(work, work, V);                  /* subtracts the max: no overflow */
-    const double u = rng_uniform(rng);
-    double acc = 0.0;
-    for (int v = 0; v < V; v++) {
-        acc += work[v];
-        if (u < acc) return v;
-    }
-    return best;                                     /* u beyond the rounded sum */
-}
-
 /* out (B, maxlen) and len (B) as s2s_greedy_decode gives them, but each
- * token drawn by s2s_draw at temperature from rng, one draw per live row
+ * token drawn by attention.c's sample_softmax at temperature from rng, one draw per live row
  * and step in row order (a row that has emitted EOS draws no more). The
  * logits of every step stay in r->a for s2s_decoded_logp. */
 void s2s_sample_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S2sBatch *bt,
@@ -2715,7 +2699,7 @@ void s2s_sample_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S
         for (int b = 0; b < B; b++) {
             const double *lg = a->logits + (t * B + b) * V;
             /* r->beam (2 Bmax + Bmax V doubles) is beam search's; V of it is scratch here */
-            const int y = len[b] < 0 ? s2s_draw(lg, V, temperature, r->beam, rng) : S2S_EOS;
+            const int y = len[b] < 0 ? sample_softmax(lg, V, temperature, r->beam, rng) : S2S_EOS;
             out[b * maxlen + t] = y;
             if (len[b] < 0 && y == S2S_EOS) len[b] = t;
             if (len[b] < 0) done = 0;

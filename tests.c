@@ -3744,9 +3744,9 @@ static void tf_test_sampling(Tally *t) {
     rng_seed(&r, 3);
     enum { N = 20000 };
     int n[3] = { 0, 0, 0 }, greedy = 1, hot = 0;
-    for (int i = 0; i < N; i++) n[tf_sample(logits, 3, 1.0, work, &r)]++;
-    for (int i = 0; i < 100; i++) greedy &= tf_sample(logits, 3, 0.0, work, &r) == 1;
-    for (int i = 0; i < N; i++) hot += tf_sample(logits, 3, 0.25, work, &r) == 1;
+    for (int i = 0; i < N; i++) n[sample_softmax(logits, 3, 1.0, work, &r)]++;
+    for (int i = 0; i < 100; i++) greedy &= sample_softmax(logits, 3, 0.0, work, &r) == 1;
+    for (int i = 0; i < N; i++) hot += sample_softmax(logits, 3, 0.25, work, &r) == 1;
     /* std of a frequency p = 1/2 over 20000 draws is 0.0035: 0.014 is 4 std;
      * at temperature 1/4 the middle class has p = 16 / 18 = 0.889 */
     check(t, fabs(n[0] / (double)N - 0.25) < 0.014 && fabs(n[1] / (double)N - 0.5) < 0.014 &&

@@ -837,20 +837,6 @@ void tf_greedy_decode(TfModel *m, TfBatch *b, int *out) {
     }
 }
 
-/* Sample from softmax(logits (V) / temperature); temperature 0 = argmax. */
-int tf_sample(const double *logits, int V, double temperature, double *work, Rng *r) {
-    int best = argmax(logits, V);
-    if (temperature <= 0.0) return best;
-    for (int j = 0; j < V; j++) work[j] = logits[j] / temperature;
-    softmax_forward(work, work, V);
-    double u = rng_uniform(r), acc = 0.0;
-    for (int j = 0; j < V; j++) {
-        acc += work[j];
-        if (u < acc) return j;
-    }
-    return best;
-}
-
 /* GPT-style generation: continue `prompt` (tokens, len >= 1) by `n` tokens
  * into out (len + n), one example, a window of the last S tokens. Only
  * tokens lo..V-1 are drawn (lo = 0: any; a file's vocabulary passes its
@@ -867,7 +853,7 @@ void tf_generate(TfModel *m, const int *prompt, int len, int n, double temperatu
         int start = k > c->S ? k - c->S : 0, used = k - start;
         for (int t = 0; t < c->S; t++) b.src[t] = t < used ? out[start + t] : TF_MASK;
         tf_head_forward(m, tf_encode(m, &b), NULL, 1);
-        out[k] = lo + tf_sample(m->a.logits + (used - 1) * c->V + lo, c->V - lo, temperature,
+        out[k] = lo + sample_softmax(m->a.logits + (used - 1) * c->V + lo, c->V - lo, temperature,
                                 work, r);
     }
     free(work);
