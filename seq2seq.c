@@ -741,7 +741,7 @@ static void s2s_bahdanau_step_backward(S2sWeights *gw, S2sActs *g, S2sActs *a,
 
 /* ---- Luong: attention after the step, from the new state ----------------
  *     h_t  = cell([emb(y_{t-1}); h~_{t-1}], h_{t-1})          input feeding
- *     e_tj = score(h_t, h_j): dot | general | concat
+ *     e_tj = score(h_t, h_j): dot | general | concat (or chapter 1's others)
  *     c_t  = sum_j a_tj h_j over all j (global) or a window (local-m, local-p)
  *     h~_t = tanh([c_t; h_t] Wc + bc),   logits = h~_t Wo + bo  (Luong et al. 2015) */
 static void s2s_luong_step_forward(S2sActs *a, unsigned char *lmask, const int *slen, int t,
