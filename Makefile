@@ -71,13 +71,15 @@ tf-experiments: transformer
 # the same beside a CNN with max, mean and attention pooling; gradient: the
 # gradient reaching each source token by its distance, with and without attention;
 # exposure: token error by output position, teacher-forced vs free running, and
-# what greedy, beam and sampling return (about 35 s).
+# what greedy, beam and sampling return (about 35 s); parallel: a GRU encoder's
+# and a self-attention layer's forward time against length (a few seconds).
 s2s-experiments: seq2seq
 	./seq2seq --experiment length
 	./seq2seq --experiment pooling
 	./seq2seq --experiment cnn
 	./seq2seq --experiment gradient
 	./seq2seq --experiment exposure
+	./seq2seq --experiment parallel
 
 # every experiment NOTES.md quotes, chapter by chapter (several minutes)
 experiments: s2s-experiments tf-experiments

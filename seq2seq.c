@@ -42,7 +42,7 @@
  *  14. the default run    train, evaluate, examples, the alignment
  *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
  *  15. experiments        length bottleneck, pooling, cnn, gradient by distance,
- *                         exposure bias and decoding rules
+ *                         exposure bias and decoding rules, RNN vs self-attention time
  *  16. --bench and main
  *
  * Dimension legend:
@@ -2789,14 +2789,14 @@ void s2s_exposure_count(S2sExposure *x, S2sRun *r, S2sBatch *bt, const S2sModel 
  * them; opt_check_mode refuses it in the others. The experiments' modes
  * follow S2S_MODE_LENGTH in the order of s2s_experiment_names. */
 enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
-       S2S_MODE_EXPOSURE, S2S_MODE_BENCH,
+       S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_BENCH,
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
     "--experiment pooling", "--experiment cnn", "--experiment gradient",
-    "--experiment exposure", "--bench", "--data", "--load without --data",
+    "--experiment exposure", "--experiment parallel", "--bench", "--data", "--load without --data",
     NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
-                                                     "exposure", NULL };
+                                                     "exposure", "parallel", NULL };
 
 typedef struct {
     int mode;          /* S2S_MODE_* */
@@ -2847,6 +2847,7 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define CNN    (1u << S2S_MODE_CNN)
 #define GRAD   (1u << S2S_MODE_GRADIENT)
 #define EXPO   (1u << S2S_MODE_EXPOSURE)
+#define PAR    (1u << S2S_MODE_PARALLEL)              /* times, trains nothing */
 #define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO)
 #define TRAIN  (RUN | EXPS)                          /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
@@ -2873,8 +2874,8 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "local-m/local-p only: the window [p-D, p+D]", 0 },
         { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, (TRAIN & ~GRAD) | MODEL, "C",
           "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
-        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN | MODEL, "H", "hidden size; "
-          "default 64, cnn 32, --data 128", 0 },
+        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN | PAR | MODEL, "H", "hidden "
+          "size (parallel: the width of both); default 64,\ncnn 32, --data 128", 0 },
         { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN | MODEL, "E", "embedding size; "
           "default 32, cnn 16, --data 64", 0 },
         { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN | MODEL, "A", "hidden size of the "
@@ -2903,11 +2904,11 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN | DATA, "N",
           "seed; stdout is identical for a seed (--data: also\nthe split; with --minutes, "
           "where the run stops is not)", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TRAIN | MODEL, "DIR", "write every "
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TRAIN | PAR | MODEL, "DIR", "write every "
           "picture of the run as SVG into the\nexisting directory DIR, as seq2seq-<what>.svg "
           "(a\nfile of that name is replaced): the alignment,\nthe training curves, an "
           "experiment's chart", 0 },
-        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, EXPS, "X",
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, EXPS | PAR, "X",
           "instead of the default run, an experiment (below)", 0 },
         { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, CNN, "K",
           "convolution width, at most --len", 0 },
@@ -2956,6 +2957,7 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
 #undef EXPS
 #undef GRAD
 #undef EXPO
+#undef PAR
 #undef TRAIN
 
 /* The checks that relate the model's options to each other: each names the
@@ -3183,6 +3185,11 @@ static const char s2s_after[] =
     "           held-out source --samples times (8) by greedy, beam (--beam 4)\n"
     "           and sampling at T = 0.5, 1, 1.5: distinct outputs, accuracy,\n"
     "           log-probability (reverse, length 12, 600 steps unless given)\n"
+    "  parallel one forward pass over n = 16..512 positions, batch 8: a GRU\n"
+    "           encoder (n steps, each waiting for the one before) against one\n"
+    "           self-attention layer (4 heads, every position at once), width\n"
+    "           --hidden: dependent steps and ms; run ./seq2seq-omp (make omp)\n"
+    "           too to see what more cores do for each\n"
     "\n"
     "  Real data: --data FILE reads one pair a line, in the format of its first\n"
     "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
@@ -3943,7 +3950,8 @@ static void s2s_main_use(const S2sOptions *o) {
 
 /* ========================================================================
  * 15. experiments: the length bottleneck, pooling, CNN + attention, the
- *     gradient reaching each source token, and exposure bias
+ *     gradient reaching each source token, exposure bias, and how long an
+ *     RNN and a self-attention layer take over the same source
  * ======================================================================== */
 
 /* One model of the length table (attention none, bahdanau or luong with a
@@ -4913,6 +4921,93 @@ static void s2s_experiment_exposure(const S2sOptions *o) {
     for (int k = 0; k < S2S_EXPO_MODELS; k++) curve_free(&loss[k]);
 }
 
+/* ---- parallel: an RNN encoder against a self-attention layer --------------
+ * The same source, n positions of width H, batch 8: a GRU reads them in n
+ * steps, each of which needs the state the one before it made, so however
+ * many cores there are the chain is n steps long; one self-attention layer
+ * (attention.c's mha_forward) projects every position at once, scores every
+ * pair at once and averages: 4 dependent steps whatever n is (Q, K, V; the
+ * scores; softmax and the weighted sum; the output projection). What each
+ * does per position differs too: the GRU O(H^2) work, attention O(n H) more.
+ * The times are of the forward pass alone, random weights, median of 5. */
+enum { S2S_PAR_B = 8, S2S_PAR_HEADS = 4, S2S_PAR_SIZES = 6 };
+static const int s2s_par_n[S2S_PAR_SIZES] = { 16, 32, 64, 128, 256, 512 };
+
+/* ms of one GRU encoder pass and one self-attention layer over n positions */
+static void s2s_parallel_time(int n, int H, Rng *r, double *ms_rnn, double *ms_att) {
+    const int B = S2S_PAR_B, G = cell_gates(CELL_GRU) * H, heads = S2S_PAR_HEADS;
+    const int nw = 2 * H * G + 2 * G + mha_num_params(H), cs = B * cell_cache_size(CELL_GRU, H);
+    double *w = xcalloc_doubles(nw), *x = xcalloc_doubles(n * B * H);
+    double *h = xcalloc_doubles(n * B * H + B * H + n * cs + n * B * H);
+    double *zero = h + n * B * H, *k = zero + B * H, *out = k + n * cs;
+    double *cmem = xcalloc_doubles(mha_cache_size(B, n, n, H, heads));
+    rng_fill_normal(r, w, nw, 1.0 / sqrt((double)H));
+    rng_fill_normal(r, x, n * B * H, 1.0);
+    const S2sCell cl = { CELL_GRU, H, H, w, w + H * G, w + 2 * H * G, w + 2 * H * G + G };
+    Mha m;
+    MhaCache mc;
+    mha_bind(&m, w + 2 * H * G + 2 * G, H);
+    mha_cache_bind(&mc, cmem, B, n, n, H, heads);
+    double t[2][5];
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = seconds();
+        s2s_rnn_forward(h, NULL, k, zero, x, NULL, &cl, n, B, RNN_LEFT_TO_RIGHT);  /* (n,B,H) */
+        t[0][rep] = 1e3 * (seconds() - t0);
+        t0 = seconds();
+        mha_forward(out, &mc, x, x, &m, NULL, NOT_CAUSAL, B, n, n, H, heads);      /* (B,n,H) */
+        t[1][rep] = 1e3 * (seconds() - t0);
+    }
+    *ms_rnn = median(t[0], 5);
+    *ms_att = median(t[1], 5);
+    free(w); free(x); free(h); free(cmem);
+}
+
+static void s2s_parallel_chart(const S2sOptions *o, const double *ms) {
+    Curve cv[2] = { { 0 }, { 0 } };
+    for (int i = 0; i < S2S_PAR_SIZES; i++) {
+        curve_add(&cv[0], s2s_par_n[i], ms[2 * i]);
+        curve_add(&cv[1], s2s_par_n[i], ms[2 * i + 1]);
+    }
+    const ChartSeries sr[2] = { curve_series(&cv[0], "GRU encoder (n dependent steps)"),
+                                curve_series(&cv[1], "self-attention layer (4 steps)") };
+    char title[300];
+    snprintf(title, sizeof title, "one forward pass over n positions, batch %d, width %d, "
+             "%d thread(s): ms, median of 5 (this machine's times: compare the slopes)",
+             S2S_PAR_B, o->cfg.H, threads());
+    const ChartSvg c = { title, "positions n", "ms per forward pass", 1, 1 };
+    char *path = s2s_svg_path(o->svg, "parallel", "");
+    write_svg_chart(path, &c, sr, 2);
+    s2s_wrote(path);
+    curve_free(&cv[0]); curve_free(&cv[1]);
+}
+
+static void s2s_experiment_parallel(const S2sOptions *o) {
+    const int H = o->cfg.H;
+    printf("parallel vs sequential: one forward pass over n positions, batch %d, width %d,\n"
+           "  random weights; a GRU encoder against one self-attention layer (%d heads);\n"
+           "  %d thread(s) (make omp builds ./seq2seq-omp, which uses every core)\n\n",
+           S2S_PAR_B, H, S2S_PAR_HEADS, threads());
+    printf("     n | dependent steps | ms, median of 5     | GRU / attention\n"
+           "       |   GRU attention |     GRU   attention |\n");
+    Rng r;
+    rng_seed(&r, (uint64_t)o->seed);
+    double ms[2 * S2S_PAR_SIZES];
+    Progress pr;
+    progress_begin(&pr, "parallel: sizes", S2S_PAR_SIZES);
+    for (int i = 0; i < S2S_PAR_SIZES; i++) {
+        const int n = s2s_par_n[i];
+        s2s_parallel_time(n, H, &r, &ms[2 * i], &ms[2 * i + 1]);
+        printf("  %4d | %5d %9d | %7.3f %11.3f | %8.2f\n", n, n, 4, ms[2 * i], ms[2 * i + 1],
+               ms[2 * i] / ms[2 * i + 1]);
+        progress_step(&pr, i + 1, NULL);
+    }
+    printf("\n  The GRU's chain of dependent steps grows with n, and no core can shorten\n"
+           "  it; attention's stays at 4, but its work grows as n^2. Compare how the\n"
+           "  two columns grow, here and in ./seq2seq-omp --experiment parallel.\n"
+           "  (The times are this machine's: on stdout in this experiment only.)\n");
+    if (o->svg) s2s_parallel_chart(o, ms);
+}
+
 /* ========================================================================
  * 16. --bench and main
  * ======================================================================== */
@@ -5005,6 +5100,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_CNN:     s2s_experiment_cnn(&o); break;
     case S2S_MODE_GRADIENT: s2s_experiment_gradient(&o); break;
     case S2S_MODE_EXPOSURE: s2s_experiment_exposure(&o); break;
+    case S2S_MODE_PARALLEL: s2s_experiment_parallel(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);
