@@ -30,7 +30,7 @@
  *   4. decoders           none (fixed context), Bahdanau, Luong: a pair each
  *   5. whole model        forward and backward through time (BPTT), the loss
  *   6. one training step  teacher forcing, clipping, Adam
- *   7. decoding           greedy and beam search
+ *   7. decoding           sampling, greedy and beam search
  *   8. pooling            last vs mean vs attention over RNN states
  *   9. CNN + attention    a 1-D convolution; max, mean or attention pooling
  *  Part II, the program
@@ -894,22 +894,29 @@ double s2s_train_step(S2sModel *m, S2sRun *r, const S2sBatch *bt, double lr, dou
 }
 
 /* ========================================================================
- * 7. decoding: greedy and beam search
+ * 7. decoding: sampling, greedy and beam search
  *
- * Greedy takes the argmax at every step: fast, but a locally best token can
+ * Sampling draws every token from the model's distribution (sharpened or
+ * flattened by a temperature) and feeds it back; greedy is sampling at
+ * temperature 0, the argmax at every step: fast, but a locally best token can
  * lead to a worse sequence. Beam search keeps the K best prefixes by total
  * log-probability sum_t log P(y_t | y_<t, x); a prefix that emits EOS is
- * finished. Log-probabilities only fall as a prefix grows, so once the best
+ * finished. Greedy and beam search return the mode, sampling a variety. Log-probabilities only fall as a prefix grows, so once the best
  * finished hypothesis beats every live prefix nothing can overtake it: we
  * stop there, and with K large enough the search is exhaustive (a test
  * checks it against enumeration). K = 1 is greedy. No length normalisation.
  * ======================================================================== */
 
-/* out (B, maxlen) and len (B): the greedy output of every row of bt (its
- * sources only are read), len = tokens before EOS (maxlen if none). The
- * attention of each step stays in r->a for the heatmap. */
-void s2s_greedy_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S2sBatch *bt,
-                       int maxlen) {
+/* out (B, maxlen) and len (B): every row of bt decoded by drawing each token
+ * from softmax(logits / temperature) (attention.c's sample_softmax, rng) and
+ * feeding the draw back, len = tokens before EOS (maxlen if none); a row that
+ * has emitted EOS draws no more. Temperature 1 is the model's own
+ * distribution, below 1 sharper, above 1 flatter; at 0 each draw is the
+ * argmax: greedy decoding, which needs no rng. Only bt's sources are read.
+ * The attention and logits of each step stay in r->a (the heatmap,
+ * s2s_decoded_logp). */
+void s2s_sample_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S2sBatch *bt,
+                       int maxlen, double temperature, Rng *rng) {
     const S2sConfig *c = &m->cfg;
     const int B = bt->B, V = c->V, E = c->E;
     s2s_run_bind(r, c, B, bt->T, maxlen);
@@ -923,14 +930,21 @@ void s2s_greedy_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S
         s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bt->slen, t, m);
         for (int b = 0; b < B; b++) {
             const double *lg = a->logits + (t * B + b) * V;
-            int best = argmax(lg, V);
-            out[b * maxlen + t] = best;
-            if (len[b] < 0 && best == S2S_EOS) len[b] = t;
+            /* r->beam (2 Bmax + Bmax V doubles) is beam search's; V of it is scratch here */
+            const int y = len[b] < 0 ? sample_softmax(lg, V, temperature, r->beam, rng) : S2S_EOS;
+            out[b * maxlen + t] = y;
+            if (len[b] < 0 && y == S2S_EOS) len[b] = t;
             if (len[b] < 0) done = 0;
         }
         if (done) break;
     }
     for (int b = 0; b < B; b++) if (len[b] < 0) len[b] = maxlen;
+}
+
+/* Greedy decoding: the argmax at every step, s2s_sample_decode at temperature 0. */
+void s2s_greedy_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S2sBatch *bt,
+                       int maxlen) {
+    s2s_sample_decode(out, len, r, m, bt, maxlen, 0.0, NULL);
 }
 
 /* permute rows (K,n) of X: row j becomes old row parent[j], j < nn */
@@ -2672,42 +2686,8 @@ void s2s_gradient_by_distance(double *g, S2sModel *m, S2sRun *r, S2sBatch *bt,
     s2s_zero_grad(m);
 }
 
-/* ---- sampling, and the exposure experiment's measurements (section 15) ----
- * Greedy and beam search return the mode; sampling draws each token from
- * softmax(logits / temperature) and feeds the draw back, as greedy feeds
- * back its argmax: temperature 1 is the model's own distribution, below 1
- * sharper, above 1 flatter, and as it goes to 0 the draw becomes the
- * argmax (tests.c checks that it then decodes exactly as greedy does). */
-
-/* out (B, maxlen) and len (B) as s2s_greedy_decode gives them, but each
- * token drawn by attention.c's sample_softmax at temperature from rng, one draw per live row
- * and step in row order (a row that has emitted EOS draws no more). The
- * logits of every step stay in r->a for s2s_decoded_logp. */
-void s2s_sample_decode(int *out, int *len, S2sRun *r, const S2sModel *m, const S2sBatch *bt,
-                       int maxlen, double temperature, Rng *rng) {
-    const S2sConfig *c = &m->cfg;
-    const int B = bt->B, V = c->V, E = c->E;
-    s2s_run_bind(r, c, B, bt->T, maxlen);
-    S2sActs *a = &r->a;
-    s2s_encoder_forward(a, r->mask, bt->src, bt->slen, m);
-    for (int b = 0; b < B; b++) len[b] = -1;
-    for (int t = 0; t < maxlen; t++) {
-        int *tok = r->tok + t * B, done = 1;
-        for (int b = 0; b < B; b++) tok[b] = t ? out[b * maxlen + t - 1] : S2S_BOS;
-        embedding_forward(a->x_tgt + t * B * E, tok, m->w.tgt_emb, B, E);
-        s2s_decoder_step_forward(a, r->mask + r->Tmax * r->Bmax, bt->slen, t, m);
-        for (int b = 0; b < B; b++) {
-            const double *lg = a->logits + (t * B + b) * V;
-            /* r->beam (2 Bmax + Bmax V doubles) is beam search's; V of it is scratch here */
-            const int y = len[b] < 0 ? sample_softmax(lg, V, temperature, r->beam, rng) : S2S_EOS;
-            out[b * maxlen + t] = y;
-            if (len[b] < 0 && y == S2S_EOS) len[b] = t;
-            if (len[b] < 0) done = 0;
-        }
-        if (done) break;
-    }
-    for (int b = 0; b < B; b++) if (len[b] < 0) len[b] = maxlen;
-}
+/* ---- the exposure experiment's measurements (section 15) ----------------
+ * Sampling itself (s2s_sample_decode) is in section 7, beside greedy. */
 
 /* logp (B) = log P(out_b | x_b) under the model, read from the logits a
  * greedy or sampling decode of r's batch left in r->a: the sum over steps
