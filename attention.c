@@ -3493,10 +3493,23 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
 #endif
         }
     }
+    /* out = 0.0 + tile, not out = tile: the very bits clearing out and adding
+     * gave (an underflowing fma can leave -0 in a tile, and 0.0 + -0 is +0).
+     * A whole tile goes back a vector at a time: with K = 16, as in a head of
+     * d_model 128, element by element took as long as the k loop. */
+    if (mr == GEMM_MR && nr == GEMM_NR) {
+        for (int r = 0; r < GEMM_MR; r++)
+            for (int v = 0; v < GEMM_NV; v++) {
+                double *o = out + r * ldo + v * (GEMM_NR / GEMM_NV);
+                gemm_vec x = { 0 };
+                if (add) memcpy(&x, o, sizeof x);
+                x = x + c[r][v];
+                memcpy(o, &x, sizeof x);
+            }
+        return;
+    }
     double tile[GEMM_MR][GEMM_NR];
     memcpy(tile, c, sizeof tile);
-    /* out = 0.0 + tile, not out = tile: the very bits clearing out and adding
-     * gave (an underflowing fma can leave -0 in a tile, and 0.0 + -0 is +0) */
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++)
             out[r * ldo + j] = (add ? out[r * ldo + j] : 0.0) + tile[r][j];
