@@ -3225,6 +3225,23 @@ static uint64_t fnv1a64(const unsigned char *b, size_t n) {
     return h;
 }
 
+/* A model's training state as one block of 3n doubles: its n weights w,
+ * then Adam's first and second moments m and v. Checkpoints hold it, and a
+ * run keeps its best step's in one; state_unpack puts it back. */
+void state_pack(double *all, const double *w, const double *m, const double *v, int n) {
+    const size_t b = sizeof(double) * (size_t)n;
+    memcpy(all, w, b);
+    memcpy(all + n, m, b);
+    memcpy(all + 2 * (size_t)n, v, b);
+}
+
+void state_unpack(const double *all, double *w, double *m, double *v, int n) {
+    const size_t b = sizeof(double) * (size_t)n;
+    memcpy(w, all, b);
+    memcpy(m, all + n, b);
+    memcpy(v, all + 2 * (size_t)n, b);
+}
+
 /* Write a checkpoint of chapter `tag` (4 characters) to path: the
  * description desc and the n parameters p. Exits 1 with a message if the
  * file cannot be written; path is then left as it was. */

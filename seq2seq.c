@@ -2365,9 +2365,7 @@ void s2s_save(const char *path, const S2sModel *m, const Vocab *src_v, const Voc
     s2s_put_vocab(&y, tgt_v);
     const int N = m->p.num_params;
     double *all = xcalloc_doubles(3 * N);
-    memcpy(all, m->p.params, sizeof(double) * (size_t)N);
-    memcpy(all + N, m->p.m, sizeof(double) * (size_t)N);
-    memcpy(all + 2 * N, m->p.v, sizeof(double) * (size_t)N);
+    state_pack(all, m->p.params, m->p.m, m->p.v, N);
     ckpt_write(path, "S2S1", &y, all, 3 * N);
     free(all); free(y.b);
 }
@@ -2432,9 +2430,7 @@ int s2s_load(S2sSaved *sv, const char *path, char *why, size_t nwhy) {
         return -1;
     }
     const int N = sv->m.p.num_params;
-    memcpy(sv->m.p.params, p, sizeof(double) * (size_t)N);
-    memcpy(sv->m.p.m, p + N, sizeof(double) * (size_t)N);
-    memcpy(sv->m.p.v, p + 2 * N, sizeof(double) * (size_t)N);
+    state_unpack(p, sv->m.p.params, sv->m.p.m, sv->m.p.v, N);
     sv->m.step = (int)f[14];
     sv->Tmax = (int)f[11]; sv->Nmax = (int)f[12]; sv->seed = (int)f[13];
     free(desc.b); free(p);
@@ -2501,10 +2497,7 @@ typedef struct {
 
 /* Keep m's weights and Adam moments as the best yet: step s, dev per and wer. */
 static void s2s_data_keep(S2sDataRun *st, const S2sModel *m, int s, double per, double wer) {
-    const int N = m->p.num_params;
-    memcpy(st->best, m->p.params, sizeof(double) * (size_t)N);
-    memcpy(st->best + N, m->p.m, sizeof(double) * (size_t)N);
-    memcpy(st->best + 2 * N, m->p.v, sizeof(double) * (size_t)N);
+    state_pack(st->best, m->p.params, m->p.m, m->p.v, m->p.num_params);
     st->res.best_step = s; st->res.per = per; st->res.wer = wer;
 }
 
@@ -2606,9 +2599,7 @@ S2sDataResult s2s_data_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng,
             s2s_data_checkpoint(&st, m, r, bt, pd, tc, s, out);
     }
     if (st.res.best_step >= 0) {
-        memcpy(m->p.params, st.best, sizeof(double) * (size_t)N);
-        memcpy(m->p.m, st.best + N, sizeof(double) * (size_t)N);
-        memcpy(m->p.v, st.best + 2 * N, sizeof(double) * (size_t)N);
+        state_unpack(st.best, m->p.params, m->p.m, m->p.v, N);
         m->step = st.res.best_step;
     }
     st.res.steps = s;

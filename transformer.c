@@ -1930,22 +1930,16 @@ static void tf_watch_eval(const TfRun *run, int step, double train_loss, const T
 /* keep m's state (parameters, Adam's m and v) in d->best as the best so
  * far: step `step`, dev PER per */
 static void tf_pairs_keep(TfPairs *d, const TfModel *m, int step, double per) {
-    const size_t n = (size_t)m->np;
-    if (!d->best) d->best = xmalloc(sizeof(double) * 3 * n);
-    memcpy(d->best, m->params, sizeof(double) * n);
-    memcpy(d->best + n, m->adam_m, sizeof(double) * n);
-    memcpy(d->best + 2 * n, m->adam_v, sizeof(double) * n);
+    if (!d->best) d->best = xcalloc_doubles(3 * m->np);
+    state_pack(d->best, m->params, m->adam_m, m->adam_v, m->np);
     d->best_per = per;
     d->best_step = step;
 }
 
 /* put back the state d->best kept (tf_pairs_keep), at its step */
 void tf_pairs_restore(TfModel *m, const TfPairs *d) {
-    const size_t n = (size_t)m->np;
     if (!d->best) return;
-    memcpy(m->params, d->best, sizeof(double) * n);
-    memcpy(m->adam_m, d->best + n, sizeof(double) * n);
-    memcpy(m->adam_v, d->best + 2 * n, sizeof(double) * n);
+    state_unpack(d->best, m->params, m->adam_m, m->adam_v, m->np);
     m->step = d->best_step;
 }
 
@@ -2200,9 +2194,7 @@ static void tf_ckpt_put(const char *path, const TfModel *m, const TfRun *run, in
     for (int k = 0; k < c->V; k++) bytes_put_str(&d, sym[k]);
     if (run) tf_ckpt_put_run(&d, run);
     double *all = xmalloc(sizeof(double) * 3 * (size_t)m->np);
-    memcpy(all, m->params, sizeof(double) * (size_t)m->np);
-    memcpy(all + m->np, m->adam_m, sizeof(double) * (size_t)m->np);
-    memcpy(all + 2 * m->np, m->adam_v, sizeof(double) * (size_t)m->np);
+    state_pack(all, m->params, m->adam_m, m->adam_v, m->np);
     ckpt_write(path, TF_CKPT_TAG, &d, all, 3 * m->np);
     free(all);
     free(d.b);
@@ -2348,9 +2340,7 @@ static int tf_ckpt_load_any(const char *path, TfModel *m, TfText *tx, TfPairs *d
         }
     }
     if (err) { snprintf(why, nwhy, "'%s': %s", path, msg); free(p); return -1; }
-    memcpy(m->params, p, sizeof(double) * (size_t)m->np);
-    memcpy(m->adam_m, p + m->np, sizeof(double) * (size_t)m->np);
-    memcpy(m->adam_v, p + 2 * m->np, sizeof(double) * (size_t)m->np);
+    state_unpack(p, m->params, m->adam_m, m->adam_v, m->np);
     m->step = step;
     if (encdec) { v.S = c.S; v.T = c.T; *d = v; }
     else { memset(tx, 0, sizeof *tx); tf_text_set_vocab(tx, syms, c.V, first); free(syms); }
