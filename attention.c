@@ -3481,12 +3481,13 @@ typedef double gemm_vec;
 #endif
 enum { GEMM_NV = GEMM_NR / (GEMM_VECTOR ? GEMM_VL : 1) };   /* vectors per tile row */
 
-/* out (mr,nr) += ap (K,MR packed: ap[k*MR + r] = A[r][k]) @ bp (K,NR packed:
- * bp[k*NR + j] = B[k][j]), or, if add is 0, out = the product; it
- * accumulates a full MR x NR tile, and only mr x nr of it is written back. */
+/* out (mr,nr) += A (MR,K) @ bp (K,NR packed: bp[k*NR + j] = B[k][j]), or, if
+ * add is 0, out = the product, where A[r][k] = ap[r*ars + k*aks]: the packed
+ * panel (ars 1, aks MR) or A itself; it accumulates a full MR x NR tile, and
+ * only mr x nr of it is written back. */
 GEMM_CONTRACT
-static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap,
-                        const double *restrict bp, int K, int mr, int nr, int add) {
+static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap, int ars,
+                        int aks, const double *restrict bp, int K, int mr, int nr, int add) {
 #if defined(__clang__) && GEMM_FUSED
 #pragma STDC FP_CONTRACT ON
 #endif
@@ -3500,11 +3501,11 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
         for (int r = 0; r < GEMM_MR; r++) {
 #if GEMM_VECTOR
             /* A[r][k] in every lane (x - 0 is x, even for -0: one broadcast) */
-            const gemm_vec a = ap[k * GEMM_MR + r] - (gemm_vec){ 0 };
+            const gemm_vec a = ap[r * ars + k * aks] - (gemm_vec){ 0 };
             for (int v = 0; v < GEMM_NV; v++)
                 c[r][v] = a * b[v] + c[r][v];
 #else
-            const double a = ap[k * GEMM_MR + r];
+            const double a = ap[r * ars + k * aks];
             for (int v = 0; v < GEMM_NV; v++)
                 c[r][v] = FMA(a, b[v], c[r][v]);
 #endif
@@ -3578,21 +3579,23 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
             for (int i0 = 0; i0 < M; i0 += GEMM_MR) {  /* MR rows of out at a time */
                 double apanel[GEMM_KC * GEMM_MR];      /* 8 KB at most: on the stack */
                 const int mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
-                /* pack A: (kc, MR); a short last block is zero-padded. Whole
-                 * blocks, nearly all of them, get a copy without the test */
-                if (mr == GEMM_MR)
+                /* A whole block of MR rows is read in place: its rows (or, for
+                 * A^T, its columns) are stride-1 and stay in L1 while the j0
+                 * loop reuses them, and copying them cost as much as the
+                 * kernel when N is small. A short last block is packed with
+                 * zero padding, so the kernel never reads past A. */
+                const double *ap = a + i0 * sai + k0 * sak;
+                int ars = sai, aks = sak;
+                if (mr < GEMM_MR) {
                     for (int k = 0; k < kc; k++)
                         for (int r = 0; r < GEMM_MR; r++)
-                            apanel[k * GEMM_MR + r] = a[(i0 + r) * sai + (k0 + k) * sak];
-                else
-                    for (int k = 0; k < kc; k++)
-                        for (int r = 0; r < GEMM_MR; r++)
-                            apanel[k * GEMM_MR + r] = r < mr ? a[(i0 + r) * sai + (k0 + k) * sak]
-                                                             : 0.0;
+                            apanel[k * GEMM_MR + r] = r < mr ? ap[r * sai + k * sak] : 0.0;
+                    ap = apanel; ars = 1; aks = GEMM_MR;
+                }
                 for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
                     const int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-                    gemm_kernel(out + i0 * N + jc + j0, N, apanel, bpanel + j0 * kc, kc, mr, nr,
-                                add || k0 > 0);
+                    gemm_kernel(out + i0 * N + jc + j0, N, ap, ars, aks, bpanel + j0 * kc, kc,
+                                mr, nr, add || k0 > 0);
                 }
             }
         }
