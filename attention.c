@@ -3392,10 +3392,12 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  *      in accumulators that stay in vector registers for the whole k loop:
  *      per k it loads NR values of B and MR of A and does MR * NR fused
  *      multiply-adds, instead of loading and storing out every time.
- *   2. Packing. Before the kernel runs, the slice of A it needs (MR rows x
- *      KC) and of B (KC x NC, as NR-wide column panels) are copied into
- *      contiguous panels, so the kernel always walks memory with stride 1
- *      whatever the transpose, and the panels stay in cache while reused.
+ *   2. Packing. Before the kernel runs, the slice of B it needs (KC x NC)
+ *      is copied into NR-wide column panels, so the kernel walks B with
+ *      stride 1 whatever the transpose, and the panels stay in cache while
+ *      every row block reuses them. A needs no copy: the kernel reads one
+ *      number of each of its MR rows per k, in place (only a short last
+ *      block is copied, zero-padded, so that nothing past A is read).
  * The tile is chosen for the vector unit the compiler targets, so that the
  * accumulators, one vector of B per VL columns and one broadcast of A fit
  * in its registers (VL = doubles per vector register):
