@@ -4103,7 +4103,7 @@ static void s2s_spread_table(const S2sOptions *o, const double *st, const int *d
     printf("\nattention weights per decoder step, teacher-forced over the held-out targets:\n"
            "entropy in nats (uniform over the T source positions: log T), share = entropy /\n"
            "log T (1 = uniform, 0 = one position), max = the largest weight:\n");
-    printf("  %-8s | %7s | %23s | %23s | %s\n", "", "uniform", "bahdanau", "luong", "");
+    printf("  %-8s | %7s | %23s | %23s |\n", "", "uniform", "bahdanau", "luong");
     printf("  %-8s | %7s | %7s %7s %7s | %7s %7s %7s | %s\n", "length", "log T", "entropy",
            "share", "max", "entropy", "share", "max", "steps");
     const int w = (tk->max_len - tk->min_len + 1) > 12 ? 5 : 1;   /* as the length table */
