@@ -2808,8 +2808,8 @@ enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_G
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
     "--experiment pooling", "--experiment cnn", "--experiment gradient",
-    "--experiment exposure", "--experiment parallel", "--experiment params", "--bench", "--data", "--load without --data",
-    NULL };
+    "--experiment exposure", "--experiment parallel", "--experiment params", "--bench",
+    "--data", "--load without --data", NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
                                                      "exposure", "parallel", "params", NULL };
 /* --experiment params trains each decoder at these hidden sizes (section 15) */
@@ -2895,8 +2895,7 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, (TRAIN & ~GRAD) | MODEL, "C",
           "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
         { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, (TRAIN & ~PARAMS) | PAR | MODEL, "H",
-          "hidden "
-          "size (parallel: the width of both); default 64,\ncnn 32, --data 128", 0 },
+          "hidden size (parallel: the width of both); default 64,\ncnn 32, --data 128", 0 },
         { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN | MODEL, "E", "embedding size; "
           "default 32, cnn 16, --data 64", 0 },
         { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN | MODEL, "A", "hidden size of the "
