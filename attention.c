@@ -3334,6 +3334,15 @@ typedef struct {
     double jac_norm;   /* mean Frobenius norm of the softmax Jacobian */
 } SoftmaxStats;
 
+/* The entropy of weights a (T, non-negative, summing to 1), in nats:
+ * -sum_i a_i log a_i, a zero weight adding 0. Uniform gives log T, one-hot 0. */
+double weights_entropy(const double *a, int T) {
+    double H = 0.0;
+    for (int i = 0; i < T; i++)
+        if (a[i] > 0) H -= a[i] * log(a[i]);
+    return H;
+}
+
 /* Averages over `trials` draws of one query and T keys of width dk, entries
  * N(0,1), of the softmax of (q . k_i) * scale. Allocates its own scratch. */
 SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
@@ -3348,10 +3357,9 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
         score_forward(a, NULL, q, K, T, &s);
         for (int i = 0; i < T; i++) { a[i] *= scale; sum2 += a[i] * a[i]; }
         softmax_forward(a, a, T);
-        double mx = 0.0, H = 0.0, J = 0.0;
+        double mx = 0.0, H = weights_entropy(a, T), J = 0.0;
         for (int i = 0; i < T; i++) {
             if (a[i] > mx) mx = a[i];
-            if (a[i] > 0) H -= a[i] * log(a[i]);
             for (int j = 0; j < T; j++) {
                 double Jij = (i == j ? a[i] : 0.0) - a[i] * a[j];
                 J += Jij * Jij;

@@ -6,10 +6,13 @@
  *     ./seq2seq --help
  *     ./seq2seq --attention none            the vanilla encoder-decoder
  *     ./seq2seq --task date --svg figs      a non-monotonic alignment and the curves, as SVG
- *     ./seq2seq --experiment length         the bottleneck table of NOTES.md
+ *     ./seq2seq --experiment length         the bottleneck table of NOTES.md, then the
+ *                                           attention weights' entropy by source length
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
  *     ./seq2seq --experiment exposure       teacher forcing's cost; greedy, beam, sampling
+ *     ./seq2seq --experiment params         each decoder at 9 sizes: the fewest parameters
+ *                                           that reach 90% held-out exact
  *     ./seq2seq --bench                     ms per training step
  *     ./seq2seq --data cmudict-en-us.dict --attention bahdanau --minutes 4 --save g2p.ckpt
  *                                           grapheme-to-phoneme on a real dictionary
@@ -41,8 +44,9 @@
  *  13. options            the option table and the checks between options
  *  14. the default run    train, evaluate, examples, the alignment
  *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
- *  15. experiments        length bottleneck, pooling, cnn, gradient by distance,
- *                         exposure bias and decoding rules, RNN vs self-attention time
+ *  15. experiments        length bottleneck and the weights' entropy, pooling, cnn,
+ *                         gradient by distance, exposure bias and decoding rules, RNN
+ *                         vs self-attention time, parameters at equal accuracy
  *  16. --bench and main
  *
  * Dimension legend:
@@ -2677,6 +2681,46 @@ void s2s_gradient_by_distance(double *g, S2sModel *m, S2sRun *r, S2sBatch *bt,
     s2s_zero_grad(m);
 }
 
+/* ---- the length experiment's spread measurement (section 15) -----------
+ * How spread out a trained model's attention is, by source length.
+ * A teacher-forced pass over held-out data (the decoder reads the true
+ * y_<t, so every model is measured on the same steps, wrong guesses or
+ * not): for each decoder step t of each example (its target tokens and the
+ * EOS step) the weights a_t over the L source positions, summed into the
+ * slot of L. Global attention only (every row sums to 1 over L). */
+enum { SPREAD_STEPS, SPREAD_LOGT, SPREAD_ENTROPY, SPREAD_SHARE, SPREAD_MAX, SPREAD_N };
+
+/* Add to st (L1, SPREAD_N), by source length L of d's examples: the steps,
+ * the sum of log L (a uniform row's entropy), of the weights' entropy
+ * (nats, weights_entropy), of entropy / log L (for L >= 2: one position
+ * has no spread) and of the largest weight. bt, r: batches of up to
+ * min(r->Bmax, bt->Bcap) rows of d's sizes. */
+void s2s_attention_spread(double *st, S2sRun *r, S2sBatch *bt, const S2sModel *m,
+                          const S2sData *d) {
+    const int Bc = r->Bmax < bt->Bcap ? r->Bmax : bt->Bcap;
+    for (int start = 0; start < d->n; start += Bc) {
+        const int B = d->n - start < Bc ? d->n - start : Bc;
+        s2s_batch_from_data(bt, d, start, B);
+        s2s_forward(r, bt, m);
+        const int T = r->a.T;
+        for (int b = 0; b < B; b++) {
+            const int L = bt->slen[b];
+            double *sl = st + L * SPREAD_N;
+            for (int t = 0; t < bt->tlen[b]; t++) {
+                const double *a = r->a.att + (t * B + b) * T;   /* (L) of (T) */
+                double mx = 0.0;
+                for (int i = 0; i < L; i++) if (a[i] > mx) mx = a[i];
+                const double H = weights_entropy(a, L);
+                sl[SPREAD_STEPS] += 1;
+                sl[SPREAD_LOGT] += log((double)L);
+                sl[SPREAD_ENTROPY] += H;
+                if (L >= 2) sl[SPREAD_SHARE] += H / log((double)L);
+                sl[SPREAD_MAX] += mx;
+            }
+        }
+    }
+}
+
 /* ---- the exposure experiment's measurements (section 15) ----------------
  * Sampling itself (s2s_sample_decode) is in section 7, beside greedy. */
 
@@ -2756,18 +2800,21 @@ void s2s_exposure_count(S2sExposure *x, S2sRun *r, S2sBatch *bt, const S2sModel 
  * 13. options: one table, the checks that relate options
  * ======================================================================== */
 
-/* The nine things ./seq2seq can do: the mode. An option applies to some of
+/* The eleven things ./seq2seq can do: the mode. An option applies to some of
  * them; opt_check_mode refuses it in the others. The experiments' modes
  * follow S2S_MODE_LENGTH in the order of s2s_experiment_names. */
 enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
-       S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_BENCH,
+       S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_PARAMS, S2S_MODE_BENCH,
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
     "--experiment pooling", "--experiment cnn", "--experiment gradient",
-    "--experiment exposure", "--experiment parallel", "--bench", "--data", "--load without --data",
-    NULL };
+    "--experiment exposure", "--experiment parallel", "--experiment params", "--bench",
+    "--data", "--load without --data", NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
-                                                     "exposure", "parallel", NULL };
+                                                     "exposure", "parallel", "params", NULL };
+/* --experiment params trains each decoder at these hidden sizes (section 15) */
+static const int s2s_params_hidden[] = { 4, 8, 16, 24, 32, 48, 64, 96, 128 };
+enum { S2S_PARAMS_NH = (int)(sizeof s2s_params_hidden / sizeof s2s_params_hidden[0]) };
 
 typedef struct {
     int mode;          /* S2S_MODE_* */
@@ -2819,8 +2866,9 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define GRAD   (1u << S2S_MODE_GRADIENT)
 #define EXPO   (1u << S2S_MODE_EXPOSURE)
 #define PAR    (1u << S2S_MODE_PARALLEL)              /* times, trains nothing */
+#define PARAMS (1u << S2S_MODE_PARAMS)                /* its own ladder of --hidden */
 #define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO)
-#define TRAIN  (RUN | EXPS)                          /* everything that trains */
+#define TRAIN  (RUN | EXPS | PARAMS)                 /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
 #define USE    (1u << S2S_MODE_USE)
 #define MODEL  (DATA | USE)    /* checked against a --load'ed model's own */
@@ -2829,7 +2877,8 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--task", OPT_CHOICE, &o->task.task, 0, 0, s2s_task_names, RUN | EXPO, "T", "the task",
           0 },
         { "--len", OPT_INT, &o->task.max_len, 1, 60, NULL, TRAIN, "N", "longest source "
-          "(copy/reverse/sort); default 10,\nlength 44, pooling 60, cnn 40, exposure 12", 0 },
+          "(copy/reverse/sort); default 10,\nlength 44, pooling 60, cnn 40, exposure and\n"
+          "params 12", 0 },
         { "--min-len", OPT_INT, &o->task.min_len, 1, 60, NULL, RUN | LENGTH, "N",
           "shortest source, at most --len; default = --len, length 5", 0 },
         { "--vocab", OPT_INT, &o->task.V, 5, 64, NULL, RUN | EXPO, "V",
@@ -2845,8 +2894,8 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "local-m/local-p only: the window [p-D, p+D]", 0 },
         { "--cell", OPT_CHOICE, &o->cfg.cell, 0, 0, cell_names, (TRAIN & ~GRAD) | MODEL, "C",
           "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
-        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, TRAIN | PAR | MODEL, "H", "hidden "
-          "size (parallel: the width of both); default 64,\ncnn 32, --data 128", 0 },
+        { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, (TRAIN & ~PARAMS) | PAR | MODEL, "H",
+          "hidden size (parallel: the width of both); default 64,\ncnn 32, --data 128", 0 },
         { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN | MODEL, "E", "embedding size; "
           "default 32, cnn 16, --data 64", 0 },
         { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN | MODEL, "A", "hidden size of the "
@@ -2865,7 +2914,7 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "Adam learning rate; it decays linearly to lr/10;\ndefault 0.005, --data 0.002", 0 },
         { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN | DATA, "X",
           "max global gradient norm, 0 = off", 0 },
-        { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH | EXPO, "N",
+        { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH | EXPO | PARAMS, "N",
           "held-out examples", 0 },
         { "--beam", OPT_INT, &o->beam, 1, 64, NULL, RUN | EXPO | MODEL, "K",
           "beam search width for the held-out decode (1 = greedy;\n--data: the test part is "
@@ -2875,11 +2924,13 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
         { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN | DATA, "N",
           "seed; stdout is identical for a seed (--data: also\nthe split; with --minutes, "
           "where the run stops is not)", 0 },
-        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, TRAIN | PAR | MODEL, "DIR", "write every "
+        { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, (TRAIN & ~PARAMS) | PAR | MODEL, "DIR",
+          "write every "
           "picture of the run as SVG into the\nexisting directory DIR, as seq2seq-<what>.svg "
           "(a\nfile of that name is replaced): the alignment,\nthe training curves, an "
           "experiment's chart", 0 },
-        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names, EXPS | PAR, "X",
+        { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names,
+          EXPS | PAR | PARAMS, "X",
           "instead of the default run, an experiment (below)", 0 },
         { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, CNN, "K",
           "convolution width, at most --len", 0 },
@@ -2929,6 +2980,7 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
 #undef GRAD
 #undef EXPO
 #undef PAR
+#undef PARAMS
 #undef TRAIN
 
 /* The checks that relate the model's options to each other: each names the
@@ -2982,7 +3034,7 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
         if (!opt_given(t, "--steps")) o->train.steps = 200;
         o->test = o->batch;                  /* one held-out batch is measured */
     }
-    if (o->mode == S2S_MODE_EXPOSURE) {
+    if (o->mode == S2S_MODE_EXPOSURE || o->mode == S2S_MODE_PARAMS) {
         if (!opt_given(t, "--len")) tk->max_len = 12;
         if (!opt_given(t, "--beam")) o->beam = 4;
     }
@@ -3027,7 +3079,7 @@ static void s2s_check_task(const OptTable *t, S2sOptions *o) {
  * three models) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
 static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
     if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH && o->mode != S2S_MODE_GRADIENT &&
-        o->mode != S2S_MODE_EXPOSURE)
+        o->mode != S2S_MODE_EXPOSURE && o->mode != S2S_MODE_PARAMS)
         return;
     int Tmax, Nmax;
     s2s_task_dims(&o->task, &Tmax, &Nmax);
@@ -3037,6 +3089,7 @@ static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
         S2sConfig w = o->cfg;
         if (o->mode != S2S_MODE_RUN) w.attention = k;
         if (o->mode == S2S_MODE_GRADIENT) w.cell = CELL_LSTM;   /* the largest cell */
+        if (o->mode == S2S_MODE_PARAMS) w.H = w.A = s2s_params_hidden[S2S_PARAMS_NH - 1];
         const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
         if (e > per) per = e;
     }
@@ -3138,6 +3191,7 @@ static const char s2s_about[] =
 static const char s2s_after[] =
     "  The experiments:\n"
     "  length   accuracy by source length, none vs bahdanau vs luong\n"
+    "           (+ attention entropy)\n"
     "           (reverse, lengths 5..44, 1200 steps unless given)\n"
     "  pooling  last vs mean vs attention pooling for classification\n"
     "           (rnn cells, length 60 unless given)\n"
@@ -3161,6 +3215,8 @@ static const char s2s_after[] =
     "           self-attention layer (4 heads, every position at once), width\n"
     "           --hidden: dependent steps and ms; run ./seq2seq-omp (make omp)\n"
     "           too to see what more cores do for each\n"
+    "  params   each decoder at hidden 4..128: the fewest parameters\n"
+    "           for 90% held-out exact (reverse, length 12, 600 steps)\n"
     "\n"
     "  Real data: --data FILE reads one pair a line, in the format of its first\n"
     "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
@@ -3920,43 +3976,75 @@ static void s2s_main_use(const S2sOptions *o) {
 }
 
 /* ========================================================================
- * 15. experiments: the length bottleneck, pooling, CNN + attention, the
- *     gradient reaching each source token, exposure bias, and how long an
- *     RNN and a self-attention layer take over the same source
+ * 15. experiments: the length bottleneck (and how spread out the weights
+ *     are), pooling, CNN + attention, the gradient reaching each source
+ *     token, exposure bias, how long an RNN and a self-attention layer take
+ *     over the same source, and the parameters each decoder needs
  * ======================================================================== */
 
-/* One model of the length table (attention none, bahdanau or luong with a
- * dot score): trained like the others, then decoded greedily, its exact
- * matches counted by source length into ok and n; its training loss per
- * window into loss if it is not NULL. Prints its row; returns 1 if it
- * diverged. */
-static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n, Curve *loss) {
+/* What training one decoder for an experiment gave. */
+typedef struct {
+    int params;        /* its parameter count */
+    int diverged;      /* the step it diverged at, or 0 */
+    double div_loss;   /* that step's loss */
+    double final;      /* mean training loss of the last window */
+    S2sAccuracy acc;   /* held-out, greedy; not measured if it diverged */
+} S2sTrained;
+
+/* Train decoder `attention` of o at hidden size H (and score hidden H),
+ * luong with a dot score, global: o's task, steps, batch and seed, then
+ * decode the held-out set greedily, counting exact matches by source
+ * length into ok and n (may be NULL); the training loss per window into
+ * loss, and if the model attends the spread of its weights into spread
+ * (s2s_attention_spread), each if not NULL. Progress on stderr, named
+ * what (the experiment). */
+static S2sTrained s2s_train_one(const S2sOptions *o, int attention, int H, int *ok, int *n,
+                                Curve *loss, double *spread, const char *what) {
     S2sConfig c = o->cfg;
     c.attention = attention; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
+    if (H != c.H) { c.H = H; c.A = H; }
     S2sTrainConfig tr = o->train;
     tr.log_every = 0;
     S2sSession s;
     s2s_session_build(&s, o, &c);
+    const char *name = s2s_attention_names[attention];
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s: %s, step", what, name);
+    const S2sWatch w = { msg, loss, NULL, NULL, NULL, NULL };
+    S2sTrained res = { s.m.p.num_params, 0, 0.0, 0.0, { 0.0, 0.0 } };
+    res.final = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
+    res.diverged = s.m.diverged;
+    res.div_loss = s.m.div_loss;
+    if (!res.diverged) {
+        snprintf(msg, sizeof msg, "%s: %s, held-out example", what, name);
+        res.acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n, msg);
+        if (spread && attention != S2S_NONE)
+            s2s_attention_spread(spread, &s.run, &s.bt, &s.m, &s.test);
+    }
+    s2s_session_free(&s);
+    return res;
+}
+
+/* One model of the length table (attention none, bahdanau or luong with a
+ * dot score): trained like the others, then decoded greedily, its exact
+ * matches counted by source length into ok and n, the spread of its
+ * weights into spread (s2s_attention_spread); its training loss per
+ * window into loss if it is not NULL. Prints its row; returns 1 if it
+ * diverged. */
+static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n, Curve *loss,
+                            double *spread) {
     const double t0 = seconds();
     const char *name = s2s_attention_names[attention];
-    char what[64];
-    snprintf(what, sizeof what, "length: %s, step", name);
-    const S2sWatch w = { what, loss, NULL, NULL, NULL, NULL };
-    const double final = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
-    const int diverged = s.m.diverged != 0;
-    if (diverged) {                        /* a row that says so, and no column below */
+    const S2sTrained res = s2s_train_one(o, attention, o->cfg.H, ok, n, loss, spread, "length");
+    if (res.diverged)                      /* a row that says so, and no column below */
         printf("  %-9s %10d  diverged at step %d (loss %g): no accuracy\n", name,
-               s.m.p.num_params, s.m.diverged, s.m.div_loss);
-    } else {
-        snprintf(what, sizeof what, "length: %s, held-out example", name);
-        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n, what);
-        printf("  %-9s %10d  %10.4f  %14.1f%%  %6.1f%%\n", name, s.m.p.num_params, final,
-               100 * acc.seq_acc, 100 * acc.tok_acc);
-    }
+               res.params, res.diverged, res.div_loss);
+    else
+        printf("  %-9s %10d  %10.4f  %14.1f%%  %6.1f%%\n", name, res.params, res.final,
+               100 * res.acc.seq_acc, 100 * res.acc.tok_acc);
     fflush(stdout);
     fprintf(stderr, "  (%s: %.1f s)\n", name, seconds() - t0);
-    s2s_session_free(&s);
-    return diverged;
+    return res.diverged != 0;
 }
 
 /* The table: exact-sequence accuracy of the three models by source length
@@ -4005,6 +4093,46 @@ static void s2s_length_table(const S2sOptions *o, const int *ok, const int *n,
     for (int k = 0; k < 3; k++) curve_free(&cv[k]);
 }
 
+/* The second table: how spread out the attention models' weights are, by
+ * source length (the length table's buckets); st (3, L1, SPREAD_N) from
+ * s2s_attention_spread, model 0 (none) unused. */
+static void s2s_spread_table(const S2sOptions *o, const double *st, const int *diverged,
+                             int L1) {
+    const S2sTask *tk = &o->task;
+    printf("\nattention weights per decoder step, teacher-forced over the held-out targets:\n"
+           "entropy in nats (uniform over the T source positions: log T), share = entropy /\n"
+           "log T (1 = uniform, 0 = one position), max = the largest weight:\n");
+    printf("  %-8s | %7s | %23s | %23s |\n", "", "uniform", "bahdanau", "luong");
+    printf("  %-8s | %7s | %7s %7s %7s | %7s %7s %7s | %s\n", "length", "log T", "entropy",
+           "share", "max", "entropy", "share", "max", "steps");
+    const int w = (tk->max_len - tk->min_len + 1) > 12 ? 5 : 1;   /* as the length table */
+    for (int lo = tk->min_len; lo <= tk->max_len; lo += w) {
+        const int hi = lo + w - 1 < tk->max_len ? lo + w - 1 : tk->max_len;
+        double sum[3][SPREAD_N] = { { 0 } }, share_n[3] = { 0 };
+        for (int k = S2S_BAHDANAU; k <= S2S_LUONG; k++)
+            for (int L = lo; L <= hi; L++) {
+                for (int f = 0; f < SPREAD_N; f++) sum[k][f] += st[(k * L1 + L) * SPREAD_N + f];
+                if (L >= 2) share_n[k] += st[(k * L1 + L) * SPREAD_N + SPREAD_STEPS];
+            }
+        const int ref = diverged[S2S_BAHDANAU] ? S2S_LUONG : S2S_BAHDANAU;
+        const double steps = sum[ref][SPREAD_STEPS];
+        char lab[16], col[3][32];
+        if (lo == hi) snprintf(lab, sizeof lab, "%d", lo);
+        else snprintf(lab, sizeof lab, "%d-%d", lo, hi);
+        for (int k = S2S_BAHDANAU; k <= S2S_LUONG; k++) {
+            const double *q = sum[k], ns = q[SPREAD_STEPS] > 0 ? q[SPREAD_STEPS] : 1;
+            if (diverged[k]) snprintf(col[k], sizeof col[k], "%23s", "diverged");
+            else if (share_n[k] > 0)
+                snprintf(col[k], sizeof col[k], "%7.3f %7.3f %7.3f", q[SPREAD_ENTROPY] / ns,
+                         q[SPREAD_SHARE] / share_n[k], q[SPREAD_MAX] / ns);
+            else snprintf(col[k], sizeof col[k], "%7.3f %7s %7.3f", q[SPREAD_ENTROPY] / ns,
+                          "--", q[SPREAD_MAX] / ns);
+        }
+        printf("  %-8s | %7.3f | %s | %s | %.0f\n", lab,
+               sum[ref][SPREAD_LOGT] / (steps > 0 ? steps : 1), col[1], col[2], steps);
+    }
+}
+
 /* --svg: the training loss of each model of an experiment, against the
  * step (nc curves named names; a diverged model's curve ends where it did)
  * as DIR/seq2seq-<experiment>-curve.svg, in np panels of per[k] curves each */
@@ -4033,6 +4161,7 @@ static void s2s_experiment_length(const S2sOptions *o) {
     const int L1 = tk->max_len + 1;            /* counts indexed by source length */
     int *ok = xmalloc(sizeof(int) * (size_t)(6 * L1)), *n = ok + 3 * L1, diverged[3];
     memset(ok, 0, sizeof(int) * (size_t)(6 * L1));
+    double *spread = xcalloc_doubles(3 * L1 * SPREAD_N);   /* (3, L1, SPREAD_N) */
     s2s_wrapf("  ", "the bottleneck experiment: %s, source lengths %d..%d, %d steps of %d, %s "
               "cells, hidden %d, embedding %d, vocabulary %d, seed %d; none: a fixed context "
               "(no attention), bahdanau: additive attention, luong: dot score, global\n\n",
@@ -4042,15 +4171,76 @@ static void s2s_experiment_length(const S2sOptions *o) {
            "held-out exact", "tokens");
     Curve loss[3] = { { 0 }, { 0 }, { 0 } };
     for (int k = S2S_NONE; k <= S2S_LUONG; k++)
-        diverged[k] = s2s_length_model(o, k, ok + k * L1, n + k * L1, o->svg ? &loss[k] : NULL);
+        diverged[k] = s2s_length_model(o, k, ok + k * L1, n + k * L1, o->svg ? &loss[k] : NULL,
+                                       spread + k * L1 * SPREAD_N);
     s2s_length_table(o, ok, n, diverged, L1);
+    if (!diverged[S2S_BAHDANAU] || !diverged[S2S_LUONG]) s2s_spread_table(o, spread, diverged, L1);
     if (o->svg) {
         static const char *const panel[1] = { "training loss (log)" };
         const int per[1] = { 3 };
         s2s_experiment_curves(o, "length", loss, s2s_attention_names, per, panel, 1);
     }
     for (int k = 0; k < 3; k++) curve_free(&loss[k]);
-    free(ok);
+    free(ok); free(spread);
+}
+
+/* ---- the parameters experiment: at equal accuracy, who needs fewer? ------
+ * Each decoder at a ladder of hidden sizes (the embedding stays --embed),
+ * the same task, steps, batch and seed; then, per decoder, the smallest
+ * parameter count whose held-out exact accuracy reaches the target. */
+#define S2S_PARAMS_TARGET 0.90   /* the held-out exact accuracy to reach */
+
+static void s2s_experiment_params(const S2sOptions *o) {
+    const S2sTask *tk = &o->task;
+    S2sTrained res[3][S2S_PARAMS_NH];
+    s2s_wrapf("  ", "the parameters experiment: %s, source length %d, %d steps of %d, %s "
+              "cells, embedding %d, vocabulary %d, seed %d; none, bahdanau (additive score "
+              "of width H) and luong (dot, global) at hidden sizes H = %d..%d; held-out "
+              "exact accuracy (%d sources, greedy)\n\n", s2s_task_names[tk->task],
+              tk->max_len, o->train.steps, o->batch, cell_names[o->cfg.cell], o->cfg.E,
+              o->cfg.V, o->seed, s2s_params_hidden[0], s2s_params_hidden[S2S_PARAMS_NH - 1],
+              o->test);
+    printf("  %-9s %6s %10s  %10s  %15s  %7s\n", "model", "hidden", "parameters",
+           "final loss", "held-out exact", "tokens");
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++)
+        for (int h = 0; h < S2S_PARAMS_NH; h++) {
+            const double t0 = seconds();
+            const S2sTrained *q = &res[k][h];
+            res[k][h] = s2s_train_one(o, k, s2s_params_hidden[h], NULL, NULL, NULL, NULL,
+                                      "params");
+            if (q->diverged)
+                printf("  %-9s %6d %10d  diverged at step %d (loss %g): no accuracy\n",
+                       s2s_attention_names[k], s2s_params_hidden[h], q->params, q->diverged,
+                       q->div_loss);
+            else
+                printf("  %-9s %6d %10d  %10.4f  %14.1f%%  %6.1f%%\n", s2s_attention_names[k],
+                       s2s_params_hidden[h], q->params, q->final, 100 * q->acc.seq_acc,
+                       100 * q->acc.tok_acc);
+            fflush(stdout);
+            fprintf(stderr, "  (%s, hidden %d: %.1f s)\n", s2s_attention_names[k],
+                    s2s_params_hidden[h], seconds() - t0);
+        }
+    printf("\nthe fewest parameters that reach %.0f%% held-out exact:\n",
+           100 * S2S_PARAMS_TARGET);
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++) {
+        int best = -1, top = -1;          /* the smallest that reaches it; the most accurate */
+        for (int h = 0; h < S2S_PARAMS_NH; h++) {
+            const S2sTrained *q = &res[k][h];
+            if (q->diverged) continue;
+            if (top < 0 || q->acc.seq_acc > res[k][top].acc.seq_acc) top = h;
+            if (q->acc.seq_acc >= S2S_PARAMS_TARGET &&
+                (best < 0 || q->params < res[k][best].params)) best = h;
+        }
+        if (best >= 0)
+            printf("  %-9s %10d parameters (hidden %d, %.1f%%)\n", s2s_attention_names[k],
+                   res[k][best].params, s2s_params_hidden[best],
+                   100 * res[k][best].acc.seq_acc);
+        else if (top >= 0)
+            printf("  %-9s not reached (best %.1f%% at hidden %d, %d parameters)\n",
+                   s2s_attention_names[k], 100 * res[k][top].acc.seq_acc,
+                   s2s_params_hidden[top], res[k][top].params);
+        else printf("  %-9s not reached (every size diverged)\n", s2s_attention_names[k]);
+    }
 }
 
 /* ---- the classifiers of the pooling tables ---------------------------------
@@ -5072,6 +5262,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_GRADIENT: s2s_experiment_gradient(&o); break;
     case S2S_MODE_EXPOSURE: s2s_experiment_exposure(&o); break;
     case S2S_MODE_PARALLEL: s2s_experiment_parallel(&o); break;
+    case S2S_MODE_PARAMS:  s2s_experiment_params(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);

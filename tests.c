@@ -2191,6 +2191,74 @@ static void s2s_test_gradient_distance(Tally *t) {
     s2s_run_free(&run); s2s_batch_free(&bt); s2s_data_free(&d); s2s_free(&m);
 }
 
+/* The spread measure of --experiment length's second table. weights_entropy:
+ * uniform over T gives log T, one-hot 0, and zero weights add nothing.
+ * s2s_attention_spread: a Luong model with every weight 0 has encoder
+ * states 0 (GRU: n = tanh(0) = 0, so h = z h_prev stays 0), so every score
+ * is 0 and every row uniform: per length L the mean entropy is log L, the
+ * share 1 and the max 1/L, over the target tokens plus the EOS step. A
+ * random (untrained) Bahdanau model's rows are not uniform: entropy below
+ * log L, max above 1/L. */
+static void s2s_test_attention_spread(Tally *t) {
+    double a[8] = { 0 }, u[7], e1 = 0.0;
+    for (int i = 0; i < 7; i++) u[i] = 1.0 / 7;
+    a[3] = 1.0;
+    const double h_one = weights_entropy(a, 8), h_u = weights_entropy(u, 7);
+    a[3] = 0.5; a[6] = 0.5;
+    const double h_two = weights_entropy(a, 8);
+    e1 = fmax(fabs(h_u - log(7.0)), fabs(h_two - log(2.0)));
+    check(t, h_one == 0.0 && e1 <= 1e-15, "weights_entropy: one-hot %g = 0, uniform over 7 "
+          "and over 2 of 8 give log 7 and log 2 (max diff %.1e <= 1e-15)", h_one, e1);
+    const S2sTask tk = { TASK_REVERSE, 3, 8, 7 };
+    enum { L1 = 9, N = 40 };
+    double spread[2][L1 * SPREAD_N];
+    int steps_want[L1] = { 0 };
+    memset(spread, 0, sizeof spread);
+    for (int k = 0; k < 2; k++) {
+        S2sConfig c = s2s_tiny(k ? S2S_BAHDANAU : S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL);
+        Rng r;
+        rng_seed(&r, 23);
+        S2sModel m;
+        s2s_build(&m, &c, &r);
+        if (k == 0) memset(m.p.params, 0, sizeof(double) * (size_t)m.p.num_params);
+        S2sData d;
+        Rng rd;                                 /* the same held-out set for both models */
+        rng_seed(&rd, 24);
+        s2s_data_build(&d, N, &rd, &tk, S2S_HELDOUT);
+        S2sRun run;
+        S2sBatch bt;
+        s2s_run_build(&run, &c, 16, 8, 9);      /* 16 rows a batch: three batches */
+        s2s_batch_build(&bt, 16, 8, 9);
+        s2s_attention_spread(spread[k], &run, &bt, &m, &d);
+        if (k == 0) for (int e = 0; e < N; e++) steps_want[d.slen[e]] += d.tlen[e] + 1;
+        s2s_run_free(&run); s2s_batch_free(&bt); s2s_data_free(&d); s2s_free(&m);
+    }
+    double err = 0.0;
+    int steps_ok = 1, lens = 0, below = 1;
+    double min_gap = INFINITY;           /* the smallest log L - bahdanau's mean entropy */
+    for (int L = 3; L < L1; L++) {
+        const double *q = spread[0] + L * SPREAD_N, *b = spread[1] + L * SPREAD_N;
+        const double n = q[SPREAD_STEPS];
+        steps_ok &= n == steps_want[L] && b[SPREAD_STEPS] == n;
+        if (n == 0) continue;
+        lens++;
+        err = fmax(err, fabs(q[SPREAD_ENTROPY] / n - log((double)L)));
+        err = fmax(err, fabs(q[SPREAD_LOGT] / n - log((double)L)));
+        err = fmax(err, fabs(q[SPREAD_SHARE] / n - 1.0));
+        err = fmax(err, fabs(q[SPREAD_MAX] / n - 1.0 / L));
+        const double gap = log((double)L) - b[SPREAD_ENTROPY] / n;
+        if (gap < min_gap) min_gap = gap;
+        below &= gap > 0 && b[SPREAD_ENTROPY] > 0 && b[SPREAD_MAX] / n > 1.0 / L &&
+                 b[SPREAD_SHARE] / n < 1.0;
+    }
+    check(t, steps_ok && lens >= 4 && err <= 1e-12, "attention spread: zero-weight luong "
+          "attends uniformly, entropy log L, share 1, max 1/L at each of %d lengths (max "
+          "diff %.1e <= 1e-12), over target + EOS steps", lens, err);
+    check(t, steps_ok && below, "attention spread: an untrained bahdanau model's rows are "
+          "not uniform (entropy < log L by %.1e at least, max > 1/L, share < 1 at every "
+          "length)", min_gap);
+}
+
 static double s2s_seq_logp(S2sModelCtx *k, S2sBatch *one, const int *src, int slen,
                            const int *y, int n, int eos) {
     s2s_batch_row(one, 0, src, slen, y, eos ? n : n - 1);
@@ -3049,6 +3117,7 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_beam(t);
     s2s_test_trace(t);
     s2s_test_gradient_distance(t);
+    s2s_test_attention_spread(t);
     s2s_test_date_task(t);
     s2s_test_split(t);
     s2s_test_pooling(t);
