@@ -2847,14 +2847,15 @@ void s2s_exposure_count(S2sExposure *x, S2sRun *r, S2sBatch *bt, const S2sModel 
  * them; opt_check_mode refuses it in the others. The experiments' modes
  * follow S2S_MODE_LENGTH in the order of s2s_experiment_names. */
 enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
-       S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_BENCH,
+       S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_ENCODER, S2S_MODE_BENCH,
        S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
     "--experiment pooling", "--experiment cnn", "--experiment gradient",
-    "--experiment exposure", "--experiment parallel", "--bench", "--data", "--load without --data",
+    "--experiment exposure", "--experiment parallel", "--experiment encoder", "--bench", "--data", "--load without --data",
     NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
-                                                     "exposure", "parallel", NULL };
+                                                     "exposure", "parallel",
+                                                     "encoder", NULL };
 
 typedef struct {
     int mode;          /* S2S_MODE_* */
@@ -2906,7 +2907,7 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define GRAD   (1u << S2S_MODE_GRADIENT)
 #define EXPO   (1u << S2S_MODE_EXPOSURE)
 #define PAR    (1u << S2S_MODE_PARALLEL)              /* times, trains nothing */
-#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO)
+#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO | 1u << S2S_MODE_ENCODER)
 #define TRAIN  (RUN | EXPS)                          /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
 #define USE    (1u << S2S_MODE_USE)
@@ -3090,6 +3091,13 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
     if (o->mode == S2S_MODE_EXPOSURE) {
         if (!opt_given(t, "--len")) tk->max_len = 12;
         if (!opt_given(t, "--beam")) o->beam = 4;
+    }
+    if (o->mode == S2S_MODE_ENCODER) {
+        if (!opt_given(t, "--len")) tk->max_len = 16;
+        if (!opt_given(t, "--steps")) o->train.steps = 400;
+        if (!opt_given(t, "--hidden")) o->cfg.H = 32;
+        if (!opt_given(t, "--embed")) o->cfg.E = 16;
+        o->cfg.A = o->cfg.H;
     }
     if (!opt_given(t, "--min-len") && o->mode != S2S_MODE_LENGTH) tk->min_len = tk->max_len;
 }
@@ -5086,6 +5094,59 @@ static void s2s_experiment_parallel(const S2sOptions *o) {
     if (o->svg) s2s_parallel_chart(o, ms);
 }
 
+/* ---- the encoder: direction and depth apart from the decoder ----------
+ * Every decoder over a one- and a two-direction encoder, of one and two
+ * layers, with the same sizes, task, steps and seed: what the direction
+ * does is then the difference between two rows of one decoder. Luong uses
+ * the general score throughout (a bidirectional encoder's keys are 2H wide,
+ * which dot cannot compare with a query of H). */
+
+/* Train one model of the experiment and print its row. */
+static void s2s_encoder_row(const S2sOptions *o, int attention, int bi, int layers) {
+    S2sConfig c = o->cfg;
+    c.attention = attention; c.align = S2S_GLOBAL;
+    c.score = attention == S2S_LUONG ? SCORE_GENERAL : SCORE_DOT;
+    c.encoder = bi ? S2S_ENC_BI : S2S_ENC_UNI; c.layers = layers;
+    S2sTrainConfig tr = o->train;
+    tr.log_every = 0;
+    S2sSession s;
+    s2s_session_build(&s, o, &c);
+    const double t0 = seconds();
+    char what[80];
+    snprintf(what, sizeof what, "encoder: %s, %s, %d layer(s), step",
+             s2s_attention_names[attention], bi ? "bi" : "uni", layers);
+    const S2sWatch w = { what, NULL, NULL, NULL, NULL, NULL };
+    const double final = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
+    printf("  %-9s %-4s %6d %10d  ", s2s_attention_names[attention], bi ? "bi" : "uni", layers,
+           s.m.p.num_params);
+    if (s.m.diverged) {
+        printf("diverged at step %d (loss %g): no accuracy\n", s.m.diverged, s.m.div_loss);
+    } else {
+        snprintf(what, sizeof what, "encoder: %s, %s, %d layer(s), held-out example",
+                 s2s_attention_names[attention], bi ? "bi" : "uni", layers);
+        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, NULL, NULL, what);
+        printf("%10.4f  %14.1f%%  %6.1f%%\n", final, 100 * acc.seq_acc, 100 * acc.tok_acc);
+    }
+    fflush(stdout);
+    fprintf(stderr, "  (%s: %.1f s)\n", what, seconds() - t0);
+    s2s_session_free(&s);
+}
+
+/* The table: decoder x direction x layers, held-out accuracy and size. */
+static void s2s_experiment_encoder(const S2sOptions *o) {
+    const S2sTask *tk = &o->task;
+    s2s_wrapf("  ", "the encoder experiment: %s, source lengths %d..%d, %d steps of %d, %s "
+              "cells, hidden %d, embedding %d, vocabulary %d, seed %d, %d held-out sources; "
+              "luong: general score, global; uni: left to right, bi: both ways joined (2H)\n\n",
+              s2s_task_names[tk->task], tk->min_len, tk->max_len, o->train.steps, o->batch,
+              cell_names[o->cfg.cell], o->cfg.H, o->cfg.E, o->cfg.V, o->seed, o->test);
+    printf("  %-9s %-4s %6s %10s  %10s  %15s  %7s\n", "decoder", "enc", "layers", "parameters",
+           "final loss", "held-out exact", "tokens");
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++)
+        for (int layers = 1; layers <= 2; layers++)
+            for (int bi = 0; bi <= 1; bi++) s2s_encoder_row(o, k, bi, layers);
+}
+
 /* ========================================================================
  * 16. --bench and main
  * ======================================================================== */
@@ -5179,6 +5240,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_GRADIENT: s2s_experiment_gradient(&o); break;
     case S2S_MODE_EXPOSURE: s2s_experiment_exposure(&o); break;
     case S2S_MODE_PARALLEL: s2s_experiment_parallel(&o); break;
+    case S2S_MODE_ENCODER: s2s_experiment_encoder(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);

@@ -3046,6 +3046,40 @@ static void s2s_test_checkpoint(Tally *t, S2sDataCtx *k) {
           "tag (TRF1), and a description whose model the parameters do not fit (%s)", why);
 }
 
+/* --encoder and --layers in a checkpoint: a one-direction, two-layer
+ * Bahdanau model comes back with both settings (description version 2);
+ * the default model's description stays version 1, as older files are. */
+static void s2s_test_checkpoint_encoder(Tally *t, S2sDataCtx *k) {
+    char path[512], why[600];
+    temp_path(path, sizeof path, "s2s-ckpt-enc");
+    const S2sData *d = &k->pd.part[SPLIT_TEST];
+    S2sConfig c = k->m.cfg;
+    c.encoder = S2S_ENC_UNI; c.layers = 2;
+    S2sModel m;
+    Rng r;
+    rng_seed(&r, 2);
+    s2s_build(&m, &c, &r);
+    s2s_save(path, &m, &k->pd.src_v, &k->pd.tgt_v, d->Tmax, d->Nmax, 1);
+    S2sSaved sv;
+    const int ok = s2s_load(&sv, path, why, sizeof why) == 0;
+    const int same = ok && s2s_same_bits(&m, &sv.m) && !memcmp(&sv.m.cfg, &c, sizeof c);
+    if (ok) s2s_saved_free(&sv);
+    unsigned version[2];
+    for (int v = 0; v < 2; v++) {                  /* the description's first u32 */
+        if (v) s2s_save(path, &k->m, &k->pd.src_v, &k->pd.tgt_v, d->Tmax, d->Nmax, 1);
+        FILE *f = xfopen(path, "rb");
+        unsigned char b[28];
+        version[v] = fread(b, 1, sizeof b, f) == sizeof b ? (unsigned)b[24] | (unsigned)b[25] << 8 : 0;
+        fclose(f);
+    }
+    remove(path);
+    check(t, same && version[0] == 2 && version[1] == 1,
+          "checkpoint of a uni, 2-layer bahdanau model: read back bit for bit with its "
+          "encoder settings (%s); description version %u, the default model's %u",
+          ok ? "read" : why, version[0], version[1]);
+    s2s_free(&m);
+}
+
 /* Training on from a file gives the bits of training on in memory: the
  * weights, Adam's moments and step count, and the batches that come next
  * (s2s_data_skip); without the skipped batches the bits differ. */
@@ -3113,6 +3147,7 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_pair_data(t);
     S2sDataCtx k;
     s2s_test_data_training(t, &k);
+    s2s_test_checkpoint_encoder(t, &k);
     s2s_test_checkpoint(t, &k);
     s2s_test_train_on(t, &k);
     s2s_data_ctx_free(&k);
