@@ -80,6 +80,7 @@ s2s-experiments: seq2seq
 	./seq2seq --experiment gradient
 	./seq2seq --experiment exposure
 	./seq2seq --experiment parallel
+	./seq2seq --experiment encoder
 
 # every experiment NOTES.md quotes, chapter by chapter (several minutes)
 experiments: s2s-experiments tf-experiments

@@ -10,6 +10,9 @@
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
  *     ./seq2seq --experiment exposure       teacher forcing's cost; greedy, beam, sampling
+ *     ./seq2seq --experiment encoder        each decoder over uni/bi encoders of 1 and 2 layers
+ *     ./seq2seq --encoder bi --layers 2 --score general
+ *                                           an encoder's direction and depth, for any decoder
  *     ./seq2seq --bench                     ms per training step
  *     ./seq2seq --data cmudict-en-us.dict --attention bahdanau --minutes 4 --save g2p.ckpt
  *                                           grapheme-to-phoneme on a real dictionary
@@ -26,7 +29,7 @@
  *  Part I, the lesson
  *   1. cells              vanilla RNN, LSTM, GRU: one step over a batch
  *   2. the model          config, parameters, activations: the structs
- *   3. encoder            embeddings, a (bidirectional) RNN over padded batches
+ *   3. encoder            embeddings, L (bidirectional) RNN layers over padded batches
  *   4. decoders           none (fixed context), Bahdanau, Luong: a pair each
  *   5. whole model        forward and backward through time (BPTT), the loss
  *   6. one training step  teacher forcing, clipping, Adam
@@ -42,14 +45,16 @@
  *  14. the default run    train, evaluate, examples, the alignment
  *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
  *  15. experiments        length bottleneck, pooling, cnn, gradient by distance,
- *                         exposure bias and decoding rules, RNN vs self-attention time
+ *                         exposure bias and decoding rules, RNN vs self-attention time,
+ *                         encoder direction and depth
  *  16. --bench and main
  *
  * Dimension legend:
  *   B  batch rows (sequences)        T  source length (max over the batch)
  *   S  decoder steps (target length + EOS, max over the batch)
  *   E  embedding size    H  hidden size of every RNN    V  vocabulary size
- *   He encoder annotation width: 2H bidirectional (Bahdanau), else H
+ *   He encoder annotation width: 2H bidirectional (Bahdanau's own, or --encoder bi), else H
+ *   L  encoder RNN layers (--layers): layer 1 reads E, the others He
  *   A  hidden size of the additive/concat score and of local-p's predictor
  *   G  gate blocks of a cell (each H wide): 1 (RNN), 3 (GRU), 4 (LSTM)
  *   Din  decoder cell input: E + He (none, Bahdanau), E + H (Luong)
@@ -454,9 +459,12 @@ typedef struct {
  *
  * The forward direction reads x_1 .. x_T; a padding row keeps its state, so
  * h_T of every row is its last real state: the "context vector" of the
- * vanilla model. The backward direction (Bahdanau) reads x_T .. x_1 from a
- * zero state that padding leaves untouched. Annotation h_j = [h_fwd_j; h_bwd_j]
- * summarises the whole sentence with a focus around word j.
+ * vanilla model. The backward direction (Bahdanau's, or any decoder's with
+ * --encoder bi) reads x_T .. x_1 from a zero state that padding leaves
+ * untouched. Annotation h_j = [h_fwd_j; h_bwd_j] summarises the whole
+ * sentence with a focus around word j. With --layers L, layer l runs over
+ * layer l-1's states (both directions joined) instead of the embeddings;
+ * the top layer's are the annotations, its forward h_T the decoder's s_0.
  * ======================================================================== */
 
 /* ---- a cell run over time ---------------------------------------------
