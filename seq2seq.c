@@ -3061,8 +3061,9 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
     /* Luong with a bidirectional encoder: the query h_t is H wide and the
      * annotations 2H, so a score must bridge the two widths itself
      * (general's W is (2H, H); concat and additive project both); dot,
-     * scaled and cosine compare equal widths, and are refused. */
-    if (c->attention == S2S_LUONG && c->encoder == S2S_ENC_BI &&
+     * scaled and cosine compare equal widths, and are refused. (A --load'ed
+     * model is checked against its own settings in s2s_check_saved.) */
+    if (!o->load && c->attention == S2S_LUONG && c->encoder == S2S_ENC_BI &&
         (c->score == SCORE_DOT || c->score == SCORE_SCALED_DOT || c->score == SCORE_COSINE))
         opt_fail(t, "--encoder bi makes luong's keys 2H wide against a query of H, and --score "
                  "%s compares vectors of one width: give --score general, concat or additive, "

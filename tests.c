@@ -2134,8 +2134,10 @@ static void s2s_test_encoders(Tally *t) {
 /* A padded batch must give every row the loss it has alone: padding leaks nothing. */
 static void s2s_test_padding(Tally *t) {
     const int sl[3] = { 4, 1, 3 }, tl[3] = { 3, 1, 2 };
-    for (int att = S2S_NONE; att <= S2S_LUONG; att++) {
+    for (int v = 0; v < 6; v++) {        /* each decoder, then over a bi encoder of 2 layers */
+        const int att = v % 3;
         S2sConfig c = s2s_tiny(att, CELL_GRU, SCORE_GENERAL, S2S_GLOBAL);
+        if (v >= 3) { c.encoder = S2S_ENC_BI; c.layers = 2; }
         S2sModelCtx k;
         s2s_ctx_build(&k, &c, 3, sl, tl, 9);
         double whole = s2s_forward(&k.r, &k.bt, &k.m) * k.r.ntok, parts = 0.0;
@@ -2149,8 +2151,8 @@ static void s2s_test_padding(Tally *t) {
             parts += s2s_forward(&k.r, &one, &k.m) * k.r.ntok;
         }
         check(t, fabs(whole - parts) <= 1e-12 * fabs(parts),
-              "padding, %s: batch loss %.15f = sum of rows alone %.15f",
-              s2s_attention_name(att), whole, parts);
+              "padding, %s%s: batch loss %.15f = sum of rows alone %.15f",
+              s2s_attention_name(att), v >= 3 ? ", bi encoder of 2 layers" : "", whole, parts);
         s2s_batch_free(&one);
         s2s_ctx_free(&k);
     }
