@@ -3102,6 +3102,8 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
         if (!opt_given(t, "--beam")) o->beam = 4;
     }
     if (o->mode == S2S_MODE_ENCODER) {
+        if (opt_given(t, "--svg"))
+            opt_fail(t, "--experiment encoder prints a table and draws no picture: drop --svg");
         if (!opt_given(t, "--len")) tk->max_len = 16;
         if (!opt_given(t, "--steps")) o->train.steps = 400;
         if (!opt_given(t, "--hidden")) o->cfg.H = 32;
