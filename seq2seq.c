@@ -13,6 +13,9 @@
  *     ./seq2seq --experiment exposure       teacher forcing's cost; greedy, beam, sampling
  *     ./seq2seq --experiment params         each decoder at 9 sizes: the fewest parameters
  *                                           that reach 90% held-out exact
+ *     ./seq2seq --experiment encoder        each decoder over uni/bi encoders of 1 and 2 layers
+ *     ./seq2seq --encoder bi --layers 2 --score general
+ *                                           an encoder's direction and depth, for any decoder
  *     ./seq2seq --bench                     ms per training step
  *     ./seq2seq --data cmudict-en-us.dict --attention bahdanau --minutes 4 --save g2p.ckpt
  *                                           grapheme-to-phoneme on a real dictionary
@@ -29,7 +32,7 @@
  *  Part I, the lesson
  *   1. cells              vanilla RNN, LSTM, GRU: one step over a batch
  *   2. the model          config, parameters, activations: the structs
- *   3. encoder            embeddings, a (bidirectional) RNN over padded batches
+ *   3. encoder            embeddings, L (bidirectional) RNN layers over padded batches
  *   4. decoders           none (fixed context), Bahdanau, Luong: a pair each
  *   5. whole model        forward and backward through time (BPTT), the loss
  *   6. one training step  teacher forcing, clipping, Adam
@@ -46,14 +49,16 @@
  *  14b. real data         --data: train, dev/test PER and WER, --save; --load: answer
  *  15. experiments        length bottleneck and the weights' entropy, pooling, cnn,
  *                         gradient by distance, exposure bias and decoding rules, RNN
- *                         vs self-attention time, parameters at equal accuracy
+ *                         vs self-attention time, parameters at equal accuracy,
+ *                         encoder direction and depth
  *  16. --bench and main
  *
  * Dimension legend:
  *   B  batch rows (sequences)        T  source length (max over the batch)
  *   S  decoder steps (target length + EOS, max over the batch)
  *   E  embedding size    H  hidden size of every RNN    V  vocabulary size
- *   He encoder annotation width: 2H bidirectional (Bahdanau), else H
+ *   He encoder annotation width: 2H bidirectional (Bahdanau's own, or --encoder bi), else H
+ *   L  encoder RNN layers (--layers): layer 1 reads E, the others He
  *   A  hidden size of the additive/concat score and of local-p's predictor
  *   G  gate blocks of a cell (each H wide): 1 (RNN), 3 (GRU), 4 (LSTM)
  *   Din  decoder cell input: E + He (none, Bahdanau), E + H (Luong)
@@ -297,13 +302,30 @@ typedef struct {
     int V, E, H, A; /* vocabulary, embedding, hidden, attention hidden sizes */
     int Vsrc;       /* the source vocabulary, if it is not V (0: the same): --data's
                        letters in, phonemes out; the toy tasks share one */
+    int encoder;    /* S2S_ENC_AUTO (the decoder's own: bi for Bahdanau, uni for none
+                       and Luong) | S2S_ENC_UNI | S2S_ENC_BI */
+    int layers;     /* encoder RNN layers, 1 .. S2S_MAX_LAYERS (0: one) */
 } S2sConfig;
+
+enum { S2S_ENC_AUTO, S2S_ENC_UNI, S2S_ENC_BI };
+static const char *const s2s_encoder_names[] = { "auto", "uni", "bi", NULL };
+enum { S2S_MAX_LAYERS = 4 };
+
+/* does the encoder read the source both ways? */
+int s2s_enc_bi(const S2sConfig *c) {
+    return c->encoder == S2S_ENC_BI || (c->encoder == S2S_ENC_AUTO && c->attention == S2S_BAHDANAU);
+}
+/* the encoder's RNN layers L */
+int s2s_enc_layers(const S2sConfig *c) { return c->layers > 0 ? c->layers : 1; }
 
 /* rows of the source embedding: Vsrc, or V when the two sides share one */
 int s2s_src_vocab(const S2sConfig *c) { return c->Vsrc ? c->Vsrc : c->V; }
 
-int s2s_enc_width(const S2sConfig *c) { return c->attention == S2S_BAHDANAU ? 2 * c->H : c->H; }
-int s2s_dec_input(const S2sConfig *c) { return c->E + s2s_enc_width(c); }
+int s2s_enc_width(const S2sConfig *c) { return s2s_enc_bi(c) ? 2 * c->H : c->H; }
+/* Din: [emb; c_t] (none, Bahdanau) or [emb; h~_{t-1}] (Luong's input feeding) */
+int s2s_dec_input(const S2sConfig *c) {
+    return c->E + (c->attention == S2S_LUONG ? c->H : s2s_enc_width(c));
+}
 int s2s_out_input(const S2sConfig *c) {
     return c->attention == S2S_LUONG ? c->H : c->H + s2s_enc_width(c);
 }
@@ -333,7 +355,8 @@ int s2s_score_cache(const S2sConfig *c, int T) {
 /* The parameters, as views into one block (or the gradients, into another). */
 typedef struct {
     double *src_emb, *tgt_emb; /* (Vsrc,E) (s2s_src_vocab), (V,E) */
-    S2sCell enc_f, enc_b;      /* encoder, forward and (Bahdanau) backward direction */
+    S2sCell enc_f[S2S_MAX_LAYERS];  /* encoder layers, forward direction: input E, then He */
+    S2sCell enc_b[S2S_MAX_LAYERS];  /* and the backward direction (bidirectional only) */
     S2sCell dec;               /* decoder cell, input Din */
     Score score;               /* Bahdanau: additive (Dq H, Dk 2H); Luong: dot/general/concat */
     double *Wc, *bc;           /* Luong: (He+H, H), (H): h~ = tanh([c; h] Wc + bc) */
@@ -343,7 +366,7 @@ typedef struct {
 } S2sWeights;
 
 /* the most parameter tensors a model of this file has (the spans below) */
-#define S2S_MAX_TENSORS 24
+#define S2S_MAX_TENSORS 48
 
 /* The blocks every model of this file keeps its parameters in, one
  * allocation each, so that clipping, Adam and the gradient checker are
@@ -376,9 +399,11 @@ void s2s_zero_grad(S2sModel *m) {
 typedef struct {
     int B, T, S;      /* the dimensions this view was bound for */
     double *x_src;    /* (T,B,E) source embeddings */
-    double *hf, *cf;  /* (T,B,H) forward-direction states h and (LSTM) c */
-    double *kf;       /* (T, B*cell_cache_size) forward-direction cell caches */
-    double *hb, *cb, *kb;  /* the same for the backward direction (Bahdanau) */
+    double *hf, *cf;  /* (L,T,B,H) forward-direction states h and (LSTM) c, per layer */
+    double *kf;       /* (L,T, B*cell_cache_size) forward-direction cell caches */
+    double *hb, *cb, *kb;  /* the same for the backward direction (bidirectional) */
+    double *xl;       /* (L-1,T,B,2H) bidirectional, L > 1: [h_fwd; h_bwd] of each layer
+                         below the top, the next layer's input (uni: hf is) */
     double *enc;      /* (B,T,He) annotations [h_fwd; h_bwd]: keys and values */
     double *Kp;       /* (B,T,P) keys prepared by score_keys_forward */
     double *zero;     /* (B,H) the state before the first step: zeros (its
@@ -438,9 +463,12 @@ typedef struct {
  *
  * The forward direction reads x_1 .. x_T; a padding row keeps its state, so
  * h_T of every row is its last real state: the "context vector" of the
- * vanilla model. The backward direction (Bahdanau) reads x_T .. x_1 from a
- * zero state that padding leaves untouched. Annotation h_j = [h_fwd_j; h_bwd_j]
- * summarises the whole sentence with a focus around word j.
+ * vanilla model. The backward direction (Bahdanau's, or any decoder's with
+ * --encoder bi) reads x_T .. x_1 from a zero state that padding leaves
+ * untouched. Annotation h_j = [h_fwd_j; h_bwd_j] summarises the whole
+ * sentence with a focus around word j. With --layers L, layer l runs over
+ * layer l-1's states (both directions joined) instead of the embeddings;
+ * the top layer's are the annotations, its forward h_T the decoder's s_0.
  * ======================================================================== */
 
 /* ---- a cell run over time ---------------------------------------------
@@ -505,50 +533,96 @@ void s2s_rnn_backward(double *dx, double *dzero, S2sCell *g, double *dh, double 
     }
 }
 
+/* out (B, n1+n2) = rows [x1 (B,n1) ; x2 (B,n2)] side by side */
+static void s2s_concat(double *out, const double *x1, int n1, const double *x2, int n2, int B) {
+    for (int b = 0; b < B; b++) {
+        memcpy(out + b * (n1 + n2), x1 + b * n1, sizeof(double) * (size_t)n1);
+        memcpy(out + b * (n1 + n2) + n1, x2 + b * n2, sizeof(double) * (size_t)n2);
+    }
+}
+
+/* dx1 (B,n1), dx2 (B,n2) += the two halves of dout (B, n1+n2) */
+static void s2s_split_add(double *dx1, double *dx2, const double *dout, int n1, int n2, int B) {
+    for (int b = 0; b < B; b++) {
+        const double *d = dout + b * (n1 + n2);
+        for (int j = 0; j < n1; j++) dx1[b * n1 + j] += d[j];
+        for (int j = 0; j < n2; j++) dx2[b * n2 + j] += d[n1 + j];
+    }
+}
+
+/* Layer l's input (T,B,I) in a (the activations or their gradients): the
+ * source embeddings under the first layer, above it the layer below's
+ * states, both directions joined when the encoder is bidirectional. */
+static double *s2s_layer_input(const S2sActs *a, const S2sConfig *c, int l) {
+    const int TBH = a->T * a->B * c->H;
+    if (l == 0) return a->x_src;
+    return s2s_enc_bi(c) ? a->xl + (l - 1) * 2 * TBH : a->hf + (l - 1) * TBH;
+}
+
 /* a->enc (B,T,He) and a->Kp from the source tokens src (T,B), lengths slen (B);
- * mask (T*B) receives the step masks. */
+ * mask (T*B) receives the step masks. L layers, each run over the one below
+ * (each direction of a bidirectional layer reads both directions below). */
 void s2s_encoder_forward(S2sActs *a, unsigned char *mask, const int *src, const int *slen,
                          const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
     const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
+    const int L = s2s_enc_layers(c), TBH = T * BH, TC = T * B * cell_cache_size(c->cell, H);
     for (int t = 0; t < T; t++)
         for (int b = 0; b < B; b++) mask[t * B + b] = t < slen[b];
     embedding_forward(a->x_src, src, w->src_emb, T * B, E);
-    s2s_rnn_forward(a->hf, a->cf, a->kf, a->zero, a->x_src, mask, &w->enc_f, T, B,
-                    RNN_LEFT_TO_RIGHT);
-    if (a->hb)                                    /* Bahdanau: the other direction too */
-        s2s_rnn_forward(a->hb, a->cb, a->kb, a->zero, a->x_src, mask, &w->enc_b, T, B,
-                        RNN_RIGHT_TO_LEFT);
-    for (int b = 0; b < B; b++)                           /* (T,B,H) -> (B,T,He) */
+    for (int l = 0; l < L; l++) {
+        const double *x = s2s_layer_input(a, c, l);
+        s2s_rnn_forward(a->hf + l * TBH, a->cf ? a->cf + l * TBH : NULL, a->kf + l * TC,
+                        a->zero, x, mask, &w->enc_f[l], T, B, RNN_LEFT_TO_RIGHT);
+        if (a->hb)                                /* bidirectional: the other direction too */
+            s2s_rnn_forward(a->hb + l * TBH, a->cb ? a->cb + l * TBH : NULL, a->kb + l * TC,
+                            a->zero, x, mask, &w->enc_b[l], T, B, RNN_RIGHT_TO_LEFT);
+        if (a->hb && l < L - 1)                   /* (T,B,H) x 2 -> (T,B,2H) */
+            s2s_concat(s2s_layer_input(a, c, l + 1), a->hf + l * TBH, H, a->hb + l * TBH, H,
+                       T * B);
+    }
+    const double *hf = a->hf + (L - 1) * TBH, *hb = a->hb ? a->hb + (L - 1) * TBH : NULL;
+    for (int b = 0; b < B; b++)                   /* the top layer, (T,B,H) -> (B,T,He) */
         for (int t = 0; t < T; t++) {
             double *e = a->enc + (b * T + t) * He;
-            memcpy(e, a->hf + t * BH + b * H, sizeof(double) * (size_t)H);
-            if (a->hb) memcpy(e + H, a->hb + t * BH + b * H, sizeof(double) * (size_t)H);
+            memcpy(e, hf + t * BH + b * H, sizeof(double) * (size_t)H);
+            if (hb) memcpy(e + H, hb + t * BH + b * H, sizeof(double) * (size_t)H);
         }
     if (a->Kp) score_keys_forward(a->Kp, a->enc, B * T, &w->score); /* once per source */
 }
 
 /* Backward of s2s_encoder_forward: g holds the activation gradients (g->enc
- * and g->Kp filled by the decoder, g->hf at the last step by the decoder's
- * initial state); adds into the parameter gradients gw. */
+ * and g->Kp filled by the decoder, the top layer's g->hf at the last step by
+ * the decoder's initial state); adds into the parameter gradients gw. */
 void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
                           const unsigned char *mask, const int *src, const S2sModel *m) {
     const S2sConfig *c = &m->cfg;
     const S2sWeights *w = &m->w;
     const int B = a->B, T = a->T, E = c->E, H = c->H, He = s2s_enc_width(c), BH = B * H;
+    const int L = s2s_enc_layers(c), TBH = T * BH, TC = T * B * cell_cache_size(c->cell, H);
     if (a->Kp) score_keys_backward(g->enc, &gw->score, g->Kp, a->enc, B * T, &w->score);
-    for (int b = 0; b < B; b++)                           /* (B,T,He) -> (T,B,H) */
+    double *dhf = g->hf + (L - 1) * TBH, *dhb = a->hb ? g->hb + (L - 1) * TBH : NULL;
+    for (int b = 0; b < B; b++)                   /* (B,T,He) -> the top layer's (T,B,H) */
         for (int t = 0; t < T; t++) {
             const double *e = g->enc + (b * T + t) * He;
-            for (int j = 0; j < H; j++) g->hf[t * BH + b * H + j] += e[j];
-            if (a->hb) for (int j = 0; j < H; j++) g->hb[t * BH + b * H + j] += e[H + j];
+            for (int j = 0; j < H; j++) dhf[t * BH + b * H + j] += e[j];
+            if (dhb) for (int j = 0; j < H; j++) dhb[t * BH + b * H + j] += e[H + j];
         }
-    if (a->hb)
-        s2s_rnn_backward(g->x_src, g->zero, &gw->enc_b, g->hb, g->cb, a->x_src, a->hb, a->cb,
-                         a->kb, a->zero, mask, &w->enc_b, T, B, RNN_RIGHT_TO_LEFT, a->work);
-    s2s_rnn_backward(g->x_src, g->zero, &gw->enc_f, g->hf, g->cf, a->x_src, a->hf, a->cf,
-                     a->kf, a->zero, mask, &w->enc_f, T, B, RNN_LEFT_TO_RIGHT, a->work);
+    for (int l = L - 1; l >= 0; l--) {            /* forward was: layer l reads layer l-1 */
+        const double *x = s2s_layer_input(a, c, l);
+        double *dx = s2s_layer_input(g, c, l);
+        const int o = l * TBH;
+        if (a->hb)
+            s2s_rnn_backward(dx, g->zero, &gw->enc_b[l], g->hb + o, g->cb ? g->cb + o : NULL, x,
+                             a->hb + o, a->cb ? a->cb + o : NULL, a->kb + l * TC, a->zero,
+                             mask, &w->enc_b[l], T, B, RNN_RIGHT_TO_LEFT, a->work);
+        s2s_rnn_backward(dx, g->zero, &gw->enc_f[l], g->hf + o, g->cf ? g->cf + o : NULL, x,
+                         a->hf + o, a->cf ? a->cf + o : NULL, a->kf + l * TC, a->zero, mask,
+                         &w->enc_f[l], T, B, RNN_LEFT_TO_RIGHT, a->work);
+        if (a->hb && l > 0)                       /* forward was: x_l = [h_fwd; h_bwd] of l-1 */
+            s2s_split_add(g->hf + o - TBH, g->hb + o - TBH, dx, H, H, T * B);
+    }
     embedding_backward(gw->src_emb, g->x_src, src, T * B, E);
 }
 
@@ -567,7 +641,8 @@ void s2s_encoder_backward(S2sWeights *gw, S2sActs *g, const S2sActs *a,
 typedef struct {
     double *h, *c;            /* (B,H) the new state s_t (Luong: h_t), its LSTM cell or NULL */
     double *h_prev, *c_prev;  /* (B,H) the state before: step t-1's; at t = 0 the encoder's last */
-    double *h_last;           /* (B,H) the encoder's last forward state h_T */
+    double *h_last;           /* (B,H) the encoder's last forward state h_T (top layer) */
+    double *h_first;          /* (B,H) bidirectional: the last backward state, at j = 1 */
     double *x;                /* (B,E) the embedding of the input y_{t-1} */
     double *din;              /* (B,Din) the cell's input */
     double *cache;            /* (B * cell_cache_size) the cell's cache */
@@ -584,10 +659,12 @@ static S2sStep s2s_step(const S2sActs *a, const S2sConfig *c, int t) {
     S2sStep s;
     s.h = a->hd + t * BH;
     s.c = a->cd ? a->cd + t * BH : NULL;
-    s.h_last = a->hf + (a->T - 1) * BH;
+    const int top = (s2s_enc_layers(c) - 1) * a->T * BH;   /* the top layer's states */
+    s.h_last = a->hf + top + (a->T - 1) * BH;
+    s.h_first = a->hb ? a->hb + top : NULL;
     s.h_prev = t ? s.h - BH : s.h_last;
     s.c_prev = NULL;
-    if (s.c) s.c_prev = t ? s.c - BH : a->cf + (a->T - 1) * BH;
+    if (s.c) s.c_prev = t ? s.c - BH : a->cf + top + (a->T - 1) * BH;
     s.x = a->x_tgt + t * B * c->E;
     s.din = a->din + t * B * s2s_dec_input(c);
     s.cache = a->kd + t * B * cell_cache_size(c->cell, H);
@@ -657,23 +734,6 @@ static void s2s_attend_row_backward(S2sActs *g, S2sWeights *gw, double *dq, S2sA
     }
 }
 
-/* out (B, n1+n2) = rows [x1 (B,n1) ; x2 (B,n2)] side by side */
-static void s2s_concat(double *out, const double *x1, int n1, const double *x2, int n2, int B) {
-    for (int b = 0; b < B; b++) {
-        memcpy(out + b * (n1 + n2), x1 + b * n1, sizeof(double) * (size_t)n1);
-        memcpy(out + b * (n1 + n2) + n1, x2 + b * n2, sizeof(double) * (size_t)n2);
-    }
-}
-
-/* dx1 (B,n1), dx2 (B,n2) += the two halves of dout (B, n1+n2) */
-static void s2s_split_add(double *dx1, double *dx2, const double *dout, int n1, int n2, int B) {
-    for (int b = 0; b < B; b++) {
-        const double *d = dout + b * (n1 + n2);
-        for (int j = 0; j < n1; j++) dx1[b * n1 + j] += d[j];
-        for (int j = 0; j < n2; j++) dx2[b * n2 + j] += d[n1 + j];
-    }
-}
-
 /* ---- none and Bahdanau: the context is an input of the step ------------
  *     s_t = cell([emb(y_{t-1}); c_t], s_{t-1}),   logits = [s_t; c_t] Wo + bo
  * The two differ only in where c_t comes from (below). */
@@ -702,11 +762,13 @@ static void s2s_context_step_backward(S2sWeights *gw, const S2sStep *d, const S2
 }
 
 /* ---- none: the vanilla encoder-decoder (Cho et al. 2014) ---------------
- *     c_t = h_T for every t: the whole source squeezed into one vector */
+ *     c_t = h_T for every t: the whole source squeezed into one vector
+ * (bidirectional: c_t = [h_fwd_T; h_bwd_1], each direction's last state) */
 static void s2s_vanilla_step_forward(S2sActs *a, int t, const S2sModel *m) {
     const S2sStep s = s2s_step(a, &m->cfg, t);
     const int B = a->B, H = m->cfg.H;
-    memcpy(s.ctx, s.h_last, sizeof(double) * (size_t)(B * H));   /* He = H */
+    if (s.h_first) s2s_concat(s.ctx, s.h_last, H, s.h_first, H, B);   /* He = 2H */
+    else memcpy(s.ctx, s.h_last, sizeof(double) * (size_t)(B * H));   /* He = H */
     s2s_context_step_forward(&s, m, B);
 }
 
@@ -716,7 +778,8 @@ static void s2s_vanilla_step_backward(S2sWeights *gw, S2sActs *g, const S2sActs 
     const S2sStep s = s2s_step(a, &m->cfg, t), d = s2s_step(g, &m->cfg, t);
     const int BH = a->B * m->cfg.H;
     s2s_context_step_backward(gw, &d, &s, m, a->B, a->work);
-    for (int i = 0; i < BH; i++) d.h_last[i] += d.ctx[i];   /* forward was: c_t = h_T */
+    if (s.h_first) s2s_split_add(d.h_last, d.h_first, d.ctx, m->cfg.H, m->cfg.H, a->B);
+    else for (int i = 0; i < BH; i++) d.h_last[i] += d.ctx[i];   /* forward was: c_t = h_T */
 }
 
 /* ---- Bahdanau: attention before the step, from the previous state ------
@@ -1494,8 +1557,13 @@ static void s2s_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) 
     memset(w, 0, sizeof *w);
     w->src_emb = s2s_param(L, r, s2s_src_vocab(c), E, 1.0, "src_emb");
     w->tgt_emb = s2s_param(L, r, V, E, 1.0, "tgt_emb");
-    cell_layout(&w->enc_f, L, r, c->cell, E, H, "enc_f");
-    if (c->attention == S2S_BAHDANAU) cell_layout(&w->enc_b, L, r, c->cell, E, H, "enc_b");
+    for (int l = 0; l < s2s_enc_layers(c); l++) {   /* layer 0 reads E, the others He */
+        char nf[16], nb[16];
+        snprintf(nf, sizeof nf, l ? "enc%d_f" : "enc_f", l);
+        snprintf(nb, sizeof nb, l ? "enc%d_b" : "enc_b", l);
+        cell_layout(&w->enc_f[l], L, r, c->cell, l ? He : E, H, nf);
+        if (s2s_enc_bi(c)) cell_layout(&w->enc_b[l], L, r, c->cell, l ? He : E, H, nb);
+    }
     cell_layout(&w->dec, L, r, c->cell, s2s_dec_input(c), H, "dec");
     s2s_score_layout(&w->score, L, r, s2s_score_kind(c), H, He, c->A);
     if (c->attention == S2S_LUONG) {
@@ -1551,8 +1619,12 @@ void s2s_build(S2sModel *m, const S2sConfig *cfg, Rng *r) {
     m->cfg = *cfg;
     s2s_params_build(&m->p, &m->w, &m->g, s2s_weights_layout, cfg, r);
     if (cfg->cell == CELL_LSTM) {               /* remember by default (Jozefowicz 2015) */
-        S2sCell *cs[3] = { &m->w.enc_f, &m->w.enc_b, &m->w.dec };
-        for (int k = 0; k < 3; k++)
+        S2sCell *cs[2 * S2S_MAX_LAYERS + 1] = { &m->w.dec };
+        for (int l = 0; l < S2S_MAX_LAYERS; l++) {
+            cs[1 + 2 * l] = &m->w.enc_f[l];
+            cs[2 + 2 * l] = &m->w.enc_b[l];
+        }
+        for (int k = 0; k < 2 * S2S_MAX_LAYERS + 1; k++)
             if (cs[k]->bx)
                 for (int j = 0; j < cfg->H; j++) {
                     cs[k]->bx[cfg->H + j] = 1.0;
@@ -1568,19 +1640,20 @@ void s2s_free(S2sModel *m) { s2s_params_free(&m->p); }
 int s2s_acts_bind(S2sActs *a, double *mem, const S2sConfig *c, int B, int T, int S) {
     const int E = c->E, H = c->H, A = c->A, He = s2s_enc_width(c), V = c->V;
     const int cs = B * cell_cache_size(c->cell, H), lstm = c->cell == CELL_LSTM;
-    const int bi = c->attention == S2S_BAHDANAU, att = c->attention != S2S_NONE;
+    const int bi = s2s_enc_bi(c), att = c->attention != S2S_NONE, nl = s2s_enc_layers(c);
     const int luong = c->attention == S2S_LUONG, lp = luong && c->align == S2S_LOCAL_P;
     Layout L = { mem, 0, NULL, 0 };
     S2sActs dummy;
     if (!a) a = &dummy;
     a->B = B; a->T = T; a->S = S;
     a->x_src = layout_take(&L, T * B * E);
-    a->hf = layout_take(&L, T * B * H);
-    a->cf = lstm ? layout_take(&L, T * B * H) : NULL;
-    a->kf = layout_take(&L, T * cs);
-    a->hb = bi ? layout_take(&L, T * B * H) : NULL;
-    a->cb = bi && lstm ? layout_take(&L, T * B * H) : NULL;
-    a->kb = bi ? layout_take(&L, T * cs) : NULL;
+    a->hf = layout_take(&L, nl * T * B * H);
+    a->cf = lstm ? layout_take(&L, nl * T * B * H) : NULL;
+    a->kf = layout_take(&L, nl * T * cs);
+    a->hb = bi ? layout_take(&L, nl * T * B * H) : NULL;
+    a->cb = bi && lstm ? layout_take(&L, nl * T * B * H) : NULL;
+    a->kb = bi ? layout_take(&L, nl * T * cs) : NULL;
+    a->xl = bi && nl > 1 ? layout_take(&L, (nl - 1) * T * B * 2 * H) : NULL;
     a->enc = layout_take(&L, B * T * He);
     a->Kp = att ? layout_take(&L, B * T * s2s_key_width(c)) : NULL;
     a->zero = layout_take(&L, B * H);
@@ -2021,8 +2094,12 @@ const char *s2s_describe(char *buf, size_t n, const S2sConfig *c) {
         snprintf(att, sizeof att, "%s", c->attention == S2S_NONE
                  ? "no attention (fixed context)" : "bahdanau (additive) attention");
     }
-    snprintf(buf, n, "%s, %s cells, hidden %d, embedding %d, vocabulary %d", att,
-             cell_names[c->cell], c->H, c->E, c->V);
+    char enc[48] = "";         /* only what differs from the decoder's own encoder */
+    if (c->encoder != S2S_ENC_AUTO || s2s_enc_layers(c) > 1)
+        snprintf(enc, sizeof enc, ", %s encoder of %d layer%s", s2s_enc_bi(c) ? "bi" : "uni",
+                 s2s_enc_layers(c), s2s_enc_layers(c) > 1 ? "s" : "");
+    snprintf(buf, n, "%s, %s cells, hidden %d, embedding %d, vocabulary %d%s", att,
+             cell_names[c->cell], c->H, c->E, c->V, enc);
     return buf;
 }
 
@@ -2169,6 +2246,7 @@ double s2s_train(S2sModel *m, S2sRun *r, S2sBatch *bt, Rng *rng, const S2sTask *
 
 enum { S2S_DATA_MAX_LEN = 64 };     /* longest source (characters) and target (symbols) */
 enum { S2S_CKPT_DESC_VERSION = 1 }; /* the layout of the description below */
+enum { S2S_CKPT_DESC_ENCODER = 2 }; /* the same and the encoder's two settings */
 
 typedef struct {
     S2sModel m;              /* the model, with its Adam state and step count */
@@ -2345,6 +2423,9 @@ void s2s_decode_one(int *out, int *len, S2sRun *r, S2sBatch *bt, const S2sModel 
  * chapter's description, all little-endian:
  *     u32 x 15   description version (1), attention, cell, score kind, align,
  *                window, V, E, H, A, Vsrc, Tmax, Nmax, --seed of the split, Adam steps
+ *     u32 x 2    version 2 only: --encoder (S2S_ENC_*) and --layers, written
+ *                when either is not the default (so older files, version 1,
+ *                load as the decoder's own one-layer encoder)
  *     vocab x 2  the source's then the target's symbols after the 4 specials:
  *                u32 count, then each as u32 bytes + its UTF-8 bytes
  * and 3N parameters: the N weights, then Adam's first and second moments,
@@ -2363,8 +2444,14 @@ void s2s_save(const char *path, const S2sModel *m, const Vocab *src_v, const Voc
         (uint32_t)c->score, (uint32_t)c->align, (uint32_t)c->window, (uint32_t)c->V,
         (uint32_t)c->E, (uint32_t)c->H, (uint32_t)c->A, (uint32_t)c->Vsrc, (uint32_t)Tmax,
         (uint32_t)Nmax, (uint32_t)seed, (uint32_t)m->step };
+    const int enc = c->encoder != S2S_ENC_AUTO || s2s_enc_layers(c) > 1;
     Bytes y = { NULL, 0, 0 };
-    for (int i = 0; i < 15; i++) bytes_put_u32(&y, f[i]);
+    bytes_put_u32(&y, enc ? S2S_CKPT_DESC_ENCODER : S2S_CKPT_DESC_VERSION);
+    for (int i = 1; i < 15; i++) bytes_put_u32(&y, f[i]);
+    if (enc) {
+        bytes_put_u32(&y, (uint32_t)c->encoder);
+        bytes_put_u32(&y, (uint32_t)s2s_enc_layers(c));
+    }
     s2s_put_vocab(&y, src_v);
     s2s_put_vocab(&y, tgt_v);
     const int N = m->p.num_params;
@@ -2410,10 +2497,18 @@ int s2s_load(S2sSaved *sv, const char *path, char *why, size_t nwhy) {
     uint32_t f[15];
     for (int i = 0; i < 15; i++) f[i] = reader_u32(&r);
     S2sConfig c = { (int)f[1], (int)f[2], (int)f[3], (int)f[4], (int)f[5], (int)f[6], (int)f[7],
-                    (int)f[8], (int)f[9], (int)f[10] };
+                    (int)f[8], (int)f[9], (int)f[10], S2S_ENC_AUTO, 1 };
+    if (r.ok && f[0] == S2S_CKPT_DESC_ENCODER) {
+        const uint32_t enc = reader_u32(&r), layers = reader_u32(&r);
+        c.encoder = enc <= S2S_ENC_BI ? (int)enc : -1;
+        c.layers = layers >= 1 && layers <= S2S_MAX_LAYERS ? (int)layers : -1;
+    }
     const char *bad = NULL;
     int vs = -1, vt = -1;
-    if (!r.ok || f[0] != S2S_CKPT_DESC_VERSION) bad = "its description is not version 1";
+    if (!r.ok || (f[0] != S2S_CKPT_DESC_VERSION && f[0] != S2S_CKPT_DESC_ENCODER))
+        bad = "its description is not version 1 or 2";
+    else if (c.encoder < 0 || c.layers < 0)
+        bad = "its encoder's direction or layer count is not one this program writes";
     else if (f[6] > 100000 || f[10] > 100000 || f[11] < 1 || f[11] > S2S_DATA_MAX_LEN ||
              f[12] < 1 || f[12] > S2S_DATA_MAX_LEN || !s2s_config_sane(&c))
         bad = "its description holds sizes this program never writes";
@@ -2800,18 +2895,19 @@ void s2s_exposure_count(S2sExposure *x, S2sRun *r, S2sBatch *bt, const S2sModel 
  * 13. options: one table, the checks that relate options
  * ======================================================================== */
 
-/* The eleven things ./seq2seq can do: the mode. An option applies to some of
+/* The twelve things ./seq2seq can do: the mode. An option applies to some of
  * them; opt_check_mode refuses it in the others. The experiments' modes
  * follow S2S_MODE_LENGTH in the order of s2s_experiment_names. */
 enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
-       S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_PARAMS, S2S_MODE_BENCH,
-       S2S_MODE_DATA, S2S_MODE_USE };
+       S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_PARAMS, S2S_MODE_ENCODER,
+       S2S_MODE_BENCH, S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
     "--experiment pooling", "--experiment cnn", "--experiment gradient",
-    "--experiment exposure", "--experiment parallel", "--experiment params", "--bench",
-    "--data", "--load without --data", NULL };
+    "--experiment exposure", "--experiment parallel", "--experiment params",
+    "--experiment encoder", "--bench", "--data", "--load without --data", NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
-                                                     "exposure", "parallel", "params", NULL };
+                                                     "exposure", "parallel", "params",
+                                                     "encoder", NULL };
 /* --experiment params trains each decoder at these hidden sizes (section 15) */
 static const int s2s_params_hidden[] = { 4, 8, 16, 24, 32, 48, 64, 96, 128 };
 enum { S2S_PARAMS_NH = (int)(sizeof s2s_params_hidden / sizeof s2s_params_hidden[0]) };
@@ -2867,7 +2963,7 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define EXPO   (1u << S2S_MODE_EXPOSURE)
 #define PAR    (1u << S2S_MODE_PARALLEL)              /* times, trains nothing */
 #define PARAMS (1u << S2S_MODE_PARAMS)                /* its own ladder of --hidden */
-#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO)
+#define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO | 1u << S2S_MODE_ENCODER)
 #define TRAIN  (RUN | EXPS | PARAMS)                 /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
 #define USE    (1u << S2S_MODE_USE)
@@ -2900,6 +2996,11 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "default 32, cnn 16, --data 64", 0 },
         { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN | MODEL, "A", "hidden size of the "
           "additive/concat score and local-p;\ndefault = --hidden", 0 },
+        { "--encoder", OPT_CHOICE, &o->cfg.encoder, 0, 0, s2s_encoder_names, RUN | MODEL, "D",
+          "the encoder's directions: uni, bi, or auto (the\ndecoder's own: bi for bahdanau, "
+          "uni otherwise)", 0 },
+        { "--layers", OPT_INT, &o->cfg.layers, 1, S2S_MAX_LAYERS, NULL, RUN | MODEL, "N",
+          "encoder RNN layers, each over the one below", 0 },
     };
     return s2s_options_add(opt, n, cap, table, (int)(sizeof table / sizeof table[0]));
 }
@@ -3009,6 +3110,20 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
         opt_fail(t, "--attn-hidden sizes the additive score (bahdanau's or luong's), the concat "
                  "score or local-p; this model has none of them");
     if (!opt_given(t, "--attn-hidden")) c->A = c->H;
+    /* Luong with a bidirectional encoder: the query h_t is H wide and the
+     * annotations 2H, so a score must bridge the two widths itself
+     * (general's W is (2H, H); concat and additive project both); dot,
+     * scaled and cosine compare equal widths, and are refused. (A --load'ed
+     * model is checked against its own settings in s2s_check_saved.) */
+    if (!o->load && c->attention == S2S_LUONG && c->encoder == S2S_ENC_BI &&
+        (c->score == SCORE_DOT || c->score == SCORE_SCALED_DOT || c->score == SCORE_COSINE))
+        opt_fail(t, "--encoder bi makes luong's keys 2H wide against a query of H, and --score "
+                 "%s compares vectors of one width: give --score general, concat or additive, "
+                 "or --encoder uni", s2s_luong_scores[o->score]);
+    /* the decoder's own direction is stored as auto, so a model and its
+     * checkpoint are the same whether or not --encoder named it */
+    const S2sConfig own = { .attention = c->attention };
+    if (c->encoder != S2S_ENC_AUTO && s2s_enc_bi(c) == s2s_enc_bi(&own)) c->encoder = S2S_ENC_AUTO;
 }
 
 /* The experiments' own defaults, for what the command line did not give. */
@@ -3037,6 +3152,15 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
     if (o->mode == S2S_MODE_EXPOSURE || o->mode == S2S_MODE_PARAMS) {
         if (!opt_given(t, "--len")) tk->max_len = 12;
         if (!opt_given(t, "--beam")) o->beam = 4;
+    }
+    if (o->mode == S2S_MODE_ENCODER) {
+        if (opt_given(t, "--svg"))
+            opt_fail(t, "--experiment encoder prints a table and draws no picture: drop --svg");
+        if (!opt_given(t, "--len")) tk->max_len = 16;
+        if (!opt_given(t, "--steps")) o->train.steps = 400;
+        if (!opt_given(t, "--hidden")) o->cfg.H = 32;
+        if (!opt_given(t, "--embed")) o->cfg.E = 16;
+        o->cfg.A = o->cfg.H;
     }
     if (!opt_given(t, "--min-len") && o->mode != S2S_MODE_LENGTH) tk->min_len = tk->max_len;
 }
@@ -3106,7 +3230,8 @@ static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
 static const char *s2s_option_value(char *buf, size_t n, const char *name, int v) {
     const char *const *names = !strcmp(name, "--attention") ? s2s_attention_names
                              : !strcmp(name, "--cell") ? cell_names
-                             : !strcmp(name, "--align") ? s2s_align_names : NULL;
+                             : !strcmp(name, "--align") ? s2s_align_names
+                             : !strcmp(name, "--encoder") ? s2s_encoder_names : NULL;
     if (!strcmp(name, "--score"))
         for (int k = 0; k < S2S_N_SCORES; k++)
             if (s2s_luong_score_kind[k] == v) return s2s_luong_scores[k];
@@ -3133,12 +3258,12 @@ static void s2s_check_saved(const OptTable *t, S2sOptions *o) {
     if (s2s_load(sv, o->load, why, sizeof why) != 0) opt_fail(t, "--load: %s", why);
     const S2sConfig *c = &sv->m.cfg, *g = &o->cfg;
     const char *name[] = { "--attention", "--cell", "--score", "--align", "--window", "--hidden",
-                           "--embed", "--attn-hidden", "--seed" };
+                           "--embed", "--attn-hidden", "--seed", "--encoder", "--layers" };
     const int mine[] = { g->attention, g->cell, g->score, g->align, g->window, g->H, g->E, g->A,
-                         o->seed };
+                         o->seed, s2s_enc_bi(g) + 1, s2s_enc_layers(g) };
     const int its[] = { c->attention, c->cell, c->score, c->align, c->window, c->H, c->E, c->A,
-                        sv->seed };
-    for (int k = 0; k < 9; k++)
+                        sv->seed, s2s_enc_bi(c) + 1, s2s_enc_layers(c) };
+    for (int k = 0; k < 11; k++)
         if (opt_given(t, name[k]) && mine[k] != its[k])
             opt_fail(t, "%s %s conflicts with the model in '%s', which has %s %s (%s): drop "
                      "%s (a loaded model keeps its own), or load another file", name[k],
@@ -3203,13 +3328,10 @@ static const char s2s_after[] =
     "           from the end, rnn/gru/lstm without and with bahdanau attention,\n"
     "           at initialisation and after a short training (reverse, length\n"
     "           20, 200 steps unless given)\n"
-    "  exposure what teacher forcing costs: token error by output position with\n"
-    "           the true y_<t fed in (as in training) and with the decoder's own\n"
-    "           outputs (greedy), none and --attention (default luong), each after\n"
-    "           N/4 and N --steps; then the two attention models decode every\n"
-    "           held-out source --samples times (8) by greedy, beam (--beam 4)\n"
-    "           and sampling at T = 0.5, 1, 1.5: distinct outputs, accuracy,\n"
-    "           log-probability (reverse, length 12, 600 steps unless given)\n"
+    "  exposure token error by output position, teacher-forced and free running,\n"
+    "           none and --attention (luong) after N/4 and N --steps; then greedy,\n"
+    "           beam and sampling at T = 0.5, 1, 1.5 (--samples each): distinct\n"
+    "           outputs, accuracy, log P (reverse, length 12, 600 steps)\n"
     "  parallel one forward pass over n = 16..512 positions, batch 8: a GRU\n"
     "           encoder (n steps, each waiting for the one before) against one\n"
     "           self-attention layer (4 heads, every position at once), width\n"
@@ -3217,6 +3339,9 @@ static const char s2s_after[] =
     "           too to see what more cores do for each\n"
     "  params   each decoder at hidden 4..128: the fewest parameters\n"
     "           for 90% held-out exact (reverse, length 12, 600 steps)\n"
+    "  encoder  each decoder over uni and bi encoders of 1 and 2 layers\n"
+    "           (reverse, 16 symbols, hidden 32, Luong's general score, 400\n"
+    "           steps unless given)\n"
     "\n"
     "  Real data: --data FILE reads one pair a line, in the format of its first\n"
     "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
@@ -3256,7 +3381,8 @@ static const char s2s_after[] =
  * checks that relate options. Exits 2 with a message on any bad input. */
 static void s2s_parse(S2sOptions *o, int argc, char **argv) {
     const S2sOptions defaults = {
-        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0 },
+        S2S_MODE_RUN, { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2, 16, 32, 64, 0, 0,
+                         S2S_ENC_AUTO, 1 },
         { TASK_REVERSE, 10, 10, 16 }, { 600, 5e-3, 1.0, 60 },
         32, 500, 1, 3, 32, 1, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0.0, 1000, NULL, argv[0], 0, 0,
         8 };
@@ -5169,6 +5295,59 @@ static void s2s_experiment_parallel(const S2sOptions *o) {
     if (o->svg) s2s_parallel_chart(o, ms);
 }
 
+/* ---- the encoder: direction and depth apart from the decoder ----------
+ * Every decoder over a one- and a two-direction encoder, of one and two
+ * layers, with the same sizes, task, steps and seed: what the direction
+ * does is then the difference between two rows of one decoder. Luong uses
+ * the general score throughout (a bidirectional encoder's keys are 2H wide,
+ * which dot cannot compare with a query of H). */
+
+/* Train one model of the experiment and print its row. */
+static void s2s_encoder_row(const S2sOptions *o, int attention, int bi, int layers) {
+    S2sConfig c = o->cfg;
+    c.attention = attention; c.align = S2S_GLOBAL;
+    c.score = attention == S2S_LUONG ? SCORE_GENERAL : SCORE_DOT;
+    c.encoder = bi ? S2S_ENC_BI : S2S_ENC_UNI; c.layers = layers;
+    S2sTrainConfig tr = o->train;
+    tr.log_every = 0;
+    S2sSession s;
+    s2s_session_build(&s, o, &c);
+    const double t0 = seconds();
+    char what[80];
+    snprintf(what, sizeof what, "encoder: %s, %s, %d layer(s), step",
+             s2s_attention_names[attention], bi ? "bi" : "uni", layers);
+    const S2sWatch w = { what, NULL, NULL, NULL, NULL, NULL };
+    const double final = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
+    printf("  %-9s %-4s %6d %10d  ", s2s_attention_names[attention], bi ? "bi" : "uni", layers,
+           s.m.p.num_params);
+    if (s.m.diverged) {
+        printf("diverged at step %d (loss %g): no accuracy\n", s.m.diverged, s.m.div_loss);
+    } else {
+        snprintf(what, sizeof what, "encoder: %s, %s, %d layer(s), held-out example",
+                 s2s_attention_names[attention], bi ? "bi" : "uni", layers);
+        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, NULL, NULL, what);
+        printf("%10.4f  %14.1f%%  %6.1f%%\n", final, 100 * acc.seq_acc, 100 * acc.tok_acc);
+    }
+    fflush(stdout);
+    fprintf(stderr, "  (%s: %.1f s)\n", what, seconds() - t0);
+    s2s_session_free(&s);
+}
+
+/* The table: decoder x direction x layers, held-out accuracy and size. */
+static void s2s_experiment_encoder(const S2sOptions *o) {
+    const S2sTask *tk = &o->task;
+    s2s_wrapf("  ", "the encoder experiment: %s, source lengths %d..%d, %d steps of %d, %s "
+              "cells, hidden %d, embedding %d, vocabulary %d, seed %d, %d held-out sources; "
+              "luong: general score, global; uni: left to right, bi: both ways joined (2H)\n\n",
+              s2s_task_names[tk->task], tk->min_len, tk->max_len, o->train.steps, o->batch,
+              cell_names[o->cfg.cell], o->cfg.H, o->cfg.E, o->cfg.V, o->seed, o->test);
+    printf("  %-9s %-4s %6s %10s  %10s  %15s  %7s\n", "decoder", "enc", "layers", "parameters",
+           "final loss", "held-out exact", "tokens");
+    for (int k = S2S_NONE; k <= S2S_LUONG; k++)
+        for (int layers = 1; layers <= 2; layers++)
+            for (int bi = 0; bi <= 1; bi++) s2s_encoder_row(o, k, bi, layers);
+}
+
 /* ========================================================================
  * 16. --bench and main
  * ======================================================================== */
@@ -5178,7 +5357,7 @@ static void s2s_experiment_parallel(const S2sOptions *o) {
 static void s2s_bench_config(int k, int warm, int steps) {
     S2sTask tk = { TASK_REVERSE, 12, 12, 16 };
     S2sConfig c = { k ? S2S_NONE : S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 2,
-                    16, 32, 64, 64, 0 };
+                    16, 32, 64, 64, 0, S2S_ENC_AUTO, 1 };
     Rng r;
     rng_seed(&r, 1);
     S2sModel m;
@@ -5263,6 +5442,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_EXPOSURE: s2s_experiment_exposure(&o); break;
     case S2S_MODE_PARALLEL: s2s_experiment_parallel(&o); break;
     case S2S_MODE_PARAMS:  s2s_experiment_params(&o); break;
+    case S2S_MODE_ENCODER: s2s_experiment_encoder(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);

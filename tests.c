@@ -2013,7 +2013,7 @@ static void s2s_model_grad(void *ctx) {
 
 /* a tiny config: V 7, E 3, H 4, A 3 */
 static S2sConfig s2s_tiny(int attention, int cell, int score, int align) {
-    S2sConfig c = { attention, cell, score, align, 1, 7, 3, 4, 3, 0 };
+    S2sConfig c = { attention, cell, score, align, 1, 7, 3, 4, 3, 0, S2S_ENC_AUTO, 1 };
     return c;
 }
 
@@ -2091,11 +2091,53 @@ static void s2s_test_models(Tally *t) {
     }
 }
 
+/* --encoder and --layers: every decoder over the direction it does not come
+ * with, and stacks of 2 and 3 layers, checked as whole models */
+static void s2s_test_encoders(Tally *t) {
+    const int vs[3] = { 4, 1, 3 }, vt[3] = { 3, 1, 2 };
+    struct { int att, cell, score, align, encoder, layers; } cs[] = {
+        { S2S_NONE, CELL_GRU, 0, 0, S2S_ENC_UNI, 2 },
+        { S2S_NONE, CELL_LSTM, 0, 0, S2S_ENC_BI, 2 },
+        { S2S_NONE, CELL_RNN, 0, 0, S2S_ENC_BI, 1 },
+        { S2S_BAHDANAU, CELL_GRU, 0, 0, S2S_ENC_UNI, 1 },
+        { S2S_BAHDANAU, CELL_LSTM, 0, 0, S2S_ENC_AUTO, 2 },       /* bi, 2 layers */
+        { S2S_BAHDANAU, CELL_GRU, 0, 0, S2S_ENC_UNI, 3 },
+        { S2S_LUONG, CELL_GRU, SCORE_GENERAL, S2S_GLOBAL, S2S_ENC_BI, 1 },
+        { S2S_LUONG, CELL_LSTM, SCORE_CONCAT, S2S_GLOBAL, S2S_ENC_BI, 2 },
+        { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, S2S_ENC_UNI, 2 },
+        { S2S_LUONG, CELL_GRU, SCORE_GENERAL, S2S_LOCAL_M, S2S_ENC_BI, 2 },
+        { S2S_LUONG, CELL_LSTM, SCORE_GENERAL, S2S_LOCAL_P, S2S_ENC_BI, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        S2sConfig c = s2s_tiny(cs[i].att, cs[i].cell, cs[i].score, cs[i].align);
+        c.encoder = cs[i].encoder; c.layers = cs[i].layers;
+        s2s_check_model(t, &c, 3, vs, vt, "B=3, source lengths 4,1,3");
+    }
+    /* the widths: a bidirectional layer hands 2H to the one above it */
+    S2sConfig c = s2s_tiny(S2S_NONE, CELL_GRU, 0, 0);
+    c.encoder = S2S_ENC_BI; c.layers = 2;
+    S2sConfig one = c;
+    one.layers = 1;
+    S2sModel m2, m1;
+    Rng r;
+    rng_seed(&r, 1);
+    s2s_build(&m2, &c, &r);
+    s2s_build(&m1, &one, &r);
+    const int two_cells = 2 * cell_num_params(CELL_GRU, 2 * c.H, c.H);
+    check(t, m2.p.num_params - m1.p.num_params == two_cells && m2.w.enc_f[1].I == 2 * c.H &&
+             m2.w.enc_b[1].I == 2 * c.H,
+          "a second bidirectional layer adds two cells of input 2H: %d parameters, expected %d",
+          m2.p.num_params - m1.p.num_params, two_cells);
+    s2s_free(&m2); s2s_free(&m1);
+}
+
 /* A padded batch must give every row the loss it has alone: padding leaks nothing. */
 static void s2s_test_padding(Tally *t) {
     const int sl[3] = { 4, 1, 3 }, tl[3] = { 3, 1, 2 };
-    for (int att = S2S_NONE; att <= S2S_LUONG; att++) {
+    for (int v = 0; v < 6; v++) {        /* each decoder, then over a bi encoder of 2 layers */
+        const int att = v % 3;
         S2sConfig c = s2s_tiny(att, CELL_GRU, SCORE_GENERAL, S2S_GLOBAL);
+        if (v >= 3) { c.encoder = S2S_ENC_BI; c.layers = 2; }
         S2sModelCtx k;
         s2s_ctx_build(&k, &c, 3, sl, tl, 9);
         double whole = s2s_forward(&k.r, &k.bt, &k.m) * k.r.ntok, parts = 0.0;
@@ -2109,8 +2151,8 @@ static void s2s_test_padding(Tally *t) {
             parts += s2s_forward(&k.r, &one, &k.m) * k.r.ntok;
         }
         check(t, fabs(whole - parts) <= 1e-12 * fabs(parts),
-              "padding, %s: batch loss %.15f = sum of rows alone %.15f",
-              s2s_attention_name(att), whole, parts);
+              "padding, %s%s: batch loss %.15f = sum of rows alone %.15f",
+              s2s_attention_name(att), v >= 3 ? ", bi encoder of 2 layers" : "", whole, parts);
         s2s_batch_free(&one);
         s2s_ctx_free(&k);
     }
@@ -2334,7 +2376,8 @@ static void s2s_test_beam(Tally *t) {
  * 5^-6 = 0.006%. 90% sits well below every working run and more than twice
  * the best bottlenecked one, so a broken attention path fails it. */
 static void s2s_test_training(Tally *t) {
-    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 16, 32, 32, 0 };
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 16, 32, 32, 0, S2S_ENC_AUTO,
+                    1 };
     S2sTask tk = { TASK_REVERSE, 6, 6, 8 };
     Rng r;
     rng_seed(&r, 3);
@@ -2376,7 +2419,8 @@ static void s2s_test_training(Tally *t) {
  * same returned loss, and the last recorded accuracy is what a decode of
  * the held-out set after training gives. */
 static void s2s_test_watch(Tally *t) {
-    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 8, 16, 16, 0 };
+    S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 8, 16, 16, 0, S2S_ENC_AUTO,
+                    1 };
     S2sTask tk = { TASK_REVERSE, 6, 6, 8 };
     const S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
     S2sModel m[2];
@@ -2425,7 +2469,8 @@ typedef struct {
 } S2sExpoCtx;
 
 static void s2s_expo_ctx_build(S2sExpoCtx *k) {
-    const S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 8, 16, 16, 0 };
+    const S2sConfig c = { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, 8, 8, 16, 16, 0,
+                          S2S_ENC_AUTO, 1 };
     const S2sTask tk = { TASK_REVERSE, 5, 5, 8 };
     const S2sTrainConfig tc = { 150, 1e-2, 1.0, 0 };
     Rng r;
@@ -2978,7 +3023,7 @@ static void s2s_test_data_training(Tally *t, S2sDataCtx *k) {
     pairs_free(&p);
     const S2sData *d = &k->pd.part[SPLIT_TRAIN];
     S2sConfig c = { S2S_BAHDANAU, CELL_GRU, SCORE_DOT, S2S_GLOBAL, 1, k->pd.tgt_v.n, 8, 16, 16,
-                    k->pd.src_v.n };
+                    k->pd.src_v.n, S2S_ENC_AUTO, 1 };
     Rng r;
     rng_seed(&r, 7);
     s2s_build(&k->m, &c, &r);
@@ -3071,6 +3116,40 @@ static void s2s_test_checkpoint(Tally *t, S2sDataCtx *k) {
           "tag (TRF1), and a description whose model the parameters do not fit (%s)", why);
 }
 
+/* --encoder and --layers in a checkpoint: a one-direction, two-layer
+ * Bahdanau model comes back with both settings (description version 2);
+ * the default model's description stays version 1, as older files are. */
+static void s2s_test_checkpoint_encoder(Tally *t, S2sDataCtx *k) {
+    char path[512], why[600];
+    temp_path(path, sizeof path, "s2s-ckpt-enc");
+    const S2sData *d = &k->pd.part[SPLIT_TEST];
+    S2sConfig c = k->m.cfg;
+    c.encoder = S2S_ENC_UNI; c.layers = 2;
+    S2sModel m;
+    Rng r;
+    rng_seed(&r, 2);
+    s2s_build(&m, &c, &r);
+    s2s_save(path, &m, &k->pd.src_v, &k->pd.tgt_v, d->Tmax, d->Nmax, 1);
+    S2sSaved sv;
+    const int ok = s2s_load(&sv, path, why, sizeof why) == 0;
+    const int same = ok && s2s_same_bits(&m, &sv.m) && !memcmp(&sv.m.cfg, &c, sizeof c);
+    if (ok) s2s_saved_free(&sv);
+    unsigned version[2];
+    for (int v = 0; v < 2; v++) {                  /* the description's first u32 */
+        if (v) s2s_save(path, &k->m, &k->pd.src_v, &k->pd.tgt_v, d->Tmax, d->Nmax, 1);
+        FILE *f = xfopen(path, "rb");
+        unsigned char b[28];
+        version[v] = fread(b, 1, sizeof b, f) == sizeof b ? (unsigned)b[24] | (unsigned)b[25] << 8 : 0;
+        fclose(f);
+    }
+    remove(path);
+    check(t, same && version[0] == 2 && version[1] == 1,
+          "checkpoint of a uni, 2-layer bahdanau model: read back bit for bit with its "
+          "encoder settings (%s); description version %u, the default model's %u",
+          ok ? "read" : why, version[0], version[1]);
+    s2s_free(&m);
+}
+
 /* Training on from a file gives the bits of training on in memory: the
  * weights, Adam's moments and step count, and the batches that come next
  * (s2s_data_skip); without the skipped batches the bits differ. */
@@ -3113,6 +3192,7 @@ static void s2s_test_train_on(Tally *t, S2sDataCtx *k) {
 static void tests_seq2seq(Tally *t) {
     s2s_test_cells(t);
     s2s_test_models(t);
+    s2s_test_encoders(t);
     s2s_test_padding(t);
     s2s_test_beam(t);
     s2s_test_trace(t);
@@ -3138,6 +3218,7 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_pair_data(t);
     S2sDataCtx k;
     s2s_test_data_training(t, &k);
+    s2s_test_checkpoint_encoder(t, &k);
     s2s_test_checkpoint(t, &k);
     s2s_test_train_on(t, &k);
     s2s_data_ctx_free(&k);
