@@ -3121,9 +3121,11 @@ static void s2s_check_model(const OptTable *t, S2sOptions *o) {
                  "%s compares vectors of one width: give --score general, concat or additive, "
                  "or --encoder uni", s2s_luong_scores[o->score]);
     /* the decoder's own direction is stored as auto, so a model and its
-     * checkpoint are the same whether or not --encoder named it */
+     * checkpoint are the same whether or not --encoder named it (with
+     * --load, s2s_check_saved reads --encoder against the loaded decoder) */
     const S2sConfig own = { .attention = c->attention };
-    if (c->encoder != S2S_ENC_AUTO && s2s_enc_bi(c) == s2s_enc_bi(&own)) c->encoder = S2S_ENC_AUTO;
+    if (!o->load && c->encoder != S2S_ENC_AUTO && s2s_enc_bi(c) == s2s_enc_bi(&own))
+        c->encoder = S2S_ENC_AUTO;
 }
 
 /* The experiments' own defaults, for what the command line did not give. */
@@ -3199,11 +3201,12 @@ static void s2s_check_task(const OptTable *t, S2sOptions *o) {
                  tk->min_len, tk->max_len, s2s_task_space(tk));
 }
 
-/* Does the workspace of the default run (or of the length experiment's
- * three models) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
+/* Does the workspace of the default run (or of an experiment's largest
+ * model) fit in S2S_MAX_DOUBLES? If not, say which --batch would. */
 static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
     if (o->mode != S2S_MODE_RUN && o->mode != S2S_MODE_LENGTH && o->mode != S2S_MODE_GRADIENT &&
-        o->mode != S2S_MODE_EXPOSURE && o->mode != S2S_MODE_PARAMS)
+        o->mode != S2S_MODE_EXPOSURE && o->mode != S2S_MODE_PARAMS &&
+        o->mode != S2S_MODE_ENCODER)
         return;
     int Tmax, Nmax;
     s2s_task_dims(&o->task, &Tmax, &Nmax);
@@ -3214,6 +3217,10 @@ static void s2s_check_workspace(const OptTable *t, const S2sOptions *o) {
         if (o->mode != S2S_MODE_RUN) w.attention = k;
         if (o->mode == S2S_MODE_GRADIENT) w.cell = CELL_LSTM;   /* the largest cell */
         if (o->mode == S2S_MODE_PARAMS) w.H = w.A = s2s_params_hidden[S2S_PARAMS_NH - 1];
+        if (o->mode == S2S_MODE_ENCODER) {                      /* its largest encoder */
+            w.encoder = S2S_ENC_BI; w.layers = 2;
+            if (k == S2S_LUONG) w.score = SCORE_GENERAL;
+        }
         const double e = s2s_acts_estimate(&w, 1, Tmax, Nmax + 1);
         if (e > per) per = e;
     }
@@ -3257,19 +3264,25 @@ static void s2s_check_saved(const OptTable *t, S2sOptions *o) {
     S2sSaved *sv = xmalloc(sizeof *sv);
     if (s2s_load(sv, o->load, why, sizeof why) != 0) opt_fail(t, "--load: %s", why);
     const S2sConfig *c = &sv->m.cfg, *g = &o->cfg;
+    S2sConfig ge = *g;              /* --encoder auto means the loaded decoder's own */
+    ge.attention = c->attention;
     const char *name[] = { "--attention", "--cell", "--score", "--align", "--window", "--hidden",
                            "--embed", "--attn-hidden", "--seed", "--encoder", "--layers" };
     const int mine[] = { g->attention, g->cell, g->score, g->align, g->window, g->H, g->E, g->A,
-                         o->seed, s2s_enc_bi(g) + 1, s2s_enc_layers(g) };
+                         o->seed, s2s_enc_bi(&ge) + 1, s2s_enc_layers(g) };
     const int its[] = { c->attention, c->cell, c->score, c->align, c->window, c->H, c->E, c->A,
                         sv->seed, s2s_enc_bi(c) + 1, s2s_enc_layers(c) };
     for (int k = 0; k < 11; k++)
-        if (opt_given(t, name[k]) && mine[k] != its[k])
+        if (opt_given(t, name[k]) && mine[k] != its[k]) {
+            char given[48];            /* as typed: auto says what it means here */
+            snprintf(given, sizeof given, k == 9 && g->encoder == S2S_ENC_AUTO ? "auto (%s "
+                     "for %s)" : "%s", s2s_option_value(b1, sizeof b1, name[k], mine[k]),
+                     s2s_attention_names[c->attention]);
             opt_fail(t, "%s %s conflicts with the model in '%s', which has %s %s (%s): drop "
                      "%s (a loaded model keeps its own), or load another file", name[k],
-                     s2s_option_value(b1, sizeof b1, name[k], mine[k]), o->load, name[k],
-                     s2s_option_value(b2, sizeof b2, name[k], its[k]), k == 8 ?
-                     "the split it was trained on" : "its shape", name[k]);
+                     given, o->load, name[k], s2s_option_value(b2, sizeof b2, name[k], its[k]),
+                     k == 8 ? "the split it was trained on" : "its shape", name[k]);
+        }
     o->cfg = *c;
     o->seed = sv->seed;
     o->saved = sv;
@@ -3795,7 +3808,8 @@ static void s2s_main_run(const S2sOptions *o) {
            100 * acc.seq_acc);
     s2s_show_examples(&s, o);
     if (c->attention != S2S_NONE) s2s_show_alignment(&s, o, desc, stem);
-    else printf("\n(no attention, so no alignment: the decoder sees only h_T)\n");
+    else printf("\n(no attention, so no alignment: the decoder sees only %s)\n",
+                s2s_enc_bi(c) ? "[h_T forward; h_1 backward]" : "h_T");
     if (o->trace) s2s_show_trace(&s, o);
     if (rec) {
         static const char *const names[2] = { "exact sequence", "token" };

@@ -2102,6 +2102,7 @@ static void s2s_test_encoders(Tally *t) {
         { S2S_BAHDANAU, CELL_GRU, 0, 0, S2S_ENC_UNI, 1 },
         { S2S_BAHDANAU, CELL_LSTM, 0, 0, S2S_ENC_AUTO, 2 },       /* bi, 2 layers */
         { S2S_BAHDANAU, CELL_GRU, 0, 0, S2S_ENC_UNI, 3 },
+        { S2S_BAHDANAU, CELL_RNN, 0, 0, S2S_ENC_BI, 3 },      /* layer 3 reads layer 2's 2H */
         { S2S_LUONG, CELL_GRU, SCORE_GENERAL, S2S_GLOBAL, S2S_ENC_BI, 1 },
         { S2S_LUONG, CELL_LSTM, SCORE_CONCAT, S2S_GLOBAL, S2S_ENC_BI, 2 },
         { S2S_LUONG, CELL_GRU, SCORE_DOT, S2S_GLOBAL, S2S_ENC_UNI, 2 },
