@@ -4131,38 +4131,53 @@ typedef struct {
     S2sAccuracy acc;   /* held-out, greedy; not measured if it diverged */
 } S2sTrained;
 
-/* Train decoder `attention` of o at hidden size H (and score hidden H),
- * luong with a dot score, global: o's task, steps, batch and seed, then
- * decode the held-out set greedily, counting exact matches by source
- * length into ok and n (may be NULL); the training loss per window into
- * loss, and if the model attends the spread of its weights into spread
+/* Train model c with o's task, steps, batch and seed, then decode the
+ * held-out set greedily, counting exact matches by source length into ok
+ * and n (may be NULL); the training loss per window into loss, and if the
+ * model attends the spread of its weights into spread
  * (s2s_attention_spread), each if not NULL. Progress on stderr, named
- * what (the experiment). */
-static S2sTrained s2s_train_one(const S2sOptions *o, int attention, int H, int *ok, int *n,
+ * what (the experiment and the model). */
+static S2sTrained s2s_train_one(const S2sOptions *o, const S2sConfig *c, int *ok, int *n,
                                 Curve *loss, double *spread, const char *what) {
-    S2sConfig c = o->cfg;
-    c.attention = attention; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
-    if (H != c.H) { c.H = H; c.A = H; }
     S2sTrainConfig tr = o->train;
     tr.log_every = 0;
     S2sSession s;
-    s2s_session_build(&s, o, &c);
-    const char *name = s2s_attention_names[attention];
+    s2s_session_build(&s, o, c);
     char msg[96];
-    snprintf(msg, sizeof msg, "%s: %s, step", what, name);
+    snprintf(msg, sizeof msg, "%s, step", what);
     const S2sWatch w = { msg, loss, NULL, NULL, NULL, NULL };
     S2sTrained res = { s.m.p.num_params, 0, 0.0, 0.0, { 0.0, 0.0 } };
     res.final = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
     res.diverged = s.m.diverged;
     res.div_loss = s.m.div_loss;
     if (!res.diverged) {
-        snprintf(msg, sizeof msg, "%s: %s, held-out example", what, name);
+        snprintf(msg, sizeof msg, "%s, held-out example", what);
         res.acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, ok, n, msg);
-        if (spread && attention != S2S_NONE)
+        if (spread && c->attention != S2S_NONE)
             s2s_attention_spread(spread, &s.run, &s.bt, &s.m, &s.test);
     }
     s2s_session_free(&s);
     return res;
+}
+
+/* o's model as decoder `attention` with a dot score, global, at hidden
+ * size H (and score hidden H): the length and parameters experiments' */
+static S2sConfig s2s_dot_model(const S2sOptions *o, int attention, int H) {
+    S2sConfig c = o->cfg;
+    c.attention = attention; c.score = SCORE_DOT; c.align = S2S_GLOBAL;
+    if (H != c.H) { c.H = H; c.A = H; }
+    return c;
+}
+
+/* The end of an experiment's row for a trained model: final loss, held-out
+ * exact and token accuracy, or that it diverged */
+static void s2s_trained_print(const S2sTrained *q) {
+    if (q->diverged)
+        printf("diverged at step %d (loss %g): no accuracy\n", q->diverged, q->div_loss);
+    else
+        printf("%10.4f  %14.1f%%  %6.1f%%\n", q->final, 100 * q->acc.seq_acc,
+               100 * q->acc.tok_acc);
+    fflush(stdout);
 }
 
 /* One model of the length table (attention none, bahdanau or luong with a
@@ -4175,14 +4190,12 @@ static int s2s_length_model(const S2sOptions *o, int attention, int *ok, int *n,
                             double *spread) {
     const double t0 = seconds();
     const char *name = s2s_attention_names[attention];
-    const S2sTrained res = s2s_train_one(o, attention, o->cfg.H, ok, n, loss, spread, "length");
-    if (res.diverged)                      /* a row that says so, and no column below */
-        printf("  %-9s %10d  diverged at step %d (loss %g): no accuracy\n", name,
-               res.params, res.diverged, res.div_loss);
-    else
-        printf("  %-9s %10d  %10.4f  %14.1f%%  %6.1f%%\n", name, res.params, res.final,
-               100 * res.acc.seq_acc, 100 * res.acc.tok_acc);
-    fflush(stdout);
+    const S2sConfig c = s2s_dot_model(o, attention, o->cfg.H);
+    char what[64];
+    snprintf(what, sizeof what, "length: %s", name);
+    const S2sTrained res = s2s_train_one(o, &c, ok, n, loss, spread, what);
+    printf("  %-9s %10d  ", name, res.params);   /* a diverged row says so: no column below */
+    s2s_trained_print(&res);
     fprintf(stderr, "  (%s: %.1f s)\n", name, seconds() - t0);
     return res.diverged != 0;
 }
@@ -4345,18 +4358,13 @@ static void s2s_experiment_params(const S2sOptions *o) {
     for (int k = S2S_NONE; k <= S2S_LUONG; k++)
         for (int h = 0; h < S2S_PARAMS_NH; h++) {
             const double t0 = seconds();
-            const S2sTrained *q = &res[k][h];
-            res[k][h] = s2s_train_one(o, k, s2s_params_hidden[h], NULL, NULL, NULL, NULL,
-                                      "params");
-            if (q->diverged)
-                printf("  %-9s %6d %10d  diverged at step %d (loss %g): no accuracy\n",
-                       s2s_attention_names[k], s2s_params_hidden[h], q->params, q->diverged,
-                       q->div_loss);
-            else
-                printf("  %-9s %6d %10d  %10.4f  %14.1f%%  %6.1f%%\n", s2s_attention_names[k],
-                       s2s_params_hidden[h], q->params, q->final, 100 * q->acc.seq_acc,
-                       100 * q->acc.tok_acc);
-            fflush(stdout);
+            const S2sConfig c = s2s_dot_model(o, k, s2s_params_hidden[h]);
+            char what[64];
+            snprintf(what, sizeof what, "params: %s", s2s_attention_names[k]);
+            res[k][h] = s2s_train_one(o, &c, NULL, NULL, NULL, NULL, what);
+            printf("  %-9s %6d %10d  ", s2s_attention_names[k], s2s_params_hidden[h],
+                   res[k][h].params);
+            s2s_trained_print(&res[k][h]);
             fprintf(stderr, "  (%s, hidden %d: %.1f s)\n", s2s_attention_names[k],
                     s2s_params_hidden[h], seconds() - t0);
         }
@@ -5322,29 +5330,15 @@ static void s2s_encoder_row(const S2sOptions *o, int attention, int bi, int laye
     c.attention = attention; c.align = S2S_GLOBAL;
     c.score = attention == S2S_LUONG ? SCORE_GENERAL : SCORE_DOT;
     c.encoder = bi ? S2S_ENC_BI : S2S_ENC_UNI; c.layers = layers;
-    S2sTrainConfig tr = o->train;
-    tr.log_every = 0;
-    S2sSession s;
-    s2s_session_build(&s, o, &c);
     const double t0 = seconds();
     char what[80];
-    snprintf(what, sizeof what, "encoder: %s, %s, %d layer(s), step",
-             s2s_attention_names[attention], bi ? "bi" : "uni", layers);
-    const S2sWatch w = { what, NULL, NULL, NULL, NULL, NULL };
-    const double final = s2s_train(&s.m, &s.run, &s.bt, &s.r, &o->task, &tr, &w);
+    snprintf(what, sizeof what, "encoder: %s, %s, %d layer(s)", s2s_attention_names[attention],
+             bi ? "bi" : "uni", layers);
+    const S2sTrained res = s2s_train_one(o, &c, NULL, NULL, NULL, NULL, what);
     printf("  %-9s %-4s %6d %10d  ", s2s_attention_names[attention], bi ? "bi" : "uni", layers,
-           s.m.p.num_params);
-    if (s.m.diverged) {
-        printf("diverged at step %d (loss %g): no accuracy\n", s.m.diverged, s.m.div_loss);
-    } else {
-        snprintf(what, sizeof what, "encoder: %s, %s, %d layer(s), held-out example",
-                 s2s_attention_names[attention], bi ? "bi" : "uni", layers);
-        S2sAccuracy acc = s2s_evaluate(&s.run, &s.bt, &s.m, &s.test, 1, s.out, NULL, NULL, what);
-        printf("%10.4f  %14.1f%%  %6.1f%%\n", final, 100 * acc.seq_acc, 100 * acc.tok_acc);
-    }
-    fflush(stdout);
+           res.params);
+    s2s_trained_print(&res);
     fprintf(stderr, "  (%s: %.1f s)\n", what, seconds() - t0);
-    s2s_session_free(&s);
 }
 
 /* The table: decoder x direction x layers, held-out accuracy and size. */
