@@ -3403,9 +3403,10 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  *   2. Packing. Before the kernel runs, the slice of B it needs (KC x NC)
  *      is copied into NR-wide column panels, so the kernel walks B with
  *      stride 1 whatever the transpose, and the panels stay in cache while
- *      every row block reuses them. A needs no copy: the kernel reads one
- *      number of each of its MR rows per k, in place (only a short last
- *      block is copied, zero-padded, so that nothing past A is read).
+ *      every row block reuses them. A mostly needs no copy: the kernel reads
+ *      one number of each of its MR rows per k, in place; only a wide
+ *      product, where a copy pays for itself, and a short last block (zero-
+ *      padded, so that nothing past A is read) copy A's MR rows first.
  * The tile is chosen for the vector unit the compiler targets, so that the
  * accumulators, one vector of B per VL columns and one broadcast of A fit
  * in its registers (VL = doubles per vector register):
@@ -3456,7 +3457,7 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
 #define GEMM_MR 4
 #define GEMM_NR 4
 #endif
-enum { GEMM_KC = 128, GEMM_NC = 512 };
+enum { GEMM_KC = 128, GEMM_NC = 512, GEMM_WIDE = 256 };   /* GEMM_WIDE: see gemm() */
 
 /* a*b + c in one rounding where the hardware has a fused multiply-add (C99's
  * fma(), a single instruction there); elsewhere the plain expression, since a
@@ -3589,14 +3590,19 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
             for (int i0 = 0; i0 < M; i0 += GEMM_MR) {  /* MR rows of out at a time */
                 double apanel[GEMM_KC * GEMM_MR];      /* 8 KB at most: on the stack */
                 const int mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
-                /* A whole block of MR rows is read in place: its rows (or, for
-                 * A^T, its columns) are stride-1 and stay in L1 while the j0
-                 * loop reuses them, and copying them cost as much as the
-                 * kernel when N is small. A short last block is packed with
-                 * zero padding, so the kernel never reads past A. */
+                /* A block of MR rows is read in place when the product is
+                 * narrow: copying it cost as much as the kernel when N is
+                 * small (a head's 32 x 16 x 32). A wide product (nc >= 256)
+                 * copies it, since the copy is then shared by nc / NR kernel
+                 * calls, and in place its MR rows (A^T: its kc columns) sit
+                 * a whole row of A apart: at 512 or 1024 columns that is a
+                 * multiple of 4 KB, and they fight over one set of the L1
+                 * cache (at n = 1024, a^T @ b went from 69% of OpenBLAS to
+                 * 84%). A short last block is always copied, zero-padded, so
+                 * the kernel never reads past A. */
                 const double *ap = a + i0 * sai + k0 * sak;
                 int ars = sai, aks = sak;
-                if (mr < GEMM_MR) {
+                if (mr < GEMM_MR || nc >= GEMM_WIDE) {
                     for (int k = 0; k < kc; k++)
                         for (int r = 0; r < GEMM_MR; r++)
                             apanel[k * GEMM_MR + r] = r < mr ? ap[r * sai + k * sak] : 0.0;
