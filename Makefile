@@ -75,7 +75,8 @@ tf-experiments: transformer
 # what greedy, beam and sampling return (about 35 s); parallel: a GRU encoder's
 # and a self-attention layer's forward time against length (a few seconds);
 # params: each decoder's fewest parameters for 90% held-out exact (about 5
-# minutes); encoder: each decoder over uni/bi encoders of 1 and 2 layers (about 1).
+# minutes); encoder: each decoder over uni/bi encoders of 1 and 2 layers (about 1);
+# pair: two texts, a siamese CNN vs attention before and after the convolution (1 s).
 s2s-experiments: seq2seq
 	./seq2seq --experiment length
 	./seq2seq --experiment pooling
@@ -85,6 +86,7 @@ s2s-experiments: seq2seq
 	./seq2seq --experiment parallel
 	./seq2seq --experiment params
 	./seq2seq --experiment encoder
+	./seq2seq --experiment pair
 
 # every experiment NOTES.md quotes, chapter by chapter (several minutes)
 experiments: s2s-experiments tf-experiments

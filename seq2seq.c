@@ -10,6 +10,8 @@
  *                                           attention weights' entropy by source length
  *     ./seq2seq --experiment pooling        last vs mean vs attention pooling
  *     ./seq2seq --experiment cnn            the same beside a CNN: max, mean, attention
+ *     ./seq2seq --experiment pair           two texts: attention before or after the
+ *                                           convolution, against a siamese CNN
  *     ./seq2seq --experiment exposure       teacher forcing's cost; greedy, beam, sampling
  *     ./seq2seq --experiment params         each decoder at 9 sizes: the fewest parameters
  *                                           that reach 90% held-out exact
@@ -38,10 +40,11 @@
  *   6. one training step  teacher forcing, clipping, Adam
  *   7. decoding           sampling, greedy and beam search
  *   8. pooling            last vs mean vs attention over RNN states
- *   9. CNN + attention    a 1-D convolution; max, mean or attention pooling
+ *   9. CNN + attention    a 1-D convolution; max, mean or attention pooling;
+ *                         two texts: attention before / after the convolution
  *  Part II, the program
  *  10. layouts            one Layout walk per model: count, bind, initialise
- *  11. tasks              copy, reverse, sort, date, pooling, CNN; held-out split
+ *  11. tasks              copy, reverse, sort, date, pooling, CNN, pair; held-out split
  *  12. training loop      progress, divergence, held-out evaluation
  *  12b. real data         a pair file as examples, PER/WER, checkpoints, training
  *  13. options            the option table and the checks between options
@@ -50,7 +53,7 @@
  *  15. experiments        length bottleneck and the weights' entropy, pooling, cnn,
  *                         gradient by distance, exposure bias and decoding rules, RNN
  *                         vs self-attention time, parameters at equal accuracy,
- *                         encoder direction and depth
+ *                         encoder direction and depth, attention between two texts
  *  16. --bench and main
  *
  * Dimension legend:
@@ -1240,8 +1243,8 @@ void pool_backward(PoolWeights *gw, PoolActs *g, const PoolActs *a, const int *t
  * the convolution (two texts attend to each other and the result is appended
  * to the inputs), after it (the two texts' feature maps attend to each
  * other, and that feeds the pooling), or in place of the pooling. The first
- * two need a pair of texts (entailment); our examples are single sequences,
- * so this section builds the third, beside max and mean pooling:
+ * two need a pair of texts (entailment): they close this section, after
+ * the third, which classifies one sequence, beside max and mean pooling:
  *
  *   x_t    = emb[token_t]                                  (T,E)
  *   feat_n = relu([x_n; x_n+1; ..; x_n+K-1] W + b)          (N,F), N = T-K+1
@@ -1467,6 +1470,338 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
     conv1d_backward(g->x, gw->W, gw->b, g->pre, g->cols, g->feat, a->pre, a->cols, w->W, T,
                     B, c->E, c->K, F);
     embedding_backward(gw->emb, g->x, tokens, T * B, c->E);
+}
+
+/* ---- two texts: attention before and after the convolution ----------------
+ * The notes' first two placements need a pair of texts A (Ta tokens) and B
+ * (Tb tokens), both read by the same embedding and the same convolution (a
+ * siamese pair), and compare them through a match matrix
+ *   M_ij = 1 / (1 + |a_i - b_j|^2)                              (Ta,Tb)
+ * 1 when the two rows are equal, falling towards 0 as they move apart. (Yin
+ * et al.'s ABCNN uses 1/(1 + |a - b|); squaring the distance keeps the
+ * score differentiable at a_i = b_j, which is the case that matters: the
+ * gradient of |a - b| there is 0/0. A dot product would not do: its value
+ * for two equal tokens is the embedding's squared norm, so a short token
+ * matching itself can score below two long tokens that differ.)
+ *   siamese  ra = max_n conv(A)_n, rb = max_n conv(B)_n: no interaction
+ *   before   (ABCNN-1) A's rows become [a_i; (M Wa)_i], B's [b_j; (M^T Wb)_j],
+ *            Wa (Tb,E), Wb (Ta,E): token i's extra E columns are the match
+ *            row M_i read through a learned map, so the convolution sees
+ *            how well each token is matched in the other text; then max
+ *            pooling as in the siamese
+ *   after    (ABCNN-2) the match matrix of the two feature maps,
+ *            M2_nm = 1/(1 + |fa_n - fb_m|^2) (Na,Nb); window n of A weighs
+ *            wa_n = sum_m M2_nm (how well it is matched anywhere in B), B's
+ *            wb_m = sum_n M2_nm, and ra = sum_n wa_n fa_n, rb = sum_m wb_m fb_m
+ *            replace the max pooling
+ * and every model ends in the same classifier over
+ *   z = [ra; rb; ra * rb; |ra - rb|]    (4F)   logits = z Wo + bo
+ * Extra legend: Ta, Tb the texts' lengths, Na = Ta-K+1, Nb = Tb-K+1 their
+ * windows, Ein the convolution's input width (E, or 2E before).
+ * ---------------------------------------------------------------------- */
+
+/* M (Ta,Tb) = 1 / (1 + |a_i - b_j|^2) for rows a_i = a + i*sa, b_j = b + j*sb
+ * of D doubles each (the strides let a time-major (T,B,D) batch be read in
+ * place: sa = B*D). */
+void match_forward(double *M, const double *a, int sa, const double *b, int sb, int Ta,
+                   int Tb, int D) {
+    for (int i = 0; i < Ta; i++)
+        for (int j = 0; j < Tb; j++) {
+            double s = 0.0;
+            for (int d = 0; d < D; d++) {
+                const double e = a[i * sa + d] - b[j * sb + d];
+                s += e * e;
+            }
+            M[i * Tb + j] = 1.0 / (1.0 + s);
+        }
+}
+
+/* Backward of match_forward: da (rows of stride sa), db (stride sb) +=.
+ * forward was: M_ij = 1 / (1 + s_ij), s_ij = |a_i - b_j|^2, so
+ * dM/ds = -M^2 and ds/da_i = 2 (a_i - b_j) = -ds/db_j. */
+void match_backward(double *da, double *db, const double *dM, const double *M,
+                    const double *a, int sa, const double *b, int sb, int Ta, int Tb, int D) {
+    for (int i = 0; i < Ta; i++)
+        for (int j = 0; j < Tb; j++) {
+            const double g = -2.0 * dM[i * Tb + j] * M[i * Tb + j] * M[i * Tb + j];
+            for (int d = 0; d < D; d++) {
+                const double e = g * (a[i * sa + d] - b[j * sb + d]);
+                da[i * sa + d] += e;
+                db[j * sb + d] -= e;
+            }
+        }
+}
+
+/* Attention before the convolution (ABCNN-1), a batch of B pairs:
+ * xa (Ta,B,E), xb (Tb,B,E) the embeddings, M (B,Ta,Tb) their match
+ * matrices, and the widened rows the convolution reads,
+ * wa (Ta,B,2E) = [xa_i; sum_j M_ij Wa_j], wb (Tb,B,2E) = [xb_j; sum_i M_ij Wb_i],
+ * with Wa (Tb,E) and Wb (Ta,E). */
+void abcnn1_forward(double *wa, double *wb, double *M, const double *xa, const double *xb,
+                    const double *Wa, const double *Wb, int B, int Ta, int Tb, int E) {
+    for (int s = 0; s < B; s++) {
+        double *Ms = M + s * Ta * Tb;
+        match_forward(Ms, xa + s * E, B * E, xb + s * E, B * E, Ta, Tb, E);
+        for (int i = 0; i < Ta; i++) {
+            double *row = wa + (i * B + s) * 2 * E;
+            memcpy(row, xa + (i * B + s) * E, sizeof(double) * (size_t)E);
+            for (int e = 0; e < E; e++) row[E + e] = 0.0;
+            for (int j = 0; j < Tb; j++)
+                for (int e = 0; e < E; e++) row[E + e] += Ms[i * Tb + j] * Wa[j * E + e];
+        }
+        for (int j = 0; j < Tb; j++) {
+            double *row = wb + (j * B + s) * 2 * E;
+            memcpy(row, xb + (j * B + s) * E, sizeof(double) * (size_t)E);
+            for (int e = 0; e < E; e++) row[E + e] = 0.0;
+            for (int i = 0; i < Ta; i++)
+                for (int e = 0; e < E; e++) row[E + e] += Ms[i * Tb + j] * Wb[i * E + e];
+        }
+    }
+}
+
+/* Backward of abcnn1_forward: dxa (Ta,B,E), dxb (Tb,B,E), dWa, dWb +=; dM
+ * (B,Ta,Tb) is scratch, overwritten; dwa, dwb the gradients at wa, wb. */
+void abcnn1_backward(double *dxa, double *dxb, double *dWa, double *dWb, double *dM,
+                     const double *dwa, const double *dwb, const double *M, const double *xa,
+                     const double *xb, const double *Wa, const double *Wb, int B, int Ta,
+                     int Tb, int E) {
+    for (int s = 0; s < B; s++) {
+        const double *Ms = M + s * Ta * Tb;
+        double *dMs = dM + s * Ta * Tb;
+        for (int k = 0; k < Ta * Tb; k++) dMs[k] = 0.0;
+        for (int i = 0; i < Ta; i++) {
+            const double *g = dwa + (i * B + s) * 2 * E;
+            /* forward was: wa_i = [xa_i; sum_j M_ij Wa_j], so dxa_i += g[:E],
+             * dM_ij += g[E:] . Wa_j and dWa_j += M_ij g[E:] */
+            for (int e = 0; e < E; e++) dxa[(i * B + s) * E + e] += g[e];
+            for (int j = 0; j < Tb; j++)
+                for (int e = 0; e < E; e++) {
+                    dMs[i * Tb + j] += g[E + e] * Wa[j * E + e];
+                    dWa[j * E + e] += Ms[i * Tb + j] * g[E + e];
+                }
+        }
+        for (int j = 0; j < Tb; j++) {
+            const double *g = dwb + (j * B + s) * 2 * E;
+            /* forward was: wb_j = [xb_j; sum_i M_ij Wb_i], likewise */
+            for (int e = 0; e < E; e++) dxb[(j * B + s) * E + e] += g[e];
+            for (int i = 0; i < Ta; i++)
+                for (int e = 0; e < E; e++) {
+                    dMs[i * Tb + j] += g[E + e] * Wb[i * E + e];
+                    dWb[i * E + e] += Ms[i * Tb + j] * g[E + e];
+                }
+        }
+        /* forward was: M = match(xa, xb) */
+        match_backward(dxa + s * E, dxb + s * E, dMs, Ms, xa + s * E, B * E, xb + s * E, B * E,
+                       Ta, Tb, E);
+    }
+}
+
+/* Attention after the convolution (ABCNN-2) as the pooling, a batch of B
+ * pairs: fa (B*Na,F), fb (B*Nb,F) the feature rows as conv1d_forward
+ * leaves them, M2 (B,Na,Nb) their match, the pooling weights pa (B,Na) =
+ * M2's row sums and pb (B,Nb) its column sums, and the pooled vectors
+ * ra (B,F) = sum_n pa_n fa_n, rb (B,F) = sum_m pb_m fb_m. */
+void abcnn2_forward(double *ra, double *rb, double *M2, double *pa, double *pb,
+                    const double *fa, const double *fb, int B, int Na, int Nb, int F) {
+    for (int s = 0; s < B; s++) {
+        const double *fas = fa + s * Na * F, *fbs = fb + s * Nb * F;
+        double *Ms = M2 + s * Na * Nb, *pas = pa + s * Na, *pbs = pb + s * Nb;
+        match_forward(Ms, fas, F, fbs, F, Na, Nb, F);
+        for (int n = 0; n < Na; n++) pas[n] = 0.0;
+        for (int m = 0; m < Nb; m++) pbs[m] = 0.0;
+        for (int n = 0; n < Na; n++)
+            for (int m = 0; m < Nb; m++) { pas[n] += Ms[n * Nb + m]; pbs[m] += Ms[n * Nb + m]; }
+        for (int f = 0; f < F; f++) ra[s * F + f] = rb[s * F + f] = 0.0;
+        for (int n = 0; n < Na; n++)
+            for (int f = 0; f < F; f++) ra[s * F + f] += pas[n] * fas[n * F + f];
+        for (int m = 0; m < Nb; m++)
+            for (int f = 0; f < F; f++) rb[s * F + f] += pbs[m] * fbs[m * F + f];
+    }
+}
+
+/* Backward of abcnn2_forward: dfa (B*Na,F), dfb (B*Nb,F) +=; dM2 (B,Na,Nb)
+ * is scratch, overwritten; dra, drb (B,F) the gradients at ra, rb. */
+void abcnn2_backward(double *dfa, double *dfb, double *dM2, const double *dra,
+                     const double *drb, const double *M2, const double *pa, const double *pb,
+                     const double *fa, const double *fb, int B, int Na, int Nb, int F) {
+    for (int s = 0; s < B; s++) {
+        const double *fas = fa + s * Na * F, *fbs = fb + s * Nb * F;
+        const double *pas = pa + s * Na, *pbs = pb + s * Nb;
+        const double *dras = dra + s * F, *drbs = drb + s * F;
+        double *dfas = dfa + s * Na * F, *dfbs = dfb + s * Nb * F, *dMs = dM2 + s * Na * Nb;
+        for (int n = 0; n < Na; n++)
+            for (int m = 0; m < Nb; m++) {
+                /* forward was: ra = sum_n pa_n fa_n, pa_n = sum_m M2_nm (and rb,
+                 * pb_m = sum_n M2_nm), so dM2_nm = dra . fa_n + drb . fb_m */
+                double g = 0.0;
+                for (int f = 0; f < F; f++)
+                    g += dras[f] * fas[n * F + f] + drbs[f] * fbs[m * F + f];
+                dMs[n * Nb + m] = g;
+            }
+        /* forward was: ra = sum_n pa_n fa_n, so dfa_n += pa_n dra (B alike) */
+        for (int n = 0; n < Na; n++)
+            for (int f = 0; f < F; f++) dfas[n * F + f] += pas[n] * dras[f];
+        for (int m = 0; m < Nb; m++)
+            for (int f = 0; f < F; f++) dfbs[m * F + f] += pbs[m] * drbs[f];
+        /* forward was: M2 = match(fa, fb) */
+        match_backward(dfas, dfbs, dMs, M2 + s * Na * Nb, fas, F, fbs, F, Na, Nb, F);
+    }
+}
+
+/* Max pooling over the N windows of each of B sequences: r (B,F) with
+ * r_f = max_n feat_n,f, feat (B*N,F) as conv1d_forward leaves it. */
+void maxpool_forward(double *r, const double *feat, int B, int N, int F) {
+    for (int s = 0; s < B; s++)
+        for (int f = 0; f < F; f++) {
+            double best = feat[s * N * F + f];
+            for (int n = 1; n < N; n++)
+                if (feat[(s * N + n) * F + f] > best) best = feat[(s * N + n) * F + f];
+            r[s * F + f] = best;
+        }
+}
+
+/* Backward of maxpool_forward: dfeat (B*N,F) +=.
+ * forward was: r_f = max_n feat_n,f; the gradient goes to the winner only
+ * (found again: the first maximum, as in the forward). */
+void maxpool_backward(double *dfeat, const double *dr, const double *feat, int B, int N,
+                      int F) {
+    for (int s = 0; s < B; s++)
+        for (int f = 0; f < F; f++) {
+            int best = 0;
+            for (int n = 1; n < N; n++)
+                if (feat[(s * N + n) * F + f] > feat[(s * N + best) * F + f]) best = n;
+            dfeat[(s * N + best) * F + f] += dr[s * F + f];
+        }
+}
+
+/* What the classifier reads of a pair, z (B,4F) = [ra; rb; ra * rb; |ra - rb|],
+ * from ra, rb (B,F): each text's vector, what they share, where they differ. */
+void pair_combine_forward(double *z, const double *ra, const double *rb, int B, int F) {
+    for (int s = 0; s < B; s++)
+        for (int f = 0; f < F; f++) {
+            const double x = ra[s * F + f], y = rb[s * F + f];
+            double *zs = z + s * 4 * F;
+            zs[f] = x; zs[F + f] = y; zs[2 * F + f] = x * y; zs[3 * F + f] = fabs(x - y);
+        }
+}
+
+/* Backward of pair_combine_forward: dra, drb (B,F) +=.
+ * forward was: z = [x; y; x*y; |x-y|], so dx += dz0 + dz2 y + dz3 sign(x-y)
+ * and dy += dz1 + dz2 x - dz3 sign(x-y) (sign(0) = 0: at x = y |x-y| has
+ * no derivative, and 0 lies between the two one-sided ones). */
+void pair_combine_backward(double *dra, double *drb, const double *dz, const double *ra,
+                           const double *rb, int B, int F) {
+    for (int s = 0; s < B; s++)
+        for (int f = 0; f < F; f++) {
+            const double x = ra[s * F + f], y = rb[s * F + f], *g = dz + s * 4 * F;
+            const double sg = x > y ? 1.0 : x < y ? -1.0 : 0.0;
+            dra[s * F + f] += g[f] + g[2 * F + f] * y + g[3 * F + f] * sg;
+            drb[s * F + f] += g[F + f] + g[2 * F + f] * x - g[3 * F + f] * sg;
+        }
+}
+
+/* ---- the pair classifier -------------------------------------------------- */
+
+enum { PAIR_SIAMESE, PAIR_BEFORE, PAIR_AFTER };
+static const char *const pair_model_names[] = { "siamese, no interaction",
+                                                "attention before the conv",
+                                                "attention after the conv", NULL };
+
+typedef struct {
+    int model;          /* PAIR_SIAMESE | PAIR_BEFORE | PAIR_AFTER */
+    int V, E, K, F, C;  /* vocabulary, embedding, kernel width, channels, classes */
+    int Ta, Tb;         /* the two texts' lengths (every pair the same) */
+} PairConfig;
+
+/* the convolution's input width: E, or 2E with the attention features */
+int pair_conv_input(const PairConfig *c) { return c->model == PAIR_BEFORE ? 2 * c->E : c->E; }
+
+typedef struct {
+    double *emb;        /* (V,E), both texts */
+    double *Wa, *Wb;    /* PAIR_BEFORE: (Tb,E), (Ta,E): match rows -> attention features */
+    double *W, *b;      /* (K*Ein,F), (F): the convolution, both texts */
+    double *Wo, *bo;    /* (4F,C), (C) */
+} PairWeights;
+
+typedef struct {
+    PairConfig cfg;
+    S2sParams p;                     /* the parameter blocks */
+    PairWeights w, g;                /* views into p.params and p.grads */
+} PairModel;
+
+/* The activations of one batch of B pairs. Fields a model does not use are NULL. */
+typedef struct {
+    int B;
+    int n;                   /* doubles this view spans in its block (pair_acts_bind) */
+    double *xa, *xb;         /* (Ta,B,E), (Tb,B,E) embeddings */
+    double *M;               /* PAIR_BEFORE: (B,Ta,Tb) the token match matrices */
+    double *wa, *wb;         /* PAIR_BEFORE: (Ta,B,2E), (Tb,B,2E) the widened rows */
+    double *cola, *pra, *fa; /* (B*Na,K*Ein) im2col, (B*Na,F) before and after the ReLU */
+    double *colb, *prb, *fb; /* the same for B: (B*Nb,K*Ein), (B*Nb,F) each */
+    double *M2;              /* PAIR_AFTER: (B,Na,Nb) the window match matrices */
+    double *pa, *pb;         /* PAIR_AFTER: (B,Na), (B,Nb) the pooling weights */
+    double *ra, *rb;         /* (B,F) each text's pooled vector */
+    double *z;               /* (B,4F) what the classifier reads */
+    double *logits, *probs;  /* (B,C) each */
+} PairActs;
+
+/* Mean cross-entropy of the labels (B) given the texts ta (Ta,B) and tb
+ * (Tb,B); a keeps every activation (bound with pair_acts_bind). */
+double pair_forward(PairActs *a, const int *ta, const int *tb, const int *labels,
+                    const PairModel *m) {
+    const PairConfig *c = &m->cfg;
+    const PairWeights *w = &m->w;
+    const int B = a->B, E = c->E, K = c->K, F = c->F, Ein = pair_conv_input(c);
+    const int Na = c->Ta - K + 1, Nb = c->Tb - K + 1;
+    embedding_forward(a->xa, ta, w->emb, c->Ta * B, E);
+    embedding_forward(a->xb, tb, w->emb, c->Tb * B, E);
+    if (c->model == PAIR_BEFORE)
+        abcnn1_forward(a->wa, a->wb, a->M, a->xa, a->xb, w->Wa, w->Wb, B, c->Ta, c->Tb, E);
+    const int before = c->model == PAIR_BEFORE;
+    conv1d_forward(a->fa, a->pra, a->cola, before ? a->wa : a->xa, w->W, w->b, c->Ta, B, Ein,
+                   K, F);
+    conv1d_forward(a->fb, a->prb, a->colb, before ? a->wb : a->xb, w->W, w->b, c->Tb, B, Ein,
+                   K, F);
+    if (c->model == PAIR_AFTER) {
+        abcnn2_forward(a->ra, a->rb, a->M2, a->pa, a->pb, a->fa, a->fb, B, Na, Nb, F);
+    } else {
+        maxpool_forward(a->ra, a->fa, B, Na, F);
+        maxpool_forward(a->rb, a->fb, B, Nb, F);
+    }
+    pair_combine_forward(a->z, a->ra, a->rb, B, F);
+    return s2s_head_forward(a->logits, a->probs, a->z, w->Wo, w->bo, labels, B, 4 * F, c->C);
+}
+
+/* Backward of pair_forward: adds into the parameter gradients gw (m->g); g
+ * is a second PairActs bound like a, for the activation gradients (cleared
+ * here; its M, M2, pra, prb, cola, colb serve as the layers' scratch). */
+void pair_backward(PairWeights *gw, PairActs *g, const PairActs *a, const int *ta,
+                   const int *tb, const int *labels, const PairModel *m) {
+    const PairConfig *c = &m->cfg;
+    const PairWeights *w = &m->w;
+    const int B = a->B, E = c->E, K = c->K, F = c->F, Ein = pair_conv_input(c);
+    const int Na = c->Ta - K + 1, Nb = c->Tb - K + 1, before = c->model == PAIR_BEFORE;
+    memset(g->xa, 0, sizeof(double) * (size_t)g->n);        /* the whole view */
+    s2s_head_backward(g->z, gw->Wo, gw->bo, g->logits, a->probs, a->z, w->Wo, labels, B,
+                      4 * F, c->C);
+    pair_combine_backward(g->ra, g->rb, g->z, a->ra, a->rb, B, F);
+    if (c->model == PAIR_AFTER) {      /* forward was: ra, rb = abcnn2(fa, fb) */
+        abcnn2_backward(g->fa, g->fb, g->M2, g->ra, g->rb, a->M2, a->pa, a->pb, a->fa, a->fb,
+                        B, Na, Nb, F);
+    } else {                           /* forward was: ra = max_n fa_n, rb likewise */
+        maxpool_backward(g->fa, g->ra, a->fa, B, Na, F);
+        maxpool_backward(g->fb, g->rb, a->fb, B, Nb, F);
+    }
+    /* forward was: fa = conv(xa or wa), fb = conv(xb or wb), the same W and b */
+    conv1d_backward(before ? g->wa : g->xa, gw->W, gw->b, g->pra, g->cola, g->fa, a->pra,
+                    a->cola, w->W, c->Ta, B, Ein, K, F);
+    conv1d_backward(before ? g->wb : g->xb, gw->W, gw->b, g->prb, g->colb, g->fb, a->prb,
+                    a->colb, w->W, c->Tb, B, Ein, K, F);
+    if (before)                        /* forward was: wa, wb = abcnn1(xa, xb) */
+        abcnn1_backward(g->xa, g->xb, gw->Wa, gw->Wb, g->M, g->wa, g->wb, a->M, a->xa, a->xb,
+                        w->Wa, w->Wb, B, c->Ta, c->Tb, E);
+    embedding_backward(gw->emb, g->xa, ta, c->Ta * B, E);
+    embedding_backward(gw->emb, g->xb, tb, c->Tb * B, E);
 }
 
 /* ************************************************************************
@@ -1836,6 +2171,68 @@ int cnn_acts_bind(CnnActs *a, double *mem, const CnnConfig *c, int B, int T) {
 /* free what cnn_build allocated */
 void cnn_free(CnnModel *m) { s2s_params_free(&m->p); }
 
+/* The walk over the pair classifier's parameters (count, bind, and with r
+ * initialise), in the order of its block and of its random draws. */
+static void pair_weights_layout(void *views, Layout *L, Rng *r, const void *cfg) {
+    PairWeights *w = views;
+    const PairConfig *c = cfg;
+    const int Ein = pair_conv_input(c);
+    memset(w, 0, sizeof *w);
+    w->emb = s2s_param(L, r, c->V, c->E, 1.0, "emb");
+    if (c->model == PAIR_BEFORE) {
+        w->Wa = s2s_param(L, r, c->Tb, c->E, 1.0 / sqrt((double)c->Tb), "att.Wa");
+        w->Wb = s2s_param(L, r, c->Ta, c->E, 1.0 / sqrt((double)c->Ta), "att.Wb");
+    }
+    w->W = s2s_param(L, r, c->K * Ein, c->F, 1.0 / sqrt((double)(c->K * Ein)), "conv.W");
+    w->b = s2s_param(L, r, 1, c->F, 0.1, "conv.b");
+    w->Wo = s2s_param(L, r, 4 * c->F, c->C, 1.0 / sqrt((double)(4 * c->F)), "Wo");
+    w->bo = s2s_param(L, r, 1, c->C, 1.0 / sqrt((double)(4 * c->F)), "bo");
+}
+
+/* Build m for c: the four blocks (params, grads, Adam m and v), uniform
+ * init from r, and the views w and g. Free with pair_free. */
+void pair_build(PairModel *m, const PairConfig *c, Rng *r) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    s2s_params_build(&m->p, &m->w, &m->g, pair_weights_layout, c, r);
+}
+
+/* Bind a (NULL mem: count only) for B pairs (K <= Tb, Ta); returns the
+ * number of doubles. Fields the model does not use are NULL. */
+int pair_acts_bind(PairActs *a, double *mem, const PairConfig *c, int B) {
+    const int Na = c->Ta - c->K + 1, Nb = c->Tb - c->K + 1, E = c->E, F = c->F;
+    const int KE = c->K * pair_conv_input(c);
+    const int before = c->model == PAIR_BEFORE, after = c->model == PAIR_AFTER;
+    Layout L = { mem, 0, NULL, 0 };
+    PairActs dummy;
+    if (!a) a = &dummy;
+    a->B = B;
+    a->xa = layout_take(&L, c->Ta * B * E);
+    a->xb = layout_take(&L, c->Tb * B * E);
+    a->M = before ? layout_take(&L, B * c->Ta * c->Tb) : NULL;
+    a->wa = before ? layout_take(&L, c->Ta * B * 2 * E) : NULL;
+    a->wb = before ? layout_take(&L, c->Tb * B * 2 * E) : NULL;
+    a->cola = layout_take(&L, B * Na * KE);
+    a->pra = layout_take(&L, B * Na * F);
+    a->fa = layout_take(&L, B * Na * F);
+    a->colb = layout_take(&L, B * Nb * KE);
+    a->prb = layout_take(&L, B * Nb * F);
+    a->fb = layout_take(&L, B * Nb * F);
+    a->M2 = after ? layout_take(&L, B * Na * Nb) : NULL;
+    a->pa = after ? layout_take(&L, B * Na) : NULL;
+    a->pb = after ? layout_take(&L, B * Nb) : NULL;
+    a->ra = layout_take(&L, B * F);
+    a->rb = layout_take(&L, B * F);
+    a->z = layout_take(&L, B * 4 * F);
+    a->logits = layout_take(&L, B * c->C);
+    a->probs = layout_take(&L, B * c->C);
+    a->n = L.off;
+    return L.off;
+}
+
+/* free what pair_build allocated */
+void pair_free(PairModel *m) { s2s_params_free(&m->p); }
+
 /* ========================================================================
  * 11. tasks: copy, reverse, sort (attention.c's toy_task_fill) and a small
  *    "translation" with a non-monotonic alignment: dates
@@ -1847,7 +2244,7 @@ void cnn_free(CnnModel *m) { s2s_params_free(&m->p); }
  * alignment jumps. An example is held out if a hash of its source is 0
  * mod 10, so training never sees a held-out source (not even by chance).
  * Then the padded batches, and the tasks of the pooling (section 8) and
- * CNN (section 9) classifiers.
+ * CNN (section 9) classifiers, and of section 9's pair classifiers.
  * ======================================================================== */
 
 /* Allocate a batch of B sequences, sources up to Tcap tokens and targets up to
@@ -2052,6 +2449,49 @@ void cnn_task_batch(int *tokens, int *labels, Rng *r, int B, int T, int heldout)
 
 /* the character of token tok of the CNN task */
 char cnn_symbol(int tok) { return cnn_symbol_chars[tok - S2S_FIRST]; }
+
+/* ---- the pair task ------------------------------------------------------- */
+
+/* Two texts over 52 symbols (a-z, A-Z, as offsets from S2S_FIRST), A of 8
+ * and B of 6, no symbol twice in one text; label 1 if they share exactly
+ * one symbol (anywhere), 0 if none. */
+enum { PAIR_SYMBOLS = 52, PAIR_TA = 8, PAIR_TB = 6, PAIR_CLASSES = 2 };
+static const char pair_symbol_chars[PAIR_SYMBOLS + 1] =
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/* does seq (n tokens) hold tok? */
+static int pair_holds(const int *seq, int n, int tok) {
+    for (int i = 0; i < n; i++) if (seq[i] == tok) return 1;
+    return 0;
+}
+
+/* ta (PAIR_TA,B), tb (PAIR_TB,B) and labels (B) of B pairs from the training
+ * (heldout = 0) or held-out (1) split: heldout_split() of A and B side by
+ * side. Each text alone is a uniform draw of distinct symbols whatever the
+ * label (so neither text says anything about it); the label is the coin
+ * that decided whether one of B's symbols, at a uniform position, is a
+ * uniform one of A's. */
+void pair_task_batch(int *ta, int *tb, int *labels, Rng *r, int B, int heldout) {
+    int seq[PAIR_TA + PAIR_TB], *a = seq, *b = seq + PAIR_TA;
+    for (int s = 0; s < B; s++) {
+        int lab;
+        do {
+            for (int i = 0; i < PAIR_TA; i++)
+                do a[i] = S2S_FIRST + rng_int(r, PAIR_SYMBOLS); while (pair_holds(a, i, a[i]));
+            for (int j = 0; j < PAIR_TB; j++)   /* distinct, and none of A's */
+                do b[j] = S2S_FIRST + rng_int(r, PAIR_SYMBOLS);
+                while (pair_holds(b, j, b[j]) || pair_holds(a, PAIR_TA, b[j]));
+            lab = rng_int(r, 2);
+            if (lab) b[rng_int(r, PAIR_TB)] = a[rng_int(r, PAIR_TA)];
+        } while (heldout_split(seq, PAIR_TA + PAIR_TB) != heldout);
+        for (int i = 0; i < PAIR_TA; i++) ta[i * B + s] = a[i];
+        for (int j = 0; j < PAIR_TB; j++) tb[j * B + s] = b[j];
+        labels[s] = lab;
+    }
+}
+
+/* the character of token tok of the pair task */
+char pair_symbol(int tok) { return pair_symbol_chars[tok - S2S_FIRST]; }
 
 /* ========================================================================
  * 12. training loop, progress and evaluation
@@ -2895,19 +3335,20 @@ void s2s_exposure_count(S2sExposure *x, S2sRun *r, S2sBatch *bt, const S2sModel 
  * 13. options: one table, the checks that relate options
  * ======================================================================== */
 
-/* The twelve things ./seq2seq can do: the mode. An option applies to some of
+/* The thirteen things ./seq2seq can do: the mode. An option applies to some of
  * them; opt_check_mode refuses it in the others. The experiments' modes
  * follow S2S_MODE_LENGTH in the order of s2s_experiment_names. */
 enum { S2S_MODE_RUN, S2S_MODE_LENGTH, S2S_MODE_POOLING, S2S_MODE_CNN, S2S_MODE_GRADIENT,
        S2S_MODE_EXPOSURE, S2S_MODE_PARALLEL, S2S_MODE_PARAMS, S2S_MODE_ENCODER,
-       S2S_MODE_BENCH, S2S_MODE_DATA, S2S_MODE_USE };
+       S2S_MODE_PAIR, S2S_MODE_BENCH, S2S_MODE_DATA, S2S_MODE_USE };
 static const char *const s2s_mode_names[] = { "the default run", "--experiment length",
     "--experiment pooling", "--experiment cnn", "--experiment gradient",
     "--experiment exposure", "--experiment parallel", "--experiment params",
-    "--experiment encoder", "--bench", "--data", "--load without --data", NULL };
+    "--experiment encoder", "--experiment pair", "--bench", "--data", "--load without --data",
+    NULL };
 static const char *const s2s_experiment_names[] = { "length", "pooling", "cnn", "gradient",
                                                      "exposure", "parallel", "params",
-                                                     "encoder", NULL };
+                                                     "encoder", "pair", NULL };
 /* --experiment params trains each decoder at these hidden sizes (section 15) */
 static const int s2s_params_hidden[] = { 4, 8, 16, 24, 32, 48, 64, 96, 128 };
 enum { S2S_PARAMS_NH = (int)(sizeof s2s_params_hidden / sizeof s2s_params_hidden[0]) };
@@ -2920,8 +3361,8 @@ typedef struct {
     int batch;         /* training batch rows */
     int test;          /* held-out examples */
     int beam;          /* 1 = greedy */
-    int kernel;        /* --experiment cnn: convolution width K */
-    int channels;      /* --experiment cnn: convolution channels F */
+    int kernel;        /* --experiment cnn and pair: convolution width K */
+    int channels;      /* --experiment cnn and pair: convolution channels F */
     int seed;
     const char *svg;   /* alignment picture, or NULL */
     int score;         /* --score, an index into s2s_luong_scores */
@@ -2963,6 +3404,7 @@ static int s2s_options_add(Opt *opt, int n, int cap, const Opt *add, int nadd) {
 #define EXPO   (1u << S2S_MODE_EXPOSURE)
 #define PAR    (1u << S2S_MODE_PARALLEL)              /* times, trains nothing */
 #define PARAMS (1u << S2S_MODE_PARAMS)                /* its own ladder of --hidden */
+#define PAIR   (1u << S2S_MODE_PAIR)                  /* fixed lengths, no RNN, no picture */
 #define EXPS   (LENGTH | 1u << S2S_MODE_POOLING | CNN | GRAD | EXPO | 1u << S2S_MODE_ENCODER)
 #define TRAIN  (RUN | EXPS | PARAMS)                 /* everything that trains */
 #define DATA   (1u << S2S_MODE_DATA)
@@ -2992,8 +3434,8 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "the recurrent cell; default gru, pooling rnn, cnn lstm", 0 },
         { "--hidden", OPT_INT, &o->cfg.H, 1, 512, NULL, (TRAIN & ~PARAMS) | PAR | MODEL, "H",
           "hidden size (parallel: the width of both); default 64,\ncnn 32, --data 128", 0 },
-        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN | MODEL, "E", "embedding size; "
-          "default 32, cnn 16, --data 64", 0 },
+        { "--embed", OPT_INT, &o->cfg.E, 1, 512, NULL, TRAIN | PAIR | MODEL, "E",
+          "embedding size; default 32, cnn and pair 16, --data 64", 0 },
         { "--attn-hidden", OPT_INT, &o->cfg.A, 1, 512, NULL, RUN | MODEL, "A", "hidden size of the "
           "additive/concat score and local-p;\ndefault = --hidden", 0 },
         { "--encoder", OPT_CHOICE, &o->cfg.encoder, 0, 0, s2s_encoder_names, RUN | MODEL, "D",
@@ -3007,13 +3449,13 @@ static int s2s_model_options(Opt *opt, int n, int cap, S2sOptions *o) {
 
 static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
     const Opt table[] = {
-        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, TRAIN | DATA, "B", "training batch; "
-          "default 32, --data 64", 0 },
-        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, TRAIN | DATA, "N",
+        { "--batch", OPT_INT, &o->batch, 1, 512, NULL, TRAIN | PAIR | DATA, "B",
+          "training batch; default 32, --data 64", 0 },
+        { "--steps", OPT_INT, &o->train.steps, 1, 1000000, NULL, TRAIN | PAIR | DATA, "N",
           "training steps; default 600, length 1200, --data 100000", 0 },
-        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, TRAIN | DATA, "X",
+        { "--lr", OPT_RATE, &o->train.lr, 0, 1, NULL, TRAIN | PAIR | DATA, "X",
           "Adam learning rate; it decays linearly to lr/10;\ndefault 0.005, --data 0.002", 0 },
-        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN | DATA, "X",
+        { "--clip", OPT_REAL, &o->train.clip, 0, 1000, NULL, TRAIN | PAIR | DATA, "X",
           "max global gradient norm, 0 = off", 0 },
         { "--test", OPT_INT, &o->test, 1, 100000, NULL, RUN | LENGTH | EXPO | PARAMS, "N",
           "held-out examples", 0 },
@@ -3022,7 +3464,7 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "scored greedy and with K;\nexposure: the beam row, default 4)", 0 },
         { "--samples", OPT_INT, &o->samples, 2, 64, NULL, EXPO, "K",
           "exposure: decodes of each held-out source per rule", 0 },
-        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN | DATA, "N",
+        { "--seed", OPT_INT, &o->seed, 0, 2147483647, NULL, TRAIN | PAIR | DATA, "N",
           "seed; stdout is identical for a seed (--data: also\nthe split; with --minutes, "
           "where the run stops is not)", 0 },
         { "--svg", OPT_PATH, &o->svg, 0, 0, NULL, (TRAIN & ~PARAMS) | PAR | MODEL, "DIR",
@@ -3031,11 +3473,11 @@ static int s2s_program_options(Opt *opt, int n, int cap, S2sOptions *o) {
           "(a\nfile of that name is replaced): the alignment,\nthe training curves, an "
           "experiment's chart", 0 },
         { "--experiment", OPT_CHOICE, &o->experiment, 0, 0, s2s_experiment_names,
-          EXPS | PAR | PARAMS, "X",
+          EXPS | PAR | PARAMS | PAIR, "X",
           "instead of the default run, an experiment (below)", 0 },
-        { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, CNN, "K",
-          "convolution width, at most --len", 0 },
-        { "--channels", OPT_INT, &o->channels, 1, 512, NULL, CNN, "F",
+        { "--kernel", OPT_INT, &o->kernel, 1, 60, NULL, CNN | PAIR, "K",
+          "convolution width, at most --len (pair: at most 6,\nthe shorter text)", 0 },
+        { "--channels", OPT_INT, &o->channels, 1, 512, NULL, CNN | PAIR, "F",
           "convolution channels; F is also the hidden size\nof the CNN's attention score", 0 },
         { "--bench", OPT_FLAG, &o->bench, 0, 0, NULL, 1u << S2S_MODE_BENCH, "", "ms per "
           "training step (and target tokens/s) of the two\nbenchmark configurations, then "
@@ -3082,6 +3524,7 @@ static int s2s_data_options(Opt *opt, int n, int cap, S2sOptions *o) {
 #undef EXPO
 #undef PAR
 #undef PARAMS
+#undef PAIR
 #undef TRAIN
 
 /* The checks that relate the model's options to each other: each names the
@@ -3155,6 +3598,7 @@ static void s2s_mode_defaults(const OptTable *t, S2sOptions *o) {
         if (!opt_given(t, "--len")) tk->max_len = 12;
         if (!opt_given(t, "--beam")) o->beam = 4;
     }
+    if (o->mode == S2S_MODE_PAIR && !opt_given(t, "--embed")) o->cfg.E = 16;
     if (o->mode == S2S_MODE_ENCODER) {
         if (opt_given(t, "--svg"))
             opt_fail(t, "--experiment encoder prints a table and draws no picture: drop --svg");
@@ -3184,6 +3628,9 @@ static void s2s_check_task(const OptTable *t, S2sOptions *o) {
     if (o->mode == S2S_MODE_CNN && tk->max_len < 8)      /* 8: 164640 sequences */
         opt_fail(t, "--len must be at least 8 for --experiment cnn (two marker-letter pairs, "
                  "the question and enough filler for a held-out split)");
+    if (o->mode == S2S_MODE_PAIR && o->kernel > PAIR_TB)
+        opt_fail(t, "--kernel must be at most %d for --experiment pair (its shorter text has "
+                 "%d tokens), got %d", PAIR_TB, PAIR_TB, o->kernel);
     if (o->mode == S2S_MODE_CNN && o->kernel > tk->max_len)
         opt_fail(t, "--kernel must be at most the sequence length --len (%d), got %d",
                  tk->max_len, o->kernel);
@@ -3355,6 +3802,12 @@ static const char s2s_after[] =
     "  encoder  each decoder over uni and bi encoders of 1 and 2 layers\n"
     "           (reverse, 16 symbols, hidden 32, Luong's general score, 400\n"
     "           steps unless given)\n"
+    "  pair     two texts (8 and 6 of 52 symbols): do they share one? A siamese\n"
+    "           CNN, attention before the convolution (ABCNN-1) and after it\n"
+    "           (ABCNN-2), then one example's match matrices (embedding 16)\n";
+/* the rest of --help's last lines (C99 promises string literals of 4095
+ * characters, so the text is in two; s2s_parse joins them) */
+static const char s2s_after_data[] =
     "\n"
     "  Real data: --data FILE reads one pair a line, in the format of its first\n"
     "  pair line: 'source<TAB>target' if it has a tab, else CMUdict's 'word PH O NE\n"
@@ -3401,7 +3854,9 @@ static void s2s_parse(S2sOptions *o, int argc, char **argv) {
         8 };
     *o = defaults;
     Opt opt[40];
-    OptTable t = { argv[0], s2s_about, s2s_after, s2s_mode_names, opt, 0 };
+    char after[sizeof s2s_after + sizeof s2s_after_data];
+    snprintf(after, sizeof after, "%s%s", s2s_after, s2s_after_data);
+    OptTable t = { argv[0], s2s_about, after, s2s_mode_names, opt, 0 };
     const int cap = (int)(sizeof opt / sizeof opt[0]);
     t.n = s2s_model_options(opt, 0, cap, o);
     t.n = s2s_program_options(opt, t.n, cap, o);
@@ -5356,6 +5811,186 @@ static void s2s_experiment_encoder(const S2sOptions *o) {
             for (int bi = 0; bi <= 1; bi++) s2s_encoder_row(o, k, bi, layers);
 }
 
+/* ---- the pair experiment: attention before or after the convolution ------- */
+
+/* Pairs start .. start+n-1 of ta (PAIR_TA,NT), tb (PAIR_TB,NT) into ba
+ * (PAIR_TA,n), bb (PAIR_TB,n), time-major as the batches are. */
+static void s2s_pair_rows(int *ba, int *bb, const int *ta, const int *tb, int NT, int start,
+                          int n) {
+    for (int i = 0; i < PAIR_TA; i++)
+        memcpy(ba + i * n, ta + i * NT + start, sizeof(int) * (size_t)n);
+    for (int j = 0; j < PAIR_TB; j++)
+        memcpy(bb + j * n, tb + j * NT + start, sizeof(int) * (size_t)n);
+}
+
+/* A trained pair classifier and its two activation blocks, B rows of each */
+typedef struct {
+    PairModel m;
+    PairActs a, g;
+    double *amem, *gmem;
+} S2sPair;
+
+/* Train s->m for --steps on batches of --batch pairs from rb; returns the
+ * step it diverged at (0: none). */
+static int s2s_pair_train(S2sPair *s, Rng *rb, const S2sOptions *o, int *bta, int *btb,
+                          int *blab, int v) {
+    const int B = o->batch, steps = o->train.steps;
+    char what[48];
+    snprintf(what, sizeof what, "pair: model %d/3, step", v + 1);
+    Progress pr;
+    progress_begin(&pr, what, steps);
+    for (int st = 1; st <= steps; st++) {
+        pair_task_batch(bta, btb, blab, rb, B, S2S_TRAINING);
+        memset(s->m.p.grads, 0, sizeof(double) * (size_t)s->m.p.num_params);
+        const double l = pair_forward(&s->a, bta, btb, blab, &s->m);
+        pair_backward(&s->m.g, &s->g, &s->a, bta, btb, blab, &s->m);
+        double gn;
+        if (s2s_clip_adam(&s->m.p, st, s2s_lr_at(o->train.lr, st, steps), o->train.clip, l,
+                          PAIR_CLASSES, &gn))
+            return st;
+        progress_step(&pr, st, NULL);
+    }
+    return 0;
+}
+
+/* Held-out pairs s classifies right, --batch at a time; the match matrices
+ * of pair ex go to Mex (Ta,Tb) (attention before) or Mex (Na,Nb) and its
+ * pooling weights to pex (Na + Nb) (attention after). */
+static int s2s_pair_eval(S2sPair *s, const int *ta, const int *tb, const int *lab, int NT,
+                         int B, int *bta, int *btb, int ex, double *Mex, double *pex) {
+    const PairConfig *c = &s->m.cfg;
+    const int Na = c->Ta - c->K + 1, Nb = c->Tb - c->K + 1;
+    int ok = 0;
+    for (int start = 0; start < NT; start += B) {
+        const int nb = NT - start < B ? NT - start : B;
+        s2s_pair_rows(bta, btb, ta, tb, NT, start, nb);
+        pair_acts_bind(&s->a, s->amem, c, nb);
+        pair_forward(&s->a, bta, btb, lab + start, &s->m);
+        for (int b = 0; b < nb; b++) ok += argmax(s->a.probs + b * c->C, c->C) == lab[start + b];
+        if (ex < start || ex >= start + nb) continue;
+        const int e = ex - start;
+        if (c->model == PAIR_BEFORE)
+            memcpy(Mex, s->a.M + e * c->Ta * c->Tb, sizeof(double) * (size_t)(c->Ta * c->Tb));
+        if (c->model == PAIR_AFTER) {
+            memcpy(Mex, s->a.M2 + e * Na * Nb, sizeof(double) * (size_t)(Na * Nb));
+            memcpy(pex, s->a.pa + e * Na, sizeof(double) * (size_t)Na);
+            memcpy(pex + Na, s->a.pb + e * Nb, sizeof(double) * (size_t)Nb);
+        }
+    }
+    return ok;
+}
+
+/* Model v (PAIR_*) of the pair table: built from the seed, trained on the
+ * batches of its own stream (the same for every model), its row printed;
+ * what s2s_pair_eval keeps of held-out pair ex into Mex, pex. Returns 0 if
+ * it diverged (a row says so), else 1. */
+static int s2s_pair_model(const S2sOptions *o, int v, const int *ta, const int *tb,
+                          const int *lab, int NT, int *bta, int *btb, int *blab, int ex,
+                          double *Mex, double *pex) {
+    const PairConfig c = { v, S2S_FIRST + PAIR_SYMBOLS, o->cfg.E, o->kernel, o->channels,
+                           PAIR_CLASSES, PAIR_TA, PAIR_TB };
+    Rng r, rb;                                     /* init; training batches */
+    rng_seed(&r, (uint64_t)o->seed);
+    rng_seed(&rb, (uint64_t)o->seed ^ 0xBA7Cu);
+    S2sPair s;
+    pair_build(&s.m, &c, &r);
+    const int cap = pair_acts_bind(NULL, NULL, &c, o->batch);
+    s.amem = xcalloc_doubles(cap); s.gmem = xcalloc_doubles(cap);
+    pair_acts_bind(&s.a, s.amem, &c, o->batch);
+    pair_acts_bind(&s.g, s.gmem, &c, o->batch);
+    const double t0 = seconds();
+    const int div = s2s_pair_train(&s, &rb, o, bta, btb, blab, v);
+    const double secs = seconds() - t0;
+    if (div)
+        printf("  %-27s | diverged at step %d\n", pair_model_names[v], div);
+    else {
+        const int ok = s2s_pair_eval(&s, ta, tb, lab, NT, o->batch, bta, btb, ex, Mex, pex);
+        printf("  %-27s | %7.1f%% | %10d | %5.1f s\n", pair_model_names[v], 100.0 * ok / NT,
+               s.m.p.num_params, secs);
+    }
+    fflush(stdout);
+    free(s.amem); free(s.gmem); pair_free(&s.m);
+    return !div;
+}
+
+/* The match matrices of held-out pair ex (ta, tb as in s2s_pair_rows):
+ * the tokens' (attention before, M (Ta,Tb), if shown[0]) and the windows'
+ * with their pooling weights (attention after, M2 (Na,Nb), p (Na+Nb), if
+ * shown[1]). */
+static void s2s_pair_show(const S2sOptions *o, const int *ta, const int *tb, int NT, int ex,
+                          const double *M, const double *M2, const double *p,
+                          const int *shown) {
+    const int K = o->kernel, Na = PAIR_TA - K + 1, Nb = PAIR_TB - K + 1;
+    char sa[PAIR_TA][8], sb[PAIR_TB][8];         /* a window's K <= 6 tokens, or one */
+    const char *la[PAIR_TA], *lb[PAIR_TB];
+    for (int i = 0; i < PAIR_TA; i++) la[i] = sa[i];
+    for (int j = 0; j < PAIR_TB; j++) lb[j] = sb[j];
+    printf("\nheld-out pair %d (the first that shares a symbol):\n  A:", ex + 1);
+    for (int i = 0; i < PAIR_TA; i++) printf(" %c", pair_symbol(ta[i * NT + ex]));
+    printf("\n  B:");
+    for (int j = 0; j < PAIR_TB; j++) printf(" %c", pair_symbol(tb[j * NT + ex]));
+    printf("\n");
+    for (int i = 0; i < PAIR_TA; i++) snprintf(sa[i], 8, "%c", pair_symbol(ta[i * NT + ex]));
+    for (int j = 0; j < PAIR_TB; j++) snprintf(sb[j], 8, "%c", pair_symbol(tb[j * NT + ex]));
+    if (shown[0])
+        s2s_heatmap("\nattention before the conv: the token match 1/(1+|a_i-b_j|^2), a row per "
+                    "token of A, a column per token of B", M, PAIR_TA, PAIR_TB, la, lb);
+    if (!shown[1]) return;
+    for (int i = 0; i < Na; i++) {                 /* now a window's K tokens */
+        for (int k = 0; k < K; k++) sa[i][k] = pair_symbol(ta[(i + k) * NT + ex]);
+        sa[i][K] = '\0';
+    }
+    for (int j = 0; j < Nb; j++) {
+        for (int k = 0; k < K; k++) sb[j][k] = pair_symbol(tb[(j + k) * NT + ex]);
+        sb[j][K] = '\0';
+    }
+    s2s_heatmap("\nattention after the conv: the window match 1/(1+|fa_n-fb_m|^2), a row per "
+                "window of A, a column per window of B (read down)", M2, Na, Nb, la, lb);
+    printf("  pooling weights (row sums) of A's windows:");
+    for (int i = 0; i < Na; i++) printf(" %.2f", p[i]);
+    printf("\n  pooling weights (column sums) of B's windows:");
+    for (int j = 0; j < Nb; j++) printf(" %.2f", p[Na + j]);
+    printf("\n");
+}
+
+/* Three CNNs on the pair task (pair_task_batch): siamese (each text
+ * convolved and max-pooled alone), attention before the convolution
+ * (ABCNN-1) and after it (ABCNN-2), the same classifier on
+ * [ra; rb; ra*rb; |ra-rb|] for all. Same held-out set, same training
+ * batches, steps and learning rate. One table (a time column: it is an
+ * experiment), then one held-out pair's match matrices. */
+static void s2s_experiment_pair(const S2sOptions *o) {
+    enum { NT = 1000 };
+    const int B = o->batch, Na = PAIR_TA - o->kernel + 1, Nb = PAIR_TB - o->kernel + 1;
+    s2s_wrapf("", "the pair experiment: text A holds %d symbols, text B %d, of %d, none twice "
+              "in a text; the label says whether they share one (half of the pairs do); "
+              "either text alone says nothing about it: chance 50%%\n", PAIR_TA, PAIR_TB,
+              PAIR_SYMBOLS);
+    s2s_wrapf("", "cnn: kernel %d, %d channels, ReLU, max pooling unless attention pools; "
+              "embedding %d; classifier on [ra; rb; ra*rb; |ra-rb|]; %d steps of %d, lr %g, "
+              "seed %d\n\n", o->kernel, o->channels, o->cfg.E, o->train.steps, B, o->train.lr,
+              o->seed);
+    int *ta = xmalloc(sizeof(int) * (size_t)((PAIR_TA + PAIR_TB + 1) * NT));   /* A, B, label */
+    int *tb = ta + PAIR_TA * NT, *lab = tb + PAIR_TB * NT;
+    int *bta = xmalloc(sizeof(int) * (size_t)((PAIR_TA + PAIR_TB + 1) * B));   /* a batch */
+    int *btb = bta + PAIR_TA * B, *blab = btb + PAIR_TB * B;
+    Rng rt;
+    rng_seed(&rt, (uint64_t)o->seed ^ 0x5EEDu);        /* the held-out set's own stream */
+    pair_task_batch(ta, tb, lab, &rt, NT, S2S_HELDOUT);
+    int ex = 0;
+    while (ex < NT - 1 && !lab[ex]) ex++;
+    double *M = xcalloc_doubles(PAIR_TA * PAIR_TB + Na * Nb + Na + Nb);   /* M, M2, weights */
+    double *M2 = M + PAIR_TA * PAIR_TB;
+    int shown[2];
+    printf("  %-27s | %8s | %10s | %s\n", "model", "held-out", "parameters", "time");
+    s2s_pair_model(o, PAIR_SIAMESE, ta, tb, lab, NT, bta, btb, blab, ex, NULL, NULL);
+    shown[0] = s2s_pair_model(o, PAIR_BEFORE, ta, tb, lab, NT, bta, btb, blab, ex, M, NULL);
+    shown[1] = s2s_pair_model(o, PAIR_AFTER, ta, tb, lab, NT, bta, btb, blab, ex, M2,
+                              M2 + Na * Nb);
+    s2s_pair_show(o, ta, tb, NT, ex, M, M2, M2 + Na * Nb, shown);
+    free(M); free(ta); free(bta);
+}
+
 /* ========================================================================
  * 16. --bench and main
  * ======================================================================== */
@@ -5451,6 +6086,7 @@ int main(int argc, char **argv) {
     case S2S_MODE_PARALLEL: s2s_experiment_parallel(&o); break;
     case S2S_MODE_PARAMS:  s2s_experiment_params(&o); break;
     case S2S_MODE_ENCODER: s2s_experiment_encoder(&o); break;
+    case S2S_MODE_PAIR:    s2s_experiment_pair(&o); break;
     case S2S_MODE_DATA:    s2s_main_data(&o); break;
     case S2S_MODE_USE:     s2s_main_use(&o); break;
     default:               s2s_main_run(&o);

@@ -2879,6 +2879,234 @@ static void s2s_test_cnn(Tally *t, int K) {
     }
 }
 
+/* ---- chapter 2: two texts, attention before and after the convolution (section 9) ---- */
+
+/* one layer of the pair classifier under a finite-difference check: up to
+ * four inputs (x, dx) and two outputs, read against random upstream
+ * gradients (up) by dot_loss */
+typedef struct {
+    int B, Ta, Tb, D;              /* batch, rows of A and B, row width */
+    double *in[4], *din[4];        /* the layer's inputs and their gradients */
+    double *out[2], *up[2];        /* its outputs, and the upstream gradient at each */
+    int nout[2];                   /* doubles of each output */
+    double *M, *dM, *pa, *pb;      /* what the layer keeps: match matrix, weights; scratch */
+} S2sPairLayerCtx;
+
+/* the match layer: a (Ta rows, stride 2D: the second of two sequences of a
+ * time-major batch), b (Tb rows, stride D) */
+static double s2s_match_loss(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    match_forward(k->out[0], k->in[0] + k->D, 2 * k->D, k->in[1], k->D, k->Ta, k->Tb, k->D);
+    return dot_loss(k->up[0], k->out[0], k->nout[0]);
+}
+
+static void s2s_match_grad(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    s2s_match_loss(k);
+    match_backward(k->din[0] + k->D, k->din[1], k->up[0], k->out[0], k->in[0] + k->D,
+                   2 * k->D, k->in[1], k->D, k->Ta, k->Tb, k->D);
+}
+
+static double s2s_abcnn1_loss(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    abcnn1_forward(k->out[0], k->out[1], k->M, k->in[0], k->in[1], k->in[2], k->in[3], k->B,
+                   k->Ta, k->Tb, k->D);
+    return dot_loss(k->up[0], k->out[0], k->nout[0]) + dot_loss(k->up[1], k->out[1], k->nout[1]);
+}
+
+static void s2s_abcnn1_grad(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    s2s_abcnn1_loss(k);
+    abcnn1_backward(k->din[0], k->din[1], k->din[2], k->din[3], k->dM, k->up[0], k->up[1], k->M,
+                    k->in[0], k->in[1], k->in[2], k->in[3], k->B, k->Ta, k->Tb, k->D);
+}
+
+/* here Ta, Tb are the windows Na, Nb and D the channels F */
+static double s2s_abcnn2_loss(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    abcnn2_forward(k->out[0], k->out[1], k->M, k->pa, k->pb, k->in[0], k->in[1], k->B, k->Ta,
+                   k->Tb, k->D);
+    return dot_loss(k->up[0], k->out[0], k->nout[0]) + dot_loss(k->up[1], k->out[1], k->nout[1]);
+}
+
+static void s2s_abcnn2_grad(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    s2s_abcnn2_loss(k);
+    abcnn2_backward(k->din[0], k->din[1], k->dM, k->up[0], k->up[1], k->M, k->pa, k->pb,
+                    k->in[0], k->in[1], k->B, k->Ta, k->Tb, k->D);
+}
+
+/* max pooling (in[0]: (B*Ta,D) feature rows) into out[0], then
+ * pair_combine of it with in[1] (B,D) into out[1]: the two small layers
+ * between the convolution and the classifier */
+static double s2s_poolcomb_loss(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    maxpool_forward(k->out[0], k->in[0], k->B, k->Ta, k->D);
+    pair_combine_forward(k->out[1], k->out[0], k->in[1], k->B, k->D);
+    return dot_loss(k->up[1], k->out[1], k->nout[1]);
+}
+
+static void s2s_poolcomb_grad(void *ctx) {
+    S2sPairLayerCtx *k = ctx;
+    s2s_poolcomb_loss(k);
+    memset(k->dM, 0, sizeof(double) * (size_t)(k->B * k->D));   /* d out[0] */
+    pair_combine_backward(k->dM, k->din[1], k->up[1], k->out[0], k->in[1], k->B, k->D);
+    maxpool_backward(k->din[0], k->dM, k->in[0], k->B, k->Ta, k->D);
+}
+
+/* The four layers of the pair classifier against finite differences, each
+ * with one pair of rows exactly equal (a token both texts hold: the match
+ * is 1 there, the case the squared distance keeps differentiable); and
+ * what their forwards must hold: the match of equal rows is 1 and every
+ * other in (0, 1), abcnn1 keeps the embeddings in its first E columns,
+ * abcnn2's row sums and column sums share one total. */
+static void s2s_test_pair_layers(Tally *t) {
+    enum { B = 2, TA = 4, TB = 3, D = 3, NM = 4 * (TA + TB) * 2 * D * B };
+    double *mem = xcalloc_doubles(NM * 4), *p = mem;
+    S2sPairLayerCtx k;
+    memset(&k, 0, sizeof k);
+    k.B = B; k.Ta = TA; k.Tb = TB; k.D = D;
+    for (int i = 0; i < 4; i++) { k.in[i] = p; p += NM / 4; k.din[i] = p; p += NM / 4; }
+    for (int i = 0; i < 2; i++) { k.out[i] = p; p += NM / 4; k.up[i] = p; p += NM / 4; }
+    k.M = p; p += NM / 4; k.dM = p; p += NM / 4; k.pa = p; p += NM / 4; k.pb = p;
+    Rng r;
+    rng_seed(&r, 41);
+    for (int i = 0; i < 4; i++) rng_fill_normal(&r, k.in[i], NM / 4, 0.7);
+    for (int i = 0; i < 2; i++) rng_fill_normal(&r, k.up[i], NM / 4, 1.0);
+    /* match: A's row 2 of sequence 1 (strided) equals B's row 1 */
+    memcpy(k.in[1] + D, k.in[0] + (2 * 2 + 1) * D, sizeof(double) * D);
+    k.nout[0] = TA * TB;
+    s2s_match_loss(&k);
+    int inside = 1;
+    for (int i = 0; i < TA * TB; i++)
+        inside &= i == 2 * TB + 1 || (k.out[0][i] > 0 && k.out[0][i] < 1);
+    check(t, k.out[0][2 * TB + 1] == 1.0 && inside, "pair: match 1/(1+|a-b|^2) of two equal "
+          "rows is %.17g (want 1), every other in (0, 1): %s", k.out[0][2 * TB + 1],
+          inside ? "yes" : "no");
+    Tensor tm[2] = { { "a", k.in[0], k.din[0], 2 * TA * D }, { "b", k.in[1], k.din[1], TB * D } };
+    check_grad(t, "pair: match (Ta 4, Tb 3, D 3, A's rows strided, one exact match)",
+               (Differentiable){ s2s_match_loss, s2s_match_grad, &k }, tm, 2, 1e-7);
+    /* abcnn1: xa (Ta,B,E), xb (Tb,B,E), Wa (Tb,E), Wb (Ta,E); xb row (1, s 0) = xa row (2, s 0) */
+    memcpy(k.in[1] + (1 * B + 0) * D, k.in[0] + (2 * B + 0) * D, sizeof(double) * D);
+    k.nout[0] = TA * B * 2 * D; k.nout[1] = TB * B * 2 * D;
+    s2s_abcnn1_loss(&k);
+    int kept = 1;
+    for (int i = 0; i < TA * B; i++) kept &= !memcmp(k.out[0] + i * 2 * D, k.in[0] + i * D,
+                                                     sizeof(double) * D);
+    Tensor t1[4] = { { "xa", k.in[0], k.din[0], TA * B * D },
+                     { "xb", k.in[1], k.din[1], TB * B * D },
+                     { "Wa", k.in[2], k.din[2], TB * D }, { "Wb", k.in[3], k.din[3], TA * D } };
+    check(t, kept && k.M[2 * TB + 1] == 1.0, "pair: abcnn1's rows begin with the embeddings "
+          "(%s) and the shared token's match is %.17g (want 1)", kept ? "yes" : "no",
+          k.M[2 * TB + 1]);
+    check_grad(t, "pair: attention before the conv, abcnn1 (B 2, Ta 4, Tb 3, E 3)",
+               (Differentiable){ s2s_abcnn1_loss, s2s_abcnn1_grad, &k }, t1, 4, 1e-7);
+    /* abcnn2: fa (B*Na,F), fb (B*Nb,F), with one window of pair 1 shared */
+    memcpy(k.in[1] + (B * 0 + 4) * D, k.in[0] + (1 * TA + 3) * D, sizeof(double) * D);
+    k.nout[0] = k.nout[1] = B * D;
+    s2s_abcnn2_loss(&k);
+    double worst = 0.0;
+    for (int s = 0; s < B; s++) {
+        double sa = 0.0, sb = 0.0;
+        for (int n = 0; n < TA; n++) sa += k.pa[s * TA + n];
+        for (int m = 0; m < TB; m++) sb += k.pb[s * TB + m];
+        worst = fmax(worst, fabs(sa - sb));
+    }
+    Tensor t2[2] = { { "fa", k.in[0], k.din[0], B * TA * D },
+                     { "fb", k.in[1], k.din[1], B * TB * D } };
+    check(t, worst <= 1e-12, "pair: abcnn2's row sums and column sums weigh the same total "
+          "match (max diff %.1e <= 1e-12)", worst);
+    check_grad(t, "pair: attention after the conv, abcnn2 (B 2, Na 4, Nb 3, F 3)",
+               (Differentiable){ s2s_abcnn2_loss, s2s_abcnn2_grad, &k }, t2, 2, 1e-7);
+    k.nout[1] = B * 4 * D;
+    Tensor t3[2] = { { "feat", k.in[0], k.din[0], B * TA * D },
+                     { "rb", k.in[1], k.din[1], B * D } };
+    check_grad(t, "pair: max pooling, then [ra; rb; ra*rb; |ra-rb|] (B 2, N 4, F 3)",
+               (Differentiable){ s2s_poolcomb_loss, s2s_poolcomb_grad, &k }, t3, 2, 1e-7);
+    free(mem);
+}
+
+/* the pair task is what section 11 says it is: distinct symbols in each
+ * text, exactly one shared symbol when the label is 1 and none when it is
+ * 0, about half of each, and training draws outside the held-out split */
+static void s2s_test_pair_task(Tally *t) {
+    enum { B = 400 };
+    int ta[PAIR_TA * B], tb[PAIR_TB * B], lab[B], bad = 0, pos = 0, split = 0;
+    Rng r;
+    rng_seed(&r, 7);
+    pair_task_batch(ta, tb, lab, &r, B, S2S_TRAINING);
+    for (int s = 0; s < B; s++) {
+        int seq[PAIR_TA + PAIR_TB], shared = 0;
+        for (int i = 0; i < PAIR_TA; i++) seq[i] = ta[i * B + s];
+        for (int j = 0; j < PAIR_TB; j++) seq[PAIR_TA + j] = tb[j * B + s];
+        for (int i = 0; i < PAIR_TA + PAIR_TB; i++) {
+            bad += seq[i] < S2S_FIRST || seq[i] >= S2S_FIRST + PAIR_SYMBOLS;
+            for (int k = 0; k < i; k++)       /* a repeat inside a text? one across them? */
+                if (seq[k] == seq[i]) { if ((k < PAIR_TA) == (i < PAIR_TA)) bad++; else shared++; }
+        }
+        bad += shared != lab[s];
+        pos += lab[s];
+        split += heldout_split(seq, PAIR_TA + PAIR_TB) != S2S_TRAINING;
+    }
+    check(t, bad == 0 && split == 0 && pos > B * 2 / 5 && pos < B * 3 / 5, "pair task: %d of "
+          "%d pairs break the rule (distinct symbols in a text; label = the number of symbols "
+          "shared, 0 or 1), %d labelled 1, %d in the held-out split", bad, B, pos, split);
+}
+
+typedef struct {
+    PairModel m;
+    PairActs a, g;
+    int ta[PAIR_TA * 2], tb[PAIR_TB * 2], labels[2];
+} S2sPairCtx;
+
+static double s2s_pair_loss(void *ctx) {
+    S2sPairCtx *k = ctx;
+    return pair_forward(&k->a, k->ta, k->tb, k->labels, &k->m);
+}
+
+static void s2s_pair_grad(void *ctx) {
+    S2sPairCtx *k = ctx;
+    pair_forward(&k->a, k->ta, k->tb, k->labels, &k->m);
+    pair_backward(&k->m.g, &k->g, &k->a, k->ta, k->tb, k->labels, &k->m);
+}
+
+/* the whole pair classifier, each of the three models, every parameter
+ * tensor, at kernel width K = 1, 3 and Tb (B's one window); the two pairs
+ * of the batch are one of each label, so one holds a shared token */
+static void s2s_test_pair(Tally *t, int K) {
+    enum { B = 2 };
+    for (int v = PAIR_SIAMESE; v <= PAIR_AFTER; v++) {
+        const PairConfig c = { v, S2S_FIRST + PAIR_SYMBOLS, 3, K, 4, PAIR_CLASSES, PAIR_TA,
+                               PAIR_TB };
+        S2sPairCtx k;
+        Rng r;
+        rng_seed(&r, 29);
+        /* the weights as initialised (the CNN's test doubles them; here the
+         * after model's logits would then reach 100, its pooled vectors being
+         * sums over up to Nb windows, and a saturated softmax leaves
+         * gradients of rounding noise to compare) */
+        pair_build(&k.m, &c, &r);
+        const int n = pair_acts_bind(NULL, NULL, &c, B);
+        double *amem = xcalloc_doubles(n), *gmem = xcalloc_doubles(n);
+        pair_acts_bind(&k.a, amem, &c, B);
+        pair_acts_bind(&k.g, gmem, &c, B);
+        do pair_task_batch(k.ta, k.tb, k.labels, &r, B, 0); while (k.labels[0] == k.labels[1]);
+        Tensor ts[S2S_MAX_TENSORS];
+        for (int i = 0; i < k.m.p.nspans; i++) {
+            ts[i].name = k.m.p.spans[i].name;
+            ts[i].x = k.m.p.params + k.m.p.spans[i].off;
+            ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
+            ts[i].n = k.m.p.spans[i].n;
+        }
+        char what[112];
+        snprintf(what, sizeof what, "pair classifier (Ta %d, Tb %d, K %d, F 4), %s, whole model, "
+                 "%d tensors", PAIR_TA, PAIR_TB, K, pair_model_names[v], k.m.p.nspans);
+        check_grad(t, what, (Differentiable){ s2s_pair_loss, s2s_pair_grad, &k }, ts,
+                   k.m.p.nspans, 1e-6);
+        free(amem); free(gmem); pair_free(&k.m);
+    }
+}
+
 /* ---- chapter 2: real data (--data, checkpoints) --------------------------------- */
 
 /* A small CMUdict-style dictionary, written by the test: n words of 3-6
@@ -3210,6 +3438,11 @@ static void tests_seq2seq(Tally *t) {
     s2s_test_cnn(t, 1);
     s2s_test_cnn(t, 3);
     s2s_test_cnn(t, 7);
+    s2s_test_pair_layers(t);
+    s2s_test_pair_task(t);
+    s2s_test_pair(t, 1);
+    s2s_test_pair(t, 3);
+    s2s_test_pair(t, PAIR_TB);
     s2s_test_training(t);
     s2s_test_watch(t);
     S2sExpoCtx x;
