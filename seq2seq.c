@@ -1377,6 +1377,33 @@ typedef struct {
     double *work;        /* attention or RNN: scratch, max(2N + A, 2 B G H with the RNN) */
 } CnnActs;
 
+/* Max pooling over the N windows of each of B sequences: r_f = max_n
+ * feat_n,f, feat (B*N,F) as conv1d_forward leaves it; sequence s's r is
+ * the first F of row s of r (B,ldr) (ldr = F, or wider when more follows). */
+void maxpool_forward(double *r, int ldr, const double *feat, int B, int N, int F) {
+    for (int s = 0; s < B; s++)
+        for (int f = 0; f < F; f++) {
+            double best = feat[s * N * F + f];
+            for (int n = 1; n < N; n++)
+                if (feat[(s * N + n) * F + f] > best) best = feat[(s * N + n) * F + f];
+            r[s * ldr + f] = best;
+        }
+}
+
+/* Backward of maxpool_forward: dfeat (B*N,F) +=, dr (B,ldr).
+ * forward was: r_f = max_n feat_n,f; the gradient goes to the winner only
+ * (found again: the first maximum, as in the forward). */
+void maxpool_backward(double *dfeat, const double *dr, int ldr, const double *feat, int B,
+                      int N, int F) {
+    for (int s = 0; s < B; s++)
+        for (int f = 0; f < F; f++) {
+            int best = 0;
+            for (int n = 1; n < N; n++)
+                if (feat[(s * N + n) * F + f] > feat[(s * N + best) * F + f]) best = n;
+            dfeat[(s * N + best) * F + f] += dr[s * ldr + f];
+        }
+}
+
 /* Mean cross-entropy of the labels (B) given tokens (T,B); a keeps every
  * activation (bound by the caller with cnn_acts_bind). */
 double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnModel *m) {
@@ -1387,13 +1414,7 @@ double cnn_forward(CnnActs *a, const int *tokens, const int *labels, const CnnMo
     embedding_forward(a->x, tokens, w->emb, T * B, c->E);
     conv1d_forward(a->feat, a->pre, a->cols, a->x, w->W, w->b, T, B, c->E, c->K, F);
     if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
-        for (int b = 0; b < B; b++)
-            for (int f = 0; f < F; f++) {
-                double best = a->feat[b * N * F + f];
-                for (int n = 1; n < N; n++)
-                    if (a->feat[(b * N + n) * F + f] > best) best = a->feat[(b * N + n) * F + f];
-                a->r[b * R + f] = best;
-            }
+        maxpool_forward(a->r, R, a->feat, B, N, F);             /* r_f = max_n feat_n,f */
         if (c->pool == CNN_MAX_RNN) {  /* the control: r = [max_n feat_n; h_T] */
             s2s_rnn_forward(a->h, a->c, a->k, a->zero, a->x, NULL, &w->enc, T, B,
                             RNN_LEFT_TO_RIGHT);
@@ -1433,15 +1454,8 @@ void cnn_backward(CnnWeights *gw, CnnActs *g, const CnnActs *a, const int *token
     s2s_head_backward(g->r, gw->Wo, gw->bo, g->logits, a->probs, a->r, w->Wo, labels, B, R,
                       c->C);
     if (c->pool == CNN_MAX || c->pool == CNN_MAX_RNN) {
-        /* forward was: r_f = max_n feat_n,f; the gradient goes to the winner
-         * only (found again: the first maximum, as in the forward) */
-        for (int b = 0; b < B; b++)
-            for (int f = 0; f < F; f++) {
-                int best = 0;
-                for (int n = 1; n < N; n++)
-                    if (a->feat[(b * N + n) * F + f] > a->feat[(b * N + best) * F + f]) best = n;
-                g->feat[(b * N + best) * F + f] += g->r[b * R + f];
-            }
+        /* forward was: r_f = max_n feat_n,f */
+        maxpool_backward(g->feat, g->r, R, a->feat, B, N, F);
         if (c->pool == CNN_MAX_RNN) {  /* forward was: r[F..] = h_T of the RNN over x */
             for (int b = 0; b < B; b++)
                 for (int j = 0; j < H; j++)
@@ -1648,32 +1662,6 @@ void abcnn2_backward(double *dfa, double *dfb, double *dM2, const double *dra,
     }
 }
 
-/* Max pooling over the N windows of each of B sequences: r (B,F) with
- * r_f = max_n feat_n,f, feat (B*N,F) as conv1d_forward leaves it. */
-void maxpool_forward(double *r, const double *feat, int B, int N, int F) {
-    for (int s = 0; s < B; s++)
-        for (int f = 0; f < F; f++) {
-            double best = feat[s * N * F + f];
-            for (int n = 1; n < N; n++)
-                if (feat[(s * N + n) * F + f] > best) best = feat[(s * N + n) * F + f];
-            r[s * F + f] = best;
-        }
-}
-
-/* Backward of maxpool_forward: dfeat (B*N,F) +=.
- * forward was: r_f = max_n feat_n,f; the gradient goes to the winner only
- * (found again: the first maximum, as in the forward). */
-void maxpool_backward(double *dfeat, const double *dr, const double *feat, int B, int N,
-                      int F) {
-    for (int s = 0; s < B; s++)
-        for (int f = 0; f < F; f++) {
-            int best = 0;
-            for (int n = 1; n < N; n++)
-                if (feat[(s * N + n) * F + f] > feat[(s * N + best) * F + f]) best = n;
-            dfeat[(s * N + best) * F + f] += dr[s * F + f];
-        }
-}
-
 /* What the classifier reads of a pair, z (B,4F) = [ra; rb; ra * rb; |ra - rb|],
  * from ra, rb (B,F): each text's vector, what they share, where they differ. */
 void pair_combine_forward(double *z, const double *ra, const double *rb, int B, int F) {
@@ -1765,8 +1753,8 @@ double pair_forward(PairActs *a, const int *ta, const int *tb, const int *labels
     if (c->model == PAIR_AFTER) {
         abcnn2_forward(a->ra, a->rb, a->M2, a->pa, a->pb, a->fa, a->fb, B, Na, Nb, F);
     } else {
-        maxpool_forward(a->ra, a->fa, B, Na, F);
-        maxpool_forward(a->rb, a->fb, B, Nb, F);
+        maxpool_forward(a->ra, F, a->fa, B, Na, F);
+        maxpool_forward(a->rb, F, a->fb, B, Nb, F);
     }
     pair_combine_forward(a->z, a->ra, a->rb, B, F);
     return s2s_head_forward(a->logits, a->probs, a->z, w->Wo, w->bo, labels, B, 4 * F, c->C);
@@ -1789,8 +1777,8 @@ void pair_backward(PairWeights *gw, PairActs *g, const PairActs *a, const int *t
         abcnn2_backward(g->fa, g->fb, g->M2, g->ra, g->rb, a->M2, a->pa, a->pb, a->fa, a->fb,
                         B, Na, Nb, F);
     } else {                           /* forward was: ra = max_n fa_n, rb likewise */
-        maxpool_backward(g->fa, g->ra, a->fa, B, Na, F);
-        maxpool_backward(g->fb, g->rb, a->fb, B, Nb, F);
+        maxpool_backward(g->fa, g->ra, F, a->fa, B, Na, F);
+        maxpool_backward(g->fb, g->rb, F, a->fb, B, Nb, F);
     }
     /* forward was: fa = conv(xa or wa), fb = conv(xb or wb), the same W and b */
     conv1d_backward(before ? g->wa : g->xa, gw->W, gw->b, g->pra, g->cola, g->fa, a->pra,

@@ -2941,7 +2941,7 @@ static void s2s_abcnn2_grad(void *ctx) {
  * between the convolution and the classifier */
 static double s2s_poolcomb_loss(void *ctx) {
     S2sPairLayerCtx *k = ctx;
-    maxpool_forward(k->out[0], k->in[0], k->B, k->Ta, k->D);
+    maxpool_forward(k->out[0], k->D, k->in[0], k->B, k->Ta, k->D);
     pair_combine_forward(k->out[1], k->out[0], k->in[1], k->B, k->D);
     return dot_loss(k->up[1], k->out[1], k->nout[1]);
 }
@@ -2951,7 +2951,7 @@ static void s2s_poolcomb_grad(void *ctx) {
     s2s_poolcomb_loss(k);
     memset(k->dM, 0, sizeof(double) * (size_t)(k->B * k->D));   /* d out[0] */
     pair_combine_backward(k->dM, k->din[1], k->up[1], k->out[0], k->in[1], k->B, k->D);
-    maxpool_backward(k->din[0], k->dM, k->in[0], k->B, k->Ta, k->D);
+    maxpool_backward(k->din[0], k->dM, k->D, k->in[0], k->B, k->Ta, k->D);
 }
 
 /* The four layers of the pair classifier against finite differences, each
@@ -3002,7 +3002,8 @@ static void s2s_test_pair_layers(Tally *t) {
     check_grad(t, "pair: attention before the conv, abcnn1 (B 2, Ta 4, Tb 3, E 3)",
                (Differentiable){ s2s_abcnn1_loss, s2s_abcnn1_grad, &k }, t1, 4, 1e-7);
     /* abcnn2: fa (B*Na,F), fb (B*Nb,F), with one window of pair 1 shared */
-    memcpy(k.in[1] + (B * 0 + 4) * D, k.in[0] + (1 * TA + 3) * D, sizeof(double) * D);
+    memcpy(k.in[1] + (1 * TB + 1) * D, k.in[0] + (1 * TA + 3) * D,   /* pair 1: window 1 of b */
+           sizeof(double) * D);                                     /* = window 3 of a */
     k.nout[0] = k.nout[1] = B * D;
     s2s_abcnn2_loss(&k);
     double worst = 0.0;
