@@ -2041,6 +2041,17 @@ static void s2s_ctx_free(S2sModelCtx *k) {
     s2s_free(&k->m); s2s_run_free(&k->r); s2s_batch_free(&k->bt);
 }
 
+/* ts (p->nspans) = every named tensor of a chapter 2 model's parameters, with
+ * its gradient: what check_grad perturbs */
+static void s2s_params_tensors(Tensor *ts, const S2sParams *p) {
+    for (int i = 0; i < p->nspans; i++) {
+        ts[i].name = p->spans[i].name;
+        ts[i].x = p->params + p->spans[i].off;
+        ts[i].g = p->grads + p->spans[i].off;
+        ts[i].n = p->spans[i].n;
+    }
+}
+
 static void s2s_check_model(Tally *t, const S2sConfig *c, int B, const int *slen,
                             const int *tlen, const char *lens) {
     S2sModelCtx k;
@@ -2050,12 +2061,7 @@ static void s2s_check_model(Tally *t, const S2sConfig *c, int B, const int *slen
      * nearly cancels), and there a central difference is mostly rounding noise */
     for (int i = 0; i < k.m.p.num_params; i++) k.m.p.params[i] *= 3.0;
     Tensor ts[S2S_MAX_TENSORS];
-    for (int i = 0; i < k.m.p.nspans; i++) {
-        ts[i].name = k.m.p.spans[i].name;
-        ts[i].x = k.m.p.params + k.m.p.spans[i].off;
-        ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
-        ts[i].n = k.m.p.spans[i].n;
-    }
+    s2s_params_tensors(ts, &k.m.p);
     Differentiable f = { s2s_model_loss, s2s_model_grad, &k };
     char what[200], desc[128];
     snprintf(what, sizeof what, "whole model (%d tensors), %s: %s", k.m.p.nspans, lens,
@@ -2609,12 +2615,7 @@ static void s2s_test_pooling(Tally *t) {
         pool_acts_bind(&k.g, gmem, &c, B, T);
         pool_task_batch(k.tokens, k.labels, &r, B, T, 4, 0);
         Tensor ts[S2S_MAX_TENSORS];
-        for (int i = 0; i < k.m.p.nspans; i++) {
-            ts[i].name = k.m.p.spans[i].name;
-            ts[i].x = k.m.p.params + k.m.p.spans[i].off;
-            ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
-            ts[i].n = k.m.p.spans[i].n;
-        }
+        s2s_params_tensors(ts, &k.m.p);
         Differentiable f = { s2s_pool_loss, s2s_pool_grad, &k };
         char what[96];
         snprintf(what, sizeof what, "%s pooling classifier (%s cells), whole model, %d tensors",
@@ -2864,12 +2865,7 @@ static void s2s_test_cnn(Tally *t, int K) {
         cnn_acts_bind(&k.g, gmem, &c, B, T);
         cnn_task_batch(k.tokens, k.labels, &r, B, T, 0);
         Tensor ts[S2S_MAX_TENSORS];
-        for (int i = 0; i < k.m.p.nspans; i++) {
-            ts[i].name = k.m.p.spans[i].name;
-            ts[i].x = k.m.p.params + k.m.p.spans[i].off;
-            ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
-            ts[i].n = k.m.p.spans[i].n;
-        }
+        s2s_params_tensors(ts, &k.m.p);
         char what[112];
         snprintf(what, sizeof what, "CNN classifier (T %d, K %d, F 4), pooling: %s%s, whole "
                  "model, %d tensors", T, K, cnn_pool_names[p], cnn_has_rnn(&c) ? " (lstm)" : "",
@@ -3093,12 +3089,7 @@ static void s2s_test_pair(Tally *t, int K) {
         pair_acts_bind(&k.g, gmem, &c, B);
         do pair_task_batch(k.ta, k.tb, k.labels, &r, B, 0); while (k.labels[0] == k.labels[1]);
         Tensor ts[S2S_MAX_TENSORS];
-        for (int i = 0; i < k.m.p.nspans; i++) {
-            ts[i].name = k.m.p.spans[i].name;
-            ts[i].x = k.m.p.params + k.m.p.spans[i].off;
-            ts[i].g = k.m.p.grads + k.m.p.spans[i].off;
-            ts[i].n = k.m.p.spans[i].n;
-        }
+        s2s_params_tensors(ts, &k.m.p);
         char what[112];
         snprintf(what, sizeof what, "pair classifier (Ta %d, Tb %d, K %d, F 4), %s, whole model, "
                  "%d tensors", PAIR_TA, PAIR_TB, K, pair_model_names[v], k.m.p.nspans);
