@@ -1546,6 +1546,38 @@ void match_backward(double *da, double *db, const double *dM, const double *M,
         }
 }
 
+/* One text's side of ABCNN-1, pair s of B: for its n rows,
+ * w_i (2E) = [x_i; sum_j M_ij W_j], j over the other text's m positions,
+ * with M_ij = Ms[i*mi + j*mj] (so either text's side reads the same (Ta,Tb)
+ * match matrix), x (n,B,E), w (n,B,2E), W (m,E). */
+static void abcnn1_side_forward(double *w, const double *x, const double *Ms, int mi, int mj,
+                                const double *W, int s, int B, int n, int m, int E) {
+    for (int i = 0; i < n; i++) {
+        double *row = w + (i * B + s) * 2 * E;
+        memcpy(row, x + (i * B + s) * E, sizeof(double) * (size_t)E);
+        for (int e = 0; e < E; e++) row[E + e] = 0.0;
+        for (int j = 0; j < m; j++)
+            for (int e = 0; e < E; e++) row[E + e] += Ms[i * mi + j * mj] * W[j * E + e];
+    }
+}
+
+/* Backward of abcnn1_side_forward: dx, dW, dMs +=; dw (n,B,2E) the gradient
+ * at w. forward was: w_i = [x_i; sum_j M_ij W_j], so dx_i += dw_i[:E],
+ * dM_ij += dw_i[E:] . W_j and dW_j += M_ij dw_i[E:] */
+static void abcnn1_side_backward(double *dx, double *dW, double *dMs, const double *dw,
+                                 const double *Ms, int mi, int mj, const double *W, int s,
+                                 int B, int n, int m, int E) {
+    for (int i = 0; i < n; i++) {
+        const double *g = dw + (i * B + s) * 2 * E;
+        for (int e = 0; e < E; e++) dx[(i * B + s) * E + e] += g[e];
+        for (int j = 0; j < m; j++)
+            for (int e = 0; e < E; e++) {
+                dMs[i * mi + j * mj] += g[E + e] * W[j * E + e];
+                dW[j * E + e] += Ms[i * mi + j * mj] * g[E + e];
+            }
+    }
+}
+
 /* Attention before the convolution (ABCNN-1), a batch of B pairs:
  * xa (Ta,B,E), xb (Tb,B,E) the embeddings, M (B,Ta,Tb) their match
  * matrices, and the widened rows the convolution reads,
@@ -1556,20 +1588,8 @@ void abcnn1_forward(double *wa, double *wb, double *M, const double *xa, const d
     for (int s = 0; s < B; s++) {
         double *Ms = M + s * Ta * Tb;
         match_forward(Ms, xa + s * E, B * E, xb + s * E, B * E, Ta, Tb, E);
-        for (int i = 0; i < Ta; i++) {
-            double *row = wa + (i * B + s) * 2 * E;
-            memcpy(row, xa + (i * B + s) * E, sizeof(double) * (size_t)E);
-            for (int e = 0; e < E; e++) row[E + e] = 0.0;
-            for (int j = 0; j < Tb; j++)
-                for (int e = 0; e < E; e++) row[E + e] += Ms[i * Tb + j] * Wa[j * E + e];
-        }
-        for (int j = 0; j < Tb; j++) {
-            double *row = wb + (j * B + s) * 2 * E;
-            memcpy(row, xb + (j * B + s) * E, sizeof(double) * (size_t)E);
-            for (int e = 0; e < E; e++) row[E + e] = 0.0;
-            for (int i = 0; i < Ta; i++)
-                for (int e = 0; e < E; e++) row[E + e] += Ms[i * Tb + j] * Wb[i * E + e];
-        }
+        abcnn1_side_forward(wa, xa, Ms, Tb, 1, Wa, s, B, Ta, Tb, E);   /* M_ij */
+        abcnn1_side_forward(wb, xb, Ms, 1, Tb, Wb, s, B, Tb, Ta, E);   /* M^T: M_ji */
     }
 }
 
@@ -1583,27 +1603,9 @@ void abcnn1_backward(double *dxa, double *dxb, double *dWa, double *dWb, double 
         const double *Ms = M + s * Ta * Tb;
         double *dMs = dM + s * Ta * Tb;
         for (int k = 0; k < Ta * Tb; k++) dMs[k] = 0.0;
-        for (int i = 0; i < Ta; i++) {
-            const double *g = dwa + (i * B + s) * 2 * E;
-            /* forward was: wa_i = [xa_i; sum_j M_ij Wa_j], so dxa_i += g[:E],
-             * dM_ij += g[E:] . Wa_j and dWa_j += M_ij g[E:] */
-            for (int e = 0; e < E; e++) dxa[(i * B + s) * E + e] += g[e];
-            for (int j = 0; j < Tb; j++)
-                for (int e = 0; e < E; e++) {
-                    dMs[i * Tb + j] += g[E + e] * Wa[j * E + e];
-                    dWa[j * E + e] += Ms[i * Tb + j] * g[E + e];
-                }
-        }
-        for (int j = 0; j < Tb; j++) {
-            const double *g = dwb + (j * B + s) * 2 * E;
-            /* forward was: wb_j = [xb_j; sum_i M_ij Wb_i], likewise */
-            for (int e = 0; e < E; e++) dxb[(j * B + s) * E + e] += g[e];
-            for (int i = 0; i < Ta; i++)
-                for (int e = 0; e < E; e++) {
-                    dMs[i * Tb + j] += g[E + e] * Wb[i * E + e];
-                    dWb[i * E + e] += Ms[i * Tb + j] * g[E + e];
-                }
-        }
+        /* forward was: wa = side(xa, M, Wa), wb = side(xb, M^T, Wb) */
+        abcnn1_side_backward(dxa, dWa, dMs, dwa, Ms, Tb, 1, Wa, s, B, Ta, Tb, E);
+        abcnn1_side_backward(dxb, dWb, dMs, dwb, Ms, 1, Tb, Wb, s, B, Tb, Ta, E);
         /* forward was: M = match(xa, xb) */
         match_backward(dxa + s * E, dxb + s * E, dMs, Ms, xa + s * E, B * E, xb + s * E, B * E,
                        Ta, Tb, E);
