@@ -3492,6 +3492,31 @@ typedef double gemm_vec;
 #endif
 enum { GEMM_NV = GEMM_NR / (GEMM_VECTOR ? GEMM_VL : 1) };   /* vectors per tile row */
 
+/* A hint to the cache: start fetching the line that holds *p. gcc and clang
+ * have one; elsewhere it is nothing (a hint changes no result). */
+#if defined(__GNUC__)
+#define GEMM_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define GEMM_PREFETCH(p) ((void)(p))
+#endif
+
+/* Ask for part `part` of `parts` (split along k) of the block A (rows, kc),
+ * A[r][k] = a[r*sai + k*sak]: one hint per line of 8 doubles. A row-major
+ * block's rows are stride-1; A^T's rows lie across its columns, so each k
+ * needs the lines of its first and last row. */
+static void gemm_prefetch(const double *a, int sai, int sak, int rows, int kc, int part,
+                          int parts) {
+    const int kb = part * kc / parts, ke = (part + 1) * kc / parts;
+    if (sak == 1)
+        for (int r = 0; r < rows; r++)
+            for (int k = kb - kb % 8; k < ke; k += 8) GEMM_PREFETCH(a + r * sai + k);
+    else
+        for (int k = kb; k < ke; k++) {
+            GEMM_PREFETCH(a + k * sak);
+            GEMM_PREFETCH(a + (rows - 1) * sai + k * sak);
+        }
+}
+
 /* out (mr,nr) += A (MR,K) @ bp (K,NR packed: bp[k*NR + j] = B[k][j]), or, if
  * add is 0, out = the product, where A[r][k] = ap[r*ars + k*aks]: the packed
  * panel (ars 1, aks MR) or A itself; it accumulates a full MR x NR tile, and
@@ -3567,23 +3592,27 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {      /* a slice of KC of the sum */
             const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
             /* pack B: (kc, nc) as NR-wide column panels, each (kc, NR) contiguous,
-             * the last one zero-padded */
-            for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
-                double *bp = bpanel + j0 * kc;
-                const int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
-                const double *bsrc = b + k0 * sbk + (jc + j0) * sbj;
-                if (nr < GEMM_NR)                      /* the last, padded panel */
-                    for (int k = 0; k < kc; k++)
-                        for (int j = 0; j < GEMM_NR; j++)
-                            bp[k * GEMM_NR + j] = j < nr ? bsrc[k * sbk + j * sbj] : 0.0;
-                else if (sbj == 1)                     /* B's rows are stride-1 */
-                    for (int k = 0; k < kc; k++)
-                        memcpy(bp + k * GEMM_NR, bsrc + k * sbk, sizeof(double) * GEMM_NR);
-                else                                   /* B^T: walk its rows instead */
+             * the last one zero-padded. Row-major B is read a row at a time,
+             * front to back, a pattern the hardware prefetches well (panel by
+             * panel read one line of every row, and stalled on each when B
+             * came from memory); B^T is read along its own rows. */
+            const double *bsrc = b + k0 * sbk + jc * sbj;
+            const int nfull = nc - nc % GEMM_NR;       /* columns in whole panels */
+            if (sbj == 1)
+                for (int k = 0; k < kc; k++)
+                    for (int j0 = 0; j0 < nfull; j0 += GEMM_NR)
+                        memcpy(bpanel + j0 * kc + k * GEMM_NR, bsrc + k * sbk + j0,
+                               sizeof(double) * GEMM_NR);
+            else
+                for (int j0 = 0; j0 < nfull; j0 += GEMM_NR)
                     for (int j = 0; j < GEMM_NR; j++)
                         for (int k = 0; k < kc; k++)
-                            bp[k * GEMM_NR + j] = bsrc[k * sbk + j * sbj];
-            }
+                            bpanel[j0 * kc + k * GEMM_NR + j] = bsrc[k * sbk + (j0 + j) * sbj];
+            if (nfull < nc)                            /* the last, padded panel */
+                for (int k = 0; k < kc; k++)
+                    for (int j = 0; j < GEMM_NR; j++)
+                        bpanel[nfull * kc + k * GEMM_NR + j] =
+                            nfull + j < nc ? bsrc[k * sbk + (nfull + j) * sbj] : 0.0;
             const int big = M >= 64 && (double)M * kc * nc >= 1e6;
             (void)big;
             OMP_PARALLEL_FOR_IF_BIG
@@ -3608,8 +3637,18 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                             apanel[k * GEMM_MR + r] = r < mr ? ap[r * sai + k * sak] : 0.0;
                     ap = apanel; ars = 1; aks = GEMM_MR;
                 }
+                /* While this block's kernels run, the next block of A is
+                 * fetched, a slice of k before each call: inside a training
+                 * step A mostly comes from memory (the products before it
+                 * pushed it out of the caches), and waiting for it cost the
+                 * d_model 128 step 7% (README, "Speed"). */
+                const int mnext = M - i0 - GEMM_MR < GEMM_MR ? M - i0 - GEMM_MR : GEMM_MR;
+                const int calls = (nc + GEMM_NR - 1) / GEMM_NR;
                 for (int j0 = 0; j0 < nc; j0 += GEMM_NR) {
                     const int nr = nc - j0 < GEMM_NR ? nc - j0 : GEMM_NR;
+                    if (mnext > 0)
+                        gemm_prefetch(a + (i0 + GEMM_MR) * sai + k0 * sak, sai, sak, mnext, kc,
+                                      j0 / GEMM_NR, calls);
                     gemm_kernel(out + i0 * N + jc + j0, N, ap, ars, aks, bpanel + j0 * kc, kc,
                                 mr, nr, add || k0 > 0);
                 }
