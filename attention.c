@@ -251,8 +251,6 @@ void linear_backward(double *dx, double *dW, double *db, const double *dout,
 
 /* ---- element-wise nonlinearities, x and out of n entries ---------------- */
 
-/* ---- element-wise nonlinearities, x and out of n entries ---------------- */
-
 /* out (n) = tanh(x (n)); out may be x. The plain loop would be
  *     for (int i = 0; i < n; i++) out[i] = tanh(x[i]);
  * but libm's tanh() is a call the compiler cannot vectorise, and the RNN
