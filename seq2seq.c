@@ -154,9 +154,11 @@ void gru_gates_forward(double *h, double *gx, const double *gh, const double *h_
 }
 
 /* dgx, dgh (3H) = gradients of the pre-activations; dh_prev (H) += the
- * direct path through z * h_prev. */
-void gru_gates_backward(double *dgx, double *dgh, double *dh_prev, const double *dh,
-                        const double *gx, const double *gh, const double *h_prev, int H) {
+ * direct path through z * h_prev. No two arrays overlap (restrict), which
+ * lets the compiler run the loop four rows of j at a time. */
+void gru_gates_backward(double *restrict dgx, double *restrict dgh, double *restrict dh_prev,
+                        const double *restrict dh, const double *restrict gx,
+                        const double *restrict gh, const double *restrict h_prev, int H) {
     const double *r = gx, *z = gx + H, *n = gx + 2 * H, *hn = gh + 2 * H;
     for (int j = 0; j < H; j++) {
         /* forward was: h = (1 - z) n + z h_prev */
