@@ -3567,6 +3567,31 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
             out[r * ldo + j] = (add ? out[r * ldo + j] : 0.0) + tile[r][j];
 }
 
+/* bp = B (kc, nc), B[k][j] = b[k*sbk + j*sbj], as NR-wide column panels,
+ * each (kc, NR) contiguous (bp[j0*kc + k*NR + j] = B[k][j0 + j]), the last
+ * one zero-padded. Row-major B is read a row at a time, front to back, a
+ * pattern the hardware prefetches well (panel by panel read one line of
+ * every row, and stalled on each when B came from memory); B^T is read
+ * along its own rows. */
+static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, int sbj,
+                        int kc, int nc) {
+    const int nfull = nc - nc % GEMM_NR;           /* columns in whole panels */
+    if (sbj == 1)
+        for (int k = 0; k < kc; k++)
+            for (int j0 = 0; j0 < nfull; j0 += GEMM_NR)
+                memcpy(bp + j0 * kc + k * GEMM_NR, b + k * sbk + j0, sizeof(double) * GEMM_NR);
+    else
+        for (int j0 = 0; j0 < nfull; j0 += GEMM_NR)
+            for (int j = 0; j < GEMM_NR; j++)
+                for (int k = 0; k < kc; k++)
+                    bp[j0 * kc + k * GEMM_NR + j] = b[k * sbk + (j0 + j) * sbj];
+    if (nfull < nc)                                /* the last, padded panel */
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < GEMM_NR; j++)
+                bp[nfull * kc + k * GEMM_NR + j] =
+                    nfull + j < nc ? b[k * sbk + (nfull + j) * sbj] : 0.0;
+}
+
 /* `make omp` builds with OpenMP: the row blocks of a large product then run
  * on several cores. The plain build never sees the pragma (C99 _Pragma inside
  * #ifdef), so it stays single-threaded, warning-free and bit-identical. */
@@ -3589,28 +3614,7 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
         const int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {      /* a slice of KC of the sum */
             const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            /* pack B: (kc, nc) as NR-wide column panels, each (kc, NR) contiguous,
-             * the last one zero-padded. Row-major B is read a row at a time,
-             * front to back, a pattern the hardware prefetches well (panel by
-             * panel read one line of every row, and stalled on each when B
-             * came from memory); B^T is read along its own rows. */
-            const double *bsrc = b + k0 * sbk + jc * sbj;
-            const int nfull = nc - nc % GEMM_NR;       /* columns in whole panels */
-            if (sbj == 1)
-                for (int k = 0; k < kc; k++)
-                    for (int j0 = 0; j0 < nfull; j0 += GEMM_NR)
-                        memcpy(bpanel + j0 * kc + k * GEMM_NR, bsrc + k * sbk + j0,
-                               sizeof(double) * GEMM_NR);
-            else
-                for (int j0 = 0; j0 < nfull; j0 += GEMM_NR)
-                    for (int j = 0; j < GEMM_NR; j++)
-                        for (int k = 0; k < kc; k++)
-                            bpanel[j0 * kc + k * GEMM_NR + j] = bsrc[k * sbk + (j0 + j) * sbj];
-            if (nfull < nc)                            /* the last, padded panel */
-                for (int k = 0; k < kc; k++)
-                    for (int j = 0; j < GEMM_NR; j++)
-                        bpanel[nfull * kc + k * GEMM_NR + j] =
-                            nfull + j < nc ? bsrc[k * sbk + (nfull + j) * sbj] : 0.0;
+            gemm_pack_b(bpanel, b + k0 * sbk + jc * sbj, sbk, sbj, kc, nc);
             const int big = M >= 64 && (double)M * kc * nc >= 1e6;
             (void)big;
             OMP_PARALLEL_FOR_IF_BIG
