@@ -182,11 +182,11 @@ void matmul_tn_plain(double *out, const double *a, const double *b, int M, int K
 
 /* The products the programs call compute the same sums, in a different
  * order that runs 10-50 times faster: gemm() (section 12, the appendix)
- * copies blocks of a and b into small contiguous panels and computes a tile
- * of out in vector registers, so each value loaded is used many times; a
- * transpose is only a different stride. Writing out = a b directly, rather
- * than clearing out and adding, saves a pass over out. Five names cover
- * every forward and backward: */
+ * copies blocks of b (and of a, where that pays) into small contiguous
+ * panels and computes a tile of out in vector registers, so each value
+ * loaded is used many times; a transpose is only a different stride.
+ * Writing out = a b directly, rather than clearing out and adding, saves a
+ * pass over out. Five names cover every forward and backward: */
 static void gemm(double *restrict out, int add, const double *restrict a, int sai, int sak,
                  const double *restrict b, int sbk, int sbj, int M, int K, int N);
 
@@ -3499,7 +3499,8 @@ enum { GEMM_NV = GEMM_NR / (GEMM_VECTOR ? GEMM_VL : 1) };   /* vectors per tile 
 #endif
 
 /* Ask for part `part` of `parts` (split along k) of the block A (rows, kc),
- * A[r][k] = a[r*sai + k*sak]: one hint per line of 8 doubles. A row-major
+ * A[r][k] = a[r*sai + k*sak]: one hint per 8 doubles (each multiple of 8
+ * of k falls in one part, so the parts together ask once). A row-major
  * block's rows are stride-1; A^T's rows lie across its columns, so each k
  * needs the lines of its first and last row. */
 static void gemm_prefetch(const double *a, int sai, int sak, int rows, int kc, int part,
@@ -3507,7 +3508,7 @@ static void gemm_prefetch(const double *a, int sai, int sak, int rows, int kc, i
     const int kb = part * kc / parts, ke = (part + 1) * kc / parts;
     if (sak == 1)
         for (int r = 0; r < rows; r++)
-            for (int k = kb - kb % 8; k < ke; k += 8) GEMM_PREFETCH(a + r * sai + k);
+            for (int k = (kb + 7) / 8 * 8; k < ke; k += 8) GEMM_PREFETCH(a + r * sai + k);
     else
         for (int k = kb; k < ke; k++) {
             GEMM_PREFETCH(a + k * sak);

@@ -155,7 +155,7 @@ void gru_gates_forward(double *h, double *gx, const double *gh, const double *h_
 
 /* dgx, dgh (3H) = gradients of the pre-activations; dh_prev (H) += the
  * direct path through z * h_prev. No two arrays overlap (restrict), which
- * lets the compiler run the loop four rows of j at a time. */
+ * lets the compiler run the loop on several j at a time (four with AVX2). */
 void gru_gates_backward(double *restrict dgx, double *restrict dgh, double *restrict dh_prev,
                         const double *restrict dh, const double *restrict gx,
                         const double *restrict gh, const double *restrict h_prev, int H) {
