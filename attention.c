@@ -182,7 +182,7 @@ void matmul_tn_plain(double *out, const double *a, const double *b, int M, int K
 
 /* The products the programs call compute the same sums, in a different
  * order that runs 10-50 times faster: gemm() (section 12, the appendix)
- * copies blocks of b (and of a, where that pays) into small contiguous
+ * copies blocks of b and of a, where that pays, into small contiguous
  * panels and computes a tile of out in vector registers, so each value
  * loaded is used many times; a transpose is only a different stride.
  * Writing out = a b directly, rather than clearing out and adding, saves a
@@ -3404,7 +3404,10 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  *      every row block reuses them. A mostly needs no copy: the kernel reads
  *      one number of each of its MR rows per k, in place; only a wide
  *      product, where a copy pays for itself, and a short last block (zero-
- *      padded, so that nothing past A is read) copy A's MR rows first.
+ *      padded, so that nothing past A is read) copy A's MR rows first. A
+ *      short product (at most 64 rows: a recurrent step's batch, one head's
+ *      sequence) uses each panel too few times to pay for it, and reads a
+ *      row-major B in place too (gemm_short).
  * The tile is chosen for the vector unit the compiler targets, so that the
  * accumulators, one vector of B per VL columns and one broadcast of A fit
  * in its registers (VL = doubles per vector register):
@@ -3455,7 +3458,8 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
 #define GEMM_MR 4
 #define GEMM_NR 4
 #endif
-enum { GEMM_KC = 128, GEMM_NC = 512, GEMM_WIDE = 256 };   /* GEMM_WIDE: see gemm() */
+enum { GEMM_KC = 128, GEMM_NC = 512, GEMM_WIDE = 256,   /* GEMM_WIDE: see gemm() */
+       GEMM_SHORT = 64 };                                  /* see gemm_short() */
 
 /* a*b + c in one rounding where the hardware has a fused multiply-add (C99's
  * fma(), a single instruction there); elsewhere the plain expression, since a
@@ -3516,13 +3520,15 @@ static void gemm_prefetch(const double *a, int sai, int sak, int rows, int kc, i
         }
 }
 
-/* out (mr,nr) += A (MR,K) @ bp (K,NR packed: bp[k*NR + j] = B[k][j]), or, if
- * add is 0, out = the product, where A[r][k] = ap[r*ars + k*aks]: the packed
- * panel (ars 1, aks MR) or A itself; it accumulates a full MR x NR tile, and
- * only mr x nr of it is written back. */
+/* out (mr,nr) += A (MR,K) @ B (K,NR), or, if add is 0, out = the product,
+ * where A[r][k] = ap[r*ars + k*aks]: the packed panel (ars 1, aks MR) or A
+ * itself, and B[k][j] = bp[k*bks + j]: the packed panel (bks NR) or a
+ * row-major B itself; it accumulates a full MR x NR tile, and only mr x nr
+ * of it is written back. */
 GEMM_CONTRACT
 static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap, int ars,
-                        int aks, const double *restrict bp, int K, int mr, int nr, int add) {
+                        int aks, const double *restrict bp, int bks, int K, int mr, int nr,
+                        int add) {
 #if defined(__clang__) && GEMM_FUSED
 #pragma STDC FP_CONTRACT ON
 #endif
@@ -3531,8 +3537,14 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
         for (int v = 0; v < GEMM_NV; v++)
             c[r][v] = (gemm_vec){ 0 };
     for (int k = 0; k < K; k++) {
-        gemm_vec b[GEMM_NV];                       /* row k of the B panel */
-        memcpy(b, bp + k * GEMM_NR, sizeof b);
+        /* Row k of the B panel, a vector at a time. One memcpy of the whole
+         * row, as this was first written, gcc 12 compiled as 16-byte stores
+         * read back as whole vectors, a stall on every k: the AVX-512 build
+         * ran at 25 GFLOPS on a Zen 5 core whose peak for it is 98-124, and
+         * at 84-96 written this way (`./attention --bench`, 2026-12-02). */
+        gemm_vec b[GEMM_NV];
+        for (int v = 0; v < GEMM_NV; v++)
+            memcpy(&b[v], bp + k * bks + v * (GEMM_NR / GEMM_NV), sizeof b[v]);
         for (int r = 0; r < GEMM_MR; r++) {
 #if GEMM_VECTOR
             /* A[r][k] in every lane (x - 0 is x, even for -0: one broadcast) */
@@ -3593,6 +3605,52 @@ static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, 
                     nfull + j < nc ? b[k * sbk + (nfull + j) * sbj] : 0.0;
 }
 
+/* ap (kc, MR) = the block A (mr, kc), A[r][k] = a[r*sai + k*sak], packed
+ * k-major (ap[k*MR + r] = A[r][k]) and zero-padded to MR rows, so that the
+ * kernel reads it with stride 1 and never past A. */
+static void gemm_pack_a(double *restrict ap, const double *restrict a, int sai, int sak,
+                        int mr, int kc) {
+    for (int k = 0; k < kc; k++)
+        for (int r = 0; r < GEMM_MR; r++)
+            ap[k * GEMM_MR + r] = r < mr ? a[r * sai + k * sak] : 0.0;
+}
+
+/* gemm() for a short A: M <= GEMM_SHORT rows, as in a recurrent step (a
+ * batch of 32) or one head (a sequence of 32), and N <= NC. Each panel of B
+ * then serves only M / MR kernel calls, too few to pay for packing it: so a
+ * row-major B whose columns fill whole panels is read in place (the
+ * kernel's bks is its row stride), and the loops are turned round, every
+ * row block walking one panel while it sits in L1. Only a short last block
+ * of A is copied, once per slice. The same sums in the same order as gemm,
+ * so the same bits. (An AVX2 build on a Zen 5 core: chapter 2's GRU steps
+ * took 0.93 of their time through gemm's packing, a Transformer step 0.98;
+ * README, "Speed".) */
+static void gemm_short(double *restrict out, int add, const double *restrict a, int sai,
+                       int sak, const double *restrict b, int sbk, int sbj, int M, int K,
+                       int N, double *restrict bpanel) {
+    const int inplace = sbj == 1 && N % GEMM_NR == 0, mfull = M - M % GEMM_MR;
+    double apanel[GEMM_KC * GEMM_MR];
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        const double *bp = b + k0 * sbk;               /* panel j0: bp + j0 * pstep */
+        int bks = sbk, pstep = 1;
+        if (!inplace) {
+            gemm_pack_b(bpanel, bp, sbk, sbj, kc, N);
+            bp = bpanel; bks = GEMM_NR; pstep = kc;
+        }
+        if (mfull < M) gemm_pack_a(apanel, a + mfull * sai + k0 * sak, sai, sak, M - mfull, kc);
+        for (int j0 = 0; j0 < N; j0 += GEMM_NR) {
+            const int nr = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
+            for (int i0 = 0; i0 < M; i0 += GEMM_MR) {
+                const int full = i0 < mfull;
+                gemm_kernel(out + i0 * N + j0, N, full ? a + i0 * sai + k0 * sak : apanel,
+                            full ? sai : 1, full ? sak : GEMM_MR, bp + j0 * pstep, bks, kc,
+                            full ? GEMM_MR : M - mfull, nr, add || k0 > 0);
+            }
+        }
+    }
+}
+
 /* `make omp` builds with OpenMP: the row blocks of a large product then run
  * on several cores. The plain build never sees the pragma (C99 _Pragma inside
  * #ifdef), so it stays single-threaded, warning-free and bit-identical. */
@@ -3611,6 +3669,10 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
     static double bpanel[GEMM_KC * GEMM_NC];           /* see the note above */
     if (K <= 0 && !add)                                /* an empty sum: out = 0 */
         memset(out, 0, sizeof(double) * (size_t)M * (size_t)N);
+    if (M <= GEMM_SHORT && N <= GEMM_NC) {
+        gemm_short(out, add, a, sai, sak, b, sbk, sbj, M, K, N, bpanel);
+        return;
+    }
     for (int jc = 0; jc < N; jc += GEMM_NC) {          /* a block of NC columns */
         const int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {      /* a slice of KC of the sum */
@@ -3635,9 +3697,7 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                 const double *ap = a + i0 * sai + k0 * sak;
                 int ars = sai, aks = sak;
                 if (mr < GEMM_MR || nc >= GEMM_WIDE) {
-                    for (int k = 0; k < kc; k++)
-                        for (int r = 0; r < GEMM_MR; r++)
-                            apanel[k * GEMM_MR + r] = r < mr ? ap[r * sai + k * sak] : 0.0;
+                    gemm_pack_a(apanel, ap, sai, sak, mr, kc);
                     ap = apanel; ars = 1; aks = GEMM_MR;
                 }
                 /* While this block's kernels run, the next block of A is
@@ -3652,8 +3712,8 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                     if (mnext > 0)
                         gemm_prefetch(a + (i0 + GEMM_MR) * sai + k0 * sak, sai, sak, mnext, kc,
                                       j0 / GEMM_NR, calls);
-                    gemm_kernel(out + i0 * N + jc + j0, N, ap, ars, aks, bpanel + j0 * kc, kc,
-                                mr, nr, add || k0 > 0);
+                    gemm_kernel(out + i0 * N + jc + j0, N, ap, ars, aks, bpanel + j0 * kc,
+                                GEMM_NR, kc, mr, nr, add || k0 > 0);
                 }
             }
         }

@@ -179,7 +179,8 @@ static void test_matmul_reference(Tally *t, Rng *r) {
                              {3, 17, 65}, {65, 65, 65}, {5, 300, 70},  /* K > 128: 3 slices */
                              {33, 16, 32}, {9, 140, 48}, {8, 32, 16},
                              {12, 24, 40}, {13, 129, 530},     /* N > GEMM_NC: 2 blocks */
-                             {7, 130, 256} };                  /* N = GEMM_WIDE: A copied */
+                             {7, 130, 256},                    /* N = GEMM_WIDE: A copied */
+                             {64, 130, 48}, {24, 40, 64} };    /* gemm_short, B in place */
     double worst = 0.0;
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
         int M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
@@ -211,7 +212,7 @@ static void test_matmul_reference(Tally *t, Rng *r) {
         free(a); free(b); free(bt); free(at); free(o); free(ref);
     }
     check(t, worst <= 1e-13, "matmul nn/nt/tn (= and +=) equal a plain loop on sizes "
-          "1,3,16,17,32,65,140,256,300,530 (square and not): max diff %.1e <= 1e-13", worst);
+          "1,3,16,17,32,64,65,140,256,300,530 (square and not): max diff %.1e <= 1e-13", worst);
 }
 
 /* The register tile does not change the bits: every element of out is, per
@@ -219,28 +220,35 @@ static void test_matmul_reference(Tally *t, Rng *r) {
  * k, added to out. Written here as that chain, the product must agree to the
  * last bit, whatever tile (and vector width) the build chose. */
 static void test_matmul_bits(Tally *t, Rng *r) {
-    const int M = 13, K = 300, N = 530;
-    double *a = xcalloc_doubles(M * K), *b = xcalloc_doubles(K * N);
-    double *o = xcalloc_doubles(M * N);
-    rng_fill_normal(r, a, M * K, 1.0); rng_fill_normal(r, b, K * N, 1.0);
-    matmul_forward(o, a, b, M, K, N);
-    int differ = 0;
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double out = 0.0;
-            for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
-                double s = 0.0;
-                for (int k = k0; k < K && k < k0 + GEMM_KC; k++)
-                    s = FMA(a[i * K + k], b[k * N + j], s);
-                out = out + s;
+    /* 13 x 300 x 530 goes through gemm's packing, 13 x 300 x 48 through
+     * gemm_short, which reads B in place */
+    const int M = 13, K = 300, Ns[2] = { 530, 48 };
+    int differ = 0, total = 0;
+    for (int s = 0; s < 2; s++) {
+        const int N = Ns[s];
+        double *a = xcalloc_doubles(M * K), *b = xcalloc_doubles(K * N);
+        double *o = xcalloc_doubles(M * N);
+        rng_fill_normal(r, a, M * K, 1.0); rng_fill_normal(r, b, K * N, 1.0);
+        matmul_forward(o, a, b, M, K, N);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double out = 0.0;
+                for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+                    double x = 0.0;
+                    for (int k = k0; k < K && k < k0 + GEMM_KC; k++)
+                        x = FMA(a[i * K + k], b[k * N + j], x);
+                    out = out + x;
+                }
+                differ += out != o[i * N + j];
             }
-            differ += out != o[i * N + j];
-        }
+        total += M * N;
+        free(a); free(b); free(o);
+    }
     check(t, differ == 0, "matmul on the %s %d x %d tile (%s) gives the bits of the "
-          "plain chain of %s over each %d-term slice: %d of %d elements differ", GEMM_ISA,
-          GEMM_MR, GEMM_NR, GEMM_VECTOR ? "vector type" : "plain doubles",
-          GEMM_FUSED ? "fma()" : "a * b + c", GEMM_KC, differ, M * N);
-    free(a); free(b); free(o);
+          "plain chain of %s over each %d-term slice (13 x 300 x 530 and x 48): %d of %d "
+          "elements differ", GEMM_ISA, GEMM_MR, GEMM_NR,
+          GEMM_VECTOR ? "vector type" : "plain doubles",
+          GEMM_FUSED ? "fma()" : "a * b + c", GEMM_KC, differ, total);
 }
 
 /* ---- gradient checks: kernels ---------------------------------------------- */
