@@ -3407,7 +3407,8 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  *      padded, so that nothing past A is read) copy A's MR rows first. A
  *      short product (at most 64 rows: a recurrent step's batch, one head's
  *      sequence) uses each panel too few times to pay for it, and reads a
- *      row-major B in place too (gemm_short).
+ *      row-major B in place too (gemm_short); a single row needs no tile
+ *      at all (gemm_row).
  * The tile is chosen for the vector unit the compiler targets, so that the
  * accumulators, one vector of B per VL columns and one broadcast of A fit
  * in its registers (VL = doubles per vector register):
@@ -3651,6 +3652,22 @@ static void gemm_short(double *restrict out, int add, const double *restrict a, 
     }
 }
 
+/* gemm() for one row of a row-major B, as the additive score's W q for one
+ * query: the kernel would compute MR rows to keep one. The same chains, one
+ * per column, run side by side along k instead (the compiler vectorises the
+ * loop over j), so the same bits. */
+static void gemm_row(double *restrict out, int add, const double *restrict a, int sak,
+                     const double *restrict b, int sbk, int K, int N) {
+    double s[GEMM_NC];                                 /* N <= NC */
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        const int ke = K - k0 < GEMM_KC ? K : k0 + GEMM_KC;
+        for (int j = 0; j < N; j++) s[j] = 0.0;
+        for (int k = k0; k < ke; k++)
+            for (int j = 0; j < N; j++) s[j] = FMA(a[k * sak], b[k * sbk + j], s[j]);
+        for (int j = 0; j < N; j++) out[j] = (add || k0 > 0 ? out[j] : 0.0) + s[j];
+    }
+}
+
 /* `make omp` builds with OpenMP: the row blocks of a large product then run
  * on several cores. The plain build never sees the pragma (C99 _Pragma inside
  * #ifdef), so it stays single-threaded, warning-free and bit-identical. */
@@ -3669,6 +3686,10 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
     static double bpanel[GEMM_KC * GEMM_NC];           /* see the note above */
     if (K <= 0 && !add)                                /* an empty sum: out = 0 */
         memset(out, 0, sizeof(double) * (size_t)M * (size_t)N);
+    if (M == 1 && sbj == 1 && N <= GEMM_NC) {
+        gemm_row(out, add, a, sak, b, sbk, K, N);
+        return;
+    }
     if (M <= GEMM_SHORT && N <= GEMM_NC) {
         gemm_short(out, add, a, sai, sak, b, sbk, sbj, M, K, N, bpanel);
         return;
