@@ -180,7 +180,8 @@ static void test_matmul_reference(Tally *t, Rng *r) {
                              {33, 16, 32}, {9, 140, 48}, {8, 32, 16},
                              {12, 24, 40}, {13, 129, 530},     /* N > GEMM_NC: 2 blocks */
                              {7, 130, 256},                    /* N = GEMM_WIDE: A copied */
-                             {64, 130, 48}, {24, 40, 64} };    /* gemm_short, B in place */
+                             {64, 130, 48}, {24, 40, 64},      /* gemm_short, B in place */
+                             {16, 20, 512}, {64, 20, 512} };   /* 4 KB rows: in place, packed */
     double worst = 0.0;
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
         int M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
@@ -212,7 +213,7 @@ static void test_matmul_reference(Tally *t, Rng *r) {
         free(a); free(b); free(bt); free(at); free(o); free(ref);
     }
     check(t, worst <= 1e-13, "matmul nn/nt/tn (= and +=) equal a plain loop on sizes "
-          "1,3,16,17,32,64,65,140,256,300,530 (square and not): max diff %.1e <= 1e-13", worst);
+          "1,3,16,17,32,64,65,140,256,300,512,530 (square and not): max diff %.1e <= 1e-13", worst);
 }
 
 /* The register tile does not change the bits: every element of out is, per
