@@ -3402,13 +3402,13 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  *      is copied into NR-wide column panels, so the kernel walks B with
  *      stride 1 whatever the transpose, and the panels stay in cache while
  *      every row block reuses them. A mostly needs no copy: the kernel reads
- *      one number of each of its MR rows per k, in place; only a wide
- *      product, where a copy pays for itself, and a short last block (zero-
- *      padded, so that nothing past A is read) copy A's MR rows first. A
- *      short product (at most 64 rows: a recurrent step's batch, one head's
- *      sequence) uses each panel too few times to pay for it, and reads a
- *      row-major B in place too (gemm_short); a single row needs no tile
- *      at all (gemm_row).
+ *      one number of each of its MR rows per k, in place; a short last block
+ *      (zero-padded, so that nothing past A is read) is copied, and so,
+ *      in gemm, are a wide product's blocks, where the copy pays for
+ *      itself. A short product (at most 64 rows: a recurrent step's batch,
+ *      one head's sequence) uses each panel of B too few times to pay for
+ *      packing it, and mostly reads B in place too (gemm_short); a single
+ *      row needs no tile at all (gemm_row).
  * The tile is chosen for the vector unit the compiler targets, so that the
  * accumulators, one vector of B per VL columns and one broadcast of A fit
  * in its registers (VL = doubles per vector register):
@@ -3539,10 +3539,11 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
             c[r][v] = (gemm_vec){ 0 };
     for (int k = 0; k < K; k++) {
         /* Row k of the B panel, a vector at a time. One memcpy of the whole
-         * row, as this was first written, gcc 12 compiled as 16-byte stores
-         * read back as whole vectors, a stall on every k: the AVX-512 build
-         * ran at 25 GFLOPS on a Zen 5 core whose peak for it is 98-124, and
-         * at 84-96 written this way (`./attention --bench`, 2026-12-02). */
+         * row, as this was first written, made gcc 12 keep that row in
+         * memory and store the whole tile there too on every k (18 vector
+         * stores per k on AVX-512): that build ran at 25 GFLOPS on a Zen 5
+         * core whose peak for it is 98-124, and at 84-96 written this way
+         * (`./attention --bench`, 2026-12-02). */
         gemm_vec b[GEMM_NV];
         for (int v = 0; v < GEMM_NV; v++)
             memcpy(&b[v], bp + k * bks + v * (GEMM_NR / GEMM_NV), sizeof b[v]);
@@ -3624,16 +3625,18 @@ static void gemm_pack_a(double *restrict ap, const double *restrict a, int sai, 
  * row block walking one panel while it sits in L1. Only a short last block
  * of A is copied, once per slice. The same sums in the same order as gemm,
  * so the same bits. (An AVX2 build on a Zen 5 core: chapter 2's GRU steps
- * took 0.93 of their time through gemm's packing, a Transformer step 0.98;
- * README, "Speed".) */
+ * took 0.93 of the time they took before this path, a Transformer step
+ * 0.98; README, "Speed".) */
 static void gemm_short(double *restrict out, int add, const double *restrict a, int sai,
                        int sak, const double *restrict b, int sbk, int sbj, int M, int K,
                        int N, double *restrict bpanel) {
     /* In place, unless B's rows are a multiple of 4 KB apart (512 columns)
-     * and many row blocks reuse each panel: a panel's rows then all fall in
-     * one set of the L1 cache and evict each other before the next block
-     * reads them (64 x 512 x 512 ran at 0.8 of its packed speed, and
-     * 16 x 512 x 512 at 1.4-1.8 of it: too little reuse to pay for packing). */
+     * and many row blocks reuse each panel: a panel's rows then crowd into
+     * one or two sets of the L1 cache and evict each other before the next
+     * block reads them. The rule is measured, not derived (Zen 5, AVX2 and
+     * AVX-512 tiles): 64 x 512 x 512 ran at 0.8 of its packed speed, 48 rows
+     * about even, 16 x 512 x 512 at 1.4-1.8 (too little reuse to pay for
+     * packing); shorter strides (N = 384) ran faster in place. */
     const int inplace = sbj == 1 && N % GEMM_NR == 0 && (sbk % 512 != 0 || M < 6 * GEMM_MR);
     const int mfull = M - M % GEMM_MR;
     double apanel[GEMM_KC * GEMM_MR];
@@ -3658,10 +3661,12 @@ static void gemm_short(double *restrict out, int add, const double *restrict a, 
     }
 }
 
-/* gemm() for one row of a row-major B, as the additive score's W q for one
- * query: the kernel would compute MR rows to keep one. The same chains, one
- * per column, run side by side along k instead (the compiler vectorises the
- * loop over j), so the same bits. */
+/* out (1,N) = or += a (1,K) @ B (K,N), a[k*sak], B[k][j] = b[k*sbk + j],
+ * N <= NC: gemm() for one row of A, as the additive score's W q for one
+ * query, where the kernel would compute MR rows to keep one. The same
+ * chains, one per column, run side by side along k instead (at -O3 the
+ * compiler vectorises the loop over j; gcc's -O2 leaves it scalar), so the
+ * same bits. */
 static void gemm_row(double *restrict out, int add, const double *restrict a, int sak,
                      const double *restrict b, int sbk, int K, int N) {
     double s[GEMM_NC];                                 /* N <= NC */
@@ -3679,9 +3684,14 @@ static void gemm_row(double *restrict out, int add, const double *restrict a, in
  * #ifdef), so it stays single-threaded, warning-free and bit-identical. */
 #ifdef _OPENMP    /* parallel only when the local `big` is true */
 #define OMP_PARALLEL_FOR_IF_BIG _Pragma("omp parallel for if(big) schedule(static)")
+#define GEMM_OMP 1    /* gemm_short is serial: a big product stays in gemm */
 #else
 #define OMP_PARALLEL_FOR_IF_BIG
+#define GEMM_OMP 0
 #endif
+
+/* Is a slice (M, kc, nc) worth splitting across cores? */
+static int gemm_big(int M, int kc, int nc) { return M >= 64 && (double)M * kc * nc >= 1e6; }
 
 /* out (M,N) += A (M,K) @ B (K,N) if add, else out = A B, where
  * A[i][k] = a[i*sai + k*sak] and B[k][j] = b[k*sbk + j*sbj]. out must not
@@ -3696,7 +3706,7 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
         gemm_row(out, add, a, sak, b, sbk, K, N);
         return;
     }
-    if (M <= GEMM_SHORT && N <= GEMM_NC) {
+    if (M <= GEMM_SHORT && N <= GEMM_NC && !(GEMM_OMP && gemm_big(M, GEMM_KC, N))) {
         gemm_short(out, add, a, sai, sak, b, sbk, sbj, M, K, N, bpanel);
         return;
     }
@@ -3705,7 +3715,7 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
         for (int k0 = 0; k0 < K; k0 += GEMM_KC) {      /* a slice of KC of the sum */
             const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
             gemm_pack_b(bpanel, b + k0 * sbk + jc * sbj, sbk, sbj, kc, nc);
-            const int big = M >= 64 && (double)M * kc * nc >= 1e6;
+            const int big = gemm_big(M, kc, nc);
             (void)big;
             OMP_PARALLEL_FOR_IF_BIG
             for (int i0 = 0; i0 < M; i0 += GEMM_MR) {  /* MR rows of out at a time */

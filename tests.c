@@ -179,7 +179,7 @@ static void test_matmul_reference(Tally *t, Rng *r) {
                              {3, 17, 65}, {65, 65, 65}, {5, 300, 70},  /* K > 128: 3 slices */
                              {33, 16, 32}, {9, 140, 48}, {8, 32, 16},
                              {12, 24, 40}, {13, 129, 530},     /* N > GEMM_NC: 2 blocks */
-                             {7, 130, 256},                    /* N = GEMM_WIDE: A copied */
+                             {7, 130, 256}, {70, 130, 256},    /* N = GEMM_WIDE: 70 copies A */
                              {64, 130, 48}, {24, 40, 64},      /* gemm_short, B in place */
                              {16, 20, 512}, {64, 20, 512} };   /* 4 KB rows: in place, packed */
     double worst = 0.0;
@@ -221,34 +221,44 @@ static void test_matmul_reference(Tally *t, Rng *r) {
  * k, added to out. Written here as that chain, the product must agree to the
  * last bit, whatever tile (and vector width) the build chose. */
 static void test_matmul_bits(Tally *t, Rng *r) {
-    /* 13 x 300 x 530 goes through gemm's packing, 13 x 300 x 48 through
-     * gemm_short, which reads B in place, 1 x 300 x 48 through gemm_row */
-    const int K = 300, shapes[3][2] = { { 13, 530 }, { 13, 48 }, { 1, 48 } };
+    /* a shape for each path: gemm's packing (13 x 300 x 530), gemm_short
+     * with B in place (x 48), packed (x 70, and 64 x 300 x 512, whose rows
+     * lie 4 KB apart), gemm_row (1 x 300 x 48 and x 53); each as =, and as
+     * += for nn, nt and tn, from out full of random numbers */
+    const int K = 300, shapes[6][2] = { { 13, 530 }, { 13, 48 }, { 13, 70 }, { 64, 512 },
+                                        { 1, 48 }, { 1, 53 } };
     int differ = 0, total = 0;
-    for (int s = 0; s < 3; s++) {
-        const int M = shapes[s][0], N = shapes[s][1];
-        double *a = xcalloc_doubles(M * K), *b = xcalloc_doubles(K * N);
-        double *o = xcalloc_doubles(M * N);
-        rng_fill_normal(r, a, M * K, 1.0); rng_fill_normal(r, b, K * N, 1.0);
-        matmul_forward(o, a, b, M, K, N);
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
-                double out = 0.0;
-                for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
-                    double x = 0.0;
-                    for (int k = k0; k < K && k < k0 + GEMM_KC; k++)
-                        x = FMA(a[i * K + k], b[k * N + j], x);
-                    out = out + x;
+    for (int s = 0; s < 6; s++)
+        for (int form = 0; form < 4; form++) {   /* =, nn +=, nt +=, tn += */
+            const int M = shapes[s][0], N = shapes[s][1];
+            double *a = xcalloc_doubles(M * K), *b = xcalloc_doubles(K * N);
+            double *o = xcalloc_doubles(M * N), *o0 = xcalloc_doubles(M * N);
+            rng_fill_normal(r, a, M * K, 1.0); rng_fill_normal(r, b, K * N, 1.0);
+            rng_fill_normal(r, o0, M * N, 1.0);
+            memcpy(o, o0, sizeof(double) * (size_t)(M * N));
+            if (form == 0) matmul_forward(o, a, b, M, K, N);     /* a (M,K), b (K,N) */
+            if (form == 1) matmul_nn_add(o, a, b, M, K, N);
+            if (form == 2) matmul_nt_add(o, a, b, M, K, N);      /* b read as (N,K) */
+            if (form == 3) matmul_tn_add(o, a, b, M, K, N);      /* a read as (K,M) */
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double out = form ? o0[i * N + j] : 0.0;
+                    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+                        double x = 0.0;
+                        for (int k = k0; k < K && k < k0 + GEMM_KC; k++)
+                            x = FMA(form == 3 ? a[k * M + i] : a[i * K + k],
+                                    form == 2 ? b[j * K + k] : b[k * N + j], x);
+                        out = out + x;
+                    }
+                    differ += out != o[i * N + j];
                 }
-                differ += out != o[i * N + j];
-            }
-        total += M * N;
-        free(a); free(b); free(o);
-    }
+            total += M * N;
+            free(a); free(b); free(o); free(o0);
+        }
     check(t, differ == 0, "matmul on the %s %d x %d tile (%s) gives the bits of the "
-          "plain chain of %s over each %d-term slice (13 or 1 x 300 x 530 or 48): %d of %d "
-          "elements differ", GEMM_ISA, GEMM_MR, GEMM_NR,
-          GEMM_VECTOR ? "vector type" : "plain doubles",
+          "plain chain of %s over each %d-term slice (M x 300 x N for M x N = 13 x 530, "
+          "48, 70; 64 x 512; 1 x 48, 53; = and nn, nt, tn +=): %d of %d elements differ",
+          GEMM_ISA, GEMM_MR, GEMM_NR, GEMM_VECTOR ? "vector type" : "plain doubles",
           GEMM_FUSED ? "fma()" : "a * b + c", GEMM_KC, differ, total);
 }
 
