@@ -3744,11 +3744,16 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                  * a whole row of A apart: at 512 or 1024 columns that is a
                  * multiple of 4 KB, and they fight over one set of the L1
                  * cache (at n = 1024, a^T @ b went from 69% of OpenBLAS to
-                 * 84%). A short last block is always copied, zero-padded, so
-                 * the kernel never reads past A. */
+                 * 84%). A^T (sak > 1) is always copied: in place each k of
+                 * the block is on its own cache line, a row of A from the
+                 * last (1 KB for 128 columns: four sets of the L1), and the
+                 * kc lines evict each other between kernel calls (the
+                 * d_model 128 Transformer step, AVX2 on Zen 3: 0.96 of its
+                 * time). A short last block is always copied, zero-padded,
+                 * so the kernel never reads past A. */
                 const double *ap = a + i0 * sai + k0 * sak;
                 int ars = sai, aks = sak;
-                if (mr < GEMM_MR || nc >= GEMM_WIDE) {
+                if (mr < GEMM_MR || nc >= GEMM_WIDE || sak > 1) {
                     gemm_pack_a(apanel, ap, sai, sak, mr, kc);
                     ap = apanel; ars = 1; aks = GEMM_MR;
                 }
