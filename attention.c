@@ -3624,7 +3624,17 @@ static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, 
 
 /* ap (kc, MR) = the block A (mr, kc), A[r][k] = a[r*sai + k*sak], packed
  * k-major (ap[k*MR + r] = A[r][k]) and zero-padded to MR rows, so that the
- * kernel reads it with stride 1 and never past A. */
+ * kernel reads it with stride 1 and never past A. gemm() copies a block
+ * - when the product is wide (nc >= 256): the copy is shared by nc / NR
+ *   kernel calls, and in place the MR rows sit a whole row of A apart, at
+ *   512 or 1024 columns a multiple of 4 KB, and fight over one set of the
+ *   L1 cache (at n = 1024, a^T @ b went from 69% of OpenBLAS to 84%);
+ * - when A is A^T (sak > 1): in place each k of the block is on its own
+ *   cache line, a row of A from the last (1 KB at 128 columns: four sets of
+ *   the L1), and the kc lines evict each other between kernel calls (the
+ *   d_model 128 Transformer step, AVX2 on Zen 3: 0.96 of its time);
+ * - when the block is short (mr < MR): its zero rows keep the kernel
+ *   inside A. */
 static void gemm_pack_a(double *restrict ap, const double *restrict a, int sai, int sak,
                         int mr, int kc) {
     for (int k = 0; k < kc; k++)
@@ -3738,19 +3748,9 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                 const int mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
                 /* A block of MR rows is read in place when the product is
                  * narrow: copying it cost as much as the kernel when N is
-                 * small (a head's 32 x 16 x 32). A wide product (nc >= 256)
-                 * copies it, since the copy is then shared by nc / NR kernel
-                 * calls, and in place its MR rows (A^T: its kc columns) sit
-                 * a whole row of A apart: at 512 or 1024 columns that is a
-                 * multiple of 4 KB, and they fight over one set of the L1
-                 * cache (at n = 1024, a^T @ b went from 69% of OpenBLAS to
-                 * 84%). A^T (sak > 1) is always copied: in place each k of
-                 * the block is on its own cache line, a row of A from the
-                 * last (1 KB for 128 columns: four sets of the L1), and the
-                 * kc lines evict each other between kernel calls (the
-                 * d_model 128 Transformer step, AVX2 on Zen 3: 0.96 of its
-                 * time). A short last block is always copied, zero-padded,
-                 * so the kernel never reads past A. */
+                 * small (a head's 32 x 16 x 32). It is copied when the
+                 * product is wide, when A is A^T, and when the block is
+                 * short (gemm_pack_a() says why). */
                 const double *ap = a + i0 * sai + k0 * sak;
                 int ars = sai, aks = sak;
                 if (mr < GEMM_MR || nc >= GEMM_WIDE || sak > 1) {
