@@ -3587,10 +3587,10 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
  * one zero-padded. Row-major B is read a row at a time, front to back, a
  * pattern the hardware prefetches well (panel by panel read one line of
  * every row, and stalled on each when B came from memory); B^T (sbk == 1)
- * is read in 4 x 4 blocks, four of its rows at a time, so each cache line
- * read gives four values and each line written four, a transpose gcc turns
- * into vector shuffles (the dx = dY W^T products of every backward: an AVX2
- * build's `./seq2seq` took 0.97 of its time, the same bits). */
+ * is read in 4 x 4 blocks, four of its rows at a time, so that the panel is
+ * written four adjacent values at a time, not one value per line, by a
+ * transpose gcc -O3 turns into vector shuffles (e.g. the dx = dY W^T products of every backward, and Q K^T: an
+ * AVX2 build's `./seq2seq` took 0.97 of its time, the same bits). */
 static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, int sbj,
                         int kc, int nc) {
     const int nfull = nc - nc % GEMM_NR;           /* columns in whole panels */
@@ -3629,10 +3629,13 @@ static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, 
  *   kernel calls, and in place the MR rows sit a whole row of A apart, at
  *   512 or 1024 columns a multiple of 4 KB, and fight over one set of the
  *   L1 cache (at n = 1024, a^T @ b went from 69% of OpenBLAS to 84%);
- * - when A is A^T (sak > 1): in place each k of the block is on its own
- *   cache line, a row of A from the last (1 KB at 128 columns: four sets of
- *   the L1), and the kc lines evict each other between kernel calls (the
- *   d_model 128 Transformer step, AVX2 on Zen 3: 0.96 of its time);
+ * - when A is A^T (sak > 1) and nc >= 128: in place each k of the block is
+ *   on its own cache line, a row of A from the last (1 KB at 128 columns:
+ *   four sets of the L1), and the kc lines evict each other between kernel
+ *   calls (the d_model 128 Transformer step, AVX2 on Zen 3: 0.96 and 0.97
+ *   of its time in two runs, 1.01 in a third); narrower, the copy is shared
+ *   by too few kernel calls (128 x 1024 x 16 ran at 26 GFLOPS copied, 36 in
+ *   place);
  * - when the block is short (mr < MR): its zero rows keep the kernel
  *   inside A. */
 static void gemm_pack_a(double *restrict ap, const double *restrict a, int sai, int sak,
@@ -3753,7 +3756,7 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                  * short (gemm_pack_a() says why). */
                 const double *ap = a + i0 * sai + k0 * sak;
                 int ars = sai, aks = sak;
-                if (mr < GEMM_MR || nc >= GEMM_WIDE || sak > 1) {
+                if (mr < GEMM_MR || nc >= GEMM_WIDE || (sak > 1 && nc >= 128)) {
                     gemm_pack_a(apanel, ap, sai, sak, mr, kc);
                     ap = apanel; ars = 1; aks = GEMM_MR;
                 }
