@@ -181,7 +181,8 @@ static void test_matmul_reference(Tally *t, Rng *r) {
                              {12, 24, 40}, {13, 129, 530},     /* N > GEMM_NC: 2 blocks */
                              {7, 130, 256}, {70, 130, 256},    /* N = GEMM_WIDE: 70 copies A */
                              {64, 130, 48}, {24, 40, 64},      /* gemm_short, B in place */
-                             {16, 20, 512}, {64, 20, 512} };   /* 4 KB rows: in place, packed */
+                             {16, 20, 512}, {64, 20, 512},     /* 4 KB rows: in place, packed */
+                             {260, 20, 130} };   /* A^T too tall to pack whole: block by block */
     double worst = 0.0;
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
         int M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
@@ -213,7 +214,8 @@ static void test_matmul_reference(Tally *t, Rng *r) {
         free(a); free(b); free(bt); free(at); free(o); free(ref);
     }
     check(t, worst <= 1e-13, "matmul nn/nt/tn (= and +=) equal a plain loop on sizes "
-          "1,3,16,17,32,64,65,140,256,300,512,530 (square and not): max diff %.1e <= 1e-13", worst);
+          "1,3,16,17,32,64,65,130,140,256,260,300,512,530 (square and not): "
+          "max diff %.1e <= 1e-13", worst);
 }
 
 /* The register tile does not change the bits: every element of out is, per
@@ -221,14 +223,15 @@ static void test_matmul_reference(Tally *t, Rng *r) {
  * k, added to out. Written here as that chain, the product must agree to the
  * last bit, whatever tile (and vector width) the build chose. */
 static void test_matmul_bits(Tally *t, Rng *r) {
-    /* a shape for each path: gemm's packing (13 x 300 x 530), gemm_short
-     * with B in place (x 48), packed (x 70, and 64 x 300 x 512, whose rows
-     * lie 4 KB apart), gemm_row (1 x 300 x 48 and x 53); each as =, and as
-     * += for nn, nt and tn, from out full of random numbers */
-    const int K = 300, shapes[6][2] = { { 13, 530 }, { 13, 48 }, { 13, 70 }, { 64, 512 },
-                                        { 1, 48 }, { 1, 53 } };
+    /* a shape for each path: gemm's packing (13 x 300 x 530, and 100 x 300 x
+     * 140, whose A^T is packed whole), gemm_short with B in place (x 48),
+     * packed (x 70, and 64 x 300 x 512, whose rows lie 4 KB apart), gemm_row
+     * (1 x 300 x 48 and x 53); each as =, and as += for nn, nt and tn, from
+     * out full of random numbers */
+    const int K = 300, shapes[7][2] = { { 13, 530 }, { 100, 140 }, { 13, 48 }, { 13, 70 },
+                                        { 64, 512 }, { 1, 48 }, { 1, 53 } };
     int differ = 0, total = 0;
-    for (int s = 0; s < 6; s++)
+    for (int s = 0; s < 7; s++)
         for (int form = 0; form < 4; form++) {   /* =, nn +=, nt +=, tn += */
             const int M = shapes[s][0], N = shapes[s][1];
             double *a = xcalloc_doubles(M * K), *b = xcalloc_doubles(K * N);
@@ -257,7 +260,8 @@ static void test_matmul_bits(Tally *t, Rng *r) {
         }
     check(t, differ == 0, "matmul on the %s %d x %d tile (%s) gives the bits of the "
           "plain chain of %s over each %d-term slice (M x 300 x N for M x N = 13 x 530, "
-          "48, 70; 64 x 512; 1 x 48, 53; = and nn, nt, tn +=): %d of %d elements differ",
+          "48, 70; 100 x 140; 64 x 512; 1 x 48, 53; = and nn, nt, tn +=): %d of %d elements "
+          "differ",
           GEMM_ISA, GEMM_MR, GEMM_NR, GEMM_VECTOR ? "vector type" : "plain doubles",
           GEMM_FUSED ? "fma()" : "a * b + c", GEMM_KC, differ, total);
 }
