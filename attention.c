@@ -3404,8 +3404,9 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  *      every row block reuses them. A mostly needs no copy: the kernel reads
  *      one number of each of its MR rows per k, in place; a short last block
  *      (zero-padded, so that nothing past A is read) is copied, and so,
- *      in gemm, are a wide product's blocks and a transposed A's, where
- *      the copy pays for itself. A short product (at most 64 rows: a
+ *      in gemm, are a wide product's blocks and, at 128 columns or more, a
+ *      transposed A's (a whole KC slice at once when it has at most 256
+ *      rows), where the copy pays for itself. A short product (at most 64 rows: a
  *      recurrent step's batch, one head's sequence) uses each panel of B
  *      too few times to pay for packing it, and mostly reads B in place too
  *      (gemm_short); a single row needs no tile at all (gemm_row).
@@ -3423,8 +3424,9 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  * gcc and clang get the tile as their vector type (vector_size): C99 has
  * no way to say "keep these in registers", and gcc spills a plain-array
  * tile. Other compilers get the same loops on plain doubles.
- * The B panel is this function's own static scratch (512 KB: too much for
- * the stack, and reused by every call, so there is no allocation here);
+ * The B panel and the A^T slice are gemm's own static scratch (512 KB and
+ * 270 KB: too much for the stack, and reused by every call, so there is no
+ * allocation here), written only outside its parallel loop (`make omp`);
  * the programs call gemm from one thread. `./attention --bench` prints the
  * kernel's speed beside the core's peak; the tests hold it against a plain
  * loop at odd sizes. */
@@ -3631,10 +3633,10 @@ static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, 
  *   512 or 1024 columns a multiple of 4 KB, and fight over one set of the
  *   L1 cache (at n = 1024, a^T @ b went from 69% of OpenBLAS to 84%);
  * - when A is A^T (sak > 1) and nc >= 128, and A has more than GEMM_AT
- *   rows (with fewer, gemm_pack_at() packs the whole slice at once): in
- *   place each k of the block is on its own cache line, a row of A from the
- *   last (1 KB at 128 columns: four sets of the L1), and the kc lines evict
- *   each other between kernel calls (the d_model 128 Transformer step, AVX2
+ *   rows (with at most GEMM_AT, gemm_pack_at() packs the whole slice,
+ *   short block included): in place each k of the block is on its own
+ *   cache line, a row of A from the last (1 KB at 128 columns: four sets
+ *   of the L1), and the kc lines evict each other between kernel calls (the d_model 128 Transformer step, AVX2
  *   on Zen 3: 0.96 and 0.97 of its time in two runs, 1.01 in a third);
  *   narrower, the copy is shared by too few kernel calls (128 x 1024 x 16
  *   ran at 26 GFLOPS copied, 36 in place);
@@ -3649,8 +3651,8 @@ static void gemm_pack_a(double *restrict ap, const double *restrict a, int sai, 
 
 /* ap = every block of the slice A (M, kc) of an A^T (sak > 1), M <= GEMM_AT,
  * each packed as gemm_pack_a packs it (block i0 at ap + i0*kc), but read a
- * row of A^T at a time, front to back, where block by block read MR values
- * from each of kc rows. Inside a training step A^T mostly comes from memory
+ * row of A^T at a time, front to back, whereas packing block by block reads
+ * MR values from each of kc rows. Inside a training step A^T mostly comes from memory
  * (a weight gradient's X^T, 1024 x 128 at d_model 128), and a stream of
  * whole rows is what the hardware prefetches well: the 128 x 1024 x 128
  * product, cold, ran 5-13% faster (AVX2 on Zen 3; the same bits). */
@@ -3778,9 +3780,9 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                 /* A block of MR rows is read in place when the product is
                  * narrow: copying it cost as much as the kernel when N is
                  * small (a head's 32 x 16 x 32). It is copied when the
-                 * product is wide, when A is A^T (packed whole above, if it
-                 * fits), and when the block is short (gemm_pack_a() says
-                 * why). */
+                 * product is wide, when A is A^T and nc >= 128 (all blocks
+                 * at once above if M <= GEMM_AT), and when the block is
+                 * short (gemm_pack_a() says why). */
                 const double *ap = a + i0 * sai + k0 * sak;
                 int ars = sai, aks = sak;
                 if (at) {
@@ -3789,8 +3791,8 @@ static void gemm(double *restrict out, int add, const double *restrict a, int sa
                     gemm_pack_a(apanel, ap, sai, sak, mr, kc);
                     ap = apanel; ars = 1; aks = GEMM_MR;
                 }
-                /* While this block's kernels run, the next block of A is
-                 * fetched, a slice of k before each call: inside a training
+                /* While this block's kernels run, the next block of A (if
+                 * not in aslice) is fetched, a slice of k per call: in a
                  * step A mostly comes from memory (the products before it
                  * pushed it out of the caches), and waiting for it cost the
                  * d_model 128 step 7% (README, "Speed"). */
