@@ -3406,10 +3406,11 @@ SoftmaxStats softmax_stats(Rng *r, int dk, int T, int trials, double scale) {
  *      (zero-padded, so that nothing past A is read) is copied, and so,
  *      in gemm, are a wide product's blocks and, at 128 columns or more, a
  *      transposed A's (a whole KC slice at once when it has at most 256
- *      rows), where the copy pays for itself. A short product (at most 64 rows: a
- *      recurrent step's batch, one head's sequence) uses each panel of B
- *      too few times to pay for packing it, and mostly reads B in place too
- *      (gemm_short); a single row needs no tile at all (gemm_row).
+ *      rows), where the copy pays for itself. A short product (at most 64
+ *      rows: a recurrent step's batch, one head's sequence) uses each panel
+ *      of B too few times to pay for packing it, and mostly reads B in
+ *      place too (gemm_short); a single row needs no tile at all
+ *      (gemm_row).
  * The tile is chosen for the vector unit the compiler targets, so that the
  * accumulators, one vector of B per VL columns and one broadcast of A fit
  * in its registers (VL = doubles per vector register):
@@ -3592,8 +3593,9 @@ static void gemm_kernel(double *restrict out, int ldo, const double *restrict ap
  * every row, and stalled on each when B came from memory); B^T (sbk == 1)
  * is read in 4 x 4 blocks, four of its rows at a time, so that the panel is
  * written four adjacent values at a time, not one value per line, by a
- * transpose gcc -O3 turns into vector shuffles (e.g. the dx = dY W^T products of every backward, and Q K^T: an
- * AVX2 build's `./seq2seq` took 0.97 of its time, the same bits). */
+ * transpose gcc -O3 turns into vector shuffles (e.g. the dx = dY W^T
+ * products of every backward, and Q K^T: an AVX2 build's `./seq2seq` took
+ * 0.97 of its time, the same bits). */
 static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, int sbj,
                         int kc, int nc) {
     const int nfull = nc - nc % GEMM_NR;           /* columns in whole panels */
@@ -3636,8 +3638,9 @@ static void gemm_pack_b(double *restrict bp, const double *restrict b, int sbk, 
  *   rows (with at most GEMM_AT, gemm_pack_at() packs the whole slice,
  *   short block included): in place each k of the block is on its own
  *   cache line, a row of A from the last (1 KB at 128 columns: four sets
- *   of the L1), and the kc lines evict each other between kernel calls (the d_model 128 Transformer step, AVX2
- *   on Zen 3: 0.96 and 0.97 of its time in two runs, 1.01 in a third);
+ *   of the L1), and the kc lines evict each other between kernel calls
+ *   (the d_model 128 Transformer step, AVX2 on Zen 3: 0.96 and 0.97 of its
+ *   time in two runs, 1.01 in a third);
  *   narrower, the copy is shared by too few kernel calls (128 x 1024 x 16
  *   ran at 26 GFLOPS copied, 36 in place);
  * - when the block is short (mr < MR): its zero rows keep the kernel
@@ -3651,11 +3654,12 @@ static void gemm_pack_a(double *restrict ap, const double *restrict a, int sai, 
 
 /* ap = every block of the slice A (M, kc) of an A^T (sak > 1), M <= GEMM_AT,
  * each packed as gemm_pack_a packs it (block i0 at ap + i0*kc), but read a
- * row of A^T at a time, front to back, whereas packing block by block reads
- * MR values from each of kc rows. Inside a training step A^T mostly comes from memory
- * (a weight gradient's X^T, 1024 x 128 at d_model 128), and a stream of
- * whole rows is what the hardware prefetches well: the 128 x 1024 x 128
- * product, cold, ran 5-13% faster (AVX2 on Zen 3; the same bits). */
+ * row of A^T at a time, front to back, whereas packing block by block
+ * reads MR values from each of kc rows. Inside a training step A^T mostly
+ * comes from memory (a weight gradient's X^T, 1024 x 128 at d_model 128),
+ * and a stream of whole rows is what the hardware prefetches well: the
+ * 128 x 1024 x 128 product, cold, ran 5-13% faster (AVX2 on Zen 3; the
+ * same bits). */
 static void gemm_pack_at(double *restrict ap, const double *restrict a, int sai, int sak,
                          int M, int kc) {
     const int mfull = M - M % GEMM_MR;
